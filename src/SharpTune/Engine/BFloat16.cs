@@ -1,0 +1,48 @@
+using System.Runtime.CompilerServices;
+
+namespace SharpTune.Engine;
+
+/// <summary>bfloat16 ↔ float32 conversion. Narrowing rounds to nearest, ties to even; NaN stays NaN (quiet).</summary>
+public static class BFloat16
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float ToSingle(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ushort FromSingle(float value)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        if ((bits & 0x7FFF_FFFF) > 0x7F80_0000)
+            return (ushort)((bits >> 16) | 0x0040);
+        uint roundingBias = 0x7FFF + ((bits >> 16) & 1);
+        return (ushort)((bits + roundingBias) >> 16);
+    }
+
+    public static void ToSingle(ReadOnlySpan<ushort> src, Span<float> dst)
+    {
+        if (dst.Length < src.Length) throw new ArgumentException("destination too short");
+        for (int i = 0; i < src.Length; i++) dst[i] = ToSingle(src[i]);
+    }
+
+    public static void FromSingle(ReadOnlySpan<float> src, Span<ushort> dst)
+    {
+        if (dst.Length < src.Length) throw new ArgumentException("destination too short");
+        for (int i = 0; i < src.Length; i++) dst[i] = FromSingle(src[i]);
+    }
+}
+
+/// <summary>IEEE binary16 ↔ float32 conversion through System.Half (round to nearest even).</summary>
+public static class Float16
+{
+    public static void ToSingle(ReadOnlySpan<Half> src, Span<float> dst)
+    {
+        if (dst.Length < src.Length) throw new ArgumentException("destination too short");
+        System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(src, dst);
+    }
+
+    public static void FromSingle(ReadOnlySpan<float> src, Span<Half> dst)
+    {
+        if (dst.Length < src.Length) throw new ArgumentException("destination too short");
+        System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(src, dst);
+    }
+}
