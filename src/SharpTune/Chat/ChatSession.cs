@@ -1,0 +1,89 @@
+using SharpTune.Inference;
+using SharpTune.Model;
+using SharpTune.Templates;
+using SharpTune.Tokenization;
+
+namespace SharpTune.Chat;
+
+/// <summary>
+/// A conversation with a model: keeps the history, renders it through the chat template the model was trained
+/// with, generates the reply and streams its text. One definition of the template serves chat, training and the API.
+/// </summary>
+public sealed class ChatSession
+{
+    private readonly List<ChatMessage> _history = [];
+
+    public DecoderModel Model { get; }
+    public Tokenizer Tokenizer { get; }
+    public ChatTemplate Template { get; }
+    /// <summary>The system prompt; null uses the template's default system prompt.</summary>
+    public string? System { get; set; }
+    public IReadOnlyList<ChatMessage> History => _history;
+
+    public ChatSession(DecoderModel model, Tokenizer tokenizer, ChatTemplate template, string? system = null)
+    {
+        Model = model;
+        Tokenizer = tokenizer;
+        Template = template;
+        System = system;
+    }
+
+    /// <summary>Loads a model folder with its own tokenizer; template "auto" (or null) reads tokenizer_config.json.</summary>
+    public static ChatSession Open(string modelDir, string? templateName, string? system)
+    {
+        ModelFolder.Validate(modelDir);
+        ModelFolder.ValidateTokenizer(modelDir);
+        var tokenizer = Tokenizer.FromDirectory(modelDir);
+        var template = templateName is null or "auto" ? ChatTemplates.FromModelDirectory(modelDir) : ChatTemplates.Get(templateName);
+        var model = DecoderModel.Load(modelDir);
+        return new ChatSession(model, tokenizer, template, system);
+    }
+
+    public void Clear() => _history.Clear();
+
+    /// <summary>The generation options of the model folder plus the template's stop words as stop tokens.</summary>
+    public GenerationOptions DefaultOptions()
+    {
+        var options = GenerationOptions.FromModelFolder(Model.Directory, Model.Config);
+        return WithTemplateStops(options);
+    }
+
+    public GenerationOptions WithTemplateStops(GenerationOptions options)
+    {
+        var stops = new HashSet<int>(options.StopTokenIds);
+        foreach (string word in Template.StopWords)
+            if (Tokenizer.TokenToId(word) is int id) stops.Add(id);
+        return options with { StopTokenIds = stops };
+    }
+
+    /// <summary>The token ids of the history plus a new user turn, ready for generation.</summary>
+    public int[] PromptIds(IReadOnlyList<ChatMessage> conversation)
+    {
+        var messages = new List<ChatMessage>();
+        if (System is not null) messages.Add(new ChatMessage(ChatRole.System, System));
+        messages.AddRange(conversation);
+        return Tokenizer.Encode(Template.Render(messages, addGenerationPrompt: true));
+    }
+
+    /// <summary>Adds the user message, generates the reply (streaming text through onText) and records both.</summary>
+    public (string Text, GenerationResult Result) Reply(string userMessage, GenerationOptions options, Action<string>? onText = null, CancellationToken cancellation = default)
+    {
+        var conversation = new List<ChatMessage>(_history) { new(ChatRole.User, userMessage) };
+        int[] prompt = PromptIds(conversation);
+        var decoder = new StreamingDecoder(Tokenizer, skipSpecialTokens: true);
+        var text = new System.Text.StringBuilder();
+        var result = new Generator(Model).Generate(prompt, options, id =>
+        {
+            string piece = decoder.Push(id);
+            text.Append(piece);
+            if (piece.Length > 0) onText?.Invoke(piece);
+        }, cancellation);
+        string tail = decoder.Flush();
+        text.Append(tail);
+        if (tail.Length > 0) onText?.Invoke(tail);
+        string reply = text.ToString();
+        _history.Add(new ChatMessage(ChatRole.User, userMessage));
+        _history.Add(new ChatMessage(ChatRole.Assistant, reply));
+        return (reply, result);
+    }
+}

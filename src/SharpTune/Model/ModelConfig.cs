@@ -1,0 +1,175 @@
+using System.Text.Json;
+
+namespace SharpTune.Model;
+
+/// <summary>Architectures of the decoder family SharpTune runs; they differ only in biases and norms.</summary>
+public enum Architecture
+{
+    /// <summary>Qwen1.5, Qwen2, Qwen2.5: q/k/v projections carry biases.</summary>
+    Qwen2,
+    /// <summary>Llama: no biases unless attention_bias/mlp_bias say so.</summary>
+    Llama,
+    /// <summary>Qwen3: no q/k/v bias, per-head RMSNorm on queries and keys (q_norm, k_norm).</summary>
+    Qwen3,
+}
+
+/// <summary>The subset of a Hugging Face config.json that defines the decoder, validated on load.</summary>
+public sealed record ModelConfig
+{
+    public required Architecture Architecture { get; init; }
+    public required string ModelType { get; init; }
+    public required int VocabSize { get; init; }
+    public required int HiddenSize { get; init; }
+    public required int IntermediateSize { get; init; }
+    public required int NumLayers { get; init; }
+    public required int NumHeads { get; init; }
+    public required int NumKvHeads { get; init; }
+    public required int HeadDim { get; init; }
+    public required float RmsNormEps { get; init; }
+    public required double RopeTheta { get; init; }
+    public RopeScaling? RopeScaling { get; init; }
+    public required bool TieWordEmbeddings { get; init; }
+    public required bool AttentionBias { get; init; }
+    public required bool MlpBias { get; init; }
+    public required int MaxPositionEmbeddings { get; init; }
+    public int? BosTokenId { get; init; }
+    public int[] EosTokenIds { get; init; } = [];
+    public string? TorchDtype { get; init; }
+
+    public int QueryWidth => NumHeads * HeadDim;
+    public int KvWidth => NumKvHeads * HeadDim;
+    public bool HasQkNorm => Architecture == Architecture.Qwen3;
+
+    public static ModelConfig Load(string configPath)
+    {
+        if (!File.Exists(configPath)) throw new ModelFolderException($"{configPath}: config.json is missing");
+        JsonElement root;
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(configPath));
+            root = doc.RootElement.Clone();
+        }
+        catch (JsonException e)
+        {
+            throw new ModelFolderException($"{configPath}: not valid JSON ({e.Message})");
+        }
+        return Parse(root, configPath);
+    }
+
+    public static ModelConfig Parse(JsonElement root, string source)
+    {
+        if (root.ValueKind != JsonValueKind.Object) throw new ModelFolderException($"{source}: expected a JSON object");
+        var reader = new ConfigReader(root, source);
+        string modelType = reader.RequiredString("model_type");
+        Architecture architecture = modelType switch
+        {
+            "qwen2" => Architecture.Qwen2,
+            "llama" => Architecture.Llama,
+            "qwen3" => Architecture.Qwen3,
+            _ => throw new ModelFolderException($"{source}: model_type '{modelType}' is not supported (supported: qwen2, llama, qwen3)"),
+        };
+
+        string hiddenAct = reader.OptionalString("hidden_act") ?? "silu";
+        if (hiddenAct != "silu") throw new ModelFolderException($"{source}: hidden_act '{hiddenAct}' is not supported (only silu)");
+
+        int hidden = reader.RequiredInt("hidden_size");
+        int heads = reader.RequiredInt("num_attention_heads");
+        int kvHeads = reader.OptionalInt("num_key_value_heads") ?? heads;
+        int headDim = reader.OptionalInt("head_dim") ?? (heads > 0 ? hidden / heads : 0);
+        if (heads <= 0 || kvHeads <= 0 || heads % kvHeads != 0)
+            throw new ModelFolderException($"{source}: num_attention_heads {heads} must be a positive multiple of num_key_value_heads {kvHeads}");
+        if (headDim <= 0 || headDim % 2 != 0)
+            throw new ModelFolderException($"{source}: head size {headDim} must be positive and even");
+
+        int layers = reader.RequiredInt("num_hidden_layers");
+        int maxPositions = reader.OptionalInt("max_position_embeddings") ?? 32768;
+
+        // Hugging Face applies a sliding window only when use_sliding_window is set, and then only to layers at
+        // or above max_window_layers; SharpTune attends over the full context, so refuse such a model rather
+        // than compute something else.
+        if (reader.OptionalBool("use_sliding_window") == true)
+        {
+            int? window = reader.OptionalInt("sliding_window");
+            int maxWindowLayers = reader.OptionalInt("max_window_layers") ?? layers;
+            if (window is not null && maxWindowLayers < layers)
+                throw new ModelFolderException($"{source}: sliding-window attention (use_sliding_window: true, sliding_window {window}, max_window_layers {maxWindowLayers}) is not supported");
+        }
+
+        return new ModelConfig
+        {
+            Architecture = architecture,
+            ModelType = modelType,
+            VocabSize = reader.RequiredInt("vocab_size"),
+            HiddenSize = hidden,
+            IntermediateSize = reader.RequiredInt("intermediate_size"),
+            NumLayers = layers,
+            NumHeads = heads,
+            NumKvHeads = kvHeads,
+            HeadDim = headDim,
+            RmsNormEps = (float)(reader.OptionalDouble("rms_norm_eps") ?? 1e-6),
+            RopeTheta = reader.OptionalDouble("rope_theta") ?? 10000.0,
+            RopeScaling = Model.RopeScaling.Parse(root, source),
+            TieWordEmbeddings = reader.OptionalBool("tie_word_embeddings") ?? false,
+            AttentionBias = architecture switch
+            {
+                Architecture.Qwen2 => true,
+                _ => reader.OptionalBool("attention_bias") ?? false,
+            },
+            MlpBias = architecture == Architecture.Llama && (reader.OptionalBool("mlp_bias") ?? false),
+            MaxPositionEmbeddings = maxPositions,
+            BosTokenId = reader.OptionalInt("bos_token_id"),
+            EosTokenIds = reader.OptionalIntOrList("eos_token_id"),
+            TorchDtype = reader.OptionalString("torch_dtype"),
+        };
+    }
+}
+
+/// <summary>Typed access to config.json keys with errors that name the file and key.</summary>
+internal readonly struct ConfigReader(JsonElement root, string source)
+{
+    private JsonElement? Find(string key) =>
+        root.TryGetProperty(key, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
+
+    public string RequiredString(string key) =>
+        OptionalString(key) ?? throw new ModelFolderException($"{source}: required key '{key}' is missing");
+
+    public string? OptionalString(string key)
+    {
+        if (Find(key) is not { } v) return null;
+        return v.ValueKind == JsonValueKind.String ? v.GetString() : throw new ModelFolderException($"{source}: '{key}' must be a string");
+    }
+
+    public int RequiredInt(string key) =>
+        OptionalInt(key) ?? throw new ModelFolderException($"{source}: required key '{key}' is missing");
+
+    public int? OptionalInt(string key)
+    {
+        if (Find(key) is not { } v) return null;
+        return v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i) ? i : throw new ModelFolderException($"{source}: '{key}' must be an integer");
+    }
+
+    public double? OptionalDouble(string key)
+    {
+        if (Find(key) is not { } v) return null;
+        return v.ValueKind == JsonValueKind.Number ? v.GetDouble() : throw new ModelFolderException($"{source}: '{key}' must be a number");
+    }
+
+    public bool? OptionalBool(string key)
+    {
+        if (Find(key) is not { } v) return null;
+        return v.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw new ModelFolderException($"{source}: '{key}' must be true or false"),
+        };
+    }
+
+    public int[] OptionalIntOrList(string key)
+    {
+        if (Find(key) is not { } v) return [];
+        if (v.ValueKind == JsonValueKind.Number) return [v.GetInt32()];
+        if (v.ValueKind == JsonValueKind.Array) return v.EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        throw new ModelFolderException($"{source}: '{key}' must be an integer or a list of integers");
+    }
+}

@@ -1,0 +1,150 @@
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SharpTune.Engine;
+using SharpTune.IO;
+using SharpTune.IO.Safetensors;
+using SharpTune.Tokenization;
+
+namespace SharpTune.Model;
+
+/// <summary>
+/// Writes a random-initialised Hugging Face model folder: config.json, generation_config.json, model.safetensors
+/// (bf16) and the tokenizer files. Weights follow transformers' _init_weights: linear and embedding weights
+/// ~ N(0, initializer_range), biases 0, norm weights 1.
+/// </summary>
+public static class ModelInitializer
+{
+    private static readonly string[] TokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"];
+
+    public static void Create(ModelPreset preset, string tokenizerDir, string outDir, int seed)
+    {
+        ModelFolder.ValidateTokenizer(tokenizerDir);
+        var tokenizer = Tokenizer.FromDirectory(tokenizerDir);
+        if (tokenizer.VocabSize > preset.VocabSize)
+            throw new ArgumentException($"the tokenizer in '{tokenizerDir}' has {tokenizer.VocabSize} tokens, more than preset '{preset.Name}''s vocabulary of {preset.VocabSize}");
+        int endOfText = tokenizer.TokenToId("<|endoftext|>") ?? throw new ArgumentException($"the tokenizer in '{tokenizerDir}' has no <|endoftext|> token (a Qwen tokenizer is expected)");
+        int eos = EosId(tokenizerDir, tokenizer) ?? endOfText;
+
+        Directory.CreateDirectory(outDir);
+        foreach (string file in TokenizerFiles)
+        {
+            string src = Path.Combine(tokenizerDir, file);
+            if (File.Exists(src)) AtomicFile.Copy(src, Path.Combine(outDir, file));
+        }
+        AtomicFile.WriteText(Path.Combine(outDir, "config.json"), ConfigJson(preset, endOfText, eos));
+        AtomicFile.WriteText(Path.Combine(outDir, "generation_config.json"), GenerationConfigJson(endOfText, eos));
+        SafetensorsWriter.Write(Path.Combine(outDir, "model.safetensors"), Tensors(preset, seed), new Dictionary<string, string> { ["format"] = "pt" });
+    }
+
+    /// <summary>The eos token named in tokenizer_config.json (Qwen chat models: &lt;|im_end|&gt;).</summary>
+    private static int? EosId(string tokenizerDir, Tokenizer tokenizer)
+    {
+        string path = Path.Combine(tokenizerDir, "tokenizer_config.json");
+        if (!File.Exists(path)) return null;
+        using var doc = JsonDocument.Parse(File.ReadAllText(path));
+        if (!doc.RootElement.TryGetProperty("eos_token", out var eos)) return null;
+        string? content = eos.ValueKind switch
+        {
+            JsonValueKind.String => eos.GetString(),
+            JsonValueKind.Object when eos.TryGetProperty("content", out var c) => c.GetString(),
+            _ => null,
+        };
+        return content is null ? null : tokenizer.TokenToId(content);
+    }
+
+    private static string ConfigJson(ModelPreset p, int bos, int eos) => new JsonObject
+    {
+        ["architectures"] = new JsonArray("Qwen2ForCausalLM"),
+        ["attention_dropout"] = 0.0,
+        ["bos_token_id"] = bos,
+        ["eos_token_id"] = eos,
+        ["hidden_act"] = "silu",
+        ["hidden_size"] = p.HiddenSize,
+        ["initializer_range"] = p.InitializerRange,
+        ["intermediate_size"] = p.IntermediateSize,
+        ["max_position_embeddings"] = p.MaxPositionEmbeddings,
+        ["max_window_layers"] = p.NumLayers,
+        ["model_type"] = "qwen2",
+        ["num_attention_heads"] = p.NumHeads,
+        ["num_hidden_layers"] = p.NumLayers,
+        ["num_key_value_heads"] = p.NumKvHeads,
+        ["rms_norm_eps"] = 1e-6,
+        ["rope_theta"] = p.RopeTheta,
+        ["sliding_window"] = p.MaxPositionEmbeddings,
+        ["tie_word_embeddings"] = p.TieWordEmbeddings,
+        ["torch_dtype"] = "bfloat16",
+        ["use_cache"] = true,
+        ["use_sliding_window"] = false,
+        ["vocab_size"] = p.VocabSize,
+    }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+
+    /// <summary>Qwen2.5-Instruct's published sampling defaults, so a generated folder behaves like a real one.</summary>
+    private static string GenerationConfigJson(int endOfText, int eos) => new JsonObject
+    {
+        ["bos_token_id"] = endOfText,
+        ["do_sample"] = true,
+        ["eos_token_id"] = eos == endOfText ? new JsonArray(eos) : new JsonArray(eos, endOfText),
+        ["pad_token_id"] = endOfText,
+        ["repetition_penalty"] = 1.05,
+        ["temperature"] = 0.7,
+        ["top_k"] = 20,
+        ["top_p"] = 0.8,
+    }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+
+    private static IEnumerable<(string Name, DType DType, long[] Shape, ReadOnlyMemory<byte> Data)> Tensors(ModelPreset p, int seed)
+    {
+        var random = new GaussianRandom(seed);
+        int q = p.HiddenSize, kv = p.HiddenSize / p.NumHeads * p.NumKvHeads;
+        var list = new List<(string, DType, long[], ReadOnlyMemory<byte>)>();
+        void Normal(string name, int rows, int cols) => list.Add((name, DType.BF16, [rows, cols], Bf16Bytes(random.Fill(rows * (long)cols, p.InitializerRange))));
+        void Constant(string name, int length, float value) => list.Add((name, DType.BF16, [length], Bf16Bytes(Enumerable.Repeat(value, length).ToArray())));
+
+        Normal("model.embed_tokens.weight", p.VocabSize, p.HiddenSize);
+        for (int i = 0; i < p.NumLayers; i++)
+        {
+            string l = $"model.layers.{i}.";
+            Constant(l + "input_layernorm.weight", p.HiddenSize, 1f);
+            Normal(l + "self_attn.q_proj.weight", q, p.HiddenSize);
+            Constant(l + "self_attn.q_proj.bias", q, 0f);
+            Normal(l + "self_attn.k_proj.weight", kv, p.HiddenSize);
+            Constant(l + "self_attn.k_proj.bias", kv, 0f);
+            Normal(l + "self_attn.v_proj.weight", kv, p.HiddenSize);
+            Constant(l + "self_attn.v_proj.bias", kv, 0f);
+            Normal(l + "self_attn.o_proj.weight", p.HiddenSize, q);
+            Constant(l + "post_attention_layernorm.weight", p.HiddenSize, 1f);
+            Normal(l + "mlp.gate_proj.weight", p.IntermediateSize, p.HiddenSize);
+            Normal(l + "mlp.up_proj.weight", p.IntermediateSize, p.HiddenSize);
+            Normal(l + "mlp.down_proj.weight", p.HiddenSize, p.IntermediateSize);
+        }
+        Constant("model.norm.weight", p.HiddenSize, 1f);
+        if (!p.TieWordEmbeddings) Normal("lm_head.weight", p.VocabSize, p.HiddenSize);
+        return list;
+    }
+
+    private static byte[] Bf16Bytes(float[] values)
+    {
+        var bits = new ushort[values.Length];
+        BFloat16.FromSingle(values, bits);
+        return MemoryMarshal.AsBytes(bits.AsSpan()).ToArray();
+    }
+
+    /// <summary>A seeded normal generator (Box–Muller over System.Random), so a seed always gives the same model.</summary>
+    private sealed class GaussianRandom(int seed)
+    {
+        private readonly Random _random = new(seed);
+
+        public float[] Fill(long count, double std)
+        {
+            var values = new float[count];
+            for (long i = 0; i < count; i += 2)
+            {
+                double u1 = 1.0 - _random.NextDouble(), u2 = _random.NextDouble();
+                double radius = Math.Sqrt(-2.0 * Math.Log(u1)) * std;
+                values[i] = (float)(radius * Math.Cos(2 * Math.PI * u2));
+                if (i + 1 < count) values[i + 1] = (float)(radius * Math.Sin(2 * Math.PI * u2));
+            }
+            return values;
+        }
+    }
+}
