@@ -30,7 +30,7 @@ public sealed unsafe class SafetensorsCheckpoint : IDisposable
     public string Directory { get; }
 
     /// <summary>The opened files, in file-name order.</summary>
-    public IReadOnlyList<SafetensorsFile> Files => _files;
+    public IReadOnlyList<SafetensorsFile> Files => _files.AsReadOnly();
 
     /// <summary>Every tensor name, ordinally sorted.</summary>
     public IReadOnlyList<string> Names { get; }

@@ -24,8 +24,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
         Path = path;
         _map = map;
         _view = view;
-        Metadata = metadata;
-        Tensors = tensors;
+        Metadata = metadata.AsReadOnly();
+        Tensors = tensors.AsReadOnly();
         _byName = tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
         byte* basePtr = null;
         view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
@@ -50,7 +50,6 @@ public sealed unsafe class SafetensorsFile : IDisposable
         {
             long fileLength = stream.Length;
             Span<byte> first8 = stackalloc byte[8];
-            first8.Clear();
             stream.ReadAtLeast(first8, (int)Math.Min(8, fileLength), throwOnEndOfStream: true);
             long headerLength = SafetensorsHeader.ReadHeaderLength(path, first8, fileLength);
 

@@ -49,7 +49,7 @@ internal static class SafetensorsHeader
     }
 
     public static (Dictionary<string, string> Metadata, List<TensorInfo> Tensors) Parse(
-        string path, ReadOnlySpan<byte> header, long dataLength)
+        string path, byte[] header, long dataLength)
     {
         if (header[0] != (byte)'{')
             throw Error(path, null, $"header does not start with '{{' (first byte 0x{header[0]:x2})");
@@ -59,7 +59,7 @@ internal static class SafetensorsHeader
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(header.ToArray(), new JsonDocumentOptions { MaxDepth = 16 });
+            doc = JsonDocument.Parse(header, new JsonDocumentOptions { MaxDepth = 16 });
         }
         catch (JsonException e)
         {
