@@ -19,7 +19,7 @@ namespace SharpTune.IO.Safetensors;
 public static partial class SafetensorsWriter
 {
     /// <summary>The metadata transformers requires on every weights file (it refuses files without "format").</summary>
-    public static readonly IReadOnlyDictionary<string, string> PyTorchMetadata = new Dictionary<string, string> { ["format"] = "pt" };
+    public static readonly IReadOnlyDictionary<string, string> PyTorchMetadata = new Dictionary<string, string> { ["format"] = "pt" }.AsReadOnly();
 
     public static void Write(string path,
         IEnumerable<(string Name, DType DType, long[] Shape, ReadOnlyMemory<byte> Data)> tensors,
