@@ -1,0 +1,48 @@
+namespace SharpTune.IO.Safetensors;
+
+/// <summary>
+/// A safetensors file, or a sharded checkpoint's index, breaks the format. The message is one line:
+/// "FILE: tensor 'NAME': what is wrong" (the tensor part only where one tensor is at fault).
+/// Derives from <see cref="IOException"/> because <see cref="InvalidDataException"/> is sealed; one
+/// <c>catch (IOException)</c> thus covers bad data as well as missing or unreadable files.
+/// </summary>
+public sealed class SafetensorsFormatException : IOException
+{
+    public SafetensorsFormatException(string filePath, string? tensorName, string detail, Exception? inner = null)
+        : base(Format(filePath, tensorName, detail), inner)
+    {
+        FilePath = filePath;
+        TensorName = tensorName;
+    }
+
+    /// <summary>The offending file as it was given (the message shows only its name).</summary>
+    public string FilePath { get; }
+
+    /// <summary>The tensor at fault, or null when the problem is not tied to one tensor.</summary>
+    public string? TensorName { get; }
+
+    private static string Format(string filePath, string? tensorName, string detail)
+    {
+        string prefix = Path.GetFileName(filePath);
+        string message = tensorName is null ? $"{prefix}: {detail}" : $"{prefix}: tensor {Quote(tensorName)}: {detail}";
+        return OneLine(message);
+    }
+
+    /// <summary>Quotes a name taken from a file for a message; control characters are escaped so the message
+    /// stays on one line, and absurdly long names are cut.</summary>
+    internal static string Quote(string name)
+    {
+        const int maxChars = 200;
+        string shown = name.Length > maxChars ? name[..maxChars] + "…" : name;
+        return "'" + OneLine(shown) + "'";
+    }
+
+    private static string OneLine(string text)
+    {
+        if (!text.Any(char.IsControl)) return text;
+        var sb = new System.Text.StringBuilder(text.Length + 8);
+        foreach (char c in text)
+            sb.Append(char.IsControl(c) ? $"\\u{(int)c:x4}" : c);
+        return sb.ToString();
+    }
+}
