@@ -6,12 +6,14 @@ namespace SharpTune.IO;
 /// </summary>
 public static class AtomicFile
 {
-    public static string TempPathFor(string path) =>
-        Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileName(path)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-
+    /// <summary>
+    /// Writes through a hidden ".tmp" sibling, flushed to disk before the rename; on failure the temp file is
+    /// removed and the target is untouched. Loaders skip "*.tmp", so leftovers of a crash are never read.
+    /// </summary>
     public static void Write(string path, Action<Stream> write)
     {
-        string temp = TempPathFor(path);
+        string full = Path.GetFullPath(path);
+        string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
         try
         {
             using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
@@ -19,7 +21,7 @@ public static class AtomicFile
                 write(stream);
                 stream.Flush(flushToDisk: true);
             }
-            File.Move(temp, path, overwrite: true);
+            File.Move(temp, full, overwrite: true);
         }
         catch
         {

@@ -63,7 +63,7 @@ public sealed class DecoderModel : IDisposable
             mask.Slice(b * newTokens, newTokens).CopyTo(cache.KeyMask.AsSpan(b * cache.Capacity + cache.Length, newTokens));
 
         var c = Config;
-        var w = Workspace(rows);
+        var w = WorkspaceFor(rows);
         var be = Backend;
         be.Embedding(Weights.Embedding, ids, w.Residual);
         for (int l = 0; l < c.NumLayers; l++)
@@ -130,7 +130,7 @@ public sealed class DecoderModel : IDisposable
         return (hidden, logits);
     }
 
-    private Workspace Workspace(int rows)
+    private Workspace WorkspaceFor(int rows)
     {
         if (_workspace is null || _workspace.Rows < rows) _workspace = new Workspace(Config, rows);
         return _workspace;

@@ -1,3 +1,4 @@
+using SharpTune.IO;
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -32,7 +33,7 @@ public static partial class SafetensorsWriter
             return c != 0 ? c : SafetensorsJson.CodePointOrder.Compare(a.Name, b.Name);
         });
         byte[] header = BuildHeader(list, metadata);
-        WriteAtomically(path, stream =>
+        AtomicFile.Write(path, stream =>
         {
             Span<byte> length = stackalloc byte[8];
             BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
@@ -126,7 +127,7 @@ public static partial class SafetensorsWriter
                 foreach (var t in shards[i]) weightMap.Add(t.Name, name);
             }
             byte[] index = Encoding.UTF8.GetBytes(BuildIndex(totalBytes, weightMap));
-            WriteAtomically(Path.Combine(dir, SafetensorsCheckpoint.IndexFileName), s => s.Write(index));
+            AtomicFile.Write(Path.Combine(dir, SafetensorsCheckpoint.IndexFileName), s => s.Write(index));
             written.Add(SafetensorsCheckpoint.IndexFileName);
         }
 
@@ -228,27 +229,5 @@ public static partial class SafetensorsWriter
         }
         sb.Append("  }\n}\n");
         return sb.ToString();
-    }
-
-    /// <summary>Writes to a hidden temp file beside <paramref name="path"/>, flushes it to disk, then renames it over
-    /// the target (a rename within one folder is atomic). On failure the temp file is removed and the target is untouched.</summary>
-    private static void WriteAtomically(string path, Action<Stream> write)
-    {
-        string full = Path.GetFullPath(path);
-        string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                write(stream);
-                stream.Flush(flushToDisk: true);
-            }
-            System.IO.File.Move(temp, full, overwrite: true);
-        }
-        catch
-        {
-            System.IO.File.Delete(temp);
-            throw;
-        }
     }
 }
