@@ -4,16 +4,27 @@ using SharpTune.Templates;
 
 namespace SharpTune.Tests.Templates;
 
-/// <summary>Every recorded case of tests/fixtures/chat_template renders exactly through template auto-detection.</summary>
+/// <summary>
+/// Every recorded case of tests/fixtures/chat_template (the shared reference set and the extra Jinja2-rendered set)
+/// renders exactly through template auto-detection.
+/// </summary>
 public class FixtureRenderingTests
 {
-    public static TheoryData<string> Models => ["qwen1.5-chat", "qwen2.5-instruct", "qwen3"];
+    public static TheoryData<string, string> CaseFiles => new()
+    {
+        { "qwen1.5-chat", "qwen1.5-chat.json" },
+        { "qwen2.5-instruct", "qwen2.5-instruct.json" },
+        { "qwen3", "qwen3.json" },
+        { "qwen1.5-chat", "extra-qwen1.5-chat.json" },
+        { "qwen2.5-instruct", "extra-qwen2.5-instruct.json" },
+        { "qwen3", "extra-qwen3.json" },
+    };
 
     [Theory]
-    [MemberData(nameof(Models))]
-    public void EveryFixtureCaseRendersExactly(string model)
+    [MemberData(nameof(CaseFiles))]
+    public void EveryFixtureCaseRendersExactly(string model, string file)
     {
-        var json = File.ReadAllText(TestPaths.Fixtures("chat_template", model + ".json"));
+        var json = File.ReadAllText(TestPaths.Fixtures("chat_template", file));
         var cases = ChatTemplateCases.Parse(json);
         using var doc = JsonDocument.Parse(json);
         var recorded = doc.RootElement.EnumerateArray()
@@ -40,7 +51,7 @@ public class FixtureRenderingTests
                 failures.AppendLine(Describe(recorded[i].Id, recorded[i].Rendered, actual));
         }
 
-        Assert.True(failures.Length == 0, $"{model}: cases that differ from the recorded rendering:\n{failures}");
+        Assert.True(failures.Length == 0, $"{file}: cases that differ from the recorded rendering:\n{failures}");
     }
 
     [Fact]
