@@ -1,0 +1,329 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+namespace SharpTune.Templates;
+
+/// <summary>
+/// A chat template in LLaMA-Factory's slot style. One definition drives both the full-conversation rendering used for
+/// chat/serving (<see cref="Render"/>, equal to the model's own Jinja <c>chat_template</c> for the Qwen templates)
+/// and the per-turn (prompt, answer) texts used for supervised fine-tuning (<see cref="EncodePairs(IReadOnlyList{ChatMessage}, string?, string?)"/>,
+/// LLaMA-Factory's <c>Template.encode_multiturn</c>).
+/// </summary>
+/// <remarks>
+/// LLaMA-Factory's user and observation slots end with the assistant header; here that header is the separate
+/// <see cref="GenerationPrompt"/>, so <see cref="Render"/> can honour <c>add_generation_prompt</c> while
+/// <see cref="EncodePairs(IReadOnlyList{ChatMessage}, string?, string?)"/> appends it to every prompt.
+/// Slots are text with one <c>{{content}}</c> placeholder; <c>{{eos_token}}</c> stands for the tokenizer's eos.
+/// </remarks>
+public sealed class ChatTemplate
+{
+    private const string ContentPlaceholder = "{{content}}";
+    private const string EosPlaceholder = "{{eos_token}}";
+
+    public string Name { get; internal init; } = "";
+
+    /// <summary>System text used when a conversation has none; null when the template has none.</summary>
+    public string? DefaultSystem { get; internal init; }
+
+    /// <summary>Strings that end a generated answer; the first one is the eos when <see cref="ReplaceEos"/>.</summary>
+    public IReadOnlyList<string> StopWords { get; internal init; } = [];
+
+    /// <summary>LLaMA-Factory's efficient_eos: the answer slots carry no eos; the processor appends one eos at the end.</summary>
+    public bool EfficientEos { get; internal init; }
+
+    /// <summary>LLaMA-Factory's replace_eos: the tokenizer's eos token is replaced by <c>StopWords[0]</c>.</summary>
+    public bool ReplaceEos { get; internal init; }
+
+    /// <summary>
+    /// The eos text written by slots that contain <c>{{eos_token}}</c>: <c>StopWords[0]</c> with <see cref="ReplaceEos"/>,
+    /// else whatever <see cref="WithEosToken"/> bound (null until then).
+    /// </summary>
+    public string? EosToken => ReplaceEos ? StopWords[0] : boundEos;
+
+    /// <summary>The thinking flavour (Qwen3): reasoning in <c>&lt;think&gt;</c> blocks, <c>enable_thinking</c> honoured.</summary>
+    public bool Thinking { get; internal init; }
+
+    /// <summary>Opening and closing thought words (LLaMA-Factory's <c>thought_words</c>).</summary>
+    public (string Open, string Close) ThoughtWords { get; internal init; } = ("<think>\n", "\n</think>\n\n");
+
+    /// <summary>Text before the first message (e.g. a BOS token string).</summary>
+    public string Prefix { get; internal init; } = "";
+
+    public string SystemSlot { get; internal init; } = ContentPlaceholder;
+    public string UserSlot { get; internal init; } = ContentPlaceholder;
+    public string AssistantSlot { get; internal init; } = ContentPlaceholder;
+
+    /// <summary>Slot of an assistant turn that calls functions.</summary>
+    public string FunctionSlot { get; internal init; } = ContentPlaceholder;
+
+    /// <summary>Header that opens an assistant turn (what <c>add_generation_prompt</c> appends).</summary>
+    public string GenerationPrompt { get; internal init; } = "";
+
+    /// <summary>Consecutive tool results form one observation: open, one item slot per result, close.</summary>
+    public (string Open, string ItemSlot, string Close) Observation { get; internal init; } = ("", ContentPlaceholder, "");
+
+    /// <summary>Tool prompt and call format; null for templates whose model format has no tools (they are ignored by <see cref="Render"/>).</summary>
+    internal ToolFormat? Tools { get; init; }
+
+    private string? boundEos;
+    private Regex? thoughtPattern;
+
+    /// <summary>A copy whose <c>{{eos_token}}</c> slots write <paramref name="eosToken"/> (the tokenizer's eos).</summary>
+    public ChatTemplate WithEosToken(string eosToken)
+    {
+        var copy = (ChatTemplate)MemberwiseClone();
+        copy.boundEos = eosToken;
+        return copy;
+    }
+
+    /// <summary>
+    /// Renders a whole conversation as the model's chat template does (transformers' <c>apply_chat_template</c> with
+    /// <c>tokenize=False</c>): a first system message replaces the default system text (even when empty), a
+    /// non-empty tools list adds the tool prompt to the system block, consecutive tool messages share one
+    /// observation block, and for <see cref="Thinking"/> templates reasoning is shown only after the last user query.
+    /// </summary>
+    /// <param name="toolsJson">JSON array of tools as given to the model (null, "null" or "[]" = no tools).</param>
+    /// <param name="enableThinking">Qwen3's <c>enable_thinking</c>; only an explicit false changes the output.</param>
+    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, string? toolsJson = null, bool? enableThinking = null)
+    {
+        if (messages.Count == 0)
+            throw new ArgumentException("A conversation needs at least one message.", nameof(messages));
+
+        var tools = ParseTools(toolsJson);
+        var sb = new StringBuilder(Prefix);
+        var hasSystemMessage = messages[0].Role == ChatRole.System;
+        var system = hasSystemMessage ? messages[0].Content : DefaultSystem;
+        if (tools.Count > 0 && Tools is not null)
+            sb.Append(Apply(SystemSlot, Tools.SystemWithTools(system, tools, Dialect.Jinja)));
+        else if (system is not null)
+            sb.Append(Apply(SystemSlot, system));
+
+        var lastQueryIndex = Thinking ? LastQueryIndex(messages) : messages.Count - 1;
+        for (var i = 0; i < messages.Count; i++)
+        {
+            var message = messages[i];
+            switch (message.Role)
+            {
+                case ChatRole.System when i > 0:
+                    sb.Append(Apply(SystemSlot, message.Content));
+                    break;
+                case ChatRole.User:
+                    sb.Append(Apply(UserSlot, message.Content));
+                    break;
+                case ChatRole.Assistant:
+                    sb.Append(GenerationPrompt).Append(RenderAssistant(message, i > lastQueryIndex, i == messages.Count - 1));
+                    break;
+                case ChatRole.Tool:
+                    if (i == 0 || messages[i - 1].Role != ChatRole.Tool)
+                        sb.Append(Observation.Open);
+                    sb.Append(Apply(Observation.ItemSlot, message.Content));
+                    if (i == messages.Count - 1 || messages[i + 1].Role != ChatRole.Tool)
+                        sb.Append(Observation.Close);
+                    break;
+            }
+        }
+
+        if (addGenerationPrompt)
+        {
+            sb.Append(GenerationPrompt);
+            if (Thinking && enableThinking == false)
+                sb.Append(ThoughtWords.Open).Append(ThoughtWords.Close);
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// LLaMA-Factory's <c>encode_multiturn</c> as text: one (prompt, answer) pair per user/assistant turn, to be
+    /// tokenized separately. The first prompt carries the prefix and the system block, every prompt ends with the
+    /// assistant header, every answer with the assistant slot's end. For <see cref="Thinking"/> templates thinking
+    /// is enabled (LLaMA-Factory's default): an answer without a thought gets an empty one.
+    /// </summary>
+    /// <param name="messages">
+    /// Alternating prompt and answer messages: a user message or a run of tool messages, then an assistant message
+    /// (with or without tool calls). A leading system message is used as <paramref name="system"/>.
+    /// </param>
+    /// <param name="system">System text; null or empty means the template's default system text.</param>
+    /// <param name="toolsJson">The dataset's tools JSON text; any non-empty text (even "[]") emits a system block.</param>
+    public IReadOnlyList<(string Prompt, string Answer)> EncodePairs(IReadOnlyList<ChatMessage> messages, string? system = null, string? toolsJson = null) =>
+        EncodePairs(messages, system, toolsJson, enableThinking: true);
+
+    /// <summary>
+    /// <see cref="EncodePairs(IReadOnlyList{ChatMessage}, string?, string?)"/> with LLaMA-Factory's
+    /// <c>enable_thinking</c> for <see cref="Thinking"/> templates: false removes every thought and puts an empty one
+    /// at the end of each prompt instead, so it is not trained.
+    /// </summary>
+    public IReadOnlyList<(string Prompt, string Answer)> EncodePairs(IReadOnlyList<ChatMessage> messages, string? system, string? toolsJson, bool enableThinking)
+    {
+        var start = 0;
+        if (messages.Count > 0 && messages[0].Role == ChatRole.System)
+        {
+            if (system is not null)
+                throw new ArgumentException("Give the system text either as the first message or as the system argument, not both.", nameof(system));
+            system = messages[0].Content;
+            start = 1;
+        }
+
+        var pairs = new List<(string Prompt, string Answer)>();
+        var i = start;
+        while (i < messages.Count)
+        {
+            var prompt = PromptText(messages, ref i);
+            if (i >= messages.Count || messages[i].Role != ChatRole.Assistant)
+                throw new ArgumentException(
+                    $"Message {i} must be an assistant answer: turns alternate user (or tool results) and assistant, and the conversation ends with an assistant message.",
+                    nameof(messages));
+            var (answer, emptyThoughtForPrompt) = AnswerText(messages[i++], enableThinking);
+            pairs.Add((prompt + emptyThoughtForPrompt, answer));
+        }
+        if (pairs.Count == 0)
+            throw new ArgumentException("A conversation needs at least one user/assistant turn.", nameof(messages));
+
+        var systemText = string.IsNullOrEmpty(system) ? DefaultSystem ?? "" : system;
+        var head = new StringBuilder(Prefix);
+        if (systemText.Length > 0 || !string.IsNullOrEmpty(toolsJson))
+        {
+            var tools = ParseTools(toolsJson);
+            if (tools.Count > 0 && Tools is null)
+                throw new ArgumentException($"Template '{Name}' has no tool format; tools cannot be given.", nameof(toolsJson));
+            head.Append(Apply(SystemSlot, tools.Count > 0
+                ? Tools!.SystemWithTools(systemText.Length > 0 ? systemText : null, tools, Dialect.LlamaFactory)
+                : systemText));
+        }
+        pairs[0] = (head + pairs[0].Prompt, pairs[0].Answer);
+        return pairs;
+    }
+
+    private string PromptText(IReadOnlyList<ChatMessage> messages, ref int i)
+    {
+        var message = messages[i];
+        if (message.Role == ChatRole.User)
+        {
+            i++;
+            return Apply(UserSlot, message.Content) + GenerationPrompt;
+        }
+        if (message.Role != ChatRole.Tool)
+            throw new ArgumentException(
+                $"Message {i} ({message.Role}) must be a user message or a tool result: turns alternate user (or tool results) and assistant.",
+                nameof(messages));
+
+        var sb = new StringBuilder(Observation.Open);
+        for (; i < messages.Count && messages[i].Role == ChatRole.Tool; i++)
+            sb.Append(Apply(Observation.ItemSlot, messages[i].Content));
+        return sb.Append(Observation.Close).Append(GenerationPrompt).ToString();
+    }
+
+    private (string Answer, string EmptyThoughtForPrompt) AnswerText(ChatMessage message, bool enableThinking)
+    {
+        var content = message.Content;
+        if (Thinking && message.ReasoningContent is not null)
+            content = ThoughtWords.Open + message.ReasoningContent + ThoughtWords.Close + content;
+        if (Thinking && !enableThinking)
+            content = ThoughtPattern().Replace(content, "").TrimStart('\n');
+
+        string answer;
+        if (message.ToolCalls is { Count: > 0 } calls)
+        {
+            if (Tools is null)
+                throw new ArgumentException($"Template '{Name}' has no tool format; an assistant message cannot call tools.", nameof(message));
+            // LLaMA-Factory lifts a thought out of a function message and puts it in front of the calls.
+            var thought = Thinking ? ThoughtPattern().Match(content) : Match.Empty;
+            var text = thought.Success ? content.Remove(thought.Index, thought.Length) : content;
+            var callsText = Tools.FormatCalls(calls, Dialect.LlamaFactory);
+            answer = Apply(FunctionSlot, thought.Value + (text.Length > 0 ? text + "\n" : "") + callsText);
+        }
+        else
+        {
+            answer = Apply(AssistantSlot, content);
+        }
+
+        var hasThought = content.Contains(ThoughtWords.Open.Trim(), StringComparison.Ordinal)
+            || content.Contains(ThoughtWords.Close.Trim(), StringComparison.Ordinal);
+        if (!Thinking || hasThought)
+            return (answer, "");
+        var emptyThought = ThoughtWords.Open + ThoughtWords.Close;
+        return enableThinking ? (emptyThought + answer, "") : (answer, emptyThought);
+    }
+
+    /// <summary>Body of an assistant turn as Qwen's Jinja templates write it (after the assistant header).</summary>
+    private string RenderAssistant(ChatMessage message, bool afterLastQuery, bool isLast)
+    {
+        var content = message.Content;
+        var displayed = content;
+        if (Thinking)
+        {
+            var reasoning = "";
+            if (message.ReasoningContent is not null)
+            {
+                reasoning = message.ReasoningContent;
+            }
+            else if (content.Contains("</think>", StringComparison.Ordinal))
+            {
+                var parts = content.Split("</think>");
+                content = parts[^1].TrimStart('\n');
+                reasoning = parts[0].TrimEnd('\n').Split("<think>")[^1].TrimStart('\n');
+            }
+
+            // Thoughts of earlier rounds are dropped; after the last user query the final answer always shows its
+            // (possibly empty) thought and intermediate tool-calling answers show a non-empty one.
+            displayed = afterLastQuery && (isLast || reasoning.Length > 0)
+                ? ThoughtWords.Open + reasoning.Trim('\n') + ThoughtWords.Close + content.TrimStart('\n')
+                : content;
+        }
+
+        if (message.ToolCalls is { Count: > 0 } calls && Tools is not null)
+            return Apply(FunctionSlot, displayed + (content.Length > 0 ? "\n" : "") + Tools.FormatCalls(calls, Dialect.Jinja));
+        return Apply(AssistantSlot, displayed);
+    }
+
+    /// <summary>
+    /// Index of the last user message that is a real query (not a tool response pasted as user text); thoughts are
+    /// shown only for assistant messages after it. Without one, no assistant message qualifies.
+    /// </summary>
+    private static int LastQueryIndex(IReadOnlyList<ChatMessage> messages)
+    {
+        for (var i = messages.Count - 1; i >= 0; i--)
+        {
+            var m = messages[i];
+            if (m.Role == ChatRole.User
+                && !(m.Content.StartsWith("<tool_response>", StringComparison.Ordinal) && m.Content.EndsWith("</tool_response>", StringComparison.Ordinal)))
+                return i;
+        }
+        return messages.Count - 1;
+    }
+
+    private string Apply(string slot, string content)
+    {
+        if (slot.Contains(EosPlaceholder, StringComparison.Ordinal))
+        {
+            var eos = EosToken ?? throw new InvalidOperationException(
+                $"Template '{Name}' writes the tokenizer's eos token; bind it first with WithEosToken(...).");
+            slot = slot.Replace(EosPlaceholder, eos, StringComparison.Ordinal);
+        }
+        var at = slot.IndexOf(ContentPlaceholder, StringComparison.Ordinal);
+        return slot[..at] + content + slot[(at + ContentPlaceholder.Length)..];
+    }
+
+    private static List<JsonElement> ParseTools(string? toolsJson)
+    {
+        if (string.IsNullOrWhiteSpace(toolsJson))
+            return [];
+        try
+        {
+            using var doc = JsonDocument.Parse(toolsJson);
+            return doc.RootElement.ValueKind switch
+            {
+                JsonValueKind.Null => [],
+                JsonValueKind.Array => doc.RootElement.EnumerateArray().Select(t => t.Clone()).ToList(),
+                _ => throw new ArgumentException("toolsJson must be a JSON array of tools.", nameof(toolsJson)),
+            };
+        }
+        catch (JsonException e)
+        {
+            throw new ArgumentException($"toolsJson is not valid JSON: {e.Message}", nameof(toolsJson), e);
+        }
+    }
+
+    private Regex ThoughtPattern() =>
+        thoughtPattern ??= new Regex(Regex.Escape(ThoughtWords.Open) + "(.*?)" + Regex.Escape(ThoughtWords.Close), RegexOptions.Singleline);
+}

@@ -1,0 +1,190 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+namespace SharpTune.Templates;
+
+/// <summary>
+/// The named templates (LLaMA-Factory's names and slots) and <c>template: auto</c> detection from a model folder.
+/// </summary>
+/// <remarks>
+/// Templates reached by auto detection render exactly what the model's own Jinja template renders; where that differs
+/// from LLaMA-Factory's template of the same family the model's format wins and the difference is noted on the
+/// template. Default system texts:
+/// <list type="bullet">
+/// <item><c>qwen</c>: "You are Qwen, created by Alibaba Cloud. You are a helpful assistant." (Qwen2.5 Jinja and LLaMA-Factory agree).</item>
+/// <item><c>qwen1.5</c>: "You are a helpful assistant" without a period, as Qwen1.5-Chat's Jinja writes it.</item>
+/// <item><c>qwen2</c>: "You are a helpful assistant." with a period, as Qwen2-Instruct's Jinja writes it.</item>
+/// <item><c>chatml</c>, <c>qwen3</c>, <c>qwen3_nothink</c>, <c>llama3</c>, <c>empty</c>: none (LLaMA-Factory's <c>chatml</c> has no default system).</item>
+/// </list>
+/// </remarks>
+public static partial class ChatTemplates
+{
+    private const string ImSystem = "<|im_start|>system\n{{content}}<|im_end|>\n";
+    private const string ImUser = "<|im_start|>user\n{{content}}<|im_end|>\n";
+    private const string ImAssistantHeader = "<|im_start|>assistant\n";
+    private const string ImAssistant = "{{content}}<|im_end|>\n";
+    private static readonly (string, string, string) QwenObservation = ("<|im_start|>user", "\n<tool_response>\n{{content}}\n</tool_response>", "<|im_end|>\n");
+    private static readonly (string, string, string) ChatmlObservation = ("", "<|im_start|>tool\n{{content}}<|im_end|>\n", "");
+
+    private static readonly Dictionary<string, ChatTemplate> Registry = new ChatTemplate[]
+    {
+        // Qwen2.5-Instruct's format; also LLaMA-Factory's `qwen`.
+        Qwen("qwen", "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.", new QwenToolFormat(separatorOnlyAfterSystem: false, rawStringArguments: false), thinking: false),
+        // Qwen3's format (thinking). Unlike LLaMA-Factory's `qwen3`, the tool prompt has no leading blank line when
+        // there is no system text, as in Qwen3's own template.
+        Qwen("qwen3", null, new QwenToolFormat(separatorOnlyAfterSystem: true, rawStringArguments: true), thinking: true),
+        Qwen("qwen3_nothink", null, new QwenToolFormat(separatorOnlyAfterSystem: false, rawStringArguments: false), thinking: false),
+        Chatml("chatml", null, new DefaultToolFormat(), ["<|im_end|>", "<|im_start|>"]),
+        // Qwen1.5-Chat and Qwen2-Instruct: ChatML with a default system and no tool support in the model's template.
+        Chatml("qwen1.5", "You are a helpful assistant", null, ["<|im_end|>"]),
+        Chatml("qwen2", "You are a helpful assistant.", null, ["<|im_end|>"]),
+        new ChatTemplate
+        {
+            Name = "llama3",
+            Prefix = "<|begin_of_text|>",
+            SystemSlot = "<|start_header_id|>system<|end_header_id|>\n\n{{content}}<|eot_id|>",
+            UserSlot = "<|start_header_id|>user<|end_header_id|>\n\n{{content}}<|eot_id|>",
+            GenerationPrompt = "<|start_header_id|>assistant<|end_header_id|>\n\n",
+            AssistantSlot = "{{content}}<|eot_id|>",
+            FunctionSlot = "{{content}}<|eot_id|>",
+            Observation = ("", "<|start_header_id|>ipython<|end_header_id|>\n\n{{content}}<|eot_id|>", ""),
+            Tools = new Llama3ToolFormat(),
+            StopWords = ["<|eot_id|>", "<|eom_id|>"],
+            ReplaceEos = true,
+        },
+        new ChatTemplate
+        {
+            Name = "alpaca",
+            UserSlot = "### Instruction:\n{{content}}\n\n",
+            GenerationPrompt = "### Response:\n",
+            AssistantSlot = "{{content}}{{eos_token}}\n\n",
+            FunctionSlot = "{{content}}{{eos_token}}\n\n",
+            // LLaMA-Factory falls back to the user slot for tool results.
+            Observation = ("", "### Instruction:\n{{content}}\n\n", ""),
+            Tools = new DefaultToolFormat(),
+            DefaultSystem = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n",
+        },
+        new ChatTemplate { Name = "empty", Tools = new DefaultToolFormat() },
+    }.ToDictionary(t => t.Name, StringComparer.Ordinal);
+
+    public static IReadOnlyCollection<string> Names { get; } = Registry.Keys.Order(StringComparer.Ordinal).ToArray();
+
+    /// <summary>The template registered under <paramref name="name"/>.</summary>
+    /// <exception cref="ArgumentException">Unknown name; the message lists the known ones.</exception>
+    public static ChatTemplate Get(string name) =>
+        Registry.TryGetValue(name, out var template)
+            ? template
+            : throw new ArgumentException($"Unknown chat template '{name}'. Known templates: {string.Join(", ", Names)}.", nameof(name));
+
+    /// <summary>
+    /// <c>template: auto</c>: recognises the model family from the <c>chat_template</c> in the folder's
+    /// <c>tokenizer_config.json</c> (Qwen1.5, Qwen2, Qwen2.5, Qwen3) and returns the matching registered template.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">No tokenizer_config.json in the folder.</exception>
+    /// <exception cref="InvalidDataException">No chat_template in it, or one that is not recognised.</exception>
+    public static ChatTemplate FromModelDirectory(string dir)
+    {
+        var path = Path.Combine(dir, "tokenizer_config.json");
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"Cannot pick a chat template automatically: '{path}' does not exist.", path);
+
+        string? chatTemplate;
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            chatTemplate = ReadChatTemplate(doc.RootElement);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"Cannot pick a chat template automatically: '{path}' is not valid JSON ({e.Message}).", e);
+        }
+
+        if (chatTemplate is null)
+            throw new InvalidDataException($"Cannot pick a chat template automatically: '{path}' has no chat_template. Set the template name explicitly ({string.Join(", ", Names)}).");
+        return Get(Detect(chatTemplate) ?? throw new InvalidDataException(
+            $"Cannot pick a chat template automatically: the chat_template in '{path}' is not one SharpTune recognises (Qwen1.5, Qwen2, Qwen2.5, Qwen3). Set the template name explicitly ({string.Join(", ", Names)})."));
+    }
+
+    private static string? ReadChatTemplate(JsonElement config)
+    {
+        if (config.ValueKind != JsonValueKind.Object || !config.TryGetProperty("chat_template", out var value))
+            return null;
+        if (value.ValueKind == JsonValueKind.String)
+            return value.GetString();
+        // transformers also accepts a list of named templates; the one named "default" is what apply_chat_template uses.
+        if (value.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var item in value.EnumerateArray())
+            {
+                if (item.ValueKind == JsonValueKind.Object
+                    && item.TryGetProperty("name", out var name) && name.ValueKind == JsonValueKind.String && name.GetString() == "default"
+                    && item.TryGetProperty("template", out var template) && template.ValueKind == JsonValueKind.String)
+                    return template.GetString();
+            }
+        }
+        return null;
+    }
+
+    /// <summary>Template name for a chat_template string, from markers distinctive of each Qwen generation.</summary>
+    private static string? Detect(string chatTemplate)
+    {
+        if (!chatTemplate.Contains("<|im_start|>", StringComparison.Ordinal))
+            return null;
+        if (chatTemplate.Contains("<think>", StringComparison.Ordinal) && chatTemplate.Contains("reasoning_content", StringComparison.Ordinal))
+            return "qwen3";
+        if (chatTemplate.Contains("You are Qwen, created by Alibaba Cloud. You are a helpful assistant.", StringComparison.Ordinal)
+            && chatTemplate.Contains("<tool_call>", StringComparison.Ordinal))
+            return "qwen";
+
+        // Qwen1.5-Chat and Qwen2-Instruct: the plain ChatML loop that inserts a default system message, told apart by
+        // it. The template's newlines may be written raw or as Jinja '\n' escapes.
+        if (!PlainChatmlLoop().IsMatch(chatTemplate))
+            return null;
+        var match = InsertedSystem().Match(chatTemplate);
+        if (!match.Success)
+            return null;
+        return match.Groups["system"].Value switch
+        {
+            "You are a helpful assistant" => "qwen1.5",
+            "You are a helpful assistant." => "qwen2",
+            _ => null,
+        };
+    }
+
+    private static ChatTemplate Qwen(string name, string? defaultSystem, QwenToolFormat tools, bool thinking) => new()
+    {
+        Name = name,
+        SystemSlot = ImSystem,
+        UserSlot = ImUser,
+        GenerationPrompt = ImAssistantHeader,
+        AssistantSlot = ImAssistant,
+        FunctionSlot = ImAssistant,
+        Observation = QwenObservation,
+        Tools = tools,
+        DefaultSystem = defaultSystem,
+        StopWords = ["<|im_end|>"],
+        ReplaceEos = true,
+        Thinking = thinking,
+    };
+
+    private static ChatTemplate Chatml(string name, string? defaultSystem, ToolFormat? tools, string[] stopWords) => new()
+    {
+        Name = name,
+        SystemSlot = ImSystem,
+        UserSlot = ImUser,
+        GenerationPrompt = ImAssistantHeader,
+        AssistantSlot = ImAssistant,
+        FunctionSlot = ImAssistant,
+        Observation = ChatmlObservation,
+        Tools = tools,
+        DefaultSystem = defaultSystem,
+        StopWords = stopWords,
+        ReplaceEos = true,
+    };
+
+    [GeneratedRegex(@"'<\|im_start\|>' \+ message\['role'\] \+ '(?:\n|\\n)' \+ message\['content'\] \+ '<\|im_end\|>'")]
+    private static partial Regex PlainChatmlLoop();
+
+    [GeneratedRegex(@"'<\|im_start\|>system(?:\n|\\n)(?<system>[^'<]*)<\|im_end\|>(?:\n|\\n)'")]
+    private static partial Regex InsertedSystem();
+}

@@ -1,0 +1,174 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace SharpTune.Templates;
+
+/// <summary>
+/// Which source's rules apply where a model's own Jinja chat template and LLaMA-Factory's formatters disagree on the
+/// same slots: <see cref="Jinja"/> for <see cref="ChatTemplate.Render"/>, <see cref="LlamaFactory"/> for
+/// <see cref="ChatTemplate.EncodePairs(IReadOnlyList{ChatMessage}, string?, string?)"/>.
+/// </summary>
+internal enum Dialect { Jinja, LlamaFactory }
+
+/// <summary>How a template describes the available tools in the system prompt and writes an assistant's calls.</summary>
+internal abstract class ToolFormat
+{
+    /// <summary>The system-slot content: <paramref name="system"/> (null = no system text at all) plus the tool prompt.</summary>
+    public abstract string SystemWithTools(string? system, IReadOnlyList<JsonElement> tools, Dialect dialect);
+
+    /// <summary>The text of one assistant turn's function calls (without any text content).</summary>
+    public abstract string FormatCalls(IReadOnlyList<ToolCall> calls, Dialect dialect);
+
+    protected static JsonElement ParseArguments(ToolCall call)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(call.ArgumentsJson);
+            return doc.RootElement.Clone();
+        }
+        catch (JsonException e)
+        {
+            throw new ArgumentException($"Tool call '{call.Name}': ArgumentsJson is not valid JSON: {e.Message}", e);
+        }
+    }
+
+    /// <summary>LLaMA-Factory accepts bare function schemas and wraps them as OpenAI-style tools.</summary>
+    protected static string DumpWrapped(JsonElement tool, int? indent = null)
+    {
+        if (IsFunctionTool(tool))
+            return PyJson.Dumps(tool, indent);
+        using var doc = JsonDocument.Parse("{\"type\":\"function\",\"function\":" + tool.GetRawText() + "}");
+        return PyJson.Dumps(doc.RootElement, indent);
+    }
+
+    protected static bool IsFunctionTool(JsonElement tool) =>
+        tool.ValueKind == JsonValueKind.Object
+        && tool.TryGetProperty("type", out var type)
+        && type.ValueKind == JsonValueKind.String
+        && type.GetString() == "function";
+}
+
+/// <summary>Qwen's Hermes-style tools: a <c># Tools</c> block of JSON lines and <c>&lt;tool_call&gt;</c> JSON calls.</summary>
+/// <param name="separatorOnlyAfterSystem">
+/// Qwen3's template writes the blank line before <c># Tools</c> only after a system message; Qwen2.5 (always a
+/// system text) and LLaMA-Factory's qwen tool format write it unconditionally.
+/// </param>
+/// <param name="rawStringArguments">Qwen3's template pastes string-valued arguments verbatim instead of as JSON.</param>
+internal sealed class QwenToolFormat(bool separatorOnlyAfterSystem, bool rawStringArguments) : ToolFormat
+{
+    private const string Head =
+        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+        + "You are provided with function signatures within <tools></tools> XML tags:\n<tools>";
+
+    private const string Tail =
+        "\n</tools>\n\nFor each function call, return a json object with function name and arguments within "
+        + "<tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>";
+
+    public override string SystemWithTools(string? system, IReadOnlyList<JsonElement> tools, Dialect dialect)
+    {
+        var sb = new StringBuilder(system ?? "");
+        if (system is not null || !separatorOnlyAfterSystem)
+            sb.Append("\n\n");
+        sb.Append(Head);
+        foreach (var tool in tools)
+            sb.Append('\n').Append(dialect == Dialect.LlamaFactory ? DumpWrapped(tool) : PyJson.Dumps(tool));
+        sb.Append(Tail);
+        return sb.ToString();
+    }
+
+    public override string FormatCalls(IReadOnlyList<ToolCall> calls, Dialect dialect) =>
+        string.Join("\n", calls.Select(call =>
+        {
+            // Jinja pastes the name between quotes; LLaMA-Factory json.dumps the whole {"name", "arguments"} object.
+            var name = dialect == Dialect.LlamaFactory ? PyJson.DumpsString(call.Name) : "\"" + call.Name + "\"";
+            var arguments = ParseArguments(call);
+            var argumentsText = dialect == Dialect.Jinja && rawStringArguments && arguments.ValueKind == JsonValueKind.String
+                ? arguments.GetString()!
+                : PyJson.Dumps(arguments);
+            return "<tool_call>\n{\"name\": " + name + ", \"arguments\": " + argumentsText + "}\n</tool_call>";
+        }));
+}
+
+/// <summary>LLaMA-Factory's "default" ReAct-style tool format (<c>Action:</c> / <c>Action Input:</c>).</summary>
+internal sealed class DefaultToolFormat : ToolFormat
+{
+    public override string SystemWithTools(string? system, IReadOnlyList<JsonElement> tools, Dialect dialect)
+    {
+        var toolText = new StringBuilder();
+        var names = new List<string>();
+        foreach (var wrapped in tools)
+        {
+            var tool = IsFunctionTool(wrapped) && wrapped.TryGetProperty("function", out var f) ? f : wrapped;
+            var name = Text(tool, "name");
+            var args = new StringBuilder();
+            if (tool.TryGetProperty("parameters", out var parameters)
+                && parameters.ValueKind == JsonValueKind.Object
+                && parameters.TryGetProperty("properties", out var properties)
+                && properties.ValueKind == JsonValueKind.Object)
+            {
+                var required = parameters.TryGetProperty("required", out var r) && r.ValueKind == JsonValueKind.Array
+                    ? r.EnumerateArray().Where(x => x.ValueKind == JsonValueKind.String).Select(x => x.GetString()!).ToHashSet()
+                    : [];
+                foreach (var param in properties.EnumerateObject())
+                {
+                    args.Append("  - ").Append(param.Name)
+                        .Append(" (").Append(Text(param.Value, "type"))
+                        .Append(required.Contains(param.Name) ? ", required" : "")
+                        .Append("): ").Append(Text(param.Value, "description"));
+                    if (param.Value.TryGetProperty("enum", out var e) && e.ValueKind == JsonValueKind.Array && e.GetArrayLength() > 0)
+                        args.Append(", should be one of [").Append(string.Join(", ", e.EnumerateArray().Select(Plain))).Append(']');
+                    if (param.Value.TryGetProperty("items", out var items) && items.ValueKind == JsonValueKind.Object && items.EnumerateObject().Any())
+                        args.Append(", where each item should be ").Append(Text(items, "type"));
+                    args.Append('\n');
+                }
+            }
+
+            toolText.Append("> Tool Name: ").Append(name)
+                .Append("\nTool Description: ").Append(Text(tool, "description"))
+                .Append("\nTool Args:\n").Append(args).Append('\n');
+            names.Add(name);
+        }
+
+        return (system ?? "")
+            + "You have access to the following tools:\n" + toolText
+            + "Use the following format if using a tool:\n```\n"
+            + "Action: tool name (one of [" + string.Join(", ", names) + "])\n"
+            + "Action Input: the input to the tool, in a JSON format representing the kwargs "
+            + "(e.g. ```{\"input\": \"hello world\", \"num_beams\": 5}```)\n```\n";
+    }
+
+    public override string FormatCalls(IReadOnlyList<ToolCall> calls, Dialect dialect) =>
+        string.Join("\n", calls.Select(call => "Action: " + call.Name + "\nAction Input: " + PyJson.Dumps(ParseArguments(call))));
+
+    private static string Text(JsonElement obj, string key) =>
+        obj.ValueKind == JsonValueKind.Object && obj.TryGetProperty(key, out var v) ? Plain(v) : "";
+
+    // Python's str.format of a value: strings as they are, anything else in its JSON form.
+    private static string Plain(JsonElement v) => v.ValueKind == JsonValueKind.String ? v.GetString()! : PyJson.Dumps(v);
+}
+
+/// <summary>LLaMA-Factory's Llama 3.x JSON tool calling (tools described in the system message).</summary>
+internal sealed class Llama3ToolFormat : ToolFormat
+{
+    public override string SystemWithTools(string? system, IReadOnlyList<JsonElement> tools, Dialect dialect)
+    {
+        var toolText = new StringBuilder();
+        foreach (var tool in tools)
+            toolText.Append(DumpWrapped(tool, indent: 4)).Append("\n\n");
+        var date = DateTime.Now.ToString("dd MMM yyyy", CultureInfo.InvariantCulture);
+        return (system ?? "")
+            + "Cutting Knowledge Date: December 2023\nToday Date: " + date + "\n\n"
+            + "You have access to the following functions. To call a function, please respond with JSON for a function call. "
+            + "Respond in the format {\"name\": function name, \"parameters\": dictionary of argument name and its value}. "
+            + "Do not use variables.\n\n" + toolText;
+    }
+
+    public override string FormatCalls(IReadOnlyList<ToolCall> calls, Dialect dialect)
+    {
+        var objects = calls
+            .Select(call => "{\"name\": " + PyJson.DumpsString(call.Name) + ", \"parameters\": " + PyJson.Dumps(ParseArguments(call)) + "}")
+            .ToList();
+        return objects.Count == 1 ? objects[0] : "[" + string.Join(", ", objects) + "]";
+    }
+}
