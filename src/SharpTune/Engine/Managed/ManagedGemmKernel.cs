@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 
 namespace SharpTune.Engine;
 
@@ -166,6 +168,7 @@ public sealed unsafe class ManagedGemmKernel : IGemmKernel
     private sealed class BlockJob(ManagedGemmKernel owner, float* a, Operand b, float* c, int ldc, int m, int n, int k, int kc,
         float alpha, float beta, int panelsPerNTask, int panelsPerMTask, int nTasks)
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int task)
         {
             int mr = owner._mr, nr = owner._nr;

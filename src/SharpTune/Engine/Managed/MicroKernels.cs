@@ -45,7 +45,7 @@ internal static unsafe class MicroKernels
 
     // 16 accumulators + 2 B vectors + the broadcast A value use 19 of the 32 zmm registers; two FMA ports with
     // 4-cycle latency need at least 8 independent accumulators, so 16 keeps both ports busy without spilling.
-    [SkipLocalsInit]
+    [SkipLocalsInit, MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Avx512_8x32(int kc, float* pa, float* pb, float* c, nint ldc, float alpha, float beta)
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
@@ -116,7 +116,7 @@ internal static unsafe class MicroKernels
     }
 
     // The classic Haswell tile: 12 accumulators + 2 B vectors + 1 broadcast = all 16 ymm registers.
-    [SkipLocalsInit]
+    [SkipLocalsInit, MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Avx2_6x16(int kc, float* pa, float* pb, float* c, nint ldc, float alpha, float beta)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
@@ -176,7 +176,7 @@ internal static unsafe class MicroKernels
         Avx.Store(c + 8, Fma.MultiplyAdd(x1, va, Avx.LoadVector256(c + 8) * vb));
     }
 
-    [SkipLocalsInit]
+    [SkipLocalsInit, MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scalar_4x4(int kc, float* pa, float* pb, float* c, nint ldc, float alpha, float beta)
     {
         float* acc = stackalloc float[16];

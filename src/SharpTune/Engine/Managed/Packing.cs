@@ -30,6 +30,7 @@ internal readonly unsafe struct Operand(void* data, DType dtype, long ld, bool t
 internal static unsafe class Packing
 {
     /// <summary>dst[p·mr + i] = op(A)[i0 + i, k0 + p] for i &lt; rows, zero for rows ≤ i &lt; mr.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackA(in Operand a, int i0, int rows, int k0, int kc, int mr, float* dst)
     {
         if (a.Trans)
@@ -39,6 +40,7 @@ internal static unsafe class Packing
     }
 
     /// <summary>dst[p·nr + j] = op(B)[k0 + p, j0 + j] for j &lt; cols, zero for cols ≤ j &lt; nr.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackB(in Operand b, int j0, int cols, int k0, int kc, int nr, float* dst)
     {
         if (b.Trans)
@@ -48,6 +50,7 @@ internal static unsafe class Packing
     }
 
     /// <summary>The panel's width runs along stored rows: each k step copies (widens) one contiguous run.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackContiguous(in Operand x, int k0, int kc, int w0, int width, int panel, float* dst)
     {
         for (int p = 0; p < kc; p++)
@@ -59,6 +62,7 @@ internal static unsafe class Packing
     }
 
     /// <summary>The panel's width runs across stored rows (one stored row per panel lane): transpose while packing.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackAcross(in Operand x, int w0, int width, int k0, int kc, int panel, float* dst)
     {
         int w = 0;

@@ -16,6 +16,7 @@ internal static unsafe class Widen
     };
 
     /// <summary>dst[0..count) = (float)src[0..count) for a contiguous run of <paramref name="dtype"/> elements.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(void* src, DType dtype, float* dst, int count)
     {
         int i = 0;
