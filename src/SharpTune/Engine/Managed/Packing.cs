@@ -53,6 +53,21 @@ internal static unsafe class Packing
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackContiguous(in Operand x, int k0, int kc, int w0, int width, int panel, float* dst)
     {
+        if (x.DType == DType.F32 && Vector256.IsHardwareAccelerated)
+        {
+            // Panels are only 8–32 wide: an inline vector copy beats a call into a general copy routine per k step.
+            int wVec = width & ~7;
+            for (int p = 0; p < kc; p++)
+            {
+                float* s = (float*)x.At(k0 + p, w0);
+                float* d = dst + (long)p * panel;
+                int w = 0;
+                for (; w < wVec; w += 8) Vector256.Store(Vector256.Load(s + w), d + w);
+                for (; w < width; w++) d[w] = s[w];
+                for (; w < panel; w++) d[w] = 0f;
+            }
+            return;
+        }
         for (int p = 0; p < kc; p++)
         {
             float* d = dst + (long)p * panel;
