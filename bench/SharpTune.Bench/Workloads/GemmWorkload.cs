@@ -36,40 +36,45 @@ public sealed unsafe class GemmWorkload : IWorkload
         int m = context.Seq;
         if (!context.Json) Console.WriteLine($"# {GemmKernels.Describe()}");
 
-        foreach (var shape in s_shapes.Where(s => shapes.Contains(s.Name)))
+        // Backend-outer: OpenBLAS and OpenMP (oneDNN) worker threads keep spinning for a while after a call and
+        // would steal the cores from the next backend if backends alternated shape by shape.
+        foreach (string backend in backends)
         {
-            long aCount = (long)m * shape.K, bCount = (long)shape.N * shape.K, cCount = (long)m * shape.N;
-            float* a = Random(aCount, 1), b = Random(bCount, 2), c = (float*)NativeMemory.AlignedAlloc((nuint)(cCount * 4), 64);
-            ushort* w16 = (ushort*)NativeMemory.AlignedAlloc((nuint)(bCount * 2), 64);
-            BFloat16.FromSingle(new ReadOnlySpan<float>(b, (int)Math.Min(bCount, int.MaxValue)), new Span<ushort>(w16, (int)bCount));
-            var weight = new WeightMatrix(w16, DType.BF16, shape.N, shape.K);
-            double flops = 2.0 * m * shape.N * shape.K;
-            try
+            var kernel = GemmKernels.Create(backend);
+            foreach (var shape in s_shapes.Where(s => shapes.Contains(s.Name)))
+                RunShape(context, kernel, shape, variants, m);
+        }
+    }
+
+    private static void RunShape(BenchContext context, IGemmKernel kernel, Shape shape, IReadOnlyList<string> variants, int m)
+    {
+        long aCount = (long)m * shape.K, bCount = (long)shape.N * shape.K, cCount = (long)m * shape.N;
+        float* a = Random(aCount, 1), b = Random(bCount, 2), c = (float*)NativeMemory.AlignedAlloc((nuint)(cCount * 4), 64);
+        ushort* w16 = (ushort*)NativeMemory.AlignedAlloc((nuint)(bCount * 2), 64);
+        BFloat16.FromSingle(new ReadOnlySpan<float>(b, checked((int)bCount)), new Span<ushort>(w16, checked((int)bCount)));
+        var weight = new WeightMatrix(w16, DType.BF16, shape.N, shape.K);
+        double flops = 2.0 * m * shape.N * shape.K;
+        try
+        {
+            foreach (string variant in variants)
             {
-                foreach (string backend in backends)
+                Action? call = variant switch
                 {
-                    var kernel = GemmKernels.Create(backend);
-                    foreach (string variant in variants)
-                    {
-                        Action? call = variant switch
-                        {
-                            "W-BF16" => () => kernel.GemmWeight(m, a, shape.K, weight, 0f, c, shape.N),
-                            _ when !shape.AllTransposes && variant != "NT" => null,
-                            _ => SgemmCall(kernel, variant, m, shape.N, shape.K, a, b, c),
-                        };
-                        if (call is null) continue;
-                        double seconds = context.MedianSeconds(call);
-                        context.Report($"{kernel.Name}.{variant}.{shape.Name}[{shape.N}x{shape.K}]", flops / seconds / 1e9, "GFLOP/s");
-                    }
-                }
+                    "W-BF16" => () => kernel.GemmWeight(m, a, shape.K, weight, 0f, c, shape.N),
+                    _ when !shape.AllTransposes && variant != "NT" => null,
+                    _ => SgemmCall(kernel, variant, m, shape.N, shape.K, a, b, c),
+                };
+                if (call is null) continue;
+                double seconds = context.MedianSeconds(call);
+                context.Report($"{kernel.Name}.{variant}.{shape.Name}[{shape.N}x{shape.K}]", flops / seconds / 1e9, "GFLOP/s");
             }
-            finally
-            {
-                NativeMemory.AlignedFree(a);
-                NativeMemory.AlignedFree(b);
-                NativeMemory.AlignedFree(c);
-                NativeMemory.AlignedFree(w16);
-            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(a);
+            NativeMemory.AlignedFree(b);
+            NativeMemory.AlignedFree(c);
+            NativeMemory.AlignedFree(w16);
         }
     }
 
