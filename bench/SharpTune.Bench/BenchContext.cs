@@ -1,0 +1,93 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+
+namespace SharpTune.Bench;
+
+public sealed record BenchResult(string Workload, string Preset, int Seq, string Metric, double Value, string Unit);
+
+/// <summary>Parsed options plus the result sink shared by every workload.</summary>
+public sealed class BenchContext
+{
+    private readonly Dictionary<string, string> _options;
+    private readonly List<BenchResult> _results = [];
+
+    public BenchContext(string workload, Dictionary<string, string> options, bool json)
+    {
+        Workload = workload;
+        _options = options;
+        Json = json;
+        Preset = Option("preset", "qwen2.5-0.5b");
+        Seq = int.Parse(Option("seq", "512"), CultureInfo.InvariantCulture);
+        Runs = int.Parse(Option("runs", "5"), CultureInfo.InvariantCulture);
+    }
+
+    public string Workload { get; }
+
+    public bool Json { get; }
+
+    /// <summary>Model preset the shapes come from (--preset).</summary>
+    public string Preset { get; }
+
+    /// <summary>Sequence length / rows per batch (--seq).</summary>
+    public int Seq { get; }
+
+    /// <summary>Timed repetitions per measurement after the warm-up (--runs).</summary>
+    public int Runs { get; }
+
+    public IReadOnlyList<BenchResult> Results => _results;
+
+    /// <summary>A workload-specific option (--name value), or <paramref name="fallback"/>.</summary>
+    public string Option(string name, string fallback) => _options.TryGetValue(name, out string? value) ? value : fallback;
+
+    public void Report(string metric, double value, string unit)
+    {
+        var result = new BenchResult(Workload, Preset, Seq, metric, value, unit);
+        _results.Add(result);
+        if (Json)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+            {
+                ["workload"] = result.Workload,
+                ["preset"] = result.Preset,
+                ["seq"] = result.Seq,
+                ["metric"] = result.Metric,
+                ["value"] = Math.Round(result.Value, 3),
+                ["unit"] = result.Unit,
+            }));
+        }
+        else
+        {
+            Console.WriteLine($"{result.Metric,-44} {result.Value,12:F2} {result.Unit}");
+        }
+    }
+
+    /// <summary>Median seconds of <see cref="Runs"/> timed calls after one untimed warm-up call.</summary>
+    public double MedianSeconds(Action action)
+    {
+        action();
+        var times = new double[Math.Max(1, Runs)];
+        for (int i = 0; i < times.Length; i++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            action();
+            times[i] = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        }
+        Array.Sort(times);
+        return times.Length % 2 == 1 ? times[times.Length / 2] : (times[times.Length / 2 - 1] + times[times.Length / 2]) / 2;
+    }
+
+    /// <summary>Peak resident set size of this process in MiB (VmHWM from /proc/self/status), or NaN off Linux.</summary>
+    public static double PeakRssMiB()
+    {
+        const string path = "/proc/self/status";
+        if (!File.Exists(path)) return double.NaN;
+        foreach (string line in File.ReadLines(path))
+        {
+            if (!line.StartsWith("VmHWM:", StringComparison.Ordinal)) continue;
+            string kb = line["VmHWM:".Length..].Trim().Split(' ')[0];
+            return long.Parse(kb, CultureInfo.InvariantCulture) / 1024.0;
+        }
+        return double.NaN;
+    }
+}

@@ -1,0 +1,21 @@
+namespace SharpTune.Bench;
+
+/// <summary>A benchmark selectable by name on the command line. Add one by implementing this and registering it in <see cref="Workloads.All"/>.</summary>
+public interface IWorkload
+{
+    string Name { get; }
+
+    string Description { get; }
+
+    /// <summary>Runs the benchmark, reporting every figure through <see cref="BenchContext.Report"/>.</summary>
+    void Run(BenchContext context);
+}
+
+/// <summary>The registry of workloads, in the order `--list` shows them.</summary>
+public static class Workloads
+{
+    public static IReadOnlyList<IWorkload> All { get; } =
+    [
+        new GemmWorkload(),
+    ];
+}

@@ -1,0 +1,36 @@
+namespace SharpTune.Engine;
+
+/// <summary>Argument validation and helpers shared by every <see cref="IGemmKernel"/> implementation.</summary>
+internal static unsafe class GemmArgs
+{
+    public static void Check(bool transA, bool transB, int m, int n, int k, int lda, int ldb, int ldc)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(m);
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        ArgumentOutOfRangeException.ThrowIfNegative(k);
+        ArgumentOutOfRangeException.ThrowIfLessThan(lda, Math.Max(1, transA ? m : k));
+        ArgumentOutOfRangeException.ThrowIfLessThan(ldb, Math.Max(1, transB ? k : n));
+        ArgumentOutOfRangeException.ThrowIfLessThan(ldc, Math.Max(1, n));
+    }
+
+    public static void CheckWeight(int m, int ldx, WeightMatrix w, int ldy)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(m);
+        ArgumentOutOfRangeException.ThrowIfLessThan(ldx, Math.Max(1, w.Cols));
+        ArgumentOutOfRangeException.ThrowIfLessThan(ldy, Math.Max(1, w.Rows));
+    }
+
+    /// <summary>C = beta·C, where beta == 0 clears C without reading it (BLAS semantics: NaN in C is ignored).</summary>
+    public static void ScaleC(int m, int n, float beta, float* c, int ldc)
+    {
+        if (beta == 1f) return;
+        for (int i = 0; i < m; i++)
+        {
+            var row = new Span<float>(c + (long)i * ldc, n);
+            if (beta == 0f)
+                row.Clear();
+            else
+                System.Numerics.Tensors.TensorPrimitives.Multiply(row, beta, row);
+        }
+    }
+}

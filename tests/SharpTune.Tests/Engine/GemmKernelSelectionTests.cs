@@ -1,0 +1,30 @@
+using SharpTune.Engine;
+
+namespace SharpTune.Tests.Engine;
+
+public class GemmKernelSelectionTests
+{
+    [Fact]
+    public void Available_AlwaysIncludesManaged_AndEveryEntryCanBeCreated()
+    {
+        var available = GemmKernels.Available();
+        Assert.Contains("managed", available);
+        foreach (string name in available) Assert.NotNull(GemmKernels.Create(name));
+    }
+
+    [Fact]
+    public void Create_UnknownName_NamesWhatIsAvailable()
+    {
+        var error = Assert.Throws<ArgumentException>(() => GemmKernels.Create("cublas"));
+        Assert.Contains("cublas", error.Message);
+        Assert.Contains("managed", error.Message);
+    }
+
+    [Fact]
+    public void Default_IsTheFirstAvailableInPreferenceOrder_AndDescribes()
+    {
+        if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable(GemmKernels.EnvironmentVariable))) return;
+        Assert.Same(GemmKernels.Create(GemmKernels.Available()[0]), GemmKernels.Default);
+        Assert.Matches(@"^gemm backend: \S+.*, \d+ threads?$", GemmKernels.Describe());
+    }
+}
