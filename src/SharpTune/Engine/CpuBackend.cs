@@ -20,7 +20,7 @@ public sealed unsafe class CpuBackend : IComputeBackend
 
     public static CpuBackend CreateDefault() => new(GemmKernels.Default);
 
-    public string Describe() => $"cpu, gemm: {Gemm.Name}, {Environment.ProcessorCount} threads";
+    public string Describe() => $"cpu, {GemmKernels.Describe(Gemm)}";
 
     public void Linear(Tensor x, int rows, WeightMatrix w, float[]? bias, Tensor y)
     {
@@ -41,11 +41,12 @@ public sealed unsafe class CpuBackend : IComputeBackend
         int n = w.Rows, k = w.Cols;
         float[] xs = x.Data, ys = y.Data;
         int xWidth = x.RowWidth, yWidth = y.RowWidth;
-        // Blocks of weight rows per task keep the per-task scratch row reused and the scheduling overhead small.
+        // Blocks of weight rows per task keep the scheduling overhead small next to the row dot products.
         const int block = 64;
         int blocks = (n + block - 1) / block;
-        Parallel.For(0, blocks, () => new float[k], (bi, _, scratch) =>
+        GemmThreadPool.Shared.For(blocks, bi =>
         {
+            float[] scratch = ThreadRow(k);
             int end = Math.Min(n, (bi + 1) * block);
             for (int j = bi * block; j < end; j++)
             {
@@ -55,13 +56,12 @@ public sealed unsafe class CpuBackend : IComputeBackend
                 else
                 {
                     w.ReadRow(j, scratch);
-                    wRow = scratch;
+                    wRow = scratch.AsSpan(0, k);
                 }
                 for (int r = 0; r < rows; r++)
                     ys[r * yWidth + j] = TensorPrimitives.Dot(new ReadOnlySpan<float>(xs, r * xWidth, k), wRow);
             }
-            return scratch;
-        }, _ => { });
+        });
     }
 
     public void Embedding(WeightMatrix table, ReadOnlySpan<int> ids, Tensor dst)
@@ -149,8 +149,9 @@ public sealed unsafe class CpuBackend : IComputeBackend
         float scale = 1f / MathF.Sqrt(headDim);
         float[] qs = q.Data, outs = output.Data;
 
-        Parallel.For(0, batch * heads, () => new float[keys], (bh, _, scores) =>
+        GemmThreadPool.Shared.For(batch * heads, bh =>
         {
+            float[] scores = ThreadRow(keys);
             int b = bh / heads, h = bh % heads, kvHead = h / groupSize;
             int headBase = cache.Offset(b, kvHead, 0);
             for (int t = 0; t < newTokens; t++)
@@ -192,7 +193,15 @@ public sealed unsafe class CpuBackend : IComputeBackend
                     TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(cache.Values, headBase + j * headDim, headDim), scores[j] * inverseSum, result, result);
                 }
             }
-            return scores;
-        }, _ => { });
+        });
+    }
+
+    [ThreadStatic] private static float[]? t_row;
+
+    /// <summary>A per-thread scratch row that only grows, so pool tasks allocate nothing per call.</summary>
+    private static float[] ThreadRow(int length)
+    {
+        if (t_row is null || t_row.Length < length) t_row = new float[length];
+        return t_row;
     }
 }
