@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 
@@ -30,6 +31,9 @@ internal sealed class BytePairModel
     private readonly bool _fuseUnknown;
     private readonly ConcurrentDictionary<string, int[]> _cache = new();
     private readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> _cacheBySpan;
+
+    /// <summary>Tracked separately because ConcurrentDictionary.Count takes every lock.</summary>
+    private int _cachedWordCount;
 
     private BytePairModel(Dictionary<string, int> vocab, Dictionary<long, long> merges, bool ignoreMerges,
         int? unknownTokenId, bool fuseUnknown)
@@ -71,7 +75,7 @@ internal sealed class BytePairModel
         foreach (JsonProperty entry in model.GetProperty("vocab").EnumerateObject())
             vocab[entry.Name] = entry.Value.GetInt32();
 
-        var merges = new Dictionary<long, long>();
+        var merges = new Dictionary<long, long>(MergePairComparer.Instance);
         int rank = 0;
         foreach (JsonElement merge in model.GetProperty("merges").EnumerateArray())
         {
@@ -119,13 +123,19 @@ internal sealed class BytePairModel
 
         int start = output.Count;
         EncodeUncached(word, output);
-        if (word.Length <= MaxCachedWordLength && _cache.Count < CacheCapacity)
-            _cacheBySpan.TryAdd(word, output.GetRange(start, output.Count - start).ToArray());
+        if (word.Length <= MaxCachedWordLength && _cachedWordCount < CacheCapacity
+            && _cacheBySpan.TryAdd(word, output.GetRange(start, output.Count - start).ToArray()))
+            Interlocked.Increment(ref _cachedWordCount);
     }
 
     private void EncodeUncached(ReadOnlySpan<char> word, List<int> output)
     {
         int byteCount = Encoding.UTF8.GetByteCount(word);
+        // Symbol ids, previous links, next links, and the merge heap (at most one entry per initial pair plus two
+        // per merge, so under 3 per byte) share one buffer, on the stack for ordinary words.
+        int needed = 3 * byteCount + 2 * (3 * byteCount) + 2;
+        int[]? rented = null;
+        Span<int> buffer = needed <= 1024 ? stackalloc int[needed] : (rented = ArrayPool<int>.Shared.Rent(needed));
         byte[]? rentedBytes = null;
         Span<byte> bytes = byteCount <= 512 ? stackalloc byte[byteCount] : (rentedBytes = ArrayPool<byte>.Shared.Rent(byteCount));
         try
@@ -133,20 +143,15 @@ internal sealed class BytePairModel
             bytes = bytes[..Encoding.UTF8.GetBytes(word, bytes)];
             if (_ignoreMerges && TryEncodeWholeWord(bytes, output))
                 return;
-            var symbols = new SymbolList(bytes.Length);
-            try
-            {
-                AddInitialSymbols(bytes, ref symbols);
-                MergeAll(ref symbols);
-                symbols.AppendIds(output);
-            }
-            finally
-            {
-                symbols.Dispose();
-            }
+            var symbols = new SymbolList(buffer[..byteCount], buffer.Slice(byteCount, byteCount), buffer.Slice(2 * byteCount, byteCount));
+            AddInitialSymbols(bytes, ref symbols);
+            MergeAll(ref symbols, new MergeQueue(MemoryMarshal.Cast<int, long>(buffer[(3 * byteCount)..])));
+            symbols.AppendIds(output);
         }
         finally
         {
+            if (rented is not null)
+                ArrayPool<int>.Shared.Return(rented);
             if (rentedBytes is not null)
                 ArrayPool<byte>.Shared.Return(rentedBytes);
         }
@@ -193,63 +198,61 @@ internal sealed class BytePairModel
         }
     }
 
-    private void MergeAll(ref SymbolList symbols)
+    private void MergeAll(ref SymbolList symbols, MergeQueue queue)
     {
-        var queue = new MergeQueue(symbols.Count);
-        try
+        for (int position = 0; position + 1 < symbols.Count; position++)
         {
-            for (int position = 0; position + 1 < symbols.Count; position++)
-            {
-                if (_merges.TryGetValue(PairKey(symbols.Id(position), symbols.Id(position + 1)), out long merge))
-                    queue.Push(Rank(merge), position);
-            }
-
-            while (queue.TryPop(out int rank, out int position))
-            {
-                // Entries go stale when a neighbour merged first; ranks are unique per pair, so a rank mismatch
-                // means the pair at this position is no longer the one that was queued.
-                if (!symbols.IsAlive(position))
-                    continue;
-                int next = symbols.Next(position);
-                if (next < 0 || !_merges.TryGetValue(PairKey(symbols.Id(position), symbols.Id(next)), out long merge)
-                    || Rank(merge) != rank)
-                    continue;
-
-                symbols.MergeWithNext(position, MergedId(merge));
-
-                int previous = symbols.Previous(position);
-                if (previous >= 0 && _merges.TryGetValue(PairKey(symbols.Id(previous), symbols.Id(position)), out long left))
-                    queue.Push(Rank(left), previous);
-                int following = symbols.Next(position);
-                if (following >= 0 && _merges.TryGetValue(PairKey(symbols.Id(position), symbols.Id(following)), out long right))
-                    queue.Push(Rank(right), position);
-            }
+            if (_merges.TryGetValue(PairKey(symbols.Id(position), symbols.Id(position + 1)), out long merge))
+                queue.Push(Rank(merge), position);
         }
-        finally
+
+        while (queue.TryPop(out int rank, out int position))
         {
-            queue.Dispose();
+            // Entries go stale when a neighbour merged first; ranks are unique per pair, so a rank mismatch
+            // means the pair at this position is no longer the one that was queued.
+            if (!symbols.IsAlive(position))
+                continue;
+            int next = symbols.Next(position);
+            if (next < 0 || !_merges.TryGetValue(PairKey(symbols.Id(position), symbols.Id(next)), out long merge)
+                || Rank(merge) != rank)
+                continue;
+
+            symbols.MergeWithNext(position, MergedId(merge));
+
+            int previous = symbols.Previous(position);
+            if (previous >= 0 && _merges.TryGetValue(PairKey(symbols.Id(previous), symbols.Id(position)), out long left))
+                queue.Push(Rank(left), previous);
+            int following = symbols.Next(position);
+            if (following >= 0 && _merges.TryGetValue(PairKey(symbols.Id(position), symbols.Id(following)), out long right))
+                queue.Push(Rank(right), position);
         }
     }
 
     private static long PairKey(int left, int right) => ((long)left << 32) | (uint)right;
 
+    /// <summary>
+    /// long's own hash XORs the two halves, so every pair with the same left^right collides; a multiplicative
+    /// (Fibonacci) hash spreads the packed pair over all bits.
+    /// </summary>
+    private sealed class MergePairComparer : IEqualityComparer<long>
+    {
+        public static readonly MergePairComparer Instance = new();
+
+        public bool Equals(long x, long y) => x == y;
+
+        public int GetHashCode(long pair) => (int)((ulong)pair * 0x9E3779B97F4A7C15UL >> 32);
+    }
+
     private static int Rank(long merge) => (int)(merge >> 32);
 
     private static int MergedId(long merge) => (int)merge;
 
-    /// <summary>Doubly linked list of symbols over pooled arrays; a merged-away symbol is marked dead.</summary>
-    private struct SymbolList : IDisposable
+    /// <summary>Doubly linked list of symbols over caller-provided storage; a merged-away symbol is marked dead.</summary>
+    private ref struct SymbolList(Span<int> ids, Span<int> previous, Span<int> next)
     {
-        private int[] _ids;
-        private int[] _previous;
-        private int[] _next;
-
-        public SymbolList(int capacity)
-        {
-            _ids = ArrayPool<int>.Shared.Rent(Math.Max(capacity, 1));
-            _previous = ArrayPool<int>.Shared.Rent(Math.Max(capacity, 1));
-            _next = ArrayPool<int>.Shared.Rent(Math.Max(capacity, 1));
-        }
+        private readonly Span<int> _ids = ids;
+        private readonly Span<int> _previous = previous;
+        private readonly Span<int> _next = next;
 
         public int Count { get; private set; }
 
@@ -287,37 +290,16 @@ internal sealed class BytePairModel
             for (int position = 0; position >= 0 && position < Count; position = _next[position])
                 output.Add(_ids[position]);
         }
-
-        public void Dispose()
-        {
-            ArrayPool<int>.Shared.Return(_ids);
-            ArrayPool<int>.Shared.Return(_previous);
-            ArrayPool<int>.Shared.Return(_next);
-            _ids = _previous = _next = [];
-        }
     }
 
     /// <summary>Binary min-heap of (rank, position), ordered by rank then position like HF's <c>Merge</c> ordering.</summary>
-    private struct MergeQueue : IDisposable
+    private ref struct MergeQueue(Span<long> storage)
     {
-        private long[] _heap;
+        private readonly Span<long> _heap = storage;
         private int _count;
-
-        public MergeQueue(int capacity)
-        {
-            _heap = ArrayPool<long>.Shared.Rent(Math.Max(capacity, 4));
-            _count = 0;
-        }
 
         public void Push(int rank, int position)
         {
-            if (_count == _heap.Length)
-            {
-                long[] larger = ArrayPool<long>.Shared.Rent(_heap.Length * 2);
-                _heap.AsSpan(0, _count).CopyTo(larger);
-                ArrayPool<long>.Shared.Return(_heap);
-                _heap = larger;
-            }
             long entry = ((long)rank << 32) | (uint)position;
             int index = _count++;
             while (index > 0)
@@ -358,12 +340,6 @@ internal sealed class BytePairModel
             rank = (int)(top >> 32);
             position = (int)top;
             return true;
-        }
-
-        public void Dispose()
-        {
-            ArrayPool<long>.Shared.Return(_heap);
-            _heap = [];
         }
     }
 }
