@@ -50,9 +50,10 @@ internal static class CanonicalComposition
             }
         }
 
-        for (int codePoint = 0; codePoint < CodePointCount; codePoint++)
+        ReadOnlySpan<int> ranges = UnicodeNormalizationData.CombiningClassRanges;
+        for (int i = 0; i < ranges.Length; i += 3)
         {
-            if (GetCombiningClass(codePoint) != 0)
+            for (int codePoint = ranges[i]; codePoint <= ranges[i + 1]; codePoint++)
                 MarkMayChange(codePoint);
         }
         for (int i = 0; i < HangulVowelCount; i++)

@@ -83,8 +83,8 @@ internal static class OnigurumaPattern
                     if (char.IsSurrogate(c))
                         throw Unsupported(pattern, "literal characters outside the Basic Multilingual Plane");
                     lastAtomStart = output.Length;
+                    // Ruby's ^ and $ always match at line boundaries, .NET's only in multiline mode.
                     if (c is '^' or '$')
-                        // Ruby anchors always match at line boundaries.
                         output.Append("(?m:").Append(c).Append(')');
                     else if (ignoreCase && c is 's' or 'S')
                         output.Append("[sS").Append(LongS).Append(']');

@@ -98,6 +98,25 @@ public class TokenizerBehaviorTests
         Assert.Equal([(0, 2), (2, 2)], matches);
     }
 
+    [Theory]
+    [InlineData(@"[^\r\n\p{L}\p{N}]?+\p{L}+", @"(?>[^\r\n\p{L}\p{N}]?)\p{L}+")]
+    [InlineData(@"\p{^N}\h", @"\P{N}[0-9a-fA-F]")]
+    [InlineData(@"^(?m:.)$", @"(?m:^)(?s:.)(?m:$)")]
+    [InlineData(@"(?i)[a-z]x", "(?i)[a-z\u017F]x")]
+    public void OnigurumaConstructsAreTranslated(string oniguruma, string dotNet)
+    {
+        Assert.Equal(dotNet, OnigurumaPattern.ToDotNet(oniguruma));
+    }
+
+    [Theory]
+    [InlineData(@"\p{Han}+")]
+    [InlineData(@"[a-z&&[^aeiou]]")]
+    [InlineData(@"\R")]
+    public void UntranslatablePatternsAreRejected(string oniguruma)
+    {
+        Assert.Throws<NotSupportedException>(() => OnigurumaPattern.ToDotNet(oniguruma));
+    }
+
     [Fact]
     public void LoneSurrogatesEncodeAsReplacementCharacter()
     {
