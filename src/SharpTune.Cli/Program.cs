@@ -7,6 +7,15 @@ public static class Program
 {
     public static int Main(string[] args)
     {
+        // Text crosses the process boundary as UTF-8 whatever the locale says (CI may have none).
+        Console.InputEncoding = new System.Text.UTF8Encoding(false);
+        Console.OutputEncoding = new System.Text.UTF8Encoding(false);
+        return Run(args);
+    }
+
+    /// <summary>Parses and runs a command line against the current Console streams (tests redirect them).</summary>
+    public static int Run(string[] args)
+    {
         var root = new RootCommand("SharpTune: fine-tune, chat with and check Qwen-family language models, in .NET.")
         {
             ChatCommands.Chat(),

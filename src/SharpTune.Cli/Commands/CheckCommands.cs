@@ -85,10 +85,8 @@ public static class CheckCommands
         command.SetAction(r => CliAction.Run(() =>
         {
             var t = Tokenizer.FromDirectory(r.GetValue(tokenizer)!);
-            using var stdout = new StreamWriter(Console.OpenStandardOutput(), new System.Text.UTF8Encoding(false));
-            using var stdin = new StreamReader(Console.OpenStandardInput(), new System.Text.UTF8Encoding(false));
             int lineNumber = 0;
-            while (stdin.ReadLine() is { } line)
+            while (Console.In.ReadLine() is { } line)
             {
                 lineNumber++;
                 if (line.Trim().Length == 0) continue;
@@ -108,7 +106,7 @@ public static class CheckCommands
                     ["decoded"] = t.Decode(ids),
                     ["decoded_skip_special_tokens"] = t.Decode(ids, skipSpecialTokens: true),
                 };
-                stdout.WriteLine(result.ToJsonString(Json));
+                Console.Out.WriteLine(result.ToJsonString(Json));
             }
             return 0;
         }));
@@ -125,8 +123,7 @@ public static class CheckCommands
             string dir = r.GetValue(tokenizer)!;
             var t = Tokenizer.FromDirectory(dir);
             var template = r.GetValue(name) is { } n && n != "auto" ? ChatTemplates.Get(n) : ChatTemplates.FromModelDirectory(dir);
-            using var stdin = new StreamReader(Console.OpenStandardInput(), new System.Text.UTF8Encoding(false));
-            var cases = ChatTemplateCases.Parse(stdin.ReadToEnd());
+            var cases = ChatTemplateCases.Parse(Console.In.ReadToEnd());
             var results = new JsonArray();
             foreach (var c in cases)
             {
@@ -137,8 +134,7 @@ public static class CheckCommands
                     ["ids"] = new JsonArray(t.Encode(rendered).Select(i => (JsonNode)i).ToArray()),
                 });
             }
-            using var stdout = new StreamWriter(Console.OpenStandardOutput(), new System.Text.UTF8Encoding(false));
-            stdout.WriteLine(results.ToJsonString(Json));
+            Console.Out.WriteLine(results.ToJsonString(Json));
             return 0;
         }));
         return command;
