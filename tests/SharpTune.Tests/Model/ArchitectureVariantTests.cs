@@ -1,0 +1,143 @@
+using System.Text.Json.Nodes;
+using SharpTune.Engine;
+using SharpTune.IO.Safetensors;
+using SharpTune.Model;
+
+namespace SharpTune.Tests.Model;
+
+/// <summary>
+/// Llama and Qwen3 run through the same decoder as Qwen2. No Hugging Face fixture covers them, so they are checked
+/// against <see cref="NaiveDecoder"/>, which is itself first checked against transformers' Qwen2 logits.
+/// </summary>
+public sealed class ArchitectureVariantTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("sharptune-variant-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static void AssertMatchesNaive(string folder, int[] ids, double tolerance)
+    {
+        using var model = DecoderModel.Load(folder);
+        var (_, logits) = model.Evaluate([ids], [ids.Select(_ => 1).ToArray()]);
+        double[][] expected = NaiveDecoder.Logits(folder, ids);
+        int vocab = model.Config.VocabSize;
+        for (int t = 0; t < ids.Length; t++)
+            for (int i = 0; i < vocab; i++)
+            {
+                double e = expected[t][i], a = logits.Data[t * vocab + i];
+                Assert.True(Math.Abs(e - a) <= tolerance * (1 + Math.Abs(e)), $"logits[{t},{i}]: naive {e}, decoder {a}");
+            }
+    }
+
+    [Fact]
+    public void NaiveDecoderReproducesTransformersOnQwen2()
+    {
+        var fx = new ReferenceFixture("qwen2-small-vocab");
+        float[] reference = fx.ForwardTensor("logits");
+        int[] ids = fx.InputIds[0];
+        double[][] naive = NaiveDecoder.Logits(fx.Directory, ids);
+        for (int t = 0; t < ids.Length; t++)
+            for (int i = 0; i < 512; i++)
+                Assert.True(Math.Abs(naive[t][i] - reference[t * 512 + i]) <= 1e-4, $"logits[{t},{i}]");
+    }
+
+    /// <summary>Writes a small random model folder of the given architecture with seeded weights.</summary>
+    private string WriteModel(string name, JsonObject config, Func<string, bool> include, int hiddenSize, int headDim, int heads, int kvHeads)
+    {
+        string folder = Path.Combine(_dir, name);
+        Directory.CreateDirectory(folder);
+        File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJsonString());
+        var random = new Random(11);
+        var tensors = new List<(string, long[], float[])>();
+        void Add(string tensor, long[] shape, Func<float> value)
+        {
+            if (!include(tensor)) return;
+            long n = shape.Aggregate(1L, (a, b) => a * b);
+            tensors.Add((tensor, shape, Enumerable.Range(0, (int)n).Select(_ => value()).ToArray()));
+        }
+        float Normal() => (float)(0.2 * Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble()));
+        float NearOne() => 1 + 0.1f * Normal();
+        int vocab = 96, inter = 40, q = heads * headDim, kv = kvHeads * headDim;
+        Add("model.embed_tokens.weight", [vocab, hiddenSize], Normal);
+        for (int l = 0; l < 2; l++)
+        {
+            string p = $"model.layers.{l}.";
+            Add(p + "input_layernorm.weight", [hiddenSize], NearOne);
+            Add(p + "self_attn.q_proj.weight", [q, hiddenSize], Normal);
+            Add(p + "self_attn.k_proj.weight", [kv, hiddenSize], Normal);
+            Add(p + "self_attn.v_proj.weight", [kv, hiddenSize], Normal);
+            Add(p + "self_attn.o_proj.weight", [hiddenSize, q], Normal);
+            Add(p + "self_attn.q_proj.bias", [q], Normal);
+            Add(p + "self_attn.k_proj.bias", [kv], Normal);
+            Add(p + "self_attn.v_proj.bias", [kv], Normal);
+            Add(p + "self_attn.o_proj.bias", [hiddenSize], Normal);
+            Add(p + "self_attn.q_norm.weight", [headDim], NearOne);
+            Add(p + "self_attn.k_norm.weight", [headDim], NearOne);
+            Add(p + "post_attention_layernorm.weight", [hiddenSize], NearOne);
+            Add(p + "mlp.gate_proj.weight", [inter, hiddenSize], Normal);
+            Add(p + "mlp.up_proj.weight", [inter, hiddenSize], Normal);
+            Add(p + "mlp.down_proj.weight", [hiddenSize, inter], Normal);
+        }
+        Add("model.norm.weight", [hiddenSize], NearOne);
+        Add("lm_head.weight", [vocab, hiddenSize], Normal);
+        SafetensorsWriter.Write(Path.Combine(folder, "model.safetensors"), tensors, DType.F32);
+        return folder;
+    }
+
+    private static JsonObject Config(string modelType, int hidden, int heads, int kvHeads, int? headDim = null) => new()
+    {
+        ["model_type"] = modelType,
+        ["vocab_size"] = 96,
+        ["hidden_size"] = hidden,
+        ["intermediate_size"] = 40,
+        ["num_hidden_layers"] = 2,
+        ["num_attention_heads"] = heads,
+        ["num_key_value_heads"] = kvHeads,
+        ["head_dim"] = headDim,
+        ["rms_norm_eps"] = 1e-5,
+        ["rope_theta"] = 500000.0,
+        ["tie_word_embeddings"] = false,
+    };
+
+    private static readonly int[] Ids = [5, 17, 90, 3, 44, 44, 71, 2, 60, 8, 31];
+
+    [Fact]
+    public void LlamaWithoutBiases()
+    {
+        string folder = WriteModel("llama", Config("llama", 32, 4, 2), n => !n.Contains("bias") && !n.Contains("q_norm") && !n.Contains("k_norm"), 32, 8, 4, 2);
+        AssertMatchesNaive(folder, Ids, 1e-4);
+    }
+
+    [Fact]
+    public void LlamaWithAttentionBiasesAndLlama3RopeScaling()
+    {
+        var config = Config("llama", 32, 4, 4);
+        config["attention_bias"] = true;
+        config["rope_scaling"] = new JsonObject
+        {
+            ["rope_type"] = "llama3", ["factor"] = 8.0, ["low_freq_factor"] = 1.0, ["high_freq_factor"] = 4.0, ["original_max_position_embeddings"] = 8,
+        };
+        string folder = WriteModel("llama-bias", config, n => !n.Contains("q_norm") && !n.Contains("k_norm"), 32, 8, 4, 4);
+        AssertMatchesNaive(folder, Ids, 1e-4);
+    }
+
+    [Fact]
+    public void Qwen3WithQkNormAndAnExplicitHeadSize()
+    {
+        // head_dim 16 with 4 heads on a 32-wide model: the query width (64) differs from the hidden size.
+        string folder = WriteModel("qwen3", Config("qwen3", 32, 4, 2, headDim: 16), n => !n.Contains("bias"), 32, 16, 4, 2);
+        AssertMatchesNaive(folder, Ids, 1e-4);
+    }
+
+    [Fact]
+    public void LinearRopeScalingDividesTheFrequencies()
+    {
+        var config = Config("qwen2", 32, 4, 2);
+        config["rope_scaling"] = new JsonObject { ["type"] = "linear", ["factor"] = 2.0 };
+        string folder = WriteModel("qwen2-linear", config, n => !n.Contains("o_proj.bias") && !n.Contains("q_norm") && !n.Contains("k_norm"), 32, 8, 4, 2);
+        var plain = RopeScaling.BuildTable(ModelConfig.Load(Path.Combine(folder, "config.json")) with { RopeScaling = null });
+        var scaled = RopeScaling.BuildTable(ModelConfig.Load(Path.Combine(folder, "config.json")));
+        Assert.Equal(plain.InverseFrequencies.Select(f => f / 2f), scaled.InverseFrequencies);
+        AssertMatchesNaive(folder, Ids, 1e-4);
+    }
+}
