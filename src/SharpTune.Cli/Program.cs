@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Help;
 using SharpTune.Cli.Commands;
 
 namespace SharpTune.Cli;
@@ -16,8 +17,11 @@ public static class Program
     /// <summary>Parses and runs a command line against the current Console streams (tests redirect them).</summary>
     public static int Run(string[] args)
     {
-        var root = new RootCommand("SharpTune: fine-tune, chat with and check Qwen-family language models, in .NET.")
+        // A plain command named after the tool rather than RootCommand, whose name would be the assembly's.
+        var root = new Command("sharptune", "SharpTune: fine-tune, chat with and check Qwen-family language models, in .NET.")
         {
+            new HelpOption(),
+            new VersionOption(),
             ChatCommands.Chat(),
             ChatCommands.Generate(),
             InitModelCommand.Create(),

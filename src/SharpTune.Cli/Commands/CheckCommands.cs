@@ -142,6 +142,7 @@ public static class CheckCommands
 
     private static (int[][] Ids, int[][] Mask) ReadBatch(string path)
     {
+        if (!File.Exists(path)) throw new FileNotFoundException($"input file '{path}' does not exist");
         JsonNode? root;
         try
         {
