@@ -52,13 +52,13 @@ public sealed unsafe class DecoderWeights : IDisposable
     {
         var binder = new Binder(checkpoint, folder);
         var embedding = binder.Matrix("model.embed_tokens.weight", c.VocabSize, c.HiddenSize);
-        WeightMatrix lmHead;
-        if (checkpoint.Contains("lm_head.weight"))
-            lmHead = binder.Matrix("lm_head.weight", c.VocabSize, c.HiddenSize);
-        else if (c.TieWordEmbeddings)
-            lmHead = embedding;
-        else
-            throw new ModelFolderException($"{folder}: tensor 'lm_head.weight' is missing and tie_word_embeddings is false");
+        // With tie_word_embeddings transformers ties lm_head to the embedding even when the file also stores an
+        // lm_head.weight, so the embedding is the output projection whatever the checkpoint holds.
+        WeightMatrix lmHead = c.TieWordEmbeddings
+            ? embedding
+            : checkpoint.Contains("lm_head.weight")
+                ? binder.Matrix("lm_head.weight", c.VocabSize, c.HiddenSize)
+                : throw new ModelFolderException($"{folder}: tensor 'lm_head.weight' is missing and tie_word_embeddings is false");
 
         var layers = new DecoderLayerWeights[c.NumLayers];
         for (int i = 0; i < c.NumLayers; i++)
