@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using SharpTune.IO.Safetensors;
 using SharpTune.Model;
 
 namespace SharpTune.Tests.Model;
@@ -69,6 +70,18 @@ public sealed class ModelFolderErrorTests : IDisposable
     [Fact]
     public void MoreLayersThanStoredNamesTheMissingTensor() =>
         Assert.Contains("tensor 'model.layers.3.input_layernorm.weight' is missing", LoadError(CopyFixture(c => c["num_hidden_layers"] = 4)));
+
+    [Fact]
+    public void UntiedModelWithoutLmHead()
+    {
+        CopyFixture();
+        string path = Path.Combine(_dir, "model.safetensors");
+        List<(string, long[], float[])> kept;
+        using (var file = SafetensorsFile.Open(path))
+            kept = file.Tensors.Where(t => t.Name != "lm_head.weight").Select(t => (t.Name, t.Shape, file.ReadFloat32(t.Name))).ToList();
+        SafetensorsWriter.Write(path, kept);
+        Assert.Contains("tensor 'lm_head.weight' is missing and tie_word_embeddings is false", LoadError(_dir));
+    }
 
     [Fact]
     public void MissingTokenizerForChat()
