@@ -20,6 +20,18 @@ internal static unsafe class GemmArgs
         ArgumentOutOfRangeException.ThrowIfLessThan(ldy, Math.Max(1, w.Rows));
     }
 
+    /// <summary>
+    /// Finishes the shapes that need no multiply: an empty C, or k = 0, where C = beta·C. True when it did, so the
+    /// caller returns without handing a zero dimension to a library.
+    /// </summary>
+    public static bool FinishedWithoutMultiply(int m, int n, int k, float beta, float* c, int ldc)
+    {
+        if (m == 0 || n == 0) return true;
+        if (k != 0) return false;
+        ScaleC(m, n, beta, c, ldc);
+        return true;
+    }
+
     /// <summary>C = beta·C, where beta == 0 clears C without reading it (BLAS semantics: NaN in C is ignored).</summary>
     public static void ScaleC(int m, int n, float beta, float* c, int ldc)
     {

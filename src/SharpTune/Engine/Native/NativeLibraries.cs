@@ -5,19 +5,23 @@ namespace SharpTune.Engine;
 /// <summary>Run-time loading helpers for the optional native GEMM libraries.</summary>
 internal static unsafe class NativeLibraries
 {
-    /// <summary>The first of <paramref name="names"/> that loads, or false. A missing library is not an error.</summary>
-    public static bool TryLoad(IEnumerable<string> names, out nint handle, out string loadedName)
+    /// <summary>
+    /// The first of <paramref name="names"/> that loads, with its <paramref name="requiredExport"/>; false when none
+    /// loads or the one that loads lacks the export. A missing library is not an error.
+    /// </summary>
+    public static bool TryLoad(IEnumerable<string> names, string requiredExport, out nint handle, out string loadedName, out nint export)
     {
         foreach (string name in names)
         {
             if (NativeLibrary.TryLoad(name, out handle))
             {
                 loadedName = name;
-                return true;
+                return NativeLibrary.TryGetExport(handle, requiredExport, out export);
             }
         }
         handle = 0;
         loadedName = "";
+        export = 0;
         return false;
     }
 

@@ -7,7 +7,7 @@ namespace SharpTune.Engine;
 /// own OpenMP team, so calls are issued from the calling thread. BF16/F16 weights go through
 /// <see cref="WeightStaging"/> (block-wise widening, never a whole fp32 copy).
 /// </summary>
-public sealed unsafe class OneDnnGemmKernel : IGemmKernel
+public sealed unsafe class OneDnnGemmKernel : NativeGemmKernel
 {
     /// <summary>oneDNN 3.x first; Debian bookworm ships 2.x (libdnnl2), whose sgemm C API is identical.</summary>
     public static readonly string[] LibraryNames = ["libdnnl.so.3", "libdnnl.so.2", "libdnnl.so"];
@@ -19,9 +19,8 @@ public sealed unsafe class OneDnnGemmKernel : IGemmKernel
     private readonly delegate* unmanaged<byte, byte, long, long, long, float, float*, long, float*, long, float, float*, long, int> _sgemm;
     private readonly delegate* unmanaged<byte, byte, long, long, long, float, ushort*, long, ushort*, long, float, float*, long, int> _gemmBf16;
 
-    private OneDnnGemmKernel(string library, nint sgemm, nint gemmBf16)
+    private OneDnnGemmKernel(string library, nint sgemm, nint gemmBf16) : base(library)
     {
-        LibraryName = library;
         _sgemm = (delegate* unmanaged<byte, byte, long, long, long, float, float*, long, float*, long, float, float*, long, int>)sgemm;
         _gemmBf16 = (delegate* unmanaged<byte, byte, long, long, long, float, ushort*, long, ushort*, long, float, float*, long, int>)gemmBf16;
         SupportsBf16Gemm = gemmBf16 != 0 && ProbeBf16();
@@ -32,10 +31,7 @@ public sealed unsafe class OneDnnGemmKernel : IGemmKernel
 
     public static bool IsAvailable => Instance is not null;
 
-    public string Name => "onednn";
-
-    /// <summary>The shared object that was loaded, e.g. "libdnnl.so.2".</summary>
-    public string LibraryName { get; }
+    public override string Name => "onednn";
 
     /// <summary>
     /// True when the library exports <c>dnnl_gemm_bf16bf16f32</c> (not in the public header) and it runs on this
@@ -46,35 +42,14 @@ public sealed unsafe class OneDnnGemmKernel : IGemmKernel
     private static OneDnnGemmKernel? Load()
     {
         NativeLibraries.ForwardThreadCountToOpenMp();
-        if (!NativeLibraries.TryLoad(LibraryNames, out nint lib, out string name)) return null;
-        if (!NativeLibrary.TryGetExport(lib, "dnnl_sgemm", out nint sgemm)) return null;
+        if (!NativeLibraries.TryLoad(LibraryNames, "dnnl_sgemm", out nint lib, out string name, out nint sgemm)) return null;
         NativeLibrary.TryGetExport(lib, "dnnl_gemm_bf16bf16f32", out nint bf16);
         return new OneDnnGemmKernel(name, sgemm, bf16);
     }
 
-    public void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
-        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
-    {
-        GemmArgs.Check(transA, transB, m, n, k, lda, ldb, ldc);
-        if (m == 0 || n == 0) return;
-        if (k == 0)
-        {
-            GemmArgs.ScaleC(m, n, beta, c, ldc);
-            return;
-        }
+    private protected override void LibrarySgemm(bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc) =>
         Check(_sgemm(Trans(transA), Trans(transB), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc), "dnnl_sgemm");
-    }
-
-    public void SgemmBatched(int batch, bool transA, bool transB, int m, int n, int k, float alpha,
-        float* a, int lda, long strideA, float* b, int ldb, long strideB, float beta, float* c, int ldc, long strideC)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(batch);
-        for (int i = 0; i < batch; i++)
-            Sgemm(transA, transB, m, n, k, alpha, a + i * strideA, lda, b + i * strideB, ldb, beta, c + i * strideC, ldc);
-    }
-
-    public void GemmWeight(int m, float* x, int ldx, WeightMatrix w, float beta, float* y, int ldy) =>
-        WeightStaging.GemmWeight(this, m, x, ldx, w, beta, y, ldy);
 
     /// <summary>
     /// C = alpha·op(A)·op(B) + beta·C with bf16 A and B and fp32 accumulation/output (row-major, like Sgemm).
@@ -85,12 +60,7 @@ public sealed unsafe class OneDnnGemmKernel : IGemmKernel
     {
         if (!SupportsBf16Gemm) throw new NotSupportedException($"{LibraryName} has no usable dnnl_gemm_bf16bf16f32 on this CPU");
         GemmArgs.Check(transA, transB, m, n, k, lda, ldb, ldc);
-        if (m == 0 || n == 0) return;
-        if (k == 0)
-        {
-            GemmArgs.ScaleC(m, n, beta, c, ldc);
-            return;
-        }
+        if (GemmArgs.FinishedWithoutMultiply(m, n, k, beta, c, ldc)) return;
         Check(_gemmBf16(Trans(transA), Trans(transB), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc), "dnnl_gemm_bf16bf16f32");
     }
 

@@ -7,7 +7,7 @@ namespace SharpTune.Engine;
 /// GEMM through OpenBLAS's <c>cblas_sgemm</c> (CblasRowMajor), loaded at run time. OpenBLAS runs its own thread
 /// pool, sized to <see cref="EngineThreads.Count"/>. BF16/F16 weights go through <see cref="WeightStaging"/>.
 /// </summary>
-public sealed unsafe class OpenBlasGemmKernel : IGemmKernel
+public sealed unsafe class OpenBlasGemmKernel : NativeGemmKernel
 {
     public static readonly string[] LibraryNames = ["libopenblas.so.0", "libopenblas.so"];
 
@@ -19,9 +19,8 @@ public sealed unsafe class OpenBlasGemmKernel : IGemmKernel
 
     private readonly delegate* unmanaged<int, int, int, int, int, int, float, float*, int, float*, int, float, float*, int, void> _sgemm;
 
-    private OpenBlasGemmKernel(string library, nint sgemm, string coreName)
+    private OpenBlasGemmKernel(string library, nint sgemm, string coreName) : base(library)
     {
-        LibraryName = library;
         CoreName = coreName;
         _sgemm = (delegate* unmanaged<int, int, int, int, int, int, float, float*, int, float*, int, float, float*, int, void>)sgemm;
     }
@@ -31,9 +30,7 @@ public sealed unsafe class OpenBlasGemmKernel : IGemmKernel
 
     public static bool IsAvailable => Instance is not null;
 
-    public string Name => "openblas";
-
-    public string LibraryName { get; }
+    public override string Name => "openblas";
 
     /// <summary>The kernel family OpenBLAS dispatched to ("SkylakeX", "Haswell", ...), or "" if not reported.</summary>
     public string CoreName { get; }
@@ -43,8 +40,7 @@ public sealed unsafe class OpenBlasGemmKernel : IGemmKernel
         // Debian's OpenBLAS 0.3.21 predates Sapphire/Emerald Rapids and falls back to a generic core on them;
         // with AVX-512F present, the SkylakeX kernels are the right ones. A user-set value is left alone.
         if (Avx512F.IsSupported) NativeLibraries.SetNativeEnvironmentDefault("OPENBLAS_CORETYPE", "SKYLAKEX");
-        if (!NativeLibraries.TryLoad(LibraryNames, out nint lib, out string name)) return null;
-        if (!NativeLibrary.TryGetExport(lib, "cblas_sgemm", out nint sgemm)) return null;
+        if (!NativeLibraries.TryLoad(LibraryNames, "cblas_sgemm", out nint lib, out string name, out nint sgemm)) return null;
         if (NativeLibrary.TryGetExport(lib, "openblas_set_num_threads", out nint setThreads))
             ((delegate* unmanaged<int, void>)setThreads)(EngineThreads.Count);
         string core = NativeLibrary.TryGetExport(lib, "openblas_get_corename", out nint getCore)
@@ -53,28 +49,8 @@ public sealed unsafe class OpenBlasGemmKernel : IGemmKernel
         return new OpenBlasGemmKernel(name, sgemm, core);
     }
 
-    public void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
-        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
-    {
-        GemmArgs.Check(transA, transB, m, n, k, lda, ldb, ldc);
-        if (m == 0 || n == 0) return;
-        if (k == 0)
-        {
-            GemmArgs.ScaleC(m, n, beta, c, ldc);
-            return;
-        }
+    private protected override void LibrarySgemm(bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc) =>
         _sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
             m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    }
-
-    public void SgemmBatched(int batch, bool transA, bool transB, int m, int n, int k, float alpha,
-        float* a, int lda, long strideA, float* b, int ldb, long strideB, float beta, float* c, int ldc, long strideC)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(batch);
-        for (int i = 0; i < batch; i++)
-            Sgemm(transA, transB, m, n, k, alpha, a + i * strideA, lda, b + i * strideB, ldb, beta, c + i * strideC, ldc);
-    }
-
-    public void GemmWeight(int m, float* x, int ldx, WeightMatrix w, float beta, float* y, int ldy) =>
-        WeightStaging.GemmWeight(this, m, x, ldx, w, beta, y, ldy);
 }
