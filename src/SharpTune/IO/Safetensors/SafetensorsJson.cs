@@ -38,32 +38,16 @@ internal static class SafetensorsJson
 
     /// <summary>serde_json string escaping: quote, backslash and control characters only; everything else,
     /// non-ASCII included, is written as raw UTF-8.</summary>
-    public static void AppendRustString(StringBuilder sb, string value)
-    {
-        sb.Append('"');
-        foreach (char c in value)
-        {
-            switch (c)
-            {
-                case '"': sb.Append("\\\""); break;
-                case '\\': sb.Append("\\\\"); break;
-                case '\b': sb.Append("\\b"); break;
-                case '\f': sb.Append("\\f"); break;
-                case '\n': sb.Append("\\n"); break;
-                case '\r': sb.Append("\\r"); break;
-                case '\t': sb.Append("\\t"); break;
-                default:
-                    if (c < 0x20) sb.Append("\\u").Append(((int)c).ToString("x4"));
-                    else sb.Append(c);
-                    break;
-            }
-        }
-        sb.Append('"');
-    }
+    public static void AppendRustString(StringBuilder sb, string value) => AppendString(sb, value, escapeNonAscii: false);
 
     /// <summary>Python json.dumps escaping with its default ensure_ascii=True: everything outside printable ASCII
     /// becomes \uXXXX (UTF-16 code units, lowercase hex).</summary>
-    public static void AppendPythonString(StringBuilder sb, string value)
+    public static void AppendPythonString(StringBuilder sb, string value) => AppendString(sb, value, escapeNonAscii: true);
+
+    /// <summary>The escaping both writers share: the short escapes for quote, backslash and \b \f \n \r \t, and
+    /// lowercase \uXXXX for other control characters and, with <paramref name="escapeNonAscii"/>, for DEL and
+    /// everything above it.</summary>
+    private static void AppendString(StringBuilder sb, string value, bool escapeNonAscii)
     {
         sb.Append('"');
         foreach (char c in value)
@@ -78,7 +62,7 @@ internal static class SafetensorsJson
                 case '\r': sb.Append("\\r"); break;
                 case '\t': sb.Append("\\t"); break;
                 default:
-                    if (c < 0x20 || c > 0x7E) sb.Append("\\u").Append(((int)c).ToString("x4"));
+                    if (c < 0x20 || (escapeNonAscii && c > 0x7E)) sb.Append("\\u").Append(((int)c).ToString("x4"));
                     else sb.Append(c);
                     break;
             }
