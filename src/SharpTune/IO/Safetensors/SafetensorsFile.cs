@@ -1,4 +1,5 @@
 using System.IO.MemoryMappedFiles;
+using System.Numerics;
 using System.Runtime.InteropServices;
 using SharpTune.Engine;
 
@@ -129,16 +130,16 @@ public sealed unsafe class SafetensorsFile : IDisposable
                 Chunks<Half, float>(src, destination, static (s, d) => Float16.ToSingle(s, d));
                 break;
             case DType.I8:
-                Chunks<sbyte, float>(src, destination, static (s, d) => { for (int i = 0; i < s.Length; i++) d[i] = s[i]; });
+                Chunks<sbyte, float>(src, destination, Convert);
                 break;
             case DType.U8:
-                Chunks<byte, float>(src, destination, static (s, d) => { for (int i = 0; i < s.Length; i++) d[i] = s[i]; });
+                Chunks<byte, float>(src, destination, Convert);
                 break;
             case DType.I32:
-                Chunks<int, float>(src, destination, static (s, d) => { for (int i = 0; i < s.Length; i++) d[i] = s[i]; });
+                Chunks<int, float>(src, destination, Convert);
                 break;
             case DType.I64:
-                Chunks<long, float>(src, destination, static (s, d) => { for (int i = 0; i < s.Length; i++) d[i] = s[i]; });
+                Chunks<long, float>(src, destination, Convert);
                 break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(name), info.DType, "unhandled dtype");
@@ -157,10 +158,10 @@ public sealed unsafe class SafetensorsFile : IDisposable
                 Chunks<int, int>(src, result, static (s, d) => s.CopyTo(d));
                 break;
             case DType.I8:
-                Chunks<sbyte, int>(src, result, static (s, d) => { for (int i = 0; i < s.Length; i++) d[i] = s[i]; });
+                Chunks<sbyte, int>(src, result, Convert);
                 break;
             case DType.U8:
-                Chunks<byte, int>(src, result, static (s, d) => { for (int i = 0; i < s.Length; i++) d[i] = s[i]; });
+                Chunks<byte, int>(src, result, Convert);
                 break;
             default:
                 throw NotConvertible(info, "int32");
@@ -180,13 +181,13 @@ public sealed unsafe class SafetensorsFile : IDisposable
                 Chunks<long, long>(src, result, static (s, d) => s.CopyTo(d));
                 break;
             case DType.I32:
-                Chunks<int, long>(src, result, static (s, d) => { for (int i = 0; i < s.Length; i++) d[i] = s[i]; });
+                Chunks<int, long>(src, result, Convert);
                 break;
             case DType.I8:
-                Chunks<sbyte, long>(src, result, static (s, d) => { for (int i = 0; i < s.Length; i++) d[i] = s[i]; });
+                Chunks<sbyte, long>(src, result, Convert);
                 break;
             case DType.U8:
-                Chunks<byte, long>(src, result, static (s, d) => { for (int i = 0; i < s.Length; i++) d[i] = s[i]; });
+                Chunks<byte, long>(src, result, Convert);
                 break;
             default:
                 throw NotConvertible(info, "int64");
@@ -225,6 +226,14 @@ public sealed unsafe class SafetensorsFile : IDisposable
             var src = new ReadOnlySpan<TSrc>(source + (long)start * sizeof(TSrc), n);
             convert(src, destination.Slice(start, n));
         }
+    }
+
+    /// <summary>Element by element with the cast's own semantics (an integer becomes the nearest float).</summary>
+    private static void Convert<TSrc, TDst>(ReadOnlySpan<TSrc> source, Span<TDst> destination)
+        where TSrc : INumberBase<TSrc>
+        where TDst : INumberBase<TDst>
+    {
+        for (int i = 0; i < source.Length; i++) destination[i] = TDst.CreateTruncating(source[i]);
     }
 
     private int CheckedArrayLength(TensorInfo info)
