@@ -151,23 +151,15 @@ public static partial class ChatTemplates
         };
     }
 
-    private static ChatTemplate Qwen(string name, string? defaultSystem, QwenToolFormat tools, bool thinking) => new()
-    {
-        Name = name,
-        SystemSlot = ImSystem,
-        UserSlot = ImUser,
-        GenerationPrompt = ImAssistantHeader,
-        AssistantSlot = ImAssistant,
-        FunctionSlot = ImAssistant,
-        Observation = QwenObservation,
-        Tools = tools,
-        DefaultSystem = defaultSystem,
-        StopWords = ["<|im_end|>"],
-        ReplaceEos = true,
-        Thinking = thinking,
-    };
+    /// <summary>Qwen's formats: ChatML with tool results wrapped in &lt;tool_response&gt; inside a user turn.</summary>
+    private static ChatTemplate Qwen(string name, string? defaultSystem, QwenToolFormat tools, bool thinking) =>
+        Chatml(name, defaultSystem, tools, ["<|im_end|>"], QwenObservation, thinking);
 
-    private static ChatTemplate Chatml(string name, string? defaultSystem, ToolFormat? tools, string[] stopWords) => new()
+    private static ChatTemplate Chatml(string name, string? defaultSystem, ToolFormat? tools, string[] stopWords) =>
+        Chatml(name, defaultSystem, tools, stopWords, ChatmlObservation, thinking: false);
+
+    private static ChatTemplate Chatml(string name, string? defaultSystem, ToolFormat? tools, string[] stopWords,
+        (string, string, string) observation, bool thinking) => new()
     {
         Name = name,
         SystemSlot = ImSystem,
@@ -175,11 +167,12 @@ public static partial class ChatTemplates
         GenerationPrompt = ImAssistantHeader,
         AssistantSlot = ImAssistant,
         FunctionSlot = ImAssistant,
-        Observation = ChatmlObservation,
+        Observation = observation,
         Tools = tools,
         DefaultSystem = defaultSystem,
         StopWords = stopWords,
         ReplaceEos = true,
+        Thinking = thinking,
     };
 
     [GeneratedRegex(@"'<\|im_start\|>' \+ message\['role'\] \+ '(?:\n|\\n)' \+ message\['content'\] \+ '<\|im_end\|>'")]
