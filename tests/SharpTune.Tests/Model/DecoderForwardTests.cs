@@ -35,6 +35,15 @@ public class DecoderForwardTests
             }
     }
 
+    /// <summary>The shifted cross-entropy over the logits equals transformers' loss on the fixture's labels.</summary>
+    private static void AssertLossMatchesReference(ReferenceFixture fx, Tensor logits)
+    {
+        var forward = fx.Reference.GetProperty("forward");
+        var (loss, tokens) = CausalLmLoss.Compute(logits, fx.Labels);
+        Assert.Equal(forward.GetProperty("num_loss_tokens").GetInt32(), tokens);
+        AssertClose((float)forward.GetProperty("loss").GetDouble(), (float)loss, 0, 1e-5, "loss");
+    }
+
     [Theory]
     [MemberData(nameof(Kernels))]
     public void SmallVocabFp32MatchesTransformersOnEveryBackend(string kernel)
@@ -45,11 +54,7 @@ public class DecoderForwardTests
 
         AssertRealPositionsClose(fx.ForwardTensor("last_hidden_state"), hidden.Data, fx.AttentionMask, model.Config.HiddenSize, "last_hidden_state");
         AssertRealPositionsClose(fx.ForwardTensor("logits"), logits.Data, fx.AttentionMask, model.Config.VocabSize, "logits");
-
-        var (loss, tokens) = CausalLmLoss.Compute(logits, fx.Labels);
-        var forward = fx.Reference.GetProperty("forward");
-        Assert.Equal(forward.GetProperty("num_loss_tokens").GetInt32(), tokens);
-        AssertClose((float)forward.GetProperty("loss").GetDouble(), (float)loss, 0, 1e-5, "loss");
+        AssertLossMatchesReference(fx, logits);
     }
 
     [Fact]
@@ -79,9 +84,7 @@ public class DecoderForwardTests
                 Assert.Equal(expectedTop, actualTop);
             }
 
-        var (loss, tokens) = CausalLmLoss.Compute(logits, fx.Labels);
-        Assert.Equal(forward.GetProperty("num_loss_tokens").GetInt32(), tokens);
-        AssertClose((float)forward.GetProperty("loss").GetDouble(), (float)loss, 0, 1e-5, "loss");
+        AssertLossMatchesReference(fx, logits);
     }
 
     [Fact]
