@@ -1,6 +1,6 @@
 using SharpTune.Inference;
 
-namespace SharpTune.Tests.Model;
+namespace SharpTune.Tests.Inference;
 
 /// <summary>Each logits processor on hand-worked inputs, following transformers' definitions.</summary>
 public class LogitsProcessingTests

@@ -1,7 +1,8 @@
 using SharpTune.Inference;
 using SharpTune.Model;
+using SharpTune.Tests.Model;
 
-namespace SharpTune.Tests.Model;
+namespace SharpTune.Tests.Inference;
 
 /// <summary>Greedy decoding with the KV cache against transformers' generate() on the same prompt.</summary>
 public class GenerationTests
