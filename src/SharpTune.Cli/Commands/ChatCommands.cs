@@ -36,7 +36,7 @@ public static class ChatCommands
         o.AddTo(command);
         command.SetAction(r => CliAction.Run(() =>
         {
-            var session = o.Open(r);
+            using var session = o.Open(r);
             var options = o.Generation.Apply(r, session.DefaultOptions());
             Console.Error.WriteLine($"[sharptune] template: {session.Template.Name}. Type a message; /clear resets the conversation, /exit quits.");
             while (true)
@@ -69,7 +69,7 @@ public static class ChatCommands
         command.Options.Add(prompt);
         command.SetAction(r => CliAction.Run(() =>
         {
-            var session = o.Open(r);
+            using var session = o.Open(r);
             var options = o.Generation.Apply(r, session.DefaultOptions());
             session.Reply(r.GetValue(prompt)!, options, piece => Console.Write(piece));
             Console.WriteLine();

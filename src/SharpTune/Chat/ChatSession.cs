@@ -8,10 +8,13 @@ namespace SharpTune.Chat;
 /// <summary>
 /// A conversation with a model: keeps the history, renders it through the chat template the model was trained
 /// with, generates the reply and streams its text. One definition of the template serves chat, training and the API.
+/// A session from <see cref="Open"/> owns its model and unmaps the checkpoint on <see cref="Dispose"/>; a model
+/// passed to the constructor stays the caller's to dispose.
 /// </summary>
-public sealed class ChatSession
+public sealed class ChatSession : IDisposable
 {
     private readonly List<ChatMessage> _history = [];
+    private readonly bool _ownsModel;
 
     public DecoderModel Model { get; }
     public Tokenizer Tokenizer { get; }
@@ -21,7 +24,13 @@ public sealed class ChatSession
     public IReadOnlyList<ChatMessage> History => _history;
 
     public ChatSession(DecoderModel model, Tokenizer tokenizer, ChatTemplate template, string? system = null)
+        : this(model, tokenizer, template, system, ownsModel: false)
     {
+    }
+
+    private ChatSession(DecoderModel model, Tokenizer tokenizer, ChatTemplate template, string? system, bool ownsModel)
+    {
+        _ownsModel = ownsModel;
         Model = model;
         Tokenizer = tokenizer;
         Template = template;
@@ -36,7 +45,12 @@ public sealed class ChatSession
         var tokenizer = Tokenizer.FromDirectory(modelDir);
         var template = templateName is null or "auto" ? ChatTemplates.FromModelDirectory(modelDir) : ChatTemplates.Get(templateName);
         var model = DecoderModel.Load(modelDir);
-        return new ChatSession(model, tokenizer, template, system);
+        return new ChatSession(model, tokenizer, template, system, ownsModel: true);
+    }
+
+    public void Dispose()
+    {
+        if (_ownsModel) Model.Dispose();
     }
 
     public void Clear() => _history.Clear();

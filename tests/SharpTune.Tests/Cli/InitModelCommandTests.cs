@@ -33,7 +33,7 @@ public sealed class InitModelCommandTests : IDisposable
         using var generation = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "generation_config.json")));
         Assert.Equal([151645, 151643], generation.RootElement.GetProperty("eos_token_id").EnumerateArray().Select(e => e.GetInt32()));
 
-        var session = ChatSession.Open(output, "auto", null);
+        using var session = ChatSession.Open(output, "auto", null);
         Assert.Equal("qwen", session.Template.Name);
         var (_, result) = session.Reply("你好", new GenerationOptions { MaxNewTokens = 5 });
         Assert.Equal(5, result.NewIds.Length);
