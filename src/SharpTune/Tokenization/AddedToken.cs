@@ -10,8 +10,8 @@ internal sealed record AddedToken(int Id, string Content, bool SingleWord, bool 
     {
         bool special = Flag(element, "special", false);
         return new AddedToken(
-            element.GetProperty("id").GetInt32(),
-            element.GetProperty("content").GetString()!,
+            TokenizerJson.Required(element, "id", "an added_tokens entry").GetInt32(),
+            TokenizerJson.Required(element, "content", "an added_tokens entry").GetString()!,
             Flag(element, "single_word", false),
             Flag(element, "lstrip", false),
             Flag(element, "rstrip", false),

@@ -72,12 +72,12 @@ internal sealed class BytePairModel
         }
 
         var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (JsonProperty entry in model.GetProperty("vocab").EnumerateObject())
+        foreach (JsonProperty entry in TokenizerJson.Required(model, "vocab", "model").EnumerateObject())
             vocab[entry.Name] = entry.Value.GetInt32();
 
         var merges = new Dictionary<long, long>(MergePairComparer.Instance);
         int rank = 0;
-        foreach (JsonElement merge in model.GetProperty("merges").EnumerateArray())
+        foreach (JsonElement merge in TokenizerJson.Required(model, "merges", "model").EnumerateArray())
         {
             (string left, string right) = ReadMerge(merge);
             int leftId = LookUp(vocab, left), rightId = LookUp(vocab, right), mergedId = LookUp(vocab, left + right);

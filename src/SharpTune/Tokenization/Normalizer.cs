@@ -13,12 +13,12 @@ internal abstract class Normalizer
     {
         if (element.ValueKind == JsonValueKind.Null)
             return null;
-        string type = element.GetProperty("type").GetString()!;
+        string type = TokenizerJson.Required(element, "type", "normalizer").GetString()!;
         return type switch
         {
             "NFC" => new NfcNormalizer(),
             "Sequence" => new SequenceNormalizer(
-                element.GetProperty("normalizers").EnumerateArray().Select(FromJson).OfType<Normalizer>().ToArray()),
+                TokenizerJson.Required(element, "normalizers", "a Sequence normalizer").EnumerateArray().Select(FromJson).OfType<Normalizer>().ToArray()),
             _ => throw new NotSupportedException($"tokenizer.json normalizer type '{type}' is not supported."),
         };
     }

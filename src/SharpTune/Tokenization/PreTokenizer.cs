@@ -26,11 +26,11 @@ internal abstract class PreTokenizer
 
     private static void AddStages(JsonElement element, List<PreTokenizer> stages)
     {
-        string type = element.GetProperty("type").GetString()!;
+        string type = TokenizerJson.Required(element, "type", "pre_tokenizer").GetString()!;
         switch (type)
         {
             case "Sequence":
-                foreach (JsonElement child in element.GetProperty("pretokenizers").EnumerateArray())
+                foreach (JsonElement child in TokenizerJson.Required(element, "pretokenizers", "a Sequence pre_tokenizer").EnumerateArray())
                     AddStages(child, stages);
                 break;
             case "Split":
@@ -61,11 +61,11 @@ internal sealed class SplitPreTokenizer(CodePointRegex pattern, SplitBehavior be
 {
     public static SplitPreTokenizer FromJson(JsonElement element)
     {
-        JsonElement patternElement = element.GetProperty("pattern");
+        JsonElement patternElement = TokenizerJson.Required(element, "pattern", "a Split pre_tokenizer");
         string regex = patternElement.TryGetProperty("Regex", out var regexElement)
             ? regexElement.GetString()!
-            : EscapeLiteral(patternElement.GetProperty("String").GetString()!);
-        string behaviorName = element.GetProperty("behavior").GetString()!;
+            : EscapeLiteral(TokenizerJson.Required(patternElement, "String", "a Split pattern without \"Regex\"").GetString()!);
+        string behaviorName = TokenizerJson.Required(element, "behavior", "a Split pre_tokenizer").GetString()!;
         if (!Enum.TryParse(behaviorName, out SplitBehavior behavior))
             throw new NotSupportedException($"Split behavior '{behaviorName}' is not supported.");
         bool invert = element.TryGetProperty("invert", out var invertElement) && invertElement.GetBoolean();

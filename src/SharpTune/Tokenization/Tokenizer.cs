@@ -32,7 +32,7 @@ public sealed class Tokenizer
 
     private Tokenizer(JsonElement root)
     {
-        _model = BytePairModel.FromJson(root.GetProperty("model"));
+        _model = BytePairModel.FromJson(TokenizerJson.Required(root, "model", "the file"));
         _normalizer = root.TryGetProperty("normalizer", out var normalizer) ? Normalizer.FromJson(normalizer) : null;
         _preTokenizerStages = PreTokenizer.ReadStages(
             root.TryGetProperty("pre_tokenizer", out var preTokenizer) ? preTokenizer : default);
@@ -76,8 +76,17 @@ public sealed class Tokenizer
         if (!File.Exists(tokenizerJsonPath))
             throw new FileNotFoundException($"Tokenizer file not found: {tokenizerJsonPath}", tokenizerJsonPath);
         using FileStream stream = File.OpenRead(tokenizerJsonPath);
-        using JsonDocument document = JsonDocument.Parse(stream);
-        return new Tokenizer(document.RootElement);
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(stream);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{tokenizerJsonPath}: not valid JSON ({e.Message})", e);
+        }
+        using (document)
+            return new Tokenizer(document.RootElement);
     }
 
     /// <summary>Loads <c>dir/tokenizer.json</c>.</summary>
@@ -203,7 +212,7 @@ public sealed class Tokenizer
     private static void RequireByteLevelDecoder(JsonElement root)
     {
         string? type = root.TryGetProperty("decoder", out var decoder) && decoder.ValueKind == JsonValueKind.Object
-            ? decoder.GetProperty("type").GetString()
+            ? TokenizerJson.Required(decoder, "type", "decoder").GetString()
             : null;
         if (type != "ByteLevel")
             throw new NotSupportedException($"tokenizer.json decoder '{type ?? "null"}' is not supported; only ByteLevel is.");

@@ -53,6 +53,27 @@ public class TokenizerBehaviorTests
         Assert.Contains(Path.Combine(dir, "tokenizer.json"), error.Message);
     }
 
+    [Theory]
+    [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []", "tokenizer.json: not valid JSON")]
+    [InlineData("{\"decoder\": {\"type\": \"ByteLevel\"}}", "tokenizer.json: the file has no \"model\"")]
+    [InlineData("{\"model\": {\"type\": \"BPE\", \"merges\": []}}", "tokenizer.json: model has no \"vocab\"")]
+    public void MalformedTokenizerJsonIsOneLineNamingTheFileOrField(string json, string expected)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "sharptune-bad-tokenizer-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "tokenizer.json"), json);
+            var error = Assert.Throws<InvalidDataException>(() => Tokenizer.FromDirectory(dir));
+            Assert.Contains(expected, error.Message);
+            Assert.DoesNotContain('\n', error.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Fact]
     public void VocabularyQueriesCoverAddedTokens()
     {
