@@ -43,9 +43,17 @@ public sealed record GenerationOptions
         string path = ModelFolder.GenerationConfigPath(dir);
         if (File.Exists(path))
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(path));
-            var root = doc.RootElement;
-            var reader = new ConfigReader(root, path);
+            JsonDocument doc;
+            try
+            {
+                doc = JsonDocument.Parse(File.ReadAllText(path));
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e);
+            }
+            using var owned = doc;
+            var reader = new ConfigReader(doc.RootElement, path);
             foreach (int id in reader.OptionalIntOrList("eos_token_id")) stop.Add(id);
             options = options with
             {
