@@ -29,7 +29,7 @@ public static class ChatTemplateCases
             {
                 cases.Add(ParseCase(item));
             }
-            catch (Exception e) when (e is FormatException or InvalidOperationException or KeyNotFoundException)
+            catch (Exception e) when (e is FormatException or InvalidOperationException)
             {
                 throw new FormatException($"Template case {index}: {e.Message}", e);
             }
@@ -40,7 +40,7 @@ public static class ChatTemplateCases
 
     private static TemplateCase ParseCase(JsonElement item)
     {
-        var messages = item.GetProperty("messages").EnumerateArray().Select(ParseMessage).ToList();
+        var messages = Required(item, "messages", "The case").EnumerateArray().Select(ParseMessage).ToList();
         var tools = item.TryGetProperty("tools", out var t) && t.ValueKind != JsonValueKind.Null ? t.GetRawText() : null;
         var addGenerationPrompt = item.TryGetProperty("add_generation_prompt", out var g) && g.GetBoolean();
         bool? enableThinking = item.TryGetProperty("template_kwargs", out var kwargs)
@@ -54,7 +54,7 @@ public static class ChatTemplateCases
 
     private static ChatMessage ParseMessage(JsonElement m)
     {
-        var role = m.GetProperty("role").GetString() switch
+        var role = Required(m, "role", "A message").GetString() switch
         {
             "system" => ChatRole.System,
             "user" => ChatRole.User,
@@ -74,10 +74,16 @@ public static class ChatTemplateCases
     {
         // HF convention nests the call under "function"; a bare {"name", "arguments"} is accepted too.
         var function = call.TryGetProperty("function", out var f) && f.ValueKind == JsonValueKind.Object ? f : call;
-        var name = function.GetProperty("name").GetString() ?? throw new FormatException("A tool call has no name.");
+        var name = Required(function, "name", "A tool call").GetString() ?? throw new FormatException("A tool call has no name.");
         var arguments = function.TryGetProperty("arguments", out var a) ? Compact(a) : "{}";
         return new ToolCall(name, arguments);
     }
+
+    /// <summary>A field the case cannot do without; JsonElement.GetProperty would not say which one is missing.</summary>
+    private static JsonElement Required(JsonElement element, string name, string owner) =>
+        element.ValueKind == JsonValueKind.Object && element.TryGetProperty(name, out var value)
+            ? value
+            : throw new FormatException($"{owner} has no \"{name}\".");
 
     private static string? OptionalString(JsonElement m, string key) =>
         m.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;

@@ -71,6 +71,14 @@ public class FixtureRenderingTests
         Assert.Contains(cases, c => c.Messages.Any(m => m.ReasoningContent is not null));
     }
 
+    [Fact]
+    public void ACaseMissingARequiredFieldIsNamedWithItsIndex()
+    {
+        var error = Assert.Throws<FormatException>(() => ChatTemplateCases.Parse(
+            """[{"messages": [{"role": "user", "content": "hi"}]}, {"messages": [{"content": "no role"}]}]"""));
+        Assert.Equal("Template case 1: A message has no \"role\".", error.Message);
+    }
+
     private static string Describe(string id, string expected, string actual)
     {
         var at = 0;
