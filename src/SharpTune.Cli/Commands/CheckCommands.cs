@@ -159,8 +159,7 @@ public static class CheckCommands
                 return required ? throw new InvalidDataException($"{path}: '{key}' is missing") : [];
             try
             {
-                var rows = node.AsArray().Select(row => row!.AsArray().Select(v => v!.GetValue<int>()).ToArray()).ToArray();
-                return rows;
+                return node.AsArray().Select(row => row!.AsArray().Select(v => v!.GetValue<int>()).ToArray()).ToArray();
             }
             catch (Exception e) when (e is InvalidOperationException or FormatException or NullReferenceException)
             {
@@ -171,6 +170,9 @@ public static class CheckCommands
         if (ids.Length == 0 || ids[0].Length == 0) throw new InvalidDataException($"{path}: 'input_ids' is empty");
         var mask = Matrix("attention_mask", false);
         if (mask.Length == 0) mask = ids.Select(r => Enumerable.Repeat(1, r.Length).ToArray()).ToArray();
+        // check generate reads the mask itself, before any model-side validation could name the problem.
+        if (mask.Length != ids.Length || mask.Where((row, b) => row.Length != ids[b].Length).Any())
+            throw new InvalidDataException($"{path}: 'attention_mask' must have the shape of 'input_ids'");
         return (ids, mask);
     }
 

@@ -137,4 +137,13 @@ public sealed class CheckCommandTests : IDisposable
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("bad.json: 'input_ids' must be a list of lists of integers", r.Stderr);
     }
+
+    [Fact]
+    public void AttentionMaskOfAnotherShapeIsNamed()
+    {
+        var r = CliRunner.Run("check", "generate", "--model", TestPaths.Fixtures("qwen2-small-vocab"), "--input", WriteBatch([[1, 2, 3]], [[1, 1]]), "--max-new-tokens", "1");
+
+        Assert.Equal(1, r.ExitCode);
+        Assert.Equal("error: " + Path.Combine(_dir, "batch.json") + ": 'attention_mask' must have the shape of 'input_ids'", r.Stderr.Trim());
+    }
 }
