@@ -189,7 +189,7 @@ public sealed class Tokenizer
         string? added = _addedTokenContents[id];
         if (added is not null)
         {
-            output.Write(Encoding.UTF8.GetBytes(added));
+            WriteUtf8(added, output);
             return;
         }
         string? token = _modelTokens[id];
@@ -201,13 +201,17 @@ public sealed class Tokenizer
             int value = ByteLevelAlphabet.CharToByte(token[i]);
             if (value < 0)
             {
-                output.Write(Encoding.UTF8.GetBytes(token));
+                WriteUtf8(token, output);
                 return;
             }
             destination[i] = (byte)value;
         }
         output.Advance(token.Length);
     }
+
+    /// <summary>Encodes straight into the writer: streaming decode calls this once per generated token.</summary>
+    private static void WriteUtf8(string text, IBufferWriter<byte> output) =>
+        output.Advance(Encoding.UTF8.GetBytes(text, output.GetSpan(Encoding.UTF8.GetMaxByteCount(text.Length))));
 
     private static void RequireByteLevelDecoder(JsonElement root)
     {
