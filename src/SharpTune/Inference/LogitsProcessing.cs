@@ -46,28 +46,37 @@ public static class LogitsProcessing
     public static void ApplyTopK(Span<float> logits, int k)
     {
         if (k <= 0 || k >= logits.Length) return;
-        var copy = logits.ToArray();
-        Array.Sort(copy);
-        float threshold = copy[^k];
+        // A k-element min-heap finds the k-th largest in O(V log k): this runs once per sampled token over the
+        // whole vocabulary, where a full sort would dominate the decode step.
+        var smallestOfTop = new PriorityQueue<float, float>(k);
+        foreach (float v in logits)
+        {
+            if (smallestOfTop.Count < k) smallestOfTop.Enqueue(v, v);
+            else if (v > smallestOfTop.Peek()) smallestOfTop.EnqueueDequeue(v, v);
+        }
+        float threshold = smallestOfTop.Peek();
         for (int i = 0; i < logits.Length; i++)
             if (logits[i] < threshold) logits[i] = float.NegativeInfinity;
     }
 
     /// <summary>
     /// Nucleus filtering as transformers does it: sort ascending, remove the tokens whose cumulative probability is
-    /// ≤ 1 - top_p, always keeping the most likely one.
+    /// ≤ 1 - top_p, always keeping the most likely one. Tokens already at -inf have probability 0, so only the
+    /// others are sorted (after top-k that is a handful, not the vocabulary).
     /// </summary>
     public static void ApplyTopP(Span<float> logits, float topP)
     {
         if (topP >= 1f) return;
-        int n = logits.Length;
-        var order = new int[n];
-        for (int i = 0; i < n; i++) order[i] = i;
-        var keys = logits.ToArray();
+        var candidates = new List<int>();
+        for (int i = 0; i < logits.Length; i++)
+            if (!float.IsNegativeInfinity(logits[i])) candidates.Add(i);
+        int[] order = candidates.ToArray();
+        var keys = new float[order.Length];
+        for (int i = 0; i < order.Length; i++) keys[i] = logits[order[i]];
         Array.Sort(keys, order);
         var probs = Softmax(keys);
         double cumulative = 0;
-        for (int i = 0; i < n - 1; i++)
+        for (int i = 0; i < order.Length - 1; i++)
         {
             cumulative += probs[i];
             if (cumulative <= 1 - topP) logits[order[i]] = float.NegativeInfinity;

@@ -48,4 +48,26 @@ public class LogitsProcessingTests
         Assert.True(float.IsNegativeInfinity(logits[0]));
         Assert.Equal(10f, logits[1]);
     }
+
+    [Fact]
+    public void TopKOnALargeVocabularyKeepsExactlyTheKLargest()
+    {
+        var random = new Random(3);
+        float[] logits = Enumerable.Range(0, 5000).Select(_ => (float)random.NextDouble()).ToArray();
+        float kth = logits.OrderByDescending(v => v).ElementAt(19);
+
+        LogitsProcessing.ApplyTopK(logits, 20);
+
+        Assert.Equal(20, logits.Count(v => !float.IsNegativeInfinity(v)));
+        Assert.All(logits.Where(v => !float.IsNegativeInfinity(v)), v => Assert.True(v >= kth));
+    }
+
+    [Fact]
+    public void TopPAfterTopKRenormalisesOverTheSurvivors()
+    {
+        // After top-k leaves probabilities ∝ 0.5, 0.3, 0.2 (the rest -inf), top_p 0.7 drops the 0.2 one.
+        float[] logits = [float.NegativeInfinity, MathF.Log(0.2f), float.NegativeInfinity, MathF.Log(0.5f), MathF.Log(0.3f)];
+        LogitsProcessing.ApplyTopP(logits, 0.7f);
+        Assert.Equal([false, false, false, true, true], logits.Select(v => !float.IsNegativeInfinity(v)));
+    }
 }
