@@ -17,5 +17,8 @@ public static class Workloads
     public static IReadOnlyList<IWorkload> All { get; } =
     [
         new GemmWorkload(),
+        new PrefillWorkload(),
+        new DecodeWorkload(),
+        new TokenizerWorkload(),
     ];
 }
