@@ -137,18 +137,10 @@ public sealed unsafe class CpuBackend : IComputeBackend
 
     public void SiluMul(Tensor gate, Tensor up, int rows, Tensor dst)
     {
-        int n = rows * gate.RowWidth;
-        // Chunked through a stack buffer so dst may alias gate (the MLP writes its activation over the gate).
-        Span<float> sigmoid = stackalloc float[256];
-        for (int start = 0; start < n; start += sigmoid.Length)
-        {
-            int len = Math.Min(sigmoid.Length, n - start);
-            ReadOnlySpan<float> g = gate.Data.AsSpan(start, len);
-            Span<float> s = sigmoid[..len];
-            TensorPrimitives.Sigmoid(g, s);
-            TensorPrimitives.Multiply(s, g, s);
-            TensorPrimitives.Multiply(s, up.Data.AsSpan(start, len), dst.Data.AsSpan(start, len));
-        }
+        var job = t_siluMul ??= new SiluMulJob();
+        job.Set(gate.Data, up.Data, dst.Data, rows * gate.RowWidth);
+        GemmThreadPool.Shared.For(job.Tasks, job.Body);
+        job.Set([], [], [], 0);
     }
 
     public void AddInPlace(Tensor dst, Tensor src, int rows)
@@ -172,6 +164,49 @@ public sealed unsafe class CpuBackend : IComputeBackend
     // once, so decode's hundreds of calls per token allocate nothing. A nested call runs on another thread's job.
     [ThreadStatic] private static GemvJob? t_gemv;
     [ThreadStatic] private static AttentionJob? t_attention;
+    [ThreadStatic] private static SiluMulJob? t_siluMul;
+
+    /// <summary>dst = silu(gate) ⊙ up in chunks over the pool; prefill's MLP activation is millions of elements.</summary>
+    private sealed class SiluMulJob
+    {
+        // 16 Ki elements per task: decode's single row (4864 elements) stays one serial task, prefill splits evenly.
+        private const int ElementsPerTask = 16 * 1024;
+        private const int StackChunk = 256;
+
+        private float[] _gate = [], _up = [], _dst = [];
+        private int _count;
+
+        public SiluMulJob() => Body = Run;
+
+        public Action<int> Body { get; }
+
+        public int Tasks => (_count + ElementsPerTask - 1) / ElementsPerTask;
+
+        /// <summary>Binds one call's arrays; cleared after the call so the job does not keep a workspace alive.</summary>
+        public void Set(float[] gate, float[] up, float[] dst, int count)
+        {
+            _gate = gate;
+            _up = up;
+            _dst = dst;
+            _count = count;
+        }
+
+        private void Run(int task)
+        {
+            int end = Math.Min(_count, (task + 1) * ElementsPerTask);
+            // Through a stack buffer so dst may alias gate (the MLP writes its activation over the gate).
+            Span<float> sigmoid = stackalloc float[StackChunk];
+            for (int start = task * ElementsPerTask; start < end; start += StackChunk)
+            {
+                int length = Math.Min(StackChunk, end - start);
+                ReadOnlySpan<float> g = _gate.AsSpan(start, length);
+                Span<float> s = sigmoid[..length];
+                TensorPrimitives.Sigmoid(g, s);
+                TensorPrimitives.Multiply(s, g, s);
+                TensorPrimitives.Multiply(s, _up.AsSpan(start, length), _dst.AsSpan(start, length));
+            }
+        }
+    }
 
     /// <summary>y = x·wᵀ for up to <see cref="GemvMaxRows"/> rows, split over the pool in blocks of weight rows.</summary>
     private sealed class GemvJob
