@@ -12,13 +12,13 @@ public sealed class BenchContext
     private readonly Dictionary<string, string> _options;
     private readonly List<BenchResult> _results = [];
 
-    public BenchContext(string workload, Dictionary<string, string> options, bool json)
+    public BenchContext(string workload, Dictionary<string, string> options, bool json, int defaultSeq)
     {
         Workload = workload;
         _options = options;
         Json = json;
         Preset = Option("preset", "qwen2.5-0.5b-shape");
-        Seq = int.Parse(Option("seq", "512"), CultureInfo.InvariantCulture);
+        Seq = int.Parse(Option("seq", defaultSeq.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
         Runs = int.Parse(Option("runs", "5"), CultureInfo.InvariantCulture);
     }
 
@@ -29,7 +29,7 @@ public sealed class BenchContext
     /// <summary>Model preset the shapes come from (--preset).</summary>
     public string Preset { get; }
 
-    /// <summary>Sequence length / rows per batch (--seq).</summary>
+    /// <summary>Sequence length / rows per batch / prompt tokens (--seq; the default is the workload's).</summary>
     public int Seq { get; }
 
     /// <summary>Timed repetitions per measurement after the warm-up (--runs).</summary>

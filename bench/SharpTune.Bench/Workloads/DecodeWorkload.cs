@@ -7,7 +7,7 @@ using SharpTune.Model;
 namespace SharpTune.Bench;
 
 /// <summary>
-/// Greedy cached decoding on a generated --preset model: a --prompt token prompt (default 32) is prefilled
+/// Greedy cached decoding on a generated --preset model: a --seq token prompt (default 32) is prefilled
 /// untimed, then --new-tokens steps (default 64) are timed, each one forward pass of the previous token, the
 /// lm_head row and the argmax.
 /// </summary>
@@ -15,11 +15,13 @@ public sealed class DecodeWorkload : IWorkload
 {
     public string Name => "decode";
 
-    public string Description => "greedy decode tokens/s after a --prompt token prompt (KV cache), prefill excluded";
+    public string Description => "greedy decode tokens/s after a --seq token prompt (KV cache), prefill excluded";
+
+    public int DefaultSeq => 32;
 
     public void Run(BenchContext context)
     {
-        int promptTokens = int.Parse(context.Option("prompt", "32"), CultureInfo.InvariantCulture);
+        int promptTokens = context.Seq;
         int newTokens = int.Parse(context.Option("new-tokens", "64"), CultureInfo.InvariantCulture);
         string folder = BenchModels.Ensure(context.Preset, context.Json);
         using var model = DecoderModel.Load(folder);

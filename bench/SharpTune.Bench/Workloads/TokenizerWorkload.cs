@@ -19,6 +19,8 @@ public sealed class TokenizerWorkload : IWorkload
 
     public string Description => "tokenizer encode (cold/warm) and decode MB/s on the LLaMA-Factory alpaca demo data";
 
+    public int DefaultSeq => 0;
+
     public void Run(BenchContext context)
     {
         string tokenizerDir = BenchModels.Fixtures("tokenizers", "qwen2.5-instruct");

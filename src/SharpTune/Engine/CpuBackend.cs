@@ -5,8 +5,9 @@ using System.Runtime.Intrinsics;
 namespace SharpTune.Engine;
 
 /// <summary>
-/// The host implementation of <see cref="IComputeBackend"/>: matrix products go to an <see cref="IGemmKernel"/>
-/// (managed SIMD, oneDNN or OpenBLAS), everything else is SIMD loops over rows via System.Numerics.Tensors.
+/// The host implementation of <see cref="IComputeBackend"/>: matrix products of more than a few rows go to an
+/// <see cref="IGemmKernel"/> (managed SIMD, oneDNN or OpenBLAS); decode's GEMV and attention are this class's own
+/// register-tiled loops (<see cref="BackendKernels"/>), the rest SIMD loops over rows via System.Numerics.Tensors.
 /// </summary>
 public sealed unsafe class CpuBackend : IComputeBackend
 {
@@ -140,7 +141,7 @@ public sealed unsafe class CpuBackend : IComputeBackend
         var job = t_siluMul ??= new SiluMulJob();
         job.Set(gate.Data, up.Data, dst.Data, rows * gate.RowWidth);
         GemmThreadPool.Shared.For(job.Tasks, job.Body);
-        job.Set([], [], [], 0);
+        job.Release();
     }
 
     public void AddInPlace(Tensor dst, Tensor src, int rows)
@@ -157,6 +158,7 @@ public sealed unsafe class CpuBackend : IComputeBackend
         {
             job.Set(pq, q.RowWidth, po, output.RowWidth, cache, pk, pv, batch, newTokens, pm, maskStride);
             GemmThreadPool.Shared.For(job.Tasks, job.Body);
+            job.Release();
         }
     }
 
@@ -182,7 +184,6 @@ public sealed unsafe class CpuBackend : IComputeBackend
 
         public int Tasks => (_count + ElementsPerTask - 1) / ElementsPerTask;
 
-        /// <summary>Binds one call's arrays; cleared after the call so the job does not keep a workspace alive.</summary>
         public void Set(float[] gate, float[] up, float[] dst, int count)
         {
             _gate = gate;
@@ -190,6 +191,9 @@ public sealed unsafe class CpuBackend : IComputeBackend
             _dst = dst;
             _count = count;
         }
+
+        /// <summary>Drops the call's arrays, so an idle job does not keep a workspace alive.</summary>
+        public void Release() => Set([], [], [], 0);
 
         private void Run(int task)
         {
@@ -316,6 +320,9 @@ public sealed unsafe class CpuBackend : IComputeBackend
             _blocks = (newTokens + QueryBlock - 1) / QueryBlock;
             Tasks = batch * _kvHeads * _blocks;
         }
+
+        /// <summary>Drops the call's cache, so an idle job does not keep a KV cache alive.</summary>
+        public void Release() => _cache = null;
 
         private void Run(int task)
         {
