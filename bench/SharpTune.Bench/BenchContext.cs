@@ -12,13 +12,13 @@ public sealed class BenchContext
     private readonly Dictionary<string, string> _options;
     private readonly List<BenchResult> _results = [];
 
-    public BenchContext(string workload, Dictionary<string, string> options, bool json)
+    public BenchContext(string workload, Dictionary<string, string> options, bool json, int defaultSeq)
     {
         Workload = workload;
         _options = options;
         Json = json;
-        Preset = Option("preset", "qwen2.5-0.5b");
-        Seq = int.Parse(Option("seq", "512"), CultureInfo.InvariantCulture);
+        Preset = Option("preset", "qwen2.5-0.5b-shape");
+        Seq = int.Parse(Option("seq", defaultSeq.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
         Runs = int.Parse(Option("runs", "5"), CultureInfo.InvariantCulture);
     }
 
@@ -29,7 +29,7 @@ public sealed class BenchContext
     /// <summary>Model preset the shapes come from (--preset).</summary>
     public string Preset { get; }
 
-    /// <summary>Sequence length / rows per batch (--seq).</summary>
+    /// <summary>Sequence length / rows per batch / prompt tokens (--seq; the default is the workload's).</summary>
     public int Seq { get; }
 
     /// <summary>Timed repetitions per measurement after the warm-up (--runs).</summary>
@@ -63,18 +63,34 @@ public sealed class BenchContext
     }
 
     /// <summary>Median seconds of <see cref="Runs"/> timed calls after one untimed warm-up call.</summary>
-    public double MedianSeconds(Action action)
+    public double MedianSeconds(Action action) => MedianSeconds(() =>
     {
+        long start = Stopwatch.GetTimestamp();
         action();
+        return Stopwatch.GetElapsedTime(start).TotalSeconds;
+    });
+
+    /// <summary>
+    /// Median of the seconds <paramref name="timedRun"/> returns over <see cref="Runs"/> calls after one warm-up call,
+    /// for runs that time only part of what they do (decode excludes its prefill).
+    /// </summary>
+    public double MedianSeconds(Func<double> timedRun)
+    {
+        timedRun();
         var times = new double[Math.Max(1, Runs)];
-        for (int i = 0; i < times.Length; i++)
-        {
-            long start = Stopwatch.GetTimestamp();
-            action();
-            times[i] = Stopwatch.GetElapsedTime(start).TotalSeconds;
-        }
+        for (int i = 0; i < times.Length; i++) times[i] = timedRun();
         Array.Sort(times);
         return times.Length % 2 == 1 ? times[times.Length / 2] : (times[times.Length / 2 - 1] + times[times.Length / 2]) / 2;
+    }
+
+    /// <summary>
+    /// Restarts the peak-RSS count (Linux: writing 5 to /proc/self/clear_refs resets VmHWM), so one-off set-up such
+    /// as generating a model folder does not stand in for the workload's own peak.
+    /// </summary>
+    public static void ResetPeakRss()
+    {
+        const string path = "/proc/self/clear_refs";
+        if (File.Exists(path)) File.WriteAllText(path, "5");
     }
 
     /// <summary>Peak resident set size of this process in MiB (VmHWM from /proc/self/status), or NaN off Linux.</summary>

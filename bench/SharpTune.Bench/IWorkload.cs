@@ -7,6 +7,9 @@ public interface IWorkload
 
     string Description { get; }
 
+    /// <summary>What --seq means when it is not given: rows per GEMM, prompt tokens, or 0 where it has no meaning.</summary>
+    int DefaultSeq => 512;
+
     /// <summary>Runs the benchmark, reporting every figure through <see cref="BenchContext.Report"/>.</summary>
     void Run(BenchContext context);
 }
@@ -17,5 +20,8 @@ public static class Workloads
     public static IReadOnlyList<IWorkload> All { get; } =
     [
         new GemmWorkload(),
+        new PrefillWorkload(),
+        new DecodeWorkload(),
+        new TokenizerWorkload(),
     ];
 }

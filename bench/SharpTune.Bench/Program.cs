@@ -30,7 +30,7 @@ if (list || workloadName is null)
 var workload = Workloads.All.FirstOrDefault(w => string.Equals(w.Name, workloadName, StringComparison.OrdinalIgnoreCase));
 if (workload is null) return Fail($"unknown workload '{workloadName}'; known: {string.Join(", ", Workloads.All.Select(w => w.Name))}");
 
-var context = new BenchContext(workload.Name, options, json);
+var context = new BenchContext(workload.Name, options, json, workload.DefaultSeq);
 if (!json) Console.WriteLine($"# {workload.Name}: {workload.Description} (preset {context.Preset}, seq {context.Seq})");
 workload.Run(context);
 context.Report("peak_rss", BenchContext.PeakRssMiB(), "MiB");

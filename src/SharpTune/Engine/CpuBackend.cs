@@ -1,10 +1,13 @@
+using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 
 namespace SharpTune.Engine;
 
 /// <summary>
-/// The host implementation of <see cref="IComputeBackend"/>: matrix products go to an <see cref="IGemmKernel"/>
-/// (managed SIMD, oneDNN or OpenBLAS), everything else is SIMD loops over rows via System.Numerics.Tensors.
+/// The host implementation of <see cref="IComputeBackend"/>: matrix products of more than a few rows go to an
+/// <see cref="IGemmKernel"/> (managed SIMD, oneDNN or OpenBLAS); decode's GEMV and attention are this class's own
+/// register-tiled loops (<see cref="BackendKernels"/>), the rest SIMD loops over rows via System.Numerics.Tensors.
 /// </summary>
 public sealed unsafe class CpuBackend : IComputeBackend
 {
@@ -38,30 +41,12 @@ public sealed unsafe class CpuBackend : IComputeBackend
 
     private static void Gemv(Tensor x, int rows, WeightMatrix w, Tensor y)
     {
-        int n = w.Rows, k = w.Cols;
-        float[] xs = x.Data, ys = y.Data;
-        int xWidth = x.RowWidth, yWidth = y.RowWidth;
-        // Blocks of weight rows per task keep the scheduling overhead small next to the row dot products.
-        const int block = 64;
-        int blocks = (n + block - 1) / block;
-        GemmThreadPool.Shared.For(blocks, bi =>
+        var job = t_gemv ??= new GemvJob();
+        fixed (float* px = x.Data, py = y.Data)
         {
-            float[] scratch = ThreadRow(k);
-            int end = Math.Min(n, (bi + 1) * block);
-            for (int j = bi * block; j < end; j++)
-            {
-                ReadOnlySpan<float> wRow;
-                if (w.DType == DType.F32)
-                    wRow = new ReadOnlySpan<float>((float*)w.Data + (long)j * k, k);
-                else
-                {
-                    w.ReadRow(j, scratch);
-                    wRow = scratch.AsSpan(0, k);
-                }
-                for (int r = 0; r < rows; r++)
-                    ys[r * yWidth + j] = TensorPrimitives.Dot(new ReadOnlySpan<float>(xs, r * xWidth, k), wRow);
-            }
-        });
+            job.Set(px, x.RowWidth, rows, w, py, y.RowWidth);
+            GemmThreadPool.Shared.For(job.Tasks, job.Body);
+        }
     }
 
     public void Embedding(WeightMatrix table, ReadOnlySpan<int> ids, Tensor dst)
@@ -85,52 +70,78 @@ public sealed unsafe class CpuBackend : IComputeBackend
         {
             ReadOnlySpan<float> src = new(xs, r * width, width);
             Span<float> dst = new(ys, r * width, width);
-            // Mean of squares accumulated in double: the reference sums in float32 pairwise, so a long float
-            // accumulator would drift further from it than an exact sum does.
-            double sumSquares = 0;
-            for (int i = 0; i < width; i++) sumSquares += (double)src[i] * src[i];
-            float inverseRms = 1f / MathF.Sqrt((float)(sumSquares / width) + eps);
+            float inverseRms = 1f / MathF.Sqrt((float)(SumOfSquares(src) / width) + eps);
             TensorPrimitives.Multiply(src, inverseRms, dst);
             TensorPrimitives.Multiply(dst, weight, dst);
         }
     }
 
+    /// <summary>
+    /// Σ x² accumulated in double: the reference sums in float32 pairwise, so a long float accumulator would drift
+    /// further from it than an (almost) exact sum does.
+    /// </summary>
+    private static double SumOfSquares(ReadOnlySpan<float> values)
+    {
+        var lower = Vector<double>.Zero;
+        var upper = Vector<double>.Zero;
+        int i = 0;
+        for (; i + Vector<float>.Count <= values.Length; i += Vector<float>.Count)
+        {
+            Vector.Widen(new Vector<float>(values[i..]), out var low, out var high);
+            lower += low * low;
+            upper += high * high;
+        }
+        double sum = Vector.Sum(lower + upper);
+        for (; i < values.Length; i++) sum += (double)values[i] * values[i];
+        return sum;
+    }
+
     public void ApplyRope(Tensor x, int rows, int heads, RopeTable rope, ReadOnlySpan<int> positions)
     {
         int d = rope.HeadDim, half = d / 2;
-        Span<float> cos = stackalloc float[half];
-        Span<float> sin = stackalloc float[half];
-        Span<float> rotated = stackalloc float[d];
+        Span<float> computed = stackalloc float[d];
         for (int r = 0; r < rows; r++)
         {
-            rope.Angles(positions[r], cos, sin);
-            for (int h = 0; h < heads; h++)
+            scoped ReadOnlySpan<float> cosSin;
+            if (!rope.TryGetCosSin(positions[r], out cosSin))
             {
-                Span<float> v = x.Data.AsSpan(r * x.RowWidth + h * d, d);
-                for (int i = 0; i < half; i++)
-                {
-                    rotated[i] = v[i] * cos[i] - v[i + half] * sin[i];
-                    rotated[i + half] = v[i + half] * cos[i] + v[i] * sin[i];
-                }
-                rotated.CopyTo(v);
+                rope.Angles(positions[r], computed[..half], computed[half..]);
+                cosSin = computed;
             }
+            ReadOnlySpan<float> cos = cosSin[..half], sin = cosSin[half..];
+            for (int h = 0; h < heads; h++)
+                Rotate(x.Data.AsSpan(r * x.RowWidth + h * d, d), cos, sin);
+        }
+    }
+
+    /// <summary>(x₁, x₂) ← (x₁·cos − x₂·sin, x₂·cos + x₁·sin) for the two halves of one head, in place.</summary>
+    private static void Rotate(Span<float> head, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
+    {
+        int half = cos.Length, i = 0;
+        Span<float> first = head[..half], second = head[half..];
+        for (; i + Vector<float>.Count <= half; i += Vector<float>.Count)
+        {
+            var x1 = new Vector<float>(first[i..]);
+            var x2 = new Vector<float>(second[i..]);
+            var c = new Vector<float>(cos[i..]);
+            var s = new Vector<float>(sin[i..]);
+            (x1 * c - x2 * s).CopyTo(first[i..]);
+            (x2 * c + x1 * s).CopyTo(second[i..]);
+        }
+        for (; i < half; i++)
+        {
+            float x1 = first[i], x2 = second[i];
+            first[i] = x1 * cos[i] - x2 * sin[i];
+            second[i] = x2 * cos[i] + x1 * sin[i];
         }
     }
 
     public void SiluMul(Tensor gate, Tensor up, int rows, Tensor dst)
     {
-        int n = rows * gate.RowWidth;
-        // Chunked through a stack buffer so dst may alias gate (the MLP writes its activation over the gate).
-        Span<float> sigmoid = stackalloc float[256];
-        for (int start = 0; start < n; start += sigmoid.Length)
-        {
-            int len = Math.Min(sigmoid.Length, n - start);
-            ReadOnlySpan<float> g = gate.Data.AsSpan(start, len);
-            Span<float> s = sigmoid[..len];
-            TensorPrimitives.Sigmoid(g, s);
-            TensorPrimitives.Multiply(s, g, s);
-            TensorPrimitives.Multiply(s, up.Data.AsSpan(start, len), dst.Data.AsSpan(start, len));
-        }
+        var job = t_siluMul ??= new SiluMulJob();
+        job.Set(gate.Data, up.Data, dst.Data, rows * gate.RowWidth);
+        GemmThreadPool.Shared.For(job.Tasks, job.Body);
+        job.Release();
     }
 
     public void AddInPlace(Tensor dst, Tensor src, int rows)
@@ -141,67 +152,267 @@ public sealed unsafe class CpuBackend : IComputeBackend
 
     public void Attention(Tensor q, KvCacheLayer cache, int batch, int newTokens, byte[] mask, int maskStride, Tensor output)
     {
-        int headDim = cache.HeadDim;
-        int heads = q.RowWidth / headDim;
-        int groupSize = heads / cache.KvHeads;
-        int keys = cache.Length;
-        int past = keys - newTokens;
-        float scale = 1f / MathF.Sqrt(headDim);
-        float[] qs = q.Data, outs = output.Data;
-
-        GemmThreadPool.Shared.For(batch * heads, bh =>
+        var job = t_attention ??= new AttentionJob();
+        fixed (float* pq = q.Data, po = output.Data, pk = cache.Keys, pv = cache.Values)
+        fixed (byte* pm = mask)
         {
-            float[] scores = ThreadRow(keys);
-            int b = bh / heads, h = bh % heads, kvHead = h / groupSize;
-            int headBase = cache.Offset(b, kvHead, 0);
-            for (int t = 0; t < newTokens; t++)
-            {
-                int position = past + t;
-                int row = b * newTokens + t;
-                ReadOnlySpan<float> query = new(qs, row * q.RowWidth + h * headDim, headDim);
-                Span<float> result = new(outs, row * output.RowWidth + h * headDim, headDim);
-                float max = float.NegativeInfinity;
-                for (int j = 0; j <= position; j++)
-                {
-                    if (mask[b * maskStride + j] == 0) continue;
-                    float s = TensorPrimitives.Dot(query, new ReadOnlySpan<float>(cache.Keys, headBase + j * headDim, headDim)) * scale;
-                    scores[j] = s;
-                    if (s > max) max = s;
-                }
-                result.Clear();
-                if (float.IsNegativeInfinity(max))
-                {
-                    // Every key is masked. The reference adds float32.min to every score, which swamps the
-                    // scores themselves, so its softmax is uniform over all keys of the row: do the same.
-                    for (int j = 0; j < keys; j++)
-                        TensorPrimitives.Add(result, new ReadOnlySpan<float>(cache.Values, headBase + j * headDim, headDim), result);
-                    TensorPrimitives.Multiply(result, 1f / keys, result);
-                    continue;
-                }
-                float sum = 0;
-                for (int j = 0; j <= position; j++)
-                {
-                    if (mask[b * maskStride + j] == 0) continue;
-                    float e = MathF.Exp(scores[j] - max);
-                    scores[j] = e;
-                    sum += e;
-                }
-                float inverseSum = 1f / sum;
-                for (int j = 0; j <= position; j++)
-                {
-                    if (mask[b * maskStride + j] == 0) continue;
-                    TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(cache.Values, headBase + j * headDim, headDim), scores[j] * inverseSum, result, result);
-                }
-            }
-        });
+            job.Set(pq, q.RowWidth, po, output.RowWidth, cache, pk, pv, batch, newTokens, pm, maskStride);
+            GemmThreadPool.Shared.For(job.Tasks, job.Body);
+            job.Release();
+        }
     }
 
-    [ThreadStatic] private static float[]? t_row;
+    // One reusable job per issuing thread: a call stores its operands there and hands the pool a delegate created
+    // once, so decode's hundreds of calls per token allocate nothing. A nested call runs on another thread's job.
+    [ThreadStatic] private static GemvJob? t_gemv;
+    [ThreadStatic] private static AttentionJob? t_attention;
+    [ThreadStatic] private static SiluMulJob? t_siluMul;
 
-    /// <summary>A per-thread scratch row that only grows, so pool tasks allocate nothing per call.</summary>
-    private static float[] ThreadRow(int length)
+    /// <summary>dst = silu(gate) ⊙ up in chunks over the pool; prefill's MLP activation is millions of elements.</summary>
+    private sealed class SiluMulJob
     {
-        if (t_row is null || t_row.Length < length) t_row = new float[length];
-        return t_row;
+        // 16 Ki elements per task: decode's single row (4864 elements) stays one serial task, prefill splits evenly.
+        private const int ElementsPerTask = 16 * 1024;
+        private const int StackChunk = 256;
+
+        private float[] _gate = [], _up = [], _dst = [];
+        private int _count;
+
+        public SiluMulJob() => Body = Run;
+
+        public Action<int> Body { get; }
+
+        public int Tasks => (_count + ElementsPerTask - 1) / ElementsPerTask;
+
+        public void Set(float[] gate, float[] up, float[] dst, int count)
+        {
+            _gate = gate;
+            _up = up;
+            _dst = dst;
+            _count = count;
+        }
+
+        /// <summary>Drops the call's arrays, so an idle job does not keep a workspace alive.</summary>
+        public void Release() => Set([], [], [], 0);
+
+        private void Run(int task)
+        {
+            int end = Math.Min(_count, (task + 1) * ElementsPerTask);
+            // Through a stack buffer so dst may alias gate (the MLP writes its activation over the gate).
+            Span<float> sigmoid = stackalloc float[StackChunk];
+            for (int start = task * ElementsPerTask; start < end; start += StackChunk)
+            {
+                int length = Math.Min(StackChunk, end - start);
+                ReadOnlySpan<float> g = _gate.AsSpan(start, length);
+                Span<float> s = sigmoid[..length];
+                TensorPrimitives.Sigmoid(g, s);
+                TensorPrimitives.Multiply(s, g, s);
+                TensorPrimitives.Multiply(s, _up.AsSpan(start, length), _dst.AsSpan(start, length));
+            }
+        }
+    }
+
+    /// <summary>y = x·wᵀ for up to <see cref="GemvMaxRows"/> rows, split over the pool in blocks of weight rows.</summary>
+    private sealed class GemvJob
+    {
+        // 64 weight rows per task (112 KiB of bf16 at K = 896): enough work to amortise handing a task out, and
+        // lm_head's 151936 rows still make ~2400 tasks, so the cores finish together.
+        private const int RowsPerTask = 64;
+
+        [ThreadStatic] private static ScratchBuffer? t_widened;
+
+        private float* _x, _y;
+        private int _xStride, _yStride, _rows;
+        private WeightMatrix _w;
+
+        public GemvJob() => Body = Run;
+
+        public Action<int> Body { get; }
+
+        public int Tasks => (_w.Rows + RowsPerTask - 1) / RowsPerTask;
+
+        public void Set(float* x, int xStride, int rows, WeightMatrix w, float* y, int yStride)
+        {
+            _x = x;
+            _xStride = xStride;
+            _rows = rows;
+            _w = w;
+            _y = y;
+            _yStride = yStride;
+        }
+
+        private void Run(int task)
+        {
+            if (FloatSimd.Vector512Preferred) Run<Simd512, Vector512<float>>(task);
+            else if (FloatSimd.Vector256Preferred) Run<Simd256, Vector256<float>>(task);
+            else Run<Simd128, Vector128<float>>(task);
+        }
+
+        private void Run<TSimd, TVector>(int task) where TSimd : IFloatSimd<TVector> where TVector : struct
+        {
+            int first = task * RowsPerTask, count = Math.Min(RowsPerTask, _w.Rows - first);
+            int k = _w.Cols;
+            float* y = _y + first;
+            switch (_w.DType)
+            {
+                case DType.BF16:
+                    BackendKernels.GemvRows<TSimd, TVector, Bf16Elements>(_x, _xStride, _rows, (ushort*)_w.Data + (long)first * k, k, count, y, _yStride);
+                    break;
+                case DType.F32:
+                    BackendKernels.GemvRows<TSimd, TVector, F32Elements>(_x, _xStride, _rows, (float*)_w.Data + (long)first * k, k, count, y, _yStride);
+                    break;
+                default:
+                    // F16 has no exact shift widening; widen the block once and stream the fp32 copy.
+                    float* widened = (t_widened ??= new ScratchBuffer()).Get((long)count * k);
+                    for (int j = 0; j < count; j++) _w.ReadRow(first + j, new Span<float>(widened + (long)j * k, k));
+                    BackendKernels.GemvRows<TSimd, TVector, F32Elements>(_x, _xStride, _rows, widened, k, count, y, _yStride);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Causal grouped-query attention, tiled. A task is one sequence × KV head × block of <see cref="QueryBlock"/>
+    /// new tokens: it transposes the keys that block can see once, then runs every (token, query head of the group)
+    /// row through it four rows at a time — scores as a register-tiled GEMM, an exact masked softmax per row, and the
+    /// probability-weighted sum of values as a second tiled GEMM.
+    /// </summary>
+    private sealed class AttentionJob
+    {
+        // 32 tokens × the group's heads share one key transpose, which is then small next to the block's products.
+        private const int QueryBlock = 32;
+
+        [ThreadStatic] private static ScratchBuffer? t_keysTransposed;
+        [ThreadStatic] private static ScratchBuffer? t_scores;
+
+        private float* _q, _output, _keys, _values;
+        private byte* _mask;
+        private int _qStride, _outputStride, _maskStride;
+        private int _newTokens, _headDim, _kvHeads, _groupSize, _keyCount, _past, _blocks;
+        private KvCacheLayer? _cache;
+        private float _scale;
+
+        public AttentionJob() => Body = Run;
+
+        public Action<int> Body { get; }
+
+        public int Tasks { get; private set; }
+
+        public void Set(float* q, int qStride, float* output, int outputStride, KvCacheLayer cache, float* keys, float* values,
+            int batch, int newTokens, byte* mask, int maskStride)
+        {
+            _q = q;
+            _qStride = qStride;
+            _output = output;
+            _outputStride = outputStride;
+            _cache = cache;
+            _keys = keys;
+            _values = values;
+            _newTokens = newTokens;
+            _mask = mask;
+            _maskStride = maskStride;
+            _headDim = cache.HeadDim;
+            _kvHeads = cache.KvHeads;
+            _groupSize = qStride / _headDim / _kvHeads;
+            _keyCount = cache.Length;
+            _past = _keyCount - newTokens;
+            _scale = 1f / MathF.Sqrt(_headDim);
+            _blocks = (newTokens + QueryBlock - 1) / QueryBlock;
+            Tasks = batch * _kvHeads * _blocks;
+        }
+
+        /// <summary>Drops the call's cache, so an idle job does not keep a KV cache alive.</summary>
+        public void Release() => _cache = null;
+
+        private void Run(int task)
+        {
+            if (FloatSimd.Vector512Preferred) Run<Simd512, Vector512<float>>(task);
+            else if (FloatSimd.Vector256Preferred) Run<Simd256, Vector256<float>>(task);
+            else Run<Simd128, Vector128<float>>(task);
+        }
+
+        private void Run<TSimd, TVector>(int task) where TSimd : IFloatSimd<TVector> where TVector : struct
+        {
+            int b = task / (_kvHeads * _blocks), kvHead = task / _blocks % _kvHeads, block = task % _blocks;
+            int firstToken = block * QueryBlock, endToken = Math.Min(_newTokens, firstToken + QueryBlock);
+            int d = _headDim, tile = 2 * TSimd.Count;
+            int visible = _past + endToken;
+            int keyStride = RoundUp(visible, tile), scoreStride = RoundUp(_keyCount, tile);
+            int headBase = _cache!.Offset(b, kvHead, 0);
+            float* keysT = (t_keysTransposed ??= new ScratchBuffer()).Get((long)d * keyStride);
+            float* scores = (t_scores ??= new ScratchBuffer()).Get(4L * scoreStride);
+            Transpose(_keys + headBase, visible, d, keysT, keyStride);
+            byte* mask = _mask + (long)b * _maskStride;
+            bool padded = new ReadOnlySpan<byte>(mask, visible).IndexOf((byte)0) >= 0;
+
+            int rows = (endToken - firstToken) * _groupSize;
+            float** q = stackalloc float*[4];
+            float** o = stackalloc float*[4];
+            float** s = stackalloc float*[4];
+            int* length = stackalloc int[4];
+            for (int first = 0; first < rows; first += 4)
+            {
+                int valid = Math.Min(4, rows - first);
+                // A short last tile repeats row 0: it computes the same values into the same places, harmlessly.
+                for (int r = 0; r < 4; r++)
+                {
+                    int row = first + (r < valid ? r : 0);
+                    int t = firstToken + row / _groupSize, h = kvHead * _groupSize + row % _groupSize;
+                    long tokenRow = (long)b * _newTokens + t;
+                    q[r] = _q + tokenRow * _qStride + h * d;
+                    o[r] = _output + tokenRow * _outputStride + h * d;
+                    s[r] = r < valid ? scores + (long)r * scoreStride : scores;
+                    length[r] = _past + t + 1;
+                }
+                int keyEnd = RoundUp(length[valid - 1], tile);
+                BackendKernels.ScoresTile<TSimd, TVector>(keysT, keyStride, keyEnd, d, q[0], q[1], q[2], q[3], s[0], s[1], s[2], s[3]);
+                int spanned = 0;
+                for (int r = 0; r < valid; r++)
+                {
+                    length[r] = Softmax(s[r], length[r], padded ? mask : null);
+                    spanned = Math.Max(spanned, length[r]);
+                }
+                for (int r = 0; r < valid; r++) new Span<float>(s[r] + length[r], spanned - length[r]).Clear();
+                BackendKernels.WeightedValuesTile<TSimd, TVector>(_values + headBase, spanned, d, s[0], s[1], s[2], s[3], o[0], o[1], o[2], o[3]);
+            }
+        }
+
+        /// <summary>
+        /// Turns the raw scores of keys 0..visible into probabilities in place (masked keys get 0) and returns how many
+        /// leading keys the probabilities span: visible, or every cached key when all visible ones are padding.
+        /// </summary>
+        private int Softmax(float* row, int visible, byte* mask)
+        {
+            var scores = new Span<float>(row, visible);
+            TensorPrimitives.Multiply(scores, _scale, scores);
+            if (mask is not null)
+                for (int j = 0; j < visible; j++)
+                    if (mask[j] == 0) scores[j] = float.NegativeInfinity;
+            float max = TensorPrimitives.Max(scores);
+            if (float.IsNegativeInfinity(max))
+            {
+                // Every key is masked. The reference adds float32.min to every score, which swamps the scores
+                // themselves, so its softmax is uniform over all keys of the row: do the same.
+                new Span<float>(row, _keyCount).Fill(1f / _keyCount);
+                return _keyCount;
+            }
+            TensorPrimitives.Subtract(scores, max, scores);
+            TensorPrimitives.Exp(scores, scores);
+            TensorPrimitives.Multiply(scores, 1f / TensorPrimitives.Sum(scores), scores);
+            return visible;
+        }
+
+        /// <summary>keysT[i·stride + j] = keys[j·d + i] for j &lt; count; the padding columns up to stride are zeroed.</summary>
+        private static void Transpose(float* keys, int count, int d, float* keysT, int stride)
+        {
+            for (int i = 0; i < d; i++)
+            {
+                float* column = keysT + (long)i * stride;
+                for (int j = 0; j < count; j++) column[j] = keys[(long)j * d + i];
+                new Span<float>(column + count, stride - count).Clear();
+            }
+        }
+
+        private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
     }
 }

@@ -6,6 +6,11 @@ namespace SharpTune.Engine;
 /// </summary>
 public sealed class RopeTable
 {
+    /// <summary>Positions beyond this are rotated with freshly computed angles instead of growing the cache further.</summary>
+    private const int MaxCachedPositions = 1 << 20;
+
+    private readonly object _growLock = new();
+    private float[] _cosSin = [];
     public int HeadDim { get; }
     public float[] InverseFrequencies { get; }
 
@@ -29,6 +34,41 @@ public sealed class RopeTable
             float angle = position * InverseFrequencies[i];
             cos[i] = MathF.Cos(angle);
             sin[i] = MathF.Sin(angle);
+        }
+    }
+
+    /// <summary>
+    /// cos then sin of the angles of <paramref name="position"/> (HeadDim/2 values each), from a table grown on
+    /// demand: every layer rotates queries and keys by the same angles, so each position's cos/sin is computed once
+    /// instead of twice per layer. False for a position the table does not hold (negative or very large); use
+    /// <see cref="Angles"/> then.
+    /// </summary>
+    public bool TryGetCosSin(int position, out ReadOnlySpan<float> cosSin)
+    {
+        cosSin = default;
+        if ((uint)position >= MaxCachedPositions) return false;
+        float[] table = _cosSin;
+        if ((long)(position + 1) * HeadDim > table.Length) table = Grow(position);
+        cosSin = table.AsSpan(position * HeadDim, HeadDim);
+        return true;
+    }
+
+    private float[] Grow(int position)
+    {
+        lock (_growLock)
+        {
+            float[] old = _cosSin;
+            int cached = old.Length / HeadDim;
+            if (position < cached) return old;
+            int capacity = Math.Min(MaxCachedPositions, Math.Max(position + 1, Math.Max(64, 2 * cached)));
+            var table = new float[(long)capacity * HeadDim];
+            old.CopyTo(table, 0);
+            int half = HeadDim / 2;
+            for (int p = cached; p < capacity; p++)
+                Angles(p, table.AsSpan(p * HeadDim, half), table.AsSpan(p * HeadDim + half, half));
+            // Readers take the array reference once, so publishing the filled table is enough synchronisation.
+            Volatile.Write(ref _cosSin, table);
+            return table;
         }
     }
 }

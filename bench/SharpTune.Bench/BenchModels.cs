@@ -1,0 +1,41 @@
+using SharpTune.Model;
+
+namespace SharpTune.Bench;
+
+/// <summary>Repository paths and the generated benchmark model folders under bench/.models/.</summary>
+public static class BenchModels
+{
+    public static string RepoRoot { get; } = FindRepoRoot();
+
+    public static string Fixtures(params string[] parts) => Path.Combine([RepoRoot, "tests", "fixtures", .. parts]);
+
+    /// <summary>
+    /// The model folder of <paramref name="presetName"/>, written once with <see cref="ModelInitializer"/> (seed 0,
+    /// the Qwen2.5-Instruct tokenizer) and reused while its config.json and model.safetensors exist.
+    /// </summary>
+    public static string Ensure(string presetName, bool quiet)
+    {
+        var preset = ModelPreset.Get(presetName);
+        string folder = Path.Combine(RepoRoot, "bench", ".models", preset.Name);
+        if (File.Exists(Path.Combine(folder, "config.json")) && File.Exists(Path.Combine(folder, "model.safetensors")))
+            return folder;
+        if (!quiet) Console.WriteLine($"# generating {preset.Name} into {folder} (once)");
+        ModelInitializer.Create(preset, Fixtures("tokenizers", "qwen2.5-instruct"), folder, seed: 0);
+        BenchContext.ResetPeakRss();
+        return folder;
+    }
+
+    /// <summary>Parameters of the decoder layers' projection matrices (everything but embedding, lm_head and the norms).</summary>
+    public static long LayerMatrixParams(ModelConfig c) =>
+        (long)c.NumLayers * ((long)c.HiddenSize * c.QueryWidth * 2 + (long)c.HiddenSize * c.KvWidth * 2 + 3L * c.HiddenSize * c.IntermediateSize);
+
+    private static string FindRepoRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "SharpTune.sln")))
+                return dir.FullName;
+        }
+        throw new DirectoryNotFoundException($"no SharpTune.sln above {AppContext.BaseDirectory}");
+    }
+}
