@@ -140,4 +140,67 @@ public sealed class ArchitectureVariantTests : IDisposable
         Assert.Equal(plain.InverseFrequencies.Select(f => f / 2f), scaled.InverseFrequencies);
         AssertMatchesNaive(folder, Ids, 1e-4);
     }
+
+    [Fact]
+    public void OddShapesAndASequenceSpanningSeveralAttentionTiles()
+    {
+        // head_dim 10, 3 query heads sharing 1 kv head, 97 tokens: crosses the attention kernel's 32-token blocks
+        // and every vector width's remainder path.
+        var config = Config("qwen2", 30, 3, 1);
+        config["rms_norm_eps"] = 1e-6;
+        config["rope_theta"] = 12345.0;
+        string folder = WriteModel("odd", config, n => !n.Contains("o_proj.bias") && !n.Contains("q_norm") && !n.Contains("k_norm"), 30, 10, 3, 1);
+        int[] ids = Enumerable.Range(0, 97).Select(i => (i * 37 + 11) % 96).ToArray();
+        AssertMatchesNaive(folder, ids, 1e-4);
+    }
+
+    [Fact]
+    public void CachedDecodingGivesTheSameLogitsAsOneFullForwardPass()
+    {
+        var config = Config("qwen2", 32, 4, 2);
+        string folder = WriteModel("cache", config, n => !n.Contains("o_proj.bias") && !n.Contains("q_norm") && !n.Contains("k_norm"), 32, 8, 4, 2);
+        int[] ids = Enumerable.Range(0, 70).Select(i => (i * 13 + 5) % 96).ToArray();
+        using var model = DecoderModel.Load(folder);
+        var (_, full) = model.Evaluate([ids], [ids.Select(_ => 1).ToArray()]);
+
+        int prompt = 20, vocab = model.Config.VocabSize;
+        var cache = model.CreateCache(1, ids.Length);
+        var hidden = new Tensor(prompt, model.Config.HiddenSize);
+        model.Forward(ids[..prompt], Enumerable.Range(0, prompt).ToArray(), Enumerable.Repeat((byte)1, prompt).ToArray(), 1, prompt, cache, hidden);
+        var step = new Tensor(1, model.Config.HiddenSize);
+        var logits = new Tensor(1, vocab);
+        for (int t = prompt; t < ids.Length; t++)
+        {
+            model.Forward(ids[t..(t + 1)], [t], [1], 1, 1, cache, step);
+            model.Logits(step, 1, logits);
+            for (int i = 0; i < vocab; i++)
+            {
+                float e = full.Data[t * vocab + i], a = logits.Data[i];
+                Assert.True(Math.Abs(e - a) <= 1e-4 * (1 + Math.Abs(e)), $"position {t}, logit {i}: full {e}, cached {a}");
+            }
+        }
+    }
+
+    [Fact]
+    public void PaddedBatchRowsEqualTheirUnpaddedSelves()
+    {
+        var config = Config("qwen2", 32, 4, 2);
+        string folder = WriteModel("batch", config, n => !n.Contains("o_proj.bias") && !n.Contains("q_norm") && !n.Contains("k_norm"), 32, 8, 4, 2);
+        int[] longer = Enumerable.Range(0, 45).Select(i => (i * 7 + 3) % 96).ToArray();
+        int[] shorter = longer[..38];
+        using var model = DecoderModel.Load(folder);
+        int vocab = model.Config.VocabSize;
+
+        // Right padding keeps positions 0..T-1, so the real rows must equal the unpadded sequence's.
+        int[][] ids = [longer, shorter.Concat(Enumerable.Repeat(0, 7)).ToArray()];
+        int[][] mask = [longer.Select(_ => 1).ToArray(), shorter.Select(_ => 1).Concat(Enumerable.Repeat(0, 7)).ToArray()];
+        var (_, batched) = model.Evaluate(ids, mask);
+        var (_, alone) = model.Evaluate([shorter], [shorter.Select(_ => 1).ToArray()]);
+        for (int t = 0; t < shorter.Length; t++)
+            for (int i = 0; i < vocab; i++)
+            {
+                float e = alone.Data[t * vocab + i], a = batched.Data[(longer.Length + t) * vocab + i];
+                Assert.True(Math.Abs(e - a) <= 1e-5 * (1 + Math.Abs(e)), $"position {t}, logit {i}: alone {e}, batched {a}");
+            }
+    }
 }
