@@ -5,6 +5,8 @@ namespace SharpTune.Tokenization;
 /// canonical decompositions, and the two-code-point decompositions that NFC must not recompose
 /// (composition exclusions and non-starter decompositions). Generated from the UCD; the runtime cannot
 /// normalise itself because the repository builds with InvariantGlobalization, where string.Normalize is a no-op.
+/// Source: the Unicode Character Database 14.0.0 (UnicodeData.txt, CompositionExclusions.txt), read through
+/// Python's unicodedata module; the data is © Unicode, Inc., distributed under the Unicode License v3.
 /// </summary>
 internal static class UnicodeNormalizationData
 {
