@@ -6,8 +6,11 @@ namespace SharpTune.Engine;
 /// </summary>
 public sealed class RopeTable
 {
-    /// <summary>Positions beyond this are rotated with freshly computed angles instead of growing the cache further.</summary>
-    private const int MaxCachedPositions = 1 << 20;
+    /// <summary>
+    /// Positions beyond this are rotated with freshly computed angles instead of growing the table further
+    /// (65536 positions × head size 128 is 32 MiB, so a long context never costs more than that).
+    /// </summary>
+    private const int MaxCachedPositions = 1 << 16;
 
     private readonly object _growLock = new();
     private float[] _cosSin = [];
