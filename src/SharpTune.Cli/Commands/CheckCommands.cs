@@ -122,7 +122,7 @@ public static class CheckCommands
         {
             string dir = r.GetValue(tokenizer)!;
             var t = Tokenizer.FromDirectory(dir);
-            var template = r.GetValue(name) is { } n && n != "auto" ? ChatTemplates.Get(n) : ChatTemplates.FromModelDirectory(dir);
+            var template = ChatTemplates.ForModel(r.GetValue(name), dir);
             var cases = ChatTemplateCases.Parse(Console.In.ReadToEnd());
             var results = new JsonArray();
             foreach (var c in cases)

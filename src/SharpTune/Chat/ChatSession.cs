@@ -43,7 +43,7 @@ public sealed class ChatSession : IDisposable
         ModelFolder.Validate(modelDir);
         ModelFolder.ValidateTokenizer(modelDir);
         var tokenizer = Tokenizer.FromDirectory(modelDir);
-        var template = templateName is null or "auto" ? ChatTemplates.FromModelDirectory(modelDir) : ChatTemplates.Get(templateName);
+        var template = ChatTemplates.ForModel(templateName, modelDir);
         var model = DecoderModel.Load(modelDir);
         return new ChatSession(model, tokenizer, template, system, ownsModel: true);
     }

@@ -24,7 +24,7 @@ public static class ModelInitializer
         if (tokenizer.VocabSize > preset.VocabSize)
             throw new ArgumentException($"the tokenizer in '{tokenizerDir}' has {tokenizer.VocabSize} tokens, more than preset '{preset.Name}''s vocabulary of {preset.VocabSize}");
         int endOfText = tokenizer.TokenToId("<|endoftext|>") ?? throw new ArgumentException($"the tokenizer in '{tokenizerDir}' has no <|endoftext|> token (a Qwen tokenizer is expected)");
-        int eos = EosId(tokenizerDir, tokenizer) ?? endOfText;
+        int eos = (TokenizerConfig.EosToken(tokenizerDir) is { } eosText ? tokenizer.TokenToId(eosText) : null) ?? endOfText;
 
         Directory.CreateDirectory(outDir);
         foreach (string file in TokenizerFiles)
@@ -35,22 +35,6 @@ public static class ModelInitializer
         AtomicFile.WriteText(Path.Combine(outDir, "config.json"), ConfigJson(preset, endOfText, eos));
         AtomicFile.WriteText(Path.Combine(outDir, "generation_config.json"), GenerationConfigJson(endOfText, eos));
         SafetensorsWriter.Write(Path.Combine(outDir, "model.safetensors"), Tensors(preset, seed), new Dictionary<string, string> { ["format"] = "pt" });
-    }
-
-    /// <summary>The eos token named in tokenizer_config.json (Qwen chat models: &lt;|im_end|&gt;).</summary>
-    private static int? EosId(string tokenizerDir, Tokenizer tokenizer)
-    {
-        string path = Path.Combine(tokenizerDir, "tokenizer_config.json");
-        if (!File.Exists(path)) return null;
-        using var doc = JsonDocument.Parse(File.ReadAllText(path));
-        if (!doc.RootElement.TryGetProperty("eos_token", out var eos)) return null;
-        string? content = eos.ValueKind switch
-        {
-            JsonValueKind.String => eos.GetString(),
-            JsonValueKind.Object when eos.TryGetProperty("content", out var c) => c.GetString(),
-            _ => null,
-        };
-        return content is null ? null : tokenizer.TokenToId(content);
     }
 
     private static string ConfigJson(ModelPreset p, int bos, int eos) => new JsonObject

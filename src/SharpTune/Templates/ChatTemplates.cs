@@ -82,6 +82,16 @@ public static partial class ChatTemplates
     /// </summary>
     /// <exception cref="FileNotFoundException">No tokenizer_config.json in the folder.</exception>
     /// <exception cref="InvalidDataException">No chat_template in it, or one that is not recognised.</exception>
+    /// <summary>
+    /// The template a model folder is used with: the named one, or the detected one for null/"auto"; bound to the
+    /// folder's eos token (tokenizer_config.json) so templates whose slots write it (alpaca) render.
+    /// </summary>
+    public static ChatTemplate ForModel(string? name, string dir)
+    {
+        var template = name is null or "auto" ? FromModelDirectory(dir) : Get(name);
+        return Tokenization.TokenizerConfig.EosToken(dir) is { } eos ? template.WithEosToken(eos) : template;
+    }
+
     public static ChatTemplate FromModelDirectory(string dir)
     {
         var path = Path.Combine(dir, "tokenizer_config.json");

@@ -90,4 +90,16 @@ public class RegistryTests
 
         public void Dispose() => Directory.Delete(Path, recursive: true);
     }
+
+    [Fact]
+    public void ForModelBindsTheFoldersEosTokenSoAlpacaRenders()
+    {
+        var template = ChatTemplates.ForModel("alpaca", TestPaths.Fixtures("tokenizers", "qwen2.5-instruct"));
+        string rendered = template.Render([new ChatMessage(ChatRole.User, "Hi"), new ChatMessage(ChatRole.Assistant, "Hello")], addGenerationPrompt: false);
+        Assert.EndsWith("### Response:\nHello<|im_end|>\n\n", rendered);
+    }
+
+    [Fact]
+    public void ForModelWithoutANameDetectsTheTemplate() =>
+        Assert.Equal("qwen3", ChatTemplates.ForModel("auto", TestPaths.Fixtures("tokenizers", "qwen3")).Name);
 }

@@ -1,0 +1,34 @@
+using System.Text.Json;
+
+namespace SharpTune.Tokenization;
+
+/// <summary>The parts of a folder's tokenizer_config.json that SharpTune reads besides the chat template.</summary>
+public static class TokenizerConfig
+{
+    public static string Path(string dir) => System.IO.Path.Combine(dir, "tokenizer_config.json");
+
+    /// <summary>
+    /// The text of the eos token (a plain string, or an AddedToken object's "content"); null when the folder has no
+    /// tokenizer_config.json or it names no eos token.
+    /// </summary>
+    public static string? EosToken(string dir)
+    {
+        string path = Path(dir);
+        if (!File.Exists(path)) return null;
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("eos_token", out var eos)) return null;
+            return eos.ValueKind switch
+            {
+                JsonValueKind.String => eos.GetString(),
+                JsonValueKind.Object when eos.TryGetProperty("content", out var c) && c.ValueKind == JsonValueKind.String => c.GetString(),
+                _ => null,
+            };
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e);
+        }
+    }
+}
