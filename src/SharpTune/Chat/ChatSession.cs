@@ -21,7 +21,6 @@ public sealed class ChatSession : IDisposable
     public ChatTemplate Template { get; }
     /// <summary>The system prompt; null uses the template's default system prompt.</summary>
     public string? System { get; set; }
-    public IReadOnlyList<ChatMessage> History => _history;
 
     public ChatSession(DecoderModel model, Tokenizer tokenizer, ChatTemplate template, string? system = null)
         : this(model, tokenizer, template, system, ownsModel: false)
@@ -62,7 +61,7 @@ public sealed class ChatSession : IDisposable
         return WithTemplateStops(options);
     }
 
-    public GenerationOptions WithTemplateStops(GenerationOptions options)
+    private GenerationOptions WithTemplateStops(GenerationOptions options)
     {
         var stops = new HashSet<int>(options.StopTokenIds);
         foreach (string word in Template.StopWords)
@@ -70,8 +69,8 @@ public sealed class ChatSession : IDisposable
         return options with { StopTokenIds = stops };
     }
 
-    /// <summary>The token ids of the history plus a new user turn, ready for generation.</summary>
-    public int[] PromptIds(IReadOnlyList<ChatMessage> conversation)
+    /// <summary>The token ids of a conversation (after the system prompt), rendered with a generation prompt.</summary>
+    private int[] PromptIds(IReadOnlyList<ChatMessage> conversation)
     {
         var messages = new List<ChatMessage>();
         if (System is not null) messages.Add(new ChatMessage(ChatRole.System, System));

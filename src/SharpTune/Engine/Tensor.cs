@@ -33,12 +33,9 @@ public sealed class Tensor
     }
 
     public int Length => Data.Length;
-    public int Rank => Shape.Length;
 
     /// <summary>Size of the last dimension: the row width when the tensor is seen as a matrix of rows.</summary>
     public int RowWidth => Shape[^1];
-
-    public int RowCount => Length / Math.Max(1, RowWidth);
 
     public Span<float> Span => Data;
 

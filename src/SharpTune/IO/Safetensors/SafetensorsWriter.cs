@@ -163,7 +163,6 @@ public static partial class SafetensorsWriter
                 throw new ArgumentException("'__metadata__' is reserved and cannot name a tensor");
             if (!names.Add(name))
                 throw new ArgumentException($"tensor {SafetensorsFormatException.Quote(name)} is given twice");
-            _ = DTypeInfo.SizeOf(dtype);
             long elements = 1;
             foreach (long d in shape)
             {
