@@ -25,6 +25,8 @@ public static class Program
             ChatCommands.Chat(),
             ChatCommands.Generate(),
             InitModelCommand.Create(),
+            TrainCommand.Create(),
+            ExportCommand.Create(),
             CheckCommands.Create(),
         };
         return root.Parse(args).Invoke();

@@ -23,6 +23,7 @@ public static class CheckCommands
     public static Command Create() => new("check", "Conformance checks against reference implementations")
     {
         Forward(), Generate(), Tokenize(), Template(),
+        CheckGradCommand.Create(), CheckMergeCommand.Create(), CheckPreprocessCommand.Create(),
     };
 
     private static Command Forward()

@@ -1,0 +1,10 @@
+namespace SharpTune.Data;
+
+/// <summary>
+/// One tokenised training example as LLaMA-Factory's supervised processor emits it, before padding:
+/// labels are -100 where a token carries no loss.
+/// </summary>
+public sealed record SupervisedExample(int[] InputIds, int[] AttentionMask, int[] Labels)
+{
+    public int Length => InputIds.Length;
+}

@@ -1,0 +1,38 @@
+namespace SharpTune.Data;
+
+/// <summary>
+/// A padded batch, row-major [Batch × Length]: ids, attention mask (1 real, 0 padding) and labels (-100 = no loss).
+/// Padding is on the right, as LLaMA-Factory's collator pads for training.
+/// </summary>
+public sealed class TrainingBatch
+{
+    public int Batch { get; }
+    public int Length { get; }
+    public int[] InputIds { get; }
+    public int[] AttentionMask { get; }
+    public int[] Labels { get; }
+
+    public TrainingBatch(int batch, int length, int[] inputIds, int[] attentionMask, int[] labels)
+    {
+        int n = batch * length;
+        if (batch <= 0 || length <= 0) throw new ArgumentException($"a batch needs rows and columns, got {batch} × {length}");
+        if (inputIds.Length != n || attentionMask.Length != n || labels.Length != n)
+            throw new ArgumentException($"batch {batch} × {length}: input_ids, attention_mask and labels must each hold {n} values");
+        Batch = batch;
+        Length = length;
+        InputIds = inputIds;
+        AttentionMask = attentionMask;
+        Labels = labels;
+    }
+
+    /// <summary>Real (unpadded) tokens in the batch, what tokens/s counts.</summary>
+    public int RealTokens
+    {
+        get
+        {
+            int n = 0;
+            foreach (int m in AttentionMask) n += m;
+            return n;
+        }
+    }
+}

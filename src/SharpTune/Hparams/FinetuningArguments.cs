@@ -1,0 +1,30 @@
+namespace SharpTune.Hparams;
+
+public enum FinetuningType { Lora, Full, Freeze }
+
+/// <summary>LLaMA-Factory's fine-tuning arguments (defaults as in its hparams/finetuning_args.py).</summary>
+public sealed class FinetuningArguments
+{
+    public string Stage { get; set; } = "sft";
+    public FinetuningType FinetuningType { get; set; } = FinetuningType.Lora;
+
+    public int LoraRank { get; set; } = 8;
+    /// <summary>lora_alpha; null means 2 × lora_rank, as LLaMA-Factory defaults it.</summary>
+    public double? LoraAlpha { get; set; }
+    public double LoraDropout { get; set; }
+    /// <summary>lora_target: ["all"] or module names such as q_proj, v_proj.</summary>
+    public List<string> LoraTarget { get; set; } = ["all"];
+    public List<string> AdditionalTarget { get; set; } = [];
+    public bool UseRslora { get; set; }
+
+    /// <summary>freeze_trainable_layers: the last N decoder layers are trained (the first N when negative).</summary>
+    public int FreezeTrainableLayers { get; set; } = 2;
+    /// <summary>freeze_trainable_modules: ["all"] or module names inside those layers (e.g. mlp, self_attn).</summary>
+    public List<string> FreezeTrainableModules { get; set; } = ["all"];
+    /// <summary>freeze_extra_modules: modules outside the decoder layers also trained (e.g. embed_tokens, norm).</summary>
+    public List<string> FreezeExtraModules { get; set; } = [];
+
+    public bool PlotLoss { get; set; }
+
+    public double EffectiveLoraAlpha => LoraAlpha ?? 2.0 * LoraRank;
+}
