@@ -9,6 +9,7 @@ public static class ChatCommands
     private sealed class SessionOptions
     {
         public Option<string> Model { get; } = new("--model") { Description = "Model folder (config.json, *.safetensors, tokenizer.json)", Required = true };
+        public Option<string[]> Adapter { get; } = new("--adapter") { Description = "LoRA adapter folder (adapter_config.json, adapter_model.safetensors) applied unmerged; repeat to stack adapters in order" };
         public Option<string> Template { get; } = new("--template") { Description = "Chat template name, or 'auto' to read it from tokenizer_config.json", DefaultValueFactory = _ => "auto" };
         public Option<string?> System { get; } = new("--system") { Description = "System prompt (default: the template's)" };
         public GenerationArguments Generation { get; } = new();
@@ -16,6 +17,7 @@ public static class ChatCommands
         public void AddTo(Command c)
         {
             c.Options.Add(Model);
+            c.Options.Add(Adapter);
             c.Options.Add(Template);
             c.Options.Add(System);
             Generation.AddTo(c);
@@ -23,8 +25,10 @@ public static class ChatCommands
 
         public ChatSession Open(ParseResult r)
         {
-            var session = ChatSession.Open(r.GetValue(Model)!, r.GetValue(Template), r.GetValue(System));
+            var session = ChatSession.Open(r.GetValue(Model)!, r.GetValue(Template), r.GetValue(System), r.GetValue(Adapter) ?? []);
             CliAction.ReportBackend(session.Model.Backend);
+            foreach (var adapter in session.Model.Adapters)
+                Console.Error.WriteLine($"[sharptune] adapter: {adapter.Directory} (r = {adapter.Config.Rank}, scaling {adapter.Config.Scaling:0.####}, {adapter.Pairs.Count} LoRA modules, {adapter.ReplacedTensors.Count} replaced tensors)");
             return session;
         }
     }

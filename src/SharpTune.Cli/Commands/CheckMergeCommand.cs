@@ -1,13 +1,32 @@
 using System.CommandLine;
+using SharpTune.Export;
 
 namespace SharpTune.Cli.Commands;
 
+/// <summary>
+/// `sharptune check merge`: merges LoRA adapters into a base model and writes the Hugging Face folder, so the merged
+/// weights can be compared with PEFT's merge_and_unload. generation_config.json is copied unchanged (no template).
+/// </summary>
 public static class CheckMergeCommand
 {
     public static Command Create()
     {
-        var command = new Command("merge", "(being built)");
-        command.SetAction(_ => CliAction.Run(() => throw new NotImplementedException("merge")));
+        var model = new Option<string>("--model") { Description = "Base model folder", Required = true };
+        var adapter = new Option<string[]>("--adapter") { Description = "LoRA adapter folder; repeat to merge several in order", Required = true };
+        var output = new Option<string>("--out") { Description = "Folder for the merged model (not the base folder)", Required = true };
+        var exportSize = new Option<int>("--export-size") { Description = "Largest weights shard in GB (10^9 bytes), as LLaMA-Factory's export_size", DefaultValueFactory = _ => 5 };
+        var command = new Command("merge", "Merge LoRA adapters into the base model and write a Hugging Face model folder; prints the files written")
+        {
+            model, adapter, output, exportSize,
+        };
+        command.SetAction(r => CliAction.Run(() =>
+        {
+            int size = r.GetValue(exportSize);
+            if (size <= 0) throw new ArgumentException($"--export-size must be a positive number of GB, got {size}");
+            var written = ModelExporter.Export(r.GetValue(model)!, r.GetValue(adapter)!, r.GetValue(output)!, size * ModelExporter.BytesPerGigabyte, template: null);
+            foreach (string file in written) Console.WriteLine(file);
+            return 0;
+        }));
         return command;
     }
 }

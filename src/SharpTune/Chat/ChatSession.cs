@@ -36,14 +36,17 @@ public sealed class ChatSession : IDisposable
         System = system;
     }
 
-    /// <summary>Loads a model folder with its own tokenizer; template "auto" (or null) reads tokenizer_config.json.</summary>
-    public static ChatSession Open(string modelDir, string? templateName, string? system)
+    /// <summary>
+    /// Loads a model folder with its own tokenizer; template "auto" (or null) reads tokenizer_config.json. LoRA adapters
+    /// in <paramref name="adapterDirs"/> are applied unmerged, in order; the tokenizer and generation settings stay the base's.
+    /// </summary>
+    public static ChatSession Open(string modelDir, string? templateName, string? system, IReadOnlyList<string>? adapterDirs = null)
     {
         ModelFolder.Validate(modelDir);
         ModelFolder.ValidateTokenizer(modelDir);
         var tokenizer = Tokenizer.FromDirectory(modelDir);
         var template = ChatTemplates.ForModel(templateName, modelDir);
-        var model = DecoderModel.Load(modelDir);
+        var model = DecoderModel.Load(modelDir, adapterDirectories: adapterDirs);
         return new ChatSession(model, tokenizer, template, system, ownsModel: true);
     }
 

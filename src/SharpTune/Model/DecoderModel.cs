@@ -1,5 +1,7 @@
+using System.Runtime.InteropServices;
 using SharpTune.Engine;
 using SharpTune.IO.Safetensors;
+using SharpTune.Peft.Lora;
 
 namespace SharpTune.Model;
 
@@ -7,6 +9,9 @@ namespace SharpTune.Model;
 /// The decoder-only transformer shared by Qwen2 (Qwen1.5/2/2.5), Llama and Qwen3: embedding, N layers of
 /// pre-norm grouped-query attention and SwiGLU MLP with residuals, final RMSNorm, lm_head.
 /// Computes in fp32 on weights kept in their stored dtype.
+/// LoRA adapters can be applied unmerged (<see cref="ApplyAdapter"/>): each wrapped projection then adds its
+/// low-rank deltas after the base product, and modules_to_save tensors replace the base tensors they name; the
+/// checkpoint itself is never modified.
 /// </summary>
 public sealed class DecoderModel : IDisposable
 {
@@ -14,8 +19,19 @@ public sealed class DecoderModel : IDisposable
     public DecoderWeights Weights { get; }
     public IComputeBackend Backend { get; }
     public string Directory { get; }
+    /// <summary>The adapters applied so far, in the order they were applied.</summary>
+    public IReadOnlyList<LoraAdapter> Adapters => _adapters;
+    private readonly List<LoraAdapter> _adapters = [];
     private readonly RopeTable _rope;
     private Workspace? _workspace;
+
+    // The tensors the forward pass reads: the checkpoint's views until an adapter replaces one or adds deltas.
+    private WeightMatrix _embedding;
+    private readonly Projection _lmHead;
+    private float[] _finalNorm;
+    private readonly LayerTensors[] _layers;
+    // Replacement matrices live on the pinned heap so their WeightMatrix views stay valid; held here to keep them alive.
+    private readonly List<float[]> _pinnedReplacements = [];
 
     private DecoderModel(string directory, ModelConfig config, DecoderWeights weights, IComputeBackend backend)
     {
@@ -24,23 +40,54 @@ public sealed class DecoderModel : IDisposable
         Weights = weights;
         Backend = backend;
         _rope = RopeScaling.BuildTable(config);
+        _embedding = weights.Embedding;
+        _lmHead = new Projection(weights.LmHead, null);
+        _finalNorm = weights.FinalNorm;
+        _layers = weights.Layers.Select(l => new LayerTensors(l)).ToArray();
     }
 
-    public static DecoderModel Load(string directory, IComputeBackend? backend = null)
+    /// <summary>Loads a model folder and applies the LoRA adapters in <paramref name="adapterDirectories"/> in order, unmerged.</summary>
+    public static DecoderModel Load(string directory, IComputeBackend? backend = null, IReadOnlyList<string>? adapterDirectories = null)
     {
         ModelFolder.Validate(directory);
         var config = ModelConfig.Load(ModelFolder.ConfigPath(directory));
         var checkpoint = SafetensorsCheckpoint.OpenDirectory(directory);
+        DecoderModel? model = null;
         try
         {
             var weights = DecoderWeights.Load(checkpoint, config, directory);
-            return new DecoderModel(directory, config, weights, backend ?? CpuBackend.CreateDefault());
+            model = new DecoderModel(directory, config, weights, backend ?? CpuBackend.CreateDefault());
+            foreach (string adapter in adapterDirectories ?? []) model.LoadAdapter(adapter);
+            return model;
         }
         catch
         {
-            checkpoint.Dispose();
+            if (model is null) checkpoint.Dispose();
+            else model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Reads a PEFT LoRA adapter folder and applies it unmerged (see <see cref="ApplyAdapter"/>).</summary>
+    public void LoadAdapter(string adapterDirectory) => ApplyAdapter(LoraAdapter.Load(adapterDirectory));
+
+    /// <summary>
+    /// Applies an adapter on top of the base and any adapters applied before: its modules_to_save tensors replace
+    /// the current ones, and each LoRA pair adds scaling·(x·Aᵀ)·Bᵀ to its projection's output. The adapter is
+    /// validated against this model first, so a mismatch changes nothing.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A module the model does not have, or shapes that do not match.</exception>
+    public void ApplyAdapter(LoraAdapter adapter)
+    {
+        var projections = ProjectionsByModule();
+        var tensors = ReplaceableTensors(projections);
+        adapter.ValidateAgainst(
+            module => projections.TryGetValue(module, out var p) ? [p.Weight.Rows, p.Weight.Cols] : null,
+            name => tensors.TryGetValue(name, out var t) ? t.Shape : null,
+            Directory);
+        foreach (var (name, (_, data)) in adapter.ReplacedTensors) tensors[name].Replace(data);
+        foreach (var pair in adapter.Pairs.Values) projections[pair.ModulePath].Deltas.Add(new LowRankDelta(pair, adapter.Scaling));
+        _adapters.Add(adapter);
     }
 
     public KvCache CreateCache(int batch, int capacity) => new(Config, batch, capacity);
@@ -65,14 +112,14 @@ public sealed class DecoderModel : IDisposable
         var c = Config;
         var w = WorkspaceFor(rows);
         var be = Backend;
-        be.Embedding(Weights.Embedding, ids, w.Residual);
+        be.Embedding(_embedding, ids, w.Residual);
         for (int l = 0; l < c.NumLayers; l++)
         {
-            var L = Weights.Layers[l];
+            var L = _layers[l];
             be.RmsNorm(w.Residual, rows, L.InputNorm, c.RmsNormEps, w.Normed);
-            be.Linear(w.Normed, rows, L.QProj, L.QBias, w.Query);
-            be.Linear(w.Normed, rows, L.KProj, L.KBias, w.Key);
-            be.Linear(w.Normed, rows, L.VProj, L.VBias, w.Value);
+            Linear(w.Normed, rows, L.Q, w.Query);
+            Linear(w.Normed, rows, L.K, w.Key);
+            Linear(w.Normed, rows, L.V, w.Value);
             if (L.QNorm is not null && L.KNorm is not null)
             {
                 be.RmsNorm(w.Query, rows, L.QNorm, c.RmsNormEps, w.Query);
@@ -82,21 +129,28 @@ public sealed class DecoderModel : IDisposable
             be.ApplyRope(w.Key, rows, c.NumKvHeads, _rope, positions);
             cache.Layers[l].Append(w.Key, w.Value, newTokens);
             be.Attention(w.Query, cache.Layers[l], batch, newTokens, cache.KeyMask, cache.Capacity, w.Attention);
-            be.Linear(w.Attention, rows, L.OProj, L.OBias, w.Projected);
+            Linear(w.Attention, rows, L.O, w.Projected);
             be.AddInPlace(w.Residual, w.Projected, rows);
 
             be.RmsNorm(w.Residual, rows, L.PostAttentionNorm, c.RmsNormEps, w.Normed);
-            be.Linear(w.Normed, rows, L.GateProj, L.GateBias, w.Gate);
-            be.Linear(w.Normed, rows, L.UpProj, L.UpBias, w.Up);
+            Linear(w.Normed, rows, L.Gate, w.Gate);
+            Linear(w.Normed, rows, L.Up, w.Up);
             be.SiluMul(w.Gate, w.Up, rows, w.Gate);
-            be.Linear(w.Gate, rows, L.DownProj, L.DownBias, w.Projected);
+            Linear(w.Gate, rows, L.Down, w.Projected);
             be.AddInPlace(w.Residual, w.Projected, rows);
         }
-        be.RmsNorm(w.Residual, rows, Weights.FinalNorm, c.RmsNormEps, hidden);
+        be.RmsNorm(w.Residual, rows, _finalNorm, c.RmsNormEps, hidden);
     }
 
     /// <summary>logits[rows × vocab] = hidden · lm_headᵀ for the first rows rows.</summary>
-    public void Logits(Tensor hidden, int rows, Tensor logits) => Backend.Linear(hidden, rows, Weights.LmHead, null, logits);
+    public void Logits(Tensor hidden, int rows, Tensor logits) => Linear(hidden, rows, _lmHead, logits);
+
+    /// <summary>The base product (with bias), then each adapter's low-rank delta on the same input, in order.</summary>
+    private void Linear(Tensor x, int rows, Projection p, Tensor y)
+    {
+        Backend.Linear(x, rows, p.Weight, p.Bias, y);
+        foreach (var delta in p.Deltas) delta.AddTo(Backend.Gemm, x, rows, y);
+    }
 
     /// <summary>
     /// A full forward pass over a padded batch ([B][T] ids and attention mask), positions 0..T-1 in every row as
@@ -137,6 +191,86 @@ public sealed class DecoderModel : IDisposable
     }
 
     public void Dispose() => Weights.Dispose();
+
+    /// <summary>The Linear layers an adapter may wrap, by their module path in the Hugging Face model.</summary>
+    private Dictionary<string, Projection> ProjectionsByModule()
+    {
+        var map = new Dictionary<string, Projection>(StringComparer.Ordinal);
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            var L = _layers[l];
+            string p = $"model.layers.{l}.";
+            map[p + "self_attn.q_proj"] = L.Q;
+            map[p + "self_attn.k_proj"] = L.K;
+            map[p + "self_attn.v_proj"] = L.V;
+            map[p + "self_attn.o_proj"] = L.O;
+            map[p + "mlp.gate_proj"] = L.Gate;
+            map[p + "mlp.up_proj"] = L.Up;
+            map[p + "mlp.down_proj"] = L.Down;
+        }
+        // A tied lm_head is the embedding matrix: transformers has no lm_head.weight of its own to wrap or replace.
+        if (!Config.TieWordEmbeddings) map["lm_head"] = _lmHead;
+        return map;
+    }
+
+    /// <summary>Every tensor a modules_to_save entry may replace, by its Hugging Face name, with how to replace it.</summary>
+    private Dictionary<string, (long[] Shape, Action<float[]> Replace)> ReplaceableTensors(Dictionary<string, Projection> projections)
+    {
+        var map = new Dictionary<string, (long[], Action<float[]>)>(StringComparer.Ordinal);
+        foreach (var (module, p) in projections)
+        {
+            map[module + ".weight"] = ([p.Weight.Rows, p.Weight.Cols], data => p.Weight = Pinned(data, p.Weight.Rows, p.Weight.Cols));
+            if (p.Bias is not null) map[module + ".bias"] = ([p.Bias.Length], data => p.Bias = data);
+        }
+        map["model.embed_tokens.weight"] = ([_embedding.Rows, _embedding.Cols], data =>
+        {
+            _embedding = Pinned(data, _embedding.Rows, _embedding.Cols);
+            if (Config.TieWordEmbeddings) _lmHead.Weight = _embedding;
+        });
+        map["model.norm.weight"] = ([_finalNorm.Length], data => _finalNorm = data);
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            var L = _layers[l];
+            string p = $"model.layers.{l}.";
+            map[p + "input_layernorm.weight"] = ([L.InputNorm.Length], data => L.InputNorm = data);
+            map[p + "post_attention_layernorm.weight"] = ([L.PostAttentionNorm.Length], data => L.PostAttentionNorm = data);
+            if (L.QNorm is not null) map[p + "self_attn.q_norm.weight"] = ([L.QNorm.Length], data => L.QNorm = data);
+            if (L.KNorm is not null) map[p + "self_attn.k_norm.weight"] = ([L.KNorm.Length], data => L.KNorm = data);
+        }
+        return map;
+    }
+
+    private unsafe WeightMatrix Pinned(float[] values, int rows, int cols)
+    {
+        var pinned = GC.AllocateUninitializedArray<float>(values.Length, pinned: true);
+        values.CopyTo(pinned, 0);
+        _pinnedReplacements.Add(pinned);
+        return new WeightMatrix((void*)Marshal.UnsafeAddrOfPinnedArrayElement(pinned, 0), DType.F32, rows, cols);
+    }
+
+    /// <summary>A Linear as the forward pass applies it: the base weight (or its replacement), bias, and LoRA deltas.</summary>
+    private sealed class Projection(WeightMatrix weight, float[]? bias)
+    {
+        public WeightMatrix Weight { get; set; } = weight;
+        public float[]? Bias { get; set; } = bias;
+        public List<LowRankDelta> Deltas { get; } = [];
+    }
+
+    /// <summary>The tensors of one decoder layer that the forward pass reads.</summary>
+    private sealed class LayerTensors(DecoderLayerWeights w)
+    {
+        public float[] InputNorm { get; set; } = w.InputNorm;
+        public Projection Q { get; } = new(w.QProj, w.QBias);
+        public Projection K { get; } = new(w.KProj, w.KBias);
+        public Projection V { get; } = new(w.VProj, w.VBias);
+        public Projection O { get; } = new(w.OProj, w.OBias);
+        public float[]? QNorm { get; set; } = w.QNorm;
+        public float[]? KNorm { get; set; } = w.KNorm;
+        public float[] PostAttentionNorm { get; set; } = w.PostAttentionNorm;
+        public Projection Gate { get; } = new(w.GateProj, w.GateBias);
+        public Projection Up { get; } = new(w.UpProj, w.UpBias);
+        public Projection Down { get; } = new(w.DownProj, w.DownBias);
+    }
 
     /// <summary>Activation buffers of one forward pass, sized for a number of rows and reused while it suffices.</summary>
     private sealed class Workspace(ModelConfig c, int rows)

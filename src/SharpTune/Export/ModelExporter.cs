@@ -1,0 +1,123 @@
+using System.Runtime.InteropServices;
+using SharpTune.Engine;
+using SharpTune.IO;
+using SharpTune.IO.Safetensors;
+using SharpTune.Model;
+using SharpTune.Peft.Lora;
+using SharpTune.Templates;
+
+namespace SharpTune.Export;
+
+/// <summary>
+/// Writes a standalone Hugging Face model folder from a base model and zero or more LoRA adapters merged into it
+/// (LLaMA-Factory's export): weights in each base tensor's dtype, sharded as transformers' save_pretrained shards
+/// them (with model.safetensors.index.json when there is more than one shard), config.json and the tokenizer files
+/// copied, and generation_config.json either copied or, given the chat template, with the template's stop tokens as
+/// eos. With no adapters it re-shards and copies a model folder as is (a full fine-tune's output). Every file is
+/// written atomically.
+/// </summary>
+public static class ModelExporter
+{
+    /// <summary>transformers reads "5GB" as 5·10⁹ bytes, so LLaMA-Factory's export_size is in decimal gigabytes.</summary>
+    public const long BytesPerGigabyte = 1_000_000_000;
+
+    /// <summary>Tokenizer files copied when present, as tokenizer.save_pretrained would leave them.</summary>
+    public static readonly IReadOnlyList<string> TokenizerFiles =
+        ["tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json", "added_tokens.json", "chat_template.jinja"];
+
+    /// <summary>
+    /// Merges <paramref name="adapterDirs"/> (in order) into the model in <paramref name="baseDir"/> and writes the
+    /// result to <paramref name="exportDir"/>. Returns the names of the files written.
+    /// </summary>
+    /// <param name="maxShardBytes">The largest shard in bytes (see <see cref="BytesPerGigabyte"/>).</param>
+    /// <param name="template">The chat template the model is used with; null copies generation_config.json unchanged.</param>
+    public static IReadOnlyList<string> Export(string baseDir, IReadOnlyList<string> adapterDirs, string exportDir, long maxShardBytes, ChatTemplate? template)
+    {
+        if (maxShardBytes <= 0) throw new ArgumentException($"the maximum shard size must be positive, got {maxShardBytes} bytes");
+        if (SamePath(baseDir, exportDir))
+            throw new ArgumentException($"export_dir '{exportDir}' is the base model folder; export to a new folder so the base stays intact");
+        foreach (string adapter in adapterDirs)
+            if (SamePath(adapter, exportDir))
+                throw new ArgumentException($"export_dir '{exportDir}' is the adapter folder; export to a new folder");
+        ModelFolder.Validate(baseDir);
+        var config = ModelConfig.Load(ModelFolder.ConfigPath(baseDir));
+        var adapters = adapterDirs.Select(LoraAdapter.Load).ToArray();
+
+        using var checkpoint = SafetensorsCheckpoint.OpenDirectory(baseDir);
+        foreach (var adapter in adapters) LoraMerge.ValidateAgainst(adapter, checkpoint, baseDir);
+        // Generation settings are resolved before anything is written, so a template the tokenizer cannot express
+        // leaves no half-exported folder behind.
+        string? generationConfig = template is null ? null : ExportGenerationConfig.Build(baseDir, config, template);
+
+        Directory.CreateDirectory(exportDir);
+        var gemm = GemmKernels.Default;
+        var tensors = StateDictOrder(config, checkpoint).Select(name => Tensor(checkpoint, name, adapters, gemm)).ToArray();
+        var written = new List<string>(SafetensorsWriter.WriteSharded(exportDir, tensors, maxShardBytes));
+
+        Copy(baseDir, exportDir, "config.json", written);
+        foreach (string file in TokenizerFiles) Copy(baseDir, exportDir, file, written);
+        if (generationConfig is not null)
+        {
+            AtomicFile.WriteText(ModelFolder.GenerationConfigPath(exportDir), generationConfig);
+            written.Add("generation_config.json");
+        }
+        else
+        {
+            Copy(baseDir, exportDir, "generation_config.json", written);
+        }
+        return written;
+    }
+
+    private static (string Name, DType DType, long[] Shape, ReadOnlyMemory<byte> Data) Tensor(
+        SafetensorsCheckpoint checkpoint, string name, IReadOnlyList<LoraAdapter> adapters, IGemmKernel gemm)
+    {
+        var info = checkpoint.Get(name);
+        int length = checked((int)info.ByteSize);
+        Func<byte[]> produce = LoraMerge.Changes(adapters, name)
+            ? () => ToArray(SafetensorsWriter.EncodeFloat32(
+                LoraMerge.Merge(gemm, adapters, name, checkpoint.ReadFloat32(name), info.DType), info.DType))
+            : () => checkpoint.Bytes(name).ToArray();
+        return (name, info.DType, info.Shape, new LazyBytes(length, produce).Memory);
+    }
+
+    private static byte[] ToArray(ReadOnlyMemory<byte> memory) =>
+        MemoryMarshal.TryGetArray(memory, out var segment) && segment.Offset == 0 && segment.Count == segment.Array!.Length
+            ? segment.Array
+            : memory.ToArray();
+
+    /// <summary>
+    /// The checkpoint's tensors in the order of the transformers model's state_dict (module registration order), which
+    /// decides how save_pretrained fills shards; tensors the model does not name follow in name order. A tied lm_head is
+    /// dropped, as save_pretrained drops the shared tensor.
+    /// </summary>
+    private static IEnumerable<string> StateDictOrder(ModelConfig c, SafetensorsCheckpoint checkpoint)
+    {
+        var order = new List<string> { "model.embed_tokens.weight" };
+        for (int l = 0; l < c.NumLayers; l++)
+        {
+            string p = $"model.layers.{l}.";
+            foreach (string projection in new[] { "q_proj", "k_proj", "v_proj", "o_proj" })
+                order.AddRange([$"{p}self_attn.{projection}.weight", $"{p}self_attn.{projection}.bias"]);
+            order.AddRange([$"{p}self_attn.q_norm.weight", $"{p}self_attn.k_norm.weight"]);
+            foreach (string projection in new[] { "gate_proj", "up_proj", "down_proj" })
+                order.AddRange([$"{p}mlp.{projection}.weight", $"{p}mlp.{projection}.bias"]);
+            order.AddRange([$"{p}input_layernorm.weight", $"{p}post_attention_layernorm.weight"]);
+        }
+        order.AddRange(["model.norm.weight", "lm_head.weight"]);
+        var known = new HashSet<string>(order, StringComparer.Ordinal);
+        var names = order.Where(checkpoint.Contains).Concat(checkpoint.Names.Where(n => !known.Contains(n)));
+        return c.TieWordEmbeddings ? names.Where(n => n != "lm_head.weight") : names;
+    }
+
+    private static void Copy(string fromDir, string toDir, string file, List<string> written)
+    {
+        string source = Path.Combine(fromDir, file);
+        if (!File.Exists(source)) return;
+        AtomicFile.Copy(source, Path.Combine(toDir, file));
+        written.Add(file);
+    }
+
+    private static bool SamePath(string a, string b) =>
+        string.Equals(Path.TrimEndingDirectorySeparator(Path.GetFullPath(a)), Path.TrimEndingDirectorySeparator(Path.GetFullPath(b)),
+            OperatingSystem.IsWindows() || OperatingSystem.IsMacOS() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
+}

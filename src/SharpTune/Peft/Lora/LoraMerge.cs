@@ -1,0 +1,84 @@
+using SharpTune.Engine;
+using SharpTune.IO.Safetensors;
+
+namespace SharpTune.Peft.Lora;
+
+/// <summary>
+/// Merging LoRA adapters into base weights as PEFT's merge_and_unload does: W' = W + scaling · B·A, the delta computed
+/// in fp32 from the base values and stored back in the base tensor's dtype; modules_to_save tensors replace the base
+/// tensor. Several adapters merge in order, each result stored in the base dtype before the next (as merging them
+/// one after another into a bf16 model does).
+/// </summary>
+public static unsafe class LoraMerge
+{
+    /// <summary>Checks an adapter against a checkpoint: LoRA modules are 2-D "{module}.weight" tensors, replaced tensors exist.</summary>
+    public static void ValidateAgainst(LoraAdapter adapter, SafetensorsCheckpoint checkpoint, string baseName) =>
+        adapter.ValidateAgainst(
+            module => checkpoint.Contains(module + ".weight") && checkpoint.Get(module + ".weight").Shape is { Length: 2 } shape ? shape : null,
+            name => checkpoint.Contains(name) ? checkpoint.Get(name).Shape : null,
+            baseName);
+
+    /// <summary>True when some adapter changes the base tensor <paramref name="name"/>.</summary>
+    public static bool Changes(IReadOnlyList<LoraAdapter> adapters, string name) =>
+        adapters.Any(a => a.ReplacedTensors.ContainsKey(name) || ModulePathOf(name) is { } m && a.Pairs.ContainsKey(m));
+
+    /// <summary>
+    /// The merged values of base tensor <paramref name="name"/> (fp32, each exactly representable in
+    /// <paramref name="storedAs"/>), starting from <paramref name="baseValues"/>, which is overwritten.
+    /// </summary>
+    public static float[] Merge(IGemmKernel gemm, IReadOnlyList<LoraAdapter> adapters, string name, float[] baseValues, DType storedAs)
+    {
+        var values = baseValues;
+        string? module = ModulePathOf(name);
+        foreach (var adapter in adapters)
+        {
+            if (adapter.ReplacedTensors.TryGetValue(name, out var replacement))
+                replacement.Data.CopyTo(values, 0);
+            else if (module is not null && adapter.Pairs.TryGetValue(module, out var pair))
+                AddDelta(gemm, values, pair, adapter.Scaling);
+            else
+                continue;
+            RoundTo(values, storedAs);
+        }
+        return values;
+    }
+
+    /// <summary>weight[out × in] += scaling · B[out × r] · A[r × in], in fp32.</summary>
+    public static void AddDelta(IGemmKernel gemm, float[] weight, LoraPair pair, float scaling)
+    {
+        if (weight.Length != (long)pair.OutFeatures * pair.InFeatures)
+            throw new ArgumentException($"{pair.ModulePath}: weight has {weight.Length} values, lora_B·lora_A is [{pair.OutFeatures}, {pair.InFeatures}]");
+        fixed (float* w = weight, a = pair.A, b = pair.B)
+            gemm.Sgemm(false, false, pair.OutFeatures, pair.InFeatures, pair.Rank, scaling, b, pair.Rank, a, pair.InFeatures, 1f, w, pair.InFeatures);
+    }
+
+    /// <summary>Rounds every value to the nearest one the dtype can store (round to nearest even), as storing and reloading would.</summary>
+    private static void RoundTo(float[] values, DType dtype)
+    {
+        switch (dtype)
+        {
+            case DType.F32:
+                break;
+            case DType.BF16:
+            {
+                var bits = new ushort[values.Length];
+                BFloat16.FromSingle(values, bits);
+                BFloat16.ToSingle(bits, values);
+                break;
+            }
+            case DType.F16:
+            {
+                var halves = new Half[values.Length];
+                Float16.FromSingle(values, halves);
+                Float16.ToSingle(halves, values);
+                break;
+            }
+            default:
+                throw new ArgumentException($"cannot merge into a {dtype} tensor; weights must be F32, BF16 or F16");
+        }
+    }
+
+    /// <summary>The module path of a Linear's weight tensor ("x.q_proj.weight" → "x.q_proj"), null for any other name.</summary>
+    private static string? ModulePathOf(string tensorName) =>
+        tensorName.EndsWith(".weight", StringComparison.Ordinal) ? tensorName[..^".weight".Length] : null;
+}
