@@ -1,3 +1,5 @@
+using SharpTune.Templates;
+
 namespace SharpTune.Hparams;
 
 /// <summary>What SharpTune does with a LLaMA-Factory config key.</summary>
@@ -45,7 +47,7 @@ internal static class ConfigKeys
         Supported("disable_gradient_checkpointing", (c, v) => c.Model.DisableGradientCheckpointing = v.Bool()),
 
         // data
-        Supported("template", (c, v) => c.Data.Template = v.NullableText()),
+        Supported("template", (c, v) => c.Data.Template = KnownTemplate(v)),
         Supported("dataset", (c, v) => c.Data.Dataset = v.Names()),
         Supported("eval_dataset", (c, v) => c.Data.EvalDataset = v.Names()),
         Supported("dataset_dir", (c, v) => c.Data.DatasetDir = v.Text()),
@@ -278,6 +280,14 @@ internal static class ConfigKeys
             (previous, current) = (current, previous);
         }
         return previous[b.Length];
+    }
+
+    /// <summary>A registered chat-template name, "auto" or null (both of which read the model's tokenizer_config.json).</summary>
+    private static string? KnownTemplate(ConfigValue v)
+    {
+        string? name = v.NullableText();
+        if (name is null or "auto" || ChatTemplates.Names.Contains(name)) return name;
+        throw v.Error($"'{name}' is not a SharpTune template (known: auto, {string.Join(", ", ChatTemplates.Names)})");
     }
 
     private static bool IsFalseOrNull(ConfigValue v) => v.IsNull || v.IsFalse;

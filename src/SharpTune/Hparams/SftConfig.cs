@@ -1,6 +1,5 @@
 using System.Text.Json;
 using SharpTune.Model;
-using SharpTune.Templates;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
@@ -91,7 +90,7 @@ public sealed class SftConfig
         }
 
         config.ApplyLlamaFactoryDefaults();
-        config.CheckValues();
+        config.CheckValues(entries);
         config.ResolvePaths(workingDirectory);
         return config;
     }
@@ -141,35 +140,39 @@ public sealed class SftConfig
         if (Training.EvalStrategy == "steps") Training.EvalSteps ??= Training.LoggingSteps;
     }
 
-    /// <summary>The cross-key checks LLaMA-Factory and transformers make when the arguments are built.</summary>
-    private void CheckValues()
+    /// <summary>
+    /// The cross-key checks LLaMA-Factory and transformers make when the arguments are built; a message cites where the
+    /// named key was written when it was written at all.
+    /// </summary>
+    private void CheckValues(IReadOnlyDictionary<string, ConfigValue> entries)
     {
-        if (Model.ModelNameOrPath.Length == 0) throw new ConfigException("model_name_or_path: required");
-        if (Data.Template is { } template && template != "auto" && !ChatTemplates.Names.Contains(template))
-            throw new ConfigException($"template: '{template}' is not a SharpTune template (known: auto, {string.Join(", ", ChatTemplates.Names)})");
+        ConfigException Error(string key, string problem) =>
+            entries.TryGetValue(key, out var value) ? value.Error(problem) : new ConfigException($"{key}: {problem}");
+
+        if (Model.ModelNameOrPath.Length == 0) throw Error("model_name_or_path", "required");
         if (Data.ValSize >= 1 && Data.ValSize != Math.Floor(Data.ValSize))
-            throw new ConfigException($"val_size: a value of 1 or more is a number of examples and must be whole, got {Data.ValSize}");
-        if (Data.ValSize > 0 && Data.Dataset.Count == 0) throw new ConfigException("val_size: needs dataset to split from");
-        if (Data.ValSize > 0 && Data.EvalDataset.Count > 0) throw new ConfigException("val_size: cannot be combined with eval_dataset");
-        if (Data.MaskHistory && Data.TrainOnPrompt) throw new ConfigException("mask_history: cannot be combined with train_on_prompt");
-        if (Data.CutoffLen < 1) throw new ConfigException("cutoff_len: must be at least 2 with packing (packing lowers it by one)");
+            throw Error("val_size", $"a value of 1 or more is a number of examples and must be whole, got {Data.ValSize}");
+        if (Data.ValSize > 0 && Data.Dataset.Count == 0) throw Error("val_size", "needs dataset to split from");
+        if (Data.ValSize > 0 && Data.EvalDataset.Count > 0) throw Error("val_size", "cannot be combined with eval_dataset");
+        if (Data.MaskHistory && Data.TrainOnPrompt) throw Error("mask_history", "cannot be combined with train_on_prompt");
+        if (Data.CutoffLen < 1) throw Error("cutoff_len", "must be at least 2 with packing (packing lowers it by one)");
         if (Data.DatasetDir.StartsWith("REMOTE:", StringComparison.Ordinal))
-            throw new ConfigException($"dataset_dir: '{Data.DatasetDir}' names a Hub dataset folder; SharpTune reads local datasets only");
+            throw Error("dataset_dir", $"'{Data.DatasetDir}' names a Hub dataset folder; SharpTune reads local datasets only");
 
         if (Model.AdapterNameOrPath.Count > 0 && Finetuning.FinetuningType != FinetuningType.Lora)
-            throw new ConfigException("adapter_name_or_path: adapters are only valid with finetuning_type: lora");
+            throw Error("adapter_name_or_path", "adapters are only valid with finetuning_type: lora");
         if (Finetuning.UseRslora && Finetuning.FinetuningType != FinetuningType.Lora)
-            throw new ConfigException("use_rslora: only valid with finetuning_type: lora");
+            throw Error("use_rslora", "only valid with finetuning_type: lora");
 
-        if (Training.DoTrain && Data.Dataset.Count == 0) throw new ConfigException("dataset: required for training (do_train: true)");
-        if (Training.DoTrain && Training.OutputDir.Length == 0) throw new ConfigException("output_dir: required for training (do_train: true)");
+        if (Training.DoTrain && Data.Dataset.Count == 0) throw Error("dataset", "required for training (do_train: true)");
+        if (Training.DoTrain && Training.OutputDir.Length == 0) throw Error("output_dir", "required for training (do_train: true)");
         if (Training.DoEval && Data.EvalDataset.Count == 0 && Data.ValSize == 0)
-            throw new ConfigException("do_eval: needs eval_dataset or val_size (evaluation is on because of do_eval or eval_strategy)");
-        CheckSchedulerKwargs();
+            throw Error("do_eval", "needs eval_dataset or val_size (evaluation is on because of do_eval or eval_strategy)");
+        CheckSchedulerKwargs(Error);
     }
 
     /// <summary>transformers hands lr_scheduler_kwargs to the schedule function, which rejects names it does not take.</summary>
-    private void CheckSchedulerKwargs()
+    private void CheckSchedulerKwargs(Func<string, string, ConfigException> error)
     {
         string type = Training.LrSchedulerType;
         string[] accepted = type switch
@@ -181,14 +184,14 @@ public sealed class SftConfig
         foreach (string name in Training.LrSchedulerKwargs.Keys)
         {
             if (!accepted.Contains(name))
-                throw new ConfigException($"lr_scheduler_kwargs: '{name}' does not apply to lr_scheduler_type '{type}' (accepted: {(accepted.Length == 0 ? "none" : string.Join(", ", accepted))})");
+                throw error("lr_scheduler_kwargs", $"'{name}' does not apply to lr_scheduler_type '{type}' (accepted: {(accepted.Length == 0 ? "none" : string.Join(", ", accepted))})");
         }
         if (type == "cosine_with_min_lr")
         {
             bool hasMinLr = Training.LrSchedulerKwargs.ContainsKey("min_lr");
             bool hasRate = Training.LrSchedulerKwargs.ContainsKey("min_lr_rate");
             if (hasMinLr == hasRate)
-                throw new ConfigException("lr_scheduler_kwargs: cosine_with_min_lr needs exactly one of min_lr and min_lr_rate");
+                throw error("lr_scheduler_kwargs", "cosine_with_min_lr needs exactly one of min_lr and min_lr_rate");
         }
     }
 
