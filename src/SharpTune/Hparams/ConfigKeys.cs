@@ -117,7 +117,7 @@ internal static class ConfigKeys
         Unsupported("export_legacy_format", "SharpTune writes safetensors only, not pytorch_model.bin", IsFalseOrNull),
 
         // accepted without effect
-        Ignored("report_to", "SharpTune has no experiment-tracker integrations", v => v.IsNull || v.Is("none") || v.Names().SequenceEqual(["none"])),
+        Ignored("report_to", "SharpTune has no experiment-tracker integrations", v => v.IsNull || v.Is("none")),
         Ignored("logging_dir", "SharpTune writes no TensorBoard logs"),
         Ignored("run_name", "run names are only used by experiment trackers"),
         Ignored("ddp_timeout", "SharpTune does not train distributed", v => v.Is("1800")),
@@ -260,7 +260,9 @@ internal static class ConfigKeys
             int distance = EditDistance(unknown, name);
             if (distance < bestDistance) (best, bestDistance) = (name, distance);
         }
-        return bestDistance <= Math.Max(2, unknown.Length / 3) ? best : null;
+        // Short names allow one edit, longer ones about one per four characters: enough for typos, not for guesses.
+        int allowed = unknown.Length <= 4 ? 1 : Math.Max(2, unknown.Length / 4);
+        return bestDistance <= allowed ? best : null;
     }
 
     /// <summary>Levenshtein distance (insertions, deletions and substitutions all cost 1).</summary>

@@ -107,7 +107,7 @@ internal sealed class ConfigValue(string key, YamlNode node, string origin)
             case YamlMappingNode mapping:
                 foreach (var (name, value) in mapping.Children)
                 {
-                    string entry = ((YamlScalarNode)name).Value ?? "";
+                    string entry = name is YamlScalarNode { Value: { } text } ? text : throw Error("expected names as the mapping's keys");
                     var entryValue = new ConfigValue($"{key}.{entry}", value, origin);
                     map[entry] = entryValue.Double();
                 }

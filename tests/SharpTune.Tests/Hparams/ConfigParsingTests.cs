@@ -127,9 +127,14 @@ public sealed class ConfigParsingTests
     public void UnknownKeySuggestsTheClosestKnownKey(string yaml, string suggestion) =>
         Assert.Equal($"unknown key '{yaml[..yaml.IndexOf(':')]}' (did you mean '{suggestion}'?) (line 2 of config)", Error(Model + yaml));
 
+    [Theory]
+    [InlineData("completely_made_up_option")]
+    [InlineData("foo")]
+    public void UnknownKeyWithoutACloseMatch(string key) =>
+        Assert.Equal($"unknown key '{key}' (line 2 of config)", Error(Model + key + ": 1"));
+
     [Fact]
-    public void UnknownKeyWithoutACloseMatch() =>
-        Assert.Equal("unknown key 'completely_made_up_option' (line 2 of config)", Error(Model + "completely_made_up_option: 1"));
+    public void DuplicateKeyIsAnError() => Assert.StartsWith("config is not valid YAML: Duplicate key lora_rank", Error(Model + "lora_rank: 8\nlora_rank: 16\n"));
 
     [Theory]
     [InlineData("lora_rank: eight", "lora_rank: expected an integer, got 'eight' (line 2 of config)")]
