@@ -50,7 +50,9 @@ public sealed class SftConfig
 
     private static SftConfig Parse(string yamlText, IReadOnlyList<string> overrides, string workingDirectory, string sourceName)
     {
-        var entries = new Dictionary<string, ConfigValue>(StringComparer.Ordinal);
+        // Keys in the order written, so errors and notes follow the file; a later value (an override, or the other
+        // spelling of an aliased key) replaces the earlier one and moves to the end.
+        var entries = new OrderedDictionary<string, ConfigValue>(StringComparer.Ordinal);
         var config = new SftConfig();
         foreach (var (key, value) in ReadDocument(yamlText, sourceName).Concat(overrides.Select(ReadOverride)))
         {
@@ -59,18 +61,10 @@ public sealed class SftConfig
                 string? suggestion = ConfigKeys.Suggest(key);
                 throw new ConfigException($"unknown key '{key}'{(suggestion is null ? "" : $" (did you mean '{suggestion}'?)")} ({value.Origin})");
             }
-            if (entry.AliasOf is { } canonical)
-            {
-                config.Notes.Add($"{key} is the old name of {canonical}");
-                entries.Remove(canonical);
-                entries[canonical] = value;
-            }
-            else
-            {
-                // A later value (an override) replaces an earlier one, and so does the new name over the old.
-                entries.Remove(key);
-                entries[key] = value;
-            }
+            if (entry.AliasOf is not null) config.Notes.Add($"{key} is the old name of {entry.AliasOf}");
+            string canonical = entry.AliasOf ?? key;
+            entries.Remove(canonical);
+            entries.Add(canonical, value);
         }
 
         // Unsupported features are reported before any value is read, so the message names the feature that blocks
