@@ -3,21 +3,35 @@ namespace SharpTune.Hparams;
 /// <summary>LLaMA-Factory's data arguments (defaults as in its hparams/data_args.py).</summary>
 public sealed class DataArguments
 {
-    /// <summary>template: a name from ChatTemplates, or null to read the model's tokenizer_config.json.</summary>
+    /// <summary>template: a name from ChatTemplates, "auto", or null; null and "auto" read the model's tokenizer_config.json.</summary>
     public string? Template { get; set; }
-    /// <summary>dataset: names registered in dataset_info.json, comma-separated.</summary>
+    /// <summary>dataset: names registered in dataset_info.json (comma-separated in YAML).</summary>
     public List<string> Dataset { get; set; } = [];
+    /// <summary>eval_dataset: names registered in dataset_info.json, evaluated instead of a val_size split.</summary>
     public List<string> EvalDataset { get; set; } = [];
+    /// <summary>dataset_dir: the folder holding dataset_info.json, absolute (relative values resolve against the working directory).</summary>
     public string DatasetDir { get; set; } = "data";
+    /// <summary>
+    /// cutoff_len: the longest tokenized example. With packing LLaMA-Factory lowers the configured value by one
+    /// (data_args.__post_init__); this property already holds the lowered value.
+    /// </summary>
     public int CutoffLen { get; set; } = 2048;
     public bool TrainOnPrompt { get; set; }
     public bool MaskHistory { get; set; }
+    /// <summary>max_samples: keep at most this many examples of each dataset; null keeps all.</summary>
     public int? MaxSamples { get; set; }
-    /// <summary>val_size: a fraction in (0, 1) or an absolute number of examples (≥ 1) held out for evaluation.</summary>
+    /// <summary>val_size: a fraction in (0, 1) or a whole number of examples (≥ 1) held out for evaluation; 0 holds none.</summary>
     public double ValSize { get; set; }
+    /// <summary>packing: concatenate examples into cutoff_len sequences (LLaMA-Factory enables it only for the pt stage by default).</summary>
     public bool Packing { get; set; }
+    /// <summary>default_system: replaces the template's default system prompt.</summary>
     public string? DefaultSystem { get; set; }
+    /// <summary>tool_format: the tool-call format name that replaces the template's own.</summary>
     public string? ToolFormat { get; set; }
-    /// <summary>Lenient data loading: skip malformed records with a report instead of stopping at the first one.</summary>
+    /// <summary>
+    /// skip_invalid_records (SharpTune's own key, not LLaMA-Factory's): skip malformed dataset records and report
+    /// how many were skipped, instead of stopping at the first one. Default false, which matches LLaMA-Factory's
+    /// strictness.
+    /// </summary>
     public bool SkipInvalidRecords { get; set; }
 }

@@ -1,11 +1,10 @@
 namespace SharpTune.Hparams;
 
-/// <summary>LLaMA-Factory's export (merge) arguments.</summary>
+/// <summary>LLaMA-Factory's export (merge) arguments (defaults as in its hparams/model_args.py).</summary>
 public sealed class ExportArguments
 {
+    /// <summary>export_dir: where the merged model is written, absolute; required for export.</summary>
     public string ExportDir { get; set; } = "";
     /// <summary>export_size: the largest shard, in GB.</summary>
     public int ExportSize { get; set; } = 5;
-    /// <summary>export_legacy_format: write pytorch_model.bin instead of safetensors — SharpTune only writes safetensors.</summary>
-    public bool ExportLegacyFormat { get; set; }
 }

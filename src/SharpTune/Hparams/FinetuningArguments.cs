@@ -5,15 +5,17 @@ public enum FinetuningType { Lora, Full, Freeze }
 /// <summary>LLaMA-Factory's fine-tuning arguments (defaults as in its hparams/finetuning_args.py).</summary>
 public sealed class FinetuningArguments
 {
+    /// <summary>stage: only "sft" is supported.</summary>
     public string Stage { get; set; } = "sft";
     public FinetuningType FinetuningType { get; set; } = FinetuningType.Lora;
 
     public int LoraRank { get; set; } = 8;
-    /// <summary>lora_alpha; null means 2 × lora_rank, as LLaMA-Factory defaults it.</summary>
-    public double? LoraAlpha { get; set; }
+    /// <summary>lora_alpha as written; null (or 0) means 2 × lora_rank, see <see cref="EffectiveLoraAlpha"/>.</summary>
+    public int? LoraAlpha { get; set; }
     public double LoraDropout { get; set; }
-    /// <summary>lora_target: ["all"] or module names such as q_proj, v_proj.</summary>
+    /// <summary>lora_target: ["all"] (every linear layer but lm_head) or module names such as q_proj, v_proj.</summary>
     public List<string> LoraTarget { get; set; } = ["all"];
+    /// <summary>additional_target: modules besides the LoRA layers that are trained in full and saved with the adapter.</summary>
     public List<string> AdditionalTarget { get; set; } = [];
     public bool UseRslora { get; set; }
 
@@ -24,7 +26,9 @@ public sealed class FinetuningArguments
     /// <summary>freeze_extra_modules: modules outside the decoder layers also trained (e.g. embed_tokens, norm).</summary>
     public List<string> FreezeExtraModules { get; set; } = [];
 
+    /// <summary>plot_loss: save the training (and evaluation) loss curves after training.</summary>
     public bool PlotLoss { get; set; }
 
-    public double EffectiveLoraAlpha => LoraAlpha ?? 2.0 * LoraRank;
+    /// <summary>LLaMA-Factory's <c>lora_alpha or lora_rank * 2</c>.</summary>
+    public int EffectiveLoraAlpha => LoraAlpha is > 0 ? LoraAlpha.Value : 2 * LoraRank;
 }

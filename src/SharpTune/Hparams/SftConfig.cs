@@ -1,18 +1,270 @@
+using System.Text.Json;
+using SharpTune.Model;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
 namespace SharpTune.Hparams;
+
+/// <summary>What a config is about to be used for; decides which requirements <see cref="SftConfig.Validate"/> checks.</summary>
+public enum ConfigUse { Train, Export, Chat }
 
 /// <summary>
 /// One parsed LLaMA-Factory YAML config: the argument groups LLaMA-Factory splits it into, plus notes about
-/// accepted-but-ignored keys for the user.
+/// accepted-but-ignored keys for the user. Every key goes through the registry in <c>ConfigKeys</c>: supported keys
+/// are read with their type checked, ignored ones add a note, unsupported features stop with the reason, and
+/// unknown keys stop with the closest known key as a suggestion.
 /// </summary>
 public sealed class SftConfig
 {
+    private const string HubHint = "download the model first (SharpTune cannot reach the Hugging Face Hub)";
+
     public ModelArguments Model { get; } = new();
     public DataArguments Data { get; } = new();
     public FinetuningArguments Finetuning { get; } = new();
     public TrainingArguments Training { get; } = new();
     public ExportArguments Export { get; } = new();
 
-    /// <summary>Messages about keys that were accepted without effect (e.g. report_to), for the start-up log.</summary>
+    /// <summary>Messages about keys that were accepted without effect (e.g. bf16), for the start-up log.</summary>
     public List<string> Notes { get; } = [];
 
+    /// <summary>
+    /// Reads a YAML config file, applies command-line overrides (<c>key=value</c>, value parsed as YAML, applied after
+    /// the file as LLaMA-Factory's CLI does), resolves relative paths against the working directory and checks it for
+    /// <paramref name="use"/> (model folder present, required keys set; see <see cref="Validate"/>).
+    /// </summary>
+    /// <exception cref="ConfigException">Any unusable key or value; the message names it.</exception>
+    public static SftConfig Load(string yamlPath, IReadOnlyList<string> overrides, ConfigUse use)
+    {
+        if (!File.Exists(yamlPath)) throw new FileNotFoundException($"config file '{yamlPath}' does not exist", yamlPath);
+        var config = Parse(File.ReadAllText(yamlPath), overrides, Environment.CurrentDirectory, Path.GetFileName(yamlPath));
+        config.Validate(use);
+        return config;
+    }
+
+    /// <summary>
+    /// Parses YAML text and overrides as <see cref="Load"/> does, with relative paths resolved against
+    /// <paramref name="workingDirectory"/> (default: the current directory), without looking at the model folder.
+    /// </summary>
+    public static SftConfig Parse(string yamlText, IReadOnlyList<string>? overrides = null, string? workingDirectory = null) =>
+        Parse(yamlText, overrides ?? [], workingDirectory ?? Environment.CurrentDirectory, "config");
+
+    private static SftConfig Parse(string yamlText, IReadOnlyList<string> overrides, string workingDirectory, string sourceName)
+    {
+        // Keys in the order written, so errors and notes follow the file; a later value (an override, or the other
+        // spelling of an aliased key) replaces the earlier one and moves to the end.
+        var entries = new OrderedDictionary<string, ConfigValue>(StringComparer.Ordinal);
+        var config = new SftConfig();
+        foreach (var (key, value) in ReadDocument(yamlText, sourceName).Concat(overrides.Select(ReadOverride)))
+        {
+            if (!ConfigKeys.All.TryGetValue(key, out var entry))
+            {
+                string? suggestion = ConfigKeys.Suggest(key);
+                throw new ConfigException($"unknown key '{key}'{(suggestion is null ? "" : $" (did you mean '{suggestion}'?)")} ({value.Origin})");
+            }
+            if (entry.AliasOf is not null) config.Notes.Add($"{key} is the old name of {entry.AliasOf}");
+            string canonical = entry.AliasOf ?? key;
+            entries.Remove(canonical);
+            entries.Add(canonical, value);
+        }
+
+        // Unsupported features are reported before any value is read, so the message names the feature that blocks
+        // the config rather than an unrelated value next to it.
+        foreach (var (key, value) in entries)
+        {
+            var entry = ConfigKeys.All[key];
+            if (entry.Status == KeyStatus.Unsupported && entry.IsInert?.Invoke(value) != true)
+                throw new ConfigException($"{key} is not supported: {entry.Reason} ({value.Origin})");
+        }
+        foreach (var (key, value) in entries)
+        {
+            var entry = ConfigKeys.All[key];
+            if (entry.Status == KeyStatus.Supported) entry.Apply!(config, value);
+            else if (entry.Status == KeyStatus.Ignored && entry.IsInert?.Invoke(value) != true)
+                config.Notes.Add($"{key} is ignored: {entry.Reason}");
+        }
+
+        config.ApplyLlamaFactoryDefaults();
+        config.CheckValues(entries);
+        config.ResolvePaths(workingDirectory);
+        return config;
+    }
+
+    /// <summary>
+    /// Checks what <paramref name="use"/> needs from the file system and the config: the model (and adapter) folders
+    /// exist locally and hold an unquantized checkpoint; training has its dataset folder, export an export_dir.
+    /// </summary>
+    public void Validate(ConfigUse use)
+    {
+        string model = Model.ModelNameOrPath;
+        if (!Directory.Exists(model))
+            throw new ConfigException($"model_name_or_path: '{model}' is not a local folder; {HubHint}");
+        ModelFolder.Validate(model);
+        RefuseQuantizedCheckpoint(model);
+        foreach (string adapter in Model.AdapterNameOrPath)
+        {
+            if (!Directory.Exists(adapter))
+                throw new ConfigException($"adapter_name_or_path: '{adapter}' is not a local folder; download the adapter first (SharpTune cannot reach the Hugging Face Hub)");
+        }
+
+        switch (use)
+        {
+            case ConfigUse.Train:
+                if (!Training.DoTrain && !Training.DoEval)
+                    throw new ConfigException("neither do_train nor do_eval is true: nothing to do (set do_train: true)");
+                if ((Data.Dataset.Count > 0 || Data.EvalDataset.Count > 0) && !Directory.Exists(Data.DatasetDir))
+                    throw new ConfigException($"dataset_dir: '{Data.DatasetDir}' does not exist");
+                if (Training.ResumeFromCheckpoint is { } checkpoint && !Directory.Exists(checkpoint))
+                    throw new ConfigException($"resume_from_checkpoint: '{checkpoint}' does not exist");
+                break;
+            case ConfigUse.Export:
+                if (Export.ExportDir.Length == 0) throw new ConfigException("export_dir: required for export");
+                if (SamePath(Export.ExportDir, model))
+                    throw new ConfigException($"export_dir: '{Export.ExportDir}' is the base model folder; choose another folder");
+                break;
+        }
+    }
+
+    /// <summary>The LLaMA-Factory and transformers post-processing that turns the keys into the values a run uses.</summary>
+    private void ApplyLlamaFactoryDefaults()
+    {
+        // LLaMA-Factory enables checkpointing unless told not to; transformers' own key can still ask for it.
+        Training.GradientCheckpointing |= !Model.DisableGradientCheckpointing;
+        if (Data.Packing) Data.CutoffLen -= 1;
+        if (Training.EvalStrategy != "no") Training.DoEval = true;
+        if (Training.EvalStrategy == "steps") Training.EvalSteps ??= Training.LoggingSteps;
+    }
+
+    /// <summary>
+    /// The cross-key checks LLaMA-Factory and transformers make when the arguments are built; a message cites where the
+    /// named key was written when it was written at all.
+    /// </summary>
+    private void CheckValues(IReadOnlyDictionary<string, ConfigValue> entries)
+    {
+        ConfigException Error(string key, string problem) =>
+            entries.TryGetValue(key, out var value) ? value.Error(problem) : new ConfigException($"{key}: {problem}");
+
+        if (Model.ModelNameOrPath.Length == 0) throw Error("model_name_or_path", "required");
+        if (Data.ValSize >= 1 && Data.ValSize != Math.Floor(Data.ValSize))
+            throw Error("val_size", $"a value of 1 or more is a number of examples and must be whole, got {Data.ValSize}");
+        if (Data.ValSize > 0 && Data.Dataset.Count == 0) throw Error("val_size", "needs dataset to split from");
+        if (Data.ValSize > 0 && Data.EvalDataset.Count > 0) throw Error("val_size", "cannot be combined with eval_dataset");
+        if (Data.MaskHistory && Data.TrainOnPrompt) throw Error("mask_history", "cannot be combined with train_on_prompt");
+        if (Data.CutoffLen < 1) throw Error("cutoff_len", "must be at least 2 with packing (packing lowers it by one)");
+        if (Data.DatasetDir.StartsWith("REMOTE:", StringComparison.Ordinal))
+            throw Error("dataset_dir", $"'{Data.DatasetDir}' names a Hub dataset folder; SharpTune reads local datasets only");
+
+        if (Model.AdapterNameOrPath.Count > 0 && Finetuning.FinetuningType != FinetuningType.Lora)
+            throw Error("adapter_name_or_path", "adapters are only valid with finetuning_type: lora");
+        if (Finetuning.UseRslora && Finetuning.FinetuningType != FinetuningType.Lora)
+            throw Error("use_rslora", "only valid with finetuning_type: lora");
+
+        if (Training.DoTrain && Data.Dataset.Count == 0) throw Error("dataset", "required for training (do_train: true)");
+        if (Training.DoTrain && Training.OutputDir.Length == 0) throw Error("output_dir", "required for training (do_train: true)");
+        if (Training.DoEval && Data.EvalDataset.Count == 0 && Data.ValSize == 0)
+            throw Error("do_eval", "needs eval_dataset or val_size (evaluation is on because of do_eval or eval_strategy)");
+        CheckSchedulerKwargs(Error);
+    }
+
+    /// <summary>transformers hands lr_scheduler_kwargs to the schedule function, which rejects names it does not take.</summary>
+    private void CheckSchedulerKwargs(Func<string, string, ConfigException> error)
+    {
+        string type = Training.LrSchedulerType;
+        string[] accepted = type switch
+        {
+            "cosine" => ["num_cycles"],
+            "cosine_with_min_lr" => ["num_cycles", "min_lr", "min_lr_rate"],
+            _ => [],
+        };
+        foreach (string name in Training.LrSchedulerKwargs.Keys)
+        {
+            if (!accepted.Contains(name))
+                throw error("lr_scheduler_kwargs", $"'{name}' does not apply to lr_scheduler_type '{type}' (accepted: {(accepted.Length == 0 ? "none" : string.Join(", ", accepted))})");
+        }
+        if (type == "cosine_with_min_lr")
+        {
+            bool hasMinLr = Training.LrSchedulerKwargs.ContainsKey("min_lr");
+            bool hasRate = Training.LrSchedulerKwargs.ContainsKey("min_lr_rate");
+            if (hasMinLr == hasRate)
+                throw error("lr_scheduler_kwargs", "cosine_with_min_lr needs exactly one of min_lr and min_lr_rate");
+        }
+    }
+
+    /// <summary>
+    /// Relative paths resolve against the working directory, as in LLaMA-Factory. Model and adapter names resolve only
+    /// when such a local folder exists: anything else is a Hub id to transformers, kept as written for the message.
+    /// </summary>
+    private void ResolvePaths(string workingDirectory)
+    {
+        Model.ModelNameOrPath = ResolveIfFolder(Model.ModelNameOrPath, workingDirectory);
+        Model.AdapterNameOrPath = Model.AdapterNameOrPath.Select(a => ResolveIfFolder(a, workingDirectory)).ToList();
+        Data.DatasetDir = Path.GetFullPath(Data.DatasetDir, workingDirectory);
+        if (Training.OutputDir.Length > 0) Training.OutputDir = Path.GetFullPath(Training.OutputDir, workingDirectory);
+        if (Training.ResumeFromCheckpoint is { } checkpoint) Training.ResumeFromCheckpoint = Path.GetFullPath(checkpoint, workingDirectory);
+        if (Export.ExportDir.Length > 0) Export.ExportDir = Path.GetFullPath(Export.ExportDir, workingDirectory);
+    }
+
+    private static string ResolveIfFolder(string path, string workingDirectory)
+    {
+        string full = Path.GetFullPath(path, workingDirectory);
+        return Directory.Exists(full) ? full : path;
+    }
+
+    private static bool SamePath(string a, string b) =>
+        string.Equals(Path.TrimEndingDirectorySeparator(Path.GetFullPath(a)), Path.TrimEndingDirectorySeparator(Path.GetFullPath(b)), StringComparison.Ordinal);
+
+    /// <summary>GPTQ/AWQ/AQLM/bitsandbytes checkpoints carry a quantization_config in config.json.</summary>
+    private static void RefuseQuantizedCheckpoint(string modelDir)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(ModelFolder.ConfigPath(modelDir)));
+        if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("quantization_config", out var quantization))
+        {
+            string method = quantization.ValueKind == JsonValueKind.Object && quantization.TryGetProperty("quant_method", out var m) ? m.ToString() : "unknown";
+            throw new ConfigException($"model_name_or_path: '{modelDir}' is a quantized checkpoint (quant_method: {method}); SharpTune trains and merges unquantized bf16/fp16/fp32 checkpoints only");
+        }
+    }
+
+    private static IEnumerable<(string Key, ConfigValue Value)> ReadDocument(string yamlText, string sourceName)
+    {
+        var stream = new YamlStream();
+        try
+        {
+            stream.Load(new StringReader(yamlText));
+        }
+        catch (YamlException e)
+        {
+            throw new ConfigException($"{sourceName} is not valid YAML: {e.Message.ReplaceLineEndings(" ")} (line {e.Start.Line})");
+        }
+        if (stream.Documents.Count == 0) return [];
+        if (stream.Documents.Count > 1) throw new ConfigException($"{sourceName} holds {stream.Documents.Count} YAML documents; a config is one mapping");
+        var root = stream.Documents[0].RootNode;
+        if (root is YamlScalarNode { Value: null or "" }) return [];
+        if (root is not YamlMappingNode mapping) throw new ConfigException($"{sourceName} is not a mapping of keys to values");
+        return mapping.Children.Select(pair =>
+        {
+            string key = pair.Key is YamlScalarNode { Value: { } k } ? k : throw new ConfigException($"{sourceName} line {pair.Key.Start.Line}: keys must be plain names");
+            return (key, new ConfigValue(key, pair.Value, $"line {pair.Key.Start.Line} of {sourceName}"));
+        }).ToList();
+    }
+
+    /// <summary>One <c>key=value</c> override; the value is YAML, so <c>learning_rate=1e-4</c> and <c>lr_scheduler_kwargs={min_lr: 1.0e-6}</c> work.</summary>
+    private static (string Key, ConfigValue Value) ReadOverride(string text)
+    {
+        int equals = text.IndexOf('=');
+        if (equals <= 0) throw new ConfigException($"override '{text}' is not key=value");
+        string key = text[..equals].Trim();
+        if (key.Contains('.'))
+            throw new ConfigException($"override '{text}': nested keys are not supported; write the whole value, e.g. {key[..key.IndexOf('.')]}={{name: value}}");
+        string origin = $"command-line override '{text}'";
+        var stream = new YamlStream();
+        try
+        {
+            stream.Load(new StringReader(text[(equals + 1)..]));
+        }
+        catch (YamlException e)
+        {
+            throw new ConfigException($"override '{text}': the value is not valid YAML ({e.Message.ReplaceLineEndings(" ")})");
+        }
+        YamlNode node = stream.Documents.Count == 0 ? new YamlScalarNode("") : stream.Documents[0].RootNode;
+        return (key, new ConfigValue(key, node, origin));
+    }
 }

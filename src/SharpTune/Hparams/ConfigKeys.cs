@@ -1,0 +1,316 @@
+using SharpTune.Templates;
+
+namespace SharpTune.Hparams;
+
+/// <summary>What SharpTune does with a LLaMA-Factory config key.</summary>
+internal enum KeyStatus
+{
+    /// <summary>Read into the argument classes.</summary>
+    Supported,
+    /// <summary>Accepted without effect; a value other than the inert one adds a note to <see cref="SftConfig.Notes"/>.</summary>
+    Ignored,
+    /// <summary>A feature SharpTune does not have: any value other than the inert one stops with the reason.</summary>
+    Unsupported,
+}
+
+/// <summary>
+/// One registered key. <paramref name="Apply"/> reads and stores a supported key (its reader fixes the type);
+/// <paramref name="IsInert"/> recognises the value that has no effect in LLaMA-Factory either (its default or "off");
+/// <paramref name="AliasOf"/> names the key an old spelling stands for.
+/// </summary>
+internal sealed record ConfigKey(
+    string Name,
+    KeyStatus Status,
+    Action<SftConfig, ConfigValue>? Apply = null,
+    string? Reason = null,
+    Func<ConfigValue, bool>? IsInert = null,
+    string? AliasOf = null);
+
+/// <summary>The registry of every LLaMA-Factory / transformers key SharpTune knows, one row per key.</summary>
+internal static class ConfigKeys
+{
+    private static readonly string[] SupportedSchedulers = ["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr"];
+    private static readonly string[] OtherTransformersSchedulers =
+        ["cosine_with_restarts", "polynomial", "inverse_sqrt", "reduce_lr_on_plateau", "cosine_warmup_with_min_lr", "warmup_stable_decay"];
+
+    private const string MultimodalReason = "SharpTune trains text-only models; image, video and audio inputs are not available";
+    private const string QuantizationReason = "quantized (QLoRA) training is not available yet; train on the bf16/fp16/fp32 checkpoint";
+    private const string RayReason = "Ray distributed training is not available; SharpTune trains in one process";
+    private const string NoHubReason = "SharpTune cannot reach the Hugging Face Hub";
+    private const string GenerationReason = "generation settings are not read from the config; use the chat/generate options";
+
+    private static readonly ConfigKey[] Table =
+    [
+        // model
+        Supported("model_name_or_path", (c, v) => c.Model.ModelNameOrPath = v.NullableText() ?? ""),
+        Supported("adapter_name_or_path", (c, v) => c.Model.AdapterNameOrPath = v.Names()),
+        Supported("disable_gradient_checkpointing", (c, v) => c.Model.DisableGradientCheckpointing = v.Bool()),
+
+        // data
+        Supported("template", (c, v) => c.Data.Template = KnownTemplate(v)),
+        Supported("dataset", (c, v) => c.Data.Dataset = v.Names()),
+        Supported("eval_dataset", (c, v) => c.Data.EvalDataset = v.Names()),
+        Supported("dataset_dir", (c, v) => c.Data.DatasetDir = v.Text()),
+        Supported("cutoff_len", (c, v) => c.Data.CutoffLen = v.Int(min: 1)),
+        Supported("train_on_prompt", (c, v) => c.Data.TrainOnPrompt = v.Bool()),
+        Supported("mask_history", (c, v) => c.Data.MaskHistory = v.Bool()),
+        Supported("max_samples", (c, v) => c.Data.MaxSamples = v.NullableInt(min: 1)),
+        Supported("val_size", (c, v) => c.Data.ValSize = v.Double(min: 0)),
+        Supported("packing", (c, v) => c.Data.Packing = !v.IsNull && v.Bool()),
+        Supported("default_system", (c, v) => c.Data.DefaultSystem = v.NullableText()),
+        Supported("tool_format", (c, v) => c.Data.ToolFormat = v.NullableText()),
+        Supported("skip_invalid_records", (c, v) => c.Data.SkipInvalidRecords = v.Bool()),
+
+        // method
+        Supported("stage", (c, v) => c.Finetuning.Stage = v.Choice(["sft"], ["pt", "rm", "ppo", "dpo", "kto"])),
+        Supported("finetuning_type", (c, v) => c.Finetuning.FinetuningType = v.Choice(["lora", "full", "freeze"], ["oft"]) switch
+        {
+            "lora" => FinetuningType.Lora,
+            "full" => FinetuningType.Full,
+            _ => FinetuningType.Freeze,
+        }),
+        Supported("lora_rank", (c, v) => c.Finetuning.LoraRank = v.Int(min: 1)),
+        Supported("lora_alpha", (c, v) => c.Finetuning.LoraAlpha = v.NullableInt(min: 0)),
+        Supported("lora_dropout", (c, v) => c.Finetuning.LoraDropout = v.Double(min: 0, max: 1, maxExclusive: true)),
+        Supported("lora_target", (c, v) => c.Finetuning.LoraTarget = v.Names()),
+        Supported("additional_target", (c, v) => c.Finetuning.AdditionalTarget = v.Names()),
+        Supported("use_rslora", (c, v) => c.Finetuning.UseRslora = v.Bool()),
+        Supported("freeze_trainable_layers", (c, v) => c.Finetuning.FreezeTrainableLayers = v.Int() is not 0 and var n ? n : throw v.Error("must not be 0")),
+        Supported("freeze_trainable_modules", (c, v) => c.Finetuning.FreezeTrainableModules = v.Names()),
+        Supported("freeze_extra_modules", (c, v) => c.Finetuning.FreezeExtraModules = v.Names()),
+        Supported("plot_loss", (c, v) => c.Finetuning.PlotLoss = v.Bool()),
+
+        // training
+        Supported("output_dir", (c, v) => c.Training.OutputDir = v.NullableText() ?? ""),
+        Supported("overwrite_output_dir", (c, v) => c.Training.OverwriteOutputDir = v.Bool()),
+        Supported("do_train", (c, v) => c.Training.DoTrain = v.Bool()),
+        Supported("do_eval", (c, v) => c.Training.DoEval = v.Bool()),
+        Supported("per_device_train_batch_size", (c, v) => c.Training.PerDeviceTrainBatchSize = v.Int(min: 1)),
+        Supported("per_device_eval_batch_size", (c, v) => c.Training.PerDeviceEvalBatchSize = v.Int(min: 1)),
+        Supported("gradient_accumulation_steps", (c, v) => c.Training.GradientAccumulationSteps = v.Int(min: 1)),
+        Supported("learning_rate", (c, v) => c.Training.LearningRate = v.Double(min: 0)),
+        Supported("num_train_epochs", (c, v) => c.Training.NumTrainEpochs = v.Double(min: 0)),
+        Supported("max_steps", (c, v) => c.Training.MaxSteps = v.Int(min: -1)),
+        Supported("lr_scheduler_type", (c, v) => c.Training.LrSchedulerType = v.Choice(SupportedSchedulers, OtherTransformersSchedulers)),
+        Supported("lr_scheduler_kwargs", (c, v) => c.Training.LrSchedulerKwargs = v.NumberMap()),
+        Supported("warmup_ratio", (c, v) => c.Training.WarmupRatio = v.Double(min: 0, max: 1)),
+        Supported("warmup_steps", (c, v) => c.Training.WarmupSteps = v.Int(min: 0)),
+        Supported("weight_decay", (c, v) => c.Training.WeightDecay = v.Double(min: 0)),
+        Supported("adam_beta1", (c, v) => c.Training.AdamBeta1 = v.Double(min: 0, max: 1, maxExclusive: true)),
+        Supported("adam_beta2", (c, v) => c.Training.AdamBeta2 = v.Double(min: 0, max: 1, maxExclusive: true)),
+        Supported("adam_epsilon", (c, v) => c.Training.AdamEpsilon = v.Double(min: 0)),
+        Supported("max_grad_norm", (c, v) => c.Training.MaxGradNorm = v.Double(min: 0)),
+        Supported("logging_steps", (c, v) => c.Training.LoggingSteps = v.Steps()),
+        Supported("save_strategy", (c, v) => c.Training.SaveStrategy = v.Choice(["steps", "epoch", "no"], ["best"])),
+        Supported("save_steps", (c, v) => c.Training.SaveSteps = v.Steps()),
+        Supported("save_total_limit", (c, v) => c.Training.SaveTotalLimit = v.NullableInt(min: 1)),
+        Supported("eval_strategy", (c, v) => c.Training.EvalStrategy = v.Choice(["no", "steps", "epoch"], [])),
+        Alias("evaluation_strategy", "eval_strategy"),
+        Supported("eval_steps", (c, v) => c.Training.EvalSteps = v.NullableSteps()),
+        Supported("seed", (c, v) => c.Training.Seed = v.Int(min: 0)),
+        Supported("gradient_checkpointing", (c, v) => c.Training.GradientCheckpointing = v.Bool()),
+        Supported("resume_from_checkpoint", ReadResumeFromCheckpoint),
+
+        // export
+        Supported("export_dir", (c, v) => c.Export.ExportDir = v.NullableText() ?? ""),
+        Supported("export_size", (c, v) => c.Export.ExportSize = v.Int(min: 1)),
+        Unsupported("export_legacy_format", "SharpTune writes safetensors only, not pytorch_model.bin", IsFalseOrNull),
+
+        // accepted without effect
+        Ignored("report_to", "SharpTune has no experiment-tracker integrations", v => v.IsNull || v.Is("none")),
+        Ignored("logging_dir", "SharpTune writes no TensorBoard logs"),
+        Ignored("run_name", "run names are only used by experiment trackers"),
+        Ignored("ddp_timeout", "SharpTune does not train distributed", v => v.Is("1800")),
+        Ignored("ddp_find_unused_parameters", "SharpTune does not train distributed"),
+        Ignored("dataloader_num_workers", "SharpTune loads batches in-process", v => v.Is("0")),
+        Ignored("dataloader_pin_memory", "SharpTune loads batches in-process"),
+        Ignored("dataloader_persistent_workers", "SharpTune loads batches in-process"),
+        Ignored("preprocessing_num_workers", "SharpTune tokenizes in-process", v => v.IsNull),
+        Ignored("preprocessing_batch_size", "SharpTune tokenizes in-process"),
+        Ignored("overwrite_cache", "SharpTune keeps no tokenized-dataset cache", IsFalseOrNull),
+        Ignored("trust_remote_code", "SharpTune runs no model code from model folders", IsFalseOrNull),
+        Ignored("save_only_model", "SharpTune decides what a checkpoint holds", IsFalseOrNull),
+        Ignored("bf16", "SharpTune trains in fp32 master weights on CPU", IsFalseOrNull),
+        Ignored("fp16", "SharpTune trains in fp32 master weights on CPU", IsFalseOrNull),
+        Ignored("tf32", "SharpTune trains in fp32 master weights on CPU", IsFalseOrNull),
+        Ignored("flash_attn", "SharpTune uses its own attention kernel", v => v.Is("auto")),
+        Ignored("use_reentrant_gc", "SharpTune's gradient checkpointing has a single implementation"),
+        Ignored("gradient_checkpointing_kwargs", "SharpTune's gradient checkpointing has a single implementation"),
+        Ignored("upcast_layernorm", "SharpTune computes in fp32", IsFalseOrNull),
+        Ignored("upcast_lmhead_output", "SharpTune computes in fp32", IsFalseOrNull),
+        Ignored("low_cpu_mem_usage", "SharpTune memory-maps checkpoints"),
+        Ignored("export_device", "merging always runs on the CPU", v => v.Is("cpu")),
+        Ignored("cache_dir", NoHubReason),
+        Ignored("hf_hub_token", NoHubReason),
+        Ignored("ms_hub_token", NoHubReason),
+        Ignored("om_hub_token", NoHubReason),
+        Ignored("print_param_status", "SharpTune prints the trainable-parameter summary itself"),
+        Ignored("ignore_pad_token_for_loss", "padding is always excluded from the loss", v => !v.IsFalse),
+        Ignored("buffer_size", "it only applies to dataset streaming"),
+        Ignored("disable_tqdm", "SharpTune prints its own progress lines"),
+        Ignored("log_level", "SharpTune prints its own progress lines"),
+        Ignored("torch_compile", "SharpTune has no PyTorch to compile", IsFalseOrNull),
+        Ignored("remove_unused_columns", "LLaMA-Factory turns it off itself"),
+        Ignored("include_num_input_tokens_seen", "SharpTune reports token counts itself"),
+        Ignored("include_effective_tokens_per_second", "SharpTune reports throughput itself"),
+        Ignored("do_sample", GenerationReason),
+        Ignored("temperature", GenerationReason),
+        Ignored("top_p", GenerationReason),
+        Ignored("top_k", GenerationReason),
+        Ignored("num_beams", GenerationReason),
+        Ignored("max_length", GenerationReason),
+        Ignored("max_new_tokens", GenerationReason),
+        Ignored("repetition_penalty", GenerationReason),
+        Ignored("length_penalty", GenerationReason),
+        Ignored("skip_special_tokens", GenerationReason),
+        Unsupported("infer_backend", "SharpTune runs its own inference engine, not vLLM, SGLang or KTransformers", v => v.Is("huggingface")),
+
+        // features SharpTune does not have
+        Unsupported("deepspeed", "DeepSpeed is not available; SharpTune trains in one process", IsFalseOrNull),
+        Unsupported("fsdp", "FSDP is not available; SharpTune trains in one process", v => v.IsNull || v.Is("") || v.IsFalse),
+        Unsupported("fsdp_config", "FSDP is not available; SharpTune trains in one process", v => v.IsNull),
+        Unsupported("ray_num_workers", RayReason, v => v.Is("1")),
+        Unsupported("ray_run_name", RayReason, v => v.IsNull),
+        Unsupported("ray_storage_path", RayReason, v => v.Is("./saves")),
+        Unsupported("ray_storage_filesystem", RayReason, v => v.IsNull),
+        Unsupported("ray_init_kwargs", RayReason, v => v.IsNull),
+        Unsupported("resources_per_worker", RayReason),
+        Unsupported("placement_strategy", RayReason, v => v.Is("PACK")),
+        Unsupported("quantization_bit", QuantizationReason, v => v.IsNull),
+        Unsupported("quantization_method", QuantizationReason, v => v.Is("bnb") || v.Is("bitsandbytes")),
+        Unsupported("quantization_type", QuantizationReason, v => v.Is("nf4")),
+        Unsupported("double_quantization", QuantizationReason, v => !v.IsFalse),
+        Unsupported("quantization_device_map", QuantizationReason, v => v.IsNull),
+        Unsupported("fp8", "FP8 training is not available", IsFalseOrNull),
+        Unsupported("pure_bf16", "SharpTune trains in fp32 master weights", IsFalseOrNull),
+        Unsupported("use_dora", "DoRA is not available; use plain LoRA", IsFalseOrNull),
+        Unsupported("pissa_init", "PiSSA initialisation is not available", IsFalseOrNull),
+        Unsupported("pissa_convert", "PiSSA initialisation is not available", IsFalseOrNull),
+        Unsupported("loraplus_lr_ratio", "LoRA+ learning-rate ratios are not available", v => v.IsNull),
+        Unsupported("create_new_adapter", "training a fresh adapter on top of existing ones is not available", IsFalseOrNull),
+        Unsupported("use_unsloth", "Unsloth is a CUDA library", IsFalseOrNull),
+        Unsupported("use_unsloth_gc", "Unsloth is a CUDA library", IsFalseOrNull),
+        Unsupported("enable_liger_kernel", "Liger kernels are CUDA kernels", IsFalseOrNull),
+        Unsupported("use_galore", "GaLore is not available", IsFalseOrNull),
+        Unsupported("use_apollo", "APOLLO is not available", IsFalseOrNull),
+        Unsupported("use_badam", "BAdam is not available", IsFalseOrNull),
+        Unsupported("use_adam_mini", "Adam-mini is not available; SharpTune uses AdamW", IsFalseOrNull),
+        Unsupported("use_muon", "Muon is not available; SharpTune uses AdamW", IsFalseOrNull),
+        Unsupported("optim", "SharpTune's optimizer is torch's AdamW", v => v.Is("adamw_torch") || v.Is("adamw_torch_fused")),
+        Unsupported("use_llama_pro", "LLaMA Pro block expansion is not available", IsFalseOrNull),
+        Unsupported("use_dft_loss", "the DFT loss is not available", IsFalseOrNull),
+        Unsupported("use_swanlab", "SwanLab logging is not available", IsFalseOrNull),
+        Unsupported("shift_attn", "LongLoRA shift attention is not available", IsFalseOrNull),
+        Unsupported("rope_scaling", "changing a model's RoPE scaling is not available", v => v.IsNull),
+        Unsupported("mixture_of_depths", "mixture-of-depths is not available", v => v.IsNull),
+        Unsupported("moe_aux_loss_coef", "mixture-of-experts models are not supported", v => v.IsNull),
+        Unsupported("train_from_scratch", "training from random weights is not available here; create the model with init-model", IsFalseOrNull),
+        Unsupported("resize_vocab", "resizing the vocabulary is not available", IsFalseOrNull),
+        Unsupported("add_tokens", "adding tokens is not available", v => v.IsNull),
+        Unsupported("add_special_tokens", "adding tokens is not available", v => v.IsNull),
+        Unsupported("new_special_tokens_config", "adding tokens is not available", v => v.IsNull),
+        Unsupported("split_special_tokens", "special tokens are always kept whole", IsFalseOrNull),
+        Unsupported("use_fast_tokenizer", "SharpTune's tokenizer is the fast (tokenizer.json) one", v => !v.IsFalse),
+        Unsupported("neat_packing", "packing without cross-attention is not available; use packing", IsFalseOrNull),
+        Unsupported("streaming", "dataset streaming is not available", IsFalseOrNull),
+        Unsupported("mix_strategy", "only the concat dataset mix is available", v => v.Is("concat")),
+        Unsupported("interleave_probs", "only the concat dataset mix is available", v => v.IsNull),
+        Unsupported("eval_on_each_dataset", "evaluation runs on the merged evaluation set", IsFalseOrNull),
+        Unsupported("tokenized_path", "saving or loading tokenized datasets is not available", v => v.IsNull),
+        Unsupported("do_predict", "prediction runs are not available", IsFalseOrNull),
+        Unsupported("predict_with_generate", "prediction runs are not available", IsFalseOrNull),
+        Unsupported("compute_accuracy", "token accuracy at evaluation is not available", IsFalseOrNull),
+        Unsupported("load_best_model_at_end", "keeping the best checkpoint is not available", IsFalseOrNull),
+        Unsupported("metric_for_best_model", "keeping the best checkpoint is not available", v => v.IsNull),
+        Unsupported("early_stopping_steps", "early stopping is not available", v => v.IsNull),
+        Unsupported("label_smoothing_factor", "label smoothing is not available", v => v.Is("0") || v.Is("0.0")),
+        Unsupported("neftune_noise_alpha", "NEFTune noise is not available", v => v.IsNull),
+        Unsupported("push_to_hub", NoHubReason, IsFalseOrNull),
+        Unsupported("hub_model_id", NoHubReason, v => v.IsNull),
+        Unsupported("export_hub_model_id", NoHubReason, v => v.IsNull),
+        Unsupported("export_quantization_bit", "quantized export (GPTQ) is not available", v => v.IsNull),
+        Unsupported("export_quantization_dataset", "quantized export (GPTQ) is not available", v => v.IsNull),
+        Unsupported("export_quantization_nsamples", "quantized export (GPTQ) is not available"),
+        Unsupported("export_quantization_maxlen", "quantized export (GPTQ) is not available"),
+        Unsupported("media_dir", MultimodalReason, v => v.IsNull),
+        Unsupported("image_max_pixels", MultimodalReason),
+        Unsupported("image_min_pixels", MultimodalReason),
+        Unsupported("image_do_pan_and_scan", MultimodalReason),
+        Unsupported("crop_to_patches", MultimodalReason),
+        Unsupported("video_max_pixels", MultimodalReason),
+        Unsupported("video_min_pixels", MultimodalReason),
+        Unsupported("video_fps", MultimodalReason),
+        Unsupported("video_maxlen", MultimodalReason),
+        Unsupported("use_audio_in_video", MultimodalReason),
+        Unsupported("audio_sampling_rate", MultimodalReason),
+        Unsupported("freeze_vision_tower", MultimodalReason),
+        Unsupported("freeze_multi_modal_projector", MultimodalReason),
+        Unsupported("freeze_language_model", MultimodalReason),
+    ];
+
+    public static IReadOnlyDictionary<string, ConfigKey> All { get; } = Table.ToDictionary(k => k.Name, StringComparer.Ordinal);
+
+    /// <summary>The known key closest to <paramref name="unknown"/> by edit distance, when it is close enough to be a typo.</summary>
+    public static string? Suggest(string unknown)
+    {
+        string? best = null;
+        int bestDistance = int.MaxValue;
+        foreach (string name in All.Keys.Order(StringComparer.Ordinal))
+        {
+            int distance = EditDistance(unknown, name);
+            if (distance < bestDistance) (best, bestDistance) = (name, distance);
+        }
+        // Short names allow one edit, longer ones about one per four characters: enough for typos, not for guesses.
+        int allowed = unknown.Length <= 4 ? 1 : Math.Max(2, unknown.Length / 4);
+        return bestDistance <= allowed ? best : null;
+    }
+
+    /// <summary>Levenshtein distance (insertions, deletions and substitutions all cost 1).</summary>
+    internal static int EditDistance(string a, string b)
+    {
+        var previous = new int[b.Length + 1];
+        var current = new int[b.Length + 1];
+        for (int j = 0; j <= b.Length; j++) previous[j] = j;
+        for (int i = 1; i <= a.Length; i++)
+        {
+            current[0] = i;
+            for (int j = 1; j <= b.Length; j++)
+            {
+                int substitution = previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+                current[j] = Math.Min(substitution, Math.Min(previous[j], current[j - 1]) + 1);
+            }
+            (previous, current) = (current, previous);
+        }
+        return previous[b.Length];
+    }
+
+    /// <summary>A registered chat-template name, "auto" or null (both of which read the model's tokenizer_config.json).</summary>
+    private static string? KnownTemplate(ConfigValue v)
+    {
+        string? name = v.NullableText();
+        if (name is null or "auto" || ChatTemplates.Names.Contains(name)) return name;
+        throw v.Error($"'{name}' is not a SharpTune template (known: auto, {string.Join(", ", ChatTemplates.Names)})");
+    }
+
+    private static bool IsFalseOrNull(ConfigValue v) => v.IsNull || v.IsFalse;
+
+    /// <summary>transformers passes <c>true</c> to Trainer.train, which resumes from output_dir's latest checkpoint.</summary>
+    private static void ReadResumeFromCheckpoint(SftConfig c, ConfigValue v)
+    {
+        c.Training.ResumeFromCheckpoint = null;
+        c.Training.ResumeFromLatestCheckpoint = false;
+        if (v.IsNull || v.IsFalse) return;
+        if (v.IsTrue) c.Training.ResumeFromLatestCheckpoint = true;
+        else c.Training.ResumeFromCheckpoint = v.Text();
+    }
+
+    private static ConfigKey Supported(string name, Action<SftConfig, ConfigValue> apply) => new(name, KeyStatus.Supported, Apply: apply);
+
+    private static ConfigKey Ignored(string name, string reason, Func<ConfigValue, bool>? isInert = null) =>
+        new(name, KeyStatus.Ignored, Reason: reason, IsInert: isInert);
+
+    private static ConfigKey Unsupported(string name, string reason, Func<ConfigValue, bool>? isInert = null) =>
+        new(name, KeyStatus.Unsupported, Reason: reason, IsInert: isInert);
+
+    private static ConfigKey Alias(string name, string canonical) => new(name, KeyStatus.Supported, AliasOf: canonical);
+}
