@@ -1,13 +1,34 @@
 using System.CommandLine;
+using SharpTune.Export;
+using SharpTune.Hparams;
+using SharpTune.Templates;
 
 namespace SharpTune.Cli.Commands;
 
+/// <summary>
+/// `sharptune export CONFIG.yaml [key=value ...]`: LLaMA-Factory's merge/export step. Merges the config's adapters
+/// (adapter_name_or_path) into model_name_or_path and writes a Hugging Face folder to export_dir, sharded by
+/// export_size GB, with the template's stop token as eos in generation_config.json.
+/// </summary>
 public static class ExportCommand
 {
     public static Command Create()
     {
-        var command = new Command("export", "(being built)");
-        command.SetAction(_ => CliAction.Run(() => throw new NotImplementedException("export")));
+        var config = new Argument<string>("config") { Description = "LLaMA-Factory style YAML (model_name_or_path, adapter_name_or_path, template, finetuning_type, export_dir, export_size)" };
+        var overrides = new Argument<string[]>("overrides") { Description = "key=value pairs that replace the file's values", Arity = ArgumentArity.ZeroOrMore };
+        var command = new Command("export", "Merge adapters into the base model and export a Hugging Face model folder") { config, overrides };
+        command.SetAction(r => CliAction.Run(() =>
+        {
+            var cfg = SftConfig.Load(r.GetValue(config)!, r.GetValue(overrides) ?? [], ConfigUse.Export);
+            foreach (string note in cfg.Notes) Console.Error.WriteLine($"[sharptune] note: {note}");
+            string modelDir = cfg.Model.ModelNameOrPath;
+            var template = ChatTemplates.ForModel(cfg.Data.Template ?? "auto", modelDir);
+            var written = ModelExporter.Export(modelDir, cfg.Model.AdapterNameOrPath, cfg.Export.ExportDir,
+                cfg.Export.ExportSize * ModelExporter.BytesPerGigabyte, template);
+            Console.Error.WriteLine($"[sharptune] exported {(cfg.Model.AdapterNameOrPath.Count == 0 ? "the model" : $"the base merged with {string.Join(", ", cfg.Model.AdapterNameOrPath)}")} to {cfg.Export.ExportDir}");
+            foreach (string file in written) Console.WriteLine(file);
+            return 0;
+        }));
         return command;
     }
 }
