@@ -100,7 +100,7 @@ internal static partial class PythonJson
     {
         // System.Text.Json rejects Python's bare NaN/Infinity; they are quoted with a marker first and turned
         // back into doubles below. Keys and string values of these files never start with the marker.
-        string quoted = NonFiniteLiteral().Replace(json, m => $"\"{NonFiniteMarker}{m.Value}\"");
+        string quoted = NonFiniteLiteral().Replace(json, m => $"\"\\u0001{m.Value}\"");
         using var document = JsonDocument.Parse(quoted);
         return Convert(document.RootElement);
     }

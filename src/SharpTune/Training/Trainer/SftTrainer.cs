@@ -312,14 +312,17 @@ public sealed class SftTrainer
             new("eval_steps_per_second", result.StepsPerSecond),
         ];
 
-        /// <summary>Trainer.log: adds epoch (rounded to 2 places) and step, keeps it in log_history, writes trainer_log.jsonl.</summary>
-        private LogEntry AddLog(List<KeyValuePair<string, object?>> values)
+        /// <summary>
+        /// Trainer.log: adds epoch (rounded to 2 places) and step and keeps it in log_history; while training it also
+        /// goes to trainer_log.jsonl (LLaMA-Factory's LogCallback stops writing when training ends).
+        /// </summary>
+        private LogEntry AddLog(List<KeyValuePair<string, object?>> values, bool toTrainerLog = true)
         {
             values.Add(new("epoch", PythonJson.Round(_state.Epoch, 2)));
             values.Add(new("step", _state.GlobalStep));
             var entry = new LogEntry(values);
             _state.LogHistory.Add(entry);
-            _log.Append(entry, _state.GlobalStep, _plan.MaxSteps, _clock.Elapsed, _tokensSeen);
+            if (toTrainerLog) _log.Append(entry, _state.GlobalStep, _plan.MaxSteps, _clock.Elapsed, _tokensSeen);
             return entry;
         }
 
@@ -379,7 +382,7 @@ public sealed class SftTrainer
             {
                 var result = _t.Evaluate();
                 var evalMetrics = EvalMetrics(result);
-                AddLog(evalMetrics);
+                AddLog(evalMetrics, toTrainerLog: false);
                 evalMetrics.RemoveAll(kv => kv.Key == "step");
                 evalMetrics.Add(new("perplexity", result.Perplexity));
                 WriteResults("eval", evalMetrics);
