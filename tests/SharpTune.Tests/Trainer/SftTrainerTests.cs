@@ -242,6 +242,41 @@ public class SftTrainerTests
     }
 
     [Fact]
+    public void EpochStrategies_SaveAndEvaluateAtEpochEnds_AndResumeMidAccumulationExactly()
+    {
+        using var reference = new TempDir();
+        var args = Args(reference.Path);
+        args.SaveStrategy = "epoch";
+        args.EvalStrategy = "epoch";
+        var referenceModel = new TinyLanguageModel(seed: 1);
+        var uninterrupted = Train(referenceModel, args, withEval: true);
+
+        // Epochs end after micro-batches 7, 14, 21 (steps 3, 7, 10); the last epoch stops at step 12, its end
+        // still evaluates and saves.
+        Assert.Equal([3, 7, 10, 12], uninterrupted.LogHistory.Where(e => e.Contains("eval_loss")).Select(e => e.Step));
+        Assert.Equal(["checkpoint-10", "checkpoint-12", "checkpoint-3", "checkpoint-7"], Folders(reference.Path));
+        // Epochs 0 and 2 end inside a GA group: the first micro-batch's gradient of the next step is saved with them.
+        Assert.True(File.Exists(Path.Combine(CheckpointFolders.PathFor(reference.Path, 3), "accumulated_gradients.safetensors")));
+        Assert.False(File.Exists(Path.Combine(CheckpointFolders.PathFor(reference.Path, 7), "accumulated_gradients.safetensors")));
+
+        foreach (int step in new[] { 3, 10 })
+        {
+            using var dir = new TempDir();
+            foreach (string file in Directory.GetFiles(CheckpointFolders.PathFor(reference.Path, step)))
+            {
+                Directory.CreateDirectory(CheckpointFolders.PathFor(dir.Path, step));
+                File.Copy(file, Path.Combine(CheckpointFolders.PathFor(dir.Path, step), Path.GetFileName(file)));
+            }
+            args.OutputDir = dir.Path;
+            args.ResumeFromCheckpoint = "true";
+            var resumedModel = new TinyLanguageModel(seed: 5);
+            var resumed = Train(resumedModel, args, withEval: true);
+            Assert.Equal(Deterministic(uninterrupted.LogHistory), Deterministic(resumed.LogHistory));
+            AssertBitIdentical(Snapshot(referenceModel), resumedModel);
+        }
+    }
+
+    [Fact]
     public void SaveTotalLimit_DeletesTheOldestCheckpoints()
     {
         using var dir = new TempDir();

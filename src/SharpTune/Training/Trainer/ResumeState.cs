@@ -18,6 +18,13 @@ internal sealed class ResumeState
     /// <summary>Whether the end-of-epoch evaluation and save of <see cref="Epoch"/> already ran.</summary>
     public required bool EpochEndHandled { get; init; }
     public required long MicroBatchesSeen { get; init; }
+    /// <summary>
+    /// Whether micro-batches of an unfinished optimizer step have added to the gradients (an end-of-epoch save
+    /// while GA groups straddle epochs); their sums are then saved with the checkpoint.
+    /// </summary>
+    public required bool HasAccumulatedGradients { get; init; }
+    /// <summary>Σ mean/GA of the unfinished optimizer step's micro-batches.</summary>
+    public required double StepLoss { get; init; }
     /// <summary>The shuffled example order of <see cref="Epoch"/>.</summary>
     public required int[] Order { get; init; }
     public required ulong[] DropoutRandom { get; init; }
@@ -42,6 +49,8 @@ internal sealed class ResumeState
         new("next_batch", NextBatch),
         new("epoch_end_handled", EpochEndHandled),
         new("micro_batches_seen", MicroBatchesSeen),
+        new("has_accumulated_gradients", HasAccumulatedGradients),
+        new("step_loss_bits", BitConverter.DoubleToInt64Bits(StepLoss)),
         new("dropout_rng_state", DropoutRandom.Cast<object?>().ToList()),
         new("data_order_rng_state", DataOrderRandom.Cast<object?>().ToList()),
         new("pending_loss_bits", BitConverter.DoubleToInt64Bits(PendingLoss)),
@@ -66,6 +75,7 @@ internal sealed class ResumeState
         object? Field(string key) => map.TryGetValue(key, out object? v) ? v : throw new InvalidDataException($"{path}: '{key}' is missing");
         long Long(string key) => Field(key) is long l ? l : throw new InvalidDataException($"{path}: '{key}' is not an integer");
         int Int(string key) => checked((int)Long(key));
+        bool Bool(string key) => Field(key) as bool? ?? throw new InvalidDataException($"{path}: '{key}' is not a boolean");
         List<object?> List(string key) => Field(key) as List<object?> ?? throw new InvalidDataException($"{path}: '{key}' is not a list");
         ulong[] Words(string key) => List(key).Select(v => v switch
         {
@@ -79,8 +89,10 @@ internal sealed class ResumeState
             GlobalStep = Int("global_step"),
             Epoch = Int("epoch"),
             NextBatch = Int("next_batch"),
-            EpochEndHandled = Field("epoch_end_handled") as bool? ?? throw new InvalidDataException($"{path}: 'epoch_end_handled' is not a boolean"),
+            EpochEndHandled = Bool("epoch_end_handled"),
             MicroBatchesSeen = Long("micro_batches_seen"),
+            HasAccumulatedGradients = Bool("has_accumulated_gradients"),
+            StepLoss = BitConverter.Int64BitsToDouble(Long("step_loss_bits")),
             Order = List("order").Select(v => v is long l ? checked((int)l) : throw new InvalidDataException($"{path}: 'order' holds a non-integer")).ToArray(),
             DropoutRandom = Words("dropout_rng_state"),
             DataOrderRandom = Words("data_order_rng_state"),

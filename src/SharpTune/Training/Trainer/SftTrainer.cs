@@ -109,6 +109,8 @@ public sealed class SftTrainer
         private long _microBatches;
         /// <summary>Σ micro-batch mean / GA of the optimizer step in progress (for the live display).</summary>
         private double _stepLoss;
+        /// <summary>Whether micro-batches have added to the gradients since the last optimizer step.</summary>
+        private bool _gradientsPending;
         private double _pendingLoss;
         private int _lastLoggedStep;
         private double _totalLoss;
@@ -227,9 +229,11 @@ public sealed class SftTrainer
             // transformers' logging_nan_inf_filter: a non-finite loss counts as the average of the logged window so far.
             _pendingLoss += double.IsFinite(scaled) ? scaled : _pendingLoss / (1 + _state.GlobalStep - _lastLoggedStep);
             int batchIndex = _nextBatch++;
+            _gradientsPending = true;
             if (!_plan.EndsOptimizerStep(_microBatches, batchIndex)) return null;
             double stepLoss = _stepLoss;
             _stepLoss = 0;
+            _gradientsPending = false;
             return stepLoss;
         }
 
@@ -255,6 +259,8 @@ public sealed class SftTrainer
         private void RestoreFrom(string dir)
         {
             var (resume, saved) = TrainingCheckpoint.Restore(dir, _t._model, _optimizer);
+            if (saved.GlobalStep != resume.GlobalStep)
+                throw new InvalidDataException($"checkpoint {dir}: {TrainerState.FileName} is at step {saved.GlobalStep} but {ResumeState.FileName} at step {resume.GlobalStep}");
             if (resume.TrainExamples != _plan.TrainExamples || resume.BatchSize != _plan.BatchSize)
                 throw new ArgumentException($"checkpoint {dir} was trained on {resume.TrainExamples} examples in batches of {resume.BatchSize}; this run has {_plan.TrainExamples} in batches of {_plan.BatchSize}, so its data position does not apply");
             if (resume.Order.Length != _plan.TrainExamples || !resume.Order.Order().SequenceEqual(Enumerable.Range(0, _plan.TrainExamples)))
@@ -274,6 +280,8 @@ public sealed class SftTrainer
             _epochEndHandled = resume.EpochEndHandled;
             _order = resume.Order;
             _microBatches = resume.MicroBatchesSeen;
+            _gradientsPending = resume.HasAccumulatedGradients;
+            _stepLoss = resume.StepLoss;
             _pendingLoss = resume.PendingLoss;
             _lastLoggedStep = resume.LastLoggedStep;
             _totalLoss = resume.TotalLoss;
@@ -335,6 +343,8 @@ public sealed class SftTrainer
                 NextBatch = _nextBatch,
                 EpochEndHandled = _epochEndHandled,
                 MicroBatchesSeen = _microBatches,
+                HasAccumulatedGradients = _gradientsPending,
+                StepLoss = _stepLoss,
                 Order = _order,
                 DropoutRandom = _dropout.State,
                 DataOrderRandom = _dataOrder.State,

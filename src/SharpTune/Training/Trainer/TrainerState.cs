@@ -65,7 +65,6 @@ public sealed class TrainerState
             {
                 case "global_step": state.GlobalStep = (int)AsNumber(path, key, value); break;
                 case "epoch": state.Epoch = value is null ? 0 : AsNumber(path, key, value); break;
-                case "max_steps": state.MaxSteps = (int)AsNumber(path, key, value); break;
                 case "log_history":
                     if (value is not List<object?> entries) throw new InvalidDataException($"{path}: log_history is not a list");
                     foreach (var entry in entries)

@@ -9,13 +9,14 @@ namespace SharpTune.Training.Trainer;
 /// <summary>
 /// The contents of one <c>checkpoint-N</c> folder: the model's own save (adapter or weights, what a user loads),
 /// the fp32 trainable parameters and the AdamW moments in safetensors (what makes resuming exact, whatever dtype
-/// the model saves in), <see cref="ResumeState"/>, and transformers' trainer_state.json. Every file is written
-/// atomically.
+/// the model saves in), the gradients of an unfinished accumulation when there is one, <see cref="ResumeState"/>,
+/// and transformers' trainer_state.json. Every file is written atomically.
 /// </summary>
 internal static class TrainingCheckpoint
 {
     public const string ParametersFile = "trainable_parameters.safetensors";
     public const string OptimizerFile = "optimizer.safetensors";
+    public const string GradientsFile = "accumulated_gradients.safetensors";
     private const string ExpAvgPrefix = "exp_avg.";
     private const string ExpAvgSqPrefix = "exp_avg_sq.";
     private const string StepKey = "step";
@@ -30,6 +31,8 @@ internal static class TrainingCheckpoint
             parameters.Select((p, i) => (ExpAvgPrefix + p.Name, ToLong(p.Shape), optimizer.ExpAvg[i]))
                 .Concat(parameters.Select((p, i) => (ExpAvgSqPrefix + p.Name, ToLong(p.Shape), optimizer.ExpAvgSq[i]))),
             metadata: new Dictionary<string, string> { [StepKey] = optimizer.Step.ToString(CultureInfo.InvariantCulture) });
+        if (resume.HasAccumulatedGradients)
+            SafetensorsWriter.Write(Path.Combine(dir, GradientsFile), parameters.Select(p => (p.Name, ToLong(p.Shape), p.Grad)));
         AtomicFile.WriteText(Path.Combine(dir, ResumeState.FileName), resume.ToJson());
         AtomicFile.WriteText(Path.Combine(dir, TrainerState.FileName), state.ToJson());
     }
@@ -67,7 +70,17 @@ internal static class TrainingCheckpoint
             optimizer.Restore(step, expAvg, expAvgSq);
         }
 
-        return (ResumeState.Load(Path.Combine(dir, ResumeState.FileName)), TrainerState.Load(Path.Combine(dir, TrainerState.FileName)));
+        var resume = ResumeState.Load(Path.Combine(dir, ResumeState.FileName));
+        if (resume.HasAccumulatedGradients)
+        {
+            string gradientsPath = Path.Combine(dir, GradientsFile);
+            if (!File.Exists(gradientsPath))
+                throw new InvalidDataException($"{dir}: {GradientsFile} is missing (the checkpoint was saved in the middle of a gradient accumulation)");
+            using var file = SafetensorsFile.Open(gradientsPath);
+            CheckNames(dir, GradientsFile, file, parameters.Select(p => p.Name));
+            foreach (var p in parameters) ReadExact(file, p.Name, p, p.Grad);
+        }
+        return (resume, TrainerState.Load(Path.Combine(dir, TrainerState.FileName)));
     }
 
     private static void CheckNames(string dir, string fileName, SafetensorsFile file, IEnumerable<string> expected)
