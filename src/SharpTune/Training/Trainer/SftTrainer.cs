@@ -1,0 +1,428 @@
+using System.Diagnostics;
+using SharpTune.Data;
+using SharpTune.Hparams;
+using SharpTune.IO;
+using SharpTune.Training.Optim;
+using SharpTune.Training.Schedules;
+
+namespace SharpTune.Training.Trainer;
+
+/// <summary>
+/// Supervised fine-tuning on one CPU process with transformers 4.40 Trainer semantics, as LLaMA-Factory drives it:
+/// a seeded shuffle of the training examples per epoch, right-padded batches, gradient accumulation (each
+/// micro-batch's mean loss scaled by 1/GA), clipping, AdamW at the scheduled learning rate, logs every
+/// logging_steps, evaluation and checkpoints per their strategies, and the final outputs LLaMA-Factory's SFT
+/// workflow writes (model, train_results.json, all_results.json, trainer_state.json, trainer_log.jsonl).
+/// Checkpoints hold everything needed to resume bit for bit.
+/// </summary>
+public sealed class SftTrainer
+{
+    private const ulong DropoutStream = 0xD1B5_4A32_D192_ED03;
+
+    private readonly ITrainableModel _model;
+    private readonly TrainingArguments _args;
+    private readonly IReadOnlyList<SupervisedExample> _train;
+    private readonly IReadOnlyList<SupervisedExample> _eval;
+    private readonly int _padTokenId;
+    private readonly TrainingProgress _progress;
+    private readonly int _evalSteps;
+
+    public TrainingPlan Plan { get; }
+    public LrSchedule Schedule { get; }
+
+    public SftTrainer(ITrainableModel model, TrainingArguments args, IReadOnlyList<SupervisedExample> trainExamples,
+        IReadOnlyList<SupervisedExample>? evalExamples, int padTokenId, TrainingProgress? progress = null)
+    {
+        _model = model;
+        _args = args;
+        _train = trainExamples;
+        _eval = evalExamples ?? [];
+        _padTokenId = padTokenId;
+        _progress = progress ?? TrainingProgress.Silent;
+
+        if (string.IsNullOrWhiteSpace(args.OutputDir)) throw new ArgumentException("output_dir is required for training");
+        if (args.LoggingSteps <= 0) throw new ArgumentException($"logging_steps must be positive, got {args.LoggingSteps}");
+        CheckStrategy("save_strategy", args.SaveStrategy);
+        CheckStrategy("eval_strategy", args.EvalStrategy);
+        if (args.SaveStrategy == "steps" && args.SaveSteps <= 0) throw new ArgumentException($"save_steps must be positive with save_strategy steps, got {args.SaveSteps}");
+        _evalSteps = args.EvalSteps ?? args.LoggingSteps;
+        if (args.EvalStrategy == "steps" && _evalSteps <= 0) throw new ArgumentException($"eval_steps must be positive with eval_strategy steps, got {_evalSteps}");
+        if ((args.EvalStrategy != "no" || args.DoEval) && _eval.Count == 0)
+            throw new ArgumentException($"eval_strategy is '{args.EvalStrategy}'{(args.DoEval ? " and do_eval is set" : "")} but there is no evaluation set (set eval_dataset or val_size)");
+        if (_eval.Count > 0 && args.PerDeviceEvalBatchSize <= 0) throw new ArgumentException($"per_device_eval_batch_size must be positive, got {args.PerDeviceEvalBatchSize}");
+
+        Plan = TrainingPlan.Create(args, trainExamples.Count);
+        Schedule = LrSchedule.Create(args, Plan.MaxSteps);
+    }
+
+    private static void CheckStrategy(string name, string value)
+    {
+        if (value is not ("no" or "steps" or "epoch"))
+            throw new ArgumentException($"{name} must be no, steps or epoch, got '{value}'");
+    }
+
+    /// <summary>
+    /// Trains to max_steps (or resumes per resume_from_checkpoint and continues). When <paramref name="cancellation"/>
+    /// fires, the current optimizer step is finished, a checkpoint is saved, and the result says Interrupted.
+    /// </summary>
+    public TrainResult Train(CancellationToken cancellation = default) => new Run(this).Execute(cancellation);
+
+    /// <summary>
+    /// transformers' evaluation loop: batches of per_device_eval_batch_size in order, eval_loss = the mean over
+    /// examples of their batch's mean loss (each batch's loss repeated batch-size times).
+    /// </summary>
+    public EvalResult Evaluate()
+    {
+        if (_eval.Count == 0) throw new InvalidOperationException("there is no evaluation set");
+        var clock = Stopwatch.StartNew();
+        int batchSize = _args.PerDeviceEvalBatchSize;
+        double weighted = 0;
+        int batches = 0;
+        for (int start = 0; start < _eval.Count; start += batchSize)
+        {
+            var examples = new List<SupervisedExample>();
+            for (int i = start; i < Math.Min(start + batchSize, _eval.Count); i++) examples.Add(_eval[i]);
+            var result = _model.Evaluate(SupervisedCollator.Collate(examples, _padTokenId));
+            weighted += result.Mean * examples.Count;
+            batches++;
+        }
+        double runtime = clock.Elapsed.TotalSeconds;
+        return new EvalResult(weighted / _eval.Count, PythonJson.Round(runtime, 4),
+            PythonJson.Round(_eval.Count / runtime, 3), PythonJson.Round(batches / runtime, 3));
+    }
+
+    /// <summary>The mutable state of one Train call.</summary>
+    private sealed class Run
+    {
+        private readonly SftTrainer _t;
+        private readonly TrainingPlan _plan;
+        private readonly string _outputDir;
+        private readonly AdamW _optimizer;
+        private readonly TrainerState _state;
+        private readonly Stopwatch _clock = new();
+        private SeededRandom _dropout;
+        private SeededRandom _dataOrder;
+        private int _epoch;
+        private int _nextBatch;
+        private bool _epochEndHandled;
+        private int[] _order = [];
+        private long _microBatches;
+        /// <summary>Σ micro-batch mean / GA of the optimizer step in progress (for the live display).</summary>
+        private double _stepLoss;
+        /// <summary>Whether micro-batches have added to the gradients since the last optimizer step.</summary>
+        private bool _gradientsPending;
+        private double _pendingLoss;
+        private int _lastLoggedStep;
+        private double _totalLoss;
+        private long _tokensSeen;
+        private long _tokensAtStart;
+        private int _stepsAtStart;
+        private int _lastSavedStep = -1;
+        private string? _lastCheckpoint;
+        private TrainerLogFile _log = null!;
+
+        public Run(SftTrainer trainer)
+        {
+            _t = trainer;
+            _plan = trainer.Plan;
+            _outputDir = trainer._args.OutputDir;
+            var args = trainer._args;
+            _optimizer = new AdamW(trainer._model.TrainableParameters, args.AdamBeta1, args.AdamBeta2, args.AdamEpsilon, args.WeightDecay);
+            _state = new TrainerState
+            {
+                MaxSteps = _plan.MaxSteps,
+                NumTrainEpochs = _plan.EpochsToRun,
+                LoggingSteps = args.LoggingSteps,
+                EvalSteps = args.EvalStrategy == "steps" ? trainer._evalSteps : args.EvalSteps ?? 500,
+                SaveSteps = args.SaveSteps,
+                TrainBatchSize = args.PerDeviceTrainBatchSize,
+            };
+            _dataOrder = new SeededRandom((ulong)args.Seed);
+            // Dropout draws from its own stream so that the data order does not depend on how much dropout is used.
+            _dropout = new SeededRandom((ulong)args.Seed ^ DropoutStream);
+        }
+
+        public TrainResult Execute(CancellationToken cancellation)
+        {
+            _clock.Start();
+            Directory.CreateDirectory(_outputDir);
+            CheckpointFolders.RemoveAbandoned(_outputDir);
+            foreach (var p in _t._model.TrainableParameters) p.ZeroGrad();
+
+            string? resumeFrom = ResolveResume();
+            bool resumedMidEpoch = false;
+            if (resumeFrom is not null)
+            {
+                RestoreFrom(resumeFrom);
+                resumedMidEpoch = true;
+            }
+            _log = new TrainerLogFile(_outputDir, resumeFrom is null ? null : _state.GlobalStep);
+            _stepsAtStart = _state.GlobalStep;
+            _tokensAtStart = _tokensSeen;
+
+            var args = _t._args;
+            for (; _epoch < _plan.EpochsToRun; _epoch++)
+            {
+                if (!resumedMidEpoch) StartEpoch();
+                resumedMidEpoch = false;
+
+                while (_nextBatch < _plan.BatchesPerEpoch && _state.GlobalStep < _plan.MaxSteps)
+                {
+                    double? stepLoss = RunMicroBatch();
+                    if (stepLoss is null) continue;
+
+                    double gradNorm = GradientClipping.Clip(_optimizer.Parameters, args.MaxGradNorm);
+                    _optimizer.Update(_t.Schedule.LearningRate(_state.GlobalStep));
+                    foreach (var p in _optimizer.Parameters) p.ZeroGrad();
+                    _state.GlobalStep++;
+                    _state.Epoch = _epoch + (double)_nextBatch / _plan.BatchesPerEpoch;
+                    double? loggedNorm = args.MaxGradNorm > 0 ? gradNorm : null;
+                    _t._progress.StepDone(Snapshot(stepLoss, loggedNorm));
+
+                    int step = _state.GlobalStep;
+                    bool last = step >= _plan.MaxSteps;
+                    bool cancelled = cancellation.IsCancellationRequested;
+                    if (step % args.LoggingSteps == 0) LogTraining(loggedNorm);
+                    if (args.EvalStrategy == "steps" && step % _t._evalSteps == 0) LogEvaluation();
+                    if ((args.SaveStrategy == "steps" && step % args.SaveSteps == 0) || (last && args.SaveStrategy != "no"))
+                        SaveCheckpoint();
+                    if (cancelled)
+                    {
+                        if (_lastSavedStep != step) SaveCheckpoint();
+                        _t._progress.Message($"interrupted at step {step}/{_plan.MaxSteps}; resume with resume_from_checkpoint: {_lastCheckpoint}");
+                        _t._progress.Finish();
+                        return new TrainResult(true, step, _plan.MaxSteps, _state.Epoch, _lastCheckpoint,
+                            new Dictionary<string, double>(), _state.LogHistory.ToList());
+                    }
+                }
+
+                // transformers runs the end-of-epoch callbacks also when max_steps ends the epoch early.
+                if (!_epochEndHandled)
+                {
+                    _epochEndHandled = true;
+                    if (args.EvalStrategy == "epoch") LogEvaluation();
+                    if (args.SaveStrategy == "epoch") SaveCheckpoint();
+                }
+                if (_state.GlobalStep >= _plan.MaxSteps) break;
+            }
+            return Finish();
+        }
+
+        /// <summary>
+        /// Runs the next micro-batch forward and backward; returns the optimizer step's loss (Σ mean/GA over its
+        /// micro-batches) when this micro-batch completes a step, else null.
+        /// </summary>
+        private double? RunMicroBatch()
+        {
+            int size = _plan.BatchSize;
+            int start = _nextBatch * size;
+            var examples = new List<SupervisedExample>(size);
+            for (int i = start; i < Math.Min(start + size, _order.Length); i++) examples.Add(_t._train[_order[i]]);
+            var batch = SupervisedCollator.Collate(examples, _t._padTokenId);
+            int accumulation = _plan.GradientAccumulationSteps;
+            var result = _t._model.ForwardBackward(batch, 1f / accumulation, _dropout);
+
+            _microBatches++;
+            _tokensSeen += batch.RealTokens;
+            double scaled = result.Mean / accumulation;
+            _stepLoss += scaled;
+            // transformers' logging_nan_inf_filter: a non-finite loss counts as the average of the logged window so far.
+            _pendingLoss += double.IsFinite(scaled) ? scaled : _pendingLoss / (1 + _state.GlobalStep - _lastLoggedStep);
+            int batchIndex = _nextBatch++;
+            _gradientsPending = true;
+            if (!_plan.EndsOptimizerStep(_microBatches, batchIndex)) return null;
+            double stepLoss = _stepLoss;
+            _stepLoss = 0;
+            _gradientsPending = false;
+            return stepLoss;
+        }
+
+        private void StartEpoch()
+        {
+            _order = new int[_plan.TrainExamples];
+            for (int i = 0; i < _order.Length; i++) _order[i] = i;
+            _dataOrder.Shuffle(_order);
+            _nextBatch = 0;
+            _epochEndHandled = false;
+        }
+
+        private string? ResolveResume()
+        {
+            string? value = _t._args.ResumeFromCheckpoint;
+            if (string.IsNullOrWhiteSpace(value) || value.Equals("false", StringComparison.OrdinalIgnoreCase)) return null;
+            if (value.Equals("true", StringComparison.OrdinalIgnoreCase))
+                return CheckpointFolders.Latest(_outputDir)
+                    ?? throw new ArgumentException($"resume_from_checkpoint: there is no checkpoint-N folder in {_outputDir} to resume from");
+            return value;
+        }
+
+        private void RestoreFrom(string dir)
+        {
+            var (resume, saved) = TrainingCheckpoint.Restore(dir, _t._model, _optimizer);
+            if (saved.GlobalStep != resume.GlobalStep)
+                throw new InvalidDataException($"checkpoint {dir}: {TrainerState.FileName} is at step {saved.GlobalStep} but {ResumeState.FileName} at step {resume.GlobalStep}");
+            if (resume.TrainExamples != _plan.TrainExamples || resume.BatchSize != _plan.BatchSize)
+                throw new ArgumentException($"checkpoint {dir} was trained on {resume.TrainExamples} examples in batches of {resume.BatchSize}; this run has {_plan.TrainExamples} in batches of {_plan.BatchSize}, so its data position does not apply");
+            if (resume.Order.Length != _plan.TrainExamples || !resume.Order.Order().SequenceEqual(Enumerable.Range(0, _plan.TrainExamples)))
+                throw new InvalidDataException($"checkpoint {dir}: the saved example order is not a permutation of the {_plan.TrainExamples} training examples");
+            if (resume.NextBatch is < 0 || resume.NextBatch > _plan.BatchesPerEpoch)
+                throw new InvalidDataException($"checkpoint {dir}: batch position {resume.NextBatch} is outside the epoch's {_plan.BatchesPerEpoch} batches");
+            if (resume.SchedulerType != _t.Schedule.Type || resume.SchedulerTotalSteps != _t.Schedule.TotalSteps || resume.SchedulerWarmupSteps != _t.Schedule.WarmupSteps)
+                _t._progress.Message($"note: the checkpoint was trained with a {resume.SchedulerType} schedule over {resume.SchedulerTotalSteps} steps ({resume.SchedulerWarmupSteps} warmup); continuing with {_t.Schedule.Type} over {_t.Schedule.TotalSteps} ({_t.Schedule.WarmupSteps} warmup)");
+
+            _state.GlobalStep = resume.GlobalStep;
+            _state.Epoch = saved.Epoch;
+            _state.LogHistory.AddRange(saved.LogHistory);
+            _dropout = SeededRandom.FromState(resume.DropoutRandom);
+            _dataOrder = SeededRandom.FromState(resume.DataOrderRandom);
+            _epoch = resume.Epoch;
+            _nextBatch = resume.NextBatch;
+            _epochEndHandled = resume.EpochEndHandled;
+            _order = resume.Order;
+            _microBatches = resume.MicroBatchesSeen;
+            _gradientsPending = resume.HasAccumulatedGradients;
+            _stepLoss = resume.StepLoss;
+            _pendingLoss = resume.PendingLoss;
+            _lastLoggedStep = resume.LastLoggedStep;
+            _totalLoss = resume.TotalLoss;
+            _tokensSeen = resume.TokensSeen;
+            _lastSavedStep = resume.GlobalStep;
+            _lastCheckpoint = dir;
+            _t._progress.Message($"resumed from {dir} at step {resume.GlobalStep}/{_plan.MaxSteps}");
+        }
+
+        private void LogTraining(double? gradNorm)
+        {
+            int steps = _state.GlobalStep - _lastLoggedStep;
+            var values = new List<KeyValuePair<string, object?>> { new("loss", PythonJson.Round(_pendingLoss / steps, 4)) };
+            if (gradNorm is { } norm) values.Add(new("grad_norm", norm));
+            // transformers logs after scheduler.step(): the rate of the next optimizer step.
+            values.Add(new("learning_rate", _t.Schedule.LearningRate(_state.GlobalStep)));
+            _totalLoss += _pendingLoss;
+            _pendingLoss = 0;
+            _lastLoggedStep = _state.GlobalStep;
+            var entry = AddLog(values);
+            _t._progress.Logged(Snapshot(entry.TryGetDouble("loss"), gradNorm));
+        }
+
+        private void LogEvaluation()
+        {
+            var result = _t.Evaluate();
+            AddLog(EvalMetrics(result));
+            _t._progress.Message($"[step {_state.GlobalStep}/{_plan.MaxSteps}] eval_loss {result.Loss:0.0000} | perplexity {result.Perplexity:0.000}");
+        }
+
+        private static List<KeyValuePair<string, object?>> EvalMetrics(EvalResult result) =>
+        [
+            new("eval_loss", result.Loss),
+            new("eval_runtime", result.Runtime),
+            new("eval_samples_per_second", result.SamplesPerSecond),
+            new("eval_steps_per_second", result.StepsPerSecond),
+        ];
+
+        /// <summary>
+        /// Trainer.log: adds epoch (rounded to 2 places) and step and keeps it in log_history; while training it also
+        /// goes to trainer_log.jsonl (LLaMA-Factory's LogCallback stops writing when training ends).
+        /// </summary>
+        private LogEntry AddLog(List<KeyValuePair<string, object?>> values, bool toTrainerLog = true)
+        {
+            values.Add(new("epoch", PythonJson.Round(_state.Epoch, 2)));
+            values.Add(new("step", _state.GlobalStep));
+            var entry = new LogEntry(values);
+            _state.LogHistory.Add(entry);
+            if (toTrainerLog) _log.Append(entry, _state.GlobalStep, _plan.MaxSteps, _clock.Elapsed, _tokensSeen);
+            return entry;
+        }
+
+        private void SaveCheckpoint()
+        {
+            var resume = new ResumeState
+            {
+                GlobalStep = _state.GlobalStep,
+                Epoch = _epoch,
+                NextBatch = _nextBatch,
+                EpochEndHandled = _epochEndHandled,
+                MicroBatchesSeen = _microBatches,
+                HasAccumulatedGradients = _gradientsPending,
+                StepLoss = _stepLoss,
+                Order = _order,
+                DropoutRandom = _dropout.State,
+                DataOrderRandom = _dataOrder.State,
+                PendingLoss = _pendingLoss,
+                LastLoggedStep = _lastLoggedStep,
+                TotalLoss = _totalLoss,
+                TokensSeen = _tokensSeen,
+                SchedulerType = _t.Schedule.Type,
+                SchedulerTotalSteps = _t.Schedule.TotalSteps,
+                SchedulerWarmupSteps = _t.Schedule.WarmupSteps,
+                TrainExamples = _plan.TrainExamples,
+                BatchSize = _plan.BatchSize,
+                GradientAccumulationSteps = _plan.GradientAccumulationSteps,
+            };
+            _lastCheckpoint = CheckpointFolders.Write(_outputDir, _state.GlobalStep,
+                dir => TrainingCheckpoint.Write(dir, _t._model, _optimizer, resume, _state));
+            _lastSavedStep = _state.GlobalStep;
+            var deleted = CheckpointFolders.Rotate(_outputDir, _t._args.SaveTotalLimit);
+            _t._progress.Message(deleted.Count == 0
+                ? $"saved {_lastCheckpoint}"
+                : $"saved {_lastCheckpoint} (removed {string.Join(", ", deleted.Select(Path.GetFileName))}: save_total_limit {_t._args.SaveTotalLimit})");
+        }
+
+        private TrainResult Finish()
+        {
+            double runtime = _clock.Elapsed.TotalSeconds;
+            double trainLoss = (_totalLoss + _pendingLoss) / Math.Max(_state.GlobalStep, 0.001);
+            var metrics = new List<KeyValuePair<string, object?>>
+            {
+                new("train_runtime", PythonJson.Round(runtime, 4)),
+                new("train_samples_per_second", PythonJson.Round(_plan.NumTrainSamples / runtime, 3)),
+                new("train_steps_per_second", PythonJson.Round(_plan.MaxSteps / runtime, 3)),
+                new("train_loss", trainLoss),
+            };
+            AddLog(metrics);
+
+            _t._model.Save(_outputDir);
+            var trainMetrics = metrics.Where(kv => kv.Key != "step").ToList();
+            WriteResults("train", trainMetrics);
+            AtomicFile.WriteText(Path.Combine(_outputDir, TrainerState.FileName), _state.ToJson());
+            _t._progress.Message($"training finished: {_state.GlobalStep} steps, train_loss {trainLoss:0.0000}, {runtime:0.0} s; saved to {_outputDir}");
+
+            var all = trainMetrics.ToDictionary(kv => kv.Key, kv => Convert.ToDouble(kv.Value, System.Globalization.CultureInfo.InvariantCulture));
+            if (_t._args.DoEval && _t._eval.Count > 0)
+            {
+                var result = _t.Evaluate();
+                var evalMetrics = EvalMetrics(result);
+                AddLog(evalMetrics, toTrainerLog: false);
+                evalMetrics.RemoveAll(kv => kv.Key == "step");
+                evalMetrics.Add(new("perplexity", result.Perplexity));
+                WriteResults("eval", evalMetrics);
+                foreach (var (key, value) in evalMetrics) all[key] = Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture);
+                _t._progress.Message($"eval_loss {result.Loss:0.0000} | perplexity {result.Perplexity:0.000}");
+            }
+            _t._progress.Finish();
+            return new TrainResult(false, _state.GlobalStep, _plan.MaxSteps, _state.Epoch, _lastCheckpoint, all, _state.LogHistory.ToList());
+        }
+
+        /// <summary>Trainer.save_metrics: {split}_results.json, merged into all_results.json (json.dump, indent 4, sorted keys).</summary>
+        private void WriteResults(string split, List<KeyValuePair<string, object?>> metrics)
+        {
+            AtomicFile.WriteText(Path.Combine(_outputDir, $"{split}_results.json"), PythonJson.Dumps(metrics, indent: 4, sortKeys: true));
+            string allPath = Path.Combine(_outputDir, "all_results.json");
+            var merged = new Dictionary<string, object?>(StringComparer.Ordinal);
+            if (File.Exists(allPath) && PythonJson.Parse(File.ReadAllText(allPath)) is List<KeyValuePair<string, object?>> existing)
+                foreach (var (key, value) in existing) merged[key] = value;
+            foreach (var (key, value) in metrics) merged[key] = value;
+            AtomicFile.WriteText(allPath, PythonJson.Dumps(merged.ToList(), indent: 4, sortKeys: true));
+        }
+
+        private ProgressSnapshot Snapshot(double? loss, double? gradNorm)
+        {
+            double elapsed = _clock.Elapsed.TotalSeconds;
+            int stepsThisRun = _state.GlobalStep - _stepsAtStart;
+            double remaining = stepsThisRun > 0 ? elapsed / stepsThisRun * (_plan.MaxSteps - _state.GlobalStep) : 0;
+            return new ProgressSnapshot(_state.GlobalStep, _plan.MaxSteps, loss, _t.Schedule.LearningRate(_state.GlobalStep), gradNorm,
+                _state.Epoch, elapsed > 0 ? (_tokensSeen - _tokensAtStart) / elapsed : 0,
+                TimeSpan.FromSeconds(elapsed), TimeSpan.FromSeconds(remaining));
+        }
+    }
+}

@@ -1,0 +1,92 @@
+using System.Globalization;
+using System.Text;
+using SharpTune.IO;
+
+namespace SharpTune.Training.Trainer;
+
+/// <summary>
+/// <c>trainer_log.jsonl</c> as LLaMA-Factory's LogCallback writes it: one <c>json.dumps</c> line per log with
+/// current_steps, total_steps, loss, eval_loss, lr, epoch, percentage, elapsed_time, remaining_time (keys whose
+/// value is missing are left out), plus throughput and total_tokens as LogCallback adds them when input tokens are
+/// counted. The file is append-only: a line is appended and flushed per log. A resumed run keeps the lines up to its
+/// checkpoint's step and drops those a crashed run wrote after it.
+/// </summary>
+internal sealed class TrainerLogFile
+{
+    public const string FileName = "trainer_log.jsonl";
+
+    private readonly string _path;
+
+    public TrainerLogFile(string outputDir, int? resumedStep)
+    {
+        _path = Path.Combine(outputDir, FileName);
+        if (!File.Exists(_path)) return;
+        if (resumedStep is not { } step)
+        {
+            File.Delete(_path);
+            return;
+        }
+        var kept = File.ReadAllLines(_path).Where(line => StepOf(line) is { } s && s <= step).ToList();
+        AtomicFile.WriteText(_path, kept.Count == 0 ? "" : string.Join("\n", kept) + "\n");
+    }
+
+    public void Append(LogEntry entry, int globalStep, int maxSteps, TimeSpan elapsed, long tokensSeen)
+    {
+        // LogCallback._timing: the average time per step counts every global step, including those done before a resume.
+        double elapsedSeconds = elapsed.TotalSeconds;
+        double perStep = globalStep != 0 ? elapsedSeconds / globalStep : 0;
+        double remaining = (maxSteps - globalStep) * perStep;
+        var line = new List<KeyValuePair<string, object?>>
+        {
+            new("current_steps", globalStep),
+            new("total_steps", maxSteps),
+        };
+        AddIfPresent(line, "loss", entry.TryGetDouble("loss"));
+        AddIfPresent(line, "eval_loss", entry.TryGetDouble("eval_loss"));
+        AddIfPresent(line, "lr", entry.TryGetDouble("learning_rate"));
+        AddIfPresent(line, "epoch", entry.TryGetDouble("epoch"));
+        line.Add(new("percentage", PythonJson.Round(globalStep / (double)maxSteps * 100, 2)));
+        line.Add(new("elapsed_time", PythonTimedelta(elapsedSeconds)));
+        line.Add(new("remaining_time", PythonTimedelta(remaining)));
+        if (tokensSeen > 0)
+        {
+            line.Add(new("throughput", PythonJson.Round(elapsedSeconds > 0 ? tokensSeen / elapsedSeconds : 0, 2)));
+            line.Add(new("total_tokens", tokensSeen));
+        }
+        using var stream = new FileStream(_path, FileMode.Append, FileAccess.Write, FileShare.Read);
+        byte[] bytes = Encoding.UTF8.GetBytes(PythonJson.Dumps(line) + "\n");
+        stream.Write(bytes);
+        stream.Flush(flushToDisk: true);
+    }
+
+    private static void AddIfPresent(List<KeyValuePair<string, object?>> line, string key, double? value)
+    {
+        if (value is { } v) line.Add(new(key, v));
+    }
+
+    /// <summary>str(timedelta(seconds=int(s))): "H:MM:SS", or "D day(s), H:MM:SS".</summary>
+    internal static string PythonTimedelta(double seconds)
+    {
+        long total = (long)seconds;
+        long days = Math.DivRem(total, 86400, out long rest);
+        long hours = Math.DivRem(rest, 3600, out rest);
+        long minutes = Math.DivRem(rest, 60, out long secs);
+        string clock = string.Create(CultureInfo.InvariantCulture, $"{hours}:{minutes:00}:{secs:00}");
+        return days == 0 ? clock : string.Create(CultureInfo.InvariantCulture, $"{days} day{(days == 1 ? "" : "s")}, {clock}");
+    }
+
+    private static long? StepOf(string line)
+    {
+        if (string.IsNullOrWhiteSpace(line)) return null;
+        try
+        {
+            return PythonJson.Parse(line) is List<KeyValuePair<string, object?>> fields
+                && fields.FirstOrDefault(kv => kv.Key == "current_steps").Value is long step ? step : null;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            // A line cut short by a crash.
+            return null;
+        }
+    }
+}

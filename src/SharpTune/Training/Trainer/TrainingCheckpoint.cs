@@ -1,0 +1,106 @@
+using System.Globalization;
+using SharpTune.Engine;
+using SharpTune.IO;
+using SharpTune.IO.Safetensors;
+using SharpTune.Training.Optim;
+
+namespace SharpTune.Training.Trainer;
+
+/// <summary>
+/// The contents of one <c>checkpoint-N</c> folder: the model's own save (adapter or weights, what a user loads),
+/// the fp32 trainable parameters and the AdamW moments in safetensors (what makes resuming exact, whatever dtype
+/// the model saves in), the gradients of an unfinished accumulation when there is one, <see cref="ResumeState"/>,
+/// and transformers' trainer_state.json. Every file is written atomically.
+/// </summary>
+internal static class TrainingCheckpoint
+{
+    public const string ParametersFile = "trainable_parameters.safetensors";
+    public const string OptimizerFile = "optimizer.safetensors";
+    public const string GradientsFile = "accumulated_gradients.safetensors";
+    private const string ExpAvgPrefix = "exp_avg.";
+    private const string ExpAvgSqPrefix = "exp_avg_sq.";
+    private const string StepKey = "step";
+
+    public static void Write(string dir, ITrainableModel model, AdamW optimizer, ResumeState resume, TrainerState state)
+    {
+        model.Save(dir);
+        var parameters = model.TrainableParameters;
+        SafetensorsWriter.Write(Path.Combine(dir, ParametersFile),
+            parameters.Select(p => (p.Name, ToLong(p.Shape), p.Data)));
+        SafetensorsWriter.Write(Path.Combine(dir, OptimizerFile),
+            parameters.Select((p, i) => (ExpAvgPrefix + p.Name, ToLong(p.Shape), optimizer.ExpAvg[i]))
+                .Concat(parameters.Select((p, i) => (ExpAvgSqPrefix + p.Name, ToLong(p.Shape), optimizer.ExpAvgSq[i]))),
+            metadata: new Dictionary<string, string> { [StepKey] = optimizer.Step.ToString(CultureInfo.InvariantCulture) });
+        if (resume.HasAccumulatedGradients)
+            SafetensorsWriter.Write(Path.Combine(dir, GradientsFile), parameters.Select(p => (p.Name, ToLong(p.Shape), p.Grad)));
+        AtomicFile.WriteText(Path.Combine(dir, ResumeState.FileName), resume.ToJson());
+        AtomicFile.WriteText(Path.Combine(dir, TrainerState.FileName), state.ToJson());
+    }
+
+    /// <summary>Restores parameters (by name) and optimizer state, and returns the saved loop and trainer state.</summary>
+    public static (ResumeState Resume, TrainerState State) Restore(string dir, ITrainableModel model, AdamW optimizer)
+    {
+        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"checkpoint folder {dir} does not exist");
+        foreach (string file in new[] { ParametersFile, OptimizerFile, ResumeState.FileName, TrainerState.FileName })
+            if (!File.Exists(Path.Combine(dir, file)))
+                throw new InvalidDataException($"{dir} is not a SharpTune training checkpoint: {file} is missing");
+
+        var parameters = model.TrainableParameters;
+        using (var file = SafetensorsFile.Open(Path.Combine(dir, ParametersFile)))
+        {
+            CheckNames(dir, ParametersFile, file, parameters.Select(p => p.Name));
+            foreach (var p in parameters) ReadExact(file, p.Name, p, p.Data);
+        }
+
+        using (var file = SafetensorsFile.Open(Path.Combine(dir, OptimizerFile)))
+        {
+            CheckNames(dir, OptimizerFile, file, parameters.Select(p => ExpAvgPrefix + p.Name).Concat(parameters.Select(p => ExpAvgSqPrefix + p.Name)));
+            if (!file.Metadata.TryGetValue(StepKey, out string? stepText)
+                || !long.TryParse(stepText, NumberStyles.None, CultureInfo.InvariantCulture, out long step))
+                throw new InvalidDataException($"{Path.Combine(dir, OptimizerFile)}: the optimizer step is missing from the metadata");
+            var expAvg = new float[parameters.Count][];
+            var expAvgSq = new float[parameters.Count][];
+            for (int i = 0; i < parameters.Count; i++)
+            {
+                expAvg[i] = new float[parameters[i].Length];
+                expAvgSq[i] = new float[parameters[i].Length];
+                ReadExact(file, ExpAvgPrefix + parameters[i].Name, parameters[i], expAvg[i]);
+                ReadExact(file, ExpAvgSqPrefix + parameters[i].Name, parameters[i], expAvgSq[i]);
+            }
+            optimizer.Restore(step, expAvg, expAvgSq);
+        }
+
+        var resume = ResumeState.Load(Path.Combine(dir, ResumeState.FileName));
+        if (resume.HasAccumulatedGradients)
+        {
+            string gradientsPath = Path.Combine(dir, GradientsFile);
+            if (!File.Exists(gradientsPath))
+                throw new InvalidDataException($"{dir}: {GradientsFile} is missing (the checkpoint was saved in the middle of a gradient accumulation)");
+            using var file = SafetensorsFile.Open(gradientsPath);
+            CheckNames(dir, GradientsFile, file, parameters.Select(p => p.Name));
+            foreach (var p in parameters) ReadExact(file, p.Name, p, p.Grad);
+        }
+        return (resume, TrainerState.Load(Path.Combine(dir, TrainerState.FileName)));
+    }
+
+    private static void CheckNames(string dir, string fileName, SafetensorsFile file, IEnumerable<string> expected)
+    {
+        var wanted = expected.ToHashSet(StringComparer.Ordinal);
+        foreach (var name in wanted)
+            if (!file.Contains(name))
+                throw new InvalidDataException($"checkpoint {dir}: {fileName} has no tensor '{name}' (was it saved by another model or fine-tuning method?)");
+        foreach (var tensor in file.Tensors)
+            if (!wanted.Contains(tensor.Name))
+                throw new InvalidDataException($"checkpoint {dir}: {fileName} holds '{tensor.Name}', which this model does not train (was it saved by another model or fine-tuning method?)");
+    }
+
+    private static void ReadExact(SafetensorsFile file, string name, Parameter owner, float[] destination)
+    {
+        var info = file.Get(name);
+        if (info.DType != DType.F32 || !info.Shape.SequenceEqual(ToLong(owner.Shape)))
+            throw new InvalidDataException($"{file.Path}: '{name}' is {info.DType} [{string.Join(", ", info.Shape)}], expected F32 [{string.Join(", ", owner.Shape)}]");
+        file.ReadFloat32(name, destination);
+    }
+
+    private static long[] ToLong(int[] shape) => shape.Select(d => (long)d).ToArray();
+}
