@@ -1,13 +1,128 @@
 using System.CommandLine;
+using System.Diagnostics;
+using SharpTune.Data;
+using SharpTune.Export;
+using SharpTune.Hparams;
+using SharpTune.IO;
+using SharpTune.Model;
+using SharpTune.Templates;
+using SharpTune.Tokenization;
+using SharpTune.Training;
+using SharpTune.Training.Methods;
+using SharpTune.Training.Reporting;
+using SharpTune.Training.Trainer;
 
 namespace SharpTune.Cli.Commands;
 
+/// <summary>
+/// `sharptune train CONFIG.yaml [key=value ...]`: supervised fine-tuning from a LLaMA-Factory YAML config —
+/// data → template → tokens with masked prompts → the method's trainable model → the trainer → output_dir.
+/// </summary>
 public static class TrainCommand
 {
     public static Command Create()
     {
-        var command = new Command("train", "(being built)");
-        command.SetAction(_ => CliAction.Run(() => throw new NotImplementedException("train")));
+        var config = new Argument<string>("config") { Description = "LLaMA-Factory style YAML config (see docs/config.md)" };
+        var overrides = new Argument<string[]>("overrides") { Description = "key=value pairs that replace the file's values", Arity = ArgumentArity.ZeroOrMore };
+        var lenient = new Option<bool>("--lenient")
+        {
+            Description = "Skip malformed dataset records and report them, instead of stopping at the first one (skip_invalid_records: true)",
+        };
+        var command = new Command("train", "Fine-tune a model (lora, full or freeze) as a LLaMA-Factory config describes") { config, overrides, lenient };
+        command.SetAction(r => CliAction.Run(() => Train(r.GetValue(config)!, r.GetValue(overrides) ?? [], r.GetValue(lenient))));
         return command;
     }
+
+    private static int Train(string configPath, string[] overrides, bool lenient)
+    {
+        var cfg = SftConfig.Load(configPath, overrides, ConfigUse.Train);
+        if (lenient) cfg.Data.SkipInvalidRecords = true;
+        foreach (string note in cfg.Notes) Log($"note: {note}");
+
+        string modelDir = cfg.Model.ModelNameOrPath;
+        ModelFolder.ValidateTokenizer(modelDir);
+        var tokenizer = Tokenizer.FromDirectory(modelDir);
+        var template = ChatTemplates.ForModel(cfg.Data.Template ?? "auto", modelDir);
+        var data = SupervisedDatasets.Load(cfg.Data, tokenizer, template, cfg.Training.Seed);
+        foreach (string line in data.Report.ToString().Split('\n')) Log(line);
+        if (cfg.Training.DoTrain && data.Train.Count == 0) throw new InvalidDataException("the training set is empty: no dataset record produced an example");
+
+        int padId = PadTokenId(tokenizer, modelDir);
+        var started = Stopwatch.StartNew();
+        using var model = TrainableModels.Create(modelDir, cfg.Finetuning, cfg.Training.GradientCheckpointing,
+            new SeededRandom((ulong)cfg.Training.Seed), cfg.Model.AdapterNameOrPath);
+        Log($"{cfg.Finetuning.FinetuningType.ToString().ToLowerInvariant()}: {TrainableModels.Summary(model)}");
+
+        var trainer = new SftTrainer(model, cfg.Training, data.Train, data.Eval.Count > 0 ? data.Eval : null, padId, TrainingProgress.ForStandardError());
+        string outputDir = cfg.Training.OutputDir;
+        if (!cfg.Training.DoTrain)
+        {
+            var eval = trainer.Evaluate();
+            Console.WriteLine($"eval_loss = {eval.Loss:F4}, perplexity = {eval.Perplexity:F4}");
+            return 0;
+        }
+
+        Log($"training {trainer.Plan.MaxSteps} steps on {data.Train.Count} examples; Ctrl+C saves a checkpoint and stops");
+        using var interrupt = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            if (interrupt.IsCancellationRequested) return;
+            e.Cancel = true;
+            interrupt.Cancel();
+            Console.Error.WriteLine();
+            Log("interrupted: finishing this step and saving a checkpoint (press Ctrl+C again to abort at once)");
+        };
+        Console.CancelKeyPress += onCancel;
+        TrainResult result;
+        try
+        {
+            result = trainer.Train(interrupt.Token);
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+
+        if (result.Interrupted)
+        {
+            Log($"stopped at step {result.GlobalStep}/{result.MaxSteps}; resume with: sharptune train {configPath} resume_from_checkpoint={result.CheckpointPath}");
+            return 130;
+        }
+
+        // LLaMA-Factory saves the tokenizer next to the trained weights so the output folder is self-describing.
+        foreach (string file in ModelExporter.TokenizerFiles)
+        {
+            string source = Path.Combine(modelDir, file);
+            if (File.Exists(source)) AtomicFile.Copy(source, Path.Combine(outputDir, file));
+        }
+        if (cfg.Finetuning.PlotLoss)
+        {
+            PlotCurve(outputDir, result.LossCurve.Training, "loss");
+            PlotCurve(outputDir, result.LossCurve.Evaluation, "eval_loss");
+        }
+        foreach (var (key, value) in result.Metrics.OrderBy(m => m.Key, StringComparer.Ordinal))
+            Console.WriteLine($"{key} = {value:G6}");
+        Log($"saved to {outputDir} in {started.Elapsed:hh\\:mm\\:ss}");
+        return 0;
+    }
+
+    private static void PlotCurve(string outputDir, IReadOnlyList<LossPoint> points, string key)
+    {
+        var written = LossPlot.Write(outputDir, points.Select(p => (p.Step, p.Loss)).ToList(), key);
+        if (written.Count == 0) Log($"no {key} to plot");
+        foreach (string path in written) Log($"figure saved at: {path}");
+    }
+
+    /// <summary>
+    /// The tokenizer's pad token, or its eos when it has none (as LLaMA-Factory fixes the tokenizer). Padded positions
+    /// are masked out of attention and loss, so with neither token named any valid id (0) pads equally well.
+    /// </summary>
+    private static int PadTokenId(Tokenizer tokenizer, string modelDir)
+    {
+        foreach (string? token in new[] { TokenizerConfig.PadToken(modelDir), TokenizerConfig.EosToken(modelDir) })
+            if (token is not null && tokenizer.TokenToId(token) is int id) return id;
+        return 0;
+    }
+
+    private static void Log(string message) => Console.Error.WriteLine($"[sharptune] {message}");
 }

@@ -11,18 +11,23 @@ public static class TokenizerConfig
     /// The text of the eos token (a plain string, or an AddedToken object's "content"); null when the folder has no
     /// tokenizer_config.json or it names no eos token.
     /// </summary>
-    public static string? EosToken(string dir)
+    public static string? EosToken(string dir) => SpecialToken(dir, "eos_token");
+
+    /// <summary>The text of the padding token, read like <see cref="EosToken"/>.</summary>
+    public static string? PadToken(string dir) => SpecialToken(dir, "pad_token");
+
+    private static string? SpecialToken(string dir, string key)
     {
         string path = Path(dir);
         if (!File.Exists(path)) return null;
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(path));
-            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("eos_token", out var eos)) return null;
-            return eos.ValueKind switch
+            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty(key, out var token)) return null;
+            return token.ValueKind switch
             {
-                JsonValueKind.String => eos.GetString(),
-                JsonValueKind.Object when eos.TryGetProperty("content", out var c) && c.ValueKind == JsonValueKind.String => c.GetString(),
+                JsonValueKind.String => token.GetString(),
+                JsonValueKind.Object when token.TryGetProperty("content", out var c) && c.ValueKind == JsonValueKind.String => c.GetString(),
                 _ => null,
             };
         }
