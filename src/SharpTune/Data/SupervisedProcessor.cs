@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using SharpTune.Hparams;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
@@ -18,6 +19,10 @@ public sealed class SupervisedProcessor
     private readonly bool trainOnPrompt;
     private readonly bool maskHistory;
     private readonly int eosTokenId;
+
+    // Most records of a dataset share their head (default system prompt, or one tool list), so its ids are reused.
+    private const int MaxCachedHeads = 256;
+    private readonly ConcurrentDictionary<string, int[]> headIds = new(StringComparer.Ordinal);
 
     /// <param name="template">The template as the data arguments set it up (see <see cref="ForData"/>).</param>
     public SupervisedProcessor(Tokenizer tokenizer, ChatTemplate template, int cutoffLen, bool trainOnPrompt, bool maskHistory)
@@ -70,7 +75,7 @@ public sealed class SupervisedProcessor
         {
             int[] source = tokenizer.Encode(prompt);
             if (pairs.Count == 0 && texts.Head.Length > 0)
-                source = [.. tokenizer.Encode(texts.Head), .. source];
+                source = [.. HeadIds(texts.Head), .. source];
             pairs.Add((source, tokenizer.Encode(answer)));
         }
         if (maskHistory) pairs.Reverse();
@@ -122,6 +127,14 @@ public sealed class SupervisedProcessor
         var mask = new int[inputIds.Count];
         Array.Fill(mask, 1);
         return new SupervisedExample(inputIds.ToArray(), mask, allLabels.ToArray());
+    }
+
+    private int[] HeadIds(string head)
+    {
+        if (headIds.TryGetValue(head, out var ids)) return ids;
+        ids = tokenizer.Encode(head);
+        if (headIds.Count < MaxCachedHeads) headIds.TryAdd(head, ids);
+        return ids;
     }
 
     /// <summary>
