@@ -31,6 +31,8 @@ public sealed class SupervisedProcessor
             throw new ArgumentException($"cutoff_len must be positive, got {cutoffLen}");
         if (trainOnPrompt && maskHistory)
             throw new ArgumentException("train_on_prompt and mask_history cannot be used together (LLaMA-Factory rejects the pair)");
+        if (trainOnPrompt && template.EfficientEos)
+            throw new ArgumentException($"template '{template.Name}' does not support train_on_prompt (its answers carry no eos of their own)");
         this.tokenizer = tokenizer;
         this.template = template;
         this.cutoffLen = cutoffLen;
