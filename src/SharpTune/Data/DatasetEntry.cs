@@ -46,7 +46,11 @@ public sealed class DatasetEntry
     public string? FunctionTag { get; init; } = "function_call";
     public string? SystemTag { get; init; } = "system";
 
-    /// <summary>Reads one entry; <paramref name="source"/> names where it came from, for messages.</summary>
+    /// <summary>
+    /// Reads one entry; <paramref name="source"/> names where it came from, for messages. SharpTune reads local files
+    /// only, so an entry with a <c>file_name</c> uses it even when it also names a hub address (which LLaMA-Factory
+    /// would download instead).
+    /// </summary>
     /// <exception cref="InvalidDataException">Malformed, or an entry SFT cannot use here (hub/script data, preference, KTO or multimodal data).</exception>
     public static DatasetEntry Parse(string name, JsonElement info, string source)
     {
