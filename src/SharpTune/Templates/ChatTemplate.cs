@@ -24,7 +24,7 @@ public sealed class ChatTemplate
     public string Name { get; internal init; } = "";
 
     /// <summary>System text used when a conversation has none; null when the template has none.</summary>
-    public string? DefaultSystem { get; internal init; }
+    public string? DefaultSystem { get => defaultSystem; internal init => defaultSystem = value; }
 
     /// <summary>Strings that end a generated answer; the first one is the eos when <see cref="ReplaceEos"/>.</summary>
     public IReadOnlyList<string> StopWords { get; internal init; } = [];
@@ -55,7 +55,7 @@ public sealed class ChatTemplate
     public string AssistantSlot { get; internal init; } = ContentPlaceholder;
 
     /// <summary>Slot of an assistant turn that calls functions.</summary>
-    public string FunctionSlot { get; internal init; } = ContentPlaceholder;
+    public string FunctionSlot { get => functionSlot; internal init => functionSlot = value; }
 
     /// <summary>Header that opens an assistant turn (what <c>add_generation_prompt</c> appends).</summary>
     public string GenerationPrompt { get; internal init; } = "";
@@ -64,10 +64,34 @@ public sealed class ChatTemplate
     public (string Open, string ItemSlot, string Close) Observation { get; internal init; } = ("", ContentPlaceholder, "");
 
     /// <summary>Tool prompt and call format; null for templates whose model format has no tools (they are ignored by <see cref="Render"/>).</summary>
-    internal ToolFormat? Tools { get; init; }
+    internal ToolFormat? Tools { get => toolFormat; init => toolFormat = value; }
 
     private string? boundEos;
+    private string? defaultSystem;
+    private string functionSlot = ContentPlaceholder;
+    private ToolFormat? toolFormat;
     private Regex? thoughtPattern;
+
+    /// <summary>A copy whose default system text is <paramref name="defaultSystem"/> (LLaMA-Factory's <c>default_system</c> argument; "" = none).</summary>
+    public ChatTemplate WithDefaultSystem(string defaultSystem)
+    {
+        var copy = (ChatTemplate)MemberwiseClone();
+        copy.defaultSystem = defaultSystem;
+        return copy;
+    }
+
+    /// <summary>
+    /// A copy that describes tools and writes calls in the named format (LLaMA-Factory's <c>tool_format</c>: default,
+    /// qwen, llama3). As LLaMA-Factory does, the function-call slot then becomes the calls followed by the eos token
+    /// (no eos when <see cref="EfficientEos"/>), replacing the template's own function slot.
+    /// </summary>
+    public ChatTemplate WithToolFormat(string name)
+    {
+        var copy = (ChatTemplate)MemberwiseClone();
+        copy.toolFormat = ToolFormat.Named(name);
+        copy.functionSlot = EfficientEos ? ContentPlaceholder : ContentPlaceholder + EosPlaceholder;
+        return copy;
+    }
 
     /// <summary>A copy whose <c>{{eos_token}}</c> slots write <paramref name="eosToken"/> (the tokenizer's eos).</summary>
     public ChatTemplate WithEosToken(string eosToken)
@@ -155,6 +179,19 @@ public sealed class ChatTemplate
     /// </summary>
     public IReadOnlyList<(string Prompt, string Answer)> EncodePairs(IReadOnlyList<ChatMessage> messages, string? system, string? toolsJson, bool enableThinking)
     {
+        var turns = EncodeTurns(messages, system, toolsJson, enableThinking);
+        var pairs = turns.Pairs.ToList();
+        pairs[0] = (turns.Head + pairs[0].Prompt, pairs[0].Answer);
+        return pairs;
+    }
+
+    /// <summary>
+    /// The texts of <see cref="EncodePairs(IReadOnlyList{ChatMessage}, string?, string?, bool)"/> with the head (prefix and
+    /// system block) kept apart from the first prompt, because LLaMA-Factory tokenizes each slot on its own: the first
+    /// prompt's ids are the head's encoding followed by the first user block's encoding.
+    /// </summary>
+    public TurnTexts EncodeTurns(IReadOnlyList<ChatMessage> messages, string? system, string? toolsJson, bool enableThinking = true)
+    {
         var start = 0;
         if (messages.Count > 0 && messages[0].Role == ChatRole.System)
         {
@@ -190,8 +227,7 @@ public sealed class ChatTemplate
                 ? Tools!.SystemWithTools(systemText.Length > 0 ? systemText : null, tools, Dialect.LlamaFactory)
                 : systemText));
         }
-        pairs[0] = (head + pairs[0].Prompt, pairs[0].Answer);
-        return pairs;
+        return new TurnTexts(head.ToString(), pairs);
     }
 
     private string PromptText(IReadOnlyList<ChatMessage> messages, ref int i)

@@ -14,6 +14,15 @@ internal enum Dialect { Jinja, LlamaFactory }
 /// <summary>How a template describes the available tools in the system prompt and writes an assistant's calls.</summary>
 internal abstract class ToolFormat
 {
+    /// <summary>LLaMA-Factory's <c>tool_format</c> names that SharpTune implements.</summary>
+    public static ToolFormat Named(string name) => name switch
+    {
+        "default" => new DefaultToolFormat(),
+        "qwen" => new QwenToolFormat(separatorOnlyAfterSystem: false, rawStringArguments: false),
+        "llama3" => new Llama3ToolFormat(),
+        _ => throw new ArgumentException($"Unknown tool_format '{name}'. Known tool formats: default, llama3, qwen."),
+    };
+
     /// <summary>The system-slot content: <paramref name="system"/> (null = no system text at all) plus the tool prompt.</summary>
     public abstract string SystemWithTools(string? system, IReadOnlyList<JsonElement> tools, Dialect dialect);
 

@@ -1,0 +1,211 @@
+using System.Text.Json;
+using SharpTune.Templates;
+
+namespace SharpTune.Data;
+
+/// <summary>
+/// LLaMA-Factory's <c>AlpacaDatasetConverter</c> and <c>SharegptDatasetConverter</c> for supervised data: one raw
+/// record to an <see cref="AlignedExample"/>. Where LLaMA-Factory would drop a record with a warning (or fail later
+/// while encoding it), this throws <see cref="InvalidRecordException"/> naming the field, so the loader can report it.
+/// A column the entry maps but the record lacks counts as null, as Hugging Face's json loader fills it.
+/// </summary>
+public static class DatasetConverter
+{
+    /// <exception cref="InvalidRecordException">The record cannot be used; the message names the field.</exception>
+    public static AlignedExample Convert(DatasetEntry entry, JsonElement record)
+    {
+        if (record.ValueKind != JsonValueKind.Object)
+            throw new InvalidRecordException($"a record must be a JSON object, got {JsonKinds.Describe(record)}");
+        return entry.Formatting == DatasetFormatting.Alpaca ? ConvertAlpaca(entry, record) : ConvertSharegpt(entry, record);
+    }
+
+    private static AlignedExample ConvertAlpaca(DatasetEntry entry, JsonElement record)
+    {
+        var messages = new List<ChatMessage>();
+        if (Value(record, entry.History) is { } history)
+        {
+            if (history.ValueKind != JsonValueKind.Array)
+                throw new InvalidRecordException($"'{entry.History}' must be a list of [prompt, response] pairs, got {JsonKinds.Describe(history)}");
+            int i = 0;
+            foreach (var pair in history.EnumerateArray())
+            {
+                if (pair.ValueKind != JsonValueKind.Array || pair.GetArrayLength() != 2
+                    || pair[0].ValueKind != JsonValueKind.String || pair[1].ValueKind != JsonValueKind.String)
+                    throw new InvalidRecordException($"'{entry.History}'[{i}] must be a [prompt, response] pair of strings");
+                messages.Add(new ChatMessage(ChatRole.User, pair[0].GetString()!));
+                messages.Add(new ChatMessage(ChatRole.Assistant, pair[1].GetString()!));
+                i++;
+            }
+        }
+
+        var query = new[] { OptionalString(record, entry.Prompt), OptionalString(record, entry.Query) }
+            .Where(text => !string.IsNullOrEmpty(text));
+        messages.Add(new ChatMessage(ChatRole.User, string.Join("\n", query)));
+
+        string column = entry.Response!;
+        string response = Value(record, column) switch
+        {
+            null => throw new InvalidRecordException($"'{column}' is missing"),
+            { ValueKind: JsonValueKind.String } value => value.GetString()!,
+            var value => throw new InvalidRecordException($"'{column}' must be a string, got {JsonKinds.Describe(value.Value)}"),
+        };
+        if (response.Length == 0)
+            throw new InvalidRecordException($"'{column}' is empty");
+        messages.Add(new ChatMessage(ChatRole.Assistant, response));
+
+        return new AlignedExample(messages, OptionalString(record, entry.System), ToolsText(record, entry.Tools));
+    }
+
+    private static AlignedExample ConvertSharegpt(DatasetEntry entry, JsonElement record)
+    {
+        string column = entry.Messages!;
+        var list = Value(record, column) ?? throw new InvalidRecordException($"'{column}' is missing");
+        if (list.ValueKind != JsonValueKind.Array)
+            throw new InvalidRecordException($"'{column}' must be a list of messages, got {JsonKinds.Describe(list)}");
+        var raw = new List<(string Role, string Content)>();
+        int index = 0;
+        foreach (var message in list.EnumerateArray())
+            raw.Add(ReadMessage(entry, column, index++, message));
+
+        int start = 0;
+        string? system;
+        if (entry.SystemTag is not null && raw.Count > 0 && raw[0].Role == entry.SystemTag)
+        {
+            system = raw[0].Content;
+            start = 1;
+        }
+        else
+        {
+            system = OptionalString(record, entry.System);
+        }
+
+        string[] promptTags = new[] { entry.UserTag, entry.ObservationTag }.OfType<string>().ToArray();
+        string[] answerTags = new[] { entry.AssistantTag, entry.FunctionTag }.OfType<string>().ToArray();
+        var messages = new List<ChatMessage>();
+        for (int i = start; i < raw.Count; i++)
+        {
+            var (role, content) = raw[i];
+            bool isPrompt = (i - start) % 2 == 0;
+            if (!(isPrompt ? promptTags : answerTags).Contains(role))
+                throw new InvalidRecordException(
+                    $"'{column}'[{i}] has role '{role}' where a {string.Join(" or ", isPrompt ? promptTags : answerTags)} message belongs " +
+                    $"(after an optional first {entry.SystemTag ?? "system"} message, messages alternate {string.Join("|", promptTags)} and {string.Join("|", answerTags)})");
+            messages.Add(role == entry.UserTag ? new ChatMessage(ChatRole.User, content)
+                : role == entry.ObservationTag ? new ChatMessage(ChatRole.Tool, content)
+                : role == entry.AssistantTag ? new ChatMessage(ChatRole.Assistant, content)
+                : new ChatMessage(ChatRole.Assistant, "", FunctionCalls(content, $"'{column}'[{i}]")));
+        }
+
+        if (messages.Count == 0)
+            throw new InvalidRecordException(start == 0 ? $"'{column}' has no messages" : $"'{column}' has only a {entry.SystemTag} message");
+        if (messages.Count % 2 != 0)
+            throw new InvalidRecordException(
+                $"'{column}' ends with a '{raw[^1].Role}' message; the last message must be the answer ({string.Join(" or ", answerTags)})");
+        if (raw[^1].Content.Length == 0)
+            throw new InvalidRecordException($"'{column}'[{raw.Count - 1}] (the response) is empty");
+
+        return new AlignedExample(messages, system, ToolsText(record, entry.Tools));
+    }
+
+    private static (string Role, string Content) ReadMessage(DatasetEntry entry, string column, int index, JsonElement message)
+    {
+        string where = $"'{column}'[{index}]";
+        if (message.ValueKind != JsonValueKind.Object)
+            throw new InvalidRecordException($"{where} must be an object, got {JsonKinds.Describe(message)}");
+        string Field(string key) => Value(message, key) switch
+        {
+            null => throw new InvalidRecordException($"{where} has no '{key}'"),
+            { ValueKind: JsonValueKind.String } value => value.GetString()!,
+            var value => throw new InvalidRecordException($"{where}: '{key}' must be a string, got {JsonKinds.Describe(value.Value)}"),
+        };
+        return (Field(entry.RoleTag!), Field(entry.ContentTag!));
+    }
+
+    /// <summary>
+    /// A function-call message's value as LLaMA-Factory's FunctionFormatter reads it: a JSON object
+    /// <c>{"name", "arguments"}</c> or a list of them (parallel calls); only name and arguments are kept.
+    /// </summary>
+    private static List<ToolCall> FunctionCalls(string content, string where)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(content);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidRecordException($"{where}: the function call is not valid JSON ({JsonKinds.Reason(e)})");
+        }
+        using (doc)
+        {
+            var root = doc.RootElement;
+            var items = root.ValueKind == JsonValueKind.Array ? root.EnumerateArray().ToList() : [root];
+            var calls = new List<ToolCall>();
+            foreach (var call in items)
+            {
+                if (call.ValueKind != JsonValueKind.Object)
+                    throw new InvalidRecordException($"{where}: a function call must be a JSON object {{\"name\", \"arguments\"}} (or a list of them), got {JsonKinds.Describe(call)}");
+                if (Value(call, "name") is not { ValueKind: JsonValueKind.String } name)
+                    throw new InvalidRecordException($"{where}: a function call has no 'name' string");
+                if (!call.TryGetProperty("arguments", out var arguments))
+                    throw new InvalidRecordException($"{where}: function call '{name.GetString()}' has no 'arguments'");
+                calls.Add(new ToolCall(name.GetString()!, arguments.GetRawText()));
+            }
+            if (calls.Count == 0)
+                throw new InvalidRecordException($"{where}: the function call list is empty");
+            return calls;
+        }
+    }
+
+    /// <summary>The tools column as JSON text: a string holding a JSON list of tool objects, or such a list itself.</summary>
+    private static string? ToolsText(JsonElement record, string? column)
+    {
+        if (Value(record, column) is not { } value)
+            return null;
+        string text;
+        if (value.ValueKind == JsonValueKind.String)
+        {
+            text = value.GetString()!;
+            if (text.Length == 0)
+                return text;
+        }
+        else if (value.ValueKind == JsonValueKind.Array)
+        {
+            text = value.GetRawText();
+        }
+        else
+        {
+            throw new InvalidRecordException($"'{column}' must be a JSON string holding a list of tools, got {JsonKinds.Describe(value)}");
+        }
+
+        try
+        {
+            using var doc = JsonDocument.Parse(text);
+            if (doc.RootElement.ValueKind != JsonValueKind.Array)
+                throw new InvalidRecordException($"'{column}' must hold a JSON list of tools, got {JsonKinds.Describe(doc.RootElement)}");
+            int i = 0;
+            foreach (var tool in doc.RootElement.EnumerateArray())
+            {
+                if (tool.ValueKind != JsonValueKind.Object)
+                    throw new InvalidRecordException($"'{column}'[{i}] must be a tool object, got {JsonKinds.Describe(tool)}");
+                i++;
+            }
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidRecordException($"'{column}' is not valid JSON ({JsonKinds.Reason(e)})");
+        }
+        return text;
+    }
+
+    private static string? OptionalString(JsonElement record, string? column) => Value(record, column) switch
+    {
+        null => null,
+        { ValueKind: JsonValueKind.String } value => value.GetString(),
+        var value => throw new InvalidRecordException($"'{column}' must be a string, got {JsonKinds.Describe(value.Value)}"),
+    };
+
+    /// <summary>The value of a mapped column; null when the column is unmapped, absent from the record or JSON null.</summary>
+    private static JsonElement? Value(JsonElement obj, string? key) =>
+        key is not null && obj.TryGetProperty(key, out var value) && value.ValueKind != JsonValueKind.Null ? value : null;
+}

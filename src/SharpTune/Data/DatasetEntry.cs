@@ -1,0 +1,150 @@
+using System.Text.Json;
+
+namespace SharpTune.Data;
+
+public enum DatasetFormatting { Alpaca, Sharegpt }
+
+/// <summary>
+/// One <c>dataset_info.json</c> entry, with LLaMA-Factory's defaults (its <c>DatasetAttr</c>): column names are null
+/// where a column is not used. As in LLaMA-Factory, a <c>columns</c> (or <c>tags</c>) object replaces all the
+/// defaults of its group, so a column it does not list is unused.
+/// </summary>
+public sealed class DatasetEntry
+{
+    private static readonly string[] HubKeys = ["hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name"];
+    private static readonly string[] UnsupportedColumns = ["images", "videos", "audios", "chosen", "rejected", "kto_tag"];
+
+    public required string Name { get; init; }
+
+    /// <summary>File or folder, relative to <c>dataset_dir</c>.</summary>
+    public required string FileName { get; init; }
+
+    public DatasetFormatting Formatting { get; init; } = DatasetFormatting.Alpaca;
+
+    /// <summary>Use this many records, drawn at random (repeating records when it exceeds the dataset).</summary>
+    public int? NumSamples { get; init; }
+
+    // Alpaca columns.
+    public string? Prompt { get; init; } = "instruction";
+    public string? Query { get; init; } = "input";
+    public string? Response { get; init; } = "output";
+    public string? History { get; init; }
+
+    // Sharegpt column.
+    public string? Messages { get; init; } = "conversations";
+
+    // Both formats.
+    public string? System { get; init; }
+    public string? Tools { get; init; }
+
+    // Sharegpt tags: the keys of a message and the role values.
+    public string? RoleTag { get; init; } = "from";
+    public string? ContentTag { get; init; } = "value";
+    public string? UserTag { get; init; } = "human";
+    public string? AssistantTag { get; init; } = "gpt";
+    public string? ObservationTag { get; init; } = "observation";
+    public string? FunctionTag { get; init; } = "function_call";
+    public string? SystemTag { get; init; } = "system";
+
+    /// <summary>
+    /// Reads one entry; <paramref name="source"/> names where it came from, for messages. SharpTune reads local files
+    /// only, so an entry with a <c>file_name</c> uses it even when it also names a hub address (which LLaMA-Factory
+    /// would download instead).
+    /// </summary>
+    /// <exception cref="InvalidDataException">Malformed, or an entry SFT cannot use here (hub/script data, preference, KTO or multimodal data).</exception>
+    public static DatasetEntry Parse(string name, JsonElement info, string source)
+    {
+        string where = $"{source}: dataset '{name}'";
+        if (info.ValueKind != JsonValueKind.Object)
+            throw new InvalidDataException($"{where}: the entry must be a JSON object, got {JsonKinds.Describe(info)}");
+
+        string? fileName = OptionalString(info, "file_name", where);
+        if (fileName is null)
+        {
+            foreach (string key in HubKeys)
+            {
+                if (OptionalString(info, key, where) is { } remote)
+                    throw new InvalidDataException(
+                        $"{where}: it is read from {key} '{remote}', which SharpTune does not support here; download the data into the dataset folder and register it with file_name");
+            }
+            throw new InvalidDataException($"{where}: the entry has no file_name");
+        }
+
+        if (info.TryGetProperty("ranking", out var ranking) && ranking.ValueKind == JsonValueKind.True)
+            throw new InvalidDataException($"{where}: it is a preference dataset (ranking: true); supervised fine-tuning cannot use it");
+        if (OptionalString(info, "split", where) is { } split && split != "train")
+            throw new InvalidDataException($"{where}: split '{split}' does not exist in a local file (only 'train')");
+
+        var formatting = OptionalString(info, "formatting", where) switch
+        {
+            null or "alpaca" => DatasetFormatting.Alpaca,
+            "sharegpt" => DatasetFormatting.Sharegpt,
+            var other => throw new InvalidDataException($"{where}: formatting '{other}' is not supported (alpaca or sharegpt)"),
+        };
+
+        int? numSamples = null;
+        if (info.TryGetProperty("num_samples", out var n) && n.ValueKind != JsonValueKind.Null)
+        {
+            if (n.ValueKind != JsonValueKind.Number || !n.TryGetInt32(out int count) || count <= 0)
+                throw new InvalidDataException($"{where}: num_samples must be a positive integer, got {n.GetRawText()}");
+            numSamples = count;
+        }
+
+        var defaults = new DatasetEntry { Name = name, FileName = fileName };
+        var columns = Group(info, "columns", where);
+        if (columns is { } c)
+        {
+            string columnsWhere = where + ": columns";
+            foreach (string unsupported in UnsupportedColumns)
+            {
+                if (OptionalString(c, unsupported, columnsWhere) is not null)
+                    throw new InvalidDataException(
+                        $"{where}: the '{unsupported}' column is for {(unsupported is "images" or "videos" or "audios" ? "multimodal" : "preference/KTO")} training, which SharpTune's supervised fine-tuning cannot use");
+            }
+        }
+        var tags = Group(info, "tags", where);
+        string? Column(string key, string? fallback) => columns is { } c ? OptionalString(c, key, where + ": columns") : fallback;
+        string? Tag(string key, string? fallback) => tags is { } t ? OptionalString(t, key, where + ": tags") : fallback;
+        var entry = new DatasetEntry
+        {
+            Name = name, FileName = fileName, Formatting = formatting, NumSamples = numSamples,
+            Prompt = Column("prompt", defaults.Prompt), Query = Column("query", defaults.Query), Response = Column("response", defaults.Response),
+            History = Column("history", defaults.History), Messages = Column("messages", defaults.Messages),
+            System = Column("system", defaults.System), Tools = Column("tools", defaults.Tools),
+            RoleTag = Tag("role_tag", defaults.RoleTag), ContentTag = Tag("content_tag", defaults.ContentTag),
+            UserTag = Tag("user_tag", defaults.UserTag), AssistantTag = Tag("assistant_tag", defaults.AssistantTag),
+            ObservationTag = Tag("observation_tag", defaults.ObservationTag), FunctionTag = Tag("function_tag", defaults.FunctionTag),
+            SystemTag = Tag("system_tag", defaults.SystemTag),
+        };
+
+        if (entry.Formatting == DatasetFormatting.Alpaca && entry.Response is null)
+            throw new InvalidDataException($"{where}: columns does not name the 'response' column, so the records have no answers to train on");
+        if (entry.Formatting == DatasetFormatting.Sharegpt)
+        {
+            if (entry.Messages is null)
+                throw new InvalidDataException($"{where}: columns does not name the 'messages' column (sharegpt)");
+            if (entry.RoleTag is null || entry.ContentTag is null || entry.UserTag is null || entry.AssistantTag is null)
+                throw new InvalidDataException($"{where}: tags must name role_tag, content_tag, user_tag and assistant_tag");
+        }
+        return entry;
+    }
+
+    /// <summary>The <c>columns</c> or <c>tags</c> object, null when absent.</summary>
+    private static JsonElement? Group(JsonElement info, string key, string where)
+    {
+        if (!info.TryGetProperty(key, out var group) || group.ValueKind == JsonValueKind.Null)
+            return null;
+        if (group.ValueKind != JsonValueKind.Object)
+            throw new InvalidDataException($"{where}: {key} must be an object, got {JsonKinds.Describe(group)}");
+        return group;
+    }
+
+    private static string? OptionalString(JsonElement obj, string key, string where)
+    {
+        if (!obj.TryGetProperty(key, out var value) || value.ValueKind == JsonValueKind.Null)
+            return null;
+        if (value.ValueKind != JsonValueKind.String)
+            throw new InvalidDataException($"{where}: '{key}' must be a string, got {JsonKinds.Describe(value)}");
+        return value.GetString();
+    }
+}

@@ -1,0 +1,172 @@
+using SharpTune.Hparams;
+using SharpTune.Templates;
+using SharpTune.Tokenization;
+using SharpTune.Training;
+
+namespace SharpTune.Data;
+
+/// <summary>The trainer's data: tokenized train and eval examples and the report of how they were made.</summary>
+public sealed record PreparedData(IReadOnlyList<SupervisedExample> Train, IReadOnlyList<SupervisedExample> Eval, DataReport Report);
+
+/// <summary>
+/// Dataset preparation for supervised fine-tuning, in LLaMA-Factory's order: each registered dataset is read
+/// (<c>num_samples</c>, then <c>max_samples</c> = its first N records), converted and tokenized; the datasets are
+/// concatenated in the order given; optionally packed; then <c>val_size</c> splits off an eval set, unless
+/// <c>eval_dataset</c> gives one.
+/// </summary>
+public static class SupervisedDatasets
+{
+    /// <summary>Reads, converts and tokenizes the datasets named by <paramref name="args"/>.</summary>
+    /// <param name="template">The chat template (by name or detected); <c>default_system</c>/<c>tool_format</c> are applied here.</param>
+    /// <param name="seed">Seed of the <c>val_size</c> split and of <c>num_samples</c> draws.</param>
+    /// <exception cref="InvalidDataException">
+    /// A malformed file or record: "file: record N: reason" (JSON Lines: "file: line N: reason"). In strict mode (the
+    /// default) the first malformed record stops loading; with <see cref="DataArguments.SkipInvalidRecords"/> they are
+    /// skipped and counted in the report.
+    /// </exception>
+    public static PreparedData Load(DataArguments args, Tokenizer tokenizer, ChatTemplate template, int seed)
+    {
+        var trainNames = SplitNames(args.Dataset);
+        var evalNames = SplitNames(args.EvalDataset);
+        if (trainNames.Count == 0)
+            throw new ArgumentException("dataset: no dataset given (name one or more datasets from dataset_info.json, comma-separated)");
+        if (args.ValSize < 0 || double.IsNaN(args.ValSize))
+            throw new ArgumentException($"val_size must be a fraction in (0, 1) or a number of examples, got {args.ValSize}");
+        if (evalNames.Count > 0 && args.ValSize > 1e-6)
+            throw new ArgumentException("val_size cannot be used together with eval_dataset");
+        if (args.MaxSamples is <= 0)
+            throw new ArgumentException($"max_samples must be positive, got {args.MaxSamples}");
+
+        var processor = SupervisedProcessor.ForData(tokenizer, template, args);
+        var registry = DatasetRegistry.Load(args.DatasetDir);
+        var report = new DataReport();
+        var train = LoadAll(registry, trainNames, "train", processor, args, seed, report);
+        var eval = LoadAll(registry, evalNames, "eval", processor, args, seed, report);
+        if (train.Count == 0)
+            throw new InvalidDataException($"dataset {string.Join(", ", trainNames)}: no usable examples (all {report.SkippedRecords} records were malformed)");
+
+        if (args.Packing)
+        {
+            train = SequencePacker.Pack(train, args.CutoffLen);
+            eval = SequencePacker.Pack(eval, args.CutoffLen);
+            report.Packed = true;
+        }
+        if (args.ValSize > 1e-6)
+            (train, eval) = SplitOff(train, args.ValSize, seed);
+
+        report.TrainExamples = train.Count;
+        report.EvalExamples = eval.Count;
+        return new PreparedData(train, eval, report);
+    }
+
+    /// <summary>
+    /// Hugging Face's <c>train_test_split(test_size, seed)</c> as LLaMA-Factory calls it: a fraction takes
+    /// ceil(fraction × n) examples, a number ≥ 1 that many (its integer part); the held-out examples are the first
+    /// ones of a seeded permutation and the training examples the rest, in permutation order. The permutation comes
+    /// from <see cref="SeededRandom"/>, not numpy, so the same seed picks other examples than LLaMA-Factory would.
+    /// </summary>
+    public static (List<SupervisedExample> Train, List<SupervisedExample> Eval) SplitOff(IReadOnlyList<SupervisedExample> examples, double valSize, int seed)
+    {
+        int n = examples.Count;
+        int evalCount = valSize < 1 ? (int)Math.Ceiling(valSize * n) : (int)valSize;
+        if (evalCount <= 0 || evalCount >= n)
+            throw new ArgumentException($"val_size {valSize} would hold out {evalCount} of {n} examples; it must leave at least one example for each of train and eval");
+        var order = Enumerable.Range(0, n).ToArray();
+        new SeededRandom(unchecked((ulong)seed)).Shuffle(order);
+        return (order[evalCount..].Select(i => examples[i]).ToList(), order[..evalCount].Select(i => examples[i]).ToList());
+    }
+
+    private static List<string> SplitNames(IEnumerable<string> names) =>
+        names.SelectMany(n => n.Split(',')).Select(n => n.Trim()).Where(n => n.Length > 0).ToList();
+
+    private static List<SupervisedExample> LoadAll(DatasetRegistry registry, List<string> names, string split,
+        SupervisedProcessor processor, DataArguments args, int seed, DataReport report)
+    {
+        var all = new List<SupervisedExample>();
+        foreach (string name in names)
+            all.AddRange(LoadOne(registry, registry.Get(name), split, processor, args, seed, report));
+        return all;
+    }
+
+    /// <summary>One record on its way to an example: converted, or the reason it cannot be.</summary>
+    private sealed class Item(string location)
+    {
+        public string Location { get; } = location;
+        public AlignedExample? Aligned { get; set; }
+        public SupervisedExample? Example { get; set; }
+        public string? Problem { get; set; }
+    }
+
+    private static List<SupervisedExample> LoadOne(DatasetRegistry registry, DatasetEntry entry, string split,
+        SupervisedProcessor processor, DataArguments args, int seed, DataReport report)
+    {
+        // max_samples keeps the first N records, so without num_samples the rest need not be converted at all.
+        int limit = entry.NumSamples is null && args.MaxSamples is int max ? max : int.MaxValue;
+        // Strict mode stops reading at the first record that cannot be converted; the records before it are still
+        // encoded below, since one of them may fail to encode and is then the first bad record.
+        bool strict = !args.SkipInvalidRecords && entry.NumSamples is null;
+        var items = new List<Item>();
+        foreach (var (path, display) in DatasetFiles.Resolve(registry.DatasetDir, entry))
+        {
+            foreach (var raw in DatasetFiles.Read(path, display))
+            {
+                if (items.Count >= limit) break;
+                var item = new Item(raw.Location);
+                try
+                {
+                    item.Aligned = DatasetConverter.Convert(entry, raw.Value);
+                }
+                catch (InvalidRecordException e)
+                {
+                    item.Problem = e.Message;
+                }
+                items.Add(item);
+                if (strict && item.Problem is not null) break;
+            }
+            if (strict && items.Count > 0 && items[^1].Problem is not null) break;
+        }
+        if (items.Count == 0)
+            throw new InvalidDataException($"dataset '{entry.Name}' ({entry.FileName}) holds no records");
+
+        if (entry.NumSamples is int numSamples)
+            items = DrawSamples(items, numSamples, seed);
+        if (args.MaxSamples is int maxSamples && items.Count > maxSamples)
+            items = items.GetRange(0, maxSamples);
+
+        Parallel.ForEach(items, item =>
+        {
+            if (item.Aligned is null) return;
+            try
+            {
+                item.Example = processor.Encode(item.Aligned);
+                item.Aligned = null;
+            }
+            catch (InvalidRecordException e)
+            {
+                item.Problem = e.Message;
+            }
+        });
+
+        var skipped = items.Where(i => i.Problem is not null).Select(i => $"{i.Location}: {i.Problem}").ToList();
+        if (skipped.Count > 0 && !args.SkipInvalidRecords)
+            throw new InvalidDataException(skipped[0]);
+        var examples = items.Where(i => i.Example is not null).Select(i => i.Example!).ToList();
+        report.Add(new DatasetSummary(entry.Name, split, items.Count, examples.Count, skipped.Count), skipped);
+        return examples;
+    }
+
+    /// <summary>
+    /// LLaMA-Factory's <c>num_samples</c>: a random selection without repeats, topped up with random repeats when
+    /// more samples are asked for than there are records (seeded here rather than by numpy's global generator).
+    /// </summary>
+    private static List<Item> DrawSamples(List<Item> items, int count, int seed)
+    {
+        var random = new SeededRandom(unchecked((ulong)seed));
+        var order = Enumerable.Range(0, items.Count).ToArray();
+        random.Shuffle(order);
+        var picked = order.Take(count).Select(i => items[i]).ToList();
+        while (picked.Count < count)
+            picked.Add(items[random.NextInt(items.Count)]);
+        return picked;
+    }
+}

@@ -1,0 +1,159 @@
+using System.Collections.Concurrent;
+using SharpTune.Hparams;
+using SharpTune.Templates;
+using SharpTune.Tokenization;
+
+namespace SharpTune.Data;
+
+/// <summary>
+/// LLaMA-Factory's <c>SupervisedDatasetProcessor</c> for one aligned example: every slot text is tokenized on its own
+/// (the first prompt is the head's ids followed by the first user block's ids), turns are cut to <c>cutoff_len</c>
+/// by <see cref="InferSeqLen"/> (last turn first with <c>mask_history</c>), and prompt labels are -100 unless
+/// <c>train_on_prompt</c>.
+/// </summary>
+public sealed class SupervisedProcessor
+{
+    private readonly Tokenizer tokenizer;
+    private readonly ChatTemplate template;
+    private readonly int cutoffLen;
+    private readonly bool trainOnPrompt;
+    private readonly bool maskHistory;
+    private readonly int eosTokenId;
+
+    // Most records of a dataset share their head (default system prompt, or one tool list), so its ids are reused.
+    private const int MaxCachedHeads = 256;
+    private readonly ConcurrentDictionary<string, int[]> headIds = new(StringComparer.Ordinal);
+
+    /// <param name="template">The template as the data arguments set it up (see <see cref="ForData"/>).</param>
+    public SupervisedProcessor(Tokenizer tokenizer, ChatTemplate template, int cutoffLen, bool trainOnPrompt, bool maskHistory)
+    {
+        if (cutoffLen <= 0)
+            throw new ArgumentException($"cutoff_len must be positive, got {cutoffLen}");
+        if (trainOnPrompt && maskHistory)
+            throw new ArgumentException("train_on_prompt and mask_history cannot be used together (LLaMA-Factory rejects the pair)");
+        if (trainOnPrompt && template.EfficientEos)
+            throw new ArgumentException($"template '{template.Name}' does not support train_on_prompt (its answers carry no eos of their own)");
+        this.tokenizer = tokenizer;
+        this.template = template;
+        this.cutoffLen = cutoffLen;
+        this.trainOnPrompt = trainOnPrompt;
+        this.maskHistory = maskHistory;
+        eosTokenId = -1;
+        if (template.EfficientEos)
+        {
+            string eos = template.EosToken ?? throw new ArgumentException($"template '{template.Name}' appends an eos token, but none is bound (WithEosToken)");
+            eosTokenId = tokenizer.TokenToId(eos) ?? throw new ArgumentException($"the tokenizer has no token '{eos}' (template '{template.Name}' eos)");
+        }
+    }
+
+    /// <summary>
+    /// A processor for the data arguments: <c>default_system</c> and <c>tool_format</c> change the template as
+    /// LLaMA-Factory's <c>get_template_and_fix_tokenizer</c> does, the other settings go to the processor.
+    /// </summary>
+    public static SupervisedProcessor ForData(Tokenizer tokenizer, ChatTemplate template, DataArguments args)
+    {
+        if (args.DefaultSystem is not null) template = template.WithDefaultSystem(args.DefaultSystem);
+        if (args.ToolFormat is not null) template = template.WithToolFormat(args.ToolFormat);
+        return new SupervisedProcessor(tokenizer, template, args.CutoffLen, args.TrainOnPrompt, args.MaskHistory);
+    }
+
+    public int CutoffLen => cutoffLen;
+
+    /// <exception cref="InvalidRecordException">The template cannot encode the example (e.g. tools with a template that has no tool format).</exception>
+    public SupervisedExample Encode(AlignedExample example)
+    {
+        TurnTexts texts;
+        try
+        {
+            texts = template.EncodeTurns(example.Messages, example.System, example.Tools);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidRecordException(e.Message);
+        }
+
+        var pairs = new List<(int[] Source, int[] Target)>(texts.Pairs.Count);
+        foreach (var (prompt, answer) in texts.Pairs)
+        {
+            int[] source = tokenizer.Encode(prompt);
+            if (pairs.Count == 0 && texts.Head.Length > 0)
+                source = [.. HeadIds(texts.Head), .. source];
+            pairs.Add((source, tokenizer.Encode(answer)));
+        }
+        if (maskHistory) pairs.Reverse();
+
+        var kept = new List<(int[] Ids, int[] Labels)>(pairs.Count);
+        int total = template.EfficientEos ? 1 : 0;
+        for (int turn = 0; turn < pairs.Count; turn++)
+        {
+            if (total >= cutoffLen) break;
+            var (source, target) = pairs[turn];
+            var (sourceLen, targetLen) = InferSeqLen(source.Length, target.Length, cutoffLen - total);
+            total += sourceLen + targetLen;
+
+            var ids = new int[sourceLen + targetLen];
+            var labels = new int[sourceLen + targetLen];
+            source.AsSpan(0, sourceLen).CopyTo(ids);
+            target.AsSpan(0, targetLen).CopyTo(ids.AsSpan(sourceLen));
+            if (trainOnPrompt)
+            {
+                source.AsSpan(0, sourceLen).CopyTo(labels);
+            }
+            else
+            {
+                labels.AsSpan(0, sourceLen).Fill(SupervisedCollator.IgnoreIndex);
+                // With efficient_eos the previous answer has no eos of its own, so the next prompt's first label trains it.
+                if (template.EfficientEos && turn != 0 && sourceLen > 0) labels[0] = eosTokenId;
+            }
+            if (maskHistory && turn != 0)
+                labels.AsSpan(sourceLen).Fill(SupervisedCollator.IgnoreIndex);
+            else
+                target.AsSpan(0, targetLen).CopyTo(labels.AsSpan(sourceLen));
+            kept.Add((ids, labels));
+        }
+        // mask_history worked from the last turn back; the kept turns still go out in conversation order.
+        if (maskHistory) kept.Reverse();
+
+        var inputIds = new List<int>(total);
+        var allLabels = new List<int>(total);
+        foreach (var (ids, labels) in kept)
+        {
+            inputIds.AddRange(ids);
+            allLabels.AddRange(labels);
+        }
+        if (template.EfficientEos)
+        {
+            inputIds.Add(eosTokenId);
+            allLabels.Add(eosTokenId);
+        }
+        var mask = new int[inputIds.Count];
+        Array.Fill(mask, 1);
+        return new SupervisedExample(inputIds.ToArray(), mask, allLabels.ToArray());
+    }
+
+    private int[] HeadIds(string head)
+    {
+        if (headIds.TryGetValue(head, out var ids)) return ids;
+        ids = tokenizer.Encode(head);
+        if (headIds.Count < MaxCachedHeads) headIds.TryAdd(head, ids);
+        return ids;
+    }
+
+    /// <summary>
+    /// LLaMA-Factory's <c>infer_seqlen</c>: how many source and target tokens of a turn fit in <paramref name="budget"/>.
+    /// A short target is kept whole, else a short source is, else both shrink in proportion.
+    /// </summary>
+    public static (int SourceLen, int TargetLen) InferSeqLen(int sourceLen, int targetLen, int budget)
+    {
+        int maxTargetLen;
+        if (targetLen * 2 < budget)
+            maxTargetLen = budget;
+        else if (sourceLen * 2 < budget)
+            maxTargetLen = budget - sourceLen;
+        else
+            maxTargetLen = (int)(budget * ((double)targetLen / (sourceLen + targetLen)));
+        int newTargetLen = Math.Min(maxTargetLen, targetLen);
+        int newSourceLen = Math.Min(Math.Max(budget - newTargetLen, 0), sourceLen);
+        return (newSourceLen, newTargetLen);
+    }
+}
