@@ -57,3 +57,28 @@ internal static class TrainingFixtures
         }
     }
 }
+
+/// <summary>
+/// torch.optim.AdamW over one parameter group, as the fixtures ran it: weight decay on every parameter, norms and
+/// biases included. Mirrors share each parameter's values; gradients are copied in before each step.
+/// </summary>
+internal sealed class SingleGroupAdamW
+{
+    private readonly IReadOnlyList<Parameter> _parameters;
+    private readonly Parameter[] _mirrors;
+    private readonly SharpTune.Training.Optim.AdamW _optimizer;
+
+    public SingleGroupAdamW(IReadOnlyList<Parameter> parameters, double weightDecay)
+    {
+        _parameters = parameters;
+        _mirrors = parameters.Select(p => new Parameter(p.Name, p.Shape, p.Data) { WeightDecay = true }).ToArray();
+        _optimizer = new SharpTune.Training.Optim.AdamW(_mirrors, weightDecay: weightDecay);
+    }
+
+    public void Step(double lr, double maxGradNorm)
+    {
+        for (int i = 0; i < _parameters.Count; i++) _parameters[i].Grad.CopyTo(_mirrors[i].Grad, 0);
+        SharpTune.Training.Optim.GradientClipping.Clip(_mirrors, maxGradNorm);
+        _optimizer.Update(lr);
+    }
+}

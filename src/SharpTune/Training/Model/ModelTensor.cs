@@ -18,5 +18,7 @@ public sealed class ModelTensor(string name, int[] shape, float[] data)
     /// <summary>Biases and norm weights, which transformers' Trainer exempts from weight decay.</summary>
     public bool IsBiasOrNorm => Name.EndsWith(".bias", StringComparison.Ordinal) || Name.EndsWith("norm.weight", StringComparison.Ordinal);
 
-    public Parameter MakeTrainable() => Parameter ??= new Parameter(Name, Shape, Data) { WeightDecay = !IsBiasOrNorm };
+    /// <summary>Marks the tensor trainable; the parameter is named parameterName (a PEFT key) or the HF name.</summary>
+    public Parameter MakeTrainable(string? parameterName = null) =>
+        Parameter ??= new Parameter(parameterName ?? Name, Shape, Data) { WeightDecay = !IsBiasOrNorm };
 }
