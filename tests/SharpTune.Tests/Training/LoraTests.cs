@@ -22,7 +22,7 @@ public sealed class LoraTests
         var loss = model.ForwardBackward(TrainingFixtures.Batch(), 1f, new SeededRandom(1));
         Assert.Equal(expectedLoss, loss.Mean, 1e-5 * expectedLoss);
         TrainingFixtures.AssertGradients(model.TrainableParameters, TrainingFixtures.Read(Path.Combine(adapter, "reference", "lora_grads.safetensors")));
-        Assert.Empty(model.Decoder.Tensors.Where(t => t.IsTrainable));
+        Assert.DoesNotContain(model.Decoder.Tensors, t => t.IsTrainable);
     }
 
     [Fact]
