@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using SharpTune.Data;
 using SharpTune.Engine;
 using SharpTune.IO.Safetensors;
@@ -228,10 +229,16 @@ public sealed class TrainableDecoder
                 {
                     var logits = b.ChunkLogits.AsSpan(i * v, v);
                     int target = lossRows[chunkStart + i].Target;
-                    double logSumExp = CausalLmLoss.LogSumExp(logits);
-                    rowLoss[i] = logSumExp - logits[target];
+                    float targetLogit = logits[target];
+                    // Vectorised exp of the max-shifted logits in place; their sum is taken in double.
+                    float max = TensorPrimitives.Max(logits);
+                    TensorPrimitives.Subtract(logits, max, logits);
+                    TensorPrimitives.Exp(logits, logits);
+                    double sum = 0;
+                    foreach (float e in logits) sum += e;
+                    rowLoss[i] = max + Math.Log(sum) - targetLogit;
                     if (!backward) continue;
-                    for (int j = 0; j < v; j++) logits[j] = (float)Math.Exp(logits[j] - logSumExp) * coefficient;
+                    TensorPrimitives.Multiply(logits, (float)(coefficient / sum), logits);
                     logits[target] -= coefficient;
                 }
             });
