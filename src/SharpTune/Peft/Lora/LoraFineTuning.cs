@@ -1,0 +1,167 @@
+using SharpTune.Data;
+using SharpTune.Hparams;
+using SharpTune.Training;
+using SharpTune.Training.Model;
+
+namespace SharpTune.Peft.Lora;
+
+/// <summary>
+/// LoRA fine-tuning: the decoder's weights are frozen, LoRA adapters wrap the targeted Linears of every layer, and
+/// additional_target modules (PEFT's modules_to_save) are trained in full. Saves a PEFT adapter folder.
+/// </summary>
+public sealed class LoraFineTuning : ITrainableModel
+{
+    /// <summary>What lora_target "all" means for this decoder: every Linear inside the layers (lm_head excluded).</summary>
+    public static readonly IReadOnlyList<string> AllLinearModules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+    public TrainableDecoder Decoder { get; }
+    public IReadOnlyList<LoraLinearAdapter> Adapters { get; }
+    /// <summary>Decoder tensors trained in full and saved next to the adapter.</summary>
+    public IReadOnlyList<ModelTensor> ModulesToSaveTensors { get; }
+    public int Rank { get; }
+    public double Alpha { get; }
+    public double Dropout { get; }
+    public bool UseRslora { get; }
+    public IReadOnlyList<string> ModulesToSave { get; }
+    public IReadOnlyList<Parameter> TrainableParameters { get; }
+    public long TotalParameterCount { get; }
+
+    private LoraFineTuning(TrainableDecoder decoder, IReadOnlyList<LoraLinearAdapter> adapters, IReadOnlyList<string> modulesToSave,
+        int rank, double alpha, double dropout, bool useRslora)
+    {
+        Decoder = decoder;
+        Adapters = adapters;
+        Rank = rank;
+        Alpha = alpha;
+        Dropout = dropout;
+        UseRslora = useRslora;
+        ModulesToSave = modulesToSave;
+        ModulesToSaveTensors = MatchModulesToSave(decoder, modulesToSave);
+        var parameters = new List<Parameter>();
+        foreach (var adapter in adapters) parameters.AddRange(adapter.Parameters);
+        foreach (var t in ModulesToSaveTensors) parameters.Add(t.MakeTrainable(LoraAdapterFile.KeyPrefix + t.Name));
+        TrainableParameters = parameters;
+        // PEFT counts the frozen originals of modules_to_save next to their trainable copies.
+        TotalParameterCount = decoder.Tensors.Sum(t => (long)t.Data.Length) + parameters.Sum(p => (long)p.Length);
+    }
+
+    /// <summary>New adapters as LLaMA-Factory creates them from lora_rank, lora_alpha, lora_dropout, lora_target, use_rslora, additional_target.</summary>
+    public static LoraFineTuning CreateNew(TrainableDecoder decoder, FinetuningArguments args, SeededRandom initRandom)
+    {
+        if (args.LoraRank <= 0) throw new ArgumentException($"lora_rank must be positive, got {args.LoraRank}");
+        var targets = args.LoraTarget.Count == 1 && args.LoraTarget[0] == "all" ? AllLinearModules : args.LoraTarget;
+        foreach (string target in targets)
+            if (!decoder.Linears.Any(l => l.ModuleName == target))
+                throw new ArgumentException($"lora_target: module '{target}' is not a Linear of the decoder layers (choose from {string.Join(", ", AllLinearModules)}, or all)");
+        double alpha = args.EffectiveLoraAlpha;
+        float scaling = (float)(args.UseRslora ? alpha / Math.Sqrt(args.LoraRank) : alpha / args.LoraRank);
+        var adapters = new List<LoraLinearAdapter>();
+        foreach (var linear in decoder.Linears)
+        {
+            if (!targets.Contains(linear.ModuleName)) continue;
+            var adapter = LoraLinearAdapter.CreateNew(linear, args.LoraRank, scaling, (float)args.LoraDropout, initRandom);
+            linear.Adapter = adapter;
+            adapters.Add(adapter);
+        }
+        return new LoraFineTuning(decoder, adapters, args.AdditionalTarget, args.LoraRank, alpha, args.LoraDropout, args.UseRslora);
+    }
+
+    /// <summary>Continues training a saved PEFT adapter (its own config decides rank, alpha, dropout and targets).</summary>
+    public static LoraFineTuning Resume(TrainableDecoder decoder, string adapterDirectory)
+    {
+        var config = LoraConfig.Load(adapterDirectory);
+        var adapters = Attach(decoder, adapterDirectory, config, out var extra);
+        var model = new LoraFineTuning(decoder, adapters, config.ModulesToSave, config.Rank, config.Alpha, config.Dropout, config.UseRslora);
+        foreach (var t in model.ModulesToSaveTensors)
+        {
+            if (!extra.TryGetValue(t.Name, out var saved))
+                throw new InvalidDataException($"{adapterDirectory}: modules_to_save tensor '{t.Name}' is missing from {LoraAdapterFile.FileName}");
+            if (saved.Data.Length != t.Data.Length)
+                throw new InvalidDataException($"{adapterDirectory}: '{t.Name}' holds {saved.Data.Length} values, the model's has {t.Data.Length}");
+            saved.Data.CopyTo(t.Data, 0);
+        }
+        return model;
+    }
+
+    /// <summary>Folds a saved adapter into the decoder's weights (W + s·B·A, modules_to_save copied), as merge_and_unload does.</summary>
+    public static void MergeInto(TrainableDecoder decoder, string adapterDirectory)
+    {
+        var config = LoraConfig.Load(adapterDirectory);
+        var adapters = Attach(decoder, adapterDirectory, config, out var extra);
+        foreach (var adapter in adapters)
+        {
+            var linear = decoder.Linears.First(l => l.ModulePath == adapter.ModulePath);
+            adapter.MergeInto(linear.Weight.Data);
+            linear.Adapter = null;
+        }
+        foreach (var t in decoder.Tensors)
+            if (extra.TryGetValue(t.Name, out var saved) && saved.Data.Length == t.Data.Length)
+                saved.Data.CopyTo(t.Data, 0);
+    }
+
+    private static List<LoraLinearAdapter> Attach(TrainableDecoder decoder, string adapterDirectory, LoraConfig config,
+        out Dictionary<string, (long[] Shape, float[] Data)> extra)
+    {
+        var (pairs, others) = LoraAdapterFile.Load(adapterDirectory, config.Rank);
+        extra = others;
+        var linears = decoder.Linears.ToDictionary(l => l.ModulePath, StringComparer.Ordinal);
+        var adapters = new List<LoraLinearAdapter>();
+        foreach (var linear in decoder.Linears)
+        {
+            if (!pairs.TryGetValue(linear.ModulePath, out var pair)) continue;
+            if (pair.InFeatures != linear.InFeatures || pair.OutFeatures != linear.OutFeatures)
+                throw new InvalidDataException($"{adapterDirectory}: {linear.ModulePath} adapter is {pair.OutFeatures}×{pair.InFeatures}, the model's Linear is {linear.OutFeatures}×{linear.InFeatures}");
+            var adapter = new LoraLinearAdapter(linear.ModulePath, config.Rank, linear.InFeatures, linear.OutFeatures, (float)config.Scaling,
+                (float)config.Dropout, pair.A, pair.B);
+            linear.Adapter = adapter;
+            adapters.Add(adapter);
+        }
+        foreach (string module in pairs.Keys)
+            if (!linears.ContainsKey(module))
+                throw new InvalidDataException($"{adapterDirectory}: adapter module '{module}' is not a Linear of this model");
+        return adapters;
+    }
+
+    /// <summary>PEFT's rule: a module is saved in full when its path ends with one of the names.</summary>
+    private static List<ModelTensor> MatchModulesToSave(TrainableDecoder decoder, IReadOnlyList<string> names)
+    {
+        var tensors = new List<ModelTensor>();
+        foreach (string name in names)
+        {
+            var matched = decoder.Tensors.Where(t => ModulePathOf(t.Name).EndsWith(name, StringComparison.Ordinal)).ToList();
+            if (matched.Count == 0) throw new ArgumentException($"additional_target: module '{name}' is not found in the model");
+            foreach (var t in matched)
+                if (!tensors.Contains(t)) tensors.Add(t);
+        }
+        return tensors;
+    }
+
+    private static string ModulePathOf(string parameterName) => parameterName[..parameterName.LastIndexOf('.')];
+
+    public LossResult ForwardBackward(TrainingBatch batch, float gradScale, SeededRandom random) => Decoder.ForwardBackward(batch, gradScale, random);
+
+    public LossResult Evaluate(TrainingBatch batch) => Decoder.Evaluate(batch);
+
+    /// <summary>adapter_config.json + adapter_model.safetensors (float32, PEFT keys), base_model_name_or_path = the base folder.</summary>
+    public void Save(string directory)
+    {
+        var config = new LoraConfig
+        {
+            Rank = Rank,
+            Alpha = Alpha,
+            Dropout = Dropout,
+            UseRslora = UseRslora,
+            TargetModules = Adapters.Select(a => a.ModulePath[(a.ModulePath.LastIndexOf('.') + 1)..]).Distinct().Order(StringComparer.Ordinal).ToArray(),
+            ModulesToSave = ModulesToSave,
+            BaseModelNameOrPath = Decoder.Directory,
+        };
+        LoraAdapterFile.Save(directory,
+            Adapters.Select(a => new LoraPair(a.ModulePath, a.A.Data, a.B.Data, a.Rank, a.InFeatures, a.OutFeatures)),
+            ModulesToSaveTensors.Select(t => (t.Name, t.Shape.Select(d => (long)d).ToArray(), t.Data)));
+        config.Save(directory);
+    }
+
+    public void Dispose()
+    {
+    }
+}

@@ -1,0 +1,117 @@
+using SharpTune.Engine;
+using SharpTune.Training;
+using SharpTune.Training.Model;
+
+namespace SharpTune.Peft.Lora;
+
+/// <summary>
+/// PEFT's LoRA on one Linear: y += s · (dropout(x) · Aᵀ) · Bᵀ with A [r × in], B [out × r], s = alpha/r (alpha/√r
+/// with rsLoRA). Forward and backward side by side; the dropout mask of a training pass is kept so that gradient
+/// checkpointing's recomputation sees the same mask.
+/// </summary>
+public sealed unsafe class LoraLinearAdapter : ILinearAdapter
+{
+    public string ModulePath { get; }
+    public int Rank { get; }
+    public int InFeatures { get; }
+    public int OutFeatures { get; }
+    public float Scaling { get; }
+    public float Dropout { get; }
+    public Parameter A { get; }
+    public Parameter B { get; }
+    public IReadOnlyList<Parameter> Parameters { get; }
+
+    private float[] _xa = [], _dxa = [], _mask = [], _dropped = [], _dxScratch = [];
+
+    public LoraLinearAdapter(string modulePath, int rank, int inFeatures, int outFeatures, float scaling, float dropout, float[] a, float[] b)
+    {
+        if (dropout is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(dropout), $"lora_dropout must lie in [0, 1), got {dropout}");
+        ModulePath = modulePath;
+        Rank = rank;
+        InFeatures = inFeatures;
+        OutFeatures = outFeatures;
+        Scaling = scaling;
+        Dropout = dropout;
+        A = new Parameter(LoraAdapterFile.KeyA(modulePath), [rank, inFeatures], a);
+        B = new Parameter(LoraAdapterFile.KeyB(modulePath), [outFeatures, rank], b);
+        Parameters = [A, B];
+    }
+
+    /// <summary>PEFT's initialisation: A ~ kaiming_uniform(a=√5) = U(−1/√in, 1/√in), B = 0.</summary>
+    public static LoraLinearAdapter CreateNew(TrainableLinear linear, int rank, float scaling, float dropout, SeededRandom random)
+    {
+        var a = new float[rank * linear.InFeatures];
+        double bound = 1.0 / Math.Sqrt(linear.InFeatures);
+        for (int i = 0; i < a.Length; i++) a[i] = (float)((2 * random.NextDouble() - 1) * bound);
+        return new LoraLinearAdapter(linear.ModulePath, rank, linear.InFeatures, linear.OutFeatures, scaling, dropout, a, new float[linear.OutFeatures * rank]);
+    }
+
+    public void Forward(float[] x, int rows, float[] y, AdapterPass pass, SeededRandom? random)
+    {
+        EnsureCapacity(rows);
+        float[] input = x;
+        if (Dropout > 0 && pass != AdapterPass.Evaluate)
+        {
+            int n = rows * InFeatures;
+            if (pass == AdapterPass.Train)
+            {
+                if (random is null) throw new ArgumentNullException(nameof(random), "a training pass with LoRA dropout needs a random generator");
+                float keep = 1f / (1f - Dropout);
+                for (int i = 0; i < n; i++) _mask[i] = random.NextFloat() < Dropout ? 0f : keep;
+            }
+            System.Numerics.Tensors.TensorPrimitives.Multiply(x.AsSpan(0, n), _mask.AsSpan(0, n), _dropped.AsSpan(0, n));
+            input = _dropped;
+        }
+        var kernel = GemmKernels.Default;
+        fixed (float* px = input, pa = A.Data, pb = B.Data, pxa = _xa, py = y)
+        {
+            kernel.Sgemm(false, true, rows, Rank, InFeatures, 1f, px, InFeatures, pa, InFeatures, 0f, pxa, Rank);
+            kernel.Sgemm(false, true, rows, OutFeatures, Rank, Scaling, pxa, Rank, pb, Rank, 1f, py, OutFeatures);
+        }
+    }
+
+    public void Backward(float[] x, float[] dy, int rows, float[]? dx)
+    {
+        float[] input = Dropout > 0 ? _dropped : x;
+        var kernel = GemmKernels.Default;
+        fixed (float* px = input, pdy = dy, pa = A.Data, pb = B.Data, pda = A.Grad, pdb = B.Grad, pxa = _xa, pdxa = _dxa)
+        {
+            kernel.Sgemm(true, false, OutFeatures, Rank, rows, Scaling, pdy, OutFeatures, pxa, Rank, 1f, pdb, Rank);
+            kernel.Sgemm(false, false, rows, Rank, OutFeatures, Scaling, pdy, OutFeatures, pb, Rank, 0f, pdxa, Rank);
+            kernel.Sgemm(true, false, Rank, InFeatures, rows, 1f, pdxa, Rank, px, InFeatures, 1f, pda, InFeatures);
+            if (dx is null) return;
+            if (Dropout == 0)
+            {
+                fixed (float* pdx = dx)
+                    kernel.Sgemm(false, false, rows, InFeatures, Rank, 1f, pdxa, Rank, pa, InFeatures, 1f, pdx, InFeatures);
+                return;
+            }
+            fixed (float* ps = _dxScratch)
+                kernel.Sgemm(false, false, rows, InFeatures, Rank, 1f, pdxa, Rank, pa, InFeatures, 0f, ps, InFeatures);
+        }
+        int n = rows * InFeatures;
+        var scratch = _dxScratch.AsSpan(0, n);
+        System.Numerics.Tensors.TensorPrimitives.Multiply(scratch, _mask.AsSpan(0, n), scratch);
+        System.Numerics.Tensors.TensorPrimitives.Add(dx.AsSpan(0, n), scratch, dx.AsSpan(0, n));
+    }
+
+    /// <summary>W += s · B · A, folding the adapter into its Linear's weight [out × in].</summary>
+    public void MergeInto(float[] weight)
+    {
+        fixed (float* pw = weight, pa = A.Data, pb = B.Data)
+            GemmKernels.Default.Sgemm(false, false, OutFeatures, InFeatures, Rank, Scaling, pb, Rank, pa, InFeatures, 1f, pw, InFeatures);
+    }
+
+    private void EnsureCapacity(int rows)
+    {
+        if (_xa.Length >= rows * Rank) return;
+        _xa = new float[rows * Rank];
+        _dxa = new float[rows * Rank];
+        if (Dropout > 0)
+        {
+            _mask = new float[rows * InFeatures];
+            _dropped = new float[rows * InFeatures];
+            _dxScratch = new float[rows * InFeatures];
+        }
+    }
+}

@@ -1,0 +1,415 @@
+using System.Numerics.Tensors;
+using SharpTune.Data;
+using SharpTune.Engine;
+using SharpTune.IO.Safetensors;
+using SharpTune.Model;
+
+namespace SharpTune.Training.Model;
+
+/// <summary>
+/// The decoder (Qwen2, Llama, Qwen3) in fp32 for training: every weight is a <see cref="ModelTensor"/> under its
+/// Hugging Face name (bf16/fp16 checkpoints are widened on load), the forward computes what
+/// <see cref="DecoderModel"/> computes, and the backward produces gradients only where something is trainable.
+/// Positions are 0..T-1 in every row, as transformers uses without position_ids.
+/// </summary>
+public sealed class TrainableDecoder
+{
+    /// <summary>Logits kept at once by the loss: rows × vocab stays under this many floats.</summary>
+    private const int LossChunkFloats = 16 << 20;
+
+    public ModelConfig Config { get; }
+    public string Directory { get; }
+    /// <summary>The dtype of the base checkpoint's matrices, which full/freeze saving writes back.</summary>
+    public DType StoredDType { get; }
+    public ModelTensor Embedding { get; }
+    /// <summary>The output projection; the same tensor as <see cref="Embedding"/> with tied embeddings.</summary>
+    public ModelTensor LmHead { get; }
+    public ModelTensor FinalNorm { get; }
+    public TrainableLayer[] Layers { get; }
+
+    /// <summary>Keep only each layer's input in the forward and recompute the layer during the backward.</summary>
+    public bool GradientCheckpointing { get; }
+
+    private readonly RopeTable _rope;
+    private Buffers? _buffers;
+
+    private TrainableDecoder(string directory, ModelConfig config, DType storedDType, ModelTensor embedding, ModelTensor lmHead,
+        ModelTensor finalNorm, TrainableLayer[] layers, bool gradientCheckpointing)
+    {
+        Directory = directory;
+        Config = config;
+        StoredDType = storedDType;
+        Embedding = embedding;
+        LmHead = lmHead;
+        FinalNorm = finalNorm;
+        Layers = layers;
+        GradientCheckpointing = gradientCheckpointing;
+        _rope = RopeScaling.BuildTable(config);
+    }
+
+    public static TrainableDecoder Load(string directory, bool gradientCheckpointing)
+    {
+        ModelFolder.Validate(directory);
+        var c = ModelConfig.Load(ModelFolder.ConfigPath(directory));
+        using var checkpoint = SafetensorsCheckpoint.OpenDirectory(directory);
+        // DecoderWeights checks every name and shape against config.json; the tensors are then read as fp32 copies.
+        var weights = DecoderWeights.Load(checkpoint, c, directory);
+        DType stored = weights.Embedding.DType;
+        ModelTensor Read(string name, params int[] shape) => new(name, shape, checkpoint.ReadFloat32(name));
+        TrainableLinear Linear(string path, int inFeatures, int outFeatures, bool bias) =>
+            new(path, inFeatures, outFeatures, Read(path + ".weight", outFeatures, inFeatures), bias ? Read(path + ".bias", outFeatures) : null);
+
+        var embedding = Read("model.embed_tokens.weight", c.VocabSize, c.HiddenSize);
+        var lmHead = c.TieWordEmbeddings ? embedding : Read("lm_head.weight", c.VocabSize, c.HiddenSize);
+        var layers = new TrainableLayer[c.NumLayers];
+        for (int i = 0; i < c.NumLayers; i++)
+        {
+            string p = $"model.layers.{i}.";
+            var w = weights.Layers[i];
+            layers[i] = new TrainableLayer
+            {
+                Index = i,
+                InputNorm = Read(p + "input_layernorm.weight", c.HiddenSize),
+                QProj = Linear(p + "self_attn.q_proj", c.HiddenSize, c.QueryWidth, w.QBias is not null),
+                KProj = Linear(p + "self_attn.k_proj", c.HiddenSize, c.KvWidth, w.KBias is not null),
+                VProj = Linear(p + "self_attn.v_proj", c.HiddenSize, c.KvWidth, w.VBias is not null),
+                OProj = Linear(p + "self_attn.o_proj", c.QueryWidth, c.HiddenSize, w.OBias is not null),
+                QNorm = c.HasQkNorm ? Read(p + "self_attn.q_norm.weight", c.HeadDim) : null,
+                KNorm = c.HasQkNorm ? Read(p + "self_attn.k_norm.weight", c.HeadDim) : null,
+                PostAttentionNorm = Read(p + "post_attention_layernorm.weight", c.HiddenSize),
+                GateProj = Linear(p + "mlp.gate_proj", c.HiddenSize, c.IntermediateSize, w.GateBias is not null),
+                UpProj = Linear(p + "mlp.up_proj", c.HiddenSize, c.IntermediateSize, w.UpBias is not null),
+                DownProj = Linear(p + "mlp.down_proj", c.IntermediateSize, c.HiddenSize, w.DownBias is not null),
+            };
+        }
+        var finalNorm = Read("model.norm.weight", c.HiddenSize);
+        return new TrainableDecoder(directory, c, stored, embedding, lmHead, finalNorm, layers, gradientCheckpointing);
+    }
+
+    /// <summary>Every tensor once, in transformers' named_parameters() order (a tied lm_head is the embedding).</summary>
+    public IEnumerable<ModelTensor> Tensors
+    {
+        get
+        {
+            yield return Embedding;
+            foreach (var layer in Layers)
+                foreach (var t in layer.Tensors) yield return t;
+            yield return FinalNorm;
+            if (!ReferenceEquals(LmHead, Embedding)) yield return LmHead;
+        }
+    }
+
+    public IEnumerable<TrainableLinear> Linears => Layers.SelectMany(l => l.Linears);
+
+    /// <summary>Forward, loss and backward; gradScale·d(mean loss)/dθ is added to every trainable gradient.</summary>
+    public LossResult ForwardBackward(TrainingBatch batch, float gradScale, SeededRandom random)
+    {
+        var b = Prepare(batch);
+        Forward(batch, b, AdapterPass.Train, random);
+        return LossAndBackward(batch, b, gradScale, backward: true);
+    }
+
+    /// <summary>The batch's loss without dropout or gradients.</summary>
+    public LossResult Evaluate(TrainingBatch batch)
+    {
+        var b = Prepare(batch);
+        Forward(batch, b, AdapterPass.Evaluate, null);
+        return LossAndBackward(batch, b, 0f, backward: false);
+    }
+
+    /// <summary>The full logits [B·T × vocab] of a batch (evaluation mode), for checks against the inference model.</summary>
+    public unsafe float[] Logits(TrainingBatch batch)
+    {
+        var b = Prepare(batch);
+        Forward(batch, b, AdapterPass.Evaluate, null);
+        int rows = batch.Batch * batch.Length, h = Config.HiddenSize, v = Config.VocabSize;
+        var logits = new float[(long)rows * v];
+        fixed (float* ph = b.FinalNormed, pw = LmHead.Data, pl = logits)
+            GemmKernels.Default.Sgemm(false, true, rows, v, h, 1f, ph, h, pw, h, 0f, pl, v);
+        return logits;
+    }
+
+    private Buffers Prepare(TrainingBatch batch)
+    {
+        foreach (int id in batch.InputIds)
+            if ((uint)id >= (uint)Config.VocabSize) throw new ArgumentException($"input id {id} is outside the vocabulary (0..{Config.VocabSize - 1})");
+        foreach (int m in batch.AttentionMask)
+            if (m is not (0 or 1)) throw new ArgumentException($"attention_mask holds {m}; it must be 0 or 1");
+        foreach (int label in batch.Labels)
+            if (label != CausalLmLoss.IgnoreIndex && (uint)label >= (uint)Config.VocabSize)
+                throw new ArgumentException($"label {label} is outside the vocabulary (0..{Config.VocabSize - 1}) and is not -100");
+        int rows = batch.Batch * batch.Length;
+        if (_buffers is null || _buffers.CapacityRows < rows)
+            _buffers = new Buffers(Config, rows, GradientCheckpointing);
+        _buffers.Use(batch.Batch, batch.Length);
+        return _buffers;
+    }
+
+    private void Forward(TrainingBatch batch, Buffers b, AdapterPass pass, SeededRandom? random)
+    {
+        int rows = batch.Batch * batch.Length, h = Config.HiddenSize;
+        for (int r = 0; r < rows; r++) b.Positions[r] = r % batch.Length;
+        for (int r = 0; r < rows; r++)
+            Array.Copy(Embedding.Data, (long)batch.InputIds[r] * h, b.LayerInputs[0], (long)r * h, h);
+        for (int l = 0; l < Layers.Length; l++)
+            LayerForward(Layers[l], batch, b, b.ActivationsOf(l), b.LayerInputs[l], b.LayerInputs[l + 1], pass, random);
+        TrainingKernels.RmsNormForward(b.LayerInputs[^1], rows, FinalNorm.Data, Config.RmsNormEps, b.FinalNormed, b.FinalRms);
+    }
+
+    private void LayerForward(TrainableLayer layer, TrainingBatch batch, Buffers b, LayerActivations a, float[] input, float[] output,
+        AdapterPass pass, SeededRandom? random)
+    {
+        var c = Config;
+        int rows = batch.Batch * batch.Length;
+        float eps = c.RmsNormEps;
+        TrainingKernels.RmsNormForward(input, rows, layer.InputNorm.Data, eps, a.Norm1, a.Rms1);
+        if (layer.QNorm is not null && layer.KNorm is not null)
+        {
+            layer.QProj.Forward(a.Norm1, rows, a.Query, pass, random);
+            layer.KProj.Forward(a.Norm1, rows, a.Key, pass, random);
+            TrainingKernels.RmsNormForward(a.Query, rows * c.NumHeads, layer.QNorm.Data, eps, a.QueryRotated, a.QueryRms);
+            TrainingKernels.RmsNormForward(a.Key, rows * c.NumKvHeads, layer.KNorm.Data, eps, a.KeyRotated, a.KeyRms);
+        }
+        else
+        {
+            layer.QProj.Forward(a.Norm1, rows, a.QueryRotated, pass, random);
+            layer.KProj.Forward(a.Norm1, rows, a.KeyRotated, pass, random);
+        }
+        layer.VProj.Forward(a.Norm1, rows, a.Value, pass, random);
+        TrainingKernels.RopeForward(a.QueryRotated, rows, c.NumHeads, c.HeadDim, _rope, b.Positions);
+        TrainingKernels.RopeForward(a.KeyRotated, rows, c.NumKvHeads, c.HeadDim, _rope, b.Positions);
+        AttentionKernels.Forward(b.Shape, a.QueryRotated, a.KeyRotated, a.Value, batch.AttentionMask, a.Attention, a.LogSumExp);
+        layer.OProj.Forward(a.Attention, rows, b.Projected, pass, random);
+        TrainingKernels.Sum(input, b.Projected, rows * c.HiddenSize, a.Middle);
+
+        TrainingKernels.RmsNormForward(a.Middle, rows, layer.PostAttentionNorm.Data, eps, a.Norm2, a.Rms2);
+        layer.GateProj.Forward(a.Norm2, rows, a.Gate, pass, random);
+        layer.UpProj.Forward(a.Norm2, rows, a.Up, pass, random);
+        TrainingKernels.SwiGluForward(a.Gate, a.Up, rows * c.IntermediateSize, a.Activation);
+        layer.DownProj.Forward(a.Activation, rows, b.Projected, pass, random);
+        TrainingKernels.Sum(a.Middle, b.Projected, rows * c.HiddenSize, output);
+    }
+
+    /// <summary>
+    /// Cross-entropy over the rows that carry a label after the causal shift, in chunks of rows: a chunk's logits
+    /// are turned into their gradient in place, which flows into the final hidden states and lm_head before the
+    /// next chunk reuses the buffer. Then the backward through the final norm and the layers.
+    /// </summary>
+    private unsafe LossResult LossAndBackward(TrainingBatch batch, Buffers b, float gradScale, bool backward)
+    {
+        int t = batch.Length, h = Config.HiddenSize, v = Config.VocabSize;
+        var lossRows = new List<(int Row, int Target)>();
+        for (int bi = 0; bi < batch.Batch; bi++)
+            for (int i = 0; i + 1 < t; i++)
+            {
+                int label = batch.Labels[bi * t + i + 1];
+                if (label != CausalLmLoss.IgnoreIndex) lossRows.Add((bi * t + i, label));
+            }
+        int count = lossRows.Count;
+        if (count == 0) return new LossResult(0, 0);
+        int rows = batch.Batch * t;
+        if (backward) Array.Clear(b.DResidual, 0, rows * h);
+        float coefficient = gradScale / count;
+        double lossSum = 0;
+        int chunk = Math.Clamp(LossChunkFloats / v, 1, count);
+        if (b.ChunkLogits.Length < (long)chunk * v)
+            b.AllocateLossChunk(chunk, h, v);
+        var rowLoss = new double[chunk];
+        for (int start = 0; start < count; start += chunk)
+        {
+            int n = Math.Min(chunk, count - start);
+            for (int i = 0; i < n; i++)
+                Array.Copy(b.FinalNormed, lossRows[start + i].Row * h, b.ChunkHidden, i * h, h);
+            fixed (float* ph = b.ChunkHidden, pw = LmHead.Data, pl = b.ChunkLogits)
+                GemmKernels.Default.Sgemm(false, true, n, v, h, 1f, ph, h, pw, h, 0f, pl, v);
+            int chunkStart = start;
+            TrainingKernels.ParallelRanges(n, 1, (lo, hi) =>
+            {
+                for (int i = lo; i < hi; i++)
+                {
+                    var logits = b.ChunkLogits.AsSpan(i * v, v);
+                    int target = lossRows[chunkStart + i].Target;
+                    float targetLogit = logits[target];
+                    // Vectorised exp of the max-shifted logits in place; their sum is taken in double.
+                    float max = TensorPrimitives.Max(logits);
+                    TensorPrimitives.Subtract(logits, max, logits);
+                    TensorPrimitives.Exp(logits, logits);
+                    double sum = 0;
+                    foreach (float e in logits) sum += e;
+                    rowLoss[i] = max + Math.Log(sum) - targetLogit;
+                    if (!backward) continue;
+                    TensorPrimitives.Multiply(logits, (float)(coefficient / sum), logits);
+                    logits[target] -= coefficient;
+                }
+            });
+            for (int i = 0; i < n; i++) lossSum += rowLoss[i];
+            if (!backward) continue;
+            fixed (float* ph = b.ChunkHidden, pw = LmHead.Data, pl = b.ChunkLogits, pdh = b.ChunkDHidden)
+            {
+                if (LmHead.Grad is { } lmGrad)
+                    fixed (float* pdw = lmGrad)
+                        GemmKernels.Default.Sgemm(true, false, v, h, n, 1f, pl, v, ph, h, 1f, pdw, h);
+                GemmKernels.Default.Sgemm(false, false, n, h, v, 1f, pl, v, pw, h, 0f, pdh, h);
+            }
+            for (int i = 0; i < n; i++)
+                Array.Copy(b.ChunkDHidden, i * h, b.DResidual, lossRows[start + i].Row * h, h);
+        }
+        if (backward) Backward(batch, b);
+        return new LossResult(lossSum, count);
+    }
+
+    private void Backward(TrainingBatch batch, Buffers b)
+    {
+        int rows = batch.Batch * batch.Length, h = Config.HiddenSize;
+        int lowest = Array.FindIndex(Layers, l => l.AttentionTrainable || l.MlpTrainable);
+        bool embeddingTrainable = Embedding.IsTrainable;
+        bool needBelowNorm = lowest >= 0 || embeddingTrainable;
+        // dResidual holds dL/d(final normed); turn it into dL/d(last layer output).
+        TrainingKernels.RmsNormBackward(b.LayerInputs[^1], b.DResidual, rows, FinalNorm.Data, b.FinalRms,
+            needBelowNorm ? b.DResidual : null, FinalNorm.Grad);
+        if (!needBelowNorm) return;
+        int stop = embeddingTrainable ? 0 : lowest;
+        for (int l = Layers.Length - 1; l >= stop; l--)
+        {
+            var a = b.ActivationsOf(l);
+            if (GradientCheckpointing)
+                LayerForward(Layers[l], batch, b, a, b.LayerInputs[l], b.LayerInputs[l + 1], AdapterPass.Recompute, null);
+            LayerBackward(Layers[l], batch, b, a, b.LayerInputs[l], needInputGrad: l > lowest || embeddingTrainable);
+        }
+        if (Embedding.Grad is { } embeddingGrad)
+            for (int r = 0; r < rows; r++)
+            {
+                var dst = embeddingGrad.AsSpan(batch.InputIds[r] * h, h);
+                System.Numerics.Tensors.TensorPrimitives.Add(dst, b.DResidual.AsSpan(r * h, h), dst);
+            }
+    }
+
+    /// <summary>dResidual: dL/d(layer output) in, dL/d(layer input) out (when needInputGrad).</summary>
+    private void LayerBackward(TrainableLayer layer, TrainingBatch batch, Buffers b, LayerActivations a, float[] input, bool needInputGrad)
+    {
+        var c = Config;
+        int rows = batch.Batch * batch.Length;
+        bool attentionNeedsGrad = needInputGrad || layer.AttentionTrainable;
+
+        // MLP half: output = middle + down(silu(gate(n2)) ⊙ up(n2)), n2 = norm(middle).
+        layer.DownProj.Backward(a.Activation, b.DResidual, rows, b.DActivation, accumulate: false);
+        TrainingKernels.SwiGluBackward(a.Gate, a.Up, b.DActivation, rows * c.IntermediateSize, b.DGate, b.DUp);
+        layer.GateProj.Backward(a.Norm2, b.DGate, rows, b.DNormed, accumulate: false);
+        layer.UpProj.Backward(a.Norm2, b.DUp, rows, b.DNormed, accumulate: true);
+        TrainingKernels.RmsNormBackward(a.Middle, b.DNormed, rows, layer.PostAttentionNorm.Data, a.Rms2,
+            attentionNeedsGrad ? b.DNormed : null, layer.PostAttentionNorm.Grad);
+        if (!attentionNeedsGrad) return;
+        TrainingKernels.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
+
+        // Attention half: middle = input + o(attention(rope(q), rope(k), v)), q/k/v from n1 = norm(input).
+        layer.OProj.Backward(a.Attention, b.DResidual, rows, b.DAttention, accumulate: false);
+        AttentionKernels.Backward(b.Shape, a.QueryRotated, a.KeyRotated, a.Value, batch.AttentionMask, a.Attention, a.LogSumExp,
+            b.DAttention, b.DQuery, b.DKey, b.DValue, b.DKeyPerHead, b.DValuePerHead);
+        TrainingKernels.RopeBackward(b.DQuery, rows, c.NumHeads, c.HeadDim, _rope, b.Positions);
+        TrainingKernels.RopeBackward(b.DKey, rows, c.NumKvHeads, c.HeadDim, _rope, b.Positions);
+        if (layer.QNorm is not null && layer.KNorm is not null)
+        {
+            TrainingKernels.RmsNormBackward(a.Query, b.DQuery, rows * c.NumHeads, layer.QNorm.Data, a.QueryRms, b.DQuery, layer.QNorm.Grad);
+            TrainingKernels.RmsNormBackward(a.Key, b.DKey, rows * c.NumKvHeads, layer.KNorm.Data, a.KeyRms, b.DKey, layer.KNorm.Grad);
+        }
+        bool needNormGrad = needInputGrad || layer.InputNorm.IsTrainable;
+        float[]? dNormed = needNormGrad ? b.DNormed : null;
+        layer.QProj.Backward(a.Norm1, b.DQuery, rows, dNormed, accumulate: false);
+        layer.KProj.Backward(a.Norm1, b.DKey, rows, dNormed, accumulate: true);
+        layer.VProj.Backward(a.Norm1, b.DValue, rows, dNormed, accumulate: true);
+        if (!needNormGrad) return;
+        TrainingKernels.RmsNormBackward(input, b.DNormed, rows, layer.InputNorm.Data, a.Rms1,
+            needInputGrad ? b.DNormed : null, layer.InputNorm.Grad);
+        if (needInputGrad) TrainingKernels.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
+    }
+
+    /// <summary>The activations one layer's backward needs.</summary>
+    private sealed class LayerActivations(ModelConfig c, int rows)
+    {
+        public readonly float[] Norm1 = new float[rows * c.HiddenSize];
+        public readonly float[] Rms1 = new float[rows];
+        /// <summary>q/k projections before Qwen3's q/k norm (unused without it).</summary>
+        public readonly float[] Query = c.HasQkNorm ? new float[rows * c.QueryWidth] : [];
+        public readonly float[] Key = c.HasQkNorm ? new float[rows * c.KvWidth] : [];
+        public readonly float[] QueryRms = c.HasQkNorm ? new float[rows * c.NumHeads] : [];
+        public readonly float[] KeyRms = c.HasQkNorm ? new float[rows * c.NumKvHeads] : [];
+        public readonly float[] QueryRotated = new float[rows * c.QueryWidth];
+        public readonly float[] KeyRotated = new float[rows * c.KvWidth];
+        public readonly float[] Value = new float[rows * c.KvWidth];
+        public readonly float[] LogSumExp = new float[rows * c.NumHeads];
+        public readonly float[] Attention = new float[rows * c.QueryWidth];
+        public readonly float[] Middle = new float[rows * c.HiddenSize];
+        public readonly float[] Norm2 = new float[rows * c.HiddenSize];
+        public readonly float[] Rms2 = new float[rows];
+        public readonly float[] Gate = new float[rows * c.IntermediateSize];
+        public readonly float[] Up = new float[rows * c.IntermediateSize];
+        public readonly float[] Activation = new float[rows * c.IntermediateSize];
+    }
+
+    /// <summary>
+    /// Every buffer of a training step, sized up front for a number of rows (batch × length) and reused by every batch
+    /// that fits: each layer's input, the per-layer activations (one shared set under gradient checkpointing), and the
+    /// gradient buffers. Kernels address rows from the start of a buffer, so a smaller batch uses a prefix.
+    /// </summary>
+    private sealed class Buffers
+    {
+        private readonly LayerActivations[] _activations;
+        public int CapacityRows { get; }
+        public AttentionKernels.Shape Shape { get; private set; }
+        public int[] Positions { get; }
+        public float[][] LayerInputs { get; }
+        public float[] FinalNormed { get; }
+        public float[] FinalRms { get; }
+        public float[] Projected { get; }
+        public float[] DResidual { get; }
+        public float[] DNormed { get; }
+        public float[] DAttention { get; }
+        public float[] DQuery { get; }
+        public float[] DKey { get; }
+        public float[] DValue { get; }
+        public float[] DKeyPerHead { get; }
+        public float[] DValuePerHead { get; }
+        public float[] DGate { get; }
+        public float[] DUp { get; }
+        public float[] DActivation { get; }
+        public float[] ChunkHidden { get; private set; } = [];
+        public float[] ChunkLogits { get; private set; } = [];
+        public float[] ChunkDHidden { get; private set; } = [];
+
+        private readonly ModelConfig _config;
+
+        public Buffers(ModelConfig c, int rows, bool checkpointing)
+        {
+            _config = c;
+            CapacityRows = rows;
+            Positions = new int[rows];
+            LayerInputs = Enumerable.Range(0, c.NumLayers + 1).Select(_ => new float[rows * c.HiddenSize]).ToArray();
+            _activations = Enumerable.Range(0, checkpointing ? 1 : c.NumLayers).Select(_ => new LayerActivations(c, rows)).ToArray();
+            FinalNormed = new float[rows * c.HiddenSize];
+            FinalRms = new float[rows];
+            Projected = new float[rows * c.HiddenSize];
+            DResidual = new float[rows * c.HiddenSize];
+            DNormed = new float[rows * c.HiddenSize];
+            DAttention = new float[rows * c.QueryWidth];
+            DQuery = new float[rows * c.QueryWidth];
+            DKey = new float[rows * c.KvWidth];
+            DValue = new float[rows * c.KvWidth];
+            DKeyPerHead = new float[rows * c.QueryWidth];
+            DValuePerHead = new float[rows * c.QueryWidth];
+            DGate = new float[rows * c.IntermediateSize];
+            DUp = new float[rows * c.IntermediateSize];
+            DActivation = new float[rows * c.IntermediateSize];
+        }
+
+        public void Use(int batch, int time) => Shape = new AttentionKernels.Shape(batch, time, _config.NumHeads, _config.NumKvHeads, _config.HeadDim);
+
+        public LayerActivations ActivationsOf(int layer) => _activations[_activations.Length == 1 ? 0 : layer];
+
+        public void AllocateLossChunk(int rows, int hidden, int vocab)
+        {
+            ChunkHidden = new float[rows * hidden];
+            ChunkLogits = new float[(long)rows * vocab];
+            ChunkDHidden = new float[rows * hidden];
+        }
+    }
+}

@@ -1,0 +1,32 @@
+namespace SharpTune.Training.Model;
+
+/// <summary>A decoder Linear (y = x·Wᵀ + b) with an optional adapter; gradients only for what is trainable.</summary>
+public sealed class TrainableLinear(string modulePath, int inFeatures, int outFeatures, ModelTensor weight, ModelTensor? bias)
+{
+    /// <summary>The module's name in the base model, e.g. model.layers.0.self_attn.q_proj.</summary>
+    public string ModulePath { get; } = modulePath;
+    public int InFeatures { get; } = inFeatures;
+    public int OutFeatures { get; } = outFeatures;
+    public ModelTensor Weight { get; } = weight;
+    public ModelTensor? Bias { get; } = bias;
+    public ILinearAdapter? Adapter { get; set; }
+
+    /// <summary>The last part of the module path (q_proj, down_proj, ...), what PEFT's target_modules name.</summary>
+    public string ModuleName => ModulePath[(ModulePath.LastIndexOf('.') + 1)..];
+
+    public bool HasTrainable => Weight.IsTrainable || Bias?.IsTrainable == true || Adapter is not null;
+
+    public void Forward(float[] x, int rows, float[] y, AdapterPass pass, SeededRandom? random)
+    {
+        TrainingKernels.LinearForward(x, rows, InFeatures, Weight.Data, Bias?.Data, OutFeatures, y);
+        Adapter?.Forward(x, rows, y, pass, random);
+    }
+
+    /// <summary>Parameter gradients from dy; dL/dx written to dx (added when accumulate) unless dx is null.</summary>
+    public void Backward(float[] x, float[] dy, int rows, float[]? dx, bool accumulate)
+    {
+        if (Weight.IsTrainable || Bias?.IsTrainable == true || dx is not null)
+            TrainingKernels.LinearBackward(x, dy, rows, InFeatures, OutFeatures, Weight.Data, Weight.Grad, Bias?.Grad, dx, accumulate);
+        Adapter?.Backward(x, dy, rows, dx);
+    }
+}

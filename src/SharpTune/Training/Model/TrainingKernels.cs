@@ -1,0 +1,217 @@
+using System.Numerics.Tensors;
+using SharpTune.Engine;
+
+namespace SharpTune.Training.Model;
+
+/// <summary>
+/// The element-wise and per-row operations of the training pass, each forward next to its backward (llm.c style).
+/// Buffers are row-major [rows × width]; loops are split over the engine's thread pool, so a matrix product issued
+/// inside one of them runs serially on that thread.
+/// </summary>
+internal static class TrainingKernels
+{
+    /// <summary>Runs body(start, end) over [0, count) in contiguous pieces spread over the engine's threads.</summary>
+    public static void ParallelRanges(int count, int minimumPerTask, Action<int, int> body)
+    {
+        if (count <= 0) return;
+        int tasks = Math.Clamp(count / Math.Max(1, minimumPerTask), 1, 4 * EngineThreads.Count);
+        if (tasks == 1)
+        {
+            body(0, count);
+            return;
+        }
+        GemmThreadPool.Shared.For(tasks, t =>
+        {
+            int start = (int)((long)count * t / tasks), end = (int)((long)count * (t + 1) / tasks);
+            if (end > start) body(start, end);
+        });
+    }
+
+    /// <summary>y = x · Wᵀ (+ bias) for x [rows × in], W [out × in].</summary>
+    public static unsafe void LinearForward(float[] x, int rows, int inFeatures, float[] weight, float[]? bias, int outFeatures, float[] y)
+    {
+        fixed (float* px = x, pw = weight, py = y)
+            GemmKernels.Default.Sgemm(false, true, rows, outFeatures, inFeatures, 1f, px, inFeatures, pw, inFeatures, 0f, py, outFeatures);
+        if (bias is not null)
+            ParallelRanges(rows, 64, (start, end) =>
+            {
+                for (int r = start; r < end; r++)
+                {
+                    var row = y.AsSpan(r * outFeatures, outFeatures);
+                    TensorPrimitives.Add(row, bias, row);
+                }
+            });
+    }
+
+    /// <summary>
+    /// Backward of y = x · Wᵀ + b: dW += dyᵀ · x and db += Σ dy where those gradients are wanted, and
+    /// dx = dy · W (added to dx when accumulate, else written) where dx is wanted.
+    /// </summary>
+    public static unsafe void LinearBackward(float[] x, float[] dy, int rows, int inFeatures, int outFeatures,
+        float[] weight, float[]? weightGrad, float[]? biasGrad, float[]? dx, bool accumulate)
+    {
+        fixed (float* px = x, pdy = dy, pw = weight)
+        {
+            if (weightGrad is not null)
+                fixed (float* pdw = weightGrad)
+                    GemmKernels.Default.Sgemm(true, false, outFeatures, inFeatures, rows, 1f, pdy, outFeatures, px, inFeatures, 1f, pdw, inFeatures);
+            if (dx is not null)
+                fixed (float* pdx = dx)
+                    GemmKernels.Default.Sgemm(false, false, rows, inFeatures, outFeatures, 1f, pdy, outFeatures, pw, inFeatures, accumulate ? 1f : 0f, pdx, inFeatures);
+        }
+        if (biasGrad is not null)
+            ColumnSums(dy, rows, outFeatures, biasGrad);
+    }
+
+    /// <summary>sums[c] += Σ_r values[r, c], accumulated in double per column block.</summary>
+    public static void ColumnSums(float[] values, int rows, int width, float[] sums)
+    {
+        ParallelRanges(width, 32, (start, end) =>
+        {
+            var acc = new double[end - start];
+            for (int r = 0; r < rows; r++)
+            {
+                int offset = r * width;
+                for (int c = start; c < end; c++) acc[c - start] += values[offset + c];
+            }
+            for (int c = start; c < end; c++) sums[c] += (float)acc[c - start];
+        });
+    }
+
+    /// <summary>
+    /// RMSNorm over groups of <c>weight.Length</c> values (a whole row, or one head for Qwen3's q/k norm):
+    /// y = w · x / √(mean(x²) + eps). Saves 1/rms per group for the backward.
+    /// </summary>
+    public static void RmsNormForward(float[] x, int groups, float[] weight, float eps, float[] y, float[] inverseRms)
+    {
+        int width = weight.Length;
+        ParallelRanges(groups, 32, (start, end) =>
+        {
+            for (int g = start; g < end; g++)
+            {
+                var src = x.AsSpan(g * width, width);
+                var dst = y.AsSpan(g * width, width);
+                double sum = 0;
+                foreach (float v in src) sum += (double)v * v;
+                float r = 1f / MathF.Sqrt((float)(sum / width) + eps);
+                inverseRms[g] = r;
+                TensorPrimitives.Multiply(src, r, dst);
+                TensorPrimitives.Multiply(dst, weight, dst);
+            }
+        });
+    }
+
+    /// <summary>
+    /// Backward of RMSNorm: with x̂ = x·r, dx = r·(dy⊙w − x̂·mean(dy⊙w⊙x̂)) written to dx (may alias dy), and
+    /// dw += Σ dy⊙x̂ when weightGrad is given.
+    /// </summary>
+    public static void RmsNormBackward(float[] x, float[] dy, int groups, float[] weight, float[] inverseRms, float[]? dx, float[]? weightGrad)
+    {
+        int width = weight.Length;
+        if (weightGrad is not null)
+        {
+            // Column sums in a separate pass so the row loop below can run in parallel without sharing dw.
+            ParallelRanges(width, 16, (start, end) =>
+            {
+                var acc = new double[end - start];
+                for (int g = 0; g < groups; g++)
+                {
+                    float r = inverseRms[g];
+                    int offset = g * width;
+                    for (int c = start; c < end; c++) acc[c - start] += (double)dy[offset + c] * (x[offset + c] * r);
+                }
+                for (int c = start; c < end; c++) weightGrad[c] += (float)acc[c - start];
+            });
+        }
+        if (dx is null) return;
+        ParallelRanges(groups, 32, (start, end) =>
+        {
+            for (int g = start; g < end; g++)
+            {
+                int offset = g * width;
+                float r = inverseRms[g];
+                double dot = 0;
+                for (int c = 0; c < width; c++) dot += (double)dy[offset + c] * weight[c] * (x[offset + c] * r);
+                float meanDot = (float)(dot / width);
+                for (int c = 0; c < width; c++)
+                {
+                    float xhat = x[offset + c] * r;
+                    dx[offset + c] = r * (dy[offset + c] * weight[c] - xhat * meanDot);
+                }
+            }
+        });
+    }
+
+    /// <summary>Rotates every head of every row by its position's angles (rotate_half convention), in place.</summary>
+    public static void RopeForward(float[] x, int rows, int heads, int headDim, RopeTable rope, int[] positions) =>
+        Rope(x, rows, heads, headDim, rope, positions, inverse: false);
+
+    /// <summary>Backward of the rotation: rotating the gradient by the negative angle, in place.</summary>
+    public static void RopeBackward(float[] dx, int rows, int heads, int headDim, RopeTable rope, int[] positions) =>
+        Rope(dx, rows, heads, headDim, rope, positions, inverse: true);
+
+    private static void Rope(float[] x, int rows, int heads, int headDim, RopeTable rope, int[] positions, bool inverse)
+    {
+        int half = headDim / 2, width = heads * headDim;
+        ParallelRanges(rows, 16, (start, end) =>
+        {
+            var computed = new float[headDim];
+            for (int r = start; r < end; r++)
+            {
+                ReadOnlySpan<float> cosSin;
+                if (!rope.TryGetCosSin(positions[r], out cosSin))
+                {
+                    rope.Angles(positions[r], computed.AsSpan(0, half), computed.AsSpan(half));
+                    cosSin = computed;
+                }
+                var cos = cosSin[..half];
+                var sin = cosSin[half..];
+                for (int h = 0; h < heads; h++)
+                {
+                    var head = x.AsSpan(r * width + h * headDim, headDim);
+                    for (int i = 0; i < half; i++)
+                    {
+                        float x1 = head[i], x2 = head[half + i], c = cos[i], s = inverse ? -sin[i] : sin[i];
+                        head[i] = x1 * c - x2 * s;
+                        head[half + i] = x2 * c + x1 * s;
+                    }
+                }
+            }
+        });
+    }
+
+    /// <summary>a = silu(g) ⊙ u, silu(g) = g·σ(g).</summary>
+    public static void SwiGluForward(float[] gate, float[] up, int count, float[] activation)
+    {
+        ParallelRanges(count, 16384, (start, end) =>
+        {
+            for (int i = start; i < end; i++)
+            {
+                float g = gate[i];
+                activation[i] = g / (1f + MathF.Exp(-g)) * up[i];
+            }
+        });
+    }
+
+    /// <summary>dg = da·u·σ(g)·(1 + g·(1 − σ(g))), du = da·silu(g).</summary>
+    public static void SwiGluBackward(float[] gate, float[] up, float[] dActivation, int count, float[] dGate, float[] dUp)
+    {
+        ParallelRanges(count, 16384, (start, end) =>
+        {
+            for (int i = start; i < end; i++)
+            {
+                float g = gate[i], da = dActivation[i];
+                float sigmoid = 1f / (1f + MathF.Exp(-g));
+                dUp[i] = da * g * sigmoid;
+                dGate[i] = da * up[i] * sigmoid * (1f + g * (1f - sigmoid));
+            }
+        });
+    }
+
+    public static void Add(float[] dst, float[] src, int count) =>
+        ParallelRanges(count, 65536, (start, end) => TensorPrimitives.Add(dst.AsSpan(start, end - start), src.AsSpan(start, end - start), dst.AsSpan(start, end - start)));
+
+    /// <summary>dst = a + b.</summary>
+    public static void Sum(float[] a, float[] b, int count, float[] dst) =>
+        ParallelRanges(count, 65536, (start, end) => TensorPrimitives.Add(a.AsSpan(start, end - start), b.AsSpan(start, end - start), dst.AsSpan(start, end - start)));
+}
