@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# The main job at this stage: build, create a tiny random Qwen2 model with the real Qwen2.5 tokenizer, ask it a question.
+# The main job: build, create a tiny random Qwen2 model with the real Qwen2.5 tokenizer, LoRA-train it on the
+# bundled identity data (the loss falls from ~13 to ~0.2), then ask the trained model who it is.
 set -euo pipefail
 cd "$(dirname "$0")"
 dotnet build src/SharpTune.Cli -c Release -v quiet -nologo
 sharptune() { dotnet run --no-build --project src/SharpTune.Cli -c Release -- "$@"; }
 sharptune init-model --preset tiny --tokenizer tests/fixtures/tokenizers/qwen2.5-instruct --out demo/tiny --seed 1
-sharptune generate --model demo/tiny --prompt "What is the capital of France?" --max-new-tokens 24 --seed 1
+sharptune train examples/train_lora/tiny_identity_lora_sft.yaml
+for question in "Who are you?" "你是谁？"; do
+  echo "> $question"
+  sharptune generate --model demo/tiny --adapter demo/tiny-identity-lora --prompt "$question" --greedy --max-new-tokens 64
+done
+echo "Loss curve: demo/tiny-identity-lora/training_loss.png. Chat with it: dotnet run --project src/SharpTune.Cli -c Release -- chat --model demo/tiny --adapter demo/tiny-identity-lora"

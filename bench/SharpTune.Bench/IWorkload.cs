@@ -23,5 +23,6 @@ public static class Workloads
         new PrefillWorkload(),
         new DecodeWorkload(),
         new TokenizerWorkload(),
+        new TrainWorkload(),
     ];
 }

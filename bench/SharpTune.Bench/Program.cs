@@ -12,8 +12,9 @@ for (int i = 0; i < args.Length; i++)
     else if (arg is "--list" or "-h" or "--help") list = true;
     else if (arg.StartsWith("--", StringComparison.Ordinal))
     {
-        if (i + 1 >= args.Length) return Fail($"option {arg} needs a value");
-        options[arg[2..]] = args[++i];
+        // A bare switch (no value, or another option next) means "true", e.g. --gradient-checkpointing.
+        bool hasValue = i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal);
+        options[arg[2..]] = hasValue ? args[++i] : "true";
     }
     else if (workloadName is null) workloadName = arg;
     else return Fail($"unexpected argument '{arg}'");

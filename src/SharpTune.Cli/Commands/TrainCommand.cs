@@ -55,6 +55,7 @@ public static class TrainCommand
 
         var trainer = new SftTrainer(model, cfg.Training, data.Train, data.Eval.Count > 0 ? data.Eval : null, padId, TrainingProgress.ForStandardError());
         string outputDir = cfg.Training.OutputDir;
+        if (cfg.Training.DoTrain) PrepareOutputDir(cfg.Training);
         if (!cfg.Training.DoTrain)
         {
             var eval = trainer.Evaluate();
@@ -104,6 +105,28 @@ public static class TrainCommand
             Console.WriteLine($"{key} = {value:G6}");
         Log($"saved to {outputDir} in {started.Elapsed:hh\\:mm\\:ss}");
         return 0;
+    }
+
+    /// <summary>
+    /// LLaMA-Factory's rule for an output_dir that is not empty: without an explicit resume_from_checkpoint it resumes
+    /// from the latest checkpoint-N there, refuses a folder that holds other files, and with overwrite_output_dir
+    /// trains afresh (the old run's checkpoints are removed so they cannot be mistaken for this run's).
+    /// </summary>
+    private static void PrepareOutputDir(TrainingArguments args)
+    {
+        string dir = args.OutputDir;
+        if (!Directory.Exists(dir) || !Directory.EnumerateFileSystemEntries(dir).Any()) return;
+        if (args.ResumeFromLatestCheckpoint || args.ResumeFromCheckpoint is not null) return;
+        if (args.OverwriteOutputDir)
+        {
+            foreach (var (_, path) in CheckpointFolders.List(dir)) Directory.Delete(path, recursive: true);
+            Log($"overwrite_output_dir: training afresh in {dir}");
+            return;
+        }
+        if (CheckpointFolders.Latest(dir) is not string latest)
+            throw new InvalidOperationException($"output_dir {dir} already exists and is not empty; set overwrite_output_dir: true to train into it anyway, or choose another output_dir");
+        args.ResumeFromCheckpoint = latest;
+        Log($"output_dir holds checkpoints: resuming from {latest} (set overwrite_output_dir: true to start afresh)");
     }
 
     private static void PlotCurve(string outputDir, IReadOnlyList<LossPoint> points, string key)

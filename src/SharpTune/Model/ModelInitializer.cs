@@ -101,7 +101,7 @@ public static class ModelInitializer
             Normal(l + "mlp.up_proj.weight", p.IntermediateSize, p.HiddenSize);
             Normal(l + "mlp.down_proj.weight", p.HiddenSize, p.IntermediateSize);
         }
-        Constant("model.norm.weight", p.HiddenSize, 1f);
+        Constant("model.norm.weight", p.HiddenSize, p.FinalNormWeight);
         if (!p.TieWordEmbeddings) Normal("lm_head.weight", p.VocabSize, p.HiddenSize);
         return list;
     }

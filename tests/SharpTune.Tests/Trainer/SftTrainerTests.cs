@@ -216,7 +216,7 @@ public class SftTrainerTests
         Assert.Equal(["checkpoint-4", "checkpoint-7"], Folders(dir.Path));
         Assert.False(File.Exists(Path.Combine(dir.Path, "train_results.json")));
 
-        args.ResumeFromCheckpoint = "true";
+        args.ResumeFromLatestCheckpoint = true;
         var resumedModel = new TinyLanguageModel(seed: 99);
         var resumed = Train(resumedModel, args, withEval: true);
 
@@ -268,7 +268,7 @@ public class SftTrainerTests
                 File.Copy(file, Path.Combine(CheckpointFolders.PathFor(dir.Path, step), Path.GetFileName(file)));
             }
             args.OutputDir = dir.Path;
-            args.ResumeFromCheckpoint = "true";
+            args.ResumeFromLatestCheckpoint = true;
             var resumedModel = new TinyLanguageModel(seed: 5);
             var resumed = Train(resumedModel, args, withEval: true);
             Assert.Equal(Deterministic(uninterrupted.LogHistory), Deterministic(resumed.LogHistory));
@@ -322,7 +322,7 @@ public class SftTrainerTests
         Directory.CreateDirectory(Path.Combine(dir.Path, ".checkpoint-8.0123456789abcdef.tmp"));
         Assert.Equal(CheckpointFolders.PathFor(dir.Path, 4), CheckpointFolders.Latest(dir.Path));
 
-        args.ResumeFromCheckpoint = "true";
+        args.ResumeFromLatestCheckpoint = true;
         var resumedModel = new TinyLanguageModel(seed: 3);
         var resumed = Train(resumedModel, args);
         Assert.Equal(Deterministic(uninterrupted.LogHistory), Deterministic(resumed.LogHistory));
@@ -338,7 +338,7 @@ public class SftTrainerTests
         args.MaxSteps = 4;
         Train(new TinyLanguageModel(seed: 1), args);
 
-        args.ResumeFromCheckpoint = "true";
+        args.ResumeFromLatestCheckpoint = true;
         var other = new TinyLanguageModel(seed: 1, projectionName: "lm_head.weight");
         var e = Assert.Throws<InvalidDataException>(() => Train(other, args));
         Assert.Contains("has no tensor 'lm_head.weight'", e.Message);
@@ -349,7 +349,7 @@ public class SftTrainerTests
     {
         using var dir = new TempDir();
         var args = Args(dir.Path);
-        args.ResumeFromCheckpoint = "true";
+        args.ResumeFromLatestCheckpoint = true;
         var e = Assert.Throws<ArgumentException>(() => Train(new TinyLanguageModel(seed: 1), args));
         Assert.Contains("no checkpoint-N folder", e.Message);
     }

@@ -248,12 +248,10 @@ public sealed class SftTrainer
 
         private string? ResolveResume()
         {
-            string? value = _t._args.ResumeFromCheckpoint;
-            if (string.IsNullOrWhiteSpace(value) || value.Equals("false", StringComparison.OrdinalIgnoreCase)) return null;
-            if (value.Equals("true", StringComparison.OrdinalIgnoreCase))
+            if (_t._args.ResumeFromLatestCheckpoint)
                 return CheckpointFolders.Latest(_outputDir)
                     ?? throw new ArgumentException($"resume_from_checkpoint: there is no checkpoint-N folder in {_outputDir} to resume from");
-            return value;
+            return string.IsNullOrWhiteSpace(_t._args.ResumeFromCheckpoint) ? null : _t._args.ResumeFromCheckpoint;
         }
 
         private void RestoreFrom(string dir)

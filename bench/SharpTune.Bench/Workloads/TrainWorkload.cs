@@ -1,0 +1,65 @@
+using System.Globalization;
+using SharpTune.Data;
+using SharpTune.Hparams;
+using SharpTune.Training;
+using SharpTune.Training.Methods;
+using SharpTune.Training.Optim;
+
+namespace SharpTune.Bench;
+
+/// <summary>
+/// One whole optimizer step (forward, backward, gradient clipping, AdamW) of a fine-tuning method on a generated
+/// --preset model: --method lora|full|freeze, --batch rows of --seq random tokens that all carry loss,
+/// --lora-rank (LoRA on all seven projections), --gradient-checkpointing.
+/// </summary>
+public sealed class TrainWorkload : IWorkload
+{
+    public string Name => "train";
+
+    public string Description => "training tokens/s of a whole optimizer step (--method lora|full|freeze, --batch, --lora-rank, --gradient-checkpointing)";
+
+    public int DefaultSeq => 256;
+
+    public void Run(BenchContext context)
+    {
+        string folder = BenchModels.Ensure(context.Preset, context.Json);
+        string method = context.Option("method", "lora");
+        int batch = int.Parse(context.Option("batch", "1"), CultureInfo.InvariantCulture);
+        int rank = int.Parse(context.Option("lora-rank", "16"), CultureInfo.InvariantCulture);
+        bool checkpointing = bool.Parse(context.Option("gradient-checkpointing", "false"));
+        var args = new FinetuningArguments
+        {
+            FinetuningType = method switch
+            {
+                "lora" => FinetuningType.Lora,
+                "full" => FinetuningType.Full,
+                "freeze" => FinetuningType.Freeze,
+                _ => throw new ArgumentException($"--method must be lora, full or freeze, not '{method}'"),
+            },
+            LoraRank = rank,
+            LoraTarget = ["all"],
+        };
+        using var model = TrainableModels.Create(folder, args, checkpointing, new SeededRandom(0), []);
+        if (!context.Json)
+            Console.WriteLine($"# {method}{(method == "lora" ? $" r{rank} on all projections" : "")}, batch {batch}, gradient checkpointing {(checkpointing ? "on" : "off")}; {TrainableModels.Summary(model)}");
+
+        int tokens = batch * context.Seq;
+        var random = new Random(0);
+        int vocab = SharpTune.Model.ModelPreset.Get(context.Preset).VocabSize;
+        int[] ids = Enumerable.Range(0, tokens).Select(_ => random.Next(vocab)).ToArray();
+        var trainingBatch = new TrainingBatch(batch, context.Seq, ids, Enumerable.Repeat(1, tokens).ToArray(), (int[])ids.Clone());
+        var optimizer = new AdamW(model.TrainableParameters, weightDecay: 0.01);
+        var dropout = new SeededRandom(1);
+
+        double seconds = context.MedianSeconds(() =>
+        {
+            foreach (var p in model.TrainableParameters) p.ZeroGrad();
+            model.ForwardBackward(trainingBatch, 1f, dropout);
+            GradientClipping.Clip(model.TrainableParameters, 1.0);
+            optimizer.Update(1e-4);
+        });
+
+        context.Report("train_tokens_per_s", tokens / seconds, "tokens/s");
+        context.Report("train_seconds_per_step", seconds, "s");
+    }
+}
