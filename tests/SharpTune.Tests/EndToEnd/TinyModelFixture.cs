@@ -29,13 +29,8 @@ public sealed class TinyModelFixture : IDisposable
 
     public void Dispose() => Directory.Delete(Root, recursive: true);
 
-    /// <summary>A path under the fixture's folder that does not exist yet (each test asks for its own names).</summary>
-    public string PathFor(string name)
-    {
-        string path = Path.Combine(Root, name);
-        if (Directory.Exists(path)) Directory.Delete(path, recursive: true);
-        return path;
-    }
+    /// <summary>A path under the fixture's folder; each test asks for names of its own, so nothing is there yet.</summary>
+    public string PathFor(string name) => Path.Combine(Root, name);
 
     /// <summary>
     /// Writes a LoRA SFT config on the tiny model and the bundled identity data: small enough for a handful of steps
@@ -78,7 +73,7 @@ public sealed class TinyModelFixture : IDisposable
                 bool b => b ? "true" : "false",
                 string s => JsonSerializer.Serialize(s),
                 IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
-                _ => value!.ToString(),
+                _ => throw new ArgumentException($"{key}: no YAML form for a {value!.GetType().Name}"),
             });
         string path = Path.Combine(Root, name + ".yaml");
         File.WriteAllText(path, yaml.ToString());
