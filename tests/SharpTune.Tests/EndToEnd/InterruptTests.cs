@@ -63,7 +63,6 @@ public sealed class InterruptTests(TinyModelFixture tiny) : IClassFixture<TinyMo
         foreach (string arg in args) start.ArgumentList.Add(arg);
         using var process = Process.Start(start)!;
         var stderr = new System.Text.StringBuilder();
-        process.OutputDataReceived += (_, _) => { };
         process.ErrorDataReceived += (_, e) =>
         {
             if (e.Data is null) return;
