@@ -86,7 +86,7 @@ public static class TrainCommand
 
         if (result.Interrupted)
         {
-            Log($"stopped at step {result.GlobalStep}/{result.MaxSteps}; resume with: sharptune train {configPath} resume_from_checkpoint={result.CheckpointPath}");
+            Log($"stopped at step {result.GlobalStep}/{result.MaxSteps}; resume with: {ResumeCommand(configPath, overrides, lenient, result.CheckpointPath!)}");
             return 130;
         }
 
@@ -106,6 +106,25 @@ public static class TrainCommand
         Log($"saved to {outputDir} in {started.Elapsed:hh\\:mm\\:ss}");
         return 0;
     }
+
+    /// <summary>
+    /// The command line that continues an interrupted run: the same config, overrides and --lenient (without them the
+    /// resumed run would train on other data or into another output_dir), with resume_from_checkpoint set last.
+    /// </summary>
+    private static string ResumeCommand(string configPath, IReadOnlyList<string> overrides, bool lenient, string checkpoint)
+    {
+        var args = new List<string> { "sharptune", "train", configPath };
+        args.AddRange(overrides.Where(o => o.Split('=', 2)[0].Trim() != "resume_from_checkpoint"));
+        args.Add($"resume_from_checkpoint={checkpoint}");
+        if (lenient) args.Add("--lenient");
+        return string.Join(" ", args.Select(ShellQuote));
+    }
+
+    /// <summary>A POSIX shell word: as is when it holds only safe characters, else single-quoted.</summary>
+    private static string ShellQuote(string word) =>
+        word.Length > 0 && word.All(c => char.IsAsciiLetterOrDigit(c) || "_-./=:,+@%".Contains(c))
+            ? word
+            : "'" + word.Replace("'", "'\\''") + "'";
 
     /// <summary>
     /// LLaMA-Factory's rule for an output_dir that is not empty: without an explicit resume_from_checkpoint it resumes

@@ -1,0 +1,60 @@
+using SharpTune.Tests.Cli;
+
+namespace SharpTune.Tests.EndToEnd;
+
+/// <summary>
+/// LLaMA-Factory's rule for an output_dir that is not empty, through `sharptune train`: resume from its latest
+/// checkpoint, start afresh with overwrite_output_dir, refuse a folder of other files.
+/// </summary>
+[Collection(CliCollection.Name)]
+public sealed class OutputDirRuleTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture>
+{
+    [Fact]
+    public void ASecondRunResumesFromTheLatestCheckpoint_AndOverwriteStartsAfresh()
+    {
+        string output = tiny.PathFor("rule");
+        string config = tiny.WriteConfig("rule", output, ("max_steps", 2), ("save_steps", 1));
+        TinyModelFixture.Train(config);
+        var first = TinyModelFixture.TrainerLog(output);
+        Assert.Equal(["checkpoint-1", "checkpoint-2"], Checkpoints(output));
+
+        // The same folder, two more steps: it continues from checkpoint-2 rather than starting over.
+        var resumed = TinyModelFixture.Train(config, "max_steps=4");
+        Assert.Contains($"[sharptune] output_dir holds checkpoints: resuming from {Path.Combine(output, "checkpoint-2")} (set overwrite_output_dir: true to start afresh)", resumed.Stderr);
+        Assert.DoesNotContain("[step 1/4", resumed.Stderr);
+        Assert.Contains("[step 3/4", resumed.Stderr);
+        Assert.Equal(["checkpoint-1", "checkpoint-2", "checkpoint-3", "checkpoint-4"], Checkpoints(output));
+        // LLaMA-Factory appends to trainer_log.jsonl on resume: the first run's lines stay, its closing summary
+        // line (step 2, no loss) included, and the resumed steps follow.
+        var continued = TinyModelFixture.TrainerLog(output);
+        Assert.Equal(first, continued.Take(3));
+        Assert.Equal([3, 4, 4], continued.Skip(3).Select(l => l.Step));
+        Assert.Equal(2, continued.Skip(3).Count(l => l.Loss is not null));
+
+        var afresh = TinyModelFixture.Train(config, "overwrite_output_dir=true");
+        Assert.Contains($"[sharptune] overwrite_output_dir: training afresh in {output}", afresh.Stderr);
+        Assert.Contains("[step 1/2", afresh.Stderr);
+        Assert.Equal(["checkpoint-1", "checkpoint-2"], Checkpoints(output));
+        Assert.Equal(first.Select(l => (l.Step, l.Loss)), TinyModelFixture.TrainerLog(output).Select(l => (l.Step, l.Loss)));
+        using var state = TinyModelFixture.ReadJson(Path.Combine(output, "trainer_state.json"));
+        Assert.Equal(2, state.RootElement.GetProperty("global_step").GetInt32());
+    }
+
+    [Fact]
+    public void AFolderOfOtherFilesIsRefusedWithOneLine()
+    {
+        string output = tiny.PathFor("occupied");
+        Directory.CreateDirectory(output);
+        File.WriteAllText(Path.Combine(output, "notes.txt"), "not a training run");
+
+        var r = CliRunner.Run("train", tiny.WriteConfig("occupied", output));
+        Assert.Equal(1, r.ExitCode);
+        string[] lines = r.Stderr.TrimEnd().Split('\n');
+        Assert.Equal($"error: output_dir {output} already exists and is not empty; set overwrite_output_dir: true to train into it anyway, or choose another output_dir", lines[^1]);
+        Assert.Single(lines, l => l.StartsWith("error:", StringComparison.Ordinal));
+        Assert.Equal(["notes.txt"], Directory.GetFileSystemEntries(output).Select(Path.GetFileName));
+    }
+
+    private static string[] Checkpoints(string output) =>
+        Directory.GetDirectories(output).Select(d => Path.GetFileName(d)!).Order(StringComparer.Ordinal).ToArray();
+}
