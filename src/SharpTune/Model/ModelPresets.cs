@@ -1,6 +1,11 @@
 namespace SharpTune.Model;
 
-/// <summary>Named model shapes for init-model: a small demo model and the exact shapes of real Qwen releases.</summary>
+/// <summary>
+/// Named model shapes for init-model: a small demo model and the exact shapes of real Qwen releases.
+/// FinalNormWeight sets model.norm.weight: with tied embeddings of std initializer_range, a norm of 1 caps every
+/// logit near |h|·|e| ≈ √hidden · initializer_range · √hidden (8 for tiny), too small for LoRA, which cannot
+/// touch the norm or the embedding, to ever drive the loss down; trained models have far larger final norms.
+/// </summary>
 public sealed record ModelPreset(
     string Name,
     string Description,

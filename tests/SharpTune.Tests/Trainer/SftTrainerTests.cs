@@ -230,6 +230,7 @@ public class SftTrainerTests
 
         // An explicit path resumes from an earlier checkpoint (one saved by save_steps) just as exactly; the log
         // lines after its step are dropped and written again.
+        args.ResumeFromLatestCheckpoint = false;
         args.ResumeFromCheckpoint = CheckpointFolders.PathFor(dir.Path, 4);
         var fromFour = new TinyLanguageModel(seed: 42);
         var again = Train(fromFour, args, withEval: true);
