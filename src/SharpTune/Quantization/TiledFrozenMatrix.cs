@@ -23,7 +23,7 @@ public abstract unsafe class TiledFrozenMatrix : IFrozenMatrix
             throw new ArgumentException($"a quantised matrix needs positive dimensions, not {rows}×{cols}");
         Rows = rows;
         Cols = cols;
-        TileRows = Math.Clamp(TileElements / cols / 16 * 16, 16, rows);
+        TileRows = Math.Min(rows, Math.Max(16, TileElements / cols / 16 * 16));
     }
 
     public int Rows { get; }
