@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using SharpTune.Engine;
 
 namespace SharpTune.Quantization;
@@ -94,14 +97,36 @@ public sealed unsafe class Int8Matrix : TiledFrozenMatrix
     protected override void DequantizeRows(int firstRow, int count, Span<float> destination)
     {
         int cols = Cols;
-        for (int r = 0; r < count; r++)
+        fixed (sbyte* codes = _codes)
+        fixed (float* target = destination)
+            for (int r = 0; r < count; r++)
+                WidenRow(codes + (long)(firstRow + r) * cols, cols, _rowAbsmax[firstRow + r], VectorDequantScale, target + (long)r * cols);
+    }
+
+    /// <summary>output[c] = codes[c] · scale · factor, in that order (int8_vectorwise_dequant's A · stats · 1/127).</summary>
+    private static void WidenRow(sbyte* codes, int count, float scale, float factor, float* output)
+    {
+        int c = 0;
+        if (Avx512F.IsSupported)
         {
-            float scale = _rowAbsmax[firstRow + r];
-            ReadOnlySpan<sbyte> codes = _codes.AsSpan((firstRow + r) * cols, cols);
-            Span<float> row = destination.Slice(r * cols, cols);
-            for (int c = 0; c < cols; c++)
-                row[c] = codes[c] * scale * VectorDequantScale;
+            Vector512<float> scales = Vector512.Create(scale), factors = Vector512.Create(factor);
+            for (; c + 16 <= count; c += 16)
+                (Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(codes + c))) * scales * factors).Store(output + c);
         }
+        for (; c < count; c++)
+            output[c] = codes[c] * scale * factor;
+    }
+
+    /// <summary>output[c] = codes[c] as an exact fp32 integer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void WidenCodesRow(sbyte* codes, int count, float* output)
+    {
+        int c = 0;
+        if (Avx512F.IsSupported)
+            for (; c + 16 <= count; c += 16)
+                Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(codes + c))).Store(output + c);
+        for (; c < count; c++)
+            output[c] = codes[c];
     }
 
     public override void MultiplyTransposed(float[] x, int m, float[] y)
@@ -138,7 +163,7 @@ public sealed unsafe class Int8Matrix : TiledFrozenMatrix
                 for (int k0 = 0; k0 < cols; k0 += sliceCols)
                 {
                     int width = Math.Min(sliceCols, cols - k0);
-                    WidenCodes(first, count, k0, width, slice);
+                    WidenCodes(first, count, k0, width, slice, ForkForTiles(gemm));
                     gemm.Sgemm(false, true, m, count, width, 1f, codesA + k0, cols, slice, width, 0f, partial, count);
                     for (int i = 0; i < m * count; i++)
                         accumulator[i] += (int)partial[i];
@@ -205,22 +230,18 @@ public sealed unsafe class Int8Matrix : TiledFrozenMatrix
     }
 
     /// <summary>Weight codes of rows [first, first + count), columns [k0, k0 + width) as fp32 integers (count × width).</summary>
-    private void WidenCodes(int first, int count, int k0, int width, float* destination)
+    private void WidenCodes(int first, int count, int k0, int width, float* destination, bool parallel)
     {
         int cols = Cols;
         sbyte[] codes = _codes;
-        int tasks = Math.Min(count, 4 * GemmThreadPool.Shared.Threads);
+        int tasks = parallel ? Math.Min(count, 4 * GemmThreadPool.Shared.Threads) : 1;
         int per = (count + tasks - 1) / tasks;
         GemmThreadPool.Shared.For((count + per - 1) / per, task =>
         {
             int end = Math.Min(count, (task + 1) * per);
-            for (int r = task * per; r < end; r++)
-            {
-                ReadOnlySpan<sbyte> source = codes.AsSpan((first + r) * cols + k0, width);
-                float* target = destination + (long)r * width;
-                for (int c = 0; c < width; c++)
-                    target[c] = source[c];
-            }
+            fixed (sbyte* source = codes)
+                for (int r = task * per; r < end; r++)
+                    WidenCodesRow(source + (long)(first + r) * cols + k0, width, destination + (long)r * width);
         });
     }
 

@@ -10,10 +10,10 @@ namespace SharpTune.Quantization;
 public abstract unsafe class TiledFrozenMatrix : IFrozenMatrix
 {
     /// <summary>
-    /// Target size of one dequantised tile (floats). Large enough that the GEMM's per-call packing of the
-    /// activations is amortised over many weight rows, small enough to stay in the last-level cache.
+    /// Weight rows per dequantised tile, as the engine's bf16 weight staging uses: 256 × K fp32 (5 MiB at
+    /// K = 4864) is still cache-warm when the GEMM consumes it, and each call is large enough to run at full speed.
     /// </summary>
-    private const int TileElements = 1 << 18;
+    private const int RowsPerTile = 256;
 
     [ThreadStatic] private static ScratchBuffer? t_tile;
 
@@ -23,7 +23,7 @@ public abstract unsafe class TiledFrozenMatrix : IFrozenMatrix
             throw new ArgumentException($"a quantised matrix needs positive dimensions, not {rows}×{cols}");
         Rows = rows;
         Cols = cols;
-        TileRows = Math.Min(rows, Math.Max(16, TileElements / cols / 16 * 16));
+        TileRows = Math.Min(rows, RowsPerTile);
     }
 
     public int Rows { get; }
@@ -43,7 +43,7 @@ public abstract unsafe class TiledFrozenMatrix : IFrozenMatrix
         if (destination.Length < (long)count * Cols)
             throw new ArgumentException($"destination holds {destination.Length} values, need {(long)count * Cols}", nameof(destination));
         fixed (float* target = destination)
-            DequantizeRowsParallel(firstRow, count, target);
+            DequantizeRowsParallel(firstRow, count, target, parallel: true);
     }
 
     public virtual void MultiplyTransposed(float[] x, int m, float[] y)
@@ -58,7 +58,7 @@ public abstract unsafe class TiledFrozenMatrix : IFrozenMatrix
             for (int first = 0; first < Rows; first += TileRows)
             {
                 int count = Math.Min(TileRows, Rows - first);
-                DequantizeRowsParallel(first, count, tile);
+                DequantizeRowsParallel(first, count, tile, ForkForTiles(gemm));
                 gemm.Sgemm(false, true, m, count, Cols, 1f, px, Cols, tile, Cols, 0f, py + first, Rows);
             }
     }
@@ -75,7 +75,7 @@ public abstract unsafe class TiledFrozenMatrix : IFrozenMatrix
             for (int first = 0; first < Rows; first += TileRows)
             {
                 int count = Math.Min(TileRows, Rows - first);
-                DequantizeRowsParallel(first, count, tile);
+                DequantizeRowsParallel(first, count, tile, ForkForTiles(gemm));
                 float beta = first == 0 && !accumulate ? 0f : 1f;
                 gemm.Sgemm(false, false, m, Cols, count, 1f, pdy + first, Rows, tile, Cols, beta, pdx, Cols);
             }
@@ -84,9 +84,22 @@ public abstract unsafe class TiledFrozenMatrix : IFrozenMatrix
     /// <summary>The calling thread's tile buffer (TileRows × Cols floats).</summary>
     protected float* Tile() => (t_tile ??= new ScratchBuffer()).Get((long)TileRows * Cols);
 
-    /// <summary>Dequantises rows [firstRow, firstRow + count) into destination, split across the engine's threads.</summary>
-    protected void DequantizeRowsParallel(int firstRow, int count, float* destination)
+    /// <summary>
+    /// Whether tiles between GEMM calls are dequantised on the engine's pool. Only with the managed kernel, which
+    /// runs on that same pool: an OpenMP library (oneDNN, OpenBLAS) keeps its team spinning after each call, and a
+    /// pool fork between calls then fights those spinning threads for the cores (measured 3–20× slower on 2 cores),
+    /// so there the calling thread widens the tile alone, as the engine's bf16 weight staging does.
+    /// </summary>
+    protected static bool ForkForTiles(IGemmKernel gemm) => gemm is ManagedGemmKernel;
+
+    /// <summary>Dequantises rows [firstRow, firstRow + count) into destination, on the pool when <paramref name="parallel"/>.</summary>
+    protected void DequantizeRowsParallel(int firstRow, int count, float* destination, bool parallel)
     {
+        if (!parallel)
+        {
+            DequantizeRows(firstRow, count, new Span<float>(destination, count * Cols));
+            return;
+        }
         int threads = GemmThreadPool.Shared.Threads;
         // A few tasks per thread so a core busy elsewhere takes fewer; never slices thinner than one row.
         int tasks = Math.Min(count, Math.Max(1, Math.Min(4 * threads, (int)((long)count * Cols / 8192))));
