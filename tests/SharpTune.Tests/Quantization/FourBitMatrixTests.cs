@@ -170,7 +170,7 @@ public class FourBitMatrixTests
     [InlineData(FourBitType.Fp4, false)]
     public void Products_MatchTheDequantisedMatrixTightly_AndTheOriginalLoosely(FourBitType type, bool doubleQuantization)
     {
-        // 1100 rows of 256: two tiles (the second partial); m = 5.
+        // 1100 rows of 256 columns: five 256-row tiles, the last partial; m = 5.
         const int rows = 1100, cols = 256, m = 5;
         float[] w = Gaussian(rows * cols, 9, 0.05f);
         IFrozenMatrix q = FourBit(w, rows, cols, type, doubleQuantization);

@@ -92,7 +92,7 @@ public class Int8MatrixTests
     [Fact]
     public void Products_LargeShapes_ExactInt8AcrossSlices_AndBackwardUsesTheDequantisedWeight()
     {
-        // 2500 input columns: three exact fp32 slices of ≤ 1024; 300 rows over two tiles... of 16-row multiples.
+        // 2500 input columns: three exact fp32 slices of ≤ 1024; 300 rows: two 256-row tiles, the second partial.
         const int rows = 300, cols = 2500, m = 3;
         float[] w = Gaussian(rows * cols, 6, 0.05f);
         Int8Matrix q = Int8(w, rows, cols);
