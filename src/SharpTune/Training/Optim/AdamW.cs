@@ -21,6 +21,9 @@ public sealed class AdamW : IOptimizer
     public AdamWHyperparameters Hyperparameters { get; }
     public long Step { get; private set; }
     public long StateBytes => _state.Storage.Bytes;
+
+    /// <summary>The temporary file of paged state (null when not paged); it is deleted by <see cref="Dispose"/>.</summary>
+    internal string? StateFilePath => _state.FilePath;
     public IReadOnlyList<OptimizerStateTensor> StateTensors => _state.Tensors;
 
     /// <summary>Whether the moments live in a paged, file-backed mapping (<see cref="PagedStateStorage"/>).</summary>

@@ -19,6 +19,9 @@ internal sealed class NamedState : IDisposable
         Storage = StateStorage.Create(entries.Select(e => e.Slot).ToList(), paged);
     }
 
+    /// <summary>The paged state's backing file, null when the state is in managed arrays.</summary>
+    public string? FilePath => Storage is PagedStateStorage paged ? paged.FilePath : null;
+
     public IReadOnlyList<OptimizerStateTensor> Tensors =>
         _names.Select((n, i) => new OptimizerStateTensor(n.Name, Storage.Slots[i].DType, n.Shape, Storage.Memory(i))).ToList();
 
