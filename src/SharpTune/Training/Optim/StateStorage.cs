@@ -98,6 +98,7 @@ internal sealed unsafe class ArrayStateStorage : StateStorage
         return new MemoryHandle((byte*)handle.AddrOfPinnedObject() + byteIndex, handle);
     }
 
+    // The arrays are the garbage collector's to free; there is nothing else to release.
     public override void Dispose()
     {
     }

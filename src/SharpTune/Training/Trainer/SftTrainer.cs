@@ -11,10 +11,9 @@ namespace SharpTune.Training.Trainer;
 /// Supervised fine-tuning on one CPU process with transformers 4.40 Trainer semantics, as LLaMA-Factory drives it:
 /// a seeded shuffle of the training examples per epoch, right-padded batches, gradient accumulation (each
 /// micro-batch's mean loss scaled by 1/GA), clipping, the optimizer named by optim (<see cref="OptimizerNames"/>) at
-/// the scheduled learning rate, logs every
-/// logging_steps, evaluation and checkpoints per their strategies, and the final outputs LLaMA-Factory's SFT
-/// workflow writes (model, train_results.json, all_results.json, trainer_state.json, trainer_log.jsonl).
-/// Checkpoints hold everything needed to resume bit for bit.
+/// the scheduled learning rate, logs every logging_steps, evaluation and checkpoints per their strategies, and the
+/// final outputs LLaMA-Factory's SFT workflow writes (model, train_results.json, all_results.json,
+/// trainer_state.json, trainer_log.jsonl). Checkpoints hold everything needed to resume bit for bit.
 /// </summary>
 public sealed class SftTrainer
 {
