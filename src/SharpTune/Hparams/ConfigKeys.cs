@@ -33,6 +33,20 @@ internal static class ConfigKeys
     private static readonly string[] OtherTransformersSchedulers =
         ["cosine_with_restarts", "polynomial", "inverse_sqrt", "reduce_lr_on_plateau", "cosine_warmup_with_min_lr", "warmup_stable_decay"];
 
+    /// <summary>The optim values SharpTune implements (Training/Optim/OptimizerNames).</summary>
+    internal static readonly string[] SupportedOptimizers = ["adamw_torch", "adamw_8bit", "paged_adamw_32bit", "paged_adamw_8bit"];
+
+    /// <summary>transformers' other names for those optimizers.</summary>
+    internal static readonly IReadOnlyDictionary<string, string> OptimizerAliases = new Dictionary<string, string>
+    {
+        // torch.optim.AdamW(fused=True): one kernel for all parameters, the same update.
+        ["adamw_torch_fused"] = "adamw_torch",
+        // transformers' own AdamW: the same algorithm with weight decay after the step (ReadOptim adds a note).
+        ["adamw_hf"] = "adamw_torch",
+        // transformers builds bnb.optim.AdamW(optim_bits=8) for both names.
+        ["adamw_bnb_8bit"] = "adamw_8bit",
+    };
+
     private const string MultimodalReason = "SharpTune trains text-only models; image, video and audio inputs are not available";
     private const string QuantizationReason = "quantized (QLoRA) training is not available yet; train on the bf16/fp16/fp32 checkpoint";
     private const string RayReason = "Ray distributed training is not available; SharpTune trains in one process";
@@ -99,6 +113,7 @@ internal static class ConfigKeys
         Supported("adam_beta1", (c, v) => c.Training.AdamBeta1 = v.Double(min: 0, max: 1, maxExclusive: true)),
         Supported("adam_beta2", (c, v) => c.Training.AdamBeta2 = v.Double(min: 0, max: 1, maxExclusive: true)),
         Supported("adam_epsilon", (c, v) => c.Training.AdamEpsilon = v.Double(min: 0)),
+        Supported("optim", ReadOptim),
         Supported("max_grad_norm", (c, v) => c.Training.MaxGradNorm = v.Double(min: 0)),
         Supported("logging_steps", (c, v) => c.Training.LoggingSteps = v.Steps()),
         Supported("save_strategy", (c, v) => c.Training.SaveStrategy = v.Choice(["steps", "epoch", "no"], ["best"])),
@@ -196,7 +211,6 @@ internal static class ConfigKeys
         Unsupported("use_badam", "BAdam is not available", IsFalseOrNull),
         Unsupported("use_adam_mini", "Adam-mini is not available; SharpTune uses AdamW", IsFalseOrNull),
         Unsupported("use_muon", "Muon is not available; SharpTune uses AdamW", IsFalseOrNull),
-        Unsupported("optim", "SharpTune's optimizer is torch's AdamW", v => v.Is("adamw_torch") || v.Is("adamw_torch_fused")),
         Unsupported("use_llama_pro", "LLaMA Pro block expansion is not available", IsFalseOrNull),
         Unsupported("use_dft_loss", "the DFT loss is not available", IsFalseOrNull),
         Unsupported("use_swanlab", "SwanLab logging is not available", IsFalseOrNull),
@@ -293,6 +307,22 @@ internal static class ConfigKeys
     }
 
     private static bool IsFalseOrNull(ConfigValue v) => v.IsNull || v.IsFalse;
+
+    /// <summary>optim: a supported name or one of its aliases, stored as the supported name.</summary>
+    private static void ReadOptim(SftConfig c, ConfigValue v)
+    {
+        string name = v.Text();
+        if (SupportedOptimizers.Contains(name))
+        {
+            c.Training.Optim = name;
+            return;
+        }
+        if (!OptimizerAliases.TryGetValue(name, out string? canonical))
+            throw v.Error($"'{name}' is not supported (supported: {string.Join(", ", SupportedOptimizers.Concat(OptimizerAliases.Keys))})");
+        c.Training.Optim = canonical;
+        if (name == "adamw_hf")
+            c.Notes.Add("optim adamw_hf runs adamw_torch: transformers' own AdamW applies weight decay after the step (a difference of order learning_rate² · weight_decay) and adds ε before the bias correction");
+    }
 
     /// <summary>transformers passes <c>true</c> to Trainer.train, which resumes from output_dir's latest checkpoint.</summary>
     private static void ReadResumeFromCheckpoint(SftConfig c, ConfigValue v)

@@ -32,6 +32,8 @@ public sealed class TrainingArguments
     /// <summary>warmup_steps: when positive, overrides warmup_ratio.</summary>
     public int WarmupSteps { get; set; }
     public double WeightDecay { get; set; }
+    /// <summary>optim: adamw_torch, adamw_8bit, paged_adamw_32bit or paged_adamw_8bit (aliases resolved by the config reader).</summary>
+    public string Optim { get; set; } = "adamw_torch";
     public double AdamBeta1 { get; set; } = 0.9;
     public double AdamBeta2 { get; set; } = 0.999;
     public double AdamEpsilon { get; set; } = 1e-8;

@@ -204,7 +204,6 @@ public sealed class ConfigParsingTests
     [InlineData("export_quantization_bit: 4", "export_quantization_bit is not supported: ")]
     [InlineData("export_hub_model_id: me/model", "export_hub_model_id is not supported: SharpTune cannot reach the Hugging Face Hub")]
     [InlineData("infer_backend: vllm", "infer_backend is not supported: ")]
-    [InlineData("optim: sgd", "optim is not supported: SharpTune's optimizer is torch's AdamW")]
     public void UnsupportedFeaturesStopWithTheReason(string yaml, string messageStart) => Assert.StartsWith(messageStart, Error(Model + yaml));
 
     [Fact]

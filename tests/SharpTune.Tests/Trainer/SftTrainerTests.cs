@@ -1,6 +1,8 @@
 using System.Text.Json;
 using SharpTune.Data;
+using SharpTune.Engine;
 using SharpTune.Hparams;
+using SharpTune.IO.Safetensors;
 using SharpTune.Tests.IO;
 using SharpTune.Training.Trainer;
 
@@ -191,12 +193,16 @@ public class SftTrainerTests
         Assert.Equal(2, result.LossCurve.Evaluation.Count(p => p.Step == 12));
     }
 
-    [Fact]
-    public void CancelledRun_ResumedFromLatestCheckpoint_MatchesTheUninterruptedRunBitForBit()
+    /// <summary>With adamw_8bit the model is wide enough (dim 400) for its two matrices to keep 8-bit moments.</summary>
+    [Theory]
+    [InlineData("adamw_torch", TinyLanguageModel.DefaultDim)]
+    [InlineData("adamw_8bit", 400)]
+    public void CancelledRun_ResumedFromLatestCheckpoint_MatchesTheUninterruptedRunBitForBit(string optim, int dim)
     {
         using var reference = new TempDir();
-        var referenceModel = new TinyLanguageModel(seed: 1);
+        var referenceModel = new TinyLanguageModel(seed: 1, dim: dim);
         var args = Args(reference.Path);
+        args.Optim = optim;
         args.EvalStrategy = "steps";
         args.EvalSteps = 3;
         var uninterrupted = Train(referenceModel, args, withEval: true);
@@ -205,7 +211,7 @@ public class SftTrainerTests
         using var dir = new TempDir();
         args.OutputDir = dir.Path;
         var cts = new CancellationTokenSource();
-        var first = new TinyLanguageModel(seed: 1) { AfterForward = calls => { if (calls == 13) cts.Cancel(); } };
+        var first = new TinyLanguageModel(seed: 1, dim: dim) { AfterForward = calls => { if (calls == 13) cts.Cancel(); } };
         var interrupted = Train(first, args, withEval: true, cts.Token);
 
         // Cancelled during step 7's first micro-batch: step 7 is finished, saved, and the run stops.
@@ -215,9 +221,15 @@ public class SftTrainerTests
         Assert.Equal(CheckpointFolders.PathFor(dir.Path, 7), interrupted.CheckpointPath);
         Assert.Equal(["checkpoint-4", "checkpoint-7"], Folders(dir.Path));
         Assert.False(File.Exists(Path.Combine(dir.Path, "train_results.json")));
+        using (var saved = SafetensorsFile.Open(Path.Combine(interrupted.CheckpointPath!, TrainingCheckpoint.OptimizerFile)))
+        {
+            Assert.Equal(optim, saved.Metadata["optim"]);
+            // 8-bit: the codes of both moments of the two 4400-value matrices; the bias keeps fp32 moments.
+            Assert.Equal(optim == "adamw_8bit" ? 4 : 0, saved.Tensors.Count(t => t.DType == DType.U8));
+        }
 
         args.ResumeFromLatestCheckpoint = true;
-        var resumedModel = new TinyLanguageModel(seed: 99);
+        var resumedModel = new TinyLanguageModel(seed: 99, dim: dim);
         var resumed = Train(resumedModel, args, withEval: true);
 
         Assert.False(resumed.Interrupted);
@@ -232,7 +244,7 @@ public class SftTrainerTests
         // lines after its step are dropped and written again.
         args.ResumeFromLatestCheckpoint = false;
         args.ResumeFromCheckpoint = CheckpointFolders.PathFor(dir.Path, 4);
-        var fromFour = new TinyLanguageModel(seed: 42);
+        var fromFour = new TinyLanguageModel(seed: 42, dim: dim);
         var again = Train(fromFour, args, withEval: true);
         Assert.Equal(Deterministic(uninterrupted.LogHistory), Deterministic(again.LogHistory));
         AssertBitIdentical(expectedParameters, fromFour);

@@ -12,17 +12,24 @@ namespace SharpTune.Tests.Trainer;
 internal sealed class TinyLanguageModel : ITrainableModel
 {
     public const int Vocab = 11;
-    public const int Dim = 6;
+    public const int DefaultDim = 6;
+    private readonly int _dim;
     private readonly float _dropout;
     private readonly Parameter _embed, _proj, _bias;
 
-    public TinyLanguageModel(ulong seed, float dropout = 0.1f, string projectionName = "proj.weight")
+    /// <summary>
+    /// <paramref name="dim"/> sets the embedding width; with 400 the two matrices (4400 values) are large enough for
+    /// 8-bit optimizer state. The initial scale shrinks as 1/√dim so that wider models start with similar logits.
+    /// </summary>
+    public TinyLanguageModel(ulong seed, float dropout = 0.1f, string projectionName = "proj.weight", int dim = DefaultDim)
     {
+        _dim = dim;
         _dropout = dropout;
         var rng = new SeededRandom(seed);
-        float[] Init(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextGaussian() * 0.5)).ToArray();
-        _embed = new Parameter("embed.weight", [Vocab, Dim], Init(Vocab * Dim));
-        _proj = new Parameter(projectionName, [Dim, Vocab], Init(Dim * Vocab));
+        double scale = 0.5 * Math.Sqrt((double)DefaultDim / dim);
+        float[] Init(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextGaussian() * scale)).ToArray();
+        _embed = new Parameter("embed.weight", [Vocab, dim], Init(Vocab * dim));
+        _proj = new Parameter(projectionName, [dim, Vocab], Init(dim * Vocab));
         _bias = new Parameter("proj.bias", [Vocab], new float[Vocab]) { WeightDecay = false };
         TrainableParameters = [_embed, _proj, _bias];
     }
@@ -65,8 +72,9 @@ internal sealed class TinyLanguageModel : ITrainableModel
             for (int t = 0; t + 1 < batch.Length; t++)
                 if (batch.Labels[b * batch.Length + t + 1] != -100) count++;
         double sum = 0;
-        var h = new float[Dim];
-        var mask = new float[Dim];
+        int dim = _dim;
+        var h = new float[dim];
+        var mask = new float[dim];
         var logits = new double[Vocab];
         for (int b = 0; b < batch.Batch; b++)
             for (int t = 0; t + 1 < batch.Length; t++)
@@ -74,16 +82,16 @@ internal sealed class TinyLanguageModel : ITrainableModel
                 int target = batch.Labels[b * batch.Length + t + 1];
                 if (target == -100) continue;
                 int x = batch.InputIds[b * batch.Length + t];
-                for (int d = 0; d < Dim; d++)
+                for (int d = 0; d < dim; d++)
                 {
                     mask[d] = random is null ? 1f : random.NextFloat() < _dropout ? 0f : 1f / (1f - _dropout);
-                    h[d] = _embed.Data[x * Dim + d] * mask[d];
+                    h[d] = _embed.Data[x * dim + d] * mask[d];
                 }
                 double max = double.NegativeInfinity;
                 for (int v = 0; v < Vocab; v++)
                 {
                     float z = _bias.Data[v];
-                    for (int d = 0; d < Dim; d++) z += h[d] * _proj.Data[d * Vocab + v];
+                    for (int d = 0; d < dim; d++) z += h[d] * _proj.Data[d * Vocab + v];
                     logits[v] = z;
                     max = Math.Max(max, z);
                 }
@@ -97,10 +105,10 @@ internal sealed class TinyLanguageModel : ITrainableModel
                 {
                     float dl = (float)((Math.Exp(logits[v] - lse) - (v == target ? 1 : 0)) * scale / count);
                     _bias.Grad[v] += dl;
-                    for (int d = 0; d < Dim; d++)
+                    for (int d = 0; d < dim; d++)
                     {
                         _proj.Grad[d * Vocab + v] += h[d] * dl;
-                        _embed.Grad[x * Dim + d] += mask[d] * _proj.Data[d * Vocab + v] * dl;
+                        _embed.Grad[x * dim + d] += mask[d] * _proj.Data[d * Vocab + v] * dl;
                     }
                 }
             }

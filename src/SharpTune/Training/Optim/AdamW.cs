@@ -1,78 +1,77 @@
+using SharpTune.Engine;
+
 namespace SharpTune.Training.Optim;
 
 /// <summary>
-/// AdamW exactly as torch.optim.AdamW (single-tensor path): decoupled weight decay applied first, then the biased
-/// moments, bias-corrected step. Scalars are formed in double and applied in float32, as torch does on CPU.
+/// AdamW exactly as torch.optim.AdamW (single-tensor path, <see cref="AdamWStep"/>) with fp32 moments: optim
+/// <c>adamw_torch</c>, and <c>paged_adamw_32bit</c> when the moments are paged (<see cref="PagedStateStorage"/>;
+/// bitsandbytes' 32-bit AdamW kernel computes the same update, its rounding aside).
 /// </summary>
-public sealed class AdamW
+public sealed class AdamW : IOptimizer
 {
+    /// <summary>Checkpoint names of the moments: the prefix plus the parameter's name.</summary>
+    public const string ExpAvgPrefix = "exp_avg.";
+    public const string ExpAvgSqPrefix = "exp_avg_sq.";
+
+    private readonly NamedState _state;
+
+    public string Name { get; }
+    public string StateFormat => "adamw";
     public IReadOnlyList<Parameter> Parameters { get; }
-    public double Beta1 { get; }
-    public double Beta2 { get; }
-    public double Epsilon { get; }
-    public double WeightDecay { get; }
-
-    /// <summary>Optimizer steps taken so far (torch's per-parameter "step", the same for all parameters here).</summary>
+    public AdamWHyperparameters Hyperparameters { get; }
     public long Step { get; private set; }
+    public long StateBytes => _state.Storage.Bytes;
 
-    /// <summary>First and second moments, one array per parameter in <see cref="Parameters"/> order (checkpoints save them).</summary>
-    public float[][] ExpAvg { get; }
-    public float[][] ExpAvgSq { get; }
+    /// <summary>The temporary file of paged state (null when not paged); it is deleted by <see cref="Dispose"/>.</summary>
+    internal string? StateFilePath => _state.FilePath;
+    public IReadOnlyList<OptimizerStateTensor> StateTensors => _state.Tensors;
+
+    /// <summary>Whether the moments live in a paged, file-backed mapping (<see cref="PagedStateStorage"/>).</summary>
+    public bool Paged { get; }
 
     public AdamW(IReadOnlyList<Parameter> parameters, double beta1 = 0.9, double beta2 = 0.999, double epsilon = 1e-8, double weightDecay = 0.0)
+        : this(parameters, new AdamWHyperparameters(beta1, beta2, epsilon, weightDecay), paged: false)
     {
-        if (beta1 is < 0 or >= 1 || beta2 is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(beta1), "adam betas must lie in [0, 1)");
-        if (epsilon < 0) throw new ArgumentOutOfRangeException(nameof(epsilon), "adam_epsilon must not be negative");
-        Parameters = parameters;
-        Beta1 = beta1;
-        Beta2 = beta2;
-        Epsilon = epsilon;
-        WeightDecay = weightDecay;
-        ExpAvg = parameters.Select(p => new float[p.Length]).ToArray();
-        ExpAvgSq = parameters.Select(p => new float[p.Length]).ToArray();
     }
 
-    /// <summary>One update of every parameter from its Grad, at learning rate lr.</summary>
+    public AdamW(IReadOnlyList<Parameter> parameters, AdamWHyperparameters hyperparameters, bool paged)
+    {
+        Parameters = parameters;
+        Hyperparameters = hyperparameters;
+        Paged = paged;
+        Name = paged ? OptimizerNames.PagedAdamW32Bit : OptimizerNames.AdamWTorch;
+        // Slot 2i is parameter i's first moment, slot 2i + 1 its second.
+        _state = new NamedState(parameters.SelectMany(p => new[]
+        {
+            (ExpAvgPrefix + p.Name, Shape(p), new StateSlot(DType.F32, p.Length)),
+            (ExpAvgSqPrefix + p.Name, Shape(p), new StateSlot(DType.F32, p.Length)),
+        }).ToList(), paged);
+    }
+
+    /// <summary>Parameter <paramref name="index"/>'s first moment (exp_avg), in place.</summary>
+    public Span<float> ExpAvg(int index) => _state.Storage.Floats(2 * index);
+
+    /// <summary>Parameter <paramref name="index"/>'s second moment (exp_avg_sq), in place.</summary>
+    public Span<float> ExpAvgSq(int index) => _state.Storage.Floats(2 * index + 1);
+
     public void Update(double lr)
     {
         Step++;
-        double biasCorrection1 = 1 - Math.Pow(Beta1, Step);
-        double biasCorrection2Sqrt = Math.Sqrt(1 - Math.Pow(Beta2, Step));
-        float negStepSize = (float)(-lr / biasCorrection1);
-        float b1 = (float)Beta1, oneMinusB1 = (float)(1 - Beta1);
-        float b2 = (float)Beta2, oneMinusB2 = (float)(1 - Beta2);
-        float bc2 = (float)biasCorrection2Sqrt, eps = (float)Epsilon;
+        var step = new AdamWStep(Hyperparameters, lr, Step);
         Parallel.For(0, Parameters.Count, i =>
         {
             var p = Parameters[i];
-            float decay = p.WeightDecay ? (float)(1 - lr * WeightDecay) : 1f;
-            float[] w = p.Data, g = p.Grad, m = ExpAvg[i], v = ExpAvgSq[i];
-            for (int j = 0; j < w.Length; j++)
-            {
-                float gj = g[j];
-                float wj = w[j] * decay;
-                float mj = m[j] * b1 + oneMinusB1 * gj;
-                float vj = v[j] * b2 + oneMinusB2 * gj * gj;
-                float denom = MathF.Sqrt(vj) / bc2 + eps;
-                m[j] = mj;
-                v[j] = vj;
-                w[j] = wj + negStepSize * mj / denom;
-            }
+            step.Apply(p.Data, p.Grad, ExpAvg(i), ExpAvgSq(i), step.DecayFor(p));
         });
     }
 
-    /// <summary>Restores the step count and moments from a checkpoint (arrays are copied in).</summary>
-    public void Restore(long step, float[][] expAvg, float[][] expAvgSq)
+    public void Restore(long step, OptimizerStateReader read)
     {
-        if (expAvg.Length != Parameters.Count || expAvgSq.Length != Parameters.Count)
-            throw new InvalidDataException($"optimizer state holds {expAvg.Length} parameters, the model trains {Parameters.Count}");
-        for (int i = 0; i < Parameters.Count; i++)
-        {
-            if (expAvg[i].Length != Parameters[i].Length || expAvgSq[i].Length != Parameters[i].Length)
-                throw new InvalidDataException($"optimizer state of '{Parameters[i].Name}' has the wrong size");
-            expAvg[i].CopyTo(ExpAvg[i], 0);
-            expAvgSq[i].CopyTo(ExpAvgSq[i], 0);
-        }
+        _state.Restore(read);
         Step = step;
     }
+
+    public void Dispose() => _state.Dispose();
+
+    internal static long[] Shape(Parameter p) => p.Shape.Select(d => (long)d).ToArray();
 }

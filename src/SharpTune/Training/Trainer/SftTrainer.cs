@@ -10,10 +10,10 @@ namespace SharpTune.Training.Trainer;
 /// <summary>
 /// Supervised fine-tuning on one CPU process with transformers 4.40 Trainer semantics, as LLaMA-Factory drives it:
 /// a seeded shuffle of the training examples per epoch, right-padded batches, gradient accumulation (each
-/// micro-batch's mean loss scaled by 1/GA), clipping, AdamW at the scheduled learning rate, logs every
-/// logging_steps, evaluation and checkpoints per their strategies, and the final outputs LLaMA-Factory's SFT
-/// workflow writes (model, train_results.json, all_results.json, trainer_state.json, trainer_log.jsonl).
-/// Checkpoints hold everything needed to resume bit for bit.
+/// micro-batch's mean loss scaled by 1/GA), clipping, the optimizer named by optim (<see cref="OptimizerNames"/>) at
+/// the scheduled learning rate, logs every logging_steps, evaluation and checkpoints per their strategies, and the
+/// final outputs LLaMA-Factory's SFT workflow writes (model, train_results.json, all_results.json,
+/// trainer_state.json, trainer_log.jsonl). Checkpoints hold everything needed to resume bit for bit.
 /// </summary>
 public sealed class SftTrainer
 {
@@ -97,7 +97,7 @@ public sealed class SftTrainer
         private readonly SftTrainer _t;
         private readonly TrainingPlan _plan;
         private readonly string _outputDir;
-        private readonly AdamW _optimizer;
+        private readonly IOptimizer _optimizer;
         private readonly TrainerState _state;
         private readonly Stopwatch _clock = new();
         private SeededRandom _dropout;
@@ -127,7 +127,7 @@ public sealed class SftTrainer
             _plan = trainer.Plan;
             _outputDir = trainer._args.OutputDir;
             var args = trainer._args;
-            _optimizer = new AdamW(trainer._model.TrainableParameters, args.AdamBeta1, args.AdamBeta2, args.AdamEpsilon, args.WeightDecay);
+            _optimizer = OptimizerNames.Create(args.Optim, trainer._model.TrainableParameters, args);
             _state = new TrainerState
             {
                 MaxSteps = _plan.MaxSteps,
@@ -142,7 +142,13 @@ public sealed class SftTrainer
             _dropout = new SeededRandom((ulong)args.Seed ^ DropoutStream);
         }
 
+        /// <summary>Trains (see <see cref="Train"/>); the optimizer's state is released at the end, however it ends.</summary>
         public TrainResult Execute(CancellationToken cancellation)
+        {
+            using (_optimizer) return Train(cancellation);
+        }
+
+        private TrainResult Train(CancellationToken cancellation)
         {
             _clock.Start();
             Directory.CreateDirectory(_outputDir);

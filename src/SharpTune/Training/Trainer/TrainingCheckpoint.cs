@@ -8,8 +8,9 @@ namespace SharpTune.Training.Trainer;
 
 /// <summary>
 /// The contents of one <c>checkpoint-N</c> folder: the model's own save (adapter or weights, what a user loads),
-/// the fp32 trainable parameters and the AdamW moments in safetensors (what makes resuming exact, whatever dtype
-/// the model saves in), the gradients of an unfinished accumulation when there is one, <see cref="ResumeState"/>,
+/// the fp32 trainable parameters and the optimizer's state in safetensors, bit for bit as the optimizer keeps it
+/// (fp32 moments, or 8-bit codes and their block scales: what makes resuming exact, whatever dtype the model saves
+/// in), the gradients of an unfinished accumulation when there is one, <see cref="ResumeState"/>,
 /// and transformers' trainer_state.json. Every file is written atomically.
 /// </summary>
 internal static class TrainingCheckpoint
@@ -17,20 +18,26 @@ internal static class TrainingCheckpoint
     public const string ParametersFile = "trainable_parameters.safetensors";
     public const string OptimizerFile = "optimizer.safetensors";
     public const string GradientsFile = "accumulated_gradients.safetensors";
-    private const string ExpAvgPrefix = "exp_avg.";
-    private const string ExpAvgSqPrefix = "exp_avg_sq.";
     private const string StepKey = "step";
+    private const string OptimKey = "optim";
+    private const string StateFormatKey = "state_format";
+    /// <summary>Checkpoints written before the optimizer was a choice hold AdamW's fp32 moments and no optim metadata.</summary>
+    private const string FormatWithoutMetadata = "adamw";
 
-    public static void Write(string dir, ITrainableModel model, AdamW optimizer, ResumeState resume, TrainerState state)
+    public static void Write(string dir, ITrainableModel model, IOptimizer optimizer, ResumeState resume, TrainerState state)
     {
         model.Save(dir);
         var parameters = model.TrainableParameters;
         SafetensorsWriter.Write(Path.Combine(dir, ParametersFile),
             parameters.Select(p => (p.Name, ToLong(p.Shape), p.Data)));
         SafetensorsWriter.Write(Path.Combine(dir, OptimizerFile),
-            parameters.Select((p, i) => (ExpAvgPrefix + p.Name, ToLong(p.Shape), optimizer.ExpAvg[i]))
-                .Concat(parameters.Select((p, i) => (ExpAvgSqPrefix + p.Name, ToLong(p.Shape), optimizer.ExpAvgSq[i]))),
-            metadata: new Dictionary<string, string> { [StepKey] = optimizer.Step.ToString(CultureInfo.InvariantCulture) });
+            optimizer.StateTensors.Select(t => (t.Name, t.DType, t.Shape, t.Data)),
+            metadata: new Dictionary<string, string>
+            {
+                [StepKey] = optimizer.Step.ToString(CultureInfo.InvariantCulture),
+                [OptimKey] = optimizer.Name,
+                [StateFormatKey] = optimizer.StateFormat,
+            });
         if (resume.HasAccumulatedGradients)
             SafetensorsWriter.Write(Path.Combine(dir, GradientsFile), parameters.Select(p => (p.Name, ToLong(p.Shape), p.Grad)));
         AtomicFile.WriteText(Path.Combine(dir, ResumeState.FileName), resume.ToJson());
@@ -38,7 +45,7 @@ internal static class TrainingCheckpoint
     }
 
     /// <summary>Restores parameters (by name) and optimizer state, and returns the saved loop and trainer state.</summary>
-    public static (ResumeState Resume, TrainerState State) Restore(string dir, ITrainableModel model, AdamW optimizer)
+    public static (ResumeState Resume, TrainerState State) Restore(string dir, ITrainableModel model, IOptimizer optimizer)
     {
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"checkpoint folder {dir} does not exist");
         foreach (string file in new[] { ParametersFile, OptimizerFile, ResumeState.FileName, TrainerState.FileName })
@@ -54,20 +61,22 @@ internal static class TrainingCheckpoint
 
         using (var file = SafetensorsFile.Open(Path.Combine(dir, OptimizerFile)))
         {
-            CheckNames(dir, OptimizerFile, file, parameters.Select(p => ExpAvgPrefix + p.Name).Concat(parameters.Select(p => ExpAvgSqPrefix + p.Name)));
+            string format = file.Metadata.GetValueOrDefault(StateFormatKey, FormatWithoutMetadata);
+            string savedOptim = file.Metadata.GetValueOrDefault(OptimKey, OptimizerNames.AdamWTorch);
+            if (format != optimizer.StateFormat)
+                throw new InvalidDataException($"checkpoint {dir} holds {format} optimizer state (optim {savedOptim}), but this run's optim {optimizer.Name} keeps {optimizer.StateFormat} state: resume with optim {savedOptim}");
+            var tensors = optimizer.StateTensors;
+            CheckNames(dir, OptimizerFile, file, tensors.Select(t => t.Name));
             if (!file.Metadata.TryGetValue(StepKey, out string? stepText)
                 || !long.TryParse(stepText, NumberStyles.None, CultureInfo.InvariantCulture, out long step))
                 throw new InvalidDataException($"{Path.Combine(dir, OptimizerFile)}: the optimizer step is missing from the metadata");
-            var expAvg = new float[parameters.Count][];
-            var expAvgSq = new float[parameters.Count][];
-            for (int i = 0; i < parameters.Count; i++)
+            optimizer.Restore(step, (tensor, destination) =>
             {
-                expAvg[i] = new float[parameters[i].Length];
-                expAvgSq[i] = new float[parameters[i].Length];
-                ReadExact(file, ExpAvgPrefix + parameters[i].Name, parameters[i], expAvg[i]);
-                ReadExact(file, ExpAvgSqPrefix + parameters[i].Name, parameters[i], expAvgSq[i]);
-            }
-            optimizer.Restore(step, expAvg, expAvgSq);
+                var info = file.Get(tensor.Name);
+                if (info.DType != tensor.DType || !info.Shape.SequenceEqual(tensor.Shape))
+                    throw new InvalidDataException($"{file.Path}: '{tensor.Name}' is {info.DType} [{string.Join(", ", info.Shape)}], expected {tensor.DType} [{string.Join(", ", tensor.Shape)}]");
+                file.Bytes(tensor.Name).CopyTo(destination);
+            });
         }
 
         var resume = ResumeState.Load(Path.Combine(dir, ResumeState.FileName));

@@ -1,0 +1,35 @@
+using SharpTune.Hparams;
+
+namespace SharpTune.Training.Optim;
+
+/// <summary>The <c>optim</c> values SharpTune implements (transformers' OptimizerNames spelling) and the factory.</summary>
+public static class OptimizerNames
+{
+    /// <summary>torch.optim.AdamW with fp32 moments (transformers' default).</summary>
+    public const string AdamWTorch = "adamw_torch";
+    /// <summary>bitsandbytes' 8-bit blockwise AdamW (<see cref="Optim.AdamW8Bit"/>).</summary>
+    public const string AdamW8Bit = "adamw_8bit";
+    /// <summary>AdamW with fp32 moments in a paged, file-backed mapping (<see cref="PagedStateStorage"/>).</summary>
+    public const string PagedAdamW32Bit = "paged_adamw_32bit";
+    /// <summary>8-bit AdamW with its codes and scales in a paged, file-backed mapping.</summary>
+    public const string PagedAdamW8Bit = "paged_adamw_8bit";
+
+    public static IReadOnlyList<string> Supported { get; } = [AdamWTorch, AdamW8Bit, PagedAdamW32Bit, PagedAdamW8Bit];
+
+    /// <summary>
+    /// The optimizer for <paramref name="name"/> (one of <see cref="Supported"/>) over <paramref name="parameters"/>,
+    /// with the adam_beta1/adam_beta2/adam_epsilon/weight_decay of <paramref name="args"/>.
+    /// </summary>
+    public static IOptimizer Create(string name, IReadOnlyList<Parameter> parameters, TrainingArguments args)
+    {
+        var hyperparameters = new AdamWHyperparameters(args.AdamBeta1, args.AdamBeta2, args.AdamEpsilon, args.WeightDecay);
+        return name switch
+        {
+            AdamWTorch => new AdamW(parameters, hyperparameters, paged: false),
+            PagedAdamW32Bit => new AdamW(parameters, hyperparameters, paged: true),
+            AdamW8Bit => new AdamW8Bit(parameters, hyperparameters, paged: false),
+            PagedAdamW8Bit => new AdamW8Bit(parameters, hyperparameters, paged: true),
+            _ => throw new ArgumentException($"optim '{name}' is not supported (supported: {string.Join(", ", Supported)})"),
+        };
+    }
+}
