@@ -121,14 +121,11 @@ public sealed class TrainableDecoder : IDisposable
         return new TrainableDecoder(directory, c, weights, quantization, embedding, lmHead, finalNorm, layers, gradientCheckpointing);
     }
 
-    /// <summary>A layer projection: the stored matrix, or its quantised form (whose source pages are then released).</summary>
-    private static unsafe ModelTensor Projection(string name, WeightMatrix matrix, QuantizationOptions? quantization)
-    {
-        if (quantization is null) return new ModelTensor(name, new StoredMatrix(matrix), quantized: false);
-        var quantized = Quantizer.Quantize(matrix, quantization);
-        MappedPages.Release(matrix.Data, (long)matrix.Rows * matrix.Cols * DTypeInfo.SizeOf(matrix.DType));
-        return new ModelTensor(name, quantized, quantized: true);
-    }
+    /// <summary>A layer projection: the stored matrix, or its quantised form.</summary>
+    private static ModelTensor Projection(string name, WeightMatrix matrix, QuantizationOptions? quantization) =>
+        quantization is null
+            ? new ModelTensor(name, new StoredMatrix(matrix), quantized: false)
+            : new ModelTensor(name, MappedQuantization.Quantize(matrix, quantization), quantized: true);
 
     /// <summary>Bytes the weights occupy (compact storage plus fp32 tensors), each tensor once.</summary>
     public long StorageBytes => Tensors.Sum(t => t.StorageBytes);
