@@ -1,0 +1,238 @@
+using SharpTune.Engine;
+
+namespace SharpTune.Quantization;
+
+/// <summary>
+/// LLM.int8() (Dettmers et al. 2022) as bitsandbytes' <c>Linear8bitLt</c> / <c>MatMul8bitLt</c> run it with
+/// threshold 6.0 and frozen int8 weights, reproduced from its default backend ops:
+/// <list type="bullet">
+/// <item>Weights (<c>int8_vectorwise_quant</c>, threshold 0): per output row SCB = max |w|, CB = round(w · (127 / SCB))
+/// (round half to even).</item>
+/// <item>Forward (<c>int8_vectorwise_quant</c> with threshold, then <c>int8_mixed_scaled_mm</c>): input elements with
+/// |x| ≥ 6 are outliers and their columns are outlier columns. Each input row's scale SCA is the absmax of its
+/// non-outlier elements; CA = round(x · (127 / SCA)) with the outlier columns zeroed. The int8 product CA·CBᵀ is
+/// exact in int32 and rescaled as <c>int8_mm_dequant</c> does: acc · (SCA · SCB) · 6.200124e-05 (1/127²). The outlier
+/// columns of x, unquantised, are then multiplied in fp32 by the dequantised weight columns and added.</item>
+/// <item>Backward: dx = dy · dequant(W) in fp32, dequant(W) = CB · SCB · (1/127) as <c>int8_vectorwise_dequant</c>.</item>
+/// </list>
+/// bitsandbytes casts activations and weights to fp16 before quantising; here they are quantised from fp32, which
+/// only differs where fp16 would have rounded.
+/// </summary>
+public sealed unsafe class Int8Matrix : TiledFrozenMatrix
+{
+    public const float OutlierThreshold = 6f;
+
+    /// <summary>int8_mm_dequant's constant, 1/(127·127) as bitsandbytes writes it.</summary>
+    private const float MatmulDequantScale = 6.200124e-05f;
+
+    /// <summary>int8_vectorwise_dequant's constant, 1/127 as bitsandbytes writes it.</summary>
+    private const float VectorDequantScale = 7.874015718698502e-3f;
+
+    /// <summary>
+    /// Columns per exact fp32 slice of the int8 product: |codes| ≤ 127, so a slice's partial sums stay below
+    /// 1024 · 127² &lt; 2²⁴ and every fp32 partial sum is an exact integer whatever order the GEMM adds in.
+    /// </summary>
+    private const int ExactSliceCols = 1024;
+
+    private readonly sbyte[] _codes;
+    private readonly float[] _rowAbsmax;
+
+    [ThreadStatic] private static ScratchBuffer? t_slice;
+    [ThreadStatic] private static ScratchBuffer? t_partial;
+
+    private Int8Matrix(int rows, int cols, sbyte[] codes, float[] rowAbsmax) : base(rows, cols)
+    {
+        _codes = codes;
+        _rowAbsmax = rowAbsmax;
+    }
+
+    /// <summary>The int8 weight codes CB, row-major.</summary>
+    public ReadOnlySpan<sbyte> Codes => _codes;
+
+    /// <summary>SCB: each output row's absmax.</summary>
+    public ReadOnlySpan<float> RowAbsmax => _rowAbsmax;
+
+    public override long StorageBytes => _codes.LongLength + 4L * _rowAbsmax.LongLength;
+
+    public static Int8Matrix Quantize(WeightMatrix weight)
+    {
+        if (weight.Rows <= 0 || weight.Cols <= 0)
+            throw new ArgumentException($"cannot quantise a {weight.Rows}×{weight.Cols} weight");
+        var codes = new sbyte[(long)weight.Rows * weight.Cols];
+        var absmax = new float[weight.Rows];
+        int cols = weight.Cols;
+        int tasks = Math.Min(weight.Rows, 4 * GemmThreadPool.Shared.Threads);
+        int rowsPerTask = (weight.Rows + tasks - 1) / tasks;
+        GemmThreadPool.Shared.For(tasks, task =>
+        {
+            var row = new float[cols];
+            int end = Math.Min(weight.Rows, (task + 1) * rowsPerTask);
+            for (int r = task * rowsPerTask; r < end; r++)
+            {
+                weight.ReadRow(r, row);
+                absmax[r] = QuantizeRow(row, codes.AsSpan(r * cols, cols));
+            }
+        });
+        return new Int8Matrix(weight.Rows, weight.Cols, codes, absmax);
+    }
+
+    /// <summary>
+    /// codes = round(values · (127 / absmax)), returning absmax. An all-zero row (127/0 = ∞, 0·∞ = NaN, whose
+    /// int8 cast is undefined in bitsandbytes) gets code 0.
+    /// </summary>
+    private static float QuantizeRow(ReadOnlySpan<float> values, Span<sbyte> codes)
+    {
+        float absmax = 0f;
+        foreach (float value in values)
+            absmax = MathF.Max(absmax, MathF.Abs(value));
+        float factor = 127f / absmax;
+        for (int i = 0; i < values.Length; i++)
+            codes[i] = absmax == 0f ? (sbyte)0 : (sbyte)MathF.Round(values[i] * factor, MidpointRounding.ToEven);
+        return absmax;
+    }
+
+    protected override void DequantizeRows(int firstRow, int count, Span<float> destination)
+    {
+        int cols = Cols;
+        for (int r = 0; r < count; r++)
+        {
+            float scale = _rowAbsmax[firstRow + r];
+            ReadOnlySpan<sbyte> codes = _codes.AsSpan((firstRow + r) * cols, cols);
+            Span<float> row = destination.Slice(r * cols, cols);
+            for (int c = 0; c < cols; c++)
+                row[c] = codes[c] * scale * VectorDequantScale;
+        }
+    }
+
+    public override void MultiplyTransposed(float[] x, int m, float[] y)
+    {
+        CheckOperand(x, m, Cols, nameof(x));
+        CheckOperand(y, m, Rows, nameof(y));
+        if (m == 0)
+            return;
+        int cols = Cols;
+        var outlierColumns = OutlierColumns(x, m);
+        var activationCodes = new float[(long)m * cols];
+        var activationAbsmax = new float[m];
+        QuantizeActivations(x, m, outlierColumns, activationCodes, activationAbsmax);
+
+        float[]? outlierInputs = null;
+        if (outlierColumns.Length > 0)
+        {
+            outlierInputs = new float[m * outlierColumns.Length];
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < outlierColumns.Length; j++)
+                    outlierInputs[i * outlierColumns.Length + j] = x[(long)i * cols + outlierColumns[j]];
+        }
+
+        IGemmKernel gemm = GemmKernels.Default;
+        int sliceCols = Math.Min(ExactSliceCols, cols);
+        float* slice = (t_slice ??= new ScratchBuffer()).Get((long)TileRows * Math.Max(sliceCols, outlierColumns.Length));
+        float* partial = (t_partial ??= new ScratchBuffer()).Get((long)m * TileRows);
+        var accumulator = new int[m * TileRows];
+        fixed (float* codesA = activationCodes, py = y, outliers = outlierInputs)
+            for (int first = 0; first < Rows; first += TileRows)
+            {
+                int count = Math.Min(TileRows, Rows - first);
+                Array.Clear(accumulator);
+                for (int k0 = 0; k0 < cols; k0 += sliceCols)
+                {
+                    int width = Math.Min(sliceCols, cols - k0);
+                    WidenCodes(first, count, k0, width, slice);
+                    gemm.Sgemm(false, true, m, count, width, 1f, codesA + k0, cols, slice, width, 0f, partial, count);
+                    for (int i = 0; i < m * count; i++)
+                        accumulator[i] += (int)partial[i];
+                }
+                for (int i = 0; i < m; i++)
+                {
+                    float* yRow = py + (long)i * Rows + first;
+                    for (int r = 0; r < count; r++)
+                        yRow[r] = accumulator[i * count + r] * (activationAbsmax[i] * _rowAbsmax[first + r]) * MatmulDequantScale;
+                }
+                if (outlierInputs != null)
+                {
+                    DequantizeColumns(first, count, outlierColumns, slice);
+                    gemm.Sgemm(false, true, m, count, outlierColumns.Length, 1f, outliers, outlierColumns.Length,
+                        slice, outlierColumns.Length, 1f, py + first, Rows);
+                }
+            }
+    }
+
+    /// <summary>Columns holding any |x| ≥ 6 (bitsandbytes' outlier_cols), ascending.</summary>
+    private int[] OutlierColumns(float[] x, int m)
+    {
+        int cols = Cols;
+        var isOutlier = new bool[cols];
+        for (int i = 0; i < m; i++)
+        {
+            ReadOnlySpan<float> row = x.AsSpan(i * cols, cols);
+            for (int c = 0; c < cols; c++)
+                if (MathF.Abs(row[c]) >= OutlierThreshold)
+                    isOutlier[c] = true;
+        }
+        var columns = new List<int>();
+        for (int c = 0; c < cols; c++)
+            if (isOutlier[c])
+                columns.Add(c);
+        return columns.ToArray();
+    }
+
+    /// <summary>
+    /// Row-wise int8 activations held as fp32 integers: the row absmax ignores outlier elements (bitsandbytes zeroes
+    /// them before taking it), and whole outlier columns are coded 0.
+    /// </summary>
+    private void QuantizeActivations(float[] x, int m, int[] outlierColumns, float[] codes, float[] absmax)
+    {
+        int cols = Cols;
+        for (int i = 0; i < m; i++)
+        {
+            ReadOnlySpan<float> row = x.AsSpan(i * cols, cols);
+            float max = 0f;
+            foreach (float value in row)
+            {
+                float magnitude = MathF.Abs(value);
+                if (magnitude < OutlierThreshold)
+                    max = MathF.Max(max, magnitude);
+            }
+            absmax[i] = max;
+            float factor = 127f / max;
+            Span<float> target = codes.AsSpan(i * cols, cols);
+            for (int c = 0; c < cols; c++)
+                target[c] = max == 0f ? 0f : MathF.Round(row[c] * factor, MidpointRounding.ToEven);
+            foreach (int c in outlierColumns)
+                target[c] = 0f;
+        }
+    }
+
+    /// <summary>Weight codes of rows [first, first + count), columns [k0, k0 + width) as fp32 integers (count × width).</summary>
+    private void WidenCodes(int first, int count, int k0, int width, float* destination)
+    {
+        int cols = Cols;
+        sbyte[] codes = _codes;
+        int tasks = Math.Min(count, 4 * GemmThreadPool.Shared.Threads);
+        int per = (count + tasks - 1) / tasks;
+        GemmThreadPool.Shared.For((count + per - 1) / per, task =>
+        {
+            int end = Math.Min(count, (task + 1) * per);
+            for (int r = task * per; r < end; r++)
+            {
+                ReadOnlySpan<sbyte> source = codes.AsSpan((first + r) * cols + k0, width);
+                float* target = destination + (long)r * width;
+                for (int c = 0; c < width; c++)
+                    target[c] = source[c];
+            }
+        });
+    }
+
+    /// <summary>Dequantised weight columns <paramref name="columns"/> of rows [first, first + count) (count × columns).</summary>
+    private void DequantizeColumns(int first, int count, int[] columns, float* destination)
+    {
+        int cols = Cols;
+        for (int r = 0; r < count; r++)
+        {
+            float scale = _rowAbsmax[first + r];
+            for (int j = 0; j < columns.Length; j++)
+                destination[(long)r * columns.Length + j] = _codes[(first + r) * cols + columns[j]] * scale * VectorDequantScale;
+        }
+    }
+}

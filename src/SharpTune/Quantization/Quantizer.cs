@@ -1,0 +1,19 @@
+using SharpTune.Engine;
+
+namespace SharpTune.Quantization;
+
+/// <summary>Quantises a frozen weight as LLaMA-Factory's bitsandbytes quantisation would (see <see cref="QuantizationOptions"/>).</summary>
+public static class Quantizer
+{
+    /// <summary>4-bit: <see cref="FourBitMatrix"/> (NF4/FP4, blocks of 64, optional double quantisation); 8-bit: <see cref="Int8Matrix"/>.</summary>
+    public static IFrozenMatrix Quantize(WeightMatrix weight, QuantizationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return options.Bits switch
+        {
+            4 => FourBitMatrix.Quantize(weight, options.Type, options.DoubleQuantization),
+            8 => Int8Matrix.Quantize(weight),
+            _ => throw new ArgumentException($"quantization bits must be 4 or 8, not {options.Bits}", nameof(options)),
+        };
+    }
+}
