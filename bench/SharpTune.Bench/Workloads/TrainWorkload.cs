@@ -1,6 +1,7 @@
 using System.Globalization;
 using SharpTune.Data;
 using SharpTune.Hparams;
+using SharpTune.Quantization;
 using SharpTune.Training;
 using SharpTune.Training.Methods;
 using SharpTune.Training.Optim;
@@ -10,13 +11,14 @@ namespace SharpTune.Bench;
 /// <summary>
 /// One whole optimizer step (forward, backward, gradient clipping, AdamW) of a fine-tuning method on a generated
 /// --preset model: --method lora|full|freeze, --batch rows of --seq random tokens that all carry loss,
-/// --lora-rank (LoRA on all seven projections), --gradient-checkpointing.
+/// --lora-rank (LoRA on all seven projections), --gradient-checkpointing, --quantization-bit 4|8 with
+/// --quantization-type nf4|fp4 (QLoRA: the projections quantised, double quantisation on as LLaMA-Factory defaults).
 /// </summary>
 public sealed class TrainWorkload : IWorkload
 {
     public string Name => "train";
 
-    public string Description => "training tokens/s of a whole optimizer step (--method lora|full|freeze, --batch, --lora-rank, --gradient-checkpointing)";
+    public string Description => "training tokens/s of a whole optimizer step (--method lora|full|freeze, --batch, --lora-rank, --gradient-checkpointing, --quantization-bit 4|8, --quantization-type nf4|fp4)";
 
     public int DefaultSeq => 256;
 
@@ -27,6 +29,19 @@ public sealed class TrainWorkload : IWorkload
         int batch = int.Parse(context.Option("batch", "1"), CultureInfo.InvariantCulture);
         int rank = int.Parse(context.Option("lora-rank", "16"), CultureInfo.InvariantCulture);
         bool checkpointing = bool.Parse(context.Option("gradient-checkpointing", "false"));
+        string bits = context.Option("quantization-bit", "none");
+        string type = context.Option("quantization-type", "nf4");
+        QuantizationOptions? quantization = bits switch
+        {
+            "none" => null,
+            "4" or "8" => new QuantizationOptions(int.Parse(bits, CultureInfo.InvariantCulture), type switch
+            {
+                "nf4" => FourBitType.Nf4,
+                "fp4" => FourBitType.Fp4,
+                _ => throw new ArgumentException($"--quantization-type must be nf4 or fp4, not '{type}'"),
+            }),
+            _ => throw new ArgumentException($"--quantization-bit must be 4 or 8, not '{bits}'"),
+        };
         var args = new FinetuningArguments
         {
             FinetuningType = method switch
@@ -39,9 +54,9 @@ public sealed class TrainWorkload : IWorkload
             LoraRank = rank,
             LoraTarget = ["all"],
         };
-        using var model = TrainableModels.Create(folder, args, checkpointing, new SeededRandom(0), []);
+        using var model = TrainableModels.Create(folder, args, checkpointing, new SeededRandom(0), [], quantization);
         if (!context.Json)
-            Console.WriteLine($"# {method}{(method == "lora" ? $" r{rank} on all projections" : "")}, batch {batch}, gradient checkpointing {(checkpointing ? "on" : "off")}; {TrainableModels.Summary(model)}");
+            Console.WriteLine($"# {method}{(method == "lora" ? $" r{rank} on all projections" : "")}{(quantization is null ? "" : $", projections {quantization}")}, batch {batch}, gradient checkpointing {(checkpointing ? "on" : "off")}; {TrainableModels.Summary(model)}");
 
         int tokens = batch * context.Seq;
         var random = new Random(0);

@@ -50,7 +50,8 @@ public static class TrainCommand
         int padId = PadTokenId(tokenizer, modelDir);
         var started = Stopwatch.StartNew();
         using var model = TrainableModels.Create(modelDir, cfg.Finetuning, cfg.Training.GradientCheckpointing,
-            new SeededRandom((ulong)cfg.Training.Seed), cfg.Model.AdapterNameOrPath);
+            new SeededRandom((ulong)cfg.Training.Seed), cfg.Model.AdapterNameOrPath, cfg.Model.Quantization);
+        if (cfg.Model.Quantization is { } quantization) Log($"base projections quantized on load: {quantization}");
         Log($"{cfg.Finetuning.FinetuningType.ToString().ToLowerInvariant()}: {TrainableModels.Summary(model)}");
 
         var trainer = new SftTrainer(model, cfg.Training, data.Train, data.Eval.Count > 0 ? data.Eval : null, padId, TrainingProgress.ForStandardError());

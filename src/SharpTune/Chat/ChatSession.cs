@@ -1,5 +1,6 @@
 using SharpTune.Inference;
 using SharpTune.Model;
+using SharpTune.Quantization;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
 
@@ -40,13 +41,14 @@ public sealed class ChatSession : IDisposable
     /// Loads a model folder with its own tokenizer; template "auto" (or null) reads tokenizer_config.json. LoRA adapters
     /// in <paramref name="adapterDirs"/> are applied unmerged, in order; the tokenizer and generation settings stay the base's.
     /// </summary>
-    public static ChatSession Open(string modelDir, string? templateName, string? system, IReadOnlyList<string>? adapterDirs = null)
+    public static ChatSession Open(string modelDir, string? templateName, string? system, IReadOnlyList<string>? adapterDirs = null,
+        QuantizationOptions? quantization = null)
     {
         ModelFolder.Validate(modelDir);
         ModelFolder.ValidateTokenizer(modelDir);
         var tokenizer = Tokenizer.FromDirectory(modelDir);
         var template = ChatTemplates.ForModel(templateName, modelDir);
-        var model = DecoderModel.Load(modelDir, adapterDirectories: adapterDirs);
+        var model = DecoderModel.Load(modelDir, adapterDirectories: adapterDirs, quantization: quantization);
         return new ChatSession(model, tokenizer, template, system, ownsModel: true);
     }
 

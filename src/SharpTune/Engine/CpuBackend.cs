@@ -39,6 +39,16 @@ public sealed unsafe class CpuBackend : IComputeBackend
                 TensorPrimitives.Add(y.Row(r), bias, y.Row(r));
     }
 
+    public void Linear(Tensor x, int rows, IFrozenMatrix w, float[]? bias, Tensor y)
+    {
+        if (x.RowWidth != w.Cols) throw new ArgumentException($"linear: input width {x.RowWidth} but weight has {w.Cols} columns");
+        if (y.RowWidth != w.Rows) throw new ArgumentException($"linear: output width {y.RowWidth} but weight has {w.Rows} rows");
+        w.MultiplyTransposed(x.Data, rows, y.Data);
+        if (bias is not null)
+            for (int r = 0; r < rows; r++)
+                TensorPrimitives.Add(y.Row(r), bias, y.Row(r));
+    }
+
     private static void Gemv(Tensor x, int rows, WeightMatrix w, Tensor y)
     {
         var job = t_gemv ??= new GemvJob();

@@ -16,6 +16,9 @@ public interface IComputeBackend
     /// <summary>y[rows × w.Rows] = x[rows × w.Cols] · wᵀ (+ bias).</summary>
     void Linear(Tensor x, int rows, WeightMatrix w, float[]? bias, Tensor y);
 
+    /// <summary>y[rows × w.Rows] = x[rows × w.Cols] · wᵀ (+ bias) for a compact frozen matrix (quantised weights).</summary>
+    void Linear(Tensor x, int rows, IFrozenMatrix w, float[]? bias, Tensor y);
+
     /// <summary>dst[i] = table[ids[i]] (a row gather with widening to fp32).</summary>
     void Embedding(WeightMatrix table, ReadOnlySpan<int> ids, Tensor dst);
 

@@ -1,3 +1,4 @@
+using SharpTune.Quantization;
 using SharpTune.Templates;
 
 namespace SharpTune.Hparams;
@@ -48,7 +49,6 @@ internal static class ConfigKeys
     };
 
     private const string MultimodalReason = "SharpTune trains text-only models; image, video and audio inputs are not available";
-    private const string QuantizationReason = "quantized (QLoRA) training is not available yet; train on the bf16/fp16/fp32 checkpoint";
     private const string RayReason = "Ray distributed training is not available; SharpTune trains in one process";
     private const string NoHubReason = "SharpTune cannot reach the Hugging Face Hub";
     private const string GenerationReason = "generation settings are not read from the config; use the chat/generate options";
@@ -59,6 +59,10 @@ internal static class ConfigKeys
         Supported("model_name_or_path", (c, v) => c.Model.ModelNameOrPath = v.NullableText() ?? ""),
         Supported("adapter_name_or_path", (c, v) => c.Model.AdapterNameOrPath = v.Names()),
         Supported("disable_gradient_checkpointing", (c, v) => c.Model.DisableGradientCheckpointing = v.Bool()),
+        Supported("quantization_bit", (c, v) => c.Model.QuantizationBit = QuantizationBit(v)),
+        Supported("quantization_method", (c, v) => QuantizationMethod(v)),
+        Supported("quantization_type", (c, v) => c.Model.QuantizationType = v.Choice(["nf4", "fp4"], []) == "fp4" ? FourBitType.Fp4 : FourBitType.Nf4),
+        Supported("double_quantization", (c, v) => c.Model.DoubleQuantization = v.Bool()),
 
         // data
         Supported("template", (c, v) => c.Data.Template = KnownTemplate(v)),
@@ -191,11 +195,7 @@ internal static class ConfigKeys
         Unsupported("ray_init_kwargs", RayReason, v => v.IsNull),
         Unsupported("resources_per_worker", RayReason),
         Unsupported("placement_strategy", RayReason, v => v.Is("PACK")),
-        Unsupported("quantization_bit", QuantizationReason, v => v.IsNull),
-        Unsupported("quantization_method", QuantizationReason, v => v.Is("bnb") || v.Is("bitsandbytes")),
-        Unsupported("quantization_type", QuantizationReason, v => v.Is("nf4")),
-        Unsupported("double_quantization", QuantizationReason, v => !v.IsFalse),
-        Unsupported("quantization_device_map", QuantizationReason, v => v.IsNull),
+        Unsupported("quantization_device_map", "device maps do not apply: SharpTune keeps the quantized model in main memory", v => v.IsNull),
         Unsupported("fp8", "FP8 training is not available", IsFalseOrNull),
         Unsupported("pure_bf16", "SharpTune trains in fp32 master weights", IsFalseOrNull),
         Unsupported("use_dora", "DoRA is not available; use plain LoRA", IsFalseOrNull),
@@ -322,6 +322,25 @@ internal static class ConfigKeys
         c.Training.Optim = canonical;
         if (name == "adamw_hf")
             c.Notes.Add("optim adamw_hf runs adamw_torch: transformers' own AdamW applies weight decay after the step (a difference of order learning_rate² · weight_decay) and adds ε before the bias correction");
+    }
+
+    /// <summary>bitsandbytes quantises to 4 (NF4/FP4) or 8 bits (LLM.int8); null turns quantization off.</summary>
+    private static int? QuantizationBit(ConfigValue v)
+    {
+        int? bits = v.NullableInt();
+        if (bits is null or 4 or 8) return bits;
+        throw v.Error($"bitsandbytes quantizes to 4 or 8 bits, got {bits}");
+    }
+
+    /// <summary>Only bitsandbytes' scheme (LLaMA-Factory's default, bnb) is implemented; the other back-ends are named as not supported.</summary>
+    private static void QuantizationMethod(ConfigValue v)
+    {
+        if (v.IsNull || v.Is("bnb") || v.Is("bitsandbytes")) return;
+        string[] others = ["gptq", "awq", "aqlm", "hqq", "eetq", "quanto", "mxfp4"];
+        string method = v.Text();
+        if (others.Contains(method))
+            throw new ConfigException($"quantization_method '{method}' is not supported: SharpTune quantizes with bitsandbytes' scheme only (bnb) ({v.Origin})");
+        throw v.Error($"expected bnb (or one of LLaMA-Factory's {string.Join(", ", others)}, which SharpTune does not support), got '{method}'");
     }
 
     /// <summary>transformers passes <c>true</c> to Trainer.train, which resumes from output_dir's latest checkpoint.</summary>

@@ -1,3 +1,5 @@
+using SharpTune.Quantization;
+
 namespace SharpTune.Hparams;
 
 /// <summary>LLaMA-Factory's model arguments that SharpTune uses (defaults as in its hparams/model_args.py).</summary>
@@ -17,4 +19,17 @@ public sealed class ModelArguments
     /// <see cref="TrainingArguments.GradientCheckpointing"/> holds the resulting choice.
     /// </summary>
     public bool DisableGradientCheckpointing { get; set; }
+
+    /// <summary>quantization_bit: 4 or 8 quantises the frozen projections on load (with LoRA, QLoRA); null keeps them as stored.</summary>
+    public int? QuantizationBit { get; set; }
+
+    /// <summary>quantization_type: the 4-bit data type, nf4 (LLaMA-Factory's default) or fp4.</summary>
+    public FourBitType QuantizationType { get; set; } = FourBitType.Nf4;
+
+    /// <summary>double_quantization: quantise the 4-bit absmax values too (LLaMA-Factory's default true).</summary>
+    public bool DoubleQuantization { get; set; } = true;
+
+    /// <summary>What quantization_bit, quantization_type and double_quantization ask for, or null without quantization_bit.</summary>
+    public QuantizationOptions? Quantization =>
+        QuantizationBit is { } bits ? new QuantizationOptions(bits, QuantizationType, DoubleQuantization) : null;
 }

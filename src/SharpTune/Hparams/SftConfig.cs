@@ -155,6 +155,10 @@ public sealed class SftConfig
 
         if (Model.AdapterNameOrPath.Count > 0 && Finetuning.FinetuningType != FinetuningType.Lora)
             throw Error("adapter_name_or_path", "adapters are only valid with finetuning_type: lora");
+        if (Model.QuantizationBit is not null && Finetuning.FinetuningType != FinetuningType.Lora)
+            throw Error("quantization_bit", $"quantized weights cannot be trained, so finetuning_type {Finetuning.FinetuningType.ToString().ToLowerInvariant()} cannot use quantization; use finetuning_type: lora (QLoRA)");
+        if (Model.QuantizationBit is not null && Model.AdapterNameOrPath.Count > 1)
+            throw Error("adapter_name_or_path", "a quantized model takes a single adapter; merge the earlier adapters into the base first (sharptune export)");
         if (Finetuning.UseRslora && Finetuning.FinetuningType != FinetuningType.Lora)
             throw Error("use_rslora", "only valid with finetuning_type: lora");
 

@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using SharpTune.Engine;
 using SharpTune.IO.Safetensors;
 using SharpTune.Peft.Lora;
+using SharpTune.Quantization;
 
 namespace SharpTune.Model;
 
@@ -19,6 +20,8 @@ public sealed class DecoderModel : IDisposable
     public DecoderWeights Weights { get; }
     public IComputeBackend Backend { get; }
     public string Directory { get; }
+    /// <summary>How the layers' projections are quantised, or null when they are used as stored.</summary>
+    public QuantizationOptions? Quantization { get; }
     /// <summary>The adapters applied so far, in the order they were applied.</summary>
     public IReadOnlyList<LoraAdapter> Adapters => _adapters;
     private readonly List<LoraAdapter> _adapters = [];
@@ -33,8 +36,9 @@ public sealed class DecoderModel : IDisposable
     // Replacement matrices live on the pinned heap so their WeightMatrix views stay valid; held here to keep them alive.
     private readonly List<float[]> _pinnedReplacements = [];
 
-    private DecoderModel(string directory, ModelConfig config, DecoderWeights weights, IComputeBackend backend)
+    private DecoderModel(string directory, ModelConfig config, DecoderWeights weights, IComputeBackend backend, QuantizationOptions? quantization)
     {
+        Quantization = quantization;
         Directory = directory;
         Config = config;
         Weights = weights;
@@ -43,11 +47,15 @@ public sealed class DecoderModel : IDisposable
         _embedding = weights.Embedding;
         _lmHead = new Projection(weights.LmHead, null);
         _finalNorm = weights.FinalNorm;
-        _layers = weights.Layers.Select(l => new LayerTensors(l)).ToArray();
+        _layers = weights.Layers.Select(l => new LayerTensors(l, quantization)).ToArray();
     }
 
-    /// <summary>Loads a model folder and applies the LoRA adapters in <paramref name="adapterDirectories"/> in order, unmerged.</summary>
-    public static DecoderModel Load(string directory, IComputeBackend? backend = null, IReadOnlyList<string>? adapterDirectories = null)
+    /// <summary>
+    /// Loads a model folder and applies the LoRA adapters in <paramref name="adapterDirectories"/> in order, unmerged.
+    /// With quantization the layers' projections are quantised on load (embedding, lm_head and norms never are).
+    /// </summary>
+    public static DecoderModel Load(string directory, IComputeBackend? backend = null, IReadOnlyList<string>? adapterDirectories = null,
+        QuantizationOptions? quantization = null)
     {
         ModelFolder.Validate(directory);
         var config = ModelConfig.Load(ModelFolder.ConfigPath(directory));
@@ -56,7 +64,7 @@ public sealed class DecoderModel : IDisposable
         try
         {
             var weights = DecoderWeights.Load(checkpoint, config, directory);
-            model = new DecoderModel(directory, config, weights, backend ?? CpuBackend.CreateDefault());
+            model = new DecoderModel(directory, config, weights, backend ?? CpuBackend.CreateDefault(), quantization);
             foreach (string adapter in adapterDirectories ?? []) model.LoadAdapter(adapter);
             return model;
         }
@@ -148,7 +156,8 @@ public sealed class DecoderModel : IDisposable
     /// <summary>The base product (with bias), then each adapter's low-rank delta on the same input, in order.</summary>
     private void Linear(Tensor x, int rows, Projection p, Tensor y)
     {
-        Backend.Linear(x, rows, p.Weight, p.Bias, y);
+        if (p.Quantized is not null) Backend.Linear(x, rows, p.Quantized, p.Bias, y);
+        else Backend.Linear(x, rows, p.Weight, p.Bias, y);
         foreach (var delta in p.Deltas) delta.AddTo(Backend.Gemm, x, rows, y);
     }
 
@@ -219,7 +228,11 @@ public sealed class DecoderModel : IDisposable
         var map = new Dictionary<string, (long[], Action<float[]>)>(StringComparer.Ordinal);
         foreach (var (module, p) in projections)
         {
-            map[module + ".weight"] = ([p.Weight.Rows, p.Weight.Cols], data => p.Weight = Pinned(data, p.Weight.Rows, p.Weight.Cols));
+            map[module + ".weight"] = ([p.Weight.Rows, p.Weight.Cols], data =>
+            {
+                p.Weight = Pinned(data, p.Weight.Rows, p.Weight.Cols);
+                p.Quantized = null;
+            });
             if (p.Bias is not null) map[module + ".bias"] = ([p.Bias.Length], data => p.Bias = data);
         }
         map["model.embed_tokens.weight"] = ([_embedding.Rows, _embedding.Cols], data =>
@@ -248,28 +261,32 @@ public sealed class DecoderModel : IDisposable
         return new WeightMatrix((void*)Marshal.UnsafeAddrOfPinnedArrayElement(pinned, 0), DType.F32, rows, cols);
     }
 
-    /// <summary>A Linear as the forward pass applies it: the base weight (or its replacement), bias, and LoRA deltas.</summary>
-    private sealed class Projection(WeightMatrix weight, float[]? bias)
+    /// <summary>
+    /// A Linear as the forward pass applies it: the base weight (or its replacement), bias, and LoRA deltas. A quantised
+    /// projection multiplies through <see cref="Quantized"/>; <see cref="Weight"/> then only gives the shape.
+    /// </summary>
+    private sealed class Projection(WeightMatrix weight, float[]? bias, QuantizationOptions? quantization = null)
     {
         public WeightMatrix Weight { get; set; } = weight;
+        public IFrozenMatrix? Quantized { get; set; } = quantization is null ? null : MappedQuantization.Quantize(weight, quantization);
         public float[]? Bias { get; set; } = bias;
         public List<LowRankDelta> Deltas { get; } = [];
     }
 
     /// <summary>The tensors of one decoder layer that the forward pass reads.</summary>
-    private sealed class LayerTensors(DecoderLayerWeights w)
+    private sealed class LayerTensors(DecoderLayerWeights w, QuantizationOptions? q)
     {
         public float[] InputNorm { get; set; } = w.InputNorm;
-        public Projection Q { get; } = new(w.QProj, w.QBias);
-        public Projection K { get; } = new(w.KProj, w.KBias);
-        public Projection V { get; } = new(w.VProj, w.VBias);
-        public Projection O { get; } = new(w.OProj, w.OBias);
+        public Projection Q { get; } = new(w.QProj, w.QBias, q);
+        public Projection K { get; } = new(w.KProj, w.KBias, q);
+        public Projection V { get; } = new(w.VProj, w.VBias, q);
+        public Projection O { get; } = new(w.OProj, w.OBias, q);
         public float[]? QNorm { get; set; } = w.QNorm;
         public float[]? KNorm { get; set; } = w.KNorm;
         public float[] PostAttentionNorm { get; set; } = w.PostAttentionNorm;
-        public Projection Gate { get; } = new(w.GateProj, w.GateBias);
-        public Projection Up { get; } = new(w.UpProj, w.UpBias);
-        public Projection Down { get; } = new(w.DownProj, w.DownBias);
+        public Projection Gate { get; } = new(w.GateProj, w.GateBias, q);
+        public Projection Up { get; } = new(w.UpProj, w.UpBias, q);
+        public Projection Down { get; } = new(w.DownProj, w.DownBias, q);
     }
 
     /// <summary>Activation buffers of one forward pass, sized for a number of rows and reused while it suffices.</summary>

@@ -42,7 +42,7 @@ public sealed class LoraFineTuning : ITrainableModel
         foreach (var t in ModulesToSaveTensors) parameters.Add(t.MakeTrainable(LoraAdapterFile.KeyPrefix + t.Name));
         TrainableParameters = parameters;
         // PEFT counts the frozen originals of modules_to_save next to their trainable copies.
-        TotalParameterCount = decoder.Tensors.Sum(t => (long)t.Data.Length) + parameters.Sum(p => (long)p.Length);
+        TotalParameterCount = decoder.Tensors.Sum(t => t.Length) + parameters.Sum(p => (long)p.Length);
     }
 
     /// <summary>New adapters as LLaMA-Factory creates them from lora_rank, lora_alpha, lora_dropout, lora_target, use_rslora, additional_target.</summary>
@@ -83,7 +83,10 @@ public sealed class LoraFineTuning : ITrainableModel
         return model;
     }
 
-    /// <summary>Folds a saved adapter into the decoder's weights (W + s·B·A, modules_to_save copied), as merge_and_unload does.</summary>
+    /// <summary>
+    /// Folds a saved adapter into the decoder's weights (W + s·B·A, modules_to_save copied), as merge_and_unload does.
+    /// Only the modules it changes become fp32 copies; the rest stay as stored.
+    /// </summary>
     public static void MergeInto(TrainableDecoder decoder, string adapterDirectory)
     {
         var config = LoraConfig.Load(adapterDirectory);
@@ -91,12 +94,12 @@ public sealed class LoraFineTuning : ITrainableModel
         foreach (var adapter in adapters)
         {
             var linear = decoder.Linears.First(l => l.ModulePath == adapter.ModulePath);
-            adapter.MergeInto(linear.Weight.Data);
+            adapter.MergeInto(linear.Weight.Materialize());
             linear.Adapter = null;
         }
         foreach (var t in decoder.Tensors)
-            if (extra.TryGetValue(t.Name, out var saved) && saved.Data.Length == t.Data.Length)
-                saved.Data.CopyTo(t.Data, 0);
+            if (extra.TryGetValue(t.Name, out var saved) && saved.Data.Length == t.Length)
+                saved.Data.CopyTo(t.Materialize(), 0);
     }
 
     private static List<LoraLinearAdapter> Attach(TrainableDecoder decoder, string adapterDirectory, LoraConfig config,
@@ -161,7 +164,5 @@ public sealed class LoraFineTuning : ITrainableModel
         config.Save(directory);
     }
 
-    public void Dispose()
-    {
-    }
+    public void Dispose() => Decoder.Dispose();
 }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using SharpTune.Hparams;
 using SharpTune.Peft.Lora;
+using SharpTune.Quantization;
 using SharpTune.Training.Model;
 
 namespace SharpTune.Training.Methods;
@@ -10,24 +11,40 @@ public static class TrainableModels
 {
     /// <summary>
     /// full: every parameter; freeze: LLaMA-Factory's layer/module selection; lora: new adapters, or with adapter
-    /// folders, every folder but the last merged into the base and the last one's training continued.
+    /// folders, every folder but the last merged into the base and the last one's training continued. Frozen weights
+    /// stay as the checkpoint stores them; merging an earlier adapter turns just the modules it changes into fp32.
+    /// With quantization the layers' projections are quantised (QLoRA): LoRA only, with at most one adapter folder,
+    /// since quantised weights can neither be trained nor have an adapter folded into them.
     /// </summary>
     public static ITrainableModel Create(string modelDirectory, FinetuningArguments args, bool gradientCheckpointing,
-        SeededRandom initRandom, IReadOnlyList<string> adapterDirectories)
+        SeededRandom initRandom, IReadOnlyList<string> adapterDirectories, QuantizationOptions? quantization = null)
     {
+        string method = args.FinetuningType.ToString().ToLowerInvariant();
         if (args.FinetuningType != FinetuningType.Lora && adapterDirectories.Count > 0)
-            throw new ArgumentException($"adapter_name_or_path is only used with finetuning_type lora, not {args.FinetuningType.ToString().ToLowerInvariant()}");
-        var decoder = TrainableDecoder.Load(modelDirectory, gradientCheckpointing);
-        switch (args.FinetuningType)
+            throw new ArgumentException($"adapter_name_or_path is only used with finetuning_type lora, not {method}");
+        if (quantization is not null && args.FinetuningType != FinetuningType.Lora)
+            throw new ArgumentException($"quantized weights cannot be trained, so finetuning_type {method} cannot use quantization_bit; use finetuning_type lora (QLoRA)");
+        if (quantization is not null && adapterDirectories.Count > 1)
+            throw new ArgumentException($"a quantized base takes a single adapter, got {adapterDirectories.Count}: an adapter cannot be merged into quantized weights; merge the earlier adapters into the base first (sharptune export)");
+        var decoder = TrainableDecoder.Load(modelDirectory, gradientCheckpointing, quantization);
+        try
         {
-            case FinetuningType.Full:
-                return WeightsFineTuning.Full(decoder);
-            case FinetuningType.Freeze:
-                return WeightsFineTuning.Freeze(decoder, args);
-            default:
-                if (adapterDirectories.Count == 0) return LoraFineTuning.CreateNew(decoder, args, initRandom);
-                for (int i = 0; i < adapterDirectories.Count - 1; i++) LoraFineTuning.MergeInto(decoder, adapterDirectories[i]);
-                return LoraFineTuning.Resume(decoder, adapterDirectories[^1]);
+            switch (args.FinetuningType)
+            {
+                case FinetuningType.Full:
+                    return WeightsFineTuning.Full(decoder);
+                case FinetuningType.Freeze:
+                    return WeightsFineTuning.Freeze(decoder, args);
+                default:
+                    if (adapterDirectories.Count == 0) return LoraFineTuning.CreateNew(decoder, args, initRandom);
+                    for (int i = 0; i < adapterDirectories.Count - 1; i++) LoraFineTuning.MergeInto(decoder, adapterDirectories[i]);
+                    return LoraFineTuning.Resume(decoder, adapterDirectories[^1]);
+            }
+        }
+        catch
+        {
+            decoder.Dispose();
+            throw;
         }
     }
 

@@ -23,7 +23,7 @@ public sealed class WeightsFineTuning : ITrainableModel
     {
         Decoder = decoder;
         TrainableParameters = decoder.Tensors.Where(t => t.IsTrainable).Select(t => t.Parameter!).ToArray();
-        TotalParameterCount = decoder.Tensors.Sum(t => (long)t.Data.Length);
+        TotalParameterCount = decoder.Tensors.Sum(t => t.Length);
     }
 
     /// <summary>Every parameter trainable.</summary>
@@ -51,7 +51,7 @@ public sealed class WeightsFineTuning : ITrainableModel
     {
         var dtype = Decoder.StoredDType;
         SafetensorsWriter.WriteSharded(directory,
-            Decoder.Tensors.Select(t => (t.Name, dtype, t.Shape.Select(d => (long)d).ToArray(), SafetensorsWriter.EncodeFloat32(t.Data, dtype))),
+            Decoder.Tensors.Select(t => (t.Name, dtype, t.Shape.Select(d => (long)d).ToArray(), t.Encode(dtype))),
             MaxShardBytes);
         CopyFromBase(ModelFolder.ConfigPath(Decoder.Directory), ModelFolder.ConfigPath(directory));
         CopyFromBase(ModelFolder.GenerationConfigPath(Decoder.Directory), ModelFolder.GenerationConfigPath(directory));
@@ -64,7 +64,5 @@ public sealed class WeightsFineTuning : ITrainableModel
         IO.AtomicFile.Write(destination, s => s.Write(bytes));
     }
 
-    public void Dispose()
-    {
-    }
+    public void Dispose() => Decoder.Dispose();
 }

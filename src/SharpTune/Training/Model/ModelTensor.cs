@@ -1,24 +1,100 @@
+using SharpTune.Engine;
+using SharpTune.IO.Safetensors;
+
 namespace SharpTune.Training.Model;
 
 /// <summary>
-/// One fp32 weight of the trainable decoder under its Hugging Face name. It becomes a <see cref="Parameter"/>
-/// (sharing the same array) only when a fine-tuning method marks it trainable, so frozen weights carry no
-/// gradient buffer.
+/// One weight of the trainable decoder under its Hugging Face name. Small tensors (norms, biases) are fp32 arrays;
+/// a frozen matrix stays compact as an <see cref="IFrozenMatrix"/> (bf16/fp16 as stored in the checkpoint, or
+/// quantised) and becomes an fp32 array only when a method trains it or folds an adapter into it. It becomes a
+/// <see cref="Parameter"/> (sharing the fp32 array) only when a fine-tuning method marks it trainable, so frozen
+/// weights carry no gradient buffer.
 /// </summary>
-public sealed class ModelTensor(string name, int[] shape, float[] data)
+public sealed class ModelTensor
 {
-    public string Name { get; } = name;
-    public int[] Shape { get; } = shape;
-    public float[] Data { get; } = data;
+    private float[]? _data;
+
+    /// <summary>An fp32 tensor.</summary>
+    public ModelTensor(string name, int[] shape, float[] data)
+    {
+        Name = name;
+        Shape = shape;
+        Length = ShapeLength(shape);
+        if (data.Length != Length) throw new ArgumentException($"tensor '{name}': {data.Length} values do not fill shape [{string.Join(", ", shape)}]");
+        _data = data;
+    }
+
+    /// <summary>A frozen matrix kept compact; quantized marks storage that can never be trained or written back.</summary>
+    public ModelTensor(string name, IFrozenMatrix frozen, bool quantized)
+    {
+        Name = name;
+        Shape = [frozen.Rows, frozen.Cols];
+        Length = (long)frozen.Rows * frozen.Cols;
+        Frozen = frozen;
+        IsQuantized = quantized;
+    }
+
+    public string Name { get; }
+    public int[] Shape { get; }
+    public long Length { get; }
+
+    /// <summary>The compact storage while the matrix is frozen and not materialised; null for an fp32 tensor.</summary>
+    public IFrozenMatrix? Frozen { get; private set; }
+
+    public bool IsQuantized { get; }
+
+    /// <summary>The fp32 values; a compact matrix has none until <see cref="Materialize"/>.</summary>
+    public float[] Data => _data ?? throw new InvalidOperationException($"'{Name}' is kept compact; materialize it before using fp32 values");
+
     public Parameter? Parameter { get; private set; }
 
     public bool IsTrainable => Parameter is not null;
     public float[]? Grad => Parameter?.Grad;
 
+    /// <summary>Bytes the tensor's values occupy: the compact storage, or 4 per fp32 value.</summary>
+    public long StorageBytes => Frozen?.StorageBytes ?? Length * sizeof(float);
+
     /// <summary>Biases and norm weights, which transformers' Trainer exempts from weight decay.</summary>
     public bool IsBiasOrNorm => Name.EndsWith(".bias", StringComparison.Ordinal) || Name.EndsWith("norm.weight", StringComparison.Ordinal);
 
-    /// <summary>Marks the tensor trainable; the parameter is named parameterName (a PEFT key) or the HF name.</summary>
+    /// <summary>
+    /// The fp32 values, widening a compact matrix once into an fp32 array that replaces it (for training it in full
+    /// or folding an adapter into it). Quantised weights have lost their exact values and are refused.
+    /// </summary>
+    public float[] Materialize()
+    {
+        if (_data is not null) return _data;
+        if (IsQuantized)
+            throw new InvalidOperationException($"'{Name}' is quantised; quantised weights cannot be trained or changed (QLoRA trains only the LoRA adapters)");
+        var frozen = Frozen!;
+        var data = new float[Length];
+        frozen.ReadRows(0, frozen.Rows, data);
+        _data = data;
+        Frozen = null;
+        return data;
+    }
+
+    /// <summary>Marks the tensor trainable (materialising it); the parameter is named parameterName (a PEFT key) or the HF name.</summary>
     public Parameter MakeTrainable(string? parameterName = null) =>
-        Parameter ??= new Parameter(parameterName ?? Name, Shape, Data) { WeightDecay = !IsBiasOrNorm };
+        Parameter ??= new Parameter(parameterName ?? Name, Shape, Materialize()) { WeightDecay = !IsBiasOrNorm };
+
+    /// <summary>The values encoded in dtype for saving; a stored matrix already in that dtype is copied byte for byte.</summary>
+    public unsafe ReadOnlyMemory<byte> Encode(DType dtype)
+    {
+        if (_data is not null) return SafetensorsWriter.EncodeFloat32(_data, dtype);
+        if (Frozen is StoredMatrix stored && stored.Matrix.DType == dtype)
+            return new ReadOnlySpan<byte>(stored.Matrix.Data, checked((int)stored.StorageBytes)).ToArray();
+        if (IsQuantized)
+            throw new InvalidOperationException($"'{Name}' is quantised; quantised weights cannot be saved as model weights");
+        var values = new float[Length];
+        Frozen!.ReadRows(0, Frozen.Rows, values);
+        return SafetensorsWriter.EncodeFloat32(values, dtype);
+    }
+
+    private static long ShapeLength(int[] shape)
+    {
+        long length = 1;
+        foreach (int d in shape) length *= d;
+        return length;
+    }
 }

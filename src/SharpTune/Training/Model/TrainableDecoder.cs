@@ -3,16 +3,19 @@ using SharpTune.Data;
 using SharpTune.Engine;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
+using SharpTune.Quantization;
 
 namespace SharpTune.Training.Model;
 
 /// <summary>
-/// The decoder (Qwen2, Llama, Qwen3) in fp32 for training: every weight is a <see cref="ModelTensor"/> under its
-/// Hugging Face name (bf16/fp16 checkpoints are widened on load), the forward computes what
-/// <see cref="DecoderModel"/> computes, and the backward produces gradients only where something is trainable.
-/// Positions are 0..T-1 in every row, as transformers uses without position_ids.
+/// The decoder (Qwen2, Llama, Qwen3) for training: every weight is a <see cref="ModelTensor"/> under its Hugging Face
+/// name. The checkpoint stays memory-mapped for the model's lifetime: frozen matrices are multiplied straight from
+/// it (bf16/fp16 as stored, or quantised projections for QLoRA) and frozen embedding rows are read from it, so only
+/// what is trained, the norms and the biases are fp32 arrays. The forward computes what <see cref="DecoderModel"/>
+/// computes, and the backward produces gradients only where something is trainable. Positions are 0..T-1 in every
+/// row, as transformers uses without position_ids.
 /// </summary>
-public sealed class TrainableDecoder
+public sealed class TrainableDecoder : IDisposable
 {
     /// <summary>Logits kept at once by the loss: rows × vocab stays under this many floats.</summary>
     private const int LossChunkFloats = 16 << 20;
@@ -21,6 +24,8 @@ public sealed class TrainableDecoder
     public string Directory { get; }
     /// <summary>The dtype of the base checkpoint's matrices, which full/freeze saving writes back.</summary>
     public DType StoredDType { get; }
+    /// <summary>How the layers' projections are quantised (QLoRA), or null when they are kept as stored.</summary>
+    public QuantizationOptions? Quantization { get; }
     public ModelTensor Embedding { get; }
     /// <summary>The output projection; the same tensor as <see cref="Embedding"/> with tied embeddings.</summary>
     public ModelTensor LmHead { get; }
@@ -30,15 +35,18 @@ public sealed class TrainableDecoder
     /// <summary>Keep only each layer's input in the forward and recompute the layer during the backward.</summary>
     public bool GradientCheckpointing { get; }
 
+    private readonly DecoderWeights _stored;
     private readonly RopeTable _rope;
     private Buffers? _buffers;
 
-    private TrainableDecoder(string directory, ModelConfig config, DType storedDType, ModelTensor embedding, ModelTensor lmHead,
-        ModelTensor finalNorm, TrainableLayer[] layers, bool gradientCheckpointing)
+    private TrainableDecoder(string directory, ModelConfig config, DecoderWeights stored, QuantizationOptions? quantization,
+        ModelTensor embedding, ModelTensor lmHead, ModelTensor finalNorm, TrainableLayer[] layers, bool gradientCheckpointing)
     {
         Directory = directory;
         Config = config;
-        StoredDType = storedDType;
+        _stored = stored;
+        StoredDType = stored.Embedding.DType;
+        Quantization = quantization;
         Embedding = embedding;
         LmHead = lmHead;
         FinalNorm = finalNorm;
@@ -47,20 +55,47 @@ public sealed class TrainableDecoder
         _rope = RopeScaling.BuildTable(config);
     }
 
-    public static TrainableDecoder Load(string directory, bool gradientCheckpointing)
+    /// <summary>
+    /// Opens the model folder; with quantization the seven projections of every layer are quantised on load
+    /// (embedding, lm_head, norms and biases never are).
+    /// </summary>
+    public static TrainableDecoder Load(string directory, bool gradientCheckpointing, QuantizationOptions? quantization = null)
     {
         ModelFolder.Validate(directory);
         var c = ModelConfig.Load(ModelFolder.ConfigPath(directory));
-        using var checkpoint = SafetensorsCheckpoint.OpenDirectory(directory);
-        // DecoderWeights checks every name and shape against config.json; the tensors are then read as fp32 copies.
-        var weights = DecoderWeights.Load(checkpoint, c, directory);
-        DType stored = weights.Embedding.DType;
-        ModelTensor Read(string name, params int[] shape) => new(name, shape, checkpoint.ReadFloat32(name));
-        TrainableLinear Linear(string path, int inFeatures, int outFeatures, bool bias) =>
-            new(path, inFeatures, outFeatures, Read(path + ".weight", outFeatures, inFeatures), bias ? Read(path + ".bias", outFeatures) : null);
+        var checkpoint = SafetensorsCheckpoint.OpenDirectory(directory);
+        DecoderWeights weights;
+        try
+        {
+            // DecoderWeights checks every name and shape against config.json and owns the mapped checkpoint from here.
+            weights = DecoderWeights.Load(checkpoint, c, directory);
+        }
+        catch
+        {
+            checkpoint.Dispose();
+            throw;
+        }
+        try
+        {
+            return Bind(directory, c, weights, gradientCheckpointing, quantization);
+        }
+        catch
+        {
+            weights.Dispose();
+            throw;
+        }
+    }
 
-        var embedding = Read("model.embed_tokens.weight", c.VocabSize, c.HiddenSize);
-        var lmHead = c.TieWordEmbeddings ? embedding : Read("lm_head.weight", c.VocabSize, c.HiddenSize);
+    private static TrainableDecoder Bind(string directory, ModelConfig c, DecoderWeights weights, bool gradientCheckpointing,
+        QuantizationOptions? quantization)
+    {
+        ModelTensor Vector(string name, float[] values) => new(name, [values.Length], values);
+        ModelTensor? OptionalVector(string name, float[]? values) => values is null ? null : Vector(name, values);
+        TrainableLinear Linear(string path, WeightMatrix matrix, float[]? bias) =>
+            new(path, matrix.Cols, matrix.Rows, Projection(path + ".weight", matrix, quantization), OptionalVector(path + ".bias", bias));
+
+        var embedding = new ModelTensor("model.embed_tokens.weight", new StoredMatrix(weights.Embedding), quantized: false);
+        var lmHead = c.TieWordEmbeddings ? embedding : new ModelTensor("lm_head.weight", new StoredMatrix(weights.LmHead), quantized: false);
         var layers = new TrainableLayer[c.NumLayers];
         for (int i = 0; i < c.NumLayers; i++)
         {
@@ -69,22 +104,34 @@ public sealed class TrainableDecoder
             layers[i] = new TrainableLayer
             {
                 Index = i,
-                InputNorm = Read(p + "input_layernorm.weight", c.HiddenSize),
-                QProj = Linear(p + "self_attn.q_proj", c.HiddenSize, c.QueryWidth, w.QBias is not null),
-                KProj = Linear(p + "self_attn.k_proj", c.HiddenSize, c.KvWidth, w.KBias is not null),
-                VProj = Linear(p + "self_attn.v_proj", c.HiddenSize, c.KvWidth, w.VBias is not null),
-                OProj = Linear(p + "self_attn.o_proj", c.QueryWidth, c.HiddenSize, w.OBias is not null),
-                QNorm = c.HasQkNorm ? Read(p + "self_attn.q_norm.weight", c.HeadDim) : null,
-                KNorm = c.HasQkNorm ? Read(p + "self_attn.k_norm.weight", c.HeadDim) : null,
-                PostAttentionNorm = Read(p + "post_attention_layernorm.weight", c.HiddenSize),
-                GateProj = Linear(p + "mlp.gate_proj", c.HiddenSize, c.IntermediateSize, w.GateBias is not null),
-                UpProj = Linear(p + "mlp.up_proj", c.HiddenSize, c.IntermediateSize, w.UpBias is not null),
-                DownProj = Linear(p + "mlp.down_proj", c.IntermediateSize, c.HiddenSize, w.DownBias is not null),
+                InputNorm = Vector(p + "input_layernorm.weight", w.InputNorm),
+                QProj = Linear(p + "self_attn.q_proj", w.QProj, w.QBias),
+                KProj = Linear(p + "self_attn.k_proj", w.KProj, w.KBias),
+                VProj = Linear(p + "self_attn.v_proj", w.VProj, w.VBias),
+                OProj = Linear(p + "self_attn.o_proj", w.OProj, w.OBias),
+                QNorm = OptionalVector(p + "self_attn.q_norm.weight", w.QNorm),
+                KNorm = OptionalVector(p + "self_attn.k_norm.weight", w.KNorm),
+                PostAttentionNorm = Vector(p + "post_attention_layernorm.weight", w.PostAttentionNorm),
+                GateProj = Linear(p + "mlp.gate_proj", w.GateProj, w.GateBias),
+                UpProj = Linear(p + "mlp.up_proj", w.UpProj, w.UpBias),
+                DownProj = Linear(p + "mlp.down_proj", w.DownProj, w.DownBias),
             };
         }
-        var finalNorm = Read("model.norm.weight", c.HiddenSize);
-        return new TrainableDecoder(directory, c, stored, embedding, lmHead, finalNorm, layers, gradientCheckpointing);
+        var finalNorm = Vector("model.norm.weight", weights.FinalNorm);
+        return new TrainableDecoder(directory, c, weights, quantization, embedding, lmHead, finalNorm, layers, gradientCheckpointing);
     }
+
+    /// <summary>A layer projection: the stored matrix, or its quantised form.</summary>
+    private static ModelTensor Projection(string name, WeightMatrix matrix, QuantizationOptions? quantization) =>
+        quantization is null
+            ? new ModelTensor(name, new StoredMatrix(matrix), quantized: false)
+            : new ModelTensor(name, MappedQuantization.Quantize(matrix, quantization), quantized: true);
+
+    /// <summary>Bytes the weights occupy (compact storage plus fp32 tensors), each tensor once.</summary>
+    public long StorageBytes => Tensors.Sum(t => t.StorageBytes);
+
+    /// <summary>Closes the memory-mapped checkpoint; the model cannot be used afterwards.</summary>
+    public void Dispose() => _stored.Dispose();
 
     /// <summary>Every tensor once, in transformers' named_parameters() order (a tied lm_head is the embedding).</summary>
     public IEnumerable<ModelTensor> Tensors
@@ -118,14 +165,12 @@ public sealed class TrainableDecoder
     }
 
     /// <summary>The full logits [B·T × vocab] of a batch (evaluation mode), for checks against the inference model.</summary>
-    public unsafe float[] Logits(TrainingBatch batch)
+    public float[] Logits(TrainingBatch batch)
     {
         var b = Prepare(batch);
         Forward(batch, b, AdapterPass.Evaluate, null);
-        int rows = batch.Batch * batch.Length, h = Config.HiddenSize, v = Config.VocabSize;
-        var logits = new float[(long)rows * v];
-        fixed (float* ph = b.FinalNormed, pw = LmHead.Data, pl = logits)
-            GemmKernels.Default.Sgemm(false, true, rows, v, h, 1f, ph, h, pw, h, 0f, pl, v);
+        var logits = new float[(long)batch.Batch * batch.Length * Config.VocabSize];
+        LmHeadForward(b.FinalNormed, batch.Batch * batch.Length, logits);
         return logits;
     }
 
@@ -149,8 +194,10 @@ public sealed class TrainableDecoder
     {
         int rows = batch.Batch * batch.Length, h = Config.HiddenSize;
         for (int r = 0; r < rows; r++) b.Positions[r] = r % batch.Length;
-        for (int r = 0; r < rows; r++)
-            Array.Copy(Embedding.Data, (long)batch.InputIds[r] * h, b.LayerInputs[0], (long)r * h, h);
+        if (Embedding.Frozen is { } frozen)
+            for (int r = 0; r < rows; r++) frozen.ReadRows(batch.InputIds[r], 1, b.LayerInputs[0].AsSpan(r * h, h));
+        else
+            for (int r = 0; r < rows; r++) Array.Copy(Embedding.Data, (long)batch.InputIds[r] * h, b.LayerInputs[0], (long)r * h, h);
         for (int l = 0; l < Layers.Length; l++)
             LayerForward(Layers[l], batch, b, b.ActivationsOf(l), b.LayerInputs[l], b.LayerInputs[l + 1], pass, random);
         TrainingKernels.RmsNormForward(b.LayerInputs[^1], rows, FinalNorm.Data, Config.RmsNormEps, b.FinalNormed, b.FinalRms);
@@ -195,7 +242,7 @@ public sealed class TrainableDecoder
     /// are turned into their gradient in place, which flows into the final hidden states and lm_head before the
     /// next chunk reuses the buffer. Then the backward through the final norm and the layers.
     /// </summary>
-    private unsafe LossResult LossAndBackward(TrainingBatch batch, Buffers b, float gradScale, bool backward)
+    private LossResult LossAndBackward(TrainingBatch batch, Buffers b, float gradScale, bool backward)
     {
         int t = batch.Length, h = Config.HiddenSize, v = Config.VocabSize;
         var lossRows = new List<(int Row, int Target)>();
@@ -220,8 +267,7 @@ public sealed class TrainableDecoder
             int n = Math.Min(chunk, count - start);
             for (int i = 0; i < n; i++)
                 Array.Copy(b.FinalNormed, lossRows[start + i].Row * h, b.ChunkHidden, i * h, h);
-            fixed (float* ph = b.ChunkHidden, pw = LmHead.Data, pl = b.ChunkLogits)
-                GemmKernels.Default.Sgemm(false, true, n, v, h, 1f, ph, h, pw, h, 0f, pl, v);
+            LmHeadForward(b.ChunkHidden, n, b.ChunkLogits);
             int chunkStart = start;
             TrainingKernels.ParallelRanges(n, 1, (lo, hi) =>
             {
@@ -244,18 +290,43 @@ public sealed class TrainableDecoder
             });
             for (int i = 0; i < n; i++) lossSum += rowLoss[i];
             if (!backward) continue;
-            fixed (float* ph = b.ChunkHidden, pw = LmHead.Data, pl = b.ChunkLogits, pdh = b.ChunkDHidden)
-            {
-                if (LmHead.Grad is { } lmGrad)
-                    fixed (float* pdw = lmGrad)
-                        GemmKernels.Default.Sgemm(true, false, v, h, n, 1f, pl, v, ph, h, 1f, pdw, h);
-                GemmKernels.Default.Sgemm(false, false, n, h, v, 1f, pl, v, pw, h, 0f, pdh, h);
-            }
+            LmHeadBackward(b.ChunkHidden, b.ChunkLogits, n, b.ChunkDHidden);
             for (int i = 0; i < n; i++)
                 Array.Copy(b.ChunkDHidden, i * h, b.DResidual, lossRows[start + i].Row * h, h);
         }
         if (backward) Backward(batch, b);
         return new LossResult(lossSum, count);
+    }
+
+    /// <summary>logits [n × vocab] = hidden [n × h] · lm_headᵀ.</summary>
+    private unsafe void LmHeadForward(float[] hidden, int n, float[] logits)
+    {
+        if (LmHead.Frozen is { } frozen)
+        {
+            frozen.MultiplyTransposed(hidden, n, logits);
+            return;
+        }
+        int h = Config.HiddenSize, v = Config.VocabSize;
+        fixed (float* ph = hidden, pw = LmHead.Data, pl = logits)
+            GemmKernels.Default.Sgemm(false, true, n, v, h, 1f, ph, h, pw, h, 0f, pl, v);
+    }
+
+    /// <summary>dHidden [n × h] = dLogits · lm_head, and lm_head's gradient += dLogitsᵀ · hidden when it is trained.</summary>
+    private unsafe void LmHeadBackward(float[] hidden, float[] dLogits, int n, float[] dHidden)
+    {
+        if (LmHead.Frozen is { } frozen)
+        {
+            frozen.Multiply(dLogits, n, dHidden, accumulate: false);
+            return;
+        }
+        int h = Config.HiddenSize, v = Config.VocabSize;
+        fixed (float* ph = hidden, pw = LmHead.Data, pl = dLogits, pdh = dHidden)
+        {
+            if (LmHead.Grad is { } lmGrad)
+                fixed (float* pdw = lmGrad)
+                    GemmKernels.Default.Sgemm(true, false, v, h, n, 1f, pl, v, ph, h, 1f, pdw, h);
+            GemmKernels.Default.Sgemm(false, false, n, h, v, 1f, pl, v, pw, h, 0f, pdh, h);
+        }
     }
 
     private void Backward(TrainingBatch batch, Buffers b)

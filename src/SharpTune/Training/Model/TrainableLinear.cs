@@ -1,6 +1,9 @@
 namespace SharpTune.Training.Model;
 
-/// <summary>A decoder Linear (y = x·Wᵀ + b) with an optional adapter; gradients only for what is trainable.</summary>
+/// <summary>
+/// A decoder Linear (y = x·Wᵀ + b) with an optional adapter; gradients only for what is trainable. A frozen weight
+/// kept compact (<see cref="ModelTensor.Frozen"/>) is multiplied through its storage in both directions.
+/// </summary>
 public sealed class TrainableLinear(string modulePath, int inFeatures, int outFeatures, ModelTensor weight, ModelTensor? bias)
 {
     /// <summary>The module's name in the base model, e.g. model.layers.0.self_attn.q_proj.</summary>
@@ -18,14 +21,25 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
 
     public void Forward(float[] x, int rows, float[] y, AdapterPass pass, SeededRandom? random)
     {
-        TrainingKernels.LinearForward(x, rows, InFeatures, Weight.Data, Bias?.Data, OutFeatures, y);
+        if (Weight.Frozen is { } frozen)
+        {
+            frozen.MultiplyTransposed(x, rows, y);
+            if (Bias is not null) TrainingKernels.AddBias(y, rows, Bias.Data, OutFeatures);
+        }
+        else
+            TrainingKernels.LinearForward(x, rows, InFeatures, Weight.Data, Bias?.Data, OutFeatures, y);
         Adapter?.Forward(x, rows, y, pass, random);
     }
 
     /// <summary>Parameter gradients from dy; dL/dx written to dx (added when accumulate) unless dx is null.</summary>
     public void Backward(float[] x, float[] dy, int rows, float[]? dx, bool accumulate)
     {
-        if (Weight.IsTrainable || Bias?.IsTrainable == true || dx is not null)
+        if (Weight.Frozen is { } frozen)
+        {
+            if (dx is not null) frozen.Multiply(dy, rows, dx, accumulate);
+            if (Bias?.Grad is { } biasGrad) TrainingKernels.ColumnSums(dy, rows, OutFeatures, biasGrad);
+        }
+        else if (Weight.IsTrainable || Bias?.IsTrainable == true || dx is not null)
             TrainingKernels.LinearBackward(x, dy, rows, InFeatures, OutFeatures, Weight.Data, Weight.Grad, Bias?.Grad, dx, accumulate);
         Adapter?.Backward(x, dy, rows, dx);
     }

@@ -32,16 +32,19 @@ internal static class TrainingKernels
     {
         fixed (float* px = x, pw = weight, py = y)
             GemmKernels.Default.Sgemm(false, true, rows, outFeatures, inFeatures, 1f, px, inFeatures, pw, inFeatures, 0f, py, outFeatures);
-        if (bias is not null)
-            ParallelRanges(rows, 64, (start, end) =>
-            {
-                for (int r = start; r < end; r++)
-                {
-                    var row = y.AsSpan(r * outFeatures, outFeatures);
-                    TensorPrimitives.Add(row, bias, row);
-                }
-            });
+        if (bias is not null) AddBias(y, rows, bias, outFeatures);
     }
+
+    /// <summary>Adds bias to each of the first rows rows of y [rows × outFeatures].</summary>
+    public static void AddBias(float[] y, int rows, float[] bias, int outFeatures) =>
+        ParallelRanges(rows, 64, (start, end) =>
+        {
+            for (int r = start; r < end; r++)
+            {
+                var row = y.AsSpan(r * outFeatures, outFeatures);
+                TensorPrimitives.Add(row, bias, row);
+            }
+        });
 
     /// <summary>
     /// Backward of y = x · Wᵀ + b: dW += dyᵀ · x and db += Σ dy where those gradients are wanted, and
