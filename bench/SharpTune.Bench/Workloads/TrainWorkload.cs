@@ -12,13 +12,14 @@ namespace SharpTune.Bench;
 /// One whole optimizer step (forward, backward, gradient clipping, AdamW) of a fine-tuning method on a generated
 /// --preset model: --method lora|full|freeze, --batch rows of --seq random tokens that all carry loss,
 /// --lora-rank (LoRA on all seven projections), --gradient-checkpointing, --quantization-bit 4|8 with
-/// --quantization-type nf4|fp4 (QLoRA: the projections quantised, double quantisation on as LLaMA-Factory defaults).
+/// --quantization-type nf4|fp4 (QLoRA: the projections quantised, double quantisation on as LLaMA-Factory defaults),
+/// --optim adamw_torch|adamw_8bit|paged_adamw_32bit|paged_adamw_8bit.
 /// </summary>
 public sealed class TrainWorkload : IWorkload
 {
     public string Name => "train";
 
-    public string Description => "training tokens/s of a whole optimizer step (--method lora|full|freeze, --batch, --lora-rank, --gradient-checkpointing, --quantization-bit 4|8, --quantization-type nf4|fp4)";
+    public string Description => "training tokens/s of a whole optimizer step (--method lora|full|freeze, --batch, --lora-rank, --gradient-checkpointing, --quantization-bit 4|8, --quantization-type nf4|fp4, --optim)";
 
     public int DefaultSeq => 256;
 
@@ -54,16 +55,17 @@ public sealed class TrainWorkload : IWorkload
             LoraRank = rank,
             LoraTarget = ["all"],
         };
+        string optim = context.Option("optim", OptimizerNames.AdamWTorch);
         using var model = TrainableModels.Create(folder, args, checkpointing, new SeededRandom(0), [], quantization);
         if (!context.Json)
-            Console.WriteLine($"# {method}{(method == "lora" ? $" r{rank} on all projections" : "")}{(quantization is null ? "" : $", projections {quantization}")}, batch {batch}, gradient checkpointing {(checkpointing ? "on" : "off")}; {TrainableModels.Summary(model)}");
+            Console.WriteLine($"# {method}{(method == "lora" ? $" r{rank} on all projections" : "")}{(quantization is null ? "" : $", projections {quantization}")}, batch {batch}, gradient checkpointing {(checkpointing ? "on" : "off")}, optim {optim}; {TrainableModels.Summary(model)}");
 
         int tokens = batch * context.Seq;
         var random = new Random(0);
         int vocab = SharpTune.Model.ModelPreset.Get(context.Preset).VocabSize;
         int[] ids = Enumerable.Range(0, tokens).Select(_ => random.Next(vocab)).ToArray();
         var trainingBatch = new TrainingBatch(batch, context.Seq, ids, Enumerable.Repeat(1, tokens).ToArray(), (int[])ids.Clone());
-        var optimizer = new AdamW(model.TrainableParameters, weightDecay: 0.01);
+        using var optimizer = OptimizerNames.Create(optim, model.TrainableParameters, new TrainingArguments { WeightDecay = 0.01 });
         var dropout = new SeededRandom(1);
 
         double seconds = context.MedianSeconds(() =>
@@ -76,5 +78,6 @@ public sealed class TrainWorkload : IWorkload
 
         context.Report("train_tokens_per_s", tokens / seconds, "tokens/s");
         context.Report("train_seconds_per_step", seconds, "s");
+        context.Report("optimizer_state", optimizer.StateBytes / (1024.0 * 1024.0), "MiB");
     }
 }
