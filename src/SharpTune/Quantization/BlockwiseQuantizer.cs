@@ -1,3 +1,7 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
 namespace SharpTune.Quantization;
 
 /// <summary>
@@ -7,7 +11,7 @@ namespace SharpTune.Quantization;
 /// by the reciprocal of that absmax and replaced by the index of the nearest code; dequantisation is
 /// <c>map[code] · absmax</c>.
 /// </summary>
-public static class BlockwiseQuantizer
+public static unsafe class BlockwiseQuantizer
 {
     /// <summary>Number of absmax blocks for <paramref name="count"/> values (the last block may be partial).</summary>
     public static int BlockCount(long count, int blockSize) => checked((int)((count + blockSize - 1) / blockSize));
@@ -27,18 +31,42 @@ public static class BlockwiseQuantizer
         if (absmax.Length < blocks)
             throw new ArgumentException($"absmax holds {absmax.Length} values, need {blocks} blocks of {blockSize}", nameof(absmax));
 
-        for (int block = 0; block < blocks; block++)
-        {
-            int first = block * blockSize;
-            ReadOnlySpan<float> blockValues = values.Slice(first, Math.Min(blockSize, values.Length - first));
-            float max = AbsMax(blockValues);
-            absmax[block] = max;
-            // The kernel multiplies by the reciprocal rather than dividing; an all-zero block gives 0·∞ = NaN,
-            // which the search sends to the same code the kernel picks, and dequantises to ±0 either way.
-            float reciprocal = 1f / max;
-            for (int i = 0; i < blockValues.Length; i++)
-                codes[first + i] = NearestCode(map, blockValues[i] * reciprocal);
-        }
+        fixed (float* pmap = map)
+        fixed (float* pvalues = values)
+        fixed (byte* pcodes = codes)
+            for (int block = 0; block < blocks; block++)
+            {
+                int first = block * blockSize;
+                int length = Math.Min(blockSize, values.Length - first);
+                float max = AbsMax(new ReadOnlySpan<float>(pvalues + first, length));
+                absmax[block] = max;
+                // The kernel multiplies by the reciprocal rather than dividing; an all-zero block gives 0·∞ = NaN,
+                // which the search sends to the same code the kernel picks, and dequantises to ±0 either way.
+                NearestCodes(pmap, pvalues + first, length, 1f / max, pcodes + first);
+            }
+    }
+
+    /// <summary>codes[i] = <see cref="NearestCode"/>(map, values[i] · scale) for every i, eight at a time where AVX2 allows.</summary>
+    internal static void NearestCodes(ReadOnlySpan<float> map, ReadOnlySpan<float> values, float scale, Span<byte> codes)
+    {
+        ValidateMap(map);
+        if (codes.Length < values.Length)
+            throw new ArgumentException($"codes hold {codes.Length} bytes, need {values.Length}", nameof(codes));
+        fixed (float* pmap = map)
+        fixed (float* pvalues = values)
+        fixed (byte* pcodes = codes)
+            NearestCodes(pmap, pvalues, values.Length, scale, pcodes);
+    }
+
+    private static void NearestCodes(float* map, float* values, int count, float scale, byte* codes)
+    {
+        int i = 0;
+        if (Avx2.IsSupported)
+            for (; i + Vector256<float>.Count <= count; i += Vector256<float>.Count)
+                NearestCodes8(map, Vector256.Load(values + i) * Vector256.Create(scale), codes + i);
+        var table = new ReadOnlySpan<float>(map, DynamicMap.Size);
+        for (; i < count; i++)
+            codes[i] = NearestCode(table, values[i] * scale);
     }
 
     /// <summary>values[i] = map[codes[i]] · absmax[i / blockSize].</summary>
@@ -53,12 +81,52 @@ public static class BlockwiseQuantizer
         if (absmax.Length < blocks)
             throw new ArgumentException($"absmax holds {absmax.Length} values, need {blocks} blocks of {blockSize}", nameof(absmax));
 
-        for (int i = 0; i < values.Length; i++)
-            values[i] = map[codes[i]] * absmax[i / blockSize];
+        fixed (float* pmap = map)
+        fixed (byte* pcodes = codes)
+        fixed (float* pvalues = values)
+            for (int block = 0; block < blocks; block++)
+            {
+                int first = block * blockSize;
+                int end = first + Math.Min(blockSize, values.Length - first);
+                float scale = absmax[block];
+                int i = first;
+                if (Avx2.IsSupported)
+                    for (; i + Vector256<float>.Count <= end; i += Vector256<float>.Count)
+                    {
+                        Vector256<int> index = Avx2.ConvertToVector256Int32(pcodes + i);
+                        (Avx2.GatherVector256(pmap, index, sizeof(float)) * Vector256.Create(scale)).Store(pvalues + i);
+                    }
+                for (; i < end; i++)
+                    pvalues[i] = pmap[pcodes[i]] * scale;
+            }
     }
 
     /// <summary>Largest |value|, starting from −FLT_MAX as the kernel's reduction does.</summary>
     internal static float AbsMax(ReadOnlySpan<float> values)
+    {
+        int i = 0;
+        float max = -float.MaxValue;
+        if (Vector256.IsHardwareAccelerated && values.Length >= Vector256<float>.Count)
+        {
+            var lanes = Vector256.Create(-float.MaxValue);
+            var nan = Vector256<float>.Zero;
+            for (; i + Vector256<float>.Count <= values.Length; i += Vector256<float>.Count)
+            {
+                var magnitude = Vector256.Abs(Vector256.Create(values.Slice(i, Vector256<float>.Count)));
+                nan |= ~Vector256.Equals(magnitude, magnitude);
+                lanes = Vector256.Max(lanes, magnitude);
+            }
+            // The maximum of magnitudes is the same in any order except for which NaN comes out; a block holding
+            // a NaN takes the scalar reduction, so that even the NaN's payload matches.
+            if (nan != Vector256<float>.Zero)
+                return ScalarAbsMax(values);
+            for (int lane = 0; lane < Vector256<float>.Count; lane++)
+                max = MathF.Max(max, lanes[lane]);
+        }
+        return MathF.Max(max, ScalarAbsMax(values[i..]));
+    }
+
+    private static float ScalarAbsMax(ReadOnlySpan<float> values)
     {
         float max = -float.MaxValue;
         foreach (float value in values)
@@ -104,6 +172,39 @@ public static class BlockwiseQuantizer
         if (x > value)
             return (byte)(x > (upper + value) * 0.5f ? upperPivot : pivot);
         return (byte)(x < (lower + value) * 0.5f ? lowerPivot : pivot);
+    }
+
+    /// <summary>
+    /// <see cref="NearestCode"/> for 8 values at once, branch-free. The search makes the same 8 comparisons
+    /// x &gt; map[i]: written as pos += step when x &gt; map[pos + step − 1] for step = 128, 64, …, 1 (the pivot is
+    /// pos + step − 1), it visits 127, then 127 ± 64, … and ends with the final pivot p = pos rounded down to even
+    /// and pos odd exactly when x &gt; map[p]. The bracketing codes of a complete search tree's leaf are its
+    /// in-order neighbours p ± 1 (map[0] at p = 0, map[255] at p = 254, as the scalar ends), so the midpoint is
+    /// (map[pos − 1] + map[pos]) · 0.5, the same float as the scalar's since addition commutes. Exact for any map.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void NearestCodes8(float* map, Vector256<float> x, byte* codes)
+    {
+        var pos = Vector256.GreaterThan(x, Vector256.Create(map[127])).AsInt32() & Vector256.Create(128);
+        Vector256<float> value = default;
+        for (int step = 64; step > 0; step >>= 1)
+        {
+            value = Avx2.GatherVector256(map, pos + Vector256.Create(step - 1), sizeof(float));
+            pos += Vector256.GreaterThan(x, value).AsInt32() & Vector256.Create(step);
+        }
+        // value = map[p] with p = pos & ~1. The bracketing code on x's side is p + 1 = pos when x > map[p] (pos
+        // odd), else p − 1 (lowerPivot 0 when p = 0); the midpoint adds it to value in the scalar's operand order.
+        var one = Vector256.Create(1);
+        var above = Vector256.Equals(pos & one, one);
+        var neighbour = Vector256.ConditionalSelect(above, pos, Vector256.Max(pos - one, Vector256<int>.Zero));
+        var midpoint = (Avx2.GatherVector256(map, neighbour, sizeof(float)) + value) * Vector256.Create(0.5f);
+        // Above: pos when x > midpoint, else p = pos − 1 (the mask is −1 where true). Below: the neighbour when
+        // x < midpoint, else p = pos.
+        var fromAbove = pos - one - Vector256.GreaterThan(x, midpoint).AsInt32();
+        var fromBelow = Vector256.ConditionalSelect(Vector256.LessThan(x, midpoint).AsInt32(), neighbour, pos);
+        var code = Vector256.ConditionalSelect(above, fromAbove, fromBelow);
+        var halves = Vector128.Narrow(code.GetLower(), code.GetUpper());
+        Unsafe.WriteUnaligned(codes, Vector128.Narrow(halves, halves).AsUInt64().ToScalar());
     }
 
     private static void ValidateMap(ReadOnlySpan<float> map)
