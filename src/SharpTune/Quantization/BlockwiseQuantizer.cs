@@ -20,6 +20,7 @@ public static unsafe class BlockwiseQuantizer
     /// Quantises values block by block: absmax[b] = max |value| over block b, codes[i] = nearest code of
     /// value · (1 / absmax), found as <see cref="NearestCode"/> does.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Quantize(ReadOnlySpan<float> values, int blockSize, ReadOnlySpan<float> map, Span<byte> codes, Span<float> absmax)
     {
         ValidateMap(map);
@@ -31,9 +32,14 @@ public static unsafe class BlockwiseQuantizer
         if (absmax.Length < blocks)
             throw new ArgumentException($"absmax holds {absmax.Length} values, need {blocks} blocks of {blockSize}", nameof(absmax));
 
+        SearchKernel kernel = FastestKernel;
+        SearchLevels levels = default;
         fixed (float* pmap = map)
         fixed (float* pvalues = values)
         fixed (byte* pcodes = codes)
+        {
+            if (kernel == SearchKernel.Avx512)
+                levels.Fill(pmap);
             for (int block = 0; block < blocks; block++)
             {
                 int first = block * blockSize;
@@ -42,26 +48,45 @@ public static unsafe class BlockwiseQuantizer
                 absmax[block] = max;
                 // The kernel multiplies by the reciprocal rather than dividing; an all-zero block gives 0·∞ = NaN,
                 // which the search sends to the same code the kernel picks, and dequantises to ±0 either way.
-                NearestCodes(pmap, pvalues + first, length, 1f / max, pcodes + first);
+                NearestCodes(kernel, pmap, levels.Values, pvalues + first, length, 1f / max, pcodes + first);
             }
+        }
     }
 
-    /// <summary>codes[i] = <see cref="NearestCode"/>(map, values[i] · scale) for every i, eight at a time where AVX2 allows.</summary>
-    internal static void NearestCodes(ReadOnlySpan<float> map, ReadOnlySpan<float> values, float scale, Span<byte> codes)
+    /// <summary>The ways <see cref="NearestCodes(SearchKernel, ReadOnlySpan{float}, ReadOnlySpan{float}, float, Span{byte})"/> can run; all give the same codes.</summary>
+    internal enum SearchKernel { Scalar, Avx2, Avx512 }
+
+    /// <summary>The fastest search this processor runs.</summary>
+    internal static SearchKernel FastestKernel =>
+        Avx512F.IsSupported ? SearchKernel.Avx512 : Avx2.IsSupported ? SearchKernel.Avx2 : SearchKernel.Scalar;
+
+    /// <summary>codes[i] = <see cref="NearestCode"/>(map, values[i] · scale) for every i, with the given search.</summary>
+    internal static void NearestCodes(SearchKernel kernel, ReadOnlySpan<float> map, ReadOnlySpan<float> values, float scale, Span<byte> codes)
     {
         ValidateMap(map);
         if (codes.Length < values.Length)
             throw new ArgumentException($"codes hold {codes.Length} bytes, need {values.Length}", nameof(codes));
+        if (kernel > FastestKernel)
+            throw new PlatformNotSupportedException($"this processor cannot run the {kernel} search");
+        SearchLevels levels = default;
         fixed (float* pmap = map)
         fixed (float* pvalues = values)
         fixed (byte* pcodes = codes)
-            NearestCodes(pmap, pvalues, values.Length, scale, pcodes);
+        {
+            if (kernel == SearchKernel.Avx512)
+                levels.Fill(pmap);
+            NearestCodes(kernel, pmap, levels.Values, pvalues, values.Length, scale, pcodes);
+        }
     }
 
-    private static void NearestCodes(float* map, float* values, int count, float scale, byte* codes)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void NearestCodes(SearchKernel kernel, float* map, float* levels, float* values, int count, float scale, byte* codes)
     {
         int i = 0;
-        if (Avx2.IsSupported)
+        if (kernel == SearchKernel.Avx512)
+            for (; i + Vector512<float>.Count <= count; i += Vector512<float>.Count)
+                NearestCodes16(map, levels, Vector512.Load(values + i) * Vector512.Create(scale), codes + i);
+        else if (kernel == SearchKernel.Avx2)
             for (; i + Vector256<float>.Count <= count; i += Vector256<float>.Count)
                 NearestCodes8(map, Vector256.Load(values + i) * Vector256.Create(scale), codes + i);
         var table = new ReadOnlySpan<float>(map, DynamicMap.Size);
@@ -69,7 +94,34 @@ public static unsafe class BlockwiseQuantizer
             codes[i] = NearestCode(table, values[i] * scale);
     }
 
+    /// <summary>
+    /// The codes each step of the search can compare against, level by level, for register-permute lookups: step
+    /// s (64, 32, …, 1) compares map[j·2s + s − 1] for j = pos / 2s (see <see cref="NearestCodes8"/>), 128 / s
+    /// candidates, each level padded to at least one 16-float vector.
+    /// </summary>
+    private struct SearchLevels
+    {
+        public const int Length = 16 + 16 + 16 + 16 + 32 + 64 + 128;
+
+        private fixed float _values[Length];
+
+        public float* Values => (float*)Unsafe.AsPointer(ref _values[0]);
+
+        public void Fill(float* map)
+        {
+            int offset = 0;
+            for (int step = 64; step > 0; step >>= 1)
+            {
+                int candidates = 128 / step;
+                for (int j = 0; j < candidates; j++)
+                    _values[offset + j] = map[j * 2 * step + step - 1];
+                offset += Math.Max(candidates, Vector512<float>.Count);
+            }
+        }
+    }
+
     /// <summary>values[i] = map[codes[i]] · absmax[i / blockSize].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Dequantize(ReadOnlySpan<byte> codes, ReadOnlySpan<float> absmax, int blockSize, ReadOnlySpan<float> map, Span<float> values)
     {
         ValidateMap(map);
@@ -205,6 +257,50 @@ public static unsafe class BlockwiseQuantizer
         var code = Vector256.ConditionalSelect(above, fromAbove, fromBelow);
         var halves = Vector128.Narrow(code.GetLower(), code.GetUpper());
         Unsafe.WriteUnaligned(codes, Vector128.Narrow(halves, halves).AsUInt64().ToScalar());
+    }
+
+    /// <summary>
+    /// <see cref="NearestCodes8"/> for 16 values with the candidate codes looked up by register permutes from
+    /// <see cref="SearchLevels"/> and the map instead of gathers (slow on processors with the gather data sampling
+    /// mitigation): the same comparisons and the same midpoint arithmetic.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void NearestCodes16(float* map, float* levels, Vector512<float> x, byte* codes)
+    {
+        var pos = Vector512.GreaterThan(x, Vector512.Create(map[127])).AsInt32() & Vector512.Create(128);
+        Vector512<float> value = default;
+        int offset = 0;
+        for (int step = 64, shift = 7; step > 0; step >>= 1, shift--)
+        {
+            int candidates = 128 / step;
+            value = Lookup(levels + offset, candidates, Vector512.ShiftRightLogical(pos, shift));
+            pos += Vector512.GreaterThan(x, value).AsInt32() & Vector512.Create(step);
+            offset += Math.Max(candidates, Vector512<float>.Count);
+        }
+        var one = Vector512.Create(1);
+        var above = Vector512.Equals(pos & one, one);
+        var neighbour = Vector512.ConditionalSelect(above, pos, Vector512.Max(pos - one, Vector512<int>.Zero));
+        var midpoint = (Lookup(map, DynamicMap.Size, neighbour) + value) * Vector512.Create(0.5f);
+        var fromAbove = pos - one - Vector512.GreaterThan(x, midpoint).AsInt32();
+        var fromBelow = Vector512.ConditionalSelect(Vector512.LessThan(x, midpoint).AsInt32(), neighbour, pos);
+        Avx512F.ConvertToVector128Byte(Vector512.ConditionalSelect(above, fromAbove, fromBelow)).Store(codes);
+    }
+
+    /// <summary>table[index] per lane for a table of <paramref name="entries"/> floats (a power of two, padded to 16).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Lookup(float* table, int entries, Vector512<int> index)
+    {
+        if (entries <= Vector512<float>.Count)
+            return Avx512F.PermuteVar16x32(Vector512.Load(table), index);
+        // Each two-register permute reads 32 entries by the index's low 5 bits; the high bits pick the result.
+        var result = Avx512F.PermuteVar16x32x2(Vector512.Load(table), index, Vector512.Load(table + 16));
+        for (int first = 32; first < entries; first += 32)
+        {
+            var part = Avx512F.PermuteVar16x32x2(Vector512.Load(table + first), index, Vector512.Load(table + first + 16));
+            var inPart = Vector512.Equals(index & Vector512.Create(~31), Vector512.Create(first));
+            result = Vector512.ConditionalSelect(inPart.AsSingle(), part, result);
+        }
+        return result;
     }
 
     private static void ValidateMap(ReadOnlySpan<float> map)

@@ -39,9 +39,9 @@ public class BlockwiseQuantizerVectorTests
     {
         float[] map = DynamicMap.Signed();
         float tie = (map[219] + map[220]) * 0.5f;
-        float[] values = [tie, tie, tie, tie, tie, tie, tie, MathF.BitDecrement(tie)];
-        var codes = Codes(map, values);
-        Assert.Equal([220, 220, 220, 220, 220, 220, 220, 219], codes.Select(c => (int)c));
+        float[] values = [.. Enumerable.Repeat(tie, 15), MathF.BitDecrement(tie)];
+        var codes = Codes(map, values, BlockwiseQuantizer.FastestKernel);
+        Assert.Equal([.. Enumerable.Repeat(220, 15), 219], codes.Select(c => (int)c));
     }
 
     [Theory]
@@ -138,21 +138,25 @@ public class BlockwiseQuantizerVectorTests
         }
     }
 
-    private static byte[] Codes(float[] map, float[] values)
+    private static byte[] Codes(float[] map, float[] values, BlockwiseQuantizer.SearchKernel kernel)
     {
         var codes = new byte[values.Length];
-        BlockwiseQuantizer.NearestCodes(map, values, 1f, codes);
+        BlockwiseQuantizer.NearestCodes(kernel, map, values, 1f, codes);
         return codes;
     }
 
+    /// <summary>Every vector search this processor runs (AVX2 gathers, AVX-512 permutes) against the scalar search.</summary>
     private static void AssertMatchesScalar(float[] map, float[] values)
     {
-        var codes = Codes(map, values);
-        for (int i = 0; i < values.Length; i++)
+        for (var kernel = BlockwiseQuantizer.SearchKernel.Avx2; kernel <= BlockwiseQuantizer.FastestKernel; kernel++)
         {
-            byte expected = BlockwiseQuantizer.NearestCode(map, values[i]);
-            if (codes[i] != expected)
-                Assert.Fail($"x = {values[i]:R} (0x{BitConverter.SingleToInt32Bits(values[i]):X8}): vector code {codes[i]}, scalar {expected}");
+            var codes = Codes(map, values, kernel);
+            for (int i = 0; i < values.Length; i++)
+            {
+                byte expected = BlockwiseQuantizer.NearestCode(map, values[i]);
+                if (codes[i] != expected)
+                    Assert.Fail($"{kernel}: x = {values[i]:R} (0x{BitConverter.SingleToInt32Bits(values[i]):X8}): vector code {codes[i]}, scalar {expected}");
+            }
         }
     }
 }
