@@ -42,6 +42,11 @@ public sealed unsafe class Int8Matrix : TiledFrozenMatrix
 
     [ThreadStatic] private static ScratchBuffer? t_slice;
     [ThreadStatic] private static ScratchBuffer? t_partial;
+    [ThreadStatic] private static ScratchBuffer? t_accumulator;
+    [ThreadStatic] private static ScratchBuffer? t_activationCodes;
+    [ThreadStatic] private static ScratchBuffer? t_activationAbsmax;
+    [ThreadStatic] private static ScratchBuffer? t_outlierColumns;
+    [ThreadStatic] private static ScratchBuffer? t_outlierInputs;
 
     private Int8Matrix(int rows, int cols, sbyte[] codes, float[] rowAbsmax) : base(rows, cols)
     {
@@ -136,35 +141,38 @@ public sealed unsafe class Int8Matrix : TiledFrozenMatrix
         if (m == 0)
             return;
         int cols = Cols;
-        var outlierColumns = OutlierColumns(x, m);
-        var activationCodes = new float[(long)m * cols];
-        var activationAbsmax = new float[m];
-        QuantizeActivations(x, m, outlierColumns, activationCodes, activationAbsmax);
+        // Every per-call array lives in the calling thread's scratch: activation-sized arrays allocated per call
+        // reach the large object heap and kept QLoRA-8bit's peak memory above bf16 LoRA's.
+        int* outlierColumns = (int*)(t_outlierColumns ??= new ScratchBuffer()).Get(cols);
+        int outlierCount = OutlierColumns(x, m, outlierColumns);
+        float* activationCodes = (t_activationCodes ??= new ScratchBuffer()).Get((long)m * cols);
+        float* activationAbsmax = (t_activationAbsmax ??= new ScratchBuffer()).Get(m);
+        QuantizeActivations(x, m, outlierColumns, outlierCount, activationCodes, activationAbsmax);
 
-        float[]? outlierInputs = null;
-        if (outlierColumns.Length > 0)
+        float* outlierInputs = null;
+        if (outlierCount > 0)
         {
-            outlierInputs = new float[m * outlierColumns.Length];
+            outlierInputs = (t_outlierInputs ??= new ScratchBuffer()).Get((long)m * outlierCount);
             for (int i = 0; i < m; i++)
-                for (int j = 0; j < outlierColumns.Length; j++)
-                    outlierInputs[i * outlierColumns.Length + j] = x[(long)i * cols + outlierColumns[j]];
+                for (int j = 0; j < outlierCount; j++)
+                    outlierInputs[(long)i * outlierCount + j] = x[(long)i * cols + outlierColumns[j]];
         }
 
         IGemmKernel gemm = GemmKernels.Default;
         int sliceCols = Math.Min(ExactSliceCols, cols);
-        float* slice = (t_slice ??= new ScratchBuffer()).Get((long)TileRows * Math.Max(sliceCols, outlierColumns.Length));
+        float* slice = (t_slice ??= new ScratchBuffer()).Get((long)TileRows * Math.Max(sliceCols, outlierCount));
         float* partial = (t_partial ??= new ScratchBuffer()).Get((long)m * TileRows);
-        var accumulator = new int[m * TileRows];
-        fixed (float* codesA = activationCodes, py = y, outliers = outlierInputs)
+        int* accumulator = (int*)(t_accumulator ??= new ScratchBuffer()).Get((long)m * TileRows);
+        fixed (float* py = y)
             for (int first = 0; first < Rows; first += TileRows)
             {
                 int count = Math.Min(TileRows, Rows - first);
-                Array.Clear(accumulator);
+                new Span<int>(accumulator, m * count).Clear();
                 for (int k0 = 0; k0 < cols; k0 += sliceCols)
                 {
                     int width = Math.Min(sliceCols, cols - k0);
                     WidenCodes(first, count, k0, width, slice, ForkForTiles(gemm));
-                    gemm.Sgemm(false, true, m, count, width, 1f, codesA + k0, cols, slice, width, 0f, partial, count);
+                    gemm.Sgemm(false, true, m, count, width, 1f, activationCodes + k0, cols, slice, width, 0f, partial, count);
                     for (int i = 0; i < m * count; i++)
                         accumulator[i] += (int)partial[i];
                 }
@@ -174,39 +182,40 @@ public sealed unsafe class Int8Matrix : TiledFrozenMatrix
                     for (int r = 0; r < count; r++)
                         yRow[r] = accumulator[i * count + r] * (activationAbsmax[i] * _rowAbsmax[first + r]) * MatmulDequantScale;
                 }
-                if (outlierInputs != null)
+                if (outlierCount > 0)
                 {
-                    DequantizeColumns(first, count, outlierColumns, slice);
-                    gemm.Sgemm(false, true, m, count, outlierColumns.Length, 1f, outliers, outlierColumns.Length,
-                        slice, outlierColumns.Length, 1f, py + first, Rows);
+                    DequantizeColumns(first, count, outlierColumns, outlierCount, slice);
+                    gemm.Sgemm(false, true, m, count, outlierCount, 1f, outlierInputs, outlierCount,
+                        slice, outlierCount, 1f, py + first, Rows);
                 }
             }
     }
 
-    /// <summary>Columns holding any |x| ≥ 6 (bitsandbytes' outlier_cols), ascending.</summary>
-    private int[] OutlierColumns(float[] x, int m)
+    /// <summary>Writes the columns holding any |x| ≥ 6 (bitsandbytes' outlier_cols), ascending, and returns their count.</summary>
+    private int OutlierColumns(float[] x, int m, int* columns)
     {
         int cols = Cols;
-        var isOutlier = new bool[cols];
+        // The buffer first flags each column, then is compacted in place: the j-th outlier column c has j ≤ c.
+        new Span<int>(columns, cols).Clear();
         for (int i = 0; i < m; i++)
         {
             ReadOnlySpan<float> row = x.AsSpan(i * cols, cols);
             for (int c = 0; c < cols; c++)
                 if (MathF.Abs(row[c]) >= OutlierThreshold)
-                    isOutlier[c] = true;
+                    columns[c] = 1;
         }
-        var columns = new List<int>();
+        int count = 0;
         for (int c = 0; c < cols; c++)
-            if (isOutlier[c])
-                columns.Add(c);
-        return columns.ToArray();
+            if (columns[c] != 0)
+                columns[count++] = c;
+        return count;
     }
 
     /// <summary>
     /// Row-wise int8 activations held as fp32 integers: the row absmax ignores outlier elements (bitsandbytes zeroes
     /// them before taking it), and whole outlier columns are coded 0.
     /// </summary>
-    private void QuantizeActivations(float[] x, int m, int[] outlierColumns, float[] codes, float[] absmax)
+    private void QuantizeActivations(float[] x, int m, int* outlierColumns, int outlierCount, float* codes, float* absmax)
     {
         int cols = Cols;
         for (int i = 0; i < m; i++)
@@ -221,11 +230,11 @@ public sealed unsafe class Int8Matrix : TiledFrozenMatrix
             }
             absmax[i] = max;
             float factor = 127f / max;
-            Span<float> target = codes.AsSpan(i * cols, cols);
+            float* target = codes + (long)i * cols;
             for (int c = 0; c < cols; c++)
                 target[c] = max == 0f ? 0f : MathF.Round(row[c] * factor, MidpointRounding.ToEven);
-            foreach (int c in outlierColumns)
-                target[c] = 0f;
+            for (int j = 0; j < outlierCount; j++)
+                target[outlierColumns[j]] = 0f;
         }
     }
 
@@ -246,14 +255,14 @@ public sealed unsafe class Int8Matrix : TiledFrozenMatrix
     }
 
     /// <summary>Dequantised weight columns <paramref name="columns"/> of rows [first, first + count) (count × columns).</summary>
-    private void DequantizeColumns(int first, int count, int[] columns, float* destination)
+    private void DequantizeColumns(int first, int count, int* columns, int columnCount, float* destination)
     {
         int cols = Cols;
         for (int r = 0; r < count; r++)
         {
             float scale = _rowAbsmax[first + r];
-            for (int j = 0; j < columns.Length; j++)
-                destination[(long)r * columns.Length + j] = _codes[(first + r) * cols + columns[j]] * scale * VectorDequantScale;
+            for (int j = 0; j < columnCount; j++)
+                destination[(long)r * columnCount + j] = _codes[(first + r) * cols + columns[j]] * scale * VectorDequantScale;
         }
     }
 }
