@@ -5,8 +5,9 @@ namespace SharpTune.Bench;
 
 /// <summary>
 /// GFLOP/s of every available GEMM backend on Qwen2.5-0.5B projection shapes (M = --seq rows): plain Sgemm in the
-/// four transpose layouts (NT only for lm_head) and GemmWeight with BF16 weights.
-/// Options: --backends a,b  --shapes q_proj,...  --variants NN,NT,TN,TT,W-BF16
+/// four transpose layouts (NT only for lm_head), GemmWeight with BF16 weights (the forward of a frozen projection)
+/// and GemmWeightInput (its input gradient); BF16 is oneDNN's bf16×bf16→fp32 GEMM (NT) where the library has it.
+/// Options: --backends a,b  --shapes q_proj,...  --variants NN,NT,TN,TT,W-BF16,W-BF16-IN,BF16
 /// </summary>
 public sealed unsafe class GemmWorkload : IWorkload
 {
@@ -22,7 +23,7 @@ public sealed unsafe class GemmWorkload : IWorkload
         new("lm_head", 151936, 896, false),
     ];
 
-    private static readonly string[] s_variants = ["NN", "NT", "TN", "TT", "W-BF16"];
+    private static readonly string[] s_variants = ["NN", "NT", "TN", "TT", "W-BF16", "W-BF16-IN", "BF16"];
 
     public string Name => "gemm";
 
@@ -53,6 +54,8 @@ public sealed unsafe class GemmWorkload : IWorkload
         ushort* w16 = (ushort*)NativeMemory.AlignedAlloc((nuint)(bCount * 2), 64);
         BFloat16.FromSingle(new ReadOnlySpan<float>(b, checked((int)bCount)), new Span<ushort>(w16, checked((int)bCount)));
         var weight = new WeightMatrix(w16, DType.BF16, shape.N, shape.K);
+        ushort* x16 = (ushort*)NativeMemory.AlignedAlloc((nuint)(aCount * 2), 64);
+        BFloat16.FromSingle(new ReadOnlySpan<float>(a, checked((int)aCount)), new Span<ushort>(x16, checked((int)aCount)));
         double flops = 2.0 * m * shape.N * shape.K;
         try
         {
@@ -61,6 +64,10 @@ public sealed unsafe class GemmWorkload : IWorkload
                 Action? call = variant switch
                 {
                     "W-BF16" => () => kernel.GemmWeight(m, a, shape.K, weight, 0f, c, shape.N),
+                    "W-BF16-IN" => () => kernel.GemmWeightInput(m, c, shape.N, weight, 0f, a, shape.K),
+                    "BF16" when kernel is OneDnnGemmKernel { SupportsBf16Gemm: true } dnnl => () =>
+                        dnnl.GemmBf16(false, true, m, shape.N, shape.K, 1f, x16, shape.K, w16, shape.K, 0f, c, shape.N),
+                    "BF16" => null,
                     _ when !shape.AllTransposes && variant != "NT" => null,
                     _ => SgemmCall(kernel, variant, m, shape.N, shape.K, a, b, c),
                 };
@@ -75,6 +82,7 @@ public sealed unsafe class GemmWorkload : IWorkload
             NativeMemory.AlignedFree(b);
             NativeMemory.AlignedFree(c);
             NativeMemory.AlignedFree(w16);
+            NativeMemory.AlignedFree(x16);
         }
     }
 

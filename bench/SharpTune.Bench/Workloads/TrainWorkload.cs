@@ -4,6 +4,7 @@ using SharpTune.Hparams;
 using SharpTune.Quantization;
 using SharpTune.Training;
 using SharpTune.Training.Methods;
+using SharpTune.Training.Model;
 using SharpTune.Training.Optim;
 
 namespace SharpTune.Bench;
@@ -13,7 +14,7 @@ namespace SharpTune.Bench;
 /// --preset model: --method lora|full|freeze, --batch rows of --seq random tokens that all carry loss,
 /// --lora-rank (LoRA on all seven projections), --gradient-checkpointing, --quantization-bit 4|8 with
 /// --quantization-type nf4|fp4 (QLoRA: the projections quantised, double quantisation on as LLaMA-Factory defaults),
-/// --optim adamw_torch|adamw_8bit|paged_adamw_32bit|paged_adamw_8bit.
+/// --optim adamw_torch|adamw_8bit|paged_adamw_32bit|paged_adamw_8bit; --profile true adds the time per part of the step.
 /// </summary>
 public sealed class TrainWorkload : IWorkload
 {
@@ -68,16 +69,44 @@ public sealed class TrainWorkload : IWorkload
         using var optimizer = OptimizerNames.Create(optim, model.TrainableParameters, new TrainingArguments { WeightDecay = 0.01 });
         var dropout = new SeededRandom(1);
 
-        double seconds = context.MedianSeconds(() =>
+        void Step()
         {
             foreach (var p in model.TrainableParameters) p.ZeroGrad();
             model.ForwardBackward(trainingBatch, 1f, dropout);
+            using var optimizerScope = StepProfile.Measure(StepSection.Optimizer);
             GradientClipping.Clip(model.TrainableParameters, 1.0);
             optimizer.Update(1e-4);
-        });
+        }
+        double seconds = context.MedianSeconds(Step);
 
         context.Report("train_tokens_per_s", tokens / seconds, "tokens/s");
         context.Report("train_seconds_per_step", seconds, "s");
         context.Report("optimizer_state", optimizer.StateBytes / (1024.0 * 1024.0), "MiB");
+        if (bool.Parse(context.Option("profile", "false"))) Profile(context, Step);
+    }
+
+    /// <summary>Seconds per step in each <see cref="StepSection"/>, averaged over --runs further steps.</summary>
+    private static void Profile(BenchContext context, Action step)
+    {
+        var profile = new StepProfile();
+        StepProfile.Active = profile;
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            for (int i = 0; i < context.Runs; i++) step();
+        }
+        finally
+        {
+            StepProfile.Active = null;
+        }
+        double total = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds / context.Runs;
+        double counted = 0;
+        foreach (var (section, sum) in profile.Seconds)
+        {
+            double perStep = sum / context.Runs;
+            counted += perStep;
+            context.Report($"profile.{section}", perStep * 1000, $"ms/step ({100 * perStep / total:F1}%)");
+        }
+        context.Report("profile.Unmeasured", (total - counted) * 1000, $"ms/step ({100 * (total - counted) / total:F1}%)");
     }
 }

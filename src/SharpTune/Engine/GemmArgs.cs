@@ -20,6 +20,14 @@ internal static unsafe class GemmArgs
         ArgumentOutOfRangeException.ThrowIfLessThan(ldy, Math.Max(1, w.Rows));
     }
 
+    /// <summary>The arguments of GemmWeightInput: dy holds m rows of w.Rows values, dx m rows of w.Cols.</summary>
+    public static void CheckWeightInput(int m, int lddy, WeightMatrix w, int lddx)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(m);
+        ArgumentOutOfRangeException.ThrowIfLessThan(lddy, Math.Max(1, w.Rows));
+        ArgumentOutOfRangeException.ThrowIfLessThan(lddx, Math.Max(1, w.Cols));
+    }
+
     /// <summary>
     /// Finishes the shapes that need no multiply: an empty C, or k = 0, where C = beta·C. True when it did, so the
     /// caller returns without handing a zero dimension to a library.

@@ -2,24 +2,32 @@ namespace SharpTune.Engine;
 
 /// <summary>
 /// Backend selection. <c>SHARPTUNE_BACKEND=managed|onednn|openblas</c> forces one (an unavailable choice is an
-/// error that names what is available). Otherwise the first available of onednn → openblas → managed. On the
-/// 2-core AVX-512 reference machine the three are within noise of each other on most Qwen2.5-0.5B shapes
-/// (roughly 130–280 GFLOP/s each; see bench "gemm"), so a fixed order — JIT-tuned vendor code first — keeps runs
-/// reproducible where a start-up calibration would flip between near-equal backends from run to run.
-/// A missing native library only means the managed path.
+/// error that names what is available). Otherwise the managed kernel: on the 2-core AVX-512 reference machine the
+/// three are within noise of each other on single Qwen2.5-0.5B-shaped products (see bench "gemm"), but a step
+/// interleaves library GEMMs with the engine's own parallel kernels, and the libraries' thread teams (OpenMP for
+/// oneDNN, pthreads for OpenBLAS) keep spinning between calls on the cores <see cref="GemmThreadPool"/> needs next.
+/// With one pool for everything a LoRA step of Qwen2.5-0.5B ran as fast or faster, and its element-wise and
+/// attention kernels ran about twice as fast (bench "train --profile"). The native kernels stay selectable.
 /// </summary>
 public static class GemmKernels
 {
     public const string EnvironmentVariable = "SHARPTUNE_BACKEND";
 
-    private static readonly string[] s_preference = ["onednn", "openblas", "managed"];
+    private static readonly string[] s_preference = ["managed", "onednn", "openblas"];
     private static readonly Lazy<IGemmKernel> s_default = new(SelectDefault);
     private static readonly Lazy<ManagedGemmKernel> s_managed = new(() => new ManagedGemmKernel());
 
     /// <summary>The process-wide kernel, chosen once on first use.</summary>
     public static IGemmKernel Default => s_default.Value;
 
-    /// <summary>Backend names that can be created on this machine, fastest first.</summary>
+    /// <summary>
+    /// The managed kernel, for products issued inside a <see cref="GemmThreadPool"/> task (attention's per-head
+    /// GEMMs): it runs serially on that task's thread, where a native library would start its own threads on
+    /// cores the pool already keeps busy.
+    /// </summary>
+    public static IGemmKernel Managed => s_managed.Value;
+
+    /// <summary>Backend names that can be created on this machine, the default first.</summary>
     public static IReadOnlyList<string> Available() => s_preference.Where(IsAvailable).ToArray();
 
     /// <summary>The kernel for a backend name ("managed", "onednn", "openblas"); throws if it is not available here.</summary>

@@ -22,4 +22,10 @@ public unsafe interface IGemmKernel
     /// (F32, BF16 or F16). Low-precision weights are widened to fp32 while packing, never as a whole copy.
     /// </summary>
     void GemmWeight(int m, float* x, int ldx, WeightMatrix w, float beta, float* y, int ldy);
+
+    /// <summary>
+    /// dx[m×k] = dy[m×n] · W (+ beta·dx) for the same n×k weight: the input gradient of <see cref="GemmWeight"/>,
+    /// with W again read in its storage dtype and never widened as a whole.
+    /// </summary>
+    void GemmWeightInput(int m, float* dy, int lddy, WeightMatrix w, float beta, float* dx, int lddx);
 }

@@ -2,19 +2,13 @@ namespace SharpTune.Engine;
 
 /// <summary>
 /// A frozen weight kept exactly as the checkpoint stores it (F32, BF16 or F16, usually a view into the memory-mapped
-/// safetensors file): the forward widens inside <see cref="IGemmKernel.GemmWeight"/>'s packing, the backward widens
-/// blocks of rows into a reusable per-thread buffer, so no fp32 copy of the whole matrix ever exists. Over F32 both
+/// safetensors file): both directions go through the kernel's <see cref="IGemmKernel.GemmWeight"/> and
+/// <see cref="IGemmKernel.GemmWeightInput"/>, which widen it tile by tile, so no fp32 copy of the whole matrix ever exists. Over F32 both
 /// directions are one plain sgemm on the stored values, the same numbers an fp32 copy would give.
 /// The memory behind <see cref="Matrix"/> belongs to the caller and must outlive this object.
 /// </summary>
 public sealed unsafe class StoredMatrix(WeightMatrix matrix) : IFrozenMatrix
 {
-    // 256 rows per block: each sgemm then reduces over 256 of the matrix's rows (the inner dimension of dy·W), large
-    // enough for the kernels to run at full speed, and the block (≤ 256 × 18944 fp32 = 18.5 MiB) stays small.
-    private const int RowsPerBlock = 256;
-
-    [ThreadStatic] private static ScratchBuffer? t_block;
-
     /// <summary>The stored view (pointer, dtype, shape).</summary>
     public WeightMatrix Matrix { get; } = matrix;
 
@@ -32,26 +26,8 @@ public sealed unsafe class StoredMatrix(WeightMatrix matrix) : IFrozenMatrix
     public void Multiply(float[] dy, int m, float[] dx, bool accumulate)
     {
         CheckLengths(dy, (long)m * Rows, dx, (long)m * Cols, m);
-        var kernel = GemmKernels.Default;
-        int ldw = Math.Max(1, Cols), ldy = Math.Max(1, Rows);
         fixed (float* pdy = dy, pdx = dx)
-        {
-            if (Matrix.DType == DType.F32 || Rows == 0)
-            {
-                kernel.Sgemm(false, false, m, Cols, Rows, 1f, pdy, ldy, (float*)Matrix.Data, ldw, accumulate ? 1f : 0f, pdx, ldw);
-                return;
-            }
-            int rowsPerBlock = Math.Min(RowsPerBlock, Rows);
-            float* block = (t_block ??= new ScratchBuffer()).Get((long)rowsPerBlock * Cols);
-            int elementSize = DTypeInfo.SizeOf(Matrix.DType);
-            for (int r0 = 0; r0 < Rows; r0 += rowsPerBlock)
-            {
-                int rows = Math.Min(rowsPerBlock, Rows - r0);
-                Widen.Run((byte*)Matrix.Data + (long)r0 * Cols * elementSize, Matrix.DType, block, rows * Cols);
-                float beta = r0 == 0 && !accumulate ? 0f : 1f;
-                kernel.Sgemm(false, false, m, Cols, rows, 1f, pdy + r0, ldy, block, ldw, beta, pdx, ldw);
-            }
-        }
+            GemmKernels.Default.GemmWeightInput(m, pdy, Math.Max(1, Rows), Matrix, accumulate ? 1f : 0f, pdx, Math.Max(1, Cols));
     }
 
     public void ReadRows(int firstRow, int count, Span<float> destination)

@@ -19,6 +19,17 @@ public unsafe class GemmWeightTests(ITestOutputHelper output)
                     Check(kernel, dtype, m, n, k, beta);
     }
 
+    [Theory]
+    [MemberData(nameof(AllKernels))]
+    public void GemmWeightInput_F32_Bf16_F16_MatchReference(string name)
+    {
+        if (TryGet(name, output) is not { } kernel) return;
+        foreach (var dtype in new[] { DType.F32, DType.BF16, DType.F16 })
+            foreach (var (m, n, k) in new[] { (1, 45, 37), (5, 300, 260), (64, 70, 96), (33, 600, 129) })
+                foreach (float beta in new[] { 0f, 1f })
+                    CheckInput(kernel, dtype, m, n, k, beta);
+    }
+
     /// <summary>Every binary16 bit pattern through the widening pack: y = x·Wᵀ with x = e₀ copies column 0 of W.</summary>
     [Theory]
     [MemberData(nameof(AllKernels))]
@@ -44,14 +55,27 @@ public unsafe class GemmWeightTests(ITestOutputHelper output)
         }
     }
 
-    private static void Check(IGemmKernel kernel, DType dtype, int m, int n, int k, float beta)
+    /// <summary>dx[m×k] = dy[m×n] · W for W stored n×k in dtype, against the reference on the widened values.</summary>
+    private static void CheckInput(IGemmKernel kernel, DType dtype, int m, int n, int k, float beta)
     {
-        int ldx = k + 3, ldy = n + 2;
-        using var x = new NativeFloats((long)m * ldx, m + n);
-        using var wf = new NativeFloats((long)n * k, k);
-        using var y = new NativeFloats((long)m * ldy, 7, beta == 0f ? float.NaN : 0f, random: beta != 0f);
-        using var y0 = new NativeFloats((long)m * ldy, 7, beta == 0f ? float.NaN : 0f, random: beta != 0f);
-        var stored = new ushort[n * k];
+        int lddy = n + 3, lddx = k + 2;
+        using var dy = new NativeFloats((long)m * lddy, m + n + 1);
+        using var wf = new NativeFloats((long)n * k, k + 1);
+        using var dx = new NativeFloats((long)m * lddx, 9);
+        using var dx0 = new NativeFloats((long)m * lddx, 9);
+        var stored = Store(dtype, wf);
+        fixed (ushort* ps = stored)
+        {
+            void* data = dtype == DType.F32 ? wf.Ptr : ps;
+            kernel.GemmWeightInput(m, dy.Ptr, lddy, new WeightMatrix(data, dtype, n, k), beta, dx.Ptr, lddx);
+        }
+        AssertGemm(false, false, m, k, n, 1f, dy.Ptr, lddy, wf.Ptr, k, beta, dx0.Ptr, dx.Ptr, lddx);
+    }
+
+    /// <summary>The weight's values in dtype's storage; wf is rounded to what that storage holds.</summary>
+    private static ushort[] Store(DType dtype, NativeFloats wf)
+    {
+        var stored = new ushort[wf.Span.Length];
         switch (dtype)
         {
             case DType.BF16:
@@ -59,12 +83,23 @@ public unsafe class GemmWeightTests(ITestOutputHelper output)
                 BFloat16.ToSingle(stored, wf.Span);
                 break;
             case DType.F16:
-                var halves = new Half[n * k];
+                var halves = new Half[stored.Length];
                 Float16.FromSingle(wf.Span, halves);
                 Float16.ToSingle(halves, wf.Span);
                 for (int i = 0; i < halves.Length; i++) stored[i] = BitConverter.HalfToUInt16Bits(halves[i]);
                 break;
         }
+        return stored;
+    }
+
+    private static void Check(IGemmKernel kernel, DType dtype, int m, int n, int k, float beta)
+    {
+        int ldx = k + 3, ldy = n + 2;
+        using var x = new NativeFloats((long)m * ldx, m + n);
+        using var wf = new NativeFloats((long)n * k, k);
+        using var y = new NativeFloats((long)m * ldy, 7, beta == 0f ? float.NaN : 0f, random: beta != 0f);
+        using var y0 = new NativeFloats((long)m * ldy, 7, beta == 0f ? float.NaN : 0f, random: beta != 0f);
+        var stored = Store(dtype, wf);
         fixed (ushort* ps = stored)
         {
             void* data = dtype == DType.F32 ? wf.Ptr : ps;

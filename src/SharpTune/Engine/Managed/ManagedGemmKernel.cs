@@ -87,6 +87,12 @@ public sealed unsafe class ManagedGemmKernel : IGemmKernel
         Gemm(m, w.Rows, w.Cols, 1f, new Operand(x, DType.F32, ldx, false), new Operand(w.Data, w.DType, w.Cols, true), beta, y, ldy);
     }
 
+    public void GemmWeightInput(int m, float* dy, int lddy, WeightMatrix w, float beta, float* dx, int lddx)
+    {
+        GemmArgs.CheckWeightInput(m, lddy, w, lddx);
+        Gemm(m, w.Cols, w.Rows, 1f, new Operand(dy, DType.F32, lddy, false), new Operand(w.Data, w.DType, w.Cols, false), beta, dx, lddx);
+    }
+
     private void Gemm(int m, int n, int k, float alpha, Operand a, Operand b, float beta, float* c, int ldc)
     {
         if (m == 0 || n == 0) return;

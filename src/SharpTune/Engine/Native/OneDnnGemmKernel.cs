@@ -5,7 +5,7 @@ namespace SharpTune.Engine;
 /// <summary>
 /// GEMM through oneDNN's C API (<c>dnnl_sgemm</c>, row-major), loaded at run time. oneDNN parallelises with its
 /// own OpenMP team, so calls are issued from the calling thread. BF16/F16 weights go through
-/// <see cref="WeightStaging"/> (block-wise widening, never a whole fp32 copy).
+/// the managed kernel (see <see cref="NativeGemmKernel"/>).
 /// </summary>
 public sealed unsafe class OneDnnGemmKernel : NativeGemmKernel
 {

@@ -5,7 +5,7 @@ namespace SharpTune.Engine;
 
 /// <summary>
 /// GEMM through OpenBLAS's <c>cblas_sgemm</c> (CblasRowMajor), loaded at run time. OpenBLAS runs its own thread
-/// pool, sized to <see cref="EngineThreads.Count"/>. BF16/F16 weights go through <see cref="WeightStaging"/>.
+/// pool, sized to <see cref="EngineThreads.Count"/>. BF16/F16 weights go to the managed kernel (see <see cref="NativeGemmKernel"/>).
 /// </summary>
 public sealed unsafe class OpenBlasGemmKernel : NativeGemmKernel
 {

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Numerics.Tensors;
 using SharpTune.Engine;
 
 namespace SharpTune.Training.Model;
@@ -7,7 +8,8 @@ namespace SharpTune.Training.Model;
 /// Grouped-query attention over a right-padded batch with transformers' eager semantics: query i of a row sees
 /// keys j ≤ i whose attention_mask is 1; a query that sees no key at all (HF adds float32.min to every score, which
 /// swamps them) attends uniformly to every key of its row. Work is split per (sequence, query head); the forward
-/// keeps only each query's log-sum-exp, the backward recomputes the probabilities from it.
+/// keeps only each query's log-sum-exp, the backward recomputes the probabilities from it. Each task's products run
+/// on the managed kernel, serially on the task's thread (see <see cref="GemmKernels.Managed"/>).
 /// </summary>
 internal static unsafe class AttentionKernels
 {
@@ -22,26 +24,52 @@ internal static unsafe class AttentionKernels
         public float Scale => 1f / MathF.Sqrt(HeadDim);
     }
 
+    /// <summary>
+    /// Query rows per block. A block of queries [i0, i0 + 64) only needs keys [0, i0 + 64): the causal mask hides the
+    /// rest, so the score and value products skip the upper triangle (about half the work for long sequences).
+    /// </summary>
+    private const int QueryBlock = 64;
+
+    /// <summary>
+    /// The keys a block of queries [i0, end) multiplies: [0, end), or every key of the row when one of the block's
+    /// queries sees no key at all (it attends uniformly to all of them). firstKey is the row's first unmasked key.
+    /// </summary>
+    private static int KeysFor(int end, int firstKey, int time, int i0) => i0 < firstKey ? time : end;
+
+    /// <summary>The first key of a row whose attention_mask is 1, or time when there is none.</summary>
+    private static int FirstKey(ReadOnlySpan<int> keyMask)
+    {
+        int j = keyMask.IndexOfAnyExcept(0);
+        return j < 0 ? keyMask.Length : j;
+    }
+
     /// <summary>output [rows × heads·d] = softmax(scale · q kᵀ + mask) v; logSumExp [batch × heads × time].</summary>
     public static void Forward(Shape s, float[] q, float[] k, float[] v, int[] mask, float[] output, float[] logSumExp)
     {
         int t = s.Time;
+        var kernel = GemmKernels.Managed;
         GemmThreadPool.Shared.For(s.Batch * s.Heads, task =>
         {
             int b = task / s.Heads, h = task % s.Heads, g = h / s.Group;
-            float[] scores = ArrayPool<float>.Shared.Rent(t * t);
+            var keyMask = mask.AsSpan(b * t, t);
+            int firstKey = FirstKey(keyMask), firstMasked = FirstMasked(keyMask);
+            float[] scores = ArrayPool<float>.Shared.Rent(QueryBlock * t);
             try
             {
                 fixed (float* pq = q, pk = k, pv = v, po = output, ps = scores)
                 {
-                    float* qh = pq + (long)b * t * s.QueryWidth + h * s.HeadDim;
                     float* kh = pk + (long)b * t * s.KvWidth + g * s.HeadDim;
                     float* vh = pv + (long)b * t * s.KvWidth + g * s.HeadDim;
-                    GemmKernels.Default.Sgemm(false, true, t, t, s.HeadDim, s.Scale, qh, s.QueryWidth, kh, s.KvWidth, 0f, ps, t);
-                    for (int i = 0; i < t; i++)
-                        logSumExp[task * t + i] = SoftmaxRow(new Span<float>(ps + (long)i * t, t), i, mask.AsSpan(b * t, t));
-                    GemmKernels.Default.Sgemm(false, false, t, s.HeadDim, t, 1f, ps, t, vh, s.KvWidth, 0f,
-                        po + (long)b * t * s.QueryWidth + h * s.HeadDim, s.QueryWidth);
+                    for (int i0 = 0; i0 < t; i0 += QueryBlock)
+                    {
+                        int end = Math.Min(t, i0 + QueryBlock), rows = end - i0, keys = KeysFor(end, firstKey, t, i0);
+                        float* qh = pq + ((long)b * t + i0) * s.QueryWidth + h * s.HeadDim;
+                        kernel.Sgemm(false, true, rows, keys, s.HeadDim, s.Scale, qh, s.QueryWidth, kh, s.KvWidth, 0f, ps, keys);
+                        for (int i = i0; i < end; i++)
+                            logSumExp[task * t + i] = SoftmaxRow(new Span<float>(ps + (long)(i - i0) * keys, keys), i, keyMask, firstMasked);
+                        kernel.Sgemm(false, false, rows, s.HeadDim, keys, 1f, ps, keys, vh, s.KvWidth, 0f,
+                            po + ((long)b * t + i0) * s.QueryWidth + h * s.HeadDim, s.QueryWidth);
+                    }
                 }
             }
             finally
@@ -51,9 +79,30 @@ internal static unsafe class AttentionKernels
         });
     }
 
-    /// <summary>Softmax of one row of raw scores in place over the keys query i sees; returns its log-sum-exp.</summary>
-    private static float SoftmaxRow(Span<float> row, int query, ReadOnlySpan<int> keyMask)
+    /// <summary>The first key of a row whose attention_mask is 0, or time when every key is visible.</summary>
+    private static int FirstMasked(ReadOnlySpan<int> keyMask)
     {
+        int j = keyMask.IndexOf(0);
+        return j < 0 ? keyMask.Length : j;
+    }
+
+    /// <summary>
+    /// Softmax of one row of raw scores in place over the keys query i sees; returns its log-sum-exp. Keys before
+    /// firstMasked are all visible, so a query below it takes the vectorised path over keys [0, query].
+    /// </summary>
+    private static float SoftmaxRow(Span<float> row, int query, ReadOnlySpan<int> keyMask, int firstMasked)
+    {
+        if (query < firstMasked)
+        {
+            var seen = row[..(query + 1)];
+            float rowMax = TensorPrimitives.Max(seen);
+            TensorPrimitives.Subtract(seen, rowMax, seen);
+            TensorPrimitives.Exp(seen, seen);
+            double total = TrainingKernels.SumInDouble(seen);
+            TensorPrimitives.Multiply(seen, (float)(1.0 / total), seen);
+            row[(query + 1)..].Clear();
+            return rowMax + (float)Math.Log(total);
+        }
         float max = float.NegativeInfinity;
         for (int j = 0; j <= query; j++)
             if (keyMask[j] != 0 && row[j] > max) max = row[j];
@@ -78,12 +127,20 @@ internal static unsafe class AttentionKernels
         return max + (float)Math.Log(sum);
     }
 
-    /// <summary>Recomputes the probabilities of one (sequence, head) into row from the raw scores and the saved log-sum-exp.</summary>
-    private static void ProbabilitiesRow(Span<float> row, int query, ReadOnlySpan<int> keyMask, float logSumExp)
+    /// <summary>Recomputes the probabilities of one query's row in place from its raw scores and saved log-sum-exp.</summary>
+    private static void ProbabilitiesRow(Span<float> row, int query, ReadOnlySpan<int> keyMask, int firstMasked, float logSumExp)
     {
         if (float.IsNaN(logSumExp))
         {
             row.Fill(1f / row.Length);
+            return;
+        }
+        if (query < firstMasked)
+        {
+            var seen = row[..(query + 1)];
+            TensorPrimitives.Subtract(seen, logSumExp, seen);
+            TensorPrimitives.Exp(seen, seen);
+            row[(query + 1)..].Clear();
             return;
         }
         for (int j = 0; j < row.Length; j++)
@@ -98,36 +155,51 @@ internal static unsafe class AttentionKernels
         float[] dOutput, float[] dq, float[] dk, float[] dv, float[] keyScratch, float[] valueScratch)
     {
         int t = s.Time, d = s.HeadDim;
+        var kernel = GemmKernels.Managed;
         GemmThreadPool.Shared.For(s.Batch * s.Heads, task =>
         {
             int b = task / s.Heads, h = task % s.Heads, g = h / s.Group;
-            float[] probabilities = ArrayPool<float>.Shared.Rent(t * t);
-            float[] dScores = ArrayPool<float>.Shared.Rent(t * t);
+            var keyMask = mask.AsSpan(b * t, t);
+            int firstKey = FirstKey(keyMask), firstMasked = FirstMasked(keyMask);
+            float[] probabilities = ArrayPool<float>.Shared.Rent(QueryBlock * t);
+            float[] dScores = ArrayPool<float>.Shared.Rent(QueryBlock * t);
             try
             {
                 fixed (float* pq = q, pk = k, pv = v, po = output, pdo = dOutput, pdq = dq, pdk = keyScratch, pdv = valueScratch,
                        pp = probabilities, pds = dScores)
                 {
-                    long qOffset = (long)b * t * s.QueryWidth + h * d, kvOffset = (long)b * t * s.KvWidth + g * d;
-                    float* qh = pq + qOffset, kh = pk + kvOffset, vh = pv + kvOffset;
-                    var kernel = GemmKernels.Default;
-                    kernel.Sgemm(false, true, t, t, d, s.Scale, qh, s.QueryWidth, kh, s.KvWidth, 0f, pp, t);
-                    for (int i = 0; i < t; i++)
-                        ProbabilitiesRow(new Span<float>(pp + (long)i * t, t), i, mask.AsSpan(b * t, t), logSumExp[task * t + i]);
-                    // dP = dO · vᵀ, then dS = P ⊙ (dP − Σ_d dO⊙O) row by row.
-                    kernel.Sgemm(false, true, t, t, d, 1f, pdo + qOffset, s.QueryWidth, vh, s.KvWidth, 0f, pds, t);
-                    for (int i = 0; i < t; i++)
+                    long headOffset = (long)b * t * s.QueryWidth + h * d, kvOffset = (long)b * t * s.KvWidth + g * d;
+                    float* kh = pk + kvOffset, vh = pv + kvOffset;
+                    // Blocks add their share into this head's dk and dv, which start at zero.
+                    for (int j = 0; j < t; j++)
                     {
-                        float* doRow = pdo + qOffset + (long)i * s.QueryWidth, oRow = po + qOffset + (long)i * s.QueryWidth;
-                        double dot = 0;
-                        for (int c = 0; c < d; c++) dot += (double)doRow[c] * oRow[c];
-                        float rowDot = (float)dot;
-                        float* pRow = pp + (long)i * t, dsRow = pds + (long)i * t;
-                        for (int j = 0; j < t; j++) dsRow[j] = pRow[j] * (dsRow[j] - rowDot);
+                        new Span<float>(pdk + headOffset + (long)j * s.QueryWidth, d).Clear();
+                        new Span<float>(pdv + headOffset + (long)j * s.QueryWidth, d).Clear();
                     }
-                    kernel.Sgemm(false, false, t, d, t, s.Scale, pds, t, kh, s.KvWidth, 0f, pdq + qOffset, s.QueryWidth);
-                    kernel.Sgemm(true, false, t, d, t, s.Scale, pds, t, qh, s.QueryWidth, 0f, pdk + qOffset, s.QueryWidth);
-                    kernel.Sgemm(true, false, t, d, t, 1f, pp, t, pdo + qOffset, s.QueryWidth, 0f, pdv + qOffset, s.QueryWidth);
+                    for (int i0 = 0; i0 < t; i0 += QueryBlock)
+                    {
+                        int end = Math.Min(t, i0 + QueryBlock), rows = end - i0, keys = KeysFor(end, firstKey, t, i0);
+                        long blockOffset = headOffset + (long)i0 * s.QueryWidth;
+                        float* qh = pq + blockOffset, doh = pdo + blockOffset;
+                        kernel.Sgemm(false, true, rows, keys, d, s.Scale, qh, s.QueryWidth, kh, s.KvWidth, 0f, pp, keys);
+                        for (int i = i0; i < end; i++)
+                            ProbabilitiesRow(new Span<float>(pp + (long)(i - i0) * keys, keys), i, keyMask, firstMasked, logSumExp[task * t + i]);
+                        // dP = dO · vᵀ, then dS = P ⊙ (dP − Σ_d dO⊙O) row by row.
+                        kernel.Sgemm(false, true, rows, keys, d, 1f, doh, s.QueryWidth, vh, s.KvWidth, 0f, pds, keys);
+                        for (int i = 0; i < rows; i++)
+                        {
+                            float* doRow = doh + (long)i * s.QueryWidth, oRow = po + blockOffset + (long)i * s.QueryWidth;
+                            double dot = 0;
+                            for (int c = 0; c < d; c++) dot += (double)doRow[c] * oRow[c];
+                            var pRow = new ReadOnlySpan<float>(pp + (long)i * keys, keys);
+                            var dsRow = new Span<float>(pds + (long)i * keys, keys);
+                            TensorPrimitives.Subtract(dsRow, (float)dot, dsRow);
+                            TensorPrimitives.Multiply(dsRow, pRow, dsRow);
+                        }
+                        kernel.Sgemm(false, false, rows, d, keys, s.Scale, pds, keys, kh, s.KvWidth, 0f, pdq + blockOffset, s.QueryWidth);
+                        kernel.Sgemm(true, false, keys, d, rows, s.Scale, pds, keys, qh, s.QueryWidth, 1f, pdk + headOffset, s.QueryWidth);
+                        kernel.Sgemm(true, false, keys, d, rows, 1f, pp, keys, doh, s.QueryWidth, 1f, pdv + headOffset, s.QueryWidth);
+                    }
                 }
             }
             finally

@@ -17,8 +17,14 @@ namespace SharpTune.Training.Model;
 /// </summary>
 public sealed class TrainableDecoder : IDisposable
 {
-    /// <summary>Logits kept at once by the loss: rows × vocab stays under this many floats.</summary>
+    /// <summary>Logits kept at once by the loss: rows × vocab stays under this many floats...</summary>
     private const int LossChunkFloats = 16 << 20;
+    /// <summary>
+    /// ...unless that leaves fewer rows than this: the lm_head product re-reads the whole vocabulary matrix for every
+    /// chunk, and below ~256 rows it runs well under full GEMM speed (110-row chunks of a 151936 vocabulary ran at
+    /// half the speed of one 255-row chunk, for 155 MB more).
+    /// </summary>
+    private const int MinLossChunkRows = 256;
 
     public ModelConfig Config { get; }
     public string Directory { get; }
@@ -194,13 +200,17 @@ public sealed class TrainableDecoder : IDisposable
     {
         int rows = batch.Batch * batch.Length, h = Config.HiddenSize;
         for (int r = 0; r < rows; r++) b.Positions[r] = r % batch.Length;
-        if (Embedding.Frozen is { } frozen)
-            for (int r = 0; r < rows; r++) frozen.ReadRows(batch.InputIds[r], 1, b.LayerInputs[0].AsSpan(r * h, h));
-        else
-            for (int r = 0; r < rows; r++) Array.Copy(Embedding.Data, (long)batch.InputIds[r] * h, b.LayerInputs[0], (long)r * h, h);
+        using (StepProfile.Measure(StepSection.Embedding))
+        {
+            if (Embedding.Frozen is { } frozen)
+                for (int r = 0; r < rows; r++) frozen.ReadRows(batch.InputIds[r], 1, b.LayerInputs[0].AsSpan(r * h, h));
+            else
+                for (int r = 0; r < rows; r++) Array.Copy(Embedding.Data, (long)batch.InputIds[r] * h, b.LayerInputs[0], (long)r * h, h);
+        }
         for (int l = 0; l < Layers.Length; l++)
             LayerForward(Layers[l], batch, b, b.ActivationsOf(l), b.LayerInputs[l], b.LayerInputs[l + 1], pass, random);
-        TrainingKernels.RmsNormForward(b.LayerInputs[^1], rows, FinalNorm.Data, Config.RmsNormEps, b.FinalNormed, b.FinalRms);
+        using (StepProfile.Measure(StepSection.NormsForward))
+            TrainingKernels.RmsNormForward(b.LayerInputs[^1], rows, FinalNorm.Data, Config.RmsNormEps, b.FinalNormed, b.FinalRms);
     }
 
     private void LayerForward(TrainableLayer layer, TrainingBatch batch, Buffers b, LayerActivations a, float[] input, float[] output,
@@ -209,11 +219,13 @@ public sealed class TrainableDecoder : IDisposable
         var c = Config;
         int rows = batch.Batch * batch.Length;
         float eps = c.RmsNormEps;
-        TrainingKernels.RmsNormForward(input, rows, layer.InputNorm.Data, eps, a.Norm1, a.Rms1);
+        using (StepProfile.Measure(StepSection.NormsForward))
+            TrainingKernels.RmsNormForward(input, rows, layer.InputNorm.Data, eps, a.Norm1, a.Rms1);
         if (layer.QNorm is not null && layer.KNorm is not null)
         {
             layer.QProj.Forward(a.Norm1, rows, a.Query, pass, random);
             layer.KProj.Forward(a.Norm1, rows, a.Key, pass, random);
+            using var norms = StepProfile.Measure(StepSection.NormsForward);
             TrainingKernels.RmsNormForward(a.Query, rows * c.NumHeads, layer.QNorm.Data, eps, a.QueryRotated, a.QueryRms);
             TrainingKernels.RmsNormForward(a.Key, rows * c.NumKvHeads, layer.KNorm.Data, eps, a.KeyRotated, a.KeyRms);
         }
@@ -223,18 +235,26 @@ public sealed class TrainableDecoder : IDisposable
             layer.KProj.Forward(a.Norm1, rows, a.KeyRotated, pass, random);
         }
         layer.VProj.Forward(a.Norm1, rows, a.Value, pass, random);
-        TrainingKernels.RopeForward(a.QueryRotated, rows, c.NumHeads, c.HeadDim, _rope, b.Positions);
-        TrainingKernels.RopeForward(a.KeyRotated, rows, c.NumKvHeads, c.HeadDim, _rope, b.Positions);
-        AttentionKernels.Forward(b.Shape, a.QueryRotated, a.KeyRotated, a.Value, batch.AttentionMask, a.Attention, a.LogSumExp);
+        using (StepProfile.Measure(StepSection.ElementwiseForward))
+        {
+            TrainingKernels.RopeForward(a.QueryRotated, rows, c.NumHeads, c.HeadDim, _rope, b.Positions);
+            TrainingKernels.RopeForward(a.KeyRotated, rows, c.NumKvHeads, c.HeadDim, _rope, b.Positions);
+        }
+        using (StepProfile.Measure(StepSection.AttentionForward))
+            AttentionKernels.Forward(b.Shape, a.QueryRotated, a.KeyRotated, a.Value, batch.AttentionMask, a.Attention, a.LogSumExp);
         layer.OProj.Forward(a.Attention, rows, b.Projected, pass, random);
-        TrainingKernels.Sum(input, b.Projected, rows * c.HiddenSize, a.Middle);
+        using (StepProfile.Measure(StepSection.ElementwiseForward))
+            TrainingKernels.Sum(input, b.Projected, rows * c.HiddenSize, a.Middle);
 
-        TrainingKernels.RmsNormForward(a.Middle, rows, layer.PostAttentionNorm.Data, eps, a.Norm2, a.Rms2);
+        using (StepProfile.Measure(StepSection.NormsForward))
+            TrainingKernels.RmsNormForward(a.Middle, rows, layer.PostAttentionNorm.Data, eps, a.Norm2, a.Rms2);
         layer.GateProj.Forward(a.Norm2, rows, a.Gate, pass, random);
         layer.UpProj.Forward(a.Norm2, rows, a.Up, pass, random);
-        TrainingKernels.SwiGluForward(a.Gate, a.Up, rows * c.IntermediateSize, a.Activation);
+        using (StepProfile.Measure(StepSection.ElementwiseForward))
+            TrainingKernels.SwiGluForward(a.Gate, a.Up, rows * c.IntermediateSize, a.Activation);
         layer.DownProj.Forward(a.Activation, rows, b.Projected, pass, random);
-        TrainingKernels.Sum(a.Middle, b.Projected, rows * c.HiddenSize, output);
+        using (StepProfile.Measure(StepSection.ElementwiseForward))
+            TrainingKernels.Sum(a.Middle, b.Projected, rows * c.HiddenSize, output);
     }
 
     /// <summary>
@@ -255,10 +275,11 @@ public sealed class TrainableDecoder : IDisposable
         int count = lossRows.Count;
         if (count == 0) return new LossResult(0, 0);
         int rows = batch.Batch * t;
+        var lossScope = StepProfile.Measure(StepSection.LmHeadAndLoss);
         if (backward) Array.Clear(b.DResidual, 0, rows * h);
         float coefficient = gradScale / count;
         double lossSum = 0;
-        int chunk = Math.Clamp(LossChunkFloats / v, 1, count);
+        int chunk = Math.Clamp(Math.Max(MinLossChunkRows, LossChunkFloats / v), 1, count);
         if (b.ChunkLogits.Length < (long)chunk * v)
             b.AllocateLossChunk(chunk, h, v);
         var rowLoss = new double[chunk];
@@ -280,8 +301,7 @@ public sealed class TrainableDecoder : IDisposable
                     float max = TensorPrimitives.Max(logits);
                     TensorPrimitives.Subtract(logits, max, logits);
                     TensorPrimitives.Exp(logits, logits);
-                    double sum = 0;
-                    foreach (float e in logits) sum += e;
+                    double sum = TrainingKernels.SumInDouble(logits);
                     rowLoss[i] = max + Math.Log(sum) - targetLogit;
                     if (!backward) continue;
                     TensorPrimitives.Multiply(logits, (float)(coefficient / sum), logits);
@@ -294,6 +314,7 @@ public sealed class TrainableDecoder : IDisposable
             for (int i = 0; i < n; i++)
                 Array.Copy(b.ChunkDHidden, i * h, b.DResidual, lossRows[start + i].Row * h, h);
         }
+        lossScope.Dispose();
         if (backward) Backward(batch, b);
         return new LossResult(lossSum, count);
     }
@@ -336,8 +357,9 @@ public sealed class TrainableDecoder : IDisposable
         bool embeddingTrainable = Embedding.IsTrainable;
         bool needBelowNorm = lowest >= 0 || embeddingTrainable;
         // dResidual holds dL/d(final normed); turn it into dL/d(last layer output).
-        TrainingKernels.RmsNormBackward(b.LayerInputs[^1], b.DResidual, rows, FinalNorm.Data, b.FinalRms,
-            needBelowNorm ? b.DResidual : null, FinalNorm.Grad);
+        using (StepProfile.Measure(StepSection.NormsBackward))
+            TrainingKernels.RmsNormBackward(b.LayerInputs[^1], b.DResidual, rows, FinalNorm.Data, b.FinalRms,
+                needBelowNorm ? b.DResidual : null, FinalNorm.Grad);
         if (!needBelowNorm) return;
         int stop = embeddingTrainable ? 0 : lowest;
         for (int l = Layers.Length - 1; l >= stop; l--)
@@ -347,6 +369,7 @@ public sealed class TrainableDecoder : IDisposable
                 LayerForward(Layers[l], batch, b, a, b.LayerInputs[l], b.LayerInputs[l + 1], AdapterPass.Recompute, null);
             LayerBackward(Layers[l], batch, b, a, b.LayerInputs[l], needInputGrad: l > lowest || embeddingTrainable);
         }
+        using var embeddingScope = StepProfile.Measure(StepSection.Embedding);
         if (Embedding.Grad is { } embeddingGrad)
             for (int r = 0; r < rows; r++)
             {
@@ -364,22 +387,30 @@ public sealed class TrainableDecoder : IDisposable
 
         // MLP half: output = middle + down(silu(gate(n2)) ⊙ up(n2)), n2 = norm(middle).
         layer.DownProj.Backward(a.Activation, b.DResidual, rows, b.DActivation, accumulate: false);
-        TrainingKernels.SwiGluBackward(a.Gate, a.Up, b.DActivation, rows * c.IntermediateSize, b.DGate, b.DUp);
+        using (StepProfile.Measure(StepSection.ElementwiseBackward))
+            TrainingKernels.SwiGluBackward(a.Gate, a.Up, b.DActivation, rows * c.IntermediateSize, b.DGate, b.DUp);
         layer.GateProj.Backward(a.Norm2, b.DGate, rows, b.DNormed, accumulate: false);
         layer.UpProj.Backward(a.Norm2, b.DUp, rows, b.DNormed, accumulate: true);
-        TrainingKernels.RmsNormBackward(a.Middle, b.DNormed, rows, layer.PostAttentionNorm.Data, a.Rms2,
-            attentionNeedsGrad ? b.DNormed : null, layer.PostAttentionNorm.Grad);
+        using (StepProfile.Measure(StepSection.NormsBackward))
+            TrainingKernels.RmsNormBackward(a.Middle, b.DNormed, rows, layer.PostAttentionNorm.Data, a.Rms2,
+                attentionNeedsGrad ? b.DNormed : null, layer.PostAttentionNorm.Grad);
         if (!attentionNeedsGrad) return;
-        TrainingKernels.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
+        using (StepProfile.Measure(StepSection.ElementwiseBackward))
+            TrainingKernels.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
 
         // Attention half: middle = input + o(attention(rope(q), rope(k), v)), q/k/v from n1 = norm(input).
         layer.OProj.Backward(a.Attention, b.DResidual, rows, b.DAttention, accumulate: false);
-        AttentionKernels.Backward(b.Shape, a.QueryRotated, a.KeyRotated, a.Value, batch.AttentionMask, a.Attention, a.LogSumExp,
-            b.DAttention, b.DQuery, b.DKey, b.DValue, b.DKeyPerHead, b.DValuePerHead);
-        TrainingKernels.RopeBackward(b.DQuery, rows, c.NumHeads, c.HeadDim, _rope, b.Positions);
-        TrainingKernels.RopeBackward(b.DKey, rows, c.NumKvHeads, c.HeadDim, _rope, b.Positions);
+        using (StepProfile.Measure(StepSection.AttentionBackward))
+            AttentionKernels.Backward(b.Shape, a.QueryRotated, a.KeyRotated, a.Value, batch.AttentionMask, a.Attention, a.LogSumExp,
+                b.DAttention, b.DQuery, b.DKey, b.DValue, b.DKeyPerHead, b.DValuePerHead);
+        using (StepProfile.Measure(StepSection.ElementwiseBackward))
+        {
+            TrainingKernels.RopeBackward(b.DQuery, rows, c.NumHeads, c.HeadDim, _rope, b.Positions);
+            TrainingKernels.RopeBackward(b.DKey, rows, c.NumKvHeads, c.HeadDim, _rope, b.Positions);
+        }
         if (layer.QNorm is not null && layer.KNorm is not null)
         {
+            using var norms = StepProfile.Measure(StepSection.NormsBackward);
             TrainingKernels.RmsNormBackward(a.Query, b.DQuery, rows * c.NumHeads, layer.QNorm.Data, a.QueryRms, b.DQuery, layer.QNorm.Grad);
             TrainingKernels.RmsNormBackward(a.Key, b.DKey, rows * c.NumKvHeads, layer.KNorm.Data, a.KeyRms, b.DKey, layer.KNorm.Grad);
         }
@@ -389,9 +420,12 @@ public sealed class TrainableDecoder : IDisposable
         layer.KProj.Backward(a.Norm1, b.DKey, rows, dNormed, accumulate: true);
         layer.VProj.Backward(a.Norm1, b.DValue, rows, dNormed, accumulate: true);
         if (!needNormGrad) return;
-        TrainingKernels.RmsNormBackward(input, b.DNormed, rows, layer.InputNorm.Data, a.Rms1,
-            needInputGrad ? b.DNormed : null, layer.InputNorm.Grad);
-        if (needInputGrad) TrainingKernels.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
+        using (StepProfile.Measure(StepSection.NormsBackward))
+            TrainingKernels.RmsNormBackward(input, b.DNormed, rows, layer.InputNorm.Data, a.Rms1,
+                needInputGrad ? b.DNormed : null, layer.InputNorm.Grad);
+        if (!needInputGrad) return;
+        using (StepProfile.Measure(StepSection.ElementwiseBackward))
+            TrainingKernels.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
     }
 
     /// <summary>The activations one layer's backward needs.</summary>

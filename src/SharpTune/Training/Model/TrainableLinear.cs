@@ -21,26 +21,36 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
 
     public void Forward(float[] x, int rows, float[] y, AdapterPass pass, SeededRandom? random)
     {
-        if (Weight.Frozen is { } frozen)
+        using (StepProfile.Measure(StepSection.ProjectionsForward))
         {
-            frozen.MultiplyTransposed(x, rows, y);
-            if (Bias is not null) TrainingKernels.AddBias(y, rows, Bias.Data, OutFeatures);
+            if (Weight.Frozen is { } frozen)
+            {
+                frozen.MultiplyTransposed(x, rows, y);
+                if (Bias is not null) TrainingKernels.AddBias(y, rows, Bias.Data, OutFeatures);
+            }
+            else
+                TrainingKernels.LinearForward(x, rows, InFeatures, Weight.Data, Bias?.Data, OutFeatures, y);
         }
-        else
-            TrainingKernels.LinearForward(x, rows, InFeatures, Weight.Data, Bias?.Data, OutFeatures, y);
-        Adapter?.Forward(x, rows, y, pass, random);
+        if (Adapter is null) return;
+        using (StepProfile.Measure(StepSection.LoraForward))
+            Adapter.Forward(x, rows, y, pass, random);
     }
 
     /// <summary>Parameter gradients from dy; dL/dx written to dx (added when accumulate) unless dx is null.</summary>
     public void Backward(float[] x, float[] dy, int rows, float[]? dx, bool accumulate)
     {
-        if (Weight.Frozen is { } frozen)
+        using (StepProfile.Measure(StepSection.ProjectionsBackward))
         {
-            if (dx is not null) frozen.Multiply(dy, rows, dx, accumulate);
-            if (Bias?.Grad is { } biasGrad) TrainingKernels.ColumnSums(dy, rows, OutFeatures, biasGrad);
+            if (Weight.Frozen is { } frozen)
+            {
+                if (dx is not null) frozen.Multiply(dy, rows, dx, accumulate);
+                if (Bias?.Grad is { } biasGrad) TrainingKernels.ColumnSums(dy, rows, OutFeatures, biasGrad);
+            }
+            else if (Weight.IsTrainable || Bias?.IsTrainable == true || dx is not null)
+                TrainingKernels.LinearBackward(x, dy, rows, InFeatures, OutFeatures, Weight.Data, Weight.Grad, Bias?.Grad, dx, accumulate);
         }
-        else if (Weight.IsTrainable || Bias?.IsTrainable == true || dx is not null)
-            TrainingKernels.LinearBackward(x, dy, rows, InFeatures, OutFeatures, Weight.Data, Weight.Grad, Bias?.Grad, dx, accumulate);
-        Adapter?.Backward(x, dy, rows, dx);
+        if (Adapter is null) return;
+        using (StepProfile.Measure(StepSection.LoraBackward))
+            Adapter.Backward(x, dy, rows, dx);
     }
 }

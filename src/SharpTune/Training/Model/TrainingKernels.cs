@@ -183,15 +183,23 @@ internal static class TrainingKernels
         });
     }
 
+    /// <summary>Elements per vectorised block of the SwiGLU kernels: the block's σ(g) stays on the stack.</summary>
+    private const int SwiGluBlock = 1024;
+
     /// <summary>a = silu(g) ⊙ u, silu(g) = g·σ(g).</summary>
     public static void SwiGluForward(float[] gate, float[] up, int count, float[] activation)
     {
         ParallelRanges(count, 16384, (start, end) =>
         {
-            for (int i = start; i < end; i++)
+            Span<float> sigmoid = stackalloc float[SwiGluBlock];
+            for (int i = start; i < end; i += SwiGluBlock)
             {
-                float g = gate[i];
-                activation[i] = g / (1f + MathF.Exp(-g)) * up[i];
+                int n = Math.Min(SwiGluBlock, end - i);
+                var s = sigmoid[..n];
+                var a = activation.AsSpan(i, n);
+                TensorPrimitives.Sigmoid(gate.AsSpan(i, n), s);
+                TensorPrimitives.Multiply(gate.AsSpan(i, n), s, a);
+                TensorPrimitives.Multiply(a, up.AsSpan(i, n), a);
             }
         });
     }
@@ -201,14 +209,45 @@ internal static class TrainingKernels
     {
         ParallelRanges(count, 16384, (start, end) =>
         {
-            for (int i = start; i < end; i++)
+            Span<float> sigmoid = stackalloc float[SwiGluBlock];
+            for (int i = start; i < end; i += SwiGluBlock)
             {
-                float g = gate[i], da = dActivation[i];
-                float sigmoid = 1f / (1f + MathF.Exp(-g));
-                dUp[i] = da * g * sigmoid;
-                dGate[i] = da * up[i] * sigmoid * (1f + g * (1f - sigmoid));
+                int n = Math.Min(SwiGluBlock, end - i);
+                var s = sigmoid[..n];
+                var g = gate.AsSpan(i, n);
+                var da = dActivation.AsSpan(i, n);
+                var du = dUp.AsSpan(i, n);
+                var dg = dGate.AsSpan(i, n);
+                TensorPrimitives.Sigmoid(g, s);
+                // du = da·g·σ
+                TensorPrimitives.Multiply(da, g, du);
+                TensorPrimitives.Multiply(du, s, du);
+                // dg = da·u·σ·(1 + g·(1 − σ)) = da·u·σ·(1 + g − g·σ)
+                TensorPrimitives.Multiply(g, s, dg);
+                TensorPrimitives.Subtract(g, dg, dg);
+                TensorPrimitives.Add(dg, 1f, dg);
+                TensorPrimitives.Multiply(dg, s, dg);
+                TensorPrimitives.Multiply(dg, up.AsSpan(i, n), dg);
+                TensorPrimitives.Multiply(dg, da, dg);
             }
         });
+    }
+
+    /// <summary>Σ values, accumulated in double (vectorised: each lane widened to double before it is added).</summary>
+    public static double SumInDouble(ReadOnlySpan<float> values)
+    {
+        var acc0 = System.Numerics.Vector<double>.Zero;
+        var acc1 = System.Numerics.Vector<double>.Zero;
+        int width = System.Numerics.Vector<float>.Count, i = 0;
+        for (; i + width <= values.Length; i += width)
+        {
+            System.Numerics.Vector.Widen(new System.Numerics.Vector<float>(values[i..]), out var low, out var high);
+            acc0 += low;
+            acc1 += high;
+        }
+        double sum = System.Numerics.Vector.Sum(acc0 + acc1);
+        for (; i < values.Length; i++) sum += values[i];
+        return sum;
     }
 
     public static void Add(float[] dst, float[] src, int count) =>
