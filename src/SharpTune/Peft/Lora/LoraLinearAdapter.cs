@@ -22,6 +22,8 @@ public sealed unsafe class LoraLinearAdapter : ILinearAdapter
     public IReadOnlyList<Parameter> Parameters { get; }
 
     private float[] _xa = [], _dxa = [], _mask = [], _dropped = [], _dxScratch = [];
+    /// <summary>Bᵀ [r × out], refreshed by every forward, so the backward's dy·B is a product of stored rows.</summary>
+    private readonly float[] _bTransposed;
 
     public LoraLinearAdapter(string modulePath, int rank, int inFeatures, int outFeatures, float scaling, float dropout, float[] a, float[] b)
     {
@@ -35,6 +37,7 @@ public sealed unsafe class LoraLinearAdapter : ILinearAdapter
         A = new Parameter(LoraAdapterFile.KeyA(modulePath), [rank, inFeatures], a);
         B = new Parameter(LoraAdapterFile.KeyB(modulePath), [outFeatures, rank], b);
         Parameters = [A, B];
+        _bTransposed = new float[rank * outFeatures];
     }
 
     /// <summary>PEFT's initialisation: A ~ kaiming_uniform(a=√5) = U(−1/√in, 1/√in), B = 0.</summary>
@@ -62,11 +65,13 @@ public sealed unsafe class LoraLinearAdapter : ILinearAdapter
             System.Numerics.Tensors.TensorPrimitives.Multiply(x.AsSpan(0, n), _mask.AsSpan(0, n), _dropped.AsSpan(0, n));
             input = _dropped;
         }
-        var kernel = GemmKernels.Default;
+        var b = B.Data;
+        for (int o = 0; o < OutFeatures; o++)
+            for (int j = 0; j < Rank; j++) _bTransposed[j * OutFeatures + o] = b[o * Rank + j];
         fixed (float* px = input, pa = A.Data, pb = B.Data, pxa = _xa, py = y)
         {
-            kernel.Sgemm(false, true, rows, Rank, InFeatures, 1f, px, InFeatures, pa, InFeatures, 0f, pxa, Rank);
-            kernel.Sgemm(false, true, rows, OutFeatures, Rank, Scaling, pxa, Rank, pb, Rank, 1f, py, OutFeatures);
+            SkinnyGemm.MultiplyTransposed(rows, Rank, InFeatures, 1f, px, InFeatures, pa, InFeatures, 0f, pxa, Rank);
+            GemmKernels.Default.Sgemm(false, true, rows, OutFeatures, Rank, Scaling, pxa, Rank, pb, Rank, 1f, py, OutFeatures);
         }
     }
 
@@ -74,10 +79,10 @@ public sealed unsafe class LoraLinearAdapter : ILinearAdapter
     {
         float[] input = Dropout > 0 ? _dropped : x;
         var kernel = GemmKernels.Default;
-        fixed (float* px = input, pdy = dy, pa = A.Data, pb = B.Data, pda = A.Grad, pdb = B.Grad, pxa = _xa, pdxa = _dxa)
+        fixed (float* px = input, pdy = dy, pa = A.Data, pbt = _bTransposed, pda = A.Grad, pdb = B.Grad, pxa = _xa, pdxa = _dxa)
         {
             kernel.Sgemm(true, false, OutFeatures, Rank, rows, Scaling, pdy, OutFeatures, pxa, Rank, 1f, pdb, Rank);
-            kernel.Sgemm(false, false, rows, Rank, OutFeatures, Scaling, pdy, OutFeatures, pb, Rank, 0f, pdxa, Rank);
+            SkinnyGemm.MultiplyTransposed(rows, Rank, OutFeatures, Scaling, pdy, OutFeatures, pbt, OutFeatures, 0f, pdxa, Rank);
             kernel.Sgemm(true, false, Rank, InFeatures, rows, 1f, pdxa, Rank, px, InFeatures, 1f, pda, InFeatures);
             if (dx is null) return;
             if (Dropout == 0)
