@@ -1,3 +1,4 @@
+using SharpTune.Engine;
 using SharpTune.Model;
 
 namespace SharpTune.Bench;
@@ -11,16 +12,23 @@ public static class BenchModels
 
     /// <summary>
     /// The model folder of <paramref name="presetName"/>, written once with <see cref="ModelInitializer"/> (seed 0,
-    /// the Qwen2.5-Instruct tokenizer) and reused while its config.json and model.safetensors exist.
+    /// the Qwen2.5-Instruct tokenizer; bf16 weights, or float32 with the same values when <paramref name="dtype"/>
+    /// is "float32") and reused while its config.json and model.safetensors exist.
     /// </summary>
-    public static string Ensure(string presetName, bool quiet)
+    public static string Ensure(string presetName, bool quiet, string dtype = "bfloat16")
     {
         var preset = ModelPreset.Get(presetName);
-        string folder = Path.Combine(RepoRoot, "bench", ".models", preset.Name);
+        var stored = dtype switch
+        {
+            "bfloat16" => DType.BF16,
+            "float32" => DType.F32,
+            _ => throw new ArgumentException($"--dtype must be bfloat16 or float32, not '{dtype}'"),
+        };
+        string folder = Path.Combine(RepoRoot, "bench", ".models", stored == DType.F32 ? preset.Name + "-float32" : preset.Name);
         if (File.Exists(Path.Combine(folder, "config.json")) && File.Exists(Path.Combine(folder, "model.safetensors")))
             return folder;
         if (!quiet) Console.WriteLine($"# generating {preset.Name} into {folder} (once)");
-        ModelInitializer.Create(preset, Fixtures("tokenizers", "qwen2.5-instruct"), folder, seed: 0);
+        ModelInitializer.Create(preset, Fixtures("tokenizers", "qwen2.5-instruct"), folder, seed: 0, stored);
         BenchContext.ResetPeakRss();
         return folder;
     }

@@ -24,5 +24,6 @@ public static class Workloads
         new DecodeWorkload(),
         new TokenizerWorkload(),
         new TrainWorkload(),
+        new ReportWorkload(),
     ];
 }

@@ -15,7 +15,7 @@ public sealed class PrefillWorkload : IWorkload
 
     public void Run(BenchContext context)
     {
-        string folder = BenchModels.Ensure(context.Preset, context.Json);
+        string folder = BenchModels.Ensure(context.Preset, context.Json, context.Option("dtype", "bfloat16"));
         using var model = DecoderModel.Load(folder);
         if (!context.Json) Console.WriteLine($"# {model.Backend.Describe()}");
         var c = model.Config;

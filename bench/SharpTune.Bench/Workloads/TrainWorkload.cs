@@ -26,7 +26,7 @@ public sealed class TrainWorkload : IWorkload
 
     public void Run(BenchContext context)
     {
-        string folder = BenchModels.Ensure(context.Preset, context.Json);
+        string folder = BenchModels.Ensure(context.Preset, context.Json, context.Option("dtype", "bfloat16"));
         string method = context.Option("method", "lora");
         int batch = int.Parse(context.Option("batch", "1"), CultureInfo.InvariantCulture);
         int rank = int.Parse(context.Option("lora-rank", "16"), CultureInfo.InvariantCulture);
@@ -81,8 +81,34 @@ public sealed class TrainWorkload : IWorkload
 
         context.Report("train_tokens_per_s", tokens / seconds, "tokens/s");
         context.Report("train_seconds_per_step", seconds, "s");
+        if (args.FinetuningType == FinetuningType.Lora)
+        {
+            var config = SharpTune.Model.ModelConfig.Load(Path.Combine(folder, "config.json"));
+            context.Report("train_gflops", LoraStepFlops(config, batch, context.Seq, rank) / seconds / 1e9, "GFLOP/s");
+        }
         context.Report("optimizer_state", optimizer.StateBytes / (1024.0 * 1024.0), "MiB");
         if (bool.Parse(context.Option("profile", "false"))) Profile(context, Step);
+    }
+
+    /// <summary>
+    /// Multiply-add flops of one LoRA step (2 per multiply-accumulate) over batch rows of length T, every token
+    /// carrying loss; norms, RoPE, SwiGLU, softmax and the optimizer are O(T·hidden) and left out:
+    ///   frozen projections  2·P·T forward + 2·P·T for their input gradients (P = the layers' projection parameters),
+    ///   lm_head             2·V·H·(T−1) forward + the same for its input gradient (the last position has no label),
+    ///   attention           7 products of 2·d·T(T+1)/2 per head and layer under the causal mask (QKᵀ and P·V
+    ///                       forward; QKᵀ again, dO·Vᵀ, dQ, dK and dV backward),
+    ///   LoRA                6·T·r·(in + out) per adapted projection (x·Aᵀ and ·Bᵀ forward; dB, dxa, dA, dx backward).
+    /// </summary>
+    private static double LoraStepFlops(SharpTune.Model.ModelConfig c, int batch, int t, int rank)
+    {
+        double rows = (double)batch * t;
+        double projections = 4.0 * BenchModels.LayerMatrixParams(c) * rows;
+        double lmHead = 4.0 * c.VocabSize * c.HiddenSize * batch * (t - 1.0);
+        double attention = 7.0 * c.NumLayers * c.NumHeads * c.HeadDim * (double)t * (t + 1) * batch;
+        double inOut = c.HiddenSize + c.QueryWidth + 2.0 * (c.HiddenSize + c.KvWidth) + c.QueryWidth + c.HiddenSize
+            + 2.0 * (c.HiddenSize + c.IntermediateSize) + c.IntermediateSize + c.HiddenSize;
+        double lora = 6.0 * rows * rank * inOut * c.NumLayers;
+        return projections + lmHead + attention + lora;
     }
 
     /// <summary>Seconds per step in each <see cref="StepSection"/>, averaged over --runs further steps.</summary>

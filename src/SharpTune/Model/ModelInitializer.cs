@@ -10,15 +10,16 @@ namespace SharpTune.Model;
 
 /// <summary>
 /// Writes a random-initialised Hugging Face model folder: config.json, generation_config.json, model.safetensors
-/// (bf16) and the tokenizer files. Weights follow transformers' _init_weights: linear and embedding weights
+/// (bf16 as Qwen ships, or float32) and the tokenizer files. Weights follow transformers' _init_weights: linear and embedding weights
 /// ~ N(0, initializer_range), biases 0, norm weights 1.
 /// </summary>
 public static class ModelInitializer
 {
     private static readonly string[] TokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"];
 
-    public static void Create(ModelPreset preset, string tokenizerDir, string outDir, int seed)
+    public static void Create(ModelPreset preset, string tokenizerDir, string outDir, int seed, DType dtype = DType.BF16)
     {
+        if (dtype is not (DType.BF16 or DType.F32)) throw new ArgumentException($"init-model writes bf16 or float32 weights, not {dtype}", nameof(dtype));
         ModelFolder.ValidateTokenizer(tokenizerDir);
         var tokenizer = Tokenizer.FromDirectory(tokenizerDir);
         if (tokenizer.VocabSize > preset.VocabSize)
@@ -32,12 +33,12 @@ public static class ModelInitializer
             string src = Path.Combine(tokenizerDir, file);
             if (File.Exists(src)) AtomicFile.Copy(src, Path.Combine(outDir, file));
         }
-        AtomicFile.WriteText(Path.Combine(outDir, "config.json"), ConfigJson(preset, endOfText, eos));
+        AtomicFile.WriteText(Path.Combine(outDir, "config.json"), ConfigJson(preset, endOfText, eos, dtype));
         AtomicFile.WriteText(Path.Combine(outDir, "generation_config.json"), GenerationConfigJson(endOfText, eos));
-        SafetensorsWriter.Write(Path.Combine(outDir, "model.safetensors"), Tensors(preset, seed), new Dictionary<string, string> { ["format"] = "pt" });
+        SafetensorsWriter.Write(Path.Combine(outDir, "model.safetensors"), Tensors(preset, seed, dtype), new Dictionary<string, string> { ["format"] = "pt" });
     }
 
-    private static string ConfigJson(ModelPreset p, int bos, int eos) => new JsonObject
+    private static string ConfigJson(ModelPreset p, int bos, int eos, DType dtype) => new JsonObject
     {
         ["architectures"] = new JsonArray("Qwen2ForCausalLM"),
         ["attention_dropout"] = 0.0,
@@ -57,7 +58,7 @@ public static class ModelInitializer
         ["rope_theta"] = p.RopeTheta,
         ["sliding_window"] = p.MaxPositionEmbeddings,
         ["tie_word_embeddings"] = p.TieWordEmbeddings,
-        ["torch_dtype"] = "bfloat16",
+        ["torch_dtype"] = dtype == DType.F32 ? "float32" : "bfloat16",
         ["use_cache"] = true,
         ["use_sliding_window"] = false,
         ["vocab_size"] = p.VocabSize,
@@ -76,13 +77,17 @@ public static class ModelInitializer
         ["top_p"] = 0.8,
     }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
 
-    private static IEnumerable<(string Name, DType DType, long[] Shape, ReadOnlyMemory<byte> Data)> Tensors(ModelPreset p, int seed)
+    /// <summary>
+    /// The tensors in dtype. Values are drawn and rounded to bf16 whatever the dtype, so a float32 folder holds
+    /// exactly the numbers of the bf16 folder of the same seed.
+    /// </summary>
+    private static IEnumerable<(string Name, DType DType, long[] Shape, ReadOnlyMemory<byte> Data)> Tensors(ModelPreset p, int seed, DType dtype)
     {
         var random = new GaussianRandom(seed);
         int q = p.HiddenSize, kv = p.HiddenSize / p.NumHeads * p.NumKvHeads;
         var list = new List<(string, DType, long[], ReadOnlyMemory<byte>)>();
-        void Normal(string name, int rows, int cols) => list.Add((name, DType.BF16, [rows, cols], Bf16Bytes(random.Fill(rows * (long)cols, p.InitializerRange))));
-        void Constant(string name, int length, float value) => list.Add((name, DType.BF16, [length], Bf16Bytes(Enumerable.Repeat(value, length).ToArray())));
+        void Normal(string name, int rows, int cols) => list.Add((name, dtype, [rows, cols], Bytes(random.Fill(rows * (long)cols, p.InitializerRange), dtype)));
+        void Constant(string name, int length, float value) => list.Add((name, dtype, [length], Bytes(Enumerable.Repeat(value, length).ToArray(), dtype)));
 
         Normal("model.embed_tokens.weight", p.VocabSize, p.HiddenSize);
         for (int i = 0; i < p.NumLayers; i++)
@@ -106,11 +111,13 @@ public static class ModelInitializer
         return list;
     }
 
-    private static byte[] Bf16Bytes(float[] values)
+    private static byte[] Bytes(float[] values, DType dtype)
     {
         var bits = new ushort[values.Length];
         BFloat16.FromSingle(values, bits);
-        return MemoryMarshal.AsBytes(bits.AsSpan()).ToArray();
+        if (dtype == DType.BF16) return MemoryMarshal.AsBytes(bits.AsSpan()).ToArray();
+        BFloat16.ToSingle(bits, values);
+        return MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
     }
 
     /// <summary>A seeded normal generator (Box–Muller over System.Random), so a seed always gives the same model.</summary>

@@ -51,6 +51,21 @@ public sealed class InitModelCommandTests : IDisposable
     }
 
     [Fact]
+    public void Float32FolderHoldsTheBf16FolderValuesWidened()
+    {
+        string a = Path.Combine(_dir, "bf16"), b = Path.Combine(_dir, "f32");
+        string tokenizer = TestPaths.Fixtures("tokenizers", "qwen2.5-instruct");
+        Assert.Equal(0, CliRunner.Run("init-model", "--preset", "tiny", "--tokenizer", tokenizer, "--out", a, "--seed", "5").ExitCode);
+        Assert.Equal(0, CliRunner.Run("init-model", "--preset", "tiny", "--tokenizer", tokenizer, "--out", b, "--seed", "5", "--dtype", "float32").ExitCode);
+        Assert.Contains("\"torch_dtype\": \"float32\"", File.ReadAllText(Path.Combine(b, "config.json")));
+        using var bf16 = SharpTune.IO.Safetensors.SafetensorsCheckpoint.OpenDirectory(a);
+        using var f32 = SharpTune.IO.Safetensors.SafetensorsCheckpoint.OpenDirectory(b);
+        const string name = "model.layers.0.mlp.down_proj.weight";
+        Assert.Equal(SharpTune.Engine.DType.F32, f32.Get(name).DType);
+        Assert.Equal(bf16.ReadFloat32(name), f32.ReadFloat32(name));
+    }
+
+    [Fact]
     public void UnknownPresetListsTheKnownOnes()
     {
         var r = CliRunner.Run("init-model", "--preset", "huge", "--tokenizer", TestPaths.Fixtures("tokenizers", "qwen2.5-instruct"), "--out", Path.Combine(_dir, "x"));
