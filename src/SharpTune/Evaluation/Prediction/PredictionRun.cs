@@ -48,7 +48,8 @@ public static class PredictionRun
         int batches = 0;
         for (int start = 0; start < examples.Count; start += settings.BatchSize)
         {
-            var batch = examples.Skip(start).Take(settings.BatchSize).ToList();
+            var batch = new List<GenerationExample>();
+            for (int i = start; i < Math.Min(start + settings.BatchSize, examples.Count); i++) batch.Add(examples[i]);
             var options = settings.Options.Seed is int seed ? settings.Options with { Seed = unchecked(seed + start) } : settings.Options;
             var results = generator.Generate(batch.Select(e => (IReadOnlyList<int>)e.PromptIds).ToList(), options, padTokenId: settings.PadTokenId);
             for (int i = 0; i < batch.Count; i++)
