@@ -1,5 +1,6 @@
 using System.Text.Json;
 using SharpTune.Data;
+using SharpTune.Evaluation.Metrics;
 using SharpTune.Evaluation.Prediction;
 using SharpTune.Hparams;
 using SharpTune.Inference;
@@ -93,6 +94,7 @@ public sealed class EvalPredictCommandTests : IClassFixture<TinyModelFixture>
         string[] answers = JsonDocument.Parse(File.ReadAllText(Path.Combine(TinyModelFixture.BundledData, "identity.json"))).RootElement
             .EnumerateArray().Take(5).Select(e => e.GetProperty("output").GetString()!).ToArray();
         long generated = 0;
+        var predicted = new List<string>();
         for (int i = 0; i < 5; i++)
         {
             Assert.Equal(["prompt", "predict", "label"], records[i].Keys);
@@ -104,12 +106,18 @@ public sealed class EvalPredictCommandTests : IClassFixture<TinyModelFixture>
 
             var alone = new Generator(model).Generate(tokenizer.Encode(prompt), options);
             Assert.Equal(tokenizer.Decode(alone.NewIds, skipSpecialTokens: true), records[i]["predict"].GetString());
+            predicted.Add(records[i]["predict"].GetString()!);
             generated += alone.NewIds.Length + (alone.StopTokenId is null ? 0 : 1);
         }
 
         using var results = TinyModelFixture.ReadJson(Path.Combine(output, "predict_results.json"));
         var root = results.RootElement;
         Assert.Equal(generated, root.GetProperty("predict_generated_tokens").GetInt64());
+        var scores = GenerationMetrics.Compute(predicted, answers.Select(a => a + "\n").ToList());
+        foreach (string key in new[] { "bleu-4", "rouge-1", "rouge-2", "rouge-l" })
+            Assert.Equal(scores[key], root.GetProperty("predict_" + key).GetDouble());
+        Assert.Equal(["predict_bleu-4", "predict_generated_tokens", "predict_rouge-1", "predict_rouge-2", "predict_rouge-l", "predict_runtime",
+            "predict_samples_per_second", "predict_steps_per_second", "predict_tokens_per_second"], root.EnumerateObject().Select(p => p.Name));
         double runtime = root.GetProperty("predict_runtime").GetDouble();
         Assert.True(runtime > 0);
         Assert.Equal(generated / runtime, root.GetProperty("predict_tokens_per_second").GetDouble(), 0.05 * generated / runtime + 0.002);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 using SharpTune.Data;
+using SharpTune.Evaluation.Metrics;
 using SharpTune.Inference;
 using SharpTune.IO;
 using SharpTune.Model;
@@ -29,7 +30,8 @@ public sealed record PredictionOutcome(IReadOnlyList<Prediction> Predictions, IR
 /// <c>CustomSeq2SeqTrainer.save_predictions</c> writes them, output_dir/generated_predictions.jsonl holds one
 /// <c>{"prompt", "predict", "label"}</c> line per example (the prompt decoded with its special tokens, predict and
 /// label with or without them per skip_special_tokens), and predict_results.json (merged into all_results.json)
-/// holds transformers' speed metrics plus the generation throughput.
+/// holds LLaMA-Factory's predict_bleu-4 and predict_rouge-1/2/l (<see cref="GenerationMetrics"/>), transformers'
+/// speed metrics and the generation throughput.
 /// </summary>
 public static class PredictionRun
 {
@@ -43,6 +45,9 @@ public static class PredictionRun
         progress ??= PredictionProgress.Silent;
         var generator = new BatchGenerator(model);
         var predictions = new List<Prediction>(examples.Count);
+        // LLaMA-Factory's ComputeSimilarity scores the texts decoded without special tokens, whatever skip_special_tokens says.
+        var scoredPredictions = new List<string>(examples.Count);
+        var scoredLabels = new List<string>(examples.Count);
         var clock = Stopwatch.StartNew();
         long generatedTokens = 0;
         int batches = 0;
@@ -62,6 +67,8 @@ public static class PredictionRun
                     tokenizer.Decode(batch[i].PromptIds, skipSpecialTokens: false),
                     tokenizer.Decode(produced, settings.SkipSpecialTokens),
                     tokenizer.Decode(batch[i].LabelIds, settings.SkipSpecialTokens)));
+                scoredPredictions.Add(tokenizer.Decode(produced, skipSpecialTokens: true));
+                scoredLabels.Add(tokenizer.Decode(batch[i].LabelIds, skipSpecialTokens: true));
             }
             batches++;
             progress.BatchDone(predictions.Count, examples.Count, generatedTokens, clock.Elapsed);
@@ -69,14 +76,16 @@ public static class PredictionRun
         double runtime = clock.Elapsed.TotalSeconds;
         progress.Finish();
 
-        var metrics = new List<KeyValuePair<string, object?>>
-        {
+        var metrics = GenerationMetrics.Compute(scoredPredictions, scoredLabels)
+            .Select(m => new KeyValuePair<string, object?>("predict_" + m.Key, m.Value)).ToList();
+        metrics.AddRange(
+        [
             new("predict_runtime", PythonJson.Round(runtime, 4)),
             new("predict_samples_per_second", PythonJson.Round(examples.Count / runtime, 3)),
             new("predict_steps_per_second", PythonJson.Round(batches / runtime, 3)),
             new("predict_generated_tokens", generatedTokens),
             new("predict_tokens_per_second", PythonJson.Round(generatedTokens / runtime, 3)),
-        };
+        ]);
         WritePredictions(outputDir, predictions);
         ResultFiles.Write(outputDir, "predict", metrics);
         return new PredictionOutcome(predictions, metrics);
