@@ -1,8 +1,10 @@
 using System.CommandLine;
 using System.Diagnostics;
 using SharpTune.Data;
+using SharpTune.Evaluation.Prediction;
 using SharpTune.Export;
 using SharpTune.Hparams;
+using SharpTune.Inference;
 using SharpTune.IO;
 using SharpTune.Model;
 using SharpTune.Templates;
@@ -28,7 +30,7 @@ public static class TrainCommand
         {
             Description = "Skip malformed dataset records and report them, instead of stopping at the first one (skip_invalid_records: true)",
         };
-        var command = new Command("train", "Fine-tune a model (lora, full or freeze) as a LLaMA-Factory config describes") { config, overrides, lenient };
+        var command = new Command("train", "Fine-tune a model (lora, full or freeze), evaluate it or generate predictions, as a LLaMA-Factory config describes") { config, overrides, lenient };
         command.SetAction(r => CliAction.Run(() => Train(r.GetValue(config)!, r.GetValue(overrides) ?? [], r.GetValue(lenient))));
         return command;
     }
@@ -43,6 +45,7 @@ public static class TrainCommand
         ModelFolder.ValidateTokenizer(modelDir);
         var tokenizer = Tokenizer.FromDirectory(modelDir);
         var template = ChatTemplates.ForModel(cfg.Data.Template ?? "auto", modelDir);
+        if (cfg.Training.DoPredict) return Predict(cfg, tokenizer, template);
         var data = SupervisedDatasets.Load(cfg.Data, tokenizer, template, cfg.Training.Seed);
         foreach (string line in data.Report.ToString().Split('\n')) Log(line);
         if (cfg.Training.DoTrain && data.Train.Count == 0) throw new InvalidDataException("the training set is empty: no dataset record produced an example");
@@ -54,15 +57,17 @@ public static class TrainCommand
         if (cfg.Model.Quantization is { } quantization) Log($"base projections quantized on load: {quantization}");
         Log($"{cfg.Finetuning.FinetuningType.ToString().ToLowerInvariant()}: {TrainableModels.Summary(model)}");
 
-        var trainer = new SftTrainer(model, cfg.Training, data.Train, data.Eval.Count > 0 ? data.Eval : null, padId, TrainingProgress.ForStandardError());
         string outputDir = cfg.Training.OutputDir;
-        if (cfg.Training.DoTrain) PrepareOutputDir(cfg.Training);
         if (!cfg.Training.DoTrain)
         {
-            var eval = trainer.Evaluate();
-            Console.WriteLine($"eval_loss = {eval.Loss:F4}, perplexity = {eval.Perplexity:F4}");
+            Log($"evaluating {data.Eval.Count} examples");
+            var metrics = new LossEvaluator(model, data.Eval, cfg.Training.PerDeviceEvalBatchSize, padId).EvaluateAndSave(outputDir);
+            PrintMetrics(metrics);
+            Log($"saved eval_results.json to {outputDir}");
             return 0;
         }
+        var trainer = new SftTrainer(model, cfg.Training, data.Train, data.Eval.Count > 0 ? data.Eval : null, padId, TrainingProgress.ForStandardError());
+        PrepareOutputDir(cfg.Training);
 
         Log($"training {trainer.Plan.MaxSteps} steps on {data.Train.Count} examples; Ctrl+C saves a checkpoint and stops");
         using var interrupt = new CancellationTokenSource();
@@ -106,6 +111,42 @@ public static class TrainCommand
             Console.WriteLine($"{key} = {value:G6}");
         Log($"saved to {outputDir} in {started.Elapsed:hh\\:mm\\:ss}");
         return 0;
+    }
+
+    /// <summary>
+    /// do_predict with predict_with_generate: the base model with the config's adapters applied unmerged generates for
+    /// every eval_dataset prompt (batched, left-padded) with the config's generation keys; see <see cref="PredictionRun"/>.
+    /// </summary>
+    private static int Predict(SftConfig cfg, Tokenizer tokenizer, ChatTemplate template)
+    {
+        string modelDir = cfg.Model.ModelNameOrPath;
+        var (examples, report) = SupervisedDatasets.LoadForGeneration(cfg.Data, tokenizer, template, cfg.Training.Seed);
+        foreach (string line in report.ToString().Split('\n')) Log(line);
+        using var model = DecoderModel.Load(modelDir, adapterDirectories: cfg.Model.AdapterNameOrPath, quantization: cfg.Model.Quantization);
+        var g = cfg.Generating;
+        var options = new GenerationOptions
+        {
+            MaxNewTokens = g.MaxNewTokens,
+            DoSample = g.DoSample,
+            Temperature = (float)g.Temperature,
+            TopP = (float)g.TopP,
+            TopK = g.TopK,
+            RepetitionPenalty = (float)g.RepetitionPenalty,
+            Seed = cfg.Training.Seed,
+            StopTokenIds = PredictionRun.StopTokenIds(tokenizer, template, modelDir),
+        };
+        var settings = new PredictionSettings(options, cfg.Training.PerDeviceEvalBatchSize, g.SkipSpecialTokens, PadTokenId(tokenizer, modelDir));
+        Log($"predicting {examples.Count} examples in batches of {settings.BatchSize} ({(g.DoSample ? $"sampling: temperature {g.Temperature}, top_p {g.TopP}, top_k {g.TopK}" : "greedy")}, max_new_tokens {g.MaxNewTokens})");
+        var outcome = PredictionRun.Execute(model, tokenizer, examples, settings, cfg.Training.OutputDir, PredictionProgress.ForStandardError());
+        PrintMetrics(outcome.Metrics);
+        Log($"saved {PredictionRun.PredictionsFileName} and predict_results.json to {cfg.Training.OutputDir}");
+        return 0;
+    }
+
+    private static void PrintMetrics(IEnumerable<KeyValuePair<string, object?>> metrics)
+    {
+        foreach (var (key, value) in metrics.OrderBy(m => m.Key, StringComparer.Ordinal))
+            Console.WriteLine(value is double d ? $"{key} = {d.ToString("G6", System.Globalization.CultureInfo.InvariantCulture)}" : $"{key} = {value}");
     }
 
     /// <summary>

@@ -28,7 +28,7 @@ public static class SupervisedDatasets
     {
         var trainNames = SplitNames(args.Dataset);
         var evalNames = SplitNames(args.EvalDataset);
-        if (trainNames.Count == 0)
+        if (trainNames.Count == 0 && evalNames.Count == 0)
             throw new ArgumentException("dataset: no dataset given (name one or more datasets from dataset_info.json, comma-separated)");
         if (args.ValSize < 0 || double.IsNaN(args.ValSize))
             throw new ArgumentException($"val_size must be a fraction in (0, 1) or a number of examples, got {args.ValSize}");
@@ -40,9 +40,9 @@ public static class SupervisedDatasets
         var processor = SupervisedProcessor.ForData(tokenizer, template, args);
         var registry = DatasetRegistry.Load(args.DatasetDir);
         var report = new DataReport();
-        var train = LoadAll(registry, trainNames, "train", processor, args, seed, report);
-        var eval = LoadAll(registry, evalNames, "eval", processor, args, seed, report);
-        if (train.Count == 0)
+        var train = LoadAll(registry, trainNames, "train", processor.Encode, args, seed, report);
+        var eval = LoadAll(registry, evalNames, "eval", processor.Encode, args, seed, report);
+        if (trainNames.Count > 0 && train.Count == 0)
             throw new InvalidDataException($"dataset {string.Join(", ", trainNames)}: no usable examples (all {report.SkippedRecords} records were malformed)");
 
         if (args.Packing)
@@ -57,6 +57,28 @@ public static class SupervisedDatasets
         report.TrainExamples = train.Count;
         report.EvalExamples = eval.Count;
         return new PreparedData(train, eval, report);
+    }
+
+    /// <summary>
+    /// The examples of a prediction run: <c>eval_dataset</c> read like <see cref="Load"/> reads it (max_samples,
+    /// num_samples, strict or lenient records), each record turned into a prompt and its reference answer by
+    /// <see cref="SupervisedProcessor.EncodeForGeneration"/>, as LLaMA-Factory prepares the eval set when
+    /// predict_with_generate is on.
+    /// </summary>
+    public static (IReadOnlyList<GenerationExample> Examples, DataReport Report) LoadForGeneration(DataArguments args, Tokenizer tokenizer, ChatTemplate template, int seed)
+    {
+        var names = SplitNames(args.EvalDataset);
+        if (names.Count == 0)
+            throw new ArgumentException("eval_dataset: no dataset given (name one or more datasets from dataset_info.json, comma-separated)");
+        if (args.MaxSamples is <= 0)
+            throw new ArgumentException($"max_samples must be positive, got {args.MaxSamples}");
+        var processor = SupervisedProcessor.ForData(tokenizer, template, args);
+        var report = new DataReport();
+        var examples = LoadAll(DatasetRegistry.Load(args.DatasetDir), names, "eval", processor.EncodeForGeneration, args, seed, report);
+        if (examples.Count == 0)
+            throw new InvalidDataException($"eval_dataset {string.Join(", ", names)}: no usable examples (all {report.SkippedRecords} records were malformed)");
+        report.EvalExamples = examples.Count;
+        return (examples, report);
     }
 
     /// <summary>
@@ -79,39 +101,39 @@ public static class SupervisedDatasets
     private static List<string> SplitNames(IEnumerable<string> names) =>
         names.SelectMany(n => n.Split(',')).Select(n => n.Trim()).Where(n => n.Length > 0).ToList();
 
-    private static List<SupervisedExample> LoadAll(DatasetRegistry registry, List<string> names, string split,
-        SupervisedProcessor processor, DataArguments args, int seed, DataReport report)
+    private static List<T> LoadAll<T>(DatasetRegistry registry, List<string> names, string split,
+        Func<AlignedExample, T> encode, DataArguments args, int seed, DataReport report) where T : class
     {
-        var all = new List<SupervisedExample>();
+        var all = new List<T>();
         foreach (string name in names)
-            all.AddRange(LoadOne(registry, registry.Get(name), split, processor, args, seed, report));
+            all.AddRange(LoadOne(registry, registry.Get(name), split, encode, args, seed, report));
         return all;
     }
 
     /// <summary>One record on its way to an example: converted, or the reason it cannot be.</summary>
-    private sealed class Item(string location)
+    private sealed class Item<T>(string location) where T : class
     {
         public string Location { get; } = location;
         public AlignedExample? Aligned { get; set; }
-        public SupervisedExample? Example { get; set; }
+        public T? Example { get; set; }
         public string? Problem { get; set; }
     }
 
-    private static List<SupervisedExample> LoadOne(DatasetRegistry registry, DatasetEntry entry, string split,
-        SupervisedProcessor processor, DataArguments args, int seed, DataReport report)
+    private static List<T> LoadOne<T>(DatasetRegistry registry, DatasetEntry entry, string split,
+        Func<AlignedExample, T> encode, DataArguments args, int seed, DataReport report) where T : class
     {
         // max_samples keeps the first N records, so without num_samples the rest need not be converted at all.
         int limit = entry.NumSamples is null && args.MaxSamples is int max ? max : int.MaxValue;
         // Strict mode stops reading at the first record that cannot be converted; the records before it are still
         // encoded below, since one of them may fail to encode and is then the first bad record.
         bool strict = !args.SkipInvalidRecords && entry.NumSamples is null;
-        var items = new List<Item>();
+        var items = new List<Item<T>>();
         foreach (var (path, display) in DatasetFiles.Resolve(registry.DatasetDir, entry))
         {
             foreach (var raw in DatasetFiles.Read(path, display))
             {
                 if (items.Count >= limit) break;
-                var item = new Item(raw.Location);
+                var item = new Item<T>(raw.Location);
                 try
                 {
                     item.Aligned = DatasetConverter.Convert(entry, raw.Value);
@@ -138,7 +160,7 @@ public static class SupervisedDatasets
             if (item.Aligned is null) return;
             try
             {
-                item.Example = processor.Encode(item.Aligned);
+                item.Example = encode(item.Aligned);
                 item.Aligned = null;
             }
             catch (InvalidRecordException e)
@@ -159,7 +181,7 @@ public static class SupervisedDatasets
     /// LLaMA-Factory's <c>num_samples</c>: a random selection without repeats, topped up with random repeats when
     /// more samples are asked for than there are records (seeded here rather than by numpy's global generator).
     /// </summary>
-    private static List<Item> DrawSamples(List<Item> items, int count, int seed)
+    private static List<Item<T>> DrawSamples<T>(List<Item<T>> items, int count, int seed) where T : class
     {
         var random = new SeededRandom(unchecked((ulong)seed));
         var order = Enumerable.Range(0, items.Count).ToArray();

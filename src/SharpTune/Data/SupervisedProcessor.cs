@@ -62,24 +62,7 @@ public sealed class SupervisedProcessor
     /// <exception cref="InvalidRecordException">The template cannot encode the example (e.g. tools with a template that has no tool format).</exception>
     public SupervisedExample Encode(AlignedExample example)
     {
-        TurnTexts texts;
-        try
-        {
-            texts = template.EncodeTurns(example.Messages, example.System, example.Tools);
-        }
-        catch (ArgumentException e)
-        {
-            throw new InvalidRecordException(e.Message);
-        }
-
-        var pairs = new List<(int[] Source, int[] Target)>(texts.Pairs.Count);
-        foreach (var (prompt, answer) in texts.Pairs)
-        {
-            int[] source = tokenizer.Encode(prompt);
-            if (pairs.Count == 0 && texts.Head.Length > 0)
-                source = [.. HeadIds(texts.Head), .. source];
-            pairs.Add((source, tokenizer.Encode(answer)));
-        }
+        var pairs = EncodePairs(example);
         if (maskHistory) pairs.Reverse();
 
         var kept = new List<(int[] Ids, int[] Labels)>(pairs.Count);
@@ -129,6 +112,50 @@ public sealed class SupervisedProcessor
         var mask = new int[inputIds.Count];
         Array.Fill(mask, 1);
         return new SupervisedExample(inputIds.ToArray(), mask, allLabels.ToArray());
+    }
+
+    /// <summary>
+    /// LLaMA-Factory's <c>UnsupervisedDatasetProcessor</c>, which prepares prediction runs: the prompt is every
+    /// message before the last answer (<c>encode_oneturn</c>), the label is that answer (plus the eos with
+    /// <c>efficient_eos</c>), both cut to <c>cutoff_len</c> together by <see cref="InferSeqLen"/>.
+    /// </summary>
+    /// <exception cref="InvalidRecordException">The template cannot encode the example.</exception>
+    public GenerationExample EncodeForGeneration(AlignedExample example)
+    {
+        var pairs = EncodePairs(example);
+        var prompt = new List<int>();
+        for (int turn = 0; turn < pairs.Count; turn++)
+        {
+            prompt.AddRange(pairs[turn].Source);
+            if (turn < pairs.Count - 1) prompt.AddRange(pairs[turn].Target);
+        }
+        int[] label = template.EfficientEos ? [.. pairs[^1].Target, eosTokenId] : pairs[^1].Target;
+        var (sourceLen, targetLen) = InferSeqLen(prompt.Count, label.Length, cutoffLen);
+        return new GenerationExample(prompt.GetRange(0, sourceLen).ToArray(), label[..targetLen]);
+    }
+
+    /// <summary>Each turn's (prompt, answer) texts tokenized separately; the first prompt starts with the head's ids.</summary>
+    private List<(int[] Source, int[] Target)> EncodePairs(AlignedExample example)
+    {
+        TurnTexts texts;
+        try
+        {
+            texts = template.EncodeTurns(example.Messages, example.System, example.Tools);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidRecordException(e.Message);
+        }
+
+        var pairs = new List<(int[] Source, int[] Target)>(texts.Pairs.Count);
+        foreach (var (prompt, answer) in texts.Pairs)
+        {
+            int[] source = tokenizer.Encode(prompt);
+            if (pairs.Count == 0 && texts.Head.Length > 0)
+                source = [.. HeadIds(texts.Head), .. source];
+            pairs.Add((source, tokenizer.Encode(answer)));
+        }
+        return pairs;
     }
 
     private int[] HeadIds(string head)

@@ -23,6 +23,7 @@ public sealed class SftConfig
     public FinetuningArguments Finetuning { get; } = new();
     public TrainingArguments Training { get; } = new();
     public ExportArguments Export { get; } = new();
+    public GeneratingArguments Generating { get; } = new();
 
     /// <summary>Messages about keys that were accepted without effect (e.g. bf16), for the start-up log.</summary>
     public List<string> Notes { get; } = [];
@@ -109,8 +110,8 @@ public sealed class SftConfig
         switch (use)
         {
             case ConfigUse.Train:
-                if (!Training.DoTrain && !Training.DoEval)
-                    throw new ConfigException("neither do_train nor do_eval is true: nothing to do (set do_train: true)");
+                if (!Training.DoTrain && !Training.DoEval && !Training.DoPredict)
+                    throw new ConfigException("none of do_train, do_eval and do_predict is true: nothing to do (set do_train: true)");
                 if ((Data.Dataset.Count > 0 || Data.EvalDataset.Count > 0) && !Directory.Exists(Data.DatasetDir))
                     throw new ConfigException($"dataset_dir: '{Data.DatasetDir}' does not exist");
                 if (Training.ResumeFromCheckpoint is { } checkpoint && !Directory.Exists(checkpoint))
@@ -166,6 +167,18 @@ public sealed class SftConfig
         if (Training.DoTrain && Training.OutputDir.Length == 0) throw Error("output_dir", "required for training (do_train: true)");
         if (Training.DoEval && Data.EvalDataset.Count == 0 && Data.ValSize == 0)
             throw Error("do_eval", "needs eval_dataset or val_size (evaluation is on because of do_eval or eval_strategy)");
+        if ((Training.DoEval || Training.DoPredict) && Training.OutputDir.Length == 0)
+            throw Error("output_dir", $"required for {(Training.DoPredict ? "prediction (do_predict: true)" : "evaluation (do_eval: true)")}: the results are written there");
+        if (Training.DoPredict && !Training.PredictWithGenerate)
+            throw Error("do_predict", "needs predict_with_generate: true to save model predictions (as LLaMA-Factory requires)");
+        if (Training.PredictWithGenerate && Training.DoTrain)
+            throw Error("predict_with_generate", "cannot be used while training (do_train: true); predict with the trained adapter in a separate run");
+        if (Training.PredictWithGenerate && Training.DoEval)
+            throw Error("predict_with_generate", "generation-based evaluation (do_eval with predict_with_generate) is not available; use do_predict for generated predictions and their BLEU/ROUGE, or do_eval without predict_with_generate for eval_loss");
+        if (Training.DoPredict && Data.EvalDataset.Count == 0)
+            throw Error("do_predict", "needs eval_dataset: predictions are generated for its prompts and compared with its answers");
+        if (Training.DoPredict && Generating.DoSample && !(Generating.Temperature > 0))
+            throw Error("temperature", "must be greater than 0 when sampling (do_sample: true); set do_sample: false for greedy decoding");
         CheckSchedulerKwargs(Error);
     }
 

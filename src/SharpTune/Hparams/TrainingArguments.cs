@@ -13,6 +13,10 @@ public sealed class TrainingArguments
     public bool DoTrain { get; set; }
     /// <summary>do_eval: also true whenever eval_strategy is not "no", as transformers sets it.</summary>
     public bool DoEval { get; set; }
+    /// <summary>do_predict: generate for eval_dataset and write generated_predictions.jsonl (needs predict_with_generate).</summary>
+    public bool DoPredict { get; set; }
+    /// <summary>predict_with_generate: predictions are generated text, with BLEU/ROUGE metrics (Seq2SeqTrainingArguments).</summary>
+    public bool PredictWithGenerate { get; set; }
     public int PerDeviceTrainBatchSize { get; set; } = 8;
     public int PerDeviceEvalBatchSize { get; set; } = 8;
     public int GradientAccumulationSteps { get; set; } = 1;

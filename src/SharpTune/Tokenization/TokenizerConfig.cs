@@ -16,6 +16,35 @@ public static class TokenizerConfig
     /// <summary>The text of the padding token, read like <see cref="EosToken"/>.</summary>
     public static string? PadToken(string dir) => SpecialToken(dir, "pad_token");
 
+    /// <summary>
+    /// The texts of additional_special_tokens (plain strings or AddedToken objects); empty when the folder has no
+    /// tokenizer_config.json or it lists none.
+    /// </summary>
+    public static IReadOnlyList<string> AdditionalSpecialTokens(string dir)
+    {
+        string path = Path(dir);
+        if (!File.Exists(path)) return [];
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("additional_special_tokens", out var list)
+                || list.ValueKind != JsonValueKind.Array)
+                return [];
+            return list.EnumerateArray().Select(TokenText).OfType<string>().ToList();
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e);
+        }
+    }
+
+    private static string? TokenText(JsonElement token) => token.ValueKind switch
+    {
+        JsonValueKind.String => token.GetString(),
+        JsonValueKind.Object when token.TryGetProperty("content", out var c) && c.ValueKind == JsonValueKind.String => c.GetString(),
+        _ => null,
+    };
+
     private static string? SpecialToken(string dir, string key)
     {
         string path = Path(dir);
@@ -24,12 +53,7 @@ public static class TokenizerConfig
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(path));
             if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty(key, out var token)) return null;
-            return token.ValueKind switch
-            {
-                JsonValueKind.String => token.GetString(),
-                JsonValueKind.Object when token.TryGetProperty("content", out var c) && c.ValueKind == JsonValueKind.String => c.GetString(),
-                _ => null,
-            };
+            return TokenText(token);
         }
         catch (JsonException e)
         {

@@ -58,7 +58,7 @@ public sealed class ConfigValidationTests : IDisposable
 
     [Fact]
     public void TrainingNeedsSomethingToDo() =>
-        Assert.Equal("neither do_train nor do_eval is true: nothing to do (set do_train: true)", Error($"model_name_or_path: {ModelDir}\n", ConfigUse.Train));
+        Assert.Equal("none of do_train, do_eval and do_predict is true: nothing to do (set do_train: true)", Error($"model_name_or_path: {ModelDir}\n", ConfigUse.Train));
 
     [Fact]
     public void TrainingNeedsTheDatasetFolder() =>

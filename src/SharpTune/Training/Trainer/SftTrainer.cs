@@ -26,6 +26,7 @@ public sealed class SftTrainer
     private readonly int _padTokenId;
     private readonly TrainingProgress _progress;
     private readonly int _evalSteps;
+    private readonly LossEvaluator? _evaluator;
 
     public TrainingPlan Plan { get; }
     public LrSchedule Schedule { get; }
@@ -49,7 +50,7 @@ public sealed class SftTrainer
         if (args.EvalStrategy == "steps" && _evalSteps <= 0) throw new ArgumentException($"eval_steps must be positive with eval_strategy steps, got {_evalSteps}");
         if ((args.EvalStrategy != "no" || args.DoEval) && _eval.Count == 0)
             throw new ArgumentException($"eval_strategy is '{args.EvalStrategy}'{(args.DoEval ? " and do_eval is set" : "")} but there is no evaluation set (set eval_dataset or val_size)");
-        if (_eval.Count > 0 && args.PerDeviceEvalBatchSize <= 0) throw new ArgumentException($"per_device_eval_batch_size must be positive, got {args.PerDeviceEvalBatchSize}");
+        _evaluator = _eval.Count > 0 ? new LossEvaluator(model, _eval, args.PerDeviceEvalBatchSize, padTokenId) : null;
 
         Plan = TrainingPlan.Create(args, trainExamples.Count);
         Schedule = LrSchedule.Create(args, Plan.MaxSteps);
@@ -67,29 +68,9 @@ public sealed class SftTrainer
     /// </summary>
     public TrainResult Train(CancellationToken cancellation = default) => new Run(this).Execute(cancellation);
 
-    /// <summary>
-    /// transformers' evaluation loop: batches of per_device_eval_batch_size in order, eval_loss = the mean over
-    /// examples of their batch's mean loss (each batch's loss repeated batch-size times).
-    /// </summary>
-    public EvalResult Evaluate()
-    {
-        if (_eval.Count == 0) throw new InvalidOperationException("there is no evaluation set");
-        var clock = Stopwatch.StartNew();
-        int batchSize = _args.PerDeviceEvalBatchSize;
-        double weighted = 0;
-        int batches = 0;
-        for (int start = 0; start < _eval.Count; start += batchSize)
-        {
-            var examples = new List<SupervisedExample>();
-            for (int i = start; i < Math.Min(start + batchSize, _eval.Count); i++) examples.Add(_eval[i]);
-            var result = _model.Evaluate(SupervisedCollator.Collate(examples, _padTokenId));
-            weighted += result.Mean * examples.Count;
-            batches++;
-        }
-        double runtime = clock.Elapsed.TotalSeconds;
-        return new EvalResult(weighted / _eval.Count, PythonJson.Round(runtime, 4),
-            PythonJson.Round(_eval.Count / runtime, 3), PythonJson.Round(batches / runtime, 3));
-    }
+    /// <summary>One pass over the evaluation set (see <see cref="LossEvaluator"/>).</summary>
+    public EvalResult Evaluate() =>
+        (_evaluator ?? throw new InvalidOperationException("there is no evaluation set")).Evaluate();
 
     /// <summary>The mutable state of one Train call.</summary>
     private sealed class Run
@@ -312,17 +293,9 @@ public sealed class SftTrainer
         private void LogEvaluation()
         {
             var result = _t.Evaluate();
-            AddLog(EvalMetrics(result));
+            AddLog(LossEvaluator.Metrics(result));
             _t._progress.Message($"[step {_state.GlobalStep}/{_plan.MaxSteps}] eval_loss {result.Loss:0.0000} | perplexity {result.Perplexity:0.000}");
         }
-
-        private static List<KeyValuePair<string, object?>> EvalMetrics(EvalResult result) =>
-        [
-            new("eval_loss", result.Loss),
-            new("eval_runtime", result.Runtime),
-            new("eval_samples_per_second", result.SamplesPerSecond),
-            new("eval_steps_per_second", result.StepsPerSecond),
-        ];
 
         /// <summary>
         /// Trainer.log: adds epoch (rounded to 2 places) and step and keeps it in log_history; while training it also
@@ -395,7 +368,7 @@ public sealed class SftTrainer
             if (_t._args.DoEval && _t._eval.Count > 0)
             {
                 var result = _t.Evaluate();
-                var evalMetrics = EvalMetrics(result);
+                var evalMetrics = LossEvaluator.Metrics(result);
                 AddLog(evalMetrics, toTrainerLog: false);
                 evalMetrics.RemoveAll(kv => kv.Key == "step");
                 evalMetrics.Add(new("perplexity", result.Perplexity));
@@ -407,17 +380,7 @@ public sealed class SftTrainer
             return new TrainResult(false, _state.GlobalStep, _plan.MaxSteps, _state.Epoch, _lastCheckpoint, all, _state.LogHistory.ToList());
         }
 
-        /// <summary>Trainer.save_metrics: {split}_results.json, merged into all_results.json (json.dump, indent 4, sorted keys).</summary>
-        private void WriteResults(string split, List<KeyValuePair<string, object?>> metrics)
-        {
-            AtomicFile.WriteText(Path.Combine(_outputDir, $"{split}_results.json"), PythonJson.Dumps(metrics, indent: 4, sortKeys: true));
-            string allPath = Path.Combine(_outputDir, "all_results.json");
-            var merged = new Dictionary<string, object?>(StringComparer.Ordinal);
-            if (File.Exists(allPath) && PythonJson.Parse(File.ReadAllText(allPath)) is List<KeyValuePair<string, object?>> existing)
-                foreach (var (key, value) in existing) merged[key] = value;
-            foreach (var (key, value) in metrics) merged[key] = value;
-            AtomicFile.WriteText(allPath, PythonJson.Dumps(merged.ToList(), indent: 4, sortKeys: true));
-        }
+        private void WriteResults(string split, List<KeyValuePair<string, object?>> metrics) => ResultFiles.Write(_outputDir, split, metrics);
 
         private ProgressSnapshot Snapshot(double? loss, double? gradNorm)
         {

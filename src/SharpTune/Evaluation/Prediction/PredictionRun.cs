@@ -1,0 +1,122 @@
+using System.Diagnostics;
+using System.Text;
+using SharpTune.Data;
+using SharpTune.Evaluation.Metrics;
+using SharpTune.Inference;
+using SharpTune.IO;
+using SharpTune.Model;
+using SharpTune.Templates;
+using SharpTune.Tokenization;
+using SharpTune.Training.Trainer;
+
+namespace SharpTune.Evaluation.Prediction;
+
+/// <summary>How a prediction run generates and decodes.</summary>
+/// <param name="Options">Sampling settings and stop tokens; Seed, when set, is the first example's seed (example i uses Seed + i).</param>
+/// <param name="BatchSize">per_device_eval_batch_size: prompts generated together, left-padded.</param>
+/// <param name="SkipSpecialTokens">skip_special_tokens: whether predict and label drop special tokens when decoded.</param>
+/// <param name="PadTokenId">The id written into the left padding (masked out).</param>
+public sealed record PredictionSettings(GenerationOptions Options, int BatchSize, bool SkipSpecialTokens, int PadTokenId);
+
+/// <summary>One line of generated_predictions.jsonl.</summary>
+public sealed record Prediction(string Prompt, string Predict, string Label);
+
+/// <summary>What a prediction run produced: the predictions in example order and predict_results.json's metrics.</summary>
+public sealed record PredictionOutcome(IReadOnlyList<Prediction> Predictions, IReadOnlyList<KeyValuePair<string, object?>> Metrics);
+
+/// <summary>
+/// LLaMA-Factory's do_predict with predict_with_generate: the eval examples' prompts are generated for in batches
+/// of per_device_eval_batch_size (left-padded, <see cref="BatchGenerator"/>), then, as its
+/// <c>CustomSeq2SeqTrainer.save_predictions</c> writes them, output_dir/generated_predictions.jsonl holds one
+/// <c>{"prompt", "predict", "label"}</c> line per example (the prompt decoded with its special tokens, predict and
+/// label with or without them per skip_special_tokens), and predict_results.json (merged into all_results.json)
+/// holds LLaMA-Factory's predict_bleu-4 and predict_rouge-1/2/l (<see cref="GenerationMetrics"/>), transformers'
+/// speed metrics and the generation throughput.
+/// </summary>
+public static class PredictionRun
+{
+    public const string PredictionsFileName = "generated_predictions.jsonl";
+
+    public static PredictionOutcome Execute(DecoderModel model, Tokenizer tokenizer, IReadOnlyList<GenerationExample> examples,
+        PredictionSettings settings, string outputDir, PredictionProgress? progress = null)
+    {
+        if (examples.Count == 0) throw new ArgumentException("there are no examples to predict");
+        if (settings.BatchSize <= 0) throw new ArgumentException($"per_device_eval_batch_size must be positive, got {settings.BatchSize}");
+        progress ??= PredictionProgress.Silent;
+        var generator = new BatchGenerator(model);
+        var predictions = new List<Prediction>(examples.Count);
+        // LLaMA-Factory's ComputeSimilarity scores the texts decoded without special tokens, whatever skip_special_tokens says.
+        var scoredPredictions = new List<string>(examples.Count);
+        var scoredLabels = new List<string>(examples.Count);
+        var clock = Stopwatch.StartNew();
+        long generatedTokens = 0;
+        int batches = 0;
+        for (int start = 0; start < examples.Count; start += settings.BatchSize)
+        {
+            var batch = new List<GenerationExample>();
+            for (int i = start; i < Math.Min(start + settings.BatchSize, examples.Count); i++) batch.Add(examples[i]);
+            var options = settings.Options.Seed is int seed ? settings.Options with { Seed = unchecked(seed + start) } : settings.Options;
+            var results = generator.Generate(batch.Select(e => (IReadOnlyList<int>)e.PromptIds).ToList(), options, padTokenId: settings.PadTokenId);
+            for (int i = 0; i < batch.Count; i++)
+            {
+                var result = results[i];
+                // The stop token was generated too; LLaMA-Factory's predict keeps it, so it shows when special tokens are kept.
+                int[] produced = result.StopTokenId is int stop ? [.. result.NewIds, stop] : result.NewIds;
+                generatedTokens += produced.Length;
+                predictions.Add(new Prediction(
+                    tokenizer.Decode(batch[i].PromptIds, skipSpecialTokens: false),
+                    tokenizer.Decode(produced, settings.SkipSpecialTokens),
+                    tokenizer.Decode(batch[i].LabelIds, settings.SkipSpecialTokens)));
+                scoredPredictions.Add(tokenizer.Decode(produced, skipSpecialTokens: true));
+                scoredLabels.Add(tokenizer.Decode(batch[i].LabelIds, skipSpecialTokens: true));
+            }
+            batches++;
+            progress.BatchDone(predictions.Count, examples.Count, generatedTokens, clock.Elapsed);
+        }
+        double runtime = clock.Elapsed.TotalSeconds;
+        progress.Finish();
+
+        var metrics = GenerationMetrics.Compute(scoredPredictions, scoredLabels)
+            .Select(m => new KeyValuePair<string, object?>("predict_" + m.Key, m.Value)).ToList();
+        metrics.AddRange(
+        [
+            new("predict_runtime", PythonJson.Round(runtime, 4)),
+            new("predict_samples_per_second", PythonJson.Round(examples.Count / runtime, 3)),
+            new("predict_steps_per_second", PythonJson.Round(batches / runtime, 3)),
+            new("predict_generated_tokens", generatedTokens),
+            new("predict_tokens_per_second", PythonJson.Round(generatedTokens / runtime, 3)),
+        ]);
+        WritePredictions(outputDir, predictions);
+        ResultFiles.Write(outputDir, "predict", metrics);
+        return new PredictionOutcome(predictions, metrics);
+    }
+
+    /// <summary>
+    /// The stop tokens LLaMA-Factory's SFT workflow gives generate(): the eos token (the template's first stop word
+    /// when the template replaces the eos, else the tokenizer's) and the tokenizer's additional_special_tokens, with
+    /// the template's other stop words, which LLaMA-Factory adds as special tokens when it fixes the tokenizer.
+    /// </summary>
+    public static HashSet<int> StopTokenIds(Tokenizer tokenizer, ChatTemplate template, string modelDir)
+    {
+        var texts = new List<string?> { template.EosToken ?? TokenizerConfig.EosToken(modelDir) };
+        texts.AddRange(TokenizerConfig.AdditionalSpecialTokens(modelDir));
+        texts.AddRange(template.StopWords);
+        var ids = new HashSet<int>();
+        foreach (string? text in texts)
+            if (text is not null && tokenizer.TokenToId(text) is int id) ids.Add(id);
+        return ids;
+    }
+
+    /// <summary>One json.dumps(..., ensure_ascii=False) line per prediction, written atomically.</summary>
+    private static void WritePredictions(string outputDir, IReadOnlyList<Prediction> predictions)
+    {
+        var text = new StringBuilder();
+        foreach (var p in predictions)
+        {
+            var line = new List<KeyValuePair<string, object?>> { new("prompt", p.Prompt), new("predict", p.Predict), new("label", p.Label) };
+            text.Append(PythonJson.Dumps(line)).Append('\n');
+        }
+        Directory.CreateDirectory(outputDir);
+        AtomicFile.WriteText(Path.Combine(outputDir, PredictionsFileName), text.ToString());
+    }
+}

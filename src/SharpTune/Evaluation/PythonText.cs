@@ -1,0 +1,121 @@
+using System.Numerics;
+
+namespace SharpTune.Evaluation;
+
+/// <summary>
+/// The few Python built-ins the reference metrics lean on, reproduced exactly: what <c>str.isspace</c> and
+/// <c>str.split()</c> call whitespace, <c>list(str)</c> (code points, not UTF-16 units), <c>math.fsum</c> and
+/// <c>round(x, n)</c> (correctly rounded from the exact binary value, ties to even).
+/// </summary>
+public static class PythonText
+{
+    /// <summary>Python's <c>str.isspace</c> for one UTF-16 unit: .NET's whitespace plus U+001C..U+001F.</summary>
+    public static bool IsSpace(char c) => char.IsWhiteSpace(c) || (c >= '\u001C' && c <= '\u001F');
+
+    /// <summary><c>str.split()</c> without arguments: runs of whitespace separate, no empty pieces.</summary>
+    public static List<string> SplitWhitespace(string text)
+    {
+        var parts = new List<string>();
+        int i = 0;
+        while (i < text.Length)
+        {
+            while (i < text.Length && IsSpace(text[i])) i++;
+            int start = i;
+            while (i < text.Length && !IsSpace(text[i])) i++;
+            if (i > start) parts.Add(text[start..i]);
+        }
+        return parts;
+    }
+
+    /// <summary><c>str.rstrip()</c>.</summary>
+    public static string RStrip(string text)
+    {
+        int end = text.Length;
+        while (end > 0 && IsSpace(text[end - 1])) end--;
+        return text[..end];
+    }
+
+    /// <summary><c>list(text)</c>: the code points, a surrogate pair counting as one (an unpaired surrogate as itself).</summary>
+    public static int[] CodePoints(string text)
+    {
+        var points = new List<int>(text.Length);
+        for (int i = 0; i < text.Length; i++)
+        {
+            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+            {
+                points.Add(char.ConvertToUtf32(text[i], text[i + 1]));
+                i++;
+            }
+            else points.Add(text[i]);
+        }
+        return points.ToArray();
+    }
+
+    /// <summary><c>math.fsum</c>: the correctly rounded sum (Shewchuk's partials, as CPython does).</summary>
+    public static double FSum(IEnumerable<double> values)
+    {
+        var partials = new List<double>();
+        foreach (double value in values)
+        {
+            double x = value;
+            int kept = 0;
+            for (int j = 0; j < partials.Count; j++)
+            {
+                double y = partials[j];
+                if (Math.Abs(x) < Math.Abs(y)) (x, y) = (y, x);
+                double hi = x + y;
+                double lo = y - (hi - x);
+                if (lo != 0.0) partials[kept++] = lo;
+                x = hi;
+            }
+            partials.RemoveRange(kept, partials.Count - kept);
+            if (x != 0.0) partials.Add(x);
+        }
+        if (partials.Count == 0) return 0.0;
+        int n = partials.Count - 1;
+        double sum = partials[n];
+        double low = 0.0;
+        while (n > 0)
+        {
+            double x = sum;
+            double y = partials[--n];
+            sum = x + y;
+            double yr = sum - x;
+            low = y - yr;
+            if (low != 0.0) break;
+        }
+        // CPython's half-way correction: a remaining partial of the same sign as the rounding error rounds away.
+        if (n > 0 && ((low < 0.0 && partials[n - 1] < 0.0) || (low > 0.0 && partials[n - 1] > 0.0)))
+        {
+            double y = low * 2.0;
+            double x = sum + y;
+            if (y == x - sum) sum = x;
+        }
+        return sum;
+    }
+
+    /// <summary>
+    /// Python's <c>round(x, digits)</c> for finite x and digits ≥ 0: the exact binary value rounded to the nearest
+    /// multiple of 10^-digits, ties to even, then the nearest double (not .NET's scale-round-unscale, which can
+    /// land on the other side of a tie).
+    /// </summary>
+    public static double Round(double x, int digits)
+    {
+        if (x == 0.0 || !double.IsFinite(x)) return x;
+        long bits = BitConverter.DoubleToInt64Bits(x);
+        bool negative = bits < 0;
+        int exponent = (int)((bits >> 52) & 0x7FF);
+        long fraction = bits & 0xFFFFFFFFFFFFFL;
+        long mantissa = exponent == 0 ? fraction : fraction | (1L << 52);
+        int power = (exponent == 0 ? 1 : exponent) - 1075;
+        // |x| = mantissa * 2^power; scaled = |x| * 10^digits = num / den exactly.
+        BigInteger num = mantissa * BigInteger.Pow(10, digits);
+        BigInteger den = BigInteger.One;
+        if (power >= 0) num <<= power; else den <<= -power;
+        BigInteger quotient = BigInteger.DivRem(num, den, out BigInteger remainder);
+        BigInteger twice = remainder * 2;
+        if (twice > den || (twice == den && !quotient.IsEven)) quotient += 1;
+        double result = (double)quotient / Math.Pow(10, digits);
+        return negative ? -result : result;
+    }
+}
