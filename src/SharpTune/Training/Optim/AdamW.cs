@@ -58,7 +58,8 @@ public sealed class AdamW : IOptimizer
     {
         Step++;
         var step = new AdamWStep(Hyperparameters, lr, Step);
-        Parallel.For(0, Parameters.Count, i =>
+        // The engine's pool, as every other parallel loop of a step: a second pool would spin on the same cores.
+        GemmThreadPool.Shared.For(Parameters.Count, i =>
         {
             var p = Parameters[i];
             step.Apply(p.Data, p.Grad, ExpAvg(i), ExpAvgSq(i), step.DecayFor(p));

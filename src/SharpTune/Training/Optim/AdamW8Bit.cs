@@ -129,7 +129,7 @@ public sealed class AdamW8Bit : IOptimizer
     {
         Step++;
         var step = new AdamWStep(Hyperparameters, lr, Step);
-        Parallel.For(0, _tasks.Length, t =>
+        GemmThreadPool.Shared.For(_tasks.Length, t =>
         {
             var (parameter, firstBlock, endBlock) = _tasks[t];
             var p = Parameters[parameter];

@@ -1,3 +1,5 @@
+using SharpTune.Engine;
+
 namespace SharpTune.Training.Optim;
 
 /// <summary>torch.nn.utils.clip_grad_norm_ over all trainable parameters (L2 norm).</summary>
@@ -7,7 +9,7 @@ public static class GradientClipping
     public static double GlobalNorm(IReadOnlyList<Parameter> parameters)
     {
         var squares = new double[parameters.Count];
-        Parallel.For(0, parameters.Count, i =>
+        GemmThreadPool.Shared.For(parameters.Count, i =>
         {
             double s = 0;
             foreach (float g in parameters[i].Grad) s += (double)g * g;
@@ -26,7 +28,7 @@ public static class GradientClipping
         if (maxNorm <= 0) return norm;
         float coef = (float)Math.Min(1.0, maxNorm / (norm + 1e-6));
         if (coef == 1f) return norm;
-        Parallel.For(0, parameters.Count, i =>
+        GemmThreadPool.Shared.For(parameters.Count, i =>
         {
             float[] g = parameters[i].Grad;
             for (int j = 0; j < g.Length; j++) g[j] *= coef;
