@@ -51,7 +51,6 @@ internal static class ConfigKeys
     private const string MultimodalReason = "SharpTune trains text-only models; image, video and audio inputs are not available";
     private const string RayReason = "Ray distributed training is not available; SharpTune trains in one process";
     private const string NoHubReason = "SharpTune cannot reach the Hugging Face Hub";
-    private const string GenerationReason = "generation settings are not read from the config; use the chat/generate options";
 
     private static readonly ConfigKey[] Table =
     [
@@ -97,6 +96,15 @@ internal static class ConfigKeys
         Supported("freeze_trainable_modules", (c, v) => c.Finetuning.FreezeTrainableModules = v.Names()),
         Supported("freeze_extra_modules", (c, v) => c.Finetuning.FreezeExtraModules = v.Names()),
         Supported("plot_loss", (c, v) => c.Finetuning.PlotLoss = v.Bool()),
+
+        // generation (api)
+        Supported("do_sample", (c, v) => c.Generating.DoSample = v.Bool()),
+        Supported("temperature", (c, v) => c.Generating.Temperature = v.Double(min: 0)),
+        Supported("top_p", (c, v) => c.Generating.TopP = TopP(v)),
+        Supported("top_k", (c, v) => c.Generating.TopK = v.Int(min: 0)),
+        Supported("max_new_tokens", (c, v) => c.Generating.MaxNewTokens = v.Int(min: 1)),
+        Supported("repetition_penalty", (c, v) => c.Generating.RepetitionPenalty = RepetitionPenalty(v)),
+        Supported("skip_special_tokens", (c, v) => c.Generating.SkipSpecialTokens = v.Bool()),
 
         // training
         Supported("output_dir", (c, v) => c.Training.OutputDir = v.NullableText() ?? ""),
@@ -172,16 +180,9 @@ internal static class ConfigKeys
         Ignored("remove_unused_columns", "LLaMA-Factory turns it off itself"),
         Ignored("include_num_input_tokens_seen", "SharpTune reports token counts itself"),
         Ignored("include_effective_tokens_per_second", "SharpTune reports throughput itself"),
-        Ignored("do_sample", GenerationReason),
-        Ignored("temperature", GenerationReason),
-        Ignored("top_p", GenerationReason),
-        Ignored("top_k", GenerationReason),
-        Ignored("num_beams", GenerationReason),
-        Ignored("max_length", GenerationReason),
-        Ignored("max_new_tokens", GenerationReason),
-        Ignored("repetition_penalty", GenerationReason),
-        Ignored("length_penalty", GenerationReason),
-        Ignored("skip_special_tokens", GenerationReason),
+        Ignored("max_length", "generation is limited by max_new_tokens", v => v.Is("1024")),
+        Ignored("length_penalty", "it only applies to beam search", v => v.Is("1") || v.Is("1.0")),
+        Unsupported("num_beams", "beam search is not available; predictions are greedy or sampled", v => v.Is("1")),
         Unsupported("infer_backend", "SharpTune runs its own inference engine, not vLLM, SGLang or KTransformers", v => v.Is("huggingface")),
 
         // features SharpTune does not have
@@ -307,6 +308,20 @@ internal static class ConfigKeys
     }
 
     private static bool IsFalseOrNull(ConfigValue v) => v.IsNull || v.IsFalse;
+
+    /// <summary>LLaMA-Factory's GeneratingArguments check: top_p in (0, 1].</summary>
+    private static double TopP(ConfigValue v)
+    {
+        double value = v.Double(max: 1);
+        return value > 0 ? value : throw v.Error($"must be in (0, 1], got {value.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+    }
+
+    /// <summary>transformers' RepetitionPenaltyLogitsProcessor takes a strictly positive float.</summary>
+    private static double RepetitionPenalty(ConfigValue v)
+    {
+        double value = v.Double(min: 0);
+        return value > 0 ? value : throw v.Error("must be greater than 0, got 0");
+    }
 
     /// <summary>optim: a supported name or one of its aliases, stored as the supported name.</summary>
     private static void ReadOptim(SftConfig c, ConfigValue v)

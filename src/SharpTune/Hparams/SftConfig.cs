@@ -6,7 +6,7 @@ using YamlDotNet.RepresentationModel;
 namespace SharpTune.Hparams;
 
 /// <summary>What a config is about to be used for; decides which requirements <see cref="SftConfig.Validate"/> checks.</summary>
-public enum ConfigUse { Train, Export, Chat }
+public enum ConfigUse { Train, Export, Chat, Api }
 
 /// <summary>
 /// One parsed LLaMA-Factory YAML config: the argument groups LLaMA-Factory splits it into, plus notes about
@@ -23,6 +23,7 @@ public sealed class SftConfig
     public FinetuningArguments Finetuning { get; } = new();
     public TrainingArguments Training { get; } = new();
     public ExportArguments Export { get; } = new();
+    public GeneratingArguments Generating { get; } = new();
 
     /// <summary>Messages about keys that were accepted without effect (e.g. bf16), for the start-up log.</summary>
     public List<string> Notes { get; } = [];

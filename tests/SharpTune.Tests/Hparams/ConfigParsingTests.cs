@@ -221,7 +221,7 @@ public sealed class ConfigParsingTests
     public void HarmlessKeysAddNotes()
     {
         var c = Parse(Model + "report_to: wandb\nbf16: true\nfp16: false\nddp_timeout: 180000000\nflash_attn: fa2\nrun_name: test\n" +
-            "export_device: auto\ntemperature: 0.7\n");
+            "export_device: auto\nlength_penalty: 1.2\n");
         Assert.Equal(
         [
             "report_to is ignored: SharpTune has no experiment-tracker integrations",
@@ -230,7 +230,7 @@ public sealed class ConfigParsingTests
             "flash_attn is ignored: SharpTune uses its own attention kernel",
             "run_name is ignored: run names are only used by experiment trackers",
             "export_device is ignored: merging always runs on the CPU",
-            "temperature is ignored: generation settings are not read from the config; use the chat/generate options",
+            "length_penalty is ignored: it only applies to beam search",
         ], c.Notes);
         Assert.Empty(Parse(Model + "report_to: none\nbf16: false\nflash_attn: auto\ntrust_remote_code: false\n").Notes);
     }
