@@ -1,4 +1,5 @@
 using SharpTune.Chat;
+using SharpTune.Hparams;
 using SharpTune.Inference;
 using SharpTune.Quantization;
 using SharpTune.Templates;
@@ -65,6 +66,29 @@ public sealed class ServedModel : IDisposable
             session.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// What LLaMA-Factory's API serves for a config: the base with adapter_name_or_path stacked, as one model id
+    /// (<paramref name="id"/>, else the last adapter's or the model's folder name); template, default_system,
+    /// tool_format, quantization and the generation keys (LLaMA-Factory's defaults for those not written) apply.
+    /// </summary>
+    public static ServedModel FromConfig(SftConfig cfg, string? id, int? contextLength)
+    {
+        var g = cfg.Generating;
+        var adapters = cfg.Model.AdapterNameOrPath;
+        id ??= Path.GetFileName(Path.TrimEndingDirectorySeparator(adapters.Count > 0 ? adapters[^1] : cfg.Model.ModelNameOrPath));
+        return Load(id, cfg.Model.ModelNameOrPath, adapters, cfg.Data.Template ?? "auto", cfg.Model.Quantization,
+            contextLength, cfg.Data.DefaultSystem, cfg.Data.ToolFormat, g.SkipSpecialTokens,
+            o => o with
+            {
+                DoSample = g.DoSample,
+                Temperature = (float)g.Temperature,
+                TopP = (float)g.TopP,
+                TopK = g.TopK,
+                MaxNewTokens = g.MaxNewTokens,
+                RepetitionPenalty = (float)g.RepetitionPenalty,
+            });
     }
 
     /// <summary>A chat request's prompt ids, rendered exactly as <c>chat</c> renders (<see cref="ChatSession.EncodePrompt"/>).</summary>

@@ -46,7 +46,9 @@ public static class ApiCommand
                 {
                     if (r.GetValue(model) is not null || r.GetValue(adapter) is { Length: > 0 })
                         throw new ArgumentException("give either a config file or --model/--adapter, not both");
-                    models.Add(FromConfig(SftConfig.Load(configPath, r.GetValue(overrides) ?? [], ConfigUse.Api), baseName, context));
+                    var cfg = SftConfig.Load(configPath, r.GetValue(overrides) ?? [], ConfigUse.Api);
+                    foreach (string note in cfg.Notes) Console.Error.WriteLine($"[sharptune] note: {note}");
+                    models.Add(ServedModel.FromConfig(cfg, baseName, context));
                 }
                 else
                 {
@@ -97,25 +99,6 @@ public static class ApiCommand
         {
             server.DisposeAsync().AsTask().GetAwaiter().GetResult();
         }
-    }
-
-    /// <summary>A config serves one model id: the base with its adapter_name_or_path stacked, LLaMA-Factory's way.</summary>
-    private static ServedModel FromConfig(SftConfig cfg, string? baseName, int? contextLength)
-    {
-        foreach (string note in cfg.Notes) Console.Error.WriteLine($"[sharptune] note: {note}");
-        var g = cfg.Generating;
-        string id = baseName ?? FolderName(cfg.Model.AdapterNameOrPath.Count > 0 ? cfg.Model.AdapterNameOrPath[^1] : cfg.Model.ModelNameOrPath);
-        return ServedModel.Load(id, cfg.Model.ModelNameOrPath, cfg.Model.AdapterNameOrPath, cfg.Data.Template ?? "auto", cfg.Model.Quantization,
-            contextLength, cfg.Data.DefaultSystem, cfg.Data.ToolFormat, g.SkipSpecialTokens,
-            o => o with
-            {
-                DoSample = g.DoSample,
-                Temperature = (float)g.Temperature,
-                TopP = (float)g.TopP,
-                TopK = g.TopK,
-                MaxNewTokens = g.MaxNewTokens,
-                RepetitionPenalty = (float)g.RepetitionPenalty,
-            });
     }
 
     private static (string Name, string Dir) AdapterSpec(string spec)

@@ -11,6 +11,13 @@ using SharpTune.Tokenization;
 
 namespace SharpTune.Tests.Api;
 
+/// <summary>The API tests share one server; they run one after another, as its single worker serves them anyway.</summary>
+[CollectionDefinition(Name)]
+public sealed class ApiCollection : ICollectionFixture<ApiServerFixture>
+{
+    public const string Name = "api";
+}
+
 /// <summary>
 /// A live server on a free loopback port (Kestrel): the `init-model --preset tiny` model as id "tiny" and, with a
 /// LoRA adapter written here, as id "lora-a". Reference copies of both models, loaded apart from the server, give

@@ -2,13 +2,16 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
 using SharpTune.Api;
+using SharpTune.Chat;
+using SharpTune.Data;
 using SharpTune.Inference;
 using SharpTune.Templates;
 
 namespace SharpTune.Tests.Api;
 
 /// <summary>The OpenAI-compatible server over real HTTP on a loopback port, against texts from <see cref="Generator"/>.</summary>
-public sealed class ApiServerTests(ApiServerFixture fx) : IClassFixture<ApiServerFixture>
+[Collection(ApiCollection.Name)]
+public sealed class ApiServerTests(ApiServerFixture fx)
 {
     private static readonly ChatMessage[] Hello = [new(ChatRole.User, "Hello, who are you?")];
     private static object[] HelloJson => [new { role = "user", content = "Hello, who are you?" }];
@@ -151,6 +154,44 @@ public sealed class ApiServerTests(ApiServerFixture fx) : IClassFixture<ApiServe
         Assert.Equal(prompt.Length, (int)body["usage"]!["prompt_tokens"]!);
         Assert.Equal(expected, ContentOf(body));
         Assert.Contains("get_weather", fx.Template.Render(conversation, true, tools));
+    }
+
+    [Fact]
+    public async Task TheApiChatAndTrainingRenderAConversationToTheSameIds()
+    {
+        const string system = "You are a terse assistant.";
+        ChatMessage[] conversation =
+        [
+            new(ChatRole.User, "What is 2 + 2?"),
+            new(ChatRole.Assistant, "4."),
+            new(ChatRole.User, "And 3 + 3?"),
+        ];
+        var request = new
+        {
+            model = "tiny", temperature = 0, max_tokens = 1,
+            messages = new[]
+            {
+                new { role = "system", content = system },
+                new { role = "user", content = "What is 2 + 2?" },
+                new { role = "assistant", content = "4." },
+                new { role = "user", content = "And 3 + 3?" },
+            },
+        };
+
+        int[] api = fx.Base.EncodeChat([new(ChatRole.System, system), .. conversation], null);
+        int[] chat = new ChatSession(fx.ReferenceBase, fx.Tokenizer, fx.Template, system).PromptIds(conversation);
+        // Training encodes the same turns plus the answer to the last question; its ids up to that answer are the prompt.
+        var training = new SupervisedProcessor(fx.Tokenizer, fx.Template, cutoffLen: 4096, trainOnPrompt: false, maskHistory: false)
+            .Encode(new AlignedExample([.. conversation, new(ChatRole.Assistant, "6.")], system, null));
+        var (_, served) = await fx.PostAsync("/v1/chat/completions", request);
+
+        Assert.Equal(chat, api);
+        Assert.Equal(api, training.InputIds[..api.Length]);
+        Assert.Equal(-100, training.Labels[api.Length - 1]);
+        Assert.All(training.Labels[api.Length..], label => Assert.NotEqual(-100, label));
+        Assert.Equal(api.Length, (int)served["usage"]!["prompt_tokens"]!);
+        int[] systemBlock = fx.Tokenizer.Encode("<|im_start|>system\nYou are a terse assistant.<|im_end|>\n");
+        Assert.Equal(systemBlock, api[..systemBlock.Length]);
     }
 
     [Fact]
