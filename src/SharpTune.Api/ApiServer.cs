@@ -137,7 +137,7 @@ public sealed class ApiServer : IAsyncDisposable
         {
             // The client went away; its generation was cancelled with it.
         }
-        catch (Exception e) when (e is not OperationCanceledException || !ctx.RequestAborted.IsCancellationRequested)
+        catch (Exception e)
         {
             Console.Error.WriteLine($"[sharptune] error serving {ctx.Request.Method} {ctx.Request.Path}: {e}");
             if (!ctx.Response.HasStarted)

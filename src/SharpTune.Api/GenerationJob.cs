@@ -21,7 +21,6 @@ public sealed class GenerationJob(ServedModel model, int[] prompt, GenerationOpt
     public ChannelReader<string> Pieces => _pieces.Reader;
     /// <summary>The result; cancelled when the job was cancelled before it finished.</summary>
     public Task<GenerationOutcome> Outcome => _outcome.Task;
-    public CancellationToken Cancellation => cancellation;
 
     /// <summary>Runs the generation on the calling thread (the queue's worker).</summary>
     internal void Run()

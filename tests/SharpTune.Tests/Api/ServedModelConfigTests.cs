@@ -39,6 +39,19 @@ public sealed class ServedModelConfigTests(ApiServerFixture fx)
     }
 
     [Fact]
+    public void TheExampleApiConfigReadsAsWritten()
+    {
+        var cfg = SftConfig.Parse(File.ReadAllText(Path.Combine(TestPaths.RepoRoot, "examples", "inference", "tiny_identity_lora.yaml")), workingDirectory: TestPaths.RepoRoot);
+        // Made absolute only once demo.sh has created the folders.
+        Assert.EndsWith(Path.Combine("demo", "tiny"), cfg.Model.ModelNameOrPath);
+        Assert.EndsWith(Path.Combine("demo", "tiny-identity-lora"), Assert.Single(cfg.Model.AdapterNameOrPath));
+        Assert.Equal("qwen", cfg.Data.Template);
+        Assert.False(cfg.Generating.DoSample);
+        Assert.Equal(128, cfg.Generating.MaxNewTokens);
+        Assert.Empty(cfg.Notes);
+    }
+
+    [Fact]
     public void AContextLengthBeyondTheModelsPositionsIsRefused()
     {
         var e = Assert.Throws<ArgumentException>(() => ServedModel.FromConfig(Config(""), "x", 40000));
