@@ -248,6 +248,8 @@ public sealed class ApiServer : IAsyncDisposable
     {
         var request = ChatRequest.Read(await ReadBodyAsync(ctx));
         var model = Find(request.Model);
+        if (request.ToolsJson is not null && !model.Template.SupportsTools)
+            throw ApiException.BadRequest($"the '{model.Template.Name}' template has no tool format, so tools cannot be passed to this model (a config's tool_format sets one)", "tools");
         int[] prompt;
         try
         {

@@ -244,6 +244,29 @@ public sealed class ApiServerTests(ApiServerFixture fx)
         Assert.Equal(expected, ContentOf(body));
     }
 
+    [Fact]
+    public async Task StoppingTheServerEndsAnInFlightStreamWithAnErrorEvent()
+    {
+        // A second server on the fixture's model, used only while the main server is idle (the tests run in series).
+        var server = await ApiServer.StartAsync(new ApiServerOptions { Port = 0 }, [fx.Base]);
+        using var client = new HttpClient { BaseAddress = server.Address };
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = ApiServerFixture.Json(new { model = "tiny", messages = HelloJson, max_tokens = 8000, stream = true }),
+        };
+        using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        Assert.Contains("\"role\":\"assistant\"", await reader.ReadLineAsync());
+
+        await server.DisposeAsync();
+        var events = (await reader.ReadToEndAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+        var last = JsonNode.Parse(events[^1]["data: ".Length..])!;
+        Assert.Equal("server_shutting_down", (string)last["error"]!["code"]!);
+        Assert.DoesNotContain("data: [DONE]", events);
+        await Assert.ThrowsAnyAsync<HttpRequestException>(() => client.GetAsync("/health"));
+    }
+
     private static void AssertError(int expectedStatus, string? expectedParam, string? expectedCode, (int Status, JsonNode Body) actual)
     {
         Assert.Equal(expectedStatus, actual.Status);
@@ -306,6 +329,7 @@ public sealed class ApiServerTests(ApiServerFixture fx)
         { """{"model": "tiny", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}""", "messages[0].content[0].type" },
         { """{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f"}}], "stream": true}""", "stream" },
         { """{"model": "tiny", "messages": []}""", "messages" },
+        { """{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "tool_choice": "required"}""", "tool_choice" },
         { """{"messages": [{"role": "user", "content": "hi"}]}""", "model" },
     };
 
