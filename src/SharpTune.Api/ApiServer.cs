@@ -65,7 +65,15 @@ public sealed class ApiServer : IAsyncDisposable
     public static async Task<ApiServer> StartAsync(ApiServerOptions options, IReadOnlyList<ServedModel> models)
     {
         var server = new ApiServer(options, models);
-        await server._app.StartAsync();
+        try
+        {
+            await server._app.StartAsync();
+        }
+        catch
+        {
+            await server.DisposeAsync();
+            throw;
+        }
         server.Address = new Uri(server._app.Urls.First());
         return server;
     }
