@@ -27,6 +27,7 @@ public static class Program
             InitModelCommand.Create(),
             TrainCommand.Create(),
             ExportCommand.Create(),
+            ApiCommand.Create(),
             CheckCommands.Create(),
         };
         return root.Parse(args).Invoke();

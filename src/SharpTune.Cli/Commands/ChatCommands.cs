@@ -1,6 +1,5 @@
 using System.CommandLine;
 using SharpTune.Chat;
-using SharpTune.Quantization;
 
 namespace SharpTune.Cli.Commands;
 
@@ -13,18 +12,14 @@ public static class ChatCommands
         public Option<string[]> Adapter { get; } = new("--adapter") { Description = "LoRA adapter folder (adapter_config.json, adapter_model.safetensors) applied unmerged; repeat to stack adapters in order" };
         public Option<string> Template { get; } = new("--template") { Description = "Chat template name, or 'auto' to read it from tokenizer_config.json", DefaultValueFactory = _ => "auto" };
         public Option<string?> System { get; } = new("--system") { Description = "System prompt (default: the template's)" };
-        public Option<int?> QuantizationBit { get; } = new("--quantization-bit") { Description = "Quantize the layers' projections on load: 4 (NF4/FP4) or 8 (LLM.int8), as QLoRA trains them; adapters stay unmerged on top" };
-        public Option<string> QuantizationType { get; } = new("--quantization-type") { Description = "4-bit data type: nf4 or fp4", DefaultValueFactory = _ => "nf4" };
-        public Option<bool> NoDoubleQuantization { get; } = new("--no-double-quantization") { Description = "Keep the 4-bit block scales in fp32 instead of quantizing them too" };
+        public QuantizationArguments Quantization { get; } = new();
         public GenerationArguments Generation { get; } = new();
 
         public void AddTo(Command c)
         {
             c.Options.Add(Model);
             c.Options.Add(Adapter);
-            c.Options.Add(QuantizationBit);
-            c.Options.Add(QuantizationType);
-            c.Options.Add(NoDoubleQuantization);
+            Quantization.AddTo(c);
             c.Options.Add(Template);
             c.Options.Add(System);
             Generation.AddTo(c);
@@ -32,25 +27,13 @@ public static class ChatCommands
 
         public ChatSession Open(ParseResult r)
         {
-            var quantization = Quantization(r);
+            var quantization = Quantization.Read(r);
             var session = ChatSession.Open(r.GetValue(Model)!, r.GetValue(Template), r.GetValue(System), r.GetValue(Adapter) ?? [], quantization);
             CliAction.ReportBackend(session.Model.Backend);
             if (quantization is not null) Console.Error.WriteLine($"[sharptune] projections quantized on load: {quantization}");
             foreach (var adapter in session.Model.Adapters)
                 Console.Error.WriteLine($"[sharptune] adapter: {adapter.Directory} (r = {adapter.Config.Rank}, scaling {adapter.Config.Scaling:0.####}, {adapter.Pairs.Count} LoRA modules, {adapter.ReplacedTensors.Count} replaced tensors)");
             return session;
-        }
-
-        private QuantizationOptions? Quantization(ParseResult r)
-        {
-            string type = r.GetValue(QuantizationType)!;
-            if (type is not ("nf4" or "fp4")) throw new ArgumentException($"--quantization-type must be nf4 or fp4, not '{type}'");
-            return r.GetValue(QuantizationBit) switch
-            {
-                null => null,
-                int bits when bits is 4 or 8 => new QuantizationOptions(bits, type == "fp4" ? FourBitType.Fp4 : FourBitType.Nf4, !r.GetValue(NoDoubleQuantization)),
-                int other => throw new ArgumentException($"--quantization-bit must be 4 or 8, not {other}"),
-            };
         }
     }
 

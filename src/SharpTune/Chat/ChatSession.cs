@@ -75,13 +75,20 @@ public sealed class ChatSession : IDisposable
     }
 
     /// <summary>The token ids of a conversation (after the system prompt), rendered with a generation prompt.</summary>
-    private int[] PromptIds(IReadOnlyList<ChatMessage> conversation)
+    public int[] PromptIds(IReadOnlyList<ChatMessage> conversation)
     {
         var messages = new List<ChatMessage>();
         if (System is not null) messages.Add(new ChatMessage(ChatRole.System, System));
         messages.AddRange(conversation);
-        return Tokenizer.Encode(Template.Render(messages, addGenerationPrompt: true));
+        return EncodePrompt(Tokenizer, Template, messages);
     }
+
+    /// <summary>
+    /// The one way a conversation becomes prompt ids for generation, shared by chat and the API server: the template's
+    /// <see cref="ChatTemplate.Render"/> with a generation prompt (and the tools JSON array, if any), then the tokenizer.
+    /// </summary>
+    public static int[] EncodePrompt(Tokenizer tokenizer, ChatTemplate template, IReadOnlyList<ChatMessage> messages, string? toolsJson = null) =>
+        tokenizer.Encode(template.Render(messages, addGenerationPrompt: true, toolsJson));
 
     /// <summary>Adds the user message, generates the reply (streaming text through onText) and records both.</summary>
     public (string Text, GenerationResult Result) Reply(string userMessage, GenerationOptions options, Action<string>? onText = null, CancellationToken cancellation = default)

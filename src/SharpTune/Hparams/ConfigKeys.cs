@@ -97,7 +97,7 @@ internal static class ConfigKeys
         Supported("freeze_extra_modules", (c, v) => c.Finetuning.FreezeExtraModules = v.Names()),
         Supported("plot_loss", (c, v) => c.Finetuning.PlotLoss = v.Bool()),
 
-        // generation (prediction runs)
+        // generation (prediction runs and serving)
         Supported("do_sample", (c, v) => c.Generating.DoSample = v.Bool()),
         Supported("temperature", (c, v) => c.Generating.Temperature = v.Double(min: 0)),
         Supported("top_p", (c, v) => c.Generating.TopP = TopP(v)),

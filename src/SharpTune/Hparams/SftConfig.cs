@@ -6,7 +6,7 @@ using YamlDotNet.RepresentationModel;
 namespace SharpTune.Hparams;
 
 /// <summary>What a config is about to be used for; decides which requirements <see cref="SftConfig.Validate"/> checks.</summary>
-public enum ConfigUse { Train, Export, Chat }
+public enum ConfigUse { Train, Export, Chat, Api }
 
 /// <summary>
 /// One parsed LLaMA-Factory YAML config: the argument groups LLaMA-Factory splits it into, plus notes about

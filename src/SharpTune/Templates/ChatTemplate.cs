@@ -66,6 +66,9 @@ public sealed class ChatTemplate
     /// <summary>Tool prompt and call format; null for templates whose model format has no tools (they are ignored by <see cref="Render"/>).</summary>
     internal ToolFormat? Tools { get => toolFormat; init => toolFormat = value; }
 
+    /// <summary>Whether the template can describe tools to the model (and write its calls); see <see cref="WithToolFormat"/>.</summary>
+    public bool SupportsTools => toolFormat is not null;
+
     private string? boundEos;
     private string? defaultSystem;
     private string functionSlot = ContentPlaceholder;
