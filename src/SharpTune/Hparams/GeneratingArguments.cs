@@ -1,8 +1,9 @@
 namespace SharpTune.Hparams;
 
 /// <summary>
-/// LLaMA-Factory's generating arguments (defaults as in its hparams/generating_args.py), used by prediction runs and as the API server's defaults
-/// (<c>do_predict</c> with <c>predict_with_generate</c>). Note that LLaMA-Factory samples by default.
+/// LLaMA-Factory's generating arguments (defaults as in its hparams/generating_args.py), used by prediction runs
+/// (<c>do_predict</c> with <c>predict_with_generate</c>) and as the API server's defaults. Note that LLaMA-Factory
+/// samples by default.
 /// </summary>
 public sealed class GeneratingArguments
 {
