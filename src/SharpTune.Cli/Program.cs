@@ -27,6 +27,7 @@ public static class Program
             InitModelCommand.Create(),
             TrainCommand.Create(),
             ExportCommand.Create(),
+            CompareCommand.Create(),
             ApiCommand.Create(),
             CheckCommands.Create(),
         };

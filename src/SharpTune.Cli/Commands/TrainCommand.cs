@@ -50,7 +50,7 @@ public static class TrainCommand
         foreach (string line in data.Report.ToString().Split('\n')) Log(line);
         if (cfg.Training.DoTrain && data.Train.Count == 0) throw new InvalidDataException("the training set is empty: no dataset record produced an example");
 
-        int padId = PadTokenId(tokenizer, modelDir);
+        int padId = TokenizerConfig.PadTokenId(tokenizer, modelDir);
         var started = Stopwatch.StartNew();
         using var model = TrainableModels.Create(modelDir, cfg.Finetuning, cfg.Training.GradientCheckpointing,
             new SeededRandom((ulong)cfg.Training.Seed), cfg.Model.AdapterNameOrPath, cfg.Model.Quantization);
@@ -135,7 +135,7 @@ public static class TrainCommand
             Seed = cfg.Training.Seed,
             StopTokenIds = PredictionRun.StopTokenIds(tokenizer, template, modelDir),
         };
-        var settings = new PredictionSettings(options, cfg.Training.PerDeviceEvalBatchSize, g.SkipSpecialTokens, PadTokenId(tokenizer, modelDir));
+        var settings = new PredictionSettings(options, cfg.Training.PerDeviceEvalBatchSize, g.SkipSpecialTokens, TokenizerConfig.PadTokenId(tokenizer, modelDir));
         Log($"predicting {examples.Count} examples in batches of {settings.BatchSize} ({(g.DoSample ? $"sampling: temperature {g.Temperature}, top_p {g.TopP}, top_k {g.TopK}" : "greedy")}, max_new_tokens {g.MaxNewTokens})");
         var outcome = PredictionRun.Execute(model, tokenizer, examples, settings, cfg.Training.OutputDir, PredictionProgress.ForStandardError());
         PrintMetrics(outcome.Metrics);
@@ -195,17 +195,6 @@ public static class TrainCommand
         var written = LossPlot.Write(outputDir, points.Select(p => (p.Step, p.Loss)).ToList(), key);
         if (written.Count == 0) Log($"no {key} to plot");
         foreach (string path in written) Log($"figure saved at: {path}");
-    }
-
-    /// <summary>
-    /// The tokenizer's pad token, or its eos when it has none (as LLaMA-Factory fixes the tokenizer). Padded positions
-    /// are masked out of attention and loss, so with neither token named any valid id (0) pads equally well.
-    /// </summary>
-    private static int PadTokenId(Tokenizer tokenizer, string modelDir)
-    {
-        foreach (string? token in new[] { TokenizerConfig.PadToken(modelDir), TokenizerConfig.EosToken(modelDir) })
-            if (token is not null && tokenizer.TokenToId(token) is int id) return id;
-        return 0;
     }
 
     private static void Log(string message) => Console.Error.WriteLine($"[sharptune] {message}");

@@ -63,14 +63,15 @@ public sealed class ChatSession : IDisposable
     public GenerationOptions DefaultOptions()
     {
         var options = GenerationOptions.FromModelFolder(Model.Directory, Model.Config);
-        return WithTemplateStops(options);
+        return WithTemplateStops(options, Tokenizer, Template);
     }
 
-    private GenerationOptions WithTemplateStops(GenerationOptions options)
+    /// <summary>The options with the template's stop words (those that are single tokens) added to the stop ids.</summary>
+    public static GenerationOptions WithTemplateStops(GenerationOptions options, Tokenizer tokenizer, ChatTemplate template)
     {
         var stops = new HashSet<int>(options.StopTokenIds);
-        foreach (string word in Template.StopWords)
-            if (Tokenizer.TokenToId(word) is int id) stops.Add(id);
+        foreach (string word in template.StopWords)
+            if (tokenizer.TokenToId(word) is int id) stops.Add(id);
         return options with { StopTokenIds = stops };
     }
 

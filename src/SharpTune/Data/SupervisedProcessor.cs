@@ -131,7 +131,7 @@ public sealed class SupervisedProcessor
         }
         int[] label = template.EfficientEos ? [.. pairs[^1].Target, eosTokenId] : pairs[^1].Target;
         var (sourceLen, targetLen) = InferSeqLen(prompt.Count, label.Length, cutoffLen);
-        return new GenerationExample(prompt.GetRange(0, sourceLen).ToArray(), label[..targetLen]);
+        return new GenerationExample(prompt.GetRange(0, sourceLen).ToArray(), label[..targetLen]) { Question = example.Messages[^2].Content };
     }
 
     /// <summary>Each turn's (prompt, answer) texts tokenized separately; the first prompt starts with the head's ids.</summary>

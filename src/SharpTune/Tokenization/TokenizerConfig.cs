@@ -17,6 +17,18 @@ public static class TokenizerConfig
     public static string? PadToken(string dir) => SpecialToken(dir, "pad_token");
 
     /// <summary>
+    /// The id that fills padded positions: the pad token's, or the eos token's when there is none (as LLaMA-Factory
+    /// fixes the tokenizer). Padded positions are masked out of attention and loss, so with neither token named any
+    /// valid id (0) pads equally well.
+    /// </summary>
+    public static int PadTokenId(Tokenizer tokenizer, string dir)
+    {
+        foreach (string? token in new[] { PadToken(dir), EosToken(dir) })
+            if (token is not null && tokenizer.TokenToId(token) is int id) return id;
+        return 0;
+    }
+
+    /// <summary>
     /// The texts of additional_special_tokens (plain strings or AddedToken objects); empty when the folder has no
     /// tokenizer_config.json or it lists none.
     /// </summary>

@@ -65,8 +65,11 @@ public sealed class ApiServerFixture : IAsyncLifetime
         Directory.Delete(Root, recursive: true);
     }
 
-    /// <summary>A rank-2 LoRA on every q_proj and v_proj with large seeded weights, so it visibly changes the output.</summary>
-    private static void WriteAdapter(string dir)
+    /// <summary>
+    /// A rank-2 LoRA for the tiny preset on every q_proj and v_proj with large seeded weights, so it visibly changes
+    /// the output (the comparison tests use it too).
+    /// </summary>
+    public static void WriteAdapter(string dir)
     {
         Directory.CreateDirectory(dir);
         File.WriteAllText(Path.Combine(dir, "adapter_config.json"),

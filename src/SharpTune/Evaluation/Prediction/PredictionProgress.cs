@@ -7,15 +7,15 @@ namespace SharpTune.Evaluation.Prediction;
 /// <summary>
 /// Prediction progress for a person watching: live mode (stderr is a terminal) redraws one bar line after every
 /// batch (examples done, generated tokens/s, elapsed and ETA); plain mode (redirected output, tests) writes one
-/// line per batch.
+/// line per batch. The label names the run ("predict", or the model a comparison is answering with).
 /// </summary>
-public sealed class PredictionProgress(TextWriter writer, bool live)
+public sealed class PredictionProgress(TextWriter writer, bool live, string label = "predict")
 {
     private const int BarWidth = 24;
     private bool _lineDrawn;
 
     /// <summary>Standard error, live when it is a terminal.</summary>
-    public static PredictionProgress ForStandardError() => new(Console.Error, !Console.IsErrorRedirected);
+    public static PredictionProgress ForStandardError(string label = "predict") => new(Console.Error, !Console.IsErrorRedirected, label);
 
     public static PredictionProgress Silent { get; } = new(TextWriter.Null, live: false);
 
@@ -28,12 +28,12 @@ public sealed class PredictionProgress(TextWriter writer, bool live)
             $"{done}/{total} examples | {tokensPerSecond:0.0} generated tok/s | elapsed {Clock(seconds)} | eta {Clock(remaining)}");
         if (!live)
         {
-            writer.WriteLine($"[predict {counts}]");
+            writer.WriteLine($"[{label} {counts}]");
             writer.Flush();
             return;
         }
         int filled = total > 0 ? (int)Math.Round(BarWidth * (double)done / total) : BarWidth;
-        var line = new StringBuilder("\r[").Append('#', filled).Append('.', BarWidth - filled).Append("] ").Append(counts).Append("\u001b[K");
+        var line = new StringBuilder("\r").Append(label).Append(" [").Append('#', filled).Append('.', BarWidth - filled).Append("] ").Append(counts).Append("\u001b[K");
         writer.Write(line.ToString());
         writer.Flush();
         _lineDrawn = true;
