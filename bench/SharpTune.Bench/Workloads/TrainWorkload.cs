@@ -1,3 +1,4 @@
+using SharpTune.Engine;
 using System.Globalization;
 using SharpTune.Data;
 using SharpTune.Hparams;
@@ -20,7 +21,7 @@ public sealed class TrainWorkload : IWorkload
 {
     public string Name => "train";
 
-    public string Description => "training tokens/s of a whole optimizer step (--method lora|full|freeze, --batch, --lora-rank, --gradient-checkpointing, --quantization-bit 4|8, --quantization-type nf4|fp4, --optim)";
+    public string Description => "training tokens/s of a whole optimizer step (--method lora|full|freeze, --batch, --lora-rank, --gradient-checkpointing, --quantization-bit 4|8, --quantization-type nf4|fp4, --optim, --bf16)";
 
     public int DefaultSeq => 256;
 
@@ -57,9 +58,12 @@ public sealed class TrainWorkload : IWorkload
             LoraTarget = ["all"],
         };
         string optim = context.Option("optim", OptimizerNames.AdamWTorch);
-        using var model = TrainableModels.Create(folder, args, checkpointing, new SeededRandom(0), [], quantization);
+        bool bf16 = bool.Parse(context.Option("bf16", "false"));
+        if (bf16 && Bf16ComputeMatrix.AvailableKernel is null)
+            throw new InvalidOperationException("--bf16: no bf16 GEMM on this machine (needs oneDNN, see .ci/install-native.sh, and a CPU with AVX512-BF16 or AMX)");
+        using var model = TrainableModels.Create(folder, args, checkpointing, new SeededRandom(0), [], quantization, bf16);
         if (!context.Json)
-            Console.WriteLine($"# {method}{(method == "lora" ? $" r{rank} on all projections" : "")}{(quantization is null ? "" : $", projections {quantization}")}, batch {batch}, gradient checkpointing {(checkpointing ? "on" : "off")}, optim {optim}; {TrainableModels.Summary(model)}");
+            Console.WriteLine($"# {method}{(method == "lora" ? $" r{rank} on all projections" : "")}{(quantization is null ? "" : $", projections {quantization}")}, batch {batch}, gradient checkpointing {(checkpointing ? "on" : "off")}, optim {optim}, {(bf16 ? "bf16" : "fp32")} compute; {TrainableModels.Summary(model)}");
 
         int tokens = batch * context.Seq;
         var random = new Random(0);

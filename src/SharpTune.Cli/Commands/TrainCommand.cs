@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using SharpTune.Data;
+using SharpTune.Engine;
 using SharpTune.Evaluation.Prediction;
 using SharpTune.Export;
 using SharpTune.Hparams;
@@ -53,8 +54,12 @@ public static class TrainCommand
         int padId = TokenizerConfig.PadTokenId(tokenizer, modelDir);
         var started = Stopwatch.StartNew();
         using var model = TrainableModels.Create(modelDir, cfg.Finetuning, cfg.Training.GradientCheckpointing,
-            new SeededRandom((ulong)cfg.Training.Seed), cfg.Model.AdapterNameOrPath, cfg.Model.Quantization);
+            new SeededRandom((ulong)cfg.Training.Seed), cfg.Model.AdapterNameOrPath, cfg.Model.Quantization, cfg.Training.Bf16);
         if (cfg.Model.Quantization is { } quantization) Log($"base projections quantized on load: {quantization}");
+        if (cfg.Training.Bf16)
+            Log(Bf16ComputeMatrix.AvailableKernel is null
+                ? "note: bf16: this machine has no bf16 GEMM (it needs oneDNN, see .ci/install-native.sh, and a CPU with AVX512-BF16 or AMX); computing in fp32"
+                : "bf16: frozen bf16 weights are multiplied on oneDNN's bf16 GEMM (activations rounded to bf16, fp32 accumulation); float32 weights and everything trained stay fp32");
         Log($"{cfg.Finetuning.FinetuningType.ToString().ToLowerInvariant()}: {TrainableModels.Summary(model)}");
 
         string outputDir = cfg.Training.OutputDir;

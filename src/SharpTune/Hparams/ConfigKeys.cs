@@ -138,6 +138,7 @@ internal static class ConfigKeys
         Supported("eval_steps", (c, v) => c.Training.EvalSteps = v.NullableSteps()),
         Supported("seed", (c, v) => c.Training.Seed = v.Int(min: 0)),
         Supported("gradient_checkpointing", (c, v) => c.Training.GradientCheckpointing = v.Bool()),
+        Supported("bf16", (c, v) => c.Training.Bf16 = v.Bool()),
         Supported("resume_from_checkpoint", ReadResumeFromCheckpoint),
 
         // export
@@ -159,7 +160,6 @@ internal static class ConfigKeys
         Ignored("overwrite_cache", "SharpTune keeps no tokenized-dataset cache", IsFalseOrNull),
         Ignored("trust_remote_code", "SharpTune runs no model code from model folders", IsFalseOrNull),
         Ignored("save_only_model", "SharpTune decides what a checkpoint holds", IsFalseOrNull),
-        Ignored("bf16", "SharpTune trains in fp32 master weights on CPU", IsFalseOrNull),
         Ignored("fp16", "SharpTune trains in fp32 master weights on CPU", IsFalseOrNull),
         Ignored("tf32", "SharpTune trains in fp32 master weights on CPU", IsFalseOrNull),
         Ignored("flash_attn", "SharpTune uses its own attention kernel", v => v.Is("auto")),

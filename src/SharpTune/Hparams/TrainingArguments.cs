@@ -59,6 +59,11 @@ public sealed class TrainingArguments
     /// (LLaMA-Factory's default), or when transformers' own gradient_checkpointing key asks for it.
     /// </summary>
     public bool GradientCheckpointing { get; set; }
+    /// <summary>
+    /// bf16: multiply the frozen bf16 weights in bf16 (activations rounded to bf16, fp32 accumulation) where the
+    /// machine has a bf16 GEMM; trainable weights, gradients and optimizer state stay fp32.
+    /// </summary>
+    public bool Bf16 { get; set; }
     /// <summary>resume_from_checkpoint given as a folder: the checkpoint to resume from, absolute.</summary>
     public string? ResumeFromCheckpoint { get; set; }
     /// <summary>resume_from_checkpoint: true — resume from the latest checkpoint-N folder in output_dir.</summary>

@@ -1,3 +1,4 @@
+using SharpTune.Engine;
 using SharpTune.Tests.Cli;
 
 namespace SharpTune.Tests.EndToEnd;
@@ -22,7 +23,10 @@ public sealed class LlamaFactoryExampleTests(TinyModelFixture tiny) : IClassFixt
 
         // The example's dataset list (identity,alpaca_en_demo) and its keys SharpTune has no use for, reported as notes.
         Assert.Contains("[sharptune] note: trust_remote_code is ignored: SharpTune runs no model code from model folders", r.Stderr);
-        Assert.Contains("[sharptune] note: bf16 is ignored: SharpTune trains in fp32 master weights on CPU", r.Stderr);
+        // The example's bf16: true: bf16 compute where this machine has a bf16 GEMM, else fp32 with a note.
+        Assert.Contains(Bf16ComputeMatrix.AvailableKernel is null
+            ? "[sharptune] note: bf16: this machine has no bf16 GEMM"
+            : "[sharptune] bf16: frozen bf16 weights are multiplied on oneDNN's bf16 GEMM", r.Stderr);
         Assert.Contains("[sharptune] train: 16 examples, eval: 0 examples", r.Stderr);
         Assert.Contains("training 2 steps on 16 examples", r.Stderr);
         // logging_steps is the example's 10, so two steps log no loss and there is nothing to plot.

@@ -89,6 +89,21 @@ public class Float16ConversionTests
         Assert.True(Half.IsNaN(half[0]));
     }
 
+    [Fact]
+    public void SpanNarrowingToBf16EqualsTheScalarRoundingForEveryKindOfValue()
+    {
+        var random = new Random(11);
+        var special = new uint[] { 0x3F80_8000, 0x3F81_8000, 0x7F7F_FFFF, 0x7F80_0000, 0xFF80_0000, 0x7FC0_0000, 0x7F80_0001, 0xFFFF_FFFF, 0x0000_8000, 0x8000_0001, 0 };
+        float[] values = [.. special.Select(BitConverter.UInt32BitsToSingle),
+            .. Enumerable.Range(0, 4093).Select(_ => BitConverter.UInt32BitsToSingle((uint)random.NextInt64(0, 1L << 32)))];
+        var narrowed = new ushort[values.Length];
+
+        BFloat16.FromSingle(values, narrowed);
+
+        for (int i = 0; i < values.Length; i++)
+            Assert.Equal(BFloat16.FromSingle(values[i]), narrowed[i]);
+    }
+
     /// <summary>Nearest bf16 by exact comparison of the two neighbours' distances (in double), ties to even.</summary>
     private static ushort ReferenceRound(uint bits)
     {

@@ -220,18 +220,20 @@ public sealed class ConfigParsingTests
     [Fact]
     public void HarmlessKeysAddNotes()
     {
-        var c = Parse(Model + "report_to: wandb\nbf16: true\nfp16: false\nddp_timeout: 180000000\nflash_attn: fa2\nrun_name: test\n" +
+        var c = Parse(Model + "report_to: wandb\nbf16: true\nfp16: true\nddp_timeout: 180000000\nflash_attn: fa2\nrun_name: test\n" +
             "export_device: auto\nlength_penalty: 1.2\n");
         Assert.Equal(
         [
             "report_to is ignored: SharpTune has no experiment-tracker integrations",
-            "bf16 is ignored: SharpTune trains in fp32 master weights on CPU",
+            "fp16 is ignored: SharpTune trains in fp32 master weights on CPU",
             "ddp_timeout is ignored: SharpTune does not train distributed",
             "flash_attn is ignored: SharpTune uses its own attention kernel",
             "run_name is ignored: run names are only used by experiment trackers",
             "export_device is ignored: merging always runs on the CPU",
             "length_penalty is ignored: it only applies to beam search",
         ], c.Notes);
+        Assert.True(c.Training.Bf16);
+        Assert.False(Parse(Model).Training.Bf16);
         Assert.Empty(Parse(Model + "report_to: none\nbf16: false\nflash_attn: auto\ntrust_remote_code: false\n").Notes);
     }
 

@@ -109,13 +109,13 @@ public sealed class ExampleConfigTests
         Assert.False(config.Training.ResumeFromLatestCheckpoint);
         Assert.True(config.Training.GradientCheckpointing);
         Assert.False(config.Training.DoEval);
+        Assert.True(config.Training.Bf16);
 
         Assert.Equal(
         [
             "trust_remote_code is ignored: SharpTune runs no model code from model folders",
             "preprocessing_num_workers is ignored: SharpTune tokenizes in-process",
             "dataloader_num_workers is ignored: SharpTune loads batches in-process",
-            "bf16 is ignored: SharpTune trains in fp32 master weights on CPU",
             "ddp_timeout is ignored: SharpTune does not train distributed",
         ], config.Notes);
     }

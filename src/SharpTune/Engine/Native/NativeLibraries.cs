@@ -50,11 +50,15 @@ internal static unsafe class NativeLibraries
 
     /// <summary>
     /// Passes an explicit SHARPTUNE_NUM_THREADS on to OpenMP-based libraries (oneDNN), which size their team from
-    /// OMP_NUM_THREADS when libgomp initialises. Must run before the library is loaded.
+    /// OMP_NUM_THREADS when libgomp initialises, and makes their idle threads sleep (OMP_WAIT_POLICY=PASSIVE) unless
+    /// the user chose otherwise. Must run before the library is loaded.
     /// </summary>
     public static void ForwardThreadCountToOpenMp()
     {
         if (!string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable("SHARPTUNE_NUM_THREADS")))
             SetNativeEnvironmentDefault("OMP_NUM_THREADS", EngineThreads.Count.ToString());
+        // Between two oneDNN calls our own pool runs the rest of the step on the same cores; OpenMP's default
+        // spin-wait would keep its threads busy there and halve that work (bf16 LoRA step: 157 → 197 tokens/s).
+        SetNativeEnvironmentDefault("OMP_WAIT_POLICY", "PASSIVE");
     }
 }

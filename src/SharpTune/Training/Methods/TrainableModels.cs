@@ -14,10 +14,11 @@ public static class TrainableModels
     /// folders, every folder but the last merged into the base and the last one's training continued. Frozen weights
     /// stay as the checkpoint stores them; merging an earlier adapter turns just the modules it changes into fp32.
     /// With quantization the layers' projections are quantised (QLoRA): LoRA only, with at most one adapter folder,
-    /// since quantised weights can neither be trained nor have an adapter folded into them.
+    /// since quantised weights can neither be trained nor have an adapter folded into them. With bf16Compute the
+    /// frozen bf16 weights are multiplied in bf16 where the machine has a bf16 GEMM (see <see cref="TrainableDecoder.Load"/>).
     /// </summary>
     public static ITrainableModel Create(string modelDirectory, FinetuningArguments args, bool gradientCheckpointing,
-        SeededRandom initRandom, IReadOnlyList<string> adapterDirectories, QuantizationOptions? quantization = null)
+        SeededRandom initRandom, IReadOnlyList<string> adapterDirectories, QuantizationOptions? quantization = null, bool bf16Compute = false)
     {
         string method = args.FinetuningType.ToString().ToLowerInvariant();
         if (args.FinetuningType != FinetuningType.Lora && adapterDirectories.Count > 0)
@@ -26,7 +27,7 @@ public static class TrainableModels
             throw new ArgumentException($"quantized weights cannot be trained, so finetuning_type {method} cannot use quantization_bit; use finetuning_type lora (QLoRA)");
         if (quantization is not null && adapterDirectories.Count > 1)
             throw new ArgumentException($"a quantized base takes a single adapter, got {adapterDirectories.Count}: an adapter cannot be merged into quantized weights; merge the earlier adapters into the base first (sharptune export)");
-        var decoder = TrainableDecoder.Load(modelDirectory, gradientCheckpointing, quantization);
+        var decoder = TrainableDecoder.Load(modelDirectory, gradientCheckpointing, quantization, bf16Compute);
         try
         {
             switch (args.FinetuningType)

@@ -65,7 +65,12 @@ public sealed class TrainableDecoder : IDisposable
     /// Opens the model folder; with quantization the seven projections of every layer are quantised on load
     /// (embedding, lm_head, norms and biases never are).
     /// </summary>
-    public static TrainableDecoder Load(string directory, bool gradientCheckpointing, QuantizationOptions? quantization = null)
+    /// <param name="bf16Compute">
+    /// bf16: true. Frozen bf16 weights are multiplied in bf16 (<see cref="Bf16ComputeMatrix"/>) when this machine has
+    /// a bf16 GEMM (<see cref="Bf16ComputeMatrix.AvailableKernel"/>); otherwise, and for other dtypes, in fp32.
+    /// </param>
+    public static TrainableDecoder Load(string directory, bool gradientCheckpointing, QuantizationOptions? quantization = null,
+        bool bf16Compute = false)
     {
         ModelFolder.Validate(directory);
         var c = ModelConfig.Load(ModelFolder.ConfigPath(directory));
@@ -83,7 +88,7 @@ public sealed class TrainableDecoder : IDisposable
         }
         try
         {
-            return Bind(directory, c, weights, gradientCheckpointing, quantization);
+            return Bind(directory, c, weights, gradientCheckpointing, quantization, bf16Compute ? Bf16ComputeMatrix.AvailableKernel : null);
         }
         catch
         {
@@ -93,15 +98,22 @@ public sealed class TrainableDecoder : IDisposable
     }
 
     private static TrainableDecoder Bind(string directory, ModelConfig c, DecoderWeights weights, bool gradientCheckpointing,
-        QuantizationOptions? quantization)
+        QuantizationOptions? quantization, OneDnnGemmKernel? bf16Kernel)
     {
+        IFrozenMatrix Frozen(WeightMatrix matrix) =>
+            bf16Kernel is not null && matrix.DType == DType.BF16 ? new Bf16ComputeMatrix(matrix, bf16Kernel) : new StoredMatrix(matrix);
         ModelTensor Vector(string name, float[] values) => new(name, [values.Length], values);
         ModelTensor? OptionalVector(string name, float[]? values) => values is null ? null : Vector(name, values);
         TrainableLinear Linear(string path, WeightMatrix matrix, float[]? bias) =>
-            new(path, matrix.Cols, matrix.Rows, Projection(path + ".weight", matrix, quantization), OptionalVector(path + ".bias", bias));
+            new(path, matrix.Cols, matrix.Rows, Projection(path + ".weight", matrix), OptionalVector(path + ".bias", bias));
+        // A layer projection: the stored matrix, or its quantised form.
+        ModelTensor Projection(string name, WeightMatrix matrix) =>
+            quantization is null
+                ? new ModelTensor(name, Frozen(matrix), quantized: false)
+                : new ModelTensor(name, MappedQuantization.Quantize(matrix, quantization), quantized: true);
 
-        var embedding = new ModelTensor("model.embed_tokens.weight", new StoredMatrix(weights.Embedding), quantized: false);
-        var lmHead = c.TieWordEmbeddings ? embedding : new ModelTensor("lm_head.weight", new StoredMatrix(weights.LmHead), quantized: false);
+        var embedding = new ModelTensor("model.embed_tokens.weight", Frozen(weights.Embedding), quantized: false);
+        var lmHead = c.TieWordEmbeddings ? embedding : new ModelTensor("lm_head.weight", Frozen(weights.LmHead), quantized: false);
         var layers = new TrainableLayer[c.NumLayers];
         for (int i = 0; i < c.NumLayers; i++)
         {
@@ -126,12 +138,6 @@ public sealed class TrainableDecoder : IDisposable
         var finalNorm = Vector("model.norm.weight", weights.FinalNorm);
         return new TrainableDecoder(directory, c, weights, quantization, embedding, lmHead, finalNorm, layers, gradientCheckpointing);
     }
-
-    /// <summary>A layer projection: the stored matrix, or its quantised form.</summary>
-    private static ModelTensor Projection(string name, WeightMatrix matrix, QuantizationOptions? quantization) =>
-        quantization is null
-            ? new ModelTensor(name, new StoredMatrix(matrix), quantized: false)
-            : new ModelTensor(name, MappedQuantization.Quantize(matrix, quantization), quantized: true);
 
     /// <summary>Bytes the weights occupy (compact storage plus fp32 tensors), each tensor once.</summary>
     public long StorageBytes => Tensors.Sum(t => t.StorageBytes);

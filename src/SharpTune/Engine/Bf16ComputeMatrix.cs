@@ -1,0 +1,77 @@
+namespace SharpTune.Engine;
+
+/// <summary>
+/// A frozen bf16 weight multiplied in bf16 (<c>bf16: true</c>): the activations are rounded to bf16 (nearest, ties
+/// to even) and both directions run on oneDNN's bf16×bf16→fp32 GEMM, so the products accumulate in fp32 as a
+/// bf16 autocast does on a GPU. Where a CPU has AVX512-BF16 or AMX that GEMM runs at about twice fp32's rate; the
+/// weights are used as stored, never widened. The memory behind <see cref="Matrix"/> belongs to the caller.
+/// </summary>
+public sealed unsafe class Bf16ComputeMatrix : IFrozenMatrix
+{
+    [ThreadStatic] private static ScratchBuffer? t_rounded;
+
+    private readonly OneDnnGemmKernel _kernel;
+
+    public Bf16ComputeMatrix(WeightMatrix matrix, OneDnnGemmKernel kernel)
+    {
+        if (matrix.DType != DType.BF16) throw new ArgumentException($"bf16 compute needs a bf16 weight, got {matrix.DType}");
+        if (!kernel.SupportsBf16Gemm) throw new ArgumentException($"{kernel.LibraryName} has no usable bf16 GEMM on this CPU");
+        Matrix = matrix;
+        _kernel = kernel;
+    }
+
+    /// <summary>
+    /// The kernel bf16 compute runs on: oneDNN when it is installed and its bf16 GEMM runs on this CPU, else null
+    /// (training then computes in fp32).
+    /// </summary>
+    public static OneDnnGemmKernel? AvailableKernel => OneDnnGemmKernel.Instance is { SupportsBf16Gemm: true } kernel ? kernel : null;
+
+    public WeightMatrix Matrix { get; }
+
+    public int Rows => Matrix.Rows;
+    public int Cols => Matrix.Cols;
+    public long StorageBytes => (long)Rows * Cols * 2;
+
+    public void MultiplyTransposed(float[] x, int m, float[] y)
+    {
+        Check(x, (long)m * Cols, y, (long)m * Rows, m);
+        if (m == 0) return;
+        ushort* rounded = Round(x, (long)m * Cols);
+        fixed (float* py = y)
+            _kernel.GemmBf16(false, true, m, Rows, Cols, 1f, rounded, Cols, (ushort*)Matrix.Data, Cols, 0f, py, Rows);
+    }
+
+    public void Multiply(float[] dy, int m, float[] dx, bool accumulate)
+    {
+        Check(dy, (long)m * Rows, dx, (long)m * Cols, m);
+        if (m == 0) return;
+        ushort* rounded = Round(dy, (long)m * Rows);
+        fixed (float* pdx = dx)
+            _kernel.GemmBf16(false, false, m, Cols, Rows, 1f, rounded, Rows, (ushort*)Matrix.Data, Cols, accumulate ? 1f : 0f, pdx, Cols);
+    }
+
+    public void ReadRows(int firstRow, int count, Span<float> destination)
+    {
+        if (firstRow < 0 || count < 0 || firstRow > Rows - count)
+            throw new ArgumentOutOfRangeException(nameof(firstRow), $"rows [{firstRow}, {firstRow + count}) are outside the matrix's {Rows} rows");
+        if (destination.Length < (long)count * Cols)
+            throw new ArgumentException($"destination holds {destination.Length} values; {count} rows need {(long)count * Cols}", nameof(destination));
+        for (int r = 0; r < count; r++)
+            Matrix.ReadRow(firstRow + r, destination.Slice(r * Cols, Cols));
+    }
+
+    /// <summary>The first <paramref name="count"/> values rounded to bf16 in this thread's scratch buffer.</summary>
+    private static ushort* Round(float[] values, long count)
+    {
+        ushort* rounded = (ushort*)(t_rounded ??= new ScratchBuffer()).Get((count + 1) / 2);
+        BFloat16.FromSingle(values.AsSpan(0, checked((int)count)), new Span<ushort>(rounded, checked((int)count)));
+        return rounded;
+    }
+
+    private static void Check(float[] input, long inputNeeded, float[] output, long outputNeeded, int m)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(m);
+        if (input.Length < inputNeeded || output.Length < outputNeeded)
+            throw new ArgumentException($"{m} rows need {inputNeeded} input and {outputNeeded} output values, got {input.Length} and {output.Length}");
+    }
+}
