@@ -11,6 +11,7 @@ public sealed unsafe class Bf16ComputeMatrix : IFrozenMatrix
     [ThreadStatic] private static ScratchBuffer? t_rounded;
 
     private readonly OneDnnGemmKernel _kernel;
+    private readonly StoredMatrix _stored;
 
     public Bf16ComputeMatrix(WeightMatrix matrix, OneDnnGemmKernel kernel)
     {
@@ -18,6 +19,7 @@ public sealed unsafe class Bf16ComputeMatrix : IFrozenMatrix
         if (!kernel.SupportsBf16Gemm) throw new ArgumentException($"{kernel.LibraryName} has no usable bf16 GEMM on this CPU");
         Matrix = matrix;
         _kernel = kernel;
+        _stored = new StoredMatrix(matrix);
     }
 
     /// <summary>
@@ -34,7 +36,7 @@ public sealed unsafe class Bf16ComputeMatrix : IFrozenMatrix
 
     public void MultiplyTransposed(float[] x, int m, float[] y)
     {
-        Check(x, (long)m * Cols, y, (long)m * Rows, m);
+        StoredMatrix.CheckLengths(x, (long)m * Cols, y, (long)m * Rows, m);
         if (m == 0) return;
         ushort* rounded = Round(x, (long)m * Cols);
         fixed (float* py = y)
@@ -43,22 +45,14 @@ public sealed unsafe class Bf16ComputeMatrix : IFrozenMatrix
 
     public void Multiply(float[] dy, int m, float[] dx, bool accumulate)
     {
-        Check(dy, (long)m * Rows, dx, (long)m * Cols, m);
+        StoredMatrix.CheckLengths(dy, (long)m * Rows, dx, (long)m * Cols, m);
         if (m == 0) return;
         ushort* rounded = Round(dy, (long)m * Rows);
         fixed (float* pdx = dx)
             _kernel.GemmBf16(false, false, m, Cols, Rows, 1f, rounded, Rows, (ushort*)Matrix.Data, Cols, accumulate ? 1f : 0f, pdx, Cols);
     }
 
-    public void ReadRows(int firstRow, int count, Span<float> destination)
-    {
-        if (firstRow < 0 || count < 0 || firstRow > Rows - count)
-            throw new ArgumentOutOfRangeException(nameof(firstRow), $"rows [{firstRow}, {firstRow + count}) are outside the matrix's {Rows} rows");
-        if (destination.Length < (long)count * Cols)
-            throw new ArgumentException($"destination holds {destination.Length} values; {count} rows need {(long)count * Cols}", nameof(destination));
-        for (int r = 0; r < count; r++)
-            Matrix.ReadRow(firstRow + r, destination.Slice(r * Cols, Cols));
-    }
+    public void ReadRows(int firstRow, int count, Span<float> destination) => _stored.ReadRows(firstRow, count, destination);
 
     /// <summary>
     /// The first <paramref name="count"/> values rounded to bf16 in this thread's scratch buffer, in chunks over the
@@ -108,10 +102,4 @@ public sealed unsafe class Bf16ComputeMatrix : IFrozenMatrix
         }
     }
 
-    private static void Check(float[] input, long inputNeeded, float[] output, long outputNeeded, int m)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(m);
-        if (input.Length < inputNeeded || output.Length < outputNeeded)
-            throw new ArgumentException($"{m} rows need {inputNeeded} input and {outputNeeded} output values, got {input.Length} and {output.Length}");
-    }
 }

@@ -40,7 +40,8 @@ public sealed unsafe class StoredMatrix(WeightMatrix matrix) : IFrozenMatrix
             Matrix.ReadRow(firstRow + r, destination.Slice(r * Cols, Cols));
     }
 
-    private static void CheckLengths(float[] input, long inputNeeded, float[] output, long outputNeeded, int m)
+    /// <summary>Checks a product's input and output arrays hold the m rows it reads and writes.</summary>
+    internal static void CheckLengths(float[] input, long inputNeeded, float[] output, long outputNeeded, int m)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(m);
         if (input.Length < inputNeeded || output.Length < outputNeeded)

@@ -1,4 +1,3 @@
-using SharpTune.Data;
 using SharpTune.Engine;
 using SharpTune.Hparams;
 using SharpTune.Peft.Lora;
@@ -23,12 +22,6 @@ public sealed class Bf16GemmFactAttribute : FactAttribute
 public sealed class Bf16ComputeTests(ITestOutputHelper output)
 {
     private static string Bf16Model => TestPaths.Fixtures("qwen2-tiny");
-
-    private static TrainingBatch TinyBatch()
-    {
-        int[] ids = [9707, 11, 1879, 0, 151643, 42, 7, 100, 2000, 151644, 13, 77];
-        return new TrainingBatch(2, 6, ids, [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0], [-100, 11, 1879, 0, 151643, 42, -100, -100, 2000, 151644, -100, -100]);
-    }
 
     private static FinetuningArguments Lora() => new() { LoraRank = 4, LoraTarget = ["all"] };
 
@@ -95,7 +88,7 @@ public sealed class Bf16ComputeTests(ITestOutputHelper output)
             for (int step = 0; step < 8; step++)
             {
                 foreach (var p in model.TrainableParameters) p.ZeroGrad();
-                losses.Add(model.ForwardBackward(TinyBatch(), 1f, new SeededRandom(5)).Mean);
+                losses.Add(model.ForwardBackward(CompactWeightsTests.TinyBatch(), 1f, new SeededRandom(5)).Mean);
                 optimizer.Update(5e-3);
             }
             return [.. losses];

@@ -17,7 +17,8 @@ public sealed class CompactWeightsTests
     /// <summary>The bf16 qwen2-tiny fixture (tied embeddings, vocab 151936).</summary>
     private static string Bf16Model => TestPaths.Fixtures("qwen2-tiny");
 
-    private static TrainingBatch TinyBatch()
+    /// <summary>Two rows of six tokens with masked labels and padding (the bf16 compute tests use it too).</summary>
+    internal static TrainingBatch TinyBatch()
     {
         int[] ids = [9707, 11, 1879, 0, 151643, 42, 7, 100, 2000, 151644, 13, 77];
         return new TrainingBatch(2, 6, ids, [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0], [-100, 11, 1879, 0, 151643, 42, -100, -100, 2000, 151644, -100, -100]);
