@@ -13,6 +13,9 @@ public static unsafe class MappedPages
 
     private static readonly nint s_madvise = FindMadvise();
 
+    /// <summary>libc's madvise, or 0 where there is none (also used by <see cref="HugePageArena"/>).</summary>
+    internal static nint Madvise => s_madvise;
+
     public static void Release(void* start, long bytes)
     {
         if (s_madvise == 0 || bytes <= 0) return;

@@ -35,6 +35,8 @@ public sealed class DecoderModel : IDisposable
     private readonly LayerTensors[] _layers;
     // Replacement matrices live on the pinned heap so their WeightMatrix views stay valid; held here to keep them alive.
     private readonly List<float[]> _pinnedReplacements = [];
+    // Copies of the streamed matrices in huge pages, where the kernel offers them; null otherwise.
+    private readonly HugePageArena? _hugePages;
 
     private DecoderModel(string directory, ModelConfig config, DecoderWeights weights, IComputeBackend backend, QuantizationOptions? quantization)
     {
@@ -48,6 +50,24 @@ public sealed class DecoderModel : IDisposable
         _lmHead = new Projection(weights.LmHead, null);
         _finalNorm = weights.FinalNorm;
         _layers = weights.Layers.Select(l => new LayerTensors(l, quantization)).ToArray();
+        if (quantization is null && HugePageArena.IsSupported) _hugePages = MoveIntoHugePages();
+    }
+
+    /// <summary>
+    /// Copies the matrices every token streams (the layers' projections and lm_head, with the embedding when it is
+    /// tied) into huge pages: decoding is bound by reading them, and reads through the mapped file's 4 KiB pages
+    /// were ~15–20% slower (see <see cref="HugePageArena"/>). The values are the checkpoint's, bit for bit.
+    /// </summary>
+    private HugePageArena MoveIntoHugePages()
+    {
+        var projections = _layers.SelectMany(l => new[] { l.Q, l.K, l.V, l.O, l.Gate, l.Up, l.Down }).Append(_lmHead).ToList();
+        var arena = new HugePageArena(projections.Sum(p => HugePageArena.SizeOf(p.Weight)));
+        bool tied;
+        unsafe { tied = _lmHead.Weight.Data == _embedding.Data; }
+        // At construction every projection is still a view into the mapped checkpoint, so its pages can be released.
+        foreach (var p in projections) p.Weight = arena.CopyIn(p.Weight, releaseMappedSource: true);
+        if (tied) _embedding = _lmHead.Weight;
+        return arena;
     }
 
     /// <summary>
@@ -199,7 +219,11 @@ public sealed class DecoderModel : IDisposable
         return _workspace;
     }
 
-    public void Dispose() => Weights.Dispose();
+    public void Dispose()
+    {
+        Weights.Dispose();
+        _hugePages?.Dispose();
+    }
 
     /// <summary>The Linear layers an adapter may wrap, by their module path in the Hugging Face model.</summary>
     private Dictionary<string, Projection> ProjectionsByModule()
