@@ -110,15 +110,11 @@ public sealed class GemmThreadPool
     {
         long deadline = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
         var spinner = new SpinWait();
-        while (Volatile.Read(ref _pendingWorkers) != 0)
-        {
-            if (System.Diagnostics.Stopwatch.GetTimestamp() > deadline)
-            {
-                _done.Wait();
-                return;
-            }
+        while (Volatile.Read(ref _pendingWorkers) != 0 && System.Diagnostics.Stopwatch.GetTimestamp() <= deadline)
             spinner.SpinOnce(sleep1Threshold: -1);
-        }
+        // Always wait for the event, even when the count has reached 0: the last worker sets it just after counting
+        // down, and a Set landing after the next call's Reset would let that call return before its workers finish.
+        _done.Wait();
     }
 
     private static void RunSerially(int taskCount, Action<int> body)

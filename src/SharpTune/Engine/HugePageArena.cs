@@ -33,6 +33,28 @@ public sealed unsafe class HugePageArena : IDisposable
         _ = ((delegate* unmanaged<nint, nuint, int, int>)s_madvise)((nint)_block, (nuint)_capacity, MadviseHugePage);
     }
 
+    /// <summary>
+    /// Whether copying <paramref name="bytes"/> leaves room: at most half of the memory the kernel reports available.
+    /// The copy is anonymous memory, which cannot be dropped and re-read under pressure as mapped file pages can, so
+    /// a model close to the machine's memory stays on its mapping.
+    /// </summary>
+    public static bool Affords(long bytes)
+    {
+        try
+        {
+            foreach (string line in File.ReadLines("/proc/meminfo"))
+                if (line.StartsWith("MemAvailable:", StringComparison.Ordinal))
+                    return bytes <= long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024 / 2;
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+        return false;
+    }
+
     /// <summary>Room a matrix takes in an arena.</summary>
     public static long SizeOf(WeightMatrix matrix) => (Bytes(matrix) + 63) & ~63L;
 

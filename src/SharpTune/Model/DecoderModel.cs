@@ -56,12 +56,15 @@ public sealed class DecoderModel : IDisposable
     /// <summary>
     /// Copies the matrices every token streams (the layers' projections and lm_head, with the embedding when it is
     /// tied) into huge pages: decoding is bound by reading them, and reads through the mapped file's 4 KiB pages
-    /// were ~15–20% slower (see <see cref="HugePageArena"/>). The values are the checkpoint's, bit for bit.
+    /// were ~15–30% slower (see <see cref="HugePageArena"/>). The values are the checkpoint's, bit for bit. A model that
+    /// would take more than half the available memory stays on its mapping (null).
     /// </summary>
-    private HugePageArena MoveIntoHugePages()
+    private HugePageArena? MoveIntoHugePages()
     {
         var projections = _layers.SelectMany(l => new[] { l.Q, l.K, l.V, l.O, l.Gate, l.Up, l.Down }).Append(_lmHead).ToList();
-        var arena = new HugePageArena(projections.Sum(p => HugePageArena.SizeOf(p.Weight)));
+        long bytes = projections.Sum(p => HugePageArena.SizeOf(p.Weight));
+        if (!HugePageArena.Affords(bytes)) return null;
+        var arena = new HugePageArena(bytes);
         bool tied;
         unsafe { tied = _lmHead.Weight.Data == _embedding.Data; }
         // At construction every projection is still a view into the mapped checkpoint, so its pages can be released.

@@ -37,4 +37,18 @@ public sealed unsafe class HugePageArenaTests
             Assert.Contains("the arena holds", e.Message);
         }
     }
+
+    [Fact]
+    public void OnlyACopyThatLeavesHalfTheAvailableMemoryIsAfforded()
+    {
+        if (!File.Exists("/proc/meminfo"))
+        {
+            Assert.False(HugePageArena.Affords(1));
+            return;
+        }
+        long available = File.ReadLines("/proc/meminfo").Where(l => l.StartsWith("MemAvailable:")).Select(l => long.Parse(l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024).Single();
+
+        Assert.True(HugePageArena.Affords(available / 4));
+        Assert.False(HugePageArena.Affords(available));
+    }
 }

@@ -18,6 +18,15 @@ public sealed class Bf16GemmFactAttribute : FactAttribute
     }
 }
 
+/// <summary>A theory that needs a bf16 GEMM; skipped with the reason elsewhere.</summary>
+public sealed class Bf16GemmTheoryAttribute : TheoryAttribute
+{
+    public Bf16GemmTheoryAttribute()
+    {
+        if (Bf16ComputeMatrix.AvailableKernel is null) Skip = new Bf16GemmFactAttribute().Skip;
+    }
+}
+
 /// <summary>bf16: true — frozen bf16 weights multiplied on the bf16 GEMM, everything trained in fp32.</summary>
 public sealed class Bf16ComputeTests(ITestOutputHelper output)
 {
@@ -25,10 +34,12 @@ public sealed class Bf16ComputeTests(ITestOutputHelper output)
 
     private static FinetuningArguments Lora() => new() { LoraRank = 4, LoraTarget = ["all"] };
 
-    [Bf16GemmFact]
-    public unsafe void BothProductsAreTheBf16RoundedActivationsTimesTheStoredWeights()
+    // The second shape rounds 150,050 activations: three chunks of the pool-parallel rounding, the last one partial.
+    [Bf16GemmTheory]
+    [InlineData(37, 70, 5)]
+    [InlineData(16, 3001, 50)]
+    public unsafe void BothProductsAreTheBf16RoundedActivationsTimesTheStoredWeights(int rows, int cols, int m)
     {
-        const int rows = 37, cols = 70, m = 5;
         var random = new Random(4);
         ushort[] weights = Enumerable.Range(0, rows * cols).Select(_ => BFloat16.FromSingle((float)(random.NextDouble() * 2 - 1))).ToArray();
         float[] x = Enumerable.Range(0, m * cols).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
@@ -101,11 +112,11 @@ public sealed class Bf16ComputeTests(ITestOutputHelper output)
 
         Assert.True(fp32[^1] < fp32[0] - 0.1, "the run learns");
         for (int step = 0; step < fp32.Length; step++)
-            Assert.Equal(fp32[step], bf16[step], 0.01 * fp32[step]);
+            Assert.Equal(fp32[step], bf16[step], 0.002 * fp32[step]);
         Assert.NotEqual(fp32[0], bf16[0]);
     }
 
-    [Fact]
+    [Bf16GemmFact]
     public void Bf16ComputeLeavesFloat32WeightsInFp32()
     {
         using var model = (LoraFineTuning)TrainableModels.Create(TestPaths.Fixtures("qwen2-small-vocab"), Lora(), false, new SeededRandom(3), [], bf16Compute: true);

@@ -78,12 +78,18 @@ public sealed class ModelTensor
     public Parameter MakeTrainable(string? parameterName = null) =>
         Parameter ??= new Parameter(parameterName ?? Name, Shape, Materialize()) { WeightDecay = !IsBiasOrNorm };
 
-    /// <summary>The values encoded in dtype for saving; a stored matrix already in that dtype is copied byte for byte.</summary>
+    /// <summary>The values encoded in dtype for saving; a matrix kept as stored, already in that dtype, is copied byte for byte.</summary>
     public unsafe ReadOnlyMemory<byte> Encode(DType dtype)
     {
         if (_data is not null) return SafetensorsWriter.EncodeFloat32(_data, dtype);
-        if (Frozen is StoredMatrix stored && stored.Matrix.DType == dtype)
-            return new ReadOnlySpan<byte>(stored.Matrix.Data, checked((int)stored.StorageBytes)).ToArray();
+        WeightMatrix? kept = Frozen switch
+        {
+            StoredMatrix stored => stored.Matrix,
+            Bf16ComputeMatrix bf16 => bf16.Matrix,
+            _ => null,
+        };
+        if (kept is WeightMatrix matrix && matrix.DType == dtype)
+            return new ReadOnlySpan<byte>(matrix.Data, checked((int)((long)matrix.Rows * matrix.Cols * DTypeInfo.SizeOf(dtype)))).ToArray();
         if (IsQuantized)
             throw new InvalidOperationException($"'{Name}' is quantised; quantised weights cannot be saved as model weights");
         var values = new float[Length];
