@@ -106,7 +106,7 @@ public static class CompareCommand
             var (markdownPath, htmlPath) = new ComparisonReport(setup, asked, columns).Write(r.GetValue(output)!);
             foreach (var column in columns)
             {
-                var mean = column.MeanScores(asked);
+                var mean = column.MeanScores();
                 string scores = mean is null ? "" : string.Create(CultureInfo.InvariantCulture, $", BLEU-4 {mean["bleu-4"]:0.00}, ROUGE-L {mean["rouge-l"]:0.00}");
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"{column.Name}: {column.Answers.Average(a => a.Tokens):0.0} tokens per answer{scores}"));

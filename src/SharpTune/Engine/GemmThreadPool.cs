@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 
 namespace SharpTune.Engine;
@@ -39,7 +40,7 @@ public sealed class GemmThreadPool
     private static readonly Lazy<GemmThreadPool> s_shared = new(() => new GemmThreadPool(EngineThreads.Count));
 
     /// <summary>How long an idle thread spins before it blocks: ~100 µs, longer than the gaps inside a decode step.</summary>
-    private static readonly long SpinTicks = System.Diagnostics.Stopwatch.Frequency / 10_000;
+    private static readonly long SpinTicks = Stopwatch.Frequency / 10_000;
 
     public static GemmThreadPool Shared => s_shared.Value;
 
@@ -108,9 +109,9 @@ public sealed class GemmThreadPool
 
     private void WaitForWorkers()
     {
-        long deadline = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
+        long deadline = Stopwatch.GetTimestamp() + SpinTicks;
         var spinner = new SpinWait();
-        while (Volatile.Read(ref _pendingWorkers) != 0 && System.Diagnostics.Stopwatch.GetTimestamp() <= deadline)
+        while (Volatile.Read(ref _pendingWorkers) != 0 && Stopwatch.GetTimestamp() <= deadline)
             spinner.SpinOnce(sleep1Threshold: -1);
         // Always wait for the event, even when the count has reached 0: the last worker sets it just after counting
         // down, and a Set landing after the next call's Reset would let that call return before its workers finish.
@@ -146,12 +147,12 @@ public sealed class GemmThreadPool
     /// <summary>Waits until a job newer than <paramref name="seen"/> is published (spinning first) and returns its generation.</summary>
     private long AwaitJob(long seen)
     {
-        long deadline = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
+        long deadline = Stopwatch.GetTimestamp() + SpinTicks;
         var spinner = new SpinWait();
         long current;
         while ((current = Volatile.Read(ref _generation)) == seen)
         {
-            if (System.Diagnostics.Stopwatch.GetTimestamp() > deadline) return Sleep(seen);
+            if (Stopwatch.GetTimestamp() > deadline) return Sleep(seen);
             spinner.SpinOnce(sleep1Threshold: -1);
         }
         return current;

@@ -145,7 +145,7 @@ public sealed class ComparisonTests(ComparisonFixture fx) : IClassFixture<Compar
             }
         }
         Assert.NotEqual(baseColumn.Answers.Select(a => a.Text), adapterColumn.Answers.Select(a => a.Text));
-        var mean = baseColumn.MeanScores(questions)!;
+        var mean = baseColumn.MeanScores()!;
         var expected = GenerationMetrics.Compute([baseColumn.Answers[0].Text, baseColumn.Answers[2].Text], ["I am TuneBot.", "你好！"]);
         Assert.Equal(expected, mean);
     }

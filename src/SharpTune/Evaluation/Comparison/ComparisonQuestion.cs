@@ -71,36 +71,29 @@ public static class ComparisonQuestions
             lineNumber++;
             if (line.Trim().Length == 0) continue;
             string where = $"{path}: line {lineNumber}";
-            JsonDocument doc;
-            try
-            {
-                doc = JsonDocument.Parse(line);
-            }
-            catch (JsonException e)
-            {
-                throw new InvalidDataException($"{where}: not valid JSON ({e.Message})");
-            }
-            using (doc) entries.Add(ReadEntry(doc.RootElement, where));
+            using var doc = Parse(line, where);
+            entries.Add(ReadEntry(doc.RootElement, where));
         }
         return entries;
     }
 
     private static List<Entry> ReadJsonArray(string path)
     {
-        JsonDocument doc;
+        using var doc = Parse(File.ReadAllText(path), path);
+        if (doc.RootElement.ValueKind != JsonValueKind.Array)
+            throw new InvalidDataException($"{path}: expected a JSON array of {{\"question\": ...}} objects");
+        return doc.RootElement.EnumerateArray().Select((e, i) => ReadEntry(e, $"{path}: record {i}")).ToList();
+    }
+
+    private static JsonDocument Parse(string json, string where)
+    {
         try
         {
-            doc = JsonDocument.Parse(File.ReadAllText(path));
+            return JsonDocument.Parse(json);
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"{path}: not valid JSON ({e.Message})");
-        }
-        using (doc)
-        {
-            if (doc.RootElement.ValueKind != JsonValueKind.Array)
-                throw new InvalidDataException($"{path}: expected a JSON array of {{\"question\": ...}} objects");
-            return doc.RootElement.EnumerateArray().Select((e, i) => ReadEntry(e, $"{path}: record {i}")).ToList();
+            throw new InvalidDataException($"{where}: not valid JSON ({e.Message})");
         }
     }
 

@@ -41,7 +41,7 @@ public sealed record ComparisonReport(IReadOnlyList<KeyValuePair<string, string>
 
     private List<SummaryRow> Summary() => Columns.Select(c =>
     {
-        var mean = c.MeanScores(Questions);
+        var mean = c.MeanScores();
         double seconds = c.Elapsed.TotalSeconds;
         return new SummaryRow(c.Name, c.AdapterDirectory ?? "base model",
             c.Answers.Average(a => a.Tokens), c.Answers.Average(a => (double)a.Text.Length),

@@ -19,12 +19,14 @@ public sealed record ComparisonColumn(string Name, string? AdapterDirectory, IRe
 {
     public long GeneratedTokens => Answers.Sum(a => (long)a.Tokens);
 
-    /// <summary>The averaged BLEU-4 and ROUGE scores over the questions that have a reference, as a prediction run averages them.</summary>
-    public IReadOnlyDictionary<string, double>? MeanScores(IReadOnlyList<ComparisonQuestion> questions)
+    /// <summary>
+    /// The averaged BLEU-4 and ROUGE scores of the answers that were scored (those whose question has a reference),
+    /// as a prediction run averages them; null when none was.
+    /// </summary>
+    public IReadOnlyDictionary<string, double>? MeanScores()
     {
-        var scored = Enumerable.Range(0, questions.Count).Where(i => questions[i].Reference is not null).ToList();
-        if (scored.Count == 0) return null;
-        return GenerationMetrics.Compute(scored.Select(i => Answers[i].Text).ToList(), scored.Select(i => questions[i].Reference!).ToList());
+        var scored = Answers.Where(a => a.Scores is not null).Select(a => a.Scores!.Value).ToList();
+        return scored.Count == 0 ? null : GenerationMetrics.Mean(scored);
     }
 }
 

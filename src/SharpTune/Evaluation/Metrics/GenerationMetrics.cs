@@ -29,16 +29,19 @@ public static class GenerationMetrics
         if (predictions.Count != references.Count)
             throw new ArgumentException($"{predictions.Count} predictions but {references.Count} references; they must pair up one to one");
         if (predictions.Count == 0) throw new ArgumentException("no predictions to score");
+        return Mean(predictions.Select((prediction, i) => Score(prediction, references[i])).ToList());
+    }
 
-        var bleu = new double[predictions.Count];
-        var rouge1 = new double[predictions.Count];
-        var rouge2 = new double[predictions.Count];
-        var rougeL = new double[predictions.Count];
-        for (int i = 0; i < predictions.Count; i++)
-        {
-            GenerationScores s = Score(predictions[i], references[i]);
-            (bleu[i], rouge1[i], rouge2[i], rougeL[i]) = (s.Bleu4, s.Rouge1, s.Rouge2, s.RougeL);
-        }
+    /// <summary>Pairs already scored, averaged as <see cref="Compute"/> averages them.</summary>
+    public static IReadOnlyDictionary<string, double> Mean(IReadOnlyList<GenerationScores> scores)
+    {
+        if (scores.Count == 0) throw new ArgumentException("no scores to average");
+        var bleu = new double[scores.Count];
+        var rouge1 = new double[scores.Count];
+        var rouge2 = new double[scores.Count];
+        var rougeL = new double[scores.Count];
+        for (int i = 0; i < scores.Count; i++)
+            (bleu[i], rouge1[i], rouge2[i], rougeL[i]) = (scores[i].Bleu4, scores[i].Rouge1, scores[i].Rouge2, scores[i].RougeL);
         return new Dictionary<string, double>
         {
             [Rouge1Key] = NumpyMean(rouge1),
