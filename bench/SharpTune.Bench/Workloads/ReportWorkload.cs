@@ -66,7 +66,7 @@ public sealed class ReportWorkload : IWorkload
         {
             if (row.Args.Contains("--bf16") && Bf16ComputeMatrix.AvailableKernel is null)
             {
-                table.Add([row.Label, "— (no bf16 GEMM on this machine: needs oneDNN and AVX512-BF16 or AMX)", "—", "—", "—", "—", "—"]);
+                table.Add([row.Label, $"— ({Bf16ComputeMatrix.Unavailable})", "—", "—", "—", "—", "—"]);
                 continue;
             }
             var results = RunChild(row.Workload, [.. row.Args, "--runs", runs]);

@@ -60,7 +60,7 @@ public sealed class TrainWorkload : IWorkload
         string optim = context.Option("optim", OptimizerNames.AdamWTorch);
         bool bf16 = bool.Parse(context.Option("bf16", "false"));
         if (bf16 && Bf16ComputeMatrix.AvailableKernel is null)
-            throw new InvalidOperationException("--bf16: no bf16 GEMM on this machine (needs oneDNN, see .ci/install-native.sh, and a CPU with AVX512-BF16 or AMX)");
+            throw new InvalidOperationException($"--bf16: {Bf16ComputeMatrix.Unavailable}");
         using var model = TrainableModels.Create(folder, args, checkpointing, new SeededRandom(0), [], quantization, bf16);
         if (!context.Json)
             Console.WriteLine($"# {method}{(method == "lora" ? $" r{rank} on all projections" : "")}{(quantization is null ? "" : $", projections {quantization}")}, batch {batch}, gradient checkpointing {(checkpointing ? "on" : "off")}, optim {optim}, {(bf16 ? "bf16" : "fp32")} compute; {TrainableModels.Summary(model)}");

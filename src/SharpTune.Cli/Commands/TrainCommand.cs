@@ -58,7 +58,7 @@ public static class TrainCommand
         if (cfg.Model.Quantization is { } quantization) Log($"base projections quantized on load: {quantization}");
         if (cfg.Training.Bf16)
             Log(Bf16ComputeMatrix.AvailableKernel is null
-                ? "note: bf16: this machine has no bf16 GEMM (it needs oneDNN, see .ci/install-native.sh, and a CPU with AVX512-BF16 or AMX); computing in fp32"
+                ? $"note: bf16: {Bf16ComputeMatrix.Unavailable}; computing in fp32"
                 : "bf16: frozen bf16 weights are multiplied on oneDNN's bf16 GEMM (activations rounded to bf16, fp32 accumulation); float32 weights and everything trained stay fp32");
         Log($"{cfg.Finetuning.FinetuningType.ToString().ToLowerInvariant()}: {TrainableModels.Summary(model)}");
 

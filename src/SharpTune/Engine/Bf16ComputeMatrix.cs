@@ -30,6 +30,9 @@ public sealed unsafe class Bf16ComputeMatrix : IFrozenMatrix
     public static OneDnnGemmKernel? AvailableKernel =>
         CpuComputesBf16 && OneDnnGemmKernel.Instance is { SupportsBf16Gemm: true } kernel ? kernel : null;
 
+    /// <summary>Why <see cref="AvailableKernel"/> is null, for notes and errors.</summary>
+    public const string Unavailable = "this machine has no bf16 GEMM (it needs oneDNN, see .ci/install-native.sh, and a CPU with AVX512-BF16 or AMX)";
+
     /// <summary>Whether the CPU lists AVX512-BF16 or AMX-BF16 (Linux: /proc/cpuinfo's flags; elsewhere unknown, so no).</summary>
     public static bool CpuComputesBf16 { get; } = ReadCpuFlags().Overlaps(["avx512_bf16", "amx_bf16"]);
 
@@ -52,7 +55,7 @@ public sealed unsafe class Bf16ComputeMatrix : IFrozenMatrix
 
     public int Rows => Matrix.Rows;
     public int Cols => Matrix.Cols;
-    public long StorageBytes => (long)Rows * Cols * 2;
+    public long StorageBytes => _stored.StorageBytes;
 
     public void MultiplyTransposed(float[] x, int m, float[] y)
     {

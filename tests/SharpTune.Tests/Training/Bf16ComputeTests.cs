@@ -14,7 +14,7 @@ public sealed class Bf16GemmFactAttribute : FactAttribute
     public Bf16GemmFactAttribute()
     {
         if (Bf16ComputeMatrix.AvailableKernel is null)
-            Skip = "no bf16 GEMM on this machine: needs oneDNN (.ci/install-native.sh) and a CPU with AVX512-BF16 or AMX";
+            Skip = Bf16ComputeMatrix.Unavailable;
     }
 }
 
