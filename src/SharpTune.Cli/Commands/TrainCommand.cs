@@ -18,8 +18,9 @@ using SharpTune.Training.Trainer;
 namespace SharpTune.Cli.Commands;
 
 /// <summary>
-/// `sharptune train CONFIG.yaml [key=value ...]`: supervised fine-tuning from a LLaMA-Factory YAML config —
-/// data → template → tokens with masked prompts → the method's trainable model → the trainer → output_dir.
+/// `sharptune train CONFIG.yaml [key=value ...]`: supervised fine-tuning (or, with stage pt, continued pretraining)
+/// from a LLaMA-Factory YAML config — data → template → tokens with masked prompts (pt: plain text, every token
+/// trained) → the method's trainable model → the trainer → output_dir.
 /// </summary>
 public static class TrainCommand
 {
@@ -47,7 +48,9 @@ public static class TrainCommand
         var tokenizer = Tokenizer.FromDirectory(modelDir);
         var template = ChatTemplates.ForModel(cfg.Data.Template ?? "auto", modelDir);
         if (cfg.Training.DoPredict) return Predict(cfg, tokenizer, template);
-        var data = SupervisedDatasets.Load(cfg.Data, tokenizer, template, cfg.Training.Seed);
+        var data = cfg.Finetuning.Stage == "pt"
+            ? PretrainDatasets.Load(cfg.Data, tokenizer, template, modelDir, cfg.Training.Seed)
+            : SupervisedDatasets.Load(cfg.Data, tokenizer, template, cfg.Training.Seed);
         foreach (string line in data.Report.ToString().Split('\n')) Log(line);
         if (cfg.Training.DoTrain && data.Train.Count == 0) throw new InvalidDataException("the training set is empty: no dataset record produced an example");
 

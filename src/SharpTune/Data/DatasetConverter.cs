@@ -19,6 +19,31 @@ public static class DatasetConverter
         return entry.Formatting == DatasetFormatting.Alpaca ? ConvertAlpaca(entry, record) : ConvertSharegpt(entry, record);
     }
 
+    /// <summary>
+    /// A record for continued pretraining (stage pt), in LLaMA-Factory's aligned form: a single user message whose
+    /// content is the text its pretrain processor reads (<c>_prompt[0].content</c>): for alpaca the prompt and query
+    /// columns joined by a newline (the first history prompt when the record has history), for sharegpt the first
+    /// non-system message. No response is needed.
+    /// </summary>
+    /// <exception cref="InvalidRecordException">The record cannot be used; the message names the field.</exception>
+    public static AlignedExample ConvertPlainText(DatasetEntry entry, JsonElement record)
+    {
+        if (record.ValueKind != JsonValueKind.Object)
+            throw new InvalidRecordException($"a record must be a JSON object, got {JsonKinds.Describe(record)}");
+        if (entry.Formatting == DatasetFormatting.Sharegpt)
+            return new AlignedExample([Convert(entry, record).Messages[0]], null, null);
+        if (Value(record, entry.History) is { ValueKind: JsonValueKind.Array } history && history.GetArrayLength() > 0)
+        {
+            var first = history[0];
+            if (first.ValueKind != JsonValueKind.Array || first.GetArrayLength() != 2 || first[0].ValueKind != JsonValueKind.String)
+                throw new InvalidRecordException($"'{entry.History}'[0] must be a [prompt, response] pair of strings");
+            return new AlignedExample([new ChatMessage(ChatRole.User, first[0].GetString()!)], null, null);
+        }
+        string text = string.Join("\n", new[] { OptionalString(record, entry.Prompt), OptionalString(record, entry.Query) }
+            .Where(t => !string.IsNullOrEmpty(t)));
+        return new AlignedExample([new ChatMessage(ChatRole.User, text)], null, null);
+    }
+
     private static AlignedExample ConvertAlpaca(DatasetEntry entry, JsonElement record)
     {
         var messages = new List<ChatMessage>();

@@ -46,6 +46,20 @@ public sealed class DatasetEntry
     public string? FunctionTag { get; init; } = "function_call";
     public string? SystemTag { get; init; } = "system";
 
+    /// <summary>Where the entry was read, for messages: "dataset_info.json path: dataset 'name'".</summary>
+    public string Where { get; init; } = "";
+
+    /// <summary>
+    /// Supervised stages train on answers; an alpaca entry whose columns name no response column (a plain-text
+    /// corpus such as LLaMA-Factory's wiki_demo, meant for stage pt) has none.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The entry has no response column.</exception>
+    public void RequireAnswers()
+    {
+        if (Formatting == DatasetFormatting.Alpaca && Response is null)
+            throw new InvalidDataException($"{Where}: columns does not name the 'response' column, so the records have no answers to train on (a plain-text corpus trains with stage: pt)");
+    }
+
     /// <summary>
     /// Reads one entry; <paramref name="source"/> names where it came from, for messages. SharpTune reads local files
     /// only, so an entry with a <c>file_name</c> uses it even when it also names a hub address (which LLaMA-Factory
@@ -115,10 +129,9 @@ public sealed class DatasetEntry
             UserTag = Tag("user_tag", defaults.UserTag), AssistantTag = Tag("assistant_tag", defaults.AssistantTag),
             ObservationTag = Tag("observation_tag", defaults.ObservationTag), FunctionTag = Tag("function_tag", defaults.FunctionTag),
             SystemTag = Tag("system_tag", defaults.SystemTag),
+            Where = where,
         };
 
-        if (entry.Formatting == DatasetFormatting.Alpaca && entry.Response is null)
-            throw new InvalidDataException($"{where}: columns does not name the 'response' column, so the records have no answers to train on");
         if (entry.Formatting == DatasetFormatting.Sharegpt)
         {
             if (entry.Messages is null)

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 
 namespace SharpTune.Data;
@@ -7,11 +8,12 @@ internal readonly record struct RawRecord(JsonElement Value, string Location);
 
 /// <summary>
 /// Reads a registered dataset's files: a JSON file holding an array of records (or, as Hugging Face's json loader
-/// accepts, one record per line), a JSON Lines file, or a folder of such files (all of them, by name).
+/// accepts, one record per line), a JSON Lines file, a plain text file (a record <c>{"text": line}</c> per line, as
+/// Hugging Face's text loader reads it), or a folder of such files (all of them, by name).
 /// </summary>
 internal static class DatasetFiles
 {
-    private static readonly string[] Extensions = [".json", ".jsonl"];
+    private static readonly string[] Extensions = [".json", ".jsonl", ".txt"];
 
     /// <summary>The files of an entry as (full path, name shown in messages: the path relative to dataset_dir).</summary>
     public static IReadOnlyList<(string Path, string Display)> Resolve(string datasetDir, DatasetEntry entry)
@@ -38,6 +40,7 @@ internal static class DatasetFiles
     /// <exception cref="InvalidDataException">The file (or a line of a JSON Lines file) is not valid JSON.</exception>
     public static IEnumerable<RawRecord> Read(string path, string display)
     {
+        if (path.EndsWith(".txt", StringComparison.OrdinalIgnoreCase)) return ReadText(path, display);
         byte[] bytes = File.ReadAllBytes(path);
         int start = BomLength(bytes);
         int first = start;
@@ -91,10 +94,43 @@ internal static class DatasetFiles
         }
     }
 
+    /// <summary>
+    /// Hugging Face's text loader: the file read with universal newlines (\r\n and \r become \n), then split as
+    /// Python's <c>str.splitlines()</c> splits (also at \v, \f, \x1c–\x1e, \x85, U+2028 and U+2029), one record per
+    /// line, empty lines included, no record after a final line break.
+    /// </summary>
+    private static IEnumerable<RawRecord> ReadText(string path, string display)
+    {
+        string text;
+        try
+        {
+            text = File.ReadAllText(path, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true));
+        }
+        catch (DecoderFallbackException e)
+        {
+            throw new InvalidDataException($"{display}: not valid UTF-8 text ({e.Message})", e);
+        }
+        int lineNumber = 0, start = 0;
+        for (int i = 0; i <= text.Length; i++)
+        {
+            bool end = i == text.Length;
+            if (!end && !IsLineBreak(text[i])) continue;
+            if (end && start == text.Length) break;
+            string line = text[start..i];
+            if (!end && text[i] == '\r' && i + 1 < text.Length && text[i + 1] == '\n') i++;
+            start = i + 1;
+            var record = JsonSerializer.SerializeToElement(new Dictionary<string, string> { ["text"] = line });
+            yield return new RawRecord(record, $"{display}: line {++lineNumber}");
+        }
+    }
+
+    private static bool IsLineBreak(char c) =>
+        c is '\n' or '\r' or '\v' or '\f' or '\x1c' or '\x1d' or '\x1e' or '\x85' or '\u2028' or '\u2029';
+
     private static void CheckExtension(DatasetEntry entry, string file)
     {
         if (!Extensions.Any(ext => file.EndsWith(ext, StringComparison.OrdinalIgnoreCase)))
             throw new InvalidDataException(
-                $"dataset '{entry.Name}': '{file}' is not a .json or .jsonl file; SharpTune reads JSON arrays and JSON Lines (convert csv/parquet/arrow data to JSON)");
+                $"dataset '{entry.Name}': '{file}' is not a .json, .jsonl or .txt file; SharpTune reads JSON arrays, JSON Lines and plain text (convert csv/parquet/arrow data to JSON)");
     }
 }

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using SharpTune.Hparams;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
@@ -40,8 +41,8 @@ public static class SupervisedDatasets
         var processor = SupervisedProcessor.ForData(tokenizer, template, args);
         var registry = DatasetRegistry.Load(args.DatasetDir);
         var report = new DataReport();
-        var train = LoadAll(registry, trainNames, "train", processor.Encode, args, seed, report);
-        var eval = LoadAll(registry, evalNames, "eval", processor.Encode, args, seed, report);
+        var train = LoadAll(registry, trainNames, "train", SupervisedRecords, processor.Encode, args, seed, report);
+        var eval = LoadAll(registry, evalNames, "eval", SupervisedRecords, processor.Encode, args, seed, report);
         if (trainNames.Count > 0 && train.Count == 0)
             throw new InvalidDataException($"dataset {string.Join(", ", trainNames)}: no usable examples (all {report.SkippedRecords} records were malformed)");
 
@@ -74,7 +75,7 @@ public static class SupervisedDatasets
             throw new ArgumentException($"max_samples must be positive, got {args.MaxSamples}");
         var processor = SupervisedProcessor.ForData(tokenizer, template, args);
         var report = new DataReport();
-        var examples = LoadAll(DatasetRegistry.Load(args.DatasetDir), names, "eval", processor.EncodeForGeneration, args, seed, report);
+        var examples = LoadAll(DatasetRegistry.Load(args.DatasetDir), names, "eval", SupervisedRecords, processor.EncodeForGeneration, args, seed, report);
         if (examples.Count == 0)
             throw new InvalidDataException($"eval_dataset {string.Join(", ", names)}: no usable examples (all {report.SkippedRecords} records were malformed)");
         report.EvalExamples = examples.Count;
@@ -98,15 +99,30 @@ public static class SupervisedDatasets
         return (order[evalCount..].Select(i => examples[i]).ToList(), order[..evalCount].Select(i => examples[i]).ToList());
     }
 
-    private static List<string> SplitNames(IEnumerable<string> names) =>
+    internal static List<string> SplitNames(IEnumerable<string> names) =>
         names.SelectMany(n => n.Split(',')).Select(n => n.Trim()).Where(n => n.Length > 0).ToList();
 
-    private static List<T> LoadAll<T>(DatasetRegistry registry, List<string> names, string split,
-        Func<AlignedExample, T> encode, DataArguments args, int seed, DataReport report) where T : class
+    /// <summary>The record converter of the supervised stages, for an entry that has answers.</summary>
+    private static Func<JsonElement, AlignedExample> SupervisedRecords(DatasetEntry entry)
+    {
+        entry.RequireAnswers();
+        return record => DatasetConverter.Convert(entry, record);
+    }
+
+    /// <summary>
+    /// The named datasets, concatenated in order: each entry's records converted by the converter
+    /// <paramref name="converterFor"/> gives for that entry (which may refuse the entry), then encoded.
+    /// </summary>
+    internal static List<T> LoadAll<T>(DatasetRegistry registry, List<string> names, string split,
+        Func<DatasetEntry, Func<JsonElement, AlignedExample>> converterFor, Func<AlignedExample, T> encode,
+        DataArguments args, int seed, DataReport report) where T : class
     {
         var all = new List<T>();
         foreach (string name in names)
-            all.AddRange(LoadOne(registry, registry.Get(name), split, encode, args, seed, report));
+        {
+            var entry = registry.Get(name);
+            all.AddRange(LoadOne(registry, entry, split, converterFor(entry), encode, args, seed, report));
+        }
         return all;
     }
 
@@ -120,7 +136,7 @@ public static class SupervisedDatasets
     }
 
     private static List<T> LoadOne<T>(DatasetRegistry registry, DatasetEntry entry, string split,
-        Func<AlignedExample, T> encode, DataArguments args, int seed, DataReport report) where T : class
+        Func<JsonElement, AlignedExample> convert, Func<AlignedExample, T> encode, DataArguments args, int seed, DataReport report) where T : class
     {
         // max_samples keeps the first N records, so without num_samples the rest need not be converted at all.
         int limit = entry.NumSamples is null && args.MaxSamples is int max ? max : int.MaxValue;
@@ -136,7 +152,7 @@ public static class SupervisedDatasets
                 var item = new Item<T>(raw.Location);
                 try
                 {
-                    item.Aligned = DatasetConverter.Convert(entry, raw.Value);
+                    item.Aligned = convert(raw.Value);
                 }
                 catch (InvalidRecordException e)
                 {

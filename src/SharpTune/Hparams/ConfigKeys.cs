@@ -79,7 +79,7 @@ internal static class ConfigKeys
         Supported("skip_invalid_records", (c, v) => c.Data.SkipInvalidRecords = v.Bool()),
 
         // method
-        Supported("stage", (c, v) => c.Finetuning.Stage = v.Choice(["sft"], ["pt", "rm", "ppo", "dpo", "kto"])),
+        Supported("stage", (c, v) => c.Finetuning.Stage = v.Choice(["sft", "pt"], ["rm", "ppo", "dpo", "kto"])),
         Supported("finetuning_type", (c, v) => c.Finetuning.FinetuningType = v.Choice(["lora", "full", "freeze"], ["oft"]) switch
         {
             "lora" => FinetuningType.Lora,
@@ -156,7 +156,7 @@ internal static class ConfigKeys
         Ignored("dataloader_pin_memory", "SharpTune loads batches in-process"),
         Ignored("dataloader_persistent_workers", "SharpTune loads batches in-process"),
         Ignored("preprocessing_num_workers", "SharpTune tokenizes in-process", v => v.IsNull),
-        Ignored("preprocessing_batch_size", "SharpTune tokenizes in-process"),
+        Supported("preprocessing_batch_size", (c, v) => c.Data.PreprocessingBatchSize = v.Int(min: 1)),
         Ignored("overwrite_cache", "SharpTune keeps no tokenized-dataset cache", IsFalseOrNull),
         Ignored("trust_remote_code", "SharpTune runs no model code from model folders", IsFalseOrNull),
         Ignored("save_only_model", "SharpTune decides what a checkpoint holds", IsFalseOrNull),

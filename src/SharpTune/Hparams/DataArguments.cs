@@ -22,8 +22,13 @@ public sealed class DataArguments
     public int? MaxSamples { get; set; }
     /// <summary>val_size: a fraction in (0, 1) or a whole number of examples (≥ 1) held out for evaluation; 0 holds none.</summary>
     public double ValSize { get; set; }
-    /// <summary>packing: concatenate examples into cutoff_len sequences (LLaMA-Factory enables it only for the pt stage by default).</summary>
+    /// <summary>
+    /// packing: concatenate examples into cutoff_len sequences. Unset, LLaMA-Factory enables it for stage pt only; this
+    /// property holds the value in effect.
+    /// </summary>
     public bool Packing { get; set; }
+    /// <summary>preprocessing_batch_size: records processed as one group (stage pt packs each group on its own).</summary>
+    public int PreprocessingBatchSize { get; set; } = 1000;
     /// <summary>default_system: replaces the template's default system prompt.</summary>
     public string? DefaultSystem { get; set; }
     /// <summary>tool_format: the tool-call format name that replaces the template's own.</summary>

@@ -5,7 +5,7 @@ public enum FinetuningType { Lora, Full, Freeze }
 /// <summary>LLaMA-Factory's fine-tuning arguments (defaults as in its hparams/finetuning_args.py).</summary>
 public sealed class FinetuningArguments
 {
-    /// <summary>stage: only "sft" is supported.</summary>
+    /// <summary>stage: "sft" (supervised fine-tuning) or "pt" (continued pretraining on plain text).</summary>
     public string Stage { get; set; } = "sft";
     public FinetuningType FinetuningType { get; set; } = FinetuningType.Lora;
 

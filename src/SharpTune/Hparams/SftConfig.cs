@@ -84,7 +84,7 @@ public sealed class SftConfig
                 config.Notes.Add($"{key} is ignored: {entry.Reason}");
         }
 
-        config.ApplyLlamaFactoryDefaults();
+        config.ApplyLlamaFactoryDefaults(entries);
         config.CheckValues(entries);
         config.ResolvePaths(workingDirectory);
         return config;
@@ -126,11 +126,14 @@ public sealed class SftConfig
     }
 
     /// <summary>The LLaMA-Factory and transformers post-processing that turns the keys into the values a run uses.</summary>
-    private void ApplyLlamaFactoryDefaults()
+    private void ApplyLlamaFactoryDefaults(IReadOnlyDictionary<string, ConfigValue> entries)
     {
+        // data_args.__post_init__ lowers cutoff_len only for packing written in the config; the parser then turns an
+        // unset packing on for stage pt, at full cutoff_len.
+        if (!entries.TryGetValue("packing", out var packing) || packing.IsNull) Data.Packing = Finetuning.Stage == "pt";
+        else if (Data.Packing) Data.CutoffLen -= 1;
         // LLaMA-Factory enables checkpointing unless told not to; transformers' own key can still ask for it.
         Training.GradientCheckpointing |= !Model.DisableGradientCheckpointing;
-        if (Data.Packing) Data.CutoffLen -= 1;
         if (Training.EvalStrategy != "no") Training.DoEval = true;
         if (Training.EvalStrategy == "steps") Training.EvalSteps ??= Training.LoggingSteps;
     }
@@ -150,6 +153,12 @@ public sealed class SftConfig
         if (Data.ValSize > 0 && Data.Dataset.Count == 0) throw Error("val_size", "needs dataset to split from");
         if (Data.ValSize > 0 && Data.EvalDataset.Count > 0) throw Error("val_size", "cannot be combined with eval_dataset");
         if (Data.MaskHistory && Data.TrainOnPrompt) throw Error("mask_history", "cannot be combined with train_on_prompt");
+        if (Finetuning.Stage != "sft")
+        {
+            // LLaMA-Factory's parser allows these for supervised fine-tuning only.
+            foreach (var (key, set) in new[] { ("train_on_prompt", Data.TrainOnPrompt), ("mask_history", Data.MaskHistory), ("predict_with_generate", Training.PredictWithGenerate) })
+                if (set) throw Error(key, $"applies to stage sft only, not stage {Finetuning.Stage}");
+        }
         if (Data.CutoffLen < 1) throw Error("cutoff_len", "must be at least 2 with packing (packing lowers it by one)");
         if (Data.DatasetDir.StartsWith("REMOTE:", StringComparison.Ordinal))
             throw Error("dataset_dir", $"'{Data.DatasetDir}' names a Hub dataset folder; SharpTune reads local datasets only");

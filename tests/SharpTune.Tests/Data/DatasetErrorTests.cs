@@ -112,7 +112,7 @@ public sealed class DatasetErrorTests : IDisposable
     [InlineData("""{"x": {"file_name": "x.json", "formatting": "openai"}}""", "x",
         "dataset 'x': formatting 'openai' is not supported (alpaca or sharegpt)")]
     [InlineData("""{"x": {"file_name": "x.json", "columns": {"prompt": "instruction"}}}""", "x",
-        "dataset 'x': columns does not name the 'response' column, so the records have no answers to train on")]
+        "dataset 'x': columns does not name the 'response' column, so the records have no answers to train on (a plain-text corpus trains with stage: pt)")]
     public void UnusableRegistryEntriesAreExplained(string info, string name, string expectedEnd)
     {
         dir.Info(info);
@@ -130,7 +130,7 @@ public sealed class DatasetErrorTests : IDisposable
         Assert.StartsWith("dataset 'nope' is not defined in ", LoadError("nope"));
         Assert.EndsWith("(it defines: demo, table, gone)", LoadError("nope"));
         Assert.StartsWith("dataset 'table': ", LoadError("table"));
-        Assert.Contains("is not a .json or .jsonl file", LoadError("table"));
+        Assert.Contains("is not a .json, .jsonl or .txt file", LoadError("table"));
         Assert.Equal($"dataset 'gone': '{Path.Combine(dir.Path, "gone.json")}' does not exist", LoadError("gone"));
         Assert.Equal("dataset 'demo' (data.json) holds no records", LoadError("demo"));
         Assert.Equal($"dataset_dir '{Path.Combine(dir.Path, "sub")}' has no dataset_info.json",

@@ -175,6 +175,35 @@ public sealed class ConfigParsingTests
     public void ValueChecks(string yaml, string messageStart) => Assert.StartsWith(messageStart, Error(Model + yaml));
 
     [Fact]
+    public void StagePtPacksByDefaultAtFullCutoffLenAsLlamaFactorysParserDoes()
+    {
+        var pt = Parse(Model + "stage: pt\ncutoff_len: 512\npreprocessing_batch_size: 50\n");
+        Assert.Equal("pt", pt.Finetuning.Stage);
+        Assert.True(pt.Data.Packing);
+        Assert.Equal(512, pt.Data.CutoffLen);
+        Assert.Equal(50, pt.Data.PreprocessingBatchSize);
+
+        // Written packing is lowered by one in data_args.__post_init__, whatever the stage.
+        var written = Parse(Model + "stage: pt\ncutoff_len: 512\npacking: true\n");
+        Assert.Equal(511, written.Data.CutoffLen);
+        var unpacked = Parse(Model + "stage: pt\ncutoff_len: 512\npacking: false\n");
+        Assert.False(unpacked.Data.Packing);
+        Assert.Equal(512, unpacked.Data.CutoffLen);
+        Assert.False(Parse(Model + "cutoff_len: 512\n").Data.Packing);
+        Assert.Equal(1000, Parse(Model).Data.PreprocessingBatchSize);
+    }
+
+    [Theory]
+    [InlineData("train_on_prompt: true")]
+    [InlineData("mask_history: true")]
+    [InlineData("predict_with_generate: true")]
+    public void SupervisedOnlyKeysAreRefusedForStagePt(string line)
+    {
+        string key = line[..line.IndexOf(':')];
+        Assert.StartsWith($"{key}: applies to stage sft only, not stage pt", Error(Model + "stage: pt\n" + line + "\n"));
+    }
+
+    [Fact]
     public void ModelNameOrPathIsRequired()
     {
         Assert.Equal("model_name_or_path: required", Error("do_train: false\n"));
@@ -182,8 +211,7 @@ public sealed class ConfigParsingTests
     }
 
     [Theory]
-    [InlineData("stage: dpo", "stage 'dpo' is not supported yet (supported: sft) (line 2 of config)")]
-    [InlineData("stage: pt", "stage 'pt' is not supported yet (supported: sft) (line 2 of config)")]
+    [InlineData("stage: dpo", "stage 'dpo' is not supported yet (supported: sft, pt) (line 2 of config)")]
     [InlineData("stage: sf", "stage: expected one of sft, pt, rm, ppo, dpo, kto, got 'sf' (line 2 of config)")]
     [InlineData("finetuning_type: oft", "finetuning_type 'oft' is not supported yet (supported: lora, full, freeze) (line 2 of config)")]
     [InlineData("lr_scheduler_type: polynomial", "lr_scheduler_type 'polynomial' is not supported yet (supported: linear, cosine, constant, constant_with_warmup, cosine_with_min_lr) (line 2 of config)")]
