@@ -1,3 +1,5 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Runtime.InteropServices;
 using SharpTune.Engine;
 using SharpTune.IO;
@@ -44,17 +46,31 @@ public static class ModelExporter
         var adapters = adapterDirs.Select(LoraAdapter.Load).ToArray();
 
         using var checkpoint = SafetensorsCheckpoint.OpenDirectory(baseDir);
-        foreach (var adapter in adapters) LoraMerge.ValidateAgainst(adapter, checkpoint, baseDir);
+        foreach (var adapter in adapters) LoraMerge.ValidateAgainst(adapter, checkpoint, baseDir, config.TieWordEmbeddings);
+        // An adapter that replaces embed_tokens or lm_head of a tied model (PEFT's modules_to_save) changes one of the
+        // two; the export keeps both, untied, so the merged model computes what the adapter did (save_pretrained
+        // would drop lm_head and reloading would tie it to the new embedding).
+        bool untie = config.TieWordEmbeddings && adapters.Any(a => TiedNames.Any(a.ReplacedTensors.ContainsKey));
         // Generation settings are resolved before anything is written, so a template the tokenizer cannot express
         // leaves no half-exported folder behind.
         string? generationConfig = template is null ? null : ExportGenerationConfig.Build(baseDir, config, template);
 
         Directory.CreateDirectory(exportDir);
         var gemm = GemmKernels.Default;
-        var tensors = StateDictOrder(config, checkpoint).Select(name => Tensor(checkpoint, name, adapters, gemm)).ToArray();
+        var tensors = StateDictOrder(config, checkpoint, untie).Select(name => Tensor(checkpoint, name, adapters, gemm)).ToArray();
         var written = new List<string>(SafetensorsWriter.WriteSharded(exportDir, tensors, maxShardBytes));
 
-        Copy(baseDir, exportDir, "config.json", written);
+        if (untie)
+        {
+            var json = JsonNode.Parse(File.ReadAllText(ModelFolder.ConfigPath(baseDir)))!;
+            json["tie_word_embeddings"] = false;
+            AtomicFile.WriteText(ModelFolder.ConfigPath(exportDir), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+            written.Add("config.json");
+        }
+        else
+        {
+            Copy(baseDir, exportDir, "config.json", written);
+        }
         foreach (string file in TokenizerFiles) Copy(baseDir, exportDir, file, written);
         if (generationConfig is not null)
         {
@@ -68,15 +84,20 @@ public static class ModelExporter
         return written;
     }
 
+    /// <summary>The two tensors of a tied pair: the embedding (the one a tied checkpoint stores) and lm_head.</summary>
+    private static readonly string[] TiedNames = ["model.embed_tokens.weight", "lm_head.weight"];
+
     private static (string Name, DType DType, long[] Shape, ReadOnlyMemory<byte> Data) Tensor(
         SafetensorsCheckpoint checkpoint, string name, IReadOnlyList<LoraAdapter> adapters, IGemmKernel gemm)
     {
-        var info = checkpoint.Get(name);
+        // An untied lm_head starts from the tied checkpoint's only copy, the embedding.
+        string stored = checkpoint.Contains(name) ? name : TiedNames[0];
+        var info = checkpoint.Get(stored);
         int length = checked((int)info.ByteSize);
         Func<byte[]> produce = LoraMerge.Changes(adapters, name)
             ? () => ToArray(SafetensorsWriter.EncodeFloat32(
-                LoraMerge.Merge(gemm, adapters, name, checkpoint.ReadFloat32(name), info.DType), info.DType))
-            : () => checkpoint.Bytes(name).ToArray();
+                LoraMerge.Merge(gemm, adapters, name, checkpoint.ReadFloat32(stored), info.DType), info.DType))
+            : () => checkpoint.Bytes(stored).ToArray();
         return (name, info.DType, info.Shape, new LazyBytes(length, produce).Memory);
     }
 
@@ -90,7 +111,7 @@ public static class ModelExporter
     /// decides how save_pretrained fills shards; tensors the model does not name follow in name order. A tied lm_head is
     /// dropped, as save_pretrained drops the shared tensor.
     /// </summary>
-    private static IEnumerable<string> StateDictOrder(ModelConfig c, SafetensorsCheckpoint checkpoint)
+    private static IEnumerable<string> StateDictOrder(ModelConfig c, SafetensorsCheckpoint checkpoint, bool untie)
     {
         var order = new List<string> { "model.embed_tokens.weight" };
         for (int l = 0; l < c.NumLayers; l++)
@@ -105,8 +126,8 @@ public static class ModelExporter
         }
         order.AddRange(["model.norm.weight", "lm_head.weight"]);
         var known = new HashSet<string>(order, StringComparer.Ordinal);
-        var names = order.Where(checkpoint.Contains).Concat(checkpoint.Names.Where(n => !known.Contains(n)));
-        return c.TieWordEmbeddings ? names.Where(n => n != "lm_head.weight") : names;
+        var names = order.Where(n => checkpoint.Contains(n) || untie && n == TiedNames[1]).Concat(checkpoint.Names.Where(n => !known.Contains(n)));
+        return c.TieWordEmbeddings && !untie ? names.Where(n => n != TiedNames[1]) : names;
     }
 
     private static void Copy(string fromDir, string toDir, string file, List<string> written)

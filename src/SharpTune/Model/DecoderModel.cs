@@ -262,11 +262,15 @@ public sealed class DecoderModel : IDisposable
             });
             if (p.Bias is not null) map[module + ".bias"] = ([p.Bias.Length], data => p.Bias = data);
         }
-        map["model.embed_tokens.weight"] = ([_embedding.Rows, _embedding.Cols], data =>
-        {
-            _embedding = Pinned(data, _embedding.Rows, _embedding.Cols);
-            if (Config.TieWordEmbeddings) _lmHead.Weight = _embedding;
-        });
+        // With tied embeddings, PEFT's modules_to_save replaces embed_tokens or lm_head alone (the wrapped module's
+        // copy); the other keeps the shared original, so replacing one unties the pair.
+        map["model.embed_tokens.weight"] = ([_embedding.Rows, _embedding.Cols], data => _embedding = Pinned(data, _embedding.Rows, _embedding.Cols));
+        if (Config.TieWordEmbeddings)
+            map["lm_head.weight"] = ([_lmHead.Weight.Rows, _lmHead.Weight.Cols], data =>
+            {
+                _lmHead.Weight = Pinned(data, _lmHead.Weight.Rows, _lmHead.Weight.Cols);
+                _lmHead.Quantized = null;
+            });
         map["model.norm.weight"] = ([_finalNorm.Length], data => _finalNorm = data);
         for (int l = 0; l < _layers.Length; l++)
         {

@@ -36,13 +36,15 @@ public sealed class LoraFineTuning : ITrainableModel
         Dropout = dropout;
         UseRslora = useRslora;
         ModulesToSave = modulesToSave;
+        // PEFT counts the frozen originals of modules_to_save next to their trainable copies (a tied pair once).
+        long baseCount = decoder.Tensors.Sum(t => t.Length);
+        UntieForModulesToSave(decoder, modulesToSave);
         ModulesToSaveTensors = MatchModulesToSave(decoder, modulesToSave);
         var parameters = new List<Parameter>();
         foreach (var adapter in adapters) parameters.AddRange(adapter.Parameters);
         foreach (var t in ModulesToSaveTensors) parameters.Add(t.MakeTrainable(LoraAdapterFile.KeyPrefix + t.Name));
         TrainableParameters = parameters;
-        // PEFT counts the frozen originals of modules_to_save next to their trainable copies.
-        TotalParameterCount = decoder.Tensors.Sum(t => t.Length) + parameters.Sum(p => (long)p.Length);
+        TotalParameterCount = baseCount + parameters.Sum(p => (long)p.Length);
     }
 
     /// <summary>New adapters as LLaMA-Factory creates them from lora_rank, lora_alpha, lora_dropout, lora_target, use_rslora, additional_target.</summary>
@@ -97,9 +99,22 @@ public sealed class LoraFineTuning : ITrainableModel
             adapter.MergeInto(linear.Weight.Materialize());
             linear.Adapter = null;
         }
+        UntieForModulesToSave(decoder, extra.Keys.Select(ModulePathOf).ToList());
         foreach (var t in decoder.Tensors)
             if (extra.TryGetValue(t.Name, out var saved) && saved.Data.Length == t.Length)
                 saved.Data.CopyTo(t.Materialize(), 0);
+    }
+
+    /// <summary>
+    /// PEFT's ModulesToSaveWrapper on a tied model wraps embed_tokens or lm_head alone: the wrapped module trains (or
+    /// loads) a copy while the other keeps the shared original weight, so the two are untied here first. (PEFT's
+    /// ensure_weight_tying, which would keep them tied, is not an option LLaMA-Factory passes.)
+    /// </summary>
+    private static void UntieForModulesToSave(TrainableDecoder decoder, IReadOnlyList<string> modules)
+    {
+        if (ReferenceEquals(decoder.LmHead, decoder.Embedding)
+            && modules.Any(m => ModulePathOf(decoder.Embedding.Name).EndsWith(m, StringComparison.Ordinal) || "lm_head".EndsWith(m, StringComparison.Ordinal)))
+            decoder.UntieLmHead();
     }
 
     private static List<LoraLinearAdapter> Attach(TrainableDecoder decoder, string adapterDirectory, LoraConfig config,

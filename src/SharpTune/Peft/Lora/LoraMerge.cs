@@ -11,11 +11,15 @@ namespace SharpTune.Peft.Lora;
 /// </summary>
 public static unsafe class LoraMerge
 {
-    /// <summary>Checks an adapter against a checkpoint: LoRA modules are 2-D "{module}.weight" tensors, replaced tensors exist.</summary>
-    public static void ValidateAgainst(LoraAdapter adapter, SafetensorsCheckpoint checkpoint, string baseName) =>
+    /// <summary>
+    /// Checks an adapter against a checkpoint: LoRA modules are 2-D "{module}.weight" tensors, replaced tensors exist
+    /// (with tied embeddings lm_head.weight exists as the embedding's shape, for modules_to_save to replace).
+    /// </summary>
+    public static void ValidateAgainst(LoraAdapter adapter, SafetensorsCheckpoint checkpoint, string baseName, bool tiedEmbeddings) =>
         adapter.ValidateAgainst(
             module => checkpoint.Contains(module + ".weight") && checkpoint.Get(module + ".weight").Shape is { Length: 2 } shape ? shape : null,
-            name => checkpoint.Contains(name) ? checkpoint.Get(name).Shape : null,
+            name => checkpoint.Contains(name) ? checkpoint.Get(name).Shape
+                : tiedEmbeddings && name == "lm_head.weight" ? checkpoint.Get("model.embed_tokens.weight").Shape : null,
             baseName);
 
     /// <summary>True when some adapter changes the base tensor <paramref name="name"/>.</summary>

@@ -33,8 +33,11 @@ public sealed class TrainableDecoder : IDisposable
     /// <summary>How the layers' projections are quantised (QLoRA), or null when they are kept as stored.</summary>
     public QuantizationOptions? Quantization { get; }
     public ModelTensor Embedding { get; }
-    /// <summary>The output projection; the same tensor as <see cref="Embedding"/> with tied embeddings.</summary>
-    public ModelTensor LmHead { get; }
+    /// <summary>
+    /// The output projection; the same tensor as <see cref="Embedding"/> with tied embeddings, until
+    /// <see cref="UntieLmHead"/>.
+    /// </summary>
+    public ModelTensor LmHead { get; private set; }
     public ModelTensor FinalNorm { get; }
     public TrainableLayer[] Layers { get; }
 
@@ -137,6 +140,20 @@ public sealed class TrainableDecoder : IDisposable
         }
         var finalNorm = Vector("model.norm.weight", weights.FinalNorm);
         return new TrainableDecoder(directory, c, weights, quantization, embedding, lmHead, finalNorm, layers, gradientCheckpointing);
+    }
+
+    /// <summary>
+    /// Gives a tied lm_head a tensor of its own, "lm_head.weight", holding the embedding's current values (sharing its
+    /// compact storage while both are frozen), so that training or replacing one of the two leaves the other as it
+    /// is: what PEFT's modules_to_save does to a tied model, whose wrapped module trains a copy while the other keeps
+    /// the original weight. Does nothing when lm_head is already separate.
+    /// </summary>
+    public void UntieLmHead()
+    {
+        if (!ReferenceEquals(LmHead, Embedding)) return;
+        LmHead = Embedding.Frozen is { } frozen
+            ? new ModelTensor("lm_head.weight", frozen, Embedding.IsQuantized)
+            : new ModelTensor("lm_head.weight", Embedding.Shape, (float[])Embedding.Data.Clone());
     }
 
     /// <summary>Bytes the weights occupy (compact storage plus fp32 tensors), each tensor once.</summary>
