@@ -137,7 +137,9 @@ public sealed class ApiRequestRuleTests(ApiServerFixture fx)
     [InlineData("temperature", "1e-40")]
     [InlineData("top_p", "1e-300")]
     [InlineData("top_p", "1e-46")]
-    public async Task ATemperatureOrTopPThatVanishesInSinglePrecisionIsA400(string field, string value)
+    [InlineData("temperature", "1e400")]
+    [InlineData("presence_penalty", "-1e400")]
+    public async Task ANumberThatVanishesOrOverflowsInFloatingPointIsA400(string field, string value)
     {
         long failed = await FailedGenerationsAsync();
         string body = $$"""{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "{{field}}": {{value}}}""";
