@@ -37,6 +37,9 @@ public sealed record ApiServerOptions
         if (MaxTokensLimit is < 1) throw new ArgumentException($"--max-tokens-limit must be at least 1, got {MaxTokensLimit}");
         if (!(RequestTimeout > TimeSpan.Zero && RequestTimeout <= MaxRequestTimeout))
             throw new ArgumentException($"--request-timeout must be more than 0 and at most {MaxRequestTimeout.TotalSeconds:0} seconds, got {RequestTimeout.TotalSeconds}");
+        foreach (string name in AllowedHosts)
+            if (Uri.CheckHostName(name.Trim('[', ']')) == UriHostNameType.Unknown)
+                throw new ArgumentException($"--allowed-host '{name}' is not a host name or address (give the name alone, as api.example, without scheme or port)");
         foreach (string origin in CorsOrigins)
             if (origin != "*" && !(Uri.TryCreate(origin, UriKind.Absolute, out var uri) && string.Equals(uri.GetLeftPart(UriPartial.Authority), origin.TrimEnd('/'), StringComparison.OrdinalIgnoreCase)
                 && uri.AbsolutePath == "/"))

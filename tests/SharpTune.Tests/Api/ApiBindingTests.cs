@@ -1,8 +1,27 @@
 using System.Net;
+using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using SharpTune.Api;
 
 namespace SharpTune.Tests.Api;
+
+/// <summary>A theory that binds the IPv6 loopback address; skipped with the reason where ::1 cannot be bound.</summary>
+public sealed class Ipv6LoopbackTheoryAttribute : TheoryAttribute
+{
+    public Ipv6LoopbackTheoryAttribute()
+    {
+        try
+        {
+            var probe = new TcpListener(IPAddress.IPv6Loopback, 0);
+            probe.Start();
+            probe.Stop();
+        }
+        catch (SocketException e)
+        {
+            Skip = $"needs the IPv6 loopback address ::1, which cannot be bound here: {e.Message}";
+        }
+    }
+}
 
 /// <summary>
 /// Where the server listens (--host) and whom it answers (--allowed-host, --cors-origin), on servers of its own
@@ -43,6 +62,22 @@ public sealed class ApiBindingTests(ApiServerFixture fx)
             named.Headers.Host = $"localhost:{address.Port}";
             Assert.Equal(200, (int)(await client.SendAsync(named)).StatusCode);
         }
+    }
+
+    [Ipv6LoopbackTheory]
+    [InlineData("::1")]
+    [InlineData("[::1]")]
+    public async Task AnIpv6AddressIsBoundWithOrWithoutBracketsAndAnsweredAsHost(string host)
+    {
+        await using var server = await ApiServer.StartAsync(new ApiServerOptions { Host = host, Port = 0 }, [fx.Base]);
+        using var client = new HttpClient { BaseAddress = server.Address };
+
+        Assert.Equal("[::1]", Assert.Single(server.Addresses).Host);
+        Assert.True(server.IsLoopbackOnly);
+        Assert.Equal(200, (int)(await client.GetAsync("/health")).StatusCode);
+        using var other = new HttpRequestMessage(HttpMethod.Get, "/health");
+        other.Headers.Host = $"127.0.0.2:{server.Address.Port}";
+        Assert.Equal(403, (int)(await client.SendAsync(other)).StatusCode);
     }
 
     [Fact]
