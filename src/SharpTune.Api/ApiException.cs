@@ -16,6 +16,23 @@ public sealed class ApiException(int status, string message, string? param = nul
 
     public static ApiException BadRequest(string message, string? param = null) => new(400, message, param);
 
+    /// <summary>The longest piece of a client's value an error message quotes.</summary>
+    public const int QuotedLength = 40;
+
+    /// <summary>
+    /// A value the client sent, quoted for an error message: whole when short, else cut (<see cref="Shorten"/>) and
+    /// followed by its length, so an error never echoes a large value back.
+    /// </summary>
+    public static string Quote(string value) => value.Length <= QuotedLength ? $"'{value}'" : $"'{Shorten(value)}' ({value.Length} characters)";
+
+    /// <summary>The value when short, else its first <see cref="QuotedLength"/> characters (no surrogate pair split) and '…'.</summary>
+    public static string Shorten(string value)
+    {
+        if (value.Length <= QuotedLength) return value;
+        int end = char.IsHighSurrogate(value[QuotedLength - 1]) ? QuotedLength - 1 : QuotedLength;
+        return value[..end] + "…";
+    }
+
     public JsonObject ToJson() => ErrorBody(Message, Type, Param, Code);
 
     public static JsonObject ErrorBody(string message, string type, string? param, string? code) => new()

@@ -1,4 +1,6 @@
 using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -15,9 +17,10 @@ namespace SharpTune.Api;
 
 /// <summary>
 /// An OpenAI-compatible HTTP server on Kestrel: <c>GET /v1/models</c>, <c>POST /v1/chat/completions</c>,
-/// <c>POST /v1/completions</c> (both streamed as server-sent events on request) and <c>GET /health</c>. Errors are
-/// OpenAI's error object. Generations run one at a time through a <see cref="GenerationQueue"/>; a client that goes
-/// away cancels its own generation, and stopping the server cancels every in-flight one.
+/// <c>POST /v1/completions</c> (both streamed as server-sent events on request) and <c>GET</c>/<c>HEAD /health</c>.
+/// Errors are OpenAI's error object. Generations run one at a time through a <see cref="GenerationQueue"/>; a client
+/// that goes away cancels its own generation, and stopping the server cancels every in-flight one. Every request
+/// passes <see cref="GuardAsync"/> first: the Host and Origin rules that keep web pages out, then the key.
 /// </summary>
 public sealed class ApiServer : IAsyncDisposable
 {
@@ -28,18 +31,32 @@ public sealed class ApiServer : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly byte[]? _keyHash;
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+    private readonly HashSet<string>? _hostNames;
+    private readonly HashSet<string> _corsOrigins;
 
-    /// <summary>The address the server listens on (with the real port when it was started on port 0).</summary>
-    public Uri Address { get; private set; } = null!;
+    /// <summary>The first address the server listens on (with the real port when it was started on port 0).</summary>
+    public Uri Address => Addresses[0];
+
+    /// <summary>Every address the server listens on, as bound.</summary>
+    public IReadOnlyList<Uri> Addresses { get; private set; } = [];
+
+    /// <summary>True when every bound address is a loopback one (only this machine can connect).</summary>
+    public bool IsLoopbackOnly { get; }
 
     private ApiServer(ApiServerOptions options, IReadOnlyList<ServedModel> models)
     {
+        options.Validate();
         _options = options;
         _models = new Dictionary<string, ServedModel>(StringComparer.Ordinal);
         foreach (var model in models)
             if (!_models.TryAdd(model.Id, model)) throw new ArgumentException($"two served models have the id '{model.Id}'");
         if (_models.Count == 0) throw new ArgumentException("no model to serve");
         _keyHash = options.ApiKey is { Length: > 0 } key ? SHA256.HashData(Encoding.UTF8.GetBytes(key)) : null;
+        var addresses = ResolveHost(options.Host);
+        IsLoopbackOnly = addresses.All(IPAddress.IsLoopback);
+        _hostNames = HostNames(options, addresses, IsLoopbackOnly);
+        _corsOrigins = new HashSet<string>(options.CorsOrigins.Select(o => o.TrimEnd('/')), StringComparer.OrdinalIgnoreCase);
+        int port = options.Port == 0 && addresses.Count > 1 ? FreePort(addresses[0]) : options.Port;
         _queue = new GenerationQueue(options.MaxQueuedRequests);
 
         var builder = WebApplication.CreateSlimBuilder();
@@ -48,14 +65,14 @@ public sealed class ApiServer : IAsyncDisposable
         {
             k.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
             k.AddServerHeader = false;
+            foreach (var address in addresses) k.Listen(address, port);
         });
-        builder.WebHost.UseUrls(Url(options.Host, options.Port));
         builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(10));
         _app = builder.Build();
         _app.Lifetime.ApplicationStopping.Register(_stopping.Cancel);
         _app.UseStatusCodePages(WriteStatusCodeError);
         _app.Use(GuardAsync);
-        _app.MapGet("/health", () => Results.Json(Health(), Json));
+        _app.MapMethods("/health", [HttpMethods.Get, HttpMethods.Head], () => Results.Json(Health(), Json));
         _app.MapGet("/v1/models", () => Results.Json(ModelList(), Json));
         _app.MapPost("/v1/chat/completions", ChatCompletionsAsync);
         _app.MapPost("/v1/completions", CompletionsAsync);
@@ -74,16 +91,73 @@ public sealed class ApiServer : IAsyncDisposable
             await server.DisposeAsync();
             throw;
         }
-        server.Address = new Uri(server._app.Urls.First());
+        server.Addresses = server._app.Urls.Select(url => new Uri(url)).ToList();
         return server;
     }
 
-    /// <summary>True when <paramref name="host"/> is a loopback name or address (only this machine can connect).</summary>
-    public static bool IsLoopback(string host) =>
-        host == "localhost" || (IPAddress.TryParse(host.Trim('[', ']'), out var ip) && IPAddress.IsLoopback(ip));
+    /// <summary>
+    /// The addresses <paramref name="host"/> stands for: an IP address (IPv6 with or without brackets) itself, a name
+    /// every address a DNS lookup gives for it. Anything else, an out-of-range address such as 256.1.1.1 included, is
+    /// an <see cref="ArgumentException"/>, since Kestrel would take it as "every address".
+    /// </summary>
+    public static IReadOnlyList<IPAddress> ResolveHost(string host)
+    {
+        string text = host.Length > 1 && host[0] == '[' && host[^1] == ']' ? host[1..^1] : host;
+        if (text.Contains(':'))
+            return IPAddress.TryParse(text, out var v6) && v6.AddressFamily == AddressFamily.InterNetworkV6
+                ? [v6]
+                : throw new ArgumentException($"--host '{host}' is not a valid IPv6 address");
+        // IPAddress.TryParse also takes "1.2.3" and "7" (inet_aton forms); a listening address is written in full.
+        if (text.Length > 0 && text.All(c => char.IsAsciiDigit(c) || c == '.'))
+            return text.Split('.').Length == 4 && IPAddress.TryParse(text, out var v4)
+                ? [v4]
+                : throw new ArgumentException($"--host '{host}' is not a valid IPv4 address (four numbers from 0 to 255)");
+        if (Uri.CheckHostName(text) != UriHostNameType.Dns)
+            throw new ArgumentException($"--host '{host}' is neither an IP address nor a host name");
+        IPAddress[] resolved;
+        try
+        {
+            resolved = Dns.GetHostAddresses(text);
+        }
+        catch (SocketException e)
+        {
+            throw new ArgumentException($"--host '{host}' does not resolve to an address: {e.Message}", e);
+        }
+        return resolved.Length > 0 ? resolved.Distinct().ToList() : throw new ArgumentException($"--host '{host}' resolves to no address");
+    }
 
-    private static string Url(string host, int port) =>
-        $"http://{(IPAddress.TryParse(host, out var ip) && ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{host}]" : host)}:{port}";
+    // Kestrel picks a free port per listener, but a name may stand for several addresses (localhost: 127.0.0.1 and
+    // ::1) that should all answer on one port; so for port 0 the system is asked for one free port first.
+    private static int FreePort(IPAddress address)
+    {
+        var probe = new TcpListener(address, 0);
+        probe.Start();
+        int port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        return port;
+    }
+
+    /// <summary>
+    /// The names a request's Host header may carry, or null when any is answered (not on loopback, no names
+    /// allowed). On loopback this is what stops DNS rebinding: a page whose own name now points at 127.0.0.1 still
+    /// sends that name as Host.
+    /// </summary>
+    private static HashSet<string>? HostNames(ApiServerOptions options, IReadOnlyList<IPAddress> addresses, bool loopback)
+    {
+        if (!loopback && options.AllowedHosts.Count == 0) return null;
+        var names = new HashSet<string>(options.AllowedHosts.Select(NormalHost), StringComparer.OrdinalIgnoreCase);
+        if (loopback) names.Add("localhost");
+        names.Add(NormalHost(options.Host));
+        foreach (var address in addresses) names.Add(address.ToString());
+        return names;
+    }
+
+    // A Host header's name without brackets or a final dot, and an address in its one written form.
+    private static string NormalHost(string host)
+    {
+        string name = host.Trim('[', ']').TrimEnd('.');
+        return IPAddress.TryParse(name, out var ip) ? ip.ToString() : name;
+    }
 
     /// <summary>Completes when the host stops (Ctrl+C / SIGTERM, or <see cref="DisposeAsync"/>).</summary>
     public Task WaitForShutdownAsync() => _app.WaitForShutdownAsync();
@@ -100,11 +174,31 @@ public sealed class ApiServer : IAsyncDisposable
 
     private JsonObject Health()
     {
-        var (completed, cancelled, failed) = _queue.Counts;
+        var (completed, timedOut, cancelled, failed) = _queue.Counts;
+        var running = _queue.Running;
         return new JsonObject
         {
             ["status"] = "ok",
-            ["generations"] = new JsonObject { ["completed"] = completed, ["cancelled"] = cancelled, ["failed"] = failed },
+            ["generations"] = new JsonObject { ["completed"] = completed, ["timed_out"] = timedOut, ["cancelled"] = cancelled, ["failed"] = failed },
+            ["queue"] = new JsonObject
+            {
+                ["waiting"] = _queue.Waiting,
+                ["capacity"] = _options.MaxQueuedRequests,
+                ["running"] = running is null ? null : new JsonObject
+                {
+                    ["id"] = running.Id,
+                    ["model"] = running.ModelId,
+                    ["prompt_tokens"] = running.PromptTokens,
+                    ["max_tokens"] = running.MaxTokens,
+                    ["started"] = running.Started?.ToUnixTimeSeconds(),
+                },
+            },
+            ["limits"] = new JsonObject
+            {
+                ["max_tokens"] = _options.MaxTokensLimit,
+                ["request_timeout_s"] = _options.RequestTimeout.TotalSeconds,
+                ["max_body_bytes"] = _options.MaxRequestBodyBytes,
+            },
         };
     }
 
@@ -120,12 +214,17 @@ public sealed class ApiServer : IAsyncDisposable
         }).ToArray()),
     };
 
-    // Authentication and error shaping for every request: user mistakes become 4xx in OpenAI's shape, anything
-    // else a 500 whose details go to the server's stderr only.
+    // The Host and Origin rules, authentication and error shaping for every request: user mistakes become 4xx in
+    // OpenAI's shape, anything else a 500 whose details go to the server's stderr only.
     private async Task GuardAsync(HttpContext ctx, RequestDelegate next)
     {
         try
         {
+            if (_hostNames is not null && !_hostNames.Contains(NormalHost(ctx.Request.Host.Host)))
+                throw new ApiException(403,
+                    $"this server does not answer for the host name {ApiException.Quote(ctx.Request.Host.Host)}: start it with --allowed-host NAME to allow one",
+                    code: "host_not_allowed");
+            if (ctx.Request.Headers.Origin is { Count: > 0 } origin && AnswerCrossOrigin(ctx, origin.ToString())) return;
             if (_keyHash is not null && ctx.Request.Path.StartsWithSegments("/v1") && !Authorized(ctx.Request))
                 throw new ApiException(401, "Incorrect or missing API key: send it as 'Authorization: Bearer KEY'", code: "invalid_api_key");
             await next(ctx);
@@ -153,6 +252,28 @@ public sealed class ApiServer : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// A request from a web page (it carries Origin) is refused unless its origin is allowed; an allowed one gets the
+    /// CORS headers, and its preflight (OPTIONS with Access-Control-Request-Method) is answered here, before the key
+    /// check, as browsers send preflights without credentials. True when the response is complete.
+    /// </summary>
+    private bool AnswerCrossOrigin(HttpContext ctx, string origin)
+    {
+        if (!_corsOrigins.Contains("*") && !_corsOrigins.Contains(origin))
+            throw new ApiException(403, $"requests from web pages at {ApiException.Quote(origin)} are not allowed: start the server with --cors-origin ORIGIN to allow one",
+                code: "origin_not_allowed");
+        var headers = ctx.Response.Headers;
+        headers.AccessControlAllowOrigin = origin;
+        headers.Vary = "Origin";
+        if (!HttpMethods.IsOptions(ctx.Request.Method) || !ctx.Request.Headers.ContainsKey("Access-Control-Request-Method")) return false;
+        headers.AccessControlAllowMethods = "GET, HEAD, POST";
+        // The origin is trusted, so whatever headers its client sends (openai's x-stainless-* among them) may come.
+        if (ctx.Request.Headers.AccessControlRequestHeaders is { Count: > 0 } asked) headers.AccessControlAllowHeaders = asked;
+        headers.AccessControlMaxAge = "600";
+        ctx.Response.StatusCode = StatusCodes.Status204NoContent;
+        return true;
+    }
+
     // Both sides hashed to a fixed length first, so the comparison takes the same time whatever the key's length.
     private bool Authorized(HttpRequest request)
     {
@@ -167,8 +288,8 @@ public sealed class ApiServer : IAsyncDisposable
         var ctx = context.HttpContext;
         var error = ctx.Response.StatusCode switch
         {
-            404 => new ApiException(404, $"no such endpoint: {ctx.Request.Method} {ctx.Request.Path}", code: "unknown_url"),
-            405 => new ApiException(405, $"method {ctx.Request.Method} is not allowed for {ctx.Request.Path}", code: "method_not_allowed"),
+            404 => new ApiException(404, $"no such endpoint: {ApiException.Shorten(ctx.Request.Method)} {ApiException.Quote(ctx.Request.Path.ToString())}", code: "unknown_url"),
+            405 => new ApiException(405, $"method {ApiException.Shorten(ctx.Request.Method)} is not allowed for {ApiException.Quote(ctx.Request.Path.ToString())}", code: "method_not_allowed"),
             int status => new ApiException(status, $"HTTP {status}"),
         };
         return WriteErrorAsync(ctx, error);
@@ -183,6 +304,10 @@ public sealed class ApiServer : IAsyncDisposable
 
     private static async Task<JsonElement> ReadBodyAsync(HttpContext ctx)
     {
+        if (!IsJson(ctx.Request.ContentType))
+            throw new ApiException(415,
+                $"the request body must be sent with Content-Type: application/json, got {(string.IsNullOrEmpty(ctx.Request.ContentType) ? "none" : ApiException.Quote(ctx.Request.ContentType))}",
+                code: "unsupported_media_type");
         try
         {
             using var doc = await JsonDocument.ParseAsync(ctx.Request.Body, cancellationToken: ctx.RequestAborted);
@@ -194,20 +319,27 @@ public sealed class ApiServer : IAsyncDisposable
         }
     }
 
+    // JSON only (UTF-8, charset or not): a web page may send text/plain or a form to any address without a CORS
+    // preflight, but application/json only after one, which an origin not allowed never passes.
+    private static bool IsJson(string? contentType) =>
+        MediaTypeHeaderValue.TryParse(contentType, out var media)
+        && string.Equals(media.MediaType, "application/json", StringComparison.OrdinalIgnoreCase)
+        && (media.CharSet is null || string.Equals(media.CharSet.Trim('"'), "utf-8", StringComparison.OrdinalIgnoreCase));
+
     private ServedModel Find(string id) =>
         _models.TryGetValue(id, out var model)
             ? model
-            : throw new ApiException(404, $"The model '{id}' does not exist; GET /v1/models lists the served ids", "model", "model_not_found");
+            : throw new ApiException(404, $"The model {ApiException.Quote(id)} does not exist; GET /v1/models lists the served ids", "model", "model_not_found");
 
     /// <summary>
     /// Queues a generation that ends when the client goes away, when the server stops, or when the handler leaves
     /// for any other reason (a failed write to a closed connection included): <paramref name="serve"/> runs with it.
     /// </summary>
-    private async Task ServeJobAsync(HttpContext ctx, ServedModel model, int[] prompt, SamplingRequest sampling, Inference.GenerationOptions options,
+    private async Task ServeJobAsync(HttpContext ctx, string id, ServedModel model, int[] prompt, SamplingRequest sampling, Inference.GenerationOptions options,
         Func<GenerationJob, Task> serve)
     {
         var cancellation = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, _stopping.Token);
-        var job = new GenerationJob(model, prompt, options, sampling.Stop, cancellation.Token);
+        var job = new GenerationJob(id, model, prompt, options, sampling.Stop, _options.RequestTimeout, cancellation.Token);
         if (!_queue.TryEnqueue(job))
         {
             cancellation.Dispose();
@@ -267,9 +399,9 @@ public sealed class ApiServer : IAsyncDisposable
         {
             throw ApiException.BadRequest($"the conversation cannot be rendered with the '{model.Template.Name}' template: {e.Message}", "messages");
         }
-        var options = request.Sampling.Options(model, prompt.Length);
+        var options = request.Sampling.Options(model, prompt.Length, _options.MaxTokensLimit);
         var stream = new ChunkStream(ctx, NewId("chatcmpl-"), model.Id, request.Sampling.IncludeUsage);
-        await ServeJobAsync(ctx, model, prompt, request.Sampling, options, async job =>
+        await ServeJobAsync(ctx, stream.Id, model, prompt, request.Sampling, options, async job =>
         {
             if (!request.Sampling.Stream)
             {
@@ -321,10 +453,15 @@ public sealed class ApiServer : IAsyncDisposable
         return response;
     }
 
+    /// <summary>Every parameter of OpenAI's (legacy) completions request; those not served are refused below unless they ask for nothing.</summary>
+    private static readonly IReadOnlySet<string> CompletionParameters =
+        new HashSet<string>(SamplingRequest.Parameters, StringComparer.Ordinal) { "model", "prompt", "echo", "suffix", "best_of", "logprobs" };
+
     private async Task CompletionsAsync(HttpContext ctx)
     {
         var body = await ReadBodyAsync(ctx);
         var r = RequestReader.ForBody(body);
+        r.RejectUnknown(CompletionParameters);
         var model = Find(r.RequiredString("model"));
         string text = r.Get("prompt") switch
         {
@@ -334,15 +471,16 @@ public sealed class ApiServer : IAsyncDisposable
             _ => throw ApiException.BadRequest("prompt must be a string (or an array holding one string)", "prompt"),
         };
         if (r.Bool("echo") == true) throw r.Invalid("echo", "is not supported");
+        if (r.Get("logprobs") is not null) throw r.Invalid("logprobs", "is not supported");
         if (r.String("suffix") is not null) throw r.Invalid("suffix", "is not supported");
         if (r.Integer("best_of", long.MinValue, long.MaxValue) is long bestOf && bestOf != 1) throw r.Invalid("best_of", "must be 1");
         var sampling = SamplingRequest.Read(r, "max_tokens");
         int[] prompt = model.Tokenizer.Encode(text);
         if (prompt.Length == 0) throw ApiException.BadRequest("prompt is empty", "prompt");
         // OpenAI's completions endpoint generates 16 tokens when max_tokens is not given.
-        var options = sampling.Options(model, prompt.Length, defaultMaxTokens: 16);
+        var options = sampling.Options(model, prompt.Length, _options.MaxTokensLimit, defaultMaxTokens: 16);
         var stream = new ChunkStream(ctx, NewId("cmpl-"), model.Id, sampling.IncludeUsage);
-        await ServeJobAsync(ctx, model, prompt, sampling, options, async job =>
+        await ServeJobAsync(ctx, stream.Id, model, prompt, sampling, options, async job =>
         {
             if (!sampling.Stream)
             {
@@ -373,6 +511,8 @@ public sealed class ApiServer : IAsyncDisposable
     private sealed class ChunkStream(HttpContext ctx, string id, string model, bool includeUsage)
     {
         private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+
+        public string Id => id;
 
         public JsonObject Header(string objectType) => new()
         {

@@ -10,9 +10,23 @@ namespace SharpTune.Api;
 /// </summary>
 public sealed record ChatRequest(string Model, IReadOnlyList<ChatMessage> Messages, string? ToolsJson, SamplingRequest Sampling)
 {
+    /// <summary>
+    /// Every parameter of OpenAI's chat completions request. Those that only describe the caller (user,
+    /// safety_identifier, metadata, prompt_cache_key, prompt_cache_retention) are accepted and change nothing; the
+    /// others are served or refused by <see cref="RefuseUnserved"/> unless they ask for nothing.
+    /// </summary>
+    private static readonly IReadOnlySet<string> Parameters = new HashSet<string>(SamplingRequest.Parameters, StringComparer.Ordinal)
+    {
+        "model", "messages", "max_completion_tokens", "tools", "tool_choice", "parallel_tool_calls", "response_format", "logprobs",
+        "top_logprobs", "store", "metadata", "modalities", "audio", "prediction", "reasoning_effort", "verbosity", "service_tier",
+        "web_search_options", "functions", "function_call", "prompt_cache_key", "prompt_cache_retention", "safety_identifier",
+    };
+
     public static ChatRequest Read(JsonElement body)
     {
         var r = RequestReader.ForBody(body);
+        r.RejectUnknown(Parameters);
+        RefuseUnserved(r);
         string model = r.RequiredString("model");
         if (r.Get("messages") is not { ValueKind: JsonValueKind.Array } messagesJson || messagesJson.GetArrayLength() == 0)
             throw ApiException.BadRequest("messages must be a non-empty array", "messages");
@@ -26,6 +40,33 @@ public sealed record ChatRequest(string Model, IReadOnlyList<ChatMessage> Messag
         return new ChatRequest(model, messages, tools, sampling);
     }
 
+    /// <summary>The chat parameters this server does not implement, accepted only at the value that asks for nothing.</summary>
+    private static void RefuseUnserved(RequestReader r)
+    {
+        if (r.Bool("logprobs") == true) throw r.Invalid("logprobs", "is not supported");
+        r.OnlyDefault("top_logprobs", v => v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int n) && n == 0, "0");
+        r.OnlyDefault("parallel_tool_calls", v => v.ValueKind == JsonValueKind.True, "true");
+        r.OnlyDefault("store", v => v.ValueKind == JsonValueKind.False, "false: nothing is stored");
+        r.OnlyDefault("modalities", v => v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 1 && v[0].ValueKind == JsonValueKind.String && v[0].GetString() == "text", "[\"text\"]");
+        r.OnlyDefault("service_tier", v => v.ValueKind == JsonValueKind.String && v.GetString() is "auto" or "default", "'auto' or 'default'");
+        foreach (string unserved in new[] { "audio", "prediction", "reasoning_effort", "verbosity", "web_search_options" })
+            r.OnlyDefault(unserved, _ => false);
+        foreach (string legacy in new[] { "functions", "function_call" })
+            if (r.Get(legacy) is not null) throw r.Invalid(legacy, "is not supported: use tools and tool_choice, which replace it");
+        switch (r.Get("response_format"))
+        {
+            case null:
+                return;
+            case { ValueKind: JsonValueKind.Object } format when new RequestReader(format, "response_format.").String("type") is string type:
+                if (type == "text") return;
+                if (type is "json_object" or "json_schema")
+                    throw r.Invalid("response_format", $"type '{type}' is not supported yet: replies are not constrained to JSON");
+                throw r.Invalid("response_format", $"type must be 'text', 'json_object' or 'json_schema', got {ApiException.Quote(type)}");
+            default:
+                throw r.Invalid("response_format", "must be an object with a type ('text')");
+        }
+    }
+
     private static ChatMessage ReadMessage(JsonElement m, string path)
     {
         if (m.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest($"{path.TrimEnd('.')} must be an object", path.TrimEnd('.'));
@@ -36,7 +77,7 @@ public sealed record ChatRequest(string Model, IReadOnlyList<ChatMessage> Messag
             "user" => ChatRole.User,
             "assistant" => ChatRole.Assistant,
             "tool" => ChatRole.Tool,
-            var other => throw r.Invalid("role", $"must be system, developer, user, assistant or tool, got '{other}'"),
+            var other => throw r.Invalid("role", $"must be system, developer, user, assistant or tool, got {ApiException.Quote(other)}"),
         };
         var toolCalls = role == ChatRole.Assistant ? ReadToolCalls(r) : null;
         string? content = ReadContent(r);
@@ -104,7 +145,7 @@ public sealed record ChatRequest(string Model, IReadOnlyList<ChatMessage> Messag
             { ValueKind: JsonValueKind.String } s => s.GetString(),
             _ => throw r.Invalid("tool_choice", "must be 'auto' or 'none': forcing a particular function is not supported"),
         };
-        if (choice is not (null or "auto" or "none")) throw r.Invalid("tool_choice", $"must be 'auto' or 'none', got '{choice}'");
+        if (choice is not (null or "auto" or "none")) throw r.Invalid("tool_choice", $"must be 'auto' or 'none', got {ApiException.Quote(choice)}");
         if (r.Get("tools") is not { } tools) return null;
         if (tools.ValueKind != JsonValueKind.Array) throw r.Invalid("tools", "must be an array");
         int i = 0;

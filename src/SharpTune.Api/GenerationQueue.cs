@@ -20,11 +20,21 @@ public sealed class GenerationQueue : IDisposable
         _worker.Start();
     }
 
-    private long _completed, _cancelled, _failed;
+    private long _completed, _timedOut, _cancelled, _failed;
+    private volatile GenerationJob? _running;
 
-    /// <summary>Generations that ran to the end (a stop, the token limit), were cancelled, or failed; shown by /health.</summary>
-    public (long Completed, long Cancelled, long Failed) Counts =>
-        (Interlocked.Read(ref _completed), Interlocked.Read(ref _cancelled), Interlocked.Read(ref _failed));
+    /// <summary>
+    /// Generations that ran to the end (a stop, the token limit), were cut by the time limit, were cancelled, or
+    /// failed; shown by /health.
+    /// </summary>
+    public (long Completed, long TimedOut, long Cancelled, long Failed) Counts =>
+        (Interlocked.Read(ref _completed), Interlocked.Read(ref _timedOut), Interlocked.Read(ref _cancelled), Interlocked.Read(ref _failed));
+
+    /// <summary>The job the worker is running, if any.</summary>
+    public GenerationJob? Running => _running;
+
+    /// <summary>How many jobs wait behind the running one.</summary>
+    public int Waiting => _jobs.Reader.Count;
 
     /// <summary>Queues a job; false when the queue is full or closed.</summary>
     public bool TryEnqueue(GenerationJob job) => _jobs.Writer.TryWrite(job);
@@ -35,9 +45,12 @@ public sealed class GenerationQueue : IDisposable
         while (reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
             while (reader.TryRead(out var job))
             {
+                _running = job;
                 job.Run();
+                _running = null;
                 switch (job.Outcome.Status)
                 {
+                    case TaskStatus.RanToCompletion when job.Outcome.Result.TimedOut: Interlocked.Increment(ref _timedOut); break;
                     case TaskStatus.RanToCompletion: Interlocked.Increment(ref _completed); break;
                     case TaskStatus.Canceled: Interlocked.Increment(ref _cancelled); break;
                     default: Interlocked.Increment(ref _failed); break;

@@ -9,6 +9,19 @@ namespace SharpTune.Api;
 /// </summary>
 public sealed record SamplingRequest(double? Temperature, double? TopP, long? MaxTokens, string MaxTokensField, long? Seed, IReadOnlyList<string> Stop, bool Stream, bool IncludeUsage)
 {
+    /// <summary>The fields <see cref="Read"/> takes, which both endpoints define (each adds its own).</summary>
+    public static readonly IReadOnlySet<string> Parameters = new HashSet<string>(StringComparer.Ordinal)
+    {
+        "n", "presence_penalty", "frequency_penalty", "logit_bias", "max_tokens", "stream", "stream_options", "temperature", "top_p", "seed", "stop", "user",
+    };
+
+    /// <summary>
+    /// The smallest temperature above 0 (greedy) that is served, as vLLM's sampling epsilon: the logits are divided
+    /// by it in single precision, and near 1e-38 the quotient overflows to infinity and sampling returns garbage;
+    /// below this the draw is greedy in all but name.
+    /// </summary>
+    public const double MinTemperature = 1e-5;
+
     /// <param name="maxTokensFields">The names a request may use for the token limit, first one wins.</param>
     public static SamplingRequest Read(RequestReader r, params string[] maxTokensFields)
     {
@@ -19,7 +32,7 @@ public sealed record SamplingRequest(double? Temperature, double? TopP, long? Ma
         foreach (string penalty in new[] { "presence_penalty", "frequency_penalty" })
             if (r.Number(penalty, -2, 2) is double p && p != 0)
                 throw r.Invalid(penalty, "is not supported (only 0); use temperature and top_p");
-        if (r.Bool("logprobs") == true) throw r.Invalid("logprobs", "is not supported");
+        r.OnlyDefault("logit_bias", v => v.ValueKind == JsonValueKind.Object && !v.EnumerateObject().Any(), "{}");
         long? maxTokens = null;
         string maxTokensField = maxTokensFields[^1];
         foreach (string field in maxTokensFields)
@@ -36,10 +49,14 @@ public sealed record SamplingRequest(double? Temperature, double? TopP, long? Ma
             if (!stream) throw r.Invalid("stream_options", "is only allowed when stream is true");
             includeUsage = new RequestReader(streamOptions, "stream_options.").Bool("include_usage") ?? false;
         }
+        double? temperature = r.Number("temperature", 0, 2);
+        if (temperature is > 0 and < MinTemperature)
+            throw r.Invalid("temperature", $"must be 0 (greedy) or at least {MinTemperature}: smaller values vanish in single precision, got {temperature}");
         double? topP = r.Number("top_p", 0, 1);
-        if (topP == 0) throw r.Invalid("top_p", "must be greater than 0");
+        // A top_p below float's smallest value becomes 0 when it reaches the sampler, which keeps no token.
+        if (topP is double tiny && (float)tiny <= 0) throw r.Invalid("top_p", $"must be greater than 0 in single precision, got {tiny}");
         return new SamplingRequest(
-            r.Number("temperature", 0, 2),
+            temperature,
             topP,
             maxTokens,
             maxTokensField,
@@ -66,10 +83,13 @@ public sealed record SamplingRequest(double? Temperature, double? TopP, long? Ma
 
     /// <summary>
     /// The generation options for a prompt of <paramref name="promptTokens"/> tokens: temperature 0 is greedy, any
-    /// other samples; without max_tokens the model's default is used, shortened to what the context has left.
+    /// other samples; without max_tokens the model's default is used, shortened to what the context has left and to
+    /// the server's <paramref name="maxTokensLimit"/> (null: no cap beyond the context).
     /// </summary>
-    public GenerationOptions Options(ServedModel model, int promptTokens, int? defaultMaxTokens = null)
+    public GenerationOptions Options(ServedModel model, int promptTokens, int? maxTokensLimit, int? defaultMaxTokens = null)
     {
+        if (MaxTokens is long over && over > maxTokensLimit)
+            throw ApiException.BadRequest($"{MaxTokensField} is {over}, over this server's limit of {maxTokensLimit} tokens per completion (--max-tokens-limit)", MaxTokensField);
         int room = model.ContextLength - promptTokens;
         if (room < 1)
             throw ApiException.BadRequest($"the prompt is {promptTokens} tokens; this model's context length is {model.ContextLength}, which leaves no room for a completion", null);
@@ -77,7 +97,8 @@ public sealed record SamplingRequest(double? Temperature, double? TopP, long? Ma
             throw ApiException.BadRequest(
                 $"{MaxTokensField} is {asked}, but the prompt is {promptTokens} tokens and this model's context length is {model.ContextLength}: at most {room} tokens can be generated",
                 MaxTokensField);
-        var o = model.Defaults with { MaxNewTokens = (int)(MaxTokens ?? Math.Min(defaultMaxTokens ?? model.Defaults.MaxNewTokens, room)) };
+        int cap = Math.Min(room, maxTokensLimit ?? int.MaxValue);
+        var o = model.Defaults with { MaxNewTokens = (int)(MaxTokens ?? Math.Min(defaultMaxTokens ?? model.Defaults.MaxNewTokens, cap)) };
         if (Temperature is double t)
             o = t == 0 ? o with { DoSample = false } : o with { DoSample = true, Temperature = (float)t };
         if (TopP is double p) o = o with { TopP = (float)p };

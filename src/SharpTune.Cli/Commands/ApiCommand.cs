@@ -22,16 +22,21 @@ public static class ApiCommand
         var template = new Option<string>("--template") { Description = "Chat template name, or 'auto' to read it from tokenizer_config.json", DefaultValueFactory = _ => "auto" };
         var system = new Option<string?>("--system") { Description = "Default system prompt, used when a conversation has none (default: the template's)" };
         var modelName = new Option<string?>("--model-name") { Description = "The base model's id in /v1/models (default: $API_MODEL_NAME, else the model folder's name)" };
-        var host = new Option<string?>("--host") { Description = "Address to listen on (default: $API_HOST, else 127.0.0.1)" };
+        var host = new Option<string?>("--host") { Description = "IP address to listen on, or a name whose every address is bound (default: $API_HOST, else 127.0.0.1)" };
         var port = new Option<int?>("--port") { Description = "Port to listen on (default: $API_PORT, else 8000)" };
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' on /v1 requests (default: $API_KEY, else no key)" };
         var contextLength = new Option<int?>("--context-length") { Description = "Most tokens a prompt and its completion may take together (default: the model's max_position_embeddings)" };
+        var allowedHost = new Option<string[]>("--allowed-host") { Description = "NAME: also answer requests whose Host header is NAME (on loopback only the bound addresses and localhost are answered); repeat for more" };
+        var corsOrigin = new Option<string[]>("--cors-origin") { Description = "ORIGIN (https://app.example, or *): let web pages from it call the server; repeat for more (default: none)" };
+        var maxTokensLimit = new Option<int?>("--max-tokens-limit") { Description = "Most tokens one completion may ask for with max_tokens (default: the context length)" };
+        var requestTimeout = new Option<double>("--request-timeout") { Description = "Seconds one generation may run before it ends with finish_reason \"length\"", DefaultValueFactory = _ => 600 };
         var quantization = new QuantizationArguments();
         var generation = new GenerationArguments();
 
         var command = new Command("api", "Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models) until Ctrl+C")
         {
             config, overrides, model, adapter, template, system, modelName, host, port, apiKey, contextLength,
+            allowedHost, corsOrigin, maxTokensLimit, requestTimeout,
         };
         quantization.AddTo(command);
         generation.AddTo(command);
@@ -40,6 +45,23 @@ public static class ApiCommand
             string? baseName = r.GetValue(modelName) ?? Environment.GetEnvironmentVariable("API_MODEL_NAME");
             int? context = r.GetValue(contextLength);
             var models = new List<ServedModel>();
+            double timeoutSeconds = r.GetValue(requestTimeout);
+            // Checked here as well: TimeSpan.FromSeconds itself fails on NaN and on values beyond TimeSpan's range.
+            if (!(timeoutSeconds > 0 && timeoutSeconds <= ApiServerOptions.MaxRequestTimeout.TotalSeconds))
+                throw new ArgumentException($"--request-timeout must be more than 0 and at most {ApiServerOptions.MaxRequestTimeout.TotalSeconds:0} seconds, got {timeoutSeconds}");
+            var options = new ApiServerOptions
+            {
+                Host = r.GetValue(host) ?? Environment.GetEnvironmentVariable("API_HOST") ?? "127.0.0.1",
+                Port = r.GetValue(port) ?? EnvironmentPort() ?? 8000,
+                ApiKey = r.GetValue(apiKey) ?? Environment.GetEnvironmentVariable("API_KEY"),
+                AllowedHosts = r.GetValue(allowedHost) ?? [],
+                CorsOrigins = r.GetValue(corsOrigin) ?? [],
+                MaxTokensLimit = r.GetValue(maxTokensLimit),
+                RequestTimeout = TimeSpan.FromSeconds(timeoutSeconds),
+            };
+            // Before the models load, which may take minutes: a wrong option or host should not wait for that.
+            options.Validate();
+            ApiServer.ResolveHost(options.Host);
             try
             {
                 if (r.GetValue(config) is string configPath)
@@ -64,13 +86,6 @@ public static class ApiCommand
                         models.Add(ServedModel.Load(name, modelDir, [dir], r.GetValue(template), q, context, r.GetValue(system), defaults: defaults));
                     }
                 }
-                var options = new ApiServerOptions
-                {
-                    Host = r.GetValue(host) ?? Environment.GetEnvironmentVariable("API_HOST") ?? "127.0.0.1",
-                    Port = r.GetValue(port) ?? EnvironmentPort() ?? 8000,
-                    ApiKey = r.GetValue(apiKey) ?? Environment.GetEnvironmentVariable("API_KEY"),
-                };
-                if (options.Port is < 0 or > 65535) throw new ArgumentException($"--port must be between 0 and 65535, got {options.Port}");
                 Serve(options, models);
                 return 0;
             }
@@ -84,14 +99,19 @@ public static class ApiCommand
 
     private static void Serve(ApiServerOptions options, IReadOnlyList<ServedModel> models)
     {
-        if (!ApiServer.IsLoopback(options.Host) && string.IsNullOrEmpty(options.ApiKey))
-            Console.Error.WriteLine($"[sharptune] warning: listening on {options.Host} without an API key: anyone who can reach this address can use the model (set --api-key or API_KEY)");
         var server = ApiServer.StartAsync(options, models).GetAwaiter().GetResult();
         try
         {
+            string bound = string.Join(", ", server.Addresses.Select(a => $"{a}v1"));
+            if (!server.IsLoopbackOnly)
+                Console.Error.WriteLine(string.IsNullOrEmpty(options.ApiKey)
+                    ? $"[sharptune] warning: listening on {options.Host}, not loopback, without an API key: anyone who can reach {bound} can use the model (set --api-key or API_KEY)"
+                    : $"[sharptune] note: listening on {options.Host}, not loopback: anyone who can reach {bound} and has the key can use the model; plain HTTP carries the key and the conversations unencrypted (put a TLS proxy in front across networks)");
             foreach (var served in models)
-                Console.Error.WriteLine($"[sharptune] model id '{served.Id}': template {served.Template.Name}, context length {served.ContextLength}");
-            Console.Error.WriteLine($"[sharptune] serving the OpenAI API at {server.Address}v1{(string.IsNullOrEmpty(options.ApiKey) ? "" : " (API key required)")}; Ctrl+C stops");
+                Console.Error.WriteLine($"[sharptune] model id '{served.Id}': template {served.Template.Name}, context length {served.ContextLength}, "
+                    + $"at most {Math.Min(options.MaxTokensLimit ?? int.MaxValue, served.ContextLength)} tokens per completion");
+            Console.Error.WriteLine($"[sharptune] serving the OpenAI API at {bound}{(string.IsNullOrEmpty(options.ApiKey) ? "" : " (API key required)")}; "
+                + $"{options.RequestTimeout.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture)} s per generation at most; Ctrl+C stops");
             server.WaitForShutdownAsync().GetAwaiter().GetResult();
             Console.Error.WriteLine("[sharptune] stopped");
         }

@@ -47,4 +47,18 @@ public sealed class ApiCommandTests : IDisposable
         Assert.Equal(1, r.ExitCode);
         Assert.Contains(missing, r.Stderr);
     }
+
+    [Theory]
+    [InlineData("--host", "256.1.1.1", "--host '256.1.1.1' is not a valid IPv4 address")]
+    [InlineData("--request-timeout", "0", "--request-timeout must be more than 0")]
+    [InlineData("--max-tokens-limit", "0", "--max-tokens-limit must be at least 1")]
+    [InlineData("--cors-origin", "app.example", "--cors-origin 'app.example' is not an origin")]
+    [InlineData("--allowed-host", "http://api.example:80", "--allowed-host 'http://api.example:80' is not a host name")]
+    public void ABadServingOptionIsNamedBeforeTheModelLoads(string option, string value, string message)
+    {
+        // The model folder does not exist: the option's error comes first.
+        var r = CliRunner.Run("api", "--model", Path.Combine(_dir, "no-model"), option, value);
+        Assert.Equal(1, r.ExitCode);
+        Assert.StartsWith($"error: {message}", r.Stderr);
+    }
 }
