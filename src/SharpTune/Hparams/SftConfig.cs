@@ -55,7 +55,13 @@ public sealed class SftConfig
         // spelling of an aliased key) replaces the earlier one and moves to the end.
         var entries = new OrderedDictionary<string, ConfigValue>(StringComparer.Ordinal);
         var config = new SftConfig();
-        foreach (var (key, value) in ReadDocument(yamlText, sourceName).Concat(overrides.Select(ReadOverride)))
+        var pairs = ReadDocument(yamlText, sourceName).Concat(overrides.Select(ReadOverride)).ToList();
+
+        // The stage first: a config for a stage SharpTune does not run is full of that stage's keys, and the stage is
+        // what blocks it.
+        if (pairs.FindLast(pair => pair.Key == "stage") is { Value: { } stage }) ConfigKeys.Stage(stage);
+
+        foreach (var (key, value) in pairs)
         {
             if (!ConfigKeys.All.TryGetValue(key, out var entry))
             {
