@@ -45,7 +45,7 @@ public static class TrainCommand
         string modelDir = cfg.Model.ModelNameOrPath;
         ModelFolder.ValidateTokenizer(modelDir);
         var tokenizer = Tokenizer.FromDirectory(modelDir);
-        var template = ChatTemplates.ForModel(cfg.Data.Template ?? "auto", modelDir);
+        var template = ChatTemplates.ForModel(cfg.Data.Template ?? "auto", modelDir, tokenizer);
         if (cfg.Training.DoPredict) return Predict(cfg, tokenizer, template);
         var data = SupervisedDatasets.Load(cfg.Data, tokenizer, template, cfg.Training.Seed);
         foreach (string line in data.Report.ToString().Split('\n')) Log(line);
