@@ -131,15 +131,9 @@ public static class TrainCommand
         var g = cfg.Generating;
         var options = new GenerationOptions
         {
-            MaxNewTokens = g.MaxNewTokens,
-            DoSample = g.DoSample,
-            Temperature = (float)g.Temperature,
-            TopP = (float)g.TopP,
-            TopK = g.TopK,
-            RepetitionPenalty = (float)g.RepetitionPenalty,
             Seed = cfg.Training.Seed,
             StopTokenIds = PredictionRun.StopTokenIds(tokenizer, template, modelDir),
-        };
+        }.With(g);
         var settings = new PredictionSettings(options, cfg.Training.PerDeviceEvalBatchSize, g.SkipSpecialTokens, TokenizerConfig.PadTokenId(tokenizer, modelDir));
         Log($"predicting {examples.Count} examples in batches of {settings.BatchSize} ({(g.DoSample ? $"sampling: temperature {g.Temperature}, top_p {g.TopP}, top_k {g.TopK}" : "greedy")}, max_new_tokens {g.MaxNewTokens})");
         var outcome = PredictionRun.Execute(model, tokenizer, examples, settings, cfg.Training.OutputDir, PredictionProgress.ForStandardError());

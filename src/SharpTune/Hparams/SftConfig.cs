@@ -28,6 +28,9 @@ public sealed class SftConfig
     /// <summary>Messages about keys that were accepted without effect (e.g. bf16), for the start-up log.</summary>
     public List<string> Notes { get; } = [];
 
+    /// <summary>Whether <paramref name="name"/> is a config key (supported, ignored or refused; see docs/config.md).</summary>
+    public static bool IsKey(string name) => ConfigKeys.All.ContainsKey(name);
+
     /// <summary>
     /// Reads a YAML config file, applies command-line overrides (<c>key=value</c>, value parsed as YAML, applied after
     /// the file as LLaMA-Factory's CLI does), resolves relative paths against the working directory and checks it for
