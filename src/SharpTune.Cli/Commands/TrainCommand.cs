@@ -66,7 +66,16 @@ public static class TrainCommand
         if (!cfg.Training.DoTrain)
         {
             Log($"evaluating {data.Eval.Count} examples");
-            var metrics = new LossEvaluator(model, data.Eval, cfg.Training.PerDeviceEvalBatchSize, padId).EvaluateAndSave(outputDir);
+            string evalStatus = $"[eval 0/{data.Eval.Count} examples]";
+            IReadOnlyList<KeyValuePair<string, object?>> metrics;
+            using (new ProgressHeartbeat(Console.Error, ProgressHeartbeat.ConfiguredInterval(), () => Volatile.Read(ref evalStatus)))
+            {
+                var evaluator = new LossEvaluator(model, data.Eval, cfg.Training.PerDeviceEvalBatchSize, padId)
+                {
+                    ExamplesDone = done => Volatile.Write(ref evalStatus, $"[eval {done}/{data.Eval.Count} examples]"),
+                };
+                metrics = evaluator.EvaluateAndSave(outputDir);
+            }
             PrintMetrics(metrics);
             Log($"saved eval_results.json to {outputDir}");
             return 0;
