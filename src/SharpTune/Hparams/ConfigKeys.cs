@@ -55,7 +55,7 @@ internal static class ConfigKeys
     private const string PreferenceReason = "it only applies to preference alignment (stages rm, ppo, dpo, kto), which is not available yet (planned: preference alignment)";
     private const string OneProcessReason = "SharpTune trains in one CPU process, where there is nothing to distribute";
     private const string MegatronReason = "it only applies to the Megatron training backends (USE_MCA, USE_MEGATRON_BRIDGE), which split a model across GPUs; " + OneProcessReason;
-    private const string BenchmarkReason = "it only applies to benchmark evaluation (task), which is not available";
+    private const string BenchmarkReason = "it only applies to benchmark evaluation (task), which is not available yet";
     private const string NoTorchReason = "SharpTune has no PyTorch";
 
     /// <summary>The LLaMA-Factory stages SharpTune does not run yet, and the planned feature that brings each.</summary>
@@ -332,7 +332,7 @@ internal static class ConfigKeys
         Unsupported("use_eaft_loss", "the EAFT loss is not available", IsFalseOrNull),
         Unsupported("use_liger_kernel", "Liger kernels are CUDA kernels", IsFalseOrNull),
         Unsupported("use_kt", "KTransformers is not available", IsFalseOrNull),
-        Unsupported("task", "benchmark evaluation (MMLU, C-Eval, CMMLU; llamafactory-cli eval) is not available", v => v.IsNull),
+        Unsupported("task", "benchmark evaluation (MMLU, C-Eval, CMMLU; llamafactory-cli eval) is not available yet", v => v.IsNull),
         Unsupported("enable_thinking", "training with thinking turned off (empty <think> blocks) is not available", v => v.IsNull || v.IsTrue),
         Unsupported("preserve_thinking", "keeping the reasoning of earlier turns is not available", IsFalseOrNull),
         Unsupported("disable_shuffling", "training always shuffles its examples (seeded by seed)", IsFalseOrNull),
