@@ -80,15 +80,7 @@ public sealed class ServedModel : IDisposable
         id ??= Path.GetFileName(Path.TrimEndingDirectorySeparator(adapters.Count > 0 ? adapters[^1] : cfg.Model.ModelNameOrPath));
         return Load(id, cfg.Model.ModelNameOrPath, adapters, cfg.Data.Template ?? "auto", cfg.Model.Quantization,
             contextLength, cfg.Data.DefaultSystem, cfg.Data.ToolFormat, g.SkipSpecialTokens,
-            o => o with
-            {
-                DoSample = g.DoSample,
-                Temperature = (float)g.Temperature,
-                TopP = (float)g.TopP,
-                TopK = g.TopK,
-                MaxNewTokens = g.MaxNewTokens,
-                RepetitionPenalty = (float)g.RepetitionPenalty,
-            });
+            o => o.With(g));
     }
 
     /// <summary>A chat request's prompt ids, rendered exactly as <c>chat</c> renders (<see cref="ChatSession.EncodePrompt"/>).</summary>

@@ -30,7 +30,9 @@ public static class Program
             CompareCommand.Create(),
             ApiCommand.Create(),
             CheckCommands.Create(),
+            EnvCommands.Env(),
+            EnvCommands.VersionCommand(),
         };
-        return root.Parse(args).Invoke();
+        return root.Parse(ConfigArguments.Normalize(args)).Invoke();
     }
 }

@@ -60,7 +60,7 @@ public static class CompareCommand
             // Every adapter is read before anything is generated, so a wrong folder fails in seconds, not after the base's answers.
             foreach (string dir in adapters) LoraAdapter.Load(dir);
             var tokenizer = Tokenizer.FromDirectory(modelDir);
-            var chatTemplate = ChatTemplates.ForModel(r.GetValue(template), modelDir);
+            var chatTemplate = ChatTemplates.ForModel(r.GetValue(template), modelDir, tokenizer);
             var config = ModelConfig.Load(ModelFolder.ConfigPath(modelDir));
             var defaults = GenerationOptions.FromModelFolder(modelDir, config) with { DoSample = false, Seed = DefaultSeed };
             var options = generation.Apply(r, defaults);

@@ -46,7 +46,7 @@ public static class TrainCommand
         string modelDir = cfg.Model.ModelNameOrPath;
         ModelFolder.ValidateTokenizer(modelDir);
         var tokenizer = Tokenizer.FromDirectory(modelDir);
-        var template = ChatTemplates.ForModel(cfg.Data.Template ?? "auto", modelDir);
+        var template = ChatTemplates.ForModel(cfg.Data.Template ?? "auto", modelDir, tokenizer);
         if (cfg.Training.DoPredict) return Predict(cfg, tokenizer, template);
         var data = cfg.Finetuning.Stage == "pt"
             ? PretrainDatasets.Load(cfg.Data, tokenizer, template, modelDir, cfg.Training.Seed)
@@ -69,7 +69,16 @@ public static class TrainCommand
         if (!cfg.Training.DoTrain)
         {
             Log($"evaluating {data.Eval.Count} examples");
-            var metrics = new LossEvaluator(model, data.Eval, cfg.Training.PerDeviceEvalBatchSize, padId).EvaluateAndSave(outputDir);
+            string evalStatus = $"[eval 0/{data.Eval.Count} examples]";
+            IReadOnlyList<KeyValuePair<string, object?>> metrics;
+            using (new ProgressHeartbeat(Console.Error, ProgressHeartbeat.ConfiguredInterval(), () => Volatile.Read(ref evalStatus)))
+            {
+                var evaluator = new LossEvaluator(model, data.Eval, cfg.Training.PerDeviceEvalBatchSize, padId)
+                {
+                    ExamplesDone = done => Volatile.Write(ref evalStatus, $"[eval {done}/{data.Eval.Count} examples]"),
+                };
+                metrics = evaluator.EvaluateAndSave(outputDir);
+            }
             PrintMetrics(metrics);
             Log($"saved eval_results.json to {outputDir}");
             return 0;
@@ -134,15 +143,9 @@ public static class TrainCommand
         var g = cfg.Generating;
         var options = new GenerationOptions
         {
-            MaxNewTokens = g.MaxNewTokens,
-            DoSample = g.DoSample,
-            Temperature = (float)g.Temperature,
-            TopP = (float)g.TopP,
-            TopK = g.TopK,
-            RepetitionPenalty = (float)g.RepetitionPenalty,
             Seed = cfg.Training.Seed,
             StopTokenIds = PredictionRun.StopTokenIds(tokenizer, template, modelDir),
-        };
+        }.With(g);
         var settings = new PredictionSettings(options, cfg.Training.PerDeviceEvalBatchSize, g.SkipSpecialTokens, TokenizerConfig.PadTokenId(tokenizer, modelDir));
         Log($"predicting {examples.Count} examples in batches of {settings.BatchSize} ({(g.DoSample ? $"sampling: temperature {g.Temperature}, top_p {g.TopP}, top_k {g.TopK}" : "greedy")}, max_new_tokens {g.MaxNewTokens})");
         var outcome = PredictionRun.Execute(model, tokenizer, examples, settings, cfg.Training.OutputDir, PredictionProgress.ForStandardError());

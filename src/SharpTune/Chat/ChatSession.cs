@@ -47,7 +47,7 @@ public sealed class ChatSession : IDisposable
         ModelFolder.Validate(modelDir);
         ModelFolder.ValidateTokenizer(modelDir);
         var tokenizer = Tokenizer.FromDirectory(modelDir);
-        var template = ChatTemplates.ForModel(templateName, modelDir);
+        var template = ChatTemplates.ForModel(templateName, modelDir, tokenizer);
         var model = DecoderModel.Load(modelDir, adapterDirectories: adapterDirs, quantization: quantization);
         return new ChatSession(model, tokenizer, template, system, ownsModel: true);
     }

@@ -34,22 +34,7 @@ public sealed unsafe class Bf16ComputeMatrix : IFrozenMatrix
     public const string Unavailable = "this machine has no bf16 GEMM (it needs oneDNN, see .ci/install-native.sh, and a CPU with AVX512-BF16 or AMX)";
 
     /// <summary>Whether the CPU lists AVX512-BF16 or AMX-BF16 (Linux: /proc/cpuinfo's flags; elsewhere unknown, so no).</summary>
-    public static bool CpuComputesBf16 { get; } = ReadCpuFlags().Overlaps(["avx512_bf16", "amx_bf16"]);
-
-    private static HashSet<string> ReadCpuFlags()
-    {
-        try
-        {
-            string? flags = File.Exists("/proc/cpuinfo")
-                ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal))
-                : null;
-            return flags is null ? [] : [.. flags[(flags.IndexOf(':') + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries)];
-        }
-        catch (IOException)
-        {
-            return [];
-        }
-    }
+    public static bool CpuComputesBf16 { get; } = CpuInfo.Flags.Overlaps(["avx512_bf16", "amx_bf16"]);
 
     public WeightMatrix Matrix { get; }
 

@@ -22,13 +22,12 @@ public static class ExportGenerationConfig
         var words = new List<string>();
         if (template.EosToken is { } eosText) words.Add(eosText);
         words.AddRange(template.StopWords);
-        if (words.Count > 0)
+        if (template.Markers().Any())
         {
             ModelFolder.ValidateTokenizer(baseDir);
             var tokenizer = Tokenizer.FromDirectory(baseDir);
-            foreach (string word in words)
-                eos.Add(tokenizer.TokenToId(word)
-                    ?? throw new InvalidDataException($"{baseDir}: the {template.Name} template's stop word '{word}' is not a token of tokenizer.json"));
+            ChatTemplates.RequireSingleTokens(template, tokenizer, baseDir);
+            eos.AddRange(words.Select(word => tokenizer.Encode(word)[0]));
         }
         eos.AddRange(Ids(root["eos_token_id"]));
         eos.AddRange(config.EosTokenIds);

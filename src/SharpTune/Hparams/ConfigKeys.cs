@@ -51,6 +51,46 @@ internal static class ConfigKeys
     private const string MultimodalReason = "SharpTune trains text-only models; image, video and audio inputs are not available";
     private const string RayReason = "Ray distributed training is not available; SharpTune trains in one process";
     private const string NoHubReason = "SharpTune cannot reach the Hugging Face Hub";
+    private const string HubDownloadReason = "SharpTune does not download from the Hugging Face Hub yet (planned: hub downloads)";
+    private const string PreferenceReason = "it only applies to preference alignment (stages rm, ppo, dpo, kto), which is not available yet (planned: preference alignment)";
+    private const string OneProcessReason = "SharpTune trains in one CPU process, where there is nothing to distribute";
+    private const string MegatronReason = "it only applies to the Megatron training backends (USE_MCA, USE_MEGATRON_BRIDGE), which split a model across GPUs; " + OneProcessReason;
+    private const string BenchmarkReason = "it only applies to benchmark evaluation (task), which is not available yet";
+    private const string NoTorchReason = "SharpTune has no PyTorch";
+
+    /// <summary>The LLaMA-Factory stages SharpTune does not run yet, and the planned feature that brings each.</summary>
+    private static readonly Dictionary<string, string> PlannedStages = new()
+    {
+        ["rm"] = "preference alignment",
+        ["ppo"] = "preference alignment",
+        ["dpo"] = "preference alignment",
+        ["kto"] = "preference alignment",
+    };
+
+    private static string PeftReason(string method) => $"{method} is not available yet (planned: the PEFT family)";
+
+    /// <summary>A reason for the settings of a feature that is off unless <paramref name="switchKey"/> turns it on.</summary>
+    private static string OnlyWith(string switchKey, string feature) => $"it only applies with {switchKey}: {feature}";
+
+    /// <summary>RLHFArguments: the settings of LLaMA-Factory's rm, ppo, dpo and kto stages.</summary>
+    private static readonly string[] PreferenceKeys =
+    [
+        "pref_beta", "pref_ftx", "pref_bco_weight", "pref_loss", "dpo_label_smoothing", "kto_chosen_weight", "kto_rejected_weight",
+        "simpo_gamma", "ppo_buffer_size", "ppo_epochs", "ppo_score_norm", "ppo_target", "ppo_whiten_rewards", "ref_model",
+        "ref_model_adapters", "ref_model_quantization_bit", "reward_model", "reward_model_adapters", "reward_model_quantization_bit",
+        "reward_model_type", "ld_alpha",
+    ];
+
+    /// <summary>MegatronBridgeArguments (read by LLaMA-Factory when USE_MEGATRON_BRIDGE=1).</summary>
+    private static readonly string[] MegatronBridgeKeys =
+    [
+        "tensor_model_parallel_size", "pipeline_model_parallel_size", "expert_model_parallel_size", "context_parallel_size",
+        "virtual_pipeline_model_parallel_size", "sequence_parallel", "recompute_granularity", "recompute_method", "recompute_num_layers",
+        "account_for_embedding_in_pipeline_split", "account_for_loss_in_pipeline_split", "bias_activation_fusion", "apply_rope_fusion",
+        "masked_softmax_fusion", "cross_entropy_loss_fusion", "moe_grouped_gemm", "moe_token_dispatcher_type", "calculate_per_token_loss",
+        "use_distributed_optimizer", "overlap_param_gather", "overlap_grad_reduce", "use_packed_sequences", "mixed_precision",
+        "megatron_pretrained_checkpoint", "export_hf_on_finish", "extra_config",
+    ];
 
     private static readonly ConfigKey[] Table =
     [
@@ -79,8 +119,8 @@ internal static class ConfigKeys
         Supported("skip_invalid_records", (c, v) => c.Data.SkipInvalidRecords = v.Bool()),
 
         // method
-        Supported("stage", (c, v) => c.Finetuning.Stage = v.Choice(["sft", "pt"], ["rm", "ppo", "dpo", "kto"])),
-        Supported("finetuning_type", (c, v) => c.Finetuning.FinetuningType = v.Choice(["lora", "full", "freeze"], ["oft"]) switch
+        Supported("stage", (c, v) => c.Finetuning.Stage = Stage(v)),
+        Supported("finetuning_type", (c, v) => c.Finetuning.FinetuningType = v.Choice(["lora", "full", "freeze"], ["oft"], new Dictionary<string, string> { ["oft"] = "the PEFT family" }) switch
         {
             "lora" => FinetuningType.Lora,
             "full" => FinetuningType.Full,
@@ -169,10 +209,11 @@ internal static class ConfigKeys
         Ignored("upcast_lmhead_output", "SharpTune computes in fp32", IsFalseOrNull),
         Ignored("low_cpu_mem_usage", "SharpTune memory-maps checkpoints"),
         Ignored("export_device", "merging always runs on the CPU", v => v.Is("cpu")),
-        Ignored("cache_dir", NoHubReason),
-        Ignored("hf_hub_token", NoHubReason),
-        Ignored("ms_hub_token", NoHubReason),
-        Ignored("om_hub_token", NoHubReason),
+        Ignored("cache_dir", HubDownloadReason),
+        Ignored("hf_hub_token", HubDownloadReason),
+        Ignored("ms_hub_token", HubDownloadReason),
+        Ignored("om_hub_token", HubDownloadReason),
+        Ignored("model_revision", HubDownloadReason, v => v.Is("main")),
         Ignored("print_param_status", "SharpTune prints the trainable-parameter summary itself"),
         Ignored("ignore_pad_token_for_loss", "padding is always excluded from the loss", v => !v.IsFalse),
         Ignored("buffer_size", "it only applies to dataset streaming"),
@@ -187,10 +228,91 @@ internal static class ConfigKeys
         Unsupported("num_beams", "beam search is not available; predictions are greedy or sampled", v => v.Is("1")),
         Unsupported("infer_backend", "SharpTune runs its own inference engine, not vLLM, SGLang or KTransformers", v => v.Is("huggingface")),
 
+        // distributed training: no-ops in one process
+        Ignored("deepspeed", "DeepSpeed ZeRO would shard the optimizer state, gradients and weights across GPU processes; " + OneProcessReason, IsFalseOrNull),
+        Ignored("fsdp", "FSDP would shard the parameters, gradients and optimizer state across GPU processes; " + OneProcessReason, v => v.IsNull || v.Is("") || v.IsFalse),
+        Ignored("fsdp_config", "it configures FSDP, which would shard the model across GPU processes; " + OneProcessReason, v => v.IsNull),
+        Ignored("fp8_enable_fsdp_float8_all_gather", "it configures FSDP's fp8 all-gather across GPU processes; " + OneProcessReason, IsFalseOrNull),
+        Ignored("parallelism_config", "it configures Accelerate's tensor, context and data parallelism across GPUs; " + OneProcessReason, v => v.IsNull),
+        Ignored("accelerator_config", "it configures Accelerate's multi-device batch dispatch; " + OneProcessReason, v => v.IsNull),
+        Ignored("average_tokens_across_devices", "it averages token counts across GPU processes; " + OneProcessReason, v => !v.IsFalse),
+        Ignored("ddp_backend", "it picks DDP's communication backend; " + OneProcessReason, v => v.IsNull),
+        Ignored("ddp_broadcast_buffers", "it configures DDP across processes; " + OneProcessReason, v => v.IsNull),
+        Ignored("ddp_bucket_cap_mb", "it configures DDP across processes; " + OneProcessReason, v => v.IsNull),
+        Ignored("local_rank", "it is a distributed launcher's process index; " + OneProcessReason, v => v.Is("-1")),
+        Ignored("master_addr", "it is the address of a distributed run's first process; " + OneProcessReason, v => v.IsNull),
+        Ignored("master_port", "it is the port of a distributed run's first process; " + OneProcessReason, v => v.IsNull),
+        Ignored("log_level_replica", "it sets the log level of a distributed run's other processes; " + OneProcessReason),
+        Ignored("log_on_each_node", "it decides logging on each machine of a multi-node run; " + OneProcessReason),
+        Ignored("save_on_each_node", "it decides saving on each machine of a multi-node run; " + OneProcessReason, IsFalseOrNull),
+        Ignored("eval_use_gather_object", "it gathers evaluation outputs across GPU processes; " + OneProcessReason, IsFalseOrNull),
+        Ignored("data_shared_file_system", "it tells a multi-node run whether its machines share the dataset cache; " + OneProcessReason, IsFalseOrNull),
+        Ignored("use_mca", "Megatron-Core (USE_MCA) would split the model across GPUs with tensor and pipeline parallelism; " + OneProcessReason, IsFalseOrNull),
+        Ignored("use_megatron_bridge", "Megatron-Bridge (USE_MEGATRON_BRIDGE) would split the model across GPUs; " + OneProcessReason, IsFalseOrNull),
+        Ignored("use_hyper_parallel", "HyperParallel would shard the model across GPUs (FSDP and tensor parallelism); " + OneProcessReason, IsFalseOrNull),
+        Ignored("hyper_parallel_args", OnlyWith("use_hyper_parallel", "HyperParallel would shard the model across GPUs; " + OneProcessReason), v => v.IsNull),
+        Ignored("hyper_parallel_cp_size", OnlyWith("use_hyper_parallel", "HyperParallel would shard the model across GPUs; " + OneProcessReason), v => v.Is("1")),
+        .. IgnoredAll(MegatronReason, MegatronBridgeKeys),
+
+        // accepted without effect: settings of machinery SharpTune does not have or does not need
+        Ignored("use_cpu", "SharpTune always runs on the CPU", _ => true),
+        Ignored("use_cache", "training never keeps a KV cache", IsFalseOrNull),
+        Ignored("use_kv_cache", "generation always uses a KV cache", v => !v.IsFalse),
+        Ignored("use_v1_kernels", "SharpTune uses its own kernels", IsFalseOrNull),
+        Ignored("infer_dtype", "inference multiplies the weights in their stored dtype with fp32 activations", v => v.Is("auto")),
+        Ignored("offload_folder", "SharpTune keeps the model in main memory and offloads nothing", v => v.Is("offload")),
+        Ignored("torch_compile_backend", NoTorchReason + " to compile", v => v.IsNull),
+        Ignored("torch_compile_mode", NoTorchReason + " to compile", v => v.IsNull),
+        Ignored("torch_empty_cache_steps", "SharpTune has no GPU memory cache to empty", v => v.IsNull),
+        Ignored("enable_torch_profiler", NoTorchReason + " profiler", IsFalseOrNull),
+        .. IgnoredAll(OnlyWith("enable_torch_profiler", NoTorchReason + " profiler"), ["profiler_output_dir", "profiler_wait_steps", "profiler_warmup_steps", "profiler_active_steps", "profiler_repeat",
+            "profiler_record_shapes", "profiler_profile_memory", "profiler_with_stack", "profile_modules"]),
+        Ignored("debug", "transformers' debug options (underflow/overflow detection, TPU metrics) are not available", v => v.IsNull || v.Is("")),
+        Ignored("skip_memory_metrics", "memory metrics are not reported", v => !v.IsFalse),
+        Ignored("full_determinism", "SharpTune seeds every random generator from seed and has no nondeterministic GPU kernels to turn off", IsFalseOrNull),
+        Ignored("auto_find_batch_size", "it only lowers the batch size after a GPU out-of-memory error; SharpTune runs the batch size you set", IsFalseOrNull),
+        Ignored("dataloader_prefetch_factor", "SharpTune loads batches in-process", v => v.IsNull),
+        Ignored("label_names", "SharpTune's collator names the labels itself", v => v.IsNull),
+        Ignored("length_column_name", OnlyWith("train_sampling_strategy group_by_length", "length-grouped sampling is not available"), v => v.Is("length")),
+        Ignored("eval_accumulation_steps", "evaluation keeps only the running loss, never the outputs", v => v.IsNull),
+        Ignored("eval_do_concat_batches", "evaluation keeps only the running loss, never the outputs"),
+        Ignored("prediction_loss_only", "evaluation reports the loss only anyway", IsFalseOrNull),
+        Ignored("batch_eval_metrics", "SharpTune computes its metrics itself", IsFalseOrNull),
+        Ignored("include_for_metrics", "SharpTune computes its metrics itself", v => v.IsNull),
+        Ignored("restore_callback_states_from_checkpoint", "SharpTune has no trainer callbacks", IsFalseOrNull),
+        Ignored("logging_nan_inf_filter", "SharpTune logs the loss as computed, NaN or infinite included", v => !v.IsFalse),
+        Ignored("project", "SharpTune has no experiment-tracker integrations", v => v.Is("huggingface")),
+        Ignored("trackio_space_id", "SharpTune has no experiment-tracker integrations", v => v.Is("trackio")),
+        Ignored("bf16_full_eval", "evaluation computes as training does (bf16 products with bf16: true, fp32 otherwise)", IsFalseOrNull),
+        Ignored("fp16_full_eval", "evaluation computes as training does (bf16 products with bf16: true, fp32 otherwise)", IsFalseOrNull),
+        Ignored("generation_max_length", "prediction length is set by max_new_tokens", v => v.IsNull),
+        Ignored("greater_is_better", OnlyWith("load_best_model_at_end", "keeping the best checkpoint is not available"), v => v.IsNull),
+        Ignored("optim_target_modules", "it only applies to the GaLore and APOLLO optimizers, which are not available", v => v.IsNull),
+        Ignored("liger_kernel_config", OnlyWith("use_liger_kernel", "Liger kernels are CUDA kernels"), v => v.IsNull),
+        Ignored("init_special_tokens", "it only applies when adding tokens, which is not available", v => v.Is("noise_init")),
+        Ignored("fp8_backend", OnlyWith("fp8", "FP8 training is not available"), v => v.Is("auto")),
+        .. IgnoredAll(OnlyWith("push_to_hub", "uploading to the Hugging Face Hub is not available"), ["hub_token", "hub_private_repo", "hub_strategy", "hub_always_push", "hub_revision"]),
+        .. IgnoredAll("it only applies to infer_backend: vllm, which is not available", ["vllm_maxlen", "vllm_gpu_util", "vllm_enforce_eager", "vllm_max_lora_rank", "vllm_config"]),
+        .. IgnoredAll("it only applies to infer_backend: sglang, which is not available", ["sglang_maxlen", "sglang_mem_fraction", "sglang_tp_size", "sglang_config", "sglang_lora_backend"]),
+        .. IgnoredAll(OnlyWith("use_kt", "KTransformers is not available"), ["kt_config", "kt_cpu_activation", "kt_weight_path", "kt_non_expert_weight_path", "kt_expert_checkpoint_path",
+            "kt_use_lora_experts", "kt_lora_expert_num", "kt_lora_expert_intermediate_size"], v => v.IsNull),
+
+        // the settings of features that are off unless their own key turns them on (that key is refused below)
+        .. IgnoredAll(PreferenceReason, PreferenceKeys),
+        .. IgnoredAll(OnlyWith("finetuning_type oft", PeftReason("OFT")), ["oft_rank", "oft_block_size", "oft_target", "module_dropout"]),
+        Ignored("pissa_iter", OnlyWith("pissa_init", PeftReason("PiSSA initialisation"))),
+        Ignored("loraplus_lr_embedding", OnlyWith("loraplus_lr_ratio", PeftReason("LoRA+"))),
+        .. IgnoredAll(OnlyWith("use_galore", "GaLore is not available"), ["galore_target", "galore_rank", "galore_update_interval", "galore_scale", "galore_proj_type", "galore_layerwise"]),
+        .. IgnoredAll(OnlyWith("use_apollo", "APOLLO is not available"), ["apollo_target", "apollo_rank", "apollo_update_interval", "apollo_scale", "apollo_proj", "apollo_proj_type",
+            "apollo_scale_type", "apollo_layerwise", "apollo_scale_front"]),
+        .. IgnoredAll(OnlyWith("use_badam", "BAdam is not available"), ["badam_mode", "badam_start_block", "badam_switch_mode", "badam_switch_interval", "badam_update_ratio", "badam_mask_mode", "badam_verbose"]),
+        .. IgnoredAll(OnlyWith("use_swanlab", "SwanLab logging is not available"), ["swanlab_project", "swanlab_workspace", "swanlab_run_name", "swanlab_mode", "swanlab_api_key", "swanlab_logdir",
+            "swanlab_lark_webhook_url", "swanlab_lark_secret"]),
+        Ignored("asft_alpha", OnlyWith("use_asft_loss", "the ASFT loss is not available")),
+        Ignored("eaft_alpha", OnlyWith("use_eaft_loss", "the EAFT loss is not available")),
+        .. IgnoredAll(BenchmarkReason, ["task_dir", "batch_size", "lang", "n_shot", "save_dir", "download_mode"]),
+
         // features SharpTune does not have
-        Unsupported("deepspeed", "DeepSpeed is not available; SharpTune trains in one process", IsFalseOrNull),
-        Unsupported("fsdp", "FSDP is not available; SharpTune trains in one process", v => v.IsNull || v.Is("") || v.IsFalse),
-        Unsupported("fsdp_config", "FSDP is not available; SharpTune trains in one process", v => v.IsNull),
         Unsupported("ray_num_workers", RayReason, v => v.Is("1")),
         Unsupported("ray_run_name", RayReason, v => v.IsNull),
         Unsupported("ray_storage_path", RayReason, v => v.Is("./saves")),
@@ -201,10 +323,33 @@ internal static class ConfigKeys
         Unsupported("quantization_device_map", "device maps do not apply: SharpTune keeps the quantized model in main memory", v => v.IsNull),
         Unsupported("fp8", "FP8 training is not available", IsFalseOrNull),
         Unsupported("pure_bf16", "SharpTune trains in fp32 master weights", IsFalseOrNull),
-        Unsupported("use_dora", "DoRA is not available; use plain LoRA", IsFalseOrNull),
-        Unsupported("pissa_init", "PiSSA initialisation is not available", IsFalseOrNull),
-        Unsupported("pissa_convert", "PiSSA initialisation is not available", IsFalseOrNull),
-        Unsupported("loraplus_lr_ratio", "LoRA+ learning-rate ratios are not available", v => v.IsNull),
+        Unsupported("use_dora", PeftReason("DoRA"), IsFalseOrNull),
+        Unsupported("pissa_init", PeftReason("PiSSA initialisation"), IsFalseOrNull),
+        Unsupported("pissa_convert", PeftReason("PiSSA initialisation"), IsFalseOrNull),
+        Unsupported("loraplus_lr_ratio", PeftReason("LoRA+"), v => v.IsNull),
+        Unsupported("adapter_folder", "loading every adapter of a folder is not available; list the adapters in adapter_name_or_path", v => v.IsNull),
+        Unsupported("use_asft_loss", "the ASFT loss is not available", IsFalseOrNull),
+        Unsupported("use_eaft_loss", "the EAFT loss is not available", IsFalseOrNull),
+        Unsupported("use_liger_kernel", "Liger kernels are CUDA kernels", IsFalseOrNull),
+        Unsupported("use_kt", "KTransformers is not available", IsFalseOrNull),
+        Unsupported("task", "benchmark evaluation (MMLU, C-Eval, CMMLU; llamafactory-cli eval) is not available yet", v => v.IsNull),
+        Unsupported("enable_thinking", "training with thinking turned off (empty <think> blocks) is not available", v => v.IsNull || v.IsTrue),
+        Unsupported("preserve_thinking", "keeping the reasoning of earlier turns is not available", IsFalseOrNull),
+        Unsupported("disable_shuffling", "training always shuffles its examples (seeded by seed)", IsFalseOrNull),
+        Unsupported("train_sampling_strategy", "training always samples its examples in a seeded random order", v => v.Is("random")),
+        Unsupported("sortish_sampler", "training always samples its examples in a seeded random order", IsFalseOrNull),
+        Unsupported("data_seed", "a separate data-order seed is not available; the order follows seed", v => v.IsNull),
+        Unsupported("ignore_data_skip", "a resumed run always continues the data order where it stopped", IsFalseOrNull),
+        Unsupported("dataloader_drop_last", "dropping the last incomplete batch is not available", IsFalseOrNull),
+        Unsupported("logging_strategy", "only logging_strategy: steps is available", v => v.Is("steps")),
+        Unsupported("logging_first_step", "logging the first step is not available; logging follows logging_steps", IsFalseOrNull),
+        Unsupported("eval_delay", "delaying the first evaluation is not available", v => v.Is("0") || v.Is("0.0")),
+        Unsupported("eval_on_start", "evaluating before the first step is not available", IsFalseOrNull),
+        Unsupported("enable_jit_checkpoint", "checkpointing on SIGTERM is not available", IsFalseOrNull),
+        Unsupported("optim_args", "extra optimizer arguments are not available", v => v.IsNull || v.Is("")),
+        Unsupported("generation_config", "a separate generation config for prediction is not available; use the generation keys (max_new_tokens, temperature, ...)", v => v.IsNull),
+        Unsupported("generation_num_beams", "beam search is not available; predictions are greedy or sampled", v => v.IsNull || v.Is("1")),
+        Unsupported("eval_num_beams", "beam search is not available; predictions are greedy or sampled", v => v.IsNull || v.Is("1")),
         Unsupported("create_new_adapter", "training a fresh adapter on top of existing ones is not available", IsFalseOrNull),
         Unsupported("use_unsloth", "Unsloth is a CUDA library", IsFalseOrNull),
         Unsupported("use_unsloth_gc", "Unsloth is a CUDA library", IsFalseOrNull),
@@ -309,6 +454,12 @@ internal static class ConfigKeys
 
     private static bool IsFalseOrNull(ConfigValue v) => v.IsNull || v.IsFalse;
 
+    /// <summary>
+    /// stage: sft and pt run; the other LLaMA-Factory stages name the planned feature. <see cref="SftConfig"/> checks it
+    /// before any other key, since a config for another stage is full of that stage's keys.
+    /// </summary>
+    internal static string Stage(ConfigValue v) => v.Choice(["sft", "pt"], ["rm", "ppo", "dpo", "kto"], PlannedStages);
+
     /// <summary>LLaMA-Factory's GeneratingArguments check: top_p in (0, 1].</summary>
     private static double TopP(ConfigValue v)
     {
@@ -372,6 +523,10 @@ internal static class ConfigKeys
 
     private static ConfigKey Ignored(string name, string reason, Func<ConfigValue, bool>? isInert = null) =>
         new(name, KeyStatus.Ignored, Reason: reason, IsInert: isInert);
+
+    /// <summary>One <see cref="Ignored"/> row per name, all with the same reason (the settings of one feature).</summary>
+    private static IEnumerable<ConfigKey> IgnoredAll(string reason, string[] names, Func<ConfigValue, bool>? isInert = null) =>
+        names.Select(name => Ignored(name, reason, isInert));
 
     private static ConfigKey Unsupported(string name, string reason, Func<ConfigValue, bool>? isInert = null) =>
         new(name, KeyStatus.Unsupported, Reason: reason, IsInert: isInert);

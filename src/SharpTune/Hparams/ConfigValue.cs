@@ -133,14 +133,18 @@ internal sealed class ConfigValue(string key, YamlNode node, string origin)
 
     /// <summary>
     /// One of <paramref name="supported"/>; a value in <paramref name="notYet"/> (valid in LLaMA-Factory) is reported as
-    /// not supported yet, anything else as invalid.
+    /// not supported yet, naming the planned feature that brings it when <paramref name="planned"/> has one; anything
+    /// else as invalid.
     /// </summary>
-    public string Choice(IReadOnlyList<string> supported, IReadOnlyList<string> notYet)
+    public string Choice(IReadOnlyList<string> supported, IReadOnlyList<string> notYet, IReadOnlyDictionary<string, string>? planned = null)
     {
         string text = Text();
         if (supported.Contains(text)) return text;
         if (notYet.Contains(text))
-            throw new ConfigException($"{key} '{text}' is not supported yet (supported: {string.Join(", ", supported)}) ({origin})");
+        {
+            string plan = planned is not null && planned.TryGetValue(text, out string? feature) ? $"; planned: {feature}" : "";
+            throw new ConfigException($"{key} '{text}' is not supported yet (supported: {string.Join(", ", supported)}{plan}) ({origin})");
+        }
         throw Error($"expected one of {string.Join(", ", supported.Concat(notYet))}, got '{text}'");
     }
 

@@ -28,6 +28,9 @@ public sealed class SftConfig
     /// <summary>Messages about keys that were accepted without effect (e.g. bf16), for the start-up log.</summary>
     public List<string> Notes { get; } = [];
 
+    /// <summary>Whether <paramref name="name"/> is a config key (supported, ignored or refused; see docs/config.md).</summary>
+    public static bool IsKey(string name) => ConfigKeys.All.ContainsKey(name);
+
     /// <summary>
     /// Reads a YAML config file, applies command-line overrides (<c>key=value</c>, value parsed as YAML, applied after
     /// the file as LLaMA-Factory's CLI does), resolves relative paths against the working directory and checks it for
@@ -55,7 +58,13 @@ public sealed class SftConfig
         // spelling of an aliased key) replaces the earlier one and moves to the end.
         var entries = new OrderedDictionary<string, ConfigValue>(StringComparer.Ordinal);
         var config = new SftConfig();
-        foreach (var (key, value) in ReadDocument(yamlText, sourceName).Concat(overrides.Select(ReadOverride)))
+        var pairs = ReadDocument(yamlText, sourceName).Concat(overrides.Select(ReadOverride)).ToList();
+
+        // The stage first: a config for a stage SharpTune does not run is full of that stage's keys, and the stage is
+        // what blocks it.
+        if (pairs.FindLast(pair => pair.Key == "stage") is { Value: { } stage }) ConfigKeys.Stage(stage);
+
+        foreach (var (key, value) in pairs)
         {
             if (!ConfigKeys.All.TryGetValue(key, out var entry))
             {

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SharpTune.Hparams;
 using SharpTune.Model;
 
 namespace SharpTune.Inference;
@@ -21,6 +22,17 @@ public sealed record GenerationOptions
     public int? Seed { get; init; }
     /// <summary>Token ids that end generation (the eos id is not part of the returned text).</summary>
     public IReadOnlySet<int> StopTokenIds { get; init; } = new HashSet<int>();
+
+    /// <summary>These options with a config's generation keys (LLaMA-Factory's generating arguments) in place of their own.</summary>
+    public GenerationOptions With(GeneratingArguments g) => this with
+    {
+        DoSample = g.DoSample,
+        Temperature = (float)g.Temperature,
+        TopP = (float)g.TopP,
+        TopK = g.TopK,
+        MaxNewTokens = g.MaxNewTokens,
+        RepetitionPenalty = (float)g.RepetitionPenalty,
+    };
 
     public void Validate()
     {

@@ -16,7 +16,7 @@ namespace SharpTune.Templates;
 /// <see cref="EncodePairs(IReadOnlyList{ChatMessage}, string?, string?)"/> appends it to every prompt.
 /// Slots are text with one <c>{{content}}</c> placeholder; <c>{{eos_token}}</c> stands for the tokenizer's eos.
 /// </remarks>
-public sealed class ChatTemplate
+public sealed partial class ChatTemplate
 {
     private const string ContentPlaceholder = "{{content}}";
     private const string EosPlaceholder = "{{eos_token}}";
@@ -74,6 +74,23 @@ public sealed class ChatTemplate
     private string functionSlot = ContentPlaceholder;
     private ToolFormat? toolFormat;
     private Regex? thoughtPattern;
+
+    /// <summary>
+    /// The special-token texts the template writes, each with what it is: the stop words, the eos its slots write, and
+    /// the <c>&lt;|...|&gt;</c> role tokens of its prefix, slots and generation prompt.
+    /// </summary>
+    public IEnumerable<(string Text, string Role)> Markers()
+    {
+        foreach (string word in StopWords) yield return (word, "stop word");
+        if (EosToken is { } eos && (AssistantSlot.Contains(EosPlaceholder) || FunctionSlot.Contains(EosPlaceholder))) yield return (eos, "eos token");
+        string written = string.Concat(Prefix, SystemSlot, UserSlot, AssistantSlot, FunctionSlot, GenerationPrompt,
+            Observation.Open, Observation.ItemSlot, Observation.Close);
+        foreach (string marker in RoleToken().Matches(written).Select(m => m.Value).Distinct(StringComparer.Ordinal))
+            yield return (marker, "role token");
+    }
+
+    [GeneratedRegex(@"<\|[^|<>\s]+\|>")]
+    private static partial Regex RoleToken();
 
     /// <summary>A copy whose default system text is <paramref name="defaultSystem"/> (LLaMA-Factory's <c>default_system</c> argument; "" = none).</summary>
     public ChatTemplate WithDefaultSystem(string defaultSystem)

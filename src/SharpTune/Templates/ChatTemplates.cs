@@ -92,6 +92,35 @@ public static partial class ChatTemplates
         return Tokenization.TokenizerConfig.EosToken(dir) is { } eos ? template.WithEosToken(eos) : template;
     }
 
+    /// <summary>
+    /// <see cref="ForModel(string?, string)"/> for a run that tokenizes with <paramref name="tokenizer"/> (the folder's):
+    /// refuses a template the tokenizer cannot express (<see cref="RequireSingleTokens"/>). Train, predict, chat, the
+    /// API server and compare resolve their template here.
+    /// </summary>
+    public static ChatTemplate ForModel(string? name, string dir, Tokenization.Tokenizer tokenizer)
+    {
+        var template = ForModel(name, dir);
+        RequireSingleTokens(template, tokenizer, dir);
+        return template;
+    }
+
+    /// <summary>
+    /// Every marker the template writes — its stop words, the eos its slots write, and the <c>&lt;|...|&gt;</c> role
+    /// tokens of its prefix, slots and generation prompt — must be one token of <paramref name="tokenizer"/>. Otherwise
+    /// (<c>llama3</c> on a Qwen tokenizer) the marker would be split into plain text: trained as words in the labels,
+    /// never matched as a stop token.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The first marker that is not a single token, named with the template and folder.</exception>
+    public static void RequireSingleTokens(ChatTemplate template, Tokenization.Tokenizer tokenizer, string modelDir)
+    {
+        foreach (var (text, role) in template.Markers())
+        {
+            if (tokenizer.Encode(text).Length != 1)
+                throw new InvalidDataException(
+                    $"{modelDir}: the {template.Name} template's {role} '{text}' is not a single token of this model's tokenizer (it would become plain text); use the model's own template (template: auto)");
+        }
+    }
+
     public static ChatTemplate FromModelDirectory(string dir)
     {
         var path = Path.Combine(dir, "tokenizer_config.json");

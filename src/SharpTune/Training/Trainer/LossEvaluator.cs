@@ -25,6 +25,9 @@ public sealed class LossEvaluator
         _padTokenId = padTokenId;
     }
 
+    /// <summary>Called after each batch with the number of examples evaluated so far (for progress reports).</summary>
+    public Action<int>? ExamplesDone { get; init; }
+
     /// <summary>eval_loss = the mean over examples of their batch's mean loss (each batch's loss repeated batch-size times).</summary>
     public EvalResult Evaluate()
     {
@@ -38,6 +41,7 @@ public sealed class LossEvaluator
             var result = _model.Evaluate(SupervisedCollator.Collate(batch, _padTokenId));
             weighted += result.Mean * batch.Count;
             batches++;
+            ExamplesDone?.Invoke(start + batch.Count);
         }
         double runtime = clock.Elapsed.TotalSeconds;
         return new EvalResult(weighted / _examples.Count, PythonJson.Round(runtime, 4),

@@ -18,7 +18,8 @@ public readonly record struct ProgressSnapshot(
 /// <summary>
 /// Training progress for a person watching. Live mode (stderr is a terminal) redraws one line after every
 /// optimizer step (bar, step/total, loss, lr, tokens/s, elapsed and ETA) and prints log, evaluation and checkpoint
-/// messages above it; plain mode (redirected output, CI, tests) writes one line per log and per message only.
+/// messages above it; plain mode (redirected output, CI, tests) writes one line per log and per message, and, given a
+/// heartbeat interval, a status line whenever nothing else was written for that long (<see cref="ProgressHeartbeat"/>).
 /// </summary>
 public sealed class TrainingProgress
 {
@@ -27,15 +28,22 @@ public sealed class TrainingProgress
     private readonly bool _live;
     private ProgressSnapshot? _last;
     private bool _lineDrawn;
+    private ProgressHeartbeat? _heartbeat;
+    // Read by the heartbeat's timer thread: a string reference is replaced atomically.
+    private volatile string _stepStatus = "[training]";
 
-    public TrainingProgress(TextWriter writer, bool live)
+    /// <param name="heartbeatInterval">Plain mode only: write a status line after this long without output (null: never).</param>
+    public TrainingProgress(TextWriter writer, bool live, TimeSpan? heartbeatInterval = null)
     {
         _writer = writer;
         _live = live;
+        if (!live && heartbeatInterval is { } interval)
+            _heartbeat = new ProgressHeartbeat(writer, interval, () => _stepStatus);
     }
 
-    /// <summary>Standard error, live when it is a terminal.</summary>
-    public static TrainingProgress ForStandardError() => new(Console.Error, !Console.IsErrorRedirected);
+    /// <summary>Standard error, live when it is a terminal; redirected, with the configured heartbeat.</summary>
+    public static TrainingProgress ForStandardError() =>
+        new(Console.Error, !Console.IsErrorRedirected, Console.IsErrorRedirected ? ProgressHeartbeat.ConfiguredInterval() : null);
 
     /// <summary>Writes nothing (library callers that report progress their own way).</summary>
     public static TrainingProgress Silent { get; } = new(TextWriter.Null, live: false);
@@ -43,6 +51,7 @@ public sealed class TrainingProgress
     public void StepDone(ProgressSnapshot snapshot)
     {
         _last = snapshot;
+        _stepStatus = $"[step {snapshot.Step}/{snapshot.MaxSteps} {Percent(snapshot)}]";
         if (_live) Redraw();
     }
 
@@ -56,15 +65,18 @@ public sealed class TrainingProgress
     public void Message(string text)
     {
         if (_live && _lineDrawn) _writer.Write("\r\u001b[K");
-        _writer.WriteLine(text);
+        if (_heartbeat is not null) _heartbeat.WriteLine(text);
+        else _writer.WriteLine(text);
         _lineDrawn = false;
         if (_live) Redraw();
         _writer.Flush();
     }
 
-    /// <summary>Ends the live line so later output starts on a fresh one.</summary>
+    /// <summary>Ends the live line so later output starts on a fresh one, and stops the heartbeat.</summary>
     public void Finish()
     {
+        _heartbeat?.Dispose();
+        _heartbeat = null;
         if (_live && _lineDrawn) _writer.WriteLine();
         _lineDrawn = false;
         _writer.Flush();
