@@ -187,7 +187,9 @@ public static class TrainCommand
         if (args.ResumeFromLatestCheckpoint || args.ResumeFromCheckpoint is not null) return;
         if (args.OverwriteOutputDir)
         {
-            Log($"overwrite_output_dir: training afresh in {dir}; its checkpoints are removed once this run has saved its first one");
+            Log(CheckpointFolders.List(dir).Count == 0
+                ? $"overwrite_output_dir: training afresh in {dir}"
+                : $"overwrite_output_dir: training afresh in {dir}; its checkpoints are removed once this run has saved its first one");
             return;
         }
         if (CheckpointFolders.Latest(dir) is string latest)
