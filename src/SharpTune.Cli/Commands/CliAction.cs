@@ -24,6 +24,8 @@ public static class CliAction
     private static string OneLine(Exception e)
     {
         while (e is AggregateException { InnerExceptions.Count: 1 } a) e = a.InnerExceptions[0];
+        // A static constructor's failure (a malformed SHARPTUNE_FAULT) says only which type failed; its cause says why.
+        while (e is TypeInitializationException { InnerException: { } cause }) e = cause;
         return e.Message.ReplaceLineEndings(" ");
     }
 

@@ -181,8 +181,10 @@ public static class TrainCommand
 
     /// <summary>
     /// LLaMA-Factory's rule for an output_dir that is not empty: without an explicit resume_from_checkpoint it resumes
-    /// from the latest checkpoint-N there, refuses a folder that holds other files, and with overwrite_output_dir
-    /// trains afresh (the old run's checkpoints are removed so they cannot be mistaken for this run's).
+    /// from the latest complete checkpoint-N there, and refuses a folder that holds model weights but no checkpoint
+    /// (a finished run's output). Anything else (the log of a run killed before its first checkpoint, other files)
+    /// is trained into afresh. overwrite_output_dir trains afresh whatever is there; the trainer removes the earlier
+    /// checkpoints only once this run has saved its own, so an interrupted overwrite leaves them to resume from.
     /// </summary>
     private static void PrepareOutputDir(TrainingArguments args)
     {
@@ -191,15 +193,26 @@ public static class TrainCommand
         if (args.ResumeFromLatestCheckpoint || args.ResumeFromCheckpoint is not null) return;
         if (args.OverwriteOutputDir)
         {
-            foreach (var (_, path) in CheckpointFolders.List(dir)) Directory.Delete(path, recursive: true);
-            Log($"overwrite_output_dir: training afresh in {dir}");
+            Log(CheckpointFolders.List(dir).Count == 0
+                ? $"overwrite_output_dir: training afresh in {dir}"
+                : $"overwrite_output_dir: training afresh in {dir}; its checkpoints are removed once this run has saved its first one");
             return;
         }
-        if (CheckpointFolders.Latest(dir) is not string latest)
-            throw new InvalidOperationException($"output_dir {dir} already exists and is not empty; set overwrite_output_dir: true to train into it anyway, or choose another output_dir");
-        args.ResumeFromCheckpoint = latest;
-        Log($"output_dir holds checkpoints: resuming from {latest} (set overwrite_output_dir: true to start afresh)");
+        if (CheckpointFolders.Latest(dir) is string latest)
+        {
+            args.ResumeFromCheckpoint = latest;
+            Log($"output_dir holds checkpoints: resuming from {latest} (set overwrite_output_dir: true to start afresh)");
+            return;
+        }
+        if (WeightFiles.FirstOrDefault(f => File.Exists(Path.Combine(dir, f))) is string weights)
+            throw new InvalidOperationException($"output_dir {dir} already holds model weights ({weights}) and no checkpoint to resume from; set overwrite_output_dir: true to train afresh into it, or choose another output_dir");
+        if (File.Exists(Path.Combine(dir, TrainerLogFile.FileName)))
+            Log($"note: output_dir holds the {TrainerLogFile.FileName} of a run that saved no checkpoint: starting afresh");
     }
+
+    /// <summary>LLaMA-Factory's CHECKPOINT_NAMES: the files that make an output_dir a trained model's.</summary>
+    private static readonly string[] WeightFiles =
+        ["adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"];
 
     private static void PlotCurve(string outputDir, IReadOnlyList<LossPoint> points, string key)
     {

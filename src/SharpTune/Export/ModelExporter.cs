@@ -15,8 +15,10 @@ namespace SharpTune.Export;
 /// (LLaMA-Factory's export): weights in each base tensor's dtype, sharded as transformers' save_pretrained shards
 /// them (with model.safetensors.index.json when there is more than one shard), config.json and the tokenizer files
 /// copied, and generation_config.json either copied or, given the chat template, with the template's stop tokens as
-/// eos. With no adapters it re-shards and copies a model folder as is (a full fine-tune's output). Every file is
-/// written atomically.
+/// eos. With no adapters it re-shards and copies a model folder as is (a full fine-tune's output). The folder is
+/// written under a temporary name next to export_dir and renamed into place last, replacing an earlier export there
+/// (<see cref="AtomicFile.ReplaceDirectory"/>), so export_dir is always a whole export or absent, never weights
+/// without their tokenizer.
 /// </summary>
 public static class ModelExporter
 {
@@ -29,7 +31,8 @@ public static class ModelExporter
 
     /// <summary>
     /// Merges <paramref name="adapterDirs"/> (in order) into the model in <paramref name="baseDir"/> and writes the
-    /// result to <paramref name="exportDir"/>. Returns the names of the files written.
+    /// result to <paramref name="exportDir"/>, which must be absent, empty or an earlier export (only files an export
+    /// writes). Returns the names of the files written.
     /// </summary>
     /// <param name="maxShardBytes">The largest shard in bytes (see <see cref="BytesPerGigabyte"/>).</param>
     /// <param name="template">The chat template the model is used with; null copies generation_config.json unchanged.</param>
@@ -55,37 +58,73 @@ public static class ModelExporter
         // leaves no half-exported folder behind.
         string? generationConfig = template is null ? null : ExportGenerationConfig.Build(baseDir, config, template);
 
-        Directory.CreateDirectory(exportDir);
-        var gemm = GemmKernels.Default;
-        var tensors = StateDictOrder(config, checkpoint, untie).Select(name => Tensor(checkpoint, name, adapters, gemm)).ToArray();
-        var written = new List<string>(SafetensorsWriter.WriteSharded(exportDir, tensors, maxShardBytes));
+        CheckReplaceable(exportDir);
 
-        if (untie)
+        string final = Path.TrimEndingDirectorySeparator(Path.GetFullPath(exportDir));
+        string parent = Path.GetDirectoryName(final)!;
+        Directory.CreateDirectory(parent);
+        AtomicFile.RemoveStaleTemporaries(parent, ofName: Path.GetFileName(final));
+        string temp = AtomicFile.TemporarySibling(final);
+        Directory.CreateDirectory(temp);
+        try
         {
-            var json = JsonNode.Parse(File.ReadAllText(ModelFolder.ConfigPath(baseDir)))!;
-            json["tie_word_embeddings"] = false;
-            AtomicFile.WriteText(ModelFolder.ConfigPath(exportDir), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-            written.Add("config.json");
+            var gemm = GemmKernels.Default;
+            var tensors = StateDictOrder(config, checkpoint, untie).Select(name => Tensor(checkpoint, name, adapters, gemm)).ToArray();
+            var written = new List<string>(SafetensorsWriter.WriteSharded(temp, tensors, maxShardBytes));
+            FaultInjection.Point("export-weights-written");
+
+            if (untie)
+            {
+                var json = JsonNode.Parse(File.ReadAllText(ModelFolder.ConfigPath(baseDir)))!;
+                json["tie_word_embeddings"] = false;
+                AtomicFile.WriteText(ModelFolder.ConfigPath(temp), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+                written.Add("config.json");
+            }
+            else
+            {
+                Copy(baseDir, temp, "config.json", written);
+            }
+            foreach (string file in TokenizerFiles) Copy(baseDir, temp, file, written);
+            if (generationConfig is not null)
+            {
+                AtomicFile.WriteText(ModelFolder.GenerationConfigPath(temp), generationConfig);
+                written.Add("generation_config.json");
+            }
+            else
+            {
+                Copy(baseDir, temp, "generation_config.json", written);
+            }
+            AtomicFile.ReplaceDirectory(temp, final);
+            return written;
         }
-        else
+        catch
         {
-            Copy(baseDir, exportDir, "config.json", written);
+            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+            throw;
         }
-        foreach (string file in TokenizerFiles) Copy(baseDir, exportDir, file, written);
-        if (generationConfig is not null)
-        {
-            AtomicFile.WriteText(ModelFolder.GenerationConfigPath(exportDir), generationConfig);
-            written.Add("generation_config.json");
-        }
-        else
-        {
-            Copy(baseDir, exportDir, "generation_config.json", written);
-        }
-        return written;
     }
 
     /// <summary>The two tensors of a tied pair: the embedding (the one a tied checkpoint stores) and lm_head.</summary>
     private static readonly string[] TiedNames = ["model.embed_tokens.weight", "lm_head.weight"];
+
+    /// <summary>
+    /// Refuses an export_dir that holds anything an export does not write (a folder of other files, another model's
+    /// extras): replacing it would delete them.
+    /// </summary>
+    private static void CheckReplaceable(string exportDir)
+    {
+        if (!Directory.Exists(exportDir)) return;
+        foreach (string entry in Directory.EnumerateFileSystemEntries(exportDir))
+        {
+            string name = Path.GetFileName(entry);
+            bool exported = File.Exists(entry) && (ExportedFiles.Contains(name) || SafetensorsWriter.IsWeightsFile(name) || AtomicFile.IsTemporary(name));
+            if (!exported)
+                throw new IOException($"export_dir {exportDir} holds {name}, which an export does not write; an export replaces the whole folder, so choose another export_dir or remove it");
+        }
+    }
+
+    /// <summary>The names an export writes besides its shards.</summary>
+    private static readonly HashSet<string> ExportedFiles = new(["config.json", "generation_config.json", .. TokenizerFiles], StringComparer.Ordinal);
 
     private static (string Name, DType DType, long[] Shape, ReadOnlyMemory<byte> Data) Tensor(
         SafetensorsCheckpoint checkpoint, string name, IReadOnlyList<LoraAdapter> adapters, IGemmKernel gemm)

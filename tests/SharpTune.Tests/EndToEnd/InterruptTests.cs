@@ -3,12 +3,12 @@ using System.Text.Json;
 
 namespace SharpTune.Tests.EndToEnd;
 
-/// <summary>A fact that needs POSIX signals (kill -INT); skipped on Windows.</summary>
+/// <summary>A fact that runs the CLI as a child process and needs POSIX signals (SIGINT, SIGKILL); skipped on Windows.</summary>
 public sealed class PosixFactAttribute : FactAttribute
 {
     public PosixFactAttribute()
     {
-        if (OperatingSystem.IsWindows()) Skip = "sends SIGINT with kill(1)";
+        if (OperatingSystem.IsWindows()) Skip = "sends SIGINT with kill(1) or lets the CLI SIGKILL itself";
     }
 }
 
@@ -54,14 +54,7 @@ public sealed class InterruptTests(TinyModelFixture tiny) : IClassFixture<TinyMo
     /// <summary>Runs the built `sharptune` apphost, sends SIGINT once a stderr line starts with the given text, and waits for it to exit.</summary>
     private static (int ExitCode, string Stderr) RunAndInterrupt(string[] args, string afterLineStarting)
     {
-        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "SharpTune.Cli"))
-        {
-            RedirectStandardError = true,
-            RedirectStandardOutput = true,
-            UseShellExecute = false,
-        };
-        foreach (string arg in args) start.ArgumentList.Add(arg);
-        using var process = Process.Start(start)!;
+        using var process = Process.Start(Cli.CliProcess.StartInfo(args))!;
         var stderr = new System.Text.StringBuilder();
         process.ErrorDataReceived += (_, e) =>
         {

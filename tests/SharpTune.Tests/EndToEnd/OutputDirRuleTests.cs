@@ -4,7 +4,7 @@ namespace SharpTune.Tests.EndToEnd;
 
 /// <summary>
 /// LLaMA-Factory's rule for an output_dir that is not empty, through `sharptune train`: resume from its latest
-/// checkpoint, start afresh with overwrite_output_dir, refuse a folder of other files.
+/// checkpoint, start afresh with overwrite_output_dir, refuse a folder of weights without checkpoints.
 /// </summary>
 [Collection(CliCollection.Name)]
 public sealed class OutputDirRuleTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture>
@@ -24,35 +24,42 @@ public sealed class OutputDirRuleTests(TinyModelFixture tiny) : IClassFixture<Ti
         Assert.DoesNotContain("[step 1/4", resumed.Stderr);
         Assert.Contains("[step 3/4", resumed.Stderr);
         Assert.Equal(["checkpoint-1", "checkpoint-2", "checkpoint-3", "checkpoint-4"], Checkpoints(output));
-        // LLaMA-Factory appends to trainer_log.jsonl on resume: the first run's lines stay, its closing summary
-        // line (step 2, no loss) included, and the resumed steps follow.
+        // trainer_log.jsonl is appended to on resume: the first run's step lines stay and the resumed steps follow;
+        // its closing line (step 2, no loss) goes, since the run now closes at step 4.
         var continued = TinyModelFixture.TrainerLog(output);
-        Assert.Equal(first, continued.Take(3));
-        Assert.Equal([3, 4, 4], continued.Skip(3).Select(l => l.Step));
-        Assert.Equal(2, continued.Skip(3).Count(l => l.Loss is not null));
+        Assert.Equal(first.Take(2), continued.Take(2));
+        Assert.Equal([3, 4, 4], continued.Skip(2).Select(l => l.Step));
+        Assert.Equal(2, continued.Skip(2).Count(l => l.Loss is not null));
 
+        // The earlier run's checkpoints go once this run has saved its first: checkpoint-1 replaced, 2 to 4 removed.
         var afresh = TinyModelFixture.Train(config, "overwrite_output_dir=true");
-        Assert.Contains($"[sharptune] overwrite_output_dir: training afresh in {output}", afresh.Stderr);
+        Assert.Contains($"[sharptune] overwrite_output_dir: training afresh in {output}; its checkpoints are removed once this run has saved its first one", afresh.Stderr);
         Assert.Contains("[step 1/2", afresh.Stderr);
+        Assert.Contains("removed the earlier run's checkpoint-2, checkpoint-3, checkpoint-4 now that this run has saved its own", afresh.Stderr);
         Assert.Equal(["checkpoint-1", "checkpoint-2"], Checkpoints(output));
         Assert.Equal(first.Select(l => (l.Step, l.Loss)), TinyModelFixture.TrainerLog(output).Select(l => (l.Step, l.Loss)));
         using var state = TinyModelFixture.ReadJson(Path.Combine(output, "trainer_state.json"));
         Assert.Equal(2, state.RootElement.GetProperty("global_step").GetInt32());
     }
 
+    /// <summary>
+    /// LLaMA-Factory refuses only a folder that holds weights and no checkpoint (a finished run's output without
+    /// checkpoints); other files do not stop a run (see CrashSafetyTests for a folder holding only a log).
+    /// </summary>
     [Fact]
-    public void AFolderOfOtherFilesIsRefusedWithOneLine()
+    public void AFolderOfWeightsWithoutCheckpointsIsRefusedWithOneLine()
     {
         string output = tiny.PathFor("occupied");
         Directory.CreateDirectory(output);
         File.WriteAllText(Path.Combine(output, "notes.txt"), "not a training run");
+        File.WriteAllText(Path.Combine(output, "adapter_model.safetensors"), "a finished run's adapter");
 
         var r = CliRunner.Run("train", tiny.WriteConfig("occupied", output));
         Assert.Equal(1, r.ExitCode);
         string[] lines = r.Stderr.TrimEnd().Split('\n');
-        Assert.Equal($"error: output_dir {output} already exists and is not empty; set overwrite_output_dir: true to train into it anyway, or choose another output_dir", lines[^1]);
+        Assert.Equal($"error: output_dir {output} already holds model weights (adapter_model.safetensors) and no checkpoint to resume from; set overwrite_output_dir: true to train afresh into it, or choose another output_dir", lines[^1]);
         Assert.Single(lines, l => l.StartsWith("error:", StringComparison.Ordinal));
-        Assert.Equal(["notes.txt"], Directory.GetFileSystemEntries(output).Select(Path.GetFileName));
+        Assert.Equal(["adapter_model.safetensors", "notes.txt"], Directory.GetFileSystemEntries(output).Select(Path.GetFileName).Order(StringComparer.Ordinal));
     }
 
     private static string[] Checkpoints(string output) =>

@@ -254,6 +254,32 @@ public class SftTrainerTests
             .Select(l => JsonDocument.Parse(l).RootElement.GetProperty("current_steps").GetInt32()).ToList(), steps);
     }
 
+    /// <summary>
+    /// Item: after a resume, trainer_log.jsonl's throughput divided every token of the run (those before the
+    /// checkpoint too) by this process's time, so a run resumed near its end reported millions of tokens/s. A resumed
+    /// run measures its own tokens over its own time.
+    /// </summary>
+    [Fact]
+    public void ThroughputAfterAResume_CountsOnlyTheResumedRunsTokens()
+    {
+        using var dir = new TempDir();
+        var args = Args(dir.Path);
+        args.LoggingSteps = 1;
+        using var cts = new CancellationTokenSource();
+        // Cancelled during step 11's first micro-batch: step 11 is finished and saved.
+        Train(new TinyLanguageModel(seed: 1) { AfterForward = calls => { if (calls == 21) cts.Cancel(); } }, args, cancellation: cts.Token);
+
+        // Step 12 takes at least two forwards of 200 ms each: the resumed run's time is at least 0.4 s.
+        args.ResumeFromLatestCheckpoint = true;
+        Train(new TinyLanguageModel(seed: 1) { AfterForward = _ => Thread.Sleep(200) }, args);
+
+        var lines = File.ReadAllLines(Path.Combine(dir.Path, "trainer_log.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        var step11 = lines.Single(l => l.GetProperty("current_steps").GetInt32() == 11);
+        var step12 = lines.First(l => l.GetProperty("current_steps").GetInt32() == 12);
+        long resumedTokens = step12.GetProperty("total_tokens").GetInt64() - step11.GetProperty("total_tokens").GetInt64();
+        Assert.InRange(step12.GetProperty("throughput").GetDouble(), double.Epsilon, resumedTokens / 0.4);
+    }
+
     [Fact]
     public void EpochStrategies_SaveAndEvaluateAtEpochEnds_AndResumeMidAccumulationExactly()
     {
@@ -332,7 +358,7 @@ public class SftTrainerTests
         Assert.Equal(CheckpointFolders.PathFor(dir.Path, 4), CheckpointFolders.Latest(dir.Path));
 
         // A hard crash (power loss) would instead leave the hidden temporary folder: never picked, removed on start.
-        Directory.CreateDirectory(Path.Combine(dir.Path, ".checkpoint-8.0123456789abcdef.tmp"));
+        Directory.CreateDirectory(Path.Combine(dir.Path, $".checkpoint-8.{Guid.NewGuid():N}.tmp"));
         Assert.Equal(CheckpointFolders.PathFor(dir.Path, 4), CheckpointFolders.Latest(dir.Path));
 
         args.ResumeFromLatestCheckpoint = true;

@@ -134,12 +134,15 @@ public static partial class SafetensorsWriter
         foreach (string path in System.IO.Directory.EnumerateFiles(dir).ToArray())
         {
             string file = Path.GetFileName(path);
-            bool weights = file == SingleFileName || file == SafetensorsCheckpoint.IndexFileName || ShardName().IsMatch(file);
-            if (weights && !written.Contains(file))
+            if (IsWeightsFile(file) && !written.Contains(file))
                 System.IO.File.Delete(path);
         }
         return written;
     }
+
+    /// <summary>Whether <paramref name="fileName"/> is one of the weights files <see cref="WriteSharded"/> writes.</summary>
+    public static bool IsWeightsFile(string fileName) =>
+        fileName == SingleFileName || fileName == SafetensorsCheckpoint.IndexFileName || ShardName().IsMatch(fileName);
 
     private const string SingleFileName = "model.safetensors";
 

@@ -100,6 +100,11 @@ public sealed class SftTrainer
         private int _stepsAtStart;
         private int _lastSavedStep = -1;
         private string? _lastCheckpoint;
+        /// <summary>
+        /// The checkpoints an earlier run left in output_dir when this one trains afresh (overwrite_output_dir):
+        /// removed once this run has saved its own, so that a crash before then still leaves something to resume.
+        /// </summary>
+        private IReadOnlyList<(int Step, string Path)> _superseded = [];
         private TrainerLogFile _log = null!;
 
         public Run(SftTrainer trainer)
@@ -133,7 +138,8 @@ public sealed class SftTrainer
         {
             _clock.Start();
             Directory.CreateDirectory(_outputDir);
-            CheckpointFolders.RemoveAbandoned(_outputDir);
+            foreach (string removed in CheckpointFolders.RemoveAbandoned(_outputDir))
+                _t._progress.Message($"removed the incomplete {removed}, left by a crashed run");
             foreach (var p in _t._model.TrainableParameters) p.ZeroGrad();
 
             string? resumeFrom = ResolveResume();
@@ -142,6 +148,13 @@ public sealed class SftTrainer
             {
                 RestoreFrom(resumeFrom);
                 resumedMidEpoch = true;
+                // A run killed between a save and its rotation left one checkpoint more than save_total_limit.
+                var deleted = CheckpointFolders.Rotate(_outputDir, _t._args.SaveTotalLimit);
+                if (deleted.Count > 0) _t._progress.Message($"removed {Names(deleted)}: save_total_limit {_t._args.SaveTotalLimit}");
+            }
+            else
+            {
+                _superseded = CheckpointFolders.List(_outputDir);
             }
             _log = new TrainerLogFile(_outputDir, resumeFrom is null ? null : _state.GlobalStep);
             _stepsAtStart = _state.GlobalStep;
@@ -307,7 +320,9 @@ public sealed class SftTrainer
             values.Add(new("step", _state.GlobalStep));
             var entry = new LogEntry(values);
             _state.LogHistory.Add(entry);
-            if (toTrainerLog) _log.Append(entry, _state.GlobalStep, _plan.MaxSteps, _clock.Elapsed, _tokensSeen);
+            if (toTrainerLog)
+                _log.Append(entry, _state.GlobalStep, _plan.MaxSteps, _tokensSeen,
+                    new TrainerLogFile.Segment(_state.GlobalStep - _stepsAtStart, _tokensSeen - _tokensAtStart, _clock.Elapsed));
             return entry;
         }
 
@@ -339,10 +354,24 @@ public sealed class SftTrainer
             _lastCheckpoint = CheckpointFolders.Write(_outputDir, _state.GlobalStep,
                 dir => TrainingCheckpoint.Write(dir, _t._model, _optimizer, resume, _state));
             _lastSavedStep = _state.GlobalStep;
+            FaultInjection.Point("checkpoint-saved");
+            RemoveSuperseded();
             var deleted = CheckpointFolders.Rotate(_outputDir, _t._args.SaveTotalLimit);
             _t._progress.Message(deleted.Count == 0
                 ? $"saved {_lastCheckpoint}"
-                : $"saved {_lastCheckpoint} (removed {string.Join(", ", deleted.Select(Path.GetFileName))}: save_total_limit {_t._args.SaveTotalLimit})");
+                : $"saved {_lastCheckpoint} (removed {Names(deleted)}: save_total_limit {_t._args.SaveTotalLimit})");
+        }
+
+        private static string Names(IEnumerable<string> paths) => string.Join(", ", paths.Select(Path.GetFileName));
+
+        /// <summary>Removes the earlier run's checkpoints (see <see cref="_superseded"/>) once this run has saved its own.</summary>
+        private void RemoveSuperseded()
+        {
+            var stale = _superseded.Where(c => c.Path != _lastCheckpoint && Directory.Exists(c.Path)).ToList();
+            _superseded = [];
+            foreach (var (_, path) in stale) AtomicFile.DeleteDirectory(path);
+            if (stale.Count > 0)
+                _t._progress.Message($"removed the earlier run's {Names(stale.Select(c => c.Path))} now that this run has saved its own");
         }
 
         private TrainResult Finish()
@@ -359,6 +388,7 @@ public sealed class SftTrainer
             AddLog(metrics);
 
             _t._model.Save(_outputDir);
+            RemoveSuperseded();
             var trainMetrics = metrics.Where(kv => kv.Key != "step").ToList();
             WriteResults("train", trainMetrics);
             AtomicFile.WriteText(Path.Combine(_outputDir, TrainerState.FileName), _state.ToJson());

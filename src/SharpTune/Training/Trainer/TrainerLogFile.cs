@@ -8,16 +8,19 @@ namespace SharpTune.Training.Trainer;
 /// <c>trainer_log.jsonl</c> as LLaMA-Factory's LogCallback writes it: one <c>json.dumps</c> line per log with
 /// current_steps, total_steps, loss, eval_loss, lr, epoch, percentage, elapsed_time, remaining_time (keys whose
 /// value is missing are left out), plus throughput and total_tokens as LogCallback adds them when input tokens are
-/// counted. The file is append-only: a line is appended and flushed per log. A resumed run keeps the lines up to its
-/// checkpoint's step and drops those a crashed run wrote after it.
+/// counted. The file is append-only: each line goes to disk in one write and is flushed, so a kill leaves whole lines
+/// (a full disk may cut the last one short). A resumed run keeps the step and evaluation lines up to its checkpoint's
+/// step and drops the rest: lines a crashed run wrote after it, a cut-off line, and the closing line of a run that
+/// finished (it is written again when this one finishes), so each log appears once. Speed and time left are measured
+/// over this process's own steps and tokens, not over the steps a resumed run inherited.
 /// </summary>
-internal sealed class TrainerLogFile
+public sealed class TrainerLogFile
 {
     public const string FileName = "trainer_log.jsonl";
 
     private readonly string _path;
 
-    public TrainerLogFile(string outputDir, int? resumedStep)
+    internal TrainerLogFile(string outputDir, int? resumedStep)
     {
         _path = Path.Combine(outputDir, FileName);
         if (!File.Exists(_path)) return;
@@ -26,15 +29,20 @@ internal sealed class TrainerLogFile
             File.Delete(_path);
             return;
         }
-        var kept = File.ReadAllLines(_path).Where(line => StepOf(line) is { } s && s <= step).ToList();
+        var kept = File.ReadAllLines(_path).Where(line => StepLogAt(line) is { } s && s <= step).ToList();
         AtomicFile.WriteText(_path, kept.Count == 0 ? "" : string.Join("\n", kept) + "\n");
     }
 
-    public void Append(LogEntry entry, int globalStep, int maxSteps, TimeSpan elapsed, long tokensSeen)
+    /// <summary>What this process has done since it started (or resumed): its steps, its tokens and its time.</summary>
+    internal readonly record struct Segment(int Steps, long Tokens, TimeSpan Elapsed);
+
+    /// <param name="tokensSeen">Tokens of the whole run, those before a resume included (total_tokens).</param>
+    internal void Append(LogEntry entry, int globalStep, int maxSteps, long tokensSeen, Segment segment)
     {
-        // LogCallback._timing: the average time per step counts every global step, including those done before a resume.
-        double elapsedSeconds = elapsed.TotalSeconds;
-        double perStep = globalStep != 0 ? elapsedSeconds / globalStep : 0;
+        // LogCallback._timing divides by every global step and its throughput every token, including those a resumed
+        // run inherited, which inflates both after a resume; this process's own steps and tokens measure its speed.
+        double elapsedSeconds = segment.Elapsed.TotalSeconds;
+        double perStep = segment.Steps != 0 ? elapsedSeconds / segment.Steps : 0;
         double remaining = (maxSteps - globalStep) * perStep;
         var line = new List<KeyValuePair<string, object?>>
         {
@@ -50,13 +58,14 @@ internal sealed class TrainerLogFile
         line.Add(new("remaining_time", PythonTimedelta(remaining)));
         if (tokensSeen > 0)
         {
-            line.Add(new("throughput", PythonJson.Round(elapsedSeconds > 0 ? tokensSeen / elapsedSeconds : 0, 2)));
+            line.Add(new("throughput", PythonJson.Round(elapsedSeconds > 0 ? segment.Tokens / elapsedSeconds : 0, 2)));
             line.Add(new("total_tokens", tokensSeen));
         }
-        using var stream = new FileStream(_path, FileMode.Append, FileAccess.Write, FileShare.Read);
-        byte[] bytes = Encoding.UTF8.GetBytes(PythonJson.Dumps(line) + "\n");
-        stream.Write(bytes);
+        // Unbuffered, so the whole line is one write call.
+        using var stream = new FileStream(_path, FileMode.Append, FileAccess.Write, FileShare.Read, bufferSize: 0);
+        stream.Write(Encoding.UTF8.GetBytes(PythonJson.Dumps(line) + "\n"));
         stream.Flush(flushToDisk: true);
+        FaultInjection.Point("log-appended");
     }
 
     private static void AddIfPresent(List<KeyValuePair<string, object?>> line, string key, double? value)
@@ -75,12 +84,14 @@ internal sealed class TrainerLogFile
         return days == 0 ? clock : string.Create(CultureInfo.InvariantCulture, $"{days} day{(days == 1 ? "" : "s")}, {clock}");
     }
 
-    private static long? StepOf(string line)
+    /// <summary>The step of a training or evaluation log line; null for a run's closing line and for a line cut short.</summary>
+    private static long? StepLogAt(string line)
     {
         if (string.IsNullOrWhiteSpace(line)) return null;
         try
         {
             return PythonJson.Parse(line) is List<KeyValuePair<string, object?>> fields
+                && fields.Any(kv => kv.Key is "loss" or "eval_loss")
                 && fields.FirstOrDefault(kv => kv.Key == "current_steps").Value is long step ? step : null;
         }
         catch (System.Text.Json.JsonException)

@@ -24,6 +24,21 @@ internal static class TrainingCheckpoint
     /// <summary>Checkpoints written before the optimizer was a choice hold AdamW's fp32 moments and no optim metadata.</summary>
     private const string FormatWithoutMetadata = "adamw";
 
+    /// <summary>
+    /// The model's own save in a checkpoint, one of which must be there: a LoRA adapter (PEFT's file name), or full
+    /// weights in one file or sharded.
+    /// </summary>
+    private static readonly string[] ModelFiles = ["adapter_model.safetensors", "model.safetensors", SafetensorsCheckpoint.IndexFileName];
+
+    /// <summary>The first file a complete checkpoint has and <paramref name="dir"/> lacks, or null when none is missing.</summary>
+    public static string? MissingFile(string dir)
+    {
+        foreach (string file in new[] { ParametersFile, OptimizerFile, ResumeState.FileName, TrainerState.FileName })
+            if (!File.Exists(Path.Combine(dir, file)))
+                return file;
+        return ModelFiles.Any(f => File.Exists(Path.Combine(dir, f))) ? null : string.Join(" or ", ModelFiles);
+    }
+
     public static void Write(string dir, ITrainableModel model, IOptimizer optimizer, ResumeState resume, TrainerState state)
     {
         model.Save(dir);
@@ -48,9 +63,8 @@ internal static class TrainingCheckpoint
     public static (ResumeState Resume, TrainerState State) Restore(string dir, ITrainableModel model, IOptimizer optimizer)
     {
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"checkpoint folder {dir} does not exist");
-        foreach (string file in new[] { ParametersFile, OptimizerFile, ResumeState.FileName, TrainerState.FileName })
-            if (!File.Exists(Path.Combine(dir, file)))
-                throw new InvalidDataException($"{dir} is not a SharpTune training checkpoint: {file} is missing");
+        if (MissingFile(dir) is string missing)
+            throw new InvalidDataException($"{dir} is not a complete SharpTune training checkpoint: {missing} is missing");
 
         var parameters = model.TrainableParameters;
         using (var file = SafetensorsFile.Open(Path.Combine(dir, ParametersFile)))

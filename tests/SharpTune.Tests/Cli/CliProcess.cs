@@ -1,0 +1,41 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace SharpTune.Tests.Cli;
+
+/// <summary>
+/// The built `sharptune` apphost run as a child process: for what cannot happen in-process, signals and a process
+/// killing itself (SHARPTUNE_FAULT).
+/// </summary>
+public static class CliProcess
+{
+    public static ProcessStartInfo StartInfo(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null)
+    {
+        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "SharpTune.Cli"))
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+            UseShellExecute = false,
+        };
+        foreach (string arg in args) start.ArgumentList.Add(arg);
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
+        return start;
+    }
+
+    /// <summary>Runs to the end (2 minutes at most) with <c>SHARPTUNE_FAULT=<paramref name="fault"/></c>.</summary>
+    public static CliResult RunWithFault(string fault, params string[] args)
+    {
+        using var process = Process.Start(StartInfo(args, new Dictionary<string, string> { ["SHARPTUNE_FAULT"] = fault }))!;
+        var stderr = new StringBuilder();
+        process.ErrorDataReceived += (_, e) => { lock (stderr) stderr.AppendLine(e.Data); };
+        process.BeginErrorReadLine();
+        string stdout = process.StandardOutput.ReadToEnd();
+        if (!process.WaitForExit(TimeSpan.FromMinutes(2)))
+        {
+            process.Kill();
+            Assert.Fail($"sharptune {string.Join(' ', args)} did not exit within 2 minutes:\n{stderr}");
+        }
+        process.WaitForExit();
+        lock (stderr) return new CliResult(process.ExitCode, stdout, stderr.ToString());
+    }
+}
