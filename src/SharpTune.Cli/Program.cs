@@ -27,6 +27,7 @@ public static class Program
             InitModelCommand.Create(),
             TrainCommand.Create(),
             ExportCommand.Create(),
+            EvalCommand.Create(),
             CompareCommand.Create(),
             ApiCommand.Create(),
             CheckCommands.Create(),

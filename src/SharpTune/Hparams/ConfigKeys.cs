@@ -55,7 +55,6 @@ internal static class ConfigKeys
     private const string PreferenceReason = "it only applies to preference alignment (stages rm, ppo, dpo, kto), which is not available yet (planned: preference alignment)";
     private const string OneProcessReason = "SharpTune trains in one CPU process, where there is nothing to distribute";
     private const string MegatronReason = "it only applies to the Megatron training backends (USE_MCA, USE_MEGATRON_BRIDGE), which split a model across GPUs; " + OneProcessReason;
-    private const string BenchmarkReason = "it only applies to benchmark evaluation (task), which is not available yet";
     private const string NoTorchReason = "SharpTune has no PyTorch";
 
     /// <summary>The LLaMA-Factory stages SharpTune does not run yet, and the planned feature that brings each.</summary>
@@ -177,6 +176,15 @@ internal static class ConfigKeys
         Alias("evaluation_strategy", "eval_strategy"),
         Supported("eval_steps", (c, v) => c.Training.EvalSteps = v.NullableSteps()),
         Supported("seed", (c, v) => c.Training.Seed = v.Int(min: 0)),
+
+        // evaluation (benchmarks: sharptune eval; its seed is the seed above, as one YAML key fills both in LLaMA-Factory)
+        Supported("task", (c, v) => c.Evaluation.Task = v.NullableText()),
+        Supported("task_dir", (c, v) => c.Evaluation.TaskDir = v.Text()),
+        Supported("batch_size", (c, v) => c.Evaluation.BatchSize = v.Int(min: 1)),
+        Supported("lang", (c, v) => c.Evaluation.Lang = v.Choice(["en", "zh"], [])),
+        Supported("n_shot", (c, v) => c.Evaluation.NShot = v.Int(min: 0)),
+        Supported("save_dir", (c, v) => c.Evaluation.SaveDir = v.NullableText()),
+        Ignored("download_mode", "evaluation sets are read from task_dir, never downloaded", v => v.IsNull || v.Is("reuse_dataset_if_exists")),
         Supported("gradient_checkpointing", (c, v) => c.Training.GradientCheckpointing = v.Bool()),
         Supported("bf16", (c, v) => c.Training.Bf16 = v.Bool()),
         Supported("resume_from_checkpoint", ReadResumeFromCheckpoint),
@@ -310,7 +318,6 @@ internal static class ConfigKeys
             "swanlab_lark_webhook_url", "swanlab_lark_secret"]),
         Ignored("asft_alpha", OnlyWith("use_asft_loss", "the ASFT loss is not available")),
         Ignored("eaft_alpha", OnlyWith("use_eaft_loss", "the EAFT loss is not available")),
-        .. IgnoredAll(BenchmarkReason, ["task_dir", "batch_size", "lang", "n_shot", "save_dir", "download_mode"]),
 
         // features SharpTune does not have
         Unsupported("ray_num_workers", RayReason, v => v.Is("1")),
@@ -332,7 +339,6 @@ internal static class ConfigKeys
         Unsupported("use_eaft_loss", "the EAFT loss is not available", IsFalseOrNull),
         Unsupported("use_liger_kernel", "Liger kernels are CUDA kernels", IsFalseOrNull),
         Unsupported("use_kt", "KTransformers is not available", IsFalseOrNull),
-        Unsupported("task", "benchmark evaluation (MMLU, C-Eval, CMMLU; llamafactory-cli eval) is not available yet", v => v.IsNull),
         Unsupported("enable_thinking", "training with thinking turned off (empty <think> blocks) is not available", v => v.IsNull || v.IsTrue),
         Unsupported("preserve_thinking", "keeping the reasoning of earlier turns is not available", IsFalseOrNull),
         Unsupported("disable_shuffling", "training always shuffles its examples (seeded by seed)", IsFalseOrNull),

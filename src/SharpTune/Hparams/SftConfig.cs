@@ -6,7 +6,7 @@ using YamlDotNet.RepresentationModel;
 namespace SharpTune.Hparams;
 
 /// <summary>What a config is about to be used for; decides which requirements <see cref="SftConfig.Validate"/> checks.</summary>
-public enum ConfigUse { Train, Export, Chat, Api }
+public enum ConfigUse { Train, Export, Chat, Api, Eval }
 
 /// <summary>
 /// One parsed LLaMA-Factory YAML config: the argument groups LLaMA-Factory splits it into, plus notes about
@@ -24,6 +24,7 @@ public sealed class SftConfig
     public TrainingArguments Training { get; } = new();
     public ExportArguments Export { get; } = new();
     public GeneratingArguments Generating { get; } = new();
+    public EvaluationArguments Evaluation { get; } = new();
 
     /// <summary>Messages about keys that were accepted without effect (e.g. bf16), for the start-up log.</summary>
     public List<string> Notes { get; } = [];
@@ -125,6 +126,12 @@ public sealed class SftConfig
                     throw new ConfigException($"dataset_dir: '{Data.DatasetDir}' does not exist");
                 if (Training.ResumeFromCheckpoint is { } checkpoint && !Directory.Exists(checkpoint))
                     throw new ConfigException($"resume_from_checkpoint: '{checkpoint}' does not exist");
+                break;
+            case ConfigUse.Eval:
+                if (Evaluation.Task is null) throw new ConfigException("task: required for eval (e.g. mmlu_test, cmmlu_test, ceval_validation)");
+                if (!Directory.Exists(Evaluation.TaskDir)) throw new ConfigException($"task_dir: '{Evaluation.TaskDir}' does not exist");
+                if (Evaluation.SaveDir is { } saveDir && Path.Exists(saveDir))
+                    throw new ConfigException($"save_dir: '{saveDir}' already exists, use another one");
                 break;
             case ConfigUse.Export:
                 if (Export.ExportDir.Length == 0) throw new ConfigException("export_dir: required for export");
@@ -236,6 +243,8 @@ public sealed class SftConfig
         if (Training.OutputDir.Length > 0) Training.OutputDir = Path.GetFullPath(Training.OutputDir, workingDirectory);
         if (Training.ResumeFromCheckpoint is { } checkpoint) Training.ResumeFromCheckpoint = Path.GetFullPath(checkpoint, workingDirectory);
         if (Export.ExportDir.Length > 0) Export.ExportDir = Path.GetFullPath(Export.ExportDir, workingDirectory);
+        Evaluation.TaskDir = Path.GetFullPath(Evaluation.TaskDir, workingDirectory);
+        if (Evaluation.SaveDir is { } saveDir) Evaluation.SaveDir = Path.GetFullPath(saveDir, workingDirectory);
     }
 
     private static string ResolveIfFolder(string path, string workingDirectory)

@@ -204,6 +204,24 @@ public sealed class ConfigParsingTests
     }
 
     [Fact]
+    public void EvaluationKeysAreLlamaFactorysEvaluationArguments()
+    {
+        var defaults = Parse(Model);
+        Assert.Null(defaults.Evaluation.Task);
+        Assert.Equal(Path.Combine(Path.GetTempPath(), "evaluation"), defaults.Evaluation.TaskDir);
+        Assert.Equal((4, "en", 5), (defaults.Evaluation.BatchSize, defaults.Evaluation.Lang, defaults.Evaluation.NShot));
+        Assert.Null(defaults.Evaluation.SaveDir);
+
+        var c = Parse(Model + "task: cmmlu_test\ntask_dir: sets\nbatch_size: 8\nlang: zh\nn_shot: 0\nsave_dir: out/cmmlu\n");
+        Assert.Equal("cmmlu_test", c.Evaluation.Task);
+        Assert.Equal(Path.Combine(Path.GetTempPath(), "sets"), c.Evaluation.TaskDir);
+        Assert.Equal((8, "zh", 0), (c.Evaluation.BatchSize, c.Evaluation.Lang, c.Evaluation.NShot));
+        Assert.Equal(Path.Combine(Path.GetTempPath(), "out", "cmmlu"), c.Evaluation.SaveDir);
+        Assert.StartsWith("lang: expected one of en, zh, got 'fr'", Error(Model + "lang: fr\n"));
+        Assert.StartsWith("n_shot: ", Error(Model + "n_shot: -1\n"));
+    }
+
+    [Fact]
     public void ModelNameOrPathIsRequired()
     {
         Assert.Equal("model_name_or_path: required", Error("do_train: false\n"));

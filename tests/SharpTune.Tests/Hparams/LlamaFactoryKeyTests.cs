@@ -84,7 +84,6 @@ public sealed class LlamaFactoryKeyTests
     [InlineData("use_eaft_loss: true", "use_eaft_loss is not supported: the EAFT loss is not available (line 2 of config)")]
     [InlineData("use_galore: true", "use_galore is not supported: GaLore is not available (line 2 of config)")]
     [InlineData("fp8: true", "fp8 is not supported: FP8 training is not available (line 2 of config)")]
-    [InlineData("task: mmlu_test", "task is not supported: benchmark evaluation (MMLU, C-Eval, CMMLU; llamafactory-cli eval) is not available yet (line 2 of config)")]
     public void UnsupportedFeaturesNameTheFeature(string yaml, string message) => Assert.Equal(message, Error(Model + yaml));
 
     [Fact]
