@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SharpTune.IO;
 
 namespace SharpTune.Data;
 

@@ -25,24 +25,9 @@ public sealed class SafetensorsFormatException : IOException
     {
         string prefix = Path.GetFileName(filePath);
         string message = tensorName is null ? $"{prefix}: {detail}" : $"{prefix}: tensor {Quote(tensorName)}: {detail}";
-        return OneLine(message);
+        return MessageText.OneLine(message);
     }
 
-    /// <summary>Quotes a name taken from a file for a message; control characters are escaped so the message
-    /// stays on one line, and absurdly long names are cut.</summary>
-    internal static string Quote(string name)
-    {
-        const int maxChars = 200;
-        string shown = name.Length > maxChars ? name[..maxChars] + "…" : name;
-        return "'" + OneLine(shown) + "'";
-    }
-
-    private static string OneLine(string text)
-    {
-        if (!text.Any(char.IsControl)) return text;
-        var sb = new System.Text.StringBuilder(text.Length + 8);
-        foreach (char c in text)
-            sb.Append(char.IsControl(c) ? $"\\u{(int)c:x4}" : c);
-        return sb.ToString();
-    }
+    /// <summary>Quotes a name taken from a file for a message (tensor names are long, so more of them is kept).</summary>
+    internal static string Quote(string name) => MessageText.Quote(name, maxChars: 200);
 }

@@ -1,0 +1,26 @@
+using System.Buffers;
+using System.Text;
+using System.Text.Unicode;
+
+namespace SharpTune.IO;
+
+/// <summary>
+/// UTF-8 checks for the JSON files SharpTune reads. System.Text.Json checks the bytes of a string only when the string
+/// is read, so invalid UTF-8 would otherwise surface late as "Cannot transcode invalid UTF-8 JSON text", naming
+/// neither file nor field, or not at all in parts never read.
+/// </summary>
+public static class Utf8Validation
+{
+    /// <summary>Null for valid UTF-8, else where the first invalid byte is: "invalid UTF-8 at line L, byte B" (both 1-based, B within the line).</summary>
+    public static string? Problem(ReadOnlySpan<byte> bytes)
+    {
+        if (Utf8.IsValid(bytes)) return null;
+        int offset = 0;
+        while (Rune.DecodeFromUtf8(bytes[offset..], out _, out int consumed) == OperationStatus.Done)
+            offset += consumed;
+        ReadOnlySpan<byte> before = bytes[..offset];
+        int line = 1 + before.Count((byte)'\n');
+        int lineStart = before.LastIndexOf((byte)'\n') + 1;
+        return $"invalid UTF-8 at line {line}, byte {offset - lineStart + 1}";
+    }
+}
