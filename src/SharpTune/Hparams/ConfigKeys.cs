@@ -86,7 +86,7 @@ internal static class ConfigKeys
             "full" => FinetuningType.Full,
             _ => FinetuningType.Freeze,
         }),
-        Supported("lora_rank", (c, v) => c.Finetuning.LoraRank = v.Int(min: 1)),
+        Supported("lora_rank", (c, v) => c.Finetuning.LoraRank = v.Int(min: 1, max: FinetuningArguments.MaxLoraRank)),
         Supported("lora_alpha", (c, v) => c.Finetuning.LoraAlpha = v.NullableInt(min: 0)),
         Supported("lora_dropout", (c, v) => c.Finetuning.LoraDropout = v.Double(min: 0, max: 1, maxExclusive: true)),
         Supported("lora_target", (c, v) => c.Finetuning.LoraTarget = v.Names()),

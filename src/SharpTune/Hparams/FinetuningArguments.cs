@@ -10,6 +10,8 @@ public sealed class FinetuningArguments
     public FinetuningType FinetuningType { get; set; } = FinetuningType.Lora;
 
     public int LoraRank { get; set; } = 8;
+    /// <summary>The largest lora_rank accepted: 65536, beyond the width of any model's layers.</summary>
+    public const int MaxLoraRank = 65536;
     /// <summary>lora_alpha as written; null (or 0) means 2 × lora_rank, see <see cref="EffectiveLoraAlpha"/>.</summary>
     public int? LoraAlpha { get; set; }
     public double LoraDropout { get; set; }

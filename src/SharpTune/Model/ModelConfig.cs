@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json;
 using SharpTune.IO;
 
@@ -63,7 +62,7 @@ public sealed record ModelConfig
     public static ModelConfig Parse(JsonElement root, string source)
     {
         if (root.ValueKind != JsonValueKind.Object) throw new ModelFolderException($"{source}: expected a JSON object");
-        var reader = new ConfigReader(root, source);
+        var reader = new JsonConfigReader(root, source, message => new ModelFolderException(message));
         string modelType = reader.RequiredString("model_type");
         Architecture architecture = modelType switch
         {
@@ -112,7 +111,7 @@ public sealed record ModelConfig
             HeadDim = headDim,
             RmsNormEps = (float)(reader.OptionalDouble("rms_norm_eps", min: 0) ?? 1e-6),
             RopeTheta = reader.OptionalDouble("rope_theta", min: 0, minExclusive: true) ?? 10000.0,
-            RopeScaling = Model.RopeScaling.Parse(root, source),
+            RopeScaling = Model.RopeScaling.Parse(root, reader, source),
             TieWordEmbeddings = reader.OptionalBool("tie_word_embeddings") ?? false,
             AttentionBias = architecture switch
             {
@@ -126,79 +125,4 @@ public sealed record ModelConfig
             TorchDtype = reader.OptionalString("torch_dtype"),
         };
     }
-}
-
-/// <summary>
-/// Typed, range-checked access to config.json keys with errors that name the file and key: the one validation path for
-/// config.json values. <paramref name="keyPrefix"/> names a nested object's keys ("rope_scaling.").
-/// </summary>
-internal readonly struct ConfigReader(JsonElement root, string source, string keyPrefix = "")
-{
-    private JsonElement? Find(string key) =>
-        root.TryGetProperty(key, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
-
-    private ModelFolderException Error(string key, string problem) => new($"{source}: '{keyPrefix}{key}' {problem}");
-
-    public string RequiredString(string key) =>
-        OptionalString(key) ?? throw new ModelFolderException($"{source}: required key '{keyPrefix}{key}' is missing");
-
-    public string? OptionalString(string key)
-    {
-        if (Find(key) is not { } v) return null;
-        return v.ValueKind == JsonValueKind.String ? v.GetString() : throw Error(key, "must be a string");
-    }
-
-    public int RequiredInt(string key, int min = int.MinValue) =>
-        OptionalInt(key, min) ?? throw new ModelFolderException($"{source}: required key '{keyPrefix}{key}' is missing");
-
-    public int? OptionalInt(string key, int min = int.MinValue) =>
-        Find(key) is { } v ? Int(key, v, min) : null;
-
-    public double RequiredDouble(string key, double min = double.NegativeInfinity, bool minExclusive = false) =>
-        OptionalDouble(key, min, minExclusive) ?? throw new ModelFolderException($"{source}: required key '{keyPrefix}{key}' is missing");
-
-    public double? OptionalDouble(string key, double min = double.NegativeInfinity, bool minExclusive = false)
-    {
-        if (Find(key) is not { } v) return null;
-        if (v.ValueKind != JsonValueKind.Number || !double.IsFinite(v.GetDouble()))
-            throw Error(key, $"must be a number, got {MessageText.Quote(v.GetRawText())}");
-        double value = v.GetDouble();
-        if (minExclusive ? !(value > min) : !(value >= min))
-            throw Error(key, $"must be {(minExclusive ? "greater than" : "at least")} {Format(min)}, got {Format(value)}");
-        return value;
-    }
-
-    public bool? OptionalBool(string key)
-    {
-        if (Find(key) is not { } v) return null;
-        return v.ValueKind switch
-        {
-            JsonValueKind.True => true,
-            JsonValueKind.False => false,
-            _ => throw Error(key, "must be true or false"),
-        };
-    }
-
-    public int[] OptionalIntOrList(string key, int min = int.MinValue)
-    {
-        if (Find(key) is not { } v) return [];
-        if (v.ValueKind == JsonValueKind.Array)
-        {
-            var ids = new int[v.GetArrayLength()];
-            for (int i = 0; i < ids.Length; i++) ids[i] = Int($"{key}[{i}]", v[i], min);
-            return ids;
-        }
-        return [Int(key, v, min)];
-    }
-
-    private int Int(string key, JsonElement v, int min)
-    {
-        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out int value))
-            throw Error(key, v.ValueKind == JsonValueKind.Number || min != int.MinValue
-                ? $"must be an integer from {min} to {int.MaxValue}, got {MessageText.Quote(v.GetRawText())}"
-                : $"must be an integer, got {MessageText.Quote(v.GetRawText())}");
-        return value >= min ? value : throw Error(key, $"must be at least {min}, got {value}");
-    }
-
-    private static string Format(double value) => value.ToString("R", CultureInfo.InvariantCulture);
 }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using SharpTune.Engine;
+using SharpTune.IO;
 
 namespace SharpTune.Model;
 
@@ -9,11 +10,12 @@ namespace SharpTune.Model;
 /// </summary>
 public sealed record RopeScaling(string Type, double Factor, double LowFreqFactor, double HighFreqFactor, int OriginalMaxPositions)
 {
-    public static RopeScaling? Parse(JsonElement config, string source)
+    /// <param name="config">config.json's root, read by <paramref name="configReader"/>.</param>
+    internal static RopeScaling? Parse(JsonElement config, JsonConfigReader configReader, string source)
     {
         if (!config.TryGetProperty("rope_scaling", out var node) || node.ValueKind == JsonValueKind.Null) return null;
         if (node.ValueKind != JsonValueKind.Object) throw new ModelFolderException($"{source}: rope_scaling must be an object or null");
-        var reader = new ConfigReader(node, source, "rope_scaling.");
+        var reader = configReader.Nested(node, "rope_scaling");
         string type = reader.OptionalString("rope_type") ?? reader.OptionalString("type")
             ?? throw new ModelFolderException($"{source}: rope_scaling has no 'type' or 'rope_type'");
         switch (type)
@@ -31,7 +33,7 @@ public sealed record RopeScaling(string Type, double Factor, double LowFreqFacto
                     throw new ModelFolderException($"{source}: 'rope_scaling.high_freq_factor' must be greater than low_freq_factor {low}, got {high}");
                 return new RopeScaling(type, factor, low, high, reader.RequiredInt("original_max_position_embeddings", min: 1));
             default:
-                throw new ModelFolderException($"{source}: rope_scaling type {IO.MessageText.Quote(type)} is not supported (supported: linear, llama3)");
+                throw new ModelFolderException($"{source}: rope_scaling type {MessageText.Quote(type)} is not supported (supported: linear, llama3)");
         }
     }
 
