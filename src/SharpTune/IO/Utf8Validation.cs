@@ -14,13 +14,21 @@ public static class Utf8Validation
     /// <summary>Null for valid UTF-8, else where the first invalid byte is: "invalid UTF-8 at line L, byte B" (both 1-based, B within the line).</summary>
     public static string? Problem(ReadOnlySpan<byte> bytes)
     {
-        if (Utf8.IsValid(bytes)) return null;
-        int offset = 0;
-        while (Rune.DecodeFromUtf8(bytes[offset..], out _, out int consumed) == OperationStatus.Done)
-            offset += consumed;
+        int offset = FirstInvalidByte(bytes);
+        if (offset < 0) return null;
         ReadOnlySpan<byte> before = bytes[..offset];
         int line = 1 + before.Count((byte)'\n');
         int lineStart = before.LastIndexOf((byte)'\n') + 1;
         return $"invalid UTF-8 at line {line}, byte {offset - lineStart + 1}";
+    }
+
+    /// <summary>The 0-based offset of the first byte that is not part of valid UTF-8, or -1 when all are.</summary>
+    public static int FirstInvalidByte(ReadOnlySpan<byte> bytes)
+    {
+        if (Utf8.IsValid(bytes)) return -1;
+        int offset = 0;
+        while (Rune.DecodeFromUtf8(bytes[offset..], out _, out int consumed) == OperationStatus.Done)
+            offset += consumed;
+        return offset;
     }
 }
