@@ -30,4 +30,13 @@ public sealed class ConfigRangeTests
         string value = new string('9', 61) + "x";
         Assert.Equal($"lora_rank: expected an integer, got '{value[..60]}…' (62 chars) (line 2 of config)", Error(Model + "lora_rank: " + value));
     }
+
+    [Fact]
+    public void LongUnknownKeysAndOverridesAreQuotedShort()
+    {
+        string key = new string('k', 100);
+        Assert.Equal($"unknown key '{new string('k', 60)}…' (100 chars) (line 2 of config)", Error(Model + key + ": 1"));
+        string text = "lora_rank=" + new string('8', 100);
+        Assert.EndsWith($"(command-line override '{text[..60]}…' (110 chars))", Error(Model, text));
+    }
 }
