@@ -13,16 +13,16 @@ public sealed class ConfigRangeTests
     [Fact]
     public void HugeLoraRankIsRefusedNamingTheKeyAndLine() =>
         // 10^9 used to overflow the LoRA matrix sizes ("Arithmetic operation resulted in an overflow.").
-        Assert.Equal("lora_rank: must be at most 65536, got 1000000000 (line 2 of config)", Error(Model + "lora_rank: 1000000000"));
+        Assert.Equal("lora_rank: must be at most 32768, got 1000000000 (line 2 of config)", Error(Model + "lora_rank: 1000000000"));
 
     [Fact]
     public void HugeLoraRankOverrideNamesTheOverride() =>
-        Assert.Equal("lora_rank: must be at most 65536, got 1000000000 (command-line override 'lora_rank=1000000000')",
+        Assert.Equal("lora_rank: must be at most 32768, got 1000000000 (command-line override 'lora_rank=1000000000')",
             Error(Model, "lora_rank=1000000000"));
 
     [Fact]
     public void LoraRankAtTheBoundIsAccepted() =>
-        Assert.Equal(FinetuningArguments.MaxLoraRank, SftConfig.Parse(Model + "lora_rank: 65536", [], Path.GetTempPath()).Finetuning.LoraRank);
+        Assert.Equal(FinetuningArguments.MaxLoraRank, SftConfig.Parse(Model + "lora_rank: 32768", [], Path.GetTempPath()).Finetuning.LoraRank);
 
     [Fact]
     public void LongValuesInErrorsAreQuotedShort()
