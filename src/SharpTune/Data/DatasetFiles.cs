@@ -51,7 +51,7 @@ internal static class DatasetFiles
     public static IEnumerable<RawRecord> Read(string path, string display)
     {
         byte[] bytes = File.ReadAllBytes(path);
-        int start = BomLength(bytes);
+        int start = Utf8Validation.BomLength(bytes);
         int first = start;
         while (first < bytes.Length && bytes[first] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') first++;
         bool jsonLines = path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase);
@@ -64,9 +64,6 @@ internal static class DatasetFiles
                 $"{display}: holds a single JSON object, not a list of records: write the records as a JSON array ([{{...}}, ...]) or one per line in a .jsonl file");
         return ReadLines(bytes, start, display);
     }
-
-    internal static int BomLength(byte[] bytes) =>
-        bytes.Length >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF ? 3 : 0;
 
     private static bool IsOneJsonValue(ReadOnlyMemory<byte> json)
     {

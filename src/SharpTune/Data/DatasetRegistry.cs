@@ -51,12 +51,10 @@ public sealed class DatasetRegistry
             throw new InvalidDataException($"dataset_dir '{datasetDir}' is outside '{confineTo}', which this server confines data files to");
         if (!File.Exists(path))
             throw new FileNotFoundException($"dataset_dir '{datasetDir}' has no {FileName}", path);
-        byte[] bytes = File.ReadAllBytes(path);
-        if (Utf8Validation.Problem(bytes) is { } encodingProblem)
-            throw new InvalidDataException($"{path}: {encodingProblem}");
+        var bytes = Utf8Validation.ReadJsonFile(path, message => new InvalidDataException(message));
         try
         {
-            using var doc = JsonDocument.Parse(bytes.AsMemory(DatasetFiles.BomLength(bytes)));
+            using var doc = JsonDocument.Parse(bytes);
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new InvalidDataException($"{path}: must be a JSON object of dataset entries, got {JsonKinds.Describe(doc.RootElement)}");
             var entries = new Dictionary<string, JsonElement>(StringComparer.Ordinal);

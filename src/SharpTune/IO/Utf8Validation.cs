@@ -11,6 +11,20 @@ namespace SharpTune.IO;
 /// </summary>
 public static class Utf8Validation
 {
+    /// <summary>
+    /// A JSON file's bytes without a UTF-8 byte order mark (which JsonDocument does not skip in bytes), checked to be
+    /// UTF-8 throughout.
+    /// </summary>
+    /// <param name="error">Makes the exception for "PATH: invalid UTF-8 at line L, byte B".</param>
+    public static ReadOnlyMemory<byte> ReadJsonFile(string path, Func<string, Exception> error)
+    {
+        byte[] bytes = File.ReadAllBytes(path);
+        if (Problem(bytes) is { } problem) throw error($"{path}: {problem}");
+        return bytes.AsMemory(BomLength(bytes));
+    }
+
+    public static int BomLength(ReadOnlySpan<byte> bytes) => bytes.StartsWith("\uFEFF"u8) ? 3 : 0;
+
     /// <summary>Null for valid UTF-8, else where the first invalid byte is: "invalid UTF-8 at line L, byte B" (both 1-based, B within the line).</summary>
     public static string? Problem(ReadOnlySpan<byte> bytes)
     {

@@ -44,8 +44,7 @@ public sealed record ModelConfig
     public static ModelConfig Load(string configPath)
     {
         if (!File.Exists(configPath)) throw new ModelFolderException($"{configPath}: config.json is missing");
-        byte[] bytes = File.ReadAllBytes(configPath);
-        if (Utf8Validation.Problem(bytes) is { } encodingProblem) throw new ModelFolderException($"{configPath}: {encodingProblem}");
+        var bytes = Utf8Validation.ReadJsonFile(configPath, message => new ModelFolderException(message));
         JsonElement root;
         try
         {

@@ -92,9 +92,7 @@ public sealed class Tokenizer
     {
         if (!File.Exists(tokenizerJsonPath))
             throw new FileNotFoundException($"Tokenizer file not found: {tokenizerJsonPath}", tokenizerJsonPath);
-        byte[] bytes = File.ReadAllBytes(tokenizerJsonPath);
-        if (Utf8Validation.Problem(bytes) is { } encodingProblem)
-            throw new InvalidDataException($"{tokenizerJsonPath}: {encodingProblem}");
+        var bytes = Utf8Validation.ReadJsonFile(tokenizerJsonPath, message => new InvalidDataException(message));
         JsonDocument document;
         try
         {

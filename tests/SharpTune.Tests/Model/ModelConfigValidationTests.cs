@@ -97,4 +97,11 @@ public sealed class ModelConfigValidationTests : IDisposable
         var e = Assert.Throws<ModelFolderException>(() => ModelConfig.Load(ConfigPath));
         Assert.StartsWith($"{ConfigPath}: invalid UTF-8 at line ", e.Message);
     }
+
+    [Fact]
+    public void ConfigWithAByteOrderMarkLoads()
+    {
+        File.WriteAllBytes(ConfigPath, [.. "\uFEFF"u8, .. File.ReadAllBytes(TestPaths.Fixtures("qwen2-small-vocab", "config.json"))]);
+        Assert.Equal(48, ModelConfig.Load(ConfigPath).HiddenSize);
+    }
 }

@@ -58,4 +58,11 @@ public sealed class AdapterConfigValidationTests : IDisposable
     public void LongPeftTypeIsQuotedShort() =>
         Assert.Equal($"peft_type is '{new string('P', 60)}…' (1000 chars); only LORA adapters are supported",
             LoadError(c => c["peft_type"] = new string('P', 1000)));
+
+    [Fact]
+    public void AdapterConfigWithAByteOrderMarkLoads()
+    {
+        File.WriteAllBytes(ConfigPath, [.. "\uFEFF"u8, .. File.ReadAllBytes(Path.Combine(LoraTestFolders.Adapter, LoraConfig.FileName))]);
+        Assert.Equal(LoraConfig.Load(LoraTestFolders.Adapter).Rank, LoraConfig.Load(_dir.Path).Rank);
+    }
 }

@@ -164,4 +164,11 @@ public sealed class TokenizerFileValidationTests : IDisposable
         edit(json);
         return json;
     }
+
+    [Fact]
+    public void TokenizerWithAByteOrderMarkLoads()
+    {
+        File.WriteAllBytes(TokenizerPath, [.. "\uFEFF"u8, .. Encoding.UTF8.GetBytes(SmallTokenizer().ToJsonString())]);
+        Assert.Equal([3, 2], Tokenizer.FromFile(TokenizerPath).Encode("ab!"));
+    }
 }

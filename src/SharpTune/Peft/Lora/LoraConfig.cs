@@ -30,8 +30,7 @@ public sealed class LoraConfig
     {
         string path = Path.Combine(adapterDirectory, FileName);
         if (!File.Exists(path)) throw new FileNotFoundException($"{adapterDirectory}: {FileName} is missing; is this a PEFT adapter folder?", path);
-        byte[] bytes = File.ReadAllBytes(path);
-        if (Utf8Validation.Problem(bytes) is { } encodingProblem) throw new InvalidDataException($"{path}: {encodingProblem}");
+        var bytes = Utf8Validation.ReadJsonFile(path, message => new InvalidDataException(message));
         JsonDocument doc;
         try
         {
