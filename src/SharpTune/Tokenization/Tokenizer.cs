@@ -88,6 +88,7 @@ public sealed class Tokenizer
     public IReadOnlyList<string> SpecialTokens { get; }
 
     /// <exception cref="InvalidDataException">The file is not valid UTF-8 or JSON, or a field is missing or wrong: "PATH: field: problem".</exception>
+    /// <exception cref="NotSupportedException">The file asks for a model, stage or regex construct SharpTune does not implement: "PATH: what".</exception>
     public static Tokenizer FromFile(string tokenizerJsonPath)
     {
         if (!File.Exists(tokenizerJsonPath))
@@ -111,6 +112,10 @@ public sealed class Tokenizer
             catch (InvalidDataException e)
             {
                 throw new InvalidDataException($"{tokenizerJsonPath}: {e.Message}", e);
+            }
+            catch (NotSupportedException e)
+            {
+                throw new NotSupportedException($"{tokenizerJsonPath}: {e.Message}", e);
             }
         }
     }

@@ -168,4 +168,12 @@ public sealed class TokenizerFileValidationTests : IDisposable
         File.WriteAllBytes(TokenizerPath, [.. "\uFEFF"u8, .. Encoding.UTF8.GetBytes(SmallTokenizer().ToJsonString())]);
         Assert.Equal([3, 2], Tokenizer.FromFile(TokenizerPath).Encode("ab!"));
     }
+
+    [Fact]
+    public void UnsupportedPartsNameTheFilePath()
+    {
+        File.WriteAllText(TokenizerPath, With(SmallTokenizer(), t => t["pre_tokenizer"]!["pretokenizers"]![0]!["type"] = "Whitespace").ToJsonString());
+        var e = Assert.Throws<NotSupportedException>(() => Tokenizer.FromFile(TokenizerPath));
+        Assert.Equal($"{TokenizerPath}: tokenizer.json pre_tokenizer type 'Whitespace' is not supported.", e.Message);
+    }
 }
