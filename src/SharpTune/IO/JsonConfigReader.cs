@@ -4,10 +4,10 @@ using System.Text.Json;
 namespace SharpTune.IO;
 
 /// <summary>
-/// Typed, range-checked access to the keys of a JSON config file (config.json, adapter_config.json) with errors that
-/// name the file and key: the one validation path for such values. <paramref name="error"/> makes the exception
-/// from a message that already names the file; <paramref name="keyPrefix"/> names a nested object's keys
-/// ("rope_scaling.").
+/// Typed, range-checked access to the keys of a JSON config file (config.json, generation_config.json,
+/// adapter_config.json) with errors that name the file and key: the one validation path for such values.
+/// <paramref name="error"/> makes the exception from a message that already names the file;
+/// <paramref name="keyPrefix"/> names a nested object's keys ("rope_scaling.").
 /// </summary>
 internal readonly struct JsonConfigReader(JsonElement root, string source, Func<string, Exception> error, string keyPrefix = "")
 {
