@@ -104,4 +104,15 @@ public sealed class ModelConfigValidationTests : IDisposable
         File.WriteAllBytes(ConfigPath, [.. "\uFEFF"u8, .. File.ReadAllBytes(TestPaths.Fixtures("qwen2-small-vocab", "config.json"))]);
         Assert.Equal(48, ModelConfig.Load(ConfigPath).HiddenSize);
     }
+
+    [Fact]
+    public void GenerationConfigTokenIdsAreReadThroughTheSameChecks()
+    {
+        // generation_config.json's eos ids go through the same reader as config.json's: out of range names file and key.
+        var config = ModelConfig.Load(TestPaths.Fixtures("qwen2-small-vocab", "config.json"));
+        string path = _dir.File("generation_config.json");
+        File.WriteAllText(path, """{"eos_token_id": [2, 1000000000000]}""");
+        var e = Assert.Throws<ModelFolderException>(() => SharpTune.Inference.GenerationOptions.FromModelFolder(_dir.Path, config));
+        Assert.Equal($"{path}: 'eos_token_id[1]' must be an integer from 0 to 2147483647, got '1000000000000'", e.Message);
+    }
 }
