@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using SharpTune.IO;
 
 namespace SharpTune.Api;
 
@@ -19,19 +20,11 @@ public sealed class ApiException(int status, string message, string? param = nul
     /// <summary>The longest piece of a client's value an error message quotes.</summary>
     public const int QuotedLength = 40;
 
-    /// <summary>
-    /// A value the client sent, quoted for an error message: whole when short, else cut (<see cref="Shorten"/>) and
-    /// followed by its length, so an error never echoes a large value back.
-    /// </summary>
-    public static string Quote(string value) => value.Length <= QuotedLength ? $"'{value}'" : $"'{Shorten(value)}' ({value.Length} characters)";
+    /// <summary>A value the client sent, quoted for an error message and cut when long (<see cref="MessageText.Quote"/>).</summary>
+    public static string Quote(string value) => MessageText.Quote(value, QuotedLength);
 
-    /// <summary>The value when short, else its first <see cref="QuotedLength"/> characters (no surrogate pair split) and '…'.</summary>
-    public static string Shorten(string value)
-    {
-        if (value.Length <= QuotedLength) return value;
-        int end = char.IsHighSurrogate(value[QuotedLength - 1]) ? QuotedLength - 1 : QuotedLength;
-        return value[..end] + "…";
-    }
+    /// <summary>The value when short, else its first <see cref="QuotedLength"/> characters and '…' (<see cref="MessageText.Shorten"/>).</summary>
+    public static string Shorten(string value) => MessageText.Shorten(value, QuotedLength);
 
     public JsonObject ToJson() => ErrorBody(Message, Type, Param, Code);
 

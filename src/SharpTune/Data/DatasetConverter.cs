@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SharpTune.IO;
 using SharpTune.Templates;
 
 namespace SharpTune.Data;
@@ -113,7 +114,7 @@ public static class DatasetConverter
             bool isPrompt = (i - start) % 2 == 0;
             if (!(isPrompt ? promptTags : answerTags).Contains(role))
                 throw new InvalidRecordException(
-                    $"'{column}'[{i}] has role '{role}' where a {string.Join(" or ", isPrompt ? promptTags : answerTags)} message belongs " +
+                    $"'{column}'[{i}] has role {MessageText.Quote(role)} where a {string.Join(" or ", isPrompt ? promptTags : answerTags)} message belongs " +
                     $"(after an optional first {entry.SystemTag ?? "system"} message, messages alternate {string.Join("|", promptTags)} and {string.Join("|", answerTags)})");
             messages.Add(role == entry.UserTag ? new ChatMessage(ChatRole.User, content)
                 : role == entry.ObservationTag ? new ChatMessage(ChatRole.Tool, content)
@@ -125,7 +126,7 @@ public static class DatasetConverter
             throw new InvalidRecordException(start == 0 ? $"'{column}' has no messages" : $"'{column}' has only a {entry.SystemTag} message");
         if (messages.Count % 2 != 0)
             throw new InvalidRecordException(
-                $"'{column}' ends with a '{raw[^1].Role}' message; the last message must be the answer ({string.Join(" or ", answerTags)})");
+                $"'{column}' ends with a {MessageText.Quote(raw[^1].Role)} message; the last message must be the answer ({string.Join(" or ", answerTags)})");
         if (raw[^1].Content.Length == 0)
             throw new InvalidRecordException($"'{column}'[{raw.Count - 1}] (the response) is empty");
 
@@ -173,7 +174,7 @@ public static class DatasetConverter
                 if (Value(call, "name") is not { ValueKind: JsonValueKind.String } name)
                     throw new InvalidRecordException($"{where}: a function call has no 'name' string");
                 if (!call.TryGetProperty("arguments", out var arguments))
-                    throw new InvalidRecordException($"{where}: function call '{name.GetString()}' has no 'arguments'");
+                    throw new InvalidRecordException($"{where}: function call {MessageText.Quote(name.GetString()!)} has no 'arguments'");
                 calls.Add(new ToolCall(name.GetString()!, arguments.GetRawText()));
             }
             if (calls.Count == 0)

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SharpTune.IO;
 
 namespace SharpTune.Data;
 
@@ -79,7 +80,7 @@ public sealed class DatasetEntry
             {
                 if (OptionalString(info, key, where) is { } remote)
                     throw new InvalidDataException(
-                        $"{where}: it is read from {key} '{remote}', which SharpTune does not support here; download the data into the dataset folder and register it with file_name");
+                        $"{where}: it is read from {key} {MessageText.Quote(remote)}, which SharpTune does not support here; download the data into the dataset folder and register it with file_name");
             }
             throw new InvalidDataException($"{where}: the entry has no file_name");
         }
@@ -87,20 +88,20 @@ public sealed class DatasetEntry
         if (info.TryGetProperty("ranking", out var ranking) && ranking.ValueKind == JsonValueKind.True)
             throw new InvalidDataException($"{where}: it is a preference dataset (ranking: true); supervised fine-tuning cannot use it");
         if (OptionalString(info, "split", where) is { } split && split != "train")
-            throw new InvalidDataException($"{where}: split '{split}' does not exist in a local file (only 'train')");
+            throw new InvalidDataException($"{where}: split {MessageText.Quote(split)} does not exist in a local file (only 'train')");
 
         var formatting = OptionalString(info, "formatting", where) switch
         {
             null or "alpaca" => DatasetFormatting.Alpaca,
             "sharegpt" => DatasetFormatting.Sharegpt,
-            var other => throw new InvalidDataException($"{where}: formatting '{other}' is not supported (alpaca or sharegpt)"),
+            var other => throw new InvalidDataException($"{where}: formatting {MessageText.Quote(other)} is not supported (alpaca or sharegpt)"),
         };
 
         int? numSamples = null;
         if (info.TryGetProperty("num_samples", out var n) && n.ValueKind != JsonValueKind.Null)
         {
             if (n.ValueKind != JsonValueKind.Number || !n.TryGetInt32(out int count) || count <= 0)
-                throw new InvalidDataException($"{where}: num_samples must be a positive integer, got {n.GetRawText()}");
+                throw new InvalidDataException($"{where}: num_samples must be a positive integer, got {MessageText.Quote(n.GetRawText())}");
             numSamples = count;
         }
 

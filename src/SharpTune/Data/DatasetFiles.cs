@@ -1,10 +1,16 @@
 using System.Text;
+using System.Runtime.InteropServices;
 using System.Text.Json;
+using SharpTune.IO;
 
 namespace SharpTune.Data;
 
-/// <summary>One raw record and where it is, e.g. <c>alpaca_zh_demo.json: record 17</c> or <c>chat.jsonl: line 5</c>.</summary>
-internal readonly record struct RawRecord(JsonElement Value, string Location);
+/// <summary>
+/// One raw record and where it is, e.g. <c>alpaca_zh_demo.json: record 17</c> or <c>chat.jsonl: line 5</c>; or, when
+/// the record cannot even be read (invalid UTF-8, a JSON Lines line that is not JSON), the reason in
+/// <paramref name="Problem"/>, so that lenient loading can skip it like any other malformed record.
+/// </summary>
+internal readonly record struct RawRecord(JsonElement Value, string Location, string? Problem = null);
 
 /// <summary>
 /// Reads a registered dataset's files: a JSON file holding an array of records (or, as Hugging Face's json loader
@@ -15,18 +21,23 @@ internal static class DatasetFiles
 {
     private static readonly string[] Extensions = [".json", ".jsonl", ".txt"];
 
-    /// <summary>The files of an entry as (full path, name shown in messages: the path relative to dataset_dir).</summary>
-    public static IReadOnlyList<(string Path, string Display)> Resolve(string datasetDir, DatasetEntry entry)
+    /// <summary>
+    /// The files of an entry as (full path, name shown in messages: the path relative to dataset_dir). With a
+    /// <see cref="DatasetRegistry.ConfinedTo"/> root, every file must resolve (links followed) inside it.
+    /// </summary>
+    public static IReadOnlyList<(string Path, string Display)> Resolve(DatasetRegistry registry, DatasetEntry entry)
     {
-        string path = Path.Combine(datasetDir, entry.FileName);
+        string path = Path.Combine(registry.DatasetDir, entry.FileName);
         if (Directory.Exists(path))
         {
             var files = Directory.GetFiles(path).Order(StringComparer.Ordinal).ToList();
             if (files.Count == 0)
                 throw new FileNotFoundException($"dataset '{entry.Name}': folder '{path}' holds no files", path);
+            registry.CheckConfined(entry, [path, .. files]);
             foreach (string file in files) CheckExtension(entry, file);
             return files.Select(f => (f, Path.Combine(entry.FileName, Path.GetFileName(f)))).ToList();
         }
+        registry.CheckConfined(entry, [path]);
         if (!File.Exists(path))
             throw new FileNotFoundException($"dataset '{entry.Name}': '{path}' does not exist", path);
         CheckExtension(entry, path);
@@ -35,23 +46,40 @@ internal static class DatasetFiles
 
     /// <summary>
     /// The records of one file in order. Each yielded element is valid only until the next one is requested (the
-    /// document behind it is released per file or line).
+    /// document behind it is released per file or line). A record that cannot be read comes with its
+    /// <see cref="RawRecord.Problem"/>.
     /// </summary>
-    /// <exception cref="InvalidDataException">The file (or a line of a JSON Lines file) is not valid JSON.</exception>
+    /// <exception cref="InvalidDataException">A JSON array file is not valid JSON, or a .json file holds one object rather than records.</exception>
     public static IEnumerable<RawRecord> Read(string path, string display)
     {
         if (path.EndsWith(".txt", StringComparison.OrdinalIgnoreCase)) return ReadText(path, display);
         byte[] bytes = File.ReadAllBytes(path);
-        int start = BomLength(bytes);
+        int start = Utf8Validation.BomLength(bytes);
         int first = start;
         while (first < bytes.Length && bytes[first] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') first++;
-        bool isArray = first < bytes.Length && bytes[first] == (byte)'['
-            && !path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase);
-        return isArray ? ReadArray(bytes.AsMemory(start), display) : ReadLines(path, display);
+        bool jsonLines = path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase);
+        if (!jsonLines && first < bytes.Length && bytes[first] == (byte)'[')
+            return ReadArray(bytes.AsMemory(start), display);
+        // One object in a .json file is neither a list of records nor (when it spans lines) JSON Lines; taking it as
+        // a one-record dataset would silently train on one example.
+        if (!jsonLines && first < bytes.Length && bytes[first] == (byte)'{' && IsOneJsonValue(bytes.AsMemory(start)))
+            throw new InvalidDataException(
+                $"{display}: holds a single JSON object, not a list of records: write the records as a JSON array ([{{...}}, ...]) or one per line in a .jsonl file");
+        return ReadLines(bytes, start, display);
     }
 
-    internal static int BomLength(byte[] bytes) =>
-        bytes.Length >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF ? 3 : 0;
+    private static bool IsOneJsonValue(ReadOnlyMemory<byte> json)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(json);
+            return true;
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
 
     private static IEnumerable<RawRecord> ReadArray(ReadOnlyMemory<byte> json, string display)
     {
@@ -68,29 +96,52 @@ internal static class DatasetFiles
         {
             int index = 0;
             foreach (var record in doc.RootElement.EnumerateArray())
-                yield return new RawRecord(record, $"{display}: record {index++}");
+            {
+                string location = $"{display}: record {index++}";
+                // System.Text.Json checks a string's UTF-8 only when it is read; checking the record's bytes here names it.
+                int invalid = Utf8Validation.FirstInvalidByte(JsonMarshal.GetRawUtf8Value(record));
+                yield return invalid < 0
+                    ? new RawRecord(record, location)
+                    : new RawRecord(default, location, $"invalid UTF-8 at byte {invalid + 1} of the record");
+            }
         }
     }
 
-    private static IEnumerable<RawRecord> ReadLines(string path, string display)
+    private static IEnumerable<RawRecord> ReadLines(byte[] bytes, int start, string display)
     {
         int lineNumber = 0;
-        foreach (string line in File.ReadLines(path))
+        for (int position = start; position < bytes.Length;)
         {
+            int newline = Array.IndexOf(bytes, (byte)'\n', position);
+            int end = newline < 0 ? bytes.Length : newline;
+            var line = bytes.AsMemory(position, end - position);
+            position = end + 1;
             lineNumber++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            JsonDocument doc;
+            if (line.Span.Trim(" \t\r"u8).IsEmpty) continue;
+            string location = $"{display}: line {lineNumber}";
+            int invalid = Utf8Validation.FirstInvalidByte(line.Span);
+            if (invalid >= 0)
+            {
+                yield return new RawRecord(default, location, $"invalid UTF-8 at byte {invalid + 1}");
+                continue;
+            }
+            JsonDocument? doc = null;
+            string? problem = null;
             try
             {
                 doc = JsonDocument.Parse(line);
             }
             catch (JsonException e)
             {
-                throw new InvalidDataException(
-                    $"{display}: line {lineNumber}: invalid JSON at byte {e.BytePositionInLine + 1}: {JsonKinds.Reason(e)} (JSON Lines: one record per line)", e);
+                problem = $"invalid JSON at byte {e.BytePositionInLine + 1}: {JsonKinds.Reason(e)} (JSON Lines: one record per line)";
+            }
+            if (doc is null)
+            {
+                yield return new RawRecord(default, location, problem);
+                continue;
             }
             using (doc)
-                yield return new RawRecord(doc.RootElement, $"{display}: line {lineNumber}");
+                yield return new RawRecord(doc.RootElement, location);
         }
     }
 

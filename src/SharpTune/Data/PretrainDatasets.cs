@@ -23,7 +23,7 @@ public static class PretrainDatasets
             throw new ArgumentException("dataset: no dataset given (name one or more datasets from dataset_info.json, comma-separated)");
 
         var processor = ForModel(args, tokenizer, template, tokenizerDir);
-        var registry = DatasetRegistry.Load(args.DatasetDir);
+        var registry = DatasetRegistry.Load(args.DatasetDir, args.ConfineDatasetFilesTo);
         var report = new DataReport();
         var train = processor.Process(LoadTexts(registry, trainNames, "train", args, seed, report));
         var eval = processor.Process(LoadTexts(registry, evalNames, "eval", args, seed, report));

@@ -39,7 +39,7 @@ public static class SupervisedDatasets
             throw new ArgumentException($"max_samples must be positive, got {args.MaxSamples}");
 
         var processor = SupervisedProcessor.ForData(tokenizer, template, args);
-        var registry = DatasetRegistry.Load(args.DatasetDir);
+        var registry = DatasetRegistry.Load(args.DatasetDir, args.ConfineDatasetFilesTo);
         var report = new DataReport();
         var train = LoadAll(registry, trainNames, "train", SupervisedRecords, processor.Encode, args, seed, report);
         var eval = LoadAll(registry, evalNames, "eval", SupervisedRecords, processor.Encode, args, seed, report);
@@ -75,7 +75,7 @@ public static class SupervisedDatasets
             throw new ArgumentException($"max_samples must be positive, got {args.MaxSamples}");
         var processor = SupervisedProcessor.ForData(tokenizer, template, args);
         var report = new DataReport();
-        var examples = LoadAll(DatasetRegistry.Load(args.DatasetDir), names, "eval", SupervisedRecords, processor.EncodeForGeneration, args, seed, report);
+        var examples = LoadAll(DatasetRegistry.Load(args.DatasetDir, args.ConfineDatasetFilesTo), names, "eval", SupervisedRecords, processor.EncodeForGeneration, args, seed, report);
         if (examples.Count == 0)
             throw new InvalidDataException($"eval_dataset {string.Join(", ", names)}: no usable examples (all {report.SkippedRecords} records were malformed)");
         report.EvalExamples = examples.Count;
@@ -144,15 +144,16 @@ public static class SupervisedDatasets
         // encoded below, since one of them may fail to encode and is then the first bad record.
         bool strict = !args.SkipInvalidRecords && entry.NumSamples is null;
         var items = new List<Item<T>>();
-        foreach (var (path, display) in DatasetFiles.Resolve(registry.DatasetDir, entry))
+        foreach (var (path, display) in DatasetFiles.Resolve(registry, entry))
         {
             foreach (var raw in DatasetFiles.Read(path, display))
             {
                 if (items.Count >= limit) break;
-                var item = new Item<T>(raw.Location);
+                var item = new Item<T>(raw.Location) { Problem = raw.Problem };
                 try
                 {
-                    item.Aligned = convert(raw.Value);
+                    if (raw.Problem is null)
+                        item.Aligned = convert(raw.Value);
                 }
                 catch (InvalidRecordException e)
                 {

@@ -1,3 +1,4 @@
+using SharpTune.IO;
 using SharpTune.Quantization;
 using SharpTune.Templates;
 
@@ -125,7 +126,7 @@ internal static class ConfigKeys
             "full" => FinetuningType.Full,
             _ => FinetuningType.Freeze,
         }),
-        Supported("lora_rank", (c, v) => c.Finetuning.LoraRank = v.Int(min: 1)),
+        Supported("lora_rank", (c, v) => c.Finetuning.LoraRank = v.Int(min: 1, max: FinetuningArguments.MaxLoraRank)),
         Supported("lora_alpha", (c, v) => c.Finetuning.LoraAlpha = v.NullableInt(min: 0)),
         Supported("lora_dropout", (c, v) => c.Finetuning.LoraDropout = v.Double(min: 0, max: 1, maxExclusive: true)),
         Supported("lora_target", (c, v) => c.Finetuning.LoraTarget = v.Names()),
@@ -455,7 +456,7 @@ internal static class ConfigKeys
     {
         string? name = v.NullableText();
         if (name is null or "auto" || ChatTemplates.Names.Contains(name)) return name;
-        throw v.Error($"'{name}' is not a SharpTune template (known: auto, {string.Join(", ", ChatTemplates.Names)})");
+        throw v.Error($"{MessageText.Quote(name)} is not a SharpTune template (known: auto, {string.Join(", ", ChatTemplates.Names)})");
     }
 
     private static bool IsFalseOrNull(ConfigValue v) => v.IsNull || v.IsFalse;
@@ -490,7 +491,7 @@ internal static class ConfigKeys
             return;
         }
         if (!OptimizerAliases.TryGetValue(name, out string? canonical))
-            throw v.Error($"'{name}' is not supported (supported: {string.Join(", ", SupportedOptimizers.Concat(OptimizerAliases.Keys))})");
+            throw v.Error($"{MessageText.Quote(name)} is not supported (supported: {string.Join(", ", SupportedOptimizers.Concat(OptimizerAliases.Keys))})");
         c.Training.Optim = canonical;
         if (name == "adamw_hf")
             c.Notes.Add("optim adamw_hf runs adamw_torch: transformers' own AdamW applies weight decay after the step (a difference of order learning_rate² · weight_decay) and adds ε before the bias correction");
@@ -511,8 +512,8 @@ internal static class ConfigKeys
         string[] others = ["gptq", "awq", "aqlm", "hqq", "eetq", "quanto", "mxfp4"];
         string method = v.Text();
         if (others.Contains(method))
-            throw new ConfigException($"quantization_method '{method}' is not supported: SharpTune quantizes with bitsandbytes' scheme only (bnb) ({v.Origin})");
-        throw v.Error($"expected bnb (or one of LLaMA-Factory's {string.Join(", ", others)}, which SharpTune does not support), got '{method}'");
+            throw new ConfigException($"quantization_method {MessageText.Quote(method)} is not supported: SharpTune quantizes with bitsandbytes' scheme only (bnb) ({v.Origin})");
+        throw v.Error($"expected bnb (or one of LLaMA-Factory's {string.Join(", ", others)}, which SharpTune does not support), got {MessageText.Quote(method)}");
     }
 
     /// <summary>transformers passes <c>true</c> to Trainer.train, which resumes from output_dir's latest checkpoint.</summary>

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using SharpTune.IO;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
@@ -27,12 +28,13 @@ internal sealed class ConfigValue(string key, YamlNode node, string origin)
 
     public ConfigException Error(string problem) => new($"{key}: {problem} ({origin})");
 
-    public int Int(int min = int.MinValue)
+    public int Int(int min = int.MinValue, int max = int.MaxValue)
     {
         string text = Scalar("an integer");
         if (!int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int value))
-            throw Error($"expected an integer, got '{text}'");
-        return value >= min ? value : throw Error($"must be at least {min}, got {value}");
+            throw Error($"expected an integer, got {MessageText.Quote(text)}");
+        if (value < min) throw Error($"must be at least {min}, got {value}");
+        return value <= max ? value : throw Error($"must be at most {max}, got {value}");
     }
 
     public int? NullableInt(int min = int.MinValue) => IsNull ? null : Int(min);
@@ -55,7 +57,7 @@ internal sealed class ConfigValue(string key, YamlNode node, string origin)
     {
         string text = Scalar("a number");
         if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value) || !double.IsFinite(value))
-            throw Error($"expected a number, got '{text}'");
+            throw Error($"expected a number, got {MessageText.Quote(text)}");
         if (value < min || value > max || (maxExclusive && value == max))
         {
             var bounds = new List<string>();
@@ -71,7 +73,7 @@ internal sealed class ConfigValue(string key, YamlNode node, string origin)
         string text = Scalar("true or false");
         if (TrueWords.Contains(text)) return true;
         if (FalseWords.Contains(text)) return false;
-        throw Error($"expected true or false, got '{text}'");
+        throw Error($"expected true or false, got {MessageText.Quote(text)}");
     }
 
     /// <summary>Any scalar as its text (LLaMA-Factory passes YAML numbers to string options unchanged).</summary>
@@ -119,7 +121,7 @@ internal sealed class ConfigValue(string key, YamlNode node, string origin)
                     foreach (var property in doc.RootElement.EnumerateObject())
                         map[property.Name] = property.Value.ValueKind == JsonValueKind.Number
                             ? property.Value.GetDouble()
-                            : throw Error($"'{property.Name}' must be a number, got {property.Value.GetRawText()}");
+                            : throw Error($"{MessageText.Quote(property.Name)} must be a number, got {MessageText.Quote(property.Value.GetRawText())}");
                     return map;
                 }
                 catch (JsonException e)
@@ -143,9 +145,9 @@ internal sealed class ConfigValue(string key, YamlNode node, string origin)
         if (notYet.Contains(text))
         {
             string plan = planned is not null && planned.TryGetValue(text, out string? feature) ? $"; planned: {feature}" : "";
-            throw new ConfigException($"{key} '{text}' is not supported yet (supported: {string.Join(", ", supported)}{plan}) ({origin})");
+            throw new ConfigException($"{key} {MessageText.Quote(text)} is not supported yet (supported: {string.Join(", ", supported)}{plan}) ({origin})");
         }
-        throw Error($"expected one of {string.Join(", ", supported.Concat(notYet))}, got '{text}'");
+        throw Error($"expected one of {string.Join(", ", supported.Concat(notYet))}, got {MessageText.Quote(text)}");
     }
 
     /// <summary>True when the value is the scalar <paramref name="text"/> (for "this value is LLaMA-Factory's default" checks).</summary>
@@ -163,7 +165,7 @@ internal sealed class ConfigValue(string key, YamlNode node, string origin)
         YamlSequenceNode => "a list",
         YamlMappingNode => "a mapping",
         _ when IsNull => "null",
-        YamlScalarNode scalar => $"'{scalar.Value}'",
+        YamlScalarNode scalar => MessageText.Quote(scalar.Value ?? ""),
         _ => "an unsupported YAML node",
     };
 

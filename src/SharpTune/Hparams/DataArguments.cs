@@ -39,4 +39,10 @@ public sealed class DataArguments
     /// strictness.
     /// </summary>
     public bool SkipInvalidRecords { get; set; }
+    /// <summary>
+    /// Not a config key: a server or web board that loads datasets for others sets this root, and then dataset_dir
+    /// and every data file must resolve inside it (see <see cref="Data.DatasetRegistry.Load"/>). Null, the default for
+    /// the command line, reads paths as LLaMA-Factory does.
+    /// </summary>
+    public string? ConfineDatasetFilesTo { get; set; }
 }

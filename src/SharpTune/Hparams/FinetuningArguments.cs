@@ -10,6 +10,11 @@ public sealed class FinetuningArguments
     public FinetuningType FinetuningType { get; set; } = FinetuningType.Lora;
 
     public int LoraRank { get; set; } = 8;
+    /// <summary>
+    /// The largest lora_rank accepted: full rank for the layers of any model in use, and small enough that rank × a
+    /// layer's width (up to 65535) still fits an array.
+    /// </summary>
+    public const int MaxLoraRank = 32768;
     /// <summary>lora_alpha as written; null (or 0) means 2 × lora_rank, see <see cref="EffectiveLoraAlpha"/>.</summary>
     public int? LoraAlpha { get; set; }
     public double LoraDropout { get; set; }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SharpTune.IO;
 using SharpTune.Model;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
@@ -70,7 +71,7 @@ public sealed class SftConfig
             if (!ConfigKeys.All.TryGetValue(key, out var entry))
             {
                 string? suggestion = ConfigKeys.Suggest(key);
-                throw new ConfigException($"unknown key '{key}'{(suggestion is null ? "" : $" (did you mean '{suggestion}'?)")} ({value.Origin})");
+                throw new ConfigException($"unknown key {MessageText.Quote(key)}{(suggestion is null ? "" : $" (did you mean '{suggestion}'?)")} ({value.Origin})");
             }
             if (entry.AliasOf is not null) config.Notes.Add($"{key} is the old name of {entry.AliasOf}");
             string canonical = entry.AliasOf ?? key;
@@ -220,7 +221,7 @@ public sealed class SftConfig
         foreach (string name in Training.LrSchedulerKwargs.Keys)
         {
             if (!accepted.Contains(name))
-                throw error("lr_scheduler_kwargs", $"'{name}' does not apply to lr_scheduler_type '{type}' (accepted: {(accepted.Length == 0 ? "none" : string.Join(", ", accepted))})");
+                throw error("lr_scheduler_kwargs", $"{MessageText.Quote(name)} does not apply to lr_scheduler_type '{type}' (accepted: {(accepted.Length == 0 ? "none" : string.Join(", ", accepted))})");
         }
         if (type == "cosine_with_min_lr")
         {
@@ -294,11 +295,11 @@ public sealed class SftConfig
     private static (string Key, ConfigValue Value) ReadOverride(string text)
     {
         int equals = text.IndexOf('=');
-        if (equals <= 0) throw new ConfigException($"override '{text}' is not key=value");
+        if (equals <= 0) throw new ConfigException($"override {MessageText.Quote(text)} is not key=value");
         string key = text[..equals].Trim();
         if (key.Contains('.'))
-            throw new ConfigException($"override '{text}': nested keys are not supported; write the whole value, e.g. {key[..key.IndexOf('.')]}={{name: value}}");
-        string origin = $"command-line override '{text}'";
+            throw new ConfigException($"override {MessageText.Quote(text)}: nested keys are not supported; write the whole value, e.g. {key[..key.IndexOf('.')]}={{name: value}}");
+        string origin = $"command-line override {MessageText.Quote(text)}";
         var stream = new YamlStream();
         try
         {
@@ -306,7 +307,7 @@ public sealed class SftConfig
         }
         catch (YamlException e)
         {
-            throw new ConfigException($"override '{text}': the value is not valid YAML ({e.Message.ReplaceLineEndings(" ")})");
+            throw new ConfigException($"override {MessageText.Quote(text)}: the value is not valid YAML ({e.Message.ReplaceLineEndings(" ")})");
         }
         YamlNode node = stream.Documents.Count == 0 ? new YamlScalarNode("") : stream.Documents[0].RootNode;
         return (key, new ConfigValue(key, node, origin));

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using SharpTune.Hparams;
+using SharpTune.IO;
 using SharpTune.Model;
 
 namespace SharpTune.Inference;
@@ -65,8 +66,8 @@ public sealed record GenerationOptions
                 throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e);
             }
             using var owned = doc;
-            var reader = new ConfigReader(doc.RootElement, path);
-            foreach (int id in reader.OptionalIntOrList("eos_token_id")) stop.Add(id);
+            var reader = new JsonConfigReader(doc.RootElement, path, message => new ModelFolderException(message));
+            foreach (int id in reader.OptionalIntOrList("eos_token_id", min: 0)) stop.Add(id);
             options = options with
             {
                 DoSample = reader.OptionalBool("do_sample") ?? false,

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SharpTune.IO;
 
 namespace SharpTune.Model;
 
@@ -43,10 +44,11 @@ public sealed record ModelConfig
     public static ModelConfig Load(string configPath)
     {
         if (!File.Exists(configPath)) throw new ModelFolderException($"{configPath}: config.json is missing");
+        var bytes = Utf8Validation.ReadJsonFile(configPath, message => new ModelFolderException(message));
         JsonElement root;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(configPath));
+            using var doc = JsonDocument.Parse(bytes);
             root = doc.RootElement.Clone();
         }
         catch (JsonException e)
@@ -59,20 +61,20 @@ public sealed record ModelConfig
     public static ModelConfig Parse(JsonElement root, string source)
     {
         if (root.ValueKind != JsonValueKind.Object) throw new ModelFolderException($"{source}: expected a JSON object");
-        var reader = new ConfigReader(root, source);
+        var reader = new JsonConfigReader(root, source, message => new ModelFolderException(message));
         string modelType = reader.RequiredString("model_type");
         Architecture architecture = modelType switch
         {
             "qwen2" => Architecture.Qwen2,
             "llama" => Architecture.Llama,
             "qwen3" => Architecture.Qwen3,
-            _ => throw new ModelFolderException($"{source}: model_type '{modelType}' is not supported (supported: qwen2, llama, qwen3)"),
+            _ => throw new ModelFolderException($"{source}: model_type {MessageText.Quote(modelType)} is not supported (supported: qwen2, llama, qwen3)"),
         };
 
         string hiddenAct = reader.OptionalString("hidden_act") ?? "silu";
-        if (hiddenAct != "silu") throw new ModelFolderException($"{source}: hidden_act '{hiddenAct}' is not supported (only silu)");
+        if (hiddenAct != "silu") throw new ModelFolderException($"{source}: hidden_act {MessageText.Quote(hiddenAct)} is not supported (only silu)");
 
-        int hidden = reader.RequiredInt("hidden_size");
+        int hidden = reader.RequiredInt("hidden_size", min: 1);
         int heads = reader.RequiredInt("num_attention_heads");
         int kvHeads = reader.OptionalInt("num_key_value_heads") ?? heads;
         int headDim = reader.OptionalInt("head_dim") ?? (heads > 0 ? hidden / heads : 0);
@@ -81,8 +83,8 @@ public sealed record ModelConfig
         if (headDim <= 0 || headDim % 2 != 0)
             throw new ModelFolderException($"{source}: head size {headDim} must be positive and even");
 
-        int layers = reader.RequiredInt("num_hidden_layers");
-        int maxPositions = reader.OptionalInt("max_position_embeddings") ?? 32768;
+        int layers = reader.RequiredInt("num_hidden_layers", min: 1);
+        int maxPositions = reader.OptionalInt("max_position_embeddings", min: 1) ?? 32768;
 
         // Hugging Face applies a sliding window only when use_sliding_window is set, and then only to layers at
         // or above max_window_layers; SharpTune attends over the full context, so refuse such a model rather
@@ -99,16 +101,16 @@ public sealed record ModelConfig
         {
             Architecture = architecture,
             ModelType = modelType,
-            VocabSize = reader.RequiredInt("vocab_size"),
+            VocabSize = reader.RequiredInt("vocab_size", min: 1),
             HiddenSize = hidden,
-            IntermediateSize = reader.RequiredInt("intermediate_size"),
+            IntermediateSize = reader.RequiredInt("intermediate_size", min: 1),
             NumLayers = layers,
             NumHeads = heads,
             NumKvHeads = kvHeads,
             HeadDim = headDim,
-            RmsNormEps = (float)(reader.OptionalDouble("rms_norm_eps") ?? 1e-6),
-            RopeTheta = reader.OptionalDouble("rope_theta") ?? 10000.0,
-            RopeScaling = Model.RopeScaling.Parse(root, source),
+            RmsNormEps = (float)(reader.OptionalDouble("rms_norm_eps", min: 0) ?? 1e-6),
+            RopeTheta = reader.OptionalDouble("rope_theta", min: 0, minExclusive: true) ?? 10000.0,
+            RopeScaling = Model.RopeScaling.Parse(root, reader, source),
             TieWordEmbeddings = reader.OptionalBool("tie_word_embeddings") ?? false,
             AttentionBias = architecture switch
             {
@@ -117,59 +119,9 @@ public sealed record ModelConfig
             },
             MlpBias = architecture == Architecture.Llama && (reader.OptionalBool("mlp_bias") ?? false),
             MaxPositionEmbeddings = maxPositions,
-            BosTokenId = reader.OptionalInt("bos_token_id"),
-            EosTokenIds = reader.OptionalIntOrList("eos_token_id"),
+            BosTokenId = reader.OptionalInt("bos_token_id", min: 0),
+            EosTokenIds = reader.OptionalIntOrList("eos_token_id", min: 0),
             TorchDtype = reader.OptionalString("torch_dtype"),
         };
-    }
-}
-
-/// <summary>Typed access to config.json keys with errors that name the file and key.</summary>
-internal readonly struct ConfigReader(JsonElement root, string source)
-{
-    private JsonElement? Find(string key) =>
-        root.TryGetProperty(key, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
-
-    public string RequiredString(string key) =>
-        OptionalString(key) ?? throw new ModelFolderException($"{source}: required key '{key}' is missing");
-
-    public string? OptionalString(string key)
-    {
-        if (Find(key) is not { } v) return null;
-        return v.ValueKind == JsonValueKind.String ? v.GetString() : throw new ModelFolderException($"{source}: '{key}' must be a string");
-    }
-
-    public int RequiredInt(string key) =>
-        OptionalInt(key) ?? throw new ModelFolderException($"{source}: required key '{key}' is missing");
-
-    public int? OptionalInt(string key)
-    {
-        if (Find(key) is not { } v) return null;
-        return v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i) ? i : throw new ModelFolderException($"{source}: '{key}' must be an integer");
-    }
-
-    public double? OptionalDouble(string key)
-    {
-        if (Find(key) is not { } v) return null;
-        return v.ValueKind == JsonValueKind.Number ? v.GetDouble() : throw new ModelFolderException($"{source}: '{key}' must be a number");
-    }
-
-    public bool? OptionalBool(string key)
-    {
-        if (Find(key) is not { } v) return null;
-        return v.ValueKind switch
-        {
-            JsonValueKind.True => true,
-            JsonValueKind.False => false,
-            _ => throw new ModelFolderException($"{source}: '{key}' must be true or false"),
-        };
-    }
-
-    public int[] OptionalIntOrList(string key)
-    {
-        if (Find(key) is not { } v) return [];
-        if (v.ValueKind == JsonValueKind.Number) return [v.GetInt32()];
-        if (v.ValueKind == JsonValueKind.Array) return v.EnumerateArray().Select(e => e.GetInt32()).ToArray();
-        throw new ModelFolderException($"{source}: '{key}' must be an integer or a list of integers");
     }
 }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using SharpTune.Engine;
+using SharpTune.IO;
 
 namespace SharpTune.Model;
 
@@ -9,27 +10,31 @@ namespace SharpTune.Model;
 /// </summary>
 public sealed record RopeScaling(string Type, double Factor, double LowFreqFactor, double HighFreqFactor, int OriginalMaxPositions)
 {
-    public static RopeScaling? Parse(JsonElement config, string source)
+    /// <param name="config">config.json's root, read by <paramref name="configReader"/>.</param>
+    internal static RopeScaling? Parse(JsonElement config, JsonConfigReader configReader, string source)
     {
         if (!config.TryGetProperty("rope_scaling", out var node) || node.ValueKind == JsonValueKind.Null) return null;
         if (node.ValueKind != JsonValueKind.Object) throw new ModelFolderException($"{source}: rope_scaling must be an object or null");
-        string? type = null;
-        if (node.TryGetProperty("rope_type", out var rt) && rt.ValueKind == JsonValueKind.String) type = rt.GetString();
-        else if (node.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String) type = t.GetString();
-        if (type is null) throw new ModelFolderException($"{source}: rope_scaling has no 'type' or 'rope_type'");
-        double Number(string key, double? fallback)
+        var reader = configReader.Nested(node, "rope_scaling");
+        string type = reader.OptionalString("rope_type") ?? reader.OptionalString("type")
+            ?? throw new ModelFolderException($"{source}: rope_scaling has no 'type' or 'rope_type'");
+        switch (type)
         {
-            if (node.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number) return v.GetDouble();
-            return fallback ?? throw new ModelFolderException($"{source}: rope_scaling type '{type}' needs '{key}'");
+            case "default":
+                return null;
+            case "linear":
+                return new RopeScaling(type, reader.RequiredDouble("factor", min: 0, minExclusive: true), 0, 0, 0);
+            case "llama3":
+                double factor = reader.RequiredDouble("factor", min: 0, minExclusive: true);
+                double low = reader.RequiredDouble("low_freq_factor", min: 0, minExclusive: true);
+                // The smoothing between the two wavelengths divides by high - low.
+                double high = reader.RequiredDouble("high_freq_factor", min: 0, minExclusive: true);
+                if (!(high > low))
+                    throw new ModelFolderException($"{source}: 'rope_scaling.high_freq_factor' must be greater than low_freq_factor {low}, got {high}");
+                return new RopeScaling(type, factor, low, high, reader.RequiredInt("original_max_position_embeddings", min: 1));
+            default:
+                throw new ModelFolderException($"{source}: rope_scaling type {MessageText.Quote(type)} is not supported (supported: linear, llama3)");
         }
-        return type switch
-        {
-            "default" => null,
-            "linear" => new RopeScaling(type, Number("factor", null), 0, 0, 0),
-            "llama3" => new RopeScaling(type, Number("factor", null), Number("low_freq_factor", null), Number("high_freq_factor", null),
-                (int)Number("original_max_position_embeddings", null)),
-            _ => throw new ModelFolderException($"{source}: rope_scaling type '{type}' is not supported (supported: linear, llama3)"),
-        };
     }
 
     /// <summary>The rotary table for a config, applying its scaling to the inverse frequencies.</summary>

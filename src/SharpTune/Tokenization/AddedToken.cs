@@ -6,12 +6,13 @@ namespace SharpTune.Tokenization;
 internal sealed record AddedToken(int Id, string Content, bool SingleWord, bool LeftStrip, bool RightStrip,
     bool Normalized, bool Special)
 {
-    public static AddedToken FromJson(JsonElement element)
+    /// <param name="where">The entry, for messages ("added_tokens[3]").</param>
+    public static AddedToken FromJson(JsonElement element, string where)
     {
         bool special = Flag(element, "special", false);
         return new AddedToken(
-            TokenizerJson.Required(element, "id", "an added_tokens entry").GetInt32(),
-            TokenizerJson.Required(element, "content", "an added_tokens entry").GetString()!,
+            TokenizerJson.RequiredInt(element, "id", where),
+            TokenizerJson.RequiredString(element, "content", where),
             Flag(element, "single_word", false),
             Flag(element, "lstrip", false),
             Flag(element, "rstrip", false),

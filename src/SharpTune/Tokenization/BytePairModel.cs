@@ -3,6 +3,7 @@ using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
+using SharpTune.IO;
 
 namespace SharpTune.Tokenization;
 
@@ -58,45 +59,54 @@ internal sealed class BytePairModel
 
     public static BytePairModel FromJson(JsonElement model)
     {
-        string type = model.TryGetProperty("type", out var typeElement) ? typeElement.GetString() ?? "" : "BPE";
+        string type = TokenizerJson.OptionalString(model, "type", "model") ?? "BPE";
         if (type != "BPE")
-            throw new NotSupportedException($"tokenizer.json model type '{type}' is not supported; only BPE is.");
+            throw new NotSupportedException($"tokenizer.json model type {MessageText.Quote(type)} is not supported; only BPE is.");
         if (model.TryGetProperty("dropout", out var dropout) && dropout.ValueKind == JsonValueKind.Number)
             throw new NotSupportedException("BPE dropout is not supported.");
-        if (model.TryGetProperty("byte_fallback", out var byteFallback) && byteFallback.GetBoolean())
+        if (TokenizerJson.OptionalBool(model, "byte_fallback", "model", false))
             throw new NotSupportedException("BPE byte_fallback is not supported.");
         foreach (string affix in new[] { "continuing_subword_prefix", "end_of_word_suffix" })
         {
-            if (model.TryGetProperty(affix, out var value) && !string.IsNullOrEmpty(value.GetString()))
+            if (!string.IsNullOrEmpty(TokenizerJson.OptionalString(model, affix, "model")))
                 throw new NotSupportedException($"BPE {affix} is not supported.");
         }
 
         var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (JsonProperty entry in TokenizerJson.Required(model, "vocab", "model").EnumerateObject())
-            vocab[entry.Name] = entry.Value.GetInt32();
+        JsonElement vocabElement = TokenizerJson.Required(model, "vocab", "model");
+        if (vocabElement.ValueKind != JsonValueKind.Object)
+            throw new InvalidDataException($"model.vocab must be an object of token: id, got {JsonKinds.Describe(vocabElement)}");
+        foreach (JsonProperty entry in vocabElement.EnumerateObject())
+        {
+            if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetInt32(out int id) || id < 0)
+                throw new InvalidDataException(
+                    $"model.vocab: token {MessageText.Quote(entry.Name)} has id {MessageText.Quote(entry.Value.GetRawText())}; ids are integers from 0");
+            vocab[entry.Name] = id;
+        }
 
         var merges = new Dictionary<long, long>(MergePairComparer.Instance);
         int rank = 0;
-        foreach (JsonElement merge in TokenizerJson.Required(model, "merges", "model").EnumerateArray())
+        foreach (JsonElement merge in TokenizerJson.RequiredArray(model, "merges", "model").EnumerateArray())
         {
-            (string left, string right) = ReadMerge(merge);
+            (string left, string right) = ReadMerge(merge, rank);
             int leftId = LookUp(vocab, left), rightId = LookUp(vocab, right), mergedId = LookUp(vocab, left + right);
             merges[((long)leftId << 32) | (uint)rightId] = ((long)rank << 32) | (uint)mergedId;
             rank++;
         }
 
-        bool ignoreMerges = model.TryGetProperty("ignore_merges", out var ignore) && ignore.GetBoolean();
+        bool ignoreMerges = TokenizerJson.OptionalBool(model, "ignore_merges", "model", false);
         int? unknownTokenId = null;
-        if (model.TryGetProperty("unk_token", out var unk) && unk.ValueKind == JsonValueKind.String)
-            unknownTokenId = LookUp(vocab, unk.GetString()!);
-        bool fuseUnknown = model.TryGetProperty("fuse_unk", out var fuse) && fuse.GetBoolean();
+        if (TokenizerJson.OptionalString(model, "unk_token", "model") is { } unknownToken)
+            unknownTokenId = LookUp(vocab, unknownToken);
+        bool fuseUnknown = TokenizerJson.OptionalBool(model, "fuse_unk", "model", false);
         return new BytePairModel(vocab, merges, ignoreMerges, unknownTokenId, fuseUnknown);
     }
 
     /// <summary>Merges come as legacy <c>"left right"</c> strings or, since tokenizers 0.20, <c>["left", "right"]</c>.</summary>
-    private static (string Left, string Right) ReadMerge(JsonElement merge)
+    private static (string Left, string Right) ReadMerge(JsonElement merge, int rank)
     {
-        if (merge.ValueKind == JsonValueKind.Array && merge.GetArrayLength() == 2)
+        if (merge.ValueKind == JsonValueKind.Array && merge.GetArrayLength() == 2
+            && merge[0].ValueKind == JsonValueKind.String && merge[1].ValueKind == JsonValueKind.String)
             return (merge[0].GetString()!, merge[1].GetString()!);
         if (merge.ValueKind == JsonValueKind.String)
         {
@@ -104,13 +114,13 @@ internal sealed class BytePairModel
             if (parts.Length == 2)
                 return (parts[0], parts[1]);
         }
-        throw new InvalidDataException($"Malformed BPE merge in tokenizer.json: {merge.GetRawText()}");
+        throw new InvalidDataException($"model.merges[{rank}]: malformed merge {MessageText.Quote(merge.GetRawText())} (expected \"left right\" or [\"left\", \"right\"])");
     }
 
     private static int LookUp(Dictionary<string, int> vocab, string token) =>
         vocab.TryGetValue(token, out int id)
             ? id
-            : throw new InvalidDataException($"BPE merge or unk_token refers to '{token}', which is not in the vocabulary.");
+            : throw new InvalidDataException($"model: a merge or unk_token refers to {MessageText.Quote(token)}, which is not in the vocabulary");
 
     /// <summary>Appends the token ids of one pre-token (text before the byte-level mapping).</summary>
     public void Encode(ReadOnlySpan<char> word, List<int> output)

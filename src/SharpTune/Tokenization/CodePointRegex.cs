@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using SharpTune.IO;
 
 namespace SharpTune.Tokenization;
 
@@ -12,17 +13,58 @@ namespace SharpTune.Tokenization;
 /// </summary>
 internal sealed class CodePointRegex
 {
+    /// <summary>
+    /// The longest a backtracking match may run. Tokenizer patterns match a word in microseconds; only nested
+    /// quantifiers that backtrack exponentially (a crafted tokenizer.json) come near it.
+    /// </summary>
+    internal static readonly TimeSpan MatchTimeout = TimeSpan.FromSeconds(2);
+
     private readonly Regex _regex;
     private readonly char[] _standInByCategory;
+    private readonly string _onigurumaPattern;
+    private readonly string _source;
 
-    public CodePointRegex(string onigurumaPattern)
+    /// <param name="source">Where the pattern comes from (the tokenizer file), for the timeout error.</param>
+    public CodePointRegex(string onigurumaPattern, string source)
     {
-        _regex = new Regex(OnigurumaPattern.ToDotNet(onigurumaPattern), RegexOptions.CultureInvariant | RegexOptions.Compiled);
+        _regex = Compile(OnigurumaPattern.ToDotNet(onigurumaPattern));
         _standInByCategory = ChooseStandIns(onigurumaPattern);
+        _onigurumaPattern = onigurumaPattern;
+        _source = source;
+    }
+
+    /// <summary>
+    /// The non-backtracking engine (time linear in the text, same matches) where the pattern allows it; patterns with
+    /// lookarounds or atomic groups (possessive quantifiers), which it cannot run, backtrack under a match timeout.
+    /// </summary>
+    private static Regex Compile(string dotNetPattern)
+    {
+        try
+        {
+            return new Regex(dotNetPattern, RegexOptions.CultureInvariant | RegexOptions.NonBacktracking);
+        }
+        catch (NotSupportedException)
+        {
+            return new Regex(dotNetPattern, RegexOptions.CultureInvariant | RegexOptions.Compiled, MatchTimeout);
+        }
     }
 
     /// <summary>Appends (start, length) of every non-overlapping match, in order, with offsets into <paramref name="text"/>.</summary>
     public void FindMatches(ReadOnlySpan<char> text, List<(int Start, int Length)> matches)
+    {
+        try
+        {
+            FindCodePointMatches(text, matches);
+        }
+        catch (RegexMatchTimeoutException e)
+        {
+            throw new InvalidDataException(
+                $"{_source}: the pre_tokenizer regex {MessageText.Quote(_onigurumaPattern, maxChars: 200)} took over " +
+                $"{MatchTimeout.TotalSeconds:0} s on one piece of text (catastrophic backtracking); this tokenizer cannot be used", e);
+        }
+    }
+
+    private void FindCodePointMatches(ReadOnlySpan<char> text, List<(int Start, int Length)> matches)
     {
         if (text.IndexOfAnyInRange('\uD800', '\uDFFF') < 0)
         {

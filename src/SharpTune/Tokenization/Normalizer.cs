@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SharpTune.IO;
 
 namespace SharpTune.Tokenization;
 
@@ -13,13 +14,13 @@ internal abstract class Normalizer
     {
         if (element.ValueKind == JsonValueKind.Null)
             return null;
-        string type = TokenizerJson.Required(element, "type", "normalizer").GetString()!;
+        string type = TokenizerJson.RequiredString(element, "type", "normalizer");
         return type switch
         {
             "NFC" => new NfcNormalizer(),
             "Sequence" => new SequenceNormalizer(
-                TokenizerJson.Required(element, "normalizers", "a Sequence normalizer").EnumerateArray().Select(FromJson).OfType<Normalizer>().ToArray()),
-            _ => throw new NotSupportedException($"tokenizer.json normalizer type '{type}' is not supported."),
+                TokenizerJson.RequiredArray(element, "normalizers", "a Sequence normalizer").EnumerateArray().Select(FromJson).OfType<Normalizer>().ToArray()),
+            _ => throw new NotSupportedException($"tokenizer.json normalizer type {MessageText.Quote(type)} is not supported."),
         };
     }
 

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SharpTune.IO;
 
 namespace SharpTune.Tokenization;
 
@@ -13,36 +14,37 @@ internal abstract class PreTokenizer
     /// performed by <see cref="BytePairModel"/> on UTF-8 bytes, so ByteLevel must be the last stage: a stage after it
     /// would see byte-level characters rather than text.
     /// </summary>
-    public static IReadOnlyList<PreTokenizer> ReadStages(JsonElement element)
+    /// <param name="source">The tokenizer file, named by errors that only encoding can find (a regex that times out).</param>
+    public static IReadOnlyList<PreTokenizer> ReadStages(JsonElement element, string source)
     {
         var stages = new List<PreTokenizer>();
         if (element.ValueKind != JsonValueKind.Null)
-            AddStages(element, stages);
+            AddStages(element, stages, source);
         if (stages.Count == 0 || stages[^1] is not ByteLevelPreTokenizer
             || stages.Take(stages.Count - 1).Any(stage => stage is ByteLevelPreTokenizer))
             throw new NotSupportedException("Only byte-level BPE tokenizers whose pre_tokenizer ends with a single ByteLevel stage are supported.");
         return stages;
     }
 
-    private static void AddStages(JsonElement element, List<PreTokenizer> stages)
+    private static void AddStages(JsonElement element, List<PreTokenizer> stages, string source)
     {
-        string type = TokenizerJson.Required(element, "type", "pre_tokenizer").GetString()!;
+        string type = TokenizerJson.RequiredString(element, "type", "pre_tokenizer");
         switch (type)
         {
             case "Sequence":
-                foreach (JsonElement child in TokenizerJson.Required(element, "pretokenizers", "a Sequence pre_tokenizer").EnumerateArray())
-                    AddStages(child, stages);
+                foreach (JsonElement child in TokenizerJson.RequiredArray(element, "pretokenizers", "a Sequence pre_tokenizer").EnumerateArray())
+                    AddStages(child, stages, source);
                 break;
             case "Split":
-                stages.Add(SplitPreTokenizer.FromJson(element));
+                stages.Add(SplitPreTokenizer.FromJson(element, source));
                 break;
             case "ByteLevel":
                 stages.Add(new ByteLevelPreTokenizer(
-                    addPrefixSpace: element.TryGetProperty("add_prefix_space", out var prefix) && prefix.GetBoolean(),
-                    useRegex: !element.TryGetProperty("use_regex", out var useRegex) || useRegex.GetBoolean()));
+                    addPrefixSpace: TokenizerJson.OptionalBool(element, "add_prefix_space", "a ByteLevel pre_tokenizer", false),
+                    useRegex: TokenizerJson.OptionalBool(element, "use_regex", "a ByteLevel pre_tokenizer", true)));
                 break;
             default:
-                throw new NotSupportedException($"tokenizer.json pre_tokenizer type '{type}' is not supported.");
+                throw new NotSupportedException($"tokenizer.json pre_tokenizer type {MessageText.Quote(type)} is not supported.");
         }
     }
 }
@@ -59,17 +61,16 @@ internal enum SplitBehavior
 
 internal sealed class SplitPreTokenizer(CodePointRegex pattern, SplitBehavior behavior, bool invert) : PreTokenizer
 {
-    public static SplitPreTokenizer FromJson(JsonElement element)
+    public static SplitPreTokenizer FromJson(JsonElement element, string source)
     {
         JsonElement patternElement = TokenizerJson.Required(element, "pattern", "a Split pre_tokenizer");
-        string regex = patternElement.TryGetProperty("Regex", out var regexElement)
-            ? regexElement.GetString()!
-            : EscapeLiteral(TokenizerJson.Required(patternElement, "String", "a Split pattern without \"Regex\"").GetString()!);
-        string behaviorName = TokenizerJson.Required(element, "behavior", "a Split pre_tokenizer").GetString()!;
+        string regex = TokenizerJson.OptionalString(patternElement, "Regex", "a Split pattern")
+            ?? EscapeLiteral(TokenizerJson.RequiredString(patternElement, "String", "a Split pattern without \"Regex\""));
+        string behaviorName = TokenizerJson.RequiredString(element, "behavior", "a Split pre_tokenizer");
         if (!Enum.TryParse(behaviorName, out SplitBehavior behavior))
-            throw new NotSupportedException($"Split behavior '{behaviorName}' is not supported.");
-        bool invert = element.TryGetProperty("invert", out var invertElement) && invertElement.GetBoolean();
-        return new SplitPreTokenizer(new CodePointRegex(regex), behavior, invert);
+            throw new NotSupportedException($"Split behavior {MessageText.Quote(behaviorName)} is not supported.");
+        bool invert = TokenizerJson.OptionalBool(element, "invert", "a Split pre_tokenizer", false);
+        return new SplitPreTokenizer(new CodePointRegex(regex, source), behavior, invert);
     }
 
     public override void Split(List<TextPiece> input, List<TextPiece> output, List<(int Start, int Length)> matchScratch)
@@ -171,7 +172,7 @@ internal sealed class ByteLevelPreTokenizer(bool addPrefixSpace, bool useRegex) 
     private const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
     private static readonly Lazy<SplitPreTokenizer> Gpt2Split =
-        new(() => new SplitPreTokenizer(new CodePointRegex(Gpt2Pattern), SplitBehavior.Isolated, invert: false));
+        new(() => new SplitPreTokenizer(new CodePointRegex(Gpt2Pattern, "the ByteLevel pre-tokenizer"), SplitBehavior.Isolated, invert: false));
 
     public override void Split(List<TextPiece> input, List<TextPiece> output, List<(int Start, int Length)> matchScratch)
     {

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Text;
 using System.Text.Json;
+using SharpTune.IO;
 
 namespace SharpTune.Tokenization;
 
@@ -17,6 +18,9 @@ public sealed class Tokenizer
 {
     private const string TokenizerFileName = "tokenizer.json";
 
+    /// <summary>The highest token id accepted: the largest vocabularies in use hold about 260,000 tokens.</summary>
+    public const int MaxTokenId = (1 << 22) - 1;
+
     private readonly BytePairModel _model;
     private readonly Normalizer? _normalizer;
     private readonly IReadOnlyList<PreTokenizer> _preTokenizerStages;
@@ -30,17 +34,29 @@ public sealed class Tokenizer
     [ThreadStatic]
     private static EncodeScratch? t_scratch;
 
-    private Tokenizer(JsonElement root)
+    private Tokenizer(JsonElement root, string path)
     {
         _model = BytePairModel.FromJson(TokenizerJson.Required(root, "model", "the file"));
         _normalizer = root.TryGetProperty("normalizer", out var normalizer) ? Normalizer.FromJson(normalizer) : null;
         _preTokenizerStages = PreTokenizer.ReadStages(
-            root.TryGetProperty("pre_tokenizer", out var preTokenizer) ? preTokenizer : default);
+            root.TryGetProperty("pre_tokenizer", out var preTokenizer) ? preTokenizer : default, path);
         RequireByteLevelDecoder(root);
 
-        var addedTokens = root.TryGetProperty("added_tokens", out var added)
-            ? added.EnumerateArray().Select(AddedToken.FromJson).ToList()
+        var addedTokens = root.TryGetProperty("added_tokens", out _)
+            ? TokenizerJson.RequiredArray(root, "added_tokens", "the file").EnumerateArray()
+                .Select((entry, i) => AddedToken.FromJson(entry, $"added_tokens[{i}]")).ToList()
             : [];
+        // Ids index per-token tables, so an absurd id would size them by itself; HF allows gaps between ids, so the
+        // bound is generous rather than the number of tokens.
+        for (int i = 0; i < addedTokens.Count; i++)
+        {
+            if (addedTokens[i].Id is < 0 or > MaxTokenId)
+                throw new InvalidDataException($"added_tokens[{i}]: id {addedTokens[i].Id} ({MessageText.Quote(addedTokens[i].Content)}) " +
+                    $"is beyond the vocabulary: ids run from 0 to {MaxTokenId}");
+        }
+        if (_model.Vocab.FirstOrDefault(entry => entry.Value > MaxTokenId) is { Key: not null } outOfRange)
+            throw new InvalidDataException($"model.vocab: token {MessageText.Quote(outOfRange.Key)} has id {outOfRange.Value}, " +
+                $"beyond the vocabulary: ids run from 0 to {MaxTokenId}");
 
         int highestId = Math.Max(_model.Vocab.Count == 0 ? -1 : _model.Vocab.Values.Max(),
             addedTokens.Count == 0 ? -1 : addedTokens.Max(t => t.Id));
@@ -71,22 +87,37 @@ public sealed class Tokenizer
     /// <summary>Contents of the added tokens marked <c>"special": true</c>, by ascending id.</summary>
     public IReadOnlyList<string> SpecialTokens { get; }
 
+    /// <exception cref="InvalidDataException">The file is not valid UTF-8 or JSON, or a field is missing or wrong: "PATH: field: problem".</exception>
+    /// <exception cref="NotSupportedException">The file asks for a model, stage or regex construct SharpTune does not implement: "PATH: what".</exception>
     public static Tokenizer FromFile(string tokenizerJsonPath)
     {
         if (!File.Exists(tokenizerJsonPath))
             throw new FileNotFoundException($"Tokenizer file not found: {tokenizerJsonPath}", tokenizerJsonPath);
-        using FileStream stream = File.OpenRead(tokenizerJsonPath);
+        var bytes = Utf8Validation.ReadJsonFile(tokenizerJsonPath, message => new InvalidDataException(message));
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(stream);
+            document = JsonDocument.Parse(bytes);
         }
         catch (JsonException e)
         {
             throw new InvalidDataException($"{tokenizerJsonPath}: not valid JSON ({e.Message})", e);
         }
         using (document)
-            return new Tokenizer(document.RootElement);
+        {
+            try
+            {
+                return new Tokenizer(document.RootElement, tokenizerJsonPath);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new InvalidDataException($"{tokenizerJsonPath}: {e.Message}", e);
+            }
+            catch (NotSupportedException e)
+            {
+                throw new NotSupportedException($"{tokenizerJsonPath}: {e.Message}", e);
+            }
+        }
     }
 
     /// <summary>Loads <c>dir/tokenizer.json</c>.</summary>
@@ -216,7 +247,7 @@ public sealed class Tokenizer
     private static void RequireByteLevelDecoder(JsonElement root)
     {
         string? type = root.TryGetProperty("decoder", out var decoder) && decoder.ValueKind == JsonValueKind.Object
-            ? TokenizerJson.Required(decoder, "type", "decoder").GetString()
+            ? TokenizerJson.RequiredString(decoder, "type", "decoder")
             : null;
         if (type != "ByteLevel")
             throw new NotSupportedException($"tokenizer.json decoder '{type ?? "null"}' is not supported; only ByteLevel is.");

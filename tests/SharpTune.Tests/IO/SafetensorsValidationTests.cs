@@ -3,8 +3,8 @@ using SharpTune.IO.Safetensors;
 
 namespace SharpTune.Tests.IO;
 
-/// <summary>Malformed files and checkpoints: each must fail at open with a one-line message naming the file (and
-/// the tensor, where one is at fault), and never expose a partially read file.</summary>
+/// <summary>Malformed files and checkpoints: each must fail at open with a one-line message naming the file by its path,
+/// folder included (and the tensor, where one is at fault), and never expose a partially read file.</summary>
 public class SafetensorsValidationTests
 {
     private static readonly string Fixture = TestPaths.Fixtures("qwen2-small-vocab", "model.safetensors");
@@ -13,13 +13,13 @@ public class SafetensorsValidationTests
     private static SafetensorsFormatException Fails(string path, string? tensor, params string[] fragments)
     {
         var e = Assert.Throws<SafetensorsFormatException>(() => SafetensorsFile.Open(path).Dispose());
-        AssertMessage(e, Path.GetFileName(path), tensor, fragments);
+        AssertMessage(e, path, tensor, fragments);
         return e;
     }
 
-    private static void AssertMessage(SafetensorsFormatException e, string file, string? tensor, string[] fragments)
+    private static void AssertMessage(SafetensorsFormatException e, string path, string? tensor, string[] fragments)
     {
-        Assert.StartsWith(file + ": ", e.Message);
+        Assert.StartsWith(path + ": ", e.Message);
         Assert.DoesNotContain('\n', e.Message);
         Assert.DoesNotContain('\r', e.Message);
         Assert.Equal(tensor, e.TensorName);
@@ -54,7 +54,7 @@ public class SafetensorsValidationTests
         string path = dir.File("model.safetensors");
         File.WriteAllBytes(path, File.ReadAllBytes(Fixture)[..keep]);
         var e = Assert.Throws<SafetensorsFormatException>(() => SafetensorsFile.Open(path).Dispose());
-        Assert.StartsWith("model.safetensors: ", e.Message);
+        Assert.StartsWith(path + ": ", e.Message);
         Assert.DoesNotContain('\n', e.Message);
         if (keep >= 8 + 3952)
         {
@@ -219,7 +219,7 @@ public class SafetensorsValidationTests
     private static void CheckpointFails(string dir, string file, string? tensor, params string[] fragments)
     {
         var e = Assert.Throws<SafetensorsFormatException>(() => SafetensorsCheckpoint.OpenDirectory(dir).Dispose());
-        AssertMessage(e, file, tensor, fragments);
+        AssertMessage(e, Path.Combine(dir, file), tensor, fragments);
     }
 
     [Fact]

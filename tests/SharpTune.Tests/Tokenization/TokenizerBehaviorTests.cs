@@ -102,7 +102,7 @@ public class TokenizerBehaviorTests
     [Fact]
     public void QwenRegexTreatsAstralCodePointsAsSingleCharacters()
     {
-        var regex = new CodePointRegex(QwenPattern);
+        var regex = new CodePointRegex(QwenPattern, "test");
         var matches = new List<(int Start, int Length)>();
         // Mathematical fraktur letters are \p{L} and the emoji is \p{So}, each one surrogate pair in UTF-16.
         regex.FindMatches("a 𝕳𝖊x1😀", matches);
@@ -113,7 +113,7 @@ public class TokenizerBehaviorTests
     public void CaseInsensitiveContractionMatchesLongS()
     {
         // Oniguruma folds U+017F to 's', so "'ſ" is the contraction alternative, not punctuation followed by a letter.
-        var regex = new CodePointRegex(@"(?i:'s|'t)|\p{L}+|[^\p{L}]+");
+        var regex = new CodePointRegex(@"(?i:'s|'t)|\p{L}+|[^\p{L}]+", "test");
         var matches = new List<(int Start, int Length)>();
         regex.FindMatches("it'ſ", matches);
         Assert.Equal([(0, 2), (2, 2)], matches);

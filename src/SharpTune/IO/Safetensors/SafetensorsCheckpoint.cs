@@ -49,7 +49,7 @@ public sealed unsafe class SafetensorsCheckpoint : IDisposable
     public SafetensorsFile File(string name) =>
         _fileOf.TryGetValue(name, out SafetensorsFile? file)
             ? file
-            : throw new KeyNotFoundException($"{Path.GetFileName(Path.TrimEndingDirectorySeparator(Directory))}: no tensor {SafetensorsFormatException.Quote(name)} in any of its safetensors files");
+            : throw new KeyNotFoundException($"{Directory}: no tensor {SafetensorsFormatException.Quote(name)} in any of its safetensors files");
 
     public TensorInfo Get(string name) => File(name).Get(name);
 

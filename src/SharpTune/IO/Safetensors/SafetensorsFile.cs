@@ -84,7 +84,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
     public TensorInfo Get(string name) =>
         _byName.TryGetValue(name, out TensorInfo? info)
             ? info
-            : throw new KeyNotFoundException($"{System.IO.Path.GetFileName(Path)}: no tensor {SafetensorsFormatException.Quote(name)}");
+            : throw new KeyNotFoundException($"{Path}: no tensor {SafetensorsFormatException.Quote(name)}");
 
     /// <summary>Address of the tensor's first byte in the mapping; valid while this file is open.</summary>
     public void* Pointer(string name)
@@ -98,7 +98,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
     {
         TensorInfo info = Get(name);
         if (info.ByteSize > int.MaxValue)
-            throw new InvalidOperationException($"{System.IO.Path.GetFileName(Path)}: tensor {SafetensorsFormatException.Quote(name)} is {info.ByteSize} bytes, too large for a span; use Pointer");
+            throw new InvalidOperationException($"{Path}: tensor {SafetensorsFormatException.Quote(name)} is {info.ByteSize} bytes, too large for a span; use Pointer");
         return new ReadOnlySpan<byte>(DataStart() + info.Begin, (int)info.ByteSize);
     }
 
@@ -240,16 +240,16 @@ public sealed unsafe class SafetensorsFile : IDisposable
     {
         long n = info.ElementCount;
         if (n > Array.MaxLength)
-            throw new InvalidOperationException($"{System.IO.Path.GetFileName(Path)}: tensor {SafetensorsFormatException.Quote(info.Name)} has {n} elements, more than an array holds; use Pointer");
+            throw new InvalidOperationException($"{Path}: tensor {SafetensorsFormatException.Quote(info.Name)} has {n} elements, more than an array holds; use Pointer");
         return (int)n;
     }
 
     private void CheckDestination(TensorInfo info, int length)
     {
         if (length != info.ElementCount)
-            throw new ArgumentException($"{System.IO.Path.GetFileName(Path)}: tensor {SafetensorsFormatException.Quote(info.Name)} has {info.ElementCount} elements, destination holds {length}");
+            throw new ArgumentException($"{Path}: tensor {SafetensorsFormatException.Quote(info.Name)} has {info.ElementCount} elements, destination holds {length}");
     }
 
     private InvalidOperationException NotConvertible(TensorInfo info, string target) =>
-        new($"{System.IO.Path.GetFileName(Path)}: tensor {SafetensorsFormatException.Quote(info.Name)} is {info.DType}, which does not convert losslessly to {target}");
+        new($"{Path}: tensor {SafetensorsFormatException.Quote(info.Name)} is {info.DType}, which does not convert losslessly to {target}");
 }

@@ -2,7 +2,8 @@ namespace SharpTune.IO.Safetensors;
 
 /// <summary>
 /// A safetensors file, or a sharded checkpoint's index, breaks the format. The message is one line:
-/// "FILE: tensor 'NAME': what is wrong" (the tensor part only where one tensor is at fault).
+/// "PATH: tensor 'NAME': what is wrong" (the file as given, folder included; the tensor part only where one tensor is
+/// at fault).
 /// Derives from <see cref="IOException"/> because <see cref="InvalidDataException"/> is sealed; one
 /// <c>catch (IOException)</c> thus covers bad data as well as missing or unreadable files.
 /// </summary>
@@ -15,7 +16,7 @@ public sealed class SafetensorsFormatException : IOException
         TensorName = tensorName;
     }
 
-    /// <summary>The offending file as it was given (the message shows only its name).</summary>
+    /// <summary>The offending file as it was given (the message starts with it).</summary>
     public string FilePath { get; }
 
     /// <summary>The tensor at fault, or null when the problem is not tied to one tensor.</summary>
@@ -23,26 +24,10 @@ public sealed class SafetensorsFormatException : IOException
 
     private static string Format(string filePath, string? tensorName, string detail)
     {
-        string prefix = Path.GetFileName(filePath);
-        string message = tensorName is null ? $"{prefix}: {detail}" : $"{prefix}: tensor {Quote(tensorName)}: {detail}";
-        return OneLine(message);
+        string message = tensorName is null ? $"{filePath}: {detail}" : $"{filePath}: tensor {Quote(tensorName)}: {detail}";
+        return MessageText.OneLine(message);
     }
 
-    /// <summary>Quotes a name taken from a file for a message; control characters are escaped so the message
-    /// stays on one line, and absurdly long names are cut.</summary>
-    internal static string Quote(string name)
-    {
-        const int maxChars = 200;
-        string shown = name.Length > maxChars ? name[..maxChars] + "…" : name;
-        return "'" + OneLine(shown) + "'";
-    }
-
-    private static string OneLine(string text)
-    {
-        if (!text.Any(char.IsControl)) return text;
-        var sb = new System.Text.StringBuilder(text.Length + 8);
-        foreach (char c in text)
-            sb.Append(char.IsControl(c) ? $"\\u{(int)c:x4}" : c);
-        return sb.ToString();
-    }
+    /// <summary>Quotes a name taken from a file for a message (tensor names are long, so more of them is kept).</summary>
+    internal static string Quote(string name) => MessageText.Quote(name, maxChars: 200);
 }

@@ -25,49 +25,64 @@ public sealed class LoraConfig
     /// <summary>The factor on B·A: alpha / r, or alpha / √r with rsLoRA.</summary>
     public double Scaling => UseRslora ? Alpha / Math.Sqrt(Rank) : Alpha / Rank;
 
+    /// <exception cref="InvalidDataException">The file is not valid UTF-8 or JSON, or a field is of the wrong type, out of range or unsupported: "PATH: 'field' problem".</exception>
     public static LoraConfig Load(string adapterDirectory)
     {
         string path = Path.Combine(adapterDirectory, FileName);
         if (!File.Exists(path)) throw new FileNotFoundException($"{adapterDirectory}: {FileName} is missing; is this a PEFT adapter folder?", path);
-        JsonObject json;
+        var bytes = Utf8Validation.ReadJsonFile(path, message => new InvalidDataException(message));
+        JsonDocument doc;
         try
         {
-            json = JsonNode.Parse(File.ReadAllText(path))?.AsObject() ?? throw new InvalidDataException($"{path}: not a JSON object");
+            doc = JsonDocument.Parse(bytes);
         }
         catch (JsonException e)
         {
             throw new InvalidDataException($"{path}: invalid JSON ({e.Message})", e);
         }
-        string peftType = (string?)json["peft_type"] ?? "";
-        if (peftType != "LORA") throw new InvalidDataException($"{path}: peft_type is '{peftType}'; only LORA adapters are supported");
-        if (json["use_dora"]?.GetValue<bool>() == true) throw new InvalidDataException($"{path}: DoRA adapters (use_dora: true) are not supported");
-        if (json["fan_in_fan_out"]?.GetValue<bool>() == true) throw new InvalidDataException($"{path}: fan_in_fan_out adapters (Conv1D models) are not supported");
-        if (json["rank_pattern"] is JsonObject rp && rp.Count > 0 || json["alpha_pattern"] is JsonObject ap && ap.Count > 0)
-            throw new InvalidDataException($"{path}: per-module rank_pattern/alpha_pattern is not supported");
-        if (json["layers_to_transform"] is JsonNode ltt && ltt.GetValueKind() != JsonValueKind.Null)
-            throw new InvalidDataException($"{path}: layers_to_transform is not supported");
-        int rank = json["r"]?.GetValue<int>() ?? throw new InvalidDataException($"{path}: 'r' is missing");
-        return new LoraConfig
+        using (doc)
         {
-            Rank = rank,
-            Alpha = json["lora_alpha"]?.GetValue<double>() ?? 8,
-            Dropout = json["lora_dropout"]?.GetValue<double>() ?? 0,
-            UseRslora = json["use_rslora"]?.GetValue<bool>() ?? false,
-            TargetModules = ReadNames(json["target_modules"], path, "target_modules"),
-            ModulesToSave = ReadNames(json["modules_to_save"], path, "modules_to_save"),
-            BaseModelNameOrPath = (string?)json["base_model_name_or_path"] ?? "",
-        };
+            JsonElement json = doc.RootElement;
+            if (json.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: not a JSON object");
+            var reader = new JsonConfigReader(json, path, message => new InvalidDataException(message));
+            string peftType = reader.OptionalString("peft_type") ?? "";
+            if (peftType != "LORA") throw new InvalidDataException($"{path}: peft_type is {MessageText.Quote(peftType)}; only LORA adapters are supported");
+            if (reader.OptionalBool("use_dora") == true) throw new InvalidDataException($"{path}: DoRA adapters (use_dora: true) are not supported");
+            if (reader.OptionalBool("fan_in_fan_out") == true) throw new InvalidDataException($"{path}: fan_in_fan_out adapters (Conv1D models) are not supported");
+            if (IsNonEmptyObject(json, "rank_pattern") || IsNonEmptyObject(json, "alpha_pattern"))
+                throw new InvalidDataException($"{path}: per-module rank_pattern/alpha_pattern is not supported");
+            if (json.TryGetProperty("layers_to_transform", out var layers) && layers.ValueKind != JsonValueKind.Null)
+                throw new InvalidDataException($"{path}: layers_to_transform is not supported");
+            return new LoraConfig
+            {
+                Rank = reader.RequiredInt("r", min: 1),
+                Alpha = reader.OptionalDouble("lora_alpha") ?? 8,
+                Dropout = reader.OptionalDouble("lora_dropout", min: 0) ?? 0,
+                UseRslora = reader.OptionalBool("use_rslora") ?? false,
+                TargetModules = ReadNames(json, path, "target_modules"),
+                ModulesToSave = ReadNames(json, path, "modules_to_save"),
+                BaseModelNameOrPath = reader.OptionalString("base_model_name_or_path") ?? "",
+            };
+        }
     }
 
-    private static string[] ReadNames(JsonNode? node, string path, string field) => node switch
+    private static bool IsNonEmptyObject(JsonElement json, string field) =>
+        json.TryGetProperty(field, out var value) && value.ValueKind == JsonValueKind.Object && value.EnumerateObject().Any();
+
+    private static string[] ReadNames(JsonElement json, string path, string field)
     {
-        null => [],
-        JsonArray a => a.Select(n => (string?)n ?? throw new InvalidDataException($"{path}: '{field}' holds a non-string")).ToArray(),
-        JsonValue v when v.GetValueKind() == JsonValueKind.String =>
-            throw new InvalidDataException($"{path}: '{field}' is a regular expression; only a list of module names is supported"),
-        JsonValue v when v.GetValueKind() == JsonValueKind.Null => [],
-        _ => throw new InvalidDataException($"{path}: '{field}' must be a list of module names"),
-    };
+        if (!json.TryGetProperty(field, out var node)) return [];
+        return node.ValueKind switch
+        {
+            JsonValueKind.Null => [],
+            JsonValueKind.Array => node.EnumerateArray().Select(n => n.ValueKind == JsonValueKind.String
+                ? n.GetString()!
+                : throw new InvalidDataException($"{path}: '{field}' holds {JsonKinds.Describe(n)}, not a module name")).ToArray(),
+            JsonValueKind.String =>
+                throw new InvalidDataException($"{path}: '{field}' is a regular expression; only a list of module names is supported"),
+            _ => throw new InvalidDataException($"{path}: '{field}' must be a list of module names"),
+        };
+    }
 
     /// <summary>Writes adapter_config.json with PEFT 0.11's fields and key order (sorted, as PEFT writes them).</summary>
     public void Save(string adapterDirectory)

@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace SharpTune.Data;
+namespace SharpTune.IO;
 
 internal static class JsonKinds
 {
