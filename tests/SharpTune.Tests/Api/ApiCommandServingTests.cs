@@ -1,6 +1,4 @@
-using System.Diagnostics;
-using System.Globalization;
-using System.Text;
+using SharpTune.Tests.Cli;
 using SharpTune.Tests.EndToEnd;
 
 namespace SharpTune.Tests.Api;
@@ -46,35 +44,7 @@ public sealed class ApiCommandServingTests(ApiServerFixture fx)
     }
 
     /// <summary>Runs the built apphost on the fixture's model, sends SIGINT once it serves, and returns its exit code and stderr.</summary>
-    private (int ExitCode, string Stderr) ServeUntilReady(params string[] args)
-    {
-        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "SharpTune.Cli"))
-        {
-            RedirectStandardError = true,
-            RedirectStandardOutput = true,
-            UseShellExecute = false,
-        };
-        foreach (string arg in (string[])["api", "--model", fx.ModelDir, .. args]) start.ArgumentList.Add(arg);
-        start.Environment.Remove("API_HOST");
-        start.Environment.Remove("API_PORT");
-        start.Environment.Remove("API_KEY");
-        using var process = Process.Start(start)!;
-        var stderr = new StringBuilder();
-        process.ErrorDataReceived += (_, e) =>
-        {
-            if (e.Data is null) return;
-            lock (stderr) stderr.AppendLine(e.Data);
-            if (e.Data.StartsWith(Serving, StringComparison.Ordinal))
-                Process.Start("kill", ["-INT", process.Id.ToString(CultureInfo.InvariantCulture)])!.WaitForExit();
-        };
-        process.BeginErrorReadLine();
-        process.BeginOutputReadLine();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(1)))
-        {
-            process.Kill();
-            Assert.Fail($"sharptune api did not stop within a minute:\n{stderr}");
-        }
-        process.WaitForExit();
-        lock (stderr) return (process.ExitCode, stderr.ToString());
-    }
+    private (int ExitCode, string Stderr) ServeUntilReady(params string[] args) =>
+        CliProcess.RunAndInterrupt(["api", "--model", fx.ModelDir, .. args], Serving, TimeSpan.FromMinutes(1),
+            new Dictionary<string, string?> { ["API_HOST"] = null, ["API_PORT"] = null, ["API_KEY"] = null });
 }

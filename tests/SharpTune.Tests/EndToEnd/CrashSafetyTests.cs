@@ -54,7 +54,7 @@ public sealed class CrashSafetyTests(TinyModelFixture tiny) : IClassFixture<Tiny
         }
         Assert.True(n > 6, $"the final save wrote only {n - 1} files");
 
-        Assert.Empty(Directory.GetFileSystemEntries(output, "*", SearchOption.AllDirectories).Where(e => AtomicFile.IsTemporary(Path.GetFileName(e))));
+        Assert.DoesNotContain(Directory.GetFileSystemEntries(output, "*", SearchOption.AllDirectories), e => AtomicFile.IsTemporary(Path.GetFileName(e)));
         Assert.Equal(Checkpoints(whole), Checkpoints(output));
         Assert.Equal(Directory.GetFiles(whole).Select(Path.GetFileName).Order(StringComparer.Ordinal), Directory.GetFiles(output).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         foreach (string file in new[] { "adapter_model.safetensors", "checkpoint-5/adapter_model.safetensors", "checkpoint-5/optimizer.safetensors", "checkpoint-4/trainable_parameters.safetensors" })
@@ -109,7 +109,7 @@ public sealed class CrashSafetyTests(TinyModelFixture tiny) : IClassFixture<Tiny
         Assert.Contains("removed the incomplete checkpoint-33 (trainable_parameters.safetensors is missing), left by a crashed run", r.Stderr);
         Assert.Contains("removed the incomplete checkpoint-38 (adapter_model.safetensors or model.safetensors or model.safetensors.index.json is missing), left by a crashed run", r.Stderr);
         Assert.Equal(["checkpoint-4", "checkpoint-5"], Checkpoints(output));
-        Assert.Empty(Directory.GetFileSystemEntries(output).Where(e => AtomicFile.IsTemporary(Path.GetFileName(e))));
+        Assert.DoesNotContain(Directory.GetFileSystemEntries(output), e => AtomicFile.IsTemporary(Path.GetFileName(e)));
     }
 
     /// <summary>
@@ -133,7 +133,7 @@ public sealed class CrashSafetyTests(TinyModelFixture tiny) : IClassFixture<Tiny
 
         TinyModelFixture.Train(config);
         var left = Directory.GetFileSystemEntries(output).Select(Path.GetFileName).ToHashSet();
-        Assert.Empty(left.Where(n => AtomicFile.IsTemporary(n!)));
+        Assert.DoesNotContain(left, n => AtomicFile.IsTemporary(n!));
         Assert.Superset(theirs.ToHashSet(), left!);
         Assert.Equal(["checkpoint-3"], Checkpoints(output));
     }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 
 namespace SharpTune.Tests.EndToEnd;
@@ -29,7 +28,7 @@ public sealed class InterruptTests(TinyModelFixture tiny) : IClassFixture<TinyMo
         string config = tiny.WriteConfig("sigint", tiny.PathFor("unused-output"), ("per_device_train_batch_size", 2), ("cutoff_len", 32));
         string[] overrides = [$"output_dir={output}", $"max_steps={MaxSteps}", "save_steps=100"];
 
-        var (exitCode, stderr) = RunAndInterrupt(["train", config, .. overrides], afterLineStarting: $"[step 2/{MaxSteps} ");
+        var (exitCode, stderr) = Cli.CliProcess.RunAndInterrupt(["train", config, .. overrides], afterLineStarting: $"[step 2/{MaxSteps} ", TimeSpan.FromMinutes(2));
         Assert.True(exitCode == 130, $"exit code {exitCode}:\n{stderr}");
         Assert.Contains("[sharptune] interrupted: finishing this step and saving a checkpoint", stderr);
         string checkpoint = Assert.Single(Directory.GetDirectories(output));
@@ -49,28 +48,5 @@ public sealed class InterruptTests(TinyModelFixture tiny) : IClassFixture<TinyMo
             .Where(e => e.TryGetProperty("loss", out _)).Select(e => e.GetProperty("step").GetInt32());
         Assert.Equal(Enumerable.Range(1, MaxSteps), logged);
         Assert.False(Directory.Exists(tiny.PathFor("unused-output")));
-    }
-
-    /// <summary>Runs the built `sharptune` apphost, sends SIGINT once a stderr line starts with the given text, and waits for it to exit.</summary>
-    private static (int ExitCode, string Stderr) RunAndInterrupt(string[] args, string afterLineStarting)
-    {
-        using var process = Process.Start(Cli.CliProcess.StartInfo(args))!;
-        var stderr = new System.Text.StringBuilder();
-        process.ErrorDataReceived += (_, e) =>
-        {
-            if (e.Data is null) return;
-            lock (stderr) stderr.AppendLine(e.Data);
-            if (e.Data.StartsWith(afterLineStarting, StringComparison.Ordinal))
-                Process.Start("kill", ["-INT", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!.WaitForExit();
-        };
-        process.BeginErrorReadLine();
-        process.BeginOutputReadLine();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(2)))
-        {
-            process.Kill();
-            Assert.Fail($"sharptune train did not exit within 2 minutes:\n{stderr}");
-        }
-        process.WaitForExit();
-        lock (stderr) return (process.ExitCode, stderr.ToString());
     }
 }
