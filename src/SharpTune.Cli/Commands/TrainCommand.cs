@@ -57,7 +57,7 @@ public static class TrainCommand
         int padId = TokenizerConfig.PadTokenId(tokenizer, modelDir);
         var started = Stopwatch.StartNew();
         using var model = TrainableModels.Create(modelDir, cfg.Finetuning, cfg.Training.GradientCheckpointing,
-            new SeededRandom((ulong)cfg.Training.Seed), cfg.Model.AdapterNameOrPath, cfg.Model.Quantization, cfg.Training.Bf16);
+            new SeededRandom((ulong)cfg.Training.Seed), cfg.Model.AdapterNameOrPath, cfg.Model.Quantization, cfg.Training.Bf16, cfg.Model.HubId);
         if (cfg.Model.Quantization is { } quantization) Log($"base projections quantized on load: {quantization}");
         if (cfg.Training.Bf16)
             Log(Bf16ComputeMatrix.AvailableKernel is null

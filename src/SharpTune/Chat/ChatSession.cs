@@ -1,3 +1,4 @@
+using SharpTune.Hub;
 using SharpTune.Inference;
 using SharpTune.Model;
 using SharpTune.Quantization;
@@ -38,12 +39,14 @@ public sealed class ChatSession : IDisposable
     }
 
     /// <summary>
-    /// Loads a model folder with its own tokenizer; template "auto" (or null) reads tokenizer_config.json. LoRA adapters
-    /// in <paramref name="adapterDirs"/> are applied unmerged, in order; the tokenizer and generation settings stay the base's.
+    /// Loads a model folder (or a Hub id's snapshot in the local Hugging Face cache) with its own tokenizer; template
+    /// "auto" (or null) reads tokenizer_config.json. LoRA adapters in <paramref name="adapterDirs"/> are applied
+    /// unmerged, in order; the tokenizer and generation settings stay the base's.
     /// </summary>
     public static ChatSession Open(string modelDir, string? templateName, string? system, IReadOnlyList<string>? adapterDirs = null,
         QuantizationOptions? quantization = null)
     {
+        modelDir = HubCache.Resolve(modelDir, "main", Environment.CurrentDirectory)?.Folder ?? modelDir;
         ModelFolder.Validate(modelDir);
         ModelFolder.ValidateTokenizer(modelDir);
         var tokenizer = Tokenizer.FromDirectory(modelDir);

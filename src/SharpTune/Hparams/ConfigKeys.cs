@@ -222,7 +222,7 @@ internal static class ConfigKeys
         Ignored("hf_hub_token", HubDownloadReason),
         Ignored("ms_hub_token", HubDownloadReason),
         Ignored("om_hub_token", HubDownloadReason),
-        Ignored("model_revision", HubDownloadReason, v => v.Is("main")),
+        Supported("model_revision", (c, v) => c.Model.ModelRevision = v.Text()),
         Ignored("print_param_status", "SharpTune prints the trainable-parameter summary itself"),
         Ignored("ignore_pad_token_for_loss", "padding is always excluded from the loss", v => !v.IsFalse),
         Ignored("buffer_size", "it only applies to dataset streaming"),

@@ -7,9 +7,16 @@ public sealed class ModelArguments
 {
     /// <summary>
     /// model_name_or_path: a local Hugging Face model folder, made absolute against the working directory when it
-    /// exists; anything else is kept as written (a Hub id, which <see cref="SftConfig.Validate"/> refuses).
+    /// exists; else a Hub id found in the local Hugging Face cache becomes that snapshot's folder (the id is kept in
+    /// <see cref="HubId"/>); anything else is kept as written (which <see cref="SftConfig.Validate"/> refuses).
     /// </summary>
     public string ModelNameOrPath { get; set; } = "";
+
+    /// <summary>The Hub id model_name_or_path named, when it was resolved through the cache; null for a folder.</summary>
+    public string? HubId { get; set; }
+
+    /// <summary>model_revision: the branch, tag or commit of a Hub id looked up in the cache.</summary>
+    public string ModelRevision { get; set; } = "main";
 
     /// <summary>adapter_name_or_path: comma-separated adapter folders applied on top of the base, in order (resolved as above).</summary>
     public List<string> AdapterNameOrPath { get; set; } = [];

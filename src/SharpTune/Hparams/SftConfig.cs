@@ -1,5 +1,6 @@
 using System.Text.Json;
 using SharpTune.IO;
+using SharpTune.Hub;
 using SharpTune.Model;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
@@ -17,7 +18,8 @@ public enum ConfigUse { Train, Export, Chat, Api, Eval }
 /// </summary>
 public sealed class SftConfig
 {
-    private const string HubHint = "download the model first (SharpTune cannot reach the Hugging Face Hub)";
+    private static string HubHint =>
+        $"nor a model in the Hugging Face cache ({HubCache.Root()}); download it there first (e.g. huggingface-cli download ID; SharpTune cannot reach the Hub yet)";
 
     public ModelArguments Model { get; } = new();
     public DataArguments Data { get; } = new();
@@ -109,7 +111,7 @@ public sealed class SftConfig
     {
         string model = Model.ModelNameOrPath;
         if (!Directory.Exists(model))
-            throw new ConfigException($"model_name_or_path: '{model}' is not a local folder; {HubHint}");
+            throw new ConfigException($"model_name_or_path: '{model}' is not a local folder {HubHint}");
         ModelFolder.Validate(model);
         RefuseQuantizedCheckpoint(model);
         foreach (string adapter in Model.AdapterNameOrPath)
@@ -238,7 +240,8 @@ public sealed class SftConfig
     /// </summary>
     private void ResolvePaths(string workingDirectory)
     {
-        Model.ModelNameOrPath = ResolveIfFolder(Model.ModelNameOrPath, workingDirectory);
+        if (Model.ModelNameOrPath.Length > 0 && HubCache.Resolve(Model.ModelNameOrPath, Model.ModelRevision, workingDirectory) is var (folder, hubId))
+            (Model.ModelNameOrPath, Model.HubId) = (folder, hubId);
         Model.AdapterNameOrPath = Model.AdapterNameOrPath.Select(a => ResolveIfFolder(a, workingDirectory)).ToList();
         Data.DatasetDir = Path.GetFullPath(Data.DatasetDir, workingDirectory);
         if (Training.OutputDir.Length > 0) Training.OutputDir = Path.GetFullPath(Training.OutputDir, workingDirectory);

@@ -13,7 +13,10 @@ public static class ModelFolder
     /// <summary>Checks that dir is a loadable model folder and says exactly what is missing when it is not.</summary>
     public static void Validate(string dir)
     {
-        if (!Directory.Exists(dir)) throw new ModelFolderException($"model folder '{dir}' does not exist");
+        if (!Directory.Exists(dir))
+            throw new ModelFolderException(Hub.HubCache.IsRepoId(dir)
+                ? $"model folder '{dir}' does not exist, and no model '{dir}' is in the Hugging Face cache ({Hub.HubCache.Root()}); download it there first (e.g. huggingface-cli download {dir})"
+                : $"model folder '{dir}' does not exist");
         if (!File.Exists(ConfigPath(dir))) throw new ModelFolderException($"model folder '{dir}' has no config.json");
         bool hasIndex = File.Exists(Path.Combine(dir, "model.safetensors.index.json"));
         if (!hasIndex && Directory.GetFiles(dir, "*.safetensors").Length == 0)

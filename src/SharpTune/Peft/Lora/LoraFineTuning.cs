@@ -160,7 +160,7 @@ public sealed class LoraFineTuning : ITrainableModel
 
     public LossResult Evaluate(TrainingBatch batch) => Decoder.Evaluate(batch);
 
-    /// <summary>adapter_config.json + adapter_model.safetensors (float32, PEFT keys), base_model_name_or_path = the base folder.</summary>
+    /// <summary>adapter_config.json + adapter_model.safetensors (float32, PEFT keys), base_model_name_or_path = the base's Hub id or folder.</summary>
     public void Save(string directory)
     {
         var config = new LoraConfig
@@ -171,7 +171,7 @@ public sealed class LoraFineTuning : ITrainableModel
             UseRslora = UseRslora,
             TargetModules = Adapters.Select(a => a.ModulePath[(a.ModulePath.LastIndexOf('.') + 1)..]).Distinct().Order(StringComparer.Ordinal).ToArray(),
             ModulesToSave = ModulesToSave,
-            BaseModelNameOrPath = Decoder.Directory,
+            BaseModelNameOrPath = Decoder.BaseModelName,
         };
         LoraAdapterFile.Save(directory,
             Adapters.Select(a => new LoraPair(a.ModulePath, a.A.Data, a.B.Data, a.Rank, a.InFeatures, a.OutFeatures)),

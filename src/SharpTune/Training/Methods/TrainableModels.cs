@@ -17,8 +17,10 @@ public static class TrainableModels
     /// since quantised weights can neither be trained nor have an adapter folded into them. With bf16Compute the
     /// frozen bf16 weights are multiplied in bf16 where the machine has a bf16 GEMM (see <see cref="TrainableDecoder.Load"/>).
     /// </summary>
+    /// <param name="hubId">The Hub id the model folder is a cached snapshot of, recorded in saved adapters; null for a plain folder.</param>
     public static ITrainableModel Create(string modelDirectory, FinetuningArguments args, bool gradientCheckpointing,
-        SeededRandom initRandom, IReadOnlyList<string> adapterDirectories, QuantizationOptions? quantization = null, bool bf16Compute = false)
+        SeededRandom initRandom, IReadOnlyList<string> adapterDirectories, QuantizationOptions? quantization = null, bool bf16Compute = false,
+        string? hubId = null)
     {
         string method = args.FinetuningType.ToString().ToLowerInvariant();
         if (args.FinetuningType != FinetuningType.Lora && adapterDirectories.Count > 0)
@@ -28,6 +30,7 @@ public static class TrainableModels
         if (quantization is not null && adapterDirectories.Count > 1)
             throw new ArgumentException($"a quantized base takes a single adapter, got {adapterDirectories.Count}: an adapter cannot be merged into quantized weights; merge the earlier adapters into the base first (sharptune export)");
         var decoder = TrainableDecoder.Load(modelDirectory, gradientCheckpointing, quantization, bf16Compute);
+        if (hubId is not null) decoder.BaseModelName = hubId;
         try
         {
             switch (args.FinetuningType)

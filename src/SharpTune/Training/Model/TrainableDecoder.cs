@@ -28,6 +28,12 @@ public sealed class TrainableDecoder : IDisposable
 
     public ModelConfig Config { get; }
     public string Directory { get; }
+
+    /// <summary>
+    /// What adapters trained on this model record as base_model_name_or_path: the Hub id when the folder is a cached
+    /// snapshot of one (so Python loads the adapter onto the same base from anywhere), else the folder.
+    /// </summary>
+    public string BaseModelName { get; set; }
     /// <summary>The dtype of the base checkpoint's matrices, which full/freeze saving writes back.</summary>
     public DType StoredDType { get; }
     /// <summary>How the layers' projections are quantised (QLoRA), or null when they are kept as stored.</summary>
@@ -52,6 +58,7 @@ public sealed class TrainableDecoder : IDisposable
         ModelTensor embedding, ModelTensor lmHead, ModelTensor finalNorm, TrainableLayer[] layers, bool gradientCheckpointing)
     {
         Directory = directory;
+        BaseModelName = directory;
         Config = config;
         _stored = stored;
         StoredDType = stored.Embedding.DType;

@@ -1,0 +1,78 @@
+using SharpTune.Hub;
+using SharpTune.Tests.Cli;
+using SharpTune.Tests.EndToEnd;
+using SharpTune.Tests.IO;
+
+namespace SharpTune.Tests.Hub;
+
+/// <summary>
+/// Hub ids found in the local Hugging Face cache, laid out as huggingface_hub lays it out
+/// (models--ORG--NAME/refs/main holding a commit, snapshots/COMMIT/ holding the files).
+/// </summary>
+[Collection(CliCollection.Name)]
+public sealed class HubCacheTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture>, IDisposable
+{
+    private const string Commit = "0123456789abcdef0123456789abcdef01234567";
+    private readonly TempDir root = new();
+
+    public void Dispose() => root.Dispose();
+
+    /// <summary>Puts the tiny model into the cache as test-org/tiny at <see cref="Commit"/>, with main and v1 refs.</summary>
+    private string Cache()
+    {
+        string repo = root.File("models--test-org--tiny");
+        string snapshot = Path.Combine(repo, "snapshots", Commit);
+        Directory.CreateDirectory(snapshot);
+        foreach (string file in Directory.GetFiles(tiny.ModelDir)) File.Copy(file, Path.Combine(snapshot, Path.GetFileName(file)));
+        Directory.CreateDirectory(Path.Combine(repo, "refs"));
+        File.WriteAllText(Path.Combine(repo, "refs", "main"), Commit);
+        File.WriteAllText(Path.Combine(repo, "refs", "v1"), Commit + "\n");
+        return snapshot;
+    }
+
+    [Fact]
+    public void SnapshotsAreFoundByBranchTagOrCommit()
+    {
+        string snapshot = Cache();
+        Assert.Equal(snapshot, HubCache.FindSnapshot("test-org/tiny", "main", root.Path));
+        Assert.Equal(snapshot, HubCache.FindSnapshot("test-org/tiny", "v1", root.Path));
+        Assert.Equal(snapshot, HubCache.FindSnapshot("test-org/tiny", Commit, root.Path));
+        Assert.Null(HubCache.FindSnapshot("test-org/tiny", "dev", root.Path));
+        Assert.Null(HubCache.FindSnapshot("test-org/other", "main", root.Path));
+        Assert.Null(HubCache.FindSnapshot("test-org/tiny", "fedcba9876543210fedcba9876543210fedcba98", root.Path));
+    }
+
+    [Theory]
+    [InlineData("Qwen/Qwen2.5-0.5B-Instruct", true)]
+    [InlineData("gpt2", true)]
+    [InlineData("a/b/c", false)]
+    [InlineData("../models/x", false)]
+    [InlineData("org/..", false)]
+    [InlineData("/abs/path", false)]
+    [InlineData("", false)]
+    public void RepoIdsAreNamesOrOrgSlashName(string text, bool isId) => Assert.Equal(isId, HubCache.IsRepoId(text));
+
+    [Fact]
+    public void AHubIdInTheCacheTrainsAndChatsAndTheAdapterRecordsTheId()
+    {
+        Cache();
+        string? before = Environment.GetEnvironmentVariable("HF_HUB_CACHE");
+        Environment.SetEnvironmentVariable("HF_HUB_CACHE", root.Path);
+        try
+        {
+            string output = tiny.PathFor("from-hub-id");
+            TinyModelFixture.Train(tiny.WriteConfig("from-hub-id", output, ("model_name_or_path", "test-org/tiny"), ("max_steps", 1), ("save_steps", 10)));
+            using (var config = TinyModelFixture.ReadJson(Path.Combine(output, "adapter_config.json")))
+                Assert.Equal("test-org/tiny", config.RootElement.GetProperty("base_model_name_or_path").GetString());
+
+            Assert.Equal(TinyModelFixture.Generate(tiny.ModelDir, "Hi", output), TinyModelFixture.Generate("test-org/tiny", "Hi", output));
+
+            var missing = CliRunner.Run("generate", "--model", "test-org/absent", "--prompt", "Hi");
+            Assert.Contains($"no model 'test-org/absent' is in the Hugging Face cache ({root.Path})", missing.Stderr);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("HF_HUB_CACHE", before);
+        }
+    }
+}
