@@ -84,6 +84,44 @@ public static class LogitsProcessing
         }
     }
 
+    /// <summary>
+    /// The highest-scoring token <paramref name="constraint"/> allows (a stop token when it may stop): the best one
+    /// is tried first, and only when it is refused are the others tried in score order, so that a greedy step does not
+    /// test the whole vocabulary against the constraint.
+    /// </summary>
+    public static int ConstrainedArgMax(ReadOnlySpan<float> logits, ITokenConstraint constraint, IReadOnlySet<int> stopTokenIds)
+    {
+        int best = ArgMax(logits);
+        if (Allowed(best, constraint, stopTokenIds)) return best;
+        int[] order = new int[logits.Length];
+        float[] keys = new float[logits.Length];
+        for (int i = 0; i < order.Length; i++)
+        {
+            order[i] = i;
+            keys[i] = -logits[i];
+        }
+        Array.Sort(keys, order);
+        foreach (int id in order)
+            if (Allowed(id, constraint, stopTokenIds)) return id;
+        throw new InvalidOperationException("no token can continue the constrained output");
+    }
+
+    /// <summary>Bans every token <paramref name="constraint"/> refuses (before temperature, top-k and top-p, so those choose among allowed tokens).</summary>
+    public static void ApplyConstraint(Span<float> logits, ITokenConstraint constraint, IReadOnlySet<int> stopTokenIds)
+    {
+        bool any = false;
+        for (int i = 0; i < logits.Length; i++)
+        {
+            if (float.IsNegativeInfinity(logits[i])) continue;
+            if (Allowed(i, constraint, stopTokenIds)) any = true;
+            else logits[i] = float.NegativeInfinity;
+        }
+        if (!any) throw new InvalidOperationException("no token can continue the constrained output");
+    }
+
+    private static bool Allowed(int id, ITokenConstraint constraint, IReadOnlySet<int> stopTokenIds) =>
+        stopTokenIds.Contains(id) ? constraint.CanStop : constraint.Allows(id);
+
     public static int ArgMax(ReadOnlySpan<float> logits)
     {
         int best = 0;
