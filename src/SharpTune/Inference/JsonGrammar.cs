@@ -22,7 +22,8 @@ public sealed class JsonGrammar
     private JsonGrammar(ImmutableArray<Stack> stacks) => _stacks = stacks;
 
     /// <summary>The state before the first byte of a value matching <paramref name="schema"/>.</summary>
-    public static JsonGrammar Start(JsonSchema schema) => new([new Stack(new ValueStart(schema, 0), new Stack(new Root(false), null))]);
+    /// <remarks>The value starts at once, as it ends at once: its whitespace allowance is spent before the first byte.</remarks>
+    public static JsonGrammar Start(JsonSchema schema) => new([new Stack(new ValueStart(schema, MaxSpaces), new Stack(new Root(false), null))]);
 
     /// <summary>The state after <paramref name="bytes"/>, or null when they cannot continue a valid value.</summary>
     public JsonGrammar? Advance(ReadOnlySpan<byte> bytes)
@@ -44,6 +45,12 @@ public sealed class JsonGrammar
 
     /// <summary>The bytes so far form a whole valid value (a number may still go on).</summary>
     public bool CanEnd => _stacks.Any(CanEndAt);
+
+    /// <summary>
+    /// Inside a string (a value or a free key) between characters, whatever the alternatives: any whole UTF-8 text
+    /// without a quote, backslash or control character continues it (<see cref="TokenBytes.IsPlainStringText"/>).
+    /// </summary>
+    public bool InStringText => _stacks.All(s => s.Top is StringFrame { Phase: StringPhase.Normal });
 
     /// <summary>The value is whole and nothing may follow it.</summary>
     public bool MustEnd => _stacks.All(s => s.Top is Root { Done: true });

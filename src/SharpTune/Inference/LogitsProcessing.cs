@@ -85,25 +85,18 @@ public static class LogitsProcessing
     }
 
     /// <summary>
-    /// The highest-scoring token <paramref name="constraint"/> allows (a stop token when it may stop): the best one
-    /// is tried first, and only when it is refused are the others tried in score order, so that a greedy step does not
-    /// test the whole vocabulary against the constraint.
+    /// The highest-scoring token <paramref name="constraint"/> allows (a stop token when it may stop; the first of
+    /// equal scores, as <see cref="ArgMax"/>): the best one is tried first, and when it is refused only the tokens
+    /// scoring above the best allowed one so far are tested, so a greedy step does not test the whole vocabulary.
     /// </summary>
     public static int ConstrainedArgMax(ReadOnlySpan<float> logits, ITokenConstraint constraint, IReadOnlySet<int> stopTokenIds)
     {
         int best = ArgMax(logits);
         if (Allowed(best, constraint, stopTokenIds)) return best;
-        int[] order = new int[logits.Length];
-        float[] keys = new float[logits.Length];
-        for (int i = 0; i < order.Length; i++)
-        {
-            order[i] = i;
-            keys[i] = -logits[i];
-        }
-        Array.Sort(keys, order);
-        foreach (int id in order)
-            if (Allowed(id, constraint, stopTokenIds)) return id;
-        throw new InvalidOperationException("no token can continue the constrained output");
+        int chosen = -1;
+        for (int i = 0; i < logits.Length; i++)
+            if ((chosen < 0 || logits[i] > logits[chosen]) && Allowed(i, constraint, stopTokenIds)) chosen = i;
+        return chosen >= 0 ? chosen : throw new InvalidOperationException("no token can continue the constrained output");
     }
 
     /// <summary>Bans every token <paramref name="constraint"/> refuses (before temperature, top-k and top-p, so those choose among allowed tokens).</summary>

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Text.Unicode;
 using SharpTune.Tokenization;
 
 namespace SharpTune.Inference;
@@ -26,10 +27,12 @@ public interface ITokenConstraint
 public sealed class TokenBytes
 {
     private readonly byte[]?[] _bytes;
+    private readonly bool[] _plainStringText;
 
     public TokenBytes(Tokenizer tokenizer)
     {
         _bytes = new byte[tokenizer.VocabSize][];
+        _plainStringText = new bool[tokenizer.VocabSize];
         var buffer = new ArrayBufferWriter<byte>(64);
         for (int id = 0; id < _bytes.Length; id++)
         {
@@ -37,23 +40,48 @@ public sealed class TokenBytes
             buffer.ResetWrittenCount();
             tokenizer.AppendTokenBytes(id, skipSpecialTokens: false, buffer);
             // An empty token would let a constrained sequence run without making progress.
-            if (buffer.WrittenCount > 0) _bytes[id] = buffer.WrittenSpan.ToArray();
+            if (buffer.WrittenCount == 0) continue;
+            _bytes[id] = buffer.WrittenSpan.ToArray();
+            _plainStringText[id] = Utf8.IsValid(buffer.WrittenSpan) && !buffer.WrittenSpan.ContainsAny(NotPlain);
         }
     }
+
+    private static readonly SearchValues<byte> NotPlain = SearchValues.Create([(byte)'"', (byte)'\\', .. Enumerable.Range(0, 0x20).Select(b => (byte)b)]);
+
+    /// <summary>Whole UTF-8 characters with no quote, backslash or control character: text that may stand as is inside a JSON string.</summary>
+    public bool IsPlainStringText(int id) => (uint)id < (uint)_plainStringText.Length && _plainStringText[id];
 
     /// <summary>The token's bytes, or null for a special, empty or unknown id (never part of constrained text).</summary>
     public byte[]? this[int id] => (uint)id < (uint)_bytes.Length ? _bytes[id] : null;
 }
 
 /// <summary>Generated text that must be one JSON value valid for a schema (<see cref="JsonGrammar"/>), ending right after it.</summary>
+/// <remarks>
+/// A step may ask about the whole vocabulary (sampling masks it), so two shortcuts, per state, spare most tokens the
+/// automaton: a token whose first byte cannot come next is refused at once, and inside a string any plain text token
+/// is allowed at once.
+/// </remarks>
 public sealed class JsonConstraint(TokenBytes tokens, JsonSchema schema) : ITokenConstraint
 {
     private JsonGrammar _state = JsonGrammar.Start(schema);
+    private bool[]? _firstBytes;
+    private bool? _inStringText;
 
-    public bool Allows(int id) => tokens[id] is { } bytes && _state.Advance(bytes) is not null;
+    public bool Allows(int id)
+    {
+        if (tokens[id] is not { } bytes) return false;
+        _firstBytes ??= Enumerable.Range(0, 256).Select(b => _state.Advance([(byte)b]) is not null).ToArray();
+        if (!_firstBytes[bytes[0]]) return false;
+        _inStringText ??= _state.InStringText;
+        return (_inStringText.Value && tokens.IsPlainStringText(id)) || _state.Advance(bytes) is not null;
+    }
 
-    public void Accept(int id) =>
+    public void Accept(int id)
+    {
         _state = (tokens[id] is { } bytes ? _state.Advance(bytes) : null) ?? throw new InvalidOperationException($"token {id} does not continue the JSON value");
+        _firstBytes = null;
+        _inStringText = null;
+    }
 
     public bool CanStop => _state.CanEnd;
     public bool MustStop => _state.MustEnd;

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using SharpTune.Inference;
+using SharpTune.Tokenization;
 
 namespace SharpTune.Tests.Inference;
 
@@ -112,7 +113,8 @@ public class JsonGrammarTests
     [Fact]
     public void JsonObjectModeTakesOnlyAnObject()
     {
-        Assert.NotNull(JsonGrammar.Start(JsonSchema.AnyObject).Advance(" {\"k\": [1, \"x\"]}"));
+        Assert.NotNull(JsonGrammar.Start(JsonSchema.AnyObject).Advance("{\"k\": [1, \"x\"]}"));
+        Assert.Null(JsonGrammar.Start(JsonSchema.AnyObject).Advance(" "));
         Assert.Null(JsonGrammar.Start(JsonSchema.AnyObject).Advance("["));
         Assert.Null(JsonGrammar.Start(JsonSchema.AnyObject).Advance("\"s\""));
     }
@@ -193,5 +195,27 @@ public class JsonGrammarTests
         Assert.Contains($"'{keyword}'", e.Message);
         var lenient = JsonSchema.Compile(JsonDocument.Parse(json).RootElement, "schema", lenient: true);
         Assert.True(JsonGrammar.Start(lenient).Advance(lenientValue)!.CanEnd);
+    }
+
+    [Fact]
+    public void TheConstraintsShortcutsAllowExactlyWhatTheGrammarAllows()
+    {
+        var tokenizer = Tokenizer.FromDirectory(TestPaths.Fixtures("tokenizers", "qwen2.5-instruct"));
+        var tokens = new TokenBytes(tokenizer);
+        var schema = Schema(Person);
+        foreach (string prefix in new[] { "", "{", "{\"name\": \"Ann é", "{\"name\": \"A\", \"age\": 3", "{\"name\": \"A\", \"age\": 3, \"tags\": [" })
+        {
+            var constraint = new JsonConstraint(tokens, schema);
+            foreach (int id in tokenizer.Encode(prefix)) constraint.Accept(id);
+            var state = JsonGrammar.Start(schema).Advance(prefix)!;
+            int allowed = 0;
+            for (int id = 0; id < tokenizer.VocabSize; id++)
+            {
+                bool expected = tokens[id] is { } bytes && state.Advance(bytes) is not null;
+                Assert.True(expected == constraint.Allows(id), $"after {prefix}: token {id} {tokenizer.IdToToken(id)}");
+                if (expected) allowed++;
+            }
+            Assert.True(allowed > 0, $"after {prefix}: some token continues");
+        }
     }
 }
