@@ -200,7 +200,7 @@ public sealed record ChatRequest(string Model, IReadOnlyList<ChatMessage> Messag
             case null:
                 return (toolsJson, null);
             case { ValueKind: JsonValueKind.String } s:
-                switch (s.GetString())
+                switch (s.GetString()!)
                 {
                     case "auto":
                         return (toolsJson, null);
