@@ -326,20 +326,24 @@ public sealed class ApiServer : IAsyncDisposable
         && string.Equals(media.MediaType, "application/json", StringComparison.OrdinalIgnoreCase)
         && (media.CharSet is null || string.Equals(media.CharSet.Trim('"'), "utf-8", StringComparison.OrdinalIgnoreCase));
 
+    /// <summary>
+    /// The model a request names. A server with one model id answers any name with it, as LLaMA-Factory's server
+    /// does (its own examples send model "test"); with several, an unknown one is a 404.
+    /// </summary>
     private ServedModel Find(string id) =>
-        _models.TryGetValue(id, out var model)
-            ? model
-            : throw new ApiException(404, $"The model {ApiException.Quote(id)} does not exist; GET /v1/models lists the served ids", "model", "model_not_found");
+        _models.TryGetValue(id, out var model) ? model
+        : _models.Count == 1 ? _models.Values.First()
+        : throw new ApiException(404, $"The model {ApiException.Quote(id)} does not exist; GET /v1/models lists the served ids", "model", "model_not_found");
 
     /// <summary>
     /// Queues a generation that ends when the client goes away, when the server stops, or when the handler leaves
     /// for any other reason (a failed write to a closed connection included): <paramref name="serve"/> runs with it.
     /// </summary>
     private async Task ServeJobAsync(HttpContext ctx, string id, ServedModel model, int[] prompt, SamplingRequest sampling, Inference.GenerationOptions options,
-        Func<GenerationJob, Task> serve)
+        Func<GenerationJob, Task> serve, Inference.ITokenConstraint? constraint = null)
     {
         var cancellation = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, _stopping.Token);
-        var job = new GenerationJob(id, model, prompt, options, sampling.Stop, _options.RequestTimeout, cancellation.Token);
+        var job = new GenerationJob(id, model, prompt, options, sampling.Stop, _options.RequestTimeout, cancellation.Token, constraint);
         if (!_queue.TryEnqueue(job))
         {
             cancellation.Dispose();
@@ -400,22 +404,62 @@ public sealed class ApiServer : IAsyncDisposable
             throw ApiException.BadRequest($"the conversation cannot be rendered with the '{model.Template.Name}' template: {e.Message}", "messages");
         }
         var options = request.Sampling.Options(model, prompt.Length, _options.MaxTokensLimit);
+        var constraint = ReplyConstraints.For(request, model);
         var stream = new ChunkStream(ctx, NewId("chatcmpl-"), model.Id, request.Sampling.IncludeUsage);
+        bool withTools = request.ToolsJson is not null;
         await ServeJobAsync(ctx, stream.Id, model, prompt, request.Sampling, options, async job =>
         {
             if (!request.Sampling.Stream)
             {
                 var outcome = await OutcomeAsync(ctx, job) ?? throw ShuttingDown;
-                await ctx.Response.WriteAsJsonAsync(ChatResponse(stream, outcome, request.ToolsJson is not null), Json);
+                await ctx.Response.WriteAsJsonAsync(ChatResponse(stream, outcome, withTools), Json);
                 return;
             }
 
             await stream.StartAsync();
             await stream.SendAsync(stream.Chunk("chat.completion.chunk", ChatChoice(new JsonObject { ["role"] = "assistant", ["content"] = "" }, null)));
+            // With tools, text that may begin a call is held back; once a call begins, the rest waits for the whole
+            // reply, whose calls are then sent as OpenAI's tool_calls deltas (or, if they do not parse, as text).
+            var callStart = withTools ? new StopStringFilter([ToolCallParser.CallOpening]) : null;
+            int sent = 0;
+            async Task SendContentAsync(string content)
+            {
+                if (content.Length == 0) return;
+                sent += content.Length;
+                await stream.SendAsync(stream.Chunk("chat.completion.chunk", ChatChoice(new JsonObject { ["content"] = content }, null)));
+            }
             await foreach (string piece in job.Pieces.ReadAllAsync(ctx.RequestAborted))
-                await stream.SendAsync(stream.Chunk("chat.completion.chunk", ChatChoice(new JsonObject { ["content"] = piece }, null)));
-            await stream.FinishAsync(await OutcomeAsync(ctx, job), "chat.completion.chunk", finish => ChatChoice(new JsonObject(), finish));
-        });
+                await SendContentAsync(callStart is null ? piece : callStart.Push(piece));
+            var final = await OutcomeAsync(ctx, job);
+            if (final is not null && withTools)
+            {
+                if (ToolCallParser.Parse(final.Text) is { Calls.Count: > 0 } parsed)
+                {
+                    await SendToolCallDeltasAsync(stream, parsed.Calls);
+                    final = final with { FinishReason = "tool_calls" };
+                }
+                else await SendContentAsync(final.Text[sent..]);
+            }
+            await stream.FinishAsync(final, "chat.completion.chunk", finish => ChatChoice(new JsonObject(), finish));
+        }, constraint);
+    }
+
+    /// <summary>Each call as OpenAI streams it: a delta with its index, id, type and name (arguments ""), then one with its arguments.</summary>
+    private static async Task SendToolCallDeltasAsync(ChunkStream stream, IReadOnlyList<ParsedToolCall> calls)
+    {
+        for (int i = 0; i < calls.Count; i++)
+        {
+            var head = new JsonObject
+            {
+                ["index"] = i,
+                ["id"] = calls[i].Id,
+                ["type"] = "function",
+                ["function"] = new JsonObject { ["name"] = calls[i].Name, ["arguments"] = "" },
+            };
+            var arguments = new JsonObject { ["index"] = i, ["function"] = new JsonObject { ["arguments"] = calls[i].ArgumentsJson } };
+            foreach (var delta in new[] { head, arguments })
+                await stream.SendAsync(stream.Chunk("chat.completion.chunk", ChatChoice(new JsonObject { ["tool_calls"] = new JsonArray(delta) }, null)));
+        }
     }
 
     private static JsonObject ChatChoice(JsonObject delta, string? finishReason) => new()

@@ -1,14 +1,24 @@
 using System.Text;
 using System.Text.Json;
+using SharpTune.Inference;
 using SharpTune.Templates;
 
 namespace SharpTune.Api;
+
+/// <summary>One function a reply may be made to call: its name and its parameters' JSON schema (null when it declares none).</summary>
+public sealed record ToolDefinition(string Name, JsonElement? Parameters);
 
 /// <summary>
 /// A <c>POST /v1/chat/completions</c> body as OpenAI defines it, turned into the <see cref="ChatMessage"/>s and tools
 /// JSON the chat template renders.
 /// </summary>
-public sealed record ChatRequest(string Model, IReadOnlyList<ChatMessage> Messages, string? ToolsJson, SamplingRequest Sampling)
+/// <param name="ForcedTools">
+/// tool_choice "required" (all the tools) or a named function (that one): the reply must call one of these; null
+/// when the model decides (auto) or no tools are offered.
+/// </param>
+/// <param name="ResponseSchema">response_format json_object or json_schema: the reply must be one JSON value valid for it.</param>
+public sealed record ChatRequest(string Model, IReadOnlyList<ChatMessage> Messages, string? ToolsJson, SamplingRequest Sampling,
+    IReadOnlyList<ToolDefinition>? ForcedTools = null, JsonSchema? ResponseSchema = null)
 {
     /// <summary>
     /// Every parameter of OpenAI's chat completions request. Those that only describe the caller (user,
@@ -27,17 +37,18 @@ public sealed record ChatRequest(string Model, IReadOnlyList<ChatMessage> Messag
         var r = RequestReader.ForBody(body);
         r.RejectUnknown(Parameters);
         RefuseUnserved(r);
+        var responseSchema = ReadResponseFormat(r);
         string model = r.RequiredString("model");
         if (r.Get("messages") is not { ValueKind: JsonValueKind.Array } messagesJson || messagesJson.GetArrayLength() == 0)
             throw ApiException.BadRequest("messages must be a non-empty array", "messages");
         var messages = messagesJson.EnumerateArray().Select((m, i) => ReadMessage(m, $"messages[{i}].")).ToList();
         if (messages.All(m => m.Role is ChatRole.System))
             throw ApiException.BadRequest("messages needs at least one user, assistant or tool message", "messages");
-        string? tools = ReadTools(r);
+        var (tools, forced) = ReadTools(r);
+        if (forced is not null && responseSchema is not null)
+            throw r.Invalid("tool_choice", "forces a function call, which a JSON response_format leaves no room for: send one or the other");
         var sampling = SamplingRequest.Read(r, "max_completion_tokens", "max_tokens");
-        if (tools is not null && sampling.Stream)
-            throw ApiException.BadRequest("stream is not available together with tools: tool calls are parsed from the whole reply (as LLaMA-Factory's server does)", "stream");
-        return new ChatRequest(model, messages, tools, sampling);
+        return new ChatRequest(model, messages, tools, sampling, forced, responseSchema);
     }
 
     /// <summary>The chat parameters this server does not implement, accepted only at the value that asks for nothing.</summary>
@@ -53,17 +64,43 @@ public sealed record ChatRequest(string Model, IReadOnlyList<ChatMessage> Messag
             r.OnlyDefault(unserved, _ => false);
         foreach (string legacy in new[] { "functions", "function_call" })
             if (r.Get(legacy) is not null) throw r.Invalid(legacy, "is not supported: use tools and tool_choice, which replace it");
-        switch (r.Get("response_format"))
+    }
+
+    private static readonly IReadOnlySet<string> JsonSchemaFields = new HashSet<string>(StringComparer.Ordinal) { "name", "description", "schema", "strict" };
+
+    /// <summary>
+    /// The schema a response_format asks the reply to follow: null for text, any object for json_object, the given
+    /// schema for json_schema (any value without one; strict or not, it is enforced).
+    /// </summary>
+    private static JsonSchema? ReadResponseFormat(RequestReader r)
+    {
+        if (r.Get("response_format") is not { } format) return null;
+        if (format.ValueKind != JsonValueKind.Object) throw r.Invalid("response_format", "must be an object with a type ('text', 'json_object' or 'json_schema')");
+        var f = new RequestReader(format, "response_format.");
+        switch (f.RequiredString("type"))
         {
-            case null:
-                return;
-            case { ValueKind: JsonValueKind.Object } format when new RequestReader(format, "response_format.").String("type") is string type:
-                if (type == "text") return;
-                if (type is "json_object" or "json_schema")
-                    throw r.Invalid("response_format", $"type '{type}' is not supported yet: replies are not constrained to JSON");
-                throw r.Invalid("response_format", $"type must be 'text', 'json_object' or 'json_schema', got {ApiException.Quote(type)}");
-            default:
-                throw r.Invalid("response_format", "must be an object with a type ('text')");
+            case "text":
+                return null;
+            case "json_object":
+                return JsonSchema.AnyObject;
+            case "json_schema":
+                if (f.Get("json_schema") is not { ValueKind: JsonValueKind.Object } definition) throw f.Invalid("json_schema", "must be an object with a name and a schema");
+                var d = new RequestReader(definition, "response_format.json_schema.");
+                d.RejectUnknown(JsonSchemaFields);
+                d.RequiredString("name");
+                d.String("description");
+                d.Bool("strict");
+                if (d.Get("schema") is not { } schema) return JsonSchema.Any;
+                try
+                {
+                    return JsonSchema.Compile(schema, d.Path("schema"));
+                }
+                catch (ArgumentException e)
+                {
+                    throw ApiException.BadRequest(e.Message, d.Path("schema"));
+                }
+            case var other:
+                throw f.Invalid("type", $"must be 'text', 'json_object' or 'json_schema', got {ApiException.Quote(other)}");
         }
     }
 
@@ -136,26 +173,54 @@ public sealed record ChatRequest(string Model, IReadOnlyList<ChatMessage> Messag
         return result;
     }
 
-    /// <summary>The tools array as JSON text for the template, or null without tools (or with tool_choice "none").</summary>
-    private static string? ReadTools(RequestReader r)
+    /// <summary>
+    /// The tools array as JSON text for the template (null without tools, or with tool_choice "none": then none are
+    /// offered) and the functions a forced tool_choice ("required", or {"type": "function", "function": {"name"}})
+    /// leaves to call.
+    /// </summary>
+    private static (string? ToolsJson, IReadOnlyList<ToolDefinition>? Forced) ReadTools(RequestReader r)
     {
-        string? choice = r.Get("tool_choice") switch
+        var definitions = new List<ToolDefinition>();
+        if (r.Get("tools") is { } tools)
         {
-            null => null,
-            { ValueKind: JsonValueKind.String } s => s.GetString(),
-            _ => throw r.Invalid("tool_choice", "must be 'auto' or 'none': forcing a particular function is not supported"),
-        };
-        if (choice is not (null or "auto" or "none")) throw r.Invalid("tool_choice", $"must be 'auto' or 'none', got {ApiException.Quote(choice)}");
-        if (r.Get("tools") is not { } tools) return null;
-        if (tools.ValueKind != JsonValueKind.Array) throw r.Invalid("tools", "must be an array");
-        int i = 0;
-        foreach (var tool in tools.EnumerateArray())
-        {
-            var t = new RequestReader(tool, $"tools[{i++}].");
-            if (tool.ValueKind != JsonValueKind.Object || t.String("type") != "function" || t.Get("function") is not { ValueKind: JsonValueKind.Object } f
-                || new RequestReader(f, t.Path("function.")).String("name") is null)
-                throw ApiException.BadRequest($"{t.Path("function")} must be a function tool with a name", t.Path("function"));
+            if (tools.ValueKind != JsonValueKind.Array) throw r.Invalid("tools", "must be an array");
+            int i = 0;
+            foreach (var tool in tools.EnumerateArray())
+            {
+                var t = new RequestReader(tool, $"tools[{i++}].");
+                if (tool.ValueKind != JsonValueKind.Object || t.String("type") != "function" || t.Get("function") is not { ValueKind: JsonValueKind.Object } f
+                    || new RequestReader(f, t.Path("function.")).String("name") is not string name)
+                    throw ApiException.BadRequest($"{t.Path("function")} must be a function tool with a name", t.Path("function"));
+                definitions.Add(new ToolDefinition(name, new RequestReader(f, t.Path("function.")).Get("parameters")));
+            }
         }
-        return choice == "none" || tools.GetArrayLength() == 0 ? null : tools.GetRawText();
+        string? toolsJson = definitions.Count > 0 ? r.Get("tools")!.Value.GetRawText() : null;
+        switch (r.Get("tool_choice"))
+        {
+            case null:
+                return (toolsJson, null);
+            case { ValueKind: JsonValueKind.String } s:
+                switch (s.GetString()!)
+                {
+                    case "auto":
+                        return (toolsJson, null);
+                    case "none":
+                        return (null, null);
+                    case "required":
+                        return toolsJson is null ? throw r.Invalid("tool_choice", "is 'required' but the request offers no tools") : (toolsJson, definitions);
+                    case var other:
+                        throw r.Invalid("tool_choice", $"must be 'auto', 'none', 'required' or a function, got {ApiException.Quote(other)}");
+                }
+            case { ValueKind: JsonValueKind.Object } named:
+                var c = new RequestReader(named, "tool_choice.");
+                if (c.String("type") != "function" || c.Get("function") is not { ValueKind: JsonValueKind.Object } function)
+                    throw r.Invalid("tool_choice", "must be 'auto', 'none', 'required' or {\"type\": \"function\", \"function\": {\"name\": ...}}");
+                string wanted = new RequestReader(function, "tool_choice.function.").RequiredString("name");
+                return definitions.FirstOrDefault(d => d.Name == wanted) is { } chosen
+                    ? (toolsJson, [chosen])
+                    : throw ApiException.BadRequest($"tool_choice.function.name {ApiException.Quote(wanted)} is not one of the request's tools", "tool_choice.function.name");
+            default:
+                throw r.Invalid("tool_choice", "must be 'auto', 'none', 'required' or a function");
+        }
     }
 }

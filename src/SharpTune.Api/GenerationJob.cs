@@ -16,9 +16,10 @@ public sealed record GenerationOutcome(string Text, string FinishReason, int Pro
 /// as soon as they are final (stop strings cut, incomplete UTF-8 held back), the whole result through
 /// <see cref="Outcome"/>. Cancelling <paramref name="cancellation"/> (client gone, server stopping) ends it at the next token;
 /// so does <paramref name="timeLimit"/>, counted from when it starts to run, but as a completion cut short.
+/// <paramref name="constraint"/>, when given, rules which tokens may come (a JSON reply, a forced call).
 /// </summary>
 public sealed class GenerationJob(string id, ServedModel model, int[] prompt, GenerationOptions options, IReadOnlyList<string> stopStrings,
-    TimeSpan timeLimit, CancellationToken cancellation)
+    TimeSpan timeLimit, CancellationToken cancellation, ITokenConstraint? constraint = null)
 {
     /// <summary>The response id the client sees (chatcmpl-…, cmpl-…).</summary>
     public string Id => id;
@@ -64,7 +65,7 @@ public sealed class GenerationJob(string id, ServedModel model, int[] prompt, Ge
             {
                 Emit(filter.Push(decoder.Push(id)));
                 if (filter.Stopped) stop.Cancel();
-            }, stop.Token);
+            }, stop.Token, constraint);
             if (result.FinishReason == FinishReason.Cancelled && !filter.Stopped && cancellation.IsCancellationRequested)
             {
                 _outcome.TrySetCanceled(cancellation);

@@ -27,6 +27,9 @@ public sealed class ServedModel : IDisposable
     /// <summary>Whether special tokens are left out of generated text.</summary>
     public bool SkipSpecialTokens { get; }
     public Generator Generator { get; }
+    /// <summary>Every token's bytes, for constrained replies: built on first use, once per model id.</summary>
+    public TokenBytes TokenBytes => _tokenBytes.Value;
+    private readonly Lazy<TokenBytes> _tokenBytes;
 
     private ServedModel(string id, ChatSession session, ChatTemplate template, GenerationOptions defaults, int contextLength, bool skipSpecialTokens)
     {
@@ -37,6 +40,7 @@ public sealed class ServedModel : IDisposable
         ContextLength = contextLength;
         SkipSpecialTokens = skipSpecialTokens;
         Generator = new Generator(session.Model);
+        _tokenBytes = new Lazy<TokenBytes>(() => new TokenBytes(session.Tokenizer));
     }
 
     /// <param name="contextLength">A limit below the model's max_position_embeddings, or null for that.</param>

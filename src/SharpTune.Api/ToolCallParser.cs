@@ -13,6 +13,9 @@ public sealed record ParsedToolCall(string Id, string Name, string ArgumentsJson
 /// </summary>
 public static partial class ToolCallParser
 {
+    /// <summary>What a call block begins with: a streamed reply holds back text that may be its start.</summary>
+    public const string CallOpening = "<tool_call>";
+
     [GeneratedRegex(@"<tool_call>\s*(.*?)\s*</tool_call>", RegexOptions.Singleline)]
     private static partial Regex CallBlock();
 

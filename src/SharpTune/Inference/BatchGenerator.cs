@@ -18,13 +18,15 @@ public sealed class BatchGenerator(DecoderModel model)
     /// <param name="prompts">The prompts' token ids, none empty.</param>
     /// <param name="onToken">Called with (sequence index, id) as each new id is chosen (stop tokens are not reported).</param>
     /// <param name="padTokenId">The id written into padded slots; it is masked out, so any valid id gives the same result.</param>
+    /// <param name="constraints">Per sequence, null or the rule its tokens must follow; a sequence ends as stopped once its constraint must stop.</param>
     /// <returns>One result per prompt, in order.</returns>
     public GenerationResult[] Generate(IReadOnlyList<IReadOnlyList<int>> prompts, GenerationOptions options,
-        Action<int, int>? onToken = null, CancellationToken cancellation = default, int padTokenId = 0)
+        Action<int, int>? onToken = null, CancellationToken cancellation = default, int padTokenId = 0, IReadOnlyList<ITokenConstraint?>? constraints = null)
     {
         options.Validate();
         int batch = prompts.Count;
         if (batch == 0) throw new ArgumentException("no prompts to generate for");
+        if (constraints is not null && constraints.Count != batch) throw new ArgumentException($"{constraints.Count} constraints for {batch} prompts");
         for (int b = 0; b < batch; b++)
             if (prompts[b].Count == 0) throw new ArgumentException(batch == 1 ? "the prompt is empty" : $"prompt {b} is empty");
 
@@ -73,15 +75,18 @@ public sealed class BatchGenerator(DecoderModel model)
             {
                 var s = sequences[b];
                 if (s.Result is not null) continue;
-                int next = Choose(logits.Row(b), s.Tokens, options, s.Random);
+                var constraint = constraints?[b];
+                int next = Choose(logits.Row(b), s.Tokens, options, s.Random, constraint);
                 if (options.StopTokenIds.Contains(next))
                 {
                     s.Finish(FinishReason.Stop, next);
                     continue;
                 }
+                constraint?.Accept(next);
                 s.Add(next);
                 onToken?.Invoke(b, next);
-                if (s.Generated.Count >= options.MaxNewTokens) s.Finish(FinishReason.Length);
+                if (constraint is { MustStop: true }) s.Finish(FinishReason.Stop);
+                else if (s.Generated.Count >= options.MaxNewTokens) s.Finish(FinishReason.Length);
             }
             if (sequences.All(s => s.Result is not null)) break;
 
@@ -98,11 +103,13 @@ public sealed class BatchGenerator(DecoderModel model)
         return sequences.Select(s => s.Result!).ToArray();
     }
 
-    private static int Choose(Span<float> logits, IReadOnlyList<int> sequence, GenerationOptions o, Random random)
+    private static int Choose(Span<float> logits, IReadOnlyList<int> sequence, GenerationOptions o, Random random, ITokenConstraint? constraint)
     {
         LogitsProcessing.ApplyRepetitionPenalty(logits, sequence, o.RepetitionPenalty);
         LogitsProcessing.ApplyNoRepeatNgram(logits, sequence, o.NoRepeatNgramSize);
-        if (!o.DoSample) return LogitsProcessing.ArgMax(logits);
+        if (!o.DoSample)
+            return constraint is null ? LogitsProcessing.ArgMax(logits) : LogitsProcessing.ConstrainedArgMax(logits, constraint, o.StopTokenIds);
+        if (constraint is not null) LogitsProcessing.ApplyConstraint(logits, constraint, o.StopTokenIds);
         LogitsProcessing.ApplyTemperature(logits, o.Temperature);
         LogitsProcessing.ApplyTopK(logits, o.TopK);
         LogitsProcessing.ApplyTopP(logits, o.TopP);

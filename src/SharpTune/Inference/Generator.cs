@@ -26,6 +26,9 @@ public sealed class Generator(DecoderModel model)
     public DecoderModel Model { get; } = model;
 
     /// <param name="onToken">Called with each new id as soon as it is chosen (stop tokens are not reported).</param>
-    public GenerationResult Generate(IReadOnlyList<int> prompt, GenerationOptions options, Action<int>? onToken = null, CancellationToken cancellation = default) =>
-        new BatchGenerator(Model).Generate([prompt], options, onToken is null ? null : (_, id) => onToken(id), cancellation)[0];
+    /// <param name="constraint">Null, or the rule the generated tokens must follow (constrained decoding).</param>
+    public GenerationResult Generate(IReadOnlyList<int> prompt, GenerationOptions options, Action<int>? onToken = null, CancellationToken cancellation = default,
+        ITokenConstraint? constraint = null) =>
+        new BatchGenerator(Model).Generate([prompt], options, onToken is null ? null : (_, id) => onToken(id), cancellation,
+            constraints: constraint is null ? null : [constraint])[0];
 }

@@ -84,6 +84,37 @@ public static class LogitsProcessing
         }
     }
 
+    /// <summary>
+    /// The highest-scoring token <paramref name="constraint"/> allows (a stop token when it may stop; the first of
+    /// equal scores, as <see cref="ArgMax"/>): the best one is tried first, and when it is refused only the tokens
+    /// scoring above the best allowed one so far are tested, so a greedy step does not test the whole vocabulary.
+    /// </summary>
+    public static int ConstrainedArgMax(ReadOnlySpan<float> logits, ITokenConstraint constraint, IReadOnlySet<int> stopTokenIds)
+    {
+        int best = ArgMax(logits);
+        if (Allowed(best, constraint, stopTokenIds)) return best;
+        int chosen = -1;
+        for (int i = 0; i < logits.Length; i++)
+            if ((chosen < 0 || logits[i] > logits[chosen]) && Allowed(i, constraint, stopTokenIds)) chosen = i;
+        return chosen >= 0 ? chosen : throw new InvalidOperationException("no token can continue the constrained output");
+    }
+
+    /// <summary>Bans every token <paramref name="constraint"/> refuses (before temperature, top-k and top-p, so those choose among allowed tokens).</summary>
+    public static void ApplyConstraint(Span<float> logits, ITokenConstraint constraint, IReadOnlySet<int> stopTokenIds)
+    {
+        bool any = false;
+        for (int i = 0; i < logits.Length; i++)
+        {
+            if (float.IsNegativeInfinity(logits[i])) continue;
+            if (Allowed(i, constraint, stopTokenIds)) any = true;
+            else logits[i] = float.NegativeInfinity;
+        }
+        if (!any) throw new InvalidOperationException("no token can continue the constrained output");
+    }
+
+    private static bool Allowed(int id, ITokenConstraint constraint, IReadOnlySet<int> stopTokenIds) =>
+        stopTokenIds.Contains(id) ? constraint.CanStop : constraint.Allows(id);
+
     public static int ArgMax(ReadOnlySpan<float> logits)
     {
         int best = 0;

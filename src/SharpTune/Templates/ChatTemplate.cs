@@ -69,6 +69,13 @@ public sealed partial class ChatTemplate
     /// <summary>Whether the template can describe tools to the model (and write its calls); see <see cref="WithToolFormat"/>.</summary>
     public bool SupportsTools => toolFormat is not null;
 
+    /// <summary>
+    /// What a reply calling a function begins and ends with around the JSON the model writes (the arguments when
+    /// <paramref name="function"/> is named, else the whole <c>{"name", "arguments"}</c> object), for tool formats
+    /// that write calls so (Qwen's <c>&lt;tool_call&gt;</c>); null for the others.
+    /// </summary>
+    public (string Before, string After)? ToolCallAround(string? function) => toolFormat?.CallAround(function);
+
     private string? boundEos;
     private string? defaultSystem;
     private string functionSlot = ContentPlaceholder;

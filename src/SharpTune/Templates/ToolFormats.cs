@@ -29,6 +29,13 @@ internal abstract class ToolFormat
     /// <summary>The text of one assistant turn's function calls (without any text content).</summary>
     public abstract string FormatCalls(IReadOnlyList<ToolCall> calls, Dialect dialect);
 
+    /// <summary>
+    /// For a format that writes a call as a JSON <c>{"name", "arguments"}</c> object: the text before and after the
+    /// JSON the model is left to write, which is the arguments object when <paramref name="function"/> names the
+    /// function, else the whole call object. Null for other formats.
+    /// </summary>
+    public virtual (string Before, string After)? CallAround(string? function) => null;
+
     protected static JsonElement ParseArguments(ToolCall call)
     {
         try
@@ -95,8 +102,15 @@ internal sealed class QwenToolFormat(bool separatorOnlyAfterSystem, bool rawStri
             var argumentsText = dialect == Dialect.Jinja && rawStringArguments && arguments.ValueKind == JsonValueKind.String
                 ? arguments.GetString()!
                 : PyJson.Dumps(arguments);
-            return "<tool_call>\n{\"name\": " + name + ", \"arguments\": " + argumentsText + "}\n</tool_call>";
+            return CallOpen + "{\"name\": " + name + ", \"arguments\": " + argumentsText + "}" + CallClose;
         }));
+
+    private const string CallOpen = "<tool_call>\n", CallClose = "\n</tool_call>";
+
+    public override (string Before, string After)? CallAround(string? function) =>
+        function is null
+            ? (CallOpen, CallClose)
+            : (CallOpen + "{\"name\": " + PyJson.DumpsString(function) + ", \"arguments\": ", "}" + CallClose);
 }
 
 /// <summary>LLaMA-Factory's "default" ReAct-style tool format (<c>Action:</c> / <c>Action Input:</c>).</summary>

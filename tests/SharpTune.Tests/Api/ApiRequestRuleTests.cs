@@ -157,19 +157,6 @@ public sealed class ApiRequestRuleTests(ApiServerFixture fx)
         Assert.Empty(await response.Content.ReadAsByteArrayAsync());
     }
 
-    [Theory]
-    [InlineData("""{"type": "json_object"}""", true)]
-    [InlineData("""{"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}""", true)]
-    [InlineData("""{"type": "xml"}""", false)]
-    [InlineData("\"text\"", false)]
-    public async Task AResponseFormatOtherThanTextIsRefused(string format, bool notYet)
-    {
-        string body = $$"""{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "response_format": {{format}}}""";
-        var actual = await PostRawAsync("/v1/chat/completions", Encoding.UTF8.GetBytes(body));
-        AssertError(400, "response_format", null, actual);
-        if (notYet) Assert.Contains("not supported yet", (string)actual.Body!["error"]!["message"]!);
-    }
-
     [Fact]
     public async Task OpenAisDefaultValuesAreAccepted()
     {

@@ -1,24 +1,10 @@
-using System.Diagnostics;
+using System.Text.Json;
 using System.Text.Json.Nodes;
+using SharpTune.Api;
+using SharpTune.Inference;
 using SharpTune.Templates;
 
 namespace SharpTune.Tests.Api;
-
-/// <summary>A test that needs node on PATH and the openai npm package installed in tests/clients/openai-node; skipped with the reason otherwise.</summary>
-public sealed class OpenAiNodeFactAttribute : FactAttribute
-{
-    public static readonly string ClientDir = Path.Combine(TestPaths.RepoRoot, "tests", "clients", "openai-node");
-
-    public static string? Node => (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
-        .Select(dir => Path.Combine(dir, "node"))
-        .FirstOrDefault(File.Exists);
-
-    public OpenAiNodeFactAttribute()
-    {
-        if (Node is null) Skip = "the openai npm client check needs node on PATH";
-        else if (!Directory.Exists(Path.Combine(ClientDir, "node_modules", "openai"))) Skip = $"the openai npm client check needs 'npm ci' run in {ClientDir}";
-    }
-}
 
 /// <summary>
 /// The official <c>openai</c> npm client against the live server (tests/clients/openai-node). It runs when node is on
@@ -28,21 +14,16 @@ public sealed class OpenAiNodeFactAttribute : FactAttribute
 [Collection(ApiCollection.Name)]
 public sealed class OpenAiNodeClientTests(ApiServerFixture fx)
 {
-    [OpenAiNodeFact]
+    [NodeClientFact("openai-node", "openai")]
     public async Task TheOfficialOpenAiClientChatsStreamsListsModelsAndSeesErrors()
     {
-        string node = OpenAiNodeFactAttribute.Node!;
         var (expected, _) = fx.Greedy(fx.ReferenceBase, fx.ChatPrompt([new(ChatRole.User, "Hello from the openai client")]), 8);
+        using var only = ServedModel.Load("tiny", fx.ModelDir, [], "auto", null, ApiServerFixture.ContextLength);
+        await using var oneModel = await ApiServer.StartAsync(new ApiServerOptions { Port = 0 }, [only]);
 
-        var start = new ProcessStartInfo(node) { WorkingDirectory = OpenAiNodeFactAttribute.ClientDir, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string arg in new[] { "check.mjs", new Uri(fx.Server.Address, "v1").ToString(), "tiny", "no-key-needed" }) start.ArgumentList.Add(arg);
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        Assert.True(process.ExitCode == 0, $"node check.mjs exited with {process.ExitCode}:\n{await stderr}");
+        var result = await NodeClients.RunCheckAsync("openai-node",
+            new Uri(fx.Server.Address, "v1").ToString(), "tiny", "no-key-needed", new Uri(oneModel.Address, "v1").ToString());
 
-        var result = JsonNode.Parse(await stdout)!;
         Assert.Equal(expected, (string)result["content"]!);
         Assert.Equal("length", (string)result["finish_reason"]!);
         Assert.Equal(8, (int)result["usage"]!["completion_tokens"]!);
@@ -51,5 +32,36 @@ public sealed class OpenAiNodeClientTests(ApiServerFixture fx)
         Assert.Equal(8, (int)result["stream_usage"]!["completion_tokens"]!);
         Assert.Equal(404, (int)result["unknown_model_status"]!);
         Assert.Equal(["tiny", "lora-a"], result["models"]!.AsArray().Select(m => (string)m!));
+        // LLaMA-Factory's habit: model "test" to a one-model server.
+        Assert.Equal("tiny", (string)result["any_name"]!["model"]!);
+        Assert.Equal(expected, (string)result["any_name"]!["content"]!);
+    }
+
+    [NodeClientFact("openai-node", "openai")]
+    public async Task TheOpenAiClientStreamsToolCallsForcesThemAndGetsJson()
+    {
+        var result = await NodeClients.RunCheckAsync("openai-node", new Uri(fx.Server.Address, "v1").ToString(), "tiny", "no-key-needed");
+
+        // The client's stream helper assembled the tool-call deltas into a call.
+        Assert.Equal("tool_calls", (string)result["tool_stream"]!["finish_reason"]!);
+        var streamedCall = result["tool_stream"]!["tool_calls"]![0]!;
+        Assert.StartsWith("call_", (string)streamedCall["id"]!);
+        Assert.Equal("set_alarm", (string)streamedCall["function"]!["name"]!);
+        var alarm = JsonDocument.Parse((string)streamedCall["function"]!["arguments"]!).RootElement;
+        Assert.True(alarm.GetProperty("hour").TryGetInt64(out _));
+        Assert.Contains(alarm.GetProperty("on").ValueKind, new[] { JsonValueKind.True, JsonValueKind.False });
+
+        Assert.Equal("tool_calls", (string)result["required"]!["finish_reason"]!);
+        Assert.Contains((string)result["required"]!["tool_calls"]![0]!["function"]!["name"]!, new[] { "get_time", "set_alarm" });
+
+        // The random model is cut inside its first key, but what it wrote stays a JSON object's beginning.
+        string jsonObject = (string)result["json_object"]!["content"]!;
+        Assert.StartsWith("{", jsonObject);
+        Assert.NotNull(JsonGrammar.Start(JsonSchema.AnyObject).Advance(jsonObject));
+
+        Assert.Equal("stop", (string)result["json_schema"]!["finish_reason"]!);
+        var flags = JsonDocument.Parse((string)result["json_schema"]!["content"]!).RootElement;
+        Assert.Contains(flags.GetProperty("ok").ValueKind, new[] { JsonValueKind.True, JsonValueKind.False });
+        Assert.Contains(flags.GetProperty("level").GetInt32(), new[] { 1, 2, 3 });
     }
 }
