@@ -215,6 +215,30 @@ public sealed class MemoryEstimateTests
         return model;
     }
 
+    [Fact]
+    public void A_tensor_of_the_wrong_rank_is_named_with_the_folder()
+    {
+        var config = ModelConfig.Load(Path.Combine(ModelDir, "config.json"));
+        List<TensorInfo> tensors;
+        using (var checkpoint = SafetensorsCheckpoint.OpenDirectory(ModelDir))
+            tensors = checkpoint.Names.Select(checkpoint.Get)
+                .Select(t => t.Name == "model.layers.1.mlp.up_proj.weight" ? t with { Shape = [4608] } : t).ToList();
+        var e = Assert.Throws<InvalidDataException>(() => MemoryEstimator.Estimate(config, tensors,
+            Setup(new FinetuningArguments { FinetuningType = FinetuningType.Lora }), ModelDir));
+        Assert.Equal($"{ModelDir}: tensor 'model.layers.1.mlp.up_proj.weight' has shape [4608]; a matrix was expected", e.Message);
+    }
+
+    [Fact]
+    public void A_larger_eval_batch_sizes_the_step_buffers()
+    {
+        var args = new FinetuningArguments { FinetuningType = FinetuningType.Lora, LoraRank = 4 };
+        var train = MemoryEstimator.ForModelFolder(ModelDir, Setup(args));
+        var withEval = MemoryEstimator.ForModelFolder(ModelDir, Setup(args) with { EvalBatchSize = 4 });
+        // Per row under checkpointing: 1592 values (see above); 4 × 8 rows instead of 2 × 8.
+        Assert.Equal(4 * 32 * 1592, Row(withEval, "activations, 4 × 8 tokens"));
+        Assert.True(withEval.TotalBytes > train.TotalBytes);
+    }
+
     [Theory]
     [InlineData(4, true)]
     [InlineData(4, false)]

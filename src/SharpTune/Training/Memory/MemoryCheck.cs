@@ -71,11 +71,18 @@ public sealed class MemoryCheck
             fitting.Add(new MemoryOption($"cutoff_len={cutoff}", estimate));
             break;
         }
-        for (int batch = setup.BatchSize / 2, factor = 2; batch >= 1; batch /= 2, factor *= 2)
+        for (int batch = setup.BufferBatch / 2; batch >= 1; batch /= 2)
         {
-            var estimate = MemoryEstimator.ForModelFolder(modelDir, setup with { BatchSize = batch });
+            // Evaluation batches share the step buffers, so a larger eval batch is lowered with the training batch;
+            // a lowered training batch raises gradient_accumulation_steps to keep the effective batch.
+            int train = Math.Min(setup.BatchSize, batch);
+            var estimate = MemoryEstimator.ForModelFolder(modelDir, setup with { BatchSize = train, EvalBatchSize = Math.Min(setup.EvalBatchSize, batch) });
             if (estimate.TotalBytes > available) continue;
-            fitting.Add(new MemoryOption($"per_device_train_batch_size={batch} gradient_accumulation_steps={setup.GradientAccumulationSteps * factor}", estimate));
+            var overrides = new List<string>();
+            if (train < setup.BatchSize)
+                overrides.Add($"per_device_train_batch_size={train} gradient_accumulation_steps={setup.GradientAccumulationSteps * ((setup.BatchSize + train - 1) / train)}");
+            if (setup.EvalBatchSize > batch) overrides.Add($"per_device_eval_batch_size={batch}");
+            fitting.Add(new MemoryOption(string.Join(" ", overrides), estimate));
             break;
         }
         if (fitting.Count == 0 && changes.Count > 1)

@@ -29,11 +29,16 @@ public sealed record TrainingMemorySetup(
     int CutoffLen,
     int BatchSize,
     int GradientAccumulationSteps,
-    string Optim)
+    string Optim,
+    int EvalBatchSize = 0)
 {
+    /// <summary>The setup a config trains with; EvalBatchSize is per_device_eval_batch_size when the run evaluates, else 0.</summary>
     public static TrainingMemorySetup From(SftConfig cfg) => new(cfg.Finetuning, cfg.Model.AdapterNameOrPath, cfg.Model.Quantization,
         cfg.Training.GradientCheckpointing, cfg.Data.CutoffLen, cfg.Training.PerDeviceTrainBatchSize, cfg.Training.GradientAccumulationSteps,
-        cfg.Training.Optim);
+        cfg.Training.Optim, cfg.Training.DoEval || cfg.Training.EvalStrategy != "no" ? cfg.Training.PerDeviceEvalBatchSize : 0);
+
+    /// <summary>Sequences per step buffer: evaluation batches go through the same buffers, which grow to the larger batch.</summary>
+    public int BufferBatch => Math.Max(BatchSize, EvalBatchSize);
 }
 
 /// <summary>
@@ -66,20 +71,21 @@ public static partial class MemoryEstimator
         // Opening maps the files and validates their headers; no page of tensor data is read.
         using (var checkpoint = SafetensorsCheckpoint.OpenDirectory(modelDirectory))
             tensors = checkpoint.Names.Select(checkpoint.Get).ToList();
-        return Estimate(config, tensors, setup);
+        return Estimate(config, tensors, setup, modelDirectory);
     }
 
     /// <summary>The estimate for a model of this config whose checkpoint holds these tensors.</summary>
-    public static MemoryEstimate Estimate(ModelConfig config, IReadOnlyList<TensorInfo> tensors, TrainingMemorySetup setup)
+    /// <param name="source">The model folder, named in errors.</param>
+    public static MemoryEstimate Estimate(ModelConfig config, IReadOnlyList<TensorInfo> tensors, TrainingMemorySetup setup, string source)
     {
         TrainableModels.CheckCombination(setup.Finetuning, setup.AdapterDirectories, setup.Quantization);
         if (setup.CutoffLen <= 0 || setup.BatchSize <= 0)
             throw new ArgumentException($"cutoff_len and per_device_train_batch_size must be positive, got {setup.CutoffLen} and {setup.BatchSize}");
-        var used = UsedTensors(config, tensors);
+        var used = UsedTensors(config, tensors, source);
         var method = setup.Finetuning.FinetuningType;
         DType storedDType = used.First(t => t.Name == EmbeddingName).DType;
-        int rows = checked(setup.BatchSize * setup.CutoffLen);
-        int labelRows = Math.Max(1, setup.BatchSize * (setup.CutoffLen - 1));
+        int rows = checked(setup.BufferBatch * setup.CutoffLen);
+        int labelRows = Math.Max(1, setup.BufferBatch * (setup.CutoffLen - 1));
 
         // Which matrices become fp32 (trained, or with an adapter merged in) and which values are trained.
         var trained = new HashSet<string>(StringComparer.Ordinal);
@@ -142,27 +148,27 @@ public static partial class MemoryEstimator
             ? 2 * sizeof(float) * parameters
             : used.Sum(t => materialized.Contains(t.Name) || !t.IsMatrix ? EncodedBytes(t.Elements, storedDType) : t.Bytes) + sizeof(float) * parameters;
 
-        var rows_ = new List<MemoryComponent>
+        var components = new List<MemoryComponent>
         {
             new("runtime, tokenizer, data", RuntimeBytes, ".NET runtime and the parsed tokenizer"),
             new($"weights, memory-mapped ({storedDType})", mapped, quantized ? "embedding, lm_head (projections quantised)" : "resident once touched"),
         };
-        if (quantized) rows_.Add(new($"weights, quantised ({setup.Quantization})", quantizedBytes, "the layers' projections"));
-        rows_.Add(new("norms and biases (fp32)", vectorBytes));
-        if (fp32Matrices > 0) rows_.Add(new("trained weights (fp32 copies)", fp32Matrices, method == FinetuningType.Lora && trained.Count == 0 ? "merged adapters" : "materialised from the checkpoint"));
-        rows_.Add(new("trainable parameters", method == FinetuningType.Lora ? sizeof(float) * adapters.Sum(a => (long)a.Rank * (a.In + a.Out)) : 0,
+        if (quantized) components.Add(new($"weights, quantised ({setup.Quantization})", quantizedBytes, "the layers' projections"));
+        components.Add(new("norms and biases (fp32)", vectorBytes));
+        if (fp32Matrices > 0) components.Add(new("trained weights (fp32 copies)", fp32Matrices, method == FinetuningType.Lora && trained.Count == 0 ? "merged adapters" : "materialised from the checkpoint"));
+        components.Add(new("trainable parameters", method == FinetuningType.Lora ? sizeof(float) * adapters.Sum(a => (long)a.Rank * (a.In + a.Out)) : 0,
             $"{parameters:N0} values" + (method == FinetuningType.Lora ? $" (LoRA r{adapters.FirstOrDefault().Rank} on {adapters.Count} projections)" : ", the fp32 copies above")));
-        rows_.Add(new("gradients (fp32)", sizeof(float) * parameters));
-        rows_.Add(new("optimizer state", OptimizerNames.StateBytes(setup.Optim, parameterLengths), optimNote));
-        rows_.Add(new($"activations, {setup.BatchSize} × {setup.CutoffLen} tokens", activations,
+        components.Add(new("gradients (fp32)", sizeof(float) * parameters));
+        components.Add(new("optimizer state", OptimizerNames.StateBytes(setup.Optim, parameterLengths), optimNote));
+        components.Add(new($"activations, {setup.BufferBatch} × {setup.CutoffLen} tokens", activations,
             $"gradient checkpointing {(setup.GradientCheckpointing ? "on" : "off")} ({(setup.GradientCheckpointing ? "off" : "on")}: {FormatBytes(otherActivations)})"));
-        rows_.Add(new($"loss chunk, {chunk} rows × {config.VocabSize} logits", TrainableDecoder.LossChunkBytes(config, chunk)));
-        rows_.Add(new("GEMM packing buffer", packed, "the largest product's packed operand"));
+        components.Add(new($"loss chunk, {chunk} rows × {config.VocabSize} logits", TrainableDecoder.LossChunkBytes(config, chunk)));
+        components.Add(new("GEMM packing buffer", packed, "the largest product's packed operand"));
         if (adapters.Count > 0)
-            rows_.Add(new("LoRA adapter caches", adapters.Sum(a => LoraLinearAdapter.CacheBytes(rows, a.Rank, a.In, a.Out, a.Dropout)),
+            components.Add(new("LoRA adapter caches", adapters.Sum(a => LoraLinearAdapter.CacheBytes(rows, a.Rank, a.In, a.Out, a.Dropout)),
                 adapters[0].Dropout > 0 ? "with dropout masks" : ""));
-        rows_.Add(new("checkpoint writing", saving, "copies while a checkpoint is written"));
-        return new MemoryEstimate(rows_);
+        components.Add(new("checkpoint writing", saving, "copies while a checkpoint is written"));
+        return new MemoryEstimate(components);
     }
 
     /// <summary>Bytes <see cref="SafetensorsWriter.EncodeFloat32"/> allocates for fp32 values saved as dtype (bf16/fp16: a ushort[] and its bytes).</summary>
@@ -180,19 +186,25 @@ public static partial class MemoryEstimator
         public bool IsMatrix => Info.Shape.Length == 2;
     }
 
-    /// <summary>The tensors the decoder binds (a tied lm_head is the embedding); Module names a layer projection (q_proj...).</summary>
-    private static List<UsedTensor> UsedTensors(ModelConfig config, IReadOnlyList<TensorInfo> tensors)
+    /// <summary>
+    /// The tensors the decoder binds (a tied lm_head is the embedding); Module names a layer projection (q_proj...).
+    /// Only their rank is checked here: loading checks every name and shape against config.json.
+    /// </summary>
+    private static List<UsedTensor> UsedTensors(ModelConfig config, IReadOnlyList<TensorInfo> tensors, string source)
     {
         var used = new List<UsedTensor>();
         foreach (var t in tensors)
         {
             if (t.Name == LmHeadName && config.TieWordEmbeddings) continue;
             var projection = ProjectionName().Match(t.Name);
-            if (projection.Success) used.Add(new UsedTensor(t, projection.Groups[1].Value));
-            else if (t.Name is EmbeddingName or LmHeadName || t.Name.StartsWith("model.", StringComparison.Ordinal)) used.Add(new UsedTensor(t, null));
+            bool matrix = projection.Success || t.Name is EmbeddingName or LmHeadName;
+            if (!matrix && !t.Name.StartsWith("model.", StringComparison.Ordinal)) continue;
+            if (t.Shape.Length != (matrix ? 2 : 1))
+                throw new InvalidDataException($"{source}: tensor '{t.Name}' has shape [{string.Join(", ", t.Shape)}]; a {(matrix ? "matrix" : "norm or bias vector")} was expected");
+            used.Add(new UsedTensor(t, projection.Success ? projection.Groups[1].Value : null));
         }
         if (!used.Any(t => t.Name == EmbeddingName))
-            throw new InvalidDataException($"the checkpoint has no {EmbeddingName}");
+            throw new InvalidDataException($"{source}: the checkpoint has no {EmbeddingName}");
         return used;
     }
 
