@@ -89,7 +89,7 @@ public sealed partial class MemoryPreflightTests(SmallModelFixture small) : ICla
         [
             ("lora", ["finetuning_type: lora", "lora_target: all", "disable_gradient_checkpointing: true"]),
             // Two steps with a checkpoint after each: the copies a checkpoint encodes must not pile up from one to the next.
-            ("full", ["finetuning_type: full", "optim: adamw_8bit", "max_steps: 2", "save_steps: 1"]),
+            ("full", ["finetuning_type: full", "optim: adamw_8bit", "max_steps: 2", "save_steps: 1", "per_device_train_batch_size: 2"]),
             ("qlora", ["finetuning_type: lora", "lora_target: all", "quantization_bit: 4", "lora_dropout: 0.1"]),
         ];
         var failures = new List<string>();
