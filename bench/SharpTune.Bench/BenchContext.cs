@@ -94,16 +94,5 @@ public sealed class BenchContext
     }
 
     /// <summary>Peak resident set size of this process in MiB (VmHWM from /proc/self/status), or NaN off Linux.</summary>
-    public static double PeakRssMiB()
-    {
-        const string path = "/proc/self/status";
-        if (!File.Exists(path)) return double.NaN;
-        foreach (string line in File.ReadLines(path))
-        {
-            if (!line.StartsWith("VmHWM:", StringComparison.Ordinal)) continue;
-            string kb = line["VmHWM:".Length..].Trim().Split(' ')[0];
-            return long.Parse(kb, CultureInfo.InvariantCulture) / 1024.0;
-        }
-        return double.NaN;
-    }
+    public static double PeakRssMiB() => SharpTune.Training.Memory.SystemMemory.PeakResidentBytes() is { } bytes ? bytes / (1024.0 * 1024.0) : double.NaN;
 }

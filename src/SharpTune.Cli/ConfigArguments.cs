@@ -11,7 +11,7 @@ namespace SharpTune.Cli;
 public static class ConfigArguments
 {
     /// <summary>The commands whose first argument may be a config file.</summary>
-    private static readonly string[] ConfigCommands = ["train", "export", "api", "chat", "eval"];
+    private static readonly string[] ConfigCommands = ["train", "estimate", "export", "api", "chat", "eval"];
 
     public static string[] Normalize(string[] args)
     {

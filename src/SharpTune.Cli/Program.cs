@@ -26,6 +26,7 @@ public static class Program
             ChatCommands.Generate(),
             InitModelCommand.Create(),
             TrainCommand.Create(),
+            EstimateCommand.Create(),
             ExportCommand.Create(),
             EvalCommand.Create(),
             CompareCommand.Create(),

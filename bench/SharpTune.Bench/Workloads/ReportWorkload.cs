@@ -96,7 +96,8 @@ public sealed class ReportWorkload : IWorkload
         if (!context.Json) PrintTable(table, peak, bf16Peak);
     }
 
-    private static string Slug(string label) =>
+    /// <summary>A label as a metric name: lower-case letters and digits joined by underscores.</summary>
+    internal static string Slug(string label) =>
         new string(label.Select(ch => char.IsLetterOrDigit(ch) ? char.ToLowerInvariant(ch) : '_').ToArray()).Replace("__", "_").Trim('_');
 
     private static void PrintTable(List<string[]> rows, BenchResult peak, BenchResult? bf16Peak)

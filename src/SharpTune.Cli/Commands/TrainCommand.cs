@@ -11,6 +11,7 @@ using SharpTune.Model;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
 using SharpTune.Training;
+using SharpTune.Training.Memory;
 using SharpTune.Training.Methods;
 using SharpTune.Training.Reporting;
 using SharpTune.Training.Trainer;
@@ -32,16 +33,24 @@ public static class TrainCommand
         {
             Description = "Skip malformed dataset records and report them, instead of stopping at the first one (skip_invalid_records: true)",
         };
-        var command = new Command("train", "Fine-tune a model (lora, full or freeze), evaluate it or generate predictions, as a LLaMA-Factory config describes") { config, overrides, lenient };
-        command.SetAction(r => CliAction.Run(() => Train(r.GetValue(config)!, r.GetValue(overrides) ?? [], r.GetValue(lenient))));
+        var skipMemoryCheck = new Option<bool>("--skip-memory-check")
+        {
+            Description = "Train even when the memory estimate (sharptune estimate) says the run will not fit",
+        };
+        var command = new Command("train", "Fine-tune a model (lora, full or freeze), evaluate it or generate predictions, as a LLaMA-Factory config describes")
+        {
+            config, overrides, lenient, skipMemoryCheck,
+        };
+        command.SetAction(r => CliAction.Run(() => Train(r.GetValue(config)!, r.GetValue(overrides) ?? [], r.GetValue(lenient), r.GetValue(skipMemoryCheck))));
         return command;
     }
 
-    private static int Train(string configPath, string[] overrides, bool lenient)
+    private static int Train(string configPath, string[] overrides, bool lenient, bool skipMemoryCheck)
     {
         var cfg = SftConfig.Load(configPath, overrides, ConfigUse.Train);
         if (lenient) cfg.Data.SkipInvalidRecords = true;
         foreach (string note in cfg.Notes) Log($"note: {note}");
+        long? estimatedPeak = cfg.Training.DoTrain ? PreflightMemory(cfg, skipMemoryCheck) : null;
 
         string modelDir = cfg.Model.ModelNameOrPath;
         ModelFolder.ValidateTokenizer(modelDir);
@@ -109,7 +118,7 @@ public static class TrainCommand
 
         if (result.Interrupted)
         {
-            Log($"stopped at step {result.GlobalStep}/{result.MaxSteps}; resume with: {ResumeCommand(configPath, overrides, lenient, result.CheckpointPath!)}");
+            Log($"stopped at step {result.GlobalStep}/{result.MaxSteps}; resume with: {ResumeCommand(configPath, overrides, lenient, skipMemoryCheck, result.CheckpointPath!)}");
             return 130;
         }
 
@@ -127,7 +136,28 @@ public static class TrainCommand
         foreach (var (key, value) in result.Metrics.OrderBy(m => m.Key, StringComparer.Ordinal))
             Console.WriteLine($"{key} = {value:G6}");
         Log($"saved to {outputDir} in {started.Elapsed:hh\\:mm\\:ss}");
+        if (SystemMemory.PeakResidentBytes() is { } peak)
+            Log($"peak resident memory: {MemoryEstimator.FormatBytes(peak)} (estimated {MemoryEstimator.FormatBytes(estimatedPeak!.Value)})");
         return 0;
+    }
+
+    /// <summary>
+    /// The memory pre-flight, before the tokenizer, the data or any weight is loaded: a run whose estimated peak
+    /// exceeds the available memory stops here with the estimate and the options that would fit, rather than with an
+    /// OutOfMemoryException or the kernel's OOM killer hours later. Returns the estimated peak.
+    /// </summary>
+    private static long PreflightMemory(SftConfig cfg, bool skip)
+    {
+        var check = MemoryCheck.Run(cfg, SystemMemory.Read());
+        if (check.Fits) return check.Estimate.TotalBytes;
+        if (skip)
+        {
+            Log($"note: --skip-memory-check: training although the estimated peak {MemoryEstimator.FormatBytes(check.Estimate.TotalBytes)} exceeds the {MemoryEstimator.FormatBytes(check.Available!.Bytes)} available");
+            return check.Estimate.TotalBytes;
+        }
+        Console.Error.Write(check.Format());
+        throw new InsufficientMemoryException(
+            $"the estimated peak memory {MemoryEstimator.FormatBytes(check.Estimate.TotalBytes)} exceeds the {MemoryEstimator.FormatBytes(check.Available!.Bytes)} available; apply one of the options above, or pass --skip-memory-check to train anyway");
     }
 
     /// <summary>
@@ -161,15 +191,17 @@ public static class TrainCommand
     }
 
     /// <summary>
-    /// The command line that continues an interrupted run: the same config, overrides and --lenient (without them the
-    /// resumed run would train on other data or into another output_dir), with resume_from_checkpoint set last.
+    /// The command line that continues an interrupted run: the same config, overrides, --lenient and --skip-memory-check
+    /// (without them the resumed run would train on other data, into another output_dir, or be refused), with
+    /// resume_from_checkpoint set last.
     /// </summary>
-    private static string ResumeCommand(string configPath, IReadOnlyList<string> overrides, bool lenient, string checkpoint)
+    private static string ResumeCommand(string configPath, IReadOnlyList<string> overrides, bool lenient, bool skipMemoryCheck, string checkpoint)
     {
         var args = new List<string> { "sharptune", "train", configPath };
         args.AddRange(overrides.Where(o => o.Split('=', 2)[0].Trim() != "resume_from_checkpoint"));
         args.Add($"resume_from_checkpoint={checkpoint}");
         if (lenient) args.Add("--lenient");
+        if (skipMemoryCheck) args.Add("--skip-memory-check");
         return string.Join(" ", args.Select(ShellQuote));
     }
 

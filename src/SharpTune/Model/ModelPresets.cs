@@ -25,6 +25,8 @@ public sealed record ModelPreset(
     [
         new("tiny", "Qwen2 with the real 151936-token vocabulary and a 64-wide, 2-layer body (~20 MB in bf16); for demos and tests",
             151936, 64, 176, 2, 4, 2, true, 1_000_000, 32768, 0.125, FinalNormWeight: 4f),
+        new("small", "Qwen2 with the real 151936-token vocabulary and a 256-wide, 8-layer body (~95 MB in bf16); big enough that a training run's memory is mostly the model's, for the memory estimate's checks",
+            151936, 256, 1024, 8, 4, 2, true, 1_000_000, 32768, 0.0625, FinalNormWeight: 4f),
         new("qwen2.5-0.5b-shape", "Qwen2.5-0.5B's exact shapes (hidden 896, 24 layers, 14 heads, 2 kv heads, tied), random weights; for benchmarks",
             151936, 896, 4864, 24, 14, 2, true, 1_000_000, 32768, 0.02),
         new("qwen1.5-1.8b-shape", "Qwen1.5-1.8B-Chat's exact shapes (hidden 2048, 24 layers, 16 heads, 16 kv heads, untied), random weights; for benchmarks",

@@ -65,6 +65,19 @@ public sealed unsafe class FourBitMatrix : TiledFrozenMatrix
     /// <summary>Double quantisation: the mean of the block absmax values, subtracted before quantising them.</summary>
     public float AbsmaxOffset { get; }
 
+    /// <summary>
+    /// The <see cref="StorageBytes"/> of a rows×cols weight quantised by <see cref="Quantize"/>: packed codes, then
+    /// an fp32 absmax per block, or under double quantisation a code per block, an fp32 scale per 256 blocks and the offset.
+    /// </summary>
+    public static long StorageBytesFor(int rows, int cols, bool doubleQuantization)
+    {
+        long count = (long)rows * cols;
+        int blocks = BlockwiseQuantizer.BlockCount(count, BlockSize);
+        return (count + 1) / 2 + (doubleQuantization
+            ? blocks + 4L * BlockwiseQuantizer.BlockCount(blocks, AbsmaxBlockSize) + 4
+            : 4L * blocks);
+    }
+
     public override long StorageBytes =>
         _packed.LongLength + 4L * _absmax.LongLength + _quantizedAbsmax.LongLength + 4L * _absmaxScales.LongLength + (DoubleQuantization ? 4 : 0);
 

@@ -60,6 +60,9 @@ public sealed unsafe class Int8Matrix : TiledFrozenMatrix
     /// <summary>SCB: each output row's absmax.</summary>
     public ReadOnlySpan<float> RowAbsmax => _rowAbsmax;
 
+    /// <summary>The <see cref="StorageBytes"/> of a rows×cols weight quantised by <see cref="Quantize"/>: a code per value, an fp32 absmax per row.</summary>
+    public static long StorageBytesFor(int rows, int cols) => (long)rows * cols + 4L * rows;
+
     public override long StorageBytes => _codes.LongLength + 4L * _rowAbsmax.LongLength;
 
     public static Int8Matrix Quantize(WeightMatrix weight)

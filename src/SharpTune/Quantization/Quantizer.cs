@@ -13,7 +13,18 @@ public static class Quantizer
         {
             4 => FourBitMatrix.Quantize(weight, options.Type, options.DoubleQuantization),
             8 => Int8Matrix.Quantize(weight),
-            _ => throw new ArgumentException($"quantization bits must be 4 or 8, not {options.Bits}", nameof(options)),
+            _ => throw UnsupportedBits(options),
         };
     }
+
+    /// <summary>Bytes the quantised form of a rows×cols weight keeps (what <see cref="Quantize"/> would return's StorageBytes).</summary>
+    public static long StorageBytesFor(int rows, int cols, QuantizationOptions options) => options.Bits switch
+    {
+        4 => FourBitMatrix.StorageBytesFor(rows, cols, options.DoubleQuantization),
+        8 => Int8Matrix.StorageBytesFor(rows, cols),
+        _ => throw UnsupportedBits(options),
+    };
+
+    private static ArgumentException UnsupportedBits(QuantizationOptions options) =>
+        new($"quantization bits must be 4 or 8, not {options.Bits}", nameof(options));
 }

@@ -28,9 +28,13 @@ public static class CliProcess
     }
 
     /// <summary>Runs to the end (2 minutes at most) with <c>SHARPTUNE_FAULT=<paramref name="fault"/></c>.</summary>
-    public static CliResult RunWithFault(string fault, params string[] args)
+    public static CliResult RunWithFault(string fault, params string[] args) =>
+        Run(args, new Dictionary<string, string?> { ["SHARPTUNE_FAULT"] = fault });
+
+    /// <summary>Runs to the end (2 minutes at most) in a process of its own, with these environment variables.</summary>
+    public static CliResult Run(string[] args, IReadOnlyDictionary<string, string?>? environment = null)
     {
-        using var process = Process.Start(StartInfo(args, new Dictionary<string, string?> { ["SHARPTUNE_FAULT"] = fault }))!;
+        using var process = Process.Start(StartInfo(args, environment))!;
         var stderr = new StringBuilder();
         process.ErrorDataReceived += (_, e) => { lock (stderr) stderr.AppendLine(e.Data); };
         process.BeginErrorReadLine();

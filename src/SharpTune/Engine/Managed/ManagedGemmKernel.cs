@@ -93,6 +93,12 @@ public sealed unsafe class ManagedGemmKernel : IGemmKernel
         Gemm(m, w.Cols, w.Rows, 1f, new Operand(dy, DType.F32, lddy, false), new Operand(w.Data, w.DType, w.Cols, false), beta, dx, lddx);
     }
 
+    /// <summary>
+    /// Floats of the packed op(A) of an m×k product: the calling thread's packing buffer grows to the largest such
+    /// product it has run and is kept (the lm_head's input gradient, chunk rows × vocabulary, is usually the largest).
+    /// </summary>
+    public long PackedAValues(int m, int k) => (long)((m + _mr - 1) / _mr) * _mr * k;
+
     private void Gemm(int m, int n, int k, float alpha, Operand a, Operand b, float beta, float* c, int ldc)
     {
         if (m == 0 || n == 0) return;
@@ -111,7 +117,7 @@ public sealed unsafe class ManagedGemmKernel : IGemmKernel
         int threads = parallel ? _pool.Threads : 1;
 
         var scratch = PackBuffers.Current;
-        float* packedA = scratch.A((long)mPanels * _mr * k);
+        float* packedA = scratch.A(PackedAValues(m, k));
         PackAllA(a, m, k, kc, mPanels, packedA, parallel);
 
         (int nTasks, int mTasks) = SplitTasks(nPanels, mPanels, threads);

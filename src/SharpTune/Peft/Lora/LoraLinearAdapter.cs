@@ -107,16 +107,31 @@ public sealed unsafe class LoraLinearAdapter : ILinearAdapter
             GemmKernels.Default.Sgemm(false, false, OutFeatures, InFeatures, Rank, Scaling, pb, Rank, pa, InFeatures, 1f, pw, InFeatures);
     }
 
+    /// <summary>
+    /// Bytes an adapter keeps for batches of <paramref name="rows"/> rows: Bᵀ, and the caches <see cref="EnsureCapacity"/>
+    /// sizes (x·Aᵀ and its gradient; with dropout the mask, the dropped input and the dx scratch).
+    /// </summary>
+    public static long CacheBytes(int rows, int rank, int inFeatures, int outFeatures, float dropout)
+    {
+        var (lowRank, input) = CacheLengths(rows, rank, inFeatures, dropout);
+        return sizeof(float) * (2 * lowRank + 3 * input + (long)rank * outFeatures);
+    }
+
+    /// <summary>The length of each low-rank cache and of each dropout cache (0 without dropout) for rows rows.</summary>
+    private static (long LowRank, long Input) CacheLengths(int rows, int rank, int inFeatures, float dropout) =>
+        ((long)rows * rank, dropout > 0 ? (long)rows * inFeatures : 0);
+
     private void EnsureCapacity(int rows)
     {
-        if (_xa.Length >= rows * Rank) return;
-        _xa = new float[rows * Rank];
-        _dxa = new float[rows * Rank];
-        if (Dropout > 0)
+        var (lowRank, input) = CacheLengths(rows, Rank, InFeatures, Dropout);
+        if (_xa.Length >= lowRank) return;
+        _xa = new float[lowRank];
+        _dxa = new float[lowRank];
+        if (input > 0)
         {
-            _mask = new float[rows * InFeatures];
-            _dropped = new float[rows * InFeatures];
-            _dxScratch = new float[rows * InFeatures];
+            _mask = new float[input];
+            _dropped = new float[input];
+            _dxScratch = new float[input];
         }
     }
 }

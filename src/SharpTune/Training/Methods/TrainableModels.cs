@@ -22,13 +22,7 @@ public static class TrainableModels
         SeededRandom initRandom, IReadOnlyList<string> adapterDirectories, QuantizationOptions? quantization = null, bool bf16Compute = false,
         string? hubId = null)
     {
-        string method = args.FinetuningType.ToString().ToLowerInvariant();
-        if (args.FinetuningType != FinetuningType.Lora && adapterDirectories.Count > 0)
-            throw new ArgumentException($"adapter_name_or_path is only used with finetuning_type lora, not {method}");
-        if (quantization is not null && args.FinetuningType != FinetuningType.Lora)
-            throw new ArgumentException($"quantized weights cannot be trained, so finetuning_type {method} cannot use quantization_bit; use finetuning_type lora (QLoRA)");
-        if (quantization is not null && adapterDirectories.Count > 1)
-            throw new ArgumentException($"a quantized base takes a single adapter, got {adapterDirectories.Count}: an adapter cannot be merged into quantized weights; merge the earlier adapters into the base first (sharptune export)");
+        CheckCombination(args, adapterDirectories, quantization);
         var decoder = TrainableDecoder.Load(modelDirectory, gradientCheckpointing, quantization, bf16Compute);
         if (hubId is not null) decoder.BaseModelName = hubId;
         try
@@ -50,6 +44,18 @@ public static class TrainableModels
             decoder.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Refuses what <see cref="Create"/> cannot build: adapters without LoRA, quantisation without LoRA, a quantized base under several adapters.</summary>
+    public static void CheckCombination(FinetuningArguments args, IReadOnlyList<string> adapterDirectories, QuantizationOptions? quantization)
+    {
+        string method = args.FinetuningType.ToString().ToLowerInvariant();
+        if (args.FinetuningType != FinetuningType.Lora && adapterDirectories.Count > 0)
+            throw new ArgumentException($"adapter_name_or_path is only used with finetuning_type lora, not {method}");
+        if (quantization is not null && args.FinetuningType != FinetuningType.Lora)
+            throw new ArgumentException($"quantized weights cannot be trained, so finetuning_type {method} cannot use quantization_bit; use finetuning_type lora (QLoRA)");
+        if (quantization is not null && adapterDirectories.Count > 1)
+            throw new ArgumentException($"a quantized base takes a single adapter, got {adapterDirectories.Count}: an adapter cannot be merged into quantized weights; merge the earlier adapters into the base first (sharptune export)");
     }
 
     /// <summary>PEFT's print_trainable_parameters line.</summary>

@@ -163,6 +163,20 @@ public sealed class TrainableDecoder : IDisposable
             : new ModelTensor("lm_head.weight", Embedding.Shape, (float[])Embedding.Data.Clone());
     }
 
+    /// <summary>
+    /// Bytes of the step buffers (layer inputs, per-layer activations or one shared set under gradient checkpointing,
+    /// gradient buffers) for <paramref name="rows"/> rows (batch × length). Every buffer is rows × a width, so this
+    /// builds the buffers of one row, with the constructor a step uses, and scales the floats it allocated.
+    /// </summary>
+    public static long ActivationBytes(ModelConfig config, int rows, bool gradientCheckpointing) =>
+        sizeof(float) * rows * new Buffers(config, 1, gradientCheckpointing).AllocatedValues;
+
+    /// <summary>Label rows per loss chunk, for a batch whose labels sit on <paramref name="labelRows"/> rows.</summary>
+    public static int LossChunkRows(int labelRows, int vocab) => Math.Clamp(Math.Max(MinLossChunkRows, LossChunkFloats / vocab), 1, labelRows);
+
+    /// <summary>Bytes of the loss chunk buffers (hidden rows, their logits, their gradient) for a chunk of <paramref name="chunkRows"/>.</summary>
+    public static long LossChunkBytes(ModelConfig config, int chunkRows) => sizeof(float) * Buffers.LossChunkValues(chunkRows, config.HiddenSize, config.VocabSize);
+
     /// <summary>Bytes the weights occupy (compact storage plus fp32 tensors), each tensor once.</summary>
     public long StorageBytes => Tensors.Sum(t => t.StorageBytes);
 
@@ -309,7 +323,7 @@ public sealed class TrainableDecoder : IDisposable
         if (backward) Array.Clear(b.DResidual, 0, rows * h);
         float coefficient = gradScale / count;
         double lossSum = 0;
-        int chunk = Math.Clamp(Math.Max(MinLossChunkRows, LossChunkFloats / v), 1, count);
+        int chunk = LossChunkRows(count, v);
         if (b.ChunkLogits.Length < (long)chunk * v)
             b.AllocateLossChunk(chunk, h, v);
         var rowLoss = new double[chunk];
@@ -546,5 +560,25 @@ public sealed class TrainableDecoder : IDisposable
             ChunkLogits = new float[(long)rows * vocab];
             ChunkDHidden = new float[rows * hidden];
         }
+
+        /// <summary>Values <see cref="AllocateLossChunk"/> allocates.</summary>
+        public static long LossChunkValues(int rows, int hidden, int vocab) => 2L * rows * hidden + (long)rows * vocab;
+
+        /// <summary>
+        /// Values (4 bytes each: floats, and the int positions) held by every buffer of this object, found by walking
+        /// its fields, so that a buffer added later is counted without anyone remembering to.
+        /// </summary>
+        public long AllocatedValues => CountValues(this);
+
+        private static long CountValues(object owner) =>
+            owner.GetType().GetFields(System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Public)
+                .Sum(f => f.GetValue(owner) switch
+                {
+                    float[] floats => floats.LongLength,
+                    int[] ints => ints.LongLength,
+                    float[][] arrays => arrays.Sum(a => a.LongLength),
+                    LayerActivations[] sets => sets.Sum(CountValues),
+                    _ => 0L,
+                });
     }
 }

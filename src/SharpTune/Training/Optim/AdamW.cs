@@ -43,10 +43,15 @@ public sealed class AdamW : IOptimizer
         // Slot 2i is parameter i's first moment, slot 2i + 1 its second.
         _state = new NamedState(parameters.SelectMany(p => new[]
         {
-            (ExpAvgPrefix + p.Name, Shape(p), new StateSlot(DType.F32, p.Length)),
-            (ExpAvgSqPrefix + p.Name, Shape(p), new StateSlot(DType.F32, p.Length)),
+            (ExpAvgPrefix + p.Name, Shape(p), MomentSlot(p.Length)),
+            (ExpAvgSqPrefix + p.Name, Shape(p), MomentSlot(p.Length)),
         }).ToList(), paged);
     }
+
+    private static StateSlot MomentSlot(int length) => new(DType.F32, length);
+
+    /// <summary>Bytes of state for parameters of these lengths: two fp32 moments, 8 bytes per value.</summary>
+    public static long StateBytesFor(IEnumerable<int> parameterLengths) => parameterLengths.Sum(length => 2 * MomentSlot(length).ByteSize);
 
     /// <summary>Parameter <paramref name="index"/>'s first moment (exp_avg), in place.</summary>
     public Span<float> ExpAvg(int index) => _state.Storage.Floats(2 * index);

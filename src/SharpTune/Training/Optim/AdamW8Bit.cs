@@ -84,26 +84,42 @@ public sealed class AdamW8Bit : IOptimizer
         for (int i = 0; i < parameters.Count; i++)
         {
             var p = parameters[i];
-            bool quantized = p.Length >= min8BitSize;
+            var slots = SlotsFor(p.Length, min8BitSize);
+            bool quantized = slots.Length == 4;
             _layout[i] = (quantized, entries.Count);
             long[] shape = AdamW.Shape(p);
             if (!quantized)
             {
-                entries.Add((AdamW.ExpAvgPrefix + p.Name, shape, new StateSlot(DType.F32, p.Length)));
-                entries.Add((AdamW.ExpAvgSqPrefix + p.Name, shape, new StateSlot(DType.F32, p.Length)));
+                entries.Add((AdamW.ExpAvgPrefix + p.Name, shape, slots[0]));
+                entries.Add((AdamW.ExpAvgSqPrefix + p.Name, shape, slots[1]));
                 tasks.Add((i, 0, 0));
                 continue;
             }
-            int blocks = BlockwiseQuantizer.BlockCount(p.Length, BlockSize);
-            entries.Add((AdamW.ExpAvgPrefix + p.Name, shape, new StateSlot(DType.U8, p.Length)));
-            entries.Add((ExpAvgAbsmaxPrefix + p.Name, [blocks], new StateSlot(DType.F32, blocks)));
-            entries.Add((AdamW.ExpAvgSqPrefix + p.Name, shape, new StateSlot(DType.U8, p.Length)));
-            entries.Add((ExpAvgSqAbsmaxPrefix + p.Name, [blocks], new StateSlot(DType.F32, blocks)));
+            int blocks = slots[1].Count;
+            entries.Add((AdamW.ExpAvgPrefix + p.Name, shape, slots[0]));
+            entries.Add((ExpAvgAbsmaxPrefix + p.Name, [blocks], slots[1]));
+            entries.Add((AdamW.ExpAvgSqPrefix + p.Name, shape, slots[2]));
+            entries.Add((ExpAvgSqAbsmaxPrefix + p.Name, [blocks], slots[3]));
             for (int first = 0; first < blocks; first += BlocksPerTask) tasks.Add((i, first, Math.Min(blocks, first + BlocksPerTask)));
         }
         _tasks = tasks.ToArray();
         _state = new NamedState(entries, paged);
     }
+
+    /// <summary>
+    /// The state slots of a parameter of <paramref name="length"/> values: fp32 m and v below min_8bit_size, else
+    /// m codes, m absmax per block, v codes, v absmax per block.
+    /// </summary>
+    private static StateSlot[] SlotsFor(int length, int min8BitSize)
+    {
+        if (length < min8BitSize) return [new(DType.F32, length), new(DType.F32, length)];
+        int blocks = BlockwiseQuantizer.BlockCount(length, BlockSize);
+        return [new(DType.U8, length), new(DType.F32, blocks), new(DType.U8, length), new(DType.F32, blocks)];
+    }
+
+    /// <summary>Bytes of state for parameters of these lengths (about 2 per value for large tensors), as the constructor lays it out.</summary>
+    public static long StateBytesFor(IEnumerable<int> parameterLengths, int min8BitSize = DefaultMin8BitSize) =>
+        parameterLengths.Sum(length => SlotsFor(length, min8BitSize).Sum(slot => slot.ByteSize));
 
     /// <summary>Whether parameter <paramref name="index"/>'s moments are 8-bit (it has at least min_8bit_size elements).</summary>
     public bool IsQuantized(int index) => _layout[index].Quantized;

@@ -16,6 +16,17 @@ public static class OptimizerNames
 
     public static IReadOnlyList<string> Supported { get; } = [AdamWTorch, AdamW8Bit, PagedAdamW32Bit, PagedAdamW8Bit];
 
+    /// <summary>Bytes of state optimizer <paramref name="name"/> keeps for parameters of these lengths (paged or not).</summary>
+    public static long StateBytes(string name, IEnumerable<int> parameterLengths) => name switch
+    {
+        AdamWTorch or PagedAdamW32Bit => Optim.AdamW.StateBytesFor(parameterLengths),
+        AdamW8Bit or PagedAdamW8Bit => Optim.AdamW8Bit.StateBytesFor(parameterLengths),
+        _ => throw Unsupported(name),
+    };
+
+    /// <summary>Whether optimizer <paramref name="name"/> keeps its state in a paged, file-backed mapping the kernel may evict.</summary>
+    public static bool IsPaged(string name) => name is PagedAdamW32Bit or PagedAdamW8Bit;
+
     /// <summary>
     /// The optimizer for <paramref name="name"/> (one of <see cref="Supported"/>) over <paramref name="parameters"/>,
     /// with the adam_beta1/adam_beta2/adam_epsilon/weight_decay of <paramref name="args"/>.
@@ -29,7 +40,10 @@ public static class OptimizerNames
             PagedAdamW32Bit => new AdamW(parameters, hyperparameters, paged: true),
             AdamW8Bit => new AdamW8Bit(parameters, hyperparameters, paged: false),
             PagedAdamW8Bit => new AdamW8Bit(parameters, hyperparameters, paged: true),
-            _ => throw new ArgumentException($"optim '{name}' is not supported (supported: {string.Join(", ", Supported)})"),
+            _ => throw Unsupported(name),
         };
     }
+
+    private static ArgumentException Unsupported(string name) =>
+        new($"optim '{name}' is not supported (supported: {string.Join(", ", Supported)})");
 }
