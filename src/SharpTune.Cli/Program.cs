@@ -26,6 +26,7 @@ public static class Program
             ChatCommands.Generate(),
             InitModelCommand.Create(),
             TrainCommand.Create(),
+            DownloadCommand.Create(),
             ExportCommand.Create(),
             EvalCommand.Create(),
             CompareCommand.Create(),
