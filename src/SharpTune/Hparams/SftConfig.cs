@@ -258,21 +258,23 @@ public sealed class SftConfig
     /// </summary>
     private void FetchFromHub(string workingDirectory)
     {
+        var settings = HubSettings.FromEnvironment();
+        // A Hub id Parse found in the cache is looked at again: its snapshot may lack model files.
+        string model = Model.HubId ?? Model.ModelNameOrPath;
         try
         {
-            if (Model.HubId is null && Model.ModelNameOrPath.Length > 0
-                && HubDownload.ResolveModel(Model.ModelNameOrPath, Model.ModelRevision, workingDirectory, Console.Error) is var (folder, hubId))
+            if (model.Length > 0 && HubDownload.ResolveModel(model, Model.ModelRevision, workingDirectory, settings, Console.Error) is var (folder, hubId))
                 (Model.ModelNameOrPath, Model.HubId) = (folder, hubId);
         }
         catch (HubException e)
         {
-            throw new ConfigException($"model_name_or_path: '{Model.ModelNameOrPath}' is not a local folder, and as a Hub id: {e.Message}");
+            throw new ConfigException($"model_name_or_path: '{model}' is not a local folder, and as a Hub id: {e.Message}");
         }
         Model.AdapterNameOrPath = Model.AdapterNameOrPath.Select(adapter =>
         {
             try
             {
-                return HubDownload.ResolveModel(adapter, "main", workingDirectory, Console.Error)?.Folder ?? adapter;
+                return HubDownload.ResolveModel(adapter, "main", workingDirectory, settings, Console.Error)?.Folder ?? adapter;
             }
             catch (HubException e)
             {

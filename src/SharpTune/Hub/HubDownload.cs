@@ -1,4 +1,4 @@
-using System.Globalization;
+using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.RegularExpressions;
@@ -79,8 +79,10 @@ public static partial class HubDownload
         {
             using var progress = new HubProgress(log, $"Fetching {missing.Count} file{(missing.Count == 1 ? "" : "s")}", missing.Sum(f => Math.Max(f.Size, 0)),
                 interactive: ReferenceEquals(log, Console.Error) && !Console.IsErrorRedirected);
+            // Files with the same content share one blob: one of them downloads it while the others wait, then link it.
+            var blobLocks = new ConcurrentDictionary<string, SemaphoreSlim>(StringComparer.Ordinal);
             await Parallel.ForEachAsync(missing, new ParallelOptions { MaxDegreeOfParallelism = ParallelFiles, CancellationToken = cancel },
-                (file, ct) => new ValueTask(FetchFile(client, repoType, repoId, repo, commit!, file, progress.Add, ct))).ConfigureAwait(false);
+                (file, ct) => new ValueTask(FetchFile(client, repoType, repoId, repo, commit!, file, blobLocks, progress.Add, ct))).ConfigureAwait(false);
         }
         Directory.CreateDirectory(snapshot);
         return snapshot;
@@ -91,12 +93,17 @@ public static partial class HubDownload
     /// else a Hub id's snapshot, from the cache when it is there, downloaded (<see cref="ModelFiles"/> only) when it
     /// is not; else null (neither a folder nor a Hub id).
     /// </summary>
-    public static (string Folder, string? RepoId)? ResolveModel(string nameOrPath, string revision, string workingDirectory, TextWriter log)
+    public static (string Folder, string? RepoId)? ResolveModel(string nameOrPath, string revision, string workingDirectory, HubSettings settings, TextWriter log)
     {
-        if (HubCache.Resolve(nameOrPath, revision, workingDirectory) is { } found) return found;
+        string full = Path.GetFullPath(nameOrPath, workingDirectory);
+        if (Directory.Exists(full)) return (full, null);
         if (!HubCache.IsRepoId(nameOrPath)) return null;
-        log.WriteLine($"[sharptune] '{nameOrPath}' is not a local folder: fetching it from the Hugging Face Hub");
-        return (Snapshot(HubSettings.FromEnvironment(), "model", nameOrPath, revision, ModelFiles, [], log), nameOrPath);
+        // A snapshot that an earlier download left without some model files (an --include, say) is completed first.
+        if (HubCache.FindSnapshot(nameOrPath, revision, settings.CacheRoot) is { } cached
+            && MissingFromSnapshot(HubCache.RepoFolder(settings.CacheRoot, "model", nameOrPath), Path.GetFileName(cached), ModelFiles, []).Count == 0)
+            return (cached, nameOrPath);
+        if (!settings.Offline) log.WriteLine($"[sharptune] '{nameOrPath}' is not a local folder: fetching it from the Hugging Face Hub ({settings.Endpoint})");
+        return (Snapshot(settings, "model", nameOrPath, revision, ModelFiles, [], log), nameOrPath);
     }
 
     /// <summary>
@@ -105,7 +112,7 @@ public static partial class HubDownload
     /// for the folder check to name.
     /// </summary>
     public static string FolderFor(string nameOrPath) =>
-        ResolveModel(nameOrPath, "main", Environment.CurrentDirectory, Console.Error)?.Folder ?? nameOrPath;
+        ResolveModel(nameOrPath, "main", Environment.CurrentDirectory, HubSettings.FromEnvironment(), Console.Error)?.Folder ?? nameOrPath;
 
     private static string FromCache(HubSettings settings, string repo, string repoId, string revision,
         IReadOnlyList<string> include, IReadOnlyList<string> exclude, string reason)
@@ -114,13 +121,24 @@ public static partial class HubDownload
         string? snapshot = commit is null ? null : Path.Combine(repo, "snapshots", commit);
         if (snapshot is not null && Directory.Exists(snapshot))
         {
-            // Without the commit's file list (a cache Python filled without one) the snapshot is taken as it is, as huggingface_hub does.
-            var listed = ReadTree(repo, commit!);
-            var absent = listed is null ? [] : HubGlob.Filter(listed.Select(f => f.Path), include, exclude).Where(p => !File.Exists(Path.Combine(snapshot, p))).ToList();
+            var absent = MissingFromSnapshot(repo, commit!, include, exclude);
             if (absent.Count == 0) return snapshot;
             throw new HubException($"'{repoId}' at revision '{revision}' is only partly in the Hugging Face cache ({settings.CacheRoot}: {absent.Count} file(s) missing, e.g. '{absent[0]}'), and {reason}");
         }
         throw new HubException($"'{repoId}' at revision '{revision}' is not in the Hugging Face cache ({settings.CacheRoot}), and {reason}");
+    }
+
+    /// <summary>
+    /// The files of the commit's listing that match the patterns and are not in its snapshot folder. Without a
+    /// listing (a cache Python filled before it kept one) nothing is known to be missing, and the snapshot is taken as
+    /// it is, as huggingface_hub takes it.
+    /// </summary>
+    private static List<string> MissingFromSnapshot(string repo, string commit, IReadOnlyList<string> include, IReadOnlyList<string> exclude)
+    {
+        string snapshot = Path.Combine(repo, "snapshots", commit);
+        return ReadTree(repo, commit) is { } listed
+            ? HubGlob.Filter(listed.Select(f => f.Path), include, exclude).Where(p => !File.Exists(Path.Combine(snapshot, p))).ToList()
+            : [];
     }
 
     /// <summary>Whether a snapshot entry is there and resolves to a file of the listed size (a truncated or damaged blob is fetched again).</summary>
@@ -133,7 +151,7 @@ public static partial class HubDownload
     }
 
     private static async Task FetchFile(HubClient client, string repoType, string repoId, string repo, string commit, HubFile file,
-        Action<long> progress, CancellationToken cancel)
+        ConcurrentDictionary<string, SemaphoreSlim> blobLocks, Action<long> progress, CancellationToken cancel)
     {
         var metadata = await client.FileMetadataAsync(repoType, repoId, commit, file.Path, cancel).ConfigureAwait(false);
         if (!EtagPattern().IsMatch(metadata.Etag))
@@ -143,9 +161,18 @@ public static partial class HubDownload
         string blob = Path.Combine(blobs, metadata.Etag);
         // An LFS file's ETag is its sha256 (the listing says so too): the bytes are checked against it.
         string? sha256 = file.Sha256 ?? (Sha256Pattern().IsMatch(metadata.Etag) ? metadata.Etag : null);
-        if (!(File.Exists(blob) && new FileInfo(blob).Length == metadata.Size))
-            await DownloadBlob(client, repoId, file.Path, metadata, blob, sha256, progress, cancel).ConfigureAwait(false);
-        else progress(metadata.Size);
+        var blobLock = blobLocks.GetOrAdd(blob, _ => new SemaphoreSlim(1));
+        await blobLock.WaitAsync(cancel).ConfigureAwait(false);
+        try
+        {
+            if (!(File.Exists(blob) && new FileInfo(blob).Length == metadata.Size))
+                await DownloadBlob(client, repoId, file.Path, metadata, blob, sha256, progress, cancel).ConfigureAwait(false);
+            else progress(metadata.Size);
+        }
+        finally
+        {
+            blobLock.Release();
+        }
         Link(Path.Combine(repo, "snapshots", commit, file.Path), blob);
     }
 

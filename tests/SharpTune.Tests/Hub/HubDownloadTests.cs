@@ -222,24 +222,87 @@ public sealed class HubDownloadTests(TinyModelFixture tiny) : IClassFixture<Tiny
     }
 
     [Fact]
-    public void AHubIdTrainsFromTheHubOnFirstUseAndFromTheCacheAfter()
+    public void AHubIdTrainsFromTheHubOnFirstUseAndFromTheCacheAfter() => WithEnvironment(() =>
+    {
+        string output = tiny.PathFor("from-loopback-hub");
+        TinyModelFixture.Train(tiny.WriteConfig("from-loopback-hub", output, ("model_name_or_path", LoopbackHub.RepoId), ("max_steps", 1), ("save_steps", 10)));
+        using (var config = TinyModelFixture.ReadJson(Path.Combine(output, "adapter_config.json")))
+            Assert.Equal(LoopbackHub.RepoId, config.RootElement.GetProperty("base_model_name_or_path").GetString());
+        AssertServedFiles();
+
+        // The adapter from the Hub too (--adapter ID), then both from the cache alone.
+        hub.AddRepo("local-test-org/tiny-lora", output);
+        string expected = TinyModelFixture.Generate(tiny.ModelDir, "Hi", output);
+        Assert.Equal(expected, TinyModelFixture.Generate(LoopbackHub.RepoId, "Hi", "local-test-org/tiny-lora"));
+        Drain();
+        System.Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", "1");
+        Assert.Equal(expected, TinyModelFixture.Generate(LoopbackHub.RepoId, "Hi", "local-test-org/tiny-lora"));
+        Assert.Empty(Drain());
+    });
+
+    [Fact]
+    public void TheQwenExampleConfigTrainsFromItsHubId() => WithEnvironment(() =>
+    {
+        // The example names Qwen/Qwen2.5-0.5B-Instruct as LLaMA-Factory's do; the loopback Hub serves the tiny model under that id.
+        hub.AddRepo("Qwen/Qwen2.5-0.5B-Instruct", tiny.ModelDir);
+        string output = tiny.PathFor("qwen-example-from-hub");
+        TinyModelFixture.Train(Path.Combine(TestPaths.RepoRoot, "examples", "train_lora", "qwen2.5_lora_sft.yaml"),
+            "dataset=identity", $"dataset_dir={TinyModelFixture.BundledData}", "cutoff_len=64", "max_samples=8", "max_steps=1",
+            "val_size=0", "eval_strategy=no", "plot_loss=false", $"output_dir={output}");
+        using var config = TinyModelFixture.ReadJson(Path.Combine(output, "adapter_config.json"));
+        Assert.Equal("Qwen/Qwen2.5-0.5B-Instruct", config.RootElement.GetProperty("base_model_name_or_path").GetString());
+        Assert.True(Directory.Exists(Path.Combine(cache.Path, "models--Qwen--Qwen2.5-0.5B-Instruct", "snapshots", LoopbackHub.Commit)));
+    });
+
+    [Fact]
+    public void APartlyCachedModelIsCompletedAndThenNeedsNoRequest()
+    {
+        Download(Settings(), include: ["config.json"]);
+        Assert.StartsWith($"'{LoopbackHub.RepoId}' at revision 'main' is only partly in the Hugging Face cache",
+            Assert.Throws<HubException>(() => HubDownload.ResolveModel(LoopbackHub.RepoId, "main", cache.Path, Settings(offline: true), TextWriter.Null)).Message);
+
+        Assert.Equal((Snapshot, LoopbackHub.RepoId), HubDownload.ResolveModel(LoopbackHub.RepoId, "main", cache.Path, Settings(), TextWriter.Null));
+        AssertServedFiles();
+        Drain();
+        Assert.Equal((Snapshot, LoopbackHub.RepoId), HubDownload.ResolveModel(LoopbackHub.RepoId, "main", cache.Path, Settings(), TextWriter.Null));
+        Assert.Empty(Drain());
+    }
+
+    [Fact]
+    public void TheTokenFileServesWhenHfTokenIsUnset()
+    {
+        hub.RequiredToken = "hf_from_file";
+        Directory.CreateDirectory(cache.File("home"));
+        File.WriteAllText(Path.Combine(cache.File("home"), "token"), "hf_from_file\n");
+        var result = Run(CliProcess.StartInfo(["download", LoopbackHub.RepoId, "--include", "config.json"], Environment()));
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        Assert.Equal(hub.Files["config.json"], File.ReadAllBytes(Path.Combine(Snapshot, "config.json")));
+    }
+
+    /// <summary>Paths and patterns with what Python's fnmatch (huggingface_hub's filter_repo_objects) selects, computed by Python 3.</summary>
+    [Theory]
+    [InlineData(new[] { "*.json" }, new string[0], new[] { "config.json", "sub/dir/a.json", "tokenizer.json" })]
+    [InlineData(new[] { "sub/" }, new string[0], new[] { "sub/dir/a.json" })]
+    [InlineData(new[] { "model-0000[1-2]-of-*.safetensors" }, new string[0], new[] { "model-00001-of-00002.safetensors" })]
+    [InlineData(new[] { "[!t]*.json" }, new string[0], new[] { "config.json", "sub/dir/a.json" })]
+    [InlineData(new[] { "?EADME.md" }, new string[0], new[] { "README.md" })]
+    [InlineData(new[] { "original/*", "*.md" }, new string[0], new[] { "README.md", "original/consolidated.pth" })]
+    [InlineData(new[] { "*.json" }, new[] { "tokenizer*" }, new[] { "config.json", "sub/dir/a.json" })]
+    public void IncludeAndExcludeMatchAsFnmatch(string[] include, string[] exclude, string[] expected)
+    {
+        string[] paths = ["config.json", "model-00001-of-00002.safetensors", "sub/dir/a.json", "tokenizer.json", "README.md", "original/consolidated.pth", "Tokenizer.JSON"];
+        Assert.Equal(expected.Order(), HubGlob.Filter(paths, include, exclude).Order());
+    }
+
+    /// <summary>Sets the loopback Hub's variables for the in-process CLI (this collection runs alone) and restores them after.</summary>
+    private void WithEnvironment(Action body)
     {
         var variables = Environment();
         var before = variables.Keys.ToDictionary(k => k, System.Environment.GetEnvironmentVariable);
         foreach (var (key, value) in variables) System.Environment.SetEnvironmentVariable(key, value);
         try
         {
-            string output = tiny.PathFor("from-loopback-hub");
-            var trained = TinyModelFixture.Train(tiny.WriteConfig("from-loopback-hub", output, ("model_name_or_path", LoopbackHub.RepoId), ("max_steps", 1), ("save_steps", 10)));
-            Assert.True(trained.ExitCode == 0, trained.Stderr);
-            using (var config = TinyModelFixture.ReadJson(Path.Combine(output, "adapter_config.json")))
-                Assert.Equal(LoopbackHub.RepoId, config.RootElement.GetProperty("base_model_name_or_path").GetString());
-            AssertServedFiles();
-
-            Drain();
-            System.Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", "1");
-            Assert.Equal(TinyModelFixture.Generate(tiny.ModelDir, "Hi", output), TinyModelFixture.Generate(LoopbackHub.RepoId, "Hi", output));
-            Assert.Empty(Drain());
+            body();
         }
         finally
         {

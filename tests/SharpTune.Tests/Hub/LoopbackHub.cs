@@ -25,7 +25,7 @@ public sealed class LoopbackHub : IAsyncDisposable
 
     private readonly WebApplication _hub;
     private readonly WebApplication _cdn;
-    private readonly Dictionary<string, byte[]> _files;
+    private readonly ConcurrentDictionary<string, Dictionary<string, byte[]>> _repos = new(StringComparer.Ordinal);
 
     public string Endpoint { get; }
     public string CdnEndpoint { get; }
@@ -44,7 +44,7 @@ public sealed class LoopbackHub : IAsyncDisposable
 
     public LoopbackHub(string modelDir)
     {
-        _files = Directory.GetFiles(modelDir).ToDictionary(f => Path.GetFileName(f), File.ReadAllBytes, StringComparer.Ordinal);
+        AddRepo(RepoId, modelDir);
         _hub = Build(IPAddress.Loopback, ServeHub);
         _cdn = Build(IPAddress.Parse("127.0.0.2"), ServeCdn);
         _hub.StartAsync().GetAwaiter().GetResult();
@@ -53,7 +53,12 @@ public sealed class LoopbackHub : IAsyncDisposable
         CdnEndpoint = _cdn.Urls.Single();
     }
 
-    public IReadOnlyDictionary<string, byte[]> Files => _files;
+    /// <summary>The files of <see cref="RepoId"/>.</summary>
+    public IReadOnlyDictionary<string, byte[]> Files => _repos[RepoId];
+
+    /// <summary>Serves the files of <paramref name="dir"/> (not its subfolders) as the repository <paramref name="repoId"/> at <see cref="Commit"/>.</summary>
+    public void AddRepo(string repoId, string dir) =>
+        _repos[repoId] = Directory.GetFiles(dir).ToDictionary(f => Path.GetFileName(f), File.ReadAllBytes, StringComparer.Ordinal);
 
     /// <summary>Files stored in LFS, as the Hub stores weights: served through the CDN.</summary>
     public static bool IsLfs(string path) => path.EndsWith(".safetensors", StringComparison.Ordinal);
@@ -96,12 +101,14 @@ public sealed class LoopbackHub : IAsyncDisposable
         }
         string path = Uri.UnescapeDataString(c.Request.Path.Value!);
         string prefix = path.StartsWith("/api/models/", StringComparison.Ordinal) ? "/api/models/" : "/";
-        if (!path.StartsWith(prefix + RepoId + "/", StringComparison.Ordinal))
+        string? repoId = _repos.Keys.FirstOrDefault(id => path.StartsWith(prefix + id + "/", StringComparison.Ordinal));
+        if (repoId is null)
         {
             await Error(c, 401, "RepoNotFound", "Repository not found");
             return;
         }
-        string rest = path[(prefix.Length + RepoId.Length + 1)..];
+        var files = _repos[repoId];
+        string rest = path[(prefix.Length + repoId.Length + 1)..];
         string? token = c.Request.Headers.Authorization.ToString() is { Length: > 7 } auth ? auth["Bearer ".Length..] : null;
         if (RequiredToken is not null && token != RequiredToken)
         {
@@ -110,7 +117,7 @@ public sealed class LoopbackHub : IAsyncDisposable
         }
         if (Gated && token is null)
         {
-            await Error(c, 403, "GatedRepo", $"Access to model {RepoId} is restricted. You must have access to it and be authenticated to access it.");
+            await Error(c, 403, "GatedRepo", $"Access to model {repoId} is restricted. You must have access to it and be authenticated to access it.");
             return;
         }
         if (prefix == "/api/models/" && rest.StartsWith("revision/", StringComparison.Ordinal))
@@ -119,9 +126,9 @@ public sealed class LoopbackHub : IAsyncDisposable
             c.Response.ContentType = "application/json";
             await c.Response.WriteAsync(JsonSerializer.Serialize(new
             {
-                id = RepoId,
+                id = repoId,
                 sha = Commit,
-                siblings = _files.Select(f => IsLfs(f.Key)
+                siblings = files.Select(f => IsLfs(f.Key)
                     ? (object)new { rfilename = f.Key, size = f.Value.Length, blobId = GitBlobId(Encoding.ASCII.GetBytes(Pointer(f.Value))), lfs = new { sha256 = Sha256(f.Value), size = f.Value.Length, pointerSize = Pointer(f.Value).Length } }
                     : new { rfilename = f.Key, size = f.Value.Length, blobId = GitBlobId(f.Value) }),
             }));
@@ -131,7 +138,7 @@ public sealed class LoopbackHub : IAsyncDisposable
         string[] parts = rest["resolve/".Length..].Split('/', 2);
         if (!KnownRevision(parts[0])) { await Error(c, 404, "RevisionNotFound", "Invalid rev id"); return; }
         c.Response.Headers["X-Repo-Commit"] = Commit;
-        if (parts.Length < 2 || !_files.TryGetValue(parts[1], out var data)) { await Error(c, 404, "EntryNotFound", "Entry not found"); return; }
+        if (parts.Length < 2 || !files.TryGetValue(parts[1], out var data)) { await Error(c, 404, "EntryNotFound", "Entry not found"); return; }
         if (IsLfs(parts[1]))
         {
             c.Response.StatusCode = 302;
@@ -149,7 +156,7 @@ public sealed class LoopbackHub : IAsyncDisposable
     {
         Log(c);
         string sha = c.Request.Path.Value!["/blobs/".Length..];
-        var data = _files.Values.FirstOrDefault(d => Sha256(d) == sha);
+        var data = _repos.Values.SelectMany(files => files.Values).FirstOrDefault(d => Sha256(d) == sha);
         if (data is null) { c.Response.StatusCode = 404; return; }
         await Send(c, data, honourRange: !IgnoreRange, StallAfter);
     }
