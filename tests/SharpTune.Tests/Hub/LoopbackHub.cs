@@ -13,7 +13,8 @@ namespace SharpTune.Tests.Hub;
 /// <summary>
 /// A stand-in for the Hugging Face Hub on loopback, speaking its protocol as huggingface_hub expects it: the
 /// repository API (<c>/api/models/ID/revision/REV?blobs=true</c>: sha, siblings with size, blobId and lfs),
-/// HEAD/GET on <c>/ID/resolve/REV/FILE</c> with X-Repo-Commit, ETag (a plain file's git blob id) or a 302 to a
+/// HEAD/GET on <c>/ID/resolve/REV/FILE</c> with X-Repo-Commit and either a relative 307 to where a plain file is
+/// served with its ETag (its git blob id), or a 302 to a
 /// second host (the "CDN", another loopback address) with X-Linked-Etag (the LFS sha256) and X-Linked-Size, and
 /// the Hub's errors (X-Error-Code RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo). The CDN honours or
 /// ignores Range, and can stall mid-file. Every request is logged with its Range and Authorization.
@@ -100,7 +101,8 @@ public sealed class LoopbackHub : IAsyncDisposable
             return;
         }
         string path = Uri.UnescapeDataString(c.Request.Path.Value!);
-        string prefix = path.StartsWith("/api/models/", StringComparison.Ordinal) ? "/api/models/" : "/";
+        string prefix = path.StartsWith(ResolveCache, StringComparison.Ordinal) ? ResolveCache
+            : path.StartsWith("/api/models/", StringComparison.Ordinal) ? "/api/models/" : "/";
         string? repoId = _repos.Keys.FirstOrDefault(id => path.StartsWith(prefix + id + "/", StringComparison.Ordinal));
         if (repoId is null)
         {
@@ -134,8 +136,9 @@ public sealed class LoopbackHub : IAsyncDisposable
             }));
             return;
         }
-        if (!rest.StartsWith("resolve/", StringComparison.Ordinal)) { c.Response.StatusCode = 404; return; }
-        string[] parts = rest["resolve/".Length..].Split('/', 2);
+        bool cached = prefix == ResolveCache;
+        if (!cached && !rest.StartsWith("resolve/", StringComparison.Ordinal)) { c.Response.StatusCode = 404; return; }
+        string[] parts = (cached ? rest : rest["resolve/".Length..]).Split('/', 2);
         if (!KnownRevision(parts[0])) { await Error(c, 404, "RevisionNotFound", "Invalid rev id"); return; }
         c.Response.Headers["X-Repo-Commit"] = Commit;
         if (parts.Length < 2 || !files.TryGetValue(parts[1], out var data)) { await Error(c, 404, "EntryNotFound", "Entry not found"); return; }
@@ -146,6 +149,13 @@ public sealed class LoopbackHub : IAsyncDisposable
             c.Response.Headers["X-Linked-Etag"] = $"\"{Sha256(data)}\"";
             c.Response.Headers["X-Linked-Size"] = data.Length.ToString(System.Globalization.CultureInfo.InvariantCulture);
             c.Response.Headers.ETag = $"\"{GitBlobId(Encoding.ASCII.GetBytes(Pointer(data)))}\"";
+            return;
+        }
+        if (!cached)
+        {
+            // A plain file is answered through a relative redirect, which huggingface_hub follows (an absolute one it reports).
+            c.Response.StatusCode = 307;
+            c.Response.Headers.Location = $"{ResolveCache}{repoId}/{Commit}/{parts[1]}";
             return;
         }
         c.Response.Headers.ETag = $"\"{GitBlobId(data)}\"";
@@ -182,6 +192,8 @@ public sealed class LoopbackHub : IAsyncDisposable
         }
         await c.Response.Body.WriteAsync(data.AsMemory((int)from));
     }
+
+    private const string ResolveCache = "/api/resolve-cache/models/";
 
     private static string Pointer(byte[] data) => $"version https://git-lfs.github.com/spec/v1\noid sha256:{Sha256(data)}\nsize {data.Length}\n";
 
