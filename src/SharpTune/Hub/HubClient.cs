@@ -187,20 +187,20 @@ public sealed class HubClient : IDisposable
         if (status < 400) return;
         string? code = response.Headers.TryGetValues("X-Error-Code", out var codes) ? codes.FirstOrDefault() : null;
         string? hubMessage = response.Headers.TryGetValues("X-Error-Message", out var messages) ? messages.FirstOrDefault() : null;
-        string repo = repoId is null ? "" : $"'{repoId}'";
+        string repo = $"'{repoId}'";
         string at = $"{response.RequestMessage!.RequestUri}";
-        string message = (code, status) switch
+        string message = repoId is null ? $"HTTP {status} from {at}" : (code, status) switch
         {
             ("GatedRepo", _) => $"{repo} is a gated repository: accept its licence at {_settings.Endpoint}/{repoId} and set HF_TOKEN to a token of that account",
             ("RepoNotFound", _) or (_, 401) => $"repository {repo} was not found at {_settings.Endpoint}, or it is private or gated: check the id, or set HF_TOKEN to a token with access{(_settings.Token is null ? "" : " (the token sent was refused)")}",
             ("RevisionNotFound", _) => $"revision '{revision}' of {repo} was not found at {_settings.Endpoint}",
             ("EntryNotFound", _) => $"file '{file}' is not in {repo} at revision '{revision}'",
             (_, 403) => $"access to {repo} was refused (403 at {at}): if it is gated, accept its licence at {_settings.Endpoint}/{repoId} and set HF_TOKEN",
-            (_, 404) => $"not found (404): {at}{(repoId is null ? "" : $" (repository {repo}, revision '{revision}'{(file is null ? "" : $", file '{file}'")})")}",
+            (_, 404) => $"not found (404): {at} (repository {repo}, revision '{revision}'{(file is null ? "" : $", file '{file}'")})",
             _ => $"HTTP {status} from {at}",
         };
         if (hubMessage is { Length: > 0 } && code is not null) message += $" (the Hub says: {hubMessage.ReplaceLineEndings(" ")})";
-        if (IsHtml(response) && code is null && status >= 500)
+        if (IsHtml(response) && code is null)
             message += "; the answer was an HTML page: is HF_ENDPOINT a Hugging Face Hub or mirror?";
         throw new HubException(message);
     }

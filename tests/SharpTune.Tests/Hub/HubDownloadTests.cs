@@ -195,9 +195,15 @@ public sealed class HubDownloadTests(TinyModelFixture tiny) : IClassFixture<Tiny
         Assert.StartsWith($"repository 'local-test-org/other' was not found at {hub.Endpoint}", Error(Settings(), repoId: "local-test-org/other"));
         Assert.StartsWith($"revision 'v9' of '{LoopbackHub.RepoId}' was not found at {hub.Endpoint}", Error(Settings(), revision: "v9"));
 
-        hub.AnswerHtml = true;
+        using (var client = new HubClient(Settings()))
+            Assert.Equal($"file 'absent.bin' is not in '{LoopbackHub.RepoId}' at revision '{LoopbackHub.Commit}' (the Hub says: Entry not found)",
+                Assert.Throws<HubException>(() => client.FileMetadataAsync("model", LoopbackHub.RepoId, LoopbackHub.Commit, "absent.bin", default).GetAwaiter().GetResult()).Message);
+
+        hub.AnswerHtml = 200;
         Assert.Contains("returned an HTML page instead of the Hub's answer: is HF_ENDPOINT", Error(Settings()));
-        hub.AnswerHtml = false;
+        hub.AnswerHtml = 502;
+        Assert.Equal($"HTTP 502 from {hub.Endpoint}/api/models/{LoopbackHub.RepoId}/revision/main?blobs=true; the answer was an HTML page: is HF_ENDPOINT a Hugging Face Hub or mirror?", Error(Settings()));
+        hub.AnswerHtml = null;
 
         Assert.StartsWith($"'{LoopbackHub.RepoId}' at revision 'main' is not in the Hugging Face cache ({cache.Path}), and cannot reach http://127.0.0.1:1 (",
             Error(new HubSettings("http://127.0.0.1:1", null, cache.Path, false)));

@@ -38,7 +38,8 @@ public sealed class LoopbackHub : IAsyncDisposable
     public string? RequiredToken { get; set; }
     public bool Gated { get; set; }
     public bool IgnoreRange { get; set; }
-    public bool AnswerHtml { get; set; }
+    /// <summary>When set, every Hub request gets a web page with this status, as a misconfigured mirror or a proxy gives.</summary>
+    public int? AnswerHtml { get; set; }
 
     /// <summary>When set, the CDN sends this many bytes of a file, then holds the connection until the client goes away.</summary>
     public long? StallAfter { get; set; }
@@ -94,8 +95,9 @@ public sealed class LoopbackHub : IAsyncDisposable
     private async Task ServeHub(HttpContext c)
     {
         Log(c);
-        if (AnswerHtml)
+        if (AnswerHtml is { } htmlStatus)
         {
+            c.Response.StatusCode = htmlStatus;
             c.Response.ContentType = "text/html";
             await c.Response.WriteAsync("<!DOCTYPE html><html><body>Welcome to our mirror</body></html>");
             return;
