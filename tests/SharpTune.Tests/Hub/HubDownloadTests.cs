@@ -111,6 +111,18 @@ public sealed class HubDownloadTests(TinyModelFixture tiny) : IClassFixture<Tiny
     }
 
     [Fact]
+    public void ADatasetRepositoryGoesToDatasetsInTheCache()
+    {
+        hub.AddRepo("local-test-org/identity", TinyModelFixture.BundledData, repoType: "dataset");
+        var result = Run(CliProcess.StartInfo(["download", "local-test-org/identity", "--repo-type", "dataset"], Environment()));
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        string snapshot = Path.Combine(cache.Path, "datasets--local-test-org--identity", "snapshots", LoopbackHub.Commit);
+        Assert.Equal(snapshot, result.Stdout.Trim());
+        foreach (string file in Directory.GetFiles(TinyModelFixture.BundledData))
+            Assert.Equal(File.ReadAllBytes(file), File.ReadAllBytes(Path.Combine(snapshot, Path.GetFileName(file))));
+    }
+
+    [Fact]
     public void AKilledDownloadLeavesAnIncompleteBlobAndResumesWithRange()
     {
         byte[] weights = hub.Files[Weights];

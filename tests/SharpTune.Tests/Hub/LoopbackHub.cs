@@ -26,6 +26,7 @@ public sealed class LoopbackHub : IAsyncDisposable
 
     private readonly WebApplication _hub;
     private readonly WebApplication _cdn;
+    /// <summary>Repositories by "models/ID" or "datasets/ID".</summary>
     private readonly ConcurrentDictionary<string, Dictionary<string, byte[]>> _repos = new(StringComparer.Ordinal);
 
     public string Endpoint { get; }
@@ -56,11 +57,11 @@ public sealed class LoopbackHub : IAsyncDisposable
     }
 
     /// <summary>The files of <see cref="RepoId"/>.</summary>
-    public IReadOnlyDictionary<string, byte[]> Files => _repos[RepoId];
+    public IReadOnlyDictionary<string, byte[]> Files => _repos["models/" + RepoId];
 
     /// <summary>Serves the files of <paramref name="dir"/> (not its subfolders) as the repository <paramref name="repoId"/> at <see cref="Commit"/>.</summary>
-    public void AddRepo(string repoId, string dir) =>
-        _repos[repoId] = Directory.GetFiles(dir).ToDictionary(f => Path.GetFileName(f), File.ReadAllBytes, StringComparer.Ordinal);
+    public void AddRepo(string repoId, string dir, string repoType = "model") =>
+        _repos[$"{repoType}s/{repoId}"] = Directory.GetFiles(dir).ToDictionary(f => Path.GetFileName(f), File.ReadAllBytes, StringComparer.Ordinal);
 
     /// <summary>Files stored in LFS, as the Hub stores weights: served through the CDN.</summary>
     public static bool IsLfs(string path) => path.EndsWith(".safetensors", StringComparison.Ordinal);
@@ -103,16 +104,24 @@ public sealed class LoopbackHub : IAsyncDisposable
             return;
         }
         string path = Uri.UnescapeDataString(c.Request.Path.Value!);
-        string prefix = path.StartsWith(ResolveCache, StringComparison.Ordinal) ? ResolveCache
-            : path.StartsWith("/api/models/", StringComparison.Ordinal) ? "/api/models/" : "/";
-        string? repoId = _repos.Keys.FirstOrDefault(id => path.StartsWith(prefix + id + "/", StringComparison.Ordinal));
-        if (repoId is null)
+        // The Hub's three URL shapes: /api/{models|datasets}/ID/..., /api/resolve-cache/{models|datasets}/ID/..., and
+        // /ID/resolve/... for a model but /datasets/ID/resolve/... for a dataset.
+        string? key = null, kind = null, rest = null;
+        foreach (string candidate in _repos.Keys)
+        {
+            string web = candidate.StartsWith("models/", StringComparison.Ordinal) ? candidate["models/".Length..] : candidate;
+            foreach (var (prefix, what) in new[] { ($"{ResolveCache}{candidate}/", "cached"), ($"/api/{candidate}/", "api"), ($"/{web}/", "resolve") })
+            {
+                if (key is null && path.StartsWith(prefix, StringComparison.Ordinal)) (key, kind, rest) = (candidate, what, path[prefix.Length..]);
+            }
+        }
+        if (key is null || rest is null)
         {
             await Error(c, 401, "RepoNotFound", "Repository not found");
             return;
         }
-        var files = _repos[repoId];
-        string rest = path[(prefix.Length + repoId.Length + 1)..];
+        var files = _repos[key];
+        string repoId = key[(key.IndexOf('/') + 1)..];
         string? token = c.Request.Headers.Authorization.ToString() is { Length: > 7 } auth ? auth["Bearer ".Length..] : null;
         if (RequiredToken is not null && token != RequiredToken)
         {
@@ -124,7 +133,7 @@ public sealed class LoopbackHub : IAsyncDisposable
             await Error(c, 403, "GatedRepo", $"Access to model {repoId} is restricted. You must have access to it and be authenticated to access it.");
             return;
         }
-        if (prefix == "/api/models/" && rest.StartsWith("revision/", StringComparison.Ordinal))
+        if (kind == "api" && rest.StartsWith("revision/", StringComparison.Ordinal))
         {
             if (!KnownRevision(rest["revision/".Length..])) { await Error(c, 404, "RevisionNotFound", "Invalid rev id"); return; }
             c.Response.ContentType = "application/json";
@@ -138,7 +147,7 @@ public sealed class LoopbackHub : IAsyncDisposable
             }));
             return;
         }
-        bool cached = prefix == ResolveCache;
+        bool cached = kind == "cached";
         if (!cached && !rest.StartsWith("resolve/", StringComparison.Ordinal)) { c.Response.StatusCode = 404; return; }
         string[] parts = (cached ? rest : rest["resolve/".Length..]).Split('/', 2);
         if (!KnownRevision(parts[0])) { await Error(c, 404, "RevisionNotFound", "Invalid rev id"); return; }
@@ -157,7 +166,7 @@ public sealed class LoopbackHub : IAsyncDisposable
         {
             // A plain file is answered through a relative redirect, which huggingface_hub follows (an absolute one it reports).
             c.Response.StatusCode = 307;
-            c.Response.Headers.Location = $"{ResolveCache}{repoId}/{Commit}/{parts[1]}";
+            c.Response.Headers.Location = $"{ResolveCache}{key}/{Commit}/{parts[1]}";
             return;
         }
         c.Response.Headers.ETag = $"\"{GitBlobId(data)}\"";
@@ -195,7 +204,7 @@ public sealed class LoopbackHub : IAsyncDisposable
         await c.Response.Body.WriteAsync(data.AsMemory((int)from));
     }
 
-    private const string ResolveCache = "/api/resolve-cache/models/";
+    private const string ResolveCache = "/api/resolve-cache/";
 
     private static string Pointer(byte[] data) => $"version https://git-lfs.github.com/spec/v1\noid sha256:{Sha256(data)}\nsize {data.Length}\n";
 
