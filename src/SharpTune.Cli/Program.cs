@@ -27,6 +27,7 @@ public static class Program
             InitModelCommand.Create(),
             TrainCommand.Create(),
             EstimateCommand.Create(),
+            DownloadCommand.Create(),
             ExportCommand.Create(),
             EvalCommand.Create(),
             CompareCommand.Create(),

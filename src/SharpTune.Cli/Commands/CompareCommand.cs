@@ -4,6 +4,7 @@ using SharpTune.Chat;
 using SharpTune.Evaluation.Comparison;
 using SharpTune.Evaluation.Prediction;
 using SharpTune.Hparams;
+using SharpTune.Hub;
 using SharpTune.Inference;
 using SharpTune.Model;
 using SharpTune.Peft.Lora;
@@ -44,8 +45,8 @@ public static class CompareCommand
         generation.AddTo(command);
         command.SetAction(r => CliAction.Run(() =>
         {
-            string modelDir = r.GetValue(model)!;
-            string[] adapters = r.GetValue(adapter) ?? [];
+            string modelDir = HubDownload.FolderFor(r.GetValue(model)!);
+            string[] adapters = (r.GetValue(adapter) ?? []).Select(HubDownload.FolderFor).ToArray();
             string? questionsFile = r.GetValue(questions);
             var datasetNames = (r.GetValue(dataset) ?? []).ToList();
             if ((questionsFile is null) == (datasetNames.Count == 0))

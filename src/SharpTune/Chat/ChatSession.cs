@@ -39,14 +39,15 @@ public sealed class ChatSession : IDisposable
     }
 
     /// <summary>
-    /// Loads a model folder (or a Hub id's snapshot in the local Hugging Face cache) with its own tokenizer; template
+    /// Loads a model folder (or a Hub id's snapshot in the Hugging Face cache, downloaded on first use) with its own tokenizer; template
     /// "auto" (or null) reads tokenizer_config.json. LoRA adapters in <paramref name="adapterDirs"/> are applied
     /// unmerged, in order; the tokenizer and generation settings stay the base's.
     /// </summary>
     public static ChatSession Open(string modelDir, string? templateName, string? system, IReadOnlyList<string>? adapterDirs = null,
         QuantizationOptions? quantization = null)
     {
-        modelDir = HubCache.Resolve(modelDir, "main", Environment.CurrentDirectory)?.Folder ?? modelDir;
+        modelDir = HubDownload.FolderFor(modelDir);
+        adapterDirs = adapterDirs?.Select(HubDownload.FolderFor).ToList();
         ModelFolder.Validate(modelDir);
         ModelFolder.ValidateTokenizer(modelDir);
         var tokenizer = Tokenizer.FromDirectory(modelDir);

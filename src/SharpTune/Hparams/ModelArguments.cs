@@ -7,7 +7,7 @@ public sealed class ModelArguments
 {
     /// <summary>
     /// model_name_or_path: a local Hugging Face model folder, made absolute against the working directory when it
-    /// exists; else a Hub id found in the local Hugging Face cache becomes that snapshot's folder (the id is kept in
+    /// exists; else a Hub id becomes its snapshot's folder in the Hugging Face cache (downloaded by SftConfig.Load when absent) (the id is kept in
     /// <see cref="HubId"/>); anything else is kept as written (which <see cref="SftConfig.Validate"/> refuses).
     /// </summary>
     public string ModelNameOrPath { get; set; } = "";

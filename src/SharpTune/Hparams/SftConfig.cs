@@ -19,7 +19,7 @@ public enum ConfigUse { Train, Export, Chat, Api, Eval }
 public sealed class SftConfig
 {
     private static string HubHint =>
-        $"nor a model in the Hugging Face cache ({HubCache.Root()}); download it there first (e.g. huggingface-cli download ID; SharpTune cannot reach the Hub yet)";
+        $"nor a model in the Hugging Face cache ({HubCache.Root()}); give a folder or a Hub id (ORG/NAME), which is downloaded on first use";
 
     public ModelArguments Model { get; } = new();
     public DataArguments Data { get; } = new();
@@ -45,6 +45,7 @@ public sealed class SftConfig
     {
         if (!File.Exists(yamlPath)) throw new FileNotFoundException($"config file '{yamlPath}' does not exist", yamlPath);
         var config = Parse(File.ReadAllText(yamlPath), overrides, Environment.CurrentDirectory, Path.GetFileName(yamlPath));
+        config.FetchFromHub(Environment.CurrentDirectory);
         config.Validate(use);
         return config;
     }
@@ -117,7 +118,7 @@ public sealed class SftConfig
         foreach (string adapter in Model.AdapterNameOrPath)
         {
             if (!Directory.Exists(adapter))
-                throw new ConfigException($"adapter_name_or_path: '{adapter}' is not a local folder; download the adapter first (SharpTune cannot reach the Hugging Face Hub)");
+                throw new ConfigException($"adapter_name_or_path: '{adapter}' is not a local folder nor a Hub id (ORG/NAME) to download");
         }
 
         switch (use)
@@ -249,6 +250,37 @@ public sealed class SftConfig
         if (Export.ExportDir.Length > 0) Export.ExportDir = Path.GetFullPath(Export.ExportDir, workingDirectory);
         Evaluation.TaskDir = Path.GetFullPath(Evaluation.TaskDir, workingDirectory);
         if (Evaluation.SaveDir is { } saveDir) Evaluation.SaveDir = Path.GetFullPath(saveDir, workingDirectory);
+    }
+
+    /// <summary>
+    /// A model or adapter named by a Hub id that the cache does not hold is downloaded now (its config, weights and
+    /// tokenizer files), as transformers and PEFT would fetch it; <see cref="Parse"/> itself never goes online.
+    /// </summary>
+    private void FetchFromHub(string workingDirectory)
+    {
+        var settings = HubSettings.FromEnvironment();
+        // A Hub id Parse found in the cache is looked at again: its snapshot may lack model files.
+        string model = Model.HubId ?? Model.ModelNameOrPath;
+        try
+        {
+            if (model.Length > 0 && HubDownload.ResolveModel(model, Model.ModelRevision, workingDirectory, settings, Console.Error) is var (folder, hubId))
+                (Model.ModelNameOrPath, Model.HubId) = (folder, hubId);
+        }
+        catch (HubException e)
+        {
+            throw new ConfigException($"model_name_or_path: '{model}' is not a local folder, and as a Hub id: {e.Message}");
+        }
+        Model.AdapterNameOrPath = Model.AdapterNameOrPath.Select(adapter =>
+        {
+            try
+            {
+                return HubDownload.ResolveModel(adapter, "main", workingDirectory, settings, Console.Error)?.Folder ?? adapter;
+            }
+            catch (HubException e)
+            {
+                throw new ConfigException($"adapter_name_or_path: '{adapter}' is not a local folder, and as a Hub id: {e.Message}");
+            }
+        }).ToList();
     }
 
     private static string ResolveIfFolder(string path, string workingDirectory)

@@ -14,14 +14,17 @@ public static partial class HubCache
     /// The cache folder as huggingface_hub picks it: <c>HF_HUB_CACHE</c>, else <c>HF_HOME/hub</c>, else
     /// <c>XDG_CACHE_HOME/huggingface/hub</c>, else <c>~/.cache/huggingface/hub</c>.
     /// </summary>
-    public static string Root()
+    public static string Root() =>
+        Environment.GetEnvironmentVariable("HF_HUB_CACHE") is { Length: > 0 } hubCache ? hubCache : Path.Combine(Home(), "hub");
+
+    /// <summary>huggingface_hub's home (cache and token file): <c>HF_HOME</c>, else <c>XDG_CACHE_HOME/huggingface</c>, else <c>~/.cache/huggingface</c>.</summary>
+    public static string Home()
     {
-        if (Environment.GetEnvironmentVariable("HF_HUB_CACHE") is { Length: > 0 } hubCache) return hubCache;
-        if (Environment.GetEnvironmentVariable("HF_HOME") is { Length: > 0 } home) return Path.Combine(home, "hub");
+        if (Environment.GetEnvironmentVariable("HF_HOME") is { Length: > 0 } home) return home;
         string cache = Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg
             ? xdg
             : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
-        return Path.Combine(cache, "huggingface", "hub");
+        return Path.Combine(cache, "huggingface");
     }
 
     /// <summary>A repository id as the Hub writes them: <c>NAME</c> or <c>ORG/NAME</c> of letters, digits, '-', '_' and '.'.</summary>
@@ -34,18 +37,29 @@ public static partial class HubCache
     public static string? FindSnapshot(string repoId, string revision, string root)
     {
         if (!IsRepoId(repoId)) return null;
-        string repo = Path.Combine(root, "models--" + repoId.Replace("/", "--", StringComparison.Ordinal));
-        string commit = revision;
-        if (!CommitPattern().IsMatch(revision))
-        {
-            string reference = Path.Combine(repo, "refs", revision);
-            if (!File.Exists(reference)) return null;
-            commit = File.ReadAllText(reference).Trim();
-            if (!CommitPattern().IsMatch(commit)) return null;
-        }
+        string repo = RepoFolder(root, "model", repoId);
+        string? commit = CachedCommit(repo, revision);
+        if (commit is null) return null;
         string snapshot = Path.Combine(repo, "snapshots", commit);
         return Directory.Exists(snapshot) ? snapshot : null;
     }
+
+    /// <summary>A repository's folder in the cache, named as huggingface_hub's repo_folder_name: <c>models--ORG--NAME</c>, <c>datasets--ORG--NAME</c>.</summary>
+    public static string RepoFolder(string root, string repoType, string repoId) =>
+        Path.Combine(root, $"{repoType}s--{repoId.Replace("/", "--", StringComparison.Ordinal)}");
+
+    /// <summary>The commit a revision names in the repository folder <paramref name="repo"/>: itself when it is a commit hash, else what its ref holds; null when unknown.</summary>
+    public static string? CachedCommit(string repo, string revision)
+    {
+        if (IsCommit(revision)) return revision;
+        string reference = Path.Combine(repo, "refs", revision);
+        if (!File.Exists(reference)) return null;
+        string commit = File.ReadAllText(reference).Trim();
+        return IsCommit(commit) ? commit : null;
+    }
+
+    /// <summary>Whether a revision is a full commit hash (40 lowercase hex digits), which never moves.</summary>
+    public static bool IsCommit(string revision) => CommitPattern().IsMatch(revision);
 
     /// <summary>
     /// What a model argument names: the folder when one exists (relative to <paramref name="workingDirectory"/>), else

@@ -15,7 +15,7 @@ public static class ModelFolder
     {
         if (!Directory.Exists(dir))
             throw new ModelFolderException(Hub.HubCache.IsRepoId(dir)
-                ? $"model folder '{dir}' does not exist, and no model '{dir}' is in the Hugging Face cache ({Hub.HubCache.Root()}); download it there first (e.g. huggingface-cli download {dir})"
+                ? $"model folder '{dir}' does not exist, and no model '{dir}' is in the Hugging Face cache ({Hub.HubCache.Root()}); run `sharptune download {dir}` or name it where a Hub id is downloaded on first use"
                 : $"model folder '{dir}' does not exist");
         if (!File.Exists(ConfigPath(dir))) throw new ModelFolderException($"model folder '{dir}' has no config.json");
         bool hasIndex = File.Exists(Path.Combine(dir, "model.safetensors.index.json"));

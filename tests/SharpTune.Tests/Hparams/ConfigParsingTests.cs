@@ -243,7 +243,7 @@ public sealed class ConfigParsingTests
     [InlineData("ray_num_workers: 4", "ray_num_workers is not supported: Ray distributed training is not available")]
     [InlineData("export_legacy_format: true", "export_legacy_format is not supported: SharpTune writes safetensors only, not pytorch_model.bin")]
     [InlineData("export_quantization_bit: 4", "export_quantization_bit is not supported: ")]
-    [InlineData("export_hub_model_id: me/model", "export_hub_model_id is not supported: SharpTune cannot reach the Hugging Face Hub")]
+    [InlineData("export_hub_model_id: me/model", "export_hub_model_id is not supported: SharpTune does not upload to the Hugging Face Hub")]
     [InlineData("infer_backend: vllm", "infer_backend is not supported: ")]
     public void UnsupportedFeaturesStopWithTheReason(string yaml, string messageStart) => Assert.StartsWith(messageStart, Error(Model + yaml));
 

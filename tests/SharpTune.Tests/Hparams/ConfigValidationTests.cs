@@ -53,7 +53,7 @@ public sealed class ConfigValidationTests : IDisposable
 
     [Fact]
     public void MissingAdapterFolder() =>
-        Assert.Equal("adapter_name_or_path: 'saves/lora' is not a local folder; download the adapter first (SharpTune cannot reach the Hugging Face Hub)",
+        Assert.Equal("adapter_name_or_path: 'saves/lora' is not a local folder nor a Hub id (ORG/NAME) to download",
             Error($"model_name_or_path: {ModelDir}\nadapter_name_or_path: saves/lora\n", ConfigUse.Chat, _dir));
 
     [Fact]

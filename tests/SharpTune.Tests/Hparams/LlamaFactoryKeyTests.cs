@@ -95,7 +95,7 @@ public sealed class LlamaFactoryKeyTests
             "pref_beta is ignored: it only applies to preference alignment (stages rm, ppo, dpo, kto), which is not available yet (planned: preference alignment)",
             "galore_rank is ignored: it only applies with use_galore: GaLore is not available",
             "oft_rank is ignored: it only applies with finetuning_type oft: OFT is not available yet (planned: the PEFT family)",
-            "hf_hub_token is ignored: SharpTune does not download from the Hugging Face Hub yet (planned: hub downloads)",
+            "hf_hub_token is ignored: SharpTune downloads into the Hugging Face cache of HF_HUB_CACHE or HF_HOME with the token of HF_TOKEN or the token file, as huggingface_hub does",
         ], c.Notes);
     }
 

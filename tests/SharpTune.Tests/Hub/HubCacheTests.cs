@@ -67,12 +67,14 @@ public sealed class HubCacheTests(TinyModelFixture tiny) : IClassFixture<TinyMod
 
             Assert.Equal(TinyModelFixture.Generate(tiny.ModelDir, "Hi", output), TinyModelFixture.Generate("test-org/tiny", "Hi", output));
 
+            Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", "1");
             var missing = CliRunner.Run("generate", "--model", "test-org/absent", "--prompt", "Hi");
-            Assert.Contains($"no model 'test-org/absent' is in the Hugging Face cache ({root.Path})", missing.Stderr);
+            Assert.Contains($"'test-org/absent' at revision 'main' is not in the Hugging Face cache ({root.Path}), and HF_HUB_OFFLINE is set", missing.Stderr);
         }
         finally
         {
             Environment.SetEnvironmentVariable("HF_HUB_CACHE", before);
+            Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", null);
         }
     }
 }
