@@ -53,12 +53,16 @@ internal static class DatasetFiles
     public static IEnumerable<RawRecord> Read(string path, string display)
     {
         if (path.EndsWith(".txt", StringComparison.OrdinalIgnoreCase)) return ReadText(path, display);
-        byte[] bytes = File.ReadAllBytes(path);
+        return Read(path, File.ReadAllBytes(path), display);
+    }
+
+    /// <summary>The records of a .json or .jsonl file already read into <paramref name="bytes"/>, as <see cref="Read(string, string)"/> reads them.</summary>
+    public static IEnumerable<RawRecord> Read(string path, byte[] bytes, string display)
+    {
         int start = Utf8Validation.BomLength(bytes);
-        int first = start;
-        while (first < bytes.Length && bytes[first] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') first++;
+        int first = FirstContentByte(bytes);
         bool jsonLines = path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase);
-        if (!jsonLines && first < bytes.Length && bytes[first] == (byte)'[')
+        if (IsJsonArray(path, bytes))
             return ReadArray(bytes.AsMemory(start), display);
         // One object in a .json file is neither a list of records nor (when it spans lines) JSON Lines; taking it as
         // a one-record dataset would silently train on one example.
@@ -66,6 +70,22 @@ internal static class DatasetFiles
             throw new InvalidDataException(
                 $"{display}: holds a single JSON object, not a list of records: write the records as a JSON array ([{{...}}, ...]) or one per line in a .jsonl file");
         return ReadLines(bytes, start, display);
+    }
+
+    /// <summary>Whether <see cref="Read(string, byte[], string)"/> takes the file as one JSON array of records (otherwise as JSON Lines).</summary>
+    public static bool IsJsonArray(string path, ReadOnlySpan<byte> bytes)
+    {
+        if (path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase)) return false;
+        int first = FirstContentByte(bytes);
+        return first < bytes.Length && bytes[first] == (byte)'[';
+    }
+
+    /// <summary>The index of the first byte after the BOM and JSON whitespace (the length when there is none).</summary>
+    private static int FirstContentByte(ReadOnlySpan<byte> bytes)
+    {
+        int first = Utf8Validation.BomLength(bytes);
+        while (first < bytes.Length && bytes[first] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') first++;
+        return first;
     }
 
     private static bool IsOneJsonValue(ReadOnlyMemory<byte> json)

@@ -1,0 +1,91 @@
+using System.Text;
+using System.Text.Json;
+
+namespace SharpTune.Data.Cleaning;
+
+/// <summary>
+/// The text of a record that deduplication compares. By default every string value of the record, depth first in the
+/// file's key order, joined by newlines: that covers alpaca (instruction, input, output, system, history) and sharegpt
+/// (each message's content and role) without needing dataset_info.json. With <c>--fields a,b</c>, the string values
+/// under those top-level keys, in the order given. Numbers and booleans count as their JSON text; null and keys do not.
+/// </summary>
+public sealed class RecordText
+{
+    private readonly IReadOnlyList<string>? fields;
+    private readonly bool[] fieldSeen;
+
+    public RecordText(IReadOnlyList<string>? fields)
+    {
+        if (fields is { Count: 0 }) throw new ArgumentException("--fields names no field");
+        this.fields = fields;
+        fieldSeen = new bool[fields?.Count ?? 0];
+    }
+
+    /// <summary>The record's compared text (not yet normalised).</summary>
+    public string Of(JsonElement record)
+    {
+        var text = new StringBuilder();
+        if (fields is null) Append(record, text);
+        else
+            for (int i = 0; i < fields.Count; i++)
+            {
+                if (!record.TryGetProperty(fields[i], out var value)) continue;
+                fieldSeen[i] = true;
+                Append(value, text);
+            }
+        return text.ToString();
+    }
+
+    /// <summary>A field of <c>--fields</c> that no record had is almost certainly a typo: dedup on nothing would keep one record.</summary>
+    public void CheckFieldsFound(string path)
+    {
+        for (int i = 0; i < fieldSeen.Length; i++)
+            if (!fieldSeen[i])
+                throw new InvalidDataException($"{path}: no record has the field '{fields![i]}' named in --fields");
+    }
+
+    private static void Append(JsonElement value, StringBuilder text)
+    {
+        switch (value.ValueKind)
+        {
+            case JsonValueKind.Object:
+                foreach (var property in value.EnumerateObject()) Append(property.Value, text);
+                break;
+            case JsonValueKind.Array:
+                foreach (var item in value.EnumerateArray()) Append(item, text);
+                break;
+            case JsonValueKind.String:
+                Separate(text).Append(value.GetString());
+                break;
+            case JsonValueKind.Number or JsonValueKind.True or JsonValueKind.False:
+                Separate(text).Append(value.GetRawText());
+                break;
+        }
+    }
+
+    private static StringBuilder Separate(StringBuilder text) => text.Length > 0 ? text.Append('\n') : text;
+
+    /// <summary>
+    /// The normal form duplicates are compared in: Unicode NFKC (full-width letters and digits, ligatures and the
+    /// ideographic space become their plain forms), lower case, every run of white space one space, trimmed. Two
+    /// records whose texts differ only in case, spacing or such presentation forms are exact duplicates.
+    /// </summary>
+    public static string Normalize(string text)
+    {
+        string compatible = text.IsNormalized(NormalizationForm.FormKC) ? text : text.Normalize(NormalizationForm.FormKC);
+        var normal = new StringBuilder(compatible.Length);
+        bool space = false;
+        foreach (char c in compatible)
+        {
+            if (char.IsWhiteSpace(c))
+            {
+                space = normal.Length > 0;
+                continue;
+            }
+            if (space) normal.Append(' ');
+            space = false;
+            normal.Append(char.ToLowerInvariant(c));
+        }
+        return normal.ToString();
+    }
+}
