@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using SharpTune.Tokenization;
 
 namespace SharpTune.Data.Cleaning;
 
@@ -72,7 +73,7 @@ public sealed class RecordText
     /// </summary>
     public static string Normalize(string text)
     {
-        string compatible = text.IsNormalized(NormalizationForm.FormKC) ? text : text.Normalize(NormalizationForm.FormKC);
+        string compatible = CompatibilityComposition.Normalize(text);
         var normal = new StringBuilder(compatible.Length);
         bool space = false;
         foreach (char c in compatible)

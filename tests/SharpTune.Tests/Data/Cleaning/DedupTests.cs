@@ -24,6 +24,13 @@ public sealed class DedupTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData("  Ｈｅｌｌｏ\u3000ＷＯＲＬＤ １２３ ", "hello world 123")]
+    [InlineData("ﬁne\t\n  Tuning", "fine tuning")]
+    [InlineData("你好，\n世界！", "你好, 世界!")]
+    public void Normalize_IsNfkcLowerCaseWithWhiteSpaceCollapsed(string text, string expected) =>
+        Assert.Equal(expected, RecordText.Normalize(text));
+
     [Fact]
     public void MinHash_Signature_EqualsTheScalarPermutationMinimum()
     {
