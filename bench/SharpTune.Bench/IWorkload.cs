@@ -25,5 +25,6 @@ public static class Workloads
         new TokenizerWorkload(),
         new TrainWorkload(),
         new ReportWorkload(),
+        new DedupWorkload(),
     ];
 }

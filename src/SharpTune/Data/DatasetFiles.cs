@@ -57,19 +57,24 @@ internal static class DatasetFiles
     }
 
     /// <summary>The records of a .json or .jsonl file already read into <paramref name="bytes"/>, as <see cref="Read(string, string)"/> reads them.</summary>
-    public static IEnumerable<RawRecord> Read(string path, byte[] bytes, string display)
+    public static IEnumerable<RawRecord> Read(string path, byte[] bytes, string display) =>
+        IsJsonArray(path, bytes)
+            ? ReadArray(bytes.AsMemory(Utf8Validation.BomLength(bytes)), display)
+            : ReadLines(bytes, JsonLinesStart(path, bytes, display), display);
+
+    /// <summary>Where the records of a file that is not a JSON array start (after any BOM), read as JSON Lines.</summary>
+    /// <exception cref="InvalidDataException">A .json file holds one JSON object.</exception>
+    public static int JsonLinesStart(string path, byte[] bytes, string display)
     {
         int start = Utf8Validation.BomLength(bytes);
         int first = FirstContentByte(bytes);
-        bool jsonLines = path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase);
-        if (IsJsonArray(path, bytes))
-            return ReadArray(bytes.AsMemory(start), display);
         // One object in a .json file is neither a list of records nor (when it spans lines) JSON Lines; taking it as
         // a one-record dataset would silently train on one example.
-        if (!jsonLines && first < bytes.Length && bytes[first] == (byte)'{' && IsOneJsonValue(bytes.AsMemory(start)))
+        if (!path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) && first < bytes.Length && bytes[first] == (byte)'{'
+            && IsOneJsonValue(bytes.AsMemory(start)))
             throw new InvalidDataException(
                 $"{display}: holds a single JSON object, not a list of records: write the records as a JSON array ([{{...}}, ...]) or one per line in a .jsonl file");
-        return ReadLines(bytes, start, display);
+        return start;
     }
 
     /// <summary>Whether <see cref="Read(string, byte[], string)"/> takes the file as one JSON array of records (otherwise as JSON Lines).</summary>
@@ -129,6 +134,22 @@ internal static class DatasetFiles
 
     private static IEnumerable<RawRecord> ReadLines(byte[] bytes, int start, string display)
     {
+        foreach (var (line, location) in Lines(bytes, start, display))
+        {
+            var (doc, problem) = ParseLine(line);
+            if (doc is null)
+            {
+                yield return new RawRecord(default, location, problem);
+                continue;
+            }
+            using (doc)
+                yield return new RawRecord(doc.RootElement, location);
+        }
+    }
+
+    /// <summary>The non-blank lines of a JSON Lines file (from byte <paramref name="start"/>, after any BOM), each with its location.</summary>
+    public static IEnumerable<(ReadOnlyMemory<byte> Line, string Location)> Lines(byte[] bytes, int start, string display)
+    {
         int lineNumber = 0;
         for (int position = start; position < bytes.Length;)
         {
@@ -138,30 +159,22 @@ internal static class DatasetFiles
             position = end + 1;
             lineNumber++;
             if (line.Span.Trim(" \t\r"u8).IsEmpty) continue;
-            string location = $"{display}: line {lineNumber}";
-            int invalid = Utf8Validation.FirstInvalidByte(line.Span);
-            if (invalid >= 0)
-            {
-                yield return new RawRecord(default, location, $"invalid UTF-8 at byte {invalid + 1}");
-                continue;
-            }
-            JsonDocument? doc = null;
-            string? problem = null;
-            try
-            {
-                doc = JsonDocument.Parse(line);
-            }
-            catch (JsonException e)
-            {
-                problem = $"invalid JSON at byte {e.BytePositionInLine + 1}: {JsonKinds.Reason(e)} (JSON Lines: one record per line)";
-            }
-            if (doc is null)
-            {
-                yield return new RawRecord(default, location, problem);
-                continue;
-            }
-            using (doc)
-                yield return new RawRecord(doc.RootElement, location);
+            yield return (line, $"{display}: line {lineNumber}");
+        }
+    }
+
+    /// <summary>One JSON Lines record: its document (the caller disposes it), or why it cannot be read.</summary>
+    public static (JsonDocument? Document, string? Problem) ParseLine(ReadOnlyMemory<byte> line)
+    {
+        int invalid = Utf8Validation.FirstInvalidByte(line.Span);
+        if (invalid >= 0) return (null, $"invalid UTF-8 at byte {invalid + 1}");
+        try
+        {
+            return (JsonDocument.Parse(line), null);
+        }
+        catch (JsonException e)
+        {
+            return (null, $"invalid JSON at byte {e.BytePositionInLine + 1}: {JsonKinds.Reason(e)} (JSON Lines: one record per line)");
         }
     }
 

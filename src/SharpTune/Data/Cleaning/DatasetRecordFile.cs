@@ -32,28 +32,70 @@ public sealed class DatasetRecordFile
 
     public IReadOnlyList<DatasetRecord> Records { get; }
 
+    /// <summary>Reads every record.</summary>
+    /// <exception cref="InvalidDataException">The file is not JSON, or a record is not valid JSON or UTF-8, or is not a JSON object: the message names the file and record.</exception>
+    public static DatasetRecordFile Read(string path) => Read<bool>(path, _ => true, out _);
+
     /// <summary>
-    /// Reads every record, calling <paramref name="visit"/> with each parsed record (valid only during the call) so a
-    /// command reads each record's fields without parsing it twice.
+    /// Reads every record and what <paramref name="select"/> takes from each (e.g. the text deduplication compares),
+    /// so no record is parsed twice. JSON Lines records are parsed on all cores, so <paramref name="select"/> must be
+    /// thread-safe; the first unreadable record in file order is the one reported.
     /// </summary>
     /// <exception cref="InvalidDataException">The file is not JSON, or a record is not valid JSON or UTF-8, or is not a JSON object: the message names the file and record.</exception>
-    public static DatasetRecordFile Read(string path, Action<DatasetRecord, JsonElement>? visit = null)
+    public static DatasetRecordFile Read<T>(string path, Func<JsonElement, T> select, out T[] selected)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path} does not exist", path);
         if (path.EndsWith(".txt", StringComparison.OrdinalIgnoreCase))
             throw new InvalidDataException($"{path}: the data commands read JSON arrays (.json) and JSON Lines (.jsonl), not plain text");
         byte[] bytes = File.ReadAllBytes(path);
+        bool jsonArray = DatasetFiles.IsJsonArray(path, bytes);
         var records = new List<DatasetRecord>();
-        foreach (var raw in DatasetFiles.Read(path, bytes, path))
+        var values = new List<T>();
+        if (jsonArray)
         {
-            if (raw.Problem is not null) throw new InvalidDataException($"{raw.Location}: {raw.Problem}");
-            if (raw.Value.ValueKind != JsonValueKind.Object)
-                throw new InvalidDataException($"{raw.Location}: a record must be a JSON object, got {JsonKinds.Describe(raw.Value)}");
-            var record = new DatasetRecord(records.Count, raw.Location, JsonMarshal.GetRawUtf8Value(raw.Value).ToArray());
-            visit?.Invoke(record, raw.Value);
-            records.Add(record);
+            foreach (var raw in DatasetFiles.Read(path, bytes, path))
+            {
+                var record = Accept(raw.Value, records.Count, raw.Location, raw.Problem);
+                values.Add(select(raw.Value));
+                records.Add(record);
+            }
         }
-        return new DatasetRecordFile(path, DatasetFiles.IsJsonArray(path, bytes), records);
+        else
+        {
+            var lines = DatasetFiles.Lines(bytes, DatasetFiles.JsonLinesStart(path, bytes, path), path).ToList();
+            var parsed = new DatasetRecord?[lines.Count];
+            var taken = new T[lines.Count];
+            var problems = new string?[lines.Count];
+            Parallel.For(0, lines.Count, i =>
+            {
+                var (document, problem) = DatasetFiles.ParseLine(lines[i].Line);
+                using (document)
+                {
+                    try
+                    {
+                        parsed[i] = Accept(document?.RootElement ?? default, i, lines[i].Location, problem);
+                        taken[i] = select(document!.RootElement);
+                    }
+                    catch (InvalidDataException e)
+                    {
+                        problems[i] = e.Message;
+                    }
+                }
+            });
+            if (problems.FirstOrDefault(p => p is not null) is { } first) throw new InvalidDataException(first);
+            records.AddRange(parsed!);
+            values.AddRange(taken);
+        }
+        selected = [.. values];
+        return new DatasetRecordFile(path, jsonArray, records);
+    }
+
+    private static DatasetRecord Accept(JsonElement value, int index, string location, string? problem)
+    {
+        if (problem is not null) throw new InvalidDataException($"{location}: {problem}");
+        if (value.ValueKind != JsonValueKind.Object)
+            throw new InvalidDataException($"{location}: a record must be a JSON object, got {JsonKinds.Describe(value)}");
+        return new DatasetRecord(index, location, JsonMarshal.GetRawUtf8Value(value).ToArray());
     }
 
     /// <summary>

@@ -1,5 +1,5 @@
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
-using System.Text;
 
 namespace SharpTune.Data.Cleaning;
 
@@ -32,52 +32,62 @@ public static class Deduplicator
     public static CleaningResult Run(string inputPath, DedupOptions options)
     {
         var fields = new RecordText(options.Fields);
-        var texts = new List<string>();
-        var input = DatasetRecordFile.Read(inputPath, (_, value) => texts.Add(fields.Of(value)));
-        if (options.Fields is not null && texts.Count > 0) fields.CheckFieldsFound(inputPath);
+        var minHash = options.Near ? new MinHash(options.NumPerm) : null;
+        var bands = options.Near ? Bands(options) : default;
+        // Each record's text is normalised, hashed and (for --near) MinHashed as it is read, on all cores; only
+        // the fingerprints are kept.
+        var input = DatasetRecordFile.Read(inputPath, value => Fingerprint.Of(fields.Of(value), minHash, options), out Fingerprint[] prints);
+        if (options.Fields is not null && prints.Length > 0) fields.CheckFieldsFound(inputPath);
         var report = new CleaningReport();
         string fieldsText = options.Fields is null ? "all string values" : string.Join("+", options.Fields);
 
-        string[] normalized = new string[texts.Count];
-        UInt128[] keys = new UInt128[texts.Count];
-        Parallel.For(0, texts.Count, i =>
-        {
-            normalized[i] = RecordText.Normalize(texts[i]);
-            Span<byte> digest = stackalloc byte[32];
-            SHA256.HashData(Encoding.UTF8.GetBytes(normalized[i]), digest);
-            keys[i] = BitConverter.ToUInt128(digest);
-        });
-        var removed = new bool[texts.Count];
-        var firstWithKey = new Dictionary<UInt128, int>(texts.Count);
+        var removed = new bool[prints.Length];
+        var firstWithKey = new Dictionary<UInt128, int>(prints.Length);
         string exactRule = $"same SHA-256 of the normalised text (NFKC, lower case, white space collapsed) of {fieldsText}";
-        for (int i = 0; i < keys.Length; i++)
+        for (int i = 0; i < prints.Length; i++)
         {
-            if (firstWithKey.TryAdd(keys[i], i)) continue;
-            int kept = firstWithKey[keys[i]];
+            if (firstWithKey.TryAdd(prints[i].Exact, i)) continue;
+            int kept = firstWithKey[prints[i].Exact];
             removed[i] = true;
             report.Count(ExactReason);
             report.Add(input.Records[i], "removed", ExactReason, exactRule, json => json.WriteNumber("duplicate_of", kept));
         }
 
-        if (options.Near) RemoveNear(input, normalized, removed, options, fieldsText, report);
+        if (options.Near) RemoveNear(input, prints, removed, bands, options, fieldsText, report);
         var output = input.Records.Where(r => !removed[r.Index]).Select(r => r.Json).ToList();
         return new CleaningResult(input, output, report);
     }
 
-    private static void RemoveNear(DatasetRecordFile input, string[] normalized, bool[] removed, DedupOptions options,
-        string fieldsText, CleaningReport report)
+    /// <summary>What deduplication keeps of a record: the SHA-256 (first 128 bits) of its normalised text and, for --near, its MinHash signature.</summary>
+    private readonly record struct Fingerprint(UInt128 Exact, uint[]? Signature)
     {
+        public static Fingerprint Of(string text, MinHash? minHash, DedupOptions options)
+        {
+            string normalized = RecordText.Normalize(text);
+            Span<byte> digest = stackalloc byte[32];
+            SHA256.HashData(MemoryMarshal.AsBytes(normalized.AsSpan()), digest);
+            return new Fingerprint(BitConverter.ToUInt128(digest),
+                minHash?.Signature(Shingles.Hashes(normalized, options.Unit, options.NGram)));
+        }
+    }
+
+    /// <summary>The LSH bands to use, checked with the other near-dedup settings before any record is read.</summary>
+    private static LshBands Bands(DedupOptions options)
+    {
+        if (options.NGram < 1) throw new ArgumentException($"--ngram must be at least 1, got {options.NGram}");
         var bands = options.Bands ?? LshBands.Optimal(options.Threshold, options.NumPerm);
         if (bands.Bands < 1 || bands.Rows < 1 || bands.Bands * bands.Rows > options.NumPerm)
             throw new ArgumentException($"--bands {bands.Bands} x --rows {bands.Rows} must be positive and use at most --num-perm {options.NumPerm} positions");
-        var minHash = new MinHash(options.NumPerm);
-        var signatures = new uint[normalized.Length][];
-        Parallel.For(0, normalized.Length, i =>
-        {
-            if (!removed[i]) signatures[i] = minHash.Signature(Shingles.Hashes(normalized[i], options.Unit, options.NGram));
-        });
+        return bands;
+    }
 
-        var clusters = new FirstIndexUnionFind(normalized.Length);
+    private static void RemoveNear(DatasetRecordFile input, Fingerprint[] prints, bool[] removed, LshBands bands, DedupOptions options,
+        string fieldsText, CleaningReport report)
+    {
+        // Exact duplicates are already out: they take no part in the clusters.
+        var signatures = prints.Select((p, i) => removed[i] ? null : p.Signature).ToArray();
+
+        var clusters = new FirstIndexUnionFind(signatures.Length);
         for (int band = 0; band < bands.Bands; band++)
         {
             int from = band * bands.Rows;
@@ -121,7 +131,7 @@ public static class Deduplicator
         public override int GetHashCode()
         {
             var hash = new HashCode();
-            hash.AddBytes(System.Runtime.InteropServices.MemoryMarshal.AsBytes(rows.Span));
+            hash.AddBytes(MemoryMarshal.AsBytes(rows.Span));
             return hash.ToHashCode();
         }
     }

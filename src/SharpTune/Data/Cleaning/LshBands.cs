@@ -14,7 +14,7 @@ public readonly record struct LshBands(int Bands, int Rows)
     /// </summary>
     public static LshBands Optimal(double threshold, int numPerm)
     {
-        if (!(threshold > 0 && threshold < 1)) throw new ArgumentOutOfRangeException(nameof(threshold), threshold, "--threshold must be between 0 and 1 (exclusive)");
+        if (!(threshold > 0 && threshold < 1)) throw new ArgumentException($"--threshold must be between 0 and 1 (exclusive), got {threshold}");
         double best = double.PositiveInfinity;
         var optimal = new LshBands(1, 1);
         for (int b = 1; b <= numPerm; b++)

@@ -28,7 +28,7 @@ public sealed class MinHash
 
     public MinHash(int numPerm, ulong seed = 1)
     {
-        if (numPerm < 1) throw new ArgumentOutOfRangeException(nameof(numPerm), numPerm, "--num-perm must be at least 1");
+        if (numPerm < 1) throw new ArgumentException($"--num-perm must be at least 1, got {numPerm}");
         multipliers = new ulong[numPerm];
         offsets = new ulong[numPerm];
         ulong state = seed;
@@ -116,7 +116,7 @@ public static class Shingles
     /// </summary>
     public static uint[] Hashes(string normalized, ShingleUnit unit, int n)
     {
-        if (n < 1) throw new ArgumentOutOfRangeException(nameof(n), n, "--ngram must be at least 1");
+        if (n < 1) throw new ArgumentException($"--ngram must be at least 1, got {n}");
         ulong[] units = unit == ShingleUnit.Character
             ? normalized.EnumerateRunes().Select(r => (ulong)r.Value).ToArray()
             : normalized.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(WordHash).ToArray();

@@ -15,6 +15,10 @@ public sealed class RecordText
     private readonly IReadOnlyList<string>? fields;
     private readonly bool[] fieldSeen;
 
+    /// <summary>One builder per thread, reused from record to record.</summary>
+    [ThreadStatic]
+    private static StringBuilder? t_text;
+
     public RecordText(IReadOnlyList<string>? fields)
     {
         if (fields is { Count: 0 }) throw new ArgumentException("--fields names no field");
@@ -22,16 +26,17 @@ public sealed class RecordText
         fieldSeen = new bool[fields?.Count ?? 0];
     }
 
-    /// <summary>The record's compared text (not yet normalised).</summary>
+    /// <summary>The record's compared text (not yet normalised). Thread-safe: records are read in parallel.</summary>
     public string Of(JsonElement record)
     {
-        var text = new StringBuilder();
+        var text = t_text ??= new StringBuilder();
+        text.Clear();
         if (fields is null) Append(record, text);
         else
             for (int i = 0; i < fields.Count; i++)
             {
                 if (!record.TryGetProperty(fields[i], out var value)) continue;
-                fieldSeen[i] = true;
+                fieldSeen[i] = true; // every writer stores true: a benign race
                 Append(value, text);
             }
         return text.ToString();
@@ -74,19 +79,24 @@ public sealed class RecordText
     public static string Normalize(string text)
     {
         string compatible = CompatibilityComposition.Normalize(text);
-        var normal = new StringBuilder(compatible.Length);
+        char[] buffer = System.Buffers.ArrayPool<char>.Shared.Rent(compatible.Length);
+        int length = 0;
         bool space = false;
         foreach (char c in compatible)
         {
-            if (char.IsWhiteSpace(c))
+            // ASCII and CJK ideographs, most of the text, take the short paths: CJK has neither case nor spaces.
+            bool white = c < 0x80 ? c == ' ' || c is >= '\t' and <= '\r' : c is < '\u4E00' or > '\u9FFF' && char.IsWhiteSpace(c);
+            if (white)
             {
-                space = normal.Length > 0;
+                space = length > 0;
                 continue;
             }
-            if (space) normal.Append(' ');
+            if (space) buffer[length++] = ' ';
             space = false;
-            normal.Append(char.ToLowerInvariant(c));
+            buffer[length++] = c < 0x80 ? (char.IsAsciiLetterUpper(c) ? (char)(c | 0x20) : c) : c is >= '\u4E00' and <= '\u9FFF' ? c : char.ToLowerInvariant(c);
         }
-        return normal.ToString();
+        string normal = new(buffer, 0, length);
+        System.Buffers.ArrayPool<char>.Shared.Return(buffer);
+        return normal;
     }
 }

@@ -144,7 +144,7 @@ public sealed class DedupTests : IDisposable
 
     [Theory]
     [InlineData("bad.json", "[\n  {\"a\": \"x\"},\n  {\"a\": \"y\",}\n]\n", "bad.json: invalid JSON at line 3")]
-    [InlineData("bad.jsonl", "{\"a\": \"x\"}\n{\"a\": \"y\"\n", "bad.jsonl: line 2: invalid JSON")]
+    [InlineData("bad.jsonl", "{\"a\": \"x\"}\n{\"a\": \"y\"\n{\"b\"\n", "bad.jsonl: line 2: invalid JSON")]
     [InlineData("list.jsonl", "{\"a\": \"x\"}\n[\"y\"]\n", "list.jsonl: line 2: a record must be a JSON object, got a list")]
     public void MalformedInput_NamesFileAndRecord_AndWritesNothing(string name, string text, string message)
     {
