@@ -9,6 +9,9 @@ namespace SharpTune.Data.Cleaning;
 /// file's key order, joined by newlines: that covers alpaca (instruction, input, output, system, history) and sharegpt
 /// (each message's content and role) without needing dataset_info.json. With <c>--fields a,b</c>, the string values
 /// under those top-level keys, in the order given. Numbers and booleans count as their JSON text; null and keys do not.
+/// Since normalisation collapses white space, a boundary between fields counts as one space: an instruction
+/// "Translate: hi" with an empty input duplicates the instruction "Translate:" with the input "hi", as the prompt
+/// LLaMA-Factory builds from them (instruction + "\n" + input) is the same too.
 /// </summary>
 public sealed class RecordText
 {
@@ -31,13 +34,14 @@ public sealed class RecordText
     {
         var text = t_text ??= new StringBuilder();
         text.Clear();
-        if (fields is null) Append(record, text);
+        bool first = true;
+        if (fields is null) Append(record, text, ref first);
         else
             for (int i = 0; i < fields.Count; i++)
             {
                 if (!record.TryGetProperty(fields[i], out var value)) continue;
                 fieldSeen[i] = true; // every writer stores true: a benign race
-                Append(value, text);
+                Append(value, text, ref first);
             }
         return text.ToString();
     }
@@ -50,26 +54,31 @@ public sealed class RecordText
                 throw new InvalidDataException($"{path}: no record has the field '{fields![i]}' named in --fields");
     }
 
-    private static void Append(JsonElement value, StringBuilder text)
+    private static void Append(JsonElement value, StringBuilder text, ref bool first)
     {
         switch (value.ValueKind)
         {
             case JsonValueKind.Object:
-                foreach (var property in value.EnumerateObject()) Append(property.Value, text);
+                foreach (var property in value.EnumerateObject()) Append(property.Value, text, ref first);
                 break;
             case JsonValueKind.Array:
-                foreach (var item in value.EnumerateArray()) Append(item, text);
+                foreach (var item in value.EnumerateArray()) Append(item, text, ref first);
                 break;
             case JsonValueKind.String:
-                Separate(text).Append(value.GetString());
+                Separate(text, ref first).Append(value.GetString());
                 break;
             case JsonValueKind.Number or JsonValueKind.True or JsonValueKind.False:
-                Separate(text).Append(value.GetRawText());
+                Separate(text, ref first).Append(value.GetRawText());
                 break;
         }
     }
 
-    private static StringBuilder Separate(StringBuilder text) => text.Length > 0 ? text.Append('\n') : text;
+    private static StringBuilder Separate(StringBuilder text, ref bool first)
+    {
+        if (!first) text.Append('\n');
+        first = false;
+        return text;
+    }
 
     /// <summary>
     /// The normal form duplicates are compared in: Unicode NFKC (full-width letters and digits, ligatures and the

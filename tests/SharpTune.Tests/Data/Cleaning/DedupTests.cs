@@ -25,6 +25,29 @@ public sealed class DedupTests : IDisposable
     }
 
     [Theory]
+    [InlineData("alpaca_en_demo.json")]
+    [InlineData("alpaca_zh_demo.json")]
+    [InlineData("glaive_toolcall_en_demo.json")]
+    [InlineData("glaive_toolcall_zh_demo.json")]
+    [InlineData("identity.json")]
+    public void ExactDedup_OfTheDemoFiles_FindsThePythonReferencesDuplicates(string name)
+    {
+        // exact_duplicates.json: make_exact_duplicates.py, the documented rule with Python's unicodedata NFKC.
+        using var reference = JsonDocument.Parse(File.ReadAllBytes(TestPaths.Fixtures("dedup", "exact_duplicates.json")));
+        var expected = reference.RootElement.GetProperty(name).GetProperty("duplicates").EnumerateArray()
+            .Select(pair => (pair[0].GetInt32(), pair[1].GetInt32())).ToList();
+
+        var result = Deduplicator.Run(TestPaths.Fixtures("llamafactory", name), new DedupOptions());
+
+        using var lines = new MemoryStream();
+        result.Report.WriteTo(lines);
+        var found = Encoding.UTF8.GetString(lines.ToArray()).Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(l => JsonDocument.Parse(l).RootElement).Select(l => (l.GetProperty("record").GetInt32(), l.GetProperty("duplicate_of").GetInt32()));
+        Assert.Equal(expected, found);
+        Assert.Equal(reference.RootElement.GetProperty(name).GetProperty("records").GetInt32() - expected.Count, result.Output.Count);
+    }
+
+    [Theory]
     [InlineData("  Ｈｅｌｌｏ\u3000ＷＯＲＬＤ １２３ ", "hello world 123")]
     [InlineData("ﬁne\t\n  Tuning", "fine tuning")]
     [InlineData("你好，\n世界！", "你好, 世界!")]
