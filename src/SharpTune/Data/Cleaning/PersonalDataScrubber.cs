@@ -14,9 +14,9 @@ public sealed record PersonalDataMatch(string Reason, string Text, string Placeh
 /// Finds personal data in text and replaces it with typed placeholders: e-mail addresses (<c>&lt;EMAIL&gt;</c>),
 /// mainland-China resident ID numbers (<c>&lt;ID_CARD&gt;</c>: 18 characters, a province code, a real birth date
 /// and the ISO 7064 MOD 11-2 check character), bank card numbers (<c>&lt;BANK_CARD&gt;</c>: 13–19 digits, plain or
-/// in groups of four, passing Luhn), IPv4/IPv6 addresses (<c>&lt;IP&gt;</c>, parsed) and phone numbers
-/// (<c>&lt;PHONE&gt;</c>: libphonenumber's matcher at VALID leniency, national numbers of the default region and
-/// +country numbers of any). A number is only taken when its checksum or numbering plan holds, to keep false
+/// in groups of four, passing Luhn, not an ISBN-13), IPv4/IPv6 addresses (<c>&lt;IP&gt;</c>, parsed) and phone
+/// numbers (<c>&lt;PHONE&gt;</c>: libphonenumber's matcher at VALID leniency, valid national numbers of the default
+/// region and +country numbers of any, but not a decimal number). A number is only taken when its checksum or numbering plan holds, to keep false
 /// positives low. Kinds are found in that order, each in the text the earlier ones left, so an ID card number is
 /// never also a phone number.
 /// </summary>
@@ -161,7 +161,10 @@ public sealed partial class PersonalDataScrubber
 
     private string ReplacePhones(string text, List<PersonalDataMatch> found)
     {
-        var matches = s_phones.FindNumbers(text, phoneRegion, PhoneNumberUtil.Leniency.VALID, long.MaxValue).ToList();
+        // libphonenumber reads a decimal such as 0.3571428571 as a valid national number; a number with one dot and
+        // no other separator is taken as the decimal it looks like.
+        var matches = s_phones.FindNumbers(text, phoneRegion, PhoneNumberUtil.Leniency.VALID, long.MaxValue)
+            .Where(m => !DecimalPattern().IsMatch(m.RawString)).ToList();
         if (matches.Count == 0) return text;
         var result = new System.Text.StringBuilder();
         int copied = 0;
@@ -192,11 +195,15 @@ public sealed partial class PersonalDataScrubber
         return char.ToUpperInvariant(id[17]) == IdCheckCharacters[sum % 11];
     }
 
-    /// <summary>13–19 digits (separators aside) whose Luhn sum is a multiple of 10.</summary>
+    /// <summary>
+    /// 13–19 digits (separators aside) whose Luhn sum is a multiple of 10; not 13 digits starting 978 or 979, which
+    /// is an ISBN-13 (one in ten passes Luhn).
+    /// </summary>
     internal static bool IsBankCard(string number)
     {
         string digits = string.Concat(number.Where(char.IsAsciiDigit));
         if (digits.Length is < 13 or > 19) return false;
+        if (digits.Length == 13 && digits.StartsWith("97", StringComparison.Ordinal) && digits[2] is '8' or '9') return false;
         int sum = 0;
         for (int i = 0; i < digits.Length; i++)
         {
@@ -210,6 +217,9 @@ public sealed partial class PersonalDataScrubber
     private static bool IsIpv6(string text) =>
         IPAddress.TryParse(text, out var address) && address.AddressFamily == AddressFamily.InterNetworkV6
         && text.Count(Uri.IsHexDigit) >= 2;
+
+    [GeneratedRegex(@"^\(?[-+]?[0-9]+\.[0-9]+\)?$")]
+    private static partial Regex DecimalPattern();
 
     [GeneratedRegex(@"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}(?![A-Za-z0-9-])")]
     private static partial Regex EmailPattern();

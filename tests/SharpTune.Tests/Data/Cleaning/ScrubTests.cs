@@ -21,7 +21,11 @@ public sealed class ScrubTests : IDisposable
     [InlineData("card 4111 1111 1111 1111 expires", "card <BANK_CARD> expires")]
     [InlineData("card 4111111111111112 fails Luhn", "card 4111111111111112 fails Luhn")]
     [InlineData("call +1 650-253-0000 or 13812345678", "call <PHONE> or <PHONE>")]
+    [InlineData("电话：13812345678。邮箱li.si@example.cn谢谢", "电话：<PHONE>。邮箱<EMAIL>谢谢")]
+    [InlineData("致电 +86 138 1234 5678 或 +44 20 7946 0958", "致电 <PHONE> 或 <PHONE>")]
     [InlineData("order 12345678901 and year 2023", "order 12345678901 and year 2023")]
+    [InlineData("cos θ = 0.3571428571, so θ = arccos(-0.3571428571)", "cos θ = 0.3571428571, so θ = arccos(-0.3571428571)")]
+    [InlineData("《哈利·波特》ISBN 9780747542155", "《哈利·波特》ISBN 9780747542155")]
     [InlineData("server 10.0.0.1 and 2001:db8::1, version 1.2.3.4.5 at 12:30:45", "server <IP> and <IP>, version 1.2.3.4.5 at 12:30:45")]
     public void Scrub_ReplacesPersonalData_OnlyWhenItsChecksHold(string text, string expected)
     {
