@@ -16,9 +16,9 @@ public sealed record PersonalDataMatch(string Reason, string Text, string Placeh
 /// and the ISO 7064 MOD 11-2 check character), bank card numbers (<c>&lt;BANK_CARD&gt;</c>: 13–19 digits, plain or
 /// in groups of four, passing Luhn, not an ISBN-13), IPv4/IPv6 addresses (<c>&lt;IP&gt;</c>, parsed) and phone
 /// numbers (<c>&lt;PHONE&gt;</c>: libphonenumber's matcher at VALID leniency, valid national numbers of the default
-/// region and +country numbers of any, but not a decimal number). A number is only taken when its checksum or numbering plan holds, to keep false
-/// positives low. Kinds are found in that order, each in the text the earlier ones left, so an ID card number is
-/// never also a phone number.
+/// region and +country numbers of any, but not a decimal number). A number is only taken when its checksum or
+/// numbering plan holds, to keep false positives low. Kinds are found in that order, each in the text the earlier
+/// ones left, so an ID card number is never also a phone number.
 /// </summary>
 public sealed partial class PersonalDataScrubber
 {
