@@ -106,6 +106,32 @@ internal static class DatasetFiles
         }
     }
 
+    /// <summary>Which record of a JSON array a syntax error is in or after, e.g. "in record 3": the line alone does not say.</summary>
+    private static string RecordOfError(ReadOnlySpan<byte> json)
+    {
+        var reader = new Utf8JsonReader(json);
+        int started = 0;
+        bool inside = false;
+        try
+        {
+            while (reader.Read())
+            {
+                if (reader.CurrentDepth != 1) continue;
+                if (reader.TokenType is JsonTokenType.EndObject or JsonTokenType.EndArray) inside = false;
+                else
+                {
+                    started++;
+                    inside = reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray;
+                }
+            }
+        }
+        catch (JsonException)
+        {
+            // The reader stops where JsonDocument did.
+        }
+        return started == 0 ? "before the first record" : inside ? $"in record {started - 1}" : $"after record {started - 1}";
+    }
+
     private static IEnumerable<RawRecord> ReadArray(ReadOnlyMemory<byte> json, string display)
     {
         JsonDocument doc;
@@ -115,7 +141,7 @@ internal static class DatasetFiles
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"{display}: invalid JSON at line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}: {JsonKinds.Reason(e)}", e);
+            throw new InvalidDataException($"{display}: invalid JSON at line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}: {JsonKinds.Reason(e)} ({RecordOfError(json.Span)})", e);
         }
         using (doc)
         {

@@ -166,7 +166,10 @@ public sealed class DedupTests : IDisposable
     }
 
     [Theory]
-    [InlineData("bad.json", "[\n  {\"a\": \"x\"},\n  {\"a\": \"y\",}\n]\n", "bad.json: invalid JSON at line 3")]
+    [InlineData("bad.json", "[\n  {\"a\": \"x\"},\n  {\"a\": \"y\",}\n]\n", "bad.json: invalid JSON at line 3, byte 13")]
+    [InlineData("bad.json", "[\n  {\"a\": \"x\"},\n  {\"a\": \"y\",}\n]\n", "(in record 1)")]
+    [InlineData("comma.json", "[\n  {\"a\": \"x\"}\n  {\"a\": \"y\"}\n]\n", "comma.json: invalid JSON at line 3, byte 3")]
+    [InlineData("comma.json", "[\n  {\"a\": \"x\"}\n  {\"a\": \"y\"}\n]\n", "(after record 0)")]
     [InlineData("bad.jsonl", "{\"a\": \"x\"}\n{\"a\": \"y\"\n{\"b\"\n", "bad.jsonl: line 2: invalid JSON")]
     [InlineData("list.jsonl", "{\"a\": \"x\"}\n[\"y\"]\n", "list.jsonl: line 2: a record must be a JSON object, got a list")]
     public void MalformedInput_NamesFileAndRecord_AndWritesNothing(string name, string text, string message)
