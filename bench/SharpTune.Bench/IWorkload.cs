@@ -26,5 +26,6 @@ public static class Workloads
         new TrainWorkload(),
         new MemoryWorkload(),
         new ReportWorkload(),
+        new DedupWorkload(),
     ];
 }

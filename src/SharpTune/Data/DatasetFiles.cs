@@ -53,19 +53,44 @@ internal static class DatasetFiles
     public static IEnumerable<RawRecord> Read(string path, string display)
     {
         if (path.EndsWith(".txt", StringComparison.OrdinalIgnoreCase)) return ReadText(path, display);
-        byte[] bytes = File.ReadAllBytes(path);
+        return Read(path, File.ReadAllBytes(path), display);
+    }
+
+    /// <summary>The records of a .json or .jsonl file already read into <paramref name="bytes"/>, as <see cref="Read(string, string)"/> reads them.</summary>
+    public static IEnumerable<RawRecord> Read(string path, byte[] bytes, string display) =>
+        IsJsonArray(path, bytes)
+            ? ReadArray(bytes.AsMemory(Utf8Validation.BomLength(bytes)), display)
+            : ReadLines(bytes, JsonLinesStart(path, bytes, display), display);
+
+    /// <summary>Where the records of a file that is not a JSON array start (after any BOM), read as JSON Lines.</summary>
+    /// <exception cref="InvalidDataException">A .json file holds one JSON object.</exception>
+    public static int JsonLinesStart(string path, byte[] bytes, string display)
+    {
         int start = Utf8Validation.BomLength(bytes);
-        int first = start;
-        while (first < bytes.Length && bytes[first] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') first++;
-        bool jsonLines = path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase);
-        if (!jsonLines && first < bytes.Length && bytes[first] == (byte)'[')
-            return ReadArray(bytes.AsMemory(start), display);
+        int first = FirstContentByte(bytes);
         // One object in a .json file is neither a list of records nor (when it spans lines) JSON Lines; taking it as
         // a one-record dataset would silently train on one example.
-        if (!jsonLines && first < bytes.Length && bytes[first] == (byte)'{' && IsOneJsonValue(bytes.AsMemory(start)))
+        if (!path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) && first < bytes.Length && bytes[first] == (byte)'{'
+            && IsOneJsonValue(bytes.AsMemory(start)))
             throw new InvalidDataException(
                 $"{display}: holds a single JSON object, not a list of records: write the records as a JSON array ([{{...}}, ...]) or one per line in a .jsonl file");
-        return ReadLines(bytes, start, display);
+        return start;
+    }
+
+    /// <summary>Whether <see cref="Read(string, byte[], string)"/> takes the file as one JSON array of records (otherwise as JSON Lines).</summary>
+    public static bool IsJsonArray(string path, ReadOnlySpan<byte> bytes)
+    {
+        if (path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase)) return false;
+        int first = FirstContentByte(bytes);
+        return first < bytes.Length && bytes[first] == (byte)'[';
+    }
+
+    /// <summary>The index of the first byte after the BOM and JSON whitespace (the length when there is none).</summary>
+    private static int FirstContentByte(ReadOnlySpan<byte> bytes)
+    {
+        int first = Utf8Validation.BomLength(bytes);
+        while (first < bytes.Length && bytes[first] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') first++;
+        return first;
     }
 
     private static bool IsOneJsonValue(ReadOnlyMemory<byte> json)
@@ -81,6 +106,32 @@ internal static class DatasetFiles
         }
     }
 
+    /// <summary>Which record of a JSON array a syntax error is in or after, e.g. "in record 3": the line alone does not say.</summary>
+    private static string RecordOfError(ReadOnlySpan<byte> json)
+    {
+        var reader = new Utf8JsonReader(json);
+        int started = 0;
+        bool inside = false;
+        try
+        {
+            while (reader.Read())
+            {
+                if (reader.CurrentDepth != 1) continue;
+                if (reader.TokenType is JsonTokenType.EndObject or JsonTokenType.EndArray) inside = false;
+                else
+                {
+                    started++;
+                    inside = reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray;
+                }
+            }
+        }
+        catch (JsonException)
+        {
+            // The reader stops where JsonDocument did.
+        }
+        return started == 0 ? "before the first record" : inside ? $"in record {started - 1}" : $"after record {started - 1}";
+    }
+
     private static IEnumerable<RawRecord> ReadArray(ReadOnlyMemory<byte> json, string display)
     {
         JsonDocument doc;
@@ -90,7 +141,7 @@ internal static class DatasetFiles
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"{display}: invalid JSON at line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}: {JsonKinds.Reason(e)}", e);
+            throw new InvalidDataException($"{display}: invalid JSON at line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}: {JsonKinds.Reason(e)} ({RecordOfError(json.Span)})", e);
         }
         using (doc)
         {
@@ -109,6 +160,22 @@ internal static class DatasetFiles
 
     private static IEnumerable<RawRecord> ReadLines(byte[] bytes, int start, string display)
     {
+        foreach (var (line, location) in Lines(bytes, start, display))
+        {
+            var (doc, problem) = ParseLine(line);
+            if (doc is null)
+            {
+                yield return new RawRecord(default, location, problem);
+                continue;
+            }
+            using (doc)
+                yield return new RawRecord(doc.RootElement, location);
+        }
+    }
+
+    /// <summary>The non-blank lines of a JSON Lines file (from byte <paramref name="start"/>, after any BOM), each with its location.</summary>
+    public static IEnumerable<(ReadOnlyMemory<byte> Line, string Location)> Lines(byte[] bytes, int start, string display)
+    {
         int lineNumber = 0;
         for (int position = start; position < bytes.Length;)
         {
@@ -118,30 +185,22 @@ internal static class DatasetFiles
             position = end + 1;
             lineNumber++;
             if (line.Span.Trim(" \t\r"u8).IsEmpty) continue;
-            string location = $"{display}: line {lineNumber}";
-            int invalid = Utf8Validation.FirstInvalidByte(line.Span);
-            if (invalid >= 0)
-            {
-                yield return new RawRecord(default, location, $"invalid UTF-8 at byte {invalid + 1}");
-                continue;
-            }
-            JsonDocument? doc = null;
-            string? problem = null;
-            try
-            {
-                doc = JsonDocument.Parse(line);
-            }
-            catch (JsonException e)
-            {
-                problem = $"invalid JSON at byte {e.BytePositionInLine + 1}: {JsonKinds.Reason(e)} (JSON Lines: one record per line)";
-            }
-            if (doc is null)
-            {
-                yield return new RawRecord(default, location, problem);
-                continue;
-            }
-            using (doc)
-                yield return new RawRecord(doc.RootElement, location);
+            yield return (line, $"{display}: line {lineNumber}");
+        }
+    }
+
+    /// <summary>One JSON Lines record: its document (the caller disposes it), or why it cannot be read.</summary>
+    public static (JsonDocument? Document, string? Problem) ParseLine(ReadOnlyMemory<byte> line)
+    {
+        int invalid = Utf8Validation.FirstInvalidByte(line.Span);
+        if (invalid >= 0) return (null, $"invalid UTF-8 at byte {invalid + 1}");
+        try
+        {
+            return (JsonDocument.Parse(line), null);
+        }
+        catch (JsonException e)
+        {
+            return (null, $"invalid JSON at byte {e.BytePositionInLine + 1}: {JsonKinds.Reason(e)} (JSON Lines: one record per line)");
         }
     }
 

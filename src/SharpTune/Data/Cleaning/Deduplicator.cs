@@ -1,0 +1,163 @@
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+
+namespace SharpTune.Data.Cleaning;
+
+/// <summary>Settings of `sharptune data dedup`.</summary>
+/// <param name="Fields">Top-level fields compared (null: all string values, see <see cref="RecordText"/>).</param>
+/// <param name="Near">Also remove near duplicates (MinHash LSH) after exact ones.</param>
+/// <param name="Threshold">Jaccard similarity of shingle sets from which records count as near duplicates (datasketch's and data-juicer's convention).</param>
+/// <param name="NGram">Shingle length in <paramref name="Unit"/>s.</param>
+/// <param name="Bands">LSH bands × rows; null: <see cref="LshBands.Optimal"/> for the threshold.</param>
+public sealed record DedupOptions(
+    IReadOnlyList<string>? Fields = null,
+    bool Near = false,
+    double Threshold = 0.8,
+    int NGram = 5,
+    ShingleUnit Unit = ShingleUnit.Character,
+    int NumPerm = 128,
+    LshBands? Bands = null);
+
+/// <summary>
+/// Removes duplicate records, keeping the first of each cluster in input order. Exact: records whose normalised text
+/// (<see cref="RecordText.Normalize"/>) has the same SHA-256. Near: MinHash signatures of the shingles, LSH bands,
+/// and union-find over every pair that shares a band, so clusters are transitive (A~B and B~C put C with A), as
+/// data-juicer's MinHash deduplicator forms them; each removed record names its cluster's kept record.
+/// </summary>
+public static class Deduplicator
+{
+    public const string ExactReason = "exact_duplicate";
+    public const string NearReason = "near_duplicate";
+
+    public static CleaningResult Run(string inputPath, DedupOptions options)
+    {
+        var fields = new RecordText(options.Fields);
+        var minHash = options.Near ? new MinHash(options.NumPerm) : null;
+        var bands = options.Near ? Bands(options) : default;
+        // Each record's text is normalised, hashed and (for --near) MinHashed as it is read, on all cores; only
+        // the fingerprints are kept.
+        var input = DatasetRecordFile.Read(inputPath, value => Fingerprint.Of(fields.Of(value), minHash, options), out Fingerprint[] prints);
+        if (options.Fields is not null && prints.Length > 0) fields.CheckFieldsFound(inputPath);
+        var report = new CleaningReport();
+        string fieldsText = options.Fields is null ? "all string values" : string.Join("+", options.Fields);
+
+        var removed = new bool[prints.Length];
+        var firstWithKey = new Dictionary<UInt128, int>(prints.Length);
+        string exactRule = $"same SHA-256 of the normalised text (NFKC, lower case, white space collapsed) of {fieldsText}";
+        for (int i = 0; i < prints.Length; i++)
+        {
+            if (firstWithKey.TryAdd(prints[i].Exact, i)) continue;
+            int kept = firstWithKey[prints[i].Exact];
+            removed[i] = true;
+            report.Count(ExactReason);
+            report.Add(input.Records[i], "removed", ExactReason, exactRule, json => json.WriteNumber("duplicate_of", kept));
+        }
+
+        if (options.Near) RemoveNear(input, prints, removed, bands, options, fieldsText, report);
+        var output = input.Records.Where(r => !removed[r.Index]).Select(r => r.Json).ToList();
+        return new CleaningResult(input, output, report);
+    }
+
+    /// <summary>What deduplication keeps of a record: the SHA-256 (first 128 bits) of its normalised text and, for --near, its MinHash signature.</summary>
+    private readonly record struct Fingerprint(UInt128 Exact, uint[]? Signature)
+    {
+        public static Fingerprint Of(string text, MinHash? minHash, DedupOptions options)
+        {
+            string normalized = RecordText.Normalize(text);
+            Span<byte> digest = stackalloc byte[32];
+            SHA256.HashData(MemoryMarshal.AsBytes(normalized.AsSpan()), digest);
+            return new Fingerprint(BitConverter.ToUInt128(digest),
+                minHash?.Signature(Shingles.Hashes(normalized, options.Unit, options.NGram)));
+        }
+    }
+
+    /// <summary>The LSH bands to use, checked with the other near-dedup settings before any record is read.</summary>
+    private static LshBands Bands(DedupOptions options)
+    {
+        if (options.NGram < 1) throw new ArgumentException($"--ngram must be at least 1, got {options.NGram}");
+        var bands = options.Bands ?? LshBands.Optimal(options.Threshold, options.NumPerm);
+        if (bands.Bands < 1 || bands.Rows < 1 || bands.Bands * bands.Rows > options.NumPerm)
+            throw new ArgumentException($"--bands {bands.Bands} x --rows {bands.Rows} must be positive and use at most --num-perm {options.NumPerm} positions");
+        return bands;
+    }
+
+    private static void RemoveNear(DatasetRecordFile input, Fingerprint[] prints, bool[] removed, LshBands bands, DedupOptions options,
+        string fieldsText, CleaningReport report)
+    {
+        // Exact duplicates are already out: they take no part in the clusters.
+        var signatures = prints.Select((p, i) => removed[i] ? null : p.Signature).ToArray();
+
+        var clusters = new FirstIndexUnionFind(signatures.Length);
+        for (int band = 0; band < bands.Bands; band++)
+        {
+            int from = band * bands.Rows;
+            var firstInBucket = new Dictionary<BandKey, int>();
+            for (int i = 0; i < signatures.Length; i++)
+            {
+                if (signatures[i] is not { } signature) continue;
+                var key = new BandKey(signature.AsMemory(from, bands.Rows));
+                if (!firstInBucket.TryAdd(key, i)) clusters.Union(firstInBucket[key], i);
+            }
+        }
+
+        string unit = options.Unit == ShingleUnit.Character ? "character" : "word";
+        string rule = $"MinHash LSH: {unit} {options.NGram}-grams, {options.NumPerm} permutations, {bands}, threshold {options.Threshold}; fields: {fieldsText}";
+        for (int i = 0; i < signatures.Length; i++)
+        {
+            if (signatures[i] is null) continue;
+            int kept = clusters.Find(i);
+            if (kept == i) continue;
+            removed[i] = true;
+            double similarity = MinHash.EstimateJaccard(signatures[i], signatures[kept]);
+            report.Count(NearReason);
+            report.Add(input.Records[i], "removed", NearReason, rule, json =>
+            {
+                json.WriteNumber("duplicate_of", kept);
+                json.WriteNumber("cluster", kept);
+                json.WriteNumber("estimated_jaccard", Math.Round(similarity, 4));
+            });
+        }
+    }
+
+    /// <summary>One band of a signature as a dictionary key, compared by value.</summary>
+    private readonly struct BandKey(ReadOnlyMemory<uint> rows) : IEquatable<BandKey>
+    {
+        private readonly ReadOnlyMemory<uint> rows = rows;
+
+        public bool Equals(BandKey other) => rows.Span.SequenceEqual(other.rows.Span);
+
+        public override bool Equals(object? obj) => obj is BandKey other && Equals(other);
+
+        public override int GetHashCode()
+        {
+            var hash = new HashCode();
+            hash.AddBytes(MemoryMarshal.AsBytes(rows.Span));
+            return hash.ToHashCode();
+        }
+    }
+
+    /// <summary>Union-find whose root is always the smallest index of its set: the record a cluster keeps.</summary>
+    private sealed class FirstIndexUnionFind
+    {
+        private readonly int[] parent;
+
+        public FirstIndexUnionFind(int count)
+        {
+            parent = new int[count];
+            for (int i = 0; i < count; i++) parent[i] = i;
+        }
+
+        public int Find(int i)
+        {
+            while (parent[i] != i) i = parent[i] = parent[parent[i]];
+            return i;
+        }
+
+        public void Union(int a, int b)
+        {
+            int rootA = Find(a), rootB = Find(b);
+            if (rootA < rootB) parent[rootB] = rootA;
+            else if (rootB < rootA) parent[rootA] = rootB;
+        }
+    }
+}
