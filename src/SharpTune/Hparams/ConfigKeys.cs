@@ -53,7 +53,8 @@ internal static class ConfigKeys
     private const string RayReason = "Ray distributed training is not available; SharpTune trains in one process";
     private const string NoHubReason = "SharpTune does not upload to the Hugging Face Hub";
     private const string HubDownloadReason = "SharpTune downloads into the Hugging Face cache of HF_HUB_CACHE or HF_HOME with the token of HF_TOKEN or the token file, as huggingface_hub does";
-    private const string OtherHubReason = "SharpTune downloads from the Hugging Face Hub only (ModelScope and Modelers are not available)";
+    private const string ModelScopeTokenReason = "with USE_MODELSCOPE_HUB=1 SharpTune downloads into the ModelScope cache of MODELSCOPE_CACHE with the token of MODELSCOPE_API_TOKEN";
+    private const string OtherHubReason = "SharpTune downloads from the Hugging Face Hub and ModelScope only (Modelers is not available)";
     private const string PreferenceReason = "it only applies to preference alignment (stages rm, ppo, dpo, kto), which is not available yet (planned: preference alignment)";
     private const string OneProcessReason = "SharpTune trains in one CPU process, where there is nothing to distribute";
     private const string MegatronReason = "it only applies to the Megatron training backends (USE_MCA, USE_MEGATRON_BRIDGE), which split a model across GPUs; " + OneProcessReason;
@@ -221,7 +222,7 @@ internal static class ConfigKeys
         Ignored("export_device", "merging always runs on the CPU", v => v.Is("cpu")),
         Ignored("cache_dir", HubDownloadReason),
         Ignored("hf_hub_token", HubDownloadReason),
-        Ignored("ms_hub_token", OtherHubReason),
+        Ignored("ms_hub_token", ModelScopeTokenReason),
         Ignored("om_hub_token", OtherHubReason),
         Supported("model_revision", (c, v) => c.Model.ModelRevision = v.Text()),
         Ignored("print_param_status", "SharpTune prints the trainable-parameter summary itself"),

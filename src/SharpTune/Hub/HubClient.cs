@@ -36,7 +36,7 @@ public sealed class HubClient : IDisposable
     {
         _settings = settings;
         if (!Uri.TryCreate(settings.Endpoint + "/", UriKind.Absolute, out var endpoint) || endpoint.Scheme is not ("http" or "https"))
-            throw new HubException($"HF_ENDPOINT '{settings.Endpoint}' is not an http(s) URL");
+            throw new HubException($"{settings.EndpointVariable} '{settings.Endpoint}' is not an http(s) URL");
         _endpoint = endpoint;
         _http = new HttpClient(new SocketsHttpHandler
         {
@@ -150,7 +150,7 @@ public sealed class HubClient : IDisposable
         }
     }
 
-    private HttpRequestMessage HubRequest(HttpMethod method, Uri url)
+    internal HttpRequestMessage HubRequest(HttpMethod method, Uri url)
     {
         var request = new HttpRequestMessage(method, url);
         AddToken(request);
@@ -164,7 +164,7 @@ public sealed class HubClient : IDisposable
 
     private bool SameHost(Uri url) => string.Equals(url.Authority, _endpoint.Authority, StringComparison.OrdinalIgnoreCase);
 
-    private async Task<HttpResponseMessage> Send(HttpRequestMessage request, CancellationToken cancel,
+    internal async Task<HttpResponseMessage> Send(HttpRequestMessage request, CancellationToken cancel,
         HttpCompletionOption completion = HttpCompletionOption.ResponseContentRead)
     {
         try
@@ -173,7 +173,7 @@ public sealed class HubClient : IDisposable
         }
         catch (HttpRequestException e)
         {
-            throw new HubUnreachableException($"cannot reach {request.RequestUri!.GetLeftPart(UriPartial.Authority)} ({e.Message.ReplaceLineEndings(" ")}); check the network or HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use the cache only", e);
+            throw new HubUnreachableException($"cannot reach {request.RequestUri!.GetLeftPart(UriPartial.Authority)} ({e.Message.ReplaceLineEndings(" ")}); check the network or {_settings.EndpointVariable}, or set HF_HUB_OFFLINE=1 to use the cache only", e);
         }
     }
 
@@ -212,7 +212,7 @@ public sealed class HubClient : IDisposable
             throw new HubException($"{url} returned an HTML page instead of the Hub's answer: is HF_ENDPOINT ('{url.GetLeftPart(UriPartial.Authority)}') a Hugging Face Hub or mirror?");
     }
 
-    private static bool IsHtml(HttpResponseMessage response) =>
+    internal static bool IsHtml(HttpResponseMessage response) =>
         response.Content.Headers.ContentType?.MediaType is "text/html" or "application/xhtml+xml";
 
     /// <summary>An ETag without the weak marker and quotes, as huggingface_hub's _normalize_etag: the blob's name in the cache.</summary>

@@ -22,12 +22,13 @@ public static partial class HubDownload
     public static readonly IReadOnlyList<string> ModelFiles = ["*.json", "*.safetensors", "merges.txt", "tokenizer.model", "*.jinja"];
 
     /// <summary>huggingface_hub's default number of files fetched at once.</summary>
-    private const int ParallelFiles = 8;
+    internal const int ParallelFiles = 8;
 
     /// <summary>
     /// The snapshot folder of <paramref name="repoId"/> at <paramref name="revision"/> with every file that matches
     /// <paramref name="include"/> (all when empty) and no pattern of <paramref name="exclude"/>, downloading what the
     /// cache lacks. Offline (<see cref="HubSettings.Offline"/>) or when the Hub cannot be reached, the cache alone.
+    /// Settings for ModelScope (<see cref="HubSettings.Kind"/>) go to <see cref="ModelScopeDownload"/> and its cache.
     /// </summary>
     public static string Snapshot(HubSettings settings, string repoType, string repoId, string revision,
         IReadOnlyList<string> include, IReadOnlyList<string> exclude, TextWriter log, CancellationToken cancel = default) =>
@@ -36,6 +37,8 @@ public static partial class HubDownload
     public static async Task<string> SnapshotAsync(HubSettings settings, string repoType, string repoId, string revision,
         IReadOnlyList<string> include, IReadOnlyList<string> exclude, TextWriter log, CancellationToken cancel = default)
     {
+        if (settings.Kind == HubKind.ModelScope)
+            return await ModelScopeDownload.SnapshotAsync(settings, repoType, repoId, revision, include, exclude, log, cancel).ConfigureAwait(false);
         if (repoType is not ("model" or "dataset")) throw new HubException($"repository type '{repoType}' is not one of model, dataset");
         if (!HubCache.IsRepoId(repoId)) throw new HubException($"'{repoId}' is not a Hub repository id (NAME or ORG/NAME)");
         if (revision.Length == 0 || revision.Split('/').Any(part => part is "" or "." or ".."))
@@ -91,10 +94,11 @@ public static partial class HubDownload
     /// <summary>
     /// What a model or adapter argument names: a folder when one exists (relative to <paramref name="workingDirectory"/>);
     /// else a Hub id's snapshot, from the cache when it is there, downloaded (<see cref="ModelFiles"/> only) when it
-    /// is not; else null (neither a folder nor a Hub id).
+    /// is not; else null (neither a folder nor a Hub id). The hub is the one <paramref name="settings"/> name.
     /// </summary>
     public static (string Folder, string? RepoId)? ResolveModel(string nameOrPath, string revision, string workingDirectory, HubSettings settings, TextWriter log)
     {
+        if (settings.Kind == HubKind.ModelScope) return ModelScopeDownload.ResolveModel(nameOrPath, revision, workingDirectory, settings, log);
         string full = Path.GetFullPath(nameOrPath, workingDirectory);
         if (Directory.Exists(full)) return (full, null);
         if (!HubCache.IsRepoId(nameOrPath)) return null;
@@ -166,7 +170,7 @@ public static partial class HubDownload
         try
         {
             if (!(File.Exists(blob) && new FileInfo(blob).Length == metadata.Size))
-                await DownloadBlob(client, repoId, file.Path, metadata, blob, sha256, progress, cancel).ConfigureAwait(false);
+                await DownloadBlob(client, repoId, file.Path, metadata.Size, metadata.Location, blob + ".incomplete", blob, sha256, progress, cancel).ConfigureAwait(false);
             else progress(metadata.Size);
         }
         finally
@@ -176,21 +180,24 @@ public static partial class HubDownload
         Link(Path.Combine(repo, "snapshots", commit, file.Path), blob);
     }
 
-    private static async Task DownloadBlob(HubClient client, string repoId, string path, HubFileMetadata metadata, string blob, string? sha256,
-        Action<long> progress, CancellationToken cancel)
+    /// <summary>
+    /// Fetches <paramref name="location"/> into <paramref name="incomplete"/> (resuming what a stopped download left
+    /// there), checks its size and sha256, and only then renames it to <paramref name="blob"/>.
+    /// </summary>
+    internal static async Task DownloadBlob(HubClient client, string repoId, string path, long size, Uri location, string incomplete, string blob,
+        string? sha256, Action<long> progress, CancellationToken cancel)
     {
-        string incomplete = blob + ".incomplete";
         for (int attempt = 0; ; attempt++)
         {
             long had = File.Exists(incomplete) ? new FileInfo(incomplete).Length : 0;
-            RequireSpace(Path.GetDirectoryName(blob)!, metadata.Size - had, path);
+            RequireSpace(Path.GetDirectoryName(blob)!, size - had, path);
             try
             {
                 // Unbuffered: every chunk reaches the file before the next is read, so a kill leaves all bytes received.
                 await using var stream = new FileStream(incomplete, FileMode.OpenOrCreate, FileAccess.Write, FileShare.None, bufferSize: 0, useAsync: true);
-                if (stream.Length > metadata.Size) stream.SetLength(0);
+                if (stream.Length > size) stream.SetLength(0);
                 progress(stream.Length);
-                if (stream.Length < metadata.Size) await client.DownloadAsync(metadata.Location, stream, progress, cancel).ConfigureAwait(false);
+                if (stream.Length < size) await client.DownloadAsync(location, stream, progress, cancel).ConfigureAwait(false);
                 stream.Flush(flushToDisk: true);
             }
             catch (IOException e) when (e.HResult == DiskFullErrno || e.HResult == WindowsDiskFull)
@@ -202,15 +209,15 @@ public static partial class HubDownload
                 throw new HubException($"download of '{path}' of '{repoId}' stopped ({e.Message.ReplaceLineEndings(" ")}); run again to resume it", e);
             }
             long got = new FileInfo(incomplete).Length;
-            if (got < metadata.Size)
-                throw new HubException($"download of '{path}' of '{repoId}' stopped at {got} of {metadata.Size} bytes; run again to resume it");
-            if (got > metadata.Size || (sha256 is not null && !string.Equals(await FileSha256(incomplete, cancel).ConfigureAwait(false), sha256, StringComparison.Ordinal)))
+            if (got < size)
+                throw new HubException($"download of '{path}' of '{repoId}' stopped at {got} of {size} bytes; run again to resume it");
+            if (got > size || (sha256 is not null && !string.Equals(await FileSha256(incomplete, cancel).ConfigureAwait(false), sha256, StringComparison.Ordinal)))
             {
                 File.Delete(incomplete);
                 progress(-got);
                 // A resumed file may begin with bytes of another version of the file: one fresh download settles it.
                 if (attempt == 0) continue;
-                throw new HubException($"'{path}' of '{repoId}' does not match its {(sha256 is null ? $"size ({metadata.Size} bytes)" : $"sha256 {sha256}")} after a fresh download; the file was discarded");
+                throw new HubException($"'{path}' of '{repoId}' does not match its {(sha256 is null ? $"size ({size} bytes)" : $"sha256 {sha256}")} after a fresh download; the file was discarded");
             }
             File.Move(incomplete, blob, overwrite: true);
             AtomicFile.SyncDirectory(Path.GetDirectoryName(blob)!);
@@ -243,14 +250,14 @@ public static partial class HubDownload
             throw new HubException($"not enough disk space for '{path}' in {folder}: it needs {HubProgress.FormatBytes(bytes)} more and {HubProgress.FormatBytes(free)} are free");
     }
 
-    private static async Task<string> FileSha256(string path, CancellationToken cancel)
+    internal static async Task<string> FileSha256(string path, CancellationToken cancel)
     {
         await using var stream = File.OpenRead(path);
         return Convert.ToHexStringLower(await SHA256.HashDataAsync(stream, cancel).ConfigureAwait(false));
     }
 
     /// <summary>A listed path must stay inside the snapshot folder.</summary>
-    private static void RequireSafePath(string repoId, string path)
+    internal static void RequireSafePath(string repoId, string path)
     {
         if (path.Length == 0 || Path.IsPathRooted(path) || path.Contains('\\', StringComparison.Ordinal) || path.Split('/').Any(part => part is "" or "." or ".."))
             throw new HubException($"'{repoId}': the Hub listed a file path '{path}' that would leave the snapshot folder");

@@ -313,9 +313,11 @@ public sealed class HubDownloadTests(TinyModelFixture tiny) : IClassFixture<Tiny
     }
 
     /// <summary>Sets the loopback Hub's variables for the in-process CLI (this collection runs alone) and restores them after.</summary>
-    private void WithEnvironment(Action body)
+    private void WithEnvironment(Action body) => WithVariables(Environment(), body);
+
+    /// <summary>Sets <paramref name="variables"/> (null: unset) for the in-process CLI while <paramref name="body"/> runs, then restores them.</summary>
+    internal static void WithVariables(IReadOnlyDictionary<string, string?> variables, Action body)
     {
-        var variables = Environment();
         var before = variables.Keys.ToDictionary(k => k, System.Environment.GetEnvironmentVariable);
         foreach (var (key, value) in variables) System.Environment.SetEnvironmentVariable(key, value);
         try
@@ -328,7 +330,7 @@ public sealed class HubDownloadTests(TinyModelFixture tiny) : IClassFixture<Tiny
         }
     }
 
-    private static CliResult Run(ProcessStartInfo start)
+    internal static CliResult Run(ProcessStartInfo start)
     {
         using var process = Process.Start(start)!;
         var stderr = process.StandardError.ReadToEndAsync();
