@@ -124,13 +124,13 @@ public sealed class DatasetErrorTests : IDisposable
     [Fact]
     public void UndefinedDatasetsMissingFilesAndOtherFileTypesAreErrors()
     {
-        dir.Info("""{"demo": {"file_name": "data.json"}, "table": {"file_name": "data.csv"}, "gone": {"file_name": "gone.json"}}""")
-            .Write("data.json", "[]").Write("data.csv", "instruction,output\n");
+        dir.Info("""{"demo": {"file_name": "data.json"}, "table": {"file_name": "data.arrow"}, "gone": {"file_name": "gone.json"}}""")
+            .Write("data.json", "[]").Write("data.arrow", "instruction,output\n");
 
         Assert.StartsWith("dataset 'nope' is not defined in ", LoadError("nope"));
         Assert.EndsWith("(it defines: demo, table, gone)", LoadError("nope"));
         Assert.StartsWith("dataset 'table': ", LoadError("table"));
-        Assert.Contains("is not a .json, .jsonl or .txt file", LoadError("table"));
+        Assert.Contains("is not a .json, .jsonl, .txt, .csv or .parquet file", LoadError("table"));
         Assert.Equal($"dataset 'gone': '{Path.Combine(dir.Path, "gone.json")}' does not exist", LoadError("gone"));
         Assert.Equal("dataset 'demo' (data.json) holds no records", LoadError("demo"));
         Assert.Equal($"dataset_dir '{Path.Combine(dir.Path, "sub")}' has no dataset_info.json",
