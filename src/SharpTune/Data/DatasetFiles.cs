@@ -5,6 +5,7 @@ using System.Text;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using Parquet.Serialization;
+using SharpTune.Hub;
 using SharpTune.IO;
 
 namespace SharpTune.Data;
@@ -27,12 +28,21 @@ internal static class DatasetFiles
     private static readonly string[] Extensions = [".json", ".jsonl", ".txt", ".csv", ".parquet"];
 
     /// <summary>
-    /// The files of an entry as (full path, name shown in messages: the path relative to dataset_dir). With a
-    /// <see cref="DatasetRegistry.ConfinedTo"/> root, every file must resolve (links followed) inside it.
+    /// The files of an entry as (full path, name shown in messages: the path relative to dataset_dir, or REPO/PATH
+    /// for a Hub dataset, fetched into the Hugging Face cache as <see cref="HubSettings.FromEnvironment"/> says).
+    /// With a <see cref="DatasetRegistry.ConfinedTo"/> root, every file must resolve (links followed) inside it, so
+    /// a confined registry reads no Hub dataset.
     /// </summary>
     public static IReadOnlyList<(string Path, string Display)> Resolve(DatasetRegistry registry, DatasetEntry entry)
     {
-        string path = Path.Combine(registry.DatasetDir, entry.FileName);
+        if (entry.HubSource is { } hub)
+        {
+            if (registry.ConfinedTo is not null)
+                throw new InvalidDataException($"{entry.Where}: it is read from {hub.Key} '{hub.RepoId}', but this server confines data files to '{registry.ConfinedTo}'");
+            return HubDatasetFiles.Resolve(entry, hub, HubSettings.FromEnvironment(), Console.Error);
+        }
+        string fileName = entry.FileName!;
+        string path = Path.Combine(registry.DatasetDir, fileName);
         if (Directory.Exists(path))
         {
             var files = Directory.GetFiles(path).Order(StringComparer.Ordinal).ToList();
@@ -40,13 +50,13 @@ internal static class DatasetFiles
                 throw new FileNotFoundException($"dataset '{entry.Name}': folder '{path}' holds no files", path);
             registry.CheckConfined(entry, [path, .. files]);
             foreach (string file in files) CheckExtension(entry, file);
-            return files.Select(f => (f, Path.Combine(entry.FileName, Path.GetFileName(f)))).ToList();
+            return files.Select(f => (f, Path.Combine(fileName, Path.GetFileName(f)))).ToList();
         }
         registry.CheckConfined(entry, [path]);
         if (!File.Exists(path))
             throw new FileNotFoundException($"dataset '{entry.Name}': '{path}' does not exist", path);
         CheckExtension(entry, path);
-        return [(path, entry.FileName)];
+        return [(path, fileName)];
     }
 
     /// <summary>
