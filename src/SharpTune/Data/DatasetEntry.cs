@@ -6,19 +6,38 @@ namespace SharpTune.Data;
 public enum DatasetFormatting { Alpaca, Sharegpt }
 
 /// <summary>
+/// Where a Hub dataset lives: the <c>dataset_info.json</c> key that named it (<c>hf_hub_url</c>; a second hub would
+/// add its own), the repository, and LLaMA-Factory's <c>subset</c> and <c>folder</c>.
+/// </summary>
+public sealed record HubDatasetSource(string Key, string RepoId, string? Subset, string? Folder);
+
+/// <summary>
 /// One <c>dataset_info.json</c> entry, with LLaMA-Factory's defaults (its <c>DatasetAttr</c>): column names are null
 /// where a column is not used. As in LLaMA-Factory, a <c>columns</c> (or <c>tags</c>) object replaces all the
 /// defaults of its group, so a column it does not list is unused.
 /// </summary>
 public sealed class DatasetEntry
 {
-    private static readonly string[] HubKeys = ["hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name"];
+    /// <summary>Sources SharpTune cannot read, in LLaMA-Factory's order of preference after hf_hub_url.</summary>
+    private static readonly string[] UnsupportedSourceKeys = ["ms_hub_url", "om_hub_url", "script_url", "cloud_file_name"];
+
+    /// <summary>datasets' split names (its <c>_split_re</c>): a plain name, no slicing such as <c>train[:10%]</c>.</summary>
+    private static readonly System.Text.RegularExpressions.Regex SplitName = new(@"^\w+(\.\w+)*\z");
     private static readonly string[] UnsupportedColumns = ["images", "videos", "audios", "chosen", "rejected", "kto_tag"];
 
     public required string Name { get; init; }
 
-    /// <summary>File or folder, relative to <c>dataset_dir</c>.</summary>
-    public required string FileName { get; init; }
+    /// <summary>File or folder, relative to <c>dataset_dir</c>; null for a Hub dataset.</summary>
+    public string? FileName { get; init; }
+
+    /// <summary>The Hub repository of an <c>hf_hub_url</c> entry; null for local files.</summary>
+    public HubDatasetSource? HubSource { get; init; }
+
+    /// <summary>The split to load (LLaMA-Factory's default <c>train</c>); local files hold only that one.</summary>
+    public string Split { get; init; } = "train";
+
+    /// <summary>What the entry reads, for messages: its file_name, or its Hub key and repository.</summary>
+    public string Origin => HubSource is { } hub ? $"{hub.Key} {hub.RepoId}" : FileName!;
 
     public DatasetFormatting Formatting { get; init; } = DatasetFormatting.Alpaca;
 
@@ -62,21 +81,28 @@ public sealed class DatasetEntry
     }
 
     /// <summary>
-    /// Reads one entry; <paramref name="source"/> names where it came from, for messages. SharpTune reads local files
-    /// only, so an entry with a <c>file_name</c> uses it even when it also names a hub address (which LLaMA-Factory
-    /// would download instead).
+    /// Reads one entry; <paramref name="source"/> names where it came from, for messages. As in LLaMA-Factory, an
+    /// <c>hf_hub_url</c> wins over a <c>file_name</c>. SharpTune reads no other remote source, so an entry with a
+    /// <c>file_name</c> uses it even when it also names one of those (which LLaMA-Factory would download instead).
     /// </summary>
-    /// <exception cref="InvalidDataException">Malformed, or an entry SFT cannot use here (hub/script data, preference, KTO or multimodal data).</exception>
+    /// <exception cref="InvalidDataException">Malformed, or an entry SFT cannot use here (ModelScope/script data, preference, KTO or multimodal data).</exception>
     public static DatasetEntry Parse(string name, JsonElement info, string source)
     {
         string where = $"{source}: dataset '{name}'";
         if (info.ValueKind != JsonValueKind.Object)
             throw new InvalidDataException($"{where}: the entry must be a JSON object, got {JsonKinds.Describe(info)}");
 
-        string? fileName = OptionalString(info, "file_name", where);
-        if (fileName is null)
+        HubDatasetSource? hubSource = null;
+        if (OptionalString(info, "hf_hub_url", where) is { } hfRepo)
         {
-            foreach (string key in HubKeys)
+            if (!Hub.HubCache.IsRepoId(hfRepo))
+                throw new InvalidDataException($"{where}: hf_hub_url {MessageText.Quote(hfRepo)} is not a Hub dataset id (NAME or ORG/NAME)");
+            hubSource = new HubDatasetSource("hf_hub_url", hfRepo, RelativeFolder(info, "subset", where), RelativeFolder(info, "folder", where));
+        }
+        string? fileName = hubSource is null ? OptionalString(info, "file_name", where) : null;
+        if (hubSource is null && fileName is null)
+        {
+            foreach (string key in UnsupportedSourceKeys)
             {
                 if (OptionalString(info, key, where) is { } remote)
                     throw new InvalidDataException(
@@ -87,8 +113,11 @@ public sealed class DatasetEntry
 
         if (info.TryGetProperty("ranking", out var ranking) && ranking.ValueKind == JsonValueKind.True)
             throw new InvalidDataException($"{where}: it is a preference dataset (ranking: true); supervised fine-tuning cannot use it");
-        if (OptionalString(info, "split", where) is { } split && split != "train")
+        string split = OptionalString(info, "split", where) ?? "train";
+        if (hubSource is null && split != "train")
             throw new InvalidDataException($"{where}: split {MessageText.Quote(split)} does not exist in a local file (only 'train')");
+        if (!SplitName.IsMatch(split))
+            throw new InvalidDataException($"{where}: split {MessageText.Quote(split)} is not a split name (letters, digits and '_', parts joined by '.'; no slicing)");
 
         var formatting = OptionalString(info, "formatting", where) switch
         {
@@ -122,7 +151,7 @@ public sealed class DatasetEntry
         string? Tag(string key, string? fallback) => tags is { } t ? OptionalString(t, key, where + ": tags") : fallback;
         var entry = new DatasetEntry
         {
-            Name = name, FileName = fileName, Formatting = formatting, NumSamples = numSamples,
+            Name = name, FileName = fileName, HubSource = hubSource, Split = split, Formatting = formatting, NumSamples = numSamples,
             Prompt = Column("prompt", defaults.Prompt), Query = Column("query", defaults.Query), Response = Column("response", defaults.Response),
             History = Column("history", defaults.History), Messages = Column("messages", defaults.Messages),
             System = Column("system", defaults.System), Tools = Column("tools", defaults.Tools),
@@ -151,6 +180,16 @@ public sealed class DatasetEntry
         if (group.ValueKind != JsonValueKind.Object)
             throw new InvalidDataException($"{where}: {key} must be an object, got {JsonKinds.Describe(group)}");
         return group;
+    }
+
+    /// <summary>A <c>subset</c> or <c>folder</c>: a relative folder of the repository, '/'-separated.</summary>
+    private static string? RelativeFolder(JsonElement info, string key, string where)
+    {
+        if (OptionalString(info, key, where) is not { } value) return null;
+        string folder = value.Trim('/');
+        if (folder.Length == 0 || folder.Contains('\\', StringComparison.Ordinal) || folder.Split('/').Any(part => part is "" or "." or ".."))
+            throw new InvalidDataException($"{where}: {key} {MessageText.Quote(value)} is not a folder of the repository");
+        return folder;
     }
 
     private static string? OptionalString(JsonElement obj, string key, string where)

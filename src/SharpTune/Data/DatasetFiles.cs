@@ -1,6 +1,11 @@
+using System.Buffers;
+using System.Collections;
+using System.Globalization;
 using System.Text;
 using System.Runtime.InteropServices;
 using System.Text.Json;
+using Parquet.Serialization;
+using SharpTune.Hub;
 using SharpTune.IO;
 
 namespace SharpTune.Data;
@@ -15,19 +20,29 @@ internal readonly record struct RawRecord(JsonElement Value, string Location, st
 /// <summary>
 /// Reads a registered dataset's files: a JSON file holding an array of records (or, as Hugging Face's json loader
 /// accepts, one record per line), a JSON Lines file, a plain text file (a record <c>{"text": line}</c> per line, as
-/// Hugging Face's text loader reads it), or a folder of such files (all of them, by name).
+/// Hugging Face's text loader reads it), a CSV file (RFC 4180, a header row naming the columns), a Parquet file, or
+/// a folder of such files (all of them, by name). CSV and Parquet rows become JSON objects for the converters.
 /// </summary>
 internal static class DatasetFiles
 {
-    private static readonly string[] Extensions = [".json", ".jsonl", ".txt"];
+    private static readonly string[] Extensions = [".json", ".jsonl", ".txt", ".csv", ".parquet"];
 
     /// <summary>
-    /// The files of an entry as (full path, name shown in messages: the path relative to dataset_dir). With a
-    /// <see cref="DatasetRegistry.ConfinedTo"/> root, every file must resolve (links followed) inside it.
+    /// The files of an entry as (full path, name shown in messages: the path relative to dataset_dir, or REPO/PATH
+    /// for a Hub dataset, fetched into the Hugging Face cache as <see cref="HubSettings.FromEnvironment"/> says).
+    /// With a <see cref="DatasetRegistry.ConfinedTo"/> root, every file must resolve (links followed) inside it, so
+    /// a confined registry reads no Hub dataset.
     /// </summary>
     public static IReadOnlyList<(string Path, string Display)> Resolve(DatasetRegistry registry, DatasetEntry entry)
     {
-        string path = Path.Combine(registry.DatasetDir, entry.FileName);
+        if (entry.HubSource is { } hub)
+        {
+            if (registry.ConfinedTo is not null)
+                throw new InvalidDataException($"{entry.Where}: it is read from {hub.Key} '{hub.RepoId}', but this server confines data files to '{registry.ConfinedTo}'");
+            return HubDatasetFiles.Resolve(entry, hub, HubSettings.FromEnvironment(), Console.Error);
+        }
+        string fileName = entry.FileName!;
+        string path = Path.Combine(registry.DatasetDir, fileName);
         if (Directory.Exists(path))
         {
             var files = Directory.GetFiles(path).Order(StringComparer.Ordinal).ToList();
@@ -35,13 +50,13 @@ internal static class DatasetFiles
                 throw new FileNotFoundException($"dataset '{entry.Name}': folder '{path}' holds no files", path);
             registry.CheckConfined(entry, [path, .. files]);
             foreach (string file in files) CheckExtension(entry, file);
-            return files.Select(f => (f, Path.Combine(entry.FileName, Path.GetFileName(f)))).ToList();
+            return files.Select(f => (f, Path.Combine(fileName, Path.GetFileName(f)))).ToList();
         }
         registry.CheckConfined(entry, [path]);
         if (!File.Exists(path))
             throw new FileNotFoundException($"dataset '{entry.Name}': '{path}' does not exist", path);
         CheckExtension(entry, path);
-        return [(path, entry.FileName)];
+        return [(path, fileName)];
     }
 
     /// <summary>
@@ -53,6 +68,8 @@ internal static class DatasetFiles
     public static IEnumerable<RawRecord> Read(string path, string display)
     {
         if (path.EndsWith(".txt", StringComparison.OrdinalIgnoreCase)) return ReadText(path, display);
+        if (path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase)) return ReadCsv(path, display);
+        if (path.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase)) return ReadParquet(path, display);
         return Read(path, File.ReadAllBytes(path), display);
     }
 
@@ -211,15 +228,7 @@ internal static class DatasetFiles
     /// </summary>
     private static IEnumerable<RawRecord> ReadText(string path, string display)
     {
-        string text;
-        try
-        {
-            text = File.ReadAllText(path, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true));
-        }
-        catch (DecoderFallbackException e)
-        {
-            throw new InvalidDataException($"{display}: not valid UTF-8 text ({e.Message})", e);
-        }
+        string text = ReadUtf8(path, display);
         int lineNumber = 0, start = 0;
         for (int i = 0; i <= text.Length; i++)
         {
@@ -234,6 +243,135 @@ internal static class DatasetFiles
         }
     }
 
+    private static string ReadUtf8(string path, string display)
+    {
+        try
+        {
+            return File.ReadAllText(path, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true));
+        }
+        catch (DecoderFallbackException e)
+        {
+            throw new InvalidDataException($"{display}: not valid UTF-8 text ({e.Message})", e);
+        }
+    }
+
+    /// <summary>
+    /// A CSV file's rows as records <c>{"column": "value"}</c>, named "FILE: row N" with the header as row 1 (what a
+    /// spreadsheet shows for one-line rows). Values stay text, as the converters read text (pandas would infer
+    /// numbers); an empty cell is null, so a required column left empty is "missing", as pandas' NaN is to
+    /// LLaMA-Factory. A row with more or fewer fields than the header cannot be read.
+    /// </summary>
+    private static IEnumerable<RawRecord> ReadCsv(string path, string display)
+    {
+        var rows = CsvReader.Parse(ReadUtf8(path, display), display);
+        if (rows.Count == 0) yield break;
+        string[] header = rows[0];
+        for (int column = 0; column < header.Length; column++)
+        {
+            if (header[column].Length == 0)
+                throw new InvalidDataException($"{display}: row 1 (the header): column {column + 1} has no name");
+            if (Array.IndexOf(header, header[column]) != column)
+                throw new InvalidDataException($"{display}: row 1 (the header): column {column + 1} repeats the name {MessageText.Quote(header[column])}");
+        }
+        for (int i = 1; i < rows.Count; i++)
+        {
+            string location = $"{display}: row {i + 1}";
+            string[] fields = rows[i];
+            if (fields.Length != header.Length)
+            {
+                yield return new RawRecord(default, location,
+                    $"{fields.Length} field{(fields.Length == 1 ? "" : "s")}, but the header names {header.Length} columns ({string.Join(", ", header)})");
+                continue;
+            }
+            var record = new Dictionary<string, string?>(header.Length, StringComparer.Ordinal);
+            for (int column = 0; column < header.Length; column++)
+                record[header[column]] = fields[column].Length == 0 ? null : fields[column];
+            yield return new RawRecord(JsonSerializer.SerializeToElement(record), location);
+        }
+    }
+
+    /// <summary>
+    /// A Parquet file's rows as JSON records "FILE: record N" (from 0, as for JSON arrays): strings, numbers and
+    /// booleans as themselves, lists as arrays and structs as objects (a sharegpt <c>conversations</c> column, a
+    /// list of structs, becomes the array of message objects), dates and times as ISO 8601 text, nulls as null.
+    /// Binary columns have no JSON form: a record holding one cannot be read.
+    /// </summary>
+    private static IEnumerable<RawRecord> ReadParquet(string path, string display)
+    {
+        DeserializationResult<Dictionary<string, object>> rows;
+        try
+        {
+            using var stream = File.OpenRead(path);
+            rows = ParquetSerializer.DeserializeUntypedAsync(stream).GetAwaiter().GetResult();
+        }
+        catch (Exception e) when (e is not (OutOfMemoryException or FileNotFoundException or UnauthorizedAccessException))
+        {
+            throw new InvalidDataException($"{display}: not a readable Parquet file ({e.Message.ReplaceLineEndings(" ")})", e);
+        }
+        for (int index = 0; index < rows.Data.Count; index++)
+        {
+            string location = $"{display}: record {index}";
+            var buffer = new ArrayBufferWriter<byte>();
+            string? problem = null;
+            using (var writer = new Utf8JsonWriter(buffer))
+            {
+                writer.WriteStartObject();
+                foreach (var (column, value) in rows.Data[index])
+                {
+                    writer.WritePropertyName(column);
+                    if ((problem = WriteJson(writer, column, value)) is not null) break;
+                }
+                if (problem is null) writer.WriteEndObject();
+            }
+            if (problem is not null)
+            {
+                yield return new RawRecord(default, location, problem);
+                continue;
+            }
+            using var doc = JsonDocument.Parse(buffer.WrittenMemory);
+            yield return new RawRecord(doc.RootElement, location);
+        }
+    }
+
+    /// <summary>Writes one Parquet value; returns why it has no JSON form (naming the column), or null.</summary>
+    private static string? WriteJson(Utf8JsonWriter writer, string column, object? value)
+    {
+        switch (value)
+        {
+            case null: writer.WriteNullValue(); break;
+            case string s: writer.WriteStringValue(s); break;
+            case bool b: writer.WriteBooleanValue(b); break;
+            case byte[]: return $"column '{column}' holds binary data, which has no text form (store text as a string column)";
+            case DateTime or DateTimeOffset or DateOnly or TimeOnly or TimeSpan: writer.WriteStringValue(((IFormattable)value).ToString(value is TimeSpan ? "c" : "o", null)); break;
+            case sbyte or byte or short or ushort or int or uint or long or ulong: writer.WriteRawValue(((IFormattable)value).ToString(null, CultureInfo.InvariantCulture)); break;
+            case float or double or decimal:
+                double number = Convert.ToDouble(value, CultureInfo.InvariantCulture);
+                if (!double.IsFinite(number)) return $"column '{column}' holds {number}, which JSON cannot hold";
+                writer.WriteNumberValue(number);
+                break;
+            case IDictionary fields:
+                writer.WriteStartObject();
+                foreach (DictionaryEntry field in fields)
+                {
+                    writer.WritePropertyName((string)field.Key);
+                    if (WriteJson(writer, $"{column}.{field.Key}", field.Value) is { } problem) return problem;
+                }
+                writer.WriteEndObject();
+                break;
+            case IEnumerable items:
+                writer.WriteStartArray();
+                int i = 0;
+                foreach (object? item in items)
+                {
+                    if (WriteJson(writer, $"{column}[{i++}]", item) is { } problem) return problem;
+                }
+                writer.WriteEndArray();
+                break;
+            default: return $"column '{column}' holds a {value.GetType().Name}, which SharpTune cannot turn into JSON";
+        }
+        return null;
+    }
+
     private static bool IsLineBreak(char c) =>
         c is '\n' or '\r' or '\v' or '\f' or '\x1c' or '\x1d' or '\x1e' or '\x85' or '\u2028' or '\u2029';
 
@@ -241,6 +379,6 @@ internal static class DatasetFiles
     {
         if (!Extensions.Any(ext => file.EndsWith(ext, StringComparison.OrdinalIgnoreCase)))
             throw new InvalidDataException(
-                $"dataset '{entry.Name}': '{file}' is not a .json, .jsonl or .txt file; SharpTune reads JSON arrays, JSON Lines and plain text (convert csv/parquet/arrow data to JSON)");
+                $"dataset '{entry.Name}': '{file}' is not a .json, .jsonl, .txt, .csv or .parquet file; SharpTune reads JSON arrays, JSON Lines, plain text, CSV and Parquet (convert arrow data to Parquet or JSON)");
     }
 }

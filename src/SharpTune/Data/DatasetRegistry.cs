@@ -88,7 +88,7 @@ public sealed class DatasetRegistry
         if (realRoot is null) return;
         if (files.Any(file => !IsWithin(RealPath(file), realRoot)))
             throw new InvalidDataException(
-                $"{path}: dataset '{entry.Name}': file_name {MessageText.Quote(entry.FileName)} is outside the dataset folder '{ConfinedTo}', which this server confines data files to");
+                $"{path}: dataset '{entry.Name}': file_name {MessageText.Quote(entry.Origin)} is outside the dataset folder '{ConfinedTo}', which this server confines data files to");
     }
 
     private static bool IsWithin(string realPath, string realRoot) =>

@@ -165,7 +165,7 @@ public static class SupervisedDatasets
             if (strict && items.Count > 0 && items[^1].Problem is not null) break;
         }
         if (items.Count == 0)
-            throw new InvalidDataException($"dataset '{entry.Name}' ({entry.FileName}) holds no records");
+            throw new InvalidDataException($"dataset '{entry.Name}' ({entry.Origin}) holds no records");
 
         if (entry.NumSamples is int numSamples)
             items = DrawSamples(items, numSamples, seed);

@@ -105,8 +105,16 @@ public sealed class DatasetErrorTests : IDisposable
     }
 
     [Theory]
-    [InlineData("""{"hub": {"hf_hub_url": "llamafactory/alpaca_en"}}""", "hub",
-        "dataset 'hub': it is read from hf_hub_url 'llamafactory/alpaca_en', which SharpTune does not support here; download the data into the dataset folder and register it with file_name")]
+    [InlineData("""{"hub": {"ms_hub_url": "AI-ModelScope/sharegpt_gpt4"}}""", "hub",
+        "dataset 'hub': it is read from ms_hub_url 'AI-ModelScope/sharegpt_gpt4', which SharpTune does not support here; download the data into the dataset folder and register it with file_name")]
+    [InlineData("""{"hub": {"hf_hub_url": "not a repo"}}""", "hub",
+        "dataset 'hub': hf_hub_url 'not a repo' is not a Hub dataset id (NAME or ORG/NAME)")]
+    [InlineData("""{"hub": {"hf_hub_url": "org/data", "split": "train[:10%]"}}""", "hub",
+        "dataset 'hub': split 'train[:10%]' is not a split name (letters, digits and '_', parts joined by '.'; no slicing)")]
+    [InlineData("""{"hub": {"hf_hub_url": "org/data", "subset": "../other"}}""", "hub",
+        "dataset 'hub': subset '../other' is not a folder of the repository")]
+    [InlineData("""{"x": {"file_name": "x.json", "split": "test"}}""", "x",
+        "dataset 'x': split 'test' does not exist in a local file (only 'train')")]
     [InlineData("""{"dpo": {"file_name": "dpo.json", "ranking": true}}""", "dpo",
         "dataset 'dpo': it is a preference dataset (ranking: true); supervised fine-tuning cannot use it")]
     [InlineData("""{"x": {"file_name": "x.json", "formatting": "openai"}}""", "x",
@@ -124,13 +132,13 @@ public sealed class DatasetErrorTests : IDisposable
     [Fact]
     public void UndefinedDatasetsMissingFilesAndOtherFileTypesAreErrors()
     {
-        dir.Info("""{"demo": {"file_name": "data.json"}, "table": {"file_name": "data.csv"}, "gone": {"file_name": "gone.json"}}""")
-            .Write("data.json", "[]").Write("data.csv", "instruction,output\n");
+        dir.Info("""{"demo": {"file_name": "data.json"}, "table": {"file_name": "data.arrow"}, "gone": {"file_name": "gone.json"}}""")
+            .Write("data.json", "[]").Write("data.arrow", "instruction,output\n");
 
         Assert.StartsWith("dataset 'nope' is not defined in ", LoadError("nope"));
         Assert.EndsWith("(it defines: demo, table, gone)", LoadError("nope"));
         Assert.StartsWith("dataset 'table': ", LoadError("table"));
-        Assert.Contains("is not a .json, .jsonl or .txt file", LoadError("table"));
+        Assert.Contains("is not a .json, .jsonl, .txt, .csv or .parquet file", LoadError("table"));
         Assert.Equal($"dataset 'gone': '{Path.Combine(dir.Path, "gone.json")}' does not exist", LoadError("gone"));
         Assert.Equal("dataset 'demo' (data.json) holds no records", LoadError("demo"));
         Assert.Equal($"dataset_dir '{Path.Combine(dir.Path, "sub")}' has no dataset_info.json",

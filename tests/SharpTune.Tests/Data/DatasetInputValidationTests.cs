@@ -193,4 +193,12 @@ public sealed class DatasetInputValidationTests : IDisposable
         Assert.Equal($"dataset_dir '{dir.Path}' is outside '{root.Path}', which this server confines data files to",
             LoadError(confineTo: root.Path));
     }
+
+    [Fact]
+    public void AConfinedRegistryReadsNoHubDataset()
+    {
+        dir.Info("""{"demo": {"hf_hub_url": "org/data"}}""");
+        Assert.Equal($"{Path.Combine(dir.Path, "dataset_info.json")}: dataset 'demo': it is read from hf_hub_url 'org/data', but this server confines data files to '{dir.Path}'",
+            LoadError(confineTo: dir.Path));
+    }
 }

@@ -63,8 +63,12 @@ public sealed class LoopbackHub : IAsyncDisposable
     public void AddRepo(string repoId, string dir, string repoType = "model") =>
         _repos[$"{repoType}s/{repoId}"] = Directory.GetFiles(dir).ToDictionary(f => Path.GetFileName(f), File.ReadAllBytes, StringComparer.Ordinal);
 
-    /// <summary>Files stored in LFS, as the Hub stores weights: served through the CDN.</summary>
-    public static bool IsLfs(string path) => path.EndsWith(".safetensors", StringComparison.Ordinal);
+    /// <summary>Serves <paramref name="files"/> (repository path → bytes, paths with folders) as <paramref name="repoId"/> at <see cref="Commit"/>.</summary>
+    public void AddRepo(string repoId, IReadOnlyDictionary<string, byte[]> files, string repoType) =>
+        _repos[$"{repoType}s/{repoId}"] = new Dictionary<string, byte[]>(files, StringComparer.Ordinal);
+
+    /// <summary>Files stored in LFS, as the Hub stores weights and Parquet data: served through the CDN.</summary>
+    public static bool IsLfs(string path) => path.EndsWith(".safetensors", StringComparison.Ordinal) || path.EndsWith(".parquet", StringComparison.Ordinal);
 
     public static string Sha256(byte[] data) => Convert.ToHexStringLower(SHA256.HashData(data));
 
