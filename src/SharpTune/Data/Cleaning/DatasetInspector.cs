@@ -68,6 +68,7 @@ public static class DatasetInspector
     /// </summary>
     public static DetectedFormat Detect(DatasetRecordFile file)
     {
+        if (file.Records.Count == 0) throw new InvalidDataException($"{file.Path}: holds no records");
         int alpaca = 0, sharegpt = 0, openai = 0;
         bool system = false, history = false, tools = false;
         foreach (var record in file.Records)

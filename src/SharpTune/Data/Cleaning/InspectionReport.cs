@@ -112,7 +112,7 @@ public sealed class InspectionReport(DatasetInspection inspection)
         int cut = records.Count(r => r.TokensLost > 0);
         long lost = records.Sum(r => (long)r.TokensLost!.Value), trainedLost = records.Sum(r => (long)r.TrainedTokensLost!.Value);
         double share = records.Count == 0 ? 0 : 100.0 * cut / records.Count;
-        return $"cut at cutoff_len {inspection.Tokens!.CutoffLen}: {cut} records ({share.ToString("0.#", CultureInfo.InvariantCulture)}%), {lost} tokens lost ({trainedLost} of them trained)";
+        return $"cut at cutoff_len {inspection.Tokens!.CutoffLen}: {cut} record{(cut == 1 ? "" : "s")} ({share.ToString("0.#", CultureInfo.InvariantCulture)}%), {lost} tokens lost ({trainedLost} of them trained)";
     }
 
     /// <summary>Writes the HTML page atomically.</summary>

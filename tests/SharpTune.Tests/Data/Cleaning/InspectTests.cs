@@ -113,11 +113,14 @@ public sealed class InspectTests : IDisposable
     }
 
     [Fact]
-    public void UnknownFormat_IsRefused_NamingTheFile()
+    public void UnknownFormatOrNoRecords_IsRefused_NamingTheFile()
     {
         dir.Write("odd.jsonl", "{\"question\": \"a\", \"answer\": \"b\"}\n");
         var e = Assert.Throws<InvalidDataException>(() => DatasetInspector.InspectFile(Path.Combine(dir.Path, "odd.jsonl"), null));
         Assert.StartsWith($"{Path.Combine(dir.Path, "odd.jsonl")}: no record has the fields of a known format", e.Message);
+        dir.Write("empty.json", "[]\n");
+        Assert.Equal($"{Path.Combine(dir.Path, "empty.json")}: holds no records",
+            Assert.Throws<InvalidDataException>(() => DatasetInspector.InspectFile(Path.Combine(dir.Path, "empty.json"), null)).Message);
     }
 
     [Theory]
