@@ -10,10 +10,11 @@ namespace SharpTune.Cli.Commands;
 /// </summary>
 public static class DataCommands
 {
-    public static Command Create() => new("data", "Clean a dataset file before training: remove duplicates, scrub personal data")
+    public static Command Create() => new("data", "Inspect and clean a dataset file before training: look at what it holds, remove duplicates, scrub personal data")
     {
         Dedup(),
         Scrub(),
+        DataInspectCommand.Create(),
     };
 
     private static Command Dedup()

@@ -58,15 +58,21 @@ public static class Deduplicator
         return new CleaningResult(input, output, report);
     }
 
-    /// <summary>What deduplication keeps of a record: the SHA-256 (first 128 bits) of its normalised text and, for --near, its MinHash signature.</summary>
+    /// <summary>The exact-duplicate key of a record's compared text: the SHA-256 (first 128 bits) of its normalised text. `data inspect` counts duplicates by it too.</summary>
+    public static UInt128 ExactKey(string normalizedText)
+    {
+        Span<byte> digest = stackalloc byte[32];
+        SHA256.HashData(MemoryMarshal.AsBytes(normalizedText.AsSpan()), digest);
+        return BitConverter.ToUInt128(digest);
+    }
+
+    /// <summary>What deduplication keeps of a record: its <see cref="ExactKey"/> and, for --near, its MinHash signature.</summary>
     private readonly record struct Fingerprint(UInt128 Exact, uint[]? Signature)
     {
         public static Fingerprint Of(string text, MinHash? minHash, DedupOptions options)
         {
             string normalized = RecordText.Normalize(text);
-            Span<byte> digest = stackalloc byte[32];
-            SHA256.HashData(MemoryMarshal.AsBytes(normalized.AsSpan()), digest);
-            return new Fingerprint(BitConverter.ToUInt128(digest),
+            return new Fingerprint(ExactKey(normalized),
                 minHash?.Signature(Shingles.Hashes(normalized, options.Unit, options.NGram)));
         }
     }
