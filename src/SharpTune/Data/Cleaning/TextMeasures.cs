@@ -70,13 +70,31 @@ public static class TextMeasures
         int[] starts = RuneStarts(text);
         int grams = starts.Length - 1 - length + 1;
         if (grams <= 0) return 0;
-        var frequency = new Dictionary<string, int>(grams);
-        for (int i = 0; i < grams; i++)
+        // Most n-grams occur once: sorting their rolling hashes finds the few that may repeat without a dictionary
+        // entry per n-gram; only n-grams sharing a hash are compared, in place.
+        var comparer = new CharacterGrams(text, starts, length);
+        int[] hashes = [.. comparer.Hashes], order = [.. Enumerable.Range(0, grams)];
+        Array.Sort(hashes, order);
+        var repeated = new List<int>();
+        int distinct = 0;
+        for (int run = 0, end; run < grams; run = end)
         {
-            string gram = text.Substring(starts[i], starts[i + length] - starts[i]);
-            frequency[gram] = frequency.GetValueOrDefault(gram) + 1;
+            for (end = run + 1; end < grams && hashes[end] == hashes[run]; end++) { }
+            if (end - run == 1)
+            {
+                distinct++;
+                continue;
+            }
+            var frequency = new Dictionary<int, int>(end - run, comparer);
+            for (int i = run; i < end; i++) System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(frequency, order[i], out _)++;
+            distinct += frequency.Count;
+            repeated.AddRange(frequency.Values.Where(f => f > 1));
         }
-        return TopShare(frequency.Values, grams);
+        repeated.Sort((a, b) => b.CompareTo(a));
+        int top = Math.Min((int)Math.Sqrt(distinct), repeated.Count);
+        long share = 0;
+        for (int i = 0; i < top; i++) share += repeated[i];
+        return (double)share / grams;
     }
 
     /// <summary>
@@ -94,29 +112,88 @@ public static class TextMeasures
         }
         int grams = words.Count - length + 1;
         if (grams <= 0) return 0;
-        var frequency = new Dictionary<string, int>(grams);
+        var frequency = new Dictionary<int, int>(grams, new WordGrams(words, length));
         for (int i = 0; i < grams; i++)
         {
-            string gram = string.Join(' ', words.GetRange(i, length));
-            frequency[gram] = frequency.GetValueOrDefault(gram) + 1;
+            ref int count = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(frequency, i, out _);
+            count++;
         }
         int repeated = frequency.Values.Where(f => f > 1).Sum();
         return (double)repeated / grams;
     }
 
-    private static double TopShare(IEnumerable<int> frequencies, int total)
+    /// <summary>
+    /// Character n-grams named by the index of their first code point, hashed by a polynomial rolling hash computed
+    /// for all of them in one pass (hashing each n-gram afresh was most of clean's time).
+    /// </summary>
+    private sealed class CharacterGrams : IEqualityComparer<int>
     {
-        int[] sorted = [.. frequencies.OrderDescending()];
-        int repeatedKinds = sorted.Count(f => f > 1);
-        int top = Math.Min((int)Math.Sqrt(sorted.Length), repeatedKinds);
-        long share = 0;
-        for (int i = 0; i < top; i++) share += sorted[i];
-        return (double)share / total;
+        private readonly string text;
+        private readonly int[] starts;
+        private readonly int length;
+        private readonly int[] hashes;
+
+        public CharacterGrams(string text, int[] starts, int length)
+        {
+            (this.text, this.starts, this.length) = (text, starts, length);
+            hashes = RollingHashes(starts.Length - 1, length, i => text[starts[i]]);
+        }
+
+        private ReadOnlySpan<char> Gram(int i) => text.AsSpan(starts[i], starts[i + length] - starts[i]);
+
+        public bool Equals(int x, int y) => hashes[x] == hashes[y] && Gram(x).SequenceEqual(Gram(y));
+
+        public int GetHashCode(int i) => hashes[i];
+
+        public ReadOnlySpan<int> Hashes => hashes;
+    }
+
+    /// <summary>The hash of every window of <paramref name="length"/> items among <paramref name="count"/>, each item given by <paramref name="item"/>.</summary>
+    private static int[] RollingHashes(int count, int length, Func<int, int> item)
+    {
+        const uint Base = 1_000_003;
+        uint power = 1;
+        for (int k = 1; k < length; k++) power *= Base;
+        var hashes = new int[Math.Max(0, count - length + 1)];
+        uint hash = 0;
+        for (int i = 0; i < count; i++)
+        {
+            if (i >= length) hash -= (uint)item(i - length) * power;
+            hash = hash * Base + (uint)item(i);
+            if (i >= length - 1) hashes[i - length + 1] = (int)hash;
+        }
+        return hashes;
+    }
+
+    /// <summary>Word n-grams named by the index of their first word, hashed like <see cref="CharacterGrams"/>.</summary>
+    private sealed class WordGrams : IEqualityComparer<int>
+    {
+        private readonly List<string> words;
+        private readonly int length;
+        private readonly int[] hashes;
+
+        public WordGrams(List<string> words, int length)
+        {
+            (this.words, this.length) = (words, length);
+            int[] wordHashes = [.. words.Select(w => w.GetHashCode())];
+            hashes = RollingHashes(words.Count, length, i => wordHashes[i]);
+        }
+
+        public bool Equals(int x, int y)
+        {
+            if (hashes[x] != hashes[y]) return false;
+            for (int k = 0; k < length; k++)
+                if (!string.Equals(words[x + k], words[y + k], StringComparison.Ordinal)) return false;
+            return true;
+        }
+
+        public int GetHashCode(int i) => hashes[i];
     }
 
     /// <summary>Offsets of each code point, and the text's length at the end.</summary>
     private static int[] RuneStarts(string text)
     {
+        if (!text.AsSpan().ContainsAnyInRange('\uD800', '\uDFFF')) return [.. Enumerable.Range(0, text.Length + 1)];
         var starts = new List<int>(text.Length + 1);
         for (int i = 0; i < text.Length; i++)
             if (!char.IsLowSurrogate(text[i]) || i == 0 || !char.IsHighSurrogate(text[i - 1])) starts.Add(i);
