@@ -27,5 +27,6 @@ public static class Workloads
         new MemoryWorkload(),
         new ReportWorkload(),
         new DedupWorkload(),
+        new CleanWorkload(),
     ];
 }

@@ -57,7 +57,8 @@ public sealed class DedupWorkload : IWorkload
         }
     }
 
-    private static string[] LoadAnswers() =>
+    /// <summary>The non-empty answers of LLaMA-Factory's alpaca_en/zh demo data.</summary>
+    internal static string[] LoadAnswers() =>
         new[] { "alpaca_en_demo", "alpaca_zh_demo" }.SelectMany(name =>
         {
             using var doc = JsonDocument.Parse(File.ReadAllBytes(BenchModels.Fixtures("llamafactory", name + ".json")));
@@ -65,7 +66,7 @@ public sealed class DedupWorkload : IWorkload
         }).Where(a => a.Length > 0).ToArray();
 
     /// <summary>Alpaca-shaped records numbered so that they differ, every tenth a repeat of the one before.</summary>
-    private static void WriteExactInput(string path, string[] answers, long bytes)
+    internal static void WriteExactInput(string path, string[] answers, long bytes)
     {
         using var writer = new StreamWriter(path, false, new UTF8Encoding(false));
         long written = 0;

@@ -4,16 +4,17 @@ using SharpTune.Data.Cleaning;
 namespace SharpTune.Cli.Commands;
 
 /// <summary>
-/// `sharptune data dedup|scrub IN --out OUT [--report R.jsonl] [--dry-run]`: cleaning steps over one dataset file
+/// `sharptune data dedup|scrub|clean IN --out OUT [--report R.jsonl] [--dry-run]`: cleaning steps over one dataset file
 /// (JSON array or JSON Lines), written in the input's format, atomically, never over the input. Each prints one
 /// summary line with the counts per reason; the report lists every removed or changed record with its reason and rule.
 /// </summary>
 public static class DataCommands
 {
-    public static Command Create() => new("data", "Inspect and clean a dataset file before training: look at what it holds, remove duplicates, scrub personal data")
+    public static Command Create() => new("data", "Inspect and clean a dataset file before training: look at what it holds, remove duplicates, scrub personal data, normalise and filter")
     {
         Dedup(),
         Scrub(),
+        Clean(),
         DataInspectCommand.Create(),
     };
 
@@ -58,6 +59,34 @@ public static class DataCommands
         common.AddTo(command);
         command.SetAction(r => CliAction.Run(() =>
             common.Finish(r, "scrub", PersonalDataScrubber.Run(common.Input(r), r.GetValue(region)!, r.GetValue(drop)))));
+        return command;
+    }
+
+    private static Command Clean()
+    {
+        var common = new CommonOptions();
+        var recipe = new Option<string?>("--recipe") { Description = "YAML recipe: the rules to run and their parameters (default: every rule but punctuation, special_characters and the block lists, with data-juicer's defaults)" };
+        var fields = new Option<string?>("--fields") { Description = "Comma-separated top-level fields the rules look at; default: every string value of the record" };
+        var unicode = new Option<string?>("--unicode") { Description = "Unicode normalisation form, NFC or NFKC (sets unicode_normalization.form)" };
+        var minChars = new Option<string?>("--min-chars") { Description = "Fewest characters a record's text may have (sets text_length.min; default 10)" };
+        var maxChars = new Option<string?>("--max-chars") { Description = "Most characters a record's text may have (sets text_length.max)" };
+        var blockKeywords = new Option<string?>("--block-keywords") { Description = "Comma-separated words or phrases whose records are removed (sets blocked_keywords.keywords)" };
+        var command = new Command("clean", "Normalise text (Unicode, white space, control characters, empty-input markers) and remove empty, too short or long, repetitive, symbol-heavy or unanswerable records")
+        {
+            recipe, fields, unicode, minChars, maxChars, blockKeywords,
+        };
+        common.AddTo(command);
+        command.SetAction(r => CliAction.Run(() =>
+        {
+            var settings = new List<(string, string, string)>();
+            if (r.GetValue(unicode) is { } form) settings.Add(("unicode_normalization", "form", form));
+            if (r.GetValue(minChars) is { } min) settings.Add(("text_length", "min", min));
+            if (r.GetValue(maxChars) is { } max) settings.Add(("text_length", "max", max));
+            if (r.GetValue(blockKeywords) is { } keywords) settings.Add(("blocked_keywords", "keywords", keywords));
+            var cleaning = CleaningRecipe.Create(r.GetValue(recipe), settings,
+                r.GetValue(fields)?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));
+            return common.Finish(r, "clean", DatasetCleaner.Run(common.Input(r), cleaning));
+        }));
         return command;
     }
 

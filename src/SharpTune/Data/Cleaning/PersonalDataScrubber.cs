@@ -1,7 +1,5 @@
 using System.Net;
 using System.Net.Sockets;
-using System.Text.Encodings.Web;
-using System.Text.Json;
 using System.Text.RegularExpressions;
 using PhoneNumbers;
 
@@ -51,62 +49,15 @@ public sealed partial class PersonalDataScrubber
     /// </summary>
     public byte[]? ScrubRecord(byte[] json, List<(string Field, PersonalDataMatch Match)> changes)
     {
-        var reader = new Utf8JsonReader(json);
-        var containers = new List<Container>();
-        using var output = new MemoryStream();
-        int copied = 0;
         var found = new List<PersonalDataMatch>();
-        while (reader.Read())
+        return RecordStrings.Rewrite(json, (field, value) =>
         {
-            switch (reader.TokenType)
-            {
-                case JsonTokenType.PropertyName:
-                    containers[^1].Property = reader.GetString();
-                    continue;
-                case JsonTokenType.EndObject or JsonTokenType.EndArray:
-                    containers.RemoveAt(containers.Count - 1);
-                    continue;
-            }
-            string? field = reader.TokenType == JsonTokenType.String ? FieldPath(containers) : null;
-            if (containers.Count > 0 && containers[^1].IsArray) containers[^1].Index++;
-            if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
-                containers.Add(new Container(reader.TokenType == JsonTokenType.StartArray));
-            if (field is null) continue;
             found.Clear();
-            string scrubbed = Scrub(reader.GetString()!, found);
-            if (found.Count == 0) continue;
+            string scrubbed = Scrub(value, found);
+            if (found.Count == 0) return null;
             foreach (var match in found) changes.Add((field, match));
-            output.Write(json, copied, (int)reader.TokenStartIndex - copied);
-            output.WriteByte((byte)'"');
-            output.Write(JsonEncodedText.Encode(scrubbed, JavaScriptEncoder.UnsafeRelaxedJsonEscaping).EncodedUtf8Bytes);
-            output.WriteByte((byte)'"');
-            copied = (int)reader.BytesConsumed;
-        }
-        if (copied == 0) return null;
-        output.Write(json, copied, json.Length - copied);
-        return output.ToArray();
-    }
-
-    /// <summary>An object or array being read: the property or the index (of the next element) the reader is at.</summary>
-    private sealed class Container(bool isArray)
-    {
-        public bool IsArray { get; } = isArray;
-        public int Index { get; set; }
-        public string? Property { get; set; }
-    }
-
-    /// <summary>The path of the value being read, e.g. <c>conversations[1].value</c>.</summary>
-    private static string FieldPath(List<Container> containers)
-    {
-        var text = new System.Text.StringBuilder();
-        for (int depth = 0; depth < containers.Count; depth++)
-        {
-            var container = containers[depth];
-            // Ancestors' indexes were advanced when the element being read started.
-            if (container.IsArray) text.Append('[').Append(depth == containers.Count - 1 ? container.Index : container.Index - 1).Append(']');
-            else text.Append(text.Length > 0 ? "." : "").Append(container.Property);
-        }
-        return text.ToString();
+            return scrubbed;
+        });
     }
 
     /// <summary>Runs `sharptune data scrub`: every record written, personal data replaced, or with <paramref name="drop"/> records holding any left out.</summary>
