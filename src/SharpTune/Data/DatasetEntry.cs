@@ -6,10 +6,10 @@ namespace SharpTune.Data;
 public enum DatasetFormatting { Alpaca, Sharegpt }
 
 /// <summary>
-/// Where a Hub dataset lives: the <c>dataset_info.json</c> key that named it (<c>hf_hub_url</c>; a second hub would
-/// add its own), the repository, and LLaMA-Factory's <c>subset</c> and <c>folder</c>.
+/// Where a Hub dataset lives: the <c>dataset_info.json</c> key that named it (<c>hf_hub_url</c> or <c>ms_hub_url</c>),
+/// the repository, LLaMA-Factory's <c>subset</c> and <c>folder</c>, and the hub that serves it.
 /// </summary>
-public sealed record HubDatasetSource(string Key, string RepoId, string? Subset, string? Folder);
+public sealed record HubDatasetSource(string Key, string RepoId, string? Subset, string? Folder, Hub.HubKind Hub = Hub.HubKind.HuggingFace);
 
 /// <summary>
 /// One <c>dataset_info.json</c> entry, with LLaMA-Factory's defaults (its <c>DatasetAttr</c>): column names are null
@@ -18,8 +18,8 @@ public sealed record HubDatasetSource(string Key, string RepoId, string? Subset,
 /// </summary>
 public sealed class DatasetEntry
 {
-    /// <summary>Sources SharpTune cannot read, in LLaMA-Factory's order of preference after hf_hub_url.</summary>
-    private static readonly string[] UnsupportedSourceKeys = ["ms_hub_url", "om_hub_url", "script_url", "cloud_file_name"];
+    /// <summary>Sources SharpTune cannot read, in LLaMA-Factory's order of preference after the Hub sources.</summary>
+    private static readonly string[] UnsupportedSourceKeys = ["om_hub_url", "script_url", "cloud_file_name"];
 
     /// <summary>datasets' split names (its <c>_split_re</c>): a plain name, no slicing such as <c>train[:10%]</c>.</summary>
     private static readonly System.Text.RegularExpressions.Regex SplitName = new(@"^\w+(\.\w+)*\z");
@@ -30,7 +30,7 @@ public sealed class DatasetEntry
     /// <summary>File or folder, relative to <c>dataset_dir</c>; null for a Hub dataset.</summary>
     public string? FileName { get; init; }
 
-    /// <summary>The Hub repository of an <c>hf_hub_url</c> entry; null for local files.</summary>
+    /// <summary>The Hub repository of an <c>hf_hub_url</c> or <c>ms_hub_url</c> entry; null for local files.</summary>
     public HubDatasetSource? HubSource { get; init; }
 
     /// <summary>The split to load (LLaMA-Factory's default <c>train</c>); local files hold only that one.</summary>
@@ -81,11 +81,13 @@ public sealed class DatasetEntry
     }
 
     /// <summary>
-    /// Reads one entry; <paramref name="source"/> names where it came from, for messages. As in LLaMA-Factory, an
-    /// <c>hf_hub_url</c> wins over a <c>file_name</c>. SharpTune reads no other remote source, so an entry with a
-    /// <c>file_name</c> uses it even when it also names one of those (which LLaMA-Factory would download instead).
+    /// Reads one entry; <paramref name="source"/> names where it came from, for messages. As in LLaMA-Factory's
+    /// get_dataset_list, an <c>ms_hub_url</c> wins when <c>USE_MODELSCOPE_HUB</c> is set or there is no
+    /// <c>hf_hub_url</c>, else an <c>hf_hub_url</c>; either wins over a <c>file_name</c>. SharpTune reads no other
+    /// remote source, so an entry with a <c>file_name</c> uses it even when it also names one of those (which
+    /// LLaMA-Factory would download instead).
     /// </summary>
-    /// <exception cref="InvalidDataException">Malformed, or an entry SFT cannot use here (ModelScope/script data, preference, KTO or multimodal data).</exception>
+    /// <exception cref="InvalidDataException">Malformed, or an entry SFT cannot use here (OpenMind/script/cloud data, preference, KTO or multimodal data).</exception>
     public static DatasetEntry Parse(string name, JsonElement info, string source)
     {
         string where = $"{source}: dataset '{name}'";
@@ -93,7 +95,15 @@ public sealed class DatasetEntry
             throw new InvalidDataException($"{where}: the entry must be a JSON object, got {JsonKinds.Describe(info)}");
 
         HubDatasetSource? hubSource = null;
-        if (OptionalString(info, "hf_hub_url", where) is { } hfRepo)
+        string? hfRepo = OptionalString(info, "hf_hub_url", where);
+        if (OptionalString(info, "ms_hub_url", where) is { } msRepo && (hfRepo is null || Hub.HubSettings.ModelScopeChosen()))
+        {
+            // modelscope lists a dataset only by ORG/NAME (its get_dataset_files).
+            if (!Hub.HubCache.IsRepoId(msRepo) || !msRepo.Contains('/'))
+                throw new InvalidDataException($"{where}: ms_hub_url {MessageText.Quote(msRepo)} is not a ModelScope dataset id (ORG/NAME)");
+            hubSource = new HubDatasetSource("ms_hub_url", msRepo, RelativeFolder(info, "subset", where), RelativeFolder(info, "folder", where), Hub.HubKind.ModelScope);
+        }
+        else if (hfRepo is not null)
         {
             if (!Hub.HubCache.IsRepoId(hfRepo))
                 throw new InvalidDataException($"{where}: hf_hub_url {MessageText.Quote(hfRepo)} is not a Hub dataset id (NAME or ORG/NAME)");

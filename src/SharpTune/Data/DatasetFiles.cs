@@ -29,7 +29,7 @@ internal static class DatasetFiles
 
     /// <summary>
     /// The files of an entry as (full path, name shown in messages: the path relative to dataset_dir, or REPO/PATH
-    /// for a Hub dataset, fetched into the Hugging Face cache as <see cref="HubSettings.FromEnvironment"/> says).
+    /// for a Hub dataset, fetched into the cache of its hub, Hugging Face's or ModelScope's, as <see cref="HubSettings.For"/> reads it).
     /// With a <see cref="DatasetRegistry.ConfinedTo"/> root, every file must resolve (links followed) inside it, so
     /// a confined registry reads no Hub dataset.
     /// </summary>
@@ -39,7 +39,7 @@ internal static class DatasetFiles
         {
             if (registry.ConfinedTo is not null)
                 throw new InvalidDataException($"{entry.Where}: it is read from {hub.Key} '{hub.RepoId}', but this server confines data files to '{registry.ConfinedTo}'");
-            return HubDatasetFiles.Resolve(entry, hub, HubSettings.FromEnvironment(), Console.Error);
+            return HubDatasetFiles.Resolve(entry, hub, HubSettings.For(hub.Hub), Console.Error);
         }
         string fileName = entry.FileName!;
         string path = Path.Combine(registry.DatasetDir, fileName);

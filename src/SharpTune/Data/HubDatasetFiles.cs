@@ -5,10 +5,11 @@ using SharpTune.IO;
 namespace SharpTune.Data;
 
 /// <summary>
-/// The data files of an <c>hf_hub_url</c> dataset, as Hugging Face's <c>datasets</c> finds them in a repository
-/// without a loading script or <c>configs</c> metadata: the repository's json, jsonl, parquet and csv files under
-/// <c>folder</c>/<c>subset</c> are downloaded into the Hugging Face cache (<see cref="HubDownload"/>, so offline runs
-/// read them from there), then split by datasets' default patterns (its <c>get_data_patterns</c>): first shards named
+/// The data files of an <c>hf_hub_url</c> or <c>ms_hub_url</c> dataset, as Hugging Face's <c>datasets</c> finds them
+/// in a repository without a loading script or <c>configs</c> metadata (modelscope's MsDataset.load resolves a hub
+/// dataset's files through the same datasets code): the repository's json, jsonl, parquet and csv files under
+/// <c>folder</c>/<c>subset</c> are downloaded into the cache of the source's hub (<see cref="HubDownload"/>, which
+/// hands ModelScope to <see cref="ModelScopeDownload"/>; offline runs read them from there), then split by datasets' default patterns (its <c>get_data_patterns</c>): first shards named
 /// <c>data/SPLIT-00000-of-00001.EXT</c>; else train/validation/test keywords in folder names; else in file names;
 /// else every file is train. As datasets picks one packaged loader, a split's files are those of its most common
 /// format.

@@ -18,10 +18,11 @@ public sealed record HubSettings(string Endpoint, string? Token, string CacheRoo
     public const string DefaultModelScopeEndpoint = "https://www.modelscope.cn";
 
     /// <summary>The hub LLaMA-Factory would use: ModelScope when <c>USE_MODELSCOPE_HUB</c> is 1/true/y, else Hugging Face.</summary>
-    public static HubSettings FromEnvironment() =>
-        For(Environment.GetEnvironmentVariable("USE_MODELSCOPE_HUB")?.Trim().ToLowerInvariant() is "1" or "true" or "y"
-            ? HubKind.ModelScope
-            : HubKind.HuggingFace);
+    public static HubSettings FromEnvironment() => For(ModelScopeChosen() ? HubKind.ModelScope : HubKind.HuggingFace);
+
+    /// <summary>Whether <c>USE_MODELSCOPE_HUB</c> is 1/true/y, as LLaMA-Factory's use_modelscope reads it.</summary>
+    public static bool ModelScopeChosen() =>
+        Environment.GetEnvironmentVariable("USE_MODELSCOPE_HUB")?.Trim().ToLowerInvariant() is "1" or "true" or "y";
 
     /// <summary>The settings of the hub <paramref name="kind"/>, read from the environment.</summary>
     public static HubSettings For(HubKind kind) => kind == HubKind.ModelScope

@@ -4,10 +4,11 @@ using SharpTune.IO;
 namespace SharpTune.Hub;
 
 /// <summary>
-/// Downloads a ModelScope model into the cache the modelscope library keeps (hub/snapshot_download.py, file_utils
-/// get_model_cache_root, caching.ModelFileSystemCache), so LLaMA-Factory with <c>USE_MODELSCOPE_HUB=1</c> and
-/// SharpTune share it: <c>ROOT/models/ORG/NAME/PATH</c>, the files themselves (no blobs, no symlinks), a '.' of NAME
-/// written '___' as modelscope masks it. A file is fetched into <c>ROOT/models/._____temp/ORG/NAME/PATH</c> first
+/// Downloads a ModelScope model or dataset into the cache the modelscope library keeps (hub/snapshot_download.py,
+/// file_utils get_model_cache_root and get_dataset_cache_root, caching.ModelFileSystemCache), so LLaMA-Factory with
+/// <c>USE_MODELSCOPE_HUB=1</c> and SharpTune share it: <c>ROOT/models/ORG/NAME/PATH</c> (a dataset's under
+/// <c>ROOT/datasets</c>), the files themselves (no blobs, no symlinks), a '.' of NAME written '___' as modelscope
+/// masks it. A file is fetched into <c>ROOT/models/._____temp/ORG/NAME/PATH</c> (<c>ROOT/datasets/._____temp/...</c>) first
 /// (kept when the download stops, resumed with Range next time), checked against the listing's size and sha256,
 /// and only then renamed into the model folder. A file already there is kept when its size and sha256 match the
 /// listing, as modelscope's hash validation keeps it; modelscope's own index files (<c>.msc</c>, <c>.mv</c>,
@@ -15,7 +16,7 @@ namespace SharpTune.Hub;
 /// </summary>
 public static class ModelScopeDownload
 {
-    /// <summary>modelscope's TEMPORARY_FOLDER_NAME, under the models root.</summary>
+    /// <summary>modelscope's TEMPORARY_FOLDER_NAME, under the models or datasets root.</summary>
     private const string TemporaryFolder = "._____temp";
 
     /// <summary>modelscope's model group for an id without one.</summary>
@@ -27,37 +28,42 @@ public static class ModelScopeDownload
             ? cache
             : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "modelscope", "hub");
 
-    /// <summary>The folder that holds the files of <paramref name="repoId"/> in the cache at <paramref name="root"/>.</summary>
-    public static string ModelFolder(string root, string repoId)
+    /// <summary>The folder that holds the files of the model or dataset <paramref name="repoId"/> in the cache at <paramref name="root"/>.</summary>
+    public static string RepoFolder(string root, string repoType, string repoId)
     {
         var (group, name) = GroupAndName(repoId);
-        return Path.Combine(root, "models", group, name.Replace(".", "___", StringComparison.Ordinal));
+        return Path.Combine(root, TypeFolder(repoType), group, name.Replace(".", "___", StringComparison.Ordinal));
     }
 
+    /// <summary>modelscope's cache roots: models under <c>models</c>, datasets under <c>datasets</c>.</summary>
+    private static string TypeFolder(string repoType) => repoType == "dataset" ? "datasets" : "models";
+
     /// <summary>
-    /// The model folder of <paramref name="repoId"/> with every file at <paramref name="revision"/> that matches
+    /// The folder of the model or dataset <paramref name="repoId"/> with every file at <paramref name="revision"/> that matches
     /// <paramref name="include"/> (all when empty) and no pattern of <paramref name="exclude"/>, downloading what is
     /// missing or differs from the listing. Offline or when ModelScope cannot be reached, the cache alone.
     /// </summary>
     public static async Task<string> SnapshotAsync(HubSettings settings, string repoType, string repoId, string revision,
         IReadOnlyList<string> include, IReadOnlyList<string> exclude, TextWriter log, CancellationToken cancel = default)
     {
-        if (repoType != "model") throw new HubException($"downloading a {repoType} repository from ModelScope is not supported: only models are");
-        if (!HubCache.IsRepoId(repoId)) throw new HubException($"'{repoId}' is not a ModelScope model id (NAME or ORG/NAME)");
+        if (repoType is not ("model" or "dataset")) throw new HubException($"downloading a {repoType} repository from ModelScope is not supported: only models and datasets are");
+        if (!HubCache.IsRepoId(repoId)) throw new HubException($"'{repoId}' is not a ModelScope {repoType} id (NAME or ORG/NAME)");
+        // modelscope's get_dataset_files takes only ORG/NAME: datasets have no default group.
+        if (repoType == "dataset" && !repoId.Contains('/')) throw new HubException($"'{repoId}' is not a ModelScope dataset id (ORG/NAME)");
         if (revision.Length == 0 || revision.Split('/').Any(part => part is "" or "." or ".."))
             throw new HubException($"revision '{revision}' is not a branch, tag or commit name");
         // LLaMA-Factory's try_download_model_from_other_hub: Hugging Face's default branch is ModelScope's master.
         if (revision == "main") revision = "master";
         var (group, name) = GroupAndName(repoId);
         repoId = $"{group}/{name}";
-        string folder = ModelFolder(settings.CacheRoot, repoId);
+        string folder = RepoFolder(settings.CacheRoot, repoType, repoId);
         if (settings.Offline) return FromCache(settings, folder, repoId, revision, include, exclude, "HF_HUB_OFFLINE is set, so nothing is downloaded");
 
         using var client = new ModelScopeClient(settings);
         IReadOnlyList<HubFile> files;
         try
         {
-            files = await client.ListFilesAsync(repoId, revision, cancel).ConfigureAwait(false);
+            files = await client.ListFilesAsync(repoType, repoId, revision, cancel).ConfigureAwait(false);
         }
         catch (HubUnreachableException e)
         {
@@ -67,14 +73,14 @@ public static class ModelScopeDownload
         var byPath = files.ToDictionary(f => f.Path, StringComparer.Ordinal);
         var wanted = HubGlob.Filter(byPath.Keys, include, exclude).Select(p => byPath[p]).ToList();
         if (wanted.Count == 0)
-            throw new HubException($"no file of '{repoId}' at revision '{revision}' matches the include/exclude patterns ({files.Count} files in the model)");
+            throw new HubException($"no file of '{repoId}' at revision '{revision}' matches the include/exclude patterns ({files.Count} files in the {repoType})");
         var missing = new List<HubFile>();
         foreach (var file in wanted)
             if (!await IsCurrent(Path.Combine(folder, file.Path), file, cancel).ConfigureAwait(false)) missing.Add(file);
         Directory.CreateDirectory(folder);
         if (missing.Count == 0) return folder;
 
-        string temporary = Path.Combine(settings.CacheRoot, "models", TemporaryFolder, group, name);
+        string temporary = Path.Combine(settings.CacheRoot, TypeFolder(repoType), TemporaryFolder, group, name);
         using var progress = new HubProgress(log, $"Fetching {missing.Count} file{(missing.Count == 1 ? "" : "s")}", missing.Sum(f => f.Size),
             interactive: ReferenceEquals(log, Console.Error) && !Console.IsErrorRedirected);
         await Parallel.ForEachAsync(missing, new ParallelOptions { MaxDegreeOfParallelism = HubDownload.ParallelFiles, CancellationToken = cancel }, async (file, ct) =>
@@ -82,7 +88,7 @@ public static class ModelScopeDownload
             string target = Path.Combine(folder, file.Path), incomplete = Path.Combine(temporary, file.Path);
             Directory.CreateDirectory(Path.GetDirectoryName(target)!);
             Directory.CreateDirectory(Path.GetDirectoryName(incomplete)!);
-            await HubDownload.DownloadBlob(client.Transfer, repoId, file.Path, file.Size, client.FileUrl(repoId, revision, file.Path), incomplete, target,
+            await HubDownload.DownloadBlob(client.Transfer, repoId, file.Path, file.Size, client.FileUrl(repoType, repoId, revision, file.Path), incomplete, target,
                 file.Sha256, progress.Add, ct).ConfigureAwait(false);
         }).ConfigureAwait(false);
         return folder;

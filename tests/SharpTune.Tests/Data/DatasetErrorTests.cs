@@ -105,8 +105,10 @@ public sealed class DatasetErrorTests : IDisposable
     }
 
     [Theory]
-    [InlineData("""{"hub": {"ms_hub_url": "AI-ModelScope/sharegpt_gpt4"}}""", "hub",
-        "dataset 'hub': it is read from ms_hub_url 'AI-ModelScope/sharegpt_gpt4', which SharpTune does not support here; download the data into the dataset folder and register it with file_name")]
+    [InlineData("""{"hub": {"om_hub_url": "HaM/alpaca_en"}}""", "hub",
+        "dataset 'hub': it is read from om_hub_url 'HaM/alpaca_en', which SharpTune does not support here; download the data into the dataset folder and register it with file_name")]
+    [InlineData("""{"hub": {"ms_hub_url": "sharegpt_gpt4"}}""", "hub",
+        "dataset 'hub': ms_hub_url 'sharegpt_gpt4' is not a ModelScope dataset id (ORG/NAME)")]
     [InlineData("""{"hub": {"hf_hub_url": "not a repo"}}""", "hub",
         "dataset 'hub': hf_hub_url 'not a repo' is not a Hub dataset id (NAME or ORG/NAME)")]
     [InlineData("""{"hub": {"hf_hub_url": "org/data", "split": "train[:10%]"}}""", "hub",

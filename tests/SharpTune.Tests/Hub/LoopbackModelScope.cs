@@ -16,6 +16,11 @@ namespace SharpTune.Tests.Hub;
 /// listed as ModelScope lists it; <c>GET /api/v1/models/ORG/NAME/repo?Revision=R&amp;FilePath=P</c> serves the bytes
 /// and honours Range. An unknown model or revision gets 404 with <c>{"Code":10010205001,"Success":false,"Message"}</c>,
 /// a wrong token 401. Every request is logged with its query, Range and Authorization.
+/// Datasets (<see cref="AddDataset"/>) as modelscope's get_dataset_id_and_type, get_dataset_files and
+/// get_dataset_file_url reach them: <c>GET /api/v1/datasets/ORG/NAME</c> answers the dataset's numeric Id,
+/// <c>GET /api/v1/datasets/ID/repo/tree?Revision=R&amp;Root=/&amp;Recursive=True&amp;PageNumber=N&amp;PageSize=S</c> the
+/// page of its entries (folders as "tree"), and <c>GET /api/v1/datasets/ORG/NAME/repo?Source=SDK&amp;Revision=R&amp;FilePath=P</c>
+/// the bytes.
 /// </summary>
 public sealed class LoopbackModelScope : IAsyncDisposable
 {
@@ -25,6 +30,7 @@ public sealed class LoopbackModelScope : IAsyncDisposable
 
     private readonly WebApplication _app;
     private readonly ConcurrentDictionary<string, Dictionary<string, byte[]>> _repos = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (int Id, Dictionary<string, byte[]> Files)> _datasets = new(StringComparer.Ordinal);
 
     public string Endpoint { get; }
 
@@ -56,6 +62,9 @@ public sealed class LoopbackModelScope : IAsyncDisposable
     public void AddRepo(string repoId, string dir) =>
         _repos[repoId] = Directory.GetFiles(dir).ToDictionary(f => Path.GetFileName(f), File.ReadAllBytes, StringComparer.Ordinal);
 
+    /// <summary>Serves <paramref name="files"/> (path → bytes, '/' for folders) as the dataset <paramref name="repoId"/>.</summary>
+    public void AddDataset(string repoId, Dictionary<string, byte[]> files) => _datasets[repoId] = (70000 + _datasets.Count, files);
+
     public ValueTask DisposeAsync() => _app.DisposeAsync();
 
     private static readonly byte[] GitAttributes = "*.safetensors filter=lfs diff=lfs merge=lfs -text\n"u8.ToArray();
@@ -64,6 +73,11 @@ public sealed class LoopbackModelScope : IAsyncDisposable
     {
         Requests.Enqueue($"{c.Request.Method} {c.Request.Path}{c.Request.QueryString} range={c.Request.Headers.Range} auth={c.Request.Headers.Authorization}");
         string path = Uri.UnescapeDataString(c.Request.Path.Value!);
+        if (path.StartsWith("/api/v1/datasets/", StringComparison.Ordinal))
+        {
+            await ServeDataset(c, path["/api/v1/datasets/".Length..]);
+            return;
+        }
         const string prefix = "/api/v1/models/";
         string? repoId = _repos.Keys.FirstOrDefault(id => path == $"{prefix}{id}/repo" || path == $"{prefix}{id}/repo/files");
         string revision = c.Request.Query["Revision"].ToString();
@@ -87,6 +101,43 @@ public sealed class LoopbackModelScope : IAsyncDisposable
             await Envelope(c, 200, 200, "success", new { Files = entries, IsVisual = 0, LatestCommitter = new { Id = Commit } });
             return;
         }
+        await ServeFile(c, files);
+    }
+
+    private async Task ServeDataset(HttpContext c, string rest)
+    {
+        if (_datasets.TryGetValue(rest, out var info))
+        {
+            await Envelope(c, 200, 200, "success", new { Id = info.Id, Type = 0, Name = rest[(rest.IndexOf('/') + 1)..], Namespace = rest[..rest.IndexOf('/')] });
+            return;
+        }
+        string revision = c.Request.Query["Revision"].ToString();
+        if (rest.EndsWith("/repo/tree", StringComparison.Ordinal))
+        {
+            var byId = _datasets.Values.FirstOrDefault(d => d.Id.ToString(System.Globalization.CultureInfo.InvariantCulture) == rest[..^"/repo/tree".Length]);
+            if (byId.Files is null || revision != Revision) { await Envelope(c, 404, 10010205001, "The dataset does not exist or the revision is invalid", data: null); return; }
+            if (c.Request.Query["Recursive"].ToString() != "True" || c.Request.Query["Root"].ToString() != "/")
+            {
+                await Envelope(c, 400, 400, "this stand-in answers recursive listings from the root only", data: null);
+                return;
+            }
+            int page = int.Parse(c.Request.Query["PageNumber"].ToString(), System.Globalization.CultureInfo.InvariantCulture);
+            int size = int.Parse(c.Request.Query["PageSize"].ToString(), System.Globalization.CultureInfo.InvariantCulture);
+            var folders = byId.Files.Keys.Where(p => p.Contains('/')).Select(p => p[..p.LastIndexOf('/')]).Distinct();
+            var entries = folders.Select(f => (object)Entry(f, "tree", null)).Concat(byId.Files.Select(f => (object)Entry(f.Key, "blob", f.Value)));
+            await Envelope(c, 200, 200, "success", new { Files = entries.Skip((page - 1) * size).Take(size).ToList() });
+            return;
+        }
+        if (rest.EndsWith("/repo", StringComparison.Ordinal) && _datasets.TryGetValue(rest[..^"/repo".Length], out var dataset) && revision == Revision)
+        {
+            await ServeFile(c, dataset.Files);
+            return;
+        }
+        await Envelope(c, 404, 10010205001, "The dataset does not exist or the revision is invalid", data: null);
+    }
+
+    private async Task ServeFile(HttpContext c, Dictionary<string, byte[]> files)
+    {
         if (!files.TryGetValue(c.Request.Query["FilePath"].ToString(), out var data))
         {
             await Envelope(c, 404, 10010205002, "The file does not exist", data: null);

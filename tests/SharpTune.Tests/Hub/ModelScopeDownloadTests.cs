@@ -181,8 +181,8 @@ public sealed class ModelScopeDownloadTests(TinyModelFixture tiny) : IClassFixtu
         Assert.Equal($"access to '{LoopbackModelScope.RepoId}' at {hub.Endpoint} was refused (HTTP 401): if it is private, set MODELSCOPE_API_TOKEN to a token with access (the token sent was refused) (ModelScope says: Unauthorized: no permission to access the model)",
             Error(Settings(token: "ms_wrong")));
         Assert.Equal(Folder, Download(Settings(token: "ms_right")));
-        Assert.Equal("downloading a dataset repository from ModelScope is not supported: only models are",
-            Assert.Throws<HubException>(() => HubDownload.Snapshot(Settings(), "dataset", LoopbackModelScope.RepoId, "master", [], [], TextWriter.Null)).Message);
+        Assert.Equal("downloading a space repository from ModelScope is not supported: only models and datasets are",
+            Assert.Throws<HubException>(() => HubDownload.Snapshot(Settings(), "space", LoopbackModelScope.RepoId, "master", [], [], TextWriter.Null)).Message);
     }
 
     [Fact]
