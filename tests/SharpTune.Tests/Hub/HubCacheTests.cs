@@ -56,9 +56,7 @@ public sealed class HubCacheTests(TinyModelFixture tiny) : IClassFixture<TinyMod
     public void AHubIdInTheCacheTrainsAndChatsAndTheAdapterRecordsTheId()
     {
         Cache();
-        string? before = Environment.GetEnvironmentVariable("HF_HUB_CACHE");
-        Environment.SetEnvironmentVariable("HF_HUB_CACHE", root.Path);
-        try
+        HubTestSupport.WithVariables(new Dictionary<string, string?> { ["HF_HUB_CACHE"] = root.Path, ["HF_HUB_OFFLINE"] = null }, () =>
         {
             string output = tiny.PathFor("from-hub-id");
             TinyModelFixture.Train(tiny.WriteConfig("from-hub-id", output, ("model_name_or_path", "test-org/tiny"), ("max_steps", 1), ("save_steps", 10)));
@@ -70,11 +68,6 @@ public sealed class HubCacheTests(TinyModelFixture tiny) : IClassFixture<TinyMod
             Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", "1");
             var missing = CliRunner.Run("generate", "--model", "test-org/absent", "--prompt", "Hi");
             Assert.Contains($"'test-org/absent' at revision 'main' is not in the Hugging Face cache ({root.Path}), and HF_HUB_OFFLINE is set", missing.Stderr);
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("HF_HUB_CACHE", before);
-            Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", null);
-        }
+        });
     }
 }

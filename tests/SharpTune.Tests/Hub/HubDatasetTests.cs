@@ -1,14 +1,8 @@
-using System.Text;
-using System.Text.Json;
-using Parquet.Serialization;
 using SharpTune.Data;
-using SharpTune.Hparams;
-using SharpTune.Templates;
 using SharpTune.Tests.Cli;
 using SharpTune.Tests.Data;
 using SharpTune.Tests.EndToEnd;
 using SharpTune.Tests.IO;
-using SharpTune.Tokenization;
 
 namespace SharpTune.Tests.Hub;
 
@@ -22,8 +16,7 @@ namespace SharpTune.Tests.Hub;
 public sealed class HubDatasetTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture>, IAsyncLifetime
 {
     private const string DataRepo = "local-test-org/chat-data";
-    private static readonly string DemoDir = TestPaths.Fixtures("llamafactory");
-    private static readonly Tokenizer Tokenizer = SftPreprocessFixture.Get("qwen.json").Tokenizer;
+    private static readonly string DemoDir = HubTestSupport.DemoDir;
     private readonly TempDir cache = new();
     private readonly DataDir dir = new();
     private LoopbackHub hub = null!;
@@ -41,19 +34,10 @@ public sealed class HubDatasetTests(TinyModelFixture tiny) : IClassFixture<TinyM
     public Task InitializeAsync()
     {
         hub = new LoopbackHub(tiny.ModelDir);
-        var alpaca = JsonDocument.Parse(File.ReadAllText(Path.Combine(DemoDir, "alpaca_en_demo.json"))).RootElement.EnumerateArray().ToList();
-        string Lines(IEnumerable<JsonElement> records) => string.Concat(records.Select(r => r.GetRawText().ReplaceLineEndings("") + "\n"));
-        var parquet = new MemoryStream();
-        ParquetSerializer.SerializeAsync(CsvParquetDatasetTests.ToolCallRows(10), parquet).GetAwaiter().GetResult();
-        hub.AddRepo(DataRepo, new Dictionary<string, byte[]>
-        {
-            [".gitattributes"] = "*.parquet filter=lfs diff=lfs merge=lfs -text\n"u8.ToArray(),
-            ["README.md"] = "# chat-data\n"u8.ToArray(),
-            ["alpaca/train.jsonl"] = Encoding.UTF8.GetBytes(Lines(alpaca.Take(12))),
-            ["alpaca/test.jsonl"] = Encoding.UTF8.GetBytes(Lines(alpaca.Skip(12).Take(6))),
-            ["sharegpt/data/train-00000-of-00001.parquet"] = parquet.ToArray(),
-            ["sharegpt/dataset_info.json"] = "{}"u8.ToArray(),
-        }, "dataset");
+        var files = HubTestSupport.ChatDataFiles();
+        files[".gitattributes"] = "*.parquet filter=lfs diff=lfs merge=lfs -text\n"u8.ToArray();
+        files["sharegpt/dataset_info.json"] = "{}"u8.ToArray();
+        hub.AddRepo(DataRepo, files, "dataset");
         dir.Info(Registry);
         return Task.CompletedTask;
     }
@@ -71,52 +55,19 @@ public sealed class HubDatasetTests(TinyModelFixture tiny) : IClassFixture<TinyM
         ["HF_HUB_OFFLINE"] = offline ? "1" : null,
     };
 
-    private T WithEnvironment<T>(Func<T> body, bool offline = false)
-    {
-        var variables = Environment(offline);
-        var before = variables.Keys.ToDictionary(k => k, System.Environment.GetEnvironmentVariable);
-        foreach (var (key, value) in variables) System.Environment.SetEnvironmentVariable(key, value);
-        try
-        {
-            return body();
-        }
-        finally
-        {
-            foreach (var (key, value) in before) System.Environment.SetEnvironmentVariable(key, value);
-        }
-    }
+    private T WithEnvironment<T>(Func<T> body, bool offline = false) => HubTestSupport.WithVariables(Environment(offline), body);
 
-    private static PreparedData Load(string datasetDir, string dataset, int? maxSamples = null) =>
-        SupervisedDatasets.Load(new DataArguments { Dataset = [dataset], DatasetDir = datasetDir, CutoffLen = 1024, MaxSamples = maxSamples },
-            Tokenizer, ChatTemplates.Get("qwen"), seed: 1);
-
-    private static void AssertSameExamples(IEnumerable<SupervisedExample> expected, PreparedData actual)
-    {
-        var want = expected.ToList();
-        Assert.Equal(want.Count, actual.Train.Count);
-        for (int i = 0; i < want.Count; i++)
-        {
-            Assert.Equal(want[i].InputIds, actual.Train[i].InputIds);
-            Assert.Equal(want[i].Labels, actual.Train[i].Labels);
-        }
-    }
-
-    private string[] Drain()
-    {
-        var seen = hub.Requests.ToArray();
-        hub.Requests.Clear();
-        return seen;
-    }
+    private string[] Drain() => HubTestSupport.Drain(hub.Requests);
 
     [Fact]
     public void SplitsAndSubsetsLoadAsTheirLocalOriginalsThenFromTheCacheAlone()
     {
-        var alpaca = Load(DemoDir, "alpaca_en_demo", maxSamples: 18).Train;
-        var toolCalls = Load(DemoDir, "glaive_toolcall_en_demo", maxSamples: 10).Train;
+        var alpaca = HubTestSupport.Load(DemoDir, "alpaca_en_demo", maxSamples: 18).Train;
+        var toolCalls = HubTestSupport.Load(DemoDir, "glaive_toolcall_en_demo", maxSamples: 10).Train;
 
-        AssertSameExamples(alpaca.Take(12), WithEnvironment(() => Load(dir.Path, "hub_alpaca")));
-        AssertSameExamples(alpaca.Skip(12), WithEnvironment(() => Load(dir.Path, "hub_alpaca_test")));
-        AssertSameExamples(toolCalls, WithEnvironment(() => Load(dir.Path, "hub_chat")));
+        HubTestSupport.AssertSameExamples(alpaca.Take(12), WithEnvironment(() => HubTestSupport.Load(dir.Path, "hub_alpaca")));
+        HubTestSupport.AssertSameExamples(alpaca.Skip(12), WithEnvironment(() => HubTestSupport.Load(dir.Path, "hub_alpaca_test")));
+        HubTestSupport.AssertSameExamples(toolCalls, WithEnvironment(() => HubTestSupport.Load(dir.Path, "hub_chat")));
 
         string snapshot = Path.Combine(cache.Path, "datasets--local-test-org--chat-data", "snapshots", LoopbackHub.Commit);
         Assert.Equal(["alpaca/test.jsonl", "alpaca/train.jsonl", "sharegpt/data/train-00000-of-00001.parquet", "sharegpt/dataset_info.json"],
@@ -124,22 +75,22 @@ public sealed class HubDatasetTests(TinyModelFixture tiny) : IClassFixture<TinyM
         Assert.Contains(hub.Requests, r => r.Contains(" GET /blobs/", StringComparison.Ordinal)); // the parquet file came through the CDN, as LFS files do
 
         Drain();
-        AssertSameExamples(alpaca.Skip(12), WithEnvironment(() => Load(dir.Path, "hub_alpaca_test"), offline: true));
-        AssertSameExamples(toolCalls, WithEnvironment(() => Load(dir.Path, "hub_chat"), offline: true));
+        HubTestSupport.AssertSameExamples(alpaca.Skip(12), WithEnvironment(() => HubTestSupport.Load(dir.Path, "hub_alpaca_test"), offline: true));
+        HubTestSupport.AssertSameExamples(toolCalls, WithEnvironment(() => HubTestSupport.Load(dir.Path, "hub_chat"), offline: true));
         Assert.Empty(Drain());
     }
 
     [Fact]
     public void AMissingSplitNamesTheSplitsTheRepositoryHas()
     {
-        var e = Assert.Throws<InvalidDataException>(() => WithEnvironment(() => Load(dir.Path, "hub_alpaca_validation")));
+        var e = Assert.Throws<InvalidDataException>(() => WithEnvironment(() => HubTestSupport.Load(dir.Path, "hub_alpaca_validation")));
         Assert.Equal($"{Path.Combine(dir.Path, "dataset_info.json")}: dataset 'hub_alpaca_validation': split 'validation' is not in {DataRepo} folder 'alpaca' (its files hold: train, test)", e.Message);
     }
 
     [Fact]
     public void NotInTheCacheWhileOfflineNamesTheDatasetAndTheCache()
     {
-        var e = Assert.Throws<InvalidDataException>(() => WithEnvironment(() => Load(dir.Path, "hub_alpaca"), offline: true));
+        var e = Assert.Throws<InvalidDataException>(() => WithEnvironment(() => HubTestSupport.Load(dir.Path, "hub_alpaca"), offline: true));
         Assert.StartsWith($"{Path.Combine(dir.Path, "dataset_info.json")}: dataset 'hub_alpaca': '{DataRepo}' at revision 'main' is not in the Hugging Face cache ({cache.Path})", e.Message);
     }
 

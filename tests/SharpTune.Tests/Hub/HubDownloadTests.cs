@@ -46,12 +46,7 @@ public sealed class HubDownloadTests(TinyModelFixture tiny) : IClassFixture<Tiny
         return e.Message;
     }
 
-    private string[] Drain()
-    {
-        var seen = hub.Requests.ToArray();
-        hub.Requests.Clear();
-        return seen;
-    }
+    private string[] Drain() => HubTestSupport.Drain(hub.Requests);
 
     private void AssertServedFiles()
     {
@@ -313,22 +308,7 @@ public sealed class HubDownloadTests(TinyModelFixture tiny) : IClassFixture<Tiny
     }
 
     /// <summary>Sets the loopback Hub's variables for the in-process CLI (this collection runs alone) and restores them after.</summary>
-    private void WithEnvironment(Action body) => WithVariables(Environment(), body);
-
-    /// <summary>Sets <paramref name="variables"/> (null: unset) for the in-process CLI while <paramref name="body"/> runs, then restores them.</summary>
-    internal static void WithVariables(IReadOnlyDictionary<string, string?> variables, Action body)
-    {
-        var before = variables.Keys.ToDictionary(k => k, System.Environment.GetEnvironmentVariable);
-        foreach (var (key, value) in variables) System.Environment.SetEnvironmentVariable(key, value);
-        try
-        {
-            body();
-        }
-        finally
-        {
-            foreach (var (key, value) in before) System.Environment.SetEnvironmentVariable(key, value);
-        }
-    }
+    private void WithEnvironment(Action body) => HubTestSupport.WithVariables(Environment(), body);
 
     internal static CliResult Run(ProcessStartInfo start)
     {

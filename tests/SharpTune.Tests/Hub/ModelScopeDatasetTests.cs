@@ -1,14 +1,9 @@
 using System.Text;
 using System.Text.Json;
-using Parquet.Serialization;
-using SharpTune.Data;
-using SharpTune.Hparams;
-using SharpTune.Templates;
 using SharpTune.Tests.Cli;
 using SharpTune.Tests.Data;
 using SharpTune.Tests.EndToEnd;
 using SharpTune.Tests.IO;
-using SharpTune.Tokenization;
 
 namespace SharpTune.Tests.Hub;
 
@@ -22,8 +17,7 @@ namespace SharpTune.Tests.Hub;
 public sealed class ModelScopeDatasetTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture>, IAsyncLifetime
 {
     private const string DataRepo = "local-test-org/chat-data";
-    private static readonly string DemoDir = TestPaths.Fixtures("llamafactory");
-    private static readonly Tokenizer Tokenizer = SftPreprocessFixture.Get("qwen.json").Tokenizer;
+    private static readonly string DemoDir = HubTestSupport.DemoDir;
     private readonly TempDir cache = new();
     private readonly DataDir dir = new();
     private LoopbackModelScope hub = null!;
@@ -43,17 +37,7 @@ public sealed class ModelScopeDatasetTests(TinyModelFixture tiny) : IClassFixtur
     public Task InitializeAsync()
     {
         hub = new LoopbackModelScope(tiny.ModelDir);
-        var alpaca = JsonDocument.Parse(File.ReadAllText(Path.Combine(DemoDir, "alpaca_en_demo.json"))).RootElement.EnumerateArray().ToList();
-        string Lines(IEnumerable<JsonElement> records) => string.Concat(records.Select(r => r.GetRawText().ReplaceLineEndings("") + "\n"));
-        var parquet = new MemoryStream();
-        ParquetSerializer.SerializeAsync(CsvParquetDatasetTests.ToolCallRows(10), parquet).GetAwaiter().GetResult();
-        hub.AddDataset(DataRepo, new Dictionary<string, byte[]>
-        {
-            ["README.md"] = "# chat-data\n"u8.ToArray(),
-            ["alpaca/train.jsonl"] = Encoding.UTF8.GetBytes(Lines(alpaca.Take(12))),
-            ["alpaca/test.jsonl"] = Encoding.UTF8.GetBytes(Lines(alpaca.Skip(12).Take(6))),
-            ["sharegpt/data/train-00000-of-00001.parquet"] = parquet.ToArray(),
-        });
+        hub.AddDataset(DataRepo, HubTestSupport.ChatDataFiles());
         dir.Info(Registry);
         return Task.CompletedTask;
     }
@@ -73,61 +57,29 @@ public sealed class ModelScopeDatasetTests(TinyModelFixture tiny) : IClassFixtur
         ["HF_ENDPOINT"] = "http://127.0.0.1:1", ["HF_HUB_CACHE"] = cache.File("hf"), ["HF_TOKEN"] = null, ["HF_HOME"] = cache.File("home"),
     };
 
-    private T WithEnvironment<T>(Func<T> body, bool useModelScope = false, bool offline = false)
-    {
-        var variables = Environment(useModelScope, offline);
-        var before = variables.Keys.ToDictionary(k => k, System.Environment.GetEnvironmentVariable);
-        foreach (var (key, value) in variables) System.Environment.SetEnvironmentVariable(key, value);
-        try
-        {
-            return body();
-        }
-        finally
-        {
-            foreach (var (key, value) in before) System.Environment.SetEnvironmentVariable(key, value);
-        }
-    }
-
-    private static PreparedData Load(string datasetDir, string dataset, int? maxSamples = null) =>
-        SupervisedDatasets.Load(new DataArguments { Dataset = [dataset], DatasetDir = datasetDir, CutoffLen = 1024, MaxSamples = maxSamples },
-            Tokenizer, ChatTemplates.Get("qwen"), seed: 1);
-
-    private static void AssertSameExamples(IEnumerable<SupervisedExample> expected, PreparedData actual)
-    {
-        var want = expected.ToList();
-        Assert.Equal(want.Count, actual.Train.Count);
-        for (int i = 0; i < want.Count; i++)
-        {
-            Assert.Equal(want[i].InputIds, actual.Train[i].InputIds);
-            Assert.Equal(want[i].Labels, actual.Train[i].Labels);
-        }
-    }
+    private T WithEnvironment<T>(Func<T> body, bool useModelScope = false, bool offline = false) =>
+        HubTestSupport.WithVariables(Environment(useModelScope, offline), body);
 
     private string LoadError(string dataset)
     {
-        var e = Assert.Throws<InvalidDataException>(() => WithEnvironment(() => Load(dir.Path, dataset)));
+        var e = Assert.Throws<InvalidDataException>(() => WithEnvironment(() => HubTestSupport.Load(dir.Path, dataset)));
         Assert.DoesNotContain('\n', e.Message);
         return e.Message;
     }
 
-    private string[] Drain()
-    {
-        var seen = hub.Requests.ToArray();
-        hub.Requests.Clear();
-        return seen;
-    }
+    private string[] Drain() => HubTestSupport.Drain(hub.Requests);
 
     private string Where(string dataset) => $"{Path.Combine(dir.Path, "dataset_info.json")}: dataset '{dataset}'";
 
     [Fact]
     public void SplitsAndFoldersLoadIntoModelscopesDatasetCacheThenFromTheCacheAlone()
     {
-        var alpaca = Load(DemoDir, "alpaca_en_demo", maxSamples: 18).Train;
-        var toolCalls = Load(DemoDir, "glaive_toolcall_en_demo", maxSamples: 10).Train;
+        var alpaca = HubTestSupport.Load(DemoDir, "alpaca_en_demo", maxSamples: 18).Train;
+        var toolCalls = HubTestSupport.Load(DemoDir, "glaive_toolcall_en_demo", maxSamples: 10).Train;
 
-        AssertSameExamples(alpaca.Take(12), WithEnvironment(() => Load(dir.Path, "ms_alpaca")));
-        AssertSameExamples(alpaca.Skip(12), WithEnvironment(() => Load(dir.Path, "ms_alpaca_test")));
-        AssertSameExamples(toolCalls, WithEnvironment(() => Load(dir.Path, "ms_chat")));
+        HubTestSupport.AssertSameExamples(alpaca.Take(12), WithEnvironment(() => HubTestSupport.Load(dir.Path, "ms_alpaca")));
+        HubTestSupport.AssertSameExamples(alpaca.Skip(12), WithEnvironment(() => HubTestSupport.Load(dir.Path, "ms_alpaca_test")));
+        HubTestSupport.AssertSameExamples(toolCalls, WithEnvironment(() => HubTestSupport.Load(dir.Path, "ms_chat")));
 
         string folder = Path.Combine(cache.Path, "datasets", "local-test-org", "chat-data");
         Assert.Equal(["alpaca/test.jsonl", "alpaca/train.jsonl", "sharegpt/data/train-00000-of-00001.parquet"],
@@ -136,16 +88,16 @@ public sealed class ModelScopeDatasetTests(TinyModelFixture tiny) : IClassFixtur
         Assert.Contains(requests, r => r.StartsWith("GET /api/v1/datasets/70000/repo/tree?Revision=master&Root=%2F&Recursive=True&PageNumber=1&PageSize=150 ", StringComparison.Ordinal));
         Assert.Contains(requests, r => r.StartsWith($"GET /api/v1/datasets/{DataRepo}/repo?Source=SDK&Revision=master&FilePath=alpaca%2Ftest.jsonl ", StringComparison.Ordinal));
 
-        AssertSameExamples(alpaca.Skip(12), WithEnvironment(() => Load(dir.Path, "ms_alpaca_test"), offline: true));
-        AssertSameExamples(toolCalls, WithEnvironment(() => Load(dir.Path, "ms_chat"), offline: true));
+        HubTestSupport.AssertSameExamples(alpaca.Skip(12), WithEnvironment(() => HubTestSupport.Load(dir.Path, "ms_alpaca_test"), offline: true));
+        HubTestSupport.AssertSameExamples(toolCalls, WithEnvironment(() => HubTestSupport.Load(dir.Path, "ms_chat"), offline: true));
         Assert.Empty(Drain());
     }
 
     [Fact]
     public void AnMsHubUrlWinsOverAnHfHubUrlOnlyWithUseModelScopeHub()
     {
-        var alpaca = Load(DemoDir, "alpaca_en_demo", maxSamples: 12).Train;
-        AssertSameExamples(alpaca, WithEnvironment(() => Load(dir.Path, "both_hubs"), useModelScope: true));
+        var alpaca = HubTestSupport.Load(DemoDir, "alpaca_en_demo", maxSamples: 12).Train;
+        HubTestSupport.AssertSameExamples(alpaca, WithEnvironment(() => HubTestSupport.Load(dir.Path, "both_hubs"), useModelScope: true));
         Assert.NotEmpty(Drain());
 
         // Without USE_MODELSCOPE_HUB, LLaMA-Factory reads the hf_hub_url: the (unreachable) Hugging Face Hub is asked.
@@ -162,7 +114,7 @@ public sealed class ModelScopeDatasetTests(TinyModelFixture tiny) : IClassFixtur
         hub.AddDataset("local-test-org/paged", files);
         dir.Info("""{"paged": {"ms_hub_url": "local-test-org/paged"}}""");
 
-        AssertSameExamples(Load(DemoDir, "alpaca_en_demo", maxSamples: 3).Train, WithEnvironment(() => Load(dir.Path, "paged")));
+        HubTestSupport.AssertSameExamples(HubTestSupport.Load(DemoDir, "alpaca_en_demo", maxSamples: 3).Train, WithEnvironment(() => HubTestSupport.Load(dir.Path, "paged")));
         Assert.Contains(Drain(), r => r.Contains("&PageNumber=2&PageSize=150 ", StringComparison.Ordinal));
     }
 

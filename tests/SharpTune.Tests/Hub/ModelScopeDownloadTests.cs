@@ -47,12 +47,7 @@ public sealed class ModelScopeDownloadTests(TinyModelFixture tiny) : IClassFixtu
         return e.Message;
     }
 
-    private string[] Drain()
-    {
-        var seen = hub.Requests.ToArray();
-        hub.Requests.Clear();
-        return seen;
-    }
+    private string[] Drain() => HubTestSupport.Drain(hub.Requests);
 
     private static bool IsData(string request) => request.Contains("/repo?", StringComparison.Ordinal);
 
@@ -202,7 +197,7 @@ public sealed class ModelScopeDownloadTests(TinyModelFixture tiny) : IClassFixtu
     });
 
     /// <summary>Sets the loopback ModelScope's variables for the in-process CLI (this collection runs alone) and restores them after.</summary>
-    private void WithEnvironment(Action body) => HubDownloadTests.WithVariables(Environment(useModelScope: true), body);
+    private void WithEnvironment(Action body) => HubTestSupport.WithVariables(Environment(useModelScope: true), body);
 
     private static CliResult Run(ProcessStartInfo start) => HubDownloadTests.Run(start);
 }
