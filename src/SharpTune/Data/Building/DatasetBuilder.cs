@@ -103,8 +103,8 @@ public sealed class DatasetBuilder
         var records = perChunk.SelectMany(r => r).ToList();
         if (seeds is not null) records.AddRange(await builder.SelfInstructRecordsAsync(seeds));
         if (records.Count == 0)
-            throw new InvalidDataException($"the teacher's replies gave no records ({builder.unusable.Count} unusable, {builder.notAnswerable} not answerable from their chunk); "
-                + $"every reply is in {options.JournalPath}");
+            throw new InvalidDataException($"the teacher's replies gave no records ({builder.unusable.Count} unusable, {builder.notAnswerable} not answerable from their chunk"
+                + (builder.unusable.IsEmpty ? "" : "; unusable: " + string.Join("; ", builder.unusable.Take(3))) + $"); every reply is in {options.JournalPath}");
 
         DatasetRecordFile.Write(options.RawPath, jsonArray: true, records);
         var cleaned = DatasetCleaner.Run(options.RawPath, recipe);
