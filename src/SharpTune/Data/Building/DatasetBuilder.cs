@@ -152,8 +152,8 @@ public sealed class DatasetBuilder
         string reply = await CallAsync(chunk.Id, BuildPrompts.Answer, index, prompts.Fill(language, BuildPrompts.Answer, values));
         if (TeacherReplies.ParseAnswer(reply, prompts.NotAnswerableReply(language)) is not { } answer)
         {
-            if (reply.Trim().Length == 0) Unusable(chunk.Id, BuildPrompts.Answer, index, reply);
-            else Interlocked.Increment(ref notAnswerable);
+            if (reply.Any(char.IsLetterOrDigit)) Interlocked.Increment(ref notAnswerable);
+            else Unusable(chunk.Id, BuildPrompts.Answer, index, reply);
             return [];
         }
         var records = new List<byte[]> { Record(question, answer, chunk.Id, chunk.HeadingPath) };

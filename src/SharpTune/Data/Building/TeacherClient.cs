@@ -19,7 +19,6 @@ public sealed record TeacherSettings(
     int MaxTokens = 1024,
     int? Seed = null,
     int MaxRetries = 6,
-    TimeSpan? FirstBackoff = null,
     TimeSpan? RequestTimeout = null);
 
 /// <summary>A teacher failure that retrying cannot mend: a 4xx other than 429, retries used up, or a reply that is not a chat completion.</summary>
@@ -35,7 +34,7 @@ public sealed class TeacherException(string message) : Exception(message);
 /// </summary>
 public sealed class TeacherClient : IDisposable
 {
-    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan FirstBackoff = TimeSpan.FromSeconds(1), MaxBackoff = TimeSpan.FromSeconds(60);
 
     private readonly TeacherSettings settings;
     private readonly HttpClient http;
@@ -106,9 +105,9 @@ public sealed class TeacherClient : IDisposable
         }
     }
 
-    private TimeSpan Backoff(int attempt, Random random)
+    private static TimeSpan Backoff(int attempt, Random random)
     {
-        double ceiling = Math.Min(MaxBackoff.TotalSeconds, (settings.FirstBackoff ?? TimeSpan.FromSeconds(1)).TotalSeconds * Math.Pow(2, attempt));
+        double ceiling = Math.Min(MaxBackoff.TotalSeconds, FirstBackoff.TotalSeconds * Math.Pow(2, attempt));
         return TimeSpan.FromSeconds(random.NextDouble() * ceiling);
     }
 

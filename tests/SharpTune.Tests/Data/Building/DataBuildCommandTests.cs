@@ -186,6 +186,31 @@ public sealed class DataBuildCommandTests
     }
 
     [Fact]
+    public async Task UnusableRepliesAreReportedAndABuildWithoutAnyFailsNamingThem()
+    {
+        await using var teacher = new ScriptedTeacher();
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("odd.md"), $"# Garbled\n\nGARBLE. {Sentences("garble", 2)}\n\n# Silent\n\nNOQUESTIONS. {Sentences("silent", 2)}\n");
+        File.WriteAllText(dir.File("fine.md"), $"# Fine\n\n{Sentences("fine", 2)}\n");
+
+        var mixed = CliRunner.Run(BuildArgs(teacher, dir.Path, dir.File("mixed/qa.json"), "--concurrency", "1"));
+
+        Assert.True(mixed.ExitCode == 0, mixed.Stderr);
+        Assert.Contains("[sharptune] data build: unusable teacher reply, left out: odd.md#1 answer 0: \"?? ...\"", mixed.Stderr);
+        Assert.Contains("[sharptune] data build: unusable teacher reply, left out: odd.md#1 answer 1: \"?? ...\"", mixed.Stderr);
+        Assert.Contains("[sharptune] data build: unusable teacher reply, left out: odd.md#2 questions 0: \"\"", mixed.Stderr);
+        Assert.Contains("3 unusable replies, 0 questions not answerable", mixed.Stdout);
+        Assert.All(Records(dir.File("mixed/qa.json")), r => Assert.Equal("fine.md#1", r.GetProperty("source").GetString()));
+
+        var none = CliRunner.Run(BuildArgs(teacher, dir.File("odd.md"), dir.File("none/qa.json")));
+
+        Assert.Equal(1, none.ExitCode);
+        Assert.Contains("error: the teacher's replies gave no records (3 unusable, 0 not answerable from their chunk; unusable: odd.md#", none.Stderr);
+        Assert.False(File.Exists(dir.File("none/qa.json")));
+        Assert.False(File.Exists(dir.File("none/dataset_info.json")));
+    }
+
+    [Fact]
     public async Task SelfInstructKeepsOnlyInstructionsNovelByRougeLAndAnswersThem()
     {
         await using var teacher = new ScriptedTeacher();

@@ -13,7 +13,7 @@ namespace SharpTune.Tests.Data.Building;
 /// A teacher on loopback (Kestrel) speaking OpenAI's chat/completions, answering deterministically from the prompt
 /// `data build`'s built-in prompts send: questions ask about each sentence of the passage (its first words quoted),
 /// answers repeat the passage's sentence that starts with the quoted words (or the not-answerable marker when the
-/// passage holds "XYZZY"), paraphrases reword the question, self-instruct rounds propose tasks from a fixed pool not
+/// passage holds "XYZZY"; "?? ..." when it holds "GARBLE"; no questions when it holds "NOQUESTIONS"), paraphrases reword the question, self-instruct rounds propose tasks from a fixed pool not
 /// already shown plus a near copy of the first shown, and any other prompt (a self-instruct instruction) gets a reply
 /// naming it. Faults can be scripted per request number (1-based, counting every request): 429 with Retry-After,
 /// 500, or a connection dropped without a reply. Every request and every successful reply is counted per prompt.
@@ -117,6 +117,7 @@ public sealed partial class ScriptedTeacher : IAsyncDisposable
     {
         if (prompt.Contains("different questions that a reader", StringComparison.Ordinal))
         {
+            if (prompt.Contains("NOQUESTIONS", StringComparison.Ordinal)) return "";
             int n = int.Parse(Regex.Match(prompt, @"Write (\d+) different").Groups[1].Value);
             var questions = Sentences(Passage(prompt)).Take(n).Select((s, i) => $"{i + 1}. What does the text say about \"{Opening(s)}\"?");
             return "Here are the questions:\n" + string.Join("\n", questions);
@@ -125,6 +126,7 @@ public sealed partial class ScriptedTeacher : IAsyncDisposable
         {
             string passage = Passage(prompt);
             if (passage.Contains("XYZZY", StringComparison.Ordinal)) return "NOT IN PASSAGE.";
+            if (passage.Contains("GARBLE", StringComparison.Ordinal)) return "?? ...";
             string opening = Regex.Match(prompt, "Question: What does the text say about \"(.*)\"\\?$").Groups[1].Value;
             return "The text says: " + Sentences(passage).First(s => Opening(s) == opening);
         }
