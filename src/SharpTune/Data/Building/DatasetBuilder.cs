@@ -104,7 +104,7 @@ public sealed class DatasetBuilder
         if (seeds is not null) records.AddRange(await builder.SelfInstructRecordsAsync(seeds));
         if (records.Count == 0)
             throw new InvalidDataException($"the teacher's replies gave no records ({builder.unusable.Count} unusable, {builder.notAnswerable} not answerable from their chunk"
-                + (builder.unusable.IsEmpty ? "" : "; unusable: " + string.Join("; ", builder.unusable.Take(3))) + $"); every reply is in {options.JournalPath}");
+                + (builder.unusable.IsEmpty ? "" : "; unusable: " + string.Join("; ", builder.unusable.Order(StringComparer.Ordinal).Take(3))) + $"); every reply is in {options.JournalPath}");
 
         DatasetRecordFile.Write(options.RawPath, jsonArray: true, records);
         var cleaned = DatasetCleaner.Run(options.RawPath, recipe);
@@ -113,7 +113,7 @@ public sealed class DatasetBuilder
         deduplicated.Save(options.OutputPath, options.DedupReportPath);
         RegisterDataset(options);
         return new BuildSummary(chunks.Count, teacher.Requests, teacher.Retries, builder.reused, [.. builder.changedChunks.Keys.Order(StringComparer.Ordinal)],
-            [.. builder.unusable], builder.notAnswerable, builder.similar, records.Count, cleaned, deduplicated);
+            [.. builder.unusable.Order(StringComparer.Ordinal)], builder.notAnswerable, builder.similar, records.Count, cleaned, deduplicated);
     }
 
     private static void Check(BuildOptions options)
