@@ -16,6 +16,7 @@ public static class DataCommands
         Scrub(),
         Clean(),
         DataInspectCommand.Create(),
+        DataBuildCommand.Create(),
     };
 
     private static Command Dedup()

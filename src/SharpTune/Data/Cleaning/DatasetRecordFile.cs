@@ -105,20 +105,24 @@ public sealed class DatasetRecordFile
     public void Write(string path, IEnumerable<byte[]> records)
     {
         CheckNotInput(path);
+        Write(path, JsonArray, records);
+    }
+
+    /// <summary>Writes records (JSON texts) atomically as a JSON array laid out as LLaMA-Factory's files are, or as JSON Lines.</summary>
+    public static void Write(string path, bool jsonArray, IEnumerable<byte[]> records) =>
         AtomicFile.Write(path, stream =>
         {
             bool first = true;
-            if (JsonArray) stream.Write("["u8);
+            if (jsonArray) stream.Write("["u8);
             foreach (byte[] json in records)
             {
-                if (JsonArray) stream.Write(first ? "\n  "u8 : ",\n  "u8);
+                if (jsonArray) stream.Write(first ? "\n  "u8 : ",\n  "u8);
                 stream.Write(json);
-                if (!JsonArray) stream.Write("\n"u8);
+                if (!jsonArray) stream.Write("\n"u8);
                 first = false;
             }
-            if (JsonArray) stream.Write(first ? "]\n"u8 : "\n]\n"u8);
+            if (jsonArray) stream.Write(first ? "]\n"u8 : "\n]\n"u8);
         });
-    }
 
     /// <summary>The input is never modified in place: refuses an output path that is the input file.</summary>
     public void CheckNotInput(string path)
