@@ -135,4 +135,54 @@ public sealed class TrainingWorkflowTests(TinyModelFixture tiny) : IClassFixture
         Assert.True(finished.Interrupted);
         Assert.Empty(finished.Results);
     }
+
+    /// <summary>A config that evaluates or predicts with the base model on five identity records, two at a time.</summary>
+    private SftConfig EvalConfig(string name, params (string Key, object? Value)[] keys) =>
+        SftConfig.Load(tiny.WriteConfig(name, tiny.PathFor(name), [
+            ("do_train", false), ("dataset", null), ("eval_dataset", "identity"), ("max_samples", 5), ("per_device_eval_batch_size", 2), .. keys]),
+            [], ConfigUse.Train);
+
+    [Fact]
+    public void AnEvaluationRunReportsItsProgressAndFinishesWithTheSavedMetrics()
+    {
+        var cfg = EvalConfig("eval-events", ("do_eval", true));
+        var recorder = new RecordingObserver();
+        var result = TrainingWorkflow.Run(new TrainingRequest(cfg), CancellationToken.None, recorder);
+
+        var events = recorder.Events;
+        var plan = Assert.IsType<RunStarted>(events[recorder.IndexOf<RunStarted>()]).Plan;
+        Assert.Equal(("eval", 5, (int?)2), (plan.Task, plan.Examples, plan.BatchSize));
+        Assert.Equal([2, 4, 5], events.OfType<EvaluationProgressed>().Select(p => p.Done));
+        var evaluated = events.OfType<Evaluated>().Single();
+        Assert.Null(evaluated.Step);
+        Assert.True(recorder.IndexOf<EvaluationProgressed>() < events.IndexOf(evaluated));
+        var finished = Assert.IsType<RunFinished>(events[^1]);
+        Assert.Equal("eval", finished.Task);
+        Assert.Equal(evaluated.Result.Loss, finished.Results.Single(m => m.Key == "eval_loss").Value);
+        using var saved = TinyModelFixture.ReadJson(Path.Combine(cfg.Training.OutputDir, "eval_results.json"));
+        Assert.Equal(evaluated.Result.Loss, saved.RootElement.GetProperty("eval_loss").GetDouble());
+        Assert.Equal(finished.Results, result.Metrics);
+    }
+
+    [Fact]
+    public void APredictionRunReportsEachBatchAndFinishesWithItsMetrics()
+    {
+        var cfg = EvalConfig("predict-events", ("do_predict", true), ("predict_with_generate", true), ("max_new_tokens", 3));
+        var recorder = new RecordingObserver();
+        TrainingWorkflow.Run(new TrainingRequest(cfg), CancellationToken.None, recorder);
+
+        var events = recorder.Events;
+        var plan = Assert.IsType<RunStarted>(events[recorder.IndexOf<RunStarted>()]).Plan;
+        Assert.Equal(("predict", 5, (int?)2), (plan.Task, plan.Examples, plan.BatchSize));
+        Assert.Equal(new PredictionStarted("predict", 5), events[recorder.IndexOf<PredictionStarted>()]);
+        var batches = events.OfType<PredictionProgressed>().ToList();
+        Assert.Equal([2, 4, 5], batches.Select(b => b.Done));
+        Assert.All(batches, b => Assert.Equal(("predict", 5), (b.Label, b.Total)));
+        Assert.True(recorder.IndexOf<PredictionStarted>() < events.IndexOf(batches[0]));
+        Assert.True(events.IndexOf(batches[^1]) < recorder.IndexOf<PredictionEnded>());
+        var finished = Assert.IsType<RunFinished>(events[^1]);
+        Assert.Equal("predict", finished.Task);
+        Assert.Equal(batches[^1].GeneratedTokens, finished.Results.Single(m => m.Key == "predict_generated_tokens").Value);
+        Assert.Equal(5, File.ReadAllLines(Path.Combine(cfg.Training.OutputDir, "generated_predictions.jsonl")).Length);
+    }
 }
