@@ -18,24 +18,33 @@ public sealed class TerminalProgress : IRunObserver
     private const int BarWidth = 24;
     private readonly TextWriter _writer;
     private readonly bool _live;
-    private readonly TimeSpan? _heartbeatInterval;
+    private readonly Func<TimeSpan?> _heartbeatInterval;
     private ProgressSnapshot? _last;
     private bool _lineDrawn;
     private ProgressHeartbeat? _heartbeat;
     // Read by the heartbeat's timer thread: a string reference is replaced atomically.
     private volatile string _status = "";
 
-    /// <param name="heartbeatInterval">Plain mode only: write a status line after this long without output (null: never).</param>
+    /// <param name="heartbeatInterval">
+    /// Write a status line after this long without output (null: never): in plain mode, and for an evaluation, which
+    /// draws no live line, also on a terminal.
+    /// </param>
     public TerminalProgress(TextWriter writer, bool live, TimeSpan? heartbeatInterval = null)
+        : this(writer, live, () => heartbeatInterval)
+    {
+    }
+
+    /// <param name="heartbeatInterval">Read when a heartbeat starts, so a run that needs none never reads it.</param>
+    private TerminalProgress(TextWriter writer, bool live, Func<TimeSpan?> heartbeatInterval)
     {
         _writer = writer;
         _live = live;
-        _heartbeatInterval = live ? null : heartbeatInterval;
+        _heartbeatInterval = heartbeatInterval;
     }
 
-    /// <summary>Standard error, live when it is a terminal; redirected, with the configured heartbeat.</summary>
+    /// <summary>Standard error, live when it is a terminal, with the heartbeat interval of <see cref="ProgressHeartbeat.ConfiguredInterval"/>.</summary>
     public static TerminalProgress ForStandardError() =>
-        new(Console.Error, !Console.IsErrorRedirected, Console.IsErrorRedirected ? ProgressHeartbeat.ConfiguredInterval() : null);
+        new(Console.Error, !Console.IsErrorRedirected, () => ProgressHeartbeat.ConfiguredInterval());
 
     public void On(RunEvent e)
     {
@@ -45,7 +54,7 @@ public sealed class TerminalProgress : IRunObserver
                 Begin("[training]");
                 break;
             case RunStarted { Plan: { Task: "eval" } plan }:
-                Begin($"[eval 0/{plan.Examples} examples]");
+                Begin($"[eval 0/{plan.Examples} examples]", evenWhenLive: true);
                 break;
             case EvaluationProgressed p:
                 _status = $"[eval {p.Done}/{p.Total} examples]";
@@ -89,10 +98,10 @@ public sealed class TerminalProgress : IRunObserver
         }
     }
 
-    private void Begin(string status)
+    private void Begin(string status, bool evenWhenLive = false)
     {
         _status = status;
-        if (_heartbeat is null && _heartbeatInterval is { } interval)
+        if (_heartbeat is null && (!_live || evenWhenLive) && _heartbeatInterval() is { } interval)
             _heartbeat = new ProgressHeartbeat(_writer, interval, () => _status);
     }
 

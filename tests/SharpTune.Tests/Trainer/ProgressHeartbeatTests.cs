@@ -109,6 +109,28 @@ public sealed class ProgressHeartbeatTests
     }
 
     [Fact]
+    public void AnEvaluationKeepsItsHeartbeatOnATerminalWhereTrainingDrawsItsLiveLineInstead()
+    {
+        var writer = new SharedWriter();
+        var progress = new TerminalProgress(writer, live: true, heartbeatInterval: Short);
+        progress.On(new RunStarted(new RunPlan("eval", "sft", 5, BatchSize: 2)));
+        WaitForLine(writer, "[eval 0/5 examples] working | elapsed ");
+        progress.On(new EvaluationProgressed(2, 5));
+        WaitForLine(writer, "[eval 2/5 examples] working | elapsed ");
+        progress.On(new Evaluated(null, 0, new EvalResult(1.5, 1, 5, 3), AfterTraining: false));
+        string afterEvaluation = writer.Text;
+        Thread.Sleep(200);
+        Assert.Equal(afterEvaluation, writer.Text);
+
+        var training = new SharedWriter();
+        var live = new TerminalProgress(training, live: true, heartbeatInterval: Short);
+        live.On(new RunStarted(TrainingRun));
+        Thread.Sleep(200);
+        Assert.DoesNotContain("working", training.Text);
+        live.On(new TrainingEnded(Ended));
+    }
+
+    [Fact]
     public void WithoutAnIntervalThereIsNoHeartbeat()
     {
         var writer = new SharedWriter();

@@ -8,8 +8,9 @@ using SharpTune.Training.Schedules;
 namespace SharpTune.Training.Trainer;
 
 /// <summary>
-/// Training on one CPU process with transformers 4.40 Trainer semantics, as LLaMA-Factory drives it:
-/// a seeded shuffle of the training examples per epoch, batches formed by the stage's <see cref="IBatchCollator{TExample}"/>, gradient accumulation (each
+/// Training on one CPU process with transformers 4.40 Trainer semantics, as LLaMA-Factory drives it: a seeded
+/// shuffle of the training examples per epoch, batches formed by the stage's <see cref="IBatchCollator{TExample}"/>
+/// (the only thing the trainer knows of a stage's examples), gradient accumulation (each
 /// micro-batch's mean loss scaled by 1/GA), clipping, the optimizer named by optim (<see cref="OptimizerNames"/>) at
 /// the scheduled learning rate, logs every logging_steps, evaluation and checkpoints per their strategies, and the
 /// final outputs LLaMA-Factory's SFT workflow writes (model, train_results.json, all_results.json,
