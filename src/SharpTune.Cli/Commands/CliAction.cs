@@ -1,4 +1,5 @@
 using SharpTune.Engine;
+using SharpTune.Workflows;
 
 namespace SharpTune.Cli.Commands;
 
@@ -16,17 +17,9 @@ public static class CliAction
         }
         catch (Exception e) when (Environment.GetEnvironmentVariable("SHARPTUNE_DEBUG") != "1")
         {
-            Console.Error.WriteLine($"error: {OneLine(e)}");
+            Console.Error.WriteLine($"error: {Workflow.MessageOf(e)}");
             return 1;
         }
-    }
-
-    private static string OneLine(Exception e)
-    {
-        while (e is AggregateException { InnerExceptions.Count: 1 } a) e = a.InnerExceptions[0];
-        // A static constructor's failure (a malformed SHARPTUNE_FAULT) says only which type failed; its cause says why.
-        while (e is TypeInitializationException { InnerException: { } cause }) e = cause;
-        return e.Message.ReplaceLineEndings(" ");
     }
 
     /// <summary>Reports the compute backend once, on stderr so it never mixes with a command's output.</summary>

@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Xml.Linq;
-using SharpTune.Training.Reporting;
+using SharpTune.Reporting;
 
 namespace SharpTune.Tests.Reporting;
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
-using SharpTune.Evaluation.Prediction;
+using SharpTune.Reporting;
 using SharpTune.Tests.Cli;
+using SharpTune.Training;
 using SharpTune.Training.Trainer;
 
 namespace SharpTune.Tests.Trainer;
@@ -12,6 +13,11 @@ namespace SharpTune.Tests.Trainer;
 public sealed class ProgressHeartbeatTests
 {
     private static readonly TimeSpan Short = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>A training run of 12 steps, as the workflow announces it (the heartbeat starts with the run).</summary>
+    private static readonly RunPlan TrainingRun = new("train", "sft", 24, new TrainingPlan(24, 2, 1, 12, 12, 12, 1, 24));
+
+    private static readonly TrainResult Ended = new(false, 12, 12, 1, null, new Dictionary<string, double>(), []);
 
     /// <summary>A writer whose text can be read while the heartbeat's timer thread writes to it.</summary>
     private sealed class SharedWriter : StringWriter
@@ -68,11 +74,12 @@ public sealed class ProgressHeartbeatTests
     public void TrainingProgressInPlainModeReportsTheLastStepDuringALongOne()
     {
         var writer = new SharedWriter();
-        var progress = new TrainingProgress(writer, live: false, heartbeatInterval: Short);
-        progress.StepDone(new ProgressSnapshot(3, 12, 1.5, 1e-4, 0.5, 0.25, 100, TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(9)));
+        var progress = new TerminalProgress(writer, live: false, heartbeatInterval: Short);
+        progress.On(new RunStarted(TrainingRun));
+        progress.On(new StepCompleted(new ProgressSnapshot(3, 12, 1.5, 1e-4, 0.5, 0.25, 100, TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(9))));
         string[] lines = WaitForLine(writer, "[step 3/12 25.0%] working");
         Assert.Contains(lines, l => l.StartsWith("[step 3/12 25.0%] working | elapsed ", StringComparison.Ordinal));
-        progress.Finish();
+        progress.On(new TrainingEnded(Ended));
         string afterFinish = writer.Text;
         Thread.Sleep(200);
         Assert.Equal(afterFinish, writer.Text);
@@ -82,31 +89,56 @@ public sealed class ProgressHeartbeatTests
     public void TrainingProgressBeforeTheFirstStep()
     {
         var writer = new SharedWriter();
-        var progress = new TrainingProgress(writer, live: false, heartbeatInterval: Short);
+        var progress = new TerminalProgress(writer, live: false, heartbeatInterval: Short);
+        progress.On(new RunStarted(TrainingRun));
         Assert.StartsWith("[training] working | elapsed ", WaitForLine(writer, "working")[0]);
-        progress.Finish();
+        progress.On(new TrainingEnded(Ended));
     }
 
     [Fact]
     public void PredictionProgressInPlainModeReportsTheExamplesDoneDuringALongBatch()
     {
         var writer = new SharedWriter();
-        var progress = new PredictionProgress(writer, live: false, "predict", heartbeatInterval: Short);
-        progress.BatchDone(2, 8, 40, TimeSpan.FromSeconds(4));
+        var progress = new TerminalProgress(writer, live: false, heartbeatInterval: Short);
+        progress.On(new PredictionStarted("predict", 8));
+        progress.On(new PredictionProgressed("predict", 2, 8, 40, TimeSpan.FromSeconds(4)));
         string[] lines = WaitForLine(writer, "[predict 2/8 examples] working");
         Assert.Contains("[predict 2/8 examples | 10.0 generated tok/s | elapsed 0:00:04 | eta 0:00:12]", lines);
         Assert.Contains(lines, l => l.StartsWith("[predict 2/8 examples] working | elapsed ", StringComparison.Ordinal));
-        progress.Finish();
+        progress.On(new PredictionEnded("predict"));
+    }
+
+    [Fact]
+    public void AnEvaluationKeepsItsHeartbeatOnATerminalWhereTrainingDrawsItsLiveLineInstead()
+    {
+        var writer = new SharedWriter();
+        var progress = new TerminalProgress(writer, live: true, heartbeatInterval: Short);
+        progress.On(new RunStarted(new RunPlan("eval", "sft", 5, BatchSize: 2)));
+        WaitForLine(writer, "[eval 0/5 examples] working | elapsed ");
+        progress.On(new EvaluationProgressed(2, 5));
+        WaitForLine(writer, "[eval 2/5 examples] working | elapsed ");
+        progress.On(new Evaluated(null, 0, new EvalResult(1.5, 1, 5, 3), AfterTraining: false));
+        string afterEvaluation = writer.Text;
+        Thread.Sleep(200);
+        Assert.Equal(afterEvaluation, writer.Text);
+
+        var training = new SharedWriter();
+        var live = new TerminalProgress(training, live: true, heartbeatInterval: Short);
+        live.On(new RunStarted(TrainingRun));
+        Thread.Sleep(200);
+        Assert.DoesNotContain("working", training.Text);
+        live.On(new TrainingEnded(Ended));
     }
 
     [Fact]
     public void WithoutAnIntervalThereIsNoHeartbeat()
     {
         var writer = new SharedWriter();
-        var progress = new TrainingProgress(writer, live: false);
+        var progress = new TerminalProgress(writer, live: false);
+        progress.On(new RunStarted(TrainingRun));
         Thread.Sleep(200);
         Assert.Equal("", writer.Text);
-        progress.Finish();
+        progress.On(new TrainingEnded(Ended));
     }
 
     [Fact]

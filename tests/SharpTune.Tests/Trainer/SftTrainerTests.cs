@@ -3,6 +3,7 @@ using SharpTune.Data;
 using SharpTune.Engine;
 using SharpTune.Hparams;
 using SharpTune.IO.Safetensors;
+using SharpTune.Reporting;
 using SharpTune.Tests.IO;
 using SharpTune.Training.Trainer;
 
@@ -35,7 +36,7 @@ public class SftTrainerTests
         Seed = 7,
     };
 
-    private static TrainResult Train(TinyLanguageModel model, TrainingArguments args, bool withEval = false, CancellationToken cancellation = default, TrainingProgress? progress = null) =>
+    private static TrainResult Train(TinyLanguageModel model, TrainingArguments args, bool withEval = false, CancellationToken cancellation = default, TerminalProgress? progress = null) =>
         new SftTrainer(model, args, TrainSet, withEval ? EvalSet : null, padTokenId: 0, progress).Train(cancellation);
 
     /// <summary>
@@ -324,7 +325,7 @@ public class SftTrainerTests
         args.SaveSteps = 2;
         args.SaveTotalLimit = 2;
         var progress = new StringWriter();
-        Train(new TinyLanguageModel(seed: 1), args, progress: new TrainingProgress(progress, live: false));
+        Train(new TinyLanguageModel(seed: 1), args, progress: new TerminalProgress(progress, live: false));
 
         Assert.Equal(["checkpoint-10", "checkpoint-8"], Folders(dir.Path));
         Assert.Contains("(removed checkpoint-2: save_total_limit 2)", progress.ToString());
@@ -408,7 +409,7 @@ public class SftTrainerTests
     {
         using var dir = new TempDir();
         var plain = new StringWriter();
-        var result = Train(new TinyLanguageModel(seed: 1), Args(dir.Path), progress: new TrainingProgress(plain, live: false));
+        var result = Train(new TinyLanguageModel(seed: 1), Args(dir.Path), progress: new TerminalProgress(plain, live: false));
         string text = plain.ToString();
         string firstLoss = result.LogHistory[0].TryGetDouble("loss")!.Value.ToString("0.0000", System.Globalization.CultureInfo.InvariantCulture);
         Assert.StartsWith($"[step 2/12 16.7%] loss {firstLoss} | grad_norm ", text);
@@ -418,7 +419,7 @@ public class SftTrainerTests
 
         using var liveDir = new TempDir();
         var live = new StringWriter();
-        Train(new TinyLanguageModel(seed: 1), Args(liveDir.Path), progress: new TrainingProgress(live, live: true));
+        Train(new TinyLanguageModel(seed: 1), Args(liveDir.Path), progress: new TerminalProgress(live, live: true));
         Assert.Contains("\r[##", live.ToString());
         Assert.Contains(" 12/12 100.0%", live.ToString());
         Assert.Contains("\u001b[K", live.ToString());

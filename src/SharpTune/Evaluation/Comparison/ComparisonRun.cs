@@ -1,9 +1,9 @@
 using System.Diagnostics;
 using SharpTune.Evaluation.Metrics;
-using SharpTune.Evaluation.Prediction;
 using SharpTune.Inference;
 using SharpTune.Model;
 using SharpTune.Tokenization;
+using SharpTune.Training;
 
 namespace SharpTune.Evaluation.Comparison;
 
@@ -38,11 +38,12 @@ public sealed record ComparisonColumn(string Name, string? AdapterDirectory, IRe
 public static class ComparisonRun
 {
     public static ComparisonColumn Answer(string name, string? adapterDirectory, DecoderModel model, Tokenizer tokenizer,
-        IReadOnlyList<ComparisonQuestion> questions, GenerationOptions options, int batchSize, int padTokenId, PredictionProgress? progress = null)
+        IReadOnlyList<ComparisonQuestion> questions, GenerationOptions options, int batchSize, int padTokenId, IRunObserver? observer = null)
     {
         if (questions.Count == 0) throw new ArgumentException("there are no questions to answer");
         if (batchSize <= 0) throw new ArgumentException($"batch size must be positive, got {batchSize}");
-        progress ??= PredictionProgress.Silent;
+        observer ??= RunObservers.None;
+        observer.On(new PredictionStarted(name, questions.Count));
         var generator = new BatchGenerator(model);
         var answers = new List<ComparisonAnswer>(questions.Count);
         long generated = 0;
@@ -60,9 +61,9 @@ public static class ComparisonRun
                 answers.Add(new ComparisonAnswer(text, result.NewIds.Length, result.FinishReason, scores));
                 generated += result.NewIds.Length;
             }
-            progress.BatchDone(answers.Count, questions.Count, generated, clock.Elapsed);
+            observer.On(new PredictionProgressed(name, answers.Count, questions.Count, generated, clock.Elapsed));
         }
-        progress.Finish();
+        observer.On(new PredictionEnded(name));
         return new ComparisonColumn(name, adapterDirectory, answers, clock.Elapsed);
     }
 }

@@ -7,6 +7,7 @@ using SharpTune.IO;
 using SharpTune.Model;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
+using SharpTune.Training;
 using SharpTune.Training.Trainer;
 
 namespace SharpTune.Evaluation.Prediction;
@@ -37,12 +38,16 @@ public static class PredictionRun
 {
     public const string PredictionsFileName = "generated_predictions.jsonl";
 
+    /// <summary>The label of its <see cref="PredictionProgressed"/> events.</summary>
+    public const string ProgressLabel = "predict";
+
     public static PredictionOutcome Execute(DecoderModel model, Tokenizer tokenizer, IReadOnlyList<GenerationExample> examples,
-        PredictionSettings settings, string outputDir, PredictionProgress? progress = null)
+        PredictionSettings settings, string outputDir, IRunObserver? observer = null)
     {
         if (examples.Count == 0) throw new ArgumentException("there are no examples to predict");
         if (settings.BatchSize <= 0) throw new ArgumentException($"per_device_eval_batch_size must be positive, got {settings.BatchSize}");
-        progress ??= PredictionProgress.Silent;
+        observer ??= RunObservers.None;
+        observer.On(new PredictionStarted(ProgressLabel, examples.Count));
         var generator = new BatchGenerator(model);
         var predictions = new List<Prediction>(examples.Count);
         // LLaMA-Factory's ComputeSimilarity scores the texts decoded without special tokens, whatever skip_special_tokens says.
@@ -71,10 +76,10 @@ public static class PredictionRun
                 scoredLabels.Add(tokenizer.Decode(batch[i].LabelIds, skipSpecialTokens: true));
             }
             batches++;
-            progress.BatchDone(predictions.Count, examples.Count, generatedTokens, clock.Elapsed);
+            observer.On(new PredictionProgressed(ProgressLabel, predictions.Count, examples.Count, generatedTokens, clock.Elapsed));
         }
         double runtime = clock.Elapsed.TotalSeconds;
-        progress.Finish();
+        observer.On(new PredictionEnded(ProgressLabel));
 
         var metrics = GenerationMetrics.Compute(scoredPredictions, scoredLabels)
             .Select(m => new KeyValuePair<string, object?>("predict_" + m.Key, m.Value)).ToList();

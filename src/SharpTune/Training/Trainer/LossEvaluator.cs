@@ -4,25 +4,25 @@ using SharpTune.Data;
 namespace SharpTune.Training.Trainer;
 
 /// <summary>
-/// transformers' evaluation loop over an eval set of supervised examples: batches of per_device_eval_batch_size in
-/// order, right-padded, the loss through the model's chunked cross-entropy (never the whole logits tensor).
+/// transformers' evaluation loop over an eval set: batches of per_device_eval_batch_size in order, formed by the
+/// stage's collator, the loss through the model's chunked cross-entropy (never the whole logits tensor).
 /// Used during training (eval_strategy, the final evaluation) and alone for do_eval without do_train.
 /// </summary>
-public sealed class LossEvaluator
+public class LossEvaluator<TExample>
 {
     private readonly ITrainableModel _model;
-    private readonly IReadOnlyList<SupervisedExample> _examples;
+    private readonly IReadOnlyList<TExample> _examples;
     private readonly int _batchSize;
-    private readonly int _padTokenId;
+    private readonly IBatchCollator<TExample> _collator;
 
-    public LossEvaluator(ITrainableModel model, IReadOnlyList<SupervisedExample> examples, int batchSize, int padTokenId)
+    public LossEvaluator(ITrainableModel model, IReadOnlyList<TExample> examples, int batchSize, IBatchCollator<TExample> collator)
     {
         if (examples.Count == 0) throw new ArgumentException("there is no evaluation set (set eval_dataset or val_size)");
         if (batchSize <= 0) throw new ArgumentException($"per_device_eval_batch_size must be positive, got {batchSize}");
         _model = model;
         _examples = examples;
         _batchSize = batchSize;
-        _padTokenId = padTokenId;
+        _collator = collator;
     }
 
     /// <summary>Called after each batch with the number of examples evaluated so far (for progress reports).</summary>
@@ -36,9 +36,9 @@ public sealed class LossEvaluator
         int batches = 0;
         for (int start = 0; start < _examples.Count; start += _batchSize)
         {
-            var batch = new List<SupervisedExample>();
+            var batch = new List<TExample>();
             for (int i = start; i < Math.Min(start + _batchSize, _examples.Count); i++) batch.Add(_examples[i]);
-            var result = _model.Evaluate(SupervisedCollator.Collate(batch, _padTokenId));
+            var result = _model.Evaluate(_collator.Collate(batch));
             weighted += result.Mean * batch.Count;
             batches++;
             ExamplesDone?.Invoke(start + batch.Count);
@@ -52,21 +52,16 @@ public sealed class LossEvaluator
     /// do_eval without training, as LLaMA-Factory runs it: one evaluation pass; eval_loss, the speed metrics and
     /// perplexity = exp(eval_loss) go to output_dir/eval_results.json and are merged into all_results.json.
     /// </summary>
-    public IReadOnlyList<KeyValuePair<string, object?>> EvaluateAndSave(string outputDir)
+    public (EvalResult Result, IReadOnlyList<KeyValuePair<string, object?>> Metrics) EvaluateAndSave(string outputDir)
     {
         var result = Evaluate();
-        var metrics = Metrics(result);
+        var metrics = result.Metrics();
         metrics.Add(new("perplexity", result.Perplexity));
         ResultFiles.Write(outputDir, "eval", metrics);
-        return metrics;
+        return (result, metrics);
     }
-
-    /// <summary>The eval_* keys transformers' evaluate() returns.</summary>
-    internal static List<KeyValuePair<string, object?>> Metrics(EvalResult result) =>
-    [
-        new("eval_loss", result.Loss),
-        new("eval_runtime", result.Runtime),
-        new("eval_samples_per_second", result.SamplesPerSecond),
-        new("eval_steps_per_second", result.StepsPerSecond),
-    ];
 }
+
+/// <summary>The evaluation loop over supervised examples (sft, pt), right-padded by <see cref="SupervisedCollator"/>.</summary>
+public sealed class LossEvaluator(ITrainableModel model, IReadOnlyList<SupervisedExample> examples, int batchSize, int padTokenId)
+    : LossEvaluator<SupervisedExample>(model, examples, batchSize, new SupervisedBatches(padTokenId));

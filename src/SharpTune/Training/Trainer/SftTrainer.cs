@@ -8,38 +8,39 @@ using SharpTune.Training.Schedules;
 namespace SharpTune.Training.Trainer;
 
 /// <summary>
-/// Supervised fine-tuning on one CPU process with transformers 4.40 Trainer semantics, as LLaMA-Factory drives it:
-/// a seeded shuffle of the training examples per epoch, right-padded batches, gradient accumulation (each
+/// Training on one CPU process with transformers 4.40 Trainer semantics, as LLaMA-Factory drives it: a seeded
+/// shuffle of the training examples per epoch, batches formed by the stage's <see cref="IBatchCollator{TExample}"/>
+/// (the only thing the trainer knows of a stage's examples), gradient accumulation (each
 /// micro-batch's mean loss scaled by 1/GA), clipping, the optimizer named by optim (<see cref="OptimizerNames"/>) at
 /// the scheduled learning rate, logs every logging_steps, evaluation and checkpoints per their strategies, and the
 /// final outputs LLaMA-Factory's SFT workflow writes (model, train_results.json, all_results.json,
 /// trainer_state.json, trainer_log.jsonl). Checkpoints hold everything needed to resume bit for bit.
 /// </summary>
-public sealed class SftTrainer
+public class Trainer<TExample>
 {
     private const ulong DropoutStream = 0xD1B5_4A32_D192_ED03;
 
     private readonly ITrainableModel _model;
     private readonly TrainingArguments _args;
-    private readonly IReadOnlyList<SupervisedExample> _train;
-    private readonly IReadOnlyList<SupervisedExample> _eval;
-    private readonly int _padTokenId;
-    private readonly TrainingProgress _progress;
+    private readonly IReadOnlyList<TExample> _train;
+    private readonly IReadOnlyList<TExample> _eval;
+    private readonly IBatchCollator<TExample> _collator;
+    private readonly IRunObserver _observer;
     private readonly int _evalSteps;
-    private readonly LossEvaluator? _evaluator;
+    private readonly LossEvaluator<TExample>? _evaluator;
 
     public TrainingPlan Plan { get; }
     public LrSchedule Schedule { get; }
 
-    public SftTrainer(ITrainableModel model, TrainingArguments args, IReadOnlyList<SupervisedExample> trainExamples,
-        IReadOnlyList<SupervisedExample>? evalExamples, int padTokenId, TrainingProgress? progress = null)
+    public Trainer(ITrainableModel model, TrainingArguments args, IReadOnlyList<TExample> trainExamples,
+        IReadOnlyList<TExample>? evalExamples, IBatchCollator<TExample> collator, IRunObserver? observer = null)
     {
         _model = model;
         _args = args;
         _train = trainExamples;
         _eval = evalExamples ?? [];
-        _padTokenId = padTokenId;
-        _progress = progress ?? TrainingProgress.Silent;
+        _collator = collator;
+        _observer = observer ?? RunObservers.None;
 
         if (string.IsNullOrWhiteSpace(args.OutputDir)) throw new ArgumentException("output_dir is required for training");
         if (args.LoggingSteps <= 0) throw new ArgumentException($"logging_steps must be positive, got {args.LoggingSteps}");
@@ -50,7 +51,7 @@ public sealed class SftTrainer
         if (args.EvalStrategy == "steps" && _evalSteps <= 0) throw new ArgumentException($"eval_steps must be positive with eval_strategy steps, got {_evalSteps}");
         if ((args.EvalStrategy != "no" || args.DoEval) && _eval.Count == 0)
             throw new ArgumentException($"eval_strategy is '{args.EvalStrategy}'{(args.DoEval ? " and do_eval is set" : "")} but there is no evaluation set (set eval_dataset or val_size)");
-        _evaluator = _eval.Count > 0 ? new LossEvaluator(model, _eval, args.PerDeviceEvalBatchSize, padTokenId) : null;
+        _evaluator = _eval.Count > 0 ? new LossEvaluator<TExample>(model, _eval, args.PerDeviceEvalBatchSize, collator) : null;
 
         Plan = TrainingPlan.Create(args, trainExamples.Count);
         Schedule = LrSchedule.Create(args, Plan.MaxSteps);
@@ -63,19 +64,20 @@ public sealed class SftTrainer
     }
 
     /// <summary>
-    /// Trains to max_steps (or resumes per resume_from_checkpoint and continues). When <paramref name="cancellation"/>
-    /// fires, the current optimizer step is finished, a checkpoint is saved, and the result says Interrupted.
+    /// Trains to max_steps (or resumes per resume_from_checkpoint and continues), reporting to the observer as it goes
+    /// (trainer_log.jsonl is written by an observer of its own). When <paramref name="cancellation"/> fires, the current
+    /// optimizer step is finished, a checkpoint is saved, and the result says Interrupted.
     /// </summary>
     public TrainResult Train(CancellationToken cancellation = default) => new Run(this).Execute(cancellation);
 
-    /// <summary>One pass over the evaluation set (see <see cref="LossEvaluator"/>).</summary>
+    /// <summary>One pass over the evaluation set (see <see cref="LossEvaluator{TExample}"/>).</summary>
     public EvalResult Evaluate() =>
         (_evaluator ?? throw new InvalidOperationException("there is no evaluation set")).Evaluate();
 
     /// <summary>The mutable state of one Train call.</summary>
     private sealed class Run
     {
-        private readonly SftTrainer _t;
+        private readonly Trainer<TExample> _t;
         private readonly TrainingPlan _plan;
         private readonly string _outputDir;
         private readonly IOptimizer _optimizer;
@@ -105,9 +107,10 @@ public sealed class SftTrainer
         /// removed once this run has saved its own, so that a crash before then still leaves something to resume.
         /// </summary>
         private IReadOnlyList<(int Step, string Path)> _superseded = [];
-        private TrainerLogFile _log = null!;
+        /// <summary>The caller's observer until trainer_log.jsonl is opened (after the resume), then both.</summary>
+        private IRunObserver _events;
 
-        public Run(SftTrainer trainer)
+        public Run(Trainer<TExample> trainer)
         {
             _t = trainer;
             _plan = trainer.Plan;
@@ -123,6 +126,7 @@ public sealed class SftTrainer
                 SaveSteps = args.SaveSteps,
                 TrainBatchSize = args.PerDeviceTrainBatchSize,
             };
+            _events = trainer._observer;
             _dataOrder = new SeededRandom((ulong)args.Seed);
             // Dropout draws from its own stream so that the data order does not depend on how much dropout is used.
             _dropout = new SeededRandom((ulong)args.Seed ^ DropoutStream);
@@ -139,10 +143,10 @@ public sealed class SftTrainer
             _clock.Start();
             Directory.CreateDirectory(_outputDir);
             foreach (string removed in CheckpointFolders.RemoveAbandoned(_outputDir))
-                _t._progress.Message($"removed the incomplete {removed}, left by a crashed run");
+                _events.On(new TrainerNote($"removed the incomplete {removed}, left by a crashed run"));
             foreach (var p in _t._model.TrainableParameters) p.ZeroGrad();
 
-            string? resumeFrom = ResolveResume();
+            string? resumeFrom = ResumePolicy.CheckpointToResume(_t._args);
             bool resumedMidEpoch = false;
             if (resumeFrom is not null)
             {
@@ -150,13 +154,13 @@ public sealed class SftTrainer
                 resumedMidEpoch = true;
                 // A run killed between a save and its rotation left one checkpoint more than save_total_limit.
                 var deleted = CheckpointFolders.Rotate(_outputDir, _t._args.SaveTotalLimit);
-                if (deleted.Count > 0) _t._progress.Message($"removed {Names(deleted)}: save_total_limit {_t._args.SaveTotalLimit}");
+                if (deleted.Count > 0) _events.On(new TrainerNote($"removed {Names(deleted)}: save_total_limit {_t._args.SaveTotalLimit}"));
             }
             else
             {
                 _superseded = CheckpointFolders.List(_outputDir);
             }
-            _log = new TrainerLogFile(_outputDir, resumeFrom is null ? null : _state.GlobalStep);
+            _events = new RunObservers(new TrainerLogFile(_outputDir, resumeFrom is null ? null : _state.GlobalStep), _t._observer);
             _stepsAtStart = _state.GlobalStep;
             _tokensAtStart = _tokensSeen;
 
@@ -177,7 +181,7 @@ public sealed class SftTrainer
                     _state.GlobalStep++;
                     _state.Epoch = _epoch + (double)_nextBatch / _plan.BatchesPerEpoch;
                     double? loggedNorm = args.MaxGradNorm > 0 ? gradNorm : null;
-                    _t._progress.StepDone(Snapshot(stepLoss, loggedNorm));
+                    _events.On(new StepCompleted(Snapshot(stepLoss, loggedNorm)));
 
                     int step = _state.GlobalStep;
                     bool last = step >= _plan.MaxSteps;
@@ -189,10 +193,9 @@ public sealed class SftTrainer
                     if (cancelled)
                     {
                         if (_lastSavedStep != step) SaveCheckpoint();
-                        _t._progress.Message($"interrupted at step {step}/{_plan.MaxSteps}; resume with resume_from_checkpoint: {_lastCheckpoint}");
-                        _t._progress.Finish();
-                        return new TrainResult(true, step, _plan.MaxSteps, _state.Epoch, _lastCheckpoint,
-                            new Dictionary<string, double>(), _state.LogHistory.ToList());
+                        _events.On(new TrainerNote($"interrupted at step {step}/{_plan.MaxSteps}; resume with resume_from_checkpoint: {_lastCheckpoint}"));
+                        return Ended(new TrainResult(true, step, _plan.MaxSteps, _state.Epoch, _lastCheckpoint,
+                            new Dictionary<string, double>(), _state.LogHistory.ToList()));
                     }
                 }
 
@@ -216,9 +219,9 @@ public sealed class SftTrainer
         {
             int size = _plan.BatchSize;
             int start = _nextBatch * size;
-            var examples = new List<SupervisedExample>(size);
+            var examples = new List<TExample>(size);
             for (int i = start; i < Math.Min(start + size, _order.Length); i++) examples.Add(_t._train[_order[i]]);
-            var batch = SupervisedCollator.Collate(examples, _t._padTokenId);
+            var batch = _t._collator.Collate(examples);
             int accumulation = _plan.GradientAccumulationSteps;
             var result = _t._model.ForwardBackward(batch, 1f / accumulation, _dropout);
 
@@ -246,14 +249,6 @@ public sealed class SftTrainer
             _epochEndHandled = false;
         }
 
-        private string? ResolveResume()
-        {
-            if (_t._args.ResumeFromLatestCheckpoint)
-                return CheckpointFolders.Latest(_outputDir)
-                    ?? throw new ArgumentException($"resume_from_checkpoint: there is no checkpoint-N folder in {_outputDir} to resume from");
-            return string.IsNullOrWhiteSpace(_t._args.ResumeFromCheckpoint) ? null : _t._args.ResumeFromCheckpoint;
-        }
-
         private void RestoreFrom(string dir)
         {
             var (resume, saved) = TrainingCheckpoint.Restore(dir, _t._model, _optimizer);
@@ -266,7 +261,7 @@ public sealed class SftTrainer
             if (resume.NextBatch is < 0 || resume.NextBatch > _plan.BatchesPerEpoch)
                 throw new InvalidDataException($"checkpoint {dir}: batch position {resume.NextBatch} is outside the epoch's {_plan.BatchesPerEpoch} batches");
             if (resume.SchedulerType != _t.Schedule.Type || resume.SchedulerTotalSteps != _t.Schedule.TotalSteps || resume.SchedulerWarmupSteps != _t.Schedule.WarmupSteps)
-                _t._progress.Message($"note: the checkpoint was trained with a {resume.SchedulerType} schedule over {resume.SchedulerTotalSteps} steps ({resume.SchedulerWarmupSteps} warmup); continuing with {_t.Schedule.Type} over {_t.Schedule.TotalSteps} ({_t.Schedule.WarmupSteps} warmup)");
+                _events.On(new TrainerNote($"note: the checkpoint was trained with a {resume.SchedulerType} schedule over {resume.SchedulerTotalSteps} steps ({resume.SchedulerWarmupSteps} warmup); continuing with {_t.Schedule.Type} over {_t.Schedule.TotalSteps} ({_t.Schedule.WarmupSteps} warmup)"));
 
             _state.GlobalStep = resume.GlobalStep;
             _state.Epoch = saved.Epoch;
@@ -286,7 +281,7 @@ public sealed class SftTrainer
             _tokensSeen = resume.TokensSeen;
             _lastSavedStep = resume.GlobalStep;
             _lastCheckpoint = dir;
-            _t._progress.Message($"resumed from {dir} at step {resume.GlobalStep}/{_plan.MaxSteps}");
+            _events.On(new TrainerNote($"resumed from {dir} at step {resume.GlobalStep}/{_plan.MaxSteps}"));
         }
 
         private void LogTraining(double? gradNorm)
@@ -300,14 +295,14 @@ public sealed class SftTrainer
             _pendingLoss = 0;
             _lastLoggedStep = _state.GlobalStep;
             var entry = AddLog(values);
-            _t._progress.Logged(Snapshot(entry.TryGetDouble("loss"), gradNorm));
+            _events.On(new StepLogged(Snapshot(entry.TryGetDouble("loss"), gradNorm), entry));
         }
 
         private void LogEvaluation()
         {
             var result = _t.Evaluate();
-            AddLog(LossEvaluator.Metrics(result));
-            _t._progress.Message($"[step {_state.GlobalStep}/{_plan.MaxSteps}] eval_loss {result.Loss:0.0000} | perplexity {result.Perplexity:0.000}");
+            AddLog(result.Metrics());
+            _events.On(new Evaluated(_state.GlobalStep, _plan.MaxSteps, result, AfterTraining: false));
         }
 
         /// <summary>
@@ -321,8 +316,8 @@ public sealed class SftTrainer
             var entry = new LogEntry(values);
             _state.LogHistory.Add(entry);
             if (toTrainerLog)
-                _log.Append(entry, _state.GlobalStep, _plan.MaxSteps, _tokensSeen,
-                    new TrainerLogFile.Segment(_state.GlobalStep - _stepsAtStart, _tokensSeen - _tokensAtStart, _clock.Elapsed));
+                _events.On(new HistoryLogged(entry, _state.GlobalStep, _plan.MaxSteps, _tokensSeen,
+                    new RunSegment(_state.GlobalStep - _stepsAtStart, _tokensSeen - _tokensAtStart, _clock.Elapsed)));
             return entry;
         }
 
@@ -357,9 +352,7 @@ public sealed class SftTrainer
             FaultInjection.Point("checkpoint-saved");
             RemoveSuperseded();
             var deleted = CheckpointFolders.Rotate(_outputDir, _t._args.SaveTotalLimit);
-            _t._progress.Message(deleted.Count == 0
-                ? $"saved {_lastCheckpoint}"
-                : $"saved {_lastCheckpoint} (removed {Names(deleted)}: save_total_limit {_t._args.SaveTotalLimit})");
+            _events.On(new CheckpointSaved(_lastCheckpoint, _state.GlobalStep, deleted, _t._args.SaveTotalLimit));
         }
 
         private static string Names(IEnumerable<string> paths) => string.Join(", ", paths.Select(Path.GetFileName));
@@ -371,7 +364,7 @@ public sealed class SftTrainer
             _superseded = [];
             foreach (var (_, path) in stale) AtomicFile.DeleteDirectory(path);
             if (stale.Count > 0)
-                _t._progress.Message($"removed the earlier run's {Names(stale.Select(c => c.Path))} now that this run has saved its own");
+                _events.On(new TrainerNote($"removed the earlier run's {Names(stale.Select(c => c.Path))} now that this run has saved its own"));
         }
 
         private TrainResult Finish()
@@ -392,22 +385,27 @@ public sealed class SftTrainer
             var trainMetrics = metrics.Where(kv => kv.Key != "step").ToList();
             WriteResults("train", trainMetrics);
             AtomicFile.WriteText(Path.Combine(_outputDir, TrainerState.FileName), _state.ToJson());
-            _t._progress.Message($"training finished: {_state.GlobalStep} steps, train_loss {trainLoss:0.0000}, {runtime:0.0} s; saved to {_outputDir}");
+            _events.On(new TrainerNote($"training finished: {_state.GlobalStep} steps, train_loss {trainLoss:0.0000}, {runtime:0.0} s; saved to {_outputDir}"));
 
             var all = trainMetrics.ToDictionary(kv => kv.Key, kv => Convert.ToDouble(kv.Value, System.Globalization.CultureInfo.InvariantCulture));
             if (_t._args.DoEval && _t._eval.Count > 0)
             {
                 var result = _t.Evaluate();
-                var evalMetrics = LossEvaluator.Metrics(result);
+                var evalMetrics = result.Metrics();
                 AddLog(evalMetrics, toTrainerLog: false);
                 evalMetrics.RemoveAll(kv => kv.Key == "step");
                 evalMetrics.Add(new("perplexity", result.Perplexity));
                 WriteResults("eval", evalMetrics);
                 foreach (var (key, value) in evalMetrics) all[key] = Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture);
-                _t._progress.Message($"eval_loss {result.Loss:0.0000} | perplexity {result.Perplexity:0.000}");
+                _events.On(new Evaluated(_state.GlobalStep, _plan.MaxSteps, result, AfterTraining: true));
             }
-            _t._progress.Finish();
-            return new TrainResult(false, _state.GlobalStep, _plan.MaxSteps, _state.Epoch, _lastCheckpoint, all, _state.LogHistory.ToList());
+            return Ended(new TrainResult(false, _state.GlobalStep, _plan.MaxSteps, _state.Epoch, _lastCheckpoint, all, _state.LogHistory.ToList()));
+        }
+
+        private TrainResult Ended(TrainResult result)
+        {
+            _events.On(new TrainingEnded(result));
+            return result;
         }
 
         private void WriteResults(string split, List<KeyValuePair<string, object?>> metrics) => ResultFiles.Write(_outputDir, split, metrics);
@@ -423,3 +421,11 @@ public sealed class SftTrainer
         }
     }
 }
+
+/// <summary>
+/// Supervised fine-tuning (and continued pretraining): the trainer over <see cref="SupervisedExample"/>s, right-padded
+/// by <see cref="SupervisedCollator"/> with <paramref name="padTokenId"/>.
+/// </summary>
+public sealed class SftTrainer(ITrainableModel model, TrainingArguments args, IReadOnlyList<SupervisedExample> trainExamples,
+    IReadOnlyList<SupervisedExample>? evalExamples, int padTokenId, IRunObserver? observer = null)
+    : Trainer<SupervisedExample>(model, args, trainExamples, evalExamples, new SupervisedBatches(padTokenId), observer);

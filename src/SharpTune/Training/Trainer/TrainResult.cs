@@ -26,10 +26,19 @@ public sealed record LossCurve(IReadOnlyList<LossPoint> Training, IReadOnlyList<
 public sealed record EvalResult(double Loss, double Runtime, double SamplesPerSecond, double StepsPerSecond)
 {
     public double Perplexity => Math.Exp(Loss);
+
+    /// <summary>The eval_* keys transformers' evaluate() returns.</summary>
+    internal List<KeyValuePair<string, object?>> Metrics() =>
+    [
+        new("eval_loss", Loss),
+        new("eval_runtime", Runtime),
+        new("eval_samples_per_second", SamplesPerSecond),
+        new("eval_steps_per_second", StepsPerSecond),
+    ];
 }
 
 /// <summary>
-/// How <see cref="SftTrainer.Train"/> ended. When <see cref="Interrupted"/>, the run stopped at a cancellation
+/// How <see cref="Trainer{TExample}.Train"/> ended. When <see cref="Interrupted"/>, the run stopped at a cancellation
 /// after saving <see cref="CheckpointPath"/>, and the final outputs (model, *_results.json) were not written;
 /// otherwise <see cref="Metrics"/> holds train_results.json (plus the final evaluation's metrics when one ran).
 /// </summary>

@@ -12,9 +12,10 @@ namespace SharpTune.Training.Trainer;
 /// (a full disk may cut the last one short). A resumed run keeps the step and evaluation lines up to its checkpoint's
 /// step and drops the rest: lines a crashed run wrote after it, a cut-off line, and the closing line of a run that
 /// finished (it is written again when this one finishes), so each log appears once. Speed and time left are measured
-/// over this process's own steps and tokens, not over the steps a resumed run inherited.
+/// over this process's own steps and tokens, not over the steps a resumed run inherited. It is an observer of the
+/// trainer's <see cref="HistoryLogged"/> events, opened by the trainer once it knows the step it resumed at.
 /// </summary>
-public sealed class TrainerLogFile
+public sealed class TrainerLogFile : IRunObserver
 {
     public const string FileName = "trainer_log.jsonl";
 
@@ -33,11 +34,13 @@ public sealed class TrainerLogFile
         AtomicFile.WriteText(_path, kept.Count == 0 ? "" : string.Join("\n", kept) + "\n");
     }
 
-    /// <summary>What this process has done since it started (or resumed): its steps, its tokens and its time.</summary>
-    internal readonly record struct Segment(int Steps, long Tokens, TimeSpan Elapsed);
+    public void On(RunEvent e)
+    {
+        if (e is HistoryLogged logged) Append(logged.Entry, logged.GlobalStep, logged.MaxSteps, logged.TokensSeen, logged.ThisProcess);
+    }
 
     /// <param name="tokensSeen">Tokens of the whole run, those before a resume included (total_tokens).</param>
-    internal void Append(LogEntry entry, int globalStep, int maxSteps, long tokensSeen, Segment segment)
+    private void Append(LogEntry entry, int globalStep, int maxSteps, long tokensSeen, RunSegment segment)
     {
         // LogCallback._timing divides by every global step and its throughput every token, including those a resumed
         // run inherited, which inflates both after a resume; this process's own steps and tokens measure its speed.

@@ -1,4 +1,4 @@
-namespace SharpTune.Training.Reporting;
+namespace SharpTune.Reporting;
 
 /// <summary>Rasterises a <see cref="LossFigure"/> and encodes it as PNG.</summary>
 internal static class FigurePng

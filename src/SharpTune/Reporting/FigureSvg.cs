@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace SharpTune.Training.Reporting;
+namespace SharpTune.Reporting;
 
 /// <summary>Writes a <see cref="LossFigure"/> as SVG: the same boxes, polylines and text as the PNG, as vectors.</summary>
 internal static class FigureSvg

@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Text;
 
-namespace SharpTune.Training.Reporting;
+namespace SharpTune.Reporting;
 
 /// <summary>
 /// Writes 8-bit truecolour PNG files (PNG spec, ISO/IEC 15948): signature, IHDR, one zlib-compressed IDAT, IEND.

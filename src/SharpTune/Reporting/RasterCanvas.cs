@@ -1,4 +1,4 @@
-namespace SharpTune.Training.Reporting;
+namespace SharpTune.Reporting;
 
 /// <summary>An 8-bit colour.</summary>
 internal readonly record struct Rgb(byte R, byte G, byte B)

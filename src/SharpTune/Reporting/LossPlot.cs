@@ -1,6 +1,6 @@
 using SharpTune.IO;
 
-namespace SharpTune.Training.Reporting;
+namespace SharpTune.Reporting;
 
 /// <summary>
 /// LLaMA-Factory's <c>plot_loss</c> (<c>src/llamafactory/extras/ploting.py</c>): the logged values of one metric

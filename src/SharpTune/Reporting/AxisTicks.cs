@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace SharpTune.Training.Reporting;
+namespace SharpTune.Reporting;
 
 /// <summary>Tick positions at "nice" numbers and their labels, printed with just the decimals the step needs.</summary>
 internal sealed record AxisTicks(IReadOnlyList<double> Values, IReadOnlyList<string> Labels, double Step)

@@ -1,4 +1,4 @@
-namespace SharpTune.Training.Reporting;
+namespace SharpTune.Reporting;
 
 /// <summary>What a figure is made of; the PNG and SVG renderers draw the same list in order.</summary>
 internal abstract record FigureElement;

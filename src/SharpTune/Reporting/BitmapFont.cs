@@ -1,4 +1,4 @@
-namespace SharpTune.Training.Reporting;
+namespace SharpTune.Reporting;
 
 /// <summary>
 /// A 5×7 bitmap font (printable ASCII) with two descender rows, so plots can carry text without any font file.

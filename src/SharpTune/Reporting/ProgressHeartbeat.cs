@@ -1,7 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
+using SharpTune.Training.Trainer;
 
-namespace SharpTune.Training.Trainer;
+namespace SharpTune.Reporting;
 
 /// <summary>
 /// Keeps a log that is not a terminal alive: whenever nothing was written for <c>interval</c>, writes the current

@@ -1,0 +1,169 @@
+using System.Diagnostics;
+using SharpTune.Data;
+using SharpTune.Engine;
+using SharpTune.Evaluation.Prediction;
+using SharpTune.Export;
+using SharpTune.Hparams;
+using SharpTune.Inference;
+using SharpTune.IO;
+using SharpTune.Model;
+using SharpTune.Reporting;
+using SharpTune.Templates;
+using SharpTune.Tokenization;
+using SharpTune.Training;
+using SharpTune.Training.Memory;
+using SharpTune.Training.Methods;
+using SharpTune.Training.Trainer;
+
+namespace SharpTune.Workflows;
+
+/// <summary>
+/// The stages that train a causal language model on <see cref="SupervisedExample"/>s — sft (prompt labels masked) and
+/// pt (plain text, every token trained); they differ only in how records become examples. One run is LLaMA-Factory's
+/// run_sft/run_pt: the memory pre-flight, tokenizer and template, then do_predict (generation over the eval set),
+/// do_train (the trainer, then the tokenizer files, results and loss plots in output_dir) or do_eval alone.
+/// </summary>
+public sealed class FineTuningStage : ITrainingStage
+{
+    public static FineTuningStage Supervised { get; } = new((cfg, tokenizer, template) =>
+        SupervisedDatasets.Load(cfg.Data, tokenizer, template, cfg.Training.Seed));
+
+    public static FineTuningStage Pretraining { get; } = new((cfg, tokenizer, template) =>
+        PretrainDatasets.Load(cfg.Data, tokenizer, template, cfg.Model.ModelNameOrPath, cfg.Training.Seed));
+
+    private readonly Func<SftConfig, Tokenizer, ChatTemplate, PreparedData> _loadData;
+
+    private FineTuningStage(Func<SftConfig, Tokenizer, ChatTemplate, PreparedData> loadData) => _loadData = loadData;
+
+    public WorkflowResult Run(TrainingRequest request, CancellationToken cancellation, IRunObserver observer)
+    {
+        var cfg = request.Config;
+        void Note(string text) => observer.On(new RunNote(text));
+        foreach (string note in cfg.Notes) Note($"note: {note}");
+        long? estimatedPeak = cfg.Training.DoTrain ? PreflightMemory(cfg, request.SkipMemoryCheck, observer) : null;
+
+        string modelDir = cfg.Model.ModelNameOrPath;
+        ModelFolder.ValidateTokenizer(modelDir);
+        var tokenizer = Tokenizer.FromDirectory(modelDir);
+        var template = ChatTemplates.ForModel(cfg.Data.Template ?? "auto", modelDir, tokenizer);
+        if (cfg.Training.DoPredict) return Predict(cfg, tokenizer, template, observer);
+        var data = _loadData(cfg, tokenizer, template);
+        foreach (string line in data.Report.ToString().Split('\n')) Note(line);
+        if (cfg.Training.DoTrain && data.Train.Count == 0) throw new InvalidDataException("the training set is empty: no dataset record produced an example");
+
+        int padId = TokenizerConfig.PadTokenId(tokenizer, modelDir);
+        var started = Stopwatch.StartNew();
+        using var model = TrainableModels.Create(modelDir, cfg.Finetuning, cfg.Training.GradientCheckpointing,
+            new SeededRandom((ulong)cfg.Training.Seed), cfg.Model.AdapterNameOrPath, cfg.Model.Quantization, cfg.Training.Bf16, cfg.Model.HubId);
+        if (cfg.Model.Quantization is { } quantization) Note($"base projections quantized on load: {quantization}");
+        if (cfg.Training.Bf16)
+            Note(Bf16ComputeMatrix.AvailableKernel is null
+                ? $"note: bf16: {Bf16ComputeMatrix.Unavailable}; computing in fp32"
+                : "bf16: frozen bf16 weights are multiplied on oneDNN's bf16 GEMM (activations rounded to bf16, fp32 accumulation); float32 weights and everything trained stay fp32");
+        Note($"{cfg.Finetuning.FinetuningType.ToString().ToLowerInvariant()}: {TrainableModels.Summary(model)}");
+
+        string outputDir = cfg.Training.OutputDir;
+        if (!cfg.Training.DoTrain) return Evaluate(cfg, model, data.Eval, padId, observer);
+
+        var trainer = new SftTrainer(model, cfg.Training, data.Train, data.Eval.Count > 0 ? data.Eval : null, padId, observer);
+        ResumePolicy.ApplyToOutputDir(cfg.Training, Note);
+        observer.On(new RunStarted(new RunPlan("train", cfg.Finetuning.Stage, data.Train.Count, trainer.Plan)));
+        var result = trainer.Train(cancellation);
+        if (result.Interrupted)
+        {
+            observer.On(new RunFinished("train", [], Interrupted: true));
+            return new WorkflowResult("train", [], result);
+        }
+
+        // LLaMA-Factory saves the tokenizer next to the trained weights so the output folder is self-describing.
+        foreach (string file in ModelExporter.TokenizerFiles)
+        {
+            string source = Path.Combine(modelDir, file);
+            if (File.Exists(source)) AtomicFile.Copy(source, Path.Combine(outputDir, file));
+        }
+        if (cfg.Finetuning.PlotLoss)
+        {
+            PlotCurve(outputDir, result.LossCurve.Training, "loss", Note);
+            PlotCurve(outputDir, result.LossCurve.Evaluation, "eval_loss", Note);
+        }
+        var metrics = result.Metrics.OrderBy(m => m.Key, StringComparer.Ordinal).Select(m => new KeyValuePair<string, object?>(m.Key, m.Value)).ToList();
+        Note($"saved to {outputDir} in {started.Elapsed:hh\\:mm\\:ss}");
+        if (SystemMemory.PeakResidentBytes() is { } peak)
+            Note($"peak resident memory: {MemoryEstimator.FormatBytes(peak)} (estimated {MemoryEstimator.FormatBytes(estimatedPeak!.Value)})");
+        observer.On(new RunFinished("train", metrics));
+        return new WorkflowResult("train", metrics, result);
+    }
+
+    /// <summary>
+    /// The memory pre-flight, before the tokenizer, the data or any weight is loaded: a run whose estimated peak
+    /// exceeds the available memory stops here with the estimate and the options that would fit, rather than with an
+    /// OutOfMemoryException or the kernel's OOM killer hours later. Returns the estimated peak.
+    /// </summary>
+    private static long PreflightMemory(SftConfig cfg, bool skip, IRunObserver observer)
+    {
+        var check = MemoryCheck.Run(cfg, SystemMemory.Read());
+        if (check.Fits) return check.Estimate.TotalBytes;
+        if (skip)
+        {
+            observer.On(new RunNote($"note: --skip-memory-check: training although the estimated peak {MemoryEstimator.FormatBytes(check.Estimate.TotalBytes)} exceeds the {MemoryEstimator.FormatBytes(check.Available!.Bytes)} available"));
+            return check.Estimate.TotalBytes;
+        }
+        observer.On(new RunReport(check.Format()));
+        throw new InsufficientMemoryException(
+            $"the estimated peak memory {MemoryEstimator.FormatBytes(check.Estimate.TotalBytes)} exceeds the {MemoryEstimator.FormatBytes(check.Available!.Bytes)} available; apply one of the options above, or pass --skip-memory-check to train anyway");
+    }
+
+    /// <summary>do_eval without do_train: one pass of <see cref="LossEvaluator"/>, eval_results.json in output_dir.</summary>
+    private static WorkflowResult Evaluate(SftConfig cfg, ITrainableModel model, IReadOnlyList<SupervisedExample> examples, int padId, IRunObserver observer)
+    {
+        string outputDir = cfg.Training.OutputDir;
+        observer.On(new RunNote($"evaluating {examples.Count} examples"));
+        observer.On(new RunStarted(new RunPlan("eval", cfg.Finetuning.Stage, examples.Count, BatchSize: cfg.Training.PerDeviceEvalBatchSize)));
+        var evaluator = new LossEvaluator(model, examples, cfg.Training.PerDeviceEvalBatchSize, padId)
+        {
+            ExamplesDone = done => observer.On(new EvaluationProgressed(done, examples.Count)),
+        };
+        var (result, metrics) = evaluator.EvaluateAndSave(outputDir);
+        observer.On(new Evaluated(null, 0, result, AfterTraining: false));
+        observer.On(new RunNote($"saved eval_results.json to {outputDir}"));
+        var sorted = Sorted(metrics);
+        observer.On(new RunFinished("eval", sorted));
+        return new WorkflowResult("eval", sorted);
+    }
+
+    /// <summary>
+    /// do_predict with predict_with_generate: the base model with the config's adapters applied unmerged generates for
+    /// every eval_dataset prompt (batched, left-padded) with the config's generation keys; see <see cref="PredictionRun"/>.
+    /// </summary>
+    private static WorkflowResult Predict(SftConfig cfg, Tokenizer tokenizer, ChatTemplate template, IRunObserver observer)
+    {
+        string modelDir = cfg.Model.ModelNameOrPath;
+        var (examples, report) = SupervisedDatasets.LoadForGeneration(cfg.Data, tokenizer, template, cfg.Training.Seed);
+        foreach (string line in report.ToString().Split('\n')) observer.On(new RunNote(line));
+        using var model = DecoderModel.Load(modelDir, adapterDirectories: cfg.Model.AdapterNameOrPath, quantization: cfg.Model.Quantization);
+        var g = cfg.Generating;
+        var options = new GenerationOptions
+        {
+            Seed = cfg.Training.Seed,
+            StopTokenIds = PredictionRun.StopTokenIds(tokenizer, template, modelDir),
+        }.With(g);
+        var settings = new PredictionSettings(options, cfg.Training.PerDeviceEvalBatchSize, g.SkipSpecialTokens, TokenizerConfig.PadTokenId(tokenizer, modelDir));
+        observer.On(new RunNote($"predicting {examples.Count} examples in batches of {settings.BatchSize} ({(g.DoSample ? $"sampling: temperature {g.Temperature}, top_p {g.TopP}, top_k {g.TopK}" : "greedy")}, max_new_tokens {g.MaxNewTokens})"));
+        observer.On(new RunStarted(new RunPlan("predict", null, examples.Count, BatchSize: settings.BatchSize)));
+        var outcome = PredictionRun.Execute(model, tokenizer, examples, settings, cfg.Training.OutputDir, observer);
+        observer.On(new RunNote($"saved {PredictionRun.PredictionsFileName} and predict_results.json to {cfg.Training.OutputDir}"));
+        var metrics = Sorted(outcome.Metrics);
+        observer.On(new RunFinished("predict", metrics));
+        return new WorkflowResult("predict", metrics);
+    }
+
+    private static List<KeyValuePair<string, object?>> Sorted(IEnumerable<KeyValuePair<string, object?>> metrics) =>
+        metrics.OrderBy(m => m.Key, StringComparer.Ordinal).ToList();
+
+    private static void PlotCurve(string outputDir, IReadOnlyList<LossPoint> points, string key, Action<string> note)
+    {
+        var written = LossPlot.Write(outputDir, points.Select(p => (p.Step, p.Loss)).ToList(), key);
+        if (written.Count == 0) note($"no {key} to plot");
+        foreach (string path in written) note($"figure saved at: {path}");
+    }
+}
