@@ -122,7 +122,7 @@ public static class DatasetInspector
         SupervisedProcessor? whole = null, cut = null;
         if (tokens is not null)
         {
-            whole = SupervisedProcessor.ForData(tokens.Tokenizer, tokens.Template, new DataArguments { CutoffLen = int.MaxValue });
+            whole = WholeRecordProcessor(tokens.Tokenizer, tokens.Template);
             cut = SupervisedProcessor.ForData(tokens.Tokenizer, tokens.Template, new DataArguments { CutoffLen = tokens.CutoffLen });
         }
         var records = files.SelectMany(f => f.Records).ToList();
@@ -143,6 +143,10 @@ public static class DatasetInspector
             .Select(p => $"{p.First.Location}: {p.Second.Problem}").ToList();
         return new DatasetInspection(source, format, measures, CountFields(entry, records), duplicates, problems, tokens);
     }
+
+    /// <summary>Encodes a record as training does but without a length limit: every prompt and trained token it has.</summary>
+    public static SupervisedProcessor WholeRecordProcessor(Tokenizer tokenizer, ChatTemplate template) =>
+        SupervisedProcessor.ForData(tokenizer, template, new DataArguments { CutoffLen = int.MaxValue });
 
     /// <param name="allText">Every string of the record (<see cref="RecordText"/>): the language of a record that cannot be converted.</param>
     private static RecordMeasure Measure(DatasetEntry entry, JsonElement record, string allText, SupervisedProcessor? whole, SupervisedProcessor? cut)
