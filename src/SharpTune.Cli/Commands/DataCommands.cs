@@ -74,13 +74,15 @@ public static class DataCommands
         var minChars = new Option<string?>("--min-chars") { Description = "Fewest characters a record's text may have (sets text_length.min; default 10)" };
         var maxChars = new Option<string?>("--max-chars") { Description = "Most characters a record's text may have (sets text_length.max)" };
         var blockKeywords = new Option<string?>("--block-keywords") { Description = "Comma-separated words or phrases whose records are removed (sets blocked_keywords.keywords)" };
+        var lang = new Option<string?>("--lang") { Description = "Comma-separated ISO 639-1 codes of the languages to keep, e.g. en,zh (sets language_id.lang; Lingua identifies the language)" };
+        var minLangScore = new Option<string?>("--min-lang-score") { Description = "Least confidence of the identified language (sets language_id.min_score; default 0.8)" };
         var minTokens = new Option<string?>("--min-tokens") { Description = "Fewest tokens a record may have as training encodes it, prompt + trained (sets token_num.min; default 10; needs --tokenizer)" };
         var maxTokens = new Option<string?>("--max-tokens") { Description = "Most tokens a record may have as training encodes it, prompt + trained (sets token_num.max; needs --tokenizer)" };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "Model folder (tokenizer.json, tokenizer_config.json) token_num counts with (sets token_num.tokenizer)" };
         var template = new Option<string?>("--template") { Description = "Chat template token_num encodes records with; default auto: the model folder's (sets token_num.template)" };
-        var command = new Command("clean", "Normalise text (Unicode, white space, control characters, empty-input markers) and remove empty, too short or long (characters or tokens), repetitive, symbol-heavy or unanswerable records")
+        var command = new Command("clean", "Normalise text (Unicode, white space, control characters, empty-input markers) and remove empty, too short or long (characters or tokens), repetitive, symbol-heavy, other-language or unanswerable records")
         {
-            recipe, fields, unicode, minChars, maxChars, blockKeywords, minTokens, maxTokens, tokenizer, template,
+            recipe, fields, unicode, minChars, maxChars, blockKeywords, lang, minLangScore, minTokens, maxTokens, tokenizer, template,
         };
         common.AddTo(command);
         command.SetAction(r => CliAction.Run(() =>
@@ -90,6 +92,8 @@ public static class DataCommands
             if (r.GetValue(minChars) is { } min) settings.Add(("text_length", "min", min));
             if (r.GetValue(maxChars) is { } max) settings.Add(("text_length", "max", max));
             if (r.GetValue(blockKeywords) is { } keywords) settings.Add(("blocked_keywords", "keywords", keywords));
+            if (r.GetValue(lang) is { } languages) settings.Add(("language_id", "lang", languages));
+            if (r.GetValue(minLangScore) is { } score) settings.Add(("language_id", "min_score", score));
             if (r.GetValue(minTokens) is { } fewest) settings.Add(("token_num", "min", fewest));
             if (r.GetValue(maxTokens) is { } most) settings.Add(("token_num", "max", most));
             if (r.GetValue(tokenizer) is { } folder) settings.Add(("token_num", "tokenizer", folder));
