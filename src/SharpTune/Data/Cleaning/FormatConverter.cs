@@ -32,8 +32,9 @@ public sealed record Conversion(CleaningResult Result, DatasetLayout From, Datas
 /// examples as on the input. The layouts are LLaMA-Factory's (data/README.md): alpaca (instruction, output, system,
 /// history of [prompt, response] pairs, tools), sharegpt (conversations of from/value with human, gpt,
 /// function_call, observation; system and tools columns) and OpenAI messages (sharegpt with role/content and user,
-/// assistant, function_call, tool, the system prompt as a first system message). Alpaca joins instruction and input
-/// with a newline, as LLaMA-Factory's converter does, so the written instruction holds both. A record the target
+/// assistant, function_call, tool, the system prompt as a first system message). A record's instruction and input
+/// become one user message (joined by a newline, as LLaMA-Factory's converter joins them), so into sharegpt or OpenAI,
+/// and from them back to alpaca, they are one instruction; alpaca into alpaca keeps them apart. A record the target
 /// cannot hold (a tool call or tool result into alpaca) is an error naming the record and field, or with
 /// <see cref="ConvertOptions.Lenient"/> left out and reported.
 /// </summary>
@@ -78,7 +79,7 @@ public static class FormatConverter
         var to = options.To ?? from;
         var report = new CleaningReport();
         var output = new List<byte[]>(input.Records.Count);
-        bool system = false, history = false, tools = false;
+        bool system = false, history = false, tools = false, query = false;
         foreach (var record in input.Records)
         {
             using var document = record.Parse();
@@ -94,7 +95,9 @@ public static class FormatConverter
             }
             try
             {
-                output.Add(Write(example, to));
+                bool columns = to == DatasetLayout.Alpaca && source.Formatting == DatasetFormatting.Alpaca;
+                output.Add(columns ? WriteAlpacaColumns(source, document.RootElement, example) : Write(example, to));
+                query |= columns && Text(document.RootElement, source.Query) is { Length: > 0 };
             }
             catch (InvalidRecordException e)
             {
@@ -105,7 +108,7 @@ public static class FormatConverter
             tools |= !string.IsNullOrEmpty(example.Tools);
             history |= example.Messages.Count > 2;
         }
-        var entry = Entry(to, outputFileName, system, history, tools);
+        var entry = Entry(to, outputFileName, system, history, tools, query);
         return new Conversion(new CleaningResult(input, output, report, outputJsonArray), from, to, entry);
     }
 
@@ -180,6 +183,36 @@ public static class FormatConverter
         return buffer.ToArray();
     }
 
+    /// <summary>
+    /// An alpaca record into alpaca: its columns under LLaMA-Factory's default names, instruction and input kept
+    /// apart (which `data clean`'s empty_input_marker and `data inspect` look at); <paramref name="example"/> is the
+    /// record as training reads it, which has checked every column.
+    /// </summary>
+    private static byte[] WriteAlpacaColumns(DatasetEntry source, JsonElement record, AlignedExample example)
+    {
+        var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer, Compact))
+        {
+            json.WriteStartObject();
+            json.WriteString("instruction", Text(record, source.Prompt) ?? "");
+            if (Text(record, source.Query) is { Length: > 0 } input) json.WriteString("input", input);
+            json.WriteString("output", example.Messages[^1].Content);
+            if (source.History is { } column && record.TryGetProperty(column, out var history) && history.ValueKind == JsonValueKind.Array && history.GetArrayLength() > 0)
+            {
+                json.WritePropertyName("history");
+                history.WriteTo(json);
+            }
+            if (!string.IsNullOrEmpty(example.System)) json.WriteString("system", example.System);
+            if (!string.IsNullOrEmpty(example.Tools)) json.WriteString("tools", example.Tools);
+            json.WriteEndObject();
+        }
+        return buffer.ToArray();
+    }
+
+    /// <summary>A mapped column's string value; null when unmapped, absent or not a string.</summary>
+    private static string? Text(JsonElement record, string? column) =>
+        column is not null && record.TryGetProperty(column, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+
     private static void WriteAlpaca(Utf8JsonWriter json, AlignedExample example)
     {
         var messages = example.Messages;
@@ -252,13 +285,14 @@ public static class FormatConverter
     }
 
     /// <summary>The dataset_info.json entry that reads a file written in <paramref name="layout"/>, naming the optional columns the records use.</summary>
-    private static JsonObject Entry(DatasetLayout layout, string fileName, bool system, bool history, bool tools)
+    private static JsonObject Entry(DatasetLayout layout, string fileName, bool system, bool history, bool tools, bool query)
     {
         var entry = new JsonObject { ["file_name"] = fileName };
         var columns = new JsonObject();
         if (layout == DatasetLayout.Alpaca)
         {
             columns["prompt"] = "instruction";
+            if (query) columns["query"] = "input";
             columns["response"] = "output";
             if (history) columns["history"] = "history";
         }

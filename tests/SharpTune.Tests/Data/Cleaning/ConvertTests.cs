@@ -94,6 +94,12 @@ public sealed class ConvertTests : IDisposable
             Assert.Equal(input.Length == 0 ? instruction : instruction + "\n" + input, after.GetProperty("instruction").GetString());
             Assert.Equal(before.GetProperty("output").GetString(), after.GetProperty("output").GetString());
         }
+        // JSON into JSON Lines, alpaca kept: every record's instruction, input and output as they were.
+        Convert(original, "--out", In("same.jsonl"), "--dataset-info", dir.Path);
+        AssertSameExamples(expected, Load(dir.Path, "same"));
+        foreach (var (before, after) in json.RootElement.EnumerateArray().Zip(Records("same.jsonl")))
+            foreach (string column in new[] { "instruction", "input", "output" })
+                Assert.Equal(before.TryGetProperty(column, out var b) ? b.GetString() : "", after.TryGetProperty(column, out var a) ? a.GetString() : "");
         Assert.Equal("sharegpt.jsonl", Entry("sharegpt").GetProperty("file_name").GetString());
         Assert.Equal("role", Entry("openai").GetProperty("tags").GetProperty("role_tag").GetString());
     }
@@ -180,7 +186,7 @@ public sealed class ConvertTests : IDisposable
         Assert.Equal("""{"file_name":"identity.jsonl","formatting":"sharegpt","columns":{"messages":"conversations"}}""",
             JsonSerializer.Serialize(after.RootElement.GetProperty("identity")));
         Assert.Equal("""{"file_name":"me.jsonl","columns":{"prompt":"instruction","response":"output"}}""", JsonSerializer.Serialize(after.RootElement.GetProperty("me")));
-        Assert.Equal(Load(DemoDir, "identity").Train.Count, Load(dir.Path, "me").Train.Count);
+        AssertSameExamples(Load(DemoDir, "identity"), Load(dir.Path, "me"));
 
         dir.Write("broken/dataset_info.json", """{"a": {"file_name": "a.json"},""");
         string error = ConvertError(Path.Combine(DemoDir, "identity.json"), "--out", In("broken/x.json"), "--dataset-info", In("broken"));
@@ -194,9 +200,12 @@ public sealed class ConvertTests : IDisposable
     {
         dir.Write("qa.csv", "question,context,answer\r\n\"What is 2+2?\",,4\r\n\"Capital of France?\",\"Europe, geography\",Paris\r\n");
 
-        Convert(In("qa.csv"), "--out", In("qa.json"), "--columns", "prompt=question,query=context,response=answer", "--to", "alpaca");
-        Assert.Equal(["""{"instruction":"What is 2+2?","output":"4"}""", """{"instruction":"Capital of France?\nEurope, geography","output":"Paris"}"""],
+        Convert(In("qa.csv"), "--out", In("qa.json"), "--columns", "prompt=question,query=context,response=answer", "--to", "alpaca", "--dataset-info", dir.Path);
+        // Alpaca into alpaca keeps instruction and input apart; an empty cell is no input.
+        Assert.Equal(["""{"instruction":"What is 2+2?","output":"4"}""", """{"instruction":"Capital of France?","input":"Europe, geography","output":"Paris"}"""],
             Records("qa.json").Select(r => r.GetRawText()));
+
+        Assert.Equal("""{"file_name":"qa.json","columns":{"prompt":"instruction","query":"input","response":"output"}}""", JsonSerializer.Serialize(Entry("qa")));
 
         string error = ConvertError(In("qa.csv"), "--out", In("bad.json"), "--columns", "prompt=question,response=reply");
         Assert.Contains($"{In("qa.csv")}: row 2: cannot be read as alpaca: 'reply' is missing", error);
