@@ -130,6 +130,8 @@ public static class FormatConverter
             var detected = DatasetInspector.Detect(input, options.From is { } given ? Name(given) : null);
             return (Parse(detected.Name), detected.Entry);
         }
+        CheckKeys(options.Columns, "--columns", ["prompt", "query", "response", "history", "messages", "system", "tools"]);
+        CheckKeys(options.Tags, "--tags", [.. OpenAiTags.Select(t => t.Key)]);
         var from = options.From ?? (options.Columns?.ContainsKey("messages") == true || options.Tags is not null ? DatasetLayout.Sharegpt : DatasetLayout.Alpaca);
         var info = new JsonObject { ["file_name"] = input.Path };
         if (from != DatasetLayout.Alpaca) info["formatting"] = "sharegpt";
@@ -138,6 +140,13 @@ public static class FormatConverter
         else if (from == DatasetLayout.OpenAi) info["tags"] = Group(OpenAiTags.ToDictionary(t => t.Key, t => t.Value));
         using var document = JsonDocument.Parse(info.ToJsonString());
         return (from, DatasetEntry.Parse(Path.GetFileName(input.Path), document.RootElement, "--columns/--tags"));
+    }
+
+    /// <summary>LLaMA-Factory ignores a key it does not know, so a misspelt one would silently leave its column unmapped.</summary>
+    private static void CheckKeys(IReadOnlyDictionary<string, string>? pairs, string option, string[] known)
+    {
+        if (pairs?.Keys.FirstOrDefault(k => !known.Contains(k)) is { } unknown)
+            throw new ArgumentException($"{option}: '{unknown}' is not a dataset_info.json key here (known: {string.Join(", ", known)})");
     }
 
     private static JsonObject Group(IReadOnlyDictionary<string, string> pairs)

@@ -210,6 +210,19 @@ public sealed class ConvertTests : IDisposable
         string error = ConvertError(In("qa.csv"), "--out", In("bad.json"), "--columns", "prompt=question,response=reply");
         Assert.Contains($"{In("qa.csv")}: row 2: cannot be read as alpaca: 'reply' is missing", error);
         Assert.False(File.Exists(In("bad.json")));
+        Assert.Contains("--columns: 'promt' is not a dataset_info.json key here", ConvertError(In("qa.csv"), "--out", In("bad.json"), "--columns", "promt=question,response=answer"));
+    }
+
+    [Fact]
+    public void SharegptWithItsOwnRoleNames_IsReadByTags()
+    {
+        dir.Write("chat.jsonl", """{"dialog": [{"speaker": "me", "text": "Hi"}, {"speaker": "bot", "text": "Hello"}]}""" + "\n");
+
+        Convert(In("chat.jsonl"), "--out", In("chat.json"), "--to", "openai",
+            "--columns", "messages=dialog", "--tags", "role_tag=speaker,content_tag=text,user_tag=me,assistant_tag=bot");
+
+        Assert.Equal("""{"messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello"}]}""", Records("chat.json")[0].GetRawText());
+        Assert.Contains("--tags: 'user' is not a dataset_info.json key here", ConvertError(In("chat.jsonl"), "--out", In("x.json"), "--tags", "user=me"));
     }
 
     [Fact]
