@@ -1,11 +1,13 @@
 using System.CommandLine;
+using SharpTune.Data;
 using SharpTune.Data.Cleaning;
 
 namespace SharpTune.Cli.Commands;
 
 /// <summary>
-/// `sharptune data dedup|scrub|clean IN --out OUT [--report R.jsonl] [--dry-run]`: cleaning steps over one dataset file
-/// (JSON array or JSON Lines), written in the input's format, atomically, never over the input. Each prints one
+/// `sharptune data dedup|scrub|clean|convert IN --out OUT [--report R.jsonl] [--dry-run]`: steps over one dataset file
+/// (JSON array or JSON Lines; convert also reads CSV and Parquet), written atomically, never over the input, in the
+/// input's format (convert: in the format asked for, JSON or JSON Lines by --out's extension). Each prints one
 /// summary line with the counts per reason; the report lists every removed or changed record with its reason and rule.
 /// </summary>
 public static class DataCommands
@@ -15,6 +17,7 @@ public static class DataCommands
         Dedup(),
         Scrub(),
         Clean(),
+        Convert(),
         DataInspectCommand.Create(),
         DataBuildCommand.Create(),
     };
@@ -72,9 +75,15 @@ public static class DataCommands
         var minChars = new Option<string?>("--min-chars") { Description = "Fewest characters a record's text may have (sets text_length.min; default 10)" };
         var maxChars = new Option<string?>("--max-chars") { Description = "Most characters a record's text may have (sets text_length.max)" };
         var blockKeywords = new Option<string?>("--block-keywords") { Description = "Comma-separated words or phrases whose records are removed (sets blocked_keywords.keywords)" };
-        var command = new Command("clean", "Normalise text (Unicode, white space, control characters, empty-input markers) and remove empty, too short or long, repetitive, symbol-heavy or unanswerable records")
+        var lang = new Option<string?>("--lang") { Description = "Comma-separated ISO 639-1 codes of the languages to keep, e.g. en,zh (sets language_id.lang; Lingua identifies the language)" };
+        var minLangScore = new Option<string?>("--min-lang-score") { Description = "Least confidence of the identified language (sets language_id.min_score; default 0.8)" };
+        var minTokens = new Option<string?>("--min-tokens") { Description = "Fewest tokens a record may have as training encodes it, prompt + trained (sets token_num.min; default 10; needs --tokenizer)" };
+        var maxTokens = new Option<string?>("--max-tokens") { Description = "Most tokens a record may have as training encodes it, prompt + trained (sets token_num.max; needs --tokenizer)" };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "Model folder (tokenizer.json, tokenizer_config.json) token_num counts with (sets token_num.tokenizer)" };
+        var template = new Option<string?>("--template") { Description = "Chat template token_num encodes records with; default auto: the model folder's (sets token_num.template)" };
+        var command = new Command("clean", "Normalise text (Unicode, white space, control characters, empty-input markers) and remove empty, too short or long (characters or tokens), repetitive, symbol-heavy, other-language or unanswerable records")
         {
-            recipe, fields, unicode, minChars, maxChars, blockKeywords,
+            recipe, fields, unicode, minChars, maxChars, blockKeywords, lang, minLangScore, minTokens, maxTokens, tokenizer, template,
         };
         common.AddTo(command);
         command.SetAction(r => CliAction.Run(() =>
@@ -84,6 +93,12 @@ public static class DataCommands
             if (r.GetValue(minChars) is { } min) settings.Add(("text_length", "min", min));
             if (r.GetValue(maxChars) is { } max) settings.Add(("text_length", "max", max));
             if (r.GetValue(blockKeywords) is { } keywords) settings.Add(("blocked_keywords", "keywords", keywords));
+            if (r.GetValue(lang) is { } languages) settings.Add(("language_id", "lang", languages));
+            if (r.GetValue(minLangScore) is { } score) settings.Add(("language_id", "min_score", score));
+            if (r.GetValue(minTokens) is { } fewest) settings.Add(("token_num", "min", fewest));
+            if (r.GetValue(maxTokens) is { } most) settings.Add(("token_num", "max", most));
+            if (r.GetValue(tokenizer) is { } folder) settings.Add(("token_num", "tokenizer", folder));
+            if (r.GetValue(template) is { } name) settings.Add(("token_num", "template", name));
             var cleaning = CleaningRecipe.Create(r.GetValue(recipe), settings,
                 r.GetValue(fields)?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));
             return common.Finish(r, "clean", DatasetCleaner.Run(common.Input(r), cleaning));
@@ -91,11 +106,78 @@ public static class DataCommands
         return command;
     }
 
-    /// <summary>IN, --out, --report and --dry-run, the same for every data command.</summary>
-    private sealed class CommonOptions
+    private static Command Convert()
     {
-        private readonly Argument<string> input = new("input") { Description = "Dataset file: a JSON array (.json) or JSON Lines (.jsonl)" };
-        private readonly Option<string?> output = new("--out") { Description = "Where to write the result, in the input's format (required unless --dry-run)" };
+        var common = new CommonOptions("Dataset file: a JSON array (.json), JSON Lines (.jsonl), CSV (.csv, a header row) or Parquet (.parquet)",
+            "Where to write the result: a JSON array (.json) or JSON Lines (.jsonl) (required unless --dry-run)");
+        string[] layouts = ["alpaca", "sharegpt", "openai"];
+        var to = new Option<string?>("--to") { Description = "Format to write: alpaca, sharegpt or openai (default: the input's)" };
+        to.AcceptOnlyFromAmong(layouts);
+        var from = new Option<string?>("--from") { Description = "The input's format: alpaca, sharegpt or openai (default: detected from the records' fields)" };
+        from.AcceptOnlyFromAmong(layouts);
+        var columns = new Option<string?>("--columns") { Description = "The input's dataset_info.json columns, e.g. prompt=question,response=answer (replacing the format's defaults, as in dataset_info.json)" };
+        var tags = new Option<string?>("--tags") { Description = "The input's dataset_info.json tags (sharegpt), e.g. role_tag=speaker,user_tag=me,assistant_tag=bot" };
+        var datasetInfo = new Option<string?>("--dataset-info") { Description = "dataset_info.json (or its folder) to add the output's entry to, or update it in" };
+        var name = new Option<string?>("--name") { Description = "The entry's dataset name (default: the output's file name without extension)" };
+        var lenient = new Option<bool>("--lenient") { Description = "Leave out records that cannot be read or written in the target format (listed in the report) instead of stopping at the first" };
+        var command = new Command("convert", "Convert a dataset between alpaca, sharegpt and OpenAI messages, JSON and JSON Lines (CSV and Parquet in), and register it in dataset_info.json")
+        {
+            to, from, columns, tags, datasetInfo, name, lenient,
+        };
+        common.AddTo(command);
+        command.SetAction(r => CliAction.Run(() =>
+        {
+            string? outPath = common.Output(r);
+            string? infoPath = r.GetValue(datasetInfo) is { } info ? DatasetInfoFile.PathFor(info) : null;
+            if (infoPath is null && r.GetValue(name) is not null) throw new ArgumentException("--name names the dataset_info.json entry, which needs --dataset-info");
+            string target = outPath ?? common.Input(r);
+            bool jsonArray = target.EndsWith(".json", StringComparison.OrdinalIgnoreCase);
+            if (outPath is not null && !jsonArray && !outPath.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase))
+                throw new ArgumentException($"--out {outPath}: LLaMA-Factory datasets are written as a JSON array (.json) or JSON Lines (.jsonl)");
+            var conversion = FormatConverter.Run(common.Input(r), new ConvertOptions(
+                r.GetValue(from) is { } f ? FormatConverter.Parse(f) : null, Pairs(r.GetValue(columns), "--columns"), Pairs(r.GetValue(tags), "--tags"),
+                r.GetValue(to) is { } t ? FormatConverter.Parse(t) : null, r.GetValue(lenient)),
+                jsonArray, infoPath is null ? Path.GetFileName(target) : DatasetInfoFile.FileNameFor(infoPath, target));
+            string entryName = r.GetValue(name) ?? Path.GetFileNameWithoutExtension(target);
+            // Checked before anything is written, so a bad dataset_info.json leaves no output behind either.
+            string? infoText = infoPath is null ? null : DatasetInfoFile.WithEntry(infoPath, entryName, conversion.Entry);
+            common.Finish(r, $"convert {FormatConverter.Name(conversion.From)} -> {FormatConverter.Name(conversion.To)}", conversion.Result);
+            string entryJson = conversion.Entry.ToJsonString();
+            if (infoPath is null) Console.Error.WriteLine($"dataset_info.json entry (add it with --dataset-info): \"{entryName}\": {entryJson}");
+            else if (common.DryRun(r)) Console.Error.WriteLine($"dry run: {infoPath} not changed; its entry would be \"{entryName}\": {entryJson}");
+            else
+            {
+                DatasetInfoFile.Write(infoPath, infoText!);
+                Console.WriteLine($"{infoPath}: entry '{entryName}' written");
+            }
+            return 0;
+        }));
+        return command;
+    }
+
+    /// <summary>KEY=VALUE pairs separated by commas, as --columns and --tags take them.</summary>
+    private static Dictionary<string, string>? Pairs(string? text, string option)
+    {
+        if (text is null) return null;
+        var pairs = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (string pair in text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            int equals = pair.IndexOf('=');
+            if (equals <= 0 || equals == pair.Length - 1)
+                throw new ArgumentException($"{option}: '{pair}' is not KEY=VALUE (e.g. prompt=question)");
+            if (!pairs.TryAdd(pair[..equals].Trim(), pair[(equals + 1)..].Trim()))
+                throw new ArgumentException($"{option}: '{pair[..equals].Trim()}' is given twice");
+        }
+        return pairs;
+    }
+
+    /// <summary>IN, --out, --report and --dry-run, the same for every data command.</summary>
+    private sealed class CommonOptions(
+        string inputDescription = "Dataset file: a JSON array (.json) or JSON Lines (.jsonl)",
+        string outputDescription = "Where to write the result, in the input's format (required unless --dry-run)")
+    {
+        private readonly Argument<string> input = new("input") { Description = inputDescription };
+        private readonly Option<string?> output = new("--out") { Description = outputDescription };
         private readonly Option<string?> report = new("--report") { Description = "JSONL of every removed or changed record with its reason and rule" };
         private readonly Option<bool> dryRun = new("--dry-run") { Description = "Write no output: only the report (to --report, or to stdout) and the summary" };
 
@@ -108,6 +190,10 @@ public static class DataCommands
         }
 
         public string Input(ParseResult r) => r.GetValue(input)!;
+
+        public string? Output(ParseResult r) => r.GetValue(output);
+
+        public bool DryRun(ParseResult r) => r.GetValue(dryRun);
 
         public int Finish(ParseResult r, string step, CleaningResult result)
         {

@@ -86,7 +86,7 @@ public sealed class DatasetBuilder
     public static async Task<BuildSummary> RunAsync(BuildOptions options, TeacherSettings teacherSettings, Action<string> log, CancellationToken cancel)
     {
         Check(options);
-        ReadDatasetInfo(options);
+        DatasetInfoWithEntry(options);
         var prompts = BuildPrompts.Load(options.PromptsPath);
         var chunks = options.Documents.Count == 0 ? [] : DocumentChunker.Chunk(options.Documents, options.Bounds);
         var seeds = options.SeedTasksPath is null ? null : SelfInstruct.ReadSeedTasks(options.SeedTasksPath);
@@ -111,7 +111,8 @@ public sealed class DatasetBuilder
         cleaned.Save(options.CleanedPath, options.CleanReportPath);
         var deduplicated = Deduplicator.Run(options.CleanedPath, new DedupOptions(ComparedFields, options.NearDedup));
         deduplicated.Save(options.OutputPath, options.DedupReportPath);
-        RegisterDataset(options);
+        var (infoPath, infoText) = DatasetInfoWithEntry(options);
+        DatasetInfoFile.Write(infoPath, infoText);
         return new BuildSummary(chunks.Count, teacher.Requests, teacher.Retries, builder.reused, [.. builder.changedChunks.Keys.Order(StringComparer.Ordinal)],
             [.. builder.unusable.Order(StringComparer.Ordinal)], builder.notAnswerable, builder.similar, records.Count, cleaned, deduplicated);
     }
@@ -273,32 +274,20 @@ public sealed class DatasetBuilder
         return JsonSerializer.SerializeToUtf8Bytes(record, RelaxedJson);
     }
 
-    /// <summary>Adds or replaces the dataset's entry in its folder's dataset_info.json (alpaca columns), keeping every other entry, atomically.</summary>
-    private static void RegisterDataset(BuildOptions options)
+    /// <summary>
+    /// The output folder's dataset_info.json with the dataset's entry (alpaca columns) added or replaced, every other
+    /// entry kept (<see cref="DatasetInfoFile"/>); computed before any call too, so a broken file stops the build before
+    /// it costs anything.
+    /// </summary>
+    private static (string Path, string Text) DatasetInfoWithEntry(BuildOptions options)
     {
-        var (infoPath, info) = ReadDatasetInfo(options);
-        info[options.DatasetName] = new JsonObject
+        string infoPath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(options.OutputPath))!, DatasetRegistry.FileName);
+        var entry = new JsonObject
         {
-            ["file_name"] = Path.GetFileName(options.OutputPath),
+            ["file_name"] = DatasetInfoFile.FileNameFor(infoPath, options.OutputPath),
             ["formatting"] = "alpaca",
             ["columns"] = new JsonObject { ["prompt"] = "instruction", ["query"] = "input", ["response"] = "output" },
         };
-        AtomicFile.WriteText(infoPath, info.ToJsonString(new JsonSerializerOptions(RelaxedJson) { WriteIndented = true }) + "\n");
-    }
-
-    /// <summary>The output folder's dataset_info.json (empty when absent); read before any call too, so a broken one stops the build before it costs anything.</summary>
-    private static (string Path, JsonObject Info) ReadDatasetInfo(BuildOptions options)
-    {
-        string infoPath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(options.OutputPath))!, DatasetRegistry.FileName);
-        if (!File.Exists(infoPath)) return (infoPath, []);
-        try
-        {
-            return (infoPath, JsonNode.Parse(File.ReadAllText(infoPath)) as JsonObject
-                ?? throw new InvalidDataException($"{infoPath}: expected a JSON object of dataset entries"));
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{infoPath}: not valid JSON ({e.Message}); fix or remove it so the dataset can be registered");
-        }
+        return (infoPath, DatasetInfoFile.WithEntry(infoPath, options.DatasetName, entry));
     }
 }

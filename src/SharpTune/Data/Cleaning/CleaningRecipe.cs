@@ -163,8 +163,15 @@ public sealed class CleaningRecipe
                     break;
                 case "blocked_patterns": filters.Add(new BlockedPatternsRule(reader.Names("patterns"))); break;
                 case "unseeable_request": filters.Add(new UnseeableRequestRule()); break;
+                case "language_id":
+                    filters.Add(LanguageIdRule.Create(reader.OptionalNames("lang"), reader.Double("min_score", 0.8), reader.OptionalNames("candidates")));
+                    break;
+                case "token_num":
+                    filters.Add(TokenNumRule.Load(reader.Text("tokenizer", "a model folder with tokenizer.json; --tokenizer DIR"), reader.Text("template", fallback: "auto"),
+                        reader.Int("min", 10), reader.Int("max", int.MaxValue)));
+                    break;
                 default:
-                    throw new ArgumentException($"unknown rule '{rule}' (known: {string.Join(", ", DefaultRules.Concat(["punctuation", "special_characters", "blocked_keywords", "blocked_patterns"]))})");
+                    throw new ArgumentException($"unknown rule '{rule}' (known: {string.Join(", ", DefaultRules.Concat(["punctuation", "special_characters", "blocked_keywords", "blocked_patterns", "language_id", "token_num"]))})");
             }
             reader.CheckAllRead();
         }
@@ -188,6 +195,12 @@ public sealed class CleaningRecipe
             string text = v.Text();
             return choices.Contains(text) ? text : throw v.Error($"expected one of {string.Join(", ", choices)}, got {SharpTune.IO.MessageText.Quote(text)}");
         }
+
+        /// <summary>A text parameter: <paramref name="fallback"/> when not given, or, without one, an error saying what it needs (<paramref name="what"/>).</summary>
+        public string Text(string name, string what = "", string? fallback = null) =>
+            Take(name) is { } v ? v.Text() : fallback ?? throw new ArgumentException($"rule '{rule}' needs the parameter '{name}' ({what})");
+
+        public List<string> OptionalNames(string name) => Take(name) is { } v ? v.Names() : [];
 
         public List<string> Names(string name) =>
             Take(name) is { } v ? v.Names() : throw new ArgumentException($"rule '{rule}' needs the parameter '{name}' (a list)");

@@ -17,7 +17,9 @@ public static class DatasetCleaner
         var input = DatasetRecordFile.Read(inputPath);
         var recordText = new RecordText(recipe.Fields);
         var outcomes = new Outcome[input.Records.Count];
-        Parallel.For(0, input.Records.Count, i => outcomes[i] = Clean(input.Records[i].Json, recipe, recordText));
+        // token_num reads records in the file's format, detected once for the whole file as `data inspect` does.
+        var filters = recipe.Filters.Select(f => f is TokenNumRule tokens ? tokens.ForFile(input) : f).ToList();
+        Parallel.For(0, input.Records.Count, i => outcomes[i] = Clean(input.Records[i].Json, recipe, filters, recordText));
         if (recipe.Fields is not null) recordText.CheckFieldsFound(inputPath);
 
         var report = new CleaningReport();
@@ -55,7 +57,7 @@ public static class DatasetCleaner
         return new CleaningResult(input, output, report);
     }
 
-    private static Outcome Clean(byte[] json, CleaningRecipe recipe, RecordText recordText)
+    private static Outcome Clean(byte[] json, CleaningRecipe recipe, IReadOnlyList<IRecordFilterRule> filters, RecordText recordText)
     {
         var changes = new List<(string Field, string Rule)>();
         if (recipe.Rewrites.Count > 0)
@@ -71,10 +73,10 @@ public static class DatasetCleaner
                     }
                 return ReferenceEquals(text, value) ? null : text;
             }) ?? json;
-        if (recipe.Filters.Count == 0) return new Outcome(json, changes, null, null);
+        if (filters.Count == 0) return new Outcome(json, changes, null, null);
         using var document = JsonDocument.Parse(json);
         string text = recordText.Of(document.RootElement);
-        foreach (var filter in recipe.Filters)
+        foreach (var filter in filters)
             if (filter.Reject(document.RootElement, text) is { } measured)
                 return new Outcome(json, changes, filter, measured);
         return new Outcome(json, changes, null, null);

@@ -64,9 +64,10 @@ public static class DatasetInspector
     /// <summary>
     /// The format whose fields most records carry: alpaca (instruction and output strings), sharegpt (a
     /// conversations list of from/value messages) or OpenAI messages (a messages list of role/content messages).
-    /// Optional columns (system, history, tools) are mapped when any record has them.
+    /// Optional columns (system, history, tools) are mapped when any record has them. A given
+    /// <paramref name="format"/> (alpaca, sharegpt or openai) is taken when any record carries its fields.
     /// </summary>
-    public static DetectedFormat Detect(DatasetRecordFile file)
+    public static DetectedFormat Detect(DatasetRecordFile file, string? format = null)
     {
         if (file.Records.Count == 0) throw new InvalidDataException($"{file.Path}: holds no records");
         int alpaca = 0, sharegpt = 0, openai = 0;
@@ -82,16 +83,25 @@ public static class DatasetInspector
             history |= r.TryGetProperty("history", out _);
             tools |= r.TryGetProperty("tools", out _);
         }
-        int total = file.Records.Count, best = Math.Max(alpaca, Math.Max(sharegpt, openai));
+        int total = file.Records.Count, best = format switch
+        {
+            null => Math.Max(alpaca, Math.Max(sharegpt, openai)),
+            "alpaca" => alpaca,
+            "sharegpt" => sharegpt,
+            "openai" => openai,
+            _ => throw new ArgumentException($"format {SharpTune.IO.MessageText.Quote(format)} is not alpaca, sharegpt or openai"),
+        };
+        if (best == 0 && format is not null)
+            throw new InvalidDataException($"{file.Path}: no record has the fields of the {format} format ({FormatFields[format]})");
         if (best == 0)
             throw new InvalidDataException($"{file.Path}: no record has the fields of a known format (alpaca: instruction and output; sharegpt: conversations of from/value; OpenAI: messages of role/content); inspect it as a registered dataset (--dataset-dir) whose dataset_info.json maps its columns");
         string sure = best == total ? "all" : $"{best} of {total}";
         string? systemColumn = system ? "system" : null, toolsColumn = tools ? "tools" : null;
         var name = Path.GetFileName(file.Path);
-        if (best == alpaca)
+        if (format is null ? best == alpaca : format == "alpaca")
             return new DetectedFormat("alpaca", new DatasetEntry { Name = name, FileName = file.Path, System = systemColumn, History = history ? "history" : null, Tools = toolsColumn },
                 $"{sure} records have instruction and output");
-        if (best == sharegpt)
+        if (format is null ? best == sharegpt : format == "sharegpt")
             return new DetectedFormat("sharegpt", new DatasetEntry { Name = name, FileName = file.Path, Formatting = DatasetFormatting.Sharegpt, System = systemColumn, Tools = toolsColumn },
                 $"{sure} records have conversations of from/value messages");
         return new DetectedFormat("openai", new DatasetEntry
@@ -101,13 +111,18 @@ public static class DatasetInspector
         }, $"{sure} records have messages of role/content");
     }
 
+    private static readonly Dictionary<string, string> FormatFields = new()
+    {
+        ["alpaca"] = "instruction and output", ["sharegpt"] = "conversations of from/value messages", ["openai"] = "messages of role/content",
+    };
+
     private static DatasetInspection Inspect(string source, DetectedFormat format, IReadOnlyList<DatasetRecordFile> files, TokenCounting? tokens)
     {
         var entry = format.Entry;
         SupervisedProcessor? whole = null, cut = null;
         if (tokens is not null)
         {
-            whole = SupervisedProcessor.ForData(tokens.Tokenizer, tokens.Template, new DataArguments { CutoffLen = int.MaxValue });
+            whole = WholeRecordProcessor(tokens.Tokenizer, tokens.Template);
             cut = SupervisedProcessor.ForData(tokens.Tokenizer, tokens.Template, new DataArguments { CutoffLen = tokens.CutoffLen });
         }
         var records = files.SelectMany(f => f.Records).ToList();
@@ -128,6 +143,10 @@ public static class DatasetInspector
             .Select(p => $"{p.First.Location}: {p.Second.Problem}").ToList();
         return new DatasetInspection(source, format, measures, CountFields(entry, records), duplicates, problems, tokens);
     }
+
+    /// <summary>Encodes a record as training does but without a length limit: every prompt and trained token it has.</summary>
+    public static SupervisedProcessor WholeRecordProcessor(Tokenizer tokenizer, ChatTemplate template) =>
+        SupervisedProcessor.ForData(tokenizer, template, new DataArguments { CutoffLen = int.MaxValue });
 
     /// <param name="allText">Every string of the record (<see cref="RecordText"/>): the language of a record that cannot be converted.</param>
     private static RecordMeasure Measure(DatasetEntry entry, JsonElement record, string allText, SupervisedProcessor? whole, SupervisedProcessor? cut)

@@ -47,6 +47,8 @@ public sealed class DatasetRecordFile
         if (!File.Exists(path)) throw new FileNotFoundException($"{path} does not exist", path);
         if (path.EndsWith(".txt", StringComparison.OrdinalIgnoreCase))
             throw new InvalidDataException($"{path}: the data commands read JSON arrays (.json) and JSON Lines (.jsonl), not plain text");
+        if (IsTable(path))
+            throw new InvalidDataException($"{path}: this command writes its input's format, which must be JSON (.json) or JSON Lines (.jsonl); turn a CSV or Parquet file into one with `sharptune data convert`");
         byte[] bytes = File.ReadAllBytes(path);
         bool jsonArray = DatasetFiles.IsJsonArray(path, bytes);
         var records = new List<DatasetRecord>();
@@ -90,6 +92,25 @@ public sealed class DatasetRecordFile
         return new DatasetRecordFile(path, jsonArray, records);
     }
 
+    /// <summary>
+    /// Reads every record of a JSON, JSON Lines, CSV or Parquet file, CSV and Parquet rows as the JSON objects
+    /// training makes of them (<see cref="DatasetFiles"/>). For `data convert`, which writes JSON or JSON Lines
+    /// whatever it reads; the other commands write their input's format, so they read JSON only.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The file cannot be read, or a record or row cannot: the message names the file, record or row, and field.</exception>
+    public static DatasetRecordFile ReadAnyFormat(string path)
+    {
+        if (!IsTable(path)) return Read(path);
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path} does not exist", path);
+        var records = new List<DatasetRecord>();
+        foreach (var raw in DatasetFiles.Read(path, path))
+            records.Add(Accept(raw.Value, records.Count, raw.Location, raw.Problem));
+        return new DatasetRecordFile(path, jsonArray: false, records);
+    }
+
+    private static bool IsTable(string path) =>
+        path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase);
+
     private static DatasetRecord Accept(JsonElement value, int index, string location, string? problem)
     {
         if (problem is not null) throw new InvalidDataException($"{location}: {problem}");
@@ -99,13 +120,14 @@ public sealed class DatasetRecordFile
     }
 
     /// <summary>
-    /// Writes <paramref name="records"/> (JSON texts) to <paramref name="path"/> in this file's format, atomically: a
-    /// JSON array as LLaMA-Factory's files are laid out (one record per element, two-space indent), or one record per line.
+    /// Writes <paramref name="records"/> (JSON texts) to <paramref name="path"/> atomically, in this file's format
+    /// unless <paramref name="jsonArray"/> says otherwise: a JSON array as LLaMA-Factory's files are laid out (one
+    /// record per element, two-space indent), or one record per line.
     /// </summary>
-    public void Write(string path, IEnumerable<byte[]> records)
+    public void Write(string path, IEnumerable<byte[]> records, bool? jsonArray = null)
     {
         CheckNotInput(path);
-        Write(path, JsonArray, records);
+        Write(path, jsonArray ?? JsonArray, records);
     }
 
     /// <summary>Writes records (JSON texts) atomically as a JSON array laid out as LLaMA-Factory's files are, or as JSON Lines.</summary>
