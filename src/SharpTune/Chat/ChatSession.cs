@@ -85,15 +85,8 @@ public sealed class ChatSession : IDisposable
         var messages = new List<ChatMessage>();
         if (System is not null) messages.Add(new ChatMessage(ChatRole.System, System));
         messages.AddRange(conversation);
-        return EncodePrompt(Tokenizer, Template, messages);
+        return Template.EncodePrompt(Tokenizer, messages);
     }
-
-    /// <summary>
-    /// The one way a conversation becomes prompt ids for generation, shared by chat and the API server: the template's
-    /// <see cref="ChatTemplate.Render"/> with a generation prompt (and the tools JSON array, if any), then the tokenizer.
-    /// </summary>
-    public static int[] EncodePrompt(Tokenizer tokenizer, ChatTemplate template, IReadOnlyList<ChatMessage> messages, string? toolsJson = null) =>
-        tokenizer.Encode(template.Render(messages, addGenerationPrompt: true, toolsJson));
 
     /// <summary>Adds the user message, generates the reply (streaming text through onText) and records both.</summary>
     public (string Text, GenerationResult Result) Reply(string userMessage, GenerationOptions options, Action<string>? onText = null, CancellationToken cancellation = default)

@@ -2,7 +2,6 @@ using System.Text.Json;
 using SharpTune.Hparams;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
-using SharpTune.Training;
 
 namespace SharpTune.Data;
 

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using SharpTune.Tokenization;
 
 namespace SharpTune.Templates;
 
@@ -127,6 +128,13 @@ public sealed partial class ChatTemplate
         copy.boundEos = eosToken;
         return copy;
     }
+
+    /// <summary>
+    /// The one way a conversation becomes prompt ids for generation, shared by chat, the API server and compare:
+    /// <see cref="Render"/> with a generation prompt (and the tools JSON array, if any), then the tokenizer.
+    /// </summary>
+    public int[] EncodePrompt(Tokenizer tokenizer, IReadOnlyList<ChatMessage> messages, string? toolsJson = null) =>
+        tokenizer.Encode(Render(messages, addGenerationPrompt: true, toolsJson));
 
     /// <summary>
     /// Renders a whole conversation as the model's chat template does (transformers' <c>apply_chat_template</c> with

@@ -55,6 +55,6 @@ public class PythonJsonTests
     [InlineData(172800, "2 days, 0:00:00")]
     public void Timedelta_AsPythonStr(double seconds, string expected)
     {
-        Assert.Equal(expected, TrainerLogFile.PythonTimedelta(seconds));
+        Assert.Equal(expected, PythonText.Timedelta(seconds));
     }
 }

@@ -73,5 +73,5 @@ public sealed class PredictionProgress
         _writer.Flush();
     }
 
-    private static string Clock(double seconds) => TrainerLogFile.PythonTimedelta(seconds);
+    private static string Clock(double seconds) => PythonText.Timedelta(seconds);
 }

@@ -111,5 +111,5 @@ public sealed class TrainingProgress
     private static string Percent(ProgressSnapshot s) =>
         (s.MaxSteps > 0 ? 100.0 * s.Step / s.MaxSteps : 100.0).ToString("0.0", CultureInfo.InvariantCulture) + "%";
 
-    private static string Clock(TimeSpan t) => TrainerLogFile.PythonTimedelta(t.TotalSeconds);
+    private static string Clock(TimeSpan t) => PythonText.Timedelta(t.TotalSeconds);
 }

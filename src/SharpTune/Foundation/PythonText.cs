@@ -1,11 +1,12 @@
+using System.Globalization;
 using System.Numerics;
 
-namespace SharpTune.Evaluation;
+namespace SharpTune.Foundation;
 
 /// <summary>
 /// The few Python built-ins the reference metrics lean on, reproduced exactly: what <c>str.isspace</c> and
-/// <c>str.split()</c> call whitespace, <c>list(str)</c> (code points, not UTF-16 units), <c>math.fsum</c> and
-/// <c>round(x, n)</c> (correctly rounded from the exact binary value, ties to even).
+/// <c>str.split()</c> call whitespace, <c>list(str)</c> (code points, not UTF-16 units), <c>math.fsum</c>,
+/// <c>round(x, n)</c> (correctly rounded from the exact binary value, ties to even) and <c>str(timedelta)</c>.
 /// </summary>
 public static class PythonText
 {
@@ -92,6 +93,17 @@ public static class PythonText
             if (y == x - sum) sum = x;
         }
         return sum;
+    }
+
+    /// <summary>str(timedelta(seconds=int(s))): "H:MM:SS", or "D day(s), H:MM:SS".</summary>
+    public static string Timedelta(double seconds)
+    {
+        long total = (long)seconds;
+        long days = Math.DivRem(total, 86400, out long rest);
+        long hours = Math.DivRem(rest, 3600, out rest);
+        long minutes = Math.DivRem(rest, 60, out long secs);
+        string clock = string.Create(CultureInfo.InvariantCulture, $"{hours}:{minutes:00}:{secs:00}");
+        return days == 0 ? clock : string.Create(CultureInfo.InvariantCulture, $"{days} day{(days == 1 ? "" : "s")}, {clock}");
     }
 
     /// <summary>

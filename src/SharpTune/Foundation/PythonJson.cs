@@ -2,9 +2,8 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using SharpTune.Templates;
 
-namespace SharpTune.Training.Trainer;
+namespace SharpTune.Foundation;
 
 /// <summary>
 /// The JSON that transformers and LLaMA-Factory write with Python's <c>json.dumps</c>: ints stay ints, floats are
