@@ -70,14 +70,9 @@ public sealed class ChatSession : IDisposable
         return WithTemplateStops(options, Tokenizer, Template);
     }
 
-    /// <summary>The options with the template's stop words (those that are single tokens) added to the stop ids.</summary>
-    public static GenerationOptions WithTemplateStops(GenerationOptions options, Tokenizer tokenizer, ChatTemplate template)
-    {
-        var stops = new HashSet<int>(options.StopTokenIds);
-        foreach (string word in template.StopWords)
-            if (tokenizer.TokenToId(word) is int id) stops.Add(id);
-        return options with { StopTokenIds = stops };
-    }
+    /// <summary>The options with the template's stop tokens (<see cref="ChatTemplate.StopTokenIds"/>) added to the stop ids.</summary>
+    public static GenerationOptions WithTemplateStops(GenerationOptions options, Tokenizer tokenizer, ChatTemplate template) =>
+        options with { StopTokenIds = new HashSet<int>(options.StopTokenIds.Concat(template.StopTokenIds(tokenizer))) };
 
     /// <summary>The token ids of a conversation (after the system prompt), rendered with a generation prompt.</summary>
     public int[] PromptIds(IReadOnlyList<ChatMessage> conversation)

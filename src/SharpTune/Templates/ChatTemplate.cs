@@ -130,6 +130,21 @@ public sealed partial class ChatTemplate
     }
 
     /// <summary>
+    /// The one set of token ids generation stops at for this template, LLaMA-Factory's <c>get_stop_token_ids</c>: the
+    /// eos (<see cref="EosToken"/>: the first stop word when the template replaces the eos, else the tokenizer's it
+    /// was bound to), then the stop words; in that order, each once, those that are not a token left out. Chat and
+    /// the API server add it to the model's own eos ids, prediction to the tokenizer's additional special tokens,
+    /// export writes it first in generation_config.json's eos_token_id.
+    /// </summary>
+    public IReadOnlyList<int> StopTokenIds(Tokenizer tokenizer)
+    {
+        var ids = new List<int>();
+        foreach (string word in (EosToken is { } eos ? [eos] : Array.Empty<string>()).Concat(StopWords))
+            if (tokenizer.TokenToId(word) is int id && !ids.Contains(id)) ids.Add(id);
+        return ids;
+    }
+
+    /// <summary>
     /// The one way a conversation becomes prompt ids for generation, shared by chat, the API server and compare:
     /// <see cref="Render"/> with a generation prompt (and the tools JSON array, if any), then the tokenizer.
     /// </summary>
