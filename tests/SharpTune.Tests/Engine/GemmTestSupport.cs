@@ -8,9 +8,13 @@ namespace SharpTune.Tests.Engine;
 /// <summary>Kernel lookup by name (native ones may be absent) and a double-accumulation reference GEMM.</summary>
 internal static unsafe class GemmTestSupport
 {
-    /// <summary>The kernel by name, or null when this machine cannot run it (library or instruction set missing).</summary>
+    /// <summary>
+    /// The kernel by name, or null when this machine cannot run it (library or instruction set missing); "managed" is
+    /// the managed backend at this CPU's best instruction set.
+    /// </summary>
     public static IGemmKernel? TryGet(string name) => name switch
     {
+        "managed" => GemmKernels.Create("managed"),
         "managed-avx512" => Managed(ManagedGemmIsa.Avx512),
         "managed-avx2" => Managed(ManagedGemmIsa.Avx2),
         "managed-scalar" => Managed(ManagedGemmIsa.Scalar),
@@ -90,7 +94,8 @@ internal static unsafe class GemmTestSupport
 }
 
 /// <summary>
-/// One theory row per GEMM kernel name ("managed-avx512", "managed-avx2", "managed-scalar", "onednn", "openblas"):
+/// One theory row per GEMM kernel name ("managed-avx512", "managed-avx2", "managed-scalar", "onednn", "openblas";
+/// "managed" for the backend <see cref="GemmKernels.Create"/> names):
 /// skipped with the reason in the test output where this machine cannot run that kernel (.ci/install-native.sh
 /// installs oneDNN and OpenBLAS).
 /// </summary>
@@ -103,7 +108,7 @@ public sealed class GemmKernelDataAttribute : DataAttribute
     {
         _name = name;
         if (GemmTestSupport.TryGet(name) is null)
-            Skip = name.StartsWith("managed-", StringComparison.Ordinal)
+            Skip = name.StartsWith("managed", StringComparison.Ordinal)
                 ? $"this CPU lacks the instruction set of the {name} GEMM kernel"
                 : $"the {name} GEMM kernel needs its native library ({string.Join(" / ", name == "onednn" ? OneDnnGemmKernel.LibraryNames : OpenBlasGemmKernel.LibraryNames)}; .ci/install-native.sh installs it)";
     }
