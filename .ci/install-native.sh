@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the optional native GEMM libraries (oneDNN, OpenBLAS) when they are missing.
-# SharpTune loads them at run time and falls back to its managed kernel without them, so any failure here
-# (no apt, no root, no network, package not in this distribution) is reported and ignored, never fatal.
+# SharpTune loads them at run time and falls back to its managed kernel without them. Without apt-get (not Debian)
+# this reports and succeeds: their tests are skipped with the reason. On Debian a failed install (no root, no
+# network, package not found) exits 1, so that CI, which runs the kernel tests against them, stops.
 set -u
 
 have_lib() { ldconfig -p 2>/dev/null | grep -q "$1"; }
@@ -23,8 +24,8 @@ fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; else
-    echo "install-native: not root and no sudo; skipping"
-    exit 0
+    echo "install-native: not root and no sudo; cannot install ${missing[*]}" >&2
+    exit 1
   fi
 fi
 
@@ -42,9 +43,12 @@ for lib in "${missing[@]}"; do
   esac
 done
 
-if [ ${#packages[@]} -gt 0 ] && $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null 2>&1; then
-  echo "install-native: installed ${packages[*]}"
-else
-  echo "install-native: could not install ${packages[*]:-any package}; continuing without them"
+if [ ${#packages[@]} -ne ${#missing[@]} ]; then
+  echo "install-native: no Debian package found for all of ${missing[*]} (found: ${packages[*]:-none})" >&2
+  exit 1
 fi
-exit 0
+if ! $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null 2>&1; then
+  echo "install-native: could not install ${packages[*]}" >&2
+  exit 1
+fi
+echo "install-native: installed ${packages[*]}"

@@ -87,9 +87,9 @@ public sealed class ServedModel : IDisposable
             o => o.With(g));
     }
 
-    /// <summary>A chat request's prompt ids, rendered exactly as <c>chat</c> renders (<see cref="ChatSession.EncodePrompt"/>).</summary>
+    /// <summary>A chat request's prompt ids, rendered exactly as <c>chat</c> renders (<see cref="ChatTemplate.EncodePrompt"/>).</summary>
     public int[] EncodeChat(IReadOnlyList<ChatMessage> messages, string? toolsJson) =>
-        ChatSession.EncodePrompt(Tokenizer, Template, messages, toolsJson);
+        Template.EncodePrompt(Tokenizer, messages, toolsJson);
 
     public void Dispose() => _session.Dispose();
 }

@@ -1,4 +1,5 @@
 using SharpTune.Engine;
+using SharpTune.Foundation;
 using System.Globalization;
 using SharpTune.Data;
 using SharpTune.Hparams;

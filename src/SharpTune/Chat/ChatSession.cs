@@ -70,14 +70,9 @@ public sealed class ChatSession : IDisposable
         return WithTemplateStops(options, Tokenizer, Template);
     }
 
-    /// <summary>The options with the template's stop words (those that are single tokens) added to the stop ids.</summary>
-    public static GenerationOptions WithTemplateStops(GenerationOptions options, Tokenizer tokenizer, ChatTemplate template)
-    {
-        var stops = new HashSet<int>(options.StopTokenIds);
-        foreach (string word in template.StopWords)
-            if (tokenizer.TokenToId(word) is int id) stops.Add(id);
-        return options with { StopTokenIds = stops };
-    }
+    /// <summary>The options with the template's stop tokens (<see cref="ChatTemplate.StopTokenIds"/>) added to the stop ids.</summary>
+    public static GenerationOptions WithTemplateStops(GenerationOptions options, Tokenizer tokenizer, ChatTemplate template) =>
+        options with { StopTokenIds = new HashSet<int>(options.StopTokenIds.Concat(template.StopTokenIds(tokenizer))) };
 
     /// <summary>The token ids of a conversation (after the system prompt), rendered with a generation prompt.</summary>
     public int[] PromptIds(IReadOnlyList<ChatMessage> conversation)
@@ -85,15 +80,8 @@ public sealed class ChatSession : IDisposable
         var messages = new List<ChatMessage>();
         if (System is not null) messages.Add(new ChatMessage(ChatRole.System, System));
         messages.AddRange(conversation);
-        return EncodePrompt(Tokenizer, Template, messages);
+        return Template.EncodePrompt(Tokenizer, messages);
     }
-
-    /// <summary>
-    /// The one way a conversation becomes prompt ids for generation, shared by chat and the API server: the template's
-    /// <see cref="ChatTemplate.Render"/> with a generation prompt (and the tools JSON array, if any), then the tokenizer.
-    /// </summary>
-    public static int[] EncodePrompt(Tokenizer tokenizer, ChatTemplate template, IReadOnlyList<ChatMessage> messages, string? toolsJson = null) =>
-        tokenizer.Encode(template.Render(messages, addGenerationPrompt: true, toolsJson));
 
     /// <summary>Adds the user message, generates the reply (streaming text through onText) and records both.</summary>
     public (string Text, GenerationResult Result) Reply(string userMessage, GenerationOptions options, Action<string>? onText = null, CancellationToken cancellation = default)

@@ -2,7 +2,6 @@ using System.Text.Json;
 using SharpTune.Hparams;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
-using SharpTune.Training;
 
 namespace SharpTune.Data;
 
@@ -33,8 +32,6 @@ public static class SupervisedDatasets
             throw new ArgumentException("dataset: no dataset given (name one or more datasets from dataset_info.json, comma-separated)");
         if (args.ValSize < 0 || double.IsNaN(args.ValSize))
             throw new ArgumentException($"val_size must be a fraction in (0, 1) or a number of examples, got {args.ValSize}");
-        if (evalNames.Count > 0 && args.ValSize > 1e-6)
-            throw new ArgumentException("val_size cannot be used together with eval_dataset");
         if (args.MaxSamples is <= 0)
             throw new ArgumentException($"max_samples must be positive, got {args.MaxSamples}");
 

@@ -29,8 +29,6 @@ public sealed class SupervisedProcessor
     {
         if (cutoffLen <= 0)
             throw new ArgumentException($"cutoff_len must be positive, got {cutoffLen}");
-        if (trainOnPrompt && maskHistory)
-            throw new ArgumentException("train_on_prompt and mask_history cannot be used together (LLaMA-Factory rejects the pair)");
         if (trainOnPrompt && template.EfficientEos)
             throw new ArgumentException($"template '{template.Name}' does not support train_on_prompt (its answers carry no eos of their own)");
         this.tokenizer = tokenizer;
@@ -52,6 +50,7 @@ public sealed class SupervisedProcessor
     /// </summary>
     public static SupervisedProcessor ForData(Tokenizer tokenizer, ChatTemplate template, DataArguments args)
     {
+        if (args.RefusedPair() is { } pair) throw new ArgumentException($"{pair.Key}: {pair.Problem}");
         if (args.DefaultSystem is not null) template = template.WithDefaultSystem(args.DefaultSystem);
         if (args.ToolFormat is not null) template = template.WithToolFormat(args.ToolFormat);
         return new SupervisedProcessor(tokenizer, template, args.CutoffLen, args.TrainOnPrompt, args.MaskHistory);

@@ -19,15 +19,12 @@ public static class ExportGenerationConfig
     {
         var root = ReadBase(baseDir);
         var eos = new List<int>();
-        var words = new List<string>();
-        if (template.EosToken is { } eosText) words.Add(eosText);
-        words.AddRange(template.StopWords);
         if (template.Markers().Any())
         {
             ModelFolder.ValidateTokenizer(baseDir);
             var tokenizer = Tokenizer.FromDirectory(baseDir);
             ChatTemplates.RequireSingleTokens(template, tokenizer, baseDir);
-            eos.AddRange(words.Select(word => tokenizer.Encode(word)[0]));
+            eos.AddRange(template.StopTokenIds(tokenizer));
         }
         eos.AddRange(Ids(root["eos_token_id"]));
         eos.AddRange(config.EosTokenIds);

@@ -45,4 +45,14 @@ public sealed class DataArguments
     /// the command line, reads paths as LLaMA-Factory does.
     /// </summary>
     public string? ConfineDatasetFilesTo { get; set; }
+
+    /// <summary>
+    /// The pair of these arguments LLaMA-Factory refuses, as the key and the problem (null when none): val_size with
+    /// eval_dataset, mask_history with train_on_prompt. The one statement of both rules: the config parser reports it
+    /// at the key's line, <see cref="Data.SupervisedProcessor.ForData"/> for arguments built in code.
+    /// </summary>
+    public (string Key, string Problem)? RefusedPair() =>
+        ValSize > 0 && EvalDataset.Count > 0 ? ("val_size", "cannot be combined with eval_dataset")
+        : MaskHistory && TrainOnPrompt ? ("mask_history", "cannot be combined with train_on_prompt")
+        : null;
 }

@@ -171,8 +171,7 @@ public sealed class SftConfig
         if (Data.ValSize >= 1 && Data.ValSize != Math.Floor(Data.ValSize))
             throw Error("val_size", $"a value of 1 or more is a number of examples and must be whole, got {Data.ValSize}");
         if (Data.ValSize > 0 && Data.Dataset.Count == 0) throw Error("val_size", "needs dataset to split from");
-        if (Data.ValSize > 0 && Data.EvalDataset.Count > 0) throw Error("val_size", "cannot be combined with eval_dataset");
-        if (Data.MaskHistory && Data.TrainOnPrompt) throw Error("mask_history", "cannot be combined with train_on_prompt");
+        if (Data.RefusedPair() is { } pair) throw Error(pair.Key, pair.Problem);
         if (Finetuning.Stage != "sft")
         {
             // LLaMA-Factory's parser allows these for supervised fine-tuning only.
@@ -183,8 +182,7 @@ public sealed class SftConfig
         if (Data.DatasetDir.StartsWith("REMOTE:", StringComparison.Ordinal))
             throw Error("dataset_dir", $"'{Data.DatasetDir}' names a Hub dataset folder; SharpTune reads local datasets only");
 
-        if (Model.AdapterNameOrPath.Count > 0 && Finetuning.FinetuningType != FinetuningType.Lora)
-            throw Error("adapter_name_or_path", "adapters are only valid with finetuning_type: lora");
+        if (Finetuning.RefusedAdapters(Model.AdapterNameOrPath.Count) is { } adapters) throw Error(adapters.Key, adapters.Problem);
         if (Model.QuantizationBit is not null && Finetuning.FinetuningType != FinetuningType.Lora)
             throw Error("quantization_bit", $"quantized weights cannot be trained, so finetuning_type {Finetuning.FinetuningType.ToString().ToLowerInvariant()} cannot use quantization; use finetuning_type: lora (QLoRA)");
         if (Model.QuantizationBit is not null && Model.AdapterNameOrPath.Count > 1)

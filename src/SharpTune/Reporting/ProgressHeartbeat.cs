@@ -66,7 +66,7 @@ public sealed class ProgressHeartbeat : IDisposable
         lock (_lock)
         {
             if (_stopped || _sinceWrite.Elapsed < _interval) return;
-            _writer.WriteLine($"{_status()} working | elapsed {TrainerLogFile.PythonTimedelta(_sinceStart.Elapsed.TotalSeconds)}");
+            _writer.WriteLine($"{_status()} working | elapsed {PythonText.Timedelta(_sinceStart.Elapsed.TotalSeconds)}");
             _writer.Flush();
             _sinceWrite.Restart();
         }

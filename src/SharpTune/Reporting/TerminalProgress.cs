@@ -185,7 +185,7 @@ public sealed class TerminalProgress : IRunObserver
     private static string Percent(ProgressSnapshot s) =>
         (s.MaxSteps > 0 ? 100.0 * s.Step / s.MaxSteps : 100.0).ToString("0.0", CultureInfo.InvariantCulture) + "%";
 
-    private static string Clock(double seconds) => TrainerLogFile.PythonTimedelta(seconds);
+    private static string Clock(double seconds) => PythonText.Timedelta(seconds);
 
     private static string Clock(TimeSpan t) => Clock(t.TotalSeconds);
 }

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using SharpTune.Tokenization;
 
 namespace SharpTune.Templates;
 
@@ -127,6 +128,28 @@ public sealed partial class ChatTemplate
         copy.boundEos = eosToken;
         return copy;
     }
+
+    /// <summary>
+    /// The one set of token ids generation stops at for this template, LLaMA-Factory's <c>get_stop_token_ids</c>: the
+    /// eos (<see cref="EosToken"/>: the first stop word when the template replaces the eos, else the tokenizer's it
+    /// was bound to), then the stop words; in that order, each once, those that are not a token left out. Chat and
+    /// the API server add it to the model's own eos ids, prediction to the tokenizer's additional special tokens,
+    /// export writes it first in generation_config.json's eos_token_id.
+    /// </summary>
+    public IReadOnlyList<int> StopTokenIds(Tokenizer tokenizer)
+    {
+        var ids = new List<int>();
+        foreach (string word in (EosToken is { } eos ? [eos] : Array.Empty<string>()).Concat(StopWords))
+            if (tokenizer.TokenToId(word) is int id && !ids.Contains(id)) ids.Add(id);
+        return ids;
+    }
+
+    /// <summary>
+    /// The one way a conversation becomes prompt ids for generation, shared by chat, the API server and compare:
+    /// <see cref="Render"/> with a generation prompt (and the tools JSON array, if any), then the tokenizer.
+    /// </summary>
+    public int[] EncodePrompt(Tokenizer tokenizer, IReadOnlyList<ChatMessage> messages, string? toolsJson = null) =>
+        tokenizer.Encode(Render(messages, addGenerationPrompt: true, toolsJson));
 
     /// <summary>
     /// Renders a whole conversation as the model's chat template does (transformers' <c>apply_chat_template</c> with

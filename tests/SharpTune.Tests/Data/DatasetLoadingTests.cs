@@ -63,7 +63,7 @@ public sealed class DatasetLoadingTests : IDisposable
         var e = Assert.Throws<ArgumentException>(() => Load(new DataArguments { Dataset = ["identity"], DatasetDir = DemoDir, ValSize = 91 }));
         Assert.Equal("val_size 91 would hold out 91 of 91 examples; it must leave at least one example for each of train and eval", e.Message);
         e = Assert.Throws<ArgumentException>(() => Load(new DataArguments { Dataset = ["identity"], EvalDataset = ["alpaca_en_demo"], DatasetDir = DemoDir, ValSize = 0.1 }));
-        Assert.Equal("val_size cannot be used together with eval_dataset", e.Message);
+        Assert.Equal("val_size: cannot be combined with eval_dataset", e.Message);
     }
 
     [Fact]

@@ -1,13 +1,10 @@
 using SharpTune.Engine;
-using Xunit.Abstractions;
 using static SharpTune.Tests.Engine.GemmTestSupport;
 
 namespace SharpTune.Tests.Engine;
 
-public unsafe class GemmKernelTests(ITestOutputHelper output)
+public unsafe class GemmKernelTests
 {
-    public static TheoryData<string> AllKernels => Kernels();
-
     // Odd sizes exercise edge tiles in every dimension; k > 256 crosses K blocks; n > 512 and the 2·10⁶-flop
     // threshold engage several column tasks and the thread pool.
     private static readonly (int M, int N, int K)[] s_sizes =
@@ -16,10 +13,10 @@ public unsafe class GemmKernelTests(ITestOutputHelper output)
     ];
 
     [Theory]
-    [MemberData(nameof(AllKernels))]
+    [GemmKernelData("managed-avx512"), GemmKernelData("managed-avx2"), GemmKernelData("managed-scalar"), GemmKernelData("onednn"), GemmKernelData("openblas")]
     public void Sgemm_AllTransposes_OddSizes_PaddedStrides(string name)
     {
-        if (TryGet(name, output) is not { } kernel) return;
+        var kernel = Get(name);
         foreach (var (m, n, k) in s_sizes)
             foreach (bool ta in new[] { false, true })
                 foreach (bool tb in new[] { false, true })
@@ -27,10 +24,10 @@ public unsafe class GemmKernelTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(AllKernels))]
+    [GemmKernelData("managed-avx512"), GemmKernelData("managed-avx2"), GemmKernelData("managed-scalar"), GemmKernelData("onednn"), GemmKernelData("openblas")]
     public void Sgemm_AlphaBetaVariants(string name)
     {
-        if (TryGet(name, output) is not { } kernel) return;
+        var kernel = Get(name);
         foreach (var (alpha, beta) in new[] { (1f, 0f), (1f, 1f), (-0.75f, 2f), (0f, 0.5f), (0f, 0f), (2f, -1f) })
         {
             Check(kernel, false, true, 20, 45, 70, alpha, beta, pad: 0, seed: 5);
@@ -39,10 +36,10 @@ public unsafe class GemmKernelTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(AllKernels))]
+    [GemmKernelData("managed-avx512"), GemmKernelData("managed-avx2"), GemmKernelData("managed-scalar"), GemmKernelData("onednn"), GemmKernelData("openblas")]
     public void Sgemm_BetaZero_IgnoresNaNInC(string name)
     {
-        if (TryGet(name, output) is not { } kernel) return;
+        var kernel = Get(name);
         foreach (var (m, n, k) in new[] { (5, 9, 13), (70, 150, 300) })
         {
             using var a = new NativeFloats((long)m * k, 1);
@@ -55,10 +52,10 @@ public unsafe class GemmKernelTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(AllKernels))]
+    [GemmKernelData("managed-avx512"), GemmKernelData("managed-avx2"), GemmKernelData("managed-scalar"), GemmKernelData("onednn"), GemmKernelData("openblas")]
     public void Sgemm_EmptyK_ScalesC(string name)
     {
-        if (TryGet(name, output) is not { } kernel) return;
+        var kernel = Get(name);
         using var a = new NativeFloats(4, 1);
         using var b = new NativeFloats(12, 2);
         using var c = new NativeFloats(12, 3);
@@ -71,10 +68,10 @@ public unsafe class GemmKernelTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(AllKernels))]
+    [GemmKernelData("managed-avx512"), GemmKernelData("managed-avx2"), GemmKernelData("managed-scalar"), GemmKernelData("onednn"), GemmKernelData("openblas")]
     public void SgemmBatched_MatchesPerItemReference(string name)
     {
-        if (TryGet(name, output) is not { } kernel) return;
+        var kernel = Get(name);
         foreach (var (batch, m, n, k, ta, tb) in new[] { (3, 17, 33, 9, false, true), (5, 64, 64, 64, true, false), (2, 130, 200, 90, false, false) })
         {
             int lda = (ta ? m : k) + 2, ldb = (tb ? k : n) + 1, ldc = n + 4;
@@ -91,10 +88,10 @@ public unsafe class GemmKernelTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(AllKernels))]
+    [GemmKernelData("managed-avx512"), GemmKernelData("managed-avx2"), GemmKernelData("managed-scalar"), GemmKernelData("onednn"), GemmKernelData("openblas")]
     public void Sgemm_ConcurrentCallers_AreCorrect(string name)
     {
-        if (TryGet(name, output) is not { } kernel) return;
+        var kernel = Get(name);
         const int m = 96, n = 160, k = 200;
         Parallel.For(0, 4, t =>
         {
@@ -107,19 +104,10 @@ public unsafe class GemmKernelTests(ITestOutputHelper output)
         });
     }
 
-    [Fact]
-    public void OneDnn_Bf16Gemm_MatchesReferenceWhenSupported()
+    [OneDnnBf16GemmFact]
+    public void OneDnn_Bf16Gemm_MatchesReference()
     {
-        if (OneDnnGemmKernel.Instance is not { } dnnl)
-        {
-            output.WriteLine("SKIPPED: oneDNN is not installed");
-            return;
-        }
-        if (!dnnl.SupportsBf16Gemm)
-        {
-            output.WriteLine($"SKIPPED: {dnnl.LibraryName} has no usable dnnl_gemm_bf16bf16f32 here");
-            return;
-        }
+        var dnnl = OneDnnGemmKernel.Instance!;
         const int m = 19, n = 37, k = 70;
         using var af = new NativeFloats((long)m * k, 1);
         using var bf = new NativeFloats((long)n * k, 2);

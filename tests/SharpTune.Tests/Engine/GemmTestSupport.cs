@@ -1,36 +1,31 @@
 using System.Runtime.InteropServices;
 using SharpTune.Engine;
-using Xunit.Abstractions;
+using System.Reflection;
+using Xunit.Sdk;
 
 namespace SharpTune.Tests.Engine;
 
 /// <summary>Kernel lookup by name (native ones may be absent) and a double-accumulation reference GEMM.</summary>
 internal static unsafe class GemmTestSupport
 {
-    public static readonly string[] KernelNames = ["managed-avx512", "managed-avx2", "managed-scalar", "onednn", "openblas"];
-
-    public static TheoryData<string> Kernels()
+    /// <summary>
+    /// The kernel by name, or null when this machine cannot run it (library or instruction set missing); "managed" is
+    /// the managed backend at this CPU's best instruction set.
+    /// </summary>
+    public static IGemmKernel? TryGet(string name) => name switch
     {
-        var data = new TheoryData<string>();
-        foreach (string name in KernelNames) data.Add(name);
-        return data;
-    }
+        "managed" => GemmKernels.Create("managed"),
+        "managed-avx512" => Managed(ManagedGemmIsa.Avx512),
+        "managed-avx2" => Managed(ManagedGemmIsa.Avx2),
+        "managed-scalar" => Managed(ManagedGemmIsa.Scalar),
+        "onednn" => OneDnnGemmKernel.Instance,
+        "openblas" => OpenBlasGemmKernel.Instance,
+        _ => throw new ArgumentException(name),
+    };
 
-    /// <summary>The kernel, or null (with a note in the test output) when this machine cannot run it.</summary>
-    public static IGemmKernel? TryGet(string name, ITestOutputHelper output)
-    {
-        IGemmKernel? kernel = name switch
-        {
-            "managed-avx512" => Managed(ManagedGemmIsa.Avx512),
-            "managed-avx2" => Managed(ManagedGemmIsa.Avx2),
-            "managed-scalar" => Managed(ManagedGemmIsa.Scalar),
-            "onednn" => OneDnnGemmKernel.Instance,
-            "openblas" => OpenBlasGemmKernel.Instance,
-            _ => throw new ArgumentException(name),
-        };
-        if (kernel is null) output.WriteLine($"SKIPPED: {name} is not available on this machine (library or instruction set missing)");
-        return kernel;
-    }
+    /// <summary>The kernel of a <see cref="GemmKernelDataAttribute"/> row, which is skipped where it is missing.</summary>
+    public static IGemmKernel Get(string name) =>
+        TryGet(name) ?? throw new InvalidOperationException($"{name} is missing, yet its test row was not skipped");
 
     private static ManagedGemmKernel? Managed(ManagedGemmIsa isa) =>
         ManagedGemmKernel.BestIsa >= isa ? new ManagedGemmKernel(isa, GemmThreadPool.Shared) : null;
@@ -95,5 +90,38 @@ internal static unsafe class GemmTestSupport
                     $"C[{i},{j}] = {actual}, expected {expected} (tolerance {tolerance:G3}; m={m} n={n} k={k} tA={transA} tB={transB})");
             }
         }
+    }
+}
+
+/// <summary>
+/// One theory row per GEMM kernel name ("managed-avx512", "managed-avx2", "managed-scalar", "onednn", "openblas";
+/// "managed" for the backend <see cref="GemmKernels.Create"/> names):
+/// skipped with the reason in the test output where this machine cannot run that kernel (.ci/install-native.sh
+/// installs oneDNN and OpenBLAS).
+/// </summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = true)]
+public sealed class GemmKernelDataAttribute : DataAttribute
+{
+    private readonly string _name;
+
+    public GemmKernelDataAttribute(string name)
+    {
+        _name = name;
+        if (GemmTestSupport.TryGet(name) is null)
+            Skip = name.StartsWith("managed", StringComparison.Ordinal)
+                ? $"this CPU lacks the instruction set of the {name} GEMM kernel"
+                : $"the {name} GEMM kernel needs its native library ({string.Join(" / ", name == "onednn" ? OneDnnGemmKernel.LibraryNames : OpenBlasGemmKernel.LibraryNames)}; .ci/install-native.sh installs it)";
+    }
+
+    public override IEnumerable<object[]> GetData(MethodInfo testMethod) => [[_name]];
+}
+
+/// <summary>A check of oneDNN's bf16 GEMM itself: skipped with the reason where oneDNN or its bf16 GEMM is missing.</summary>
+public sealed class OneDnnBf16GemmFactAttribute : FactAttribute
+{
+    public OneDnnBf16GemmFactAttribute()
+    {
+        if (OneDnnGemmKernel.Instance is not { } dnnl) Skip = "needs oneDNN (.ci/install-native.sh installs it)";
+        else if (!dnnl.SupportsBf16Gemm) Skip = $"{dnnl.LibraryName} has no usable dnnl_gemm_bf16bf16f32 here";
     }
 }

@@ -1,18 +1,15 @@
 using SharpTune.Engine;
-using Xunit.Abstractions;
 using static SharpTune.Tests.Engine.GemmTestSupport;
 
 namespace SharpTune.Tests.Engine;
 
-public unsafe class GemmWeightTests(ITestOutputHelper output)
+public unsafe class GemmWeightTests
 {
-    public static TheoryData<string> AllKernels => Kernels();
-
     [Theory]
-    [MemberData(nameof(AllKernels))]
+    [GemmKernelData("managed-avx512"), GemmKernelData("managed-avx2"), GemmKernelData("managed-scalar"), GemmKernelData("onednn"), GemmKernelData("openblas")]
     public void GemmWeight_F32_Bf16_F16_MatchReference(string name)
     {
-        if (TryGet(name, output) is not { } kernel) return;
+        var kernel = Get(name);
         foreach (var dtype in new[] { DType.F32, DType.BF16, DType.F16 })
             foreach (var (m, n, k) in new[] { (1, 45, 37), (5, 300, 260), (64, 70, 96), (33, 600, 129) })
                 foreach (float beta in new[] { 0f, 1f })
@@ -20,10 +17,10 @@ public unsafe class GemmWeightTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(AllKernels))]
+    [GemmKernelData("managed-avx512"), GemmKernelData("managed-avx2"), GemmKernelData("managed-scalar"), GemmKernelData("onednn"), GemmKernelData("openblas")]
     public void GemmWeightInput_F32_Bf16_F16_MatchReference(string name)
     {
-        if (TryGet(name, output) is not { } kernel) return;
+        var kernel = Get(name);
         foreach (var dtype in new[] { DType.F32, DType.BF16, DType.F16 })
             foreach (var (m, n, k) in new[] { (1, 45, 37), (5, 300, 260), (64, 70, 96), (33, 600, 129) })
                 foreach (float beta in new[] { 0f, 1f })
@@ -32,10 +29,10 @@ public unsafe class GemmWeightTests(ITestOutputHelper output)
 
     /// <summary>Every binary16 bit pattern through the widening pack: y = x·Wᵀ with x = e₀ copies column 0 of W.</summary>
     [Theory]
-    [MemberData(nameof(AllKernels))]
+    [GemmKernelData("managed-avx512"), GemmKernelData("managed-avx2"), GemmKernelData("managed-scalar"), GemmKernelData("onednn"), GemmKernelData("openblas")]
     public void GemmWeight_F16_WidensEveryBitPatternExactly(string name)
     {
-        if (TryGet(name, output) is not { } kernel) return;
+        var kernel = Get(name);
         const int n = 65536, k = 8;
         var w = new ushort[n * k];
         for (int j = 0; j < n; j++) w[j * k] = (ushort)j;

@@ -1,4 +1,3 @@
-using SharpTune.Chat;
 using SharpTune.Data;
 using SharpTune.Evaluation.Comparison;
 using SharpTune.Evaluation.Metrics;
@@ -61,7 +60,7 @@ public sealed class ComparisonTests(ComparisonFixture fx) : IClassFixture<Compar
 
         var fromFile = ComparisonQuestions.FromFile(file, fx.Tokenizer, fx.Template, system: null);
         var fromDataset = ComparisonQuestions.FromDatasets(new DataArguments { EvalDataset = ["qa"], DatasetDir = datasetDir }, fx.Tokenizer, fx.Template, seed: 42);
-        int[] chat = ChatSession.EncodePrompt(fx.Tokenizer, fx.Template, [new ChatMessage(ChatRole.User, question)]);
+        int[] chat = fx.Template.EncodePrompt(fx.Tokenizer, [new ChatMessage(ChatRole.User, question)]);
         var training = new SupervisedProcessor(fx.Tokenizer, fx.Template, cutoffLen: 4096, trainOnPrompt: false, maskHistory: false)
             .Encode(new AlignedExample([new(ChatRole.User, question), new(ChatRole.Assistant, "I am TuneBot.")], null, null));
 

@@ -98,9 +98,9 @@ public class GenerationMetricsTests
     public void Python_round_and_fsum()
     {
         // 2.675 is stored as 2.67499999999999982236431605997495353221893310546875: Python's round gives 2.67.
-        Assert.Equal(2.67, PythonText.Round(2.675, 2));
-        Assert.Equal(0.125, PythonText.Round(0.125, 3));
-        Assert.Equal(0.12, PythonText.Round(0.125, 2));   // an exact tie goes to even
+        Assert.Equal(2.67, PythonJson.Round(2.675, 2));
+        Assert.Equal(0.125, PythonJson.Round(0.125, 3));
+        Assert.Equal(0.12, PythonJson.Round(0.125, 2));   // an exact tie goes to even
         Assert.Equal(1.0, PythonText.FSum([1e100, 1.0, -1e100]));
         Assert.Equal(0.0, PythonText.FSum([]));
     }

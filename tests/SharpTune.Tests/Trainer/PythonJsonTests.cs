@@ -1,3 +1,4 @@
+using System.Globalization;
 using SharpTune.Training.Trainer;
 
 namespace SharpTune.Tests.Trainer;
@@ -17,6 +18,26 @@ public class PythonJsonTests
     public void Round_MatchesPython(double x, int digits, double expected)
     {
         Assert.Equal(expected, PythonJson.Round(x, digits));
+    }
+
+    /// <summary>tests/fixtures/python_round: CPython's round on 3,511 seeded doubles, ties and 1e12..1e17 values included.</summary>
+    [Fact]
+    public void Round_MatchesCPythonOnEveryReferenceCase()
+    {
+        var wrong = new List<string>();
+        string[] lines = File.ReadAllLines(TestPaths.Fixtures("python_round", "round_cases.txt"));
+        foreach (string line in lines)
+        {
+            string[] fields = line.Split(' ');
+            double x = double.Parse(fields[0], CultureInfo.InvariantCulture);
+            int digits = int.Parse(fields[1], CultureInfo.InvariantCulture);
+            double expected = double.Parse(fields[2], CultureInfo.InvariantCulture);
+            double actual = PythonJson.Round(x, digits);
+            // Bit for bit: the sign of a zero shows in the JSON (-0.0).
+            if (BitConverter.DoubleToInt64Bits(actual) != BitConverter.DoubleToInt64Bits(expected)) wrong.Add($"round({fields[0]}, {digits}) = {fields[2]}, got {actual:R}");
+        }
+        Assert.Equal(3511, lines.Length);
+        Assert.True(wrong.Count == 0, $"{wrong.Count} of {lines.Length} differ from CPython:\n" + string.Join("\n", wrong.Take(20)));
     }
 
     [Fact]
@@ -55,6 +76,6 @@ public class PythonJsonTests
     [InlineData(172800, "2 days, 0:00:00")]
     public void Timedelta_AsPythonStr(double seconds, string expected)
     {
-        Assert.Equal(expected, TrainerLogFile.PythonTimedelta(seconds));
+        Assert.Equal(expected, PythonText.Timedelta(seconds));
     }
 }

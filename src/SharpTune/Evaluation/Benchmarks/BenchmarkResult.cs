@@ -1,5 +1,4 @@
 using SharpTune.IO;
-using SharpTune.Training.Trainer;
 
 namespace SharpTune.Evaluation.Benchmarks;
 

@@ -3,7 +3,6 @@ using SharpTune.Engine;
 using SharpTune.Model;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
-using SharpTune.Training;
 
 namespace SharpTune.Evaluation.Benchmarks;
 

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using SharpTune.Chat;
 using SharpTune.Data;
 using SharpTune.Hparams;
 using SharpTune.Templates;
@@ -15,7 +14,7 @@ public sealed record ComparisonQuestion(string Question, int[] PromptIds, string
 
 /// <summary>
 /// Where a comparison's questions come from. A questions file is encoded the way <c>chat</c> encodes a message
-/// (<see cref="ChatSession.EncodePrompt"/>); dataset records the way a prediction run encodes them
+/// (<see cref="ChatTemplate.EncodePrompt"/>); dataset records the way a prediction run encodes them
 /// (<see cref="SupervisedDatasets.LoadForGeneration"/>, which is the training processor), so history, system and tools
 /// of a record reach the prompt as they did in training.
 /// </summary>
@@ -43,7 +42,7 @@ public static class ComparisonQuestions
             var messages = new List<ChatMessage>();
             if ((e.System ?? system) is string s) messages.Add(new ChatMessage(ChatRole.System, s));
             messages.Add(new ChatMessage(ChatRole.User, e.Question));
-            return new ComparisonQuestion(e.Question, ChatSession.EncodePrompt(tokenizer, template, messages), e.Reference);
+            return new ComparisonQuestion(e.Question, template.EncodePrompt(tokenizer, messages), e.Reference);
         }).ToList();
     }
 

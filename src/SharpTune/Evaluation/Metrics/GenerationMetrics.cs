@@ -76,7 +76,7 @@ public static class GenerationMetrics
         return ChineseRouge.Score(hypothesis, target);
     }
 
-    static double Percent(double fraction) => PythonText.Round(fraction * 100, 4);
+    static double Percent(double fraction) => PythonJson.Round(fraction * 100, 4);
 
     /// <summary>
     /// numpy's float64 mean in numpy's order: the reduction starts from the first element and adds the pairwise sum

@@ -97,16 +97,15 @@ public static class PredictionRun
     }
 
     /// <summary>
-    /// The stop tokens LLaMA-Factory's SFT workflow gives generate(): the eos token (the template's first stop word
-    /// when the template replaces the eos, else the tokenizer's) and the tokenizer's additional_special_tokens, with
-    /// the template's other stop words, which LLaMA-Factory adds as special tokens when it fixes the tokenizer.
+    /// The stop tokens LLaMA-Factory's SFT workflow gives generate(): the template's (<see cref="ChatTemplate.StopTokenIds"/>:
+    /// its eos and stop words, which LLaMA-Factory adds as special tokens when it fixes the tokenizer) and the
+    /// tokenizer's additional_special_tokens; the tokenizer's eos when the template has none bound.
     /// </summary>
     public static HashSet<int> StopTokenIds(Tokenizer tokenizer, ChatTemplate template, string modelDir)
     {
-        var texts = new List<string?> { template.EosToken ?? TokenizerConfig.EosToken(modelDir) };
-        texts.AddRange(TokenizerConfig.AdditionalSpecialTokens(modelDir));
-        texts.AddRange(template.StopWords);
-        var ids = new HashSet<int>();
+        var ids = new HashSet<int>(template.StopTokenIds(tokenizer));
+        var texts = new List<string?>(TokenizerConfig.AdditionalSpecialTokens(modelDir));
+        if (template.EosToken is null) texts.Add(TokenizerConfig.EosToken(modelDir));
         foreach (string? text in texts)
             if (text is not null && tokenizer.TokenToId(text) is int id) ids.Add(id);
         return ids;

@@ -50,8 +50,7 @@ public static class TrainableModels
     public static void CheckCombination(FinetuningArguments args, IReadOnlyList<string> adapterDirectories, QuantizationOptions? quantization)
     {
         string method = args.FinetuningType.ToString().ToLowerInvariant();
-        if (args.FinetuningType != FinetuningType.Lora && adapterDirectories.Count > 0)
-            throw new ArgumentException($"adapter_name_or_path is only used with finetuning_type lora, not {method}");
+        if (args.RefusedAdapters(adapterDirectories.Count) is { } adapters) throw new ArgumentException($"{adapters.Key}: {adapters.Problem}");
         if (quantization is not null && args.FinetuningType != FinetuningType.Lora)
             throw new ArgumentException($"quantized weights cannot be trained, so finetuning_type {method} cannot use quantization_bit; use finetuning_type lora (QLoRA)");
         if (quantization is not null && adapterDirectories.Count > 1)

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text;
 using SharpTune.IO;
 
@@ -57,8 +56,8 @@ public sealed class TrainerLogFile : IRunObserver
         AddIfPresent(line, "lr", entry.TryGetDouble("learning_rate"));
         AddIfPresent(line, "epoch", entry.TryGetDouble("epoch"));
         line.Add(new("percentage", PythonJson.Round(globalStep / (double)maxSteps * 100, 2)));
-        line.Add(new("elapsed_time", PythonTimedelta(elapsedSeconds)));
-        line.Add(new("remaining_time", PythonTimedelta(remaining)));
+        line.Add(new("elapsed_time", PythonText.Timedelta(elapsedSeconds)));
+        line.Add(new("remaining_time", PythonText.Timedelta(remaining)));
         if (tokensSeen > 0)
         {
             line.Add(new("throughput", PythonJson.Round(elapsedSeconds > 0 ? segment.Tokens / elapsedSeconds : 0, 2)));
@@ -74,17 +73,6 @@ public sealed class TrainerLogFile : IRunObserver
     private static void AddIfPresent(List<KeyValuePair<string, object?>> line, string key, double? value)
     {
         if (value is { } v) line.Add(new(key, v));
-    }
-
-    /// <summary>str(timedelta(seconds=int(s))): "H:MM:SS", or "D day(s), H:MM:SS".</summary>
-    internal static string PythonTimedelta(double seconds)
-    {
-        long total = (long)seconds;
-        long days = Math.DivRem(total, 86400, out long rest);
-        long hours = Math.DivRem(rest, 3600, out rest);
-        long minutes = Math.DivRem(rest, 60, out long secs);
-        string clock = string.Create(CultureInfo.InvariantCulture, $"{hours}:{minutes:00}:{secs:00}");
-        return days == 0 ? clock : string.Create(CultureInfo.InvariantCulture, $"{days} day{(days == 1 ? "" : "s")}, {clock}");
     }
 
     /// <summary>The step of a training or evaluation log line; null for a run's closing line and for a line cut short.</summary>

@@ -1,4 +1,4 @@
-namespace SharpTune.Training;
+namespace SharpTune.Foundation;
 
 /// <summary>
 /// A small, fast, seedable generator (xoshiro256**, seeded through splitmix64) whose whole state can be saved in a

@@ -1,11 +1,11 @@
-using System.Numerics;
+using System.Globalization;
 
-namespace SharpTune.Evaluation;
+namespace SharpTune.Foundation;
 
 /// <summary>
 /// The few Python built-ins the reference metrics lean on, reproduced exactly: what <c>str.isspace</c> and
 /// <c>str.split()</c> call whitespace, <c>list(str)</c> (code points, not UTF-16 units), <c>math.fsum</c> and
-/// <c>round(x, n)</c> (correctly rounded from the exact binary value, ties to even).
+/// <c>str(timedelta)</c>; <c>round</c> is <see cref="PythonJson.Round"/>.
 /// </summary>
 public static class PythonText
 {
@@ -94,28 +94,14 @@ public static class PythonText
         return sum;
     }
 
-    /// <summary>
-    /// Python's <c>round(x, digits)</c> for finite x and digits ≥ 0: the exact binary value rounded to the nearest
-    /// multiple of 10^-digits, ties to even, then the nearest double (not .NET's scale-round-unscale, which can
-    /// land on the other side of a tie).
-    /// </summary>
-    public static double Round(double x, int digits)
+    /// <summary>str(timedelta(seconds=int(s))): "H:MM:SS", or "D day(s), H:MM:SS".</summary>
+    public static string Timedelta(double seconds)
     {
-        if (x == 0.0 || !double.IsFinite(x)) return x;
-        long bits = BitConverter.DoubleToInt64Bits(x);
-        bool negative = bits < 0;
-        int exponent = (int)((bits >> 52) & 0x7FF);
-        long fraction = bits & 0xFFFFFFFFFFFFFL;
-        long mantissa = exponent == 0 ? fraction : fraction | (1L << 52);
-        int power = (exponent == 0 ? 1 : exponent) - 1075;
-        // |x| = mantissa * 2^power; scaled = |x| * 10^digits = num / den exactly.
-        BigInteger num = mantissa * BigInteger.Pow(10, digits);
-        BigInteger den = BigInteger.One;
-        if (power >= 0) num <<= power; else den <<= -power;
-        BigInteger quotient = BigInteger.DivRem(num, den, out BigInteger remainder);
-        BigInteger twice = remainder * 2;
-        if (twice > den || (twice == den && !quotient.IsEven)) quotient += 1;
-        double result = (double)quotient / Math.Pow(10, digits);
-        return negative ? -result : result;
+        long total = (long)seconds;
+        long days = Math.DivRem(total, 86400, out long rest);
+        long hours = Math.DivRem(rest, 3600, out rest);
+        long minutes = Math.DivRem(rest, 60, out long secs);
+        string clock = string.Create(CultureInfo.InvariantCulture, $"{hours}:{minutes:00}:{secs:00}");
+        return days == 0 ? clock : string.Create(CultureInfo.InvariantCulture, $"{days} day{(days == 1 ? "" : "s")}, {clock}");
     }
 }

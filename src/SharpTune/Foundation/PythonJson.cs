@@ -1,10 +1,10 @@
 using System.Globalization;
+using System.Numerics;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using SharpTune.Templates;
 
-namespace SharpTune.Training.Trainer;
+namespace SharpTune.Foundation;
 
 /// <summary>
 /// The JSON that transformers and LLaMA-Factory write with Python's <c>json.dumps</c>: ints stay ints, floats are
@@ -79,17 +79,28 @@ internal static partial class PythonJson
     }
 
     /// <summary>
-    /// Python's <c>round(x, digits)</c>: correctly rounded, ties to even on the exact binary value. A tie needs
-    /// x = k / 2^(digits+1) exactly, and such values convert to decimal exactly; every other value is rounded by
-    /// .NET's exact fixed-point formatting, where the nearest choice is unambiguous.
+    /// Python's <c>round(x, digits)</c> for digits ≥ 0: the exact binary value rounded to the nearest multiple of
+    /// 10^-digits, ties to even, then the double nearest that decimal (CPython's dtoa then strtod). Scaling in
+    /// doubles or decimals, or dividing the rounded integer by 10^digits, can land on the other side of a tie or
+    /// one ulp off for values above 1e12.
     /// </summary>
     public static double Round(double x, int digits)
     {
-        if (!double.IsFinite(x)) return x;
-        double scaled = Math.ScaleB(x, digits + 1);
-        if (Math.Abs(x) < 1e12 && Math.Floor(scaled) == scaled)
-            return (double)Math.Round((decimal)x, digits, MidpointRounding.ToEven);
-        return double.Parse(x.ToString("F" + digits, CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+        if (x == 0.0 || !double.IsFinite(x)) return x;
+        long bits = BitConverter.DoubleToInt64Bits(x);
+        int exponent = (int)((bits >> 52) & 0x7FF);
+        long fraction = bits & 0xFFFFFFFFFFFFFL;
+        long mantissa = exponent == 0 ? fraction : fraction | (1L << 52);
+        int power = (exponent == 0 ? 1 : exponent) - 1075;
+        // |x| = mantissa * 2^power; |x| * 10^digits = num / den exactly.
+        BigInteger num = mantissa * BigInteger.Pow(10, digits);
+        BigInteger den = BigInteger.One;
+        if (power >= 0) num <<= power; else den <<= -power;
+        BigInteger quotient = BigInteger.DivRem(num, den, out BigInteger remainder);
+        BigInteger twice = remainder * 2;
+        if (twice > den || (twice == den && !quotient.IsEven)) quotient += 1;
+        string rounded = string.Create(CultureInfo.InvariantCulture, $"{(bits < 0 ? "-" : "")}{quotient}E-{digits}");
+        return double.Parse(rounded, NumberStyles.Float, CultureInfo.InvariantCulture);
     }
 
     /// <summary>

@@ -3,7 +3,7 @@ using System.Numerics;
 using System.Text;
 using System.Text.Json;
 
-namespace SharpTune.Templates;
+namespace SharpTune.Foundation;
 
 /// <summary>
 /// Python's <c>json.dumps(value, ensure_ascii=False)</c> over parsed JSON: what transformers' Jinja <c>tojson</c>

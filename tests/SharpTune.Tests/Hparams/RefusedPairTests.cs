@@ -1,0 +1,17 @@
+using SharpTune.Hparams;
+using SharpTune.Training.Methods;
+
+namespace SharpTune.Tests.Hparams;
+
+/// <summary>A refused combination caught in code (arguments not parsed from a config) says what the config parser says.</summary>
+public sealed class RefusedPairTests
+{
+    [Theory]
+    [InlineData(FinetuningType.Full)]
+    [InlineData(FinetuningType.Freeze)]
+    public void AdaptersWithoutLoraAreRefusedWithTheConfigsMessage(FinetuningType type)
+    {
+        var e = Assert.Throws<ArgumentException>(() => TrainableModels.CheckCombination(new FinetuningArguments { FinetuningType = type }, ["adapter"], null));
+        Assert.Equal("adapter_name_or_path: adapters are only valid with finetuning_type: lora", e.Message);
+    }
+}

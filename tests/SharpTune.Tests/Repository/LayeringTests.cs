@@ -1,0 +1,99 @@
+using System.Reflection;
+using SharpTune.Tests.Repository.LayeringSample.Lower;
+using SharpTune.Tests.Repository.LayeringSample.Upper;
+
+namespace SharpTune.Tests.Repository;
+
+/// <summary>The layer order of docs/architecture.md holds in the compiled library, the server and the CLI.</summary>
+public sealed class LayeringTests
+{
+    /// <summary>
+    /// Uses between layers that are known and scheduled to go; nothing else may be listed here (peft → training is
+    /// not upward in today's table, but the same change removes it).
+    /// </summary>
+    private static readonly (string User, string Used)[] Scheduled =
+    [
+        // removed by the tuner seam, issue 14 item 3
+        ("model", "peft"),
+        ("peft", "training"),
+        ("training", "peft"),
+    ];
+
+    private static IReadOnlyList<LayerRule.Layer> DocumentedLayers() =>
+        LayerRule.FromArchitectureTable(File.ReadAllText(Path.Combine(TestPaths.RepoRoot, "docs", "architecture.md")));
+
+    private static IEnumerable<Type> CheckedTypes() =>
+        new[] { typeof(SharpTune.Engine.DType), typeof(SharpTune.Api.ApiServer), typeof(SharpTune.Cli.Program) }
+            .SelectMany(t => t.Assembly.GetTypes());
+
+    [Fact]
+    public void NoNamespaceUsesOneAboveItsLayer()
+    {
+        var violations = LayerRule.Violations(CheckedTypes(), DocumentedLayers(), Scheduled);
+        Assert.True(violations.Count == 0, "layer rule of docs/architecture.md broken:\n" + string.Join("\n", violations.Select(v => v.ToString()).Distinct()));
+    }
+
+    [Fact]
+    public void EveryScheduledEdgeIsStillUsed()
+    {
+        var edges = LayerRule.CrossLayerUses(CheckedTypes(), DocumentedLayers()).Select(u => (u.UserLayer.Name, u.UsedLayer.Name)).ToHashSet();
+        var gone = Scheduled.Where(e => !edges.Contains(e)).ToList();
+        Assert.True(gone.Count == 0, "no longer used, remove from LayeringTests.Scheduled: " + string.Join(", ", gone.Select(e => $"{e.User} → {e.Used}")));
+    }
+
+    [Fact]
+    public void TheTableNamesTheLibraryTheServerAndTheCli()
+    {
+        var layers = DocumentedLayers();
+        Assert.Equal("foundation", layers[0].Name);
+        Assert.Equal(["SharpTune.Foundation"], layers[0].Namespaces);
+        Assert.Equal(["SharpTune.Api"], layers[^2].Namespaces);
+        Assert.Equal(["SharpTune.Cli"], layers[^1].Namespaces);
+        foreach (var type in CheckedTypes()) LayerRule.LayerOf(type.Namespace, layers);
+    }
+
+    private static readonly IReadOnlyList<LayerRule.Layer> SampleLayers =
+    [
+        new(0, "lower", ["SharpTune.Tests.Repository.LayeringSample.Lower"]),
+        new(1, "upper", ["SharpTune.Tests.Repository.LayeringSample.Upper"]),
+    ];
+
+    [Fact]
+    public void AUseInAMethodBodyOnlyIsFound()
+    {
+        var violation = Assert.Single(LayerRule.Violations([typeof(CallsUpward)], SampleLayers, []));
+        Assert.Equal("SharpTune.Tests.Repository.LayeringSample.Lower.CallsUpward (lower) uses SharpTune.Tests.Repository.LayeringSample.Upper.Helper (upper), a layer above it", violation.ToString());
+    }
+
+    [Fact]
+    public void AUseInAFieldOrSignatureIsFoundAndAllowedEdgesPass()
+    {
+        Assert.Equal([typeof(Marker)], LayerRule.Violations([typeof(HoldsUpward)], SampleLayers, []).Select(v => v.Used).Distinct());
+        Assert.Empty(LayerRule.Violations([typeof(HoldsUpward), typeof(CallsUpward)], SampleLayers, [("lower", "upper")]));
+        Assert.Empty(LayerRule.Violations([typeof(UsesDownward)], SampleLayers, []));
+    }
+
+    [Fact]
+    public void TheTableIsReadFromItsFolderColumn()
+    {
+        var layers = LayerRule.FromArchitectureTable("""
+            intro
+            | layer | folder | what lives there |
+            |---|---|---|
+            | low | `src/SharpTune/Low/` | `src/SharpTune/NotAFolder/` in prose |
+            | data cleaning | `src/SharpTune/Data/Cleaning/` | x |
+            | apps | `src/SharpTune.Cli/`, `bench/SharpTune.Bench/` | x |
+
+            | layer | folder |
+            |---|---|
+            | ignored | `src/SharpTune/Later/` |
+            """);
+        Assert.Equal(["low", "data cleaning", "apps"], layers.Select(l => l.Name));
+        Assert.Equal(["SharpTune.Low"], layers[0].Namespaces);
+        Assert.Equal(["SharpTune.Data.Cleaning"], layers[1].Namespaces);
+        Assert.Equal(["SharpTune.Cli"], layers[2].Namespaces);
+        Assert.Equal("data cleaning", LayerRule.LayerOf("SharpTune.Data.Cleaning.Rules", [.. layers, new(3, "data", ["SharpTune.Data"])])!.Name);
+        var unknown = Assert.Throws<InvalidOperationException>(() => LayerRule.LayerOf("SharpTune.Nowhere", layers));
+        Assert.Contains("SharpTune.Nowhere", unknown.Message);
+    }
+}
