@@ -119,6 +119,9 @@ public sealed record PredictionProgressed(string Label, int Done, int Total, lon
 /// <summary>A generating pass ended; the display closes its live line.</summary>
 public sealed record PredictionEnded(string Label) : RunEvent;
 
+/// <summary>An export produced (merged or copied) <paramref name="Done"/> of its <paramref name="Total"/> tensors.</summary>
+public sealed record ExportProgressed(int Done, int Total) : RunEvent;
+
 /// <summary>The run finished; <paramref name="Results"/> are its metrics (empty for an interrupted training run).</summary>
 public sealed record RunFinished(string Task, IReadOnlyList<KeyValuePair<string, object?>> Results, bool Interrupted = false) : RunEvent;
 
