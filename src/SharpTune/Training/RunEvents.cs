@@ -95,7 +95,6 @@ public sealed record ResultsReported(string Split, IReadOnlyList<KeyValuePair<st
 /// <summary>
 /// The trainer's state when training finished (transformers' <c>save_state</c>), which the result files write as
 /// output_dir/trainer_state.json. A checkpoint's trainer_state.json is part of the checkpoint, not of this event.
-/// The trainer goes on using the state (a final evaluation joins its history), so an observer reads it on arrival.
 /// </summary>
 public sealed record FinalStateReported(TrainerState State) : RunEvent;
 

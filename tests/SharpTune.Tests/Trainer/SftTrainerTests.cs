@@ -188,6 +188,8 @@ public class SftTrainerTests
         Assert.Equal(result.Metrics["perplexity"], reported[1].Metrics.Single(m => m.Key == "perplexity").Value);
         var final = Assert.Single(events.OfType<FinalStateReported>());
         Assert.Equal(12, final.State.GlobalStep);
+        // The state as training finished: the final evaluation, logged after it, is not in the trainer_state.json it becomes.
+        Assert.Equal(result.LogHistory.Count - 1, final.State.LogHistory.Count);
 
         using var written = new TempDir();
         var files = new ResultFiles(written.Path);

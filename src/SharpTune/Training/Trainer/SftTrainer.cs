@@ -386,7 +386,7 @@ public class Trainer<TExample>
             RemoveSuperseded();
             var trainMetrics = metrics.Where(kv => kv.Key != "step").ToList();
             _events.On(new ResultsReported("train", trainMetrics));
-            _events.On(new FinalStateReported(_state));
+            _events.On(new FinalStateReported(_state.Snapshot()));
             _events.On(new TrainerNote($"training finished: {_state.GlobalStep} steps, train_loss {trainLoss:0.0000}, {runtime:0.0} s; saved to {_outputDir}"));
 
             var all = trainMetrics.ToDictionary(kv => kv.Key, kv => Convert.ToDouble(kv.Value, System.Globalization.CultureInfo.InvariantCulture));
