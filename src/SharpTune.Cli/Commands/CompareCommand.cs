@@ -1,13 +1,15 @@
 using System.CommandLine;
 using System.Globalization;
 using SharpTune.Hub;
+using SharpTune.Training;
 using SharpTune.Workflows;
 
 namespace SharpTune.Cli.Commands;
 
 /// <summary>
 /// `sharptune compare`: parses the options into a <see cref="CompareRequest"/>, runs <see cref="CompareWorkflow"/>
-/// with the console as its observer, and prints each model's answer length and mean scores.
+/// with the console as its observer and Ctrl+C as its cancellation (exit code 130, no report written), and prints each
+/// model's answer length and mean scores.
 /// </summary>
 public static class CompareCommand
 {
@@ -47,15 +49,19 @@ public static class CompareCommand
                 r.GetValue(output)!,
                 quantizationArguments.Read(r),
                 defaults => generation.Apply(r, defaults));
-            var result = CompareWorkflow.Run(request, CancellationToken.None, new ConsoleRunObserver());
-            foreach (var column in result.Columns)
+            using var interrupt = CtrlCInterrupt.Armed("stopping before the next batch");
+            return interrupt.Run(() =>
             {
-                var mean = column.MeanScores();
-                string scores = mean is null ? "" : string.Create(CultureInfo.InvariantCulture, $", BLEU-4 {mean["bleu-4"]:0.00}, ROUGE-L {mean["rouge-l"]:0.00}");
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{column.Name}: {column.Answers.Average(a => a.Tokens):0.0} tokens per answer{scores}"));
-            }
-            return 0;
+                var result = CompareWorkflow.Run(request, interrupt.Token, new RunObservers(new ConsoleRunObserver(), interrupt));
+                foreach (var column in result.Columns)
+                {
+                    var mean = column.MeanScores();
+                    string scores = mean is null ? "" : string.Create(CultureInfo.InvariantCulture, $", BLEU-4 {mean["bleu-4"]:0.00}, ROUGE-L {mean["rouge-l"]:0.00}");
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"{column.Name}: {column.Answers.Average(a => a.Tokens):0.0} tokens per answer{scores}"));
+                }
+                return 0;
+            }, "no report written");
         }));
         return command;
     }

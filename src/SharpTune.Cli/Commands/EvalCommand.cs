@@ -1,5 +1,6 @@
 using System.CommandLine;
 using SharpTune.Hparams;
+using SharpTune.Training;
 using SharpTune.Workflows;
 
 namespace SharpTune.Cli.Commands;
@@ -7,7 +8,7 @@ namespace SharpTune.Cli.Commands;
 /// <summary>
 /// `sharptune eval CONFIG.yaml [key=value ...]`, as `llamafactory-cli eval`: runs <see cref="BenchmarkWorkflow"/>
 /// (the accuracy of each subject goes to stderr as it is done, results.json and results.log to save_dir) and prints
-/// LLaMA-Factory's category scores to stdout.
+/// LLaMA-Factory's category scores to stdout. Ctrl+C stops it before the next batch, saving nothing (exit code 130).
 /// </summary>
 public static class EvalCommand
 {
@@ -19,9 +20,13 @@ public static class EvalCommand
         command.SetAction(r => CliAction.Run(() =>
         {
             var cfg = SftConfig.Load(r.GetValue(config)!, r.GetValue(overrides) ?? [], ConfigUse.Eval);
-            var result = BenchmarkWorkflow.Run(cfg, CancellationToken.None, new ConsoleRunObserver());
-            Console.WriteLine(result.ScoreInfo());
-            return 0;
+            using var interrupt = CtrlCInterrupt.Armed("stopping before the next batch");
+            return interrupt.Run(() =>
+            {
+                var result = BenchmarkWorkflow.Run(cfg, interrupt.Token, new RunObservers(new ConsoleRunObserver(), interrupt));
+                Console.WriteLine(result.ScoreInfo());
+                return 0;
+            }, "no results saved");
         }));
         return command;
     }

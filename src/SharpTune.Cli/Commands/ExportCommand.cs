@@ -1,12 +1,13 @@
 using System.CommandLine;
 using SharpTune.Hparams;
+using SharpTune.Training;
 using SharpTune.Workflows;
 
 namespace SharpTune.Cli.Commands;
 
 /// <summary>
 /// `sharptune export CONFIG.yaml [key=value ...]`: LLaMA-Factory's merge/export step (<see cref="ExportWorkflow"/>);
-/// prints the files written.
+/// prints the files written. Ctrl+C stops it before the next tensor, leaving export_dir as it was (exit code 130).
 /// </summary>
 public static class ExportCommand
 {
@@ -18,8 +19,12 @@ public static class ExportCommand
         command.SetAction(r => CliAction.Run(() =>
         {
             var cfg = SftConfig.Load(r.GetValue(config)!, r.GetValue(overrides) ?? [], ConfigUse.Export);
-            foreach (string file in ExportWorkflow.Run(cfg, CancellationToken.None, new ConsoleRunObserver())) Console.WriteLine(file);
-            return 0;
+            using var interrupt = CtrlCInterrupt.Armed("stopping before the next tensor");
+            return interrupt.Run(() =>
+            {
+                foreach (string file in ExportWorkflow.Run(cfg, interrupt.Token, new RunObservers(new ConsoleRunObserver(), interrupt))) Console.WriteLine(file);
+                return 0;
+            }, "export_dir is as it was");
         }));
         return command;
     }

@@ -38,59 +38,15 @@ public static class TrainCommand
     {
         var cfg = SftConfig.Load(configPath, overrides, ConfigUse.Train);
         if (lenient) cfg.Data.SkipInvalidRecords = true;
-        using var interrupt = new CtrlCInterrupt();
+        using var interrupt = CtrlCInterrupt.ForTraining();
         var result = TrainingWorkflow.Run(new TrainingRequest(cfg, skipMemoryCheck), interrupt.Token, new RunObservers(new ConsoleRunObserver(), interrupt));
         if (result.Training is { Interrupted: true } stopped)
         {
             ConsoleRunObserver.Log($"stopped at step {stopped.GlobalStep}/{stopped.MaxSteps}; resume with: {ResumeCommand(configPath, overrides, lenient, skipMemoryCheck, stopped.CheckpointPath!)}");
-            return 130;
+            return CtrlCInterrupt.ExitCode;
         }
         ConsoleRunObserver.PrintMetrics(result.Metrics);
         return 0;
-    }
-
-    /// <summary>
-    /// Ctrl+C while the training loop runs (from its start to its end) cancels the workflow's token: the step in
-    /// progress finishes and a checkpoint is saved. A second Ctrl+C, or one outside the loop, ends the process at once.
-    /// </summary>
-    private sealed class CtrlCInterrupt : IRunObserver, IDisposable
-    {
-        private readonly CancellationTokenSource _source = new();
-        private bool _armed;
-
-        public CancellationToken Token => _source.Token;
-
-        public void On(RunEvent e)
-        {
-            if (e is RunStarted { Plan.Task: "train" } && !_armed)
-            {
-                Console.CancelKeyPress += OnCancel;
-                _armed = true;
-            }
-            else if (e is TrainingEnded or RunFailed) Disarm();
-        }
-
-        private void OnCancel(object? sender, ConsoleCancelEventArgs e)
-        {
-            if (_source.IsCancellationRequested) return;
-            e.Cancel = true;
-            _source.Cancel();
-            Console.Error.WriteLine();
-            ConsoleRunObserver.Log("interrupted: finishing this step and saving a checkpoint (press Ctrl+C again to abort at once)");
-        }
-
-        private void Disarm()
-        {
-            if (!_armed) return;
-            Console.CancelKeyPress -= OnCancel;
-            _armed = false;
-        }
-
-        public void Dispose()
-        {
-            Disarm();
-            _source.Dispose();
-        }
     }
 
     /// <summary>

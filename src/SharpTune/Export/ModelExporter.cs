@@ -36,7 +36,10 @@ public static class ModelExporter
     /// </summary>
     /// <param name="maxShardBytes">The largest shard in bytes (see <see cref="BytesPerGigabyte"/>).</param>
     /// <param name="template">The chat template the model is used with; null copies generation_config.json unchanged.</param>
-    public static IReadOnlyList<string> Export(string baseDir, IReadOnlyList<string> adapterDirs, string exportDir, long maxShardBytes, ChatTemplate? template)
+    /// <param name="cancellation">Checked before each tensor; a cancelled export leaves <paramref name="exportDir"/> as it was.</param>
+    /// <param name="tensorExported">Called with (tensors done, tensors in all) as each tensor is produced for its shard.</param>
+    public static IReadOnlyList<string> Export(string baseDir, IReadOnlyList<string> adapterDirs, string exportDir, long maxShardBytes, ChatTemplate? template,
+        CancellationToken cancellation = default, Action<int, int>? tensorExported = null)
     {
         if (maxShardBytes <= 0) throw new ArgumentException($"the maximum shard size must be positive, got {maxShardBytes} bytes");
         if (SamePath(baseDir, exportDir))
@@ -69,7 +72,9 @@ public static class ModelExporter
         try
         {
             var gemm = GemmKernels.Default;
-            var tensors = StateDictOrder(config, checkpoint, untie).Select(name => Tensor(checkpoint, name, adapters, gemm)).ToArray();
+            var names = StateDictOrder(config, checkpoint, untie).ToList();
+            var tensors = names.Select((name, i) => Tensor(checkpoint, name, adapters, gemm,
+                cancellation.ThrowIfCancellationRequested, () => tensorExported?.Invoke(i + 1, names.Count))).ToArray();
             var written = new List<string>(SafetensorsWriter.WriteSharded(temp, tensors, maxShardBytes));
             FaultInjection.Point("export-weights-written");
 
@@ -126,8 +131,9 @@ public static class ModelExporter
     /// <summary>The names an export writes besides its shards.</summary>
     private static readonly HashSet<string> ExportedFiles = new(["config.json", "generation_config.json", .. TokenizerFiles], StringComparer.Ordinal);
 
+    /// <param name="before">Runs before the tensor is produced (the cancellation check), <paramref name="after"/> once it is.</param>
     private static (string Name, DType DType, long[] Shape, ReadOnlyMemory<byte> Data) Tensor(
-        SafetensorsCheckpoint checkpoint, string name, IReadOnlyList<LoraAdapter> adapters, IGemmKernel gemm)
+        SafetensorsCheckpoint checkpoint, string name, IReadOnlyList<LoraAdapter> adapters, IGemmKernel gemm, Action before, Action after)
     {
         // An untied lm_head starts from the tied checkpoint's only copy, the embedding.
         string stored = checkpoint.Contains(name) ? name : TiedNames[0];
@@ -137,7 +143,13 @@ public static class ModelExporter
             ? () => ToArray(SafetensorsWriter.EncodeFloat32(
                 LoraMerge.Merge(gemm, adapters, name, checkpoint.ReadFloat32(stored), info.DType), info.DType))
             : () => checkpoint.Bytes(stored).ToArray();
-        return (name, info.DType, info.Shape, new LazyBytes(length, produce).Memory);
+        return (name, info.DType, info.Shape, new LazyBytes(length, () =>
+        {
+            before();
+            byte[] bytes = produce();
+            after();
+            return bytes;
+        }).Memory);
     }
 
     private static byte[] ToArray(ReadOnlyMemory<byte> memory) =>

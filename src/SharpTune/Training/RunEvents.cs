@@ -86,6 +86,24 @@ public sealed record Evaluated(int? Step, int MaxSteps, EvalResult Result, bool 
 /// <summary>A checkpoint-N folder was saved (and older ones removed by save_total_limit).</summary>
 public sealed record CheckpointSaved(string Path, int Step, IReadOnlyList<string> Removed, int? SaveTotalLimit) : RunEvent;
 
+/// <summary>
+/// A split's final metrics (transformers' <c>save_metrics</c>: train, eval or predict), which the result files
+/// write as output_dir/{split}_results.json and merge into all_results.json.
+/// </summary>
+public sealed record ResultsReported(string Split, IReadOnlyList<KeyValuePair<string, object?>> Metrics) : RunEvent;
+
+/// <summary>
+/// The trainer's state when training finished (transformers' <c>save_state</c>), which the result files write as
+/// output_dir/trainer_state.json. A checkpoint's trainer_state.json is part of the checkpoint, not of this event.
+/// </summary>
+public sealed record FinalStateReported(TrainerState State) : RunEvent;
+
+/// <summary>
+/// A loss curve of a finished training run (plot_loss): the logged values of <paramref name="Key"/> ("loss",
+/// "eval_loss") by step, which the result files draw as training_{key}.png and .svg.
+/// </summary>
+public sealed record LossCurveReported(string Key, IReadOnlyList<(int Step, double Value)> Points) : RunEvent;
+
 /// <summary>A training loop ended (finished or interrupted); the display closes its live line.</summary>
 public sealed record TrainingEnded(TrainResult Result) : RunEvent;
 
@@ -99,6 +117,9 @@ public sealed record PredictionProgressed(string Label, int Done, int Total, lon
 
 /// <summary>A generating pass ended; the display closes its live line.</summary>
 public sealed record PredictionEnded(string Label) : RunEvent;
+
+/// <summary>An export produced (merged or copied) <paramref name="Done"/> of its <paramref name="Total"/> tensors.</summary>
+public sealed record ExportProgressed(int Done, int Total) : RunEvent;
 
 /// <summary>The run finished; <paramref name="Results"/> are its metrics (empty for an interrupted training run).</summary>
 public sealed record RunFinished(string Task, IReadOnlyList<KeyValuePair<string, object?>> Results, bool Interrupted = false) : RunEvent;

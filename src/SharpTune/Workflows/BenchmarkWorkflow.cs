@@ -8,7 +8,8 @@ namespace SharpTune.Workflows;
 /// <summary>
 /// `llamafactory-cli eval` as a library call: a multiple-choice benchmark (task, task_dir, n_shot, lang, batch_size,
 /// seed, save_dir) on model_name_or_path with its adapters; each subject's accuracy is a note as it is done, and
-/// results.json and results.log go to save_dir when it is set.
+/// results.json and results.log go to save_dir when it is set. Cancellation is honoured between batches, before
+/// anything is saved.
 /// </summary>
 public static class BenchmarkWorkflow
 {
@@ -25,7 +26,7 @@ public static class BenchmarkWorkflow
             observer.On(new RunStarted(new RunPlan("benchmark", null, task.Subjects.Count, BatchSize: e.BatchSize)));
             cancellation.ThrowIfCancellationRequested();
             var result = BenchmarkRun.Run(session.Model, session.Tokenizer, template, task,
-                new BenchmarkSettings(e.NShot, e.Lang, e.BatchSize, cfg.Training.Seed), Note);
+                new BenchmarkSettings(e.NShot, e.Lang, e.BatchSize, cfg.Training.Seed), Note, cancellation);
             foreach (var (subject, questions, accuracy) in result.SubjectAccuracies)
                 Note($"{subject.Name,-40} {accuracy,6:F2}  ({questions} questions, {subject.Category})");
             if (e.SaveDir is { } saveDir)

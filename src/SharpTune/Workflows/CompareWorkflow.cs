@@ -36,7 +36,7 @@ public sealed record CompareResult(IReadOnlyList<ComparisonColumn> Columns, stri
 /// `sharptune compare` as a library call: asks the base model and the base with each adapter the same questions, with
 /// the same decoding settings and seeds, and writes compare.md and compare.html side by side (with the reference
 /// answers and BLEU-4/ROUGE-L when the questions have them). The models are loaded one after another, so memory holds
-/// one at a time; cancellation is honoured between models.
+/// one at a time; cancellation is honoured between models and between batches, before the report is written.
 /// </summary>
 public static class CompareWorkflow
 {
@@ -91,7 +91,7 @@ public static class CompareWorkflow
             using var loaded = DecoderModel.Load(modelDir, adapterDirectories: adapterDir is null ? [] : [adapterDir], quantization: r.Quantization);
             if (c == 0) observer.On(new RunNote($"backend: {loaded.Backend.Describe()}"));
             observer.On(new RunNote($"answering with {names[c]}{(adapterDir is null ? "" : $" ({adapterDir})")}"));
-            columns.Add(ComparisonRun.Answer(names[c], adapterDir, loaded, tokenizer, asked, options, r.BatchSize, padTokenId, observer));
+            columns.Add(ComparisonRun.Answer(names[c], adapterDir, loaded, tokenizer, asked, options, r.BatchSize, padTokenId, observer, cancellation));
         }
 
         var setup = new List<KeyValuePair<string, string>>

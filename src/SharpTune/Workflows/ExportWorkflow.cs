@@ -9,7 +9,8 @@ namespace SharpTune.Workflows;
 /// LLaMA-Factory's merge/export step as a library call: merges the config's adapters (adapter_name_or_path) into
 /// model_name_or_path and writes a Hugging Face folder to export_dir, sharded by export_size GB, with the template's stop
 /// token as eos in generation_config.json. A quantization_bit in the config (a QLoRA run's) does not quantize the
-/// export: the adapters are merged into the unquantized weights on disk. Returns the files written.
+/// export: the adapters are merged into the unquantized weights on disk. Cancellation is honoured between tensors and
+/// leaves export_dir as it was. Returns the files written.
 /// </summary>
 public static class ExportWorkflow
 {
@@ -23,7 +24,8 @@ public static class ExportWorkflow
                 observer.On(new RunNote($"note: quantization_bit {quantization.Bits}: the adapters were trained on a {quantization} base; they are merged into the unquantized weights read from {modelDir}, and the export is unquantized"));
             cancellation.ThrowIfCancellationRequested();
             var written = ModelExporter.Export(modelDir, cfg.Model.AdapterNameOrPath, cfg.Export.ExportDir,
-                cfg.Export.ExportSize * ModelExporter.BytesPerGigabyte, template);
+                cfg.Export.ExportSize * ModelExporter.BytesPerGigabyte, template,
+                cancellation, (done, total) => observer.On(new ExportProgressed(done, total)));
             observer.On(new RunNote($"exported {(cfg.Model.AdapterNameOrPath.Count == 0 ? "the model" : $"the base merged with {string.Join(", ", cfg.Model.AdapterNameOrPath)}")} to {cfg.Export.ExportDir}"));
             observer.On(new RunFinished("export", written.Select(f => new KeyValuePair<string, object?>("file", f)).ToList()));
             return written;

@@ -38,6 +38,8 @@ public sealed class FineTuningStage : ITrainingStage
     public WorkflowResult Run(TrainingRequest request, CancellationToken cancellation, IRunObserver observer)
     {
         var cfg = request.Config;
+        // The result files (metrics, trainer_state.json, predictions, loss plots) observe the run beside the caller.
+        observer = new RunObservers(new ResultFiles(cfg.Training.OutputDir, observer), observer);
         void Note(string text) => observer.On(new RunNote(text));
         foreach (string note in cfg.Notes) Note($"note: {note}");
         long? estimatedPeak = cfg.Training.DoTrain ? PreflightMemory(cfg, request.SkipMemoryCheck, observer) : null;
@@ -83,8 +85,8 @@ public sealed class FineTuningStage : ITrainingStage
         }
         if (cfg.Finetuning.PlotLoss)
         {
-            PlotCurve(outputDir, result.LossCurve.Training, "loss", Note);
-            PlotCurve(outputDir, result.LossCurve.Evaluation, "eval_loss", Note);
+            observer.On(new LossCurveReported("loss", Points(result.LossCurve.Training)));
+            observer.On(new LossCurveReported("eval_loss", Points(result.LossCurve.Evaluation)));
         }
         var metrics = result.Metrics.OrderBy(m => m.Key, StringComparer.Ordinal).Select(m => new KeyValuePair<string, object?>(m.Key, m.Value)).ToList();
         Note($"saved to {outputDir} in {started.Elapsed:hh\\:mm\\:ss}");
@@ -123,7 +125,7 @@ public sealed class FineTuningStage : ITrainingStage
         {
             ExamplesDone = done => observer.On(new EvaluationProgressed(done, examples.Count)),
         };
-        var (result, metrics) = evaluator.EvaluateAndSave(outputDir);
+        var (result, metrics) = evaluator.EvaluateAndReport(observer);
         observer.On(new Evaluated(null, 0, result, AfterTraining: false));
         observer.On(new RunNote($"saved eval_results.json to {outputDir}"));
         var sorted = Sorted(metrics);
@@ -150,7 +152,7 @@ public sealed class FineTuningStage : ITrainingStage
         var settings = new PredictionSettings(options, cfg.Training.PerDeviceEvalBatchSize, g.SkipSpecialTokens, TokenizerConfig.PadTokenId(tokenizer, modelDir));
         observer.On(new RunNote($"predicting {examples.Count} examples in batches of {settings.BatchSize} ({(g.DoSample ? $"sampling: temperature {g.Temperature}, top_p {g.TopP}, top_k {g.TopK}" : "greedy")}, max_new_tokens {g.MaxNewTokens})"));
         observer.On(new RunStarted(new RunPlan("predict", null, examples.Count, BatchSize: settings.BatchSize)));
-        var outcome = PredictionRun.Execute(model, tokenizer, examples, settings, cfg.Training.OutputDir, observer);
+        var outcome = PredictionRun.Execute(model, tokenizer, examples, settings, observer);
         observer.On(new RunNote($"saved {PredictionRun.PredictionsFileName} and predict_results.json to {cfg.Training.OutputDir}"));
         var metrics = Sorted(outcome.Metrics);
         observer.On(new RunFinished("predict", metrics));
@@ -160,10 +162,5 @@ public sealed class FineTuningStage : ITrainingStage
     private static List<KeyValuePair<string, object?>> Sorted(IEnumerable<KeyValuePair<string, object?>> metrics) =>
         metrics.OrderBy(m => m.Key, StringComparer.Ordinal).ToList();
 
-    private static void PlotCurve(string outputDir, IReadOnlyList<LossPoint> points, string key, Action<string> note)
-    {
-        var written = LossPlot.Write(outputDir, points.Select(p => (p.Step, p.Loss)).ToList(), key);
-        if (written.Count == 0) note($"no {key} to plot");
-        foreach (string path in written) note($"figure saved at: {path}");
-    }
+    private static List<(int Step, double Value)> Points(IReadOnlyList<LossPoint> curve) => curve.Select(p => (p.Step, p.Loss)).ToList();
 }

@@ -76,9 +76,9 @@ public sealed class CrashSafetyTests(TinyModelFixture tiny) : IClassFixture<Tiny
         Assert.Equal([TrainerLogName], Directory.GetFileSystemEntries(output).Select(Path.GetFileName));
         File.WriteAllText(Path.Combine(output, "notes.txt"), "the user's own file");
 
-        var r = TinyModelFixture.Train(config);
-        Assert.Contains($"[sharptune] note: output_dir holds the {TrainerLogName} of a run that saved no checkpoint: starting afresh", r.Stderr);
-        Assert.Contains("[step 1/4", r.Stderr);
+        var r = TinyModelFixture.RunTraining(config);
+        Assert.Contains($"note: output_dir holds the {TrainerLogName} of a run that saved no checkpoint: starting afresh", r.Notes);
+        Assert.Equal([1, 2, 3, 4], r.Steps);
         Assert.Equal([1, 2, 3, 4, 4], TinyModelFixture.TrainerLog(output).Select(l => l.Step));
         Assert.Equal("the user's own file", File.ReadAllText(Path.Combine(output, "notes.txt")));
     }
@@ -104,10 +104,10 @@ public sealed class CrashSafetyTests(TinyModelFixture tiny) : IClassFixture<Tiny
         foreach (string file in Directory.GetFiles(Path.Combine(output, "checkpoint-3")).Where(f => !f.EndsWith("adapter_model.safetensors", StringComparison.Ordinal)))
             File.Copy(file, Path.Combine(withoutAdapter, Path.GetFileName(file)));
 
-        var r = TinyModelFixture.Train(config);
-        Assert.Contains($"output_dir holds checkpoints: resuming from {Path.Combine(output, "checkpoint-3")}", r.Stderr);
-        Assert.Contains("removed the incomplete checkpoint-33 (trainable_parameters.safetensors is missing), left by a crashed run", r.Stderr);
-        Assert.Contains("removed the incomplete checkpoint-38 (adapter_model.safetensors or model.safetensors or model.safetensors.index.json is missing), left by a crashed run", r.Stderr);
+        var r = TinyModelFixture.RunTraining(config);
+        Assert.Contains(r.Notes, n => n.StartsWith($"output_dir holds checkpoints: resuming from {Path.Combine(output, "checkpoint-3")}", StringComparison.Ordinal));
+        Assert.Contains("removed the incomplete checkpoint-33 (trainable_parameters.safetensors is missing), left by a crashed run", r.Notes);
+        Assert.Contains("removed the incomplete checkpoint-38 (adapter_model.safetensors or model.safetensors or model.safetensors.index.json is missing), left by a crashed run", r.Notes);
         Assert.Equal(["checkpoint-4", "checkpoint-5"], Checkpoints(output));
         Assert.DoesNotContain(Directory.GetFileSystemEntries(output), e => AtomicFile.IsTemporary(Path.GetFileName(e)));
     }
@@ -147,14 +147,14 @@ public sealed class CrashSafetyTests(TinyModelFixture tiny) : IClassFixture<Tiny
     {
         string output = tiny.PathFor("rerun");
         string config = tiny.WriteConfig("rerun", output, ("max_steps", 3), ("save_steps", 3));
-        TinyModelFixture.Train(config);
+        TinyModelFixture.RunTraining(config);
         var finished = TinyModelFixture.TrainerLog(output);
         Assert.Equal([1, 2, 3, 3], finished.Select(l => l.Step));
 
-        TinyModelFixture.Train(config);
+        TinyModelFixture.RunTraining(config);
         File.AppendAllText(Path.Combine(output, TrainerLogName), "{\"current_steps\": 3, \"total_st");
-        var again = TinyModelFixture.Train(config);
-        Assert.Contains($"resuming from {Path.Combine(output, "checkpoint-3")}", again.Stderr);
+        var again = TinyModelFixture.RunTraining(config);
+        Assert.Contains(again.Notes, n => n.StartsWith($"output_dir holds checkpoints: resuming from {Path.Combine(output, "checkpoint-3")}", StringComparison.Ordinal));
         Assert.Equal(finished, TinyModelFixture.TrainerLog(output));
     }
 

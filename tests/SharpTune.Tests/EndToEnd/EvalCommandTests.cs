@@ -13,7 +13,10 @@ public sealed class EvalCommandTests(BenchmarkTests.AlwaysBModel model) : IClass
 
     public void Dispose() => dir.Dispose();
 
-    private string WriteConfig(string saveDir)
+    private string WriteConfig(string saveDir) => WriteConfig(dir, model.Dir, saveDir);
+
+    /// <summary>A ceval_validation task of two subjects (law: 2 questions, physics: 1) in batches of 2, on <paramref name="modelDir"/>.</summary>
+    internal static string WriteConfig(TempDir dir, string modelDir, string saveDir)
     {
         string folder = dir.File(Path.Combine("evaluation", "ceval"));
         Directory.CreateDirectory(Path.Combine(folder, "val"));
@@ -25,7 +28,7 @@ public sealed class EvalCommandTests(BenchmarkTests.AlwaysBModel model) : IClass
         File.WriteAllText(Path.Combine(folder, "dev", "physics_dev.csv"), "id,question,A,B,C,D,answer,explanation\n0,例,甲,乙,丙,丁,D,因为\n");
         string config = dir.File("eval.yaml");
         File.WriteAllText(config, $"""
-            model_name_or_path: {JsonSerializer.Serialize(model.Dir)}
+            model_name_or_path: {JsonSerializer.Serialize(modelDir)}
             template: qwen
             task: ceval_validation
             task_dir: {JsonSerializer.Serialize(dir.File("evaluation"))}

@@ -3,8 +3,8 @@ using SharpTune.Tests.Cli;
 namespace SharpTune.Tests.EndToEnd;
 
 /// <summary>
-/// LLaMA-Factory's rule for an output_dir that is not empty, through `sharptune train`: resume from its latest
-/// checkpoint, start afresh with overwrite_output_dir, refuse a folder of weights without checkpoints.
+/// LLaMA-Factory's rule for an output_dir that is not empty, through the training workflow: resume from its latest
+/// checkpoint, start afresh with overwrite_output_dir; `sharptune train` refuses a folder of weights without checkpoints.
 /// </summary>
 [Collection(CliCollection.Name)]
 public sealed class OutputDirRuleTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture>
@@ -14,15 +14,14 @@ public sealed class OutputDirRuleTests(TinyModelFixture tiny) : IClassFixture<Ti
     {
         string output = tiny.PathFor("rule");
         string config = tiny.WriteConfig("rule", output, ("max_steps", 2), ("save_steps", 1));
-        TinyModelFixture.Train(config);
+        TinyModelFixture.RunTraining(config);
         var first = TinyModelFixture.TrainerLog(output);
         Assert.Equal(["checkpoint-1", "checkpoint-2"], Checkpoints(output));
 
         // The same folder, two more steps: it continues from checkpoint-2 rather than starting over.
-        var resumed = TinyModelFixture.Train(config, "max_steps=4");
-        Assert.Contains($"[sharptune] output_dir holds checkpoints: resuming from {Path.Combine(output, "checkpoint-2")} (set overwrite_output_dir: true to start afresh)", resumed.Stderr);
-        Assert.DoesNotContain("[step 1/4", resumed.Stderr);
-        Assert.Contains("[step 3/4", resumed.Stderr);
+        var resumed = TinyModelFixture.RunTraining(config, "max_steps=4");
+        Assert.Contains($"output_dir holds checkpoints: resuming from {Path.Combine(output, "checkpoint-2")} (set overwrite_output_dir: true to start afresh)", resumed.Notes);
+        Assert.Equal([3, 4], resumed.Steps);
         Assert.Equal(["checkpoint-1", "checkpoint-2", "checkpoint-3", "checkpoint-4"], Checkpoints(output));
         // trainer_log.jsonl is appended to on resume: the first run's step lines stay and the resumed steps follow;
         // its closing line (step 2, no loss) goes, since the run now closes at step 4.
@@ -32,10 +31,10 @@ public sealed class OutputDirRuleTests(TinyModelFixture tiny) : IClassFixture<Ti
         Assert.Equal(2, continued.Skip(2).Count(l => l.Loss is not null));
 
         // The earlier run's checkpoints go once this run has saved its first: checkpoint-1 replaced, 2 to 4 removed.
-        var afresh = TinyModelFixture.Train(config, "overwrite_output_dir=true");
-        Assert.Contains($"[sharptune] overwrite_output_dir: training afresh in {output}; its checkpoints are removed once this run has saved its first one", afresh.Stderr);
-        Assert.Contains("[step 1/2", afresh.Stderr);
-        Assert.Contains("removed the earlier run's checkpoint-2, checkpoint-3, checkpoint-4 now that this run has saved its own", afresh.Stderr);
+        var afresh = TinyModelFixture.RunTraining(config, "overwrite_output_dir=true");
+        Assert.Contains($"overwrite_output_dir: training afresh in {output}; its checkpoints are removed once this run has saved its first one", afresh.Notes);
+        Assert.Equal([1, 2], afresh.Steps);
+        Assert.Contains("removed the earlier run's checkpoint-2, checkpoint-3, checkpoint-4 now that this run has saved its own", afresh.Notes);
         Assert.Equal(["checkpoint-1", "checkpoint-2"], Checkpoints(output));
         Assert.Equal(first.Select(l => (l.Step, l.Loss)), TinyModelFixture.TrainerLog(output).Select(l => (l.Step, l.Loss)));
         using var state = TinyModelFixture.ReadJson(Path.Combine(output, "trainer_state.json"));

@@ -23,7 +23,7 @@ public sealed class ResumeTests(TinyModelFixture tiny) : IClassFixture<TinyModel
     public void InterruptedAfterStepTwo_ResumedByTheOutputDirRule_MatchesTheUninterruptedRun()
     {
         string whole = tiny.PathFor("whole");
-        TinyModelFixture.Train(Config("whole", whole));
+        TinyModelFixture.RunTraining(Config("whole", whole));
 
         string interrupted = tiny.PathFor("interrupted");
         string config = Config("interrupted", interrupted);
@@ -34,12 +34,11 @@ public sealed class ResumeTests(TinyModelFixture tiny) : IClassFixture<TinyModel
         Assert.Equal(["checkpoint-2"], Directory.GetDirectories(interrupted).Select(Path.GetFileName));
 
         // The same command again: output_dir holds checkpoint-2, so LLaMA-Factory's rule resumes from it.
-        var resumed = TinyModelFixture.Train(config);
-        Assert.Contains($"resuming from {Path.Combine(interrupted, "checkpoint-2")}", resumed.Stderr);
-        Assert.Contains("resumed from", resumed.Stderr);
-        Assert.DoesNotContain("note: the checkpoint was trained with", resumed.Stderr);
-        Assert.DoesNotContain("[step 2/6", resumed.Stderr);
-        Assert.Contains("[step 3/6", resumed.Stderr);
+        var resumed = TinyModelFixture.RunTraining(config);
+        Assert.Contains(resumed.Notes, n => n.Contains($"resuming from {Path.Combine(interrupted, "checkpoint-2")}", StringComparison.Ordinal));
+        Assert.Contains(resumed.Notes, n => n.StartsWith("resumed from", StringComparison.Ordinal));
+        Assert.DoesNotContain(resumed.Notes, n => n.StartsWith("note: the checkpoint was trained with", StringComparison.Ordinal));
+        Assert.Equal([3, 4, 5, 6], resumed.Steps);
 
         Assert.Equal(TrainerLogLosses(whole), TrainerLogLosses(interrupted));
         Assert.Equal(StepLogs(whole), StepLogs(interrupted));
@@ -56,11 +55,11 @@ public sealed class ResumeTests(TinyModelFixture tiny) : IClassFixture<TinyModel
     public void ResumeFromAnExplicitCheckpointIntoANewOutputDir_ContinuesTheSameRun()
     {
         string whole = tiny.PathFor("whole-explicit");
-        TinyModelFixture.Train(Config("whole-explicit", whole));
+        TinyModelFixture.RunTraining(Config("whole-explicit", whole));
 
         string continued = tiny.PathFor("continued");
-        var r = TinyModelFixture.Train(Config("continued", continued), $"resume_from_checkpoint={Path.Combine(whole, "checkpoint-3")}");
-        Assert.Contains($"resumed from {Path.Combine(whole, "checkpoint-3")} at step 3/6", r.Stderr);
+        var r = TinyModelFixture.RunTraining(Config("continued", continued), $"resume_from_checkpoint={Path.Combine(whole, "checkpoint-3")}");
+        Assert.Contains($"resumed from {Path.Combine(whole, "checkpoint-3")} at step 3/6", r.Notes);
 
         // trainer_log.jsonl starts afresh in the new folder; trainer_state.json carries the checkpoint's history.
         Assert.Equal(TrainerLogLosses(whole).Where(l => l.Step > 3), TrainerLogLosses(continued));

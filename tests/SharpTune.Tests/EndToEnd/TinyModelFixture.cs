@@ -2,10 +2,14 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using SharpTune.Chat;
+using SharpTune.Hparams;
 using SharpTune.Inference;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
 using SharpTune.Tests.Cli;
+using SharpTune.Tests.Workflows;
+using SharpTune.Training;
+using SharpTune.Workflows;
 
 namespace SharpTune.Tests.EndToEnd;
 
@@ -87,6 +91,14 @@ public sealed class TinyModelFixture : IDisposable
         return r;
     }
 
+    /// <summary>What `sharptune train CONFIG overrides...` runs, as the library workflow, watched by a recorder.</summary>
+    public static WorkflowRun RunTraining(string config, params string[] overrides)
+    {
+        var recorder = new RecordingObserver();
+        var result = TrainingWorkflow.Run(new TrainingRequest(SftConfig.Load(config, overrides, ConfigUse.Train)), CancellationToken.None, recorder);
+        return new WorkflowRun(result, recorder.Events);
+    }
+
     /// <summary>The greedy reply's token ids for a prompt, through the same session `sharptune generate` opens.</summary>
     public static int[] GreedyIds(string modelDir, string prompt, params string[] adapters)
     {
@@ -130,4 +142,14 @@ public sealed class TinyModelFixture : IDisposable
         }).ToList();
 
     public static JsonDocument ReadJson(string path) => JsonDocument.Parse(File.ReadAllText(path));
+}
+
+/// <summary>A training workflow's result and the events it reported, in order.</summary>
+public sealed record WorkflowRun(WorkflowResult Result, IReadOnlyList<RunEvent> Events)
+{
+    /// <summary>The lines the console shows as "[sharptune] ..." or between steps: run notes and trainer notes, in order.</summary>
+    public IReadOnlyList<string> Notes => Events.Select(e => e switch { RunNote n => n.Text, TrainerNote n => n.Text, _ => null }).OfType<string>().ToList();
+
+    /// <summary>The optimizer steps this run completed, in order.</summary>
+    public IReadOnlyList<int> Steps => Events.OfType<StepCompleted>().Select(s => s.Progress.Step).ToList();
 }

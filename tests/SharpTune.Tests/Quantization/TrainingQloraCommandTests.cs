@@ -1,15 +1,19 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpTune.Chat;
+using SharpTune.Hparams;
 using SharpTune.Quantization;
 using SharpTune.Tests.Cli;
 using SharpTune.Tests.EndToEnd;
+using SharpTune.Tests.Workflows;
+using SharpTune.Training;
+using SharpTune.Workflows;
 
 namespace SharpTune.Tests.Quantization;
 
 /// <summary>
-/// QLoRA through the CLI on the tiny model: `train` with quantization_bit, exact resume, the adapter in
-/// `generate` on the quantised and on the unquantised base, `export` merging into the unquantised weights.
+/// QLoRA on the tiny model: the training workflow with quantization_bit, exact resume, the adapter in `generate` on
+/// the quantised and on the unquantised base, the export workflow merging into the unquantised weights.
 /// </summary>
 [Collection(CliCollection.Name)]
 public sealed class TrainingQloraCommandTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture>
@@ -34,8 +38,8 @@ public sealed class TrainingQloraCommandTests(TinyModelFixture tiny) : IClassFix
         string lora = tiny.PathFor("plain-lora");
         TinyModelFixture.Train(tiny.WriteConfig("plain-lora", lora, ("lora_dropout", 0.1)));
         string whole = tiny.PathFor("qlora-whole");
-        var r = TinyModelFixture.Train(QloraConfig("qlora-whole", whole));
-        Assert.Contains("base projections quantized on load: 4-bit NF4 + double quantization", r.Stderr);
+        var r = TinyModelFixture.RunTraining(QloraConfig("qlora-whole", whole));
+        Assert.Contains("base projections quantized on load: 4-bit NF4 + double quantization", r.Notes);
 
         var qloraLosses = Losses(whole);
         var loraLosses = Losses(lora);
@@ -46,8 +50,8 @@ public sealed class TrainingQloraCommandTests(TinyModelFixture tiny) : IClassFix
         Assert.NotEqual(loraLosses, qloraLosses);
 
         string continued = tiny.PathFor("qlora-continued");
-        var resumed = TinyModelFixture.Train(QloraConfig("qlora-continued", continued), $"resume_from_checkpoint={Path.Combine(whole, "checkpoint-3")}");
-        Assert.Contains("resumed from", resumed.Stderr);
+        var resumed = TinyModelFixture.RunTraining(QloraConfig("qlora-continued", continued), $"resume_from_checkpoint={Path.Combine(whole, "checkpoint-3")}");
+        Assert.Contains($"resumed from {Path.Combine(whole, "checkpoint-3")} at step 3/6", resumed.Notes);
         Assert.Equal(qloraLosses.Where(l => l.Step > 3), Losses(continued));
         Assert.Equal(TinyModelFixture.TensorBytes(Path.Combine(whole, "adapter_model.safetensors")),
             TinyModelFixture.TensorBytes(Path.Combine(continued, "adapter_model.safetensors")));
@@ -96,9 +100,9 @@ public sealed class TrainingQloraCommandTests(TinyModelFixture tiny) : IClassFix
                 {(quantized ? "quantization_bit: 4" : "")}
                 export_dir: {JsonSerializer.Serialize(exportDir)}
                 """);
-            var r = CliRunner.Run("export", config);
-            Assert.True(r.ExitCode == 0, r.Stderr);
-            Assert.Equal(quantized, r.Stderr.Contains("merged into the unquantized weights read from", StringComparison.Ordinal));
+            var recorder = new RecordingObserver();
+            ExportWorkflow.Run(SftConfig.Load(config, [], ConfigUse.Export), CancellationToken.None, recorder);
+            Assert.Equal(quantized, recorder.Events.OfType<RunNote>().Any(n => n.Text.Contains("merged into the unquantized weights read from", StringComparison.Ordinal)));
             return exportDir;
         }
         string fromQuantizedConfig = Export("qlora-merged", quantized: true);

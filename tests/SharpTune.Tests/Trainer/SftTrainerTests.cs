@@ -5,6 +5,7 @@ using SharpTune.Hparams;
 using SharpTune.IO.Safetensors;
 using SharpTune.Reporting;
 using SharpTune.Tests.IO;
+using SharpTune.Training;
 using SharpTune.Training.Trainer;
 
 namespace SharpTune.Tests.Trainer;
@@ -36,8 +37,10 @@ public class SftTrainerTests
         Seed = 7,
     };
 
+    /// <summary>The trainer with the result files observing it, as a workflow runs it (train_results.json, trainer_state.json, ...).</summary>
     private static TrainResult Train(TinyLanguageModel model, TrainingArguments args, bool withEval = false, CancellationToken cancellation = default, TerminalProgress? progress = null) =>
-        new SftTrainer(model, args, TrainSet, withEval ? EvalSet : null, padTokenId: 0, progress).Train(cancellation);
+        new SftTrainer(model, args, TrainSet, withEval ? EvalSet : null, padTokenId: 0,
+            progress is null ? new ResultFiles(args.OutputDir) : new RunObservers(new ResultFiles(args.OutputDir), progress)).Train(cancellation);
 
     /// <summary>
     /// Log history without the wall-clock values (runtime and throughput), which differ between runs; keys sorted,
@@ -160,6 +163,46 @@ public class SftTrainerTests
     }
 
     private static string PyFloat(double value) => PythonJson.Dumps(value);
+
+    /// <summary>
+    /// The result files are an observer's: the trainer alone reports its final metrics and state as events and writes
+    /// none of them (the model, trainer_log.jsonl and checkpoints stay its own); given the events, the observer writes
+    /// what a run that it watched writes.
+    /// </summary>
+    [Fact]
+    public void WithoutTheResultFilesObserver_TheTrainerReportsItsResultsAndWritesNoResultFile()
+    {
+        using var dir = new TempDir();
+        var args = Args(dir.Path);
+        args.EvalStrategy = "steps";
+        args.EvalSteps = 6;
+        args.DoEval = true;
+        var events = new List<RunEvent>();
+        var result = new SftTrainer(new TinyLanguageModel(seed: 1), args, TrainSet, EvalSet, padTokenId: 0, new EventList(events)).Train();
+
+        Assert.Equal(["checkpoint-12", "checkpoint-4", "checkpoint-8", "model.safetensors", "trainer_log.jsonl"],
+            Directory.GetFileSystemEntries(dir.Path).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        var reported = events.OfType<ResultsReported>().ToList();
+        Assert.Equal(["train", "eval"], reported.Select(r => r.Split));
+        Assert.Equal(result.TrainLoss, reported[0].Metrics.Single(m => m.Key == "train_loss").Value);
+        Assert.Equal(result.Metrics["perplexity"], reported[1].Metrics.Single(m => m.Key == "perplexity").Value);
+        var final = Assert.Single(events.OfType<FinalStateReported>());
+        Assert.Equal(12, final.State.GlobalStep);
+        // The state as training finished: the final evaluation, logged after it, is not in the trainer_state.json it becomes.
+        Assert.Equal(result.LogHistory.Count - 1, final.State.LogHistory.Count);
+
+        using var written = new TempDir();
+        var files = new ResultFiles(written.Path);
+        foreach (var e in events) files.On(e);
+        Assert.Equal(["all_results.json", "eval_results.json", "train_results.json", "trainer_state.json"],
+            Directory.GetFiles(written.Path).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        Assert.Equal(PythonJson.Dumps(reported[0].Metrics, indent: 4, sortKeys: true), File.ReadAllText(Path.Combine(written.Path, "train_results.json")));
+    }
+
+    private sealed class EventList(List<RunEvent> events) : IRunObserver
+    {
+        public void On(RunEvent e) => events.Add(e);
+    }
 
     [Fact]
     public void Evaluation_AveragesBatchLossesPerExample_AndReportsPerplexity()

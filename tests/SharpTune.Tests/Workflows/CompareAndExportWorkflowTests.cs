@@ -1,4 +1,5 @@
 using SharpTune.Hparams;
+using SharpTune.IO;
 using SharpTune.Tests.EndToEnd;
 using SharpTune.Training;
 using SharpTune.Workflows;
@@ -47,6 +48,49 @@ public sealed class CompareAndExportWorkflowTests : IClassFixture<TinyModelFixtu
         Assert.True(File.Exists(result.MarkdownPath) && File.Exists(result.HtmlPath));
         Assert.Equal(new RunNote($"report written to {result.MarkdownPath} and {result.HtmlPath}"), events[^2]);
         Assert.Equal("compare", Assert.IsType<RunFinished>(events[^1]).Task);
+    }
+
+    [Fact]
+    public void CancellingACompareAfterTheFirstBatchStopsBeforeTheNextAndWritesNoReport()
+    {
+        string questions = _tiny.PathFor("questions-cancelled.txt");
+        File.WriteAllLines(questions, ["Who are you?", "What can you do?", "Hello"]);
+        string output = _tiny.PathFor("compare-cancelled");
+        var request = new CompareRequest(_tiny.ModelDir, [_adapter], questions, [], TinyModelFixture.BundledData, null, "qwen", null,
+            BatchSize: 2, output, null, o => o with { MaxNewTokens = 4 });
+        using var cancellation = new CancellationTokenSource();
+        var recorder = new RecordingObserver { Then = e => { if (e is PredictionProgressed) cancellation.Cancel(); } };
+
+        Assert.Throws<OperationCanceledException>(() => CompareWorkflow.Run(request, cancellation.Token, recorder));
+
+        var progressed = Assert.Single(recorder.Events.OfType<PredictionProgressed>());
+        Assert.Equal(("base", 2, 3), (progressed.Label, progressed.Done, progressed.Total));
+        Assert.Equal("compare", Assert.IsType<RunFailed>(recorder.Events[^1]).Task);
+        Assert.False(Directory.Exists(output));
+    }
+
+    [Fact]
+    public void CancellingAnExportAfterTheFirstTensorLeavesTheEarlierExportAsItWas()
+    {
+        string exportDir = _tiny.PathFor("merged-then-cancelled");
+        var cfg = SftConfig.Load(_tiny.WriteConfig("export-cancelled", _tiny.PathFor("unused"),
+            ("do_train", null), ("dataset", null), ("adapter_name_or_path", _adapter), ("export_dir", exportDir)), [], ConfigUse.Export);
+        var written = ExportWorkflow.Run(cfg, CancellationToken.None, RunObservers.None);
+        var before = written.ToDictionary(f => f, f => File.ReadAllBytes(Path.Combine(exportDir, f)));
+        File.WriteAllText(Path.Combine(exportDir, "config.json"), "{}");
+        before["config.json"] = File.ReadAllBytes(Path.Combine(exportDir, "config.json"));
+
+        using var cancellation = new CancellationTokenSource();
+        var recorder = new RecordingObserver { Then = e => { if (e is ExportProgressed) cancellation.Cancel(); } };
+        Assert.Throws<OperationCanceledException>(() => ExportWorkflow.Run(cfg, cancellation.Token, recorder));
+
+        var progressed = Assert.Single(recorder.Events.OfType<ExportProgressed>());
+        Assert.Equal(1, progressed.Done);
+        Assert.True(progressed.Total > 1);
+        Assert.Equal("export", Assert.IsType<RunFailed>(recorder.Events[^1]).Task);
+        Assert.Equal(before.Keys.Order(StringComparer.Ordinal), Directory.GetFiles(exportDir).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        foreach (var (file, bytes) in before) Assert.Equal(bytes, File.ReadAllBytes(Path.Combine(exportDir, file)));
+        Assert.DoesNotContain(Directory.GetFileSystemEntries(Path.GetDirectoryName(exportDir)!), e => AtomicFile.IsTemporary(Path.GetFileName(e)));
     }
 
     [Fact]

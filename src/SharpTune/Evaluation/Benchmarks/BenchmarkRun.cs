@@ -27,8 +27,9 @@ public static class BenchmarkRun
     private const int NoCutoff = 1 << 30;
 
     /// <param name="progress">Receives a line per subject.</param>
+    /// <param name="cancellation">Checked before each batch.</param>
     public static BenchmarkResult Run(DecoderModel model, Tokenizer tokenizer, ChatTemplate template, BenchmarkTask task,
-        BenchmarkSettings settings, Action<string> progress)
+        BenchmarkSettings settings, Action<string> progress, CancellationToken cancellation = default)
     {
         if (settings.NShot < 0) throw new ArgumentException($"n_shot must be 0 or more, got {settings.NShot}");
         if (settings.BatchSize <= 0) throw new ArgumentException($"batch_size must be positive, got {settings.BatchSize}");
@@ -55,7 +56,10 @@ public static class BenchmarkRun
 
             var predictions = new List<string>(prompts.Count);
             for (int start = 0; start < prompts.Count; start += settings.BatchSize)
+            {
+                cancellation.ThrowIfCancellationRequested();
                 predictions.AddRange(PredictLetters(model, prompts.GetRange(start, Math.Min(settings.BatchSize, prompts.Count - start)), choiceIds));
+            }
             var correct = predictions.Select((p, i) => p == questions[i].Answer).ToList();
             result.Add(subject, predictions, correct);
             progress($"[{s + 1}/{task.Subjects.Count}] {subject.Name} ({subject.Category}): {correct.Count(c => c)}/{correct.Count} correct");

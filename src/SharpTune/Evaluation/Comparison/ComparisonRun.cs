@@ -38,7 +38,8 @@ public sealed record ComparisonColumn(string Name, string? AdapterDirectory, IRe
 public static class ComparisonRun
 {
     public static ComparisonColumn Answer(string name, string? adapterDirectory, DecoderModel model, Tokenizer tokenizer,
-        IReadOnlyList<ComparisonQuestion> questions, GenerationOptions options, int batchSize, int padTokenId, IRunObserver? observer = null)
+        IReadOnlyList<ComparisonQuestion> questions, GenerationOptions options, int batchSize, int padTokenId, IRunObserver? observer = null,
+        CancellationToken cancellation = default)
     {
         if (questions.Count == 0) throw new ArgumentException("there are no questions to answer");
         if (batchSize <= 0) throw new ArgumentException($"batch size must be positive, got {batchSize}");
@@ -50,6 +51,7 @@ public static class ComparisonRun
         var clock = Stopwatch.StartNew();
         for (int start = 0; start < questions.Count; start += batchSize)
         {
+            cancellation.ThrowIfCancellationRequested();
             var batch = questions.Skip(start).Take(batchSize).ToList();
             var batchOptions = options.Seed is int seed ? options with { Seed = unchecked(seed + start) } : options;
             var results = generator.Generate(batch.Select(q => (IReadOnlyList<int>)q.PromptIds).ToList(), batchOptions, padTokenId: padTokenId);

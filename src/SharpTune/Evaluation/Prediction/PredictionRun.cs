@@ -1,9 +1,7 @@
 using System.Diagnostics;
-using System.Text;
 using SharpTune.Data;
 using SharpTune.Evaluation.Metrics;
 using SharpTune.Inference;
-using SharpTune.IO;
 using SharpTune.Model;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
@@ -25,10 +23,14 @@ public sealed record Prediction(string Prompt, string Predict, string Label);
 /// <summary>What a prediction run produced: the predictions in example order and predict_results.json's metrics.</summary>
 public sealed record PredictionOutcome(IReadOnlyList<Prediction> Predictions, IReadOnlyList<KeyValuePair<string, object?>> Metrics);
 
+/// <summary>A prediction run's predictions, in example order, which the result files write as generated_predictions.jsonl.</summary>
+public sealed record PredictionsMade(IReadOnlyList<Prediction> Predictions) : RunEvent;
+
 /// <summary>
 /// LLaMA-Factory's do_predict with predict_with_generate: the eval examples' prompts are generated for in batches
-/// of per_device_eval_batch_size (left-padded, <see cref="BatchGenerator"/>), then, as its
-/// <c>CustomSeq2SeqTrainer.save_predictions</c> writes them, output_dir/generated_predictions.jsonl holds one
+/// of per_device_eval_batch_size (left-padded, <see cref="BatchGenerator"/>), then the run reports what the result
+/// files (<c>Reporting/ResultFiles</c>) write, as its <c>CustomSeq2SeqTrainer.save_predictions</c> writes them:
+/// output_dir/generated_predictions.jsonl holds one
 /// <c>{"prompt", "predict", "label"}</c> line per example (the prompt decoded with its special tokens, predict and
 /// label with or without them per skip_special_tokens), and predict_results.json (merged into all_results.json)
 /// holds LLaMA-Factory's predict_bleu-4 and predict_rouge-1/2/l (<see cref="GenerationMetrics"/>), transformers'
@@ -42,7 +44,7 @@ public static class PredictionRun
     public const string ProgressLabel = "predict";
 
     public static PredictionOutcome Execute(DecoderModel model, Tokenizer tokenizer, IReadOnlyList<GenerationExample> examples,
-        PredictionSettings settings, string outputDir, IRunObserver? observer = null)
+        PredictionSettings settings, IRunObserver? observer = null)
     {
         if (examples.Count == 0) throw new ArgumentException("there are no examples to predict");
         if (settings.BatchSize <= 0) throw new ArgumentException($"per_device_eval_batch_size must be positive, got {settings.BatchSize}");
@@ -91,8 +93,8 @@ public static class PredictionRun
             new("predict_generated_tokens", generatedTokens),
             new("predict_tokens_per_second", PythonJson.Round(generatedTokens / runtime, 3)),
         ]);
-        WritePredictions(outputDir, predictions);
-        ResultFiles.Write(outputDir, "predict", metrics);
+        observer.On(new PredictionsMade(predictions));
+        observer.On(new ResultsReported("predict", metrics));
         return new PredictionOutcome(predictions, metrics);
     }
 
@@ -109,18 +111,5 @@ public static class PredictionRun
         foreach (string? text in texts)
             if (text is not null && tokenizer.TokenToId(text) is int id) ids.Add(id);
         return ids;
-    }
-
-    /// <summary>One json.dumps(..., ensure_ascii=False) line per prediction, written atomically.</summary>
-    private static void WritePredictions(string outputDir, IReadOnlyList<Prediction> predictions)
-    {
-        var text = new StringBuilder();
-        foreach (var p in predictions)
-        {
-            var line = new List<KeyValuePair<string, object?>> { new("prompt", p.Prompt), new("predict", p.Predict), new("label", p.Label) };
-            text.Append(PythonJson.Dumps(line)).Append('\n');
-        }
-        Directory.CreateDirectory(outputDir);
-        AtomicFile.WriteText(Path.Combine(outputDir, PredictionsFileName), text.ToString());
     }
 }

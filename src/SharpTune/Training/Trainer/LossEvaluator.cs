@@ -50,14 +50,15 @@ public class LossEvaluator<TExample>
 
     /// <summary>
     /// do_eval without training, as LLaMA-Factory runs it: one evaluation pass; eval_loss, the speed metrics and
-    /// perplexity = exp(eval_loss) go to output_dir/eval_results.json and are merged into all_results.json.
+    /// perplexity = exp(eval_loss) are reported as the eval split's <see cref="ResultsReported"/> (eval_results.json,
+    /// merged into all_results.json, by the result files).
     /// </summary>
-    public (EvalResult Result, IReadOnlyList<KeyValuePair<string, object?>> Metrics) EvaluateAndSave(string outputDir)
+    public (EvalResult Result, IReadOnlyList<KeyValuePair<string, object?>> Metrics) EvaluateAndReport(IRunObserver observer)
     {
         var result = Evaluate();
         var metrics = result.Metrics();
         metrics.Add(new("perplexity", result.Perplexity));
-        ResultFiles.Write(outputDir, "eval", metrics);
+        observer.On(new ResultsReported("eval", metrics));
         return (result, metrics);
     }
 }

@@ -13,8 +13,10 @@ namespace SharpTune.Training.Trainer;
 /// (the only thing the trainer knows of a stage's examples), gradient accumulation (each
 /// micro-batch's mean loss scaled by 1/GA), clipping, the optimizer named by optim (<see cref="OptimizerNames"/>) at
 /// the scheduled learning rate, logs every logging_steps, evaluation and checkpoints per their strategies, and the
-/// final outputs LLaMA-Factory's SFT workflow writes (model, train_results.json, all_results.json,
-/// trainer_state.json, trainer_log.jsonl). Checkpoints hold everything needed to resume bit for bit.
+/// final outputs LLaMA-Factory's SFT workflow leaves: the model and trainer_log.jsonl, which the trainer writes, and
+/// the final metrics and state as <see cref="ResultsReported"/> and <see cref="FinalStateReported"/> events, which
+/// <c>Reporting/ResultFiles</c> writes (train_results.json, all_results.json, trainer_state.json) when it observes the
+/// run. Checkpoints hold everything needed to resume bit for bit.
 /// </summary>
 public class Trainer<TExample>
 {
@@ -383,8 +385,8 @@ public class Trainer<TExample>
             _t._model.Save(_outputDir);
             RemoveSuperseded();
             var trainMetrics = metrics.Where(kv => kv.Key != "step").ToList();
-            WriteResults("train", trainMetrics);
-            AtomicFile.WriteText(Path.Combine(_outputDir, TrainerState.FileName), _state.ToJson());
+            _events.On(new ResultsReported("train", trainMetrics));
+            _events.On(new FinalStateReported(_state.Snapshot()));
             _events.On(new TrainerNote($"training finished: {_state.GlobalStep} steps, train_loss {trainLoss:0.0000}, {runtime:0.0} s; saved to {_outputDir}"));
 
             var all = trainMetrics.ToDictionary(kv => kv.Key, kv => Convert.ToDouble(kv.Value, System.Globalization.CultureInfo.InvariantCulture));
@@ -395,7 +397,7 @@ public class Trainer<TExample>
                 AddLog(evalMetrics, toTrainerLog: false);
                 evalMetrics.RemoveAll(kv => kv.Key == "step");
                 evalMetrics.Add(new("perplexity", result.Perplexity));
-                WriteResults("eval", evalMetrics);
+                _events.On(new ResultsReported("eval", evalMetrics));
                 foreach (var (key, value) in evalMetrics) all[key] = Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture);
                 _events.On(new Evaluated(_state.GlobalStep, _plan.MaxSteps, result, AfterTraining: true));
             }
@@ -407,8 +409,6 @@ public class Trainer<TExample>
             _events.On(new TrainingEnded(result));
             return result;
         }
-
-        private void WriteResults(string split, List<KeyValuePair<string, object?>> metrics) => ResultFiles.Write(_outputDir, split, metrics);
 
         private ProgressSnapshot Snapshot(double? loss, double? gradNorm)
         {

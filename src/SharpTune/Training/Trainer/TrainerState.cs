@@ -20,6 +20,24 @@ public sealed class TrainerState
     public int TrainBatchSize { get; set; }
     public List<LogEntry> LogHistory { get; } = [];
 
+    /// <summary>A copy that later changes to this state do not reach (what a <see cref="FinalStateReported"/> carries).</summary>
+    public TrainerState Snapshot()
+    {
+        var copy = new TrainerState
+        {
+            GlobalStep = GlobalStep,
+            Epoch = Epoch,
+            MaxSteps = MaxSteps,
+            NumTrainEpochs = NumTrainEpochs,
+            LoggingSteps = LoggingSteps,
+            EvalSteps = EvalSteps,
+            SaveSteps = SaveSteps,
+            TrainBatchSize = TrainBatchSize,
+        };
+        copy.LogHistory.AddRange(LogHistory);
+        return copy;
+    }
+
     public string ToJson()
     {
         var fields = new List<KeyValuePair<string, object?>>
