@@ -231,27 +231,22 @@ public sealed class DecoderModel : IDisposable
     /// <summary>The Linear layers an adapter may wrap, by their module path in the Hugging Face model.</summary>
     private Dictionary<string, Projection> ProjectionsByModule()
     {
+        var arch = Config.Description;
         var map = new Dictionary<string, Projection>(StringComparer.Ordinal);
         for (int l = 0; l < _layers.Length; l++)
-        {
-            var L = _layers[l];
-            string p = $"model.layers.{l}.";
-            map[p + "self_attn.q_proj"] = L.Q;
-            map[p + "self_attn.k_proj"] = L.K;
-            map[p + "self_attn.v_proj"] = L.V;
-            map[p + "self_attn.o_proj"] = L.O;
-            map[p + "mlp.gate_proj"] = L.Gate;
-            map[p + "mlp.up_proj"] = L.Up;
-            map[p + "mlp.down_proj"] = L.Down;
-        }
+            foreach (var linear in arch.Linears)
+                map[arch.LayerTensor(l, linear.Module)] = _layers[l].Projection(linear.Parts.Single());
         // A tied lm_head is the embedding matrix: transformers has no lm_head.weight of its own to wrap or replace.
-        if (!Config.TieWordEmbeddings) map["lm_head"] = _lmHead;
+        if (!Config.TieWordEmbeddings) map[ModulePath(arch.LmHeadTensor)] = _lmHead;
         return map;
     }
+
+    private static string ModulePath(string weightName) => weightName[..weightName.LastIndexOf('.')];
 
     /// <summary>Every tensor a modules_to_save entry may replace, by its Hugging Face name, with how to replace it.</summary>
     private Dictionary<string, (long[] Shape, Action<float[]> Replace)> ReplaceableTensors(Dictionary<string, Projection> projections)
     {
+        var arch = Config.Description;
         var map = new Dictionary<string, (long[], Action<float[]>)>(StringComparer.Ordinal);
         foreach (var (module, p) in projections)
         {
@@ -264,22 +259,19 @@ public sealed class DecoderModel : IDisposable
         }
         // With tied embeddings, PEFT's modules_to_save replaces embed_tokens or lm_head alone (the wrapped module's
         // copy); the other keeps the shared original, so replacing one unties the pair.
-        map["model.embed_tokens.weight"] = ([_embedding.Rows, _embedding.Cols], data => _embedding = Pinned(data, _embedding.Rows, _embedding.Cols));
+        map[arch.EmbeddingTensor] = ([_embedding.Rows, _embedding.Cols], data => _embedding = Pinned(data, _embedding.Rows, _embedding.Cols));
         if (Config.TieWordEmbeddings)
-            map["lm_head.weight"] = ([_lmHead.Weight.Rows, _lmHead.Weight.Cols], data =>
+            map[arch.LmHeadTensor] = ([_lmHead.Weight.Rows, _lmHead.Weight.Cols], data =>
             {
                 _lmHead.Weight = Pinned(data, _lmHead.Weight.Rows, _lmHead.Weight.Cols);
                 _lmHead.Quantized = null;
             });
-        map["model.norm.weight"] = ([_finalNorm.Length], data => _finalNorm = data);
+        map[arch.FinalNormTensor] = ([_finalNorm.Length], data => _finalNorm = data);
         for (int l = 0; l < _layers.Length; l++)
         {
             var L = _layers[l];
-            string p = $"model.layers.{l}.";
-            map[p + "input_layernorm.weight"] = ([L.InputNorm.Length], data => L.InputNorm = data);
-            map[p + "post_attention_layernorm.weight"] = ([L.PostAttentionNorm.Length], data => L.PostAttentionNorm = data);
-            if (L.QNorm is not null) map[p + "self_attn.q_norm.weight"] = ([L.QNorm.Length], data => L.QNorm = data);
-            if (L.KNorm is not null) map[p + "self_attn.k_norm.weight"] = ([L.KNorm.Length], data => L.KNorm = data);
+            foreach (var norm in arch.Norms)
+                map[arch.LayerTensor(l, norm.WeightName)] = ([L.Norm(norm.Slot).Length], data => L.SetNorm(norm.Slot, data));
         }
         return map;
     }
@@ -318,6 +310,39 @@ public sealed class DecoderModel : IDisposable
         public Projection Gate { get; } = new(w.GateProj, w.GateBias, q);
         public Projection Up { get; } = new(w.UpProj, w.UpBias, q);
         public Projection Down { get; } = new(w.DownProj, w.DownBias, q);
+
+        public Projection Projection(ProjectionSlot slot) => slot switch
+        {
+            ProjectionSlot.Query => Q,
+            ProjectionSlot.Key => K,
+            ProjectionSlot.Value => V,
+            ProjectionSlot.Output => O,
+            ProjectionSlot.Gate => Gate,
+            ProjectionSlot.Up => Up,
+            ProjectionSlot.Down => Down,
+            _ => throw new ArgumentOutOfRangeException(nameof(slot)),
+        };
+
+        public float[] Norm(NormSlot slot) => slot switch
+        {
+            NormSlot.Input => InputNorm,
+            NormSlot.PostAttention => PostAttentionNorm,
+            NormSlot.QueryNorm => QNorm!,
+            NormSlot.KeyNorm => KNorm!,
+            _ => throw new ArgumentOutOfRangeException(nameof(slot)),
+        };
+
+        public void SetNorm(NormSlot slot, float[] values)
+        {
+            switch (slot)
+            {
+                case NormSlot.Input: InputNorm = values; break;
+                case NormSlot.PostAttention: PostAttentionNorm = values; break;
+                case NormSlot.QueryNorm: QNorm = values; break;
+                case NormSlot.KeyNorm: KNorm = values; break;
+                default: throw new ArgumentOutOfRangeException(nameof(slot));
+            }
+        }
     }
 
     /// <summary>Activation buffers of one forward pass, sized for a number of rows and reused while it suffices.</summary>

@@ -11,9 +11,6 @@ namespace SharpTune.Peft.Lora;
 /// </summary>
 public sealed class LoraFineTuning : ITrainableModel
 {
-    /// <summary>What lora_target "all" means for this decoder: every Linear inside the layers (lm_head excluded).</summary>
-    public static readonly IReadOnlyList<string> AllLinearModules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
-
     public TrainableDecoder Decoder { get; }
     public IReadOnlyList<LoraLinearAdapter> Adapters { get; }
     /// <summary>Decoder tensors trained in full and saved next to the adapter.</summary>
@@ -51,10 +48,12 @@ public sealed class LoraFineTuning : ITrainableModel
     public static LoraFineTuning CreateNew(TrainableDecoder decoder, FinetuningArguments args, SeededRandom initRandom)
     {
         if (args.LoraRank <= 0) throw new ArgumentException($"lora_rank must be positive, got {args.LoraRank}");
-        var targets = args.LoraTarget.Count == 1 && args.LoraTarget[0] == "all" ? AllLinearModules : args.LoraTarget;
+        // lora_target "all": every Linear the architecture declares inside the layers (lm_head excluded).
+        var allLinears = decoder.Config.Description.LinearNames;
+        var targets = args.LoraTarget.Count == 1 && args.LoraTarget[0] == "all" ? allLinears : args.LoraTarget;
         foreach (string target in targets)
             if (!decoder.Linears.Any(l => l.ModuleName == target))
-                throw new ArgumentException($"lora_target: module '{target}' is not a Linear of the decoder layers (choose from {string.Join(", ", AllLinearModules)}, or all)");
+                throw new ArgumentException($"lora_target: module '{target}' is not a Linear of the decoder layers (choose from {string.Join(", ", allLinears)}, or all)");
         double alpha = args.EffectiveLoraAlpha;
         float scaling = (float)(args.UseRslora ? alpha / Math.Sqrt(args.LoraRank) : alpha / args.LoraRank);
         var adapters = new List<LoraLinearAdapter>();

@@ -1,5 +1,6 @@
 using SharpTune.Engine;
 using SharpTune.IO.Safetensors;
+using SharpTune.Model;
 
 namespace SharpTune.Peft.Lora;
 
@@ -15,11 +16,11 @@ public static unsafe class LoraMerge
     /// Checks an adapter against a checkpoint: LoRA modules are 2-D "{module}.weight" tensors, replaced tensors exist
     /// (with tied embeddings lm_head.weight exists as the embedding's shape, for modules_to_save to replace).
     /// </summary>
-    public static void ValidateAgainst(LoraAdapter adapter, SafetensorsCheckpoint checkpoint, string baseName, bool tiedEmbeddings) =>
+    public static void ValidateAgainst(LoraAdapter adapter, SafetensorsCheckpoint checkpoint, string baseName, ModelConfig config) =>
         adapter.ValidateAgainst(
             module => checkpoint.Contains(module + ".weight") && checkpoint.Get(module + ".weight").Shape is { Length: 2 } shape ? shape : null,
             name => checkpoint.Contains(name) ? checkpoint.Get(name).Shape
-                : tiedEmbeddings && name == "lm_head.weight" ? checkpoint.Get("model.embed_tokens.weight").Shape : null,
+                : config.TieWordEmbeddings && name == config.Description.LmHeadTensor ? checkpoint.Get(config.Description.EmbeddingTensor).Shape : null,
             baseName);
 
     /// <summary>True when some adapter changes the base tensor <paramref name="name"/>.</summary>

@@ -113,39 +113,42 @@ public sealed class TrainableDecoder : IDisposable
         IFrozenMatrix Frozen(WeightMatrix matrix) =>
             bf16Kernel is not null && matrix.DType == DType.BF16 ? new Bf16ComputeMatrix(matrix, bf16Kernel) : new StoredMatrix(matrix);
         ModelTensor Vector(string name, float[] values) => new(name, [values.Length], values);
-        ModelTensor? OptionalVector(string name, float[]? values) => values is null ? null : Vector(name, values);
         TrainableLinear Linear(string path, WeightMatrix matrix, float[]? bias) =>
-            new(path, matrix.Cols, matrix.Rows, Projection(path + ".weight", matrix), OptionalVector(path + ".bias", bias));
+            new(path, matrix.Cols, matrix.Rows, Stored(path + ".weight", matrix), bias is null ? null : Vector(path + ".bias", bias));
         // A layer projection: the stored matrix, or its quantised form.
-        ModelTensor Projection(string name, WeightMatrix matrix) =>
+        ModelTensor Stored(string name, WeightMatrix matrix) =>
             quantization is null
                 ? new ModelTensor(name, Frozen(matrix), quantized: false)
                 : new ModelTensor(name, MappedQuantization.Quantize(matrix, quantization), quantized: true);
 
-        var embedding = new ModelTensor("model.embed_tokens.weight", Frozen(weights.Embedding), quantized: false);
-        var lmHead = c.TieWordEmbeddings ? embedding : new ModelTensor("lm_head.weight", Frozen(weights.LmHead), quantized: false);
+        var arch = c.Description;
+        var embedding = new ModelTensor(arch.EmbeddingTensor, Frozen(weights.Embedding), quantized: false);
+        var lmHead = c.TieWordEmbeddings ? embedding : new ModelTensor(arch.LmHeadTensor, Frozen(weights.LmHead), quantized: false);
         var layers = new TrainableLayer[c.NumLayers];
         for (int i = 0; i < c.NumLayers; i++)
         {
-            string p = $"model.layers.{i}.";
+            int layer = i;
             var w = weights.Layers[i];
+            TrainableLinear Projection(ProjectionSlot slot, WeightMatrix matrix, float[]? bias) =>
+                Linear(arch.LayerTensor(layer, arch.Projection(slot).Module), matrix, bias);
+            ModelTensor Norm(NormSlot slot, float[] values) => Vector(arch.LayerTensor(layer, arch.Norm(slot).WeightName), values);
             layers[i] = new TrainableLayer
             {
                 Index = i,
-                InputNorm = Vector(p + "input_layernorm.weight", w.InputNorm),
-                QProj = Linear(p + "self_attn.q_proj", w.QProj, w.QBias),
-                KProj = Linear(p + "self_attn.k_proj", w.KProj, w.KBias),
-                VProj = Linear(p + "self_attn.v_proj", w.VProj, w.VBias),
-                OProj = Linear(p + "self_attn.o_proj", w.OProj, w.OBias),
-                QNorm = OptionalVector(p + "self_attn.q_norm.weight", w.QNorm),
-                KNorm = OptionalVector(p + "self_attn.k_norm.weight", w.KNorm),
-                PostAttentionNorm = Vector(p + "post_attention_layernorm.weight", w.PostAttentionNorm),
-                GateProj = Linear(p + "mlp.gate_proj", w.GateProj, w.GateBias),
-                UpProj = Linear(p + "mlp.up_proj", w.UpProj, w.UpBias),
-                DownProj = Linear(p + "mlp.down_proj", w.DownProj, w.DownBias),
+                InputNorm = Norm(NormSlot.Input, w.InputNorm),
+                QProj = Projection(ProjectionSlot.Query, w.QProj, w.QBias),
+                KProj = Projection(ProjectionSlot.Key, w.KProj, w.KBias),
+                VProj = Projection(ProjectionSlot.Value, w.VProj, w.VBias),
+                OProj = Projection(ProjectionSlot.Output, w.OProj, w.OBias),
+                QNorm = w.QNorm is null ? null : Norm(NormSlot.QueryNorm, w.QNorm),
+                KNorm = w.KNorm is null ? null : Norm(NormSlot.KeyNorm, w.KNorm),
+                PostAttentionNorm = Norm(NormSlot.PostAttention, w.PostAttentionNorm),
+                GateProj = Projection(ProjectionSlot.Gate, w.GateProj, w.GateBias),
+                UpProj = Projection(ProjectionSlot.Up, w.UpProj, w.UpBias),
+                DownProj = Projection(ProjectionSlot.Down, w.DownProj, w.DownBias),
             };
         }
-        var finalNorm = Vector("model.norm.weight", weights.FinalNorm);
+        var finalNorm = Vector(arch.FinalNormTensor, weights.FinalNorm);
         return new TrainableDecoder(directory, c, weights, quantization, embedding, lmHead, finalNorm, layers, gradientCheckpointing);
     }
 
@@ -159,8 +162,8 @@ public sealed class TrainableDecoder : IDisposable
     {
         if (!ReferenceEquals(LmHead, Embedding)) return;
         LmHead = Embedding.Frozen is { } frozen
-            ? new ModelTensor("lm_head.weight", frozen, Embedding.IsQuantized)
-            : new ModelTensor("lm_head.weight", Embedding.Shape, (float[])Embedding.Data.Clone());
+            ? new ModelTensor(Config.Description.LmHeadTensor, frozen, Embedding.IsQuantized)
+            : new ModelTensor(Config.Description.LmHeadTensor, Embedding.Shape, (float[])Embedding.Data.Clone());
     }
 
     /// <summary>
