@@ -209,7 +209,7 @@ internal static unsafe class AttentionKernels
             }
         });
         int rows = s.Batch * t;
-        TrainingKernels.ParallelRanges(rows, 16, (start, end) =>
+        GemmThreadPool.Shared.ForRanges(rows, 16, (start, end) =>
         {
             for (int r = start; r < end; r++)
                 for (int g = 0; g < s.KvHeads; g++)

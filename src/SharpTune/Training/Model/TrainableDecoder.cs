@@ -337,7 +337,7 @@ public sealed class TrainableDecoder : IDisposable
                 Array.Copy(b.FinalNormed, lossRows[start + i].Row * h, b.ChunkHidden, i * h, h);
             LmHeadForward(b.ChunkHidden, n, b.ChunkLogits);
             int chunkStart = start;
-            TrainingKernels.ParallelRanges(n, 1, (lo, hi) =>
+            GemmThreadPool.Shared.ForRanges(n, 1, (lo, hi) =>
             {
                 for (int i = lo; i < hi; i++)
                 {

@@ -10,23 +10,6 @@ namespace SharpTune.Training.Model;
 /// </summary>
 internal static class TrainingKernels
 {
-    /// <summary>Runs body(start, end) over [0, count) in contiguous pieces spread over the engine's threads.</summary>
-    public static void ParallelRanges(int count, int minimumPerTask, Action<int, int> body)
-    {
-        if (count <= 0) return;
-        int tasks = Math.Clamp(count / Math.Max(1, minimumPerTask), 1, 4 * EngineThreads.Count);
-        if (tasks == 1)
-        {
-            body(0, count);
-            return;
-        }
-        GemmThreadPool.Shared.For(tasks, t =>
-        {
-            int start = (int)((long)count * t / tasks), end = (int)((long)count * (t + 1) / tasks);
-            if (end > start) body(start, end);
-        });
-    }
-
     /// <summary>y = x · Wᵀ (+ bias) for x [rows × in], W [out × in].</summary>
     public static unsafe void LinearForward(float[] x, int rows, int inFeatures, float[] weight, float[]? bias, int outFeatures, float[] y)
     {
@@ -37,7 +20,7 @@ internal static class TrainingKernels
 
     /// <summary>Adds bias to each of the first rows rows of y [rows × outFeatures].</summary>
     public static void AddBias(float[] y, int rows, float[] bias, int outFeatures) =>
-        ParallelRanges(rows, 64, (start, end) =>
+        GemmThreadPool.Shared.ForRanges(rows, 64, (start, end) =>
         {
             for (int r = start; r < end; r++)
             {
@@ -69,7 +52,7 @@ internal static class TrainingKernels
     /// <summary>sums[c] += Σ_r values[r, c], accumulated in double per column block.</summary>
     public static void ColumnSums(float[] values, int rows, int width, float[] sums)
     {
-        ParallelRanges(width, 32, (start, end) =>
+        GemmThreadPool.Shared.ForRanges(width, 32, (start, end) =>
         {
             var acc = new double[end - start];
             for (int r = 0; r < rows; r++)
@@ -88,7 +71,7 @@ internal static class TrainingKernels
     public static void RmsNormForward(float[] x, int groups, float[] weight, float eps, float[] y, float[] inverseRms)
     {
         int width = weight.Length;
-        ParallelRanges(groups, 32, (start, end) =>
+        GemmThreadPool.Shared.ForRanges(groups, 32, (start, end) =>
         {
             for (int g = start; g < end; g++)
             {
@@ -114,7 +97,7 @@ internal static class TrainingKernels
         if (weightGrad is not null)
         {
             // Column sums in a separate pass so the row loop below can run in parallel without sharing dw.
-            ParallelRanges(width, 16, (start, end) =>
+            GemmThreadPool.Shared.ForRanges(width, 16, (start, end) =>
             {
                 var acc = new double[end - start];
                 for (int g = 0; g < groups; g++)
@@ -127,7 +110,7 @@ internal static class TrainingKernels
             });
         }
         if (dx is null) return;
-        ParallelRanges(groups, 32, (start, end) =>
+        GemmThreadPool.Shared.ForRanges(groups, 32, (start, end) =>
         {
             for (int g = start; g < end; g++)
             {
@@ -156,7 +139,7 @@ internal static class TrainingKernels
     private static void Rope(float[] x, int rows, int heads, int headDim, RopeTable rope, int[] positions, bool inverse)
     {
         int half = headDim / 2, width = heads * headDim;
-        ParallelRanges(rows, 16, (start, end) =>
+        GemmThreadPool.Shared.ForRanges(rows, 16, (start, end) =>
         {
             var computed = new float[headDim];
             for (int r = start; r < end; r++)
@@ -189,7 +172,7 @@ internal static class TrainingKernels
     /// <summary>a = silu(g) ⊙ u, silu(g) = g·σ(g).</summary>
     public static void SwiGluForward(float[] gate, float[] up, int count, float[] activation)
     {
-        ParallelRanges(count, 16384, (start, end) =>
+        GemmThreadPool.Shared.ForRanges(count, 16384, (start, end) =>
         {
             Span<float> sigmoid = stackalloc float[SwiGluBlock];
             for (int i = start; i < end; i += SwiGluBlock)
@@ -207,7 +190,7 @@ internal static class TrainingKernels
     /// <summary>dg = da·u·σ(g)·(1 + g·(1 − σ(g))), du = da·silu(g).</summary>
     public static void SwiGluBackward(float[] gate, float[] up, float[] dActivation, int count, float[] dGate, float[] dUp)
     {
-        ParallelRanges(count, 16384, (start, end) =>
+        GemmThreadPool.Shared.ForRanges(count, 16384, (start, end) =>
         {
             Span<float> sigmoid = stackalloc float[SwiGluBlock];
             for (int i = start; i < end; i += SwiGluBlock)
@@ -251,9 +234,9 @@ internal static class TrainingKernels
     }
 
     public static void Add(float[] dst, float[] src, int count) =>
-        ParallelRanges(count, 65536, (start, end) => TensorPrimitives.Add(dst.AsSpan(start, end - start), src.AsSpan(start, end - start), dst.AsSpan(start, end - start)));
+        GemmThreadPool.Shared.ForRanges(count, 65536, (start, end) => TensorPrimitives.Add(dst.AsSpan(start, end - start), src.AsSpan(start, end - start), dst.AsSpan(start, end - start)));
 
     /// <summary>dst = a + b.</summary>
     public static void Sum(float[] a, float[] b, int count, float[] dst) =>
-        ParallelRanges(count, 65536, (start, end) => TensorPrimitives.Add(a.AsSpan(start, end - start), b.AsSpan(start, end - start), dst.AsSpan(start, end - start)));
+        GemmThreadPool.Shared.ForRanges(count, 65536, (start, end) => TensorPrimitives.Add(a.AsSpan(start, end - start), b.AsSpan(start, end - start), dst.AsSpan(start, end - start)));
 }
