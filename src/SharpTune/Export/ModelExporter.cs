@@ -69,8 +69,7 @@ public static class ModelExporter
         Directory.CreateDirectory(temp);
         try
         {
-            var gemm = GemmKernels.Default;
-            var tensors = StateDictOrder(config, checkpoint, untie).Select(name => Tensor(checkpoint, name, tiedNames[0], adapters, gemm)).ToArray();
+            var tensors = StateDictOrder(config, checkpoint, untie).Select(name => Tensor(checkpoint, name, tiedNames[0], adapters)).ToArray();
             var written = new List<string>(SafetensorsWriter.WriteSharded(temp, tensors, maxShardBytes));
             FaultInjection.Point("export-weights-written");
 
@@ -128,7 +127,7 @@ public static class ModelExporter
     private static readonly HashSet<string> ExportedFiles = new(["config.json", "generation_config.json", .. TokenizerFiles], StringComparer.Ordinal);
 
     private static (string Name, DType DType, long[] Shape, ReadOnlyMemory<byte> Data) Tensor(
-        SafetensorsCheckpoint checkpoint, string name, string embeddingName, IReadOnlyList<LoraAdapter> adapters, IGemmKernel gemm)
+        SafetensorsCheckpoint checkpoint, string name, string embeddingName, IReadOnlyList<LoraAdapter> adapters)
     {
         // An untied lm_head starts from the tied checkpoint's only copy, the embedding.
         string stored = checkpoint.Contains(name) ? name : embeddingName;
@@ -136,7 +135,7 @@ public static class ModelExporter
         int length = checked((int)info.ByteSize);
         Func<byte[]> produce = LoraMerge.Changes(adapters, name)
             ? () => ToArray(SafetensorsWriter.EncodeFloat32(
-                LoraMerge.Merge(gemm, adapters, name, checkpoint.ReadFloat32(stored), info.DType), info.DType))
+                LoraMerge.Merge(adapters, name, checkpoint.ReadFloat32(stored), info.DType), info.DType))
             : () => checkpoint.Bytes(stored).ToArray();
         return (name, info.DType, info.Shape, new LazyBytes(length, produce).Memory);
     }

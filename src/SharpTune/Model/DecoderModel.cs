@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
 using SharpTune.Engine;
 using SharpTune.IO.Safetensors;
-using SharpTune.Peft.Lora;
 using SharpTune.Quantization;
 
 namespace SharpTune.Model;
@@ -10,9 +9,9 @@ namespace SharpTune.Model;
 /// The decoder-only transformer shared by Qwen2 (Qwen1.5/2/2.5), Llama and Qwen3: embedding, N layers of
 /// pre-norm grouped-query attention and SwiGLU MLP with residuals, final RMSNorm, lm_head.
 /// Computes in fp32 on weights kept in their stored dtype.
-/// LoRA adapters can be applied unmerged (<see cref="ApplyAdapter"/>): each wrapped projection then adds its
-/// low-rank deltas after the base product, and modules_to_save tensors replace the base tensors they name; the
-/// checkpoint itself is never modified.
+/// Adapters can be applied unmerged (<see cref="ApplyAdapter"/>): each wrapped projection then runs its tuner layers
+/// (<see cref="ILinearTuner"/>, an evaluation pass) after the base product, and modules_to_save tensors replace the
+/// base tensors they name; the checkpoint itself is never modified.
 /// </summary>
 public sealed class DecoderModel : IDisposable
 {
@@ -23,8 +22,8 @@ public sealed class DecoderModel : IDisposable
     /// <summary>How the layers' projections are quantised, or null when they are used as stored.</summary>
     public QuantizationOptions? Quantization { get; }
     /// <summary>The adapters applied so far, in the order they were applied.</summary>
-    public IReadOnlyList<LoraAdapter> Adapters => _adapters;
-    private readonly List<LoraAdapter> _adapters = [];
+    public IReadOnlyList<IModelAdapter> Adapters => _adapters;
+    private readonly List<IModelAdapter> _adapters = [];
     private readonly RopeTable _rope;
     private Workspace? _workspace;
 
@@ -74,7 +73,7 @@ public sealed class DecoderModel : IDisposable
     }
 
     /// <summary>
-    /// Loads a model folder and applies the LoRA adapters in <paramref name="adapterDirectories"/> in order, unmerged.
+    /// Loads a model folder and applies the adapters (PEFT folders) in <paramref name="adapterDirectories"/> in order, unmerged.
     /// With quantization the layers' projections are quantised on load (embedding, lm_head and norms never are).
     /// </summary>
     public static DecoderModel Load(string directory, IComputeBackend? backend = null, IReadOnlyList<string>? adapterDirectories = null,
@@ -99,16 +98,16 @@ public sealed class DecoderModel : IDisposable
         }
     }
 
-    /// <summary>Reads a PEFT LoRA adapter folder and applies it unmerged (see <see cref="ApplyAdapter"/>).</summary>
-    public void LoadAdapter(string adapterDirectory) => ApplyAdapter(LoraAdapter.Load(adapterDirectory));
+    /// <summary>Reads a PEFT adapter folder and applies it unmerged (see <see cref="ApplyAdapter"/>).</summary>
+    public void LoadAdapter(string adapterDirectory) => ApplyAdapter(AdapterFolders.Read(adapterDirectory));
 
     /// <summary>
     /// Applies an adapter on top of the base and any adapters applied before: its modules_to_save tensors replace
-    /// the current ones, and each LoRA pair adds scaling·(x·Aᵀ)·Bᵀ to its projection's output. The adapter is
-    /// validated against this model first, so a mismatch changes nothing.
+    /// the current ones, and each tuner layer (LoRA: scaling·(x·Aᵀ)·Bᵀ added) follows its projection's product. The
+    /// adapter is validated against this model first, so a mismatch changes nothing.
     /// </summary>
     /// <exception cref="InvalidDataException">A module the model does not have, or shapes that do not match.</exception>
-    public void ApplyAdapter(LoraAdapter adapter)
+    public void ApplyAdapter(IModelAdapter adapter)
     {
         var projections = ProjectionsByModule();
         var tensors = ReplaceableTensors(projections);
@@ -117,7 +116,7 @@ public sealed class DecoderModel : IDisposable
             name => tensors.TryGetValue(name, out var t) ? t.Shape : null,
             Directory);
         foreach (var (name, (_, data)) in adapter.ReplacedTensors) tensors[name].Replace(data);
-        foreach (var pair in adapter.Pairs.Values) projections[pair.ModulePath].Deltas.Add(new LowRankDelta(pair, adapter.Scaling));
+        foreach (var tuner in adapter.CreateTuners()) projections[tuner.ModulePath].Tuners.Add(tuner);
         _adapters.Add(adapter);
     }
 
@@ -176,12 +175,12 @@ public sealed class DecoderModel : IDisposable
     /// <summary>logits[rows × vocab] = hidden · lm_headᵀ for the first rows rows.</summary>
     public void Logits(Tensor hidden, int rows, Tensor logits) => Linear(hidden, rows, _lmHead, logits);
 
-    /// <summary>The base product (with bias), then each adapter's low-rank delta on the same input, in order.</summary>
+    /// <summary>The base product (with bias), then each tuner layer on the same input, in the order applied.</summary>
     private void Linear(Tensor x, int rows, Projection p, Tensor y)
     {
         if (p.Quantized is not null) Backend.Linear(x, rows, p.Quantized, p.Bias, y);
         else Backend.Linear(x, rows, p.Weight, p.Bias, y);
-        foreach (var delta in p.Deltas) delta.AddTo(Backend.Gemm, x, rows, y);
+        foreach (var tuner in p.Tuners) tuner.Forward(x.Data, rows, y.Data, TunerPass.Evaluate, null);
     }
 
     /// <summary>
@@ -285,7 +284,7 @@ public sealed class DecoderModel : IDisposable
     }
 
     /// <summary>
-    /// A Linear as the forward pass applies it: the base weight (or its replacement), bias, and LoRA deltas. A quantised
+    /// A Linear as the forward pass applies it: the base weight (or its replacement), bias, and tuner layers. A quantised
     /// projection multiplies through <see cref="Quantized"/>; <see cref="Weight"/> then only gives the shape.
     /// </summary>
     private sealed class Projection(WeightMatrix weight, float[]? bias, QuantizationOptions? quantization = null)
@@ -293,7 +292,7 @@ public sealed class DecoderModel : IDisposable
         public WeightMatrix Weight { get; set; } = weight;
         public IFrozenMatrix? Quantized { get; set; } = quantization is null ? null : MappedQuantization.Quantize(weight, quantization);
         public float[]? Bias { get; set; } = bias;
-        public List<LowRankDelta> Deltas { get; } = [];
+        public List<ILinearTuner> Tuners { get; } = [];
     }
 
     /// <summary>The tensors of one decoder layer that the forward pass reads.</summary>

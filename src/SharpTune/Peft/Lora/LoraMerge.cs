@@ -10,7 +10,7 @@ namespace SharpTune.Peft.Lora;
 /// tensor. Several adapters merge in order, each result stored in the base dtype before the next (as merging them
 /// one after another into a bf16 model does).
 /// </summary>
-public static unsafe class LoraMerge
+public static class LoraMerge
 {
     /// <summary>
     /// Checks an adapter against a checkpoint: LoRA modules are 2-D "{module}.weight" tensors, replaced tensors exist
@@ -31,7 +31,7 @@ public static unsafe class LoraMerge
     /// The merged values of base tensor <paramref name="name"/> (fp32, each exactly representable in
     /// <paramref name="storedAs"/>), starting from <paramref name="baseValues"/>, which is overwritten.
     /// </summary>
-    public static float[] Merge(IGemmKernel gemm, IReadOnlyList<LoraAdapter> adapters, string name, float[] baseValues, DType storedAs)
+    public static float[] Merge(IReadOnlyList<LoraAdapter> adapters, string name, float[] baseValues, DType storedAs)
     {
         var values = baseValues;
         string? module = ModulePathOf(name);
@@ -40,21 +40,12 @@ public static unsafe class LoraMerge
             if (adapter.ReplacedTensors.TryGetValue(name, out var replacement))
                 replacement.Data.CopyTo(values, 0);
             else if (module is not null && adapter.Pairs.TryGetValue(module, out var pair))
-                AddDelta(gemm, values, pair, adapter.Scaling);
+                new LoraLayer(pair, adapter.Scaling, (float)adapter.Config.Dropout).MergeInto(values);
             else
                 continue;
             RoundTo(values, storedAs);
         }
         return values;
-    }
-
-    /// <summary>weight[out × in] += scaling · B[out × r] · A[r × in], in fp32.</summary>
-    public static void AddDelta(IGemmKernel gemm, float[] weight, LoraPair pair, float scaling)
-    {
-        if (weight.Length != (long)pair.OutFeatures * pair.InFeatures)
-            throw new ArgumentException($"{pair.ModulePath}: weight has {weight.Length} values, lora_B·lora_A is [{pair.OutFeatures}, {pair.InFeatures}]");
-        fixed (float* w = weight, a = pair.A, b = pair.B)
-            gemm.Sgemm(false, false, pair.OutFeatures, pair.InFeatures, pair.Rank, scaling, b, pair.Rank, a, pair.InFeatures, 1f, w, pair.InFeatures);
     }
 
     /// <summary>Rounds every value to the nearest one the dtype can store (round to nearest even), as storing and reloading would.</summary>

@@ -44,7 +44,7 @@ public sealed record TrainingMemorySetup(
 /// The memory pre-flight: a training run's peak resident memory estimated from config.json and the safetensors
 /// headers alone, before any weight is read. Each component comes from the numbers the training code allocates
 /// (<see cref="TrainableDecoder.ActivationBytes"/>, <see cref="TrainableDecoder.LossChunkBytes"/>,
-/// <see cref="LoraLinearAdapter.CacheBytes"/>, <see cref="OptimizerNames.StateBytes"/>,
+/// <see cref="LoraLayer.CacheBytes"/>, <see cref="OptimizerNames.StateBytes"/>,
 /// <see cref="Quantizer.StorageBytesFor"/>, the GEMM's packing buffer), so the estimate follows the code.
 /// The checkpoint stays memory-mapped for the whole run and every page of a weight the step reads stays resident
 /// once touched, so the mapped weights count in full (a frozen, untied embedding, of which only the rows of the
@@ -164,7 +164,7 @@ public static class MemoryEstimator
         components.Add(new($"loss chunk, {chunk} rows × {config.VocabSize} logits", TrainableDecoder.LossChunkBytes(config, chunk)));
         components.Add(new("GEMM packing buffer", packed, "the largest product's packed operand"));
         if (adapters.Count > 0)
-            components.Add(new("LoRA adapter caches", adapters.Sum(a => LoraLinearAdapter.CacheBytes(rows, a.Rank, a.In, a.Out, a.Dropout)),
+            components.Add(new("LoRA adapter caches", adapters.Sum(a => LoraLayer.CacheBytes(rows, a.Rank, a.In, a.Out, a.Dropout)),
                 adapters[0].Dropout > 0 ? "with dropout masks" : ""));
         components.Add(new("checkpoint writing", saving, "copies while a checkpoint is written"));
         return new MemoryEstimate(components);

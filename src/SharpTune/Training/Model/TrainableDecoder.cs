@@ -205,7 +205,7 @@ public sealed class TrainableDecoder : IDisposable
     public LossResult ForwardBackward(TrainingBatch batch, float gradScale, SeededRandom random)
     {
         var b = Prepare(batch);
-        Forward(batch, b, AdapterPass.Train, random);
+        Forward(batch, b, TunerPass.Train, random);
         return LossAndBackward(batch, b, gradScale, backward: true);
     }
 
@@ -213,7 +213,7 @@ public sealed class TrainableDecoder : IDisposable
     public LossResult Evaluate(TrainingBatch batch)
     {
         var b = Prepare(batch);
-        Forward(batch, b, AdapterPass.Evaluate, null);
+        Forward(batch, b, TunerPass.Evaluate, null);
         return LossAndBackward(batch, b, 0f, backward: false);
     }
 
@@ -221,7 +221,7 @@ public sealed class TrainableDecoder : IDisposable
     public float[] Logits(TrainingBatch batch)
     {
         var b = Prepare(batch);
-        Forward(batch, b, AdapterPass.Evaluate, null);
+        Forward(batch, b, TunerPass.Evaluate, null);
         var logits = new float[(long)batch.Batch * batch.Length * Config.VocabSize];
         LmHeadForward(b.FinalNormed, batch.Batch * batch.Length, logits);
         return logits;
@@ -243,7 +243,7 @@ public sealed class TrainableDecoder : IDisposable
         return _buffers;
     }
 
-    private void Forward(TrainingBatch batch, Buffers b, AdapterPass pass, SeededRandom? random)
+    private void Forward(TrainingBatch batch, Buffers b, TunerPass pass, SeededRandom? random)
     {
         int rows = batch.Batch * batch.Length, h = Config.HiddenSize;
         for (int r = 0; r < rows; r++) b.Positions[r] = r % batch.Length;
@@ -261,7 +261,7 @@ public sealed class TrainableDecoder : IDisposable
     }
 
     private void LayerForward(TrainableLayer layer, TrainingBatch batch, Buffers b, LayerActivations a, float[] input, float[] output,
-        AdapterPass pass, SeededRandom? random)
+        TunerPass pass, SeededRandom? random)
     {
         var c = Config;
         int rows = batch.Batch * batch.Length;
@@ -413,7 +413,7 @@ public sealed class TrainableDecoder : IDisposable
         {
             var a = b.ActivationsOf(l);
             if (GradientCheckpointing)
-                LayerForward(Layers[l], batch, b, a, b.LayerInputs[l], b.LayerInputs[l + 1], AdapterPass.Recompute, null);
+                LayerForward(Layers[l], batch, b, a, b.LayerInputs[l], b.LayerInputs[l + 1], TunerPass.Recompute, null);
             LayerBackward(Layers[l], batch, b, a, b.LayerInputs[l], needInputGrad: l > lowest || embeddingTrainable);
         }
         using var embeddingScope = StepProfile.Measure(StepSection.Embedding);

@@ -1,8 +1,11 @@
+using SharpTune.Model;
+
 namespace SharpTune.Training.Model;
 
 /// <summary>
-/// A decoder Linear (y = x·Wᵀ + b) with an optional adapter; gradients only for what is trainable. A frozen weight
-/// kept compact (<see cref="ModelTensor.Frozen"/>) is multiplied through its storage in both directions.
+/// A decoder Linear (y = x·Wᵀ + b) with the tuner layers applied to it (<see cref="ILinearTuner"/>, in order);
+/// gradients only for what is trainable. A frozen weight kept compact (<see cref="ModelTensor.Frozen"/>) is
+/// multiplied through its storage in both directions.
 /// </summary>
 public sealed class TrainableLinear(string modulePath, int inFeatures, int outFeatures, ModelTensor weight, ModelTensor? bias)
 {
@@ -12,14 +15,14 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
     public int OutFeatures { get; } = outFeatures;
     public ModelTensor Weight { get; } = weight;
     public ModelTensor? Bias { get; } = bias;
-    public ILinearAdapter? Adapter { get; set; }
+    public List<ILinearTuner> Tuners { get; } = [];
 
     /// <summary>The last part of the module path (q_proj, down_proj, ...), what PEFT's target_modules name.</summary>
     public string ModuleName => ModulePath[(ModulePath.LastIndexOf('.') + 1)..];
 
-    public bool HasTrainable => Weight.IsTrainable || Bias?.IsTrainable == true || Adapter is not null;
+    public bool HasTrainable => Weight.IsTrainable || Bias?.IsTrainable == true || Tuners.Count > 0;
 
-    public void Forward(float[] x, int rows, float[] y, AdapterPass pass, SeededRandom? random)
+    public void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random)
     {
         using (StepProfile.Measure(StepSection.ProjectionsForward))
         {
@@ -31,9 +34,9 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
             else
                 TrainingKernels.LinearForward(x, rows, InFeatures, Weight.Data, Bias?.Data, OutFeatures, y);
         }
-        if (Adapter is null) return;
+        if (Tuners.Count == 0) return;
         using (StepProfile.Measure(StepSection.LoraForward))
-            Adapter.Forward(x, rows, y, pass, random);
+            foreach (var tuner in Tuners) tuner.Forward(x, rows, y, pass, random);
     }
 
     /// <summary>Parameter gradients from dy; dL/dx written to dx (added when accumulate) unless dx is null.</summary>
@@ -49,8 +52,8 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
             else if (Weight.IsTrainable || Bias?.IsTrainable == true || dx is not null)
                 TrainingKernels.LinearBackward(x, dy, rows, InFeatures, OutFeatures, Weight.Data, Weight.Grad, Bias?.Grad, dx, accumulate);
         }
-        if (Adapter is null) return;
+        if (Tuners.Count == 0) return;
         using (StepProfile.Measure(StepSection.LoraBackward))
-            Adapter.Backward(x, dy, rows, dx);
+            foreach (var tuner in Tuners) tuner.Backward(x, dy, rows, dx);
     }
 }
