@@ -4,6 +4,7 @@ using SharpTune.Engine;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
 using SharpTune.Quantization;
+using SharpTune.Training.Objectives;
 
 namespace SharpTune.Training.Model;
 
@@ -201,20 +202,69 @@ public sealed class TrainableDecoder : IDisposable
 
     public IEnumerable<TrainableLinear> Linears => Layers.SelectMany(l => l.Linears);
 
-    /// <summary>Forward, loss and backward; gradScale·d(mean loss)/dθ is added to every trainable gradient.</summary>
-    public LossResult ForwardBackward(TrainingBatch batch, float gradScale, SeededRandom random)
+    /// <summary>Forward, SFT's loss and backward; gradScale·d(mean loss)/dθ is added to every trainable gradient.</summary>
+    public LossResult ForwardBackward(TrainingBatch batch, float gradScale, SeededRandom random) =>
+        ForwardBackward(batch, new SupervisedCrossEntropy(), gradScale, random);
+
+    /// <summary>Forward, the objective's loss and backward; gradScale·dLoss/dθ is added to every trainable gradient.</summary>
+    public LossResult ForwardBackward(TrainingBatch batch, ITrainingObjective objective, float gradScale, SeededRandom random)
     {
+        if (_tunersDisabled)
+            throw new InvalidOperationException("the tuners are disabled (a reference forward); enable them before training");
         var b = Prepare(batch);
         Forward(batch, b, TunerPass.Train, random);
-        return LossAndBackward(batch, b, gradScale, backward: true);
+        return LabelLogProbsAndBackward(batch, b, objective, gradScale, backward: true).Loss;
     }
 
-    /// <summary>The batch's loss without dropout or gradients.</summary>
+    /// <summary>The batch's SFT loss without dropout or gradients.</summary>
     public LossResult Evaluate(TrainingBatch batch)
     {
         var b = Prepare(batch);
         Forward(batch, b, TunerPass.Evaluate, null);
-        return LossAndBackward(batch, b, 0f, backward: false);
+        return LabelLogProbsAndBackward(batch, b, new SupervisedCrossEntropy(), 0f, backward: false).Loss;
+    }
+
+    /// <summary>
+    /// An evaluation forward (no dropout, no gradients) giving what objectives need: every label token's log-prob,
+    /// their sums and counts per sequence, and the final normed hidden states.
+    /// </summary>
+    public LabelLogProbs LogProbs(TrainingBatch batch)
+    {
+        var b = Prepare(batch);
+        Forward(batch, b, TunerPass.Evaluate, null);
+        var (labels, perToken, _) = LabelLogProbsAndBackward(batch, b, new SupervisedCrossEntropy(), 0f, backward: false);
+        var sums = new double[batch.Batch];
+        for (int i = 0; i < labels.Count; i++) sums[labels.Sequences[i]] += perToken[i];
+        var hidden = b.FinalNormed.AsSpan(0, batch.Batch * batch.Length * Config.HiddenSize).ToArray();
+        return new LabelLogProbs(labels, perToken, sums, hidden);
+    }
+
+    /// <summary>
+    /// Turns every tuner layer off until the returned scope is disposed, so forwards compute the base model (the
+    /// reference model of preference objectives) without a second copy of the weights. Tensors trained in full
+    /// (modules_to_save, full or freeze tuning) are the model's own weights and stay as trained.
+    /// </summary>
+    public IDisposable DisableTuners()
+    {
+        if (_tunersDisabled) throw new InvalidOperationException("the tuners are already disabled");
+        _tunersDisabled = true;
+        foreach (var linear in Linears) linear.TunersEnabled = false;
+        return new TunerScope(this);
+    }
+
+    private bool _tunersDisabled;
+
+    private sealed class TunerScope(TrainableDecoder decoder) : IDisposable
+    {
+        private bool _disposed;
+
+        public void Dispose()
+        {
+            if (_disposed) return;
+            _disposed = true;
+            foreach (var linear in decoder.Linears) linear.TunersEnabled = true;
+            decoder._tunersDisabled = false;
+        }
     }
 
     /// <summary>The full logits [B·T × vocab] of a batch (evaluation mode), for checks against the inference model.</summary>
@@ -305,36 +355,31 @@ public sealed class TrainableDecoder : IDisposable
     }
 
     /// <summary>
-    /// Cross-entropy over the rows that carry a label after the causal shift, in chunks of rows: a chunk's logits
-    /// are turned into their gradient in place, which flows into the final hidden states and lm_head before the
-    /// next chunk reuses the buffer. Then the backward through the final norm and the layers.
+    /// The log-prob of every label token, over chunks of label rows: a chunk's logits become log-softmax statistics,
+    /// the objective gives each token's upstream gradient, and (with backward) the logits are turned into their
+    /// gradient in place, which flows into the final hidden states and lm_head before the next chunk reuses the
+    /// buffer. Then the backward through the final norm and the layers.
     /// </summary>
-    private LossResult LossAndBackward(TrainingBatch batch, Buffers b, float gradScale, bool backward)
+    private (LabelTokens Labels, double[] LogProbs, LossResult Loss) LabelLogProbsAndBackward(TrainingBatch batch, Buffers b,
+        ITrainingObjective objective, float gradScale, bool backward)
     {
         int t = batch.Length, h = Config.HiddenSize, v = Config.VocabSize;
-        var lossRows = new List<(int Row, int Target)>();
-        for (int bi = 0; bi < batch.Batch; bi++)
-            for (int i = 0; i + 1 < t; i++)
-            {
-                int label = batch.Labels[bi * t + i + 1];
-                if (label != CausalLmLoss.IgnoreIndex) lossRows.Add((bi * t + i, label));
-            }
-        int count = lossRows.Count;
-        if (count == 0) return new LossResult(0, 0);
+        var labels = LabelTokens.Of(batch);
+        int count = labels.Count;
+        var logProbs = new double[count];
+        if (count == 0) return (labels, logProbs, new LossResult(0, 0));
+        objective.Begin(labels, gradScale);
         int rows = batch.Batch * t;
         var lossScope = StepProfile.Measure(StepSection.LmHeadAndLoss);
         if (backward) Array.Clear(b.DResidual, 0, rows * h);
-        float coefficient = gradScale / count;
-        double lossSum = 0;
         int chunk = LossChunkRows(count, v);
         if (b.ChunkLogits.Length < (long)chunk * v)
             b.AllocateLossChunk(chunk, h, v);
-        var rowLoss = new double[chunk];
         for (int start = 0; start < count; start += chunk)
         {
             int n = Math.Min(chunk, count - start);
             for (int i = 0; i < n; i++)
-                Array.Copy(b.FinalNormed, lossRows[start + i].Row * h, b.ChunkHidden, i * h, h);
+                Array.Copy(b.FinalNormed, labels.Rows[start + i] * h, b.ChunkHidden, i * h, h);
             LmHeadForward(b.ChunkHidden, n, b.ChunkLogits);
             int chunkStart = start;
             GemmThreadPool.Shared.ForRanges(n, 1, (lo, hi) =>
@@ -342,28 +387,31 @@ public sealed class TrainableDecoder : IDisposable
                 for (int i = lo; i < hi; i++)
                 {
                     var logits = b.ChunkLogits.AsSpan(i * v, v);
-                    int target = lossRows[chunkStart + i].Target;
+                    int token = chunkStart + i, target = labels.Targets[token];
                     float targetLogit = logits[target];
                     // Vectorised exp of the max-shifted logits in place; their sum is taken in double.
                     float max = TensorPrimitives.Max(logits);
                     TensorPrimitives.Subtract(logits, max, logits);
                     TensorPrimitives.Exp(logits, logits);
                     double sum = TrainingKernels.SumInDouble(logits);
-                    rowLoss[i] = max + Math.Log(sum) - targetLogit;
+                    // The negative log-likelihood negated, so that the cross-entropy sums exactly these values.
+                    double logProb = -(max + Math.Log(sum) - targetLogit);
+                    logProbs[token] = logProb;
                     if (!backward) continue;
-                    TensorPrimitives.Multiply(logits, (float)(coefficient / sum), logits);
-                    logits[target] -= coefficient;
+                    // d(log p_target)/d(logits) = onehot − softmax, times the objective's upstream gradient.
+                    float gradient = objective.Gradient(token, logProb);
+                    TensorPrimitives.Multiply(logits, (float)(-gradient / sum), logits);
+                    logits[target] += gradient;
                 }
             });
-            for (int i = 0; i < n; i++) lossSum += rowLoss[i];
             if (!backward) continue;
             LmHeadBackward(b.ChunkHidden, b.ChunkLogits, n, b.ChunkDHidden);
             for (int i = 0; i < n; i++)
-                Array.Copy(b.ChunkDHidden, i * h, b.DResidual, lossRows[start + i].Row * h, h);
+                Array.Copy(b.ChunkDHidden, i * h, b.DResidual, labels.Rows[start + i] * h, h);
         }
         lossScope.Dispose();
         if (backward) Backward(batch, b);
-        return new LossResult(lossSum, count);
+        return (labels, logProbs, objective.Loss(logProbs));
     }
 
     /// <summary>logits [n × vocab] = hidden [n × h] · lm_headᵀ.</summary>

@@ -17,6 +17,9 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
     public ModelTensor? Bias { get; } = bias;
     public List<ILinearTuner> Tuners { get; } = [];
 
+    /// <summary>False while the decoder's tuners are disabled (<see cref="TrainableDecoder.DisableTuners"/>): the base Linear alone.</summary>
+    public bool TunersEnabled { get; set; } = true;
+
     /// <summary>The last part of the module path (q_proj, down_proj, ...), what PEFT's target_modules name.</summary>
     public string ModuleName => ModulePath[(ModulePath.LastIndexOf('.') + 1)..];
 
@@ -34,7 +37,7 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
             else
                 TrainingKernels.LinearForward(x, rows, InFeatures, Weight.Data, Bias?.Data, OutFeatures, y);
         }
-        if (Tuners.Count == 0) return;
+        if (Tuners.Count == 0 || !TunersEnabled) return;
         using (StepProfile.Measure(StepSection.LoraForward))
             foreach (var tuner in Tuners) tuner.Forward(x, rows, y, pass, random);
     }
