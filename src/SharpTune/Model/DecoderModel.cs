@@ -146,30 +146,30 @@ public sealed class DecoderModel : IDisposable
         for (int l = 0; l < c.NumLayers; l++)
         {
             var L = _layers[l];
-            be.RmsNorm(w.Residual, rows, L.InputNorm, c.RmsNormEps, w.Normed);
+            be.RmsNorm(w.Residual.Data, rows, L.InputNorm, c.RmsNormEps, w.Normed.Data);
             Linear(w.Normed, rows, L.Q, w.Query);
             Linear(w.Normed, rows, L.K, w.Key);
             Linear(w.Normed, rows, L.V, w.Value);
             if (L.QNorm is not null && L.KNorm is not null)
             {
-                be.RmsNorm(w.Query, rows, L.QNorm, c.RmsNormEps, w.Query);
-                be.RmsNorm(w.Key, rows, L.KNorm, c.RmsNormEps, w.Key);
+                be.RmsNorm(w.Query.Data, rows * c.NumHeads, L.QNorm, c.RmsNormEps, w.Query.Data);
+                be.RmsNorm(w.Key.Data, rows * c.NumKvHeads, L.KNorm, c.RmsNormEps, w.Key.Data);
             }
-            be.ApplyRope(w.Query, rows, c.NumHeads, _rope, positions);
-            be.ApplyRope(w.Key, rows, c.NumKvHeads, _rope, positions);
+            be.Rope(w.Query.Data, rows, c.NumHeads, _rope, positions);
+            be.Rope(w.Key.Data, rows, c.NumKvHeads, _rope, positions);
             cache.Layers[l].Append(w.Key, w.Value, newTokens);
             be.Attention(w.Query, cache.Layers[l], batch, newTokens, cache.KeyMask, cache.Capacity, w.Attention);
             Linear(w.Attention, rows, L.O, w.Projected);
-            be.AddInPlace(w.Residual, w.Projected, rows);
+            be.Add(w.Residual.Data, w.Projected.Data, rows * c.HiddenSize);
 
-            be.RmsNorm(w.Residual, rows, L.PostAttentionNorm, c.RmsNormEps, w.Normed);
+            be.RmsNorm(w.Residual.Data, rows, L.PostAttentionNorm, c.RmsNormEps, w.Normed.Data);
             Linear(w.Normed, rows, L.Gate, w.Gate);
             Linear(w.Normed, rows, L.Up, w.Up);
-            be.SiluMul(w.Gate, w.Up, rows, w.Gate);
+            be.SiluMul(w.Gate.Data, w.Up.Data, rows * c.IntermediateSize, w.Gate.Data);
             Linear(w.Gate, rows, L.Down, w.Projected);
-            be.AddInPlace(w.Residual, w.Projected, rows);
+            be.Add(w.Residual.Data, w.Projected.Data, rows * c.HiddenSize);
         }
-        be.RmsNorm(w.Residual, rows, _finalNorm, c.RmsNormEps, hidden);
+        be.RmsNorm(w.Residual.Data, rows, _finalNorm, c.RmsNormEps, hidden.Data);
     }
 
     /// <summary>logits[rows × vocab] = hidden · lm_headᵀ for the first rows rows.</summary>

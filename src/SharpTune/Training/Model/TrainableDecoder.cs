@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using SharpTune.Data;
 using SharpTune.Engine;
 using SharpTune.IO.Safetensors;
@@ -48,6 +47,9 @@ public sealed class TrainableDecoder : IDisposable
     public ModelTensor FinalNorm { get; }
     public TrainableLayer[] Layers { get; }
 
+    /// <summary>Where every operation of the forward and backward runs.</summary>
+    public IComputeBackend Backend { get; }
+
     /// <summary>Keep only each layer's input in the forward and recompute the layer during the backward.</summary>
     public bool GradientCheckpointing { get; }
 
@@ -56,7 +58,7 @@ public sealed class TrainableDecoder : IDisposable
     private Buffers? _buffers;
 
     private TrainableDecoder(string directory, ModelConfig config, DecoderWeights stored, QuantizationOptions? quantization,
-        ModelTensor embedding, ModelTensor lmHead, ModelTensor finalNorm, TrainableLayer[] layers, bool gradientCheckpointing)
+        ModelTensor embedding, ModelTensor lmHead, ModelTensor finalNorm, TrainableLayer[] layers, bool gradientCheckpointing, IComputeBackend backend)
     {
         Directory = directory;
         BaseModelName = directory;
@@ -69,6 +71,7 @@ public sealed class TrainableDecoder : IDisposable
         FinalNorm = finalNorm;
         Layers = layers;
         GradientCheckpointing = gradientCheckpointing;
+        Backend = backend;
         _rope = RopeScaling.BuildTable(config);
     }
 
@@ -111,11 +114,12 @@ public sealed class TrainableDecoder : IDisposable
     private static TrainableDecoder Bind(string directory, ModelConfig c, DecoderWeights weights, bool gradientCheckpointing,
         QuantizationOptions? quantization, OneDnnGemmKernel? bf16Kernel)
     {
+        var backend = CpuBackend.CreateDefault();
         IFrozenMatrix Frozen(WeightMatrix matrix) =>
             bf16Kernel is not null && matrix.DType == DType.BF16 ? new Bf16ComputeMatrix(matrix, bf16Kernel) : new StoredMatrix(matrix);
         ModelTensor Vector(string name, float[] values) => new(name, [values.Length], values);
         TrainableLinear Linear(string path, WeightMatrix matrix, float[]? bias) =>
-            new(path, matrix.Cols, matrix.Rows, Stored(path + ".weight", matrix), bias is null ? null : Vector(path + ".bias", bias));
+            new(path, matrix.Cols, matrix.Rows, backend, Stored(path + ".weight", matrix), bias is null ? null : Vector(path + ".bias", bias));
         // A layer projection: the stored matrix, or its quantised form.
         ModelTensor Stored(string name, WeightMatrix matrix) =>
             quantization is null
@@ -150,7 +154,7 @@ public sealed class TrainableDecoder : IDisposable
             };
         }
         var finalNorm = Vector(arch.FinalNormTensor, weights.FinalNorm);
-        return new TrainableDecoder(directory, c, weights, quantization, embedding, lmHead, finalNorm, layers, gradientCheckpointing);
+        return new TrainableDecoder(directory, c, weights, quantization, embedding, lmHead, finalNorm, layers, gradientCheckpointing, backend);
     }
 
     /// <summary>
@@ -307,7 +311,7 @@ public sealed class TrainableDecoder : IDisposable
         for (int l = 0; l < Layers.Length; l++)
             LayerForward(Layers[l], batch, b, b.ActivationsOf(l), b.LayerInputs[l], b.LayerInputs[l + 1], pass, random);
         using (StepProfile.Measure(StepSection.NormsForward))
-            TrainingKernels.RmsNormForward(b.LayerInputs[^1], rows, FinalNorm.Data, Config.RmsNormEps, b.FinalNormed, b.FinalRms);
+            Backend.RmsNorm(b.LayerInputs[^1], rows, FinalNorm.Data, Config.RmsNormEps, b.FinalNormed, b.FinalRms);
     }
 
     private void LayerForward(TrainableLayer layer, TrainingBatch batch, Buffers b, LayerActivations a, float[] input, float[] output,
@@ -317,14 +321,14 @@ public sealed class TrainableDecoder : IDisposable
         int rows = batch.Batch * batch.Length;
         float eps = c.RmsNormEps;
         using (StepProfile.Measure(StepSection.NormsForward))
-            TrainingKernels.RmsNormForward(input, rows, layer.InputNorm.Data, eps, a.Norm1, a.Rms1);
+            Backend.RmsNorm(input, rows, layer.InputNorm.Data, eps, a.Norm1, a.Rms1);
         if (layer.QNorm is not null && layer.KNorm is not null)
         {
             layer.QProj.Forward(a.Norm1, rows, a.Query, pass, random);
             layer.KProj.Forward(a.Norm1, rows, a.Key, pass, random);
             using var norms = StepProfile.Measure(StepSection.NormsForward);
-            TrainingKernels.RmsNormForward(a.Query, rows * c.NumHeads, layer.QNorm.Data, eps, a.QueryRotated, a.QueryRms);
-            TrainingKernels.RmsNormForward(a.Key, rows * c.NumKvHeads, layer.KNorm.Data, eps, a.KeyRotated, a.KeyRms);
+            Backend.RmsNorm(a.Query, rows * c.NumHeads, layer.QNorm.Data, eps, a.QueryRotated, a.QueryRms);
+            Backend.RmsNorm(a.Key, rows * c.NumKvHeads, layer.KNorm.Data, eps, a.KeyRotated, a.KeyRms);
         }
         else
         {
@@ -334,24 +338,24 @@ public sealed class TrainableDecoder : IDisposable
         layer.VProj.Forward(a.Norm1, rows, a.Value, pass, random);
         using (StepProfile.Measure(StepSection.ElementwiseForward))
         {
-            TrainingKernels.RopeForward(a.QueryRotated, rows, c.NumHeads, c.HeadDim, _rope, b.Positions);
-            TrainingKernels.RopeForward(a.KeyRotated, rows, c.NumKvHeads, c.HeadDim, _rope, b.Positions);
+            Backend.Rope(a.QueryRotated, rows, c.NumHeads, _rope, b.Positions);
+            Backend.Rope(a.KeyRotated, rows, c.NumKvHeads, _rope, b.Positions);
         }
         using (StepProfile.Measure(StepSection.AttentionForward))
-            AttentionKernels.Forward(b.Shape, a.QueryRotated, a.KeyRotated, a.Value, batch.AttentionMask, a.Attention, a.LogSumExp);
+            Backend.AttentionForward(b.Shape, a.QueryRotated, a.KeyRotated, a.Value, batch.AttentionMask, a.Attention, a.LogSumExp);
         layer.OProj.Forward(a.Attention, rows, b.Projected, pass, random);
         using (StepProfile.Measure(StepSection.ElementwiseForward))
-            TrainingKernels.Sum(input, b.Projected, rows * c.HiddenSize, a.Middle);
+            Backend.Sum(input, b.Projected, rows * c.HiddenSize, a.Middle);
 
         using (StepProfile.Measure(StepSection.NormsForward))
-            TrainingKernels.RmsNormForward(a.Middle, rows, layer.PostAttentionNorm.Data, eps, a.Norm2, a.Rms2);
+            Backend.RmsNorm(a.Middle, rows, layer.PostAttentionNorm.Data, eps, a.Norm2, a.Rms2);
         layer.GateProj.Forward(a.Norm2, rows, a.Gate, pass, random);
         layer.UpProj.Forward(a.Norm2, rows, a.Up, pass, random);
         using (StepProfile.Measure(StepSection.ElementwiseForward))
-            TrainingKernels.SwiGluForward(a.Gate, a.Up, rows * c.IntermediateSize, a.Activation);
+            Backend.SiluMul(a.Gate, a.Up, rows * c.IntermediateSize, a.Activation);
         layer.DownProj.Forward(a.Activation, rows, b.Projected, pass, random);
         using (StepProfile.Measure(StepSection.ElementwiseForward))
-            TrainingKernels.Sum(a.Middle, b.Projected, rows * c.HiddenSize, output);
+            Backend.Sum(a.Middle, b.Projected, rows * c.HiddenSize, output);
     }
 
     /// <summary>
@@ -381,29 +385,7 @@ public sealed class TrainableDecoder : IDisposable
             for (int i = 0; i < n; i++)
                 Array.Copy(b.FinalNormed, labels.Rows[start + i] * h, b.ChunkHidden, i * h, h);
             LmHeadForward(b.ChunkHidden, n, b.ChunkLogits);
-            int chunkStart = start;
-            GemmThreadPool.Shared.ForRanges(n, 1, (lo, hi) =>
-            {
-                for (int i = lo; i < hi; i++)
-                {
-                    var logits = b.ChunkLogits.AsSpan(i * v, v);
-                    int token = chunkStart + i, target = labels.Targets[token];
-                    float targetLogit = logits[target];
-                    // Vectorised exp of the max-shifted logits in place; their sum is taken in double.
-                    float max = TensorPrimitives.Max(logits);
-                    TensorPrimitives.Subtract(logits, max, logits);
-                    TensorPrimitives.Exp(logits, logits);
-                    double sum = TrainingKernels.SumInDouble(logits);
-                    // The negative log-likelihood negated, so that the cross-entropy sums exactly these values.
-                    double logProb = -(max + Math.Log(sum) - targetLogit);
-                    logProbs[token] = logProb;
-                    if (!backward) continue;
-                    // d(log p_target)/d(logits) = onehot − softmax, times the objective's upstream gradient.
-                    float gradient = objective.Gradient(token, logProb);
-                    TensorPrimitives.Multiply(logits, (float)(-gradient / sum), logits);
-                    logits[target] += gradient;
-                }
-            });
+            Backend.LabelLogProbs(b.ChunkLogits, n, v, labels.Targets, start, logProbs, backward ? objective.Gradient : null);
             if (!backward) continue;
             LmHeadBackward(b.ChunkHidden, b.ChunkLogits, n, b.ChunkDHidden);
             for (int i = 0; i < n; i++)
@@ -415,34 +397,17 @@ public sealed class TrainableDecoder : IDisposable
     }
 
     /// <summary>logits [n × vocab] = hidden [n × h] · lm_headᵀ.</summary>
-    private unsafe void LmHeadForward(float[] hidden, int n, float[] logits)
+    private void LmHeadForward(float[] hidden, int n, float[] logits)
     {
-        if (LmHead.Frozen is { } frozen)
-        {
-            frozen.MultiplyTransposed(hidden, n, logits);
-            return;
-        }
-        int h = Config.HiddenSize, v = Config.VocabSize;
-        fixed (float* ph = hidden, pw = LmHead.Data, pl = logits)
-            GemmKernels.Default.Sgemm(false, true, n, v, h, 1f, ph, h, pw, h, 0f, pl, v);
+        if (LmHead.Frozen is { } frozen) frozen.MultiplyTransposed(hidden, n, logits);
+        else Backend.Linear(hidden, n, LmHead.Data, Config.HiddenSize, Config.VocabSize, null, logits);
     }
 
     /// <summary>dHidden [n × h] = dLogits · lm_head, and lm_head's gradient += dLogitsᵀ · hidden when it is trained.</summary>
-    private unsafe void LmHeadBackward(float[] hidden, float[] dLogits, int n, float[] dHidden)
+    private void LmHeadBackward(float[] hidden, float[] dLogits, int n, float[] dHidden)
     {
-        if (LmHead.Frozen is { } frozen)
-        {
-            frozen.Multiply(dLogits, n, dHidden, accumulate: false);
-            return;
-        }
-        int h = Config.HiddenSize, v = Config.VocabSize;
-        fixed (float* ph = hidden, pw = LmHead.Data, pl = dLogits, pdh = dHidden)
-        {
-            if (LmHead.Grad is { } lmGrad)
-                fixed (float* pdw = lmGrad)
-                    GemmKernels.Default.Sgemm(true, false, v, h, n, 1f, pl, v, ph, h, 1f, pdw, h);
-            GemmKernels.Default.Sgemm(false, false, n, h, v, 1f, pl, v, pw, h, 0f, pdh, h);
-        }
+        if (LmHead.Frozen is { } frozen) frozen.Multiply(dLogits, n, dHidden, accumulate: false);
+        else Backend.LinearBackward(hidden, dLogits, n, LmHead.Data, Config.HiddenSize, Config.VocabSize, LmHead.Grad, null, dHidden, accumulate: false);
     }
 
     private void Backward(TrainingBatch batch, Buffers b)
@@ -453,7 +418,7 @@ public sealed class TrainableDecoder : IDisposable
         bool needBelowNorm = lowest >= 0 || embeddingTrainable;
         // dResidual holds dL/d(final normed); turn it into dL/d(last layer output).
         using (StepProfile.Measure(StepSection.NormsBackward))
-            TrainingKernels.RmsNormBackward(b.LayerInputs[^1], b.DResidual, rows, FinalNorm.Data, b.FinalRms,
+            Backend.RmsNormBackward(b.LayerInputs[^1], b.DResidual, rows, FinalNorm.Data, b.FinalRms,
                 needBelowNorm ? b.DResidual : null, FinalNorm.Grad);
         if (!needBelowNorm) return;
         int stop = embeddingTrainable ? 0 : lowest;
@@ -465,12 +430,7 @@ public sealed class TrainableDecoder : IDisposable
             LayerBackward(Layers[l], batch, b, a, b.LayerInputs[l], needInputGrad: l > lowest || embeddingTrainable);
         }
         using var embeddingScope = StepProfile.Measure(StepSection.Embedding);
-        if (Embedding.Grad is { } embeddingGrad)
-            for (int r = 0; r < rows; r++)
-            {
-                var dst = embeddingGrad.AsSpan(batch.InputIds[r] * h, h);
-                System.Numerics.Tensors.TensorPrimitives.Add(dst, b.DResidual.AsSpan(r * h, h), dst);
-            }
+        if (Embedding.Grad is { } embeddingGrad) Backend.EmbeddingBackward(b.DResidual, batch.InputIds.AsSpan(0, rows), h, embeddingGrad);
     }
 
     /// <summary>dResidual: dL/d(layer output) in, dL/d(layer input) out (when needInputGrad).</summary>
@@ -483,31 +443,31 @@ public sealed class TrainableDecoder : IDisposable
         // MLP half: output = middle + down(silu(gate(n2)) ⊙ up(n2)), n2 = norm(middle).
         layer.DownProj.Backward(a.Activation, b.DResidual, rows, b.DActivation, accumulate: false);
         using (StepProfile.Measure(StepSection.ElementwiseBackward))
-            TrainingKernels.SwiGluBackward(a.Gate, a.Up, b.DActivation, rows * c.IntermediateSize, b.DGate, b.DUp);
+            Backend.SiluMulBackward(a.Gate, a.Up, b.DActivation, rows * c.IntermediateSize, b.DGate, b.DUp);
         layer.GateProj.Backward(a.Norm2, b.DGate, rows, b.DNormed, accumulate: false);
         layer.UpProj.Backward(a.Norm2, b.DUp, rows, b.DNormed, accumulate: true);
         using (StepProfile.Measure(StepSection.NormsBackward))
-            TrainingKernels.RmsNormBackward(a.Middle, b.DNormed, rows, layer.PostAttentionNorm.Data, a.Rms2,
+            Backend.RmsNormBackward(a.Middle, b.DNormed, rows, layer.PostAttentionNorm.Data, a.Rms2,
                 attentionNeedsGrad ? b.DNormed : null, layer.PostAttentionNorm.Grad);
         if (!attentionNeedsGrad) return;
         using (StepProfile.Measure(StepSection.ElementwiseBackward))
-            TrainingKernels.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
+            Backend.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
 
         // Attention half: middle = input + o(attention(rope(q), rope(k), v)), q/k/v from n1 = norm(input).
         layer.OProj.Backward(a.Attention, b.DResidual, rows, b.DAttention, accumulate: false);
         using (StepProfile.Measure(StepSection.AttentionBackward))
-            AttentionKernels.Backward(b.Shape, a.QueryRotated, a.KeyRotated, a.Value, batch.AttentionMask, a.Attention, a.LogSumExp,
+            Backend.AttentionBackward(b.Shape, a.QueryRotated, a.KeyRotated, a.Value, batch.AttentionMask, a.Attention, a.LogSumExp,
                 b.DAttention, b.DQuery, b.DKey, b.DValue, b.DKeyPerHead, b.DValuePerHead);
         using (StepProfile.Measure(StepSection.ElementwiseBackward))
         {
-            TrainingKernels.RopeBackward(b.DQuery, rows, c.NumHeads, c.HeadDim, _rope, b.Positions);
-            TrainingKernels.RopeBackward(b.DKey, rows, c.NumKvHeads, c.HeadDim, _rope, b.Positions);
+            Backend.Rope(b.DQuery, rows, c.NumHeads, _rope, b.Positions, inverse: true);
+            Backend.Rope(b.DKey, rows, c.NumKvHeads, _rope, b.Positions, inverse: true);
         }
         if (layer.QNorm is not null && layer.KNorm is not null)
         {
             using var norms = StepProfile.Measure(StepSection.NormsBackward);
-            TrainingKernels.RmsNormBackward(a.Query, b.DQuery, rows * c.NumHeads, layer.QNorm.Data, a.QueryRms, b.DQuery, layer.QNorm.Grad);
-            TrainingKernels.RmsNormBackward(a.Key, b.DKey, rows * c.NumKvHeads, layer.KNorm.Data, a.KeyRms, b.DKey, layer.KNorm.Grad);
+            Backend.RmsNormBackward(a.Query, b.DQuery, rows * c.NumHeads, layer.QNorm.Data, a.QueryRms, b.DQuery, layer.QNorm.Grad);
+            Backend.RmsNormBackward(a.Key, b.DKey, rows * c.NumKvHeads, layer.KNorm.Data, a.KeyRms, b.DKey, layer.KNorm.Grad);
         }
         bool needNormGrad = needInputGrad || layer.InputNorm.IsTrainable;
         float[]? dNormed = needNormGrad ? b.DNormed : null;
@@ -516,11 +476,11 @@ public sealed class TrainableDecoder : IDisposable
         layer.VProj.Backward(a.Norm1, b.DValue, rows, dNormed, accumulate: true);
         if (!needNormGrad) return;
         using (StepProfile.Measure(StepSection.NormsBackward))
-            TrainingKernels.RmsNormBackward(input, b.DNormed, rows, layer.InputNorm.Data, a.Rms1,
+            Backend.RmsNormBackward(input, b.DNormed, rows, layer.InputNorm.Data, a.Rms1,
                 needInputGrad ? b.DNormed : null, layer.InputNorm.Grad);
         if (!needInputGrad) return;
         using (StepProfile.Measure(StepSection.ElementwiseBackward))
-            TrainingKernels.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
+            Backend.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
     }
 
     /// <summary>The activations one layer's backward needs.</summary>
@@ -555,7 +515,7 @@ public sealed class TrainableDecoder : IDisposable
     {
         private readonly LayerActivations[] _activations;
         public int CapacityRows { get; }
-        public AttentionKernels.Shape Shape { get; private set; }
+        public AttentionShape Shape { get; private set; }
         public int[] Positions { get; }
         public float[][] LayerInputs { get; }
         public float[] FinalNormed { get; }
@@ -601,7 +561,7 @@ public sealed class TrainableDecoder : IDisposable
             DActivation = new float[rows * c.IntermediateSize];
         }
 
-        public void Use(int batch, int time) => Shape = new AttentionKernels.Shape(batch, time, _config.NumHeads, _config.NumKvHeads, _config.HeadDim);
+        public void Use(int batch, int time) => Shape = new AttentionShape(batch, time, _config.NumHeads, _config.NumKvHeads, _config.HeadDim);
 
         public LayerActivations ActivationsOf(int layer) => _activations[_activations.Length == 1 ? 0 : layer];
 

@@ -1,3 +1,4 @@
+using SharpTune.Engine;
 using SharpTune.Model;
 
 namespace SharpTune.Training.Model;
@@ -7,7 +8,7 @@ namespace SharpTune.Training.Model;
 /// gradients only for what is trainable. A frozen weight kept compact (<see cref="ModelTensor.Frozen"/>) is
 /// multiplied through its storage in both directions.
 /// </summary>
-public sealed class TrainableLinear(string modulePath, int inFeatures, int outFeatures, ModelTensor weight, ModelTensor? bias)
+public sealed class TrainableLinear(string modulePath, int inFeatures, int outFeatures, IComputeBackend backend, ModelTensor weight, ModelTensor? bias)
 {
     /// <summary>The module's name in the base model, e.g. model.layers.0.self_attn.q_proj.</summary>
     public string ModulePath { get; } = modulePath;
@@ -32,10 +33,10 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
             if (Weight.Frozen is { } frozen)
             {
                 frozen.MultiplyTransposed(x, rows, y);
-                if (Bias is not null) TrainingKernels.AddBias(y, rows, Bias.Data, OutFeatures);
+                if (Bias is not null) backend.AddBias(y, rows, Bias.Data);
             }
             else
-                TrainingKernels.LinearForward(x, rows, InFeatures, Weight.Data, Bias?.Data, OutFeatures, y);
+                backend.Linear(x, rows, Weight.Data, InFeatures, OutFeatures, Bias?.Data, y);
         }
         if (Tuners.Count == 0 || !TunersEnabled) return;
         using (StepProfile.Measure(StepSection.LoraForward))
@@ -50,10 +51,10 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
             if (Weight.Frozen is { } frozen)
             {
                 if (dx is not null) frozen.Multiply(dy, rows, dx, accumulate);
-                if (Bias?.Grad is { } biasGrad) TrainingKernels.ColumnSums(dy, rows, OutFeatures, biasGrad);
+                if (Bias?.Grad is { } biasGrad) backend.ColumnSums(dy, rows, biasGrad);
             }
             else if (Weight.IsTrainable || Bias?.IsTrainable == true || dx is not null)
-                TrainingKernels.LinearBackward(x, dy, rows, InFeatures, OutFeatures, Weight.Data, Weight.Grad, Bias?.Grad, dx, accumulate);
+                backend.LinearBackward(x, dy, rows, Weight.Data, InFeatures, OutFeatures, Weight.Grad, Bias?.Grad, dx, accumulate);
         }
         if (Tuners.Count == 0) return;
         using (StepProfile.Measure(StepSection.LoraBackward))

@@ -1,20 +1,21 @@
+using System.Numerics;
 using System.Numerics.Tensors;
-using SharpTune.Engine;
 
-namespace SharpTune.Training.Model;
+namespace SharpTune.Engine;
 
 /// <summary>
-/// The element-wise and per-row operations of the training pass, each forward next to its backward (llm.c style).
-/// Buffers are row-major [rows × width]; loops are split over the engine's thread pool, so a matrix product issued
-/// inside one of them runs serially on that thread.
+/// <see cref="CpuBackend"/>'s element-wise and per-row operations of the decoder, each forward next to its backward
+/// (llm.c style), one implementation for training and inference alike. Buffers are row-major [rows × width]; loops
+/// are split over the engine's thread pool (a decode step's single row stays on the caller), so a matrix product
+/// issued inside one of them runs serially on that thread.
 /// </summary>
-internal static class TrainingKernels
+internal static unsafe class TrainingKernels
 {
     /// <summary>y = x · Wᵀ (+ bias) for x [rows × in], W [out × in].</summary>
-    public static unsafe void LinearForward(float[] x, int rows, int inFeatures, float[] weight, float[]? bias, int outFeatures, float[] y)
+    public static void LinearForward(IGemmKernel gemm, float[] x, int rows, int inFeatures, float[] weight, float[]? bias, int outFeatures, float[] y)
     {
         fixed (float* px = x, pw = weight, py = y)
-            GemmKernels.Default.Sgemm(false, true, rows, outFeatures, inFeatures, 1f, px, inFeatures, pw, inFeatures, 0f, py, outFeatures);
+            gemm.Sgemm(false, true, rows, outFeatures, inFeatures, 1f, px, inFeatures, pw, inFeatures, 0f, py, outFeatures);
         if (bias is not null) AddBias(y, rows, bias, outFeatures);
     }
 
@@ -33,17 +34,17 @@ internal static class TrainingKernels
     /// Backward of y = x · Wᵀ + b: dW += dyᵀ · x and db += Σ dy where those gradients are wanted, and
     /// dx = dy · W (added to dx when accumulate, else written) where dx is wanted.
     /// </summary>
-    public static unsafe void LinearBackward(float[] x, float[] dy, int rows, int inFeatures, int outFeatures,
+    public static void LinearBackward(IGemmKernel gemm, float[] x, float[] dy, int rows, int inFeatures, int outFeatures,
         float[] weight, float[]? weightGrad, float[]? biasGrad, float[]? dx, bool accumulate)
     {
         fixed (float* px = x, pdy = dy, pw = weight)
         {
             if (weightGrad is not null)
                 fixed (float* pdw = weightGrad)
-                    GemmKernels.Default.Sgemm(true, false, outFeatures, inFeatures, rows, 1f, pdy, outFeatures, px, inFeatures, 1f, pdw, inFeatures);
+                    gemm.Sgemm(true, false, outFeatures, inFeatures, rows, 1f, pdy, outFeatures, px, inFeatures, 1f, pdw, inFeatures);
             if (dx is not null)
                 fixed (float* pdx = dx)
-                    GemmKernels.Default.Sgemm(false, false, rows, inFeatures, outFeatures, 1f, pdy, outFeatures, pw, inFeatures, accumulate ? 1f : 0f, pdx, inFeatures);
+                    gemm.Sgemm(false, false, rows, inFeatures, outFeatures, 1f, pdy, outFeatures, pw, inFeatures, accumulate ? 1f : 0f, pdx, inFeatures);
         }
         if (biasGrad is not null)
             ColumnSums(dy, rows, outFeatures, biasGrad);
@@ -66,9 +67,9 @@ internal static class TrainingKernels
 
     /// <summary>
     /// RMSNorm over groups of <c>weight.Length</c> values (a whole row, or one head for Qwen3's q/k norm):
-    /// y = w · x / √(mean(x²) + eps). Saves 1/rms per group for the backward.
+    /// y = w · x / √(mean(x²) + eps), y may be x. Saves 1/rms per group for the backward when inverseRms is given.
     /// </summary>
-    public static void RmsNormForward(float[] x, int groups, float[] weight, float eps, float[] y, float[] inverseRms)
+    public static void RmsNormForward(float[] x, int groups, float[] weight, float eps, float[] y, float[]? inverseRms)
     {
         int width = weight.Length;
         GemmThreadPool.Shared.ForRanges(groups, 32, (start, end) =>
@@ -77,14 +78,32 @@ internal static class TrainingKernels
             {
                 var src = x.AsSpan(g * width, width);
                 var dst = y.AsSpan(g * width, width);
-                double sum = 0;
-                foreach (float v in src) sum += (double)v * v;
-                float r = 1f / MathF.Sqrt((float)(sum / width) + eps);
-                inverseRms[g] = r;
+                float r = 1f / MathF.Sqrt((float)(SumOfSquares(src) / width) + eps);
+                if (inverseRms is not null) inverseRms[g] = r;
                 TensorPrimitives.Multiply(src, r, dst);
                 TensorPrimitives.Multiply(dst, weight, dst);
             }
         });
+    }
+
+    /// <summary>
+    /// Σ x² accumulated in double: the reference sums in float32 pairwise, so a long float accumulator would drift
+    /// further from it than an (almost) exact sum does.
+    /// </summary>
+    private static double SumOfSquares(ReadOnlySpan<float> values)
+    {
+        var lower = Vector<double>.Zero;
+        var upper = Vector<double>.Zero;
+        int i = 0;
+        for (; i + Vector<float>.Count <= values.Length; i += Vector<float>.Count)
+        {
+            Vector.Widen(new Vector<float>(values[i..]), out var low, out var high);
+            lower += low * low;
+            upper += high * high;
+        }
+        double sum = Vector.Sum(lower + upper);
+        for (; i < values.Length; i++) sum += (double)values[i] * values[i];
+        return sum;
     }
 
     /// <summary>
@@ -128,64 +147,68 @@ internal static class TrainingKernels
         });
     }
 
-    /// <summary>Rotates every head of every row by its position's angles (rotate_half convention), in place.</summary>
-    public static void RopeForward(float[] x, int rows, int heads, int headDim, RopeTable rope, int[] positions) =>
-        Rope(x, rows, heads, headDim, rope, positions, inverse: false);
-
-    /// <summary>Backward of the rotation: rotating the gradient by the negative angle, in place.</summary>
-    public static void RopeBackward(float[] dx, int rows, int heads, int headDim, RopeTable rope, int[] positions) =>
-        Rope(dx, rows, heads, headDim, rope, positions, inverse: true);
-
-    private static void Rope(float[] x, int rows, int heads, int headDim, RopeTable rope, int[] positions, bool inverse)
+    /// <summary>
+    /// Rotates every head of every row by its position's angles (rotate_half convention) in place; inverse rotates by
+    /// the negative angles, which is the backward of the rotation.
+    /// </summary>
+    public static void Rope(float[] x, int rows, int heads, int headDim, RopeTable rope, ReadOnlySpan<int> positions, bool inverse)
     {
-        int half = headDim / 2, width = heads * headDim;
-        GemmThreadPool.Shared.ForRanges(rows, 16, (start, end) =>
+        int width = heads * headDim;
+        fixed (int* p = positions)
         {
-            var computed = new float[headDim];
-            for (int r = start; r < end; r++)
+            // The positions' address outlives the pool call (it returns when every range is done).
+            nint address = (nint)p;
+            GemmThreadPool.Shared.ForRanges(rows, 16, (start, end) =>
             {
-                ReadOnlySpan<float> cosSin;
-                if (!rope.TryGetCosSin(positions[r], out cosSin))
+                int half = headDim / 2;
+                Span<float> computed = stackalloc float[headDim];
+                Span<float> negatedSin = stackalloc float[half];
+                for (int r = start; r < end; r++)
                 {
-                    rope.Angles(positions[r], computed.AsSpan(0, half), computed.AsSpan(half));
-                    cosSin = computed;
-                }
-                var cos = cosSin[..half];
-                var sin = cosSin[half..];
-                for (int h = 0; h < heads; h++)
-                {
-                    var head = x.AsSpan(r * width + h * headDim, headDim);
-                    for (int i = 0; i < half; i++)
+                    int position = ((int*)address)[r];
+                    scoped ReadOnlySpan<float> cosSin;
+                    if (!rope.TryGetCosSin(position, out cosSin))
                     {
-                        float x1 = head[i], x2 = head[half + i], c = cos[i], s = inverse ? -sin[i] : sin[i];
-                        head[i] = x1 * c - x2 * s;
-                        head[half + i] = x2 * c + x1 * s;
+                        rope.Angles(position, computed[..half], computed[half..]);
+                        cosSin = computed;
                     }
+                    ReadOnlySpan<float> cos = cosSin[..half], sin = cosSin[half..];
+                    if (inverse)
+                    {
+                        TensorPrimitives.Negate(sin, negatedSin);
+                        sin = negatedSin;
+                    }
+                    for (int h = 0; h < heads; h++)
+                        Rotate(x.AsSpan(r * width + h * headDim, headDim), cos, sin);
                 }
-            }
-        });
+            });
+        }
     }
 
-    /// <summary>Elements per vectorised block of the SwiGLU kernels: the block's σ(g) stays on the stack.</summary>
-    private const int SwiGluBlock = 1024;
-
-    /// <summary>a = silu(g) ⊙ u, silu(g) = g·σ(g).</summary>
-    public static void SwiGluForward(float[] gate, float[] up, int count, float[] activation)
+    /// <summary>(x₁, x₂) ← (x₁·cos − x₂·sin, x₂·cos + x₁·sin) for the two halves of one head, in place.</summary>
+    private static void Rotate(Span<float> head, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
     {
-        GemmThreadPool.Shared.ForRanges(count, 16384, (start, end) =>
+        int half = cos.Length, i = 0;
+        Span<float> first = head[..half], second = head[half..];
+        for (; i + Vector<float>.Count <= half; i += Vector<float>.Count)
         {
-            Span<float> sigmoid = stackalloc float[SwiGluBlock];
-            for (int i = start; i < end; i += SwiGluBlock)
-            {
-                int n = Math.Min(SwiGluBlock, end - i);
-                var s = sigmoid[..n];
-                var a = activation.AsSpan(i, n);
-                TensorPrimitives.Sigmoid(gate.AsSpan(i, n), s);
-                TensorPrimitives.Multiply(gate.AsSpan(i, n), s, a);
-                TensorPrimitives.Multiply(a, up.AsSpan(i, n), a);
-            }
-        });
+            var x1 = new Vector<float>(first[i..]);
+            var x2 = new Vector<float>(second[i..]);
+            var c = new Vector<float>(cos[i..]);
+            var s = new Vector<float>(sin[i..]);
+            (x1 * c - x2 * s).CopyTo(first[i..]);
+            (x2 * c + x1 * s).CopyTo(second[i..]);
+        }
+        for (; i < half; i++)
+        {
+            float x1 = first[i], x2 = second[i];
+            first[i] = x1 * cos[i] - x2 * sin[i];
+            second[i] = x2 * cos[i] + x1 * sin[i];
+        }
     }
+
+    /// <summary>Elements per vectorised block of the SwiGLU backward: the block's σ(g) stays on the stack.</summary>
+    private const int SwiGluBlock = 1024;
 
     /// <summary>dg = da·u·σ(g)·(1 + g·(1 − σ(g))), du = da·silu(g).</summary>
     public static void SwiGluBackward(float[] gate, float[] up, float[] dActivation, int count, float[] dGate, float[] dUp)
@@ -215,6 +238,31 @@ internal static class TrainingKernels
             }
         });
     }
+
+    /// <summary>See <see cref="IComputeBackend.LabelLogProbs"/>.</summary>
+    public static void LabelLogProbs(float[] logits, int rows, int vocab, int[] targets, int offset, double[] logProbs,
+        Func<int, double, float>? gradient) =>
+        GemmThreadPool.Shared.ForRanges(rows, 1, (lo, hi) =>
+        {
+            for (int i = lo; i < hi; i++)
+            {
+                var row = logits.AsSpan(i * vocab, vocab);
+                int token = offset + i, target = targets[token];
+                float targetLogit = row[target];
+                // Vectorised exp of the max-shifted logits in place; their sum is taken in double.
+                float max = TensorPrimitives.Max(row);
+                TensorPrimitives.Subtract(row, max, row);
+                TensorPrimitives.Exp(row, row);
+                double sum = SumInDouble(row);
+                // The negative log-likelihood negated, so that a cross-entropy sums exactly these values.
+                double logProb = -(max + Math.Log(sum) - targetLogit);
+                logProbs[token] = logProb;
+                if (gradient is null) continue;
+                float upstream = gradient(token, logProb);
+                TensorPrimitives.Multiply(row, (float)(-upstream / sum), row);
+                row[target] += upstream;
+            }
+        });
 
     /// <summary>Σ values, accumulated in double (vectorised: each lane widened to double before it is added).</summary>
     public static double SumInDouble(ReadOnlySpan<float> values)
