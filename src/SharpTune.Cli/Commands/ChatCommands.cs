@@ -52,7 +52,7 @@ public static class ChatCommands
             CliAction.ReportBackend(session.Model.Backend);
             if (quantization is not null) Console.Error.WriteLine($"[sharptune] projections quantized on load: {quantization}");
             foreach (var adapter in session.Model.Adapters)
-                Console.Error.WriteLine($"[sharptune] adapter: {adapter.Directory} (r = {adapter.Config.Rank}, scaling {adapter.Config.Scaling:0.####}, {adapter.Pairs.Count} LoRA modules, {adapter.ReplacedTensors.Count} replaced tensors)");
+                Console.Error.WriteLine($"[sharptune] adapter: {adapter.Directory} ({adapter.Describe()})");
             return session;
         }
     }

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using SharpTune.Data;
 using SharpTune.IO.Safetensors;
+using SharpTune.Model;
 using SharpTune.Peft.Lora;
 using SharpTune.Training;
 using SharpTune.Training.Methods;

@@ -71,94 +71,60 @@ public sealed unsafe class CpuBackend : IComputeBackend
         }
     }
 
-    public void RmsNorm(Tensor x, int rows, float[] weight, float eps, Tensor y)
+    public void EmbeddingBackward(float[] dOutput, ReadOnlySpan<int> ids, int width, float[] tableGrad)
     {
-        int width = weight.Length;
-        int count = rows * x.RowWidth / width;
-        float[] xs = x.Data, ys = y.Data;
-        for (int r = 0; r < count; r++)
+        for (int i = 0; i < ids.Length; i++)
         {
-            ReadOnlySpan<float> src = new(xs, r * width, width);
-            Span<float> dst = new(ys, r * width, width);
-            float inverseRms = 1f / MathF.Sqrt((float)(SumOfSquares(src) / width) + eps);
-            TensorPrimitives.Multiply(src, inverseRms, dst);
-            TensorPrimitives.Multiply(dst, weight, dst);
+            var dst = tableGrad.AsSpan(ids[i] * width, width);
+            TensorPrimitives.Add(dst, dOutput.AsSpan(i * width, width), dst);
         }
     }
 
-    /// <summary>
-    /// Σ x² accumulated in double: the reference sums in float32 pairwise, so a long float accumulator would drift
-    /// further from it than an (almost) exact sum does.
-    /// </summary>
-    private static double SumOfSquares(ReadOnlySpan<float> values)
-    {
-        var lower = Vector<double>.Zero;
-        var upper = Vector<double>.Zero;
-        int i = 0;
-        for (; i + Vector<float>.Count <= values.Length; i += Vector<float>.Count)
-        {
-            Vector.Widen(new Vector<float>(values[i..]), out var low, out var high);
-            lower += low * low;
-            upper += high * high;
-        }
-        double sum = Vector.Sum(lower + upper);
-        for (; i < values.Length; i++) sum += (double)values[i] * values[i];
-        return sum;
-    }
+    public void RmsNorm(float[] x, int groups, float[] weight, float eps, float[] y, float[]? inverseRms = null) =>
+        TrainingKernels.RmsNormForward(x, groups, weight, eps, y, inverseRms);
 
-    public void ApplyRope(Tensor x, int rows, int heads, RopeTable rope, ReadOnlySpan<int> positions)
-    {
-        int d = rope.HeadDim, half = d / 2;
-        Span<float> computed = stackalloc float[d];
-        for (int r = 0; r < rows; r++)
-        {
-            scoped ReadOnlySpan<float> cosSin;
-            if (!rope.TryGetCosSin(positions[r], out cosSin))
-            {
-                rope.Angles(positions[r], computed[..half], computed[half..]);
-                cosSin = computed;
-            }
-            ReadOnlySpan<float> cos = cosSin[..half], sin = cosSin[half..];
-            for (int h = 0; h < heads; h++)
-                Rotate(x.Data.AsSpan(r * x.RowWidth + h * d, d), cos, sin);
-        }
-    }
+    public void RmsNormBackward(float[] x, float[] dy, int groups, float[] weight, float[] inverseRms, float[]? dx, float[]? weightGrad) =>
+        TrainingKernels.RmsNormBackward(x, dy, groups, weight, inverseRms, dx, weightGrad);
 
-    /// <summary>(x₁, x₂) ← (x₁·cos − x₂·sin, x₂·cos + x₁·sin) for the two halves of one head, in place.</summary>
-    private static void Rotate(Span<float> head, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
-    {
-        int half = cos.Length, i = 0;
-        Span<float> first = head[..half], second = head[half..];
-        for (; i + Vector<float>.Count <= half; i += Vector<float>.Count)
-        {
-            var x1 = new Vector<float>(first[i..]);
-            var x2 = new Vector<float>(second[i..]);
-            var c = new Vector<float>(cos[i..]);
-            var s = new Vector<float>(sin[i..]);
-            (x1 * c - x2 * s).CopyTo(first[i..]);
-            (x2 * c + x1 * s).CopyTo(second[i..]);
-        }
-        for (; i < half; i++)
-        {
-            float x1 = first[i], x2 = second[i];
-            first[i] = x1 * cos[i] - x2 * sin[i];
-            second[i] = x2 * cos[i] + x1 * sin[i];
-        }
-    }
+    public void Rope(float[] x, int rows, int heads, RopeTable rope, ReadOnlySpan<int> positions, bool inverse = false) =>
+        TrainingKernels.Rope(x, rows, heads, rope.HeadDim, rope, positions, inverse);
 
-    public void SiluMul(Tensor gate, Tensor up, int rows, Tensor dst)
+    public void SiluMul(float[] gate, float[] up, int count, float[] dst)
     {
         var job = t_siluMul ??= new SiluMulJob();
-        job.Set(gate.Data, up.Data, dst.Data, rows * gate.RowWidth);
+        job.Set(gate, up, dst, count);
         GemmThreadPool.Shared.For(job.Tasks, job.Body);
         job.Release();
     }
 
-    public void AddInPlace(Tensor dst, Tensor src, int rows)
-    {
-        int n = rows * dst.RowWidth;
-        TensorPrimitives.Add(dst.Data.AsSpan(0, n), src.Data.AsSpan(0, n), dst.Data.AsSpan(0, n));
-    }
+    public void SiluMulBackward(float[] gate, float[] up, float[] dActivation, int count, float[] dGate, float[] dUp) =>
+        TrainingKernels.SwiGluBackward(gate, up, dActivation, count, dGate, dUp);
+
+    public void Add(float[] dst, float[] src, int count) => TrainingKernels.Add(dst, src, count);
+
+    public void Sum(float[] a, float[] b, int count, float[] dst) => TrainingKernels.Sum(a, b, count, dst);
+
+    public void Linear(float[] x, int rows, float[] weight, int inFeatures, int outFeatures, float[]? bias, float[] y) =>
+        TrainingKernels.LinearForward(Gemm, x, rows, inFeatures, weight, bias, outFeatures, y);
+
+    public void LinearBackward(float[] x, float[] dy, int rows, float[] weight, int inFeatures, int outFeatures,
+        float[]? weightGrad, float[]? biasGrad, float[]? dx, bool accumulate) =>
+        TrainingKernels.LinearBackward(Gemm, x, dy, rows, inFeatures, outFeatures, weight, weightGrad, biasGrad, dx, accumulate);
+
+    public void AddBias(float[] y, int rows, float[] bias) => TrainingKernels.AddBias(y, rows, bias, bias.Length);
+
+    public void ColumnSums(float[] values, int rows, float[] sums) => TrainingKernels.ColumnSums(values, rows, sums.Length, sums);
+
+    public void AttentionForward(AttentionShape shape, float[] q, float[] k, float[] v, int[] mask, float[] output, float[] logSumExp) =>
+        AttentionKernels.Forward(shape, q, k, v, mask, output, logSumExp);
+
+    public void AttentionBackward(AttentionShape shape, float[] q, float[] k, float[] v, int[] mask, float[] output, float[] logSumExp,
+        float[] dOutput, float[] dq, float[] dk, float[] dv, float[] keyScratch, float[] valueScratch) =>
+        AttentionKernels.Backward(shape, q, k, v, mask, output, logSumExp, dOutput, dq, dk, dv, keyScratch, valueScratch);
+
+    public void LabelLogProbs(float[] logits, int rows, int vocab, int[] targets, int offset, double[] logProbs,
+        Func<int, double, float>? gradient) =>
+        TrainingKernels.LabelLogProbs(logits, rows, vocab, targets, offset, logProbs, gradient);
 
     public void Attention(Tensor q, KvCacheLayer cache, int batch, int newTokens, byte[] mask, int maskStride, Tensor output)
     {

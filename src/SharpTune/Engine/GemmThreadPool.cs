@@ -70,6 +70,27 @@ public sealed class GemmThreadPool
         }
     }
 
+    /// <summary>
+    /// Runs body(start, end) over [0, count) in contiguous pieces of at least <paramref name="minimumPerTask"/> items
+    /// (the whole range on the calling thread when it is too small to split), up to four pieces per thread so that
+    /// uneven pieces still finish together.
+    /// </summary>
+    public void ForRanges(int count, int minimumPerTask, Action<int, int> body)
+    {
+        if (count <= 0) return;
+        int tasks = Math.Clamp(count / Math.Max(1, minimumPerTask), 1, 4 * Threads);
+        if (tasks == 1)
+        {
+            body(0, count);
+            return;
+        }
+        For(tasks, t =>
+        {
+            int start = (int)((long)count * t / tasks), end = (int)((long)count * (t + 1) / tasks);
+            if (end > start) body(start, end);
+        });
+    }
+
     /// <summary>Runs <paramref name="body"/>(0 .. taskCount-1), each exactly once, and returns when all are done.</summary>
     public void For(int taskCount, Action<int> body)
     {

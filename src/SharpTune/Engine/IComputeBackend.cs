@@ -22,17 +22,72 @@ public interface IComputeBackend
     /// <summary>dst[i] = table[ids[i]] (a row gather with widening to fp32).</summary>
     void Embedding(WeightMatrix table, ReadOnlySpan<int> ids, Tensor dst);
 
-    /// <summary>y = weight ⊙ x / sqrt(mean(x²) + eps) for each row of width weight.Length.</summary>
-    void RmsNorm(Tensor x, int rows, float[] weight, float eps, Tensor y);
+    /// <summary>Backward of the embedding: tableGrad[ids[i]] += dOutput[i] for each row i of width values.</summary>
+    void EmbeddingBackward(float[] dOutput, ReadOnlySpan<int> ids, int width, float[] tableGrad);
 
-    /// <summary>Rotary position embedding ("rotate_half" layout) applied in place to each head of each row.</summary>
-    void ApplyRope(Tensor x, int rows, int heads, RopeTable rope, ReadOnlySpan<int> positions);
+    /// <summary>
+    /// RMSNorm over groups of weight.Length values (a row, or a head for q/k norms): y = weight ⊙ x / sqrt(mean(x²) + eps),
+    /// y may be x. inverseRms, when given, receives 1/rms per group for the backward.
+    /// </summary>
+    void RmsNorm(float[] x, int groups, float[] weight, float eps, float[] y, float[]? inverseRms = null);
 
-    /// <summary>dst = silu(gate) ⊙ up over the first rows × width elements.</summary>
-    void SiluMul(Tensor gate, Tensor up, int rows, Tensor dst);
+    /// <summary>
+    /// Backward of <see cref="RmsNorm"/>: dx (may be dy) from dy, and weightGrad += Σ dy ⊙ x̂ when given; either
+    /// may be null when not wanted.
+    /// </summary>
+    void RmsNormBackward(float[] x, float[] dy, int groups, float[] weight, float[] inverseRms, float[]? dx, float[]? weightGrad);
 
-    /// <summary>dst += src over the first rows × width elements (the residual add).</summary>
-    void AddInPlace(Tensor dst, Tensor src, int rows);
+    /// <summary>
+    /// Rotary position embedding ("rotate_half" layout) applied in place to each head of each of rows rows at their
+    /// positions; inverse rotates back, which is its backward.
+    /// </summary>
+    void Rope(float[] x, int rows, int heads, RopeTable rope, ReadOnlySpan<int> positions, bool inverse = false);
+
+    /// <summary>dst = silu(gate) ⊙ up over count elements; dst may be gate.</summary>
+    void SiluMul(float[] gate, float[] up, int count, float[] dst);
+
+    /// <summary>Backward of <see cref="SiluMul"/>: dGate and dUp from dActivation.</summary>
+    void SiluMulBackward(float[] gate, float[] up, float[] dActivation, int count, float[] dGate, float[] dUp);
+
+    /// <summary>dst += src over count elements (the residual add, and gradients meeting).</summary>
+    void Add(float[] dst, float[] src, int count);
+
+    /// <summary>dst = a + b over count elements.</summary>
+    void Sum(float[] a, float[] b, int count, float[] dst);
+
+    /// <summary>y[rows × out] = x[rows × in] · weightᵀ (+ bias) for an fp32 weight [out × in] (a trained one).</summary>
+    void Linear(float[] x, int rows, float[] weight, int inFeatures, int outFeatures, float[]? bias, float[] y);
+
+    /// <summary>
+    /// Backward of the fp32 <see cref="Linear(float[], int, float[], int, int, float[], float[])"/>: weightGrad += dyᵀ·x
+    /// and biasGrad += Σ dy where given; dx = dy·weight (added when accumulate) where given.
+    /// </summary>
+    void LinearBackward(float[] x, float[] dy, int rows, float[] weight, int inFeatures, int outFeatures,
+        float[]? weightGrad, float[]? biasGrad, float[]? dx, bool accumulate);
+
+    /// <summary>y[rows × bias.Length] += bias in every row.</summary>
+    void AddBias(float[] y, int rows, float[] bias);
+
+    /// <summary>sums[c] += Σ_r values[r, c] over rows rows of width sums.Length (a bias's gradient).</summary>
+    void ColumnSums(float[] values, int rows, float[] sums);
+
+    /// <summary>
+    /// Causal grouped-query attention over a right-padded batch (training): output = softmax(scale·q·kᵀ + mask)·v,
+    /// keeping each query's log-sum-exp for <see cref="AttentionBackward"/>. mask is [batch × time], 1 = attend.
+    /// </summary>
+    void AttentionForward(AttentionShape shape, float[] q, float[] k, float[] v, int[] mask, float[] output, float[] logSumExp);
+
+    /// <summary>dq, dk, dv of <see cref="AttentionForward"/> from dOutput; the scratches are [rows × heads·headDim].</summary>
+    void AttentionBackward(AttentionShape shape, float[] q, float[] k, float[] v, int[] mask, float[] output, float[] logSumExp,
+        float[] dOutput, float[] dq, float[] dk, float[] dv, float[] keyScratch, float[] valueScratch);
+
+    /// <summary>
+    /// One chunk of label-token log-probs (the cross-entropy chunk): logit row i [vocab wide] is token offset + i,
+    /// whose log-softmax at targets[offset + i] is written to logProbs[offset + i]; with gradient (token, log-prob →
+    /// upstream dLoss/d log p) the row is then overwritten with its logits' gradient, (onehot − softmax) · upstream.
+    /// </summary>
+    void LabelLogProbs(float[] logits, int rows, int vocab, int[] targets, int offset, double[] logProbs,
+        Func<int, double, float>? gradient);
 
     /// <summary>
     /// Grouped-query attention of the new queries against the cached keys/values of one layer.

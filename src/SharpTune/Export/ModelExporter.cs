@@ -52,11 +52,12 @@ public static class ModelExporter
         var adapters = adapterDirs.Select(LoraAdapter.Load).ToArray();
 
         using var checkpoint = SafetensorsCheckpoint.OpenDirectory(baseDir);
-        foreach (var adapter in adapters) LoraMerge.ValidateAgainst(adapter, checkpoint, baseDir, config.TieWordEmbeddings);
+        foreach (var adapter in adapters) LoraMerge.ValidateAgainst(adapter, checkpoint, baseDir, config);
         // An adapter that replaces embed_tokens or lm_head of a tied model (PEFT's modules_to_save) changes one of the
         // two; the export keeps both, untied, so the merged model computes what the adapter did (save_pretrained
         // would drop lm_head and reloading would tie it to the new embedding).
-        bool untie = config.TieWordEmbeddings && adapters.Any(a => TiedNames.Any(a.ReplacedTensors.ContainsKey));
+        var tiedNames = TiedNames(config);
+        bool untie = config.TieWordEmbeddings && adapters.Any(a => tiedNames.Any(a.ReplacedTensors.ContainsKey));
         // Generation settings are resolved before anything is written, so a template the tokenizer cannot express
         // leaves no half-exported folder behind.
         string? generationConfig = template is null ? null : ExportGenerationConfig.Build(baseDir, config, template);
@@ -71,9 +72,8 @@ public static class ModelExporter
         Directory.CreateDirectory(temp);
         try
         {
-            var gemm = GemmKernels.Default;
             var names = StateDictOrder(config, checkpoint, untie).ToList();
-            var tensors = names.Select((name, i) => Tensor(checkpoint, name, adapters, gemm,
+            var tensors = names.Select((name, i) => Tensor(checkpoint, name, tiedNames[0], adapters,
                 cancellation.ThrowIfCancellationRequested, () => tensorExported?.Invoke(i + 1, names.Count))).ToArray();
             var written = new List<string>(SafetensorsWriter.WriteSharded(temp, tensors, maxShardBytes));
             FaultInjection.Point("export-weights-written");
@@ -110,7 +110,7 @@ public static class ModelExporter
     }
 
     /// <summary>The two tensors of a tied pair: the embedding (the one a tied checkpoint stores) and lm_head.</summary>
-    private static readonly string[] TiedNames = ["model.embed_tokens.weight", "lm_head.weight"];
+    private static string[] TiedNames(ModelConfig c) => [c.Description.EmbeddingTensor, c.Description.LmHeadTensor];
 
     /// <summary>
     /// Refuses an export_dir that holds anything an export does not write (a folder of other files, another model's
@@ -133,15 +133,15 @@ public static class ModelExporter
 
     /// <param name="before">Runs before the tensor is produced (the cancellation check), <paramref name="after"/> once it is.</param>
     private static (string Name, DType DType, long[] Shape, ReadOnlyMemory<byte> Data) Tensor(
-        SafetensorsCheckpoint checkpoint, string name, IReadOnlyList<LoraAdapter> adapters, IGemmKernel gemm, Action before, Action after)
+        SafetensorsCheckpoint checkpoint, string name, string embeddingName, IReadOnlyList<LoraAdapter> adapters, Action before, Action after)
     {
         // An untied lm_head starts from the tied checkpoint's only copy, the embedding.
-        string stored = checkpoint.Contains(name) ? name : TiedNames[0];
+        string stored = checkpoint.Contains(name) ? name : embeddingName;
         var info = checkpoint.Get(stored);
         int length = checked((int)info.ByteSize);
         Func<byte[]> produce = LoraMerge.Changes(adapters, name)
             ? () => ToArray(SafetensorsWriter.EncodeFloat32(
-                LoraMerge.Merge(gemm, adapters, name, checkpoint.ReadFloat32(stored), info.DType), info.DType))
+                LoraMerge.Merge(adapters, name, checkpoint.ReadFloat32(stored), info.DType), info.DType))
             : () => checkpoint.Bytes(stored).ToArray();
         return (name, info.DType, info.Shape, new LazyBytes(length, () =>
         {
@@ -164,21 +164,11 @@ public static class ModelExporter
     /// </summary>
     private static IEnumerable<string> StateDictOrder(ModelConfig c, SafetensorsCheckpoint checkpoint, bool untie)
     {
-        var order = new List<string> { "model.embed_tokens.weight" };
-        for (int l = 0; l < c.NumLayers; l++)
-        {
-            string p = $"model.layers.{l}.";
-            foreach (string projection in new[] { "q_proj", "k_proj", "v_proj", "o_proj" })
-                order.AddRange([$"{p}self_attn.{projection}.weight", $"{p}self_attn.{projection}.bias"]);
-            order.AddRange([$"{p}self_attn.q_norm.weight", $"{p}self_attn.k_norm.weight"]);
-            foreach (string projection in new[] { "gate_proj", "up_proj", "down_proj" })
-                order.AddRange([$"{p}mlp.{projection}.weight", $"{p}mlp.{projection}.bias"]);
-            order.AddRange([$"{p}input_layernorm.weight", $"{p}post_attention_layernorm.weight"]);
-        }
-        order.AddRange(["model.norm.weight", "lm_head.weight"]);
+        var order = c.Description.StateDictOrder(c.NumLayers).ToList();
         var known = new HashSet<string>(order, StringComparer.Ordinal);
-        var names = order.Where(n => checkpoint.Contains(n) || untie && n == TiedNames[1]).Concat(checkpoint.Names.Where(n => !known.Contains(n)));
-        return c.TieWordEmbeddings && !untie ? names.Where(n => n != TiedNames[1]) : names;
+        string lmHead = c.Description.LmHeadTensor;
+        var names = order.Where(n => checkpoint.Contains(n) || untie && n == lmHead).Concat(checkpoint.Names.Where(n => !known.Contains(n)));
+        return c.TieWordEmbeddings && !untie ? names.Where(n => n != lmHead) : names;
     }
 
     private static void Copy(string fromDir, string toDir, string file, List<string> written)

@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
 using SharpTune.Engine;
 using SharpTune.IO.Safetensors;
-using SharpTune.Peft.Lora;
 using SharpTune.Quantization;
 
 namespace SharpTune.Model;
@@ -10,9 +9,9 @@ namespace SharpTune.Model;
 /// The decoder-only transformer shared by Qwen2 (Qwen1.5/2/2.5), Llama and Qwen3: embedding, N layers of
 /// pre-norm grouped-query attention and SwiGLU MLP with residuals, final RMSNorm, lm_head.
 /// Computes in fp32 on weights kept in their stored dtype.
-/// LoRA adapters can be applied unmerged (<see cref="ApplyAdapter"/>): each wrapped projection then adds its
-/// low-rank deltas after the base product, and modules_to_save tensors replace the base tensors they name; the
-/// checkpoint itself is never modified.
+/// Adapters can be applied unmerged (<see cref="ApplyAdapter"/>): each wrapped projection then runs its tuner layers
+/// (<see cref="ILinearTuner"/>, an evaluation pass) after the base product, and modules_to_save tensors replace the
+/// base tensors they name; the checkpoint itself is never modified.
 /// </summary>
 public sealed class DecoderModel : IDisposable
 {
@@ -23,8 +22,8 @@ public sealed class DecoderModel : IDisposable
     /// <summary>How the layers' projections are quantised, or null when they are used as stored.</summary>
     public QuantizationOptions? Quantization { get; }
     /// <summary>The adapters applied so far, in the order they were applied.</summary>
-    public IReadOnlyList<LoraAdapter> Adapters => _adapters;
-    private readonly List<LoraAdapter> _adapters = [];
+    public IReadOnlyList<IModelAdapter> Adapters => _adapters;
+    private readonly List<IModelAdapter> _adapters = [];
     private readonly RopeTable _rope;
     private Workspace? _workspace;
 
@@ -74,7 +73,7 @@ public sealed class DecoderModel : IDisposable
     }
 
     /// <summary>
-    /// Loads a model folder and applies the LoRA adapters in <paramref name="adapterDirectories"/> in order, unmerged.
+    /// Loads a model folder and applies the adapters (PEFT folders) in <paramref name="adapterDirectories"/> in order, unmerged.
     /// With quantization the layers' projections are quantised on load (embedding, lm_head and norms never are).
     /// </summary>
     public static DecoderModel Load(string directory, IComputeBackend? backend = null, IReadOnlyList<string>? adapterDirectories = null,
@@ -99,16 +98,16 @@ public sealed class DecoderModel : IDisposable
         }
     }
 
-    /// <summary>Reads a PEFT LoRA adapter folder and applies it unmerged (see <see cref="ApplyAdapter"/>).</summary>
-    public void LoadAdapter(string adapterDirectory) => ApplyAdapter(LoraAdapter.Load(adapterDirectory));
+    /// <summary>Reads a PEFT adapter folder and applies it unmerged (see <see cref="ApplyAdapter"/>).</summary>
+    public void LoadAdapter(string adapterDirectory) => ApplyAdapter(AdapterFolders.Read(adapterDirectory));
 
     /// <summary>
     /// Applies an adapter on top of the base and any adapters applied before: its modules_to_save tensors replace
-    /// the current ones, and each LoRA pair adds scaling·(x·Aᵀ)·Bᵀ to its projection's output. The adapter is
-    /// validated against this model first, so a mismatch changes nothing.
+    /// the current ones, and each tuner layer (LoRA: scaling·(x·Aᵀ)·Bᵀ added) follows its projection's product. The
+    /// adapter is validated against this model first, so a mismatch changes nothing.
     /// </summary>
     /// <exception cref="InvalidDataException">A module the model does not have, or shapes that do not match.</exception>
-    public void ApplyAdapter(LoraAdapter adapter)
+    public void ApplyAdapter(IModelAdapter adapter)
     {
         var projections = ProjectionsByModule();
         var tensors = ReplaceableTensors(projections);
@@ -117,7 +116,7 @@ public sealed class DecoderModel : IDisposable
             name => tensors.TryGetValue(name, out var t) ? t.Shape : null,
             Directory);
         foreach (var (name, (_, data)) in adapter.ReplacedTensors) tensors[name].Replace(data);
-        foreach (var pair in adapter.Pairs.Values) projections[pair.ModulePath].Deltas.Add(new LowRankDelta(pair, adapter.Scaling));
+        foreach (var tuner in adapter.CreateTuners()) projections[tuner.ModulePath].Tuners.Add(tuner);
         _adapters.Add(adapter);
     }
 
@@ -147,41 +146,41 @@ public sealed class DecoderModel : IDisposable
         for (int l = 0; l < c.NumLayers; l++)
         {
             var L = _layers[l];
-            be.RmsNorm(w.Residual, rows, L.InputNorm, c.RmsNormEps, w.Normed);
+            be.RmsNorm(w.Residual.Data, rows, L.InputNorm, c.RmsNormEps, w.Normed.Data);
             Linear(w.Normed, rows, L.Q, w.Query);
             Linear(w.Normed, rows, L.K, w.Key);
             Linear(w.Normed, rows, L.V, w.Value);
             if (L.QNorm is not null && L.KNorm is not null)
             {
-                be.RmsNorm(w.Query, rows, L.QNorm, c.RmsNormEps, w.Query);
-                be.RmsNorm(w.Key, rows, L.KNorm, c.RmsNormEps, w.Key);
+                be.RmsNorm(w.Query.Data, rows * c.NumHeads, L.QNorm, c.RmsNormEps, w.Query.Data);
+                be.RmsNorm(w.Key.Data, rows * c.NumKvHeads, L.KNorm, c.RmsNormEps, w.Key.Data);
             }
-            be.ApplyRope(w.Query, rows, c.NumHeads, _rope, positions);
-            be.ApplyRope(w.Key, rows, c.NumKvHeads, _rope, positions);
+            be.Rope(w.Query.Data, rows, c.NumHeads, _rope, positions);
+            be.Rope(w.Key.Data, rows, c.NumKvHeads, _rope, positions);
             cache.Layers[l].Append(w.Key, w.Value, newTokens);
             be.Attention(w.Query, cache.Layers[l], batch, newTokens, cache.KeyMask, cache.Capacity, w.Attention);
             Linear(w.Attention, rows, L.O, w.Projected);
-            be.AddInPlace(w.Residual, w.Projected, rows);
+            be.Add(w.Residual.Data, w.Projected.Data, rows * c.HiddenSize);
 
-            be.RmsNorm(w.Residual, rows, L.PostAttentionNorm, c.RmsNormEps, w.Normed);
+            be.RmsNorm(w.Residual.Data, rows, L.PostAttentionNorm, c.RmsNormEps, w.Normed.Data);
             Linear(w.Normed, rows, L.Gate, w.Gate);
             Linear(w.Normed, rows, L.Up, w.Up);
-            be.SiluMul(w.Gate, w.Up, rows, w.Gate);
+            be.SiluMul(w.Gate.Data, w.Up.Data, rows * c.IntermediateSize, w.Gate.Data);
             Linear(w.Gate, rows, L.Down, w.Projected);
-            be.AddInPlace(w.Residual, w.Projected, rows);
+            be.Add(w.Residual.Data, w.Projected.Data, rows * c.HiddenSize);
         }
-        be.RmsNorm(w.Residual, rows, _finalNorm, c.RmsNormEps, hidden);
+        be.RmsNorm(w.Residual.Data, rows, _finalNorm, c.RmsNormEps, hidden.Data);
     }
 
     /// <summary>logits[rows × vocab] = hidden · lm_headᵀ for the first rows rows.</summary>
     public void Logits(Tensor hidden, int rows, Tensor logits) => Linear(hidden, rows, _lmHead, logits);
 
-    /// <summary>The base product (with bias), then each adapter's low-rank delta on the same input, in order.</summary>
+    /// <summary>The base product (with bias), then each tuner layer on the same input, in the order applied.</summary>
     private void Linear(Tensor x, int rows, Projection p, Tensor y)
     {
         if (p.Quantized is not null) Backend.Linear(x, rows, p.Quantized, p.Bias, y);
         else Backend.Linear(x, rows, p.Weight, p.Bias, y);
-        foreach (var delta in p.Deltas) delta.AddTo(Backend.Gemm, x, rows, y);
+        foreach (var tuner in p.Tuners) tuner.Forward(x.Data, rows, y.Data, TunerPass.Evaluate, null);
     }
 
     /// <summary>
@@ -231,27 +230,22 @@ public sealed class DecoderModel : IDisposable
     /// <summary>The Linear layers an adapter may wrap, by their module path in the Hugging Face model.</summary>
     private Dictionary<string, Projection> ProjectionsByModule()
     {
+        var arch = Config.Description;
         var map = new Dictionary<string, Projection>(StringComparer.Ordinal);
         for (int l = 0; l < _layers.Length; l++)
-        {
-            var L = _layers[l];
-            string p = $"model.layers.{l}.";
-            map[p + "self_attn.q_proj"] = L.Q;
-            map[p + "self_attn.k_proj"] = L.K;
-            map[p + "self_attn.v_proj"] = L.V;
-            map[p + "self_attn.o_proj"] = L.O;
-            map[p + "mlp.gate_proj"] = L.Gate;
-            map[p + "mlp.up_proj"] = L.Up;
-            map[p + "mlp.down_proj"] = L.Down;
-        }
+            foreach (var linear in arch.Linears)
+                map[arch.LayerTensor(l, linear.Module)] = _layers[l].Projection(linear.Parts.Single());
         // A tied lm_head is the embedding matrix: transformers has no lm_head.weight of its own to wrap or replace.
-        if (!Config.TieWordEmbeddings) map["lm_head"] = _lmHead;
+        if (!Config.TieWordEmbeddings) map[ModulePath(arch.LmHeadTensor)] = _lmHead;
         return map;
     }
+
+    private static string ModulePath(string weightName) => weightName[..weightName.LastIndexOf('.')];
 
     /// <summary>Every tensor a modules_to_save entry may replace, by its Hugging Face name, with how to replace it.</summary>
     private Dictionary<string, (long[] Shape, Action<float[]> Replace)> ReplaceableTensors(Dictionary<string, Projection> projections)
     {
+        var arch = Config.Description;
         var map = new Dictionary<string, (long[], Action<float[]>)>(StringComparer.Ordinal);
         foreach (var (module, p) in projections)
         {
@@ -264,22 +258,19 @@ public sealed class DecoderModel : IDisposable
         }
         // With tied embeddings, PEFT's modules_to_save replaces embed_tokens or lm_head alone (the wrapped module's
         // copy); the other keeps the shared original, so replacing one unties the pair.
-        map["model.embed_tokens.weight"] = ([_embedding.Rows, _embedding.Cols], data => _embedding = Pinned(data, _embedding.Rows, _embedding.Cols));
+        map[arch.EmbeddingTensor] = ([_embedding.Rows, _embedding.Cols], data => _embedding = Pinned(data, _embedding.Rows, _embedding.Cols));
         if (Config.TieWordEmbeddings)
-            map["lm_head.weight"] = ([_lmHead.Weight.Rows, _lmHead.Weight.Cols], data =>
+            map[arch.LmHeadTensor] = ([_lmHead.Weight.Rows, _lmHead.Weight.Cols], data =>
             {
                 _lmHead.Weight = Pinned(data, _lmHead.Weight.Rows, _lmHead.Weight.Cols);
                 _lmHead.Quantized = null;
             });
-        map["model.norm.weight"] = ([_finalNorm.Length], data => _finalNorm = data);
+        map[arch.FinalNormTensor] = ([_finalNorm.Length], data => _finalNorm = data);
         for (int l = 0; l < _layers.Length; l++)
         {
             var L = _layers[l];
-            string p = $"model.layers.{l}.";
-            map[p + "input_layernorm.weight"] = ([L.InputNorm.Length], data => L.InputNorm = data);
-            map[p + "post_attention_layernorm.weight"] = ([L.PostAttentionNorm.Length], data => L.PostAttentionNorm = data);
-            if (L.QNorm is not null) map[p + "self_attn.q_norm.weight"] = ([L.QNorm.Length], data => L.QNorm = data);
-            if (L.KNorm is not null) map[p + "self_attn.k_norm.weight"] = ([L.KNorm.Length], data => L.KNorm = data);
+            foreach (var norm in arch.Norms)
+                map[arch.LayerTensor(l, norm.WeightName)] = ([L.Norm(norm.Slot).Length], data => L.SetNorm(norm.Slot, data));
         }
         return map;
     }
@@ -293,7 +284,7 @@ public sealed class DecoderModel : IDisposable
     }
 
     /// <summary>
-    /// A Linear as the forward pass applies it: the base weight (or its replacement), bias, and LoRA deltas. A quantised
+    /// A Linear as the forward pass applies it: the base weight (or its replacement), bias, and tuner layers. A quantised
     /// projection multiplies through <see cref="Quantized"/>; <see cref="Weight"/> then only gives the shape.
     /// </summary>
     private sealed class Projection(WeightMatrix weight, float[]? bias, QuantizationOptions? quantization = null)
@@ -301,7 +292,7 @@ public sealed class DecoderModel : IDisposable
         public WeightMatrix Weight { get; set; } = weight;
         public IFrozenMatrix? Quantized { get; set; } = quantization is null ? null : MappedQuantization.Quantize(weight, quantization);
         public float[]? Bias { get; set; } = bias;
-        public List<LowRankDelta> Deltas { get; } = [];
+        public List<ILinearTuner> Tuners { get; } = [];
     }
 
     /// <summary>The tensors of one decoder layer that the forward pass reads.</summary>
@@ -318,6 +309,39 @@ public sealed class DecoderModel : IDisposable
         public Projection Gate { get; } = new(w.GateProj, w.GateBias, q);
         public Projection Up { get; } = new(w.UpProj, w.UpBias, q);
         public Projection Down { get; } = new(w.DownProj, w.DownBias, q);
+
+        public Projection Projection(ProjectionSlot slot) => slot switch
+        {
+            ProjectionSlot.Query => Q,
+            ProjectionSlot.Key => K,
+            ProjectionSlot.Value => V,
+            ProjectionSlot.Output => O,
+            ProjectionSlot.Gate => Gate,
+            ProjectionSlot.Up => Up,
+            ProjectionSlot.Down => Down,
+            _ => throw new ArgumentOutOfRangeException(nameof(slot)),
+        };
+
+        public float[] Norm(NormSlot slot) => slot switch
+        {
+            NormSlot.Input => InputNorm,
+            NormSlot.PostAttention => PostAttentionNorm,
+            NormSlot.QueryNorm => QNorm!,
+            NormSlot.KeyNorm => KNorm!,
+            _ => throw new ArgumentOutOfRangeException(nameof(slot)),
+        };
+
+        public void SetNorm(NormSlot slot, float[] values)
+        {
+            switch (slot)
+            {
+                case NormSlot.Input: InputNorm = values; break;
+                case NormSlot.PostAttention: PostAttentionNorm = values; break;
+                case NormSlot.QueryNorm: QNorm = values; break;
+                case NormSlot.KeyNorm: KNorm = values; break;
+                default: throw new ArgumentOutOfRangeException(nameof(slot));
+            }
+        }
     }
 
     /// <summary>Activation buffers of one forward pass, sized for a number of rows and reused while it suffices.</summary>

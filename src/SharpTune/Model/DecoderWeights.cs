@@ -51,43 +51,55 @@ public sealed unsafe class DecoderWeights : IDisposable
     public static DecoderWeights Load(SafetensorsCheckpoint checkpoint, ModelConfig c, string folder)
     {
         var binder = new Binder(checkpoint, folder);
-        var embedding = binder.Matrix("model.embed_tokens.weight", c.VocabSize, c.HiddenSize);
+        var arch = c.Description;
+        var embedding = binder.Matrix(arch.EmbeddingTensor, c.VocabSize, c.HiddenSize);
         // With tie_word_embeddings transformers ties lm_head to the embedding even when the file also stores an
         // lm_head.weight, so the embedding is the output projection whatever the checkpoint holds.
         WeightMatrix lmHead = c.TieWordEmbeddings
             ? embedding
-            : checkpoint.Contains("lm_head.weight")
-                ? binder.Matrix("lm_head.weight", c.VocabSize, c.HiddenSize)
-                : throw new ModelFolderException($"{folder}: tensor 'lm_head.weight' is missing and tie_word_embeddings is false");
+            : checkpoint.Contains(arch.LmHeadTensor)
+                ? binder.Matrix(arch.LmHeadTensor, c.VocabSize, c.HiddenSize)
+                : throw new ModelFolderException($"{folder}: tensor '{arch.LmHeadTensor}' is missing and tie_word_embeddings is false");
 
         var layers = new DecoderLayerWeights[c.NumLayers];
         for (int i = 0; i < c.NumLayers; i++)
         {
-            string p = $"model.layers.{i}.";
+            int layer = i;
+            WeightMatrix Matrix(ProjectionSlot slot)
+            {
+                var (rows, cols) = DecoderArchitecture.Shape(c, slot);
+                return binder.Matrix(arch.LayerTensor(layer, arch.Projection(slot).WeightName), rows, cols);
+            }
+            float[]? Bias(ProjectionSlot slot)
+            {
+                var linear = arch.Projection(slot);
+                return linear.HasBias(c) ? binder.Vector(arch.LayerTensor(layer, linear.BiasName), DecoderArchitecture.Shape(c, slot).Out) : null;
+            }
+            float[]? Norm(NormSlot slot) =>
+                arch.HasNorm(slot) ? binder.Vector(arch.LayerTensor(layer, arch.Norm(slot).WeightName), DecoderArchitecture.Length(c, slot)) : null;
             layers[i] = new DecoderLayerWeights
             {
-                InputNorm = binder.Vector(p + "input_layernorm.weight", c.HiddenSize),
-                QProj = binder.Matrix(p + "self_attn.q_proj.weight", c.QueryWidth, c.HiddenSize),
-                KProj = binder.Matrix(p + "self_attn.k_proj.weight", c.KvWidth, c.HiddenSize),
-                VProj = binder.Matrix(p + "self_attn.v_proj.weight", c.KvWidth, c.HiddenSize),
-                OProj = binder.Matrix(p + "self_attn.o_proj.weight", c.HiddenSize, c.QueryWidth),
-                QBias = c.AttentionBias ? binder.Vector(p + "self_attn.q_proj.bias", c.QueryWidth) : null,
-                KBias = c.AttentionBias ? binder.Vector(p + "self_attn.k_proj.bias", c.KvWidth) : null,
-                VBias = c.AttentionBias ? binder.Vector(p + "self_attn.v_proj.bias", c.KvWidth) : null,
-                // Qwen2 has q/k/v biases but none on o_proj; Llama's attention_bias covers o_proj too.
-                OBias = c.AttentionBias && c.Architecture == Architecture.Llama ? binder.Vector(p + "self_attn.o_proj.bias", c.HiddenSize) : null,
-                QNorm = c.HasQkNorm ? binder.Vector(p + "self_attn.q_norm.weight", c.HeadDim) : null,
-                KNorm = c.HasQkNorm ? binder.Vector(p + "self_attn.k_norm.weight", c.HeadDim) : null,
-                PostAttentionNorm = binder.Vector(p + "post_attention_layernorm.weight", c.HiddenSize),
-                GateProj = binder.Matrix(p + "mlp.gate_proj.weight", c.IntermediateSize, c.HiddenSize),
-                UpProj = binder.Matrix(p + "mlp.up_proj.weight", c.IntermediateSize, c.HiddenSize),
-                DownProj = binder.Matrix(p + "mlp.down_proj.weight", c.HiddenSize, c.IntermediateSize),
-                GateBias = c.MlpBias ? binder.Vector(p + "mlp.gate_proj.bias", c.IntermediateSize) : null,
-                UpBias = c.MlpBias ? binder.Vector(p + "mlp.up_proj.bias", c.IntermediateSize) : null,
-                DownBias = c.MlpBias ? binder.Vector(p + "mlp.down_proj.bias", c.HiddenSize) : null,
+                InputNorm = Norm(NormSlot.Input)!,
+                QProj = Matrix(ProjectionSlot.Query),
+                KProj = Matrix(ProjectionSlot.Key),
+                VProj = Matrix(ProjectionSlot.Value),
+                OProj = Matrix(ProjectionSlot.Output),
+                QBias = Bias(ProjectionSlot.Query),
+                KBias = Bias(ProjectionSlot.Key),
+                VBias = Bias(ProjectionSlot.Value),
+                OBias = Bias(ProjectionSlot.Output),
+                QNorm = Norm(NormSlot.QueryNorm),
+                KNorm = Norm(NormSlot.KeyNorm),
+                PostAttentionNorm = Norm(NormSlot.PostAttention)!,
+                GateProj = Matrix(ProjectionSlot.Gate),
+                UpProj = Matrix(ProjectionSlot.Up),
+                DownProj = Matrix(ProjectionSlot.Down),
+                GateBias = Bias(ProjectionSlot.Gate),
+                UpBias = Bias(ProjectionSlot.Up),
+                DownBias = Bias(ProjectionSlot.Down),
             };
         }
-        var finalNorm = binder.Vector("model.norm.weight", c.HiddenSize);
+        var finalNorm = binder.Vector(arch.FinalNormTensor, c.HiddenSize);
         return new DecoderWeights(checkpoint, embedding, lmHead, finalNorm, layers);
     }
 

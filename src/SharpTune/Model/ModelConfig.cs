@@ -39,7 +39,9 @@ public sealed record ModelConfig
 
     public int QueryWidth => NumHeads * HeadDim;
     public int KvWidth => NumKvHeads * HeadDim;
-    public bool HasQkNorm => Architecture == Architecture.Qwen3;
+    /// <summary>The architecture's tensor layout (<see cref="DecoderArchitecture"/>).</summary>
+    public DecoderArchitecture Description => DecoderArchitecture.For(Architecture);
+    public bool HasQkNorm => Description.HasNorm(NormSlot.QueryNorm);
 
     public static ModelConfig Load(string configPath)
     {
@@ -71,6 +73,7 @@ public sealed record ModelConfig
             _ => throw new ModelFolderException($"{source}: model_type {MessageText.Quote(modelType)} is not supported (supported: qwen2, llama, qwen3)"),
         };
 
+        var description = DecoderArchitecture.For(architecture);
         string hiddenAct = reader.OptionalString("hidden_act") ?? "silu";
         if (hiddenAct != "silu") throw new ModelFolderException($"{source}: hidden_act {MessageText.Quote(hiddenAct)} is not supported (only silu)");
 
@@ -108,10 +111,10 @@ public sealed record ModelConfig
             NumHeads = heads,
             NumKvHeads = kvHeads,
             HeadDim = headDim,
-            RmsNormEps = (float)(reader.OptionalDouble("rms_norm_eps", min: 0) ?? 1e-6),
+            RmsNormEps = (float)(reader.OptionalDouble(description.NormEpsKey, min: 0) ?? 1e-6),
             RopeTheta = reader.OptionalDouble("rope_theta", min: 0, minExclusive: true) ?? 10000.0,
             RopeScaling = Model.RopeScaling.Parse(root, reader, source),
-            TieWordEmbeddings = reader.OptionalBool("tie_word_embeddings") ?? false,
+            TieWordEmbeddings = description.TieWordEmbeddingsKey is { } tieKey && (reader.OptionalBool(tieKey) ?? false),
             AttentionBias = architecture switch
             {
                 Architecture.Qwen2 => true,

@@ -33,9 +33,12 @@ public static class ModelInitializer
             string src = Path.Combine(tokenizerDir, file);
             if (File.Exists(src)) AtomicFile.Copy(src, Path.Combine(outDir, file));
         }
-        AtomicFile.WriteText(Path.Combine(outDir, "config.json"), ConfigJson(preset, endOfText, eos, dtype));
+        string configJson = ConfigJson(preset, endOfText, eos, dtype);
+        using var configDocument = JsonDocument.Parse(configJson);
+        var config = ModelConfig.Parse(configDocument.RootElement, "init-model's config.json");
+        AtomicFile.WriteText(Path.Combine(outDir, "config.json"), configJson);
         AtomicFile.WriteText(Path.Combine(outDir, "generation_config.json"), GenerationConfigJson(endOfText, eos));
-        SafetensorsWriter.Write(Path.Combine(outDir, "model.safetensors"), Tensors(preset, seed, dtype), new Dictionary<string, string> { ["format"] = "pt" });
+        SafetensorsWriter.Write(Path.Combine(outDir, "model.safetensors"), Tensors(preset, config, seed, dtype), new Dictionary<string, string> { ["format"] = "pt" });
     }
 
     private static string ConfigJson(ModelPreset p, int bos, int eos, DType dtype) => new JsonObject
@@ -78,36 +81,34 @@ public static class ModelInitializer
     }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
 
     /// <summary>
-    /// The tensors in dtype. Values are drawn and rounded to bf16 whatever the dtype, so a float32 folder holds
-    /// exactly the numbers of the bf16 folder of the same seed.
+    /// The tensors in dtype, as the folder's config declares them (a Linear's weight is drawn when the layer
+    /// declares it, so the draws follow the declaration's order). Values are drawn and rounded to bf16 whatever the
+    /// dtype, so a float32 folder holds exactly the numbers of the bf16 folder of the same seed.
     /// </summary>
-    private static IEnumerable<(string Name, DType DType, long[] Shape, ReadOnlyMemory<byte> Data)> Tensors(ModelPreset p, int seed, DType dtype)
+    private static IEnumerable<(string Name, DType DType, long[] Shape, ReadOnlyMemory<byte> Data)> Tensors(ModelPreset p, ModelConfig config, int seed, DType dtype)
     {
         var random = new GaussianRandom(seed);
-        int q = p.HiddenSize, kv = p.HiddenSize / p.NumHeads * p.NumKvHeads;
         var list = new List<(string, DType, long[], ReadOnlyMemory<byte>)>();
         void Normal(string name, int rows, int cols) => list.Add((name, dtype, [rows, cols], Bytes(random.Fill(rows * (long)cols, p.InitializerRange), dtype)));
         void Constant(string name, int length, float value) => list.Add((name, dtype, [length], Bytes(Enumerable.Repeat(value, length).ToArray(), dtype)));
 
-        Normal("model.embed_tokens.weight", p.VocabSize, p.HiddenSize);
+        var arch = config.Description;
+        Normal(arch.EmbeddingTensor, p.VocabSize, p.HiddenSize);
         for (int i = 0; i < p.NumLayers; i++)
-        {
-            string l = $"model.layers.{i}.";
-            Constant(l + "input_layernorm.weight", p.HiddenSize, 1f);
-            Normal(l + "self_attn.q_proj.weight", q, p.HiddenSize);
-            Constant(l + "self_attn.q_proj.bias", q, 0f);
-            Normal(l + "self_attn.k_proj.weight", kv, p.HiddenSize);
-            Constant(l + "self_attn.k_proj.bias", kv, 0f);
-            Normal(l + "self_attn.v_proj.weight", kv, p.HiddenSize);
-            Constant(l + "self_attn.v_proj.bias", kv, 0f);
-            Normal(l + "self_attn.o_proj.weight", p.HiddenSize, q);
-            Constant(l + "post_attention_layernorm.weight", p.HiddenSize, 1f);
-            Normal(l + "mlp.gate_proj.weight", p.IntermediateSize, p.HiddenSize);
-            Normal(l + "mlp.up_proj.weight", p.IntermediateSize, p.HiddenSize);
-            Normal(l + "mlp.down_proj.weight", p.HiddenSize, p.IntermediateSize);
-        }
-        Constant("model.norm.weight", p.HiddenSize, p.FinalNormWeight);
-        if (!p.TieWordEmbeddings) Normal("lm_head.weight", p.VocabSize, p.HiddenSize);
+            foreach (var declaration in arch.Layer)
+            {
+                if (declaration is NormDeclaration norm)
+                {
+                    Constant(arch.LayerTensor(i, norm.WeightName), DecoderArchitecture.Length(config, norm.Slot), 1f);
+                    continue;
+                }
+                var linear = (LinearDeclaration)declaration;
+                var (rows, cols) = DecoderArchitecture.Shape(config, linear.Parts.Single());
+                Normal(arch.LayerTensor(i, linear.WeightName), rows, cols);
+                if (linear.HasBias(config)) Constant(arch.LayerTensor(i, linear.BiasName), rows, 0f);
+            }
+        Constant(arch.FinalNormTensor, p.HiddenSize, p.FinalNormWeight);
+        if (!p.TieWordEmbeddings) Normal(arch.LmHeadTensor, p.VocabSize, p.HiddenSize);
         return list;
     }
 

@@ -1,4 +1,5 @@
 using SharpTune.Data;
+using SharpTune.Model;
 
 namespace SharpTune.Training;
 

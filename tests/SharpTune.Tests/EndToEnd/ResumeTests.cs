@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using SharpTune.Data;
 using SharpTune.Hparams;
+using SharpTune.Model;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
 using SharpTune.Training;

@@ -75,4 +75,25 @@ public sealed class GemmThreadPoolTests
         Assert.All(inner, r => Assert.Equal(1, r));
         Assert.All(totals, t => Assert.Equal(2000, t));
     }
+
+    [Theory]
+    [InlineData(0, 8)]
+    [InlineData(7, 8)]
+    [InlineData(100, 8)]
+    [InlineData(1000, 1)]
+    public void ForRangesCoversEveryIndexOnceInContiguousPiecesOfTheMinimumSize(int count, int minimumPerTask)
+    {
+        var pool = new GemmThreadPool(3);
+        var runs = new int[count];
+        var pieces = new List<(int Start, int End)>();
+        pool.ForRanges(count, minimumPerTask, (start, end) =>
+        {
+            lock (pieces) pieces.Add((start, end));
+            for (int i = start; i < end; i++) Interlocked.Increment(ref runs[i]);
+        });
+        Assert.All(runs, r => Assert.Equal(1, r));
+        Assert.True(pieces.Count <= 4 * pool.Threads, $"{pieces.Count} pieces for {pool.Threads} threads");
+        if (pieces.Count > 1) Assert.All(pieces, p => Assert.True(p.End - p.Start >= minimumPerTask, $"piece [{p.Start}, {p.End})"));
+        if (count == 0) Assert.Empty(pieces);
+    }
 }

@@ -1,4 +1,5 @@
 using SharpTune.Engine;
+using SharpTune.Model;
 using SharpTune.Quantization;
 using SharpTune.Training;
 using SharpTune.Training.Optim;

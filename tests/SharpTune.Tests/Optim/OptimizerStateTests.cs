@@ -1,4 +1,5 @@
 using SharpTune.IO.Safetensors;
+using SharpTune.Model;
 using SharpTune.Tests.IO;
 using SharpTune.Training;
 using SharpTune.Training.Optim;

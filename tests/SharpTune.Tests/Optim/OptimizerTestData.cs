@@ -1,3 +1,4 @@
+using SharpTune.Model;
 using SharpTune.Training;
 using SharpTune.Training.Optim;
 

@@ -113,7 +113,7 @@ public sealed class LoraInferenceTests : IDisposable
     [Theory]
     [InlineData(1)]
     [InlineData(7)]
-    public void LowRankDeltaAddsScaledProductToTheOutput(int rows)
+    public void LoraLayerEvaluationForwardAddsScaledProductToTheOutput(int rows)
     {
         const int rank = 3, inFeatures = 5, outFeatures = 4;
         const float scaling = 1.5f;
@@ -135,7 +135,7 @@ public sealed class LoraInferenceTests : IDisposable
                 expected[r * outFeatures + o] += (float)(scaling * sum);
             }
 
-        new LowRankDelta(pair, scaling).AddTo(GemmKernels.Default, x, rows, y);
+        new LoraLayer(pair, scaling, dropout: 0.5f).Forward(x.Data, rows, y.Data, TunerPass.Evaluate, random: null);
 
         for (int i = 0; i < expected.Length; i++) Assert.Equal(expected[i], y.Data[i], 1e-4f);
     }

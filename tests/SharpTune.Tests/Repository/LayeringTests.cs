@@ -14,7 +14,6 @@ public sealed class LayeringTests
     private static readonly (string User, string Used)[] Scheduled =
     [
         // removed by the tuner seam, issue 14 item 3
-        ("model", "peft"),
         ("peft", "training"),
         ("training", "peft"),
     ];

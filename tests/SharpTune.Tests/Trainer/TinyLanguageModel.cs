@@ -1,5 +1,6 @@
 using SharpTune.Data;
 using SharpTune.IO.Safetensors;
+using SharpTune.Model;
 using SharpTune.Training;
 
 namespace SharpTune.Tests.Trainer;

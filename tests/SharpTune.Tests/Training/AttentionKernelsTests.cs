@@ -1,4 +1,4 @@
-using SharpTune.Training.Model;
+using SharpTune.Engine;
 
 namespace SharpTune.Tests.Training;
 
@@ -30,7 +30,7 @@ public class AttentionKernelsTests
     [Fact]
     public void Forward_and_backward_match_eager_attention_over_several_query_blocks()
     {
-        var s = new AttentionKernels.Shape(4, Time, Heads, KvHeads, HeadDim);
+        var s = new AttentionShape(4, Time, Heads, KvHeads, HeadDim);
         int rows = s.Batch * Time;
         var random = new Random(7);
         float[] Random(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 4 - 2)).ToArray();
@@ -40,11 +40,12 @@ public class AttentionKernelsTests
 
         var output = new float[rows * s.QueryWidth];
         var logSumExp = new float[s.Batch * Heads * Time];
-        AttentionKernels.Forward(s, q, k, v, mask, output, logSumExp);
+        var backend = CpuBackend.CreateDefault();
+        backend.AttentionForward(s, q, k, v, mask, output, logSumExp);
         float[] dq = new float[rows * s.QueryWidth], dk = new float[rows * s.KvWidth], dv = new float[rows * s.KvWidth];
         // Scratch starts dirty: the kernel must not rely on it being zero.
         float[] keyScratch = Enumerable.Repeat(9f, rows * s.QueryWidth).ToArray(), valueScratch = (float[])keyScratch.Clone();
-        AttentionKernels.Backward(s, q, k, v, mask, output, logSumExp, dOutput, dq, dk, dv, keyScratch, valueScratch);
+        backend.AttentionBackward(s, q, k, v, mask, output, logSumExp, dOutput, dq, dk, dv, keyScratch, valueScratch);
 
         var (refOut, refDq, refDk, refDv) = Reference(s, q, k, v, mask, dOutput);
         AssertClose(refOut, output, "output");
@@ -61,7 +62,7 @@ public class AttentionKernelsTests
             Assert.True(Math.Abs(expected[i] - actual[i]) <= 2e-5 * scale, $"{what}[{i}]: expected {expected[i]}, got {actual[i]}");
     }
 
-    private static (double[] Out, double[] Dq, double[] Dk, double[] Dv) Reference(AttentionKernels.Shape s, float[] q, float[] k, float[] v,
+    private static (double[] Out, double[] Dq, double[] Dk, double[] Dv) Reference(AttentionShape s, float[] q, float[] k, float[] v,
         int[] mask, float[] dOutput)
     {
         int t = s.Time, d = s.HeadDim, rows = s.Batch * t;

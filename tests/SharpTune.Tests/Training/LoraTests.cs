@@ -1,4 +1,5 @@
 using SharpTune.Hparams;
+using SharpTune.Model;
 using SharpTune.Peft.Lora;
 using SharpTune.Training;
 using SharpTune.Training.Methods;
@@ -82,7 +83,7 @@ public sealed class LoraTests
             var config = LoraConfig.Load(dir);
             Assert.Equal(8, config.Rank);
             Assert.Equal(16, config.Alpha);
-            Assert.Equal(LoraFineTuning.AllLinearModules.Order(), config.TargetModules.Order());
+            Assert.Equal(DecoderArchitecture.Qwen2.LinearNames.Order(), config.TargetModules.Order());
             Assert.Equal(TrainingFixtures.BaseModel, config.BaseModelNameOrPath);
         }
         finally

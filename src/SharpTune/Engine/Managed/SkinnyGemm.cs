@@ -26,7 +26,7 @@ public static unsafe class SkinnyGemm
             return;
         }
         nint px = (nint)x, py = (nint)y, pc = (nint)c;
-        ForRows(m, 8, (start, end) =>
+        GemmThreadPool.Shared.ForRanges(m, 8, (start, end) =>
         {
             for (int i = start; i < end; i++)
             {
@@ -72,21 +72,5 @@ public static unsafe class SkinnyGemm
             for (int q = p; q < k; q++) s += x[q] * yj[q];
             c[j] = beta == 0f ? alpha * s : alpha * s + beta * c[j];
         }
-    }
-
-    /// <summary>body(start, end) over [0, count) split across the pool; small counts run on the caller.</summary>
-    private static void ForRows(int count, int minimumPerTask, Action<int, int> body)
-    {
-        int tasks = Math.Clamp(count / Math.Max(1, minimumPerTask), 1, 4 * GemmThreadPool.Shared.Threads);
-        if (tasks == 1)
-        {
-            body(0, count);
-            return;
-        }
-        GemmThreadPool.Shared.For(tasks, t =>
-        {
-            int start = (int)((long)count * t / tasks), end = (int)((long)count * (t + 1) / tasks);
-            if (end > start) body(start, end);
-        });
     }
 }

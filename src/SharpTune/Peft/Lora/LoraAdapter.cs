@@ -1,11 +1,15 @@
+using System.Runtime.CompilerServices;
+using SharpTune.Model;
+
 namespace SharpTune.Peft.Lora;
 
 /// <summary>
 /// A trained LoRA adapter folder read whole (adapter_config.json + adapter_model.safetensors): the low-rank pairs
 /// keyed by the wrapped Linear's module path, and the full tensors of modules_to_save keyed by their base-model
-/// tensor name (e.g. lm_head.weight). Written by SharpTune or by Python PEFT.
+/// tensor name (e.g. lm_head.weight). Written by SharpTune or by Python PEFT. A model applies it unmerged as one
+/// <see cref="LoraLayer"/> per pair.
 /// </summary>
-public sealed class LoraAdapter
+public sealed class LoraAdapter : IModelAdapter
 {
     public string Directory { get; }
     public LoraConfig Config { get; }
@@ -23,6 +27,20 @@ public sealed class LoraAdapter
         Pairs = pairs;
         ReplacedTensors = replaced;
     }
+
+    /// <summary>
+    /// Makes this the reader of adapter folders for the model layer (<see cref="AdapterFolders"/>), which cannot
+    /// reference PEFT itself; LoRA is the only PEFT method SharpTune reads so far, so every folder comes here.
+    /// </summary>
+#pragma warning disable CA2255 // The registration must happen before any model reads an adapter, whoever calls first.
+    [ModuleInitializer]
+#pragma warning restore CA2255
+    internal static void RegisterReader() => AdapterFolders.Register(Load);
+
+    public string Describe() => $"r = {Config.Rank}, scaling {Config.Scaling:0.####}, {Pairs.Count} LoRA modules, {ReplacedTensors.Count} replaced tensors";
+
+    public IReadOnlyList<ILinearTuner> CreateTuners() =>
+        Pairs.Values.OrderBy(p => p.ModulePath, StringComparer.Ordinal).Select(p => (ILinearTuner)new LoraLayer(p, Scaling, (float)Config.Dropout)).ToArray();
 
     public static LoraAdapter Load(string directory)
     {

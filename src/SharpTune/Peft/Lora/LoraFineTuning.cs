@@ -1,5 +1,6 @@
 using SharpTune.Data;
 using SharpTune.Hparams;
+using SharpTune.Model;
 using SharpTune.Training;
 using SharpTune.Training.Model;
 
@@ -11,11 +12,8 @@ namespace SharpTune.Peft.Lora;
 /// </summary>
 public sealed class LoraFineTuning : ITrainableModel
 {
-    /// <summary>What lora_target "all" means for this decoder: every Linear inside the layers (lm_head excluded).</summary>
-    public static readonly IReadOnlyList<string> AllLinearModules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
-
     public TrainableDecoder Decoder { get; }
-    public IReadOnlyList<LoraLinearAdapter> Adapters { get; }
+    public IReadOnlyList<LoraLayer> Adapters { get; }
     /// <summary>Decoder tensors trained in full and saved next to the adapter.</summary>
     public IReadOnlyList<ModelTensor> ModulesToSaveTensors { get; }
     public int Rank { get; }
@@ -26,7 +24,7 @@ public sealed class LoraFineTuning : ITrainableModel
     public IReadOnlyList<Parameter> TrainableParameters { get; }
     public long TotalParameterCount { get; }
 
-    private LoraFineTuning(TrainableDecoder decoder, IReadOnlyList<LoraLinearAdapter> adapters, IReadOnlyList<string> modulesToSave,
+    private LoraFineTuning(TrainableDecoder decoder, IReadOnlyList<LoraLayer> adapters, IReadOnlyList<string> modulesToSave,
         int rank, double alpha, double dropout, bool useRslora)
     {
         Decoder = decoder;
@@ -51,18 +49,20 @@ public sealed class LoraFineTuning : ITrainableModel
     public static LoraFineTuning CreateNew(TrainableDecoder decoder, FinetuningArguments args, SeededRandom initRandom)
     {
         if (args.LoraRank <= 0) throw new ArgumentException($"lora_rank must be positive, got {args.LoraRank}");
-        var targets = args.LoraTarget.Count == 1 && args.LoraTarget[0] == "all" ? AllLinearModules : args.LoraTarget;
+        // lora_target "all": every Linear the architecture declares inside the layers (lm_head excluded).
+        var allLinears = decoder.Config.Description.LinearNames;
+        var targets = args.LoraTarget.Count == 1 && args.LoraTarget[0] == "all" ? allLinears : args.LoraTarget;
         foreach (string target in targets)
             if (!decoder.Linears.Any(l => l.ModuleName == target))
-                throw new ArgumentException($"lora_target: module '{target}' is not a Linear of the decoder layers (choose from {string.Join(", ", AllLinearModules)}, or all)");
+                throw new ArgumentException($"lora_target: module '{target}' is not a Linear of the decoder layers (choose from {string.Join(", ", allLinears)}, or all)");
         double alpha = args.EffectiveLoraAlpha;
         float scaling = (float)(args.UseRslora ? alpha / Math.Sqrt(args.LoraRank) : alpha / args.LoraRank);
-        var adapters = new List<LoraLinearAdapter>();
+        var adapters = new List<LoraLayer>();
         foreach (var linear in decoder.Linears)
         {
             if (!targets.Contains(linear.ModuleName)) continue;
-            var adapter = LoraLinearAdapter.CreateNew(linear, args.LoraRank, scaling, (float)args.LoraDropout, initRandom);
-            linear.Adapter = adapter;
+            var adapter = LoraLayer.CreateNew(linear.ModulePath, linear.InFeatures, linear.OutFeatures, args.LoraRank, scaling, (float)args.LoraDropout, initRandom);
+            linear.Tuners.Add(adapter);
             adapters.Add(adapter);
         }
         return new LoraFineTuning(decoder, adapters, args.AdditionalTarget, args.LoraRank, alpha, args.LoraDropout, args.UseRslora);
@@ -97,7 +97,7 @@ public sealed class LoraFineTuning : ITrainableModel
         {
             var linear = decoder.Linears.First(l => l.ModulePath == adapter.ModulePath);
             adapter.MergeInto(linear.Weight.Materialize());
-            linear.Adapter = null;
+            linear.Tuners.Remove(adapter);
         }
         UntieForModulesToSave(decoder, extra.Keys.Select(ModulePathOf).ToList());
         foreach (var t in decoder.Tensors)
@@ -117,21 +117,20 @@ public sealed class LoraFineTuning : ITrainableModel
             decoder.UntieLmHead();
     }
 
-    private static List<LoraLinearAdapter> Attach(TrainableDecoder decoder, string adapterDirectory, LoraConfig config,
+    private static List<LoraLayer> Attach(TrainableDecoder decoder, string adapterDirectory, LoraConfig config,
         out Dictionary<string, (long[] Shape, float[] Data)> extra)
     {
         var (pairs, others) = LoraAdapterFile.Load(adapterDirectory, config.Rank);
         extra = others;
         var linears = decoder.Linears.ToDictionary(l => l.ModulePath, StringComparer.Ordinal);
-        var adapters = new List<LoraLinearAdapter>();
+        var adapters = new List<LoraLayer>();
         foreach (var linear in decoder.Linears)
         {
             if (!pairs.TryGetValue(linear.ModulePath, out var pair)) continue;
             if (pair.InFeatures != linear.InFeatures || pair.OutFeatures != linear.OutFeatures)
                 throw new InvalidDataException($"{adapterDirectory}: {linear.ModulePath} adapter is {pair.OutFeatures}×{pair.InFeatures}, the model's Linear is {linear.OutFeatures}×{linear.InFeatures}");
-            var adapter = new LoraLinearAdapter(linear.ModulePath, config.Rank, linear.InFeatures, linear.OutFeatures, (float)config.Scaling,
-                (float)config.Dropout, pair.A, pair.B);
-            linear.Adapter = adapter;
+            var adapter = new LoraLayer(pair, (float)config.Scaling, (float)config.Dropout);
+            linear.Tuners.Add(adapter);
             adapters.Add(adapter);
         }
         foreach (string module in pairs.Keys)

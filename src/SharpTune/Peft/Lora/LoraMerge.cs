@@ -1,5 +1,6 @@
 using SharpTune.Engine;
 using SharpTune.IO.Safetensors;
+using SharpTune.Model;
 
 namespace SharpTune.Peft.Lora;
 
@@ -9,17 +10,17 @@ namespace SharpTune.Peft.Lora;
 /// tensor. Several adapters merge in order, each result stored in the base dtype before the next (as merging them
 /// one after another into a bf16 model does).
 /// </summary>
-public static unsafe class LoraMerge
+public static class LoraMerge
 {
     /// <summary>
     /// Checks an adapter against a checkpoint: LoRA modules are 2-D "{module}.weight" tensors, replaced tensors exist
     /// (with tied embeddings lm_head.weight exists as the embedding's shape, for modules_to_save to replace).
     /// </summary>
-    public static void ValidateAgainst(LoraAdapter adapter, SafetensorsCheckpoint checkpoint, string baseName, bool tiedEmbeddings) =>
+    public static void ValidateAgainst(LoraAdapter adapter, SafetensorsCheckpoint checkpoint, string baseName, ModelConfig config) =>
         adapter.ValidateAgainst(
             module => checkpoint.Contains(module + ".weight") && checkpoint.Get(module + ".weight").Shape is { Length: 2 } shape ? shape : null,
             name => checkpoint.Contains(name) ? checkpoint.Get(name).Shape
-                : tiedEmbeddings && name == "lm_head.weight" ? checkpoint.Get("model.embed_tokens.weight").Shape : null,
+                : config.TieWordEmbeddings && name == config.Description.LmHeadTensor ? checkpoint.Get(config.Description.EmbeddingTensor).Shape : null,
             baseName);
 
     /// <summary>True when some adapter changes the base tensor <paramref name="name"/>.</summary>
@@ -30,7 +31,7 @@ public static unsafe class LoraMerge
     /// The merged values of base tensor <paramref name="name"/> (fp32, each exactly representable in
     /// <paramref name="storedAs"/>), starting from <paramref name="baseValues"/>, which is overwritten.
     /// </summary>
-    public static float[] Merge(IGemmKernel gemm, IReadOnlyList<LoraAdapter> adapters, string name, float[] baseValues, DType storedAs)
+    public static float[] Merge(IReadOnlyList<LoraAdapter> adapters, string name, float[] baseValues, DType storedAs)
     {
         var values = baseValues;
         string? module = ModulePathOf(name);
@@ -39,21 +40,12 @@ public static unsafe class LoraMerge
             if (adapter.ReplacedTensors.TryGetValue(name, out var replacement))
                 replacement.Data.CopyTo(values, 0);
             else if (module is not null && adapter.Pairs.TryGetValue(module, out var pair))
-                AddDelta(gemm, values, pair, adapter.Scaling);
+                new LoraLayer(pair, adapter.Scaling, (float)adapter.Config.Dropout).MergeInto(values);
             else
                 continue;
             RoundTo(values, storedAs);
         }
         return values;
-    }
-
-    /// <summary>weight[out × in] += scaling · B[out × r] · A[r × in], in fp32.</summary>
-    public static void AddDelta(IGemmKernel gemm, float[] weight, LoraPair pair, float scaling)
-    {
-        if (weight.Length != (long)pair.OutFeatures * pair.InFeatures)
-            throw new ArgumentException($"{pair.ModulePath}: weight has {weight.Length} values, lora_B·lora_A is [{pair.OutFeatures}, {pair.InFeatures}]");
-        fixed (float* w = weight, a = pair.A, b = pair.B)
-            gemm.Sgemm(false, false, pair.OutFeatures, pair.InFeatures, pair.Rank, scaling, b, pair.Rank, a, pair.InFeatures, 1f, w, pair.InFeatures);
     }
 
     /// <summary>Rounds every value to the nearest one the dtype can store (round to nearest even), as storing and reloading would.</summary>

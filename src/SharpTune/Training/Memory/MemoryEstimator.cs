@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using SharpTune.Engine;
 using SharpTune.Hparams;
 using SharpTune.IO.Safetensors;
@@ -45,7 +44,7 @@ public sealed record TrainingMemorySetup(
 /// The memory pre-flight: a training run's peak resident memory estimated from config.json and the safetensors
 /// headers alone, before any weight is read. Each component comes from the numbers the training code allocates
 /// (<see cref="TrainableDecoder.ActivationBytes"/>, <see cref="TrainableDecoder.LossChunkBytes"/>,
-/// <see cref="LoraLinearAdapter.CacheBytes"/>, <see cref="OptimizerNames.StateBytes"/>,
+/// <see cref="LoraLayer.CacheBytes"/>, <see cref="OptimizerNames.StateBytes"/>,
 /// <see cref="Quantizer.StorageBytesFor"/>, the GEMM's packing buffer), so the estimate follows the code.
 /// The checkpoint stays memory-mapped for the whole run and every page of a weight the step reads stays resident
 /// once touched, so the mapped weights count in full (a frozen, untied embedding, of which only the rows of the
@@ -53,7 +52,7 @@ public sealed record TrainingMemorySetup(
 /// pages (<see cref="MappedQuantization"/>); a trained or merged matrix is an fp32 copy next to its mapped pages,
 /// which were read once to make it.
 /// </summary>
-public static partial class MemoryEstimator
+public static class MemoryEstimator
 {
     /// <summary>
     /// The .NET runtime, the parsed Qwen tokenizer, a small dataset and the code: `sharptune train` of the tiny preset
@@ -83,7 +82,7 @@ public static partial class MemoryEstimator
             throw new ArgumentException($"cutoff_len and per_device_train_batch_size must be positive, got {setup.CutoffLen} and {setup.BatchSize}");
         var used = UsedTensors(config, tensors, source);
         var method = setup.Finetuning.FinetuningType;
-        DType storedDType = used.First(t => t.Name == EmbeddingName).DType;
+        DType storedDType = used.First(t => t.Name == config.Description.EmbeddingTensor).DType;
         int rows = checked(setup.BufferBatch * setup.CutoffLen);
         int labelRows = Math.Max(1, setup.BufferBatch * (setup.CutoffLen - 1));
 
@@ -101,7 +100,7 @@ public static partial class MemoryEstimator
                 trained.UnionWith(FreezeSelection.TrainableNames(used.Select(t => t.Name).ToArray(), config.NumLayers, setup.Finetuning));
                 break;
             default:
-                var lora = LoraSettings(setup);
+                var lora = LoraSettings(setup, config);
                 foreach (var t in used.Where(t => t.Module is not null && lora.Targets.Contains(t.Module)))
                     adapters.Add(((int)t.Info.Shape[1], (int)t.Info.Shape[0], lora.Rank, lora.Dropout));
                 trained.UnionWith(ModulesToSave(used, lora.ModulesToSave));
@@ -127,7 +126,7 @@ public static partial class MemoryEstimator
         long parameters = parameterLengths.Sum(l => (long)l);
 
         int chunk = TrainableDecoder.LossChunkRows(labelRows, config.VocabSize);
-        bool lmHeadTrained = trained.Contains(config.TieWordEmbeddings ? EmbeddingName : LmHeadName);
+        bool lmHeadTrained = trained.Contains(config.TieWordEmbeddings ? config.Description.EmbeddingTensor : config.Description.LmHeadTensor);
         bool layerWeightsTrained = adapters.Count > 0 || matrices.Any(t => t.Module is not null && trained.Contains(t.Name));
         var gemm = (ManagedGemmKernel)GemmKernels.Managed;
         int widest = Math.Max(Math.Max(config.HiddenSize, config.IntermediateSize), config.QueryWidth);
@@ -165,7 +164,7 @@ public static partial class MemoryEstimator
         components.Add(new($"loss chunk, {chunk} rows × {config.VocabSize} logits", TrainableDecoder.LossChunkBytes(config, chunk)));
         components.Add(new("GEMM packing buffer", packed, "the largest product's packed operand"));
         if (adapters.Count > 0)
-            components.Add(new("LoRA adapter caches", adapters.Sum(a => LoraLinearAdapter.CacheBytes(rows, a.Rank, a.In, a.Out, a.Dropout)),
+            components.Add(new("LoRA adapter caches", adapters.Sum(a => LoraLayer.CacheBytes(rows, a.Rank, a.In, a.Out, a.Dropout)),
                 adapters[0].Dropout > 0 ? "with dropout masks" : ""));
         components.Add(new("checkpoint writing", saving, "copies while a checkpoint is written"));
         return new MemoryEstimate(components);
@@ -173,9 +172,6 @@ public static partial class MemoryEstimator
 
     /// <summary>Bytes <see cref="SafetensorsWriter.EncodeFloat32"/> allocates for fp32 values saved as dtype (bf16/fp16: a ushort[] and its bytes).</summary>
     private static long EncodedBytes(long elements, DType dtype) => dtype == DType.F32 ? sizeof(float) * elements : 2 * DTypeInfo.SizeOf(dtype) * elements;
-
-    private const string EmbeddingName = "model.embed_tokens.weight";
-    private const string LmHeadName = "lm_head.weight";
 
     private sealed record UsedTensor(TensorInfo Info, string? Module)
     {
@@ -192,27 +188,25 @@ public static partial class MemoryEstimator
     /// </summary>
     private static List<UsedTensor> UsedTensors(ModelConfig config, IReadOnlyList<TensorInfo> tensors, string source)
     {
+        var arch = config.Description;
         var used = new List<UsedTensor>();
         foreach (var t in tensors)
         {
-            if (t.Name == LmHeadName && config.TieWordEmbeddings) continue;
-            var projection = ProjectionName().Match(t.Name);
-            bool matrix = projection.Success || t.Name is EmbeddingName or LmHeadName;
+            if (t.Name == arch.LmHeadTensor && config.TieWordEmbeddings) continue;
+            var projection = arch.LinearOfWeight(t.Name);
+            bool matrix = projection is not null || t.Name == arch.EmbeddingTensor || t.Name == arch.LmHeadTensor;
             if (!matrix && !t.Name.StartsWith("model.", StringComparison.Ordinal)) continue;
             if (t.Shape.Length != (matrix ? 2 : 1))
                 throw new InvalidDataException($"{source}: tensor '{t.Name}' has shape [{string.Join(", ", t.Shape)}]; a {(matrix ? "matrix" : "norm or bias vector")} was expected");
-            used.Add(new UsedTensor(t, projection.Success ? projection.Groups[1].Value : null));
+            used.Add(new UsedTensor(t, projection?.Name));
         }
-        if (!used.Any(t => t.Name == EmbeddingName))
-            throw new InvalidDataException($"{source}: the checkpoint has no {EmbeddingName}");
+        if (!used.Any(t => t.Name == arch.EmbeddingTensor))
+            throw new InvalidDataException($"{source}: the checkpoint has no {arch.EmbeddingTensor}");
         return used;
     }
 
-    [GeneratedRegex(@"^model\.layers\.\d+\.(?:self_attn|mlp)\.(\w+_proj)\.weight$")]
-    private static partial Regex ProjectionName();
-
     /// <summary>The LoRA a run trains: new from the config's keys, or the last adapter folder's (its own config decides).</summary>
-    private static (HashSet<string> Targets, int Rank, float Dropout, IReadOnlyList<string> ModulesToSave) LoraSettings(TrainingMemorySetup setup)
+    private static (HashSet<string> Targets, int Rank, float Dropout, IReadOnlyList<string> ModulesToSave) LoraSettings(TrainingMemorySetup setup, ModelConfig config)
     {
         var args = setup.Finetuning;
         if (setup.AdapterDirectories.Count > 0)
@@ -220,7 +214,7 @@ public static partial class MemoryEstimator
             var saved = LoraConfig.Load(setup.AdapterDirectories[^1]);
             return (saved.TargetModules.Select(m => m[(m.LastIndexOf('.') + 1)..]).ToHashSet(StringComparer.Ordinal), saved.Rank, (float)saved.Dropout, saved.ModulesToSave);
         }
-        var targets = args.LoraTarget.Count == 1 && args.LoraTarget[0] == "all" ? LoraFineTuning.AllLinearModules : args.LoraTarget;
+        var targets = args.LoraTarget.Count == 1 && args.LoraTarget[0] == "all" ? config.Description.LinearNames : args.LoraTarget;
         return (targets.ToHashSet(StringComparer.Ordinal), args.LoraRank, (float)args.LoraDropout, args.AdditionalTarget);
     }
 

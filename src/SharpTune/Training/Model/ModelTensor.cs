@@ -1,5 +1,6 @@
 using SharpTune.Engine;
 using SharpTune.IO.Safetensors;
+using SharpTune.Model;
 
 namespace SharpTune.Training.Model;
 

@@ -1,9 +1,9 @@
-using System.Numerics.Tensors;
 using SharpTune.Data;
 using SharpTune.Engine;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
 using SharpTune.Quantization;
+using SharpTune.Training.Objectives;
 
 namespace SharpTune.Training.Model;
 
@@ -47,6 +47,9 @@ public sealed class TrainableDecoder : IDisposable
     public ModelTensor FinalNorm { get; }
     public TrainableLayer[] Layers { get; }
 
+    /// <summary>Where every operation of the forward and backward runs.</summary>
+    public IComputeBackend Backend { get; }
+
     /// <summary>Keep only each layer's input in the forward and recompute the layer during the backward.</summary>
     public bool GradientCheckpointing { get; }
 
@@ -55,7 +58,7 @@ public sealed class TrainableDecoder : IDisposable
     private Buffers? _buffers;
 
     private TrainableDecoder(string directory, ModelConfig config, DecoderWeights stored, QuantizationOptions? quantization,
-        ModelTensor embedding, ModelTensor lmHead, ModelTensor finalNorm, TrainableLayer[] layers, bool gradientCheckpointing)
+        ModelTensor embedding, ModelTensor lmHead, ModelTensor finalNorm, TrainableLayer[] layers, bool gradientCheckpointing, IComputeBackend backend)
     {
         Directory = directory;
         BaseModelName = directory;
@@ -68,6 +71,7 @@ public sealed class TrainableDecoder : IDisposable
         FinalNorm = finalNorm;
         Layers = layers;
         GradientCheckpointing = gradientCheckpointing;
+        Backend = backend;
         _rope = RopeScaling.BuildTable(config);
     }
 
@@ -110,43 +114,47 @@ public sealed class TrainableDecoder : IDisposable
     private static TrainableDecoder Bind(string directory, ModelConfig c, DecoderWeights weights, bool gradientCheckpointing,
         QuantizationOptions? quantization, OneDnnGemmKernel? bf16Kernel)
     {
+        var backend = CpuBackend.CreateDefault();
         IFrozenMatrix Frozen(WeightMatrix matrix) =>
             bf16Kernel is not null && matrix.DType == DType.BF16 ? new Bf16ComputeMatrix(matrix, bf16Kernel) : new StoredMatrix(matrix);
         ModelTensor Vector(string name, float[] values) => new(name, [values.Length], values);
-        ModelTensor? OptionalVector(string name, float[]? values) => values is null ? null : Vector(name, values);
         TrainableLinear Linear(string path, WeightMatrix matrix, float[]? bias) =>
-            new(path, matrix.Cols, matrix.Rows, Projection(path + ".weight", matrix), OptionalVector(path + ".bias", bias));
+            new(path, matrix.Cols, matrix.Rows, backend, Stored(path + ".weight", matrix), bias is null ? null : Vector(path + ".bias", bias));
         // A layer projection: the stored matrix, or its quantised form.
-        ModelTensor Projection(string name, WeightMatrix matrix) =>
+        ModelTensor Stored(string name, WeightMatrix matrix) =>
             quantization is null
                 ? new ModelTensor(name, Frozen(matrix), quantized: false)
                 : new ModelTensor(name, MappedQuantization.Quantize(matrix, quantization), quantized: true);
 
-        var embedding = new ModelTensor("model.embed_tokens.weight", Frozen(weights.Embedding), quantized: false);
-        var lmHead = c.TieWordEmbeddings ? embedding : new ModelTensor("lm_head.weight", Frozen(weights.LmHead), quantized: false);
+        var arch = c.Description;
+        var embedding = new ModelTensor(arch.EmbeddingTensor, Frozen(weights.Embedding), quantized: false);
+        var lmHead = c.TieWordEmbeddings ? embedding : new ModelTensor(arch.LmHeadTensor, Frozen(weights.LmHead), quantized: false);
         var layers = new TrainableLayer[c.NumLayers];
         for (int i = 0; i < c.NumLayers; i++)
         {
-            string p = $"model.layers.{i}.";
+            int layer = i;
             var w = weights.Layers[i];
+            TrainableLinear Projection(ProjectionSlot slot, WeightMatrix matrix, float[]? bias) =>
+                Linear(arch.LayerTensor(layer, arch.Projection(slot).Module), matrix, bias);
+            ModelTensor Norm(NormSlot slot, float[] values) => Vector(arch.LayerTensor(layer, arch.Norm(slot).WeightName), values);
             layers[i] = new TrainableLayer
             {
                 Index = i,
-                InputNorm = Vector(p + "input_layernorm.weight", w.InputNorm),
-                QProj = Linear(p + "self_attn.q_proj", w.QProj, w.QBias),
-                KProj = Linear(p + "self_attn.k_proj", w.KProj, w.KBias),
-                VProj = Linear(p + "self_attn.v_proj", w.VProj, w.VBias),
-                OProj = Linear(p + "self_attn.o_proj", w.OProj, w.OBias),
-                QNorm = OptionalVector(p + "self_attn.q_norm.weight", w.QNorm),
-                KNorm = OptionalVector(p + "self_attn.k_norm.weight", w.KNorm),
-                PostAttentionNorm = Vector(p + "post_attention_layernorm.weight", w.PostAttentionNorm),
-                GateProj = Linear(p + "mlp.gate_proj", w.GateProj, w.GateBias),
-                UpProj = Linear(p + "mlp.up_proj", w.UpProj, w.UpBias),
-                DownProj = Linear(p + "mlp.down_proj", w.DownProj, w.DownBias),
+                InputNorm = Norm(NormSlot.Input, w.InputNorm),
+                QProj = Projection(ProjectionSlot.Query, w.QProj, w.QBias),
+                KProj = Projection(ProjectionSlot.Key, w.KProj, w.KBias),
+                VProj = Projection(ProjectionSlot.Value, w.VProj, w.VBias),
+                OProj = Projection(ProjectionSlot.Output, w.OProj, w.OBias),
+                QNorm = w.QNorm is null ? null : Norm(NormSlot.QueryNorm, w.QNorm),
+                KNorm = w.KNorm is null ? null : Norm(NormSlot.KeyNorm, w.KNorm),
+                PostAttentionNorm = Norm(NormSlot.PostAttention, w.PostAttentionNorm),
+                GateProj = Projection(ProjectionSlot.Gate, w.GateProj, w.GateBias),
+                UpProj = Projection(ProjectionSlot.Up, w.UpProj, w.UpBias),
+                DownProj = Projection(ProjectionSlot.Down, w.DownProj, w.DownBias),
             };
         }
-        var finalNorm = Vector("model.norm.weight", weights.FinalNorm);
-        return new TrainableDecoder(directory, c, weights, quantization, embedding, lmHead, finalNorm, layers, gradientCheckpointing);
+        var finalNorm = Vector(arch.FinalNormTensor, weights.FinalNorm);
+        return new TrainableDecoder(directory, c, weights, quantization, embedding, lmHead, finalNorm, layers, gradientCheckpointing, backend);
     }
 
     /// <summary>
@@ -159,8 +167,8 @@ public sealed class TrainableDecoder : IDisposable
     {
         if (!ReferenceEquals(LmHead, Embedding)) return;
         LmHead = Embedding.Frozen is { } frozen
-            ? new ModelTensor("lm_head.weight", frozen, Embedding.IsQuantized)
-            : new ModelTensor("lm_head.weight", Embedding.Shape, (float[])Embedding.Data.Clone());
+            ? new ModelTensor(Config.Description.LmHeadTensor, frozen, Embedding.IsQuantized)
+            : new ModelTensor(Config.Description.LmHeadTensor, Embedding.Shape, (float[])Embedding.Data.Clone());
     }
 
     /// <summary>
@@ -198,27 +206,76 @@ public sealed class TrainableDecoder : IDisposable
 
     public IEnumerable<TrainableLinear> Linears => Layers.SelectMany(l => l.Linears);
 
-    /// <summary>Forward, loss and backward; gradScale·d(mean loss)/dθ is added to every trainable gradient.</summary>
-    public LossResult ForwardBackward(TrainingBatch batch, float gradScale, SeededRandom random)
+    /// <summary>Forward, SFT's loss and backward; gradScale·d(mean loss)/dθ is added to every trainable gradient.</summary>
+    public LossResult ForwardBackward(TrainingBatch batch, float gradScale, SeededRandom random) =>
+        ForwardBackward(batch, new SupervisedCrossEntropy(), gradScale, random);
+
+    /// <summary>Forward, the objective's loss and backward; gradScale·dLoss/dθ is added to every trainable gradient.</summary>
+    public LossResult ForwardBackward(TrainingBatch batch, ITrainingObjective objective, float gradScale, SeededRandom random)
     {
+        if (_tunersDisabled)
+            throw new InvalidOperationException("the tuners are disabled (a reference forward); enable them before training");
         var b = Prepare(batch);
-        Forward(batch, b, AdapterPass.Train, random);
-        return LossAndBackward(batch, b, gradScale, backward: true);
+        Forward(batch, b, TunerPass.Train, random);
+        return LabelLogProbsAndBackward(batch, b, objective, gradScale, backward: true).Loss;
     }
 
-    /// <summary>The batch's loss without dropout or gradients.</summary>
+    /// <summary>The batch's SFT loss without dropout or gradients.</summary>
     public LossResult Evaluate(TrainingBatch batch)
     {
         var b = Prepare(batch);
-        Forward(batch, b, AdapterPass.Evaluate, null);
-        return LossAndBackward(batch, b, 0f, backward: false);
+        Forward(batch, b, TunerPass.Evaluate, null);
+        return LabelLogProbsAndBackward(batch, b, new SupervisedCrossEntropy(), 0f, backward: false).Loss;
+    }
+
+    /// <summary>
+    /// An evaluation forward (no dropout, no gradients) giving what objectives need: every label token's log-prob,
+    /// their sums and counts per sequence, and the final normed hidden states.
+    /// </summary>
+    public LabelLogProbs LogProbs(TrainingBatch batch)
+    {
+        var b = Prepare(batch);
+        Forward(batch, b, TunerPass.Evaluate, null);
+        var (labels, perToken, _) = LabelLogProbsAndBackward(batch, b, new SupervisedCrossEntropy(), 0f, backward: false);
+        var sums = new double[batch.Batch];
+        for (int i = 0; i < labels.Count; i++) sums[labels.Sequences[i]] += perToken[i];
+        var hidden = b.FinalNormed.AsSpan(0, batch.Batch * batch.Length * Config.HiddenSize).ToArray();
+        return new LabelLogProbs(labels, perToken, sums, hidden);
+    }
+
+    /// <summary>
+    /// Turns every tuner layer off until the returned scope is disposed, so forwards compute the base model (the
+    /// reference model of preference objectives) without a second copy of the weights. Tensors trained in full
+    /// (modules_to_save, full or freeze tuning) are the model's own weights and stay as trained.
+    /// </summary>
+    public IDisposable DisableTuners()
+    {
+        if (_tunersDisabled) throw new InvalidOperationException("the tuners are already disabled");
+        _tunersDisabled = true;
+        foreach (var linear in Linears) linear.TunersEnabled = false;
+        return new TunerScope(this);
+    }
+
+    private bool _tunersDisabled;
+
+    private sealed class TunerScope(TrainableDecoder decoder) : IDisposable
+    {
+        private bool _disposed;
+
+        public void Dispose()
+        {
+            if (_disposed) return;
+            _disposed = true;
+            foreach (var linear in decoder.Linears) linear.TunersEnabled = true;
+            decoder._tunersDisabled = false;
+        }
     }
 
     /// <summary>The full logits [B·T × vocab] of a batch (evaluation mode), for checks against the inference model.</summary>
     public float[] Logits(TrainingBatch batch)
     {
         var b = Prepare(batch);
-        Forward(batch, b, AdapterPass.Evaluate, null);
+        Forward(batch, b, TunerPass.Evaluate, null);
         var logits = new float[(long)batch.Batch * batch.Length * Config.VocabSize];
         LmHeadForward(b.FinalNormed, batch.Batch * batch.Length, logits);
         return logits;
@@ -240,7 +297,7 @@ public sealed class TrainableDecoder : IDisposable
         return _buffers;
     }
 
-    private void Forward(TrainingBatch batch, Buffers b, AdapterPass pass, SeededRandom? random)
+    private void Forward(TrainingBatch batch, Buffers b, TunerPass pass, SeededRandom? random)
     {
         int rows = batch.Batch * batch.Length, h = Config.HiddenSize;
         for (int r = 0; r < rows; r++) b.Positions[r] = r % batch.Length;
@@ -254,24 +311,24 @@ public sealed class TrainableDecoder : IDisposable
         for (int l = 0; l < Layers.Length; l++)
             LayerForward(Layers[l], batch, b, b.ActivationsOf(l), b.LayerInputs[l], b.LayerInputs[l + 1], pass, random);
         using (StepProfile.Measure(StepSection.NormsForward))
-            TrainingKernels.RmsNormForward(b.LayerInputs[^1], rows, FinalNorm.Data, Config.RmsNormEps, b.FinalNormed, b.FinalRms);
+            Backend.RmsNorm(b.LayerInputs[^1], rows, FinalNorm.Data, Config.RmsNormEps, b.FinalNormed, b.FinalRms);
     }
 
     private void LayerForward(TrainableLayer layer, TrainingBatch batch, Buffers b, LayerActivations a, float[] input, float[] output,
-        AdapterPass pass, SeededRandom? random)
+        TunerPass pass, SeededRandom? random)
     {
         var c = Config;
         int rows = batch.Batch * batch.Length;
         float eps = c.RmsNormEps;
         using (StepProfile.Measure(StepSection.NormsForward))
-            TrainingKernels.RmsNormForward(input, rows, layer.InputNorm.Data, eps, a.Norm1, a.Rms1);
+            Backend.RmsNorm(input, rows, layer.InputNorm.Data, eps, a.Norm1, a.Rms1);
         if (layer.QNorm is not null && layer.KNorm is not null)
         {
             layer.QProj.Forward(a.Norm1, rows, a.Query, pass, random);
             layer.KProj.Forward(a.Norm1, rows, a.Key, pass, random);
             using var norms = StepProfile.Measure(StepSection.NormsForward);
-            TrainingKernels.RmsNormForward(a.Query, rows * c.NumHeads, layer.QNorm.Data, eps, a.QueryRotated, a.QueryRms);
-            TrainingKernels.RmsNormForward(a.Key, rows * c.NumKvHeads, layer.KNorm.Data, eps, a.KeyRotated, a.KeyRms);
+            Backend.RmsNorm(a.Query, rows * c.NumHeads, layer.QNorm.Data, eps, a.QueryRotated, a.QueryRms);
+            Backend.RmsNorm(a.Key, rows * c.NumKvHeads, layer.KNorm.Data, eps, a.KeyRotated, a.KeyRms);
         }
         else
         {
@@ -281,117 +338,76 @@ public sealed class TrainableDecoder : IDisposable
         layer.VProj.Forward(a.Norm1, rows, a.Value, pass, random);
         using (StepProfile.Measure(StepSection.ElementwiseForward))
         {
-            TrainingKernels.RopeForward(a.QueryRotated, rows, c.NumHeads, c.HeadDim, _rope, b.Positions);
-            TrainingKernels.RopeForward(a.KeyRotated, rows, c.NumKvHeads, c.HeadDim, _rope, b.Positions);
+            Backend.Rope(a.QueryRotated, rows, c.NumHeads, _rope, b.Positions);
+            Backend.Rope(a.KeyRotated, rows, c.NumKvHeads, _rope, b.Positions);
         }
         using (StepProfile.Measure(StepSection.AttentionForward))
-            AttentionKernels.Forward(b.Shape, a.QueryRotated, a.KeyRotated, a.Value, batch.AttentionMask, a.Attention, a.LogSumExp);
+            Backend.AttentionForward(b.Shape, a.QueryRotated, a.KeyRotated, a.Value, batch.AttentionMask, a.Attention, a.LogSumExp);
         layer.OProj.Forward(a.Attention, rows, b.Projected, pass, random);
         using (StepProfile.Measure(StepSection.ElementwiseForward))
-            TrainingKernels.Sum(input, b.Projected, rows * c.HiddenSize, a.Middle);
+            Backend.Sum(input, b.Projected, rows * c.HiddenSize, a.Middle);
 
         using (StepProfile.Measure(StepSection.NormsForward))
-            TrainingKernels.RmsNormForward(a.Middle, rows, layer.PostAttentionNorm.Data, eps, a.Norm2, a.Rms2);
+            Backend.RmsNorm(a.Middle, rows, layer.PostAttentionNorm.Data, eps, a.Norm2, a.Rms2);
         layer.GateProj.Forward(a.Norm2, rows, a.Gate, pass, random);
         layer.UpProj.Forward(a.Norm2, rows, a.Up, pass, random);
         using (StepProfile.Measure(StepSection.ElementwiseForward))
-            TrainingKernels.SwiGluForward(a.Gate, a.Up, rows * c.IntermediateSize, a.Activation);
+            Backend.SiluMul(a.Gate, a.Up, rows * c.IntermediateSize, a.Activation);
         layer.DownProj.Forward(a.Activation, rows, b.Projected, pass, random);
         using (StepProfile.Measure(StepSection.ElementwiseForward))
-            TrainingKernels.Sum(a.Middle, b.Projected, rows * c.HiddenSize, output);
+            Backend.Sum(a.Middle, b.Projected, rows * c.HiddenSize, output);
     }
 
     /// <summary>
-    /// Cross-entropy over the rows that carry a label after the causal shift, in chunks of rows: a chunk's logits
-    /// are turned into their gradient in place, which flows into the final hidden states and lm_head before the
-    /// next chunk reuses the buffer. Then the backward through the final norm and the layers.
+    /// The log-prob of every label token, over chunks of label rows: a chunk's logits become log-softmax statistics,
+    /// the objective gives each token's upstream gradient, and (with backward) the logits are turned into their
+    /// gradient in place, which flows into the final hidden states and lm_head before the next chunk reuses the
+    /// buffer. Then the backward through the final norm and the layers.
     /// </summary>
-    private LossResult LossAndBackward(TrainingBatch batch, Buffers b, float gradScale, bool backward)
+    private (LabelTokens Labels, double[] LogProbs, LossResult Loss) LabelLogProbsAndBackward(TrainingBatch batch, Buffers b,
+        ITrainingObjective objective, float gradScale, bool backward)
     {
         int t = batch.Length, h = Config.HiddenSize, v = Config.VocabSize;
-        var lossRows = new List<(int Row, int Target)>();
-        for (int bi = 0; bi < batch.Batch; bi++)
-            for (int i = 0; i + 1 < t; i++)
-            {
-                int label = batch.Labels[bi * t + i + 1];
-                if (label != CausalLmLoss.IgnoreIndex) lossRows.Add((bi * t + i, label));
-            }
-        int count = lossRows.Count;
-        if (count == 0) return new LossResult(0, 0);
+        var labels = LabelTokens.Of(batch);
+        int count = labels.Count;
+        var logProbs = new double[count];
+        if (count == 0) return (labels, logProbs, new LossResult(0, 0));
+        objective.Begin(labels, gradScale);
         int rows = batch.Batch * t;
         var lossScope = StepProfile.Measure(StepSection.LmHeadAndLoss);
         if (backward) Array.Clear(b.DResidual, 0, rows * h);
-        float coefficient = gradScale / count;
-        double lossSum = 0;
         int chunk = LossChunkRows(count, v);
         if (b.ChunkLogits.Length < (long)chunk * v)
             b.AllocateLossChunk(chunk, h, v);
-        var rowLoss = new double[chunk];
         for (int start = 0; start < count; start += chunk)
         {
             int n = Math.Min(chunk, count - start);
             for (int i = 0; i < n; i++)
-                Array.Copy(b.FinalNormed, lossRows[start + i].Row * h, b.ChunkHidden, i * h, h);
+                Array.Copy(b.FinalNormed, labels.Rows[start + i] * h, b.ChunkHidden, i * h, h);
             LmHeadForward(b.ChunkHidden, n, b.ChunkLogits);
-            int chunkStart = start;
-            TrainingKernels.ParallelRanges(n, 1, (lo, hi) =>
-            {
-                for (int i = lo; i < hi; i++)
-                {
-                    var logits = b.ChunkLogits.AsSpan(i * v, v);
-                    int target = lossRows[chunkStart + i].Target;
-                    float targetLogit = logits[target];
-                    // Vectorised exp of the max-shifted logits in place; their sum is taken in double.
-                    float max = TensorPrimitives.Max(logits);
-                    TensorPrimitives.Subtract(logits, max, logits);
-                    TensorPrimitives.Exp(logits, logits);
-                    double sum = TrainingKernels.SumInDouble(logits);
-                    rowLoss[i] = max + Math.Log(sum) - targetLogit;
-                    if (!backward) continue;
-                    TensorPrimitives.Multiply(logits, (float)(coefficient / sum), logits);
-                    logits[target] -= coefficient;
-                }
-            });
-            for (int i = 0; i < n; i++) lossSum += rowLoss[i];
+            Backend.LabelLogProbs(b.ChunkLogits, n, v, labels.Targets, start, logProbs, backward ? objective.Gradient : null);
             if (!backward) continue;
             LmHeadBackward(b.ChunkHidden, b.ChunkLogits, n, b.ChunkDHidden);
             for (int i = 0; i < n; i++)
-                Array.Copy(b.ChunkDHidden, i * h, b.DResidual, lossRows[start + i].Row * h, h);
+                Array.Copy(b.ChunkDHidden, i * h, b.DResidual, labels.Rows[start + i] * h, h);
         }
         lossScope.Dispose();
         if (backward) Backward(batch, b);
-        return new LossResult(lossSum, count);
+        return (labels, logProbs, objective.Loss(logProbs));
     }
 
     /// <summary>logits [n × vocab] = hidden [n × h] · lm_headᵀ.</summary>
-    private unsafe void LmHeadForward(float[] hidden, int n, float[] logits)
+    private void LmHeadForward(float[] hidden, int n, float[] logits)
     {
-        if (LmHead.Frozen is { } frozen)
-        {
-            frozen.MultiplyTransposed(hidden, n, logits);
-            return;
-        }
-        int h = Config.HiddenSize, v = Config.VocabSize;
-        fixed (float* ph = hidden, pw = LmHead.Data, pl = logits)
-            GemmKernels.Default.Sgemm(false, true, n, v, h, 1f, ph, h, pw, h, 0f, pl, v);
+        if (LmHead.Frozen is { } frozen) frozen.MultiplyTransposed(hidden, n, logits);
+        else Backend.Linear(hidden, n, LmHead.Data, Config.HiddenSize, Config.VocabSize, null, logits);
     }
 
     /// <summary>dHidden [n × h] = dLogits · lm_head, and lm_head's gradient += dLogitsᵀ · hidden when it is trained.</summary>
-    private unsafe void LmHeadBackward(float[] hidden, float[] dLogits, int n, float[] dHidden)
+    private void LmHeadBackward(float[] hidden, float[] dLogits, int n, float[] dHidden)
     {
-        if (LmHead.Frozen is { } frozen)
-        {
-            frozen.Multiply(dLogits, n, dHidden, accumulate: false);
-            return;
-        }
-        int h = Config.HiddenSize, v = Config.VocabSize;
-        fixed (float* ph = hidden, pw = LmHead.Data, pl = dLogits, pdh = dHidden)
-        {
-            if (LmHead.Grad is { } lmGrad)
-                fixed (float* pdw = lmGrad)
-                    GemmKernels.Default.Sgemm(true, false, v, h, n, 1f, pl, v, ph, h, 1f, pdw, h);
-            GemmKernels.Default.Sgemm(false, false, n, h, v, 1f, pl, v, pw, h, 0f, pdh, h);
-        }
+        if (LmHead.Frozen is { } frozen) frozen.Multiply(dLogits, n, dHidden, accumulate: false);
+        else Backend.LinearBackward(hidden, dLogits, n, LmHead.Data, Config.HiddenSize, Config.VocabSize, LmHead.Grad, null, dHidden, accumulate: false);
     }
 
     private void Backward(TrainingBatch batch, Buffers b)
@@ -402,7 +418,7 @@ public sealed class TrainableDecoder : IDisposable
         bool needBelowNorm = lowest >= 0 || embeddingTrainable;
         // dResidual holds dL/d(final normed); turn it into dL/d(last layer output).
         using (StepProfile.Measure(StepSection.NormsBackward))
-            TrainingKernels.RmsNormBackward(b.LayerInputs[^1], b.DResidual, rows, FinalNorm.Data, b.FinalRms,
+            Backend.RmsNormBackward(b.LayerInputs[^1], b.DResidual, rows, FinalNorm.Data, b.FinalRms,
                 needBelowNorm ? b.DResidual : null, FinalNorm.Grad);
         if (!needBelowNorm) return;
         int stop = embeddingTrainable ? 0 : lowest;
@@ -410,16 +426,11 @@ public sealed class TrainableDecoder : IDisposable
         {
             var a = b.ActivationsOf(l);
             if (GradientCheckpointing)
-                LayerForward(Layers[l], batch, b, a, b.LayerInputs[l], b.LayerInputs[l + 1], AdapterPass.Recompute, null);
+                LayerForward(Layers[l], batch, b, a, b.LayerInputs[l], b.LayerInputs[l + 1], TunerPass.Recompute, null);
             LayerBackward(Layers[l], batch, b, a, b.LayerInputs[l], needInputGrad: l > lowest || embeddingTrainable);
         }
         using var embeddingScope = StepProfile.Measure(StepSection.Embedding);
-        if (Embedding.Grad is { } embeddingGrad)
-            for (int r = 0; r < rows; r++)
-            {
-                var dst = embeddingGrad.AsSpan(batch.InputIds[r] * h, h);
-                System.Numerics.Tensors.TensorPrimitives.Add(dst, b.DResidual.AsSpan(r * h, h), dst);
-            }
+        if (Embedding.Grad is { } embeddingGrad) Backend.EmbeddingBackward(b.DResidual, batch.InputIds.AsSpan(0, rows), h, embeddingGrad);
     }
 
     /// <summary>dResidual: dL/d(layer output) in, dL/d(layer input) out (when needInputGrad).</summary>
@@ -432,31 +443,31 @@ public sealed class TrainableDecoder : IDisposable
         // MLP half: output = middle + down(silu(gate(n2)) ⊙ up(n2)), n2 = norm(middle).
         layer.DownProj.Backward(a.Activation, b.DResidual, rows, b.DActivation, accumulate: false);
         using (StepProfile.Measure(StepSection.ElementwiseBackward))
-            TrainingKernels.SwiGluBackward(a.Gate, a.Up, b.DActivation, rows * c.IntermediateSize, b.DGate, b.DUp);
+            Backend.SiluMulBackward(a.Gate, a.Up, b.DActivation, rows * c.IntermediateSize, b.DGate, b.DUp);
         layer.GateProj.Backward(a.Norm2, b.DGate, rows, b.DNormed, accumulate: false);
         layer.UpProj.Backward(a.Norm2, b.DUp, rows, b.DNormed, accumulate: true);
         using (StepProfile.Measure(StepSection.NormsBackward))
-            TrainingKernels.RmsNormBackward(a.Middle, b.DNormed, rows, layer.PostAttentionNorm.Data, a.Rms2,
+            Backend.RmsNormBackward(a.Middle, b.DNormed, rows, layer.PostAttentionNorm.Data, a.Rms2,
                 attentionNeedsGrad ? b.DNormed : null, layer.PostAttentionNorm.Grad);
         if (!attentionNeedsGrad) return;
         using (StepProfile.Measure(StepSection.ElementwiseBackward))
-            TrainingKernels.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
+            Backend.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
 
         // Attention half: middle = input + o(attention(rope(q), rope(k), v)), q/k/v from n1 = norm(input).
         layer.OProj.Backward(a.Attention, b.DResidual, rows, b.DAttention, accumulate: false);
         using (StepProfile.Measure(StepSection.AttentionBackward))
-            AttentionKernels.Backward(b.Shape, a.QueryRotated, a.KeyRotated, a.Value, batch.AttentionMask, a.Attention, a.LogSumExp,
+            Backend.AttentionBackward(b.Shape, a.QueryRotated, a.KeyRotated, a.Value, batch.AttentionMask, a.Attention, a.LogSumExp,
                 b.DAttention, b.DQuery, b.DKey, b.DValue, b.DKeyPerHead, b.DValuePerHead);
         using (StepProfile.Measure(StepSection.ElementwiseBackward))
         {
-            TrainingKernels.RopeBackward(b.DQuery, rows, c.NumHeads, c.HeadDim, _rope, b.Positions);
-            TrainingKernels.RopeBackward(b.DKey, rows, c.NumKvHeads, c.HeadDim, _rope, b.Positions);
+            Backend.Rope(b.DQuery, rows, c.NumHeads, _rope, b.Positions, inverse: true);
+            Backend.Rope(b.DKey, rows, c.NumKvHeads, _rope, b.Positions, inverse: true);
         }
         if (layer.QNorm is not null && layer.KNorm is not null)
         {
             using var norms = StepProfile.Measure(StepSection.NormsBackward);
-            TrainingKernels.RmsNormBackward(a.Query, b.DQuery, rows * c.NumHeads, layer.QNorm.Data, a.QueryRms, b.DQuery, layer.QNorm.Grad);
-            TrainingKernels.RmsNormBackward(a.Key, b.DKey, rows * c.NumKvHeads, layer.KNorm.Data, a.KeyRms, b.DKey, layer.KNorm.Grad);
+            Backend.RmsNormBackward(a.Query, b.DQuery, rows * c.NumHeads, layer.QNorm.Data, a.QueryRms, b.DQuery, layer.QNorm.Grad);
+            Backend.RmsNormBackward(a.Key, b.DKey, rows * c.NumKvHeads, layer.KNorm.Data, a.KeyRms, b.DKey, layer.KNorm.Grad);
         }
         bool needNormGrad = needInputGrad || layer.InputNorm.IsTrainable;
         float[]? dNormed = needNormGrad ? b.DNormed : null;
@@ -465,11 +476,11 @@ public sealed class TrainableDecoder : IDisposable
         layer.VProj.Backward(a.Norm1, b.DValue, rows, dNormed, accumulate: true);
         if (!needNormGrad) return;
         using (StepProfile.Measure(StepSection.NormsBackward))
-            TrainingKernels.RmsNormBackward(input, b.DNormed, rows, layer.InputNorm.Data, a.Rms1,
+            Backend.RmsNormBackward(input, b.DNormed, rows, layer.InputNorm.Data, a.Rms1,
                 needInputGrad ? b.DNormed : null, layer.InputNorm.Grad);
         if (!needInputGrad) return;
         using (StepProfile.Measure(StepSection.ElementwiseBackward))
-            TrainingKernels.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
+            Backend.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
     }
 
     /// <summary>The activations one layer's backward needs.</summary>
@@ -504,7 +515,7 @@ public sealed class TrainableDecoder : IDisposable
     {
         private readonly LayerActivations[] _activations;
         public int CapacityRows { get; }
-        public AttentionKernels.Shape Shape { get; private set; }
+        public AttentionShape Shape { get; private set; }
         public int[] Positions { get; }
         public float[][] LayerInputs { get; }
         public float[] FinalNormed { get; }
@@ -550,7 +561,7 @@ public sealed class TrainableDecoder : IDisposable
             DActivation = new float[rows * c.IntermediateSize];
         }
 
-        public void Use(int batch, int time) => Shape = new AttentionKernels.Shape(batch, time, _config.NumHeads, _config.NumKvHeads, _config.HeadDim);
+        public void Use(int batch, int time) => Shape = new AttentionShape(batch, time, _config.NumHeads, _config.NumKvHeads, _config.HeadDim);
 
         public LayerActivations ActivationsOf(int layer) => _activations[_activations.Length == 1 ? 0 : layer];
 

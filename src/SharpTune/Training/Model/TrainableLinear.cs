@@ -1,10 +1,14 @@
+using SharpTune.Engine;
+using SharpTune.Model;
+
 namespace SharpTune.Training.Model;
 
 /// <summary>
-/// A decoder Linear (y = x·Wᵀ + b) with an optional adapter; gradients only for what is trainable. A frozen weight
-/// kept compact (<see cref="ModelTensor.Frozen"/>) is multiplied through its storage in both directions.
+/// A decoder Linear (y = x·Wᵀ + b) with the tuner layers applied to it (<see cref="ILinearTuner"/>, in order);
+/// gradients only for what is trainable. A frozen weight kept compact (<see cref="ModelTensor.Frozen"/>) is
+/// multiplied through its storage in both directions.
 /// </summary>
-public sealed class TrainableLinear(string modulePath, int inFeatures, int outFeatures, ModelTensor weight, ModelTensor? bias)
+public sealed class TrainableLinear(string modulePath, int inFeatures, int outFeatures, IComputeBackend backend, ModelTensor weight, ModelTensor? bias)
 {
     /// <summary>The module's name in the base model, e.g. model.layers.0.self_attn.q_proj.</summary>
     public string ModulePath { get; } = modulePath;
@@ -12,28 +16,31 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
     public int OutFeatures { get; } = outFeatures;
     public ModelTensor Weight { get; } = weight;
     public ModelTensor? Bias { get; } = bias;
-    public ILinearAdapter? Adapter { get; set; }
+    public List<ILinearTuner> Tuners { get; } = [];
+
+    /// <summary>False while the decoder's tuners are disabled (<see cref="TrainableDecoder.DisableTuners"/>): the base Linear alone.</summary>
+    public bool TunersEnabled { get; set; } = true;
 
     /// <summary>The last part of the module path (q_proj, down_proj, ...), what PEFT's target_modules name.</summary>
     public string ModuleName => ModulePath[(ModulePath.LastIndexOf('.') + 1)..];
 
-    public bool HasTrainable => Weight.IsTrainable || Bias?.IsTrainable == true || Adapter is not null;
+    public bool HasTrainable => Weight.IsTrainable || Bias?.IsTrainable == true || Tuners.Count > 0;
 
-    public void Forward(float[] x, int rows, float[] y, AdapterPass pass, SeededRandom? random)
+    public void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random)
     {
         using (StepProfile.Measure(StepSection.ProjectionsForward))
         {
             if (Weight.Frozen is { } frozen)
             {
                 frozen.MultiplyTransposed(x, rows, y);
-                if (Bias is not null) TrainingKernels.AddBias(y, rows, Bias.Data, OutFeatures);
+                if (Bias is not null) backend.AddBias(y, rows, Bias.Data);
             }
             else
-                TrainingKernels.LinearForward(x, rows, InFeatures, Weight.Data, Bias?.Data, OutFeatures, y);
+                backend.Linear(x, rows, Weight.Data, InFeatures, OutFeatures, Bias?.Data, y);
         }
-        if (Adapter is null) return;
+        if (Tuners.Count == 0 || !TunersEnabled) return;
         using (StepProfile.Measure(StepSection.LoraForward))
-            Adapter.Forward(x, rows, y, pass, random);
+            foreach (var tuner in Tuners) tuner.Forward(x, rows, y, pass, random);
     }
 
     /// <summary>Parameter gradients from dy; dL/dx written to dx (added when accumulate) unless dx is null.</summary>
@@ -44,13 +51,13 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
             if (Weight.Frozen is { } frozen)
             {
                 if (dx is not null) frozen.Multiply(dy, rows, dx, accumulate);
-                if (Bias?.Grad is { } biasGrad) TrainingKernels.ColumnSums(dy, rows, OutFeatures, biasGrad);
+                if (Bias?.Grad is { } biasGrad) backend.ColumnSums(dy, rows, biasGrad);
             }
             else if (Weight.IsTrainable || Bias?.IsTrainable == true || dx is not null)
-                TrainingKernels.LinearBackward(x, dy, rows, InFeatures, OutFeatures, Weight.Data, Weight.Grad, Bias?.Grad, dx, accumulate);
+                backend.LinearBackward(x, dy, rows, Weight.Data, InFeatures, OutFeatures, Weight.Grad, Bias?.Grad, dx, accumulate);
         }
-        if (Adapter is null) return;
+        if (Tuners.Count == 0) return;
         using (StepProfile.Measure(StepSection.LoraBackward))
-            Adapter.Backward(x, dy, rows, dx);
+            foreach (var tuner in Tuners) tuner.Backward(x, dy, rows, dx);
     }
 }

@@ -1,4 +1,5 @@
 using SharpTune.Engine;
+using SharpTune.Model;
 
 namespace SharpTune.Training.Optim;
 

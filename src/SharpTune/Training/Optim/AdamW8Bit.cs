@@ -1,4 +1,5 @@
 using SharpTune.Engine;
+using SharpTune.Model;
 using SharpTune.Quantization;
 
 namespace SharpTune.Training.Optim;

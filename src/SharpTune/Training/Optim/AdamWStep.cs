@@ -1,3 +1,5 @@
+using SharpTune.Model;
+
 namespace SharpTune.Training.Optim;
 
 /// <summary>

@@ -1,4 +1,5 @@
 using SharpTune.Hparams;
+using SharpTune.Model;
 
 namespace SharpTune.Training.Optim;
 

@@ -2,6 +2,7 @@ using System.Globalization;
 using SharpTune.Engine;
 using SharpTune.IO;
 using SharpTune.IO.Safetensors;
+using SharpTune.Model;
 using SharpTune.Training.Optim;
 
 namespace SharpTune.Training.Trainer;

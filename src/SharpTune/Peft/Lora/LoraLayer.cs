@@ -1,15 +1,17 @@
 using SharpTune.Engine;
+using SharpTune.Model;
 using SharpTune.Training;
-using SharpTune.Training.Model;
 
 namespace SharpTune.Peft.Lora;
 
 /// <summary>
-/// PEFT's LoRA on one Linear: y += s · (dropout(x) · Aᵀ) · Bᵀ with A [r × in], B [out × r], s = alpha/r (alpha/√r
-/// with rsLoRA). Forward and backward side by side; the dropout mask of a training pass is kept so that gradient
-/// checkpointing's recomputation sees the same mask.
+/// PEFT's LoRA layer on one Linear: y += s · (dropout(x) · Aᵀ) · Bᵀ with A [r × in], B [out × r], s = alpha/r
+/// (alpha/√r with rsLoRA). The one LoRA of SharpTune: trained (forward and backward side by side; the dropout mask of
+/// a training pass is kept so that gradient checkpointing's recomputation sees the same mask), applied unmerged for
+/// inference (an evaluation pass: no dropout, nothing kept), and merged into a weight for export.
+/// Not thread-safe: its caches are buffers of this instance, like the model's own workspace.
 /// </summary>
-public sealed unsafe class LoraLinearAdapter : ILinearAdapter
+public sealed unsafe class LoraLayer : ILinearTuner
 {
     public string ModulePath { get; }
     public int Rank { get; }
@@ -22,10 +24,19 @@ public sealed unsafe class LoraLinearAdapter : ILinearAdapter
     public IReadOnlyList<Parameter> Parameters { get; }
 
     private float[] _xa = [], _dxa = [], _mask = [], _dropped = [], _dxScratch = [];
-    /// <summary>Bᵀ [r × out], refreshed by every forward, so the backward's dy·B is a product of stored rows.</summary>
-    private readonly float[] _bTransposed;
+    /// <summary>
+    /// Bᵀ [r × out], refreshed by every training forward, so the backward's dy·B is a product of stored rows; an
+    /// evaluation pass has no backward and leaves it alone.
+    /// </summary>
+    private float[] _bTransposed = [];
 
-    public LoraLinearAdapter(string modulePath, int rank, int inFeatures, int outFeatures, float scaling, float dropout, float[] a, float[] b)
+    /// <summary>A layer of a saved adapter (A and B as the file holds them).</summary>
+    public LoraLayer(LoraPair pair, float scaling, float dropout)
+        : this(pair.ModulePath, pair.Rank, pair.InFeatures, pair.OutFeatures, scaling, dropout, pair.A, pair.B)
+    {
+    }
+
+    public LoraLayer(string modulePath, int rank, int inFeatures, int outFeatures, float scaling, float dropout, float[] a, float[] b)
     {
         if (dropout is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(dropout), $"lora_dropout must lie in [0, 1), got {dropout}");
         ModulePath = modulePath;
@@ -37,26 +48,25 @@ public sealed unsafe class LoraLinearAdapter : ILinearAdapter
         A = new Parameter(LoraAdapterFile.KeyA(modulePath), [rank, inFeatures], a);
         B = new Parameter(LoraAdapterFile.KeyB(modulePath), [outFeatures, rank], b);
         Parameters = [A, B];
-        _bTransposed = new float[rank * outFeatures];
     }
 
     /// <summary>PEFT's initialisation: A ~ kaiming_uniform(a=√5) = U(−1/√in, 1/√in), B = 0.</summary>
-    public static LoraLinearAdapter CreateNew(TrainableLinear linear, int rank, float scaling, float dropout, SeededRandom random)
+    public static LoraLayer CreateNew(string modulePath, int inFeatures, int outFeatures, int rank, float scaling, float dropout, SeededRandom random)
     {
-        var a = new float[rank * linear.InFeatures];
-        double bound = 1.0 / Math.Sqrt(linear.InFeatures);
+        var a = new float[rank * inFeatures];
+        double bound = 1.0 / Math.Sqrt(inFeatures);
         for (int i = 0; i < a.Length; i++) a[i] = (float)((2 * random.NextDouble() - 1) * bound);
-        return new LoraLinearAdapter(linear.ModulePath, rank, linear.InFeatures, linear.OutFeatures, scaling, dropout, a, new float[linear.OutFeatures * rank]);
+        return new LoraLayer(modulePath, rank, inFeatures, outFeatures, scaling, dropout, a, new float[outFeatures * rank]);
     }
 
-    public void Forward(float[] x, int rows, float[] y, AdapterPass pass, SeededRandom? random)
+    public void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random)
     {
         EnsureCapacity(rows);
         float[] input = x;
-        if (Dropout > 0 && pass != AdapterPass.Evaluate)
+        if (Dropout > 0 && pass != TunerPass.Evaluate)
         {
             int n = rows * InFeatures;
-            if (pass == AdapterPass.Train)
+            if (pass == TunerPass.Train)
             {
                 if (random is null) throw new ArgumentNullException(nameof(random), "a training pass with LoRA dropout needs a random generator");
                 float keep = 1f / (1f - Dropout);
@@ -65,9 +75,13 @@ public sealed unsafe class LoraLinearAdapter : ILinearAdapter
             System.Numerics.Tensors.TensorPrimitives.Multiply(x.AsSpan(0, n), _mask.AsSpan(0, n), _dropped.AsSpan(0, n));
             input = _dropped;
         }
-        var b = B.Data;
-        for (int o = 0; o < OutFeatures; o++)
-            for (int j = 0; j < Rank; j++) _bTransposed[j * OutFeatures + o] = b[o * Rank + j];
+        if (pass != TunerPass.Evaluate)
+        {
+            if (_bTransposed.Length == 0) _bTransposed = new float[Rank * OutFeatures];
+            var b = B.Data;
+            for (int o = 0; o < OutFeatures; o++)
+                for (int j = 0; j < Rank; j++) _bTransposed[j * OutFeatures + o] = b[o * Rank + j];
+        }
         fixed (float* px = input, pa = A.Data, pb = B.Data, pxa = _xa, py = y)
         {
             SkinnyGemm.MultiplyTransposed(rows, Rank, InFeatures, 1f, px, InFeatures, pa, InFeatures, 0f, pxa, Rank);
@@ -100,11 +114,18 @@ public sealed unsafe class LoraLinearAdapter : ILinearAdapter
         System.Numerics.Tensors.TensorPrimitives.Add(dx.AsSpan(0, n), scratch, dx.AsSpan(0, n));
     }
 
-    /// <summary>W += s · B · A, folding the adapter into its Linear's weight [out × in].</summary>
-    public void MergeInto(float[] weight)
+    /// <summary>W += s · B · A in fp32, folding the layer into its Linear's weight [out × in].</summary>
+    public void MergeInto(float[] weight) => AddScaledProduct(weight, Scaling);
+
+    /// <summary>W −= s · B · A: the merged layer taken out again (exact up to fp32 rounding).</summary>
+    public void UnmergeFrom(float[] weight) => AddScaledProduct(weight, -Scaling);
+
+    private void AddScaledProduct(float[] weight, float factor)
     {
+        if (weight.Length != (long)OutFeatures * InFeatures)
+            throw new ArgumentException($"{ModulePath}: weight has {weight.Length} values, lora_B·lora_A is [{OutFeatures}, {InFeatures}]");
         fixed (float* pw = weight, pa = A.Data, pb = B.Data)
-            GemmKernels.Default.Sgemm(false, false, OutFeatures, InFeatures, Rank, Scaling, pb, Rank, pa, InFeatures, 1f, pw, InFeatures);
+            GemmKernels.Default.Sgemm(false, false, OutFeatures, InFeatures, Rank, factor, pb, Rank, pa, InFeatures, 1f, pw, InFeatures);
     }
 
     /// <summary>

@@ -1,8 +1,16 @@
 using System.Buffers;
 using System.Numerics.Tensors;
-using SharpTune.Engine;
 
-namespace SharpTune.Training.Model;
+namespace SharpTune.Engine;
+
+/// <summary>The shape of a training attention: batch × time rows, query heads sharing KvHeads key/value heads.</summary>
+public readonly record struct AttentionShape(int Batch, int Time, int Heads, int KvHeads, int HeadDim)
+{
+    public int QueryWidth => Heads * HeadDim;
+    public int KvWidth => KvHeads * HeadDim;
+    public int Group => Heads / KvHeads;
+    public float Scale => 1f / MathF.Sqrt(HeadDim);
+}
 
 /// <summary>
 /// Grouped-query attention over a right-padded batch with transformers' eager semantics: query i of a row sees
@@ -15,14 +23,6 @@ internal static unsafe class AttentionKernels
 {
     /// <summary>Marks a query row that sees no key (uniform probabilities).</summary>
     private const float UniformRow = float.NaN;
-
-    public readonly record struct Shape(int Batch, int Time, int Heads, int KvHeads, int HeadDim)
-    {
-        public int QueryWidth => Heads * HeadDim;
-        public int KvWidth => KvHeads * HeadDim;
-        public int Group => Heads / KvHeads;
-        public float Scale => 1f / MathF.Sqrt(HeadDim);
-    }
 
     /// <summary>
     /// Query rows per block. A block of queries [i0, i0 + 64) only needs keys [0, i0 + 64): the causal mask hides the
@@ -44,7 +44,7 @@ internal static unsafe class AttentionKernels
     }
 
     /// <summary>output [rows × heads·d] = softmax(scale · q kᵀ + mask) v; logSumExp [batch × heads × time].</summary>
-    public static void Forward(Shape s, float[] q, float[] k, float[] v, int[] mask, float[] output, float[] logSumExp)
+    public static void Forward(AttentionShape s, float[] q, float[] k, float[] v, int[] mask, float[] output, float[] logSumExp)
     {
         int t = s.Time;
         var kernel = GemmKernels.Managed;
@@ -151,7 +151,7 @@ internal static unsafe class AttentionKernels
     /// Gradients of q, k and v from dOutput. dq is written; dk and dv are written (summed over the query heads of
     /// each key/value head). keyScratch and valueScratch are [rows × heads·d] buffers.
     /// </summary>
-    public static void Backward(Shape s, float[] q, float[] k, float[] v, int[] mask, float[] output, float[] logSumExp,
+    public static void Backward(AttentionShape s, float[] q, float[] k, float[] v, int[] mask, float[] output, float[] logSumExp,
         float[] dOutput, float[] dq, float[] dk, float[] dv, float[] keyScratch, float[] valueScratch)
     {
         int t = s.Time, d = s.HeadDim;
@@ -209,7 +209,7 @@ internal static unsafe class AttentionKernels
             }
         });
         int rows = s.Batch * t;
-        TrainingKernels.ParallelRanges(rows, 16, (start, end) =>
+        GemmThreadPool.Shared.ForRanges(rows, 16, (start, end) =>
         {
             for (int r = start; r < end; r++)
                 for (int g = 0; g < s.KvHeads; g++)

@@ -1,15 +1,22 @@
-namespace SharpTune.Training;
+namespace SharpTune.Model;
 
 /// <summary>
 /// One trainable tensor: fp32 master values, a gradient buffer of the same size, and the name it is saved under
-/// (the Hugging Face parameter name for full/freeze fine-tuning, the PEFT key for adapter weights).
+/// (the Hugging Face parameter name for full/freeze fine-tuning, the PEFT key for tuner weights).
 /// </summary>
 public sealed class Parameter
 {
+    private float[]? _grad;
+
     public string Name { get; }
     public int[] Shape { get; }
     public float[] Data { get; }
-    public float[] Grad { get; }
+
+    /// <summary>
+    /// The gradient, allocated on first use: a tuner applied for inference (chat, serving, merging) never touches
+    /// it, so its parameters cost no gradient memory there.
+    /// </summary>
+    public float[] Grad => _grad ?? LazyInitializer.EnsureInitialized(ref _grad, () => new float[Data.Length]);
 
     /// <summary>Whether the optimizer applies weight decay (transformers' Trainer exempts biases and norm weights).</summary>
     public bool WeightDecay { get; init; } = true;
@@ -23,10 +30,12 @@ public sealed class Parameter
         Name = name;
         Shape = (int[])shape.Clone();
         Data = data;
-        Grad = new float[data.Length];
     }
 
     public int Length => Data.Length;
 
-    public void ZeroGrad() => Array.Clear(Grad);
+    public void ZeroGrad()
+    {
+        if (_grad is not null) Array.Clear(_grad);
+    }
 }

@@ -1,0 +1,91 @@
+using SharpTune.Training;
+
+namespace SharpTune.Model;
+
+/// <summary>Why a forward pass runs, which decides what a tuner's dropout does.</summary>
+public enum TunerPass
+{
+    /// <summary>No dropout, nothing kept for a backward (evaluation, generation).</summary>
+    Evaluate,
+    /// <summary>Draws fresh dropout masks and keeps what the backward needs.</summary>
+    Train,
+    /// <summary>Gradient checkpointing recomputes a layer: the masks of the training pass are reused.</summary>
+    Recompute,
+}
+
+/// <summary>
+/// A tuner layer on one base Linear (PEFT's tuner layer: LoRA today): the same object serves training (forward,
+/// backward, trainable parameters named by their PEFT keys), unmerged inference (the forward of an evaluation pass,
+/// several tuners stacking on one Linear in the order applied) and merging (folded into the base weight, or taken out
+/// again). The Linear computes y = base(x), then each tuner's <see cref="Forward"/> on the same x; the backward runs
+/// the base's first, then each tuner's.
+/// </summary>
+public interface ILinearTuner
+{
+    /// <summary>The wrapped Linear's module path in the base model, e.g. a layer's q_proj.</summary>
+    string ModulePath { get; }
+
+    int InFeatures { get; }
+    int OutFeatures { get; }
+
+    /// <summary>The trainable tensors, named by the keys they are saved under.</summary>
+    IReadOnlyList<Parameter> Parameters { get; }
+
+    /// <summary>
+    /// Output-side hook: y [rows × out] holds the base product (and earlier tuners' work) for x [rows × in]; the tuner
+    /// adds to it (LoRA's s·B·A·x) or rescales it in place.
+    /// </summary>
+    void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random);
+
+    /// <summary>
+    /// After a training forward: accumulates the parameter gradients from dy and, when dx is given, adds this tuner's
+    /// share of dL/dx to it.
+    /// </summary>
+    void Backward(float[] x, float[] dy, int rows, float[]? dx);
+
+    /// <summary>Merged-weight hook: folds the tuner into the base weight [out × in] (merge_and_unload).</summary>
+    void MergeInto(float[] weight);
+
+    /// <summary>Takes a merged tuner out of the base weight again (PEFT's unmerge), up to rounding.</summary>
+    void UnmergeFrom(float[] weight);
+}
+
+/// <summary>
+/// A trained adapter folder as a model applies it unmerged: its tuner layers by module path and the base tensors it
+/// replaces (PEFT's modules_to_save), checked against the model before anything changes.
+/// </summary>
+public interface IModelAdapter
+{
+    string Directory { get; }
+
+    /// <summary>What the adapter holds, for start-up reporting (e.g. "r = 8, scaling 2, 6 LoRA modules, 0 replaced tensors").</summary>
+    string Describe();
+
+    /// <summary>A fresh tuner layer per wrapped Linear, in module path order.</summary>
+    IReadOnlyList<ILinearTuner> CreateTuners();
+
+    /// <summary>Tensors that replace the base tensor of the same Hugging Face name.</summary>
+    IReadOnlyDictionary<string, (long[] Shape, float[] Data)> ReplacedTensors { get; }
+
+    /// <summary>
+    /// Checks the adapter against a base model: <paramref name="linearShape"/> gives the [out, in] weight shape of the
+    /// Linear at a module path and <paramref name="tensorShape"/> a tensor's shape by name, both null when the base has
+    /// none. Throws <see cref="InvalidDataException"/> naming the first mismatch.
+    /// </summary>
+    void ValidateAgainst(Func<string, long[]?> linearShape, Func<string, long[]?> tensorShape, string baseName);
+}
+
+/// <summary>
+/// Reads adapter folders for the model layer, which knows only the tuner contracts: the PEFT layer registers its
+/// reader (dispatching on adapter_config.json's peft_type) when the library loads, so Model never depends on Peft.
+/// </summary>
+public static class AdapterFolders
+{
+    private static Func<string, IModelAdapter>? s_reader;
+
+    /// <summary>Installs the reader of adapter folders; called once, by the PEFT layer's module initializer.</summary>
+    public static void Register(Func<string, IModelAdapter> reader) => s_reader = reader;
+
+    public static IModelAdapter Read(string directory) =>
+        (s_reader ?? throw new InvalidOperationException("no adapter folder reader is registered"))(directory);
+}
