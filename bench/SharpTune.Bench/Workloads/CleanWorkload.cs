@@ -27,7 +27,7 @@ public sealed class CleanWorkload : IWorkload
             double fileMegabytes = new FileInfo(file).Length / 1e6;
             var recipe = CleaningRecipe.Default();
             int kept = 0;
-            double seconds = context.MedianSeconds(() => { kept = DatasetCleaner.Run(file, recipe).Output.Count; });
+            double seconds = context.MedianSeconds(() => { kept = DatasetCleaner.Run(file, recipe, new StepTargets(Path.Combine(dir, "cleaned.jsonl"), null)).Written; });
             context.Report("file", fileMegabytes, "MB");
             context.Report("kept", kept, "records");
             context.Report("throughput", fileMegabytes / seconds, "MB/s");

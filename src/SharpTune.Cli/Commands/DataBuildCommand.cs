@@ -101,8 +101,8 @@ public static class DataBuildCommand
         Console.WriteLine($"build: {Count(summary.Chunks)} chunks, {Count(summary.Requests)} teacher requests ({Count(summary.Retries)} retries, "
             + $"{Count(summary.Reused)} calls reused from the job file or an identical request), {Count(summary.UnusableReplies.Count)} unusable replies, "
             + $"{Count(summary.NotAnswerable)} questions not answerable from their chunk, {Count(summary.SimilarInstructions)} self-instruct instructions too similar; "
-            + $"{Count(summary.Generated)} records generated, clean removed {Count(cleaned.Input.Records.Count - cleaned.Output.Count)} ({cleaned.Report.CountsText()}), "
-            + $"dedup removed {Count(deduplicated.Input.Records.Count - deduplicated.Output.Count)} ({deduplicated.Report.CountsText()}); "
+            + $"{Count(summary.Generated)} records generated, clean removed {Count(cleaned.Read - cleaned.Written)} ({cleaned.Report.CountsText()}), "
+            + $"dedup removed {Count(deduplicated.Read - deduplicated.Written)} ({deduplicated.Report.CountsText()}); "
             + $"{Count(summary.Kept)} records kept -> {options.OutputPath} (dataset \"{options.DatasetName}\" in dataset_info.json)");
         return 0;
     }

@@ -46,7 +46,7 @@ public static class DataCommands
                 r.GetValue(near), r.GetValue(threshold), r.GetValue(ngram),
                 r.GetValue(words) ? ShingleUnit.Word : ShingleUnit.Character, r.GetValue(numPerm),
                 r.GetValue(bands) is { } b ? new LshBands(b, r.GetValue(rows)!.Value) : null);
-            return common.Finish(r, "dedup", Deduplicator.Run(common.Input(r), options));
+            return common.Finish(r, "dedup", targets => Deduplicator.Run(common.Input(r), options).Save(targets));
         }));
         return command;
     }
@@ -62,7 +62,7 @@ public static class DataCommands
         };
         common.AddTo(command);
         command.SetAction(r => CliAction.Run(() =>
-            common.Finish(r, "scrub", PersonalDataScrubber.Run(common.Input(r), r.GetValue(region)!, r.GetValue(drop)))));
+            common.Finish(r, "scrub", targets => PersonalDataScrubber.Run(common.Input(r), targets, r.GetValue(region)!, r.GetValue(drop)))));
         return command;
     }
 
@@ -101,7 +101,7 @@ public static class DataCommands
             if (r.GetValue(template) is { } name) settings.Add(("token_num", "template", name));
             var cleaning = CleaningRecipe.Create(r.GetValue(recipe), settings,
                 r.GetValue(fields)?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));
-            return common.Finish(r, "clean", DatasetCleaner.Run(common.Input(r), cleaning));
+            return common.Finish(r, "clean", targets => DatasetCleaner.Run(common.Input(r), cleaning, targets));
         }));
         return command;
     }
@@ -141,7 +141,7 @@ public static class DataCommands
             string entryName = r.GetValue(name) ?? Path.GetFileNameWithoutExtension(target);
             // Checked before anything is written, so a bad dataset_info.json leaves no output behind either.
             string? infoText = infoPath is null ? null : DatasetInfoFile.WithEntry(infoPath, entryName, conversion.Entry);
-            common.Finish(r, $"convert {FormatConverter.Name(conversion.From)} -> {FormatConverter.Name(conversion.To)}", conversion.Result);
+            common.Finish(r, $"convert {FormatConverter.Name(conversion.From)} -> {FormatConverter.Name(conversion.To)}", conversion.Result.Save);
             string entryJson = conversion.Entry.ToJsonString();
             if (infoPath is null) Console.Error.WriteLine($"dataset_info.json entry (add it with --dataset-info): \"{entryName}\": {entryJson}");
             else if (common.DryRun(r)) Console.Error.WriteLine($"dry run: {infoPath} not changed; its entry would be \"{entryName}\": {entryJson}");
@@ -195,23 +195,20 @@ public static class DataCommands
 
         public bool DryRun(ParseResult r) => r.GetValue(dryRun);
 
-        public int Finish(ParseResult r, string step, CleaningResult result)
+        /// <summary>Runs the step <paramref name="run"/> into the targets the options name, then prints its one-line summary.</summary>
+        public int Finish(ParseResult r, string step, Func<StepTargets, StepSummary> run)
         {
             bool dry = r.GetValue(dryRun);
             string? outPath = r.GetValue(output), reportPath = r.GetValue(report);
             if (!dry && outPath is null) throw new ArgumentException("--out is required (or --dry-run to see the report only)");
-            result.Save(dry ? null : outPath, reportPath);
-            int read = result.Input.Records.Count, written = result.Output.Count;
+            // A dry run with no --report prints the report itself on stdout, line by line as the step goes; the summary goes beside it.
+            bool reportToStdout = dry && reportPath is null;
+            var result = run(new StepTargets(dry ? null : outPath, reportPath,
+                reportToStdout ? line => Console.Out.Write(System.Text.Encoding.UTF8.GetString(line) + "\n") : null));
+            int read = result.Read, written = result.Written;
             string summary = $"{step}: {read} records read, {written} written, {read - written} removed, {result.Report.Entries - (read - written)} changed ({result.Report.CountsText()})"
                 + (dry ? "; dry run, nothing written" : $" -> {outPath}") + (reportPath is null ? "" : $"; report {reportPath}");
-            if (dry && reportPath is null)
-            {
-                // stdout carries the report itself; the summary goes beside it.
-                using var lines = new MemoryStream();
-                result.Report.WriteTo(lines);
-                Console.Out.Write(System.Text.Encoding.UTF8.GetString(lines.ToArray()));
-                Console.Error.WriteLine(summary);
-            }
+            if (reportToStdout) Console.Error.WriteLine(summary);
             else Console.WriteLine(summary);
             return 0;
         }

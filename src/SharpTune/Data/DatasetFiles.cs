@@ -77,7 +77,7 @@ internal static class DatasetFiles
     public static IEnumerable<RawRecord> Read(string path, byte[] bytes, string display) =>
         IsJsonArray(path, bytes)
             ? ReadArray(bytes.AsMemory(Utf8Validation.BomLength(bytes)), display)
-            : ReadLines(bytes, JsonLinesStart(path, bytes, display), display);
+            : ReadLines(bytes.AsMemory(JsonLinesStart(path, bytes, display)), display);
 
     /// <summary>Where the records of a file that is not a JSON array start (after any BOM), read as JSON Lines.</summary>
     /// <exception cref="InvalidDataException">A .json file holds one JSON object.</exception>
@@ -175,9 +175,9 @@ internal static class DatasetFiles
         }
     }
 
-    private static IEnumerable<RawRecord> ReadLines(byte[] bytes, int start, string display)
+    private static IEnumerable<RawRecord> ReadLines(ReadOnlyMemory<byte> bytes, string display)
     {
-        foreach (var (line, location) in Lines(bytes, start, display))
+        foreach (var (line, location) in Lines(bytes, display))
         {
             var (doc, problem) = ParseLine(line);
             if (doc is null)
@@ -190,15 +190,18 @@ internal static class DatasetFiles
         }
     }
 
-    /// <summary>The non-blank lines of a JSON Lines file (from byte <paramref name="start"/>, after any BOM), each with its location.</summary>
-    public static IEnumerable<(ReadOnlyMemory<byte> Line, string Location)> Lines(byte[] bytes, int start, string display)
+    /// <summary>
+    /// The non-blank lines of JSON Lines text (after any BOM), each with its location; <paramref name="linesBefore"/>
+    /// counts the lines of the file before <paramref name="bytes"/> when a file is read piece by piece.
+    /// </summary>
+    public static IEnumerable<(ReadOnlyMemory<byte> Line, string Location)> Lines(ReadOnlyMemory<byte> bytes, string display, int linesBefore = 0)
     {
-        int lineNumber = 0;
-        for (int position = start; position < bytes.Length;)
+        int lineNumber = linesBefore;
+        for (int position = 0; position < bytes.Length;)
         {
-            int newline = Array.IndexOf(bytes, (byte)'\n', position);
-            int end = newline < 0 ? bytes.Length : newline;
-            var line = bytes.AsMemory(position, end - position);
+            int newline = bytes.Span[position..].IndexOf((byte)'\n');
+            int end = newline < 0 ? bytes.Length : position + newline;
+            var line = bytes.Slice(position, end - position);
             position = end + 1;
             lineNumber++;
             if (line.Span.Trim(" \t\r"u8).IsEmpty) continue;

@@ -39,9 +39,9 @@ public sealed record BuildOptions(
 
 /// <summary>What a build did, for its summary line.</summary>
 public sealed record BuildSummary(int Chunks, int Requests, int Retries, int Reused, IReadOnlyList<string> ChangedChunks,
-    IReadOnlyList<string> UnusableReplies, int NotAnswerable, int SimilarInstructions, int Generated, CleaningResult Cleaned, CleaningResult Deduplicated)
+    IReadOnlyList<string> UnusableReplies, int NotAnswerable, int SimilarInstructions, int Generated, StepSummary Cleaned, StepSummary Deduplicated)
 {
-    public int Kept => Deduplicated.Output.Count;
+    public int Kept => Deduplicated.Written;
 }
 
 /// <summary>
@@ -107,10 +107,9 @@ public sealed class DatasetBuilder
                 + (builder.unusable.IsEmpty ? "" : "; unusable: " + string.Join("; ", builder.unusable.Order(StringComparer.Ordinal).Take(3))) + $"); every reply is in {options.JournalPath}");
 
         DatasetRecordFile.Write(options.RawPath, jsonArray: true, records);
-        var cleaned = DatasetCleaner.Run(options.RawPath, recipe);
-        cleaned.Save(options.CleanedPath, options.CleanReportPath);
-        var deduplicated = Deduplicator.Run(options.CleanedPath, new DedupOptions(ComparedFields, options.NearDedup));
-        deduplicated.Save(options.OutputPath, options.DedupReportPath);
+        var cleaned = DatasetCleaner.Run(options.RawPath, recipe, new StepTargets(options.CleanedPath, options.CleanReportPath));
+        var deduplicated = Deduplicator.Run(options.CleanedPath, new DedupOptions(ComparedFields, options.NearDedup))
+            .Save(new StepTargets(options.OutputPath, options.DedupReportPath));
         var (infoPath, infoText) = DatasetInfoWithEntry(options);
         DatasetInfoFile.Write(infoPath, infoText);
         return new BuildSummary(chunks.Count, teacher.Requests, teacher.Retries, builder.reused, [.. builder.changedChunks.Keys.Order(StringComparer.Ordinal)],

@@ -11,10 +11,14 @@ namespace SharpTune.Data.Cleaning;
 public sealed class CleaningReport
 {
     private readonly List<byte[]> lines = [];
+    private readonly Action<byte[]>? sink;
     private readonly Dictionary<string, int> counts = [];
     private readonly List<string> reasonOrder = [];
 
-    public int Entries => lines.Count;
+    /// <param name="sink">Takes each line as it is added (a streamed step's report file or stdout); without one, lines are kept for <see cref="Write"/>.</param>
+    public CleaningReport(Action<byte[]>? sink = null) => this.sink = sink;
+
+    public int Entries { get; private set; }
 
     /// <summary>Adds one record's line; <paramref name="details"/> writes extra properties between "rule" and "original".</summary>
     public void Add(DatasetRecord record, string action, string reason, string rule, Action<Utf8JsonWriter>? details = null)
@@ -34,7 +38,9 @@ public sealed class CleaningReport
             using (var original = record.Parse()) original.RootElement.WriteTo(json);
             json.WriteEndObject();
         }
-        lines.Add(buffer.ToArray());
+        Entries++;
+        if (sink is not null) sink(buffer.ToArray());
+        else lines.Add(buffer.ToArray());
     }
 
     /// <summary>Counts one occurrence of <paramref name="reason"/> (a record removed, or a piece of a record replaced).</summary>
@@ -52,12 +58,15 @@ public sealed class CleaningReport
     /// <summary>Writes the lines as JSONL, atomically.</summary>
     public void Write(string path) => AtomicFile.Write(path, WriteTo);
 
-    public void WriteTo(Stream stream)
+    public void WriteTo(Stream stream) => WriteTo(line =>
     {
-        foreach (byte[] line in lines)
-        {
-            stream.Write(line);
-            stream.Write("\n"u8);
-        }
+        stream.Write(line);
+        stream.Write("\n"u8);
+    });
+
+    /// <summary>Passes each kept line (without its line break) to <paramref name="sink"/>.</summary>
+    public void WriteTo(Action<byte[]> sink)
+    {
+        foreach (byte[] line in lines) sink(line);
     }
 }

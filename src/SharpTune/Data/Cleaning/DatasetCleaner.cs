@@ -12,30 +12,22 @@ public static class DatasetCleaner
 {
     private sealed record Outcome(byte[] Json, List<(string Field, string Rule)> Changes, IRecordFilterRule? RemovedBy, string? Measured);
 
-    public static CleaningResult Run(string inputPath, CleaningRecipe recipe)
+    /// <summary>Cleans <paramref name="inputPath"/> streamed (<see cref="StreamedStep"/>), writing to <paramref name="targets"/>.</summary>
+    public static StepSummary Run(string inputPath, CleaningRecipe recipe, StepTargets targets)
     {
-        var input = DatasetRecordFile.Read(inputPath);
         var recordText = new RecordText(recipe.Fields);
-        var outcomes = new Outcome[input.Records.Count];
         // token_num reads records in the file's format, detected once for the whole file as `data inspect` does.
-        var filters = recipe.Filters.Select(f => f is TokenNumRule tokens ? tokens.ForFile(input) : f).ToList();
-        Parallel.For(0, input.Records.Count, i => outcomes[i] = Clean(input.Records[i].Json, recipe, filters, recordText));
-        if (recipe.Fields is not null) recordText.CheckFieldsFound(inputPath);
-
-        var report = new CleaningReport();
-        var output = new List<byte[]>(input.Records.Count);
-        for (int i = 0; i < outcomes.Length; i++)
+        var filters = recipe.Filters.Select(f => f is TokenNumRule tokens ? tokens.ForFile(inputPath) : f).ToList();
+        return StreamedStep.Run(inputPath, targets, record => Clean(record.Json, recipe, filters, recordText), (record, outcome, report) =>
         {
-            var (json, changes, removedBy, measured) = outcomes[i];
-            var record = input.Records[i];
+            var (json, changes, removedBy, measured) = outcome;
             if (removedBy is not null)
             {
                 report.Count(removedBy.Name);
                 report.Add(record, "removed", removedBy.Name, removedBy.Description, details => details.WriteString("measured", measured));
-                continue;
+                return null;
             }
-            output.Add(json);
-            if (changes.Count == 0) continue;
+            if (changes.Count == 0) return json;
             foreach (var (_, rule) in changes) report.Count(rule);
             report.Add(record, "changed", "normalised", string.Join("; ", changes.Select(c => c.Rule).Distinct()
                 .Select(name => recipe.Rewrites.First(r => r.Name == name).Description)), details =>
@@ -53,8 +45,11 @@ public static class DatasetCleaner
                     using var cleaned = JsonDocument.Parse(json);
                     cleaned.RootElement.WriteTo(details);
                 });
-        }
-        return new CleaningResult(input, output, report);
+            return json;
+        }, () =>
+        {
+            if (recipe.Fields is not null) recordText.CheckFieldsFound(inputPath);
+        });
     }
 
     private static Outcome Clean(byte[] json, CleaningRecipe recipe, IReadOnlyList<IRecordFilterRule> filters, RecordText recordText)

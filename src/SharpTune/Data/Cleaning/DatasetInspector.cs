@@ -67,13 +67,16 @@ public static class DatasetInspector
     /// Optional columns (system, history, tools) are mapped when any record has them. A given
     /// <paramref name="format"/> (alpaca, sharegpt or openai) is taken when any record carries its fields.
     /// </summary>
-    public static DetectedFormat Detect(DatasetRecordFile file, string? format = null)
+    public static DetectedFormat Detect(DatasetRecordFile file, string? format = null) => Detect(file.Path, file.Records, format);
+
+    /// <summary>As <see cref="Detect(DatasetRecordFile, string?)"/>, over records read one by one (a streamed file).</summary>
+    public static DetectedFormat Detect(string path, IEnumerable<DatasetRecord> records, string? format = null)
     {
-        if (file.Records.Count == 0) throw new InvalidDataException($"{file.Path}: holds no records");
-        int alpaca = 0, sharegpt = 0, openai = 0;
+        int alpaca = 0, sharegpt = 0, openai = 0, total = 0;
         bool system = false, history = false, tools = false;
-        foreach (var record in file.Records)
+        foreach (var record in records)
         {
+            total++;
             using var doc = record.Parse();
             var r = doc.RootElement;
             if (IsString(r, "instruction") && IsString(r, "output")) alpaca++;
@@ -83,7 +86,8 @@ public static class DatasetInspector
             history |= r.TryGetProperty("history", out _);
             tools |= r.TryGetProperty("tools", out _);
         }
-        int total = file.Records.Count, best = format switch
+        if (total == 0) throw new InvalidDataException($"{path}: holds no records");
+        int best = format switch
         {
             null => Math.Max(alpaca, Math.Max(sharegpt, openai)),
             "alpaca" => alpaca,
@@ -92,21 +96,21 @@ public static class DatasetInspector
             _ => throw new ArgumentException($"format {SharpTune.IO.MessageText.Quote(format)} is not alpaca, sharegpt or openai"),
         };
         if (best == 0 && format is not null)
-            throw new InvalidDataException($"{file.Path}: no record has the fields of the {format} format ({FormatFields[format]})");
+            throw new InvalidDataException($"{path}: no record has the fields of the {format} format ({FormatFields[format]})");
         if (best == 0)
-            throw new InvalidDataException($"{file.Path}: no record has the fields of a known format (alpaca: instruction and output; sharegpt: conversations of from/value; OpenAI: messages of role/content); inspect it as a registered dataset (--dataset-dir) whose dataset_info.json maps its columns");
+            throw new InvalidDataException($"{path}: no record has the fields of a known format (alpaca: instruction and output; sharegpt: conversations of from/value; OpenAI: messages of role/content); inspect it as a registered dataset (--dataset-dir) whose dataset_info.json maps its columns");
         string sure = best == total ? "all" : $"{best} of {total}";
         string? systemColumn = system ? "system" : null, toolsColumn = tools ? "tools" : null;
-        var name = Path.GetFileName(file.Path);
+        var name = Path.GetFileName(path);
         if (format is null ? best == alpaca : format == "alpaca")
-            return new DetectedFormat("alpaca", new DatasetEntry { Name = name, FileName = file.Path, System = systemColumn, History = history ? "history" : null, Tools = toolsColumn },
+            return new DetectedFormat("alpaca", new DatasetEntry { Name = name, FileName = path, System = systemColumn, History = history ? "history" : null, Tools = toolsColumn },
                 $"{sure} records have instruction and output");
         if (format is null ? best == sharegpt : format == "sharegpt")
-            return new DetectedFormat("sharegpt", new DatasetEntry { Name = name, FileName = file.Path, Formatting = DatasetFormatting.Sharegpt, System = systemColumn, Tools = toolsColumn },
+            return new DetectedFormat("sharegpt", new DatasetEntry { Name = name, FileName = path, Formatting = DatasetFormatting.Sharegpt, System = systemColumn, Tools = toolsColumn },
                 $"{sure} records have conversations of from/value messages");
         return new DetectedFormat("openai", new DatasetEntry
         {
-            Name = name, FileName = file.Path, Formatting = DatasetFormatting.Sharegpt, Messages = "messages", System = systemColumn, Tools = toolsColumn,
+            Name = name, FileName = path, Formatting = DatasetFormatting.Sharegpt, Messages = "messages", System = systemColumn, Tools = toolsColumn,
             RoleTag = "role", ContentTag = "content", UserTag = "user", AssistantTag = "assistant", SystemTag = "system", ObservationTag = "tool",
         }, $"{sure} records have messages of role/content");
     }

@@ -44,11 +44,7 @@ public sealed class DatasetRecordFile
     /// <exception cref="InvalidDataException">The file is not JSON, or a record is not valid JSON or UTF-8, or is not a JSON object: the message names the file and record.</exception>
     public static DatasetRecordFile Read<T>(string path, Func<JsonElement, T> select, out T[] selected)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path} does not exist", path);
-        if (path.EndsWith(".txt", StringComparison.OrdinalIgnoreCase))
-            throw new InvalidDataException($"{path}: the data commands read JSON arrays (.json) and JSON Lines (.jsonl), not plain text");
-        if (IsTable(path))
-            throw new InvalidDataException($"{path}: this command writes its input's format, which must be JSON (.json) or JSON Lines (.jsonl); turn a CSV or Parquet file into one with `sharptune data convert`");
+        CheckJsonInput(path);
         byte[] bytes = File.ReadAllBytes(path);
         bool jsonArray = DatasetFiles.IsJsonArray(path, bytes);
         var records = new List<DatasetRecord>();
@@ -64,7 +60,7 @@ public sealed class DatasetRecordFile
         }
         else
         {
-            var lines = DatasetFiles.Lines(bytes, DatasetFiles.JsonLinesStart(path, bytes, path), path).ToList();
+            var lines = DatasetFiles.Lines(bytes.AsMemory(DatasetFiles.JsonLinesStart(path, bytes, path)), path).ToList();
             var parsed = new DatasetRecord?[lines.Count];
             var taken = new T[lines.Count];
             var problems = new string?[lines.Count];
@@ -92,6 +88,182 @@ public sealed class DatasetRecordFile
         return new DatasetRecordFile(path, jsonArray, records);
     }
 
+    /// <summary>Bytes of input read at a time by <see cref="ReadBatches"/>: a batch holds the records of about this many bytes.</summary>
+    private const int BatchBytes = 1 << 20;
+
+    /// <summary>
+    /// Reads the records of a JSON array or JSON Lines file as <see cref="Read(string)"/> does (the same records,
+    /// locations and errors), a batch at a time, so a step can stream a file larger than memory: each batch's records
+    /// come from about <see cref="BatchBytes"/> of input, JSON Lines parsed on all cores, a JSON array's elements cut
+    /// out by a <see cref="Utf8JsonReader"/> carried from block to block. A .json file that is not an array (JSON
+    /// Lines under a .json name, or the single object refused with its own message) is read whole.
+    /// </summary>
+    /// <exception cref="InvalidDataException">As <see cref="Read(string)"/>, raised when the batch holding the problem is read.</exception>
+    public static IEnumerable<IReadOnlyList<DatasetRecord>> ReadBatches(string path)
+    {
+        CheckJsonInput(path);
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        var block = new Block(stream);
+        block.Fill();
+        bool jsonArray = DatasetFiles.IsJsonArray(path, block.Bytes.Span);
+        if (!jsonArray && !path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase))
+        {
+            yield return Read(path).Records;
+            yield break;
+        }
+        block.Skip(Utf8Validation.BomLength(block.Bytes.Span));
+        int index = 0;
+        if (!jsonArray)
+        {
+            int linesBefore = 0;
+            while (block.Bytes.Length > 0)
+            {
+                int cut = block.Bytes.Span.LastIndexOf((byte)'\n') + 1;
+                if (cut == 0 && !block.AtEnd)
+                {
+                    block.Fill(grow: true);
+                    continue;
+                }
+                var text = block.Bytes[..(block.AtEnd ? block.Bytes.Length : cut)];
+                var batch = ParseLines(DatasetFiles.Lines(text, path, linesBefore).ToList(), index);
+                index += batch.Count;
+                linesBefore += text.Span.Count((byte)'\n');
+                block.Skip(text.Length);
+                yield return batch;
+                block.Fill();
+            }
+            yield break;
+        }
+        var state = new JsonReaderState();
+        while (true)
+        {
+            List<(int Start, int End)> elements;
+            int consumed;
+            try
+            {
+                (elements, state, consumed) = CutElements(block.Bytes.Span, block.AtEnd, state);
+            }
+            catch (JsonException e)
+            {
+                // The whole-file reader words a syntax error with its line, byte and record; reading the file whole
+                // once, on this failing path only, keeps that message.
+                _ = DatasetFiles.Read(path, File.ReadAllBytes(path), path).Count();
+                throw new InvalidDataException($"{path}: invalid JSON: {e.Message}", e);
+            }
+            if (elements.Count == 0 && consumed == 0)
+            {
+                if (block.AtEnd) yield break;
+                block.Fill(grow: true);
+                continue;
+            }
+            var batch = AcceptElements(block.Bytes, elements, index, path);
+            index += batch.Count;
+            block.Skip(consumed);
+            if (batch.Count > 0) yield return batch;
+            block.Fill();
+        }
+    }
+
+    /// <summary>
+    /// The top-level elements complete in <paramref name="json"/> (offsets), and the reader state and bytes consumed
+    /// after the last complete token outside them (a partial element is read again with the next block).
+    /// </summary>
+    private static (List<(int Start, int End)>, JsonReaderState, int Consumed) CutElements(ReadOnlySpan<byte> json, bool final, JsonReaderState state)
+    {
+        var reader = new Utf8JsonReader(json, final, state);
+        var elements = new List<(int, int)>();
+        var (completeState, completeConsumed) = (state, 0);
+        while (reader.Read())
+        {
+            if (reader.CurrentDepth == 0)
+            {
+                (completeState, completeConsumed) = (reader.CurrentState, (int)reader.BytesConsumed);
+                continue;
+            }
+            int start = (int)reader.TokenStartIndex;
+            if (!reader.TrySkip()) break;
+            elements.Add((start, (int)reader.BytesConsumed));
+            (completeState, completeConsumed) = (reader.CurrentState, (int)reader.BytesConsumed);
+        }
+        return (elements, completeState, completeConsumed);
+    }
+
+    /// <summary>A JSON array's elements, checked as the whole-file reader checks them, on all cores; the first problem in file order is raised.</summary>
+    private static List<DatasetRecord> AcceptElements(ReadOnlyMemory<byte> json, List<(int Start, int End)> elements, int firstIndex, string path)
+    {
+        var records = new DatasetRecord[elements.Count];
+        var problems = new string?[elements.Count];
+        Parallel.For(0, elements.Count, i =>
+        {
+            var bytes = json[elements[i].Start..elements[i].End];
+            string location = $"{path}: record {firstIndex + i}";
+            int invalid = Utf8Validation.FirstInvalidByte(bytes.Span);
+            using var document = invalid < 0 ? JsonDocument.Parse(bytes) : null;
+            try
+            {
+                records[i] = Accept(document?.RootElement ?? default, firstIndex + i, location,
+                    invalid < 0 ? null : $"invalid UTF-8 at byte {invalid + 1} of the record");
+            }
+            catch (InvalidDataException e)
+            {
+                problems[i] = e.Message;
+            }
+        });
+        if (problems.FirstOrDefault(p => p is not null) is { } first) throw new InvalidDataException(first);
+        return [.. records];
+    }
+
+    /// <summary>JSON Lines records parsed on all cores; the first unreadable one in file order is raised.</summary>
+    private static List<DatasetRecord> ParseLines(List<(ReadOnlyMemory<byte> Line, string Location)> lines, int firstIndex)
+    {
+        var records = new DatasetRecord[lines.Count];
+        var problems = new string?[lines.Count];
+        Parallel.For(0, lines.Count, i =>
+        {
+            var (document, problem) = DatasetFiles.ParseLine(lines[i].Line);
+            using (document)
+            {
+                try
+                {
+                    records[i] = Accept(document?.RootElement ?? default, firstIndex + i, lines[i].Location, problem);
+                }
+                catch (InvalidDataException e)
+                {
+                    problems[i] = e.Message;
+                }
+            }
+        });
+        if (problems.FirstOrDefault(p => p is not null) is { } first) throw new InvalidDataException(first);
+        return [.. records];
+    }
+
+    /// <summary>The unread part of a file held in a buffer: filled up to <see cref="BatchBytes"/>, grown while one record is longer.</summary>
+    private sealed class Block(Stream stream)
+    {
+        private byte[] buffer = new byte[BatchBytes];
+        private int begin, filled;
+
+        public bool AtEnd { get; private set; }
+
+        public ReadOnlyMemory<byte> Bytes => buffer.AsMemory(begin, filled - begin);
+
+        public void Skip(int count) => begin += count;
+
+        /// <summary>Moves the unread bytes to the front and reads until the buffer is full (doubled first with <paramref name="grow"/>) or the file ends.</summary>
+        public void Fill(bool grow = false)
+        {
+            if (grow) Array.Resize(ref buffer, buffer.Length * 2);
+            Buffer.BlockCopy(buffer, begin, buffer, 0, filled - begin);
+            (filled, begin) = (filled - begin, 0);
+            while (!AtEnd && filled < buffer.Length)
+            {
+                int read = stream.Read(buffer, filled, buffer.Length - filled);
+                if (read == 0) AtEnd = true;
+                filled += read;
+            }
+        }
+    }
+
     /// <summary>
     /// Reads every record of a JSON, JSON Lines, CSV or Parquet file, CSV and Parquet rows as the JSON objects
     /// training makes of them (<see cref="DatasetFiles"/>). For `data convert`, which writes JSON or JSON Lines
@@ -106,6 +278,18 @@ public sealed class DatasetRecordFile
         foreach (var raw in DatasetFiles.Read(path, path))
             records.Add(Accept(raw.Value, records.Count, raw.Location, raw.Problem));
         return new DatasetRecordFile(path, jsonArray: false, records);
+    }
+
+    /// <summary>The input of a command writing its input's format: a JSON array or JSON Lines file that exists.</summary>
+    /// <exception cref="FileNotFoundException">It does not exist.</exception>
+    /// <exception cref="InvalidDataException">It is plain text, CSV or Parquet.</exception>
+    public static void CheckJsonInput(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path} does not exist", path);
+        if (path.EndsWith(".txt", StringComparison.OrdinalIgnoreCase))
+            throw new InvalidDataException($"{path}: the data commands read JSON arrays (.json) and JSON Lines (.jsonl), not plain text");
+        if (IsTable(path))
+            throw new InvalidDataException($"{path}: this command writes its input's format, which must be JSON (.json) or JSON Lines (.jsonl); turn a CSV or Parquet file into one with `sharptune data convert`");
     }
 
     private static bool IsTable(string path) =>
@@ -134,22 +318,63 @@ public sealed class DatasetRecordFile
     public static void Write(string path, bool jsonArray, IEnumerable<byte[]> records) =>
         AtomicFile.Write(path, stream =>
         {
-            bool first = true;
-            if (jsonArray) stream.Write("["u8);
-            foreach (byte[] json in records)
-            {
-                if (jsonArray) stream.Write(first ? "\n  "u8 : ",\n  "u8);
-                stream.Write(json);
-                if (!jsonArray) stream.Write("\n"u8);
-                first = false;
-            }
-            if (jsonArray) stream.Write(first ? "]\n"u8 : "\n]\n"u8);
+            var writer = new RecordWriter(stream, jsonArray);
+            foreach (byte[] json in records) writer.Add(json);
+            writer.End();
         });
 
-    /// <summary>The input is never modified in place: refuses an output path that is the input file.</summary>
-    public void CheckNotInput(string path)
+    /// <summary>Whether the file is read as a JSON array (as <see cref="Read(string)"/> takes it), looking only at its first bytes.</summary>
+    public static bool IsJsonArray(string path)
     {
-        if (string.Equals(System.IO.Path.GetFullPath(path), System.IO.Path.GetFullPath(Path), StringComparison.Ordinal))
+        if (path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase)) return false;
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 12);
+        var prefix = new List<byte>();
+        for (int b = stream.ReadByte(); b >= 0; b = stream.ReadByte())
+        {
+            prefix.Add((byte)b);
+            if (prefix.Count > 3 && b is not ((byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n')) break;
+        }
+        return DatasetFiles.IsJsonArray(path, prefix.ToArray());
+    }
+
+    /// <summary>
+    /// Writes records (JSON texts) one by one: a JSON array as LLaMA-Factory's files are laid out (one record per
+    /// element, two-space indent), or one record per line.
+    /// </summary>
+    public sealed class RecordWriter
+    {
+        private readonly Stream stream;
+        private readonly bool jsonArray;
+        private bool first = true;
+
+        public RecordWriter(Stream stream, bool jsonArray)
+        {
+            (this.stream, this.jsonArray) = (stream, jsonArray);
+            if (jsonArray) stream.Write("["u8);
+        }
+
+        public void Add(byte[] json)
+        {
+            if (jsonArray) stream.Write(first ? "\n  "u8 : ",\n  "u8);
+            stream.Write(json);
+            if (!jsonArray) stream.Write("\n"u8);
+            first = false;
+        }
+
+        /// <summary>Closes the array (nothing for JSON Lines).</summary>
+        public void End()
+        {
+            if (jsonArray) stream.Write(first ? "]\n"u8 : "\n]\n"u8);
+        }
+    }
+
+    /// <summary>The input is never modified in place: refuses an output path that is the input file.</summary>
+    public void CheckNotInput(string path) => CheckNotInput(Path, path);
+
+    /// <summary>Refuses an output <paramref name="path"/> that is the file <paramref name="input"/>.</summary>
+    public static void CheckNotInput(string input, string path)
+    {
+        if (string.Equals(System.IO.Path.GetFullPath(path), System.IO.Path.GetFullPath(input), StringComparison.Ordinal))
             throw new ArgumentException($"{path} is the input file; the data commands never modify their input: write to another file");
     }
 }

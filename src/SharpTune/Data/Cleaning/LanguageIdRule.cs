@@ -10,7 +10,9 @@ namespace SharpTune.Data.Cleaning;
 /// a confidence of at least <c>min_score</c> (0.8) and, if <c>lang</c> lists languages, is one of them. Lingua's
 /// confidences are relative to the candidates (they sum to 1 over them), so a narrower candidate list is faster and
 /// lighter but can only tell those languages apart. Models are read from Lingua's default folder beside the program
-/// (<c>Lingua/LanguageModels/CODE/</c>); the sharptune program ships every language's, see docs/data.md.
+/// (<c>Lingua/LanguageModels/CODE/</c>); the sharptune program ships every language's, see docs/data.md. One detector
+/// serves all cores: Lingua's LanguageDetector keeps only read-only fields and loads models into static
+/// ConcurrentDictionaries of Lazy values, so concurrent calls are safe (checked by LanguageIdTests).
 /// </summary>
 public sealed class LanguageIdRule : IRecordFilterRule
 {

@@ -60,26 +60,23 @@ public sealed partial class PersonalDataScrubber
         });
     }
 
-    /// <summary>Runs `sharptune data scrub`: every record written, personal data replaced, or with <paramref name="drop"/> records holding any left out.</summary>
-    public static CleaningResult Run(string inputPath, string phoneRegion = DefaultPhoneRegion, bool drop = false)
+    /// <summary>
+    /// Runs `sharptune data scrub`, streamed (<see cref="StreamedStep"/>): every record written, personal data
+    /// replaced, or with <paramref name="drop"/> records holding any left out.
+    /// </summary>
+    public static StepSummary Run(string inputPath, StepTargets targets, string phoneRegion = DefaultPhoneRegion, bool drop = false)
     {
         var scrubber = new PersonalDataScrubber(phoneRegion);
-        var input = DatasetRecordFile.Read(inputPath);
-        var report = new CleaningReport();
-        var output = new List<byte[]>(input.Records.Count);
-        var changes = new List<(string Field, PersonalDataMatch Match)>();
-        foreach (var record in input.Records)
+        return StreamedStep.Run(inputPath, targets, record =>
         {
-            changes.Clear();
-            byte[]? scrubbed = scrubber.ScrubRecord(record.Json, changes);
-            if (scrubbed is null)
-            {
-                output.Add(record.Json);
-                continue;
-            }
+            var changes = new List<(string Field, PersonalDataMatch Match)>();
+            return (Scrubbed: scrubber.ScrubRecord(record.Json, changes), Changes: changes);
+        }, (record, outcome, report) =>
+        {
+            var (scrubbed, changes) = outcome;
+            if (scrubbed is null) return record.Json;
             foreach (var (_, match) in changes) report.Count(match.Reason);
             if (drop) report.Count("record_dropped");
-            else output.Add(scrubbed);
             report.Add(record, drop ? "removed" : "changed", "personal_data",
                 drop ? "records holding personal data are dropped (--drop)" : "personal data replaced by typed placeholders",
                 json =>
@@ -97,8 +94,8 @@ public sealed partial class PersonalDataScrubber
                     }
                     json.WriteEndArray();
                 });
-        }
-        return new CleaningResult(input, output, report);
+            return drop ? null : scrubbed;
+        });
     }
 
     private static string Replace(string text, Regex pattern, string reason, string placeholder, string rule,

@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Numerics;
 using System.Text;
 
 namespace SharpTune.Data.Cleaning;
@@ -48,7 +50,7 @@ public static class TextMeasures
 
     /// <summary>alphanumeric_filter (tokenization off): letters and digits (Python's <c>isalnum</c>) / code points; 0 for empty text.</summary>
     public static double AlphanumericRatio(string text) =>
-        Ratio(text, r => Rune.IsLetterOrDigit(r) || Rune.GetUnicodeCategory(r) is System.Globalization.UnicodeCategory.LetterNumber or System.Globalization.UnicodeCategory.OtherNumber);
+        Ratio(text, r => r.Value < 0x80 ? char.IsAsciiLetterOrDigit((char)r.Value) : Rune.IsLetterOrDigit(r) || Rune.GetUnicodeCategory(r) is System.Globalization.UnicodeCategory.LetterNumber or System.Globalization.UnicodeCategory.OtherNumber);
 
     private static double Ratio(string text, Func<Rune, bool> counts)
     {
@@ -67,29 +69,48 @@ public static class TextMeasures
     /// </summary>
     public static double CharacterRepetitionRatio(string text, int length)
     {
-        int[] starts = RuneStarts(text);
-        int grams = starts.Length - 1 - length + 1;
+        int[]? starts = text.AsSpan().ContainsAnyInRange('\uD800', '\uDFFF') ? RuneStarts(text) : null;
+        int points = starts is null ? text.Length : starts.Length - 1;
+        int grams = points - length + 1;
         if (grams <= 0) return 0;
-        // Most n-grams occur once: sorting their rolling hashes finds the few that may repeat without a dictionary
-        // entry per n-gram; only n-grams sharing a hash are compared, in place.
-        var comparer = new CharacterGrams(text, starts, length);
-        int[] hashes = [.. comparer.Hashes], order = [.. Enumerable.Range(0, grams)];
-        Array.Sort(hashes, order);
+        ReadOnlySpan<char> Gram(int i) => starts is null ? text.AsSpan(i, length) : text.AsSpan(starts[i], starts[i + length] - starts[i]);
+
+        // The n-grams counted in an open-addressing table of their rolling hashes, each slot naming the first
+        // occurrence of an n-gram: no string or dictionary entry per n-gram. N-grams sharing a hash are compared by
+        // their text, so a collision never merges two n-grams.
+        int[] hashes = RollingHashes(points, length, starts is null ? i => text[i] : i => text[starts[i]]);
+        int bits = BitOperations.Log2(BitOperations.RoundUpToPowerOf2((uint)grams * 2));
+        int[] slots = ArrayPool<int>.Shared.Rent(1 << bits), counts = ArrayPool<int>.Shared.Rent(grams);
+        Array.Clear(slots, 0, 1 << bits);
+        for (int gram = 0; gram < grams; gram++)
+        {
+            // Fibonacci hashing spreads the polynomial hash's high-quality high bits over the table.
+            for (int slot = (int)((uint)hashes[gram] * 0x9E3779B9u >> (32 - bits)); ; slot = (slot + 1) & ((1 << bits) - 1))
+            {
+                int first = slots[slot] - 1;
+                if (first < 0)
+                {
+                    slots[slot] = gram + 1;
+                    counts[gram] = 1;
+                    break;
+                }
+                if (hashes[first] == hashes[gram] && Gram(first).SequenceEqual(Gram(gram)))
+                {
+                    counts[first]++;
+                    break;
+                }
+            }
+        }
         var repeated = new List<int>();
         int distinct = 0;
-        for (int run = 0, end; run < grams; run = end)
+        for (int slot = 0; slot < 1 << bits; slot++)
         {
-            for (end = run + 1; end < grams && hashes[end] == hashes[run]; end++) { }
-            if (end - run == 1)
-            {
-                distinct++;
-                continue;
-            }
-            var frequency = new Dictionary<int, int>(end - run, comparer);
-            for (int i = run; i < end; i++) System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(frequency, order[i], out _)++;
-            distinct += frequency.Count;
-            repeated.AddRange(frequency.Values.Where(f => f > 1));
+            if (slots[slot] == 0) continue;
+            distinct++;
+            if (counts[slots[slot] - 1] > 1) repeated.Add(counts[slots[slot] - 1]);
         }
+        ArrayPool<int>.Shared.Return(slots);
+        ArrayPool<int>.Shared.Return(counts);
         repeated.Sort((a, b) => b.CompareTo(a));
         int top = Math.Min((int)Math.Sqrt(distinct), repeated.Count);
         long share = 0;
@@ -104,15 +125,21 @@ public static class TextMeasures
     /// </summary>
     public static double WordRepetitionRatio(string text, int length)
     {
-        var words = new List<string>();
-        foreach (string piece in text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries))
+        // Lower-cased once (invariant lower-casing maps each code point alone, so the whole text lowers as its words
+        // do), words kept as ranges of it rather than strings of their own.
+        string lower = text.ToLowerInvariant();
+        var words = new List<Range>();
+        for (int i = 0; i < lower.Length;)
         {
-            string word = StripSpecial(piece.ToLowerInvariant());
-            if (word.Length > 0) words.Add(word);
+            while (i < lower.Length && char.IsWhiteSpace(lower[i])) i++;
+            int start = i;
+            while (i < lower.Length && !char.IsWhiteSpace(lower[i])) i++;
+            var word = StripSpecial(lower, start, i);
+            if (word.End.Value > word.Start.Value) words.Add(word);
         }
         int grams = words.Count - length + 1;
         if (grams <= 0) return 0;
-        var frequency = new Dictionary<int, int>(grams, new WordGrams(words, length));
+        var frequency = new Dictionary<int, int>(grams, new WordGrams(lower, words, length));
         for (int i = 0; i < grams; i++)
         {
             ref int count = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(frequency, i, out _);
@@ -120,32 +147,6 @@ public static class TextMeasures
         }
         int repeated = frequency.Values.Where(f => f > 1).Sum();
         return (double)repeated / grams;
-    }
-
-    /// <summary>
-    /// Character n-grams named by the index of their first code point, hashed by a polynomial rolling hash computed
-    /// for all of them in one pass (hashing each n-gram afresh was most of clean's time).
-    /// </summary>
-    private sealed class CharacterGrams : IEqualityComparer<int>
-    {
-        private readonly string text;
-        private readonly int[] starts;
-        private readonly int length;
-        private readonly int[] hashes;
-
-        public CharacterGrams(string text, int[] starts, int length)
-        {
-            (this.text, this.starts, this.length) = (text, starts, length);
-            hashes = RollingHashes(starts.Length - 1, length, i => text[starts[i]]);
-        }
-
-        private ReadOnlySpan<char> Gram(int i) => text.AsSpan(starts[i], starts[i + length] - starts[i]);
-
-        public bool Equals(int x, int y) => hashes[x] == hashes[y] && Gram(x).SequenceEqual(Gram(y));
-
-        public int GetHashCode(int i) => hashes[i];
-
-        public ReadOnlySpan<int> Hashes => hashes;
     }
 
     /// <summary>The hash of every window of <paramref name="length"/> items among <paramref name="count"/>, each item given by <paramref name="item"/>.</summary>
@@ -165,17 +166,18 @@ public static class TextMeasures
         return hashes;
     }
 
-    /// <summary>Word n-grams named by the index of their first word, hashed like <see cref="CharacterGrams"/>.</summary>
+    /// <summary>Word n-grams named by the index of their first word, hashed by a rolling hash over the words' hashes.</summary>
     private sealed class WordGrams : IEqualityComparer<int>
     {
-        private readonly List<string> words;
+        private readonly string text;
+        private readonly List<Range> words;
         private readonly int length;
         private readonly int[] hashes;
 
-        public WordGrams(List<string> words, int length)
+        public WordGrams(string text, List<Range> words, int length)
         {
-            (this.words, this.length) = (words, length);
-            int[] wordHashes = [.. words.Select(w => w.GetHashCode())];
+            (this.text, this.words, this.length) = (text, words, length);
+            int[] wordHashes = [.. words.Select(w => string.GetHashCode(text.AsSpan()[w]))];
             hashes = RollingHashes(words.Count, length, i => wordHashes[i]);
         }
 
@@ -183,17 +185,16 @@ public static class TextMeasures
         {
             if (hashes[x] != hashes[y]) return false;
             for (int k = 0; k < length; k++)
-                if (!string.Equals(words[x + k], words[y + k], StringComparison.Ordinal)) return false;
+                if (!text.AsSpan()[words[x + k]].SequenceEqual(text.AsSpan()[words[y + k]])) return false;
             return true;
         }
 
         public int GetHashCode(int i) => hashes[i];
     }
 
-    /// <summary>Offsets of each code point, and the text's length at the end.</summary>
+    /// <summary>Offsets of each code point, and the text's length at the end (for text holding surrogate pairs; otherwise each char is one).</summary>
     private static int[] RuneStarts(string text)
     {
-        if (!text.AsSpan().ContainsAnyInRange('\uD800', '\uDFFF')) return [.. Enumerable.Range(0, text.Length + 1)];
         var starts = new List<int>(text.Length + 1);
         for (int i = 0; i < text.Length; i++)
             if (!char.IsLowSurrogate(text[i]) || i == 0 || !char.IsHighSurrogate(text[i - 1])) starts.Add(i);
@@ -201,14 +202,14 @@ public static class TextMeasures
         return [.. starts];
     }
 
-    private static string StripSpecial(string word)
+    /// <summary>The range of <c>text[start..end]</c> left once special characters are stripped from both ends.</summary>
+    private static Range StripSpecial(string text, int start, int end)
     {
-        int start = 0, end = word.Length;
         // Decode* read a lone surrogate as U+FFFD, which is special, rather than throwing.
-        while (start < end && Rune.DecodeFromUtf16(word.AsSpan(start, end - start), out var first, out int firstLength) is var _ && IsSpecial(first))
+        while (start < end && Rune.DecodeFromUtf16(text.AsSpan(start, end - start), out var first, out int firstLength) is var _ && IsSpecial(first))
             start += firstLength;
-        while (end > start && Rune.DecodeLastFromUtf16(word.AsSpan(start, end - start), out var last, out int lastLength) is var _ && IsSpecial(last))
+        while (end > start && Rune.DecodeLastFromUtf16(text.AsSpan(start, end - start), out var last, out int lastLength) is var _ && IsSpecial(last))
             end -= lastLength;
-        return word[start..end];
+        return start..end;
     }
 }

@@ -46,8 +46,9 @@ public sealed class TokenNumRule : IRecordFilterRule
     public string Description =>
         $"tokens as template '{templateName}' encodes the record (prompt + trained) outside [{Min}, {(Max == int.MaxValue ? "inf" : Max.ToString(CultureInfo.InvariantCulture))}]";
 
-    /// <summary>The rule reading the records of <paramref name="file"/> in its detected format.</summary>
-    public TokenNumRule ForFile(DatasetRecordFile file) => new(processor, templateName, Min, Max, DatasetInspector.Detect(file).Entry);
+    /// <summary>The rule reading the records of the file at <paramref name="path"/> in its detected format (a pass over the file, streamed).</summary>
+    public TokenNumRule ForFile(string path) =>
+        new(processor, templateName, Min, Max, DatasetInspector.Detect(path, DatasetRecordFile.ReadBatches(path).SelectMany(batch => batch)).Entry);
 
     public string? Reject(JsonElement record, string text)
     {

@@ -36,6 +36,67 @@ public sealed class CleanTests : IDisposable
         Assert.Equal(0.0, TextMeasures.WordRepetitionRatio("one two three", 10));
     }
 
+    /// <summary>
+    /// The repetition measures (rolling hashes, sorted keys, ranges of one lower-cased text: built for speed) against
+    /// data-juicer's definitions written out plainly (n-gram strings counted in a dictionary), on the English and
+    /// Chinese demo texts and on repetitive ones with surrogate pairs, mixed case and stripped punctuation.
+    /// </summary>
+    [Fact]
+    public void RepetitionRatios_MatchTheirPlainDefinitions()
+    {
+        var texts = new List<string>
+        {
+            string.Concat(Enumerable.Repeat("ab", 300)), string.Concat(Enumerable.Repeat("😀a😀b", 40)),
+            string.Concat(Enumerable.Repeat("The cat, THE cat! the dog. ", 30)), "a", "",
+        };
+        foreach (string demo in (string[])["alpaca_en_demo.json", "alpaca_zh_demo.json"])
+        {
+            using var records = JsonDocument.Parse(File.ReadAllBytes(TestPaths.Fixtures("llamafactory", demo)));
+            foreach (var record in records.RootElement.EnumerateArray())
+                texts.Add(record.GetProperty("instruction").GetString() + "\n" + record.GetProperty("output").GetString());
+        }
+        foreach (string text in texts)
+            foreach (int n in (int[])[2, 3, 10])
+            {
+                Assert.Equal(PlainCharacterRepetition(text, n), TextMeasures.CharacterRepetitionRatio(text, n), 12);
+                Assert.Equal(PlainWordRepetition(text, n), TextMeasures.WordRepetitionRatio(text, n), 12);
+            }
+    }
+
+    /// <summary>data_juicer/ops/filter/character_repetition_filter.py.</summary>
+    private static double PlainCharacterRepetition(string text, int n)
+    {
+        var points = text.EnumerateRunes().Select(r => r.ToString()).ToList();
+        var frequency = new Dictionary<string, int>();
+        for (int i = 0; i + n <= points.Count; i++)
+        {
+            string gram = string.Concat(points.Skip(i).Take(n));
+            frequency[gram] = frequency.GetValueOrDefault(gram) + 1;
+        }
+        if (frequency.Count == 0) return 0;
+        var counts = frequency.Values.OrderDescending().ToList();
+        int top = Math.Min((int)Math.Sqrt(counts.Count), counts.Count(c => c > 1));
+        return (double)counts.Take(top).Sum() / counts.Sum();
+    }
+
+    /// <summary>data_juicer/ops/filter/word_repetition_filter.py (tokenization off): split, lower-case, strip special characters, drop empty.</summary>
+    private static double PlainWordRepetition(string text, int n)
+    {
+        var words = new List<string>();
+        foreach (string piece in text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries))
+        {
+            var runes = piece.ToLowerInvariant().EnumerateRunes().ToList();
+            while (runes.Count > 0 && TextMeasures.IsSpecial(runes[0])) runes.RemoveAt(0);
+            while (runes.Count > 0 && TextMeasures.IsSpecial(runes[^1])) runes.RemoveAt(runes.Count - 1);
+            if (runes.Count > 0) words.Add(string.Concat(runes.Select(r => r.ToString())));
+        }
+        var grams = new List<string>();
+        for (int i = 0; i + n <= words.Count; i++) grams.Add(string.Join(" ", words.Skip(i).Take(n)));
+        if (grams.Count == 0) return 0;
+        var frequency = grams.GroupBy(g => g).ToDictionary(g => g.Key, g => g.Count());
+        return (double)frequency.Values.Where(f => f > 1).Sum() / grams.Count;
+    }
+
     [Fact]
     public void SpecialAndAlphanumericRatios_CountCodePoints()
     {

@@ -1,0 +1,133 @@
+using System.Text;
+using SharpTune.Data.Cleaning;
+using SharpTune.Tests.Cli;
+
+namespace SharpTune.Tests.Data.Cleaning;
+
+/// <summary>
+/// The streamed reading of clean and scrub (<see cref="DatasetRecordFile.ReadBatches"/>) against the whole-file reader
+/// (<see cref="DatasetRecordFile.Read(string)"/>), the reference: the same records, locations, bytes and errors across
+/// batch boundaries; and `data clean` on a file several times larger than the memory the process may use.
+/// </summary>
+[Collection(CliCollection.Name)]
+public sealed class StreamingTests : IDisposable
+{
+    private readonly DataDir dir = new();
+
+    public void Dispose() => dir.Dispose();
+
+    /// <summary>About 10 MB of records (several 1 MB batches), one of them over 5 MB (longer than a batch), in varied spacing.</summary>
+    private static List<string> Records()
+    {
+        var records = new List<string>();
+        for (int i = 0; i < 60_000; i++)
+            records.Add(i == 30_000
+                ? $"{{\"instruction\": \"long\", \"output\": \"{new string('x', 5 << 20)}\"}}"
+                : $"{{\"instruction\":\"question {i} 问题\",  \"input\": \"\", \"output\": \"answer {i} {new string('a', i % 200)}\", \"n\": {i}}}");
+        return records;
+    }
+
+    private static void AssertSameAsWholeFileRead(string path)
+    {
+        var whole = DatasetRecordFile.Read(path).Records;
+        var streamed = DatasetRecordFile.ReadBatches(path).SelectMany(batch => batch).ToList();
+        Assert.Equal(whole.Count, streamed.Count);
+        for (int i = 0; i < whole.Count; i++)
+        {
+            Assert.Equal(whole[i].Index, streamed[i].Index);
+            Assert.Equal(whole[i].Location, streamed[i].Location);
+            Assert.True(whole[i].Json.AsSpan().SequenceEqual(streamed[i].Json), $"record {i} differs");
+        }
+    }
+
+    [Fact]
+    public void ReadBatches_JsonLines_GivesTheWholeFileReadsRecords()
+    {
+        var records = Records();
+        // A BOM, blank lines (they count in line numbers), CRLF endings and no final line break.
+        string text = "\uFEFF" + string.Join("", records.Select((r, i) => r + (i % 1000 == 0 ? "\r\n\n  \n" : "\n"))).TrimEnd('\n');
+        string path = Path.Combine(dir.Path, "records.jsonl");
+        File.WriteAllText(path, text, new UTF8Encoding(false));
+        AssertSameAsWholeFileRead(path);
+    }
+
+    [Fact]
+    public void ReadBatches_JsonArray_GivesTheWholeFileReadsRecords()
+    {
+        string path = Path.Combine(dir.Path, "records.json");
+        File.WriteAllText(path, "\uFEFF [" + string.Join(" ,\n\t", Records()) + "\n] \n", new UTF8Encoding(false));
+        AssertSameAsWholeFileRead(path);
+        File.WriteAllText(Path.Combine(dir.Path, "empty.json"), "[ ]");
+        AssertSameAsWholeFileRead(Path.Combine(dir.Path, "empty.json"));
+    }
+
+    public static TheoryData<string, string> BadTails => new()
+    {
+        { "bad.jsonl", "{\"instruction\": \"cut" },
+        { "bad.jsonl", "[1, 2]" },
+        { "bad.json", "{\"instruction\": \"cut" },
+        { "bad.json", "[1, 2]" },
+        { "bad.json", "{\"a\": 1}] trailing" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadTails))]
+    public void ReadBatches_AProblemInALaterBatch_IsReportedAsTheWholeFileReadReportsIt(string name, string bad)
+    {
+        var records = Records().Take(50_000).Append(bad);
+        string path = Path.Combine(dir.Path, name);
+        File.WriteAllText(path, name.EndsWith(".jsonl") ? string.Join("\n", records) + "\n" : "[" + string.Join(",\n", records) + "]");
+        var expected = Assert.Throws<InvalidDataException>(() => DatasetRecordFile.Read(path));
+        var streamed = Assert.Throws<InvalidDataException>(() => DatasetRecordFile.ReadBatches(path).Count());
+        Assert.Equal(expected.Message, streamed.Message);
+    }
+
+    /// <summary>
+    /// The CLI as its own process with its GC heap capped at 32 MB cleans a ~160 MB file (5 times the cap): it
+    /// could not hold the file, its records or its output in memory. Every 7th record is too short (removed),
+    /// every 10th of the rest holds a control character (changed).
+    /// </summary>
+    [Theory]
+    [InlineData("big.jsonl")]
+    [InlineData("big.json")]
+    public void CleanCommand_StreamsAFileFiveTimesItsMemoryCap(string name)
+    {
+        const long cap = 32L << 20;
+        string input = Path.Combine(dir.Path, name), output = Path.Combine(dir.Path, "out" + Path.GetExtension(name));
+        string report = Path.Combine(dir.Path, "report.jsonl"), recipe = Path.Combine(dir.Path, "recipe.yaml");
+        File.WriteAllText(recipe, "rules:\n  - control_characters\n  - text_length: {min: 10}\n");
+        bool array = name.EndsWith(".json");
+        int records = 0, removed = 0, changed = 0;
+        using (var writer = new StreamWriter(input, false, new UTF8Encoding(false), 1 << 20))
+        {
+            if (array) writer.Write('[');
+            string padding = new('p', 200);
+            for (; writer.BaseStream.Position < 5 * cap; records++)
+            {
+                if (array && records > 0) writer.Write(",\n");
+                if (records % 7 == 0)
+                {
+                    writer.Write("{\"instruction\": \"hi\", \"input\": \"\", \"output\": \"\"}");
+                    removed++;
+                }
+                else
+                {
+                    bool control = records % 10 == 0;
+                    if (control) changed++;
+                    writer.Write($"{{\"instruction\": \"question {records}\", \"input\": \"\", \"output\": \"{(control ? "\\u0007" : "")}answer {padding}\"}}");
+                }
+                if (!array) writer.Write('\n');
+            }
+            if (array) writer.Write("]\n");
+        }
+
+        var run = CliProcess.Run(["data", "clean", input, "--out", output, "--report", report, "--recipe", recipe],
+            new Dictionary<string, string?> { ["DOTNET_GCHeapHardLimit"] = $"0x{cap:X}" });
+
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        Assert.Contains($"clean: {records} records read, {records - removed} written, {removed} removed, {changed} changed", run.Stdout);
+        Assert.True(new FileInfo(input).Length > 5 * cap);
+        Assert.True(new FileInfo(output).Length > 4 * cap);
+        Assert.Equal(removed + changed, File.ReadLines(report).Count());
+    }
+}
