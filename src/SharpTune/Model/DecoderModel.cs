@@ -116,7 +116,7 @@ public sealed class DecoderModel : IDisposable
             name => tensors.TryGetValue(name, out var t) ? t.Shape : null,
             Directory);
         foreach (var (name, (_, data)) in adapter.ReplacedTensors) tensors[name].Replace(data);
-        foreach (var tuner in adapter.CreateTuners()) projections[tuner.ModulePath].Tuners.Add(tuner);
+        foreach (var tuner in adapter.CreateTuners(Backend)) projections[tuner.ModulePath].Tuners.Add(tuner);
         _adapters.Add(adapter);
     }
 

@@ -1,3 +1,4 @@
+using SharpTune.Engine;
 using SharpTune.Training;
 
 namespace SharpTune.Model;
@@ -61,8 +62,8 @@ public interface IModelAdapter
     /// <summary>What the adapter holds, for start-up reporting (e.g. "r = 8, scaling 2, 6 LoRA modules, 0 replaced tensors").</summary>
     string Describe();
 
-    /// <summary>A fresh tuner layer per wrapped Linear, in module path order.</summary>
-    IReadOnlyList<ILinearTuner> CreateTuners();
+    /// <summary>A fresh tuner layer per wrapped Linear, in module path order, computing on the model's backend.</summary>
+    IReadOnlyList<ILinearTuner> CreateTuners(IComputeBackend backend);
 
     /// <summary>Tensors that replace the base tensor of the same Hugging Face name.</summary>
     IReadOnlyDictionary<string, (long[] Shape, float[] Data)> ReplacedTensors { get; }

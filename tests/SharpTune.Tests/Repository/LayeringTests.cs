@@ -21,6 +21,23 @@ public sealed class LayeringTests
         Assert.True(violations.Count == 0, "layer rule of docs/architecture.md broken:\n" + string.Join("\n", violations.Select(v => v.ToString()).Distinct()));
     }
 
+    /// <summary>
+    /// Tuner code computes on the backend of the model it is injected into (issue 14 item 1: model and tuner code call
+    /// no static kernel), so another backend runs LoRA too.
+    /// </summary>
+    [Fact]
+    public void TunerCodeCallsNoStaticKernel()
+    {
+        var staticKernels = typeof(SharpTune.Engine.IComputeBackend).Assembly.GetTypes()
+            .Where(t => t.Namespace == "SharpTune.Engine" && t.IsAbstract && t.IsSealed && (t.Name.EndsWith("Kernels", StringComparison.Ordinal) || t == typeof(SharpTune.Engine.SkinnyGemm)))
+            .ToHashSet();
+        Assert.Contains(typeof(SharpTune.Engine.GemmKernels), staticKernels);
+        var uses = CheckedTypes().Where(t => t.Namespace?.StartsWith("SharpTune.Peft", StringComparison.Ordinal) == true)
+            .SelectMany(t => LayerRule.UsedTypes(t).Where(staticKernels.Contains).Select(k => $"{t.FullName} uses {k.Name}"))
+            .Distinct().ToList();
+        Assert.True(uses.Count == 0, "tuner code calls static kernels instead of its backend:\n" + string.Join("\n", uses));
+    }
+
     [Fact]
     public void TheTableNamesTheLibraryTheServerAndTheCli()
     {
