@@ -18,8 +18,9 @@ public enum TunerPass
 /// A tuner layer on one base Linear (PEFT's tuner layer: LoRA today): the same object serves training (forward,
 /// backward, trainable parameters named by their PEFT keys), unmerged inference (the forward of an evaluation pass,
 /// several tuners stacking on one Linear in the order applied) and merging (folded into the base weight, or taken out
-/// again). The Linear computes y = base(x), then each tuner's <see cref="Forward"/> on the same x; the backward runs
-/// the base's first, then each tuner's.
+/// again). The Linear maps x through the input-side hooks of the tuners that have one (<see cref="TransformInput"/>),
+/// computes y = base(x'), then each tuner's <see cref="Forward"/> on the same x'; the backward runs the base's first,
+/// then each tuner's, then the input-side hooks' in reverse.
 /// </summary>
 public interface ILinearTuner
 {
@@ -31,6 +32,24 @@ public interface ILinearTuner
 
     /// <summary>The trainable tensors, named by the keys they are saved under.</summary>
     IReadOnlyList<Parameter> Parameters { get; }
+
+    /// <summary>
+    /// Whether the tuner has an input side (<see cref="TransformInput"/>; IA3 on the feed-forward Linears); the
+    /// projection skips the input hooks of those that do not (LoRA), so they cost nothing.
+    /// </summary>
+    bool TransformsInput => false;
+
+    /// <summary>
+    /// Input-side hook, called in order before the base product: the input that the base and every later tuner see for
+    /// x [rows × in] (IA3: x ⊙ l), in a buffer of whole rows that the tuner keeps until its next call.
+    /// </summary>
+    float[] TransformInput(float[] x, int rows, TunerPass pass) => x;
+
+    /// <summary>
+    /// Backward of <see cref="TransformInput"/> for the x it was given: accumulates the parameter gradients from dInput
+    /// (dL/d of the transformed input) and writes dL/dx [rows × in] to dx.
+    /// </summary>
+    void TransformInputBackward(float[] x, float[] dInput, int rows, float[] dx) => dInput.AsSpan(0, rows * InFeatures).CopyTo(dx);
 
     /// <summary>
     /// Output-side hook: y [rows × out] holds the base product (and earlier tuners' work) for x [rows × in]; the tuner
@@ -49,6 +68,29 @@ public interface ILinearTuner
 
     /// <summary>Takes a merged tuner out of the base weight again (PEFT's unmerge), up to rounding.</summary>
     void UnmergeFrom(float[] weight);
+}
+
+/// <summary>
+/// A model-level tuner (prompt tuning and P-tuning: virtual tokens; prefix tuning: key/value prefixes), for the
+/// methods that add positions rather than wrap a Linear. The decoder puts <see cref="VirtualTokens"/> in front of each
+/// sequence's input embeddings (after the embedding lookup, before the first layer) and
+/// <see cref="KeyValuePrefix"/> in front of each layer's keys and values (where the layer appends to its key/value
+/// cache), visible to every query through the attention's key mask; both are the trainable parameters' values, so their
+/// gradients flow back to them.
+/// </summary>
+public interface IModelTuner
+{
+    /// <summary>The trainable tensors, named by the keys they are saved under.</summary>
+    IReadOnlyList<Parameter> Parameters { get; }
+
+    /// <summary>Virtual-token embeddings [tokens × hidden] put before the input embeddings, or null when the tuner adds none.</summary>
+    Parameter? VirtualTokens { get; }
+
+    /// <summary>
+    /// Layer <paramref name="layer"/>'s key and value prefixes, each [tokens × kv heads · head dim] and put before the
+    /// layer's keys and values after RoPE, or null when the tuner adds none to that layer.
+    /// </summary>
+    (Parameter Keys, Parameter Values)? KeyValuePrefix(int layer);
 }
 
 /// <summary>
