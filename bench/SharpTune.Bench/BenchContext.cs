@@ -94,5 +94,5 @@ public sealed class BenchContext
     }
 
     /// <summary>Peak resident set size of this process in MiB (VmHWM from /proc/self/status), or NaN off Linux.</summary>
-    public static double PeakRssMiB() => SharpTune.Training.Memory.SystemMemory.PeakResidentBytes() is { } bytes ? bytes / (1024.0 * 1024.0) : double.NaN;
+    public static double PeakRssMiB() => SharpTune.FineTuning.Memory.SystemMemory.PeakResidentBytes() is { } bytes ? bytes / (1024.0 * 1024.0) : double.NaN;
 }

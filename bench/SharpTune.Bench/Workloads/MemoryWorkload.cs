@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using SharpTune.Hparams;
-using SharpTune.Training.Memory;
+using SharpTune.FineTuning.Memory;
 
 namespace SharpTune.Bench;
 

@@ -5,7 +5,7 @@ using SharpTune.Data;
 using SharpTune.Hparams;
 using SharpTune.Quantization;
 using SharpTune.Training;
-using SharpTune.Training.Methods;
+using SharpTune.FineTuning;
 using SharpTune.Training.Model;
 using SharpTune.Training.Optim;
 

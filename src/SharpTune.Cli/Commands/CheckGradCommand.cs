@@ -5,7 +5,7 @@ using SharpTune.IO.Safetensors;
 using SharpTune.Model;
 using SharpTune.Peft.Lora;
 using SharpTune.Training;
-using SharpTune.Training.Methods;
+using SharpTune.FineTuning;
 using SharpTune.Training.Model;
 using SharpTune.Training.Optim;
 

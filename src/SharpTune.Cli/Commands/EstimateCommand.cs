@@ -1,6 +1,6 @@
 using System.CommandLine;
 using SharpTune.Hparams;
-using SharpTune.Training.Memory;
+using SharpTune.FineTuning.Memory;
 
 namespace SharpTune.Cli.Commands;
 

@@ -111,6 +111,12 @@ public sealed unsafe class CpuBackend : IComputeBackend
         float[]? weightGrad, float[]? biasGrad, float[]? dx, bool accumulate) =>
         TrainingKernels.LinearBackward(Gemm, x, dy, rows, inFeatures, outFeatures, weight, weightGrad, biasGrad, dx, accumulate);
 
+    public void NarrowProduct(float[] x, int rows, int k, float[] y, int n, float alpha, float[] c)
+    {
+        fixed (float* px = x, py = y, pc = c)
+            SkinnyGemm.MultiplyTransposed(rows, n, k, alpha, px, k, py, k, 0f, pc, n);
+    }
+
     public void AddBias(float[] y, int rows, float[] bias) => TrainingKernels.AddBias(y, rows, bias, bias.Length);
 
     public void ColumnSums(float[] values, int rows, float[] sums) => TrainingKernels.ColumnSums(values, rows, sums.Length, sums);

@@ -65,6 +65,12 @@ public interface IComputeBackend
     void LinearBackward(float[] x, float[] dy, int rows, float[] weight, int inFeatures, int outFeatures,
         float[]? weightGrad, float[]? biasGrad, float[]? dx, bool accumulate);
 
+    /// <summary>
+    /// c[rows × n] = alpha · x[rows × k] · yᵀ for y [n × k] with n small (a rank: LoRA's x·Aᵀ and dy·B), as dot
+    /// products of rows, which a packed GEMM would spend most of its time padding.
+    /// </summary>
+    void NarrowProduct(float[] x, int rows, int k, float[] y, int n, float alpha, float[] c);
+
     /// <summary>y[rows × bias.Length] += bias in every row.</summary>
     void AddBias(float[] y, int rows, float[] bias);
 

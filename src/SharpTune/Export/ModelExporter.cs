@@ -73,7 +73,8 @@ public static class ModelExporter
         try
         {
             var names = StateDictOrder(config, checkpoint, untie).ToList();
-            var tensors = names.Select((name, i) => Tensor(checkpoint, name, tiedNames[0], adapters,
+            var backend = CpuBackend.CreateDefault();
+            var tensors = names.Select((name, i) => Tensor(checkpoint, name, tiedNames[0], adapters, backend,
                 cancellation.ThrowIfCancellationRequested, () => tensorExported?.Invoke(i + 1, names.Count))).ToArray();
             var written = new List<string>(SafetensorsWriter.WriteSharded(temp, tensors, maxShardBytes));
             FaultInjection.Point("export-weights-written");
@@ -133,7 +134,8 @@ public static class ModelExporter
 
     /// <param name="before">Runs before the tensor is produced (the cancellation check), <paramref name="after"/> once it is.</param>
     private static (string Name, DType DType, long[] Shape, ReadOnlyMemory<byte> Data) Tensor(
-        SafetensorsCheckpoint checkpoint, string name, string embeddingName, IReadOnlyList<LoraAdapter> adapters, Action before, Action after)
+        SafetensorsCheckpoint checkpoint, string name, string embeddingName, IReadOnlyList<LoraAdapter> adapters, IComputeBackend backend,
+        Action before, Action after)
     {
         // An untied lm_head starts from the tied checkpoint's only copy, the embedding.
         string stored = checkpoint.Contains(name) ? name : embeddingName;
@@ -141,7 +143,7 @@ public static class ModelExporter
         int length = checked((int)info.ByteSize);
         Func<byte[]> produce = LoraMerge.Changes(adapters, name)
             ? () => ToArray(SafetensorsWriter.EncodeFloat32(
-                LoraMerge.Merge(adapters, name, checkpoint.ReadFloat32(stored), info.DType), info.DType))
+                LoraMerge.Merge(adapters, name, checkpoint.ReadFloat32(stored), info.DType, backend), info.DType))
             : () => checkpoint.Bytes(stored).ToArray();
         return (name, info.DType, info.Shape, new LazyBytes(length, () =>
         {

@@ -40,7 +40,7 @@ public sealed class FinetuningArguments
     /// <summary>
     /// Adapters to load or continue need LoRA: the key and the problem when <paramref name="adapterCount"/> adapters
     /// are given to another method, else null. The one statement of the rule: the config parser reports it at the
-    /// key's line, <see cref="Training.Methods.TrainableModels.CheckCombination"/> for arguments built in code.
+    /// key's line, <see cref="FineTuning.TrainableModels.CheckCombination"/> for arguments built in code.
     /// </summary>
     public (string Key, string Problem)? RefusedAdapters(int adapterCount) =>
         adapterCount > 0 && FinetuningType != FinetuningType.Lora ? ("adapter_name_or_path", "adapters are only valid with finetuning_type: lora") : null;

@@ -116,7 +116,7 @@ public sealed class DecoderModel : IDisposable
             name => tensors.TryGetValue(name, out var t) ? t.Shape : null,
             Directory);
         foreach (var (name, (_, data)) in adapter.ReplacedTensors) tensors[name].Replace(data);
-        foreach (var tuner in adapter.CreateTuners()) projections[tuner.ModulePath].Tuners.Add(tuner);
+        foreach (var tuner in adapter.CreateTuners(Backend)) projections[tuner.ModulePath].Tuners.Add(tuner);
         _adapters.Add(adapter);
     }
 
@@ -175,9 +175,18 @@ public sealed class DecoderModel : IDisposable
     /// <summary>logits[rows × vocab] = hidden · lm_headᵀ for the first rows rows.</summary>
     public void Logits(Tensor hidden, int rows, Tensor logits) => Linear(hidden, rows, _lmHead, logits);
 
-    /// <summary>The base product (with bias), then each tuner layer on the same input, in the order applied.</summary>
+    /// <summary>
+    /// The input through the input-side hooks of the tuners that have one, the base product (with bias), then each
+    /// tuner layer on that input, in the order applied.
+    /// </summary>
     private void Linear(Tensor x, int rows, Projection p, Tensor y)
     {
+        foreach (var tuner in p.Tuners)
+            if (tuner.TransformsInput)
+            {
+                var tuned = tuner.TransformInput(x.Data, rows, TunerPass.Evaluate);
+                x = new Tensor(tuned, tuned.Length / x.RowWidth, x.RowWidth);
+            }
         if (p.Quantized is not null) Backend.Linear(x, rows, p.Quantized, p.Bias, y);
         else Backend.Linear(x, rows, p.Weight, p.Bias, y);
         foreach (var tuner in p.Tuners) tuner.Forward(x.Data, rows, y.Data, TunerPass.Evaluate, null);

@@ -1,3 +1,4 @@
+using SharpTune.Engine;
 using SharpTune.Training;
 
 namespace SharpTune.Model;
@@ -17,8 +18,9 @@ public enum TunerPass
 /// A tuner layer on one base Linear (PEFT's tuner layer: LoRA today): the same object serves training (forward,
 /// backward, trainable parameters named by their PEFT keys), unmerged inference (the forward of an evaluation pass,
 /// several tuners stacking on one Linear in the order applied) and merging (folded into the base weight, or taken out
-/// again). The Linear computes y = base(x), then each tuner's <see cref="Forward"/> on the same x; the backward runs
-/// the base's first, then each tuner's.
+/// again). The Linear maps x through the input-side hooks of the tuners that have one (<see cref="TransformInput"/>),
+/// computes y = base(x'), then each tuner's <see cref="Forward"/> on the same x'; the backward runs the base's first,
+/// then each tuner's, then the input-side hooks' in reverse.
 /// </summary>
 public interface ILinearTuner
 {
@@ -30,6 +32,24 @@ public interface ILinearTuner
 
     /// <summary>The trainable tensors, named by the keys they are saved under.</summary>
     IReadOnlyList<Parameter> Parameters { get; }
+
+    /// <summary>
+    /// Whether the tuner has an input side (<see cref="TransformInput"/>; IA3 on the feed-forward Linears); the
+    /// projection skips the input hooks of those that do not (LoRA), so they cost nothing.
+    /// </summary>
+    bool TransformsInput => false;
+
+    /// <summary>
+    /// Input-side hook, called in order before the base product: the input that the base and every later tuner see for
+    /// x [rows × in] (IA3: x ⊙ l), in a buffer of whole rows that the tuner keeps until its next call.
+    /// </summary>
+    float[] TransformInput(float[] x, int rows, TunerPass pass) => x;
+
+    /// <summary>
+    /// Backward of <see cref="TransformInput"/> for the x it was given: accumulates the parameter gradients from dInput
+    /// (dL/d of the transformed input) and writes dL/dx [rows × in] to dx.
+    /// </summary>
+    void TransformInputBackward(float[] x, float[] dInput, int rows, float[] dx) => dInput.AsSpan(0, rows * InFeatures).CopyTo(dx);
 
     /// <summary>
     /// Output-side hook: y [rows × out] holds the base product (and earlier tuners' work) for x [rows × in]; the tuner
@@ -51,6 +71,29 @@ public interface ILinearTuner
 }
 
 /// <summary>
+/// A model-level tuner (prompt tuning and P-tuning: virtual tokens; prefix tuning: key/value prefixes), for the
+/// methods that add positions rather than wrap a Linear. The decoder puts <see cref="VirtualTokens"/> in front of each
+/// sequence's input embeddings (after the embedding lookup, before the first layer) and
+/// <see cref="KeyValuePrefix"/> in front of each layer's keys and values (where the layer appends to its key/value
+/// cache), visible to every query through the attention's key mask; both are the trainable parameters' values, so their
+/// gradients flow back to them.
+/// </summary>
+public interface IModelTuner
+{
+    /// <summary>The trainable tensors, named by the keys they are saved under.</summary>
+    IReadOnlyList<Parameter> Parameters { get; }
+
+    /// <summary>Virtual-token embeddings [tokens × hidden] put before the input embeddings, or null when the tuner adds none.</summary>
+    Parameter? VirtualTokens { get; }
+
+    /// <summary>
+    /// Layer <paramref name="layer"/>'s key and value prefixes, each [tokens × kv heads · head dim] and put before the
+    /// layer's keys and values after RoPE, or null when the tuner adds none to that layer.
+    /// </summary>
+    (Parameter Keys, Parameter Values)? KeyValuePrefix(int layer);
+}
+
+/// <summary>
 /// A trained adapter folder as a model applies it unmerged: its tuner layers by module path and the base tensors it
 /// replaces (PEFT's modules_to_save), checked against the model before anything changes.
 /// </summary>
@@ -61,8 +104,8 @@ public interface IModelAdapter
     /// <summary>What the adapter holds, for start-up reporting (e.g. "r = 8, scaling 2, 6 LoRA modules, 0 replaced tensors").</summary>
     string Describe();
 
-    /// <summary>A fresh tuner layer per wrapped Linear, in module path order.</summary>
-    IReadOnlyList<ILinearTuner> CreateTuners();
+    /// <summary>A fresh tuner layer per wrapped Linear, in module path order, computing on the model's backend.</summary>
+    IReadOnlyList<ILinearTuner> CreateTuners(IComputeBackend backend);
 
     /// <summary>Tensors that replace the base tensor of the same Hugging Face name.</summary>
     IReadOnlyDictionary<string, (long[] Shape, float[] Data)> ReplacedTensors { get; }

@@ -11,8 +11,8 @@ using SharpTune.Reporting;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
 using SharpTune.Training;
-using SharpTune.Training.Memory;
-using SharpTune.Training.Methods;
+using SharpTune.FineTuning.Memory;
+using SharpTune.FineTuning;
 using SharpTune.Training.Trainer;
 
 namespace SharpTune.Workflows;

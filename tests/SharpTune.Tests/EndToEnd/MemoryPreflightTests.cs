@@ -5,7 +5,7 @@ using SharpTune.Cli.Commands;
 using SharpTune.Hparams;
 using SharpTune.Model;
 using SharpTune.Tests.Cli;
-using SharpTune.Training.Memory;
+using SharpTune.FineTuning.Memory;
 
 namespace SharpTune.Tests.EndToEnd;
 

@@ -5,7 +5,7 @@ using SharpTune.Model;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
 using SharpTune.Training;
-using SharpTune.Training.Methods;
+using SharpTune.FineTuning;
 using SharpTune.Training.Trainer;
 using SharpTune.Tests.Cli;
 

@@ -1,5 +1,5 @@
 using SharpTune.Hparams;
-using SharpTune.Training.Methods;
+using SharpTune.FineTuning;
 
 namespace SharpTune.Tests.Hparams;
 

@@ -135,7 +135,7 @@ public sealed class LoraInferenceTests : IDisposable
                 expected[r * outFeatures + o] += (float)(scaling * sum);
             }
 
-        new LoraLayer(pair, scaling, dropout: 0.5f).Forward(x.Data, rows, y.Data, TunerPass.Evaluate, random: null);
+        new LoraLayer(pair, scaling, dropout: 0.5f, CpuBackend.CreateDefault()).Forward(x.Data, rows, y.Data, TunerPass.Evaluate, random: null);
 
         for (int i = 0; i < expected.Length; i++) Assert.Equal(expected[i], y.Data[i], 1e-4f);
     }

@@ -1,3 +1,4 @@
+using SharpTune.Engine;
 using SharpTune.Model;
 using SharpTune.Peft.Lora;
 
@@ -10,7 +11,7 @@ public sealed class LoraLayerTests
 
     private static LoraLayer Layer() => new(new LoraPair("model.layers.0.mlp.up_proj",
         Enumerable.Range(0, Rank * In).Select(i => MathF.Cos(0.7f * i)).ToArray(),
-        Enumerable.Range(0, Out * Rank).Select(i => MathF.Sin(i + 1)).ToArray(), Rank, In, Out), scaling: 1.75f, dropout: 0f);
+        Enumerable.Range(0, Out * Rank).Select(i => MathF.Sin(i + 1)).ToArray(), Rank, In, Out), scaling: 1.75f, dropout: 0f, CpuBackend.CreateDefault());
 
     private static float[] Weight() => Enumerable.Range(0, Out * In).Select(i => 0.05f * i - 0.8f).ToArray();
 

@@ -6,7 +6,7 @@ using SharpTune.Peft.Lora;
 using SharpTune.Quantization;
 using SharpTune.Tests.Training;
 using SharpTune.Training;
-using SharpTune.Training.Methods;
+using SharpTune.FineTuning;
 using SharpTune.Training.Model;
 using SharpTune.Training.Optim;
 using Xunit.Abstractions;

@@ -3,7 +3,7 @@ using SharpTune.Engine;
 using SharpTune.Hparams;
 using SharpTune.Peft.Lora;
 using SharpTune.Training;
-using SharpTune.Training.Methods;
+using SharpTune.FineTuning;
 using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.Training;

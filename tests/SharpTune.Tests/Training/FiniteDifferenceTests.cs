@@ -2,7 +2,7 @@ using System.Text.Json;
 using SharpTune.Data;
 using SharpTune.IO.Safetensors;
 using SharpTune.Training;
-using SharpTune.Training.Methods;
+using SharpTune.FineTuning;
 using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.Training;

@@ -1,6 +1,6 @@
 using SharpTune.Hparams;
 using SharpTune.Training;
-using SharpTune.Training.Methods;
+using SharpTune.FineTuning;
 using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.Training;

@@ -2,7 +2,7 @@ using SharpTune.Hparams;
 using SharpTune.Model;
 using SharpTune.Peft.Lora;
 using SharpTune.Training;
-using SharpTune.Training.Methods;
+using SharpTune.FineTuning;
 using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.Training;

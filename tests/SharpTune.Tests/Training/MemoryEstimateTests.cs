@@ -5,7 +5,7 @@ using SharpTune.Model;
 using SharpTune.Quantization;
 using SharpTune.Tests.IO;
 using SharpTune.Training;
-using SharpTune.Training.Memory;
+using SharpTune.FineTuning.Memory;
 using SharpTune.Training.Optim;
 
 namespace SharpTune.Tests.Training;

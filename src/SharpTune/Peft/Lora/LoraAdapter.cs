@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using SharpTune.Engine;
 using SharpTune.Model;
 
 namespace SharpTune.Peft.Lora;
@@ -39,8 +40,8 @@ public sealed class LoraAdapter : IModelAdapter
 
     public string Describe() => $"r = {Config.Rank}, scaling {Config.Scaling:0.####}, {Pairs.Count} LoRA modules, {ReplacedTensors.Count} replaced tensors";
 
-    public IReadOnlyList<ILinearTuner> CreateTuners() =>
-        Pairs.Values.OrderBy(p => p.ModulePath, StringComparer.Ordinal).Select(p => (ILinearTuner)new LoraLayer(p, Scaling, (float)Config.Dropout)).ToArray();
+    public IReadOnlyList<ILinearTuner> CreateTuners(IComputeBackend backend) =>
+        Pairs.Values.OrderBy(p => p.ModulePath, StringComparer.Ordinal).Select(p => (ILinearTuner)new LoraLayer(p, Scaling, (float)Config.Dropout, backend)).ToArray();
 
     public static LoraAdapter Load(string directory)
     {

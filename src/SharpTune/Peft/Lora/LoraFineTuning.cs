@@ -61,7 +61,8 @@ public sealed class LoraFineTuning : ITrainableModel
         foreach (var linear in decoder.Linears)
         {
             if (!targets.Contains(linear.ModuleName)) continue;
-            var adapter = LoraLayer.CreateNew(linear.ModulePath, linear.InFeatures, linear.OutFeatures, args.LoraRank, scaling, (float)args.LoraDropout, initRandom);
+            var adapter = LoraLayer.CreateNew(linear.ModulePath, linear.InFeatures, linear.OutFeatures, args.LoraRank, scaling, (float)args.LoraDropout, initRandom,
+                decoder.Backend);
             linear.Tuners.Add(adapter);
             adapters.Add(adapter);
         }
@@ -129,7 +130,7 @@ public sealed class LoraFineTuning : ITrainableModel
             if (!pairs.TryGetValue(linear.ModulePath, out var pair)) continue;
             if (pair.InFeatures != linear.InFeatures || pair.OutFeatures != linear.OutFeatures)
                 throw new InvalidDataException($"{adapterDirectory}: {linear.ModulePath} adapter is {pair.OutFeatures}×{pair.InFeatures}, the model's Linear is {linear.OutFeatures}×{linear.InFeatures}");
-            var adapter = new LoraLayer(pair, (float)config.Scaling, (float)config.Dropout);
+            var adapter = new LoraLayer(pair, (float)config.Scaling, (float)config.Dropout, decoder.Backend);
             linear.Tuners.Add(adapter);
             adapters.Add(adapter);
         }

@@ -8,7 +8,8 @@ namespace SharpTune.Peft.Lora;
 /// PEFT's LoRA layer on one Linear: y += s · (dropout(x) · Aᵀ) · Bᵀ with A [r × in], B [out × r], s = alpha/r
 /// (alpha/√r with rsLoRA). The one LoRA of SharpTune: trained (forward and backward side by side; the dropout mask of
 /// a training pass is kept so that gradient checkpointing's recomputation sees the same mask), applied unmerged for
-/// inference (an evaluation pass: no dropout, nothing kept), and merged into a weight for export.
+/// inference (an evaluation pass: no dropout, nothing kept), and merged into a weight for export. Its products run on
+/// the compute backend of the model it is injected into.
 /// Not thread-safe: its caches are buffers of this instance, like the model's own workspace.
 /// </summary>
 public sealed unsafe class LoraLayer : ILinearTuner
@@ -23,6 +24,7 @@ public sealed unsafe class LoraLayer : ILinearTuner
     public Parameter B { get; }
     public IReadOnlyList<Parameter> Parameters { get; }
 
+    private readonly IComputeBackend _backend;
     private float[] _xa = [], _dxa = [], _mask = [], _dropped = [], _dxScratch = [];
     /// <summary>
     /// Bᵀ [r × out], refreshed by every training forward, so the backward's dy·B is a product of stored rows; an
@@ -31,12 +33,13 @@ public sealed unsafe class LoraLayer : ILinearTuner
     private float[] _bTransposed = [];
 
     /// <summary>A layer of a saved adapter (A and B as the file holds them).</summary>
-    public LoraLayer(LoraPair pair, float scaling, float dropout)
-        : this(pair.ModulePath, pair.Rank, pair.InFeatures, pair.OutFeatures, scaling, dropout, pair.A, pair.B)
+    public LoraLayer(LoraPair pair, float scaling, float dropout, IComputeBackend backend)
+        : this(pair.ModulePath, pair.Rank, pair.InFeatures, pair.OutFeatures, scaling, dropout, pair.A, pair.B, backend)
     {
     }
 
-    public LoraLayer(string modulePath, int rank, int inFeatures, int outFeatures, float scaling, float dropout, float[] a, float[] b)
+    public LoraLayer(string modulePath, int rank, int inFeatures, int outFeatures, float scaling, float dropout, float[] a, float[] b,
+        IComputeBackend backend)
     {
         if (dropout is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(dropout), $"lora_dropout must lie in [0, 1), got {dropout}");
         ModulePath = modulePath;
@@ -48,15 +51,17 @@ public sealed unsafe class LoraLayer : ILinearTuner
         A = new Parameter(LoraAdapterFile.KeyA(modulePath), [rank, inFeatures], a);
         B = new Parameter(LoraAdapterFile.KeyB(modulePath), [outFeatures, rank], b);
         Parameters = [A, B];
+        _backend = backend;
     }
 
     /// <summary>PEFT's initialisation: A ~ kaiming_uniform(a=√5) = U(−1/√in, 1/√in), B = 0.</summary>
-    public static LoraLayer CreateNew(string modulePath, int inFeatures, int outFeatures, int rank, float scaling, float dropout, SeededRandom random)
+    public static LoraLayer CreateNew(string modulePath, int inFeatures, int outFeatures, int rank, float scaling, float dropout, SeededRandom random,
+        IComputeBackend backend)
     {
         var a = new float[rank * inFeatures];
         double bound = 1.0 / Math.Sqrt(inFeatures);
         for (int i = 0; i < a.Length; i++) a[i] = (float)((2 * random.NextDouble() - 1) * bound);
-        return new LoraLayer(modulePath, rank, inFeatures, outFeatures, scaling, dropout, a, new float[outFeatures * rank]);
+        return new LoraLayer(modulePath, rank, inFeatures, outFeatures, scaling, dropout, a, new float[outFeatures * rank], backend);
     }
 
     public void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random)
@@ -82,21 +87,19 @@ public sealed unsafe class LoraLayer : ILinearTuner
             for (int o = 0; o < OutFeatures; o++)
                 for (int j = 0; j < Rank; j++) _bTransposed[j * OutFeatures + o] = b[o * Rank + j];
         }
-        fixed (float* px = input, pa = A.Data, pb = B.Data, pxa = _xa, py = y)
-        {
-            SkinnyGemm.MultiplyTransposed(rows, Rank, InFeatures, 1f, px, InFeatures, pa, InFeatures, 0f, pxa, Rank);
-            GemmKernels.Default.Sgemm(false, true, rows, OutFeatures, Rank, Scaling, pxa, Rank, pb, Rank, 1f, py, OutFeatures);
-        }
+        _backend.NarrowProduct(input, rows, InFeatures, A.Data, Rank, 1f, _xa);
+        fixed (float* pb = B.Data, pxa = _xa, py = y)
+            _backend.Gemm.Sgemm(false, true, rows, OutFeatures, Rank, Scaling, pxa, Rank, pb, Rank, 1f, py, OutFeatures);
     }
 
     public void Backward(float[] x, float[] dy, int rows, float[]? dx)
     {
         float[] input = Dropout > 0 ? _dropped : x;
-        var kernel = GemmKernels.Default;
-        fixed (float* px = input, pdy = dy, pa = A.Data, pbt = _bTransposed, pda = A.Grad, pdb = B.Grad, pxa = _xa, pdxa = _dxa)
+        var kernel = _backend.Gemm;
+        fixed (float* px = input, pdy = dy, pa = A.Data, pda = A.Grad, pdb = B.Grad, pxa = _xa, pdxa = _dxa)
         {
             kernel.Sgemm(true, false, OutFeatures, Rank, rows, Scaling, pdy, OutFeatures, pxa, Rank, 1f, pdb, Rank);
-            SkinnyGemm.MultiplyTransposed(rows, Rank, OutFeatures, Scaling, pdy, OutFeatures, pbt, OutFeatures, 0f, pdxa, Rank);
+            _backend.NarrowProduct(dy, rows, OutFeatures, _bTransposed, Rank, Scaling, _dxa);
             kernel.Sgemm(true, false, Rank, InFeatures, rows, 1f, pdxa, Rank, px, InFeatures, 1f, pda, InFeatures);
             if (dx is null) return;
             if (Dropout == 0)
@@ -125,7 +128,7 @@ public sealed unsafe class LoraLayer : ILinearTuner
         if (weight.Length != (long)OutFeatures * InFeatures)
             throw new ArgumentException($"{ModulePath}: weight has {weight.Length} values, lora_B·lora_A is [{OutFeatures}, {InFeatures}]");
         fixed (float* pw = weight, pa = A.Data, pb = B.Data)
-            GemmKernels.Default.Sgemm(false, false, OutFeatures, InFeatures, Rank, factor, pb, Rank, pa, InFeatures, 1f, pw, InFeatures);
+            _backend.Gemm.Sgemm(false, false, OutFeatures, InFeatures, Rank, factor, pb, Rank, pa, InFeatures, 1f, pw, InFeatures);
     }
 
     /// <summary>

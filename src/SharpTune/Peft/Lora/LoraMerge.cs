@@ -29,9 +29,10 @@ public static class LoraMerge
 
     /// <summary>
     /// The merged values of base tensor <paramref name="name"/> (fp32, each exactly representable in
-    /// <paramref name="storedAs"/>), starting from <paramref name="baseValues"/>, which is overwritten.
+    /// <paramref name="storedAs"/>), starting from <paramref name="baseValues"/>, which is overwritten; the products run on
+    /// <paramref name="backend"/>.
     /// </summary>
-    public static float[] Merge(IReadOnlyList<LoraAdapter> adapters, string name, float[] baseValues, DType storedAs)
+    public static float[] Merge(IReadOnlyList<LoraAdapter> adapters, string name, float[] baseValues, DType storedAs, IComputeBackend backend)
     {
         var values = baseValues;
         string? module = ModulePathOf(name);
@@ -40,7 +41,7 @@ public static class LoraMerge
             if (adapter.ReplacedTensors.TryGetValue(name, out var replacement))
                 replacement.Data.CopyTo(values, 0);
             else if (module is not null && adapter.Pairs.TryGetValue(module, out var pair))
-                new LoraLayer(pair, adapter.Scaling, (float)adapter.Config.Dropout).MergeInto(values);
+                new LoraLayer(pair, adapter.Scaling, (float)adapter.Config.Dropout, backend).MergeInto(values);
             else
                 continue;
             RoundTo(values, storedAs);

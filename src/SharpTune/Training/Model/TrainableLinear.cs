@@ -28,6 +28,8 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
 
     public void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random)
     {
+        bool tuned = Tuners.Count > 0 && TunersEnabled;
+        if (tuned) x = TunedInput(x, rows, pass);
         using (StepProfile.Measure(StepSection.ProjectionsForward))
         {
             if (Weight.Frozen is { } frozen)
@@ -38,13 +40,52 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
             else
                 backend.Linear(x, rows, Weight.Data, InFeatures, OutFeatures, Bias?.Data, y);
         }
-        if (Tuners.Count == 0 || !TunersEnabled) return;
+        if (!tuned) return;
         using (StepProfile.Measure(StepSection.LoraForward))
             foreach (var tuner in Tuners) tuner.Forward(x, rows, y, pass, random);
     }
 
     /// <summary>Parameter gradients from dy; dL/dx written to dx (added when accumulate) unless dx is null.</summary>
     public void Backward(float[] x, float[] dy, int rows, float[]? dx, bool accumulate)
+    {
+        if (!Tuners.Exists(t => t.TransformsInput))
+        {
+            BackwardFromTunedInput(x, dy, rows, dx, accumulate);
+            return;
+        }
+        // The input-side hooks' inputs again, as gradient checkpointing recomputes them (dropout masks reused).
+        var hooks = Tuners.Where(t => t.TransformsInput).ToList();
+        var hookInputs = new float[hooks.Count][];
+        for (int i = 0; i < hooks.Count; i++)
+        {
+            hookInputs[i] = x;
+            x = hooks[i].TransformInput(x, rows, TunerPass.Recompute);
+        }
+        // The hooks need dL/d(their output) for their own gradients, so it is computed even when dx is not wanted.
+        int n = rows * InFeatures;
+        var dInput = new float[n];
+        BackwardFromTunedInput(x, dy, rows, dInput, accumulate: false);
+        for (int i = hooks.Count - 1; i >= 0; i--)
+        {
+            var dHookInput = new float[n];
+            hooks[i].TransformInputBackward(hookInputs[i], dInput, rows, dHookInput);
+            dInput = dHookInput;
+        }
+        if (dx is null) return;
+        if (accumulate) backend.Add(dx, dInput, n);
+        else dInput.CopyTo(dx, 0);
+    }
+
+    /// <summary>x through the input-side hooks of the tuners that have one, in order (x itself when none has).</summary>
+    private float[] TunedInput(float[] x, int rows, TunerPass pass)
+    {
+        foreach (var tuner in Tuners)
+            if (tuner.TransformsInput) x = tuner.TransformInput(x, rows, pass);
+        return x;
+    }
+
+    /// <summary><see cref="Backward"/> of the base and the output-side hooks, for x the input the base saw.</summary>
+    private void BackwardFromTunedInput(float[] x, float[] dy, int rows, float[]? dx, bool accumulate)
     {
         using (StepProfile.Measure(StepSection.ProjectionsBackward))
         {

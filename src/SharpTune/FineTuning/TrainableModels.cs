@@ -2,9 +2,10 @@ using System.Globalization;
 using SharpTune.Hparams;
 using SharpTune.Peft.Lora;
 using SharpTune.Quantization;
+using SharpTune.Training;
 using SharpTune.Training.Model;
 
-namespace SharpTune.Training.Methods;
+namespace SharpTune.FineTuning;
 
 /// <summary>Builds the model a fine-tuning method trains, as LLaMA-Factory's init_adapter sets it up.</summary>
 public static class TrainableModels

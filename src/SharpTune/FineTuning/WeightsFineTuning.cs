@@ -2,9 +2,10 @@ using SharpTune.Data;
 using SharpTune.Hparams;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
+using SharpTune.Training;
 using SharpTune.Training.Model;
 
-namespace SharpTune.Training.Methods;
+namespace SharpTune.FineTuning;
 
 /// <summary>
 /// Full and freeze fine-tuning: a subset of the decoder's own weights is trained (all of them, or LLaMA-Factory's

@@ -1,7 +1,7 @@
 using System.Text.RegularExpressions;
 using SharpTune.Hparams;
 
-namespace SharpTune.Training.Methods;
+namespace SharpTune.FineTuning;
 
 /// <summary>
 /// LLaMA-Factory's freeze tuning (model/adapter.py, _setup_freeze_tuning): freeze_trainable_layers N &gt; 0 trains the

@@ -1,14 +1,14 @@
 using SharpTune.Engine;
+using SharpTune.FineTuning;
 using SharpTune.Hparams;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
 using SharpTune.Peft.Lora;
 using SharpTune.Quantization;
-using SharpTune.Training.Methods;
 using SharpTune.Training.Model;
 using SharpTune.Training.Optim;
 
-namespace SharpTune.Training.Memory;
+namespace SharpTune.FineTuning.Memory;
 
 /// <summary>One row of an estimate: what holds the memory, how many bytes, and a short note.</summary>
 public sealed record MemoryComponent(string Name, long Bytes, string Note = "");

@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace SharpTune.Training.Memory;
+namespace SharpTune.FineTuning.Memory;
 
 /// <summary>How much memory a new run may use, and how much this process has used at its peak (Linux).</summary>
 public static class SystemMemory

@@ -3,7 +3,7 @@ using SharpTune.Hparams;
 using SharpTune.Quantization;
 using SharpTune.Training.Optim;
 
-namespace SharpTune.Training.Memory;
+namespace SharpTune.FineTuning.Memory;
 
 /// <summary>A change to the config and the estimate with it.</summary>
 public sealed record MemoryOption(string Overrides, MemoryEstimate Estimate);
