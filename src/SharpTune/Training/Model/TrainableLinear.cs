@@ -43,6 +43,28 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
             foreach (var tuner in Tuners) tuner.Forward(x, rows, y, pass, random);
     }
 
+    /// <summary>
+    /// The generation product: the weight multiplied where the backend multiplies a stored matrix (a GEMV for up to
+    /// 4 rows, the matrix streamed from huge pages when it was copied there), then the tuner layers' evaluation pass.
+    /// </summary>
+    public void Generate(Tensor x, int rows, Tensor y)
+    {
+        Product(backend, Weight, Bias, x, rows, y);
+        if (!TunersEnabled) return;
+        foreach (var tuner in Tuners) tuner.Forward(x.Data, rows, y.Data, TunerPass.Evaluate, null);
+    }
+
+    /// <summary>y = x·weightᵀ (+ bias) as generation computes it, for a layer's Linear and for lm_head.</summary>
+    public static void Product(IComputeBackend backend, ModelTensor weight, ModelTensor? bias, Tensor x, int rows, Tensor y)
+    {
+        switch (weight.Frozen)
+        {
+            case StoredMatrix stored: backend.Linear(x, rows, stored.Matrix, bias?.Data, y); break;
+            case { } frozen: backend.Linear(x, rows, frozen, bias?.Data, y); break;
+            default: backend.Linear(x.Data, rows, weight.Data, x.RowWidth, y.RowWidth, bias?.Data, y.Data); break;
+        }
+    }
+
     /// <summary>Parameter gradients from dy; dL/dx written to dx (added when accumulate) unless dx is null.</summary>
     public void Backward(float[] x, float[] dy, int rows, float[]? dx, bool accumulate)
     {
