@@ -1,9 +1,9 @@
-using SharpTune.Training.Model;
 using System.Diagnostics;
 using System.Globalization;
 using SharpTune.Engine;
 using SharpTune.Inference;
 using SharpTune.Model;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Bench;
 

@@ -1,4 +1,3 @@
-using SharpTune.Training.Model;
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using System.Text.Encodings.Web;
@@ -10,6 +9,7 @@ using SharpTune.IO.Safetensors;
 using SharpTune.Model;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Cli.Commands;
 

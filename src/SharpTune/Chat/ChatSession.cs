@@ -1,10 +1,10 @@
-using SharpTune.Training.Model;
 using SharpTune.Hub;
 using SharpTune.Inference;
 using SharpTune.Model;
 using SharpTune.Quantization;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Chat;
 

@@ -1,6 +1,6 @@
-using SharpTune.Training.Model;
 using SharpTune.Engine;
 using SharpTune.Model;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Inference;
 

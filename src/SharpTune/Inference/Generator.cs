@@ -1,5 +1,5 @@
-using SharpTune.Training.Model;
 using SharpTune.Model;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Inference;
 

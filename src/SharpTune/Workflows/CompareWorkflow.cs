@@ -1,4 +1,3 @@
-using SharpTune.Training.Model;
 using System.Globalization;
 using SharpTune.Chat;
 using SharpTune.Evaluation.Comparison;
@@ -10,6 +9,7 @@ using SharpTune.Quantization;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
 using SharpTune.Training;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Workflows;
 

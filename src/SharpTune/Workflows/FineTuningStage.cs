@@ -1,4 +1,3 @@
-using SharpTune.Training.Model;
 using System.Diagnostics;
 using SharpTune.Data;
 using SharpTune.Engine;
@@ -14,6 +13,7 @@ using SharpTune.Tokenization;
 using SharpTune.Training;
 using SharpTune.Training.Memory;
 using SharpTune.Training.Methods;
+using SharpTune.Training.Model;
 using SharpTune.Training.Trainer;
 
 namespace SharpTune.Workflows;

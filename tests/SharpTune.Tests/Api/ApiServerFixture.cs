@@ -1,4 +1,3 @@
-using SharpTune.Training.Model;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
@@ -9,6 +8,7 @@ using SharpTune.IO.Safetensors;
 using SharpTune.Model;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.Api;
 

@@ -1,4 +1,3 @@
-using SharpTune.Training.Model;
 using System.Text.Json;
 using SharpTune.Data;
 using SharpTune.Evaluation.Metrics;
@@ -10,6 +9,7 @@ using SharpTune.Templates;
 using SharpTune.Tests.Cli;
 using SharpTune.Tokenization;
 using SharpTune.Training;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.EndToEnd;
 

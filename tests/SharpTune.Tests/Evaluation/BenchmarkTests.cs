@@ -1,4 +1,3 @@
-using SharpTune.Training.Model;
 using System.IO.Compression;
 using SharpTune.Engine;
 using SharpTune.Evaluation.Benchmarks;
@@ -7,6 +6,7 @@ using SharpTune.Model;
 using SharpTune.Templates;
 using SharpTune.Tests.IO;
 using SharpTune.Tokenization;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.Evaluation;
 

@@ -1,4 +1,3 @@
-using SharpTune.Training.Model;
 using SharpTune.Data;
 using SharpTune.Evaluation.Comparison;
 using SharpTune.Evaluation.Metrics;
@@ -9,6 +8,7 @@ using SharpTune.Templates;
 using SharpTune.Tests.Api;
 using SharpTune.Tests.Cli;
 using SharpTune.Tokenization;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.Evaluation;
 

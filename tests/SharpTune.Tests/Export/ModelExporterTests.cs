@@ -1,4 +1,3 @@
-using SharpTune.Training.Model;
 using System.Text.Json.Nodes;
 using SharpTune.Engine;
 using SharpTune.Export;
@@ -8,6 +7,7 @@ using SharpTune.Peft.Lora;
 using SharpTune.Templates;
 using SharpTune.Tests.Model;
 using SharpTune.Tests.Peft;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.Export;
 

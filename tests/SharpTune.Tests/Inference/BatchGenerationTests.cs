@@ -1,8 +1,8 @@
-using SharpTune.Training.Model;
 using SharpTune.Inference;
 using SharpTune.Model;
 using SharpTune.Tests.IO;
 using SharpTune.Tests.Model;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.Inference;
 

@@ -1,7 +1,7 @@
-using SharpTune.Training.Model;
 using SharpTune.Inference;
 using SharpTune.Model;
 using SharpTune.Tests.Model;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.Inference;
 

@@ -1,8 +1,8 @@
-using SharpTune.Training.Model;
 using System.Text.Json.Nodes;
 using SharpTune.Engine;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.Model;
 

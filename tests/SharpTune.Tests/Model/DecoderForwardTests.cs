@@ -1,8 +1,8 @@
-using SharpTune.Training.Model;
 using SharpTune.Engine;
 using SharpTune.Model;
 using SharpTune.Training;
 using SharpTune.Tests.Engine;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.Model;
 

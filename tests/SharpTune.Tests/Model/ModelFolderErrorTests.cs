@@ -1,7 +1,7 @@
-using SharpTune.Training.Model;
 using System.Text.Json.Nodes;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.Model;
 

@@ -1,7 +1,7 @@
-using SharpTune.Training.Model;
 using SharpTune.Model;
 using SharpTune.Peft.Lora;
 using SharpTune.Tests.Model;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.Peft;
 

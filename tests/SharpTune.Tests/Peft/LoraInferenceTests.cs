@@ -1,10 +1,10 @@
-using SharpTune.Training.Model;
 using SharpTune.Engine;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
 using SharpTune.Peft.Lora;
 using SharpTune.Tests.Model;
 using SharpTune.Training;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.Peft;
 

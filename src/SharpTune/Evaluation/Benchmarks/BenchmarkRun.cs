@@ -1,9 +1,9 @@
-using SharpTune.Training.Model;
 using SharpTune.Data;
 using SharpTune.Engine;
 using SharpTune.Model;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Evaluation.Benchmarks;
 

@@ -1,10 +1,10 @@
-using SharpTune.Training.Model;
 using System.Diagnostics;
 using SharpTune.Evaluation.Metrics;
 using SharpTune.Inference;
 using SharpTune.Model;
 using SharpTune.Tokenization;
 using SharpTune.Training;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Evaluation.Comparison;
 

@@ -1,4 +1,3 @@
-using SharpTune.Training.Model;
 using System.Diagnostics;
 using SharpTune.Data;
 using SharpTune.Evaluation.Metrics;
@@ -7,6 +6,7 @@ using SharpTune.Model;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
 using SharpTune.Training;
+using SharpTune.Training.Model;
 using SharpTune.Training.Trainer;
 
 namespace SharpTune.Evaluation.Prediction;
