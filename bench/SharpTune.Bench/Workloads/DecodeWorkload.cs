@@ -3,6 +3,7 @@ using System.Globalization;
 using SharpTune.Engine;
 using SharpTune.Inference;
 using SharpTune.Model;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Bench;
 
@@ -24,7 +25,7 @@ public sealed class DecodeWorkload : IWorkload
         int promptTokens = context.Seq;
         int newTokens = int.Parse(context.Option("new-tokens", "64"), CultureInfo.InvariantCulture);
         string folder = BenchModels.Ensure(context.Preset, context.Json, context.Option("dtype", "bfloat16"));
-        using var model = DecoderModel.Load(folder);
+        using var model = TrainableDecoder.LoadForGeneration(folder);
         if (!context.Json) Console.WriteLine($"# {model.Backend.Describe()}");
         var c = model.Config;
 
@@ -60,7 +61,7 @@ public sealed class DecodeWorkload : IWorkload
 
         // Each step reads every projection matrix once and the lm_head matrix once (tied to the embedding or not,
         // it is one vocab × hidden matrix per token); norms, biases, the embedding row and the KV cache are small.
-        double bytesPerToken = DTypeInfo.SizeOf(model.Weights.Embedding.DType) * (double)(BenchModels.LayerMatrixParams(c) + (long)c.VocabSize * c.HiddenSize);
+        double bytesPerToken = DTypeInfo.SizeOf(model.StoredDType) * (double)(BenchModels.LayerMatrixParams(c) + (long)c.VocabSize * c.HiddenSize);
         context.Report("decode_tokens_per_s", newTokens / seconds, "tokens/s");
         context.Report("decode_ms_per_token", seconds / newTokens * 1e3, "ms");
         context.Report("decode_weight_bytes_per_token", bytesPerToken / 1e6, "MB");

@@ -1,5 +1,6 @@
 using SharpTune.Engine;
 using SharpTune.Model;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Bench;
 
@@ -16,7 +17,7 @@ public sealed class PrefillWorkload : IWorkload
     public void Run(BenchContext context)
     {
         string folder = BenchModels.Ensure(context.Preset, context.Json, context.Option("dtype", "bfloat16"));
-        using var model = DecoderModel.Load(folder);
+        using var model = TrainableDecoder.LoadForGeneration(folder);
         if (!context.Json) Console.WriteLine($"# {model.Backend.Describe()}");
         var c = model.Config;
         int tokens = context.Seq;

@@ -4,6 +4,7 @@ using SharpTune.Model;
 using SharpTune.Quantization;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Chat;
 
@@ -18,18 +19,18 @@ public sealed class ChatSession : IDisposable
     private readonly List<ChatMessage> _history = [];
     private readonly bool _ownsModel;
 
-    public DecoderModel Model { get; }
+    public TrainableDecoder Model { get; }
     public Tokenizer Tokenizer { get; }
     public ChatTemplate Template { get; }
     /// <summary>The system prompt; null uses the template's default system prompt.</summary>
     public string? System { get; set; }
 
-    public ChatSession(DecoderModel model, Tokenizer tokenizer, ChatTemplate template, string? system = null)
+    public ChatSession(TrainableDecoder model, Tokenizer tokenizer, ChatTemplate template, string? system = null)
         : this(model, tokenizer, template, system, ownsModel: false)
     {
     }
 
-    private ChatSession(DecoderModel model, Tokenizer tokenizer, ChatTemplate template, string? system, bool ownsModel)
+    private ChatSession(TrainableDecoder model, Tokenizer tokenizer, ChatTemplate template, string? system, bool ownsModel)
     {
         _ownsModel = ownsModel;
         Model = model;
@@ -52,7 +53,7 @@ public sealed class ChatSession : IDisposable
         ModelFolder.ValidateTokenizer(modelDir);
         var tokenizer = Tokenizer.FromDirectory(modelDir);
         var template = ChatTemplates.ForModel(templateName, modelDir, tokenizer);
-        var model = DecoderModel.Load(modelDir, adapterDirectories: adapterDirs, quantization: quantization);
+        var model = TrainableDecoder.LoadForGeneration(modelDir, adapterDirectories: adapterDirs, quantization: quantization);
         return new ChatSession(model, tokenizer, template, system, ownsModel: true);
     }
 

@@ -7,6 +7,7 @@ using SharpTune.Peft.Lora;
 using SharpTune.Templates;
 using SharpTune.Tests.Model;
 using SharpTune.Tests.Peft;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.Export;
 
@@ -58,8 +59,8 @@ public sealed class ModelExporterTests : IDisposable
         var fx = new ReferenceFixture("lora");
         string export = Out("merged");
         ModelExporter.Export(LoraTestFolders.Base, [LoraTestFolders.Adapter], export, FiveGigabytes, template: null);
-        using var unmerged = DecoderModel.Load(LoraTestFolders.Base, adapterDirectories: [LoraTestFolders.Adapter]);
-        using var merged = DecoderModel.Load(export);
+        using var unmerged = TrainableDecoder.LoadForGeneration(LoraTestFolders.Base, adapterDirectories: [LoraTestFolders.Adapter]);
+        using var merged = TrainableDecoder.LoadForGeneration(export);
 
         var (_, expected) = unmerged.Evaluate(fx.InputIds, fx.AttentionMask);
         var (_, actual) = merged.Evaluate(fx.InputIds, fx.AttentionMask);
@@ -83,9 +84,9 @@ public sealed class ModelExporterTests : IDisposable
         var fx = new ReferenceFixture("lora");
         string export = Out("both");
         ModelExporter.Export(LoraTestFolders.Base, [LoraTestFolders.Adapter, LoraTestFolders.RsloraAdapter], export, FiveGigabytes, template: null);
-        using var unmerged = DecoderModel.Load(LoraTestFolders.Base, adapterDirectories: [LoraTestFolders.Adapter, LoraTestFolders.RsloraAdapter]);
-        using var merged = DecoderModel.Load(export);
-        using var firstOnly = DecoderModel.Load(LoraTestFolders.Base, adapterDirectories: [LoraTestFolders.Adapter]);
+        using var unmerged = TrainableDecoder.LoadForGeneration(LoraTestFolders.Base, adapterDirectories: [LoraTestFolders.Adapter, LoraTestFolders.RsloraAdapter]);
+        using var merged = TrainableDecoder.LoadForGeneration(export);
+        using var firstOnly = TrainableDecoder.LoadForGeneration(LoraTestFolders.Base, adapterDirectories: [LoraTestFolders.Adapter]);
 
         var (_, expected) = unmerged.Evaluate(fx.InputIds, fx.AttentionMask);
         var (_, actual) = merged.Evaluate(fx.InputIds, fx.AttentionMask);
@@ -121,8 +122,8 @@ public sealed class ModelExporterTests : IDisposable
         Assert.Equal(total, index["metadata"]!["total_size"]!.GetValue<long>());
         AssertEqualsPeftMerge(sharded);
 
-        using var fromShards = DecoderModel.Load(sharded);
-        using var fromSingle = DecoderModel.Load(single);
+        using var fromShards = TrainableDecoder.LoadForGeneration(sharded);
+        using var fromSingle = TrainableDecoder.LoadForGeneration(single);
         Assert.Equal(fromSingle.Evaluate(fx.InputIds, fx.AttentionMask).Logits.Data, fromShards.Evaluate(fx.InputIds, fx.AttentionMask).Logits.Data);
     }
 

@@ -2,6 +2,7 @@ using SharpTune.Inference;
 using SharpTune.Model;
 using SharpTune.Tests.IO;
 using SharpTune.Tests.Model;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.Inference;
 
@@ -26,7 +27,7 @@ public class BatchGenerationTests
     public void GreedyBatchEqualsEachPromptAlone(string fixture, float penalty)
     {
         var fx = new ReferenceFixture(fixture);
-        using var model = DecoderModel.Load(fx.Directory);
+        using var model = TrainableDecoder.LoadForGeneration(fx.Directory);
         var prompts = PromptsOf(fx);
         var options = new GenerationOptions { MaxNewTokens = 10, RepetitionPenalty = penalty };
 
@@ -48,7 +49,7 @@ public class BatchGenerationTests
         using var dir = new TempDir();
         string modelDir = Path.Combine(dir.Path, "tiny");
         ModelInitializer.Create(ModelPreset.Get("tiny"), TestPaths.Fixtures("tokenizers", "qwen2.5-instruct"), modelDir, seed: 3);
-        using var model = DecoderModel.Load(modelDir);
+        using var model = TrainableDecoder.LoadForGeneration(modelDir);
         int[][] prompts = [[9707, 11, 1879], [151644, 872, 198, 15191, 525, 498, 30, 151645, 198, 151644, 77091, 198], [40, 1079]];
         var options = new GenerationOptions { MaxNewTokens = 8 };
 
@@ -62,7 +63,7 @@ public class BatchGenerationTests
     public void ASequenceThatStopsEarlyEndsThereWhileTheOthersContinue()
     {
         var fx = new ReferenceFixture("qwen2-small-vocab");
-        using var model = DecoderModel.Load(fx.Directory);
+        using var model = TrainableDecoder.LoadForGeneration(fx.Directory);
         var prompts = PromptsOf(fx);
         var free = new GenerationOptions { MaxNewTokens = 10 };
         var firstAlone = new Generator(model).Generate(prompts[0], free).NewIds;
@@ -91,7 +92,7 @@ public class BatchGenerationTests
     public void SampledSequenceBUsesItsOwnGeneratorSeededSeedPlusB()
     {
         var fx = new ReferenceFixture("qwen2-small-vocab");
-        using var model = DecoderModel.Load(fx.Directory);
+        using var model = TrainableDecoder.LoadForGeneration(fx.Directory);
         var prompts = PromptsOf(fx);
         var options = new GenerationOptions { MaxNewTokens = 8, DoSample = true, Temperature = 1.5f, TopK = 40, TopP = 0.95f, Seed = 11 };
 
@@ -106,7 +107,7 @@ public class BatchGenerationTests
     public void AnEmptyPromptIsRefusedByIndex()
     {
         var fx = new ReferenceFixture("qwen2-small-vocab");
-        using var model = DecoderModel.Load(fx.Directory);
+        using var model = TrainableDecoder.LoadForGeneration(fx.Directory);
         var e = Assert.Throws<ArgumentException>(() => new BatchGenerator(model).Generate([[1, 2], []], new GenerationOptions { MaxNewTokens = 2 }));
         Assert.Equal("prompt 1 is empty", e.Message);
     }

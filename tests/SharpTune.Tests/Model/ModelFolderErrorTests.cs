@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.Model;
 
@@ -23,7 +24,7 @@ public sealed class ModelFolderErrorTests : IDisposable
 
     private static string LoadError(string dir)
     {
-        var e = Assert.ThrowsAny<Exception>(() => DecoderModel.Load(dir).Dispose());
+        var e = Assert.ThrowsAny<Exception>(() => TrainableDecoder.LoadForGeneration(dir).Dispose());
         Assert.DoesNotContain('\n', e.Message);
         return e.Message;
     }

@@ -57,7 +57,7 @@ public sealed class FullFineTuningTests
         using var model = Load();
         var batch = TrainingFixtures.Batch();
         float[] logits = model.Decoder.Logits(batch);
-        using var inference = DecoderModel.Load(TrainingFixtures.BaseModel);
+        using var inference = TrainableDecoder.LoadForGeneration(TrainingFixtures.BaseModel);
         var (_, expected) = inference.Evaluate(TrainingFixtures.Base.InputIds, TrainingFixtures.Base.AttentionMask);
         int v = model.Decoder.Config.VocabSize;
         for (int r = 0; r < batch.Batch * batch.Length; r++)

@@ -42,7 +42,7 @@ public sealed class ModelTensor
     /// <summary>The compact storage while the matrix is frozen and not materialised; null for an fp32 tensor.</summary>
     public IFrozenMatrix? Frozen { get; private set; }
 
-    public bool IsQuantized { get; }
+    public bool IsQuantized { get; private set; }
 
     /// <summary>The fp32 values; a compact matrix has none until <see cref="Materialize"/>.</summary>
     public float[] Data => _data ?? throw new InvalidOperationException($"'{Name}' is kept compact; materialize it before using fp32 values");
@@ -73,6 +73,36 @@ public sealed class ModelTensor
         _data = data;
         Frozen = null;
         return data;
+    }
+
+    /// <summary>
+    /// Puts other values in place of a frozen tensor's: an adapter's modules_to_save tensor (kept as an fp32
+    /// <see cref="StoredMatrix"/> for a matrix, so generation multiplies it as it does a stored one), or the same
+    /// matrix copied into huge pages. A trained tensor shares its array with its parameter and is refused.
+    /// </summary>
+    public void Replace(IFrozenMatrix frozen)
+    {
+        RefuseTrained();
+        if (frozen.Rows != Shape[0] || frozen.Cols != Shape[1])
+            throw new ArgumentException($"tensor '{Name}': a [{frozen.Rows}, {frozen.Cols}] matrix cannot replace shape [{string.Join(", ", Shape)}]");
+        _data = null;
+        Frozen = frozen;
+        IsQuantized = false;
+    }
+
+    /// <summary>Puts fp32 values (a norm weight or bias from an adapter's modules_to_save) in place of a frozen tensor's.</summary>
+    public void Replace(float[] data)
+    {
+        RefuseTrained();
+        if (data.Length != Length) throw new ArgumentException($"tensor '{Name}': {data.Length} values do not fill shape [{string.Join(", ", Shape)}]");
+        _data = data;
+        Frozen = null;
+        IsQuantized = false;
+    }
+
+    private void RefuseTrained()
+    {
+        if (Parameter is not null) throw new InvalidOperationException($"'{Name}' is being trained; its values cannot be replaced");
     }
 
     /// <summary>Marks the tensor trainable (materialising it); the parameter is named parameterName (a PEFT key) or the HF name.</summary>

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using SharpTune.Data;
 using SharpTune.Engine;
 using SharpTune.IO.Safetensors;
@@ -8,12 +9,15 @@ using SharpTune.Training.Objectives;
 namespace SharpTune.Training.Model;
 
 /// <summary>
-/// The decoder (Qwen2, Llama, Qwen3) for training: every weight is a <see cref="ModelTensor"/> under its Hugging Face
-/// name. The checkpoint stays memory-mapped for the model's lifetime: frozen matrices are multiplied straight from
+/// The decoder (Qwen2, Llama, Qwen3), one implementation for training and generation: every weight is a
+/// <see cref="ModelTensor"/> under its Hugging Face name and each layer runs the same list of backend calls either
+/// way. The checkpoint stays memory-mapped for the model's lifetime: frozen matrices are multiplied straight from
 /// it (bf16/fp16 as stored, or quantised projections for QLoRA) and frozen embedding rows are read from it, so only
-/// what is trained, the norms and the biases are fp32 arrays. The forward computes what <see cref="DecoderModel"/>
-/// computes, and the backward produces gradients only where something is trainable. Positions are 0..T-1 in every
-/// row, as transformers uses without position_ids.
+/// what is trained, the norms and the biases are fp32 arrays. Training (<see cref="Load"/>) keeps each layer's
+/// activations for the backward, which produces gradients only where something is trainable; positions are 0..T-1
+/// in every row, as transformers uses without position_ids. Generation (<see cref="LoadForGeneration"/>) runs the
+/// same layers over a KV cache at the positions it is given, on buffers of its own that keep nothing for a
+/// backward, with adapters applied unmerged (<see cref="ApplyAdapter"/>).
 /// </summary>
 public sealed class TrainableDecoder : IDisposable
 {
@@ -53,9 +57,20 @@ public sealed class TrainableDecoder : IDisposable
     /// <summary>Keep only each layer's input in the forward and recompute the layer during the backward.</summary>
     public bool GradientCheckpointing { get; }
 
+    /// <summary>The adapters applied unmerged so far, in the order they were applied.</summary>
+    public IReadOnlyList<IModelAdapter> Adapters => _adapters;
+
     private readonly DecoderWeights _stored;
     private readonly RopeTable _rope;
     private Buffers? _buffers;
+    private GenerationBuffers? _generation;
+    private readonly List<IModelAdapter> _adapters = [];
+    /// <summary>Tuner layers an adapter put on an untied lm_head, which has no <see cref="TrainableLinear"/> of its own.</summary>
+    private readonly List<ILinearTuner> _lmHeadTuners = [];
+    // Replacement matrices live on the pinned heap so their WeightMatrix views stay valid; held here to keep them alive.
+    private readonly List<float[]> _pinnedReplacements = [];
+    // Copies of the streamed matrices in huge pages, where the kernel offers them (generation only); null otherwise.
+    private HugePageArena? _hugePages;
 
     private TrainableDecoder(string directory, ModelConfig config, DecoderWeights stored, QuantizationOptions? quantization,
         ModelTensor embedding, ModelTensor lmHead, ModelTensor finalNorm, TrainableLayer[] layers, bool gradientCheckpointing, IComputeBackend backend)
@@ -83,8 +98,9 @@ public sealed class TrainableDecoder : IDisposable
     /// bf16: true. Frozen bf16 weights are multiplied in bf16 (<see cref="Bf16ComputeMatrix"/>) when this machine has
     /// a bf16 GEMM (<see cref="Bf16ComputeMatrix.AvailableKernel"/>); otherwise, and for other dtypes, in fp32.
     /// </param>
+    /// <param name="backend">Where the model computes; the default CPU backend when null.</param>
     public static TrainableDecoder Load(string directory, bool gradientCheckpointing, QuantizationOptions? quantization = null,
-        bool bf16Compute = false)
+        bool bf16Compute = false, IComputeBackend? backend = null)
     {
         ModelFolder.Validate(directory);
         var c = ModelConfig.Load(ModelFolder.ConfigPath(directory));
@@ -102,7 +118,8 @@ public sealed class TrainableDecoder : IDisposable
         }
         try
         {
-            return Bind(directory, c, weights, gradientCheckpointing, quantization, bf16Compute ? Bf16ComputeMatrix.AvailableKernel : null);
+            return Bind(directory, c, weights, gradientCheckpointing, quantization, bf16Compute ? Bf16ComputeMatrix.AvailableKernel : null,
+                backend ?? CpuBackend.CreateDefault());
         }
         catch
         {
@@ -112,9 +129,8 @@ public sealed class TrainableDecoder : IDisposable
     }
 
     private static TrainableDecoder Bind(string directory, ModelConfig c, DecoderWeights weights, bool gradientCheckpointing,
-        QuantizationOptions? quantization, OneDnnGemmKernel? bf16Kernel)
+        QuantizationOptions? quantization, OneDnnGemmKernel? bf16Kernel, IComputeBackend backend)
     {
-        var backend = CpuBackend.CreateDefault();
         IFrozenMatrix Frozen(WeightMatrix matrix) =>
             bf16Kernel is not null && matrix.DType == DType.BF16 ? new Bf16ComputeMatrix(matrix, bf16Kernel) : new StoredMatrix(matrix);
         ModelTensor Vector(string name, float[] values) => new(name, [values.Length], values);
@@ -158,6 +174,195 @@ public sealed class TrainableDecoder : IDisposable
     }
 
     /// <summary>
+    /// Loads a model folder for generation and applies the adapters (PEFT folders) in
+    /// <paramref name="adapterDirectories"/> in order, unmerged. With quantization the layers' projections are
+    /// quantised on load (embedding, lm_head and norms never are); without it the matrices every token streams are
+    /// moved into huge pages (<see cref="MoveIntoHugePages"/>).
+    /// </summary>
+    public static TrainableDecoder LoadForGeneration(string directory, IComputeBackend? backend = null,
+        IReadOnlyList<string>? adapterDirectories = null, QuantizationOptions? quantization = null)
+    {
+        var model = Load(directory, gradientCheckpointing: false, quantization, backend: backend);
+        try
+        {
+            if (quantization is null && HugePageArena.IsSupported) model._hugePages = model.MoveIntoHugePages();
+            foreach (string adapter in adapterDirectories ?? []) model.LoadAdapter(adapter);
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Copies the matrices every token streams (the layers' projections and lm_head, with the embedding when it is
+    /// tied) into huge pages: decoding is bound by reading them, and reads through the mapped file's 4 KiB pages
+    /// were ~15–30% slower (see <see cref="HugePageArena"/>). The values are the checkpoint's, bit for bit. A model that
+    /// would take more than half the available memory stays on its mapping (null).
+    /// </summary>
+    private HugePageArena? MoveIntoHugePages()
+    {
+        // Right after loading every matrix is a view into the mapped checkpoint, so its pages can be released.
+        var matrices = Linears.Select(l => l.Weight).Append(LmHead).ToList();
+        static WeightMatrix Stored(ModelTensor t) => ((StoredMatrix)t.Frozen!).Matrix;
+        long bytes = matrices.Sum(t => HugePageArena.SizeOf(Stored(t)));
+        if (!HugePageArena.Affords(bytes)) return null;
+        var arena = new HugePageArena(bytes);
+        foreach (var t in matrices) t.Replace(new StoredMatrix(arena.CopyIn(Stored(t), releaseMappedSource: true)));
+        return arena;
+    }
+
+    /// <summary>Reads a PEFT adapter folder and applies it unmerged (see <see cref="ApplyAdapter"/>).</summary>
+    public void LoadAdapter(string adapterDirectory) => ApplyAdapter(AdapterFolders.Read(adapterDirectory));
+
+    /// <summary>
+    /// Applies an adapter on top of the base and any adapters applied before: its modules_to_save tensors replace
+    /// the current ones, and each tuner layer (LoRA: scaling·(x·Aᵀ)·Bᵀ added) follows its projection's product. The
+    /// adapter is validated against this model first, so a mismatch changes nothing.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A module the model does not have, or shapes that do not match.</exception>
+    public void ApplyAdapter(IModelAdapter adapter)
+    {
+        var projections = ProjectionsByModule();
+        var tensors = ReplaceableTensors(projections);
+        adapter.ValidateAgainst(
+            module => projections.TryGetValue(module, out var p) ? [p.Weight.Shape[0], p.Weight.Shape[1]] : null,
+            name => tensors.TryGetValue(name, out var t) ? t.Shape : null,
+            Directory);
+        foreach (var (name, (_, data)) in adapter.ReplacedTensors) tensors[name].Replace(data);
+        foreach (var tuner in adapter.CreateTuners(Backend)) projections[tuner.ModulePath].Tuners.Add(tuner);
+        _adapters.Add(adapter);
+    }
+
+    /// <summary>A Linear an adapter may wrap: its weight, bias and tuner layers.</summary>
+    private sealed record AdapterTarget(ModelTensor Weight, ModelTensor? Bias, List<ILinearTuner> Tuners);
+
+    /// <summary>The Linear layers an adapter may wrap, by their module path in the Hugging Face model.</summary>
+    private Dictionary<string, AdapterTarget> ProjectionsByModule()
+    {
+        var arch = Config.Description;
+        var map = new Dictionary<string, AdapterTarget>(StringComparer.Ordinal);
+        for (int l = 0; l < Layers.Length; l++)
+            foreach (var declaration in arch.Linears)
+            {
+                var linear = Layers[l].Projection(declaration.Parts.Single());
+                map[arch.LayerTensor(l, declaration.Module)] = new AdapterTarget(linear.Weight, linear.Bias, linear.Tuners);
+            }
+        // A tied lm_head is the embedding matrix: transformers has no lm_head.weight of its own to wrap or replace.
+        if (!Config.TieWordEmbeddings) map[ModulePath(arch.LmHeadTensor)] = new AdapterTarget(LmHead, null, _lmHeadTuners);
+        return map;
+    }
+
+    private static string ModulePath(string weightName) => weightName[..weightName.LastIndexOf('.')];
+
+    /// <summary>Every tensor a modules_to_save entry may replace, by its Hugging Face name, with how to replace it.</summary>
+    private Dictionary<string, (long[] Shape, Action<float[]> Replace)> ReplaceableTensors(Dictionary<string, AdapterTarget> projections)
+    {
+        var arch = Config.Description;
+        var map = new Dictionary<string, (long[], Action<float[]>)>(StringComparer.Ordinal);
+        // target is asked for at replacement time: replacing one of a tied pair first unties it.
+        void Matrix(string name, ModelTensor current, Func<ModelTensor> target)
+        {
+            int rows = current.Shape[0], cols = current.Shape[1];
+            map[name] = ([rows, cols], data => target().Replace(Pinned(data, rows, cols)));
+        }
+        void Vector(string name, ModelTensor t) => map[name] = ([t.Length], data => t.Replace(data));
+        foreach (var (module, p) in projections)
+        {
+            Matrix(module + ".weight", p.Weight, () => p.Weight);
+            if (p.Bias is not null) Vector(module + ".bias", p.Bias);
+        }
+        // With tied embeddings, PEFT's modules_to_save replaces embed_tokens or lm_head alone (the wrapped module's
+        // copy); the other keeps the shared original, so replacing one unties the pair.
+        Matrix(arch.EmbeddingTensor, Embedding, () => { UntieLmHead(); return Embedding; });
+        if (Config.TieWordEmbeddings) Matrix(arch.LmHeadTensor, LmHead, () => { UntieLmHead(); return LmHead; });
+        Vector(arch.FinalNormTensor, FinalNorm);
+        for (int l = 0; l < Layers.Length; l++)
+            foreach (var norm in arch.Norms)
+                Vector(arch.LayerTensor(l, norm.WeightName), Layers[l].Norm(norm.Slot)!);
+        return map;
+    }
+
+    private unsafe StoredMatrix Pinned(float[] values, int rows, int cols)
+    {
+        var pinned = GC.AllocateUninitializedArray<float>(values.Length, pinned: true);
+        values.CopyTo(pinned, 0);
+        _pinnedReplacements.Add(pinned);
+        return new StoredMatrix(new WeightMatrix((void*)Marshal.UnsafeAddrOfPinnedArrayElement(pinned, 0), DType.F32, rows, cols));
+    }
+
+    public KvCache CreateCache(int batch, int capacity) => new(Config, batch, capacity);
+
+    /// <summary>
+    /// Runs newTokens tokens of each of batch sequences through the decoder, appending their keys and values to
+    /// the cache. ids, positions and mask are [batch × newTokens] (mask 1 = real token, 0 = padding).
+    /// Writes the final-norm hidden states [batch·newTokens × hidden] into hidden.
+    /// </summary>
+    public void Forward(ReadOnlySpan<int> ids, ReadOnlySpan<int> positions, ReadOnlySpan<byte> mask, int batch, int newTokens, KvCache cache, Tensor hidden)
+    {
+        int rows = batch * newTokens;
+        if (ids.Length != rows || positions.Length != rows || mask.Length != rows)
+            throw new ArgumentException($"forward: expected {rows} ids, positions and mask values for batch {batch} × {newTokens} tokens");
+        if (cache.Batch != batch) throw new ArgumentException($"forward: cache holds {cache.Batch} sequences, batch is {batch}");
+        if (cache.Length + newTokens > cache.Capacity)
+            throw new InvalidOperationException($"sequence length {cache.Length + newTokens} exceeds the KV cache capacity {cache.Capacity}");
+
+        for (int b = 0; b < batch; b++)
+            mask.Slice(b * newTokens, newTokens).CopyTo(cache.KeyMask.AsSpan(b * cache.Capacity + cache.Length, newTokens));
+
+        var c = Config;
+        if (_generation is null || _generation.Rows < rows) _generation = new GenerationBuffers(c, rows);
+        var w = _generation;
+        if (Embedding.Frozen is StoredMatrix stored) Backend.Embedding(stored.Matrix, ids, w.Residual);
+        else GatherEmbedding(ids, w.Residual.Data);
+        var shape = new AttentionShape(batch, newTokens, c.NumHeads, c.NumKvHeads, c.HeadDim);
+        for (int l = 0; l < Layers.Length; l++)
+            LayerForward(Layers[l], l, w.Activations, w.Residual.Data, w.Residual.Data, w.Projected, rows, positions, shape,
+                attentionMask: null, cache, TunerPass.Evaluate, null);
+        Backend.RmsNorm(w.Residual.Data, rows, FinalNorm.Data, c.RmsNormEps, hidden.Data);
+    }
+
+    /// <summary>logits[rows × vocab] = hidden · lm_headᵀ for the first rows rows, then lm_head's tuner layers.</summary>
+    public void Logits(Tensor hidden, int rows, Tensor logits)
+    {
+        TrainableLinear.Generate(Backend, LmHead, null, _tunersDisabled ? [] : _lmHeadTuners, hidden, rows, logits);
+    }
+
+    /// <summary>
+    /// A full forward pass over a padded batch ([B][T] ids and attention mask), positions 0..T-1 in every row as
+    /// transformers uses when no position_ids are given. Returns last hidden states [B,T,H] and logits [B,T,V].
+    /// </summary>
+    public (Tensor Hidden, Tensor Logits) Evaluate(int[][] inputIds, int[][] attentionMask)
+    {
+        int batch = inputIds.Length;
+        if (batch == 0) throw new ArgumentException("input_ids is empty");
+        int t = inputIds[0].Length;
+        if (t == 0 || inputIds.Any(r => r.Length != t)) throw new ArgumentException("every row of input_ids must have the same, non-zero length");
+        if (attentionMask.Length != batch || attentionMask.Any(r => r.Length != t))
+            throw new ArgumentException("attention_mask must have the same shape as input_ids");
+        var ids = new int[batch * t];
+        var positions = new int[batch * t];
+        var mask = new byte[batch * t];
+        for (int b = 0; b < batch; b++)
+            for (int i = 0; i < t; i++)
+            {
+                ids[b * t + i] = inputIds[b][i];
+                positions[b * t + i] = i;
+                int m = attentionMask[b][i];
+                if (m is not (0 or 1)) throw new ArgumentException($"attention_mask[{b}][{i}] is {m}; it must be 0 or 1");
+                mask[b * t + i] = (byte)m;
+            }
+        var cache = CreateCache(batch, t);
+        var hidden = new Tensor(batch, t, Config.HiddenSize);
+        Forward(ids, positions, mask, batch, t, cache, hidden);
+        var logits = new Tensor(batch, t, Config.VocabSize);
+        Logits(hidden, batch * t, logits);
+        return (hidden, logits);
+    }
+
+    /// <summary>
     /// Gives a tied lm_head a tensor of its own, "lm_head.weight", holding the embedding's current values (sharing its
     /// compact storage while both are frozen), so that training or replacing one of the two leaves the other as it
     /// is: what PEFT's modules_to_save does to a tied model, whose wrapped module trains a copy while the other keeps
@@ -189,7 +394,11 @@ public sealed class TrainableDecoder : IDisposable
     public long StorageBytes => Tensors.Sum(t => t.StorageBytes);
 
     /// <summary>Closes the memory-mapped checkpoint; the model cannot be used afterwards.</summary>
-    public void Dispose() => _stored.Dispose();
+    public void Dispose()
+    {
+        _stored.Dispose();
+        _hugePages?.Dispose();
+    }
 
     /// <summary>Every tensor once, in transformers' named_parameters() order (a tied lm_head is the embedding).</summary>
     public IEnumerable<ModelTensor> Tensors
@@ -271,7 +480,7 @@ public sealed class TrainableDecoder : IDisposable
         }
     }
 
-    /// <summary>The full logits [B·T × vocab] of a batch (evaluation mode), for checks against the inference model.</summary>
+    /// <summary>The full logits [B·T × vocab] of a batch (evaluation mode) through the training forward, for checks against generation's.</summary>
     public float[] Logits(TrainingBatch batch)
     {
         var b = Prepare(batch);
@@ -299,63 +508,89 @@ public sealed class TrainableDecoder : IDisposable
 
     private void Forward(TrainingBatch batch, Buffers b, TunerPass pass, SeededRandom? random)
     {
-        int rows = batch.Batch * batch.Length, h = Config.HiddenSize;
+        int rows = batch.Batch * batch.Length;
         for (int r = 0; r < rows; r++) b.Positions[r] = r % batch.Length;
         using (StepProfile.Measure(StepSection.Embedding))
-        {
-            if (Embedding.Frozen is { } frozen)
-                for (int r = 0; r < rows; r++) frozen.ReadRows(batch.InputIds[r], 1, b.LayerInputs[0].AsSpan(r * h, h));
-            else
-                for (int r = 0; r < rows; r++) Array.Copy(Embedding.Data, (long)batch.InputIds[r] * h, b.LayerInputs[0], (long)r * h, h);
-        }
+            GatherEmbedding(batch.InputIds.AsSpan(0, rows), b.LayerInputs[0]);
         for (int l = 0; l < Layers.Length; l++)
-            LayerForward(Layers[l], batch, b, b.ActivationsOf(l), b.LayerInputs[l], b.LayerInputs[l + 1], pass, random);
+            LayerForward(Layers[l], l, b.ActivationsOf(l), b.LayerInputs[l], b.LayerInputs[l + 1], b.Projected, rows, b.Positions,
+                b.Shape, batch.AttentionMask, cache: null, pass, random);
         using (StepProfile.Measure(StepSection.NormsForward))
             Backend.RmsNorm(b.LayerInputs[^1], rows, FinalNorm.Data, Config.RmsNormEps, b.FinalNormed, b.FinalRms);
     }
 
-    private void LayerForward(TrainableLayer layer, TrainingBatch batch, Buffers b, LayerActivations a, float[] input, float[] output,
-        TunerPass pass, SeededRandom? random)
+    /// <summary>
+    /// One decoder layer, the same list of backend calls for training and generation: norm → q/k/v (+ tuners) →
+    /// q/k norm → RoPE → attention → o_proj → residual → norm → gate/up → SwiGLU → down → residual. Training keeps
+    /// what the backward needs in <paramref name="a"/> and attends over the right-padded batch; generation
+    /// (<paramref name="cache"/> given) passes activations that share buffers, appends the keys and values to the
+    /// cache and attends over it, and multiplies through <see cref="TrainableLinear.Generate"/>.
+    /// </summary>
+    /// <summary>dst row r = the embedding row of ids[r], read from the compact matrix or the fp32 one.</summary>
+    private void GatherEmbedding(ReadOnlySpan<int> ids, float[] dst)
+    {
+        int h = Config.HiddenSize;
+        if (Embedding.Frozen is { } frozen)
+            for (int r = 0; r < ids.Length; r++) frozen.ReadRows(ids[r], 1, dst.AsSpan(r * h, h));
+        else
+            for (int r = 0; r < ids.Length; r++) Array.Copy(Embedding.Data, (long)ids[r] * h, dst, (long)r * h, h);
+    }
+
+    private void LayerForward(TrainableLayer layer, int index, LayerActivations a, float[] input, float[] output, Tensor projected,
+        int rows, ReadOnlySpan<int> positions, AttentionShape shape, int[]? attentionMask, KvCache? cache, TunerPass pass, SeededRandom? random)
     {
         var c = Config;
-        int rows = batch.Batch * batch.Length;
         float eps = c.RmsNormEps;
+        void Project(TrainableLinear linear, Tensor x, Tensor y)
+        {
+            if (cache is not null) linear.Generate(x, rows, y);
+            else linear.Forward(x.Data, rows, y.Data, pass, random);
+        }
+
         using (StepProfile.Measure(StepSection.NormsForward))
-            Backend.RmsNorm(input, rows, layer.InputNorm.Data, eps, a.Norm1, a.Rms1);
+            Backend.RmsNorm(input, rows, layer.InputNorm.Data, eps, a.Norm1.Data, a.Rms1);
         if (layer.QNorm is not null && layer.KNorm is not null)
         {
-            layer.QProj.Forward(a.Norm1, rows, a.Query, pass, random);
-            layer.KProj.Forward(a.Norm1, rows, a.Key, pass, random);
+            Project(layer.QProj, a.Norm1, a.Query);
+            Project(layer.KProj, a.Norm1, a.Key);
             using var norms = StepProfile.Measure(StepSection.NormsForward);
-            Backend.RmsNorm(a.Query, rows * c.NumHeads, layer.QNorm.Data, eps, a.QueryRotated, a.QueryRms);
-            Backend.RmsNorm(a.Key, rows * c.NumKvHeads, layer.KNorm.Data, eps, a.KeyRotated, a.KeyRms);
+            Backend.RmsNorm(a.Query.Data, rows * c.NumHeads, layer.QNorm.Data, eps, a.QueryRotated.Data, a.QueryRms);
+            Backend.RmsNorm(a.Key.Data, rows * c.NumKvHeads, layer.KNorm.Data, eps, a.KeyRotated.Data, a.KeyRms);
         }
         else
         {
-            layer.QProj.Forward(a.Norm1, rows, a.QueryRotated, pass, random);
-            layer.KProj.Forward(a.Norm1, rows, a.KeyRotated, pass, random);
+            Project(layer.QProj, a.Norm1, a.QueryRotated);
+            Project(layer.KProj, a.Norm1, a.KeyRotated);
         }
-        layer.VProj.Forward(a.Norm1, rows, a.Value, pass, random);
+        Project(layer.VProj, a.Norm1, a.Value);
         using (StepProfile.Measure(StepSection.ElementwiseForward))
         {
-            Backend.Rope(a.QueryRotated, rows, c.NumHeads, _rope, b.Positions);
-            Backend.Rope(a.KeyRotated, rows, c.NumKvHeads, _rope, b.Positions);
+            Backend.Rope(a.QueryRotated.Data, rows, c.NumHeads, _rope, positions);
+            Backend.Rope(a.KeyRotated.Data, rows, c.NumKvHeads, _rope, positions);
         }
         using (StepProfile.Measure(StepSection.AttentionForward))
-            Backend.AttentionForward(b.Shape, a.QueryRotated, a.KeyRotated, a.Value, batch.AttentionMask, a.Attention, a.LogSumExp);
-        layer.OProj.Forward(a.Attention, rows, b.Projected, pass, random);
+        {
+            if (cache is null)
+                Backend.AttentionForward(shape, a.QueryRotated.Data, a.KeyRotated.Data, a.Value.Data, attentionMask!, a.Attention.Data, a.LogSumExp!);
+            else
+            {
+                cache.Layers[index].Append(a.KeyRotated, a.Value, shape.Time);
+                Backend.Attention(a.QueryRotated, cache.Layers[index], shape.Batch, shape.Time, cache.KeyMask, cache.Capacity, a.Attention);
+            }
+        }
+        Project(layer.OProj, a.Attention, projected);
         using (StepProfile.Measure(StepSection.ElementwiseForward))
-            Backend.Sum(input, b.Projected, rows * c.HiddenSize, a.Middle);
+            Backend.Sum(input, projected.Data, rows * c.HiddenSize, a.Middle);
 
         using (StepProfile.Measure(StepSection.NormsForward))
-            Backend.RmsNorm(a.Middle, rows, layer.PostAttentionNorm.Data, eps, a.Norm2, a.Rms2);
-        layer.GateProj.Forward(a.Norm2, rows, a.Gate, pass, random);
-        layer.UpProj.Forward(a.Norm2, rows, a.Up, pass, random);
+            Backend.RmsNorm(a.Middle, rows, layer.PostAttentionNorm.Data, eps, a.Norm2.Data, a.Rms2);
+        Project(layer.GateProj, a.Norm2, a.Gate);
+        Project(layer.UpProj, a.Norm2, a.Up);
         using (StepProfile.Measure(StepSection.ElementwiseForward))
-            Backend.SiluMul(a.Gate, a.Up, rows * c.IntermediateSize, a.Activation);
-        layer.DownProj.Forward(a.Activation, rows, b.Projected, pass, random);
+            Backend.SiluMul(a.Gate.Data, a.Up.Data, rows * c.IntermediateSize, a.Activation.Data);
+        Project(layer.DownProj, a.Activation, projected);
         using (StepProfile.Measure(StepSection.ElementwiseForward))
-            Backend.Sum(a.Middle, b.Projected, rows * c.HiddenSize, output);
+            Backend.Sum(a.Middle, projected.Data, rows * c.HiddenSize, output);
     }
 
     /// <summary>
@@ -426,7 +661,8 @@ public sealed class TrainableDecoder : IDisposable
         {
             var a = b.ActivationsOf(l);
             if (GradientCheckpointing)
-                LayerForward(Layers[l], batch, b, a, b.LayerInputs[l], b.LayerInputs[l + 1], TunerPass.Recompute, null);
+                LayerForward(Layers[l], l, a, b.LayerInputs[l], b.LayerInputs[l + 1], b.Projected, rows, b.Positions,
+                    b.Shape, batch.AttentionMask, cache: null, TunerPass.Recompute, null);
             LayerBackward(Layers[l], batch, b, a, b.LayerInputs[l], needInputGrad: l > lowest || embeddingTrainable);
         }
         using var embeddingScope = StepProfile.Measure(StepSection.Embedding);
@@ -441,22 +677,22 @@ public sealed class TrainableDecoder : IDisposable
         bool attentionNeedsGrad = needInputGrad || layer.AttentionTrainable;
 
         // MLP half: output = middle + down(silu(gate(n2)) ⊙ up(n2)), n2 = norm(middle).
-        layer.DownProj.Backward(a.Activation, b.DResidual, rows, b.DActivation, accumulate: false);
+        layer.DownProj.Backward(a.Activation.Data, b.DResidual, rows, b.DActivation, accumulate: false);
         using (StepProfile.Measure(StepSection.ElementwiseBackward))
-            Backend.SiluMulBackward(a.Gate, a.Up, b.DActivation, rows * c.IntermediateSize, b.DGate, b.DUp);
-        layer.GateProj.Backward(a.Norm2, b.DGate, rows, b.DNormed, accumulate: false);
-        layer.UpProj.Backward(a.Norm2, b.DUp, rows, b.DNormed, accumulate: true);
+            Backend.SiluMulBackward(a.Gate.Data, a.Up.Data, b.DActivation, rows * c.IntermediateSize, b.DGate, b.DUp);
+        layer.GateProj.Backward(a.Norm2.Data, b.DGate, rows, b.DNormed, accumulate: false);
+        layer.UpProj.Backward(a.Norm2.Data, b.DUp, rows, b.DNormed, accumulate: true);
         using (StepProfile.Measure(StepSection.NormsBackward))
-            Backend.RmsNormBackward(a.Middle, b.DNormed, rows, layer.PostAttentionNorm.Data, a.Rms2,
+            Backend.RmsNormBackward(a.Middle, b.DNormed, rows, layer.PostAttentionNorm.Data, a.Rms2!,
                 attentionNeedsGrad ? b.DNormed : null, layer.PostAttentionNorm.Grad);
         if (!attentionNeedsGrad) return;
         using (StepProfile.Measure(StepSection.ElementwiseBackward))
             Backend.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
 
         // Attention half: middle = input + o(attention(rope(q), rope(k), v)), q/k/v from n1 = norm(input).
-        layer.OProj.Backward(a.Attention, b.DResidual, rows, b.DAttention, accumulate: false);
+        layer.OProj.Backward(a.Attention.Data, b.DResidual, rows, b.DAttention, accumulate: false);
         using (StepProfile.Measure(StepSection.AttentionBackward))
-            Backend.AttentionBackward(b.Shape, a.QueryRotated, a.KeyRotated, a.Value, batch.AttentionMask, a.Attention, a.LogSumExp,
+            Backend.AttentionBackward(b.Shape, a.QueryRotated.Data, a.KeyRotated.Data, a.Value.Data, batch.AttentionMask, a.Attention.Data, a.LogSumExp!,
                 b.DAttention, b.DQuery, b.DKey, b.DValue, b.DKeyPerHead, b.DValuePerHead);
         using (StepProfile.Measure(StepSection.ElementwiseBackward))
         {
@@ -466,44 +702,116 @@ public sealed class TrainableDecoder : IDisposable
         if (layer.QNorm is not null && layer.KNorm is not null)
         {
             using var norms = StepProfile.Measure(StepSection.NormsBackward);
-            Backend.RmsNormBackward(a.Query, b.DQuery, rows * c.NumHeads, layer.QNorm.Data, a.QueryRms, b.DQuery, layer.QNorm.Grad);
-            Backend.RmsNormBackward(a.Key, b.DKey, rows * c.NumKvHeads, layer.KNorm.Data, a.KeyRms, b.DKey, layer.KNorm.Grad);
+            Backend.RmsNormBackward(a.Query.Data, b.DQuery, rows * c.NumHeads, layer.QNorm.Data, a.QueryRms!, b.DQuery, layer.QNorm.Grad);
+            Backend.RmsNormBackward(a.Key.Data, b.DKey, rows * c.NumKvHeads, layer.KNorm.Data, a.KeyRms!, b.DKey, layer.KNorm.Grad);
         }
         bool needNormGrad = needInputGrad || layer.InputNorm.IsTrainable;
         float[]? dNormed = needNormGrad ? b.DNormed : null;
-        layer.QProj.Backward(a.Norm1, b.DQuery, rows, dNormed, accumulate: false);
-        layer.KProj.Backward(a.Norm1, b.DKey, rows, dNormed, accumulate: true);
-        layer.VProj.Backward(a.Norm1, b.DValue, rows, dNormed, accumulate: true);
+        layer.QProj.Backward(a.Norm1.Data, b.DQuery, rows, dNormed, accumulate: false);
+        layer.KProj.Backward(a.Norm1.Data, b.DKey, rows, dNormed, accumulate: true);
+        layer.VProj.Backward(a.Norm1.Data, b.DValue, rows, dNormed, accumulate: true);
         if (!needNormGrad) return;
         using (StepProfile.Measure(StepSection.NormsBackward))
-            Backend.RmsNormBackward(input, b.DNormed, rows, layer.InputNorm.Data, a.Rms1,
+            Backend.RmsNormBackward(input, b.DNormed, rows, layer.InputNorm.Data, a.Rms1!,
                 needInputGrad ? b.DNormed : null, layer.InputNorm.Grad);
         if (!needInputGrad) return;
         using (StepProfile.Measure(StepSection.ElementwiseBackward))
             Backend.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
     }
 
-    /// <summary>The activations one layer's backward needs.</summary>
-    private sealed class LayerActivations(ModelConfig c, int rows)
+    /// <summary>
+    /// The activations of one layer's forward: in training, what its backward needs, each in a buffer of its own; in
+    /// generation, views that share the few buffers a forward needs, with nothing kept for a backward.
+    /// </summary>
+    private sealed class LayerActivations
     {
-        public readonly float[] Norm1 = new float[rows * c.HiddenSize];
-        public readonly float[] Rms1 = new float[rows];
+        public readonly Tensor Norm1;
+        public readonly float[]? Rms1;
         /// <summary>q/k projections before Qwen3's q/k norm (unused without it).</summary>
-        public readonly float[] Query = c.HasQkNorm ? new float[rows * c.QueryWidth] : [];
-        public readonly float[] Key = c.HasQkNorm ? new float[rows * c.KvWidth] : [];
-        public readonly float[] QueryRms = c.HasQkNorm ? new float[rows * c.NumHeads] : [];
-        public readonly float[] KeyRms = c.HasQkNorm ? new float[rows * c.NumKvHeads] : [];
-        public readonly float[] QueryRotated = new float[rows * c.QueryWidth];
-        public readonly float[] KeyRotated = new float[rows * c.KvWidth];
-        public readonly float[] Value = new float[rows * c.KvWidth];
-        public readonly float[] LogSumExp = new float[rows * c.NumHeads];
-        public readonly float[] Attention = new float[rows * c.QueryWidth];
-        public readonly float[] Middle = new float[rows * c.HiddenSize];
-        public readonly float[] Norm2 = new float[rows * c.HiddenSize];
-        public readonly float[] Rms2 = new float[rows];
-        public readonly float[] Gate = new float[rows * c.IntermediateSize];
-        public readonly float[] Up = new float[rows * c.IntermediateSize];
-        public readonly float[] Activation = new float[rows * c.IntermediateSize];
+        public readonly Tensor Query;
+        public readonly Tensor Key;
+        public readonly float[]? QueryRms;
+        public readonly float[]? KeyRms;
+        public readonly Tensor QueryRotated;
+        public readonly Tensor KeyRotated;
+        public readonly Tensor Value;
+        public readonly float[]? LogSumExp;
+        public readonly Tensor Attention;
+        public readonly float[] Middle;
+        public readonly Tensor Norm2;
+        public readonly float[]? Rms2;
+        public readonly Tensor Gate;
+        public readonly Tensor Up;
+        public readonly Tensor Activation;
+
+        /// <summary>Training: every activation in its own buffer of <paramref name="rows"/> rows.</summary>
+        public LayerActivations(ModelConfig c, int rows)
+        {
+            Norm1 = new Tensor(rows, c.HiddenSize);
+            Rms1 = new float[rows];
+            Query = new Tensor(c.HasQkNorm ? rows : 0, c.QueryWidth);
+            Key = new Tensor(c.HasQkNorm ? rows : 0, c.KvWidth);
+            QueryRms = c.HasQkNorm ? new float[rows * c.NumHeads] : [];
+            KeyRms = c.HasQkNorm ? new float[rows * c.NumKvHeads] : [];
+            QueryRotated = new Tensor(rows, c.QueryWidth);
+            KeyRotated = new Tensor(rows, c.KvWidth);
+            Value = new Tensor(rows, c.KvWidth);
+            LogSumExp = new float[rows * c.NumHeads];
+            Attention = new Tensor(rows, c.QueryWidth);
+            Middle = new float[rows * c.HiddenSize];
+            Norm2 = new Tensor(rows, c.HiddenSize);
+            Rms2 = new float[rows];
+            Gate = new Tensor(rows, c.IntermediateSize);
+            Up = new Tensor(rows, c.IntermediateSize);
+            Activation = new Tensor(rows, c.IntermediateSize);
+        }
+
+        /// <summary>
+        /// Generation: both norms in one buffer, q and k normed and rotated in place, the attention's residual added
+        /// into the residual stream, SwiGLU written over gate; no statistics kept.
+        /// </summary>
+        public LayerActivations(GenerationBuffers w)
+        {
+            Norm1 = Norm2 = w.Normed;
+            Query = QueryRotated = w.Query;
+            Key = KeyRotated = w.Key;
+            Value = w.Value;
+            Attention = w.Attention;
+            Middle = w.Residual.Data;
+            Gate = Activation = w.Gate;
+            Up = w.Up;
+        }
+    }
+
+    /// <summary>The buffers of a generation forward, sized for a number of rows and reused while it suffices.</summary>
+    private sealed class GenerationBuffers
+    {
+        public int Rows { get; }
+        public Tensor Residual { get; }
+        public Tensor Normed { get; }
+        public Tensor Query { get; }
+        public Tensor Key { get; }
+        public Tensor Value { get; }
+        public Tensor Attention { get; }
+        public Tensor Projected { get; }
+        public Tensor Gate { get; }
+        public Tensor Up { get; }
+        public LayerActivations Activations { get; }
+
+        public GenerationBuffers(ModelConfig c, int rows)
+        {
+            Rows = rows;
+            Residual = new Tensor(rows, c.HiddenSize);
+            Normed = new Tensor(rows, c.HiddenSize);
+            Query = new Tensor(rows, c.QueryWidth);
+            Key = new Tensor(rows, c.KvWidth);
+            Value = new Tensor(rows, c.KvWidth);
+            Attention = new Tensor(rows, c.QueryWidth);
+            Projected = new Tensor(rows, c.HiddenSize);
+            Gate = new Tensor(rows, c.IntermediateSize);
+            Up = new Tensor(rows, c.IntermediateSize);
+            Activations = new LayerActivations(this);
+        }
     }
 
     /// <summary>
@@ -520,7 +828,7 @@ public sealed class TrainableDecoder : IDisposable
         public float[][] LayerInputs { get; }
         public float[] FinalNormed { get; }
         public float[] FinalRms { get; }
-        public float[] Projected { get; }
+        public Tensor Projected { get; }
         public float[] DResidual { get; }
         public float[] DNormed { get; }
         public float[] DAttention { get; }
@@ -547,7 +855,7 @@ public sealed class TrainableDecoder : IDisposable
             _activations = Enumerable.Range(0, checkpointing ? 1 : c.NumLayers).Select(_ => new LayerActivations(c, rows)).ToArray();
             FinalNormed = new float[rows * c.HiddenSize];
             FinalRms = new float[rows];
-            Projected = new float[rows * c.HiddenSize];
+            Projected = new Tensor(rows, c.HiddenSize);
             DResidual = new float[rows * c.HiddenSize];
             DNormed = new float[rows * c.HiddenSize];
             DAttention = new float[rows * c.QueryWidth];
@@ -586,6 +894,7 @@ public sealed class TrainableDecoder : IDisposable
                 .Sum(f => f.GetValue(owner) switch
                 {
                     float[] floats => floats.LongLength,
+                    Tensor tensor => tensor.Data.LongLength,
                     int[] ints => ints.LongLength,
                     float[][] arrays => arrays.Sum(a => a.LongLength),
                     LayerActivations[] sets => sets.Sum(CountValues),

@@ -1,3 +1,5 @@
+using SharpTune.Model;
+
 namespace SharpTune.Training.Model;
 
 /// <summary>The weights of one decoder layer as trainable tensors and linears.</summary>
@@ -17,6 +19,28 @@ public sealed class TrainableLayer
     public required TrainableLinear DownProj { get; init; }
 
     public IEnumerable<TrainableLinear> Linears => [QProj, KProj, VProj, OProj, GateProj, UpProj, DownProj];
+
+    public TrainableLinear Projection(ProjectionSlot slot) => slot switch
+    {
+        ProjectionSlot.Query => QProj,
+        ProjectionSlot.Key => KProj,
+        ProjectionSlot.Value => VProj,
+        ProjectionSlot.Output => OProj,
+        ProjectionSlot.Gate => GateProj,
+        ProjectionSlot.Up => UpProj,
+        ProjectionSlot.Down => DownProj,
+        _ => throw new ArgumentOutOfRangeException(nameof(slot)),
+    };
+
+    /// <summary>The norm in a slot; null for a q/k norm the architecture does not have.</summary>
+    public ModelTensor? Norm(NormSlot slot) => slot switch
+    {
+        NormSlot.Input => InputNorm,
+        NormSlot.PostAttention => PostAttentionNorm,
+        NormSlot.QueryNorm => QNorm,
+        NormSlot.KeyNorm => KNorm,
+        _ => throw new ArgumentOutOfRangeException(nameof(slot)),
+    };
 
     /// <summary>Anything trained in the attention half: input norm, q/k/v/o (weights, biases, adapters), q/k norms.</summary>
     public bool AttentionTrainable =>

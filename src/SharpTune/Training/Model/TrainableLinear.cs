@@ -45,6 +45,41 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
             foreach (var tuner in Tuners) tuner.Forward(x, rows, y, pass, random);
     }
 
+    /// <summary>
+    /// The generation product: the weight multiplied where the backend multiplies a stored matrix (a GEMV for up to
+    /// 4 rows, the matrix streamed from huge pages when it was copied there), then the tuner layers' evaluation pass.
+    /// </summary>
+    public void Generate(Tensor x, int rows, Tensor y) => Generate(backend, Weight, Bias, TunersEnabled ? Tuners : [], x, rows, y);
+
+    /// <summary>
+    /// The generation product of a Linear with tuner layers, for a layer's Linear and for lm_head: the input through
+    /// the input-side hooks of the tuners that have one, the base product (with bias), then each tuner layer's
+    /// evaluation pass on that input, in the order applied.
+    /// </summary>
+    public static void Generate(IComputeBackend backend, ModelTensor weight, ModelTensor? bias, IReadOnlyList<ILinearTuner> tuners,
+        Tensor x, int rows, Tensor y)
+    {
+        foreach (var tuner in tuners)
+            if (tuner.TransformsInput)
+            {
+                var tuned = tuner.TransformInput(x.Data, rows, TunerPass.Evaluate);
+                x = new Tensor(tuned, tuned.Length / x.RowWidth, x.RowWidth);
+            }
+        Product(backend, weight, bias, x, rows, y);
+        foreach (var tuner in tuners) tuner.Forward(x.Data, rows, y.Data, TunerPass.Evaluate, null);
+    }
+
+    /// <summary>y = x·weightᵀ (+ bias) as generation computes it, for a layer's Linear and for lm_head.</summary>
+    public static void Product(IComputeBackend backend, ModelTensor weight, ModelTensor? bias, Tensor x, int rows, Tensor y)
+    {
+        switch (weight.Frozen)
+        {
+            case StoredMatrix stored: backend.Linear(x, rows, stored.Matrix, bias?.Data, y); break;
+            case { } frozen: backend.Linear(x, rows, frozen, bias?.Data, y); break;
+            default: backend.Linear(x.Data, rows, weight.Data, x.RowWidth, y.RowWidth, bias?.Data, y.Data); break;
+        }
+    }
+
     /// <summary>Parameter gradients from dy; dL/dx written to dx (added when accumulate) unless dx is null.</summary>
     public void Backward(float[] x, float[] dy, int rows, float[]? dx, bool accumulate)
     {
