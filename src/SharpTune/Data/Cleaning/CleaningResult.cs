@@ -1,9 +1,8 @@
 namespace SharpTune.Data.Cleaning;
 
 /// <summary>
-/// The outcome of a data step that needs the whole file before it writes (dedup, convert): the input, the records
-/// to write (JSON texts, input order) and the report; <paramref name="OutputJsonArray"/> is the output's format where
-/// it is not the input's (`data convert`).
+/// The outcome of `data convert`, which reads the whole file before it writes: the input, the records to write (JSON
+/// texts, input order) and the report; <paramref name="OutputJsonArray"/> is the output's format.
 /// </summary>
 public sealed record CleaningResult(DatasetRecordFile Input, IReadOnlyList<byte[]> Output, CleaningReport Report, bool? OutputJsonArray = null)
 {

@@ -130,4 +130,53 @@ public sealed class StreamingTests : IDisposable
         Assert.True(new FileInfo(output).Length > 4 * cap);
         Assert.Equal(removed + changed, File.ReadLines(report).Count());
     }
+
+    /// <summary>
+    /// The CLI as its own process with its GC heap capped at 32 MB deduplicates a ~160 MB file (5 times the cap): it
+    /// keeps only the index of hashes, not the records. Every 5th record repeats the record 3 before it in upper case
+    /// with doubled spaces (an exact duplicate once normalised); the kept file is every other record, in input order.
+    /// </summary>
+    [Theory]
+    [InlineData("big.jsonl")]
+    [InlineData("big.json")]
+    public void DedupCommand_StreamsAFileFiveTimesItsMemoryCap(string name)
+    {
+        const long cap = 32L << 20;
+        string input = Path.Combine(dir.Path, name), output = Path.Combine(dir.Path, "out" + Path.GetExtension(name));
+        string report = Path.Combine(dir.Path, "report.jsonl");
+        bool array = name.EndsWith(".json");
+        string padding = new('p', 1000);
+        string Record(int i) => $"{{\"instruction\": \"question {i}\", \"input\": \"\", \"output\": \"answer {padding}\"}}";
+        int records = 0, removed = 0;
+        var kept = new List<int>();
+        using (var writer = new StreamWriter(input, false, new UTF8Encoding(false), 1 << 20))
+        {
+            if (array) writer.Write('[');
+            for (; writer.BaseStream.Position < 5 * cap; records++)
+            {
+                if (array && records > 0) writer.Write(",\n");
+                if (records % 5 == 4)
+                {
+                    writer.Write(Record(records - 3).ToUpperInvariant().Replace(" ", "  "));
+                    removed++;
+                }
+                else
+                {
+                    writer.Write(Record(records));
+                    kept.Add(records);
+                }
+                if (!array) writer.Write('\n');
+            }
+            if (array) writer.Write("]\n");
+        }
+
+        var run = CliProcess.Run(["data", "dedup", input, "--out", output, "--report", report],
+            new Dictionary<string, string?> { ["DOTNET_GCHeapHardLimit"] = $"0x{cap:X}" });
+
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        Assert.Contains($"dedup: {records} records read, {records - removed} written, {removed} removed", run.Stdout);
+        Assert.Equal(removed, File.ReadLines(report).Count());
+        var written = DatasetRecordFile.ReadBatches(output).SelectMany(batch => batch).Select(r => Encoding.UTF8.GetString(r.Json));
+        Assert.True(written.SequenceEqual(kept.Select(Record)), "the kept records are not every record but the duplicates, in input order");
+    }
 }
