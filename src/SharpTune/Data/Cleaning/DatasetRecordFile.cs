@@ -281,19 +281,25 @@ public sealed class DatasetRecordFile
     }
 
     /// <summary>
-    /// Reads every record of a JSON, JSON Lines, CSV or Parquet file, CSV and Parquet rows as the JSON objects
-    /// training makes of them (<see cref="DatasetFiles"/>). For `data convert`, which writes JSON or JSON Lines
-    /// whatever it reads; the other commands write their input's format, so they read JSON only.
+    /// The records of a JSON, JSON Lines, CSV or Parquet file in batches: JSON streamed (<see cref="ReadBatches(string)"/>),
+    /// CSV and Parquet rows, as the JSON objects training makes of them (<see cref="DatasetFiles"/>), read whole into
+    /// one batch. For `data convert`, which writes JSON or JSON Lines whatever it reads; the other commands write their
+    /// input's format, so they read JSON only. Each enumeration reads the file again.
     /// </summary>
     /// <exception cref="InvalidDataException">The file cannot be read, or a record or row cannot: the message names the file, record or row, and field.</exception>
-    public static DatasetRecordFile ReadAnyFormat(string path)
+    public static IEnumerable<IReadOnlyList<DatasetRecord>> ReadBatchesAnyFormat(string path)
     {
-        if (!IsTable(path)) return Read(path);
+        if (!IsTable(path)) return ReadBatches(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"{path} does not exist", path);
-        var records = new List<DatasetRecord>();
-        foreach (var raw in DatasetFiles.Read(path, path))
-            records.Add(Accept(raw.Value, records.Count, raw.Location, raw.Problem));
-        return new DatasetRecordFile(path, jsonArray: false, records);
+        return ReadTable(path);
+
+        static IEnumerable<IReadOnlyList<DatasetRecord>> ReadTable(string path)
+        {
+            var records = new List<DatasetRecord>();
+            foreach (var raw in DatasetFiles.Read(path, path))
+                records.Add(Accept(raw.Value, records.Count, raw.Location, raw.Problem));
+            yield return records;
+        }
     }
 
     /// <summary>The input of a command writing its input's format: a JSON array or JSON Lines file that exists.</summary>

@@ -179,4 +179,49 @@ public sealed class StreamingTests : IDisposable
         var written = DatasetRecordFile.ReadBatches(output).SelectMany(batch => batch).Select(r => Encoding.UTF8.GetString(r.Json));
         Assert.True(written.SequenceEqual(kept.Select(Record)), "the kept records are not every record but the duplicates, in input order");
     }
+
+    /// <summary>
+    /// The CLI as its own process with its GC heap capped at 32 MB converts a ~160 MB alpaca file (5 times the cap) to
+    /// sharegpt in the other container format: the format is detected and the records converted in streamed passes.
+    /// Every 9th record holds a system prompt, so the entry maps the system column.
+    /// </summary>
+    [Theory]
+    [InlineData("big.jsonl", "out.json")]
+    [InlineData("big.json", "out.jsonl")]
+    public void ConvertCommand_StreamsAFileFiveTimesItsMemoryCap(string name, string outName)
+    {
+        const long cap = 32L << 20;
+        string input = Path.Combine(dir.Path, name), output = Path.Combine(dir.Path, outName);
+        bool array = name.EndsWith(".json");
+        string padding = new('p', 1000);
+        int records = 0;
+        using (var writer = new StreamWriter(input, false, new UTF8Encoding(false), 1 << 20))
+        {
+            if (array) writer.Write('[');
+            for (; writer.BaseStream.Position < 5 * cap; records++)
+            {
+                if (array && records > 0) writer.Write(",\n");
+                string system = records % 9 == 0 ? ", \"system\": \"be brief\"" : "";
+                writer.Write($"{{\"instruction\": \"question {records}\", \"input\": \"\", \"output\": \"answer {padding}\"{system}}}");
+                if (!array) writer.Write('\n');
+            }
+            if (array) writer.Write("]\n");
+        }
+
+        var run = CliProcess.Run(["data", "convert", input, "--out", output, "--to", "sharegpt"],
+            new Dictionary<string, string?> { ["DOTNET_GCHeapHardLimit"] = $"0x{cap:X}" });
+
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        Assert.Contains($"convert alpaca -> sharegpt: {records} records read, {records} written, 0 removed", run.Stdout);
+        Assert.Contains("\"columns\":{\"messages\":\"conversations\",\"system\":\"system\"}", run.Stderr);
+        int i = 0;
+        foreach (var record in DatasetRecordFile.ReadBatches(output).SelectMany(batch => batch))
+        {
+            string system = i % 9 == 0 ? ",\"system\":\"be brief\"" : "";
+            Assert.Equal($"{{\"conversations\":[{{\"from\":\"human\",\"value\":\"question {i}\"}},{{\"from\":\"gpt\",\"value\":\"answer {padding}\"}}]{system}}}",
+                Encoding.UTF8.GetString(record.Json));
+            i++;
+        }
+        Assert.Equal(records, i);
+    }
 }
