@@ -6,8 +6,8 @@ using SharpTune.Data.Cleaning;
 namespace SharpTune.Bench;
 
 /// <summary>
-/// `sharptune data dedup` end to end (file read, text of every record, dedup, kept records gathered; no output
-/// written) on JSON Lines made from LLaMA-Factory's alpaca_en/zh demo data (tests/fixtures/llamafactory):
+/// `sharptune data dedup` end to end (file read, text of every record, dedup, kept records read again and written
+/// to a file; no report file) on JSON Lines made from LLaMA-Factory's alpaca_en/zh demo data (tests/fixtures/llamafactory):
 /// exact dedup of --mb MB (default 100; MB = 10⁶ bytes of file) of records, every tenth one repeated, in MB/s; and
 /// MinHash-LSH near dedup (character 5-grams, 128 permutations, threshold 0.8) of --records (default 100,000)
 /// records of 300 characters, each 30 fragments of 10 characters cut at seeded offsets of the demo answers (English and
@@ -37,7 +37,8 @@ public sealed class DedupWorkload : IWorkload
             WriteExactInput(exactFile, answers, megabytes * 1_000_000L);
             double fileMegabytes = new FileInfo(exactFile).Length / 1e6;
             int kept = 0;
-            double exact = context.MedianSeconds(() => { kept = Deduplicator.Run(exactFile, new DedupOptions()).Output.Count; });
+            string keptFile = Path.Combine(dir, "kept.jsonl");
+            double exact = context.MedianSeconds(() => { kept = Deduplicator.Run(exactFile, new DedupOptions()).Save(new StepTargets(keptFile, null)).Written; });
             context.Report("exact.file", fileMegabytes, "MB");
             context.Report("exact.kept", kept, "records");
             context.Report("exact.throughput", fileMegabytes / exact, "MB/s");
@@ -45,7 +46,7 @@ public sealed class DedupWorkload : IWorkload
             string nearFile = Path.Combine(dir, "near.jsonl");
             int planted = WriteNearInput(nearFile, answers, records);
             int removed = 0;
-            double near = context.MedianSeconds(() => { removed = records - Deduplicator.Run(nearFile, new DedupOptions(Near: true)).Output.Count; });
+            double near = context.MedianSeconds(() => { removed = records - Deduplicator.Run(nearFile, new DedupOptions(Near: true)).Save(new StepTargets(keptFile, null)).Written; });
             context.Report("near.records", records, "records");
             context.Report("near.planted", planted, "near duplicates");
             context.Report("near.removed", removed, "records");

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Json.Nodes;
 using SharpTune.Data;
 using SharpTune.Data.Cleaning;
 
@@ -134,15 +135,21 @@ public static class DataCommands
             bool jsonArray = target.EndsWith(".json", StringComparison.OrdinalIgnoreCase);
             if (outPath is not null && !jsonArray && !outPath.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase))
                 throw new ArgumentException($"--out {outPath}: LLaMA-Factory datasets are written as a JSON array (.json) or JSON Lines (.jsonl)");
-            var conversion = FormatConverter.Run(common.Input(r), new ConvertOptions(
+            var conversion = FormatConverter.Open(common.Input(r), new ConvertOptions(
                 r.GetValue(from) is { } f ? FormatConverter.Parse(f) : null, Pairs(r.GetValue(columns), "--columns"), Pairs(r.GetValue(tags), "--tags"),
-                r.GetValue(to) is { } t ? FormatConverter.Parse(t) : null, r.GetValue(lenient)),
-                jsonArray, infoPath is null ? Path.GetFileName(target) : DatasetInfoFile.FileNameFor(infoPath, target));
+                r.GetValue(to) is { } t ? FormatConverter.Parse(t) : null, r.GetValue(lenient)));
+            string fileName = infoPath is null ? Path.GetFileName(target) : DatasetInfoFile.FileNameFor(infoPath, target);
             string entryName = r.GetValue(name) ?? Path.GetFileNameWithoutExtension(target);
-            // Checked before anything is written, so a bad dataset_info.json leaves no output behind either.
-            string? infoText = infoPath is null ? null : DatasetInfoFile.WithEntry(infoPath, entryName, conversion.Entry);
-            common.Finish(r, $"convert {FormatConverter.Name(conversion.From)} -> {FormatConverter.Name(conversion.To)}", conversion.Result.Save);
-            string entryJson = conversion.Entry.ToJsonString();
+            JsonObject entry = null!;
+            string? infoText = null;
+            common.Finish(r, $"convert {FormatConverter.Name(conversion.From)} -> {FormatConverter.Name(conversion.To)}", targets =>
+            {
+                (var summary, entry) = conversion.Write(targets, jsonArray, fileName,
+                    // Checked before the output is put in place, so a bad dataset_info.json leaves no output behind either.
+                    written => infoText = infoPath is null ? null : DatasetInfoFile.WithEntry(infoPath, entryName, written));
+                return summary;
+            });
+            string entryJson = entry.ToJsonString();
             if (infoPath is null) Console.Error.WriteLine($"dataset_info.json entry (add it with --dataset-info): \"{entryName}\": {entryJson}");
             else if (common.DryRun(r)) Console.Error.WriteLine($"dry run: {infoPath} not changed; its entry would be \"{entryName}\": {entryJson}");
             else

@@ -46,7 +46,7 @@ public static class DatasetCleaner
                     cleaned.RootElement.WriteTo(details);
                 });
             return json;
-        }, () =>
+        }, _ =>
         {
             if (recipe.Fields is not null) recordText.CheckFieldsFound(inputPath);
         });

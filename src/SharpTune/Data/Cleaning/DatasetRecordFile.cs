@@ -99,7 +99,16 @@ public sealed class DatasetRecordFile
     /// Lines under a .json name, or the single object refused with its own message) is read whole.
     /// </summary>
     /// <exception cref="InvalidDataException">As <see cref="Read(string)"/>, raised when the batch holding the problem is read.</exception>
-    public static IEnumerable<IReadOnlyList<DatasetRecord>> ReadBatches(string path)
+    public static IEnumerable<IReadOnlyList<DatasetRecord>> ReadBatches(string path) =>
+        ReadBatches(path, static _ => true).Select(batch => batch.Records);
+
+    /// <summary>
+    /// <see cref="ReadBatches(string)"/> with what <paramref name="select"/> takes from each record (e.g. the text
+    /// deduplication compares), computed on all cores while the record is parsed, so no record is parsed twice;
+    /// <paramref name="select"/> must be thread-safe.
+    /// </summary>
+    /// <exception cref="InvalidDataException">As <see cref="Read(string)"/>, raised when the batch holding the problem is read.</exception>
+    public static IEnumerable<(IReadOnlyList<DatasetRecord> Records, T[] Selected)> ReadBatches<T>(string path, Func<JsonElement, T> select)
     {
         CheckJsonInput(path);
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
@@ -108,7 +117,8 @@ public sealed class DatasetRecordFile
         bool jsonArray = DatasetFiles.IsJsonArray(path, block.Bytes.Span);
         if (!jsonArray && !path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase))
         {
-            yield return Read(path).Records;
+            var whole = Read(path, select, out T[] selected);
+            yield return (whole.Records, selected);
             yield break;
         }
         block.Skip(Utf8Validation.BomLength(block.Bytes.Span));
@@ -125,8 +135,8 @@ public sealed class DatasetRecordFile
                     continue;
                 }
                 var text = block.Bytes[..(block.AtEnd ? block.Bytes.Length : cut)];
-                var batch = ParseLines(DatasetFiles.Lines(text, path, linesBefore).ToList(), index);
-                index += batch.Count;
+                var batch = ParseLines(DatasetFiles.Lines(text, path, linesBefore).ToList(), index, select);
+                index += batch.Records.Count;
                 linesBefore += text.Span.Count((byte)'\n');
                 block.Skip(text.Length);
                 yield return batch;
@@ -156,10 +166,10 @@ public sealed class DatasetRecordFile
                 block.Fill(grow: true);
                 continue;
             }
-            var batch = AcceptElements(block.Bytes, elements, index, path);
-            index += batch.Count;
+            var batch = AcceptElements(block.Bytes, elements, index, path, select);
+            index += batch.Records.Count;
             block.Skip(consumed);
-            if (batch.Count > 0) yield return batch;
+            if (batch.Records.Count > 0) yield return batch;
             block.Fill();
         }
     }
@@ -189,9 +199,11 @@ public sealed class DatasetRecordFile
     }
 
     /// <summary>A JSON array's elements, checked as the whole-file reader checks them, on all cores; the first problem in file order is raised.</summary>
-    private static List<DatasetRecord> AcceptElements(ReadOnlyMemory<byte> json, List<(int Start, int End)> elements, int firstIndex, string path)
+    private static (IReadOnlyList<DatasetRecord> Records, T[] Selected) AcceptElements<T>(ReadOnlyMemory<byte> json, List<(int Start, int End)> elements, int firstIndex, string path,
+        Func<JsonElement, T> select)
     {
         var records = new DatasetRecord[elements.Count];
+        var selected = new T[elements.Count];
         var problems = new string?[elements.Count];
         Parallel.For(0, elements.Count, i =>
         {
@@ -203,6 +215,7 @@ public sealed class DatasetRecordFile
             {
                 records[i] = Accept(document?.RootElement ?? default, firstIndex + i, location,
                     invalid < 0 ? null : $"invalid UTF-8 at byte {invalid + 1} of the record");
+                selected[i] = select(document!.RootElement);
             }
             catch (InvalidDataException e)
             {
@@ -210,13 +223,15 @@ public sealed class DatasetRecordFile
             }
         });
         if (problems.FirstOrDefault(p => p is not null) is { } first) throw new InvalidDataException(first);
-        return [.. records];
+        return (records, selected);
     }
 
     /// <summary>JSON Lines records parsed on all cores; the first unreadable one in file order is raised.</summary>
-    private static List<DatasetRecord> ParseLines(List<(ReadOnlyMemory<byte> Line, string Location)> lines, int firstIndex)
+    private static (IReadOnlyList<DatasetRecord> Records, T[] Selected) ParseLines<T>(List<(ReadOnlyMemory<byte> Line, string Location)> lines, int firstIndex,
+        Func<JsonElement, T> select)
     {
         var records = new DatasetRecord[lines.Count];
+        var selected = new T[lines.Count];
         var problems = new string?[lines.Count];
         Parallel.For(0, lines.Count, i =>
         {
@@ -226,6 +241,7 @@ public sealed class DatasetRecordFile
                 try
                 {
                     records[i] = Accept(document?.RootElement ?? default, firstIndex + i, lines[i].Location, problem);
+                    selected[i] = select(document!.RootElement);
                 }
                 catch (InvalidDataException e)
                 {
@@ -234,7 +250,7 @@ public sealed class DatasetRecordFile
             }
         });
         if (problems.FirstOrDefault(p => p is not null) is { } first) throw new InvalidDataException(first);
-        return [.. records];
+        return (records, selected);
     }
 
     /// <summary>The unread part of a file held in a buffer: filled up to <see cref="BatchBytes"/>, grown while one record is longer.</summary>
@@ -265,19 +281,25 @@ public sealed class DatasetRecordFile
     }
 
     /// <summary>
-    /// Reads every record of a JSON, JSON Lines, CSV or Parquet file, CSV and Parquet rows as the JSON objects
-    /// training makes of them (<see cref="DatasetFiles"/>). For `data convert`, which writes JSON or JSON Lines
-    /// whatever it reads; the other commands write their input's format, so they read JSON only.
+    /// The records of a JSON, JSON Lines, CSV or Parquet file in batches: JSON streamed (<see cref="ReadBatches(string)"/>),
+    /// CSV and Parquet rows, as the JSON objects training makes of them (<see cref="DatasetFiles"/>), read whole into
+    /// one batch. For `data convert`, which writes JSON or JSON Lines whatever it reads; the other commands write their
+    /// input's format, so they read JSON only. Each enumeration reads the file again.
     /// </summary>
     /// <exception cref="InvalidDataException">The file cannot be read, or a record or row cannot: the message names the file, record or row, and field.</exception>
-    public static DatasetRecordFile ReadAnyFormat(string path)
+    public static IEnumerable<IReadOnlyList<DatasetRecord>> ReadBatchesAnyFormat(string path)
     {
-        if (!IsTable(path)) return Read(path);
+        if (!IsTable(path)) return ReadBatches(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"{path} does not exist", path);
-        var records = new List<DatasetRecord>();
-        foreach (var raw in DatasetFiles.Read(path, path))
-            records.Add(Accept(raw.Value, records.Count, raw.Location, raw.Problem));
-        return new DatasetRecordFile(path, jsonArray: false, records);
+        return ReadTable(path);
+
+        static IEnumerable<IReadOnlyList<DatasetRecord>> ReadTable(string path)
+        {
+            var records = new List<DatasetRecord>();
+            foreach (var raw in DatasetFiles.Read(path, path))
+                records.Add(Accept(raw.Value, records.Count, raw.Location, raw.Problem));
+            yield return records;
+        }
     }
 
     /// <summary>The input of a command writing its input's format: a JSON array or JSON Lines file that exists.</summary>

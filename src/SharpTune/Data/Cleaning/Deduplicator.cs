@@ -23,39 +23,44 @@ public sealed record DedupOptions(
 /// (<see cref="RecordText.Normalize"/>) has the same SHA-256. Near: MinHash signatures of the shingles, LSH bands,
 /// and union-find over every pair that shares a band, so clusters are transitive (A~B and B~C put C with A), as
 /// data-juicer's MinHash deduplicator forms them; each removed record names its cluster's kept record.
+/// The input is streamed (<see cref="DatasetRecordFile.ReadBatches{T}"/>): each batch's records are parsed,
+/// normalised and hashed on all cores, then taken in input order against the index of the hashes seen, so memory
+/// holds the index (and, for --near, the signatures), never the records; the kept records and the report are
+/// written in a second streamed pass (<see cref="Deduplication"/>).
 /// </summary>
 public static class Deduplicator
 {
     public const string ExactReason = "exact_duplicate";
     public const string NearReason = "near_duplicate";
 
-    public static CleaningResult Run(string inputPath, DedupOptions options)
+    /// <summary>Finds the duplicates of <paramref name="inputPath"/>; nothing is written (see <see cref="Deduplication.Save"/>).</summary>
+    public static Deduplication Run(string inputPath, DedupOptions options)
     {
         var fields = new RecordText(options.Fields);
         var minHash = options.Near ? new MinHash(options.NumPerm) : null;
         var bands = options.Near ? Bands(options) : default;
-        // Each record's text is normalised, hashed and (for --near) MinHashed as it is read, on all cores; only
-        // the fingerprints are kept.
-        var input = DatasetRecordFile.Read(inputPath, value => Fingerprint.Of(fields.Of(value), minHash, options), out Fingerprint[] prints);
-        if (options.Fields is not null && prints.Length > 0) fields.CheckFieldsFound(inputPath);
-        var report = new CleaningReport();
+        DatasetRecordFile.CheckJsonInput(inputPath);
         string fieldsText = options.Fields is null ? "all string values" : string.Join("+", options.Fields);
 
-        var removed = new bool[prints.Length];
-        var firstWithKey = new Dictionary<UInt128, int>(prints.Length);
-        string exactRule = $"same SHA-256 of the normalised text (NFKC, lower case, white space collapsed) of {fieldsText}";
-        for (int i = 0; i < prints.Length; i++)
-        {
-            if (firstWithKey.TryAdd(prints[i].Exact, i)) continue;
-            int kept = firstWithKey[prints[i].Exact];
-            removed[i] = true;
-            report.Count(ExactReason);
-            report.Add(input.Records[i], "removed", ExactReason, exactRule, json => json.WriteNumber("duplicate_of", kept));
-        }
+        // For each record, the record it exactly duplicates (-1: none).
+        var exactOf = new List<int>();
+        var signatures = new List<uint[]?>();
+        var firstWithKey = new Dictionary<UInt128, int>();
+        foreach (var (records, prints) in DatasetRecordFile.ReadBatches(inputPath, value => Fingerprint.Of(fields.Of(value), minHash, options)))
+            for (int i = 0; i < records.Count; i++)
+            {
+                bool first = firstWithKey.TryAdd(prints[i].Exact, records[i].Index);
+                exactOf.Add(first ? -1 : firstWithKey[prints[i].Exact]);
+                // Exact duplicates take no part in the near clusters.
+                if (options.Near) signatures.Add(first ? prints[i].Signature : null);
+            }
+        if (options.Fields is not null && exactOf.Count > 0) fields.CheckFieldsFound(inputPath);
 
-        if (options.Near) RemoveNear(input, prints, removed, bands, options, fieldsText, report);
-        var output = input.Records.Where(r => !removed[r.Index]).Select(r => r.Json).ToList();
-        return new CleaningResult(input, output, report);
+        string exactRule = $"same SHA-256 of the normalised text (NFKC, lower case, white space collapsed) of {fieldsText}";
+        string unit = options.Unit == ShingleUnit.Character ? "character" : "word";
+        string nearRule = $"MinHash LSH: {unit} {options.NGram}-grams, {options.NumPerm} permutations, {bands}, threshold {options.Threshold}; fields: {fieldsText}";
+        var near = options.Near ? NearDuplicates([.. signatures], bands) : [];
+        return new Deduplication(inputPath, [.. exactOf], exactRule, near, nearRule);
     }
 
     /// <summary>The exact-duplicate key of a record's compared text: the SHA-256 (first 128 bits) of its normalised text. `data inspect` counts duplicates by it too.</summary>
@@ -87,12 +92,10 @@ public static class Deduplicator
         return bands;
     }
 
-    private static void RemoveNear(DatasetRecordFile input, Fingerprint[] prints, bool[] removed, LshBands bands, DedupOptions options,
-        string fieldsText, CleaningReport report)
+    /// <summary>Each near-duplicate record's index, its cluster's kept record and their estimated Jaccard similarity.</summary>
+    /// <param name="signatures">Each record's signature, null for an exact duplicate.</param>
+    private static Dictionary<int, (int Kept, double Similarity)> NearDuplicates(uint[]?[] signatures, LshBands bands)
     {
-        // Exact duplicates are already out: they take no part in the clusters.
-        var signatures = prints.Select((p, i) => removed[i] ? null : p.Signature).ToArray();
-
         var clusters = new FirstIndexUnionFind(signatures.Length);
         for (int band = 0; band < bands.Bands; band++)
         {
@@ -106,23 +109,14 @@ public static class Deduplicator
             }
         }
 
-        string unit = options.Unit == ShingleUnit.Character ? "character" : "word";
-        string rule = $"MinHash LSH: {unit} {options.NGram}-grams, {options.NumPerm} permutations, {bands}, threshold {options.Threshold}; fields: {fieldsText}";
+        var near = new Dictionary<int, (int Kept, double Similarity)>();
         for (int i = 0; i < signatures.Length; i++)
         {
             if (signatures[i] is null) continue;
             int kept = clusters.Find(i);
-            if (kept == i) continue;
-            removed[i] = true;
-            double similarity = MinHash.EstimateJaccard(signatures[i], signatures[kept]);
-            report.Count(NearReason);
-            report.Add(input.Records[i], "removed", NearReason, rule, json =>
-            {
-                json.WriteNumber("duplicate_of", kept);
-                json.WriteNumber("cluster", kept);
-                json.WriteNumber("estimated_jaccard", Math.Round(similarity, 4));
-            });
+            if (kept != i) near[i] = (kept, MinHash.EstimateJaccard(signatures[i], signatures[kept]));
         }
+        return near;
     }
 
     /// <summary>One band of a signature as a dictionary key, compared by value.</summary>

@@ -22,13 +22,66 @@ public sealed record ConvertOptions(
     DatasetLayout? To = null,
     bool Lenient = false);
 
-/// <summary>A conversion's records and report, and the dataset_info.json entry that reads the written file.</summary>
-public sealed record Conversion(CleaningResult Result, DatasetLayout From, DatasetLayout To, JsonObject Entry);
+/// <summary>
+/// A conversion of one file, its layouts decided (<see cref="FormatConverter.Open"/>): <see cref="Write"/> streams the
+/// records through it.
+/// </summary>
+public sealed class Conversion
+{
+    private readonly string inputPath;
+    private readonly DatasetEntry source;
+    private readonly bool lenient;
+
+    internal Conversion(string inputPath, DatasetEntry source, DatasetLayout from, DatasetLayout to, bool lenient)
+    {
+        (this.inputPath, this.source, From, To, this.lenient) = (inputPath, source, from, to, lenient);
+    }
+
+    public DatasetLayout From { get; }
+
+    public DatasetLayout To { get; }
+
+    /// <summary>
+    /// Converts the records, streamed (<see cref="StreamedStep"/>: each batch converted on all cores, taken in input
+    /// order), into <paramref name="targets"/>, written as a JSON array or JSON Lines as
+    /// <paramref name="outputJsonArray"/> says, atomically. Returns the counts, report and the dataset_info.json entry
+    /// that reads the written file (its file_name <paramref name="outputFileName"/>), which
+    /// <paramref name="beforeCommit"/> is given after the last record, before the output is put in place (so a
+    /// failure there leaves no output either).
+    /// </summary>
+    /// <exception cref="InvalidDataException">The input cannot be read, or (not lenient) a record cannot be converted: the message names the file, record and field.</exception>
+    public (StepSummary Summary, JsonObject Entry) Write(StepTargets targets, bool outputJsonArray, string outputFileName, Action<JsonObject>? beforeCommit = null)
+    {
+        bool system = false, history = false, tools = false, query = false;
+        JsonObject entry = null!;
+        var summary = StreamedStep.Run(inputPath, DatasetRecordFile.ReadBatchesAnyFormat(inputPath), outputJsonArray, targets,
+            record => FormatConverter.Convert(record, source, From, To), (record, converted, report) =>
+            {
+                if (converted.Problem is { } problem)
+                {
+                    if (!lenient) throw new InvalidDataException($"{record.Location}: {problem.Why} (leave such records out, reported, with --lenient)");
+                    report.Count(problem.Reason);
+                    report.Add(record, "removed", problem.Reason, problem.Why);
+                    return null;
+                }
+                system |= converted.System;
+                tools |= converted.Tools;
+                history |= converted.History;
+                query |= converted.Query;
+                return converted.Json;
+            }, _ =>
+            {
+                entry = FormatConverter.Entry(To, outputFileName, system, history, tools, query);
+                beforeCommit?.Invoke(entry);
+            });
+        return (summary, entry);
+    }
+}
 
 /// <summary>
 /// `sharptune data convert`: each record is read as training reads it (<see cref="DatasetConverter"/>, with the
 /// input's detected or given dataset_info columns and tags) into LLaMA-Factory's aligned form, and written in the
-/// target layout from that form, so training on the written file with <see cref="Conversion.Entry"/> gives the same
+/// target layout from that form, so training on the written file with the entry <see cref="Conversion.Write"/> returns gives the same
 /// examples as on the input. The layouts are LLaMA-Factory's (data/README.md): alpaca (instruction, output, system,
 /// history of [prompt, response] pairs, tools), sharegpt (conversations of from/value with human, gpt,
 /// function_call, observation; system and tools columns) and OpenAI messages (sharegpt with role/content and user,
@@ -68,78 +121,71 @@ public static class FormatConverter
         _ => throw new ArgumentException($"format {MessageText.Quote(name)} is not alpaca, sharegpt or openai"),
     };
 
-    /// <summary>Converts <paramref name="inputPath"/>; nothing is written (see <see cref="CleaningResult.Save"/>).</summary>
-    /// <param name="outputJsonArray">Whether the output is a JSON array (else JSON Lines).</param>
-    /// <param name="outputFileName">The output's file_name in the entry.</param>
-    /// <exception cref="InvalidDataException">The input cannot be read, or (not lenient) a record cannot be converted: the message names the file, record and field.</exception>
-    public static Conversion Run(string inputPath, ConvertOptions options, bool outputJsonArray, string outputFileName)
+    /// <summary>
+    /// The conversion of <paramref name="inputPath"/>: its layout given by <paramref name="options"/> or detected, as
+    /// `data inspect` detects it, from a first streamed pass over every record; nothing is converted yet.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The input cannot be read, or holds no record of the layout.</exception>
+    public static Conversion Open(string inputPath, ConvertOptions options)
     {
-        var input = DatasetRecordFile.ReadAnyFormat(inputPath);
-        var (from, source) = SourceEntry(input, options);
-        var to = options.To ?? from;
-        var report = new CleaningReport();
-        var output = new List<byte[]>(input.Records.Count);
-        bool system = false, history = false, tools = false, query = false;
-        foreach (var record in input.Records)
-        {
-            using var document = record.Parse();
-            AlignedExample example;
-            try
-            {
-                example = DatasetConverter.Convert(source, document.RootElement);
-            }
-            catch (InvalidRecordException e)
-            {
-                Refuse(report, record, options.Lenient, Unreadable, $"cannot be read as {Name(from)}: {e.Message}");
-                continue;
-            }
-            try
-            {
-                bool columns = to == DatasetLayout.Alpaca && source.Formatting == DatasetFormatting.Alpaca;
-                output.Add(columns ? WriteAlpacaColumns(source, document.RootElement, example) : Write(example, to));
-                query |= columns && Text(document.RootElement, source.Query) is { Length: > 0 };
-            }
-            catch (InvalidRecordException e)
-            {
-                Refuse(report, record, options.Lenient, NotRepresentable, $"{SourceField(source, document.RootElement, e.Message)}, which {Name(to)} cannot hold");
-                continue;
-            }
-            system |= !string.IsNullOrEmpty(example.System);
-            tools |= !string.IsNullOrEmpty(example.Tools);
-            history |= example.Messages.Count > 2;
-        }
-        var entry = Entry(to, outputFileName, system, history, tools, query);
-        return new Conversion(new CleaningResult(input, output, report, outputJsonArray), from, to, entry);
+        var (from, source) = SourceEntry(inputPath, options);
+        return new Conversion(inputPath, source, from, options.To ?? from, options.Lenient);
     }
 
-    private static void Refuse(CleaningReport report, DatasetRecord record, bool lenient, string reason, string why)
+    /// <summary>Why a record is left out: the report's reason and the message.</summary>
+    internal readonly record struct Refusal(string Reason, string Why);
+
+    /// <summary>One record converted: its JSON in the target layout and which optional columns it uses, or why it cannot be.</summary>
+    internal readonly record struct Converted(byte[]? Json, bool System, bool History, bool Tools, bool Query, Refusal? Problem);
+
+    /// <summary>Converts one record (thread-safe: records are converted on all cores).</summary>
+    internal static Converted Convert(DatasetRecord record, DatasetEntry source, DatasetLayout from, DatasetLayout to)
     {
-        if (!lenient) throw new InvalidDataException($"{record.Location}: {why} (leave such records out, reported, with --lenient)");
-        report.Count(reason);
-        report.Add(record, "removed", reason, why);
+        using var document = record.Parse();
+        AlignedExample example;
+        try
+        {
+            example = DatasetConverter.Convert(source, document.RootElement);
+        }
+        catch (InvalidRecordException e)
+        {
+            return new Converted(null, false, false, false, false, new Refusal(Unreadable, $"cannot be read as {Name(from)}: {e.Message}"));
+        }
+        try
+        {
+            bool columns = to == DatasetLayout.Alpaca && source.Formatting == DatasetFormatting.Alpaca;
+            byte[] json = columns ? WriteAlpacaColumns(source, document.RootElement, example) : Write(example, to);
+            return new Converted(json, !string.IsNullOrEmpty(example.System), example.Messages.Count > 2, !string.IsNullOrEmpty(example.Tools),
+                columns && Text(document.RootElement, source.Query) is { Length: > 0 }, null);
+        }
+        catch (InvalidRecordException e)
+        {
+            return new Converted(null, false, false, false, false, new Refusal(NotRepresentable, $"{SourceField(source, document.RootElement, e.Message)}, which {Name(to)} cannot hold"));
+        }
     }
 
     /// <summary>
     /// The input's entry: with columns or tags given, a dataset_info entry of them, read as LLaMA-Factory reads one
     /// (a group given replaces its defaults); else the layout detected (or given) from the records' fields.
     /// </summary>
-    private static (DatasetLayout, DatasetEntry) SourceEntry(DatasetRecordFile input, ConvertOptions options)
+    private static (DatasetLayout, DatasetEntry) SourceEntry(string inputPath, ConvertOptions options)
     {
         if (options.Columns is null && options.Tags is null)
         {
-            var detected = DatasetInspector.Detect(input, options.From is { } given ? Name(given) : null);
+            var detected = DatasetInspector.Detect(inputPath, DatasetRecordFile.ReadBatchesAnyFormat(inputPath).SelectMany(batch => batch),
+                options.From is { } given ? Name(given) : null);
             return (Parse(detected.Name), detected.Entry);
         }
         CheckKeys(options.Columns, "--columns", ["prompt", "query", "response", "history", "messages", "system", "tools"]);
         CheckKeys(options.Tags, "--tags", [.. OpenAiTags.Select(t => t.Key)]);
         var from = options.From ?? (options.Columns?.ContainsKey("messages") == true || options.Tags is not null ? DatasetLayout.Sharegpt : DatasetLayout.Alpaca);
-        var info = new JsonObject { ["file_name"] = input.Path };
+        var info = new JsonObject { ["file_name"] = inputPath };
         if (from != DatasetLayout.Alpaca) info["formatting"] = "sharegpt";
         if (options.Columns is { } columns) info["columns"] = Group(columns);
         if (options.Tags is { } tags) info["tags"] = Group(tags);
         else if (from == DatasetLayout.OpenAi) info["tags"] = Group(OpenAiTags.ToDictionary(t => t.Key, t => t.Value));
         using var document = JsonDocument.Parse(info.ToJsonString());
-        return (from, DatasetEntry.Parse(Path.GetFileName(input.Path), document.RootElement, "--columns/--tags"));
+        return (from, DatasetEntry.Parse(Path.GetFileName(inputPath), document.RootElement, "--columns/--tags"));
     }
 
     /// <summary>LLaMA-Factory ignores a key it does not know, so a misspelt one would silently leave its column unmapped.</summary>
@@ -294,7 +340,7 @@ public static class FormatConverter
     }
 
     /// <summary>The dataset_info.json entry that reads a file written in <paramref name="layout"/>, naming the optional columns the records use.</summary>
-    private static JsonObject Entry(DatasetLayout layout, string fileName, bool system, bool history, bool tools, bool query)
+    internal static JsonObject Entry(DatasetLayout layout, string fileName, bool system, bool history, bool tools, bool query)
     {
         var entry = new JsonObject { ["file_name"] = fileName };
         var columns = new JsonObject();

@@ -23,7 +23,7 @@ public sealed record StepTargets(string? OutputPath, string? ReportPath, Action<
 public sealed record StepSummary(int Read, int Written, CleaningReport Report);
 
 /// <summary>
-/// A data step that looks at one record at a time (clean, scrub), streamed: records read in batches
+/// A data step that looks at one record at a time (clean, scrub, convert; dedup once it knows what it removes), streamed: records read in batches
 /// (<see cref="DatasetRecordFile.ReadBatches"/>), each batch processed on all cores, then taken in input order, the
 /// kept records and the report lines written as they come. Memory holds one batch, whatever the file's size. Both
 /// files are written atomically (temporary siblings renamed into place once the last record is written), so a
@@ -33,13 +33,20 @@ public static class StreamedStep
 {
     /// <param name="process">Runs on all cores: must be thread-safe.</param>
     /// <param name="keep">Runs in input order: reports the record if it must and returns the JSON to write, or null to leave it out.</param>
-    /// <param name="beforeCommit">Runs after the last record, before either file is put in place: a check over the whole file.</param>
+    /// <param name="beforeCommit">Runs after the last record, before either file is put in place: a check over the whole file, or report lines that come after every record's.</param>
     public static StepSummary Run<T>(string inputPath, StepTargets targets, Func<DatasetRecord, T> process,
-        Func<DatasetRecord, T, CleaningReport, byte[]?> keep, Action? beforeCommit = null)
+        Func<DatasetRecord, T, CleaningReport, byte[]?> keep, Action<CleaningReport>? beforeCommit = null)
     {
         targets.Check(inputPath);
         DatasetRecordFile.CheckJsonInput(inputPath);
-        bool jsonArray = DatasetRecordFile.IsJsonArray(inputPath);
+        return Run(inputPath, DatasetRecordFile.ReadBatches(inputPath), DatasetRecordFile.IsJsonArray(inputPath), targets, process, keep, beforeCommit);
+    }
+
+    /// <summary>As the step over a JSON file, over <paramref name="batches"/> of <paramref name="inputPath"/>'s records, written as a JSON array or JSON Lines as <paramref name="jsonArray"/> says (`data convert`).</summary>
+    public static StepSummary Run<T>(string inputPath, IEnumerable<IReadOnlyList<DatasetRecord>> batches, bool jsonArray, StepTargets targets,
+        Func<DatasetRecord, T> process, Func<DatasetRecord, T, CleaningReport, byte[]?> keep, Action<CleaningReport>? beforeCommit = null)
+    {
+        targets.Check(inputPath);
         int read = 0, written = 0;
         CleaningReport report = null!;
 
@@ -51,7 +58,7 @@ public static class StreamedStep
                 reportFile.Write("\n"u8);
             });
             var writer = output is null ? null : new DatasetRecordFile.RecordWriter(output, jsonArray);
-            foreach (var batch in DatasetRecordFile.ReadBatches(inputPath))
+            foreach (var batch in batches)
             {
                 var outcomes = new T[batch.Count];
                 Parallel.For(0, batch.Count, i => outcomes[i] = process(batch[i]));
@@ -64,7 +71,7 @@ public static class StreamedStep
                 read += batch.Count;
             }
             writer?.End();
-            beforeCommit?.Invoke();
+            beforeCommit?.Invoke(report);
         }
 
         if (targets.ReportPath is { } reportPath)

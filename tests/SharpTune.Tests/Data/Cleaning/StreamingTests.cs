@@ -130,4 +130,100 @@ public sealed class StreamingTests : IDisposable
         Assert.True(new FileInfo(output).Length > 4 * cap);
         Assert.Equal(removed + changed, File.ReadLines(report).Count());
     }
+
+    /// <summary>
+    /// The CLI as its own process with its GC heap capped at 32 MB deduplicates a ~160 MB file (5 times the cap): it
+    /// keeps only the index of hashes, not the records. Every 5th record repeats the record 3 before it in upper case
+    /// with doubled spaces (an exact duplicate once normalised); the kept file is every other record, in input order.
+    /// </summary>
+    [Theory]
+    [InlineData("big.jsonl")]
+    [InlineData("big.json")]
+    public void DedupCommand_StreamsAFileFiveTimesItsMemoryCap(string name)
+    {
+        const long cap = 32L << 20;
+        string input = Path.Combine(dir.Path, name), output = Path.Combine(dir.Path, "out" + Path.GetExtension(name));
+        string report = Path.Combine(dir.Path, "report.jsonl");
+        bool array = name.EndsWith(".json");
+        // ~4 KB records: the index holds one fingerprint per record, so with ~1 KB records (150,000 of them) it alone
+        // came near the cap and the run sometimes ran out of memory; the index, not the file, grows with records.
+        string padding = new('p', 4000);
+        string Record(int i) => $"{{\"instruction\": \"question {i}\", \"input\": \"\", \"output\": \"answer {padding}\"}}";
+        int records = 0, removed = 0;
+        var kept = new List<int>();
+        using (var writer = new StreamWriter(input, false, new UTF8Encoding(false), 1 << 20))
+        {
+            if (array) writer.Write('[');
+            for (; writer.BaseStream.Position < 5 * cap; records++)
+            {
+                if (array && records > 0) writer.Write(",\n");
+                if (records % 5 == 4)
+                {
+                    writer.Write(Record(records - 3).ToUpperInvariant().Replace(" ", "  "));
+                    removed++;
+                }
+                else
+                {
+                    writer.Write(Record(records));
+                    kept.Add(records);
+                }
+                if (!array) writer.Write('\n');
+            }
+            if (array) writer.Write("]\n");
+        }
+
+        var run = CliProcess.Run(["data", "dedup", input, "--out", output, "--report", report],
+            new Dictionary<string, string?> { ["DOTNET_GCHeapHardLimit"] = $"0x{cap:X}" });
+
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        Assert.Contains($"dedup: {records} records read, {records - removed} written, {removed} removed", run.Stdout);
+        Assert.Equal(removed, File.ReadLines(report).Count());
+        var written = DatasetRecordFile.ReadBatches(output).SelectMany(batch => batch).Select(r => Encoding.UTF8.GetString(r.Json));
+        Assert.True(written.SequenceEqual(kept.Select(Record)), "the kept records are not every record but the duplicates, in input order");
+    }
+
+    /// <summary>
+    /// The CLI as its own process with its GC heap capped at 32 MB converts a ~160 MB alpaca file (5 times the cap) to
+    /// sharegpt in the other container format: the format is detected and the records converted in streamed passes.
+    /// Every 9th record holds a system prompt, so the entry maps the system column.
+    /// </summary>
+    [Theory]
+    [InlineData("big.jsonl", "out.json")]
+    [InlineData("big.json", "out.jsonl")]
+    public void ConvertCommand_StreamsAFileFiveTimesItsMemoryCap(string name, string outName)
+    {
+        const long cap = 32L << 20;
+        string input = Path.Combine(dir.Path, name), output = Path.Combine(dir.Path, outName);
+        bool array = name.EndsWith(".json");
+        string padding = new('p', 1000);
+        int records = 0;
+        using (var writer = new StreamWriter(input, false, new UTF8Encoding(false), 1 << 20))
+        {
+            if (array) writer.Write('[');
+            for (; writer.BaseStream.Position < 5 * cap; records++)
+            {
+                if (array && records > 0) writer.Write(",\n");
+                string system = records % 9 == 0 ? ", \"system\": \"be brief\"" : "";
+                writer.Write($"{{\"instruction\": \"question {records}\", \"input\": \"\", \"output\": \"answer {padding}\"{system}}}");
+                if (!array) writer.Write('\n');
+            }
+            if (array) writer.Write("]\n");
+        }
+
+        var run = CliProcess.Run(["data", "convert", input, "--out", output, "--to", "sharegpt"],
+            new Dictionary<string, string?> { ["DOTNET_GCHeapHardLimit"] = $"0x{cap:X}" });
+
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        Assert.Contains($"convert alpaca -> sharegpt: {records} records read, {records} written, 0 removed", run.Stdout);
+        Assert.Contains("\"columns\":{\"messages\":\"conversations\",\"system\":\"system\"}", run.Stderr);
+        int i = 0;
+        foreach (var record in DatasetRecordFile.ReadBatches(output).SelectMany(batch => batch))
+        {
+            string system = i % 9 == 0 ? ",\"system\":\"be brief\"" : "";
+            Assert.Equal($"{{\"conversations\":[{{\"from\":\"human\",\"value\":\"question {i}\"}},{{\"from\":\"gpt\",\"value\":\"answer {padding}\"}}]{system}}}",
+                Encoding.UTF8.GetString(record.Json));
+            i++;
+        }
+        Assert.Equal(records, i);
+    }
 }
