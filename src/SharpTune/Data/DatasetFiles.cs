@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text;
 using System.Runtime.InteropServices;
 using System.Text.Json;
+using Parquet;
 using Parquet.Serialization;
 using SharpTune.Hub;
 using SharpTune.IO;
@@ -266,9 +267,9 @@ internal static class DatasetFiles
     /// </summary>
     private static IEnumerable<RawRecord> ReadCsv(string path, string display)
     {
-        var rows = CsvReader.Parse(ReadUtf8(path, display), display);
-        if (rows.Count == 0) yield break;
-        string[] header = rows[0];
+        using var rows = CsvReader.ReadFile(path, display).GetEnumerator();
+        if (!rows.MoveNext()) yield break;
+        string[] header = rows.Current;
         for (int column = 0; column < header.Length; column++)
         {
             if (header[column].Length == 0)
@@ -276,10 +277,10 @@ internal static class DatasetFiles
             if (Array.IndexOf(header, header[column]) != column)
                 throw new InvalidDataException($"{display}: row 1 (the header): column {column + 1} repeats the name {MessageText.Quote(header[column])}");
         }
-        for (int i = 1; i < rows.Count; i++)
+        for (int row = 2; rows.MoveNext(); row++)
         {
-            string location = $"{display}: row {i + 1}";
-            string[] fields = rows[i];
+            string location = $"{display}: row {row}";
+            string[] fields = rows.Current;
             if (fields.Length != header.Length)
             {
                 yield return new RawRecord(default, location,
@@ -301,38 +302,55 @@ internal static class DatasetFiles
     /// </summary>
     private static IEnumerable<RawRecord> ReadParquet(string path, string display)
     {
-        DeserializationResult<Dictionary<string, object>> rows;
+        int rowGroups = ReadParquetPart(path, display, static stream =>
+        {
+            var reader = ParquetReader.CreateAsync(stream).GetAwaiter().GetResult();
+            int count = reader.RowGroupCount;
+            reader.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            return count;
+        });
+        int index = 0;
+        // One row group at a time, so memory holds one group's rows whatever the file's size.
+        for (int group = 0; group < rowGroups; group++)
+        {
+            var rows = ReadParquetPart(path, display, stream => ParquetSerializer.DeserializeUntypedAsync(stream, rowGroupIndex: group).GetAwaiter().GetResult());
+            for (int i = 0; i < rows.Data.Count; i++, index++)
+            {
+                string location = $"{display}: record {index}";
+                var buffer = new ArrayBufferWriter<byte>();
+                string? problem = null;
+                using (var writer = new Utf8JsonWriter(buffer))
+                {
+                    writer.WriteStartObject();
+                    foreach (var (column, value) in rows.Data[i])
+                    {
+                        writer.WritePropertyName(column);
+                        if ((problem = WriteJson(writer, column, value)) is not null) break;
+                    }
+                    if (problem is null) writer.WriteEndObject();
+                }
+                if (problem is not null)
+                {
+                    yield return new RawRecord(default, location, problem);
+                    continue;
+                }
+                using var doc = JsonDocument.Parse(buffer.WrittenMemory);
+                yield return new RawRecord(doc.RootElement, location);
+            }
+        }
+    }
+
+    /// <summary>What <paramref name="read"/> reads from the Parquet file; any failure becomes an error naming the file.</summary>
+    private static T ReadParquetPart<T>(string path, string display, Func<Stream, T> read)
+    {
         try
         {
             using var stream = File.OpenRead(path);
-            rows = ParquetSerializer.DeserializeUntypedAsync(stream).GetAwaiter().GetResult();
+            return read(stream);
         }
         catch (Exception e) when (e is not (OutOfMemoryException or FileNotFoundException or UnauthorizedAccessException))
         {
             throw new InvalidDataException($"{display}: not a readable Parquet file ({e.Message.ReplaceLineEndings(" ")})", e);
-        }
-        for (int index = 0; index < rows.Data.Count; index++)
-        {
-            string location = $"{display}: record {index}";
-            var buffer = new ArrayBufferWriter<byte>();
-            string? problem = null;
-            using (var writer = new Utf8JsonWriter(buffer))
-            {
-                writer.WriteStartObject();
-                foreach (var (column, value) in rows.Data[index])
-                {
-                    writer.WritePropertyName(column);
-                    if ((problem = WriteJson(writer, column, value)) is not null) break;
-                }
-                if (problem is null) writer.WriteEndObject();
-            }
-            if (problem is not null)
-            {
-                yield return new RawRecord(default, location, problem);
-                continue;
-            }
-            using var doc = JsonDocument.Parse(buffer.WrittenMemory);
-            yield return new RawRecord(doc.RootElement, location);
         }
     }
 

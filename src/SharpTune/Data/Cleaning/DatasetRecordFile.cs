@@ -282,8 +282,8 @@ public sealed class DatasetRecordFile
 
     /// <summary>
     /// The records of a JSON, JSON Lines, CSV or Parquet file in batches: JSON streamed (<see cref="ReadBatches(string)"/>),
-    /// CSV and Parquet rows, as the JSON objects training makes of them (<see cref="DatasetFiles"/>), read whole into
-    /// one batch. For `data convert`, which writes JSON or JSON Lines whatever it reads; the other commands write their
+    /// CSV and Parquet rows, as the JSON objects training makes of them (<see cref="DatasetFiles"/>), streamed too (a
+    /// CSV record at a time, a Parquet row group at a time) and batched by about <see cref="BatchBytes"/> of records' JSON. For `data convert`, which writes JSON or JSON Lines whatever it reads; the other commands write their
     /// input's format, so they read JSON only. Each enumeration reads the file again.
     /// </summary>
     /// <exception cref="InvalidDataException">The file cannot be read, or a record or row cannot: the message names the file, record or row, and field.</exception>
@@ -296,9 +296,17 @@ public sealed class DatasetRecordFile
         static IEnumerable<IReadOnlyList<DatasetRecord>> ReadTable(string path)
         {
             var records = new List<DatasetRecord>();
+            int index = 0, bytes = 0;
             foreach (var raw in DatasetFiles.Read(path, path))
-                records.Add(Accept(raw.Value, records.Count, raw.Location, raw.Problem));
-            yield return records;
+            {
+                var record = Accept(raw.Value, index++, raw.Location, raw.Problem);
+                records.Add(record);
+                bytes += record.Json.Length;
+                if (bytes < BatchBytes) continue;
+                yield return records;
+                (records, bytes) = ([], 0);
+            }
+            if (records.Count > 0) yield return records;
         }
     }
 

@@ -270,6 +270,10 @@ public sealed class ConvertTests : IDisposable
         dir.Write("bad.csv", "instruction,output\r\na,b\r\nc,d,e\r\n");
         Assert.Contains($"{In("bad.csv")}: row 3: 3 fields, but the header names 2 columns", ConvertError(In("bad.csv"), "--out", In("out.jsonl")));
 
+        File.WriteAllBytes(In("bad_utf8.csv"), [.. "instruction,output\r\na,b\r\nc,"u8, 0xC3, .. "d\r\n"u8]);
+        Assert.Contains($"{In("bad_utf8.csv")}: row 3: not valid UTF-8 text (invalid UTF-8 byte 0xC3 at byte 28 of the file)",
+            ConvertError(In("bad_utf8.csv"), "--out", In("out.jsonl")));
+
         dir.Write("bad.parquet", "PAR1 not really");
         Assert.Contains($"{In("bad.parquet")}: not a readable Parquet file", ConvertError(In("bad.parquet"), "--out", In("out.jsonl")));
 

@@ -1,4 +1,7 @@
 using System.Text;
+using System.Text.Json.Serialization;
+using Parquet;
+using Parquet.Serialization;
 using SharpTune.Data.Cleaning;
 using SharpTune.Tests.Cli;
 
@@ -221,6 +224,89 @@ public sealed class StreamingTests : IDisposable
         {
             string system = i % 9 == 0 ? ",\"system\":\"be brief\"" : "";
             Assert.Equal($"{{\"conversations\":[{{\"from\":\"human\",\"value\":\"question {i}\"}},{{\"from\":\"gpt\",\"value\":\"answer {padding}\"}}]{system}}}",
+                Encoding.UTF8.GetString(record.Json));
+            i++;
+        }
+        Assert.Equal(records, i);
+    }
+
+    /// <summary>
+    /// The CLI as its own process with its GC heap capped at 32 MB converts a ~160 MB CSV file (5 times the cap) to
+    /// sharegpt: rows are read one at a time. Every 5th row's instruction is quoted, spans two lines (CRLF) and holds
+    /// a comma and doubled quotes; every 9th has a system prompt (the others leave that cell empty: missing).
+    /// </summary>
+    [Fact]
+    public void ConvertCommand_StreamsACsvFileFiveTimesItsMemoryCap()
+    {
+        const long cap = 32L << 20;
+        string input = Path.Combine(dir.Path, "big.csv"), output = Path.Combine(dir.Path, "out.jsonl");
+        string padding = new('p', 1000);
+        int records = 0;
+        using (var writer = new StreamWriter(input, false, new UTF8Encoding(true), 1 << 20))
+        {
+            writer.Write("instruction,input,output,system\r\n");
+            for (; writer.BaseStream.Position < 5 * cap; records++)
+            {
+                string instruction = records % 5 == 0 ? $"\"question {records},\r\nsaid \"\"twice\"\"\"" : $"question {records}";
+                writer.Write($"{instruction},,answer {padding},{(records % 9 == 0 ? "be brief" : "")}\r\n");
+            }
+        }
+
+        var run = CliProcess.Run(["data", "convert", input, "--out", output, "--to", "sharegpt"],
+            new Dictionary<string, string?> { ["DOTNET_GCHeapHardLimit"] = $"0x{cap:X}" });
+
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        Assert.Contains($"convert alpaca -> sharegpt: {records} records read, {records} written, 0 removed", run.Stdout);
+        int i = 0;
+        foreach (var record in DatasetRecordFile.ReadBatches(output).SelectMany(batch => batch))
+        {
+            string question = i % 5 == 0 ? $"question {i},\\r\\nsaid \\\"twice\\\"" : $"question {i}";
+            string system = i % 9 == 0 ? ",\"system\":\"be brief\"" : "";
+            Assert.Equal($"{{\"conversations\":[{{\"from\":\"human\",\"value\":\"{question}\"}},{{\"from\":\"gpt\",\"value\":\"answer {padding}\"}}]{system}}}",
+                Encoding.UTF8.GetString(record.Json));
+            i++;
+        }
+        Assert.Equal(records, i);
+    }
+
+    public sealed class AlpacaRow
+    {
+        [JsonPropertyName("instruction")] public string? Instruction { get; set; }
+        [JsonPropertyName("input")] public string? Input { get; set; }
+        [JsonPropertyName("output")] public string? Output { get; set; }
+    }
+
+    /// <summary>
+    /// The CLI as its own process with its GC heap capped at 32 MB converts a Parquet file of 32 row groups holding
+    /// ~160 MB of text (5 times the cap; the file itself is small, as repeated text compresses) to sharegpt: rows are
+    /// read one row group at a time.
+    /// </summary>
+    [Fact]
+    public async Task ConvertCommand_StreamsAParquetFileOfRowGroupsFiveTimesItsMemoryCap()
+    {
+        const long cap = 32L << 20;
+        const int groups = 160, rowsPerGroup = 1_000;
+        string input = Path.Combine(dir.Path, "big.parquet"), output = Path.Combine(dir.Path, "out.jsonl");
+        string padding = new('p', 1000);
+        for (int group = 0; group < groups; group++)
+        {
+            var rows = Enumerable.Range(group * rowsPerGroup, rowsPerGroup)
+                .Select(i => new AlpacaRow { Instruction = $"question {i}", Output = $"answer {i} {padding}" });
+            await ParquetSerializer.SerializeAsync(rows, input, new ParquetOptions { Append = group > 0 });
+        }
+        await using (var reader = await ParquetReader.CreateAsync(input))
+            Assert.Equal(groups, reader.RowGroupCount);
+
+        var run = CliProcess.Run(["data", "convert", input, "--out", output, "--to", "sharegpt"],
+            new Dictionary<string, string?> { ["DOTNET_GCHeapHardLimit"] = $"0x{cap:X}" });
+
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        const int records = groups * rowsPerGroup;
+        Assert.Contains($"convert alpaca -> sharegpt: {records} records read, {records} written, 0 removed", run.Stdout);
+        int i = 0;
+        foreach (var record in DatasetRecordFile.ReadBatches(output).SelectMany(batch => batch))
+        {
+            Assert.Equal($"{{\"conversations\":[{{\"from\":\"human\",\"value\":\"question {i}\"}},{{\"from\":\"gpt\",\"value\":\"answer {i} {padding}\"}}]}}",
                 Encoding.UTF8.GetString(record.Json));
             i++;
         }
