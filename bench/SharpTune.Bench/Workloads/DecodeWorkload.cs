@@ -25,7 +25,7 @@ public sealed class DecodeWorkload : IWorkload
         int promptTokens = context.Seq;
         int newTokens = int.Parse(context.Option("new-tokens", "64"), CultureInfo.InvariantCulture);
         string folder = BenchModels.Ensure(context.Preset, context.Json, context.Option("dtype", "bfloat16"));
-        using var model = TrainableDecoder.LoadForGeneration(folder);
+        using var model = DecoderModel.LoadForGeneration(folder);
         if (!context.Json) Console.WriteLine($"# {model.Backend.Describe()}");
         var c = model.Config;
 

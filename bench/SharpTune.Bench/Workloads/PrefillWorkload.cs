@@ -17,7 +17,7 @@ public sealed class PrefillWorkload : IWorkload
     public void Run(BenchContext context)
     {
         string folder = BenchModels.Ensure(context.Preset, context.Json, context.Option("dtype", "bfloat16"));
-        using var model = TrainableDecoder.LoadForGeneration(folder);
+        using var model = DecoderModel.LoadForGeneration(folder);
         if (!context.Json) Console.WriteLine($"# {model.Backend.Describe()}");
         var c = model.Config;
         int tokens = context.Seq;

@@ -36,7 +36,7 @@ public static class CheckCommands
         command.SetAction(r => CliAction.Run(() =>
         {
             var (ids, mask) = ReadBatch(r.GetValue(input)!);
-            using var m = TrainableDecoder.LoadForGeneration(r.GetValue(model)!);
+            using var m = DecoderModel.LoadForGeneration(r.GetValue(model)!);
             CliAction.ReportBackend(m.Backend);
             var (hidden, logits) = m.Evaluate(ids, mask);
             SafetensorsWriter.Write(r.GetValue(output)!,
@@ -61,7 +61,7 @@ public static class CheckCommands
         {
             var (ids, mask) = ReadBatch(r.GetValue(input)!);
             int[] prompt = ids[0].Where((_, i) => mask[0][i] == 1).ToArray();
-            using var m = TrainableDecoder.LoadForGeneration(r.GetValue(model)!);
+            using var m = DecoderModel.LoadForGeneration(r.GetValue(model)!);
             CliAction.ReportBackend(m.Backend);
             var eos = GenerationOptions.FromModelFolder(m.Directory, m.Config).StopTokenIds;
             var options = new GenerationOptions

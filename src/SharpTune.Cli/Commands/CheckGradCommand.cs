@@ -36,7 +36,7 @@ public static class CheckGradCommand
             int stepCount = r.GetValue(steps);
             if (stepCount < 0) throw new ArgumentException($"--steps must not be negative, got {stepCount}");
             var batch = ReadBatch(r.GetValue(input)!);
-            var decoder = TrainableDecoder.Load(r.GetValue(model)!, gradientCheckpointing: false);
+            var decoder = DecoderModel.Load(r.GetValue(model)!, gradientCheckpointing: false);
             string? adapterDirectory = r.GetValue(adapter);
             using ITrainableModel trainable = adapterDirectory is null ? WeightsFineTuning.Full(decoder) : LoraFineTuning.Resume(decoder, adapterDirectory);
             Console.Error.WriteLine($"[sharptune] {TrainableModels.Summary(trainable)}");

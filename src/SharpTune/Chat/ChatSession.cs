@@ -19,18 +19,18 @@ public sealed class ChatSession : IDisposable
     private readonly List<ChatMessage> _history = [];
     private readonly bool _ownsModel;
 
-    public TrainableDecoder Model { get; }
+    public DecoderModel Model { get; }
     public Tokenizer Tokenizer { get; }
     public ChatTemplate Template { get; }
     /// <summary>The system prompt; null uses the template's default system prompt.</summary>
     public string? System { get; set; }
 
-    public ChatSession(TrainableDecoder model, Tokenizer tokenizer, ChatTemplate template, string? system = null)
+    public ChatSession(DecoderModel model, Tokenizer tokenizer, ChatTemplate template, string? system = null)
         : this(model, tokenizer, template, system, ownsModel: false)
     {
     }
 
-    private ChatSession(TrainableDecoder model, Tokenizer tokenizer, ChatTemplate template, string? system, bool ownsModel)
+    private ChatSession(DecoderModel model, Tokenizer tokenizer, ChatTemplate template, string? system, bool ownsModel)
     {
         _ownsModel = ownsModel;
         Model = model;
@@ -53,7 +53,7 @@ public sealed class ChatSession : IDisposable
         ModelFolder.ValidateTokenizer(modelDir);
         var tokenizer = Tokenizer.FromDirectory(modelDir);
         var template = ChatTemplates.ForModel(templateName, modelDir, tokenizer);
-        var model = TrainableDecoder.LoadForGeneration(modelDir, adapterDirectories: adapterDirs, quantization: quantization);
+        var model = DecoderModel.LoadForGeneration(modelDir, adapterDirectories: adapterDirs, quantization: quantization);
         return new ChatSession(model, tokenizer, template, system, ownsModel: true);
     }
 

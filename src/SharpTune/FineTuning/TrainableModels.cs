@@ -16,7 +16,7 @@ public static class TrainableModels
     /// stay as the checkpoint stores them; merging an earlier adapter turns just the modules it changes into fp32.
     /// With quantization the layers' projections are quantised (QLoRA): LoRA only, with at most one adapter folder,
     /// since quantised weights can neither be trained nor have an adapter folded into them. With bf16Compute the
-    /// frozen bf16 weights are multiplied in bf16 where the machine has a bf16 GEMM (see <see cref="TrainableDecoder.Load"/>).
+    /// frozen bf16 weights are multiplied in bf16 where the machine has a bf16 GEMM (see <see cref="DecoderModel.Load"/>).
     /// </summary>
     /// <param name="hubId">The Hub id the model folder is a cached snapshot of, recorded in saved adapters; null for a plain folder.</param>
     public static ITrainableModel Create(string modelDirectory, FinetuningArguments args, bool gradientCheckpointing,
@@ -24,7 +24,7 @@ public static class TrainableModels
         string? hubId = null)
     {
         CheckCombination(args, adapterDirectories, quantization);
-        var decoder = TrainableDecoder.Load(modelDirectory, gradientCheckpointing, quantization, bf16Compute);
+        var decoder = DecoderModel.Load(modelDirectory, gradientCheckpointing, quantization, bf16Compute);
         if (hubId is not null) decoder.BaseModelName = hubId;
         try
         {

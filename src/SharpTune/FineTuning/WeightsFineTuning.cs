@@ -16,11 +16,11 @@ public sealed class WeightsFineTuning : ITrainableModel
     /// <summary>transformers 4.40's default max_shard_size "5GB" (decimal gigabytes).</summary>
     public const long MaxShardBytes = 5_000_000_000;
 
-    public TrainableDecoder Decoder { get; }
+    public DecoderModel Decoder { get; }
     public IReadOnlyList<Parameter> TrainableParameters { get; }
     public long TotalParameterCount { get; }
 
-    private WeightsFineTuning(TrainableDecoder decoder)
+    private WeightsFineTuning(DecoderModel decoder)
     {
         Decoder = decoder;
         TrainableParameters = decoder.Tensors.Where(t => t.IsTrainable).Select(t => t.Parameter!).ToArray();
@@ -28,14 +28,14 @@ public sealed class WeightsFineTuning : ITrainableModel
     }
 
     /// <summary>Every parameter trainable.</summary>
-    public static WeightsFineTuning Full(TrainableDecoder decoder)
+    public static WeightsFineTuning Full(DecoderModel decoder)
     {
         foreach (var t in decoder.Tensors) t.MakeTrainable();
         return new WeightsFineTuning(decoder);
     }
 
     /// <summary>LLaMA-Factory's freeze tuning (see <see cref="FreezeSelection"/>).</summary>
-    public static WeightsFineTuning Freeze(TrainableDecoder decoder, FinetuningArguments args)
+    public static WeightsFineTuning Freeze(DecoderModel decoder, FinetuningArguments args)
     {
         var names = FreezeSelection.TrainableNames(decoder.Tensors.Select(t => t.Name).ToArray(), decoder.Config.NumLayers, args);
         foreach (var t in decoder.Tensors)

@@ -12,9 +12,9 @@ namespace SharpTune.Inference;
 /// random generator (seeded Seed + its index), so a sequence's tokens do not depend on the others in the batch.
 /// A finished sequence (stop token or max_new_tokens) keeps its slot but adds nothing more to its output.
 /// </summary>
-public sealed class BatchGenerator(TrainableDecoder model)
+public sealed class BatchGenerator(DecoderModel model)
 {
-    public TrainableDecoder Model { get; } = model;
+    public DecoderModel Model { get; } = model;
 
     /// <param name="prompts">The prompts' token ids, none empty.</param>
     /// <param name="onToken">Called with (sequence index, id) as each new id is chosen (stop tokens are not reported).</param>

@@ -22,9 +22,9 @@ public sealed record GenerationResult(int[] NewIds, FinishReason FinishReason, i
 /// prefilled in one pass, then each new token is one cached step), greedy or sampled with Hugging Face's logits
 /// processors.
 /// </summary>
-public sealed class Generator(TrainableDecoder model)
+public sealed class Generator(DecoderModel model)
 {
-    public TrainableDecoder Model { get; } = model;
+    public DecoderModel Model { get; } = model;
 
     /// <param name="onToken">Called with each new id as soon as it is chosen (stop tokens are not reported).</param>
     /// <param name="constraint">Null, or the rule the generated tokens must follow (constrained decoding).</param>

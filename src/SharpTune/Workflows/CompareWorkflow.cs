@@ -89,7 +89,7 @@ public static class CompareWorkflow
         {
             cancellation.ThrowIfCancellationRequested();
             string? adapterDir = c == 0 ? null : r.Adapters[c - 1];
-            using var loaded = TrainableDecoder.LoadForGeneration(modelDir, adapterDirectories: adapterDir is null ? [] : [adapterDir], quantization: r.Quantization);
+            using var loaded = DecoderModel.LoadForGeneration(modelDir, adapterDirectories: adapterDir is null ? [] : [adapterDir], quantization: r.Quantization);
             if (c == 0) observer.On(new RunNote($"backend: {loaded.Backend.Describe()}"));
             observer.On(new RunNote($"answering with {names[c]}{(adapterDir is null ? "" : $" ({adapterDir})")}"));
             columns.Add(ComparisonRun.Answer(names[c], adapterDir, loaded, tokenizer, asked, options, r.BatchSize, padTokenId, observer, cancellation));

@@ -143,7 +143,7 @@ public sealed class FineTuningStage : ITrainingStage
         string modelDir = cfg.Model.ModelNameOrPath;
         var (examples, report) = SupervisedDatasets.LoadForGeneration(cfg.Data, tokenizer, template, cfg.Training.Seed);
         foreach (string line in report.ToString().Split('\n')) observer.On(new RunNote(line));
-        using var model = TrainableDecoder.LoadForGeneration(modelDir, adapterDirectories: cfg.Model.AdapterNameOrPath, quantization: cfg.Model.Quantization);
+        using var model = DecoderModel.LoadForGeneration(modelDir, adapterDirectories: cfg.Model.AdapterNameOrPath, quantization: cfg.Model.Quantization);
         var g = cfg.Generating;
         var options = new GenerationOptions
         {

@@ -36,8 +36,8 @@ public sealed class ApiServerFixture : IAsyncLifetime
     public ServedModel Adapter { get; private set; } = null!;
     public ApiServer Server { get; private set; } = null!;
     public HttpClient Http { get; private set; } = null!;
-    public TrainableDecoder ReferenceBase { get; private set; } = null!;
-    public TrainableDecoder ReferenceAdapter { get; private set; } = null!;
+    public DecoderModel ReferenceBase { get; private set; } = null!;
+    public DecoderModel ReferenceAdapter { get; private set; } = null!;
     public Tokenizer Tokenizer { get; private set; } = null!;
     public ChatTemplate Template { get; private set; } = null!;
 
@@ -47,8 +47,8 @@ public sealed class ApiServerFixture : IAsyncLifetime
         WriteAdapter(AdapterDir);
         Base = ServedModel.Load("tiny", ModelDir, [], "auto", null, ContextLength);
         Adapter = ServedModel.Load("lora-a", ModelDir, [AdapterDir], "auto", null, ContextLength);
-        ReferenceBase = TrainableDecoder.LoadForGeneration(ModelDir);
-        ReferenceAdapter = TrainableDecoder.LoadForGeneration(ModelDir, adapterDirectories: [AdapterDir]);
+        ReferenceBase = DecoderModel.LoadForGeneration(ModelDir);
+        ReferenceAdapter = DecoderModel.LoadForGeneration(ModelDir, adapterDirectories: [AdapterDir]);
         Tokenizer = Tokenizer.FromDirectory(ModelDir);
         Template = ChatTemplates.ForModel("auto", ModelDir);
         Server = await ApiServer.StartAsync(new ApiServerOptions { Port = 0, MaxRequestBodyBytes = BodyLimit }, [Base, Adapter]);
@@ -93,13 +93,13 @@ public sealed class ApiServerFixture : IAsyncLifetime
         Tokenizer.Encode(Template.Render(messages, addGenerationPrompt: true, toolsJson));
 
     /// <summary>The reply <see cref="Generator"/> gives for a prompt, with the served stop tokens.</summary>
-    public (string Text, GenerationResult Result) Generate(TrainableDecoder model, int[] prompt, GenerationOptions options)
+    public (string Text, GenerationResult Result) Generate(DecoderModel model, int[] prompt, GenerationOptions options)
     {
         var result = new Generator(model).Generate(prompt, options with { StopTokenIds = Base.Defaults.StopTokenIds });
         return (Tokenizer.Decode(result.NewIds, skipSpecialTokens: true), result);
     }
 
-    public (string Text, GenerationResult Result) Greedy(TrainableDecoder model, int[] prompt, int maxTokens) =>
+    public (string Text, GenerationResult Result) Greedy(DecoderModel model, int[] prompt, int maxTokens) =>
         Generate(model, prompt, new GenerationOptions { MaxNewTokens = maxTokens });
 
     public static StringContent Json(object body) => new(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json");

@@ -48,7 +48,7 @@ public sealed class EvalPredictCommandTests : IClassFixture<TinyModelFixture>
         var data = new DataArguments { EvalDataset = ["identity"], DatasetDir = TinyModelFixture.BundledData, CutoffLen = 64, MaxSamples = 5, Template = "qwen" };
         var examples = SupervisedDatasets.Load(data, Tokenizer.FromDirectory(_tiny.ModelDir), ChatTemplates.ForModel("qwen", _tiny.ModelDir), 42).Eval;
         Assert.Equal(5, examples.Count);
-        using var model = TrainableDecoder.LoadForGeneration(_tiny.ModelDir, adapterDirectories: [_adapter]);
+        using var model = DecoderModel.LoadForGeneration(_tiny.ModelDir, adapterDirectories: [_adapter]);
         double weighted = 0;
         foreach (var batch in examples.Chunk(2))
         {
@@ -89,7 +89,7 @@ public sealed class EvalPredictCommandTests : IClassFixture<TinyModelFixture>
 
         var tokenizer = Tokenizer.FromDirectory(_tiny.ModelDir);
         var template = ChatTemplates.ForModel("qwen", _tiny.ModelDir);
-        using var model = TrainableDecoder.LoadForGeneration(_tiny.ModelDir, adapterDirectories: [_adapter]);
+        using var model = DecoderModel.LoadForGeneration(_tiny.ModelDir, adapterDirectories: [_adapter]);
         var options = new GenerationOptions { MaxNewTokens = 6, StopTokenIds = PredictionRun.StopTokenIds(tokenizer, template, _tiny.ModelDir) };
         string[] questions = ["hi", "hello", "Who are you?", "What is your name?", "Do you have a name?"];
         string[] answers = JsonDocument.Parse(File.ReadAllText(Path.Combine(TinyModelFixture.BundledData, "identity.json"))).RootElement

@@ -98,7 +98,7 @@ public sealed class BenchmarkTests : IClassFixture<BenchmarkTests.AlwaysBModel>,
     public void TheConstructedModelAnswersBAndAccuracyIsCountedPerSubjectAndCategory(bool zipped, int batchSize)
     {
         var task = BenchmarkTask.Open(WriteMmlu(zipped), "mmlu_test");
-        using var decoder = TrainableDecoder.LoadForGeneration(model.Dir);
+        using var decoder = DecoderModel.LoadForGeneration(model.Dir);
         var lines = new List<string>();
 
         var result = BenchmarkRun.Run(decoder, model.Tokenizer, model.Template, task, new BenchmarkSettings(NShot: 2, BatchSize: batchSize), lines.Add);

@@ -126,8 +126,8 @@ public sealed class ComparisonTests(ComparisonFixture fx) : IClassFixture<Compar
             """);
         var questions = ComparisonQuestions.FromFile(file, fx.Tokenizer, fx.Template, null);
         var options = new GenerationOptions { MaxNewTokens = 6, DoSample = true, Temperature = 0.9f, Seed = 7 };
-        using var baseModel = TrainableDecoder.LoadForGeneration(fx.ModelDir);
-        using var adapted = TrainableDecoder.LoadForGeneration(fx.ModelDir, adapterDirectories: [fx.AdapterDir]);
+        using var baseModel = DecoderModel.LoadForGeneration(fx.ModelDir);
+        using var adapted = DecoderModel.LoadForGeneration(fx.ModelDir, adapterDirectories: [fx.AdapterDir]);
 
         var baseColumn = ComparisonRun.Answer("base", null, baseModel, fx.Tokenizer, questions, options, batchSize: 2, padTokenId: 0);
         var adapterColumn = ComparisonRun.Answer("lora-a", fx.AdapterDir, adapted, fx.Tokenizer, questions, options, batchSize: 1, padTokenId: 0);

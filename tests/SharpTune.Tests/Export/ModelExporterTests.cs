@@ -59,8 +59,8 @@ public sealed class ModelExporterTests : IDisposable
         var fx = new ReferenceFixture("lora");
         string export = Out("merged");
         ModelExporter.Export(LoraTestFolders.Base, [LoraTestFolders.Adapter], export, FiveGigabytes, template: null);
-        using var unmerged = TrainableDecoder.LoadForGeneration(LoraTestFolders.Base, adapterDirectories: [LoraTestFolders.Adapter]);
-        using var merged = TrainableDecoder.LoadForGeneration(export);
+        using var unmerged = DecoderModel.LoadForGeneration(LoraTestFolders.Base, adapterDirectories: [LoraTestFolders.Adapter]);
+        using var merged = DecoderModel.LoadForGeneration(export);
 
         var (_, expected) = unmerged.Evaluate(fx.InputIds, fx.AttentionMask);
         var (_, actual) = merged.Evaluate(fx.InputIds, fx.AttentionMask);
@@ -84,9 +84,9 @@ public sealed class ModelExporterTests : IDisposable
         var fx = new ReferenceFixture("lora");
         string export = Out("both");
         ModelExporter.Export(LoraTestFolders.Base, [LoraTestFolders.Adapter, LoraTestFolders.RsloraAdapter], export, FiveGigabytes, template: null);
-        using var unmerged = TrainableDecoder.LoadForGeneration(LoraTestFolders.Base, adapterDirectories: [LoraTestFolders.Adapter, LoraTestFolders.RsloraAdapter]);
-        using var merged = TrainableDecoder.LoadForGeneration(export);
-        using var firstOnly = TrainableDecoder.LoadForGeneration(LoraTestFolders.Base, adapterDirectories: [LoraTestFolders.Adapter]);
+        using var unmerged = DecoderModel.LoadForGeneration(LoraTestFolders.Base, adapterDirectories: [LoraTestFolders.Adapter, LoraTestFolders.RsloraAdapter]);
+        using var merged = DecoderModel.LoadForGeneration(export);
+        using var firstOnly = DecoderModel.LoadForGeneration(LoraTestFolders.Base, adapterDirectories: [LoraTestFolders.Adapter]);
 
         var (_, expected) = unmerged.Evaluate(fx.InputIds, fx.AttentionMask);
         var (_, actual) = merged.Evaluate(fx.InputIds, fx.AttentionMask);
@@ -122,8 +122,8 @@ public sealed class ModelExporterTests : IDisposable
         Assert.Equal(total, index["metadata"]!["total_size"]!.GetValue<long>());
         AssertEqualsPeftMerge(sharded);
 
-        using var fromShards = TrainableDecoder.LoadForGeneration(sharded);
-        using var fromSingle = TrainableDecoder.LoadForGeneration(single);
+        using var fromShards = DecoderModel.LoadForGeneration(sharded);
+        using var fromSingle = DecoderModel.LoadForGeneration(single);
         Assert.Equal(fromSingle.Evaluate(fx.InputIds, fx.AttentionMask).Logits.Data, fromShards.Evaluate(fx.InputIds, fx.AttentionMask).Logits.Data);
     }
 

@@ -27,7 +27,7 @@ public class BatchGenerationTests
     public void GreedyBatchEqualsEachPromptAlone(string fixture, float penalty)
     {
         var fx = new ReferenceFixture(fixture);
-        using var model = TrainableDecoder.LoadForGeneration(fx.Directory);
+        using var model = DecoderModel.LoadForGeneration(fx.Directory);
         var prompts = PromptsOf(fx);
         var options = new GenerationOptions { MaxNewTokens = 10, RepetitionPenalty = penalty };
 
@@ -49,7 +49,7 @@ public class BatchGenerationTests
         using var dir = new TempDir();
         string modelDir = Path.Combine(dir.Path, "tiny");
         ModelInitializer.Create(ModelPreset.Get("tiny"), TestPaths.Fixtures("tokenizers", "qwen2.5-instruct"), modelDir, seed: 3);
-        using var model = TrainableDecoder.LoadForGeneration(modelDir);
+        using var model = DecoderModel.LoadForGeneration(modelDir);
         int[][] prompts = [[9707, 11, 1879], [151644, 872, 198, 15191, 525, 498, 30, 151645, 198, 151644, 77091, 198], [40, 1079]];
         var options = new GenerationOptions { MaxNewTokens = 8 };
 
@@ -63,7 +63,7 @@ public class BatchGenerationTests
     public void ASequenceThatStopsEarlyEndsThereWhileTheOthersContinue()
     {
         var fx = new ReferenceFixture("qwen2-small-vocab");
-        using var model = TrainableDecoder.LoadForGeneration(fx.Directory);
+        using var model = DecoderModel.LoadForGeneration(fx.Directory);
         var prompts = PromptsOf(fx);
         var free = new GenerationOptions { MaxNewTokens = 10 };
         var firstAlone = new Generator(model).Generate(prompts[0], free).NewIds;
@@ -92,7 +92,7 @@ public class BatchGenerationTests
     public void SampledSequenceBUsesItsOwnGeneratorSeededSeedPlusB()
     {
         var fx = new ReferenceFixture("qwen2-small-vocab");
-        using var model = TrainableDecoder.LoadForGeneration(fx.Directory);
+        using var model = DecoderModel.LoadForGeneration(fx.Directory);
         var prompts = PromptsOf(fx);
         var options = new GenerationOptions { MaxNewTokens = 8, DoSample = true, Temperature = 1.5f, TopK = 40, TopP = 0.95f, Seed = 11 };
 
@@ -107,7 +107,7 @@ public class BatchGenerationTests
     public void AnEmptyPromptIsRefusedByIndex()
     {
         var fx = new ReferenceFixture("qwen2-small-vocab");
-        using var model = TrainableDecoder.LoadForGeneration(fx.Directory);
+        using var model = DecoderModel.LoadForGeneration(fx.Directory);
         var e = Assert.Throws<ArgumentException>(() => new BatchGenerator(model).Generate([[1, 2], []], new GenerationOptions { MaxNewTokens = 2 }));
         Assert.Equal("prompt 1 is empty", e.Message);
     }

@@ -19,7 +19,7 @@ public class GenerationTests
         var generation = fx.Reference.GetProperty("generation");
         int[] prompt = ReferenceFixture.IntArray(generation.GetProperty("prompt_ids"));
         int[] expected = ReferenceFixture.IntArray(generation.GetProperty(variant).GetProperty("new_ids"));
-        using var model = TrainableDecoder.LoadForGeneration(fx.Directory);
+        using var model = DecoderModel.LoadForGeneration(fx.Directory);
 
         var result = new Generator(model).Generate(prompt, new GenerationOptions { MaxNewTokens = expected.Length, RepetitionPenalty = penalty });
 
@@ -34,7 +34,7 @@ public class GenerationTests
         var generation = fx.Reference.GetProperty("generation");
         int[] prompt = ReferenceFixture.IntArray(generation.GetProperty("prompt_ids"));
         int[] greedy = ReferenceFixture.IntArray(generation.GetProperty("greedy").GetProperty("new_ids"));
-        using var model = TrainableDecoder.LoadForGeneration(fx.Directory);
+        using var model = DecoderModel.LoadForGeneration(fx.Directory);
 
         var result = new Generator(model).Generate(prompt, new GenerationOptions { MaxNewTokens = 20, StopTokenIds = new HashSet<int> { greedy[3] } });
 
@@ -48,7 +48,7 @@ public class GenerationTests
     {
         var fx = new ReferenceFixture("qwen2-small-vocab");
         int[] prompt = ReferenceFixture.IntArray(fx.Reference.GetProperty("generation").GetProperty("prompt_ids"));
-        using var model = TrainableDecoder.LoadForGeneration(fx.Directory);
+        using var model = DecoderModel.LoadForGeneration(fx.Directory);
         var options = new GenerationOptions { MaxNewTokens = 12, DoSample = true, Temperature = 0.8f, TopK = 1, Seed = 7 };
 
         var topOne = new Generator(model).Generate(prompt, options);

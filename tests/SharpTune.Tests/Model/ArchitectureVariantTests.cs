@@ -18,7 +18,7 @@ public sealed class ArchitectureVariantTests : IDisposable
 
     private static void AssertMatchesNaive(string folder, int[] ids, double tolerance)
     {
-        using var model = TrainableDecoder.LoadForGeneration(folder);
+        using var model = DecoderModel.LoadForGeneration(folder);
         var (_, logits) = model.Evaluate([ids], [ids.Select(_ => 1).ToArray()]);
         double[][] expected = NaiveDecoder.Logits(folder, ids);
         int vocab = model.Config.VocabSize;
@@ -161,7 +161,7 @@ public sealed class ArchitectureVariantTests : IDisposable
         var config = Config("qwen2", 32, 4, 2);
         string folder = WriteModel("cache", config, n => !n.Contains("o_proj.bias") && !n.Contains("q_norm") && !n.Contains("k_norm"), 32, 8, 4, 2);
         int[] ids = Enumerable.Range(0, 70).Select(i => (i * 13 + 5) % 96).ToArray();
-        using var model = TrainableDecoder.LoadForGeneration(folder);
+        using var model = DecoderModel.LoadForGeneration(folder);
         var (_, full) = model.Evaluate([ids], [ids.Select(_ => 1).ToArray()]);
 
         int prompt = 20, vocab = model.Config.VocabSize;
@@ -189,7 +189,7 @@ public sealed class ArchitectureVariantTests : IDisposable
         string folder = WriteModel("batch", config, n => !n.Contains("o_proj.bias") && !n.Contains("q_norm") && !n.Contains("k_norm"), 32, 8, 4, 2);
         int[] longer = Enumerable.Range(0, 45).Select(i => (i * 7 + 3) % 96).ToArray();
         int[] shorter = longer[..38];
-        using var model = TrainableDecoder.LoadForGeneration(folder);
+        using var model = DecoderModel.LoadForGeneration(folder);
         int vocab = model.Config.VocabSize;
 
         // Right padding keeps positions 0..T-1, so the real rows must equal the unpadded sequence's.

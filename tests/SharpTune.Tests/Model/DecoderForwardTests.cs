@@ -44,7 +44,7 @@ public class DecoderForwardTests
     public void SmallVocabFp32MatchesTransformersOnEveryBackend(string kernel)
     {
         var fx = new ReferenceFixture("qwen2-small-vocab");
-        using var model = TrainableDecoder.LoadForGeneration(fx.Directory, new CpuBackend(GemmKernels.Create(kernel)));
+        using var model = DecoderModel.LoadForGeneration(fx.Directory, new CpuBackend(GemmKernels.Create(kernel)));
         var (hidden, logits) = model.Evaluate(fx.InputIds, fx.AttentionMask);
 
         AssertRealPositionsClose(fx.ForwardTensor("last_hidden_state"), hidden.Data, fx.AttentionMask, model.Config.HiddenSize, "last_hidden_state");
@@ -56,7 +56,7 @@ public class DecoderForwardTests
     public void TinyBf16MatchesTransformers()
     {
         var fx = new ReferenceFixture("qwen2-tiny");
-        using var model = TrainableDecoder.LoadForGeneration(fx.Directory);
+        using var model = DecoderModel.LoadForGeneration(fx.Directory);
         var (hidden, logits) = model.Evaluate(fx.InputIds, fx.AttentionMask);
         AssertRealPositionsClose(fx.ForwardTensor("last_hidden_state"), hidden.Data, fx.AttentionMask, model.Config.HiddenSize, "last_hidden_state");
 
@@ -86,8 +86,8 @@ public class DecoderForwardTests
     public void ShardedAndSingleFileCheckpointsGiveIdenticalOutputs()
     {
         var fx = new ReferenceFixture("qwen2-small-vocab");
-        using var single = TrainableDecoder.LoadForGeneration(fx.Directory);
-        using var sharded = TrainableDecoder.LoadForGeneration(TestPaths.Fixtures("qwen2-small-vocab-sharded"));
+        using var single = DecoderModel.LoadForGeneration(fx.Directory);
+        using var sharded = DecoderModel.LoadForGeneration(TestPaths.Fixtures("qwen2-small-vocab-sharded"));
         var a = single.Evaluate(fx.InputIds, fx.AttentionMask);
         var b = sharded.Evaluate(fx.InputIds, fx.AttentionMask);
         Assert.Equal(a.Logits.Data, b.Logits.Data);
@@ -97,7 +97,7 @@ public class DecoderForwardTests
     public void LeftPaddedSequenceWithShiftedPositionsEqualsItsUnpaddedSelf()
     {
         var fx = new ReferenceFixture("qwen2-small-vocab");
-        using var model = TrainableDecoder.LoadForGeneration(fx.Directory);
+        using var model = DecoderModel.LoadForGeneration(fx.Directory);
         int[] sequence = fx.InputIds[1].Where((_, i) => fx.AttentionMask[1][i] == 1).ToArray();
         int pad = 3, hiddenSize = model.Config.HiddenSize;
 

@@ -24,7 +24,7 @@ public sealed class ModelFolderErrorTests : IDisposable
 
     private static string LoadError(string dir)
     {
-        var e = Assert.ThrowsAny<Exception>(() => TrainableDecoder.LoadForGeneration(dir).Dispose());
+        var e = Assert.ThrowsAny<Exception>(() => DecoderModel.LoadForGeneration(dir).Dispose());
         Assert.DoesNotContain('\n', e.Message);
         return e.Message;
     }

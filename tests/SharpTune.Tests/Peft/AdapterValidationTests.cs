@@ -14,7 +14,7 @@ public sealed class AdapterValidationTests : IDisposable
 
     private static InvalidDataException Refused(string adapter)
     {
-        using var model = TrainableDecoder.LoadForGeneration(LoraTestFolders.Base);
+        using var model = DecoderModel.LoadForGeneration(LoraTestFolders.Base);
         var fx = new ReferenceFixture("qwen2-small-vocab");
         var (_, before) = model.Evaluate(fx.InputIds, fx.AttentionMask);
         var error = Assert.Throws<InvalidDataException>(() => model.LoadAdapter(adapter));
@@ -67,8 +67,8 @@ public sealed class AdapterValidationTests : IDisposable
         Directory.CreateDirectory(noWeights);
         File.Copy(Path.Combine(LoraTestFolders.Adapter, LoraConfig.FileName), Path.Combine(noWeights, LoraConfig.FileName));
 
-        var missingConfig = Assert.Throws<FileNotFoundException>(() => TrainableDecoder.LoadForGeneration(LoraTestFolders.Base, adapterDirectories: [noConfig]));
-        var missingWeights = Assert.Throws<FileNotFoundException>(() => TrainableDecoder.LoadForGeneration(LoraTestFolders.Base, adapterDirectories: [noWeights]));
+        var missingConfig = Assert.Throws<FileNotFoundException>(() => DecoderModel.LoadForGeneration(LoraTestFolders.Base, adapterDirectories: [noConfig]));
+        var missingWeights = Assert.Throws<FileNotFoundException>(() => DecoderModel.LoadForGeneration(LoraTestFolders.Base, adapterDirectories: [noWeights]));
         var missingFolder = Assert.Throws<DirectoryNotFoundException>(() => LoraAdapter.Load(Path.Combine(_dir, "absent")));
 
         Assert.Equal($"{noConfig}: adapter_config.json is missing; is this a PEFT adapter folder?", missingConfig.Message);
@@ -80,7 +80,7 @@ public sealed class AdapterValidationTests : IDisposable
     public void TiedModelHasNoLmHeadToWrap()
     {
         string tied = TestPaths.Fixtures("qwen2-tiny");
-        using var model = TrainableDecoder.LoadForGeneration(tied);
+        using var model = DecoderModel.LoadForGeneration(tied);
         Assert.True(model.Config.TieWordEmbeddings);
         string adapter = LoraTestFolders.WriteAdapter(_dir, 2, [LoraTestFolders.Pair("lm_head", 2, model.Config.HiddenSize, model.Config.VocabSize)]);
 

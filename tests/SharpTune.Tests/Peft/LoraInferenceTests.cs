@@ -53,7 +53,7 @@ public sealed class LoraInferenceTests : IDisposable
     public void ForwardWithAdapterMatchesPeft(string fixture)
     {
         var fx = new ReferenceFixture(fixture);
-        using var model = TrainableDecoder.LoadForGeneration(LoraTestFolders.Base, adapterDirectories: [fx.Directory]);
+        using var model = DecoderModel.LoadForGeneration(LoraTestFolders.Base, adapterDirectories: [fx.Directory]);
 
         var (hidden, logits) = model.Evaluate(fx.InputIds, fx.AttentionMask);
 
@@ -65,7 +65,7 @@ public sealed class LoraInferenceTests : IDisposable
     public void AdapterLoadedAfterwardsGivesTheSameForward()
     {
         var fx = new ReferenceFixture("lora/rslora");
-        using var model = TrainableDecoder.LoadForGeneration(LoraTestFolders.Base);
+        using var model = DecoderModel.LoadForGeneration(LoraTestFolders.Base);
         var (_, before) = model.Evaluate(fx.InputIds, fx.AttentionMask);
 
         model.LoadAdapter(fx.Directory);
@@ -79,7 +79,7 @@ public sealed class LoraInferenceTests : IDisposable
     public void DecodeStepsWithTheCacheEqualTheFullForward()
     {
         var fx = new ReferenceFixture("lora");
-        using var model = TrainableDecoder.LoadForGeneration(LoraTestFolders.Base, adapterDirectories: [fx.Directory]);
+        using var model = DecoderModel.LoadForGeneration(LoraTestFolders.Base, adapterDirectories: [fx.Directory]);
         int[] ids = fx.InputIds[0];
         var (full, _) = model.Evaluate([ids], [ids.Select(_ => 1).ToArray()]);
 
@@ -101,7 +101,7 @@ public sealed class LoraInferenceTests : IDisposable
         using (var checkpoint = SafetensorsCheckpoint.OpenDirectory(fx.Directory)) lmHead = checkpoint.ReadFloat32("lm_head.weight");
         string adapter = LoraTestFolders.WriteAdapter(Path.Combine(_dir, "head"), 8, [],
             [("lm_head.weight", [512, 48], lmHead.Select(v => -3 * v).ToArray())], ["lm_head"]);
-        using var model = TrainableDecoder.LoadForGeneration(fx.Directory);
+        using var model = DecoderModel.LoadForGeneration(fx.Directory);
         var (_, baseLogits) = model.Evaluate(fx.InputIds, fx.AttentionMask);
 
         model.LoadAdapter(adapter);

@@ -106,7 +106,7 @@ public sealed class TrainingQloraTests(ITestOutputHelper output)
     }
 
     /// <summary>An fp32 copy of the decoder as an HF folder: quantised projections widened to their dequantised values.</summary>
-    private static void WriteDequantized(TrainableDecoder decoder, string folder)
+    private static void WriteDequantized(DecoderModel decoder, string folder)
     {
         SafetensorsWriter.Write(Path.Combine(folder, "model.safetensors"), decoder.Tensors.Select(t =>
         {
@@ -155,13 +155,13 @@ public sealed class TrainingQloraTests(ITestOutputHelper output)
     public void Inference_on_the_quantized_base_computes_the_training_logits()
     {
         using var training = Resume(Nf4);
-        using var inference = TrainableDecoder.LoadForGeneration(TrainingFixtures.BaseModel, adapterDirectories: [TrainingFixtures.LoraAdapter], quantization: Nf4);
+        using var inference = DecoderModel.LoadForGeneration(TrainingFixtures.BaseModel, adapterDirectories: [TrainingFixtures.LoraAdapter], quantization: Nf4);
         var f = TrainingFixtures.Base;
         var logits = inference.Evaluate(f.InputIds, f.AttentionMask).Logits.Data;
         var expected = training.Decoder.Logits(TrainingFixtures.Batch());
         TrainingFixtures.AssertClose("logits", expected, logits, 1e-4, 1e-4);
 
-        using var unquantized = TrainableDecoder.LoadForGeneration(TrainingFixtures.BaseModel, adapterDirectories: [TrainingFixtures.LoraAdapter]);
+        using var unquantized = DecoderModel.LoadForGeneration(TrainingFixtures.BaseModel, adapterDirectories: [TrainingFixtures.LoraAdapter]);
         var plain = unquantized.Evaluate(f.InputIds, f.AttentionMask).Logits.Data;
         Assert.True(RelativeMaxDifference(logits, plain) > 1e-4, "quantisation must change the logits");
     }

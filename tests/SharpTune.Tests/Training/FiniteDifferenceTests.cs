@@ -59,7 +59,7 @@ public sealed class FiniteDifferenceTests : IDisposable
     [Fact]
     public void Analytic_gradients_match_central_differences()
     {
-        using var model = WeightsFineTuning.Full(TrainableDecoder.Load(_dir, gradientCheckpointing: true));
+        using var model = WeightsFineTuning.Full(DecoderModel.Load(_dir, gradientCheckpointing: true));
         Assert.True(model.Decoder.Layers[0].QNorm is not null);
         // Row 1 is right-padded; its padded positions carry no label.
         int[] ids = [3, 17, 5, 29, 11, 8, 1, 22, 35, 14, 0, 0];

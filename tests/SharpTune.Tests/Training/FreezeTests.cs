@@ -8,7 +8,7 @@ namespace SharpTune.Tests.Training;
 public sealed class FreezeTests
 {
     private static WeightsFineTuning Freeze(int layers, string[] modules, string[] extra) =>
-        WeightsFineTuning.Freeze(TrainableDecoder.Load(TrainingFixtures.BaseModel, false),
+        WeightsFineTuning.Freeze(DecoderModel.Load(TrainingFixtures.BaseModel, false),
             new FinetuningArguments { FinetuningType = FinetuningType.Freeze, FreezeTrainableLayers = layers, FreezeTrainableModules = [.. modules], FreezeExtraModules = [.. extra] });
 
     public static TheoryData<int, string[], string[], string[]> Selections => new()

@@ -10,7 +10,7 @@ public sealed class FullFineTuningTests
     private static string Reference(string file) => Path.Combine(TrainingFixtures.BaseModel, "reference", file);
 
     private static WeightsFineTuning Load(bool checkpointing = false) =>
-        WeightsFineTuning.Full(TrainableDecoder.Load(TrainingFixtures.BaseModel, checkpointing));
+        WeightsFineTuning.Full(DecoderModel.Load(TrainingFixtures.BaseModel, checkpointing));
 
     [Fact]
     public void Gradients_of_every_parameter_match_transformers()
@@ -57,7 +57,7 @@ public sealed class FullFineTuningTests
         using var model = Load();
         var batch = TrainingFixtures.Batch();
         float[] logits = model.Decoder.Logits(batch);
-        using var inference = TrainableDecoder.LoadForGeneration(TrainingFixtures.BaseModel);
+        using var inference = DecoderModel.LoadForGeneration(TrainingFixtures.BaseModel);
         var (_, expected) = inference.Evaluate(TrainingFixtures.Base.InputIds, TrainingFixtures.Base.AttentionMask);
         int v = model.Decoder.Config.VocabSize;
         for (int r = 0; r < batch.Batch * batch.Length; r++)

@@ -10,7 +10,7 @@ namespace SharpTune.Tests.Training;
 public sealed class LoraTests
 {
     private static LoraFineTuning Resume(string adapter, bool checkpointing = false) =>
-        LoraFineTuning.Resume(TrainableDecoder.Load(TrainingFixtures.BaseModel, checkpointing), adapter);
+        LoraFineTuning.Resume(DecoderModel.Load(TrainingFixtures.BaseModel, checkpointing), adapter);
 
     [Theory]
     [InlineData(false, 6.352047443389893)]

@@ -10,13 +10,13 @@ public sealed class ObjectiveTests
 {
     /// <summary>The fixture's adapter (non-zero B, trained by PEFT) continued on the fixture's base model.</summary>
     private static LoraFineTuning LoraModel() =>
-        LoraFineTuning.Resume(TrainableDecoder.Load(TrainingFixtures.BaseModel, gradientCheckpointing: false), TrainingFixtures.LoraAdapter);
+        LoraFineTuning.Resume(DecoderModel.Load(TrainingFixtures.BaseModel, gradientCheckpointing: false), TrainingFixtures.LoraAdapter);
 
     [Fact]
     public void With_tuners_disabled_a_lora_model_gives_exactly_the_base_models_log_probs()
     {
         var batch = TrainingFixtures.Batch();
-        using var baseModel = TrainableDecoder.Load(TrainingFixtures.BaseModel, gradientCheckpointing: false);
+        using var baseModel = DecoderModel.Load(TrainingFixtures.BaseModel, gradientCheckpointing: false);
         var expected = baseModel.LogProbs(batch);
         using var lora = LoraModel();
         Assert.Contains(lora.Adapters, a => a.B.Data.Any(v => v != 0));

@@ -156,7 +156,7 @@ public sealed class TunerHookTests
     {
         const string module = "model.layers.0.self_attn.q_proj";
         int[][] ids = [[3, 17, 250, 42, 9]], mask = [[1, 1, 1, 1, 1]];
-        using var tuned = TrainableDecoder.LoadForGeneration(TestPaths.Fixtures("qwen2-small-vocab"));
+        using var tuned = DecoderModel.LoadForGeneration(TestPaths.Fixtures("qwen2-small-vocab"));
         var config = tuned.Config;
         var tuner = new ScaleInputShiftOutputTuner(module, config.HiddenSize, config.QueryWidth);
         tuned.ApplyAdapter(new TestAdapter(() => tuner, []));
@@ -170,13 +170,13 @@ public sealed class TunerHookTests
             for (int i = 0; i < tuner.InFeatures; i++) weight[o * tuner.InFeatures + i] *= tuner.Scale.Data[i];
             bias[o] += tuner.Shift.Data[o];
         }
-        using var folded = TrainableDecoder.LoadForGeneration(TestPaths.Fixtures("qwen2-small-vocab"));
+        using var folded = DecoderModel.LoadForGeneration(TestPaths.Fixtures("qwen2-small-vocab"));
         folded.ApplyAdapter(new TestAdapter(null, new()
         {
             [module + ".weight"] = ([tuner.OutFeatures, tuner.InFeatures], weight),
             [module + ".bias"] = ([tuner.OutFeatures], bias),
         }));
-        using var plain = TrainableDecoder.LoadForGeneration(TestPaths.Fixtures("qwen2-small-vocab"));
+        using var plain = DecoderModel.LoadForGeneration(TestPaths.Fixtures("qwen2-small-vocab"));
 
         var expected = folded.Evaluate(ids, mask).Logits.Data;
         var actual = tuned.Evaluate(ids, mask).Logits.Data;

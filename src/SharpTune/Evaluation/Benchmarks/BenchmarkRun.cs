@@ -29,7 +29,7 @@ public static class BenchmarkRun
 
     /// <param name="progress">Receives a line per subject.</param>
     /// <param name="cancellation">Checked before each batch.</param>
-    public static BenchmarkResult Run(TrainableDecoder model, Tokenizer tokenizer, ChatTemplate template, BenchmarkTask task,
+    public static BenchmarkResult Run(DecoderModel model, Tokenizer tokenizer, ChatTemplate template, BenchmarkTask task,
         BenchmarkSettings settings, Action<string> progress, CancellationToken cancellation = default)
     {
         if (settings.NShot < 0) throw new ArgumentException($"n_shot must be 0 or more, got {settings.NShot}");
@@ -69,7 +69,7 @@ public static class BenchmarkRun
     }
 
     /// <summary>One right-padded batch: the letter whose token scores highest after each prompt.</summary>
-    private static IEnumerable<string> PredictLetters(TrainableDecoder model, List<int[]> batch, int[] choiceIds)
+    private static IEnumerable<string> PredictLetters(DecoderModel model, List<int[]> batch, int[] choiceIds)
     {
         int b = batch.Count, t = batch.Max(p => p.Length), h = model.Config.HiddenSize;
         var ids = new int[b * t];

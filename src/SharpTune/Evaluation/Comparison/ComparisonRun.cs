@@ -38,7 +38,7 @@ public sealed record ComparisonColumn(string Name, string? AdapterDirectory, IRe
 /// </summary>
 public static class ComparisonRun
 {
-    public static ComparisonColumn Answer(string name, string? adapterDirectory, TrainableDecoder model, Tokenizer tokenizer,
+    public static ComparisonColumn Answer(string name, string? adapterDirectory, DecoderModel model, Tokenizer tokenizer,
         IReadOnlyList<ComparisonQuestion> questions, GenerationOptions options, int batchSize, int padTokenId, IRunObserver? observer = null,
         CancellationToken cancellation = default)
     {

@@ -44,7 +44,7 @@ public static class PredictionRun
     /// <summary>The label of its <see cref="PredictionProgressed"/> events.</summary>
     public const string ProgressLabel = "predict";
 
-    public static PredictionOutcome Execute(TrainableDecoder model, Tokenizer tokenizer, IReadOnlyList<GenerationExample> examples,
+    public static PredictionOutcome Execute(DecoderModel model, Tokenizer tokenizer, IReadOnlyList<GenerationExample> examples,
         PredictionSettings settings, IRunObserver? observer = null)
     {
         if (examples.Count == 0) throw new ArgumentException("there are no examples to predict");

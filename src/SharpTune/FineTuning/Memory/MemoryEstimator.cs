@@ -43,7 +43,7 @@ public sealed record TrainingMemorySetup(
 /// <summary>
 /// The memory pre-flight: a training run's peak resident memory estimated from config.json and the safetensors
 /// headers alone, before any weight is read. Each component comes from the numbers the training code allocates
-/// (<see cref="TrainableDecoder.ActivationBytes"/>, <see cref="TrainableDecoder.LossChunkBytes"/>,
+/// (<see cref="DecoderModel.ActivationBytes"/>, <see cref="DecoderModel.LossChunkBytes"/>,
 /// <see cref="LoraLayer.CacheBytes"/>, <see cref="OptimizerNames.StateBytes"/>,
 /// <see cref="Quantizer.StorageBytesFor"/>, the GEMM's packing buffer), so the estimate follows the code.
 /// The checkpoint stays memory-mapped for the whole run and every page of a weight the step reads stays resident
@@ -125,7 +125,7 @@ public static class MemoryEstimator
         long fp32Matrices = matrices.Where(t => materialized.Contains(t.Name)).Sum(t => sizeof(float) * t.Elements);
         long parameters = parameterLengths.Sum(l => (long)l);
 
-        int chunk = TrainableDecoder.LossChunkRows(labelRows, config.VocabSize);
+        int chunk = DecoderModel.LossChunkRows(labelRows, config.VocabSize);
         bool lmHeadTrained = trained.Contains(config.TieWordEmbeddings ? config.Description.EmbeddingTensor : config.Description.LmHeadTensor);
         bool layerWeightsTrained = adapters.Count > 0 || matrices.Any(t => t.Module is not null && trained.Contains(t.Name));
         var gemm = (ManagedGemmKernel)GemmKernels.Managed;
@@ -138,8 +138,8 @@ public static class MemoryEstimator
             lmHeadTrained ? gemm.PackedAValues(config.VocabSize, chunk) : 0,         // lm_head's weight gradient
         }.Max() * sizeof(float);
 
-        long activations = TrainableDecoder.ActivationBytes(config, rows, setup.GradientCheckpointing);
-        long otherActivations = TrainableDecoder.ActivationBytes(config, rows, !setup.GradientCheckpointing);
+        long activations = DecoderModel.ActivationBytes(config, rows, setup.GradientCheckpointing);
+        long otherActivations = DecoderModel.ActivationBytes(config, rows, !setup.GradientCheckpointing);
         string optimNote = OptimizerNames.IsPaged(setup.Optim)
             ? $"{setup.Optim}: pageable (a file-backed mapping the kernel may write out under pressure)"
             : setup.Optim;
@@ -161,7 +161,7 @@ public static class MemoryEstimator
         components.Add(new("optimizer state", OptimizerNames.StateBytes(setup.Optim, parameterLengths), optimNote));
         components.Add(new($"activations, {setup.BufferBatch} × {setup.CutoffLen} tokens", activations,
             $"gradient checkpointing {(setup.GradientCheckpointing ? "on" : "off")} ({(setup.GradientCheckpointing ? "off" : "on")}: {FormatBytes(otherActivations)})"));
-        components.Add(new($"loss chunk, {chunk} rows × {config.VocabSize} logits", TrainableDecoder.LossChunkBytes(config, chunk)));
+        components.Add(new($"loss chunk, {chunk} rows × {config.VocabSize} logits", DecoderModel.LossChunkBytes(config, chunk)));
         components.Add(new("GEMM packing buffer", packed, "the largest product's packed operand"));
         if (adapters.Count > 0)
             components.Add(new("LoRA adapter caches", adapters.Sum(a => LoraLayer.CacheBytes(rows, a.Rank, a.In, a.Out, a.Dropout)),

@@ -12,7 +12,7 @@ namespace SharpTune.Peft.Lora;
 /// </summary>
 public sealed class LoraFineTuning : ITrainableModel
 {
-    public TrainableDecoder Decoder { get; }
+    public DecoderModel Decoder { get; }
     public IReadOnlyList<LoraLayer> Adapters { get; }
     /// <summary>Decoder tensors trained in full and saved next to the adapter.</summary>
     public IReadOnlyList<ModelTensor> ModulesToSaveTensors { get; }
@@ -24,7 +24,7 @@ public sealed class LoraFineTuning : ITrainableModel
     public IReadOnlyList<Parameter> TrainableParameters { get; }
     public long TotalParameterCount { get; }
 
-    private LoraFineTuning(TrainableDecoder decoder, IReadOnlyList<LoraLayer> adapters, IReadOnlyList<string> modulesToSave,
+    private LoraFineTuning(DecoderModel decoder, IReadOnlyList<LoraLayer> adapters, IReadOnlyList<string> modulesToSave,
         int rank, double alpha, double dropout, bool useRslora)
     {
         Decoder = decoder;
@@ -46,7 +46,7 @@ public sealed class LoraFineTuning : ITrainableModel
     }
 
     /// <summary>New adapters as LLaMA-Factory creates them from lora_rank, lora_alpha, lora_dropout, lora_target, use_rslora, additional_target.</summary>
-    public static LoraFineTuning CreateNew(TrainableDecoder decoder, FinetuningArguments args, SeededRandom initRandom)
+    public static LoraFineTuning CreateNew(DecoderModel decoder, FinetuningArguments args, SeededRandom initRandom)
     {
         if (args.LoraRank <= 0) throw new ArgumentException($"lora_rank must be positive, got {args.LoraRank}");
         // lora_target "all": every Linear the architecture declares inside the layers (lm_head excluded).
@@ -70,7 +70,7 @@ public sealed class LoraFineTuning : ITrainableModel
     }
 
     /// <summary>Continues training a saved PEFT adapter (its own config decides rank, alpha, dropout and targets).</summary>
-    public static LoraFineTuning Resume(TrainableDecoder decoder, string adapterDirectory)
+    public static LoraFineTuning Resume(DecoderModel decoder, string adapterDirectory)
     {
         var config = LoraConfig.Load(adapterDirectory);
         var adapters = Attach(decoder, adapterDirectory, config, out var extra);
@@ -90,7 +90,7 @@ public sealed class LoraFineTuning : ITrainableModel
     /// Folds a saved adapter into the decoder's weights (W + s·B·A, modules_to_save copied), as merge_and_unload does.
     /// Only the modules it changes become fp32 copies; the rest stay as stored.
     /// </summary>
-    public static void MergeInto(TrainableDecoder decoder, string adapterDirectory)
+    public static void MergeInto(DecoderModel decoder, string adapterDirectory)
     {
         var config = LoraConfig.Load(adapterDirectory);
         var adapters = Attach(decoder, adapterDirectory, config, out var extra);
@@ -111,14 +111,14 @@ public sealed class LoraFineTuning : ITrainableModel
     /// loads) a copy while the other keeps the shared original weight, so the two are untied here first. (PEFT's
     /// ensure_weight_tying, which would keep them tied, is not an option LLaMA-Factory passes.)
     /// </summary>
-    private static void UntieForModulesToSave(TrainableDecoder decoder, IReadOnlyList<string> modules)
+    private static void UntieForModulesToSave(DecoderModel decoder, IReadOnlyList<string> modules)
     {
         if (ReferenceEquals(decoder.LmHead, decoder.Embedding)
             && modules.Any(m => ModulePathOf(decoder.Embedding.Name).EndsWith(m, StringComparison.Ordinal) || "lm_head".EndsWith(m, StringComparison.Ordinal)))
             decoder.UntieLmHead();
     }
 
-    private static List<LoraLayer> Attach(TrainableDecoder decoder, string adapterDirectory, LoraConfig config,
+    private static List<LoraLayer> Attach(DecoderModel decoder, string adapterDirectory, LoraConfig config,
         out Dictionary<string, (long[] Shape, float[] Data)> extra)
     {
         var (pairs, others) = LoraAdapterFile.Load(adapterDirectory, config.Rank);
@@ -141,7 +141,7 @@ public sealed class LoraFineTuning : ITrainableModel
     }
 
     /// <summary>PEFT's rule: a module is saved in full when its path ends with one of the names.</summary>
-    private static List<ModelTensor> MatchModulesToSave(TrainableDecoder decoder, IReadOnlyList<string> names)
+    private static List<ModelTensor> MatchModulesToSave(DecoderModel decoder, IReadOnlyList<string> names)
     {
         var tensors = new List<ModelTensor>();
         foreach (string name in names)

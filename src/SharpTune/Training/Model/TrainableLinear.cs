@@ -18,7 +18,7 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
     public ModelTensor? Bias { get; } = bias;
     public List<ILinearTuner> Tuners { get; } = [];
 
-    /// <summary>False while the decoder's tuners are disabled (<see cref="TrainableDecoder.DisableTuners"/>): the base Linear alone.</summary>
+    /// <summary>False while the decoder's tuners are disabled (<see cref="DecoderModel.DisableTuners"/>): the base Linear alone.</summary>
     public bool TunersEnabled { get; set; } = true;
 
     /// <summary>The last part of the module path (q_proj, down_proj, ...), what PEFT's target_modules name.</summary>

@@ -4,7 +4,7 @@ namespace SharpTune.Training.Objectives;
 /// A training loss over a batch's label-token log-probabilities, kept apart from the model: the model computes the
 /// log-probs chunk by chunk (the logits of a chunk of label rows at a time) and asks the objective for the upstream
 /// gradient dLoss/d(log p) of each token, which it turns into the logits' gradient. An objective whose gradient needs
-/// whole sequences first (DPO's log-ratio of sums) computes it from <c>TrainableDecoder.LogProbs</c> before the
+/// whole sequences first (DPO's log-ratio of sums) computes it from <c>DecoderModel.LogProbs</c> before the
 /// backward pass and answers <see cref="Gradient"/> from that.
 /// </summary>
 public interface ITrainingObjective

@@ -19,7 +19,7 @@ namespace SharpTune.Training.Model;
 /// same layers over a KV cache at the positions it is given, on buffers of its own that keep nothing for a
 /// backward, with adapters applied unmerged (<see cref="ApplyAdapter"/>).
 /// </summary>
-public sealed class TrainableDecoder : IDisposable
+public sealed class DecoderModel : IDisposable
 {
     /// <summary>Logits kept at once by the loss: rows × vocab stays under this many floats...</summary>
     private const int LossChunkFloats = 16 << 20;
@@ -72,7 +72,7 @@ public sealed class TrainableDecoder : IDisposable
     // Copies of the streamed matrices in huge pages, where the kernel offers them (generation only); null otherwise.
     private HugePageArena? _hugePages;
 
-    private TrainableDecoder(string directory, ModelConfig config, DecoderWeights stored, QuantizationOptions? quantization,
+    private DecoderModel(string directory, ModelConfig config, DecoderWeights stored, QuantizationOptions? quantization,
         ModelTensor embedding, ModelTensor lmHead, ModelTensor finalNorm, TrainableLayer[] layers, bool gradientCheckpointing, IComputeBackend backend)
     {
         Directory = directory;
@@ -99,7 +99,7 @@ public sealed class TrainableDecoder : IDisposable
     /// a bf16 GEMM (<see cref="Bf16ComputeMatrix.AvailableKernel"/>); otherwise, and for other dtypes, in fp32.
     /// </param>
     /// <param name="backend">Where the model computes; the default CPU backend when null.</param>
-    public static TrainableDecoder Load(string directory, bool gradientCheckpointing, QuantizationOptions? quantization = null,
+    public static DecoderModel Load(string directory, bool gradientCheckpointing, QuantizationOptions? quantization = null,
         bool bf16Compute = false, IComputeBackend? backend = null)
     {
         ModelFolder.Validate(directory);
@@ -128,7 +128,7 @@ public sealed class TrainableDecoder : IDisposable
         }
     }
 
-    private static TrainableDecoder Bind(string directory, ModelConfig c, DecoderWeights weights, bool gradientCheckpointing,
+    private static DecoderModel Bind(string directory, ModelConfig c, DecoderWeights weights, bool gradientCheckpointing,
         QuantizationOptions? quantization, OneDnnGemmKernel? bf16Kernel, IComputeBackend backend)
     {
         IFrozenMatrix Frozen(WeightMatrix matrix) =>
@@ -170,7 +170,7 @@ public sealed class TrainableDecoder : IDisposable
             };
         }
         var finalNorm = Vector(arch.FinalNormTensor, weights.FinalNorm);
-        return new TrainableDecoder(directory, c, weights, quantization, embedding, lmHead, finalNorm, layers, gradientCheckpointing, backend);
+        return new DecoderModel(directory, c, weights, quantization, embedding, lmHead, finalNorm, layers, gradientCheckpointing, backend);
     }
 
     /// <summary>
@@ -179,7 +179,7 @@ public sealed class TrainableDecoder : IDisposable
     /// quantised on load (embedding, lm_head and norms never are); without it the matrices every token streams are
     /// moved into huge pages (<see cref="MoveIntoHugePages"/>).
     /// </summary>
-    public static TrainableDecoder LoadForGeneration(string directory, IComputeBackend? backend = null,
+    public static DecoderModel LoadForGeneration(string directory, IComputeBackend? backend = null,
         IReadOnlyList<string>? adapterDirectories = null, QuantizationOptions? quantization = null)
     {
         var model = Load(directory, gradientCheckpointing: false, quantization, backend: backend);
@@ -467,7 +467,7 @@ public sealed class TrainableDecoder : IDisposable
 
     private bool _tunersDisabled;
 
-    private sealed class TunerScope(TrainableDecoder decoder) : IDisposable
+    private sealed class TunerScope(DecoderModel decoder) : IDisposable
     {
         private bool _disposed;
 
