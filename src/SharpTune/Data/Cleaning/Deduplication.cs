@@ -1,5 +1,3 @@
-using System.Collections;
-
 namespace SharpTune.Data.Cleaning;
 
 /// <summary>
@@ -22,14 +20,14 @@ public sealed class Deduplication
     internal Deduplication(string inputPath, int[] exactOf, string exactRule, Dictionary<int, (int Kept, double Similarity)> near, string nearRule)
     {
         (this.inputPath, this.exactOf, this.exactRule, this.near, this.nearRule) = (inputPath, exactOf, exactRule, near, nearRule);
-        Output = new KeptRecords(this, exactOf.Count(of => of < 0) - near.Count);
+        KeptCount = exactOf.Count(of => of < 0) - near.Count;
     }
 
     /// <summary>The report, gathered in memory from a pass over the input when first asked for.</summary>
     public CleaningReport Report => report ??= Save(new StepTargets(null, null)).Report;
 
-    /// <summary>The kept records' JSON texts, exactly as the input holds them, read from the input as they are enumerated.</summary>
-    public IReadOnlyCollection<byte[]> Output { get; }
+    /// <summary>How many records are kept (the first of each duplicate cluster and every unique one).</summary>
+    public int KeptCount { get; }
 
     private bool Removed(int index) => exactOf[index] >= 0 || near.ContainsKey(index);
 
@@ -63,15 +61,4 @@ public sealed class Deduplication
                     });
                 }
         });
-
-    private sealed class KeptRecords(Deduplication deduplication, int count) : IReadOnlyCollection<byte[]>
-    {
-        public int Count => count;
-
-        public IEnumerator<byte[]> GetEnumerator() =>
-            DatasetRecordFile.ReadBatches(deduplication.inputPath).SelectMany(batch => batch)
-                .Where(record => !deduplication.Removed(record.Index)).Select(record => record.Json).GetEnumerator();
-
-        IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
-    }
 }

@@ -44,7 +44,7 @@ public sealed class DedupTests : IDisposable
         var found = Encoding.UTF8.GetString(lines.ToArray()).Split('\n', StringSplitOptions.RemoveEmptyEntries)
             .Select(l => JsonDocument.Parse(l).RootElement).Select(l => (l.GetProperty("record").GetInt32(), l.GetProperty("duplicate_of").GetInt32()));
         Assert.Equal(expected, found);
-        Assert.Equal(reference.RootElement.GetProperty(name).GetProperty("records").GetInt32() - expected.Count, result.Output.Count);
+        Assert.Equal(reference.RootElement.GetProperty(name).GetProperty("records").GetInt32() - expected.Count, result.KeptCount);
     }
 
     [Theory]
@@ -108,7 +108,7 @@ public sealed class DedupTests : IDisposable
             var result = Deduplicator.Run(input, new DedupOptions(Near: true, Threshold: 0.8, NGram: 1, Unit: ShingleUnit.Word, Bands: bands));
             // Only the second of a pair may go, and only as the first's duplicate.
             Assert.All(result.Report.Counts.Keys, reason => Assert.Equal(Deduplicator.NearReason, reason));
-            return (2 * Pairs - result.Output.Count) / (double)Pairs;
+            return (2 * Pairs - result.KeptCount) / (double)Pairs;
         }
 
         // datasketch's optimum for 0.8 (9 x 13) detects a pair at exactly the threshold with p = 1 − (1 − 0.8^13)^9 ≈ 0.40.
