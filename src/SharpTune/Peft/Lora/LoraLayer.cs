@@ -66,7 +66,7 @@ public sealed unsafe class LoraLayer : ILinearTuner
 
     public void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random)
     {
-        EnsureCapacity(rows);
+        EnsureCapacity(rows, pass);
         float[] input = x;
         if (Dropout > 0 && pass != TunerPass.Evaluate)
         {
@@ -145,11 +145,16 @@ public sealed unsafe class LoraLayer : ILinearTuner
     private static (long LowRank, long Input) CacheLengths(int rows, int rank, int inFeatures, float dropout) =>
         ((long)rows * rank, dropout > 0 ? (long)rows * inFeatures : 0);
 
-    private void EnsureCapacity(int rows)
+    /// <summary>
+    /// Grows the caches for rows rows: an evaluation pass (unmerged inference, evaluation) needs only x·Aᵀ; the
+    /// backward's and dropout's caches are made by the first training pass, so an adapter loaded for serving never
+    /// holds them.
+    /// </summary>
+    private void EnsureCapacity(int rows, TunerPass pass)
     {
         var (lowRank, input) = CacheLengths(rows, Rank, InFeatures, Dropout);
-        if (_xa.Length >= lowRank) return;
-        _xa = new float[lowRank];
+        if (_xa.Length < lowRank) _xa = new float[lowRank];
+        if (pass == TunerPass.Evaluate || _dxa.Length >= lowRank) return;
         _dxa = new float[lowRank];
         if (input > 0)
         {
