@@ -29,14 +29,10 @@ public sealed class LoraAdapter : IModelAdapter
         ReplacedTensors = replaced;
     }
 
-    /// <summary>
-    /// Makes this the reader of adapter folders for the model layer (<see cref="AdapterFolders"/>), which cannot
-    /// reference PEFT itself; LoRA is the only PEFT method SharpTune reads so far, so every folder comes here.
-    /// </summary>
 #pragma warning disable CA2255 // The registration must happen before any model reads an adapter, whoever calls first.
     [ModuleInitializer]
 #pragma warning restore CA2255
-    internal static void RegisterReader() => AdapterFolders.Register(Load);
+    internal static void RegisterReader() => PeftAdapterFolders.Register("LORA", Load);
 
     public string Describe() => $"r = {Config.Rank}, scaling {Config.Scaling:0.####}, {Pairs.Count} LoRA modules, {ReplacedTensors.Count} replaced tensors";
 

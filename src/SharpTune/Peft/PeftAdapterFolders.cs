@@ -1,0 +1,67 @@
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using SharpTune.IO;
+using SharpTune.Model;
+
+namespace SharpTune.Peft;
+
+/// <summary>
+/// Reads a PEFT adapter folder by the method its adapter_config.json names in <c>peft_type</c> (LORA, IA3,
+/// PROMPT_TUNING, …). Each method registers its reader from its own folder, so a new method is an addition here, not
+/// an edit; this is also the reader the model layer is given (<see cref="AdapterFolders"/>).
+/// </summary>
+public static class PeftAdapterFolders
+{
+    public const string ConfigFileName = "adapter_config.json";
+
+    private static readonly Dictionary<string, Func<string, IModelAdapter>> s_readers = new(StringComparer.Ordinal);
+
+#pragma warning disable CA2255 // The registration must happen before any model reads an adapter, whoever calls first.
+    [ModuleInitializer]
+#pragma warning restore CA2255
+    internal static void RegisterWithModel() => AdapterFolders.Register(Read);
+
+    /// <summary>Installs the reader of one peft_type; called by that method's module initializer.</summary>
+    public static void Register(string peftType, Func<string, IModelAdapter> reader)
+    {
+        lock (s_readers) s_readers[peftType] = reader;
+    }
+
+    /// <summary>The peft_types SharpTune reads, sorted.</summary>
+    public static IReadOnlyList<string> SupportedTypes
+    {
+        get { lock (s_readers) return s_readers.Keys.Order(StringComparer.Ordinal).ToArray(); }
+    }
+
+    /// <summary>Reads the folder with the reader of its peft_type.</summary>
+    /// <exception cref="InvalidDataException">adapter_config.json is unreadable, or names a peft_type no method reads.</exception>
+    public static IModelAdapter Read(string directory)
+    {
+        string type = PeftType(directory);
+        Func<string, IModelAdapter>? reader;
+        lock (s_readers) s_readers.TryGetValue(type, out reader);
+        return reader is null
+            ? throw new InvalidDataException(
+                $"{Path.Combine(directory, ConfigFileName)}: peft_type {MessageText.Quote(type)} is not supported; SharpTune reads {string.Join(", ", SupportedTypes)}")
+            : reader(directory);
+    }
+
+    /// <summary>adapter_config.json's peft_type ("" when absent).</summary>
+    public static string PeftType(string directory)
+    {
+        if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"adapter folder '{directory}' does not exist");
+        string path = Path.Combine(directory, ConfigFileName);
+        if (!File.Exists(path)) throw new FileNotFoundException($"{directory}: {ConfigFileName} is missing; is this a PEFT adapter folder?", path);
+        var bytes = Utf8Validation.ReadJsonFile(path, message => new InvalidDataException(message));
+        try
+        {
+            using var doc = JsonDocument.Parse(bytes);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: not a JSON object");
+            return doc.RootElement.TryGetProperty("peft_type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "";
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: invalid JSON ({e.Message})", e);
+        }
+    }
+}
