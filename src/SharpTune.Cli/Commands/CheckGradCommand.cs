@@ -3,7 +3,7 @@ using System.Text.Json;
 using SharpTune.Data;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
-using SharpTune.Peft.Lora;
+using SharpTune.Peft;
 using SharpTune.Training;
 using SharpTune.FineTuning;
 using SharpTune.Training.Model;
@@ -20,7 +20,7 @@ public static class CheckGradCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Model folder", Required = true };
-        var adapter = new Option<string?>("--adapter") { Description = "PEFT LoRA adapter folder: train only the adapter (default: full fine-tuning)" };
+        var adapter = new Option<string?>("--adapter") { Description = "PEFT adapter folder (its adapter_config.json peft_type picks the method): train only the adapter (default: full fine-tuning)" };
         var input = new Option<string>("--input") { Description = "JSON file {\"input_ids\": [[...]], \"attention_mask\": [[...]], \"labels\": [[...]]}", Required = true };
         var output = new Option<string>("--out") { Description = "Output safetensors: loss, grad.<name> (step 1), param.<name> (after the last step)", Required = true };
         var steps = new Option<int>("--steps") { Description = "AdamW steps (0: gradients only)", DefaultValueFactory = _ => 0 };
@@ -38,7 +38,7 @@ public static class CheckGradCommand
             var batch = ReadBatch(r.GetValue(input)!);
             var decoder = DecoderModel.Load(r.GetValue(model)!, gradientCheckpointing: false);
             string? adapterDirectory = r.GetValue(adapter);
-            using ITrainableModel trainable = adapterDirectory is null ? WeightsFineTuning.Full(decoder) : LoraFineTuning.Resume(decoder, adapterDirectory);
+            using ITrainableModel trainable = adapterDirectory is null ? WeightsFineTuning.Full(decoder) : PeftAdapterFolders.ResumeTraining(decoder, adapterDirectory);
             Console.Error.WriteLine($"[sharptune] {TrainableModels.Summary(trainable)}");
             Run(trainable, batch, stepCount, r.GetValue(lr), r.GetValue(weightDecay), r.GetValue(maxGradNorm), r.GetValue(output)!);
             return 0;

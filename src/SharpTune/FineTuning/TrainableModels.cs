@@ -1,5 +1,6 @@
 using System.Globalization;
 using SharpTune.Hparams;
+using SharpTune.Peft;
 using SharpTune.Peft.Lora;
 using SharpTune.Quantization;
 using SharpTune.Training;
@@ -37,7 +38,7 @@ public static class TrainableModels
                 default:
                     if (adapterDirectories.Count == 0) return LoraFineTuning.CreateNew(decoder, args, initRandom);
                     for (int i = 0; i < adapterDirectories.Count - 1; i++) LoraFineTuning.MergeInto(decoder, adapterDirectories[i]);
-                    return LoraFineTuning.Resume(decoder, adapterDirectories[^1]);
+                    return PeftAdapterFolders.ResumeTraining(decoder, adapterDirectories[^1]);
             }
         }
         catch

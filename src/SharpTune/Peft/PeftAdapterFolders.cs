@@ -2,6 +2,8 @@ using System.Runtime.CompilerServices;
 using System.Text.Json;
 using SharpTune.IO;
 using SharpTune.Model;
+using SharpTune.Training;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Peft;
 
@@ -15,16 +17,25 @@ public static class PeftAdapterFolders
     public const string ConfigFileName = "adapter_config.json";
 
     private static readonly Dictionary<string, Func<string, IModelAdapter>> s_readers = new(StringComparer.Ordinal);
+    private static readonly Dictionary<string, Func<DecoderModel, string, ITrainableModel>> s_resumers = new(StringComparer.Ordinal);
 
 #pragma warning disable CA2255 // The registration must happen before any model reads an adapter, whoever calls first.
     [ModuleInitializer]
 #pragma warning restore CA2255
     internal static void RegisterWithModel() => AdapterFolders.Register(Read);
 
-    /// <summary>Installs the reader of one peft_type; called by that method's module initializer.</summary>
-    public static void Register(string peftType, Func<string, IModelAdapter> reader)
+    /// <summary>
+    /// Installs one peft_type's method, called by its module initializer: <paramref name="reader"/> reads a folder for
+    /// unmerged inference, <paramref name="resumeTraining"/> attaches a folder's tensors to a decoder as trainable
+    /// tuners (continuing a run, or `check grad` on a given adapter).
+    /// </summary>
+    public static void Register(string peftType, Func<string, IModelAdapter> reader, Func<DecoderModel, string, ITrainableModel> resumeTraining)
     {
-        lock (s_readers) s_readers[peftType] = reader;
+        lock (s_readers)
+        {
+            s_readers[peftType] = reader;
+            s_resumers[peftType] = resumeTraining;
+        }
     }
 
     /// <summary>The peft_types SharpTune reads, sorted.</summary>
@@ -35,15 +46,19 @@ public static class PeftAdapterFolders
 
     /// <summary>Reads the folder with the reader of its peft_type.</summary>
     /// <exception cref="InvalidDataException">adapter_config.json is unreadable, or names a peft_type no method reads.</exception>
-    public static IModelAdapter Read(string directory)
+    public static IModelAdapter Read(string directory) => Lookup(s_readers, directory)(directory);
+
+    /// <summary>The folder's tuners attached to <paramref name="decoder"/> with their saved values, ready to train on.</summary>
+    /// <exception cref="InvalidDataException">adapter_config.json is unreadable, or names a peft_type no method reads.</exception>
+    public static ITrainableModel ResumeTraining(DecoderModel decoder, string directory) => Lookup(s_resumers, directory)(decoder, directory);
+
+    private static T Lookup<T>(Dictionary<string, T> methods, string directory) where T : class
     {
         string type = PeftType(directory);
-        Func<string, IModelAdapter>? reader;
-        lock (s_readers) s_readers.TryGetValue(type, out reader);
-        return reader is null
-            ? throw new InvalidDataException(
-                $"{Path.Combine(directory, ConfigFileName)}: peft_type {MessageText.Quote(type)} is not supported; SharpTune reads {string.Join(", ", SupportedTypes)}")
-            : reader(directory);
+        T? method;
+        lock (s_readers) methods.TryGetValue(type, out method);
+        return method ?? throw new InvalidDataException(
+            $"{Path.Combine(directory, ConfigFileName)}: peft_type {MessageText.Quote(type)} is not supported; SharpTune reads {string.Join(", ", SupportedTypes)}");
     }
 
     /// <summary>adapter_config.json's peft_type ("" when absent).</summary>

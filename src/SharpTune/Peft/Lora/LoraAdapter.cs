@@ -32,7 +32,7 @@ public sealed class LoraAdapter : IModelAdapter
 #pragma warning disable CA2255 // The registration must happen before any model reads an adapter, whoever calls first.
     [ModuleInitializer]
 #pragma warning restore CA2255
-    internal static void RegisterReader() => PeftAdapterFolders.Register("LORA", Load);
+    internal static void RegisterReader() => PeftAdapterFolders.Register("LORA", Load, LoraFineTuning.Resume);
 
     public string Describe() => $"r = {Config.Rank}, scaling {Config.Scaling:0.####}, {Pairs.Count} LoRA modules, {ReplacedTensors.Count} replaced tensors";
 
