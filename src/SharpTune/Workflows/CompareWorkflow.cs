@@ -4,7 +4,7 @@ using SharpTune.Evaluation.Comparison;
 using SharpTune.Hparams;
 using SharpTune.Inference;
 using SharpTune.Model;
-using SharpTune.Peft.Lora;
+using SharpTune.Peft;
 using SharpTune.Quantization;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
@@ -58,7 +58,7 @@ public static class CompareWorkflow
         ModelFolder.Validate(modelDir);
         ModelFolder.ValidateTokenizer(modelDir);
         // Every adapter is read before anything is generated, so a wrong folder fails in seconds, not after the base's answers.
-        foreach (string dir in r.Adapters) LoraAdapter.Load(dir);
+        foreach (string dir in r.Adapters) PeftAdapterFolders.Read(dir);
         var tokenizer = Tokenizer.FromDirectory(modelDir);
         var chatTemplate = ChatTemplates.ForModel(r.Template, modelDir, tokenizer);
         var config = ModelConfig.Load(ModelFolder.ConfigPath(modelDir));
