@@ -157,6 +157,29 @@ public sealed class PreferenceDataTests
         Assert.Equal(eos, PreferenceDatasets.LoadPairwise(Args("pairs", 1024, dir.Path), Tokenizer, template, "dpo", seed: 1).Train.Single().Rejected.Labels[^1]);
     }
 
+    [Fact]
+    public void AThinkingTemplateEncodesThePairAsLlamaFactorysReasoningTemplateEncodesOneTurn()
+    {
+        // ReasoningTemplate.encode_oneturn (qwen3): earlier answers lose their thoughts and get no empty one; the last
+        // answer without a thought gets the empty thought's ids (tokenized on their own) in front, trained with it.
+        using var dir = new DataDir();
+        dir.Info("""{"pairs": {"file_name": "pairs.json", "ranking": true, "formatting": "sharegpt", "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"}}}""")
+            .Write("pairs.json", """
+                [{"conversations": [{"from": "human", "value": "Q1"}, {"from": "gpt", "value": "<think>\nplan it\n</think>\n\nA1"}, {"from": "human", "value": "Q2"}, {"from": "gpt", "value": "A2"}, {"from": "human", "value": "Q3"}],
+                  "chosen": {"from": "gpt", "value": "A good answer."}, "rejected": {"from": "gpt", "value": "<think>\nhmm\n</think>\n\nBad."}}]
+                """);
+
+        var pair = PreferenceDatasets.LoadPairwise(Args("pairs", 1024, dir.Path), Tokenizer, ChatTemplates.ForModel("qwen3", Qwen.TokenizerDir), "dpo", seed: 1).Train.Single();
+
+        int[] User(string text) => Tokenizer.Encode($"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n");
+        int[] Assistant(string text) => Tokenizer.Encode($"{text}<|im_end|>\n");
+        int[] prompt = [.. User("Q1"), .. Assistant("A1"), .. User("Q2"), .. Assistant("A2"), .. User("Q3")];
+        int[] chosen = [.. Tokenizer.Encode("<think>\n\n</think>\n\n"), .. Assistant("A good answer.")];
+        int[] rejected = Assistant("<think>\nhmm\n</think>\n\nBad.");
+        AssertExample(PromptAndAnswer(prompt, chosen, prompt.Length, chosen.Length), pair.Chosen);
+        AssertExample(PromptAndAnswer(prompt, rejected, prompt.Length, rejected.Length), pair.Rejected);
+    }
+
     [Theory]
     [InlineData(100_000, 1000)]
     [InlineData(200, 16)]
