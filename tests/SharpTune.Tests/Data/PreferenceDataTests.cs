@@ -215,6 +215,25 @@ public sealed class PreferenceDataTests
     }
 
     [Fact]
+    public void AlpacaKtoRecordsPairEachPromptWithTheAnswerBeforeIt()
+    {
+        // As LLaMA-Factory registers ultrafeedback_kto: alpaca columns and a kto_tag.
+        using var dir = new DataDir();
+        dir.Info("""{"kto": {"file_name": "kto.json", "columns": {"prompt": "prompt", "response": "completion", "kto_tag": "label"}}}""")
+            .Write("kto.json", """[{"prompt": "Name a fruit.", "completion": "An apple.", "label": true}, {"prompt": "Name a colour.", "completion": "A fruit.", "label": false}]""");
+
+        var data = PreferenceDatasets.LoadFeedback(Args("kto", 1024, dir.Path), Tokenizer, QwenTemplate, seed: 1).Train;
+
+        var (fruit, apple) = QwenOneTurn(null, ["Name a fruit."], "An apple.");
+        var (colour, wrong) = QwenOneTurn(null, ["Name a colour."], "A fruit.");
+        AssertExample(PromptAndAnswer(fruit, apple, fruit.Length, apple.Length), data[0].Example);
+        AssertExample(PromptAndAnswer(fruit, wrong, fruit.Length, wrong.Length), data[0].Kl);
+        AssertExample(PromptAndAnswer(colour, wrong, colour.Length, wrong.Length), data[1].Example);
+        AssertExample(PromptAndAnswer(colour, apple, colour.Length, apple.Length), data[1].Kl);
+        Assert.Equal([true, false], data.Select(e => e.Desirable));
+    }
+
+    [Fact]
     public void PpoPromptsAreTheUnsupervisedProcessorsAndARecordWithoutAnswerGetsAnEmptyOne()
     {
         using var dir = new DataDir();
