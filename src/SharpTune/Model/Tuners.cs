@@ -58,16 +58,32 @@ public interface ILinearTuner
     void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random);
 
     /// <summary>
-    /// After a training forward: accumulates the parameter gradients from dy and, when dx is given, adds this tuner's
-    /// share of dL/dx to it.
+    /// Whether <see cref="Forward"/> rescales y (IA3 on the output side) rather than only adding to it: then what the
+    /// base and the earlier tuners produced reaches the loss through this tuner's factor, so the projection's backward
+    /// asks <see cref="OutputGradient"/> for their dy, running the tuners from last to first before the base's.
+    /// </summary>
+    bool RescalesOutput => false;
+
+    /// <summary>
+    /// For a tuner that <see cref="RescalesOutput"/>: writes dL/d(y as this tuner received it) to dyBefore [rows × out]
+    /// from dy, dL/d(y as it left it).
+    /// </summary>
+    void OutputGradient(float[] dy, int rows, float[] dyBefore) => dy.AsSpan(0, rows * OutFeatures).CopyTo(dyBefore);
+
+    /// <summary>
+    /// After a training forward: accumulates the parameter gradients from dy (dL/d of this tuner's output) and, when dx
+    /// is given, adds this tuner's share of dL/dx to it.
     /// </summary>
     void Backward(float[] x, float[] dy, int rows, float[]? dx);
 
-    /// <summary>Merged-weight hook: folds the tuner into the base weight [out × in] (merge_and_unload).</summary>
-    void MergeInto(float[] weight);
+    /// <summary>
+    /// Merged-weight hook: folds the tuner into the base weight [out × in] and, when the Linear has one, its bias [out]
+    /// (merge_and_unload; IA3 on the output side scales the bias too).
+    /// </summary>
+    void MergeInto(float[] weight, float[]? bias);
 
-    /// <summary>Takes a merged tuner out of the base weight again (PEFT's unmerge), up to rounding.</summary>
-    void UnmergeFrom(float[] weight);
+    /// <summary>Takes a merged tuner out of the base weight and bias again (PEFT's unmerge), up to rounding.</summary>
+    void UnmergeFrom(float[] weight, float[]? bias);
 }
 
 /// <summary>
