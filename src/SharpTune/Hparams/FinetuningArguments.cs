@@ -1,6 +1,6 @@
 namespace SharpTune.Hparams;
 
-public enum FinetuningType { Lora, Full, Freeze, Ia3 }
+public enum FinetuningType { Lora, Full, Freeze, Ia3, BitFit }
 
 /// <summary>LLaMA-Factory's fine-tuning arguments (defaults as in its hparams/finetuning_args.py).</summary>
 public sealed class FinetuningArguments
@@ -29,6 +29,9 @@ public sealed class FinetuningArguments
     /// <summary>ia3_feedforward: PEFT's feedforward_modules, the targets whose input (not output) is scaled.</summary>
     public List<string> Ia3Feedforward { get; set; } = ["down_proj"];
 
+    /// <summary>bitfit_extra_modules: modules whose weights BitFit trains beside every bias (norms: input_layernorm, post_attention_layernorm, norm).</summary>
+    public List<string> BitFitExtraModules { get; set; } = [];
+
     /// <summary>freeze_trainable_layers: the last N decoder layers are trained (the first N when negative).</summary>
     public int FreezeTrainableLayers { get; set; } = 2;
     /// <summary>freeze_trainable_modules: ["all"] or module names inside those layers (e.g. mlp, self_attn).</summary>
@@ -43,13 +46,13 @@ public sealed class FinetuningArguments
     public int EffectiveLoraAlpha => LoraAlpha is > 0 ? LoraAlpha.Value : 2 * LoraRank;
 
     /// <summary>
-    /// Adapters to load or continue need an adapter method (lora, ia3): the key and the problem when
+    /// Adapters to load or continue need an adapter method (lora, ia3, bitfit): the key and the problem when
     /// <paramref name="adapterCount"/> adapters are given to another method, else null. The one statement of the rule:
     /// the config parser reports it at the key's line, <see cref="FineTuning.TrainableModels.CheckCombination"/> for
     /// arguments built in code.
     /// </summary>
     public (string Key, string Problem)? RefusedAdapters(int adapterCount) =>
         adapterCount > 0 && FinetuningType is FinetuningType.Full or FinetuningType.Freeze
-            ? ("adapter_name_or_path", "adapters are only valid with an adapter method (finetuning_type: lora or ia3)")
+            ? ("adapter_name_or_path", "adapters are only valid with an adapter method (finetuning_type: lora, ia3 or bitfit)")
             : null;
 }

@@ -55,6 +55,10 @@ public static class PeftConfigFile
         };
     }
 
+    /// <summary>PEFT's match of a name in a module list against a module path: the whole path or its last dotted parts.</summary>
+    public static bool ModuleMatches(string modulePath, string name) =>
+        modulePath == name || modulePath.EndsWith("." + name, StringComparison.Ordinal);
+
     /// <summary>A list of names as PEFT writes it, null when empty.</summary>
     public static JsonArray? Names(IReadOnlyList<string> names) =>
         names.Count == 0 ? null : new JsonArray(names.Select(m => (JsonNode?)m).ToArray());

@@ -3,6 +3,7 @@ using SharpTune.FineTuning;
 using SharpTune.Hparams;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
+using SharpTune.Peft;
 using SharpTune.Peft.Ia3;
 using SharpTune.Peft.Lora;
 using SharpTune.Quantization;
@@ -101,6 +102,11 @@ public static class MemoryEstimator
             case FinetuningType.Freeze:
                 trained.UnionWith(FreezeSelection.TrainableNames(used.Select(t => t.Name).ToArray(), config.NumLayers, setup.Finetuning));
                 break;
+            case FinetuningType.BitFit:
+                // Every bias and the extra modules' vectors, as BitFitFineTuning picks them.
+                trained.UnionWith(used.Where(t => !t.IsMatrix && (t.Name.EndsWith(".bias", StringComparison.Ordinal)
+                    || setup.Finetuning.BitFitExtraModules.Any(m => PeftConfigFile.ModuleMatches(t.Name[..t.Name.LastIndexOf('.')], m)))).Select(t => t.Name));
+                break;
             case FinetuningType.Ia3:
                 // One vector per targeted Linear: its input's width on a feed-forward module, its output's otherwise;
                 // each layer keeps the side it scales for a batch's rows.
@@ -157,7 +163,7 @@ public static class MemoryEstimator
         string optimNote = OptimizerNames.IsPaged(setup.Optim)
             ? $"{setup.Optim}: pageable (a file-backed mapping the kernel may write out under pressure)"
             : setup.Optim;
-        long saving = method is FinetuningType.Lora or FinetuningType.Ia3
+        long saving = method is FinetuningType.Lora or FinetuningType.Ia3 or FinetuningType.BitFit
             ? 2 * sizeof(float) * parameters
             : used.Sum(t => materialized.Contains(t.Name) || !t.IsMatrix ? EncodedBytes(t.Elements, storedDType) : t.Bytes) + sizeof(float) * parameters;
 

@@ -19,11 +19,7 @@ public sealed class Ia3Config
     public string BaseModelNameOrPath { get; init; } = "";
 
     /// <summary>Whether the Linear at <paramref name="modulePath"/> is a feed-forward target (PEFT matches by the path's end).</summary>
-    public bool IsFeedforward(string modulePath) => FeedforwardModules.Any(m => Matches(modulePath, m));
-
-    /// <summary>PEFT's match of a name in a list against a module path: the whole path or its last dotted parts.</summary>
-    public static bool Matches(string modulePath, string name) =>
-        modulePath == name || modulePath.EndsWith("." + name, StringComparison.Ordinal);
+    public bool IsFeedforward(string modulePath) => FeedforwardModules.Any(m => PeftConfigFile.ModuleMatches(modulePath, m));
 
     /// <exception cref="InvalidDataException">The file is unreadable, not IA3, or uses a field SharpTune does not implement: "PATH: 'field' problem".</exception>
     public static Ia3Config Load(string adapterDirectory) => PeftConfigFile.Read(adapterDirectory, (json, path, reader) =>
