@@ -2,6 +2,7 @@ using System.Globalization;
 using SharpTune.Hparams;
 using SharpTune.Peft;
 using SharpTune.Peft.BitFit;
+using SharpTune.Peft.Bottleneck;
 using SharpTune.Peft.Ia3;
 using SharpTune.Peft.Lora;
 using SharpTune.Quantization;
@@ -14,7 +15,7 @@ namespace SharpTune.FineTuning;
 public static class TrainableModels
 {
     /// <summary>
-    /// full: every parameter; freeze: LLaMA-Factory's layer/module selection; lora, ia3, bitfit: new adapters, or with adapter
+    /// full: every parameter; freeze: LLaMA-Factory's layer/module selection; lora, ia3, bitfit, adapter: new adapters, or with adapter
     /// folders, every folder but the last (LoRA) merged into the base and the last one's training continued, whatever
     /// its peft_type. Frozen weights
     /// stay as the checkpoint stores them; merging an earlier adapter turns just the modules it changes into fp32.
@@ -42,6 +43,8 @@ public static class TrainableModels
                     return Ia3FineTuning.CreateNew(decoder, args);
                 case FinetuningType.BitFit when adapterDirectories.Count == 0:
                     return BitFitFineTuning.CreateNew(decoder, args);
+                case FinetuningType.Adapter when adapterDirectories.Count == 0:
+                    return BottleneckFineTuning.CreateNew(decoder, args, initRandom);
                 default:
                     if (adapterDirectories.Count == 0) return LoraFineTuning.CreateNew(decoder, args, initRandom);
                     for (int i = 0; i < adapterDirectories.Count - 1; i++) LoraFineTuning.MergeInto(decoder, adapterDirectories[i]);

@@ -1,6 +1,6 @@
 namespace SharpTune.Hparams;
 
-public enum FinetuningType { Lora, Full, Freeze, Ia3, BitFit }
+public enum FinetuningType { Lora, Full, Freeze, Ia3, BitFit, Adapter }
 
 /// <summary>LLaMA-Factory's fine-tuning arguments (defaults as in its hparams/finetuning_args.py).</summary>
 public sealed class FinetuningArguments
@@ -32,6 +32,11 @@ public sealed class FinetuningArguments
     /// <summary>bitfit_extra_modules: modules whose weights BitFit trains beside every bias (norms: input_layernorm, post_attention_layernorm, norm).</summary>
     public List<string> BitFitExtraModules { get; set; } = [];
 
+    /// <summary>adapter_reduction_factor: the bottleneck adapters' hidden size ÷ bottleneck width (the adapters library's reduction_factor).</summary>
+    public double AdapterReductionFactor { get; set; } = 16;
+    /// <summary>adapter_non_linearity: the bottleneck's activation, the adapters library's non_linearity name (swish or relu).</summary>
+    public string AdapterNonLinearity { get; set; } = "swish";
+
     /// <summary>freeze_trainable_layers: the last N decoder layers are trained (the first N when negative).</summary>
     public int FreezeTrainableLayers { get; set; } = 2;
     /// <summary>freeze_trainable_modules: ["all"] or module names inside those layers (e.g. mlp, self_attn).</summary>
@@ -46,13 +51,13 @@ public sealed class FinetuningArguments
     public int EffectiveLoraAlpha => LoraAlpha is > 0 ? LoraAlpha.Value : 2 * LoraRank;
 
     /// <summary>
-    /// Adapters to load or continue need an adapter method (lora, ia3, bitfit): the key and the problem when
+    /// Adapters to load or continue need an adapter method (lora, ia3, bitfit, adapter): the key and the problem when
     /// <paramref name="adapterCount"/> adapters are given to another method, else null. The one statement of the rule:
     /// the config parser reports it at the key's line, <see cref="FineTuning.TrainableModels.CheckCombination"/> for
     /// arguments built in code.
     /// </summary>
     public (string Key, string Problem)? RefusedAdapters(int adapterCount) =>
         adapterCount > 0 && FinetuningType is FinetuningType.Full or FinetuningType.Freeze
-            ? ("adapter_name_or_path", "adapters are only valid with an adapter method (finetuning_type: lora, ia3 or bitfit)")
+            ? ("adapter_name_or_path", "adapters are only valid with an adapter method (finetuning_type: lora, ia3, bitfit or adapter)")
             : null;
 }

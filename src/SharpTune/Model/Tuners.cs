@@ -58,15 +58,16 @@ public interface ILinearTuner
     void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random);
 
     /// <summary>
-    /// Whether <see cref="Forward"/> rescales y (IA3 on the output side) rather than only adding to it: then what the
-    /// base and the earlier tuners produced reaches the loss through this tuner's factor, so the projection's backward
-    /// asks <see cref="OutputGradient"/> for their dy, running the tuners from last to first before the base's.
+    /// Whether what <see cref="Forward"/> makes of y depends on y itself (IA3 on the output side rescales it, a
+    /// bottleneck adapter adds up(act(down(y)))) rather than only adding a function of x (LoRA): then what the base and
+    /// the earlier tuners produced reaches the loss through this tuner, so the projection's backward asks
+    /// <see cref="OutputGradient"/> for their dy, running the tuners from last to first before the base's.
     /// </summary>
-    bool RescalesOutput => false;
+    bool TransformsOutput => false;
 
     /// <summary>
-    /// For a tuner that <see cref="RescalesOutput"/>: writes dL/d(y as this tuner received it) to dyBefore [rows × out]
-    /// from dy, dL/d(y as it left it).
+    /// For a tuner that <see cref="TransformsOutput"/>: writes dL/d(y as this tuner received it) to dyBefore [rows × out]
+    /// from dy, dL/d(y as it left it), for the y of the last training or recompute pass.
     /// </summary>
     void OutputGradient(float[] dy, int rows, float[] dyBefore) => dy.AsSpan(0, rows * OutFeatures).CopyTo(dyBefore);
 
@@ -125,6 +126,9 @@ public interface IModelAdapter
 
     /// <summary>Tensors that replace the base tensor of the same Hugging Face name.</summary>
     IReadOnlyDictionary<string, (long[] Shape, float[] Data)> ReplacedTensors { get; }
+
+    /// <summary>Why the adapter cannot be folded into the weights (export refuses with it), or null when its tuners merge.</summary>
+    string? MergeRefusal => null;
 
     /// <summary>
     /// Checks the adapter against a base model: <paramref name="linearShape"/> gives the [out, in] weight shape of the

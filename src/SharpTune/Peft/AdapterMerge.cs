@@ -20,8 +20,11 @@ public sealed class AdapterMerge
     /// <paramref name="backend"/>, where their products run.
     /// </summary>
     /// <exception cref="InvalidDataException">An adapter does not fit the checkpoint.</exception>
+    /// <exception cref="NotSupportedException">An adapter is no weight change (<see cref="IModelAdapter.MergeRefusal"/>).</exception>
     public AdapterMerge(IReadOnlyList<IModelAdapter> adapters, SafetensorsCheckpoint checkpoint, string baseName, ModelConfig config, IComputeBackend backend)
     {
+        foreach (var adapter in adapters)
+            if (adapter.MergeRefusal is { } refusal) throw new NotSupportedException($"{adapter.Directory}: {refusal}");
         foreach (var adapter in adapters) ValidateAgainst(adapter, checkpoint, baseName, config);
         _adapters = adapters.Select(a => (a, a.CreateTuners(backend).ToDictionary(t => t.ModulePath, StringComparer.Ordinal))).ToArray();
     }

@@ -180,6 +180,21 @@ public sealed class Ia3Tests : IDisposable
     }
 
     [Fact]
+    public void Gradient_checkpointing_gives_the_same_loss_and_gradients()
+    {
+        var batch = TrainingFixtures.Batch();
+        float[][] Gradients(bool checkpointing)
+        {
+            using var model = Ia3FineTuning.Resume(DecoderModel.Load(TrainingFixtures.BaseModel, gradientCheckpointing: checkpointing), Fixture);
+            model.ForwardBackward(batch, 1f, new SeededRandom(1));
+            return model.TrainableParameters.Select(p => p.Grad).ToArray();
+        }
+        var plain = Gradients(false);
+        var checkpointed = Gradients(true);
+        for (int i = 0; i < plain.Length; i++) Assert.Equal(plain[i], checkpointed[i]);
+    }
+
+    [Fact]
     public void A_saved_adapter_loads_with_the_trained_logits_and_merges_to_them()
     {
         var batch = TrainingFixtures.Batch();

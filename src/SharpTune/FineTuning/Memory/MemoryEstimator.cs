@@ -93,7 +93,7 @@ public static class MemoryEstimator
         var materialized = new HashSet<string>(StringComparer.Ordinal);
         var parameterLengths = new List<int>();
         var adapters = new List<(int In, int Out, int Rank, float Dropout)>();
-        long ia3CacheBytes = 0;
+        long ia3CacheBytes = 0, adapterCacheBytes = 0;
         switch (method)
         {
             case FinetuningType.Full:
@@ -106,6 +106,16 @@ public static class MemoryEstimator
                 // Every bias and the extra modules' vectors, as BitFitFineTuning picks them.
                 trained.UnionWith(used.Where(t => !t.IsMatrix && (t.Name.EndsWith(".bias", StringComparison.Ordinal)
                     || setup.Finetuning.BitFitExtraModules.Any(m => PeftConfigFile.ModuleMatches(t.Name[..t.Name.LastIndexOf('.')], m)))).Select(t => t.Name));
+                break;
+            case FinetuningType.Adapter:
+                // Per layer a bottleneck after o_proj and after down_proj: down [b × hidden] + b, up [hidden × b] + hidden;
+                // each keeps the projection's output and its bottleneck activations for a batch's rows.
+                int width = Math.Max(1, (int)Math.Floor(config.HiddenSize / setup.Finetuning.AdapterReductionFactor));
+                foreach (var t in used.Where(t => t.IsMatrix && t.Module is "o_proj" or "down_proj"))
+                {
+                    parameterLengths.AddRange([width * config.HiddenSize, width, config.HiddenSize * width, config.HiddenSize]);
+                    adapterCacheBytes += sizeof(float) * (long)rows * (config.HiddenSize + 3 * width);
+                }
                 break;
             case FinetuningType.Ia3:
                 // One vector per targeted Linear: its input's width on a feed-forward module, its output's otherwise;
@@ -163,7 +173,7 @@ public static class MemoryEstimator
         string optimNote = OptimizerNames.IsPaged(setup.Optim)
             ? $"{setup.Optim}: pageable (a file-backed mapping the kernel may write out under pressure)"
             : setup.Optim;
-        long saving = method is FinetuningType.Lora or FinetuningType.Ia3 or FinetuningType.BitFit
+        long saving = method is FinetuningType.Lora or FinetuningType.Ia3 or FinetuningType.BitFit or FinetuningType.Adapter
             ? 2 * sizeof(float) * parameters
             : used.Sum(t => materialized.Contains(t.Name) || !t.IsMatrix ? EncodedBytes(t.Elements, storedDType) : t.Bytes) + sizeof(float) * parameters;
 
@@ -178,13 +188,14 @@ public static class MemoryEstimator
         components.Add(new("trainable parameters", method switch
             {
                 FinetuningType.Lora => sizeof(float) * adapters.Sum(a => (long)a.Rank * (a.In + a.Out)),
-                FinetuningType.Ia3 => sizeof(float) * parameters,
+                FinetuningType.Ia3 or FinetuningType.Adapter => sizeof(float) * parameters,
                 _ => 0,
             },
             $"{parameters:N0} values" + method switch
             {
                 FinetuningType.Lora => $" (LoRA r{adapters.FirstOrDefault().Rank} on {adapters.Count} projections)",
                 FinetuningType.Ia3 => " (IA3 vectors)",
+                FinetuningType.Adapter => " (bottleneck adapters)",
                 _ => ", the fp32 copies above",
             }));
         components.Add(new("gradients (fp32)", sizeof(float) * parameters));
@@ -192,6 +203,7 @@ public static class MemoryEstimator
         components.Add(new($"activations, {setup.BufferBatch} × {setup.CutoffLen} tokens", activations,
             $"gradient checkpointing {(setup.GradientCheckpointing ? "on" : "off")} ({(setup.GradientCheckpointing ? "off" : "on")}: {FormatBytes(otherActivations)})"));
         if (ia3CacheBytes > 0) components.Add(new("IA3 caches", ia3CacheBytes, "each layer's scaled side for a batch"));
+        if (adapterCacheBytes > 0) components.Add(new("bottleneck adapter caches", adapterCacheBytes, "each adapter's input and bottleneck for a batch"));
         components.Add(new($"loss chunk, {chunk} rows × {config.VocabSize} logits", DecoderModel.LossChunkBytes(config, chunk)));
         components.Add(new("GEMM packing buffer", packed, "the largest product's packed operand"));
         if (adapters.Count > 0)

@@ -43,7 +43,7 @@ public sealed class Ia3Layer : ILinearTuner
 
     public bool TransformsInput => IsFeedforward;
 
-    public bool RescalesOutput => !IsFeedforward;
+    public bool TransformsOutput => !IsFeedforward;
 
     public float[] TransformInput(float[] x, int rows, TunerPass pass)
     {

@@ -146,12 +146,12 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
     private float[][]? OutputSideGradients(float[] dy, int rows, out float[] baseDy)
     {
         baseDy = dy;
-        if (!Tuners.Exists(t => t.RescalesOutput)) return null;
+        if (!Tuners.Exists(t => t.TransformsOutput)) return null;
         var tunerDy = new float[Tuners.Count][];
         for (int i = Tuners.Count - 1; i >= 0; i--)
         {
             tunerDy[i] = baseDy;
-            if (!Tuners[i].RescalesOutput) continue;
+            if (!Tuners[i].TransformsOutput) continue;
             var before = new float[rows * OutFeatures];
             Tuners[i].OutputGradient(baseDy, rows, before);
             baseDy = before;
