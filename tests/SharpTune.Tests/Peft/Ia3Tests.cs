@@ -179,6 +179,27 @@ public sealed class Ia3Tests : IDisposable
             }
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Unmerge_takes_the_merged_layer_out_of_weight_and_bias_again(bool feedforward)
+    {
+        const int outF = 3, inF = 4;
+        var layer = new Ia3Layer("m.v_proj", inF, outF, feedforward, feedforward ? [0.5f, 2f, -1.5f, 0.75f] : [1.25f, -0.5f, 3f]);
+        var weight = Enumerable.Range(0, outF * inF).Select(i => 0.1f * i - 0.4f).ToArray();
+        var bias = new[] { 0.3f, -0.2f, 0.7f };
+        var (w, b) = ((float[])weight.Clone(), (float[])bias.Clone());
+        layer.MergeInto(w, b);
+        for (int o = 0; o < outF; o++)
+        {
+            for (int i = 0; i < inF; i++) Assert.Equal(weight[o * inF + i] * layer.L.Data[feedforward ? i : o], w[o * inF + i], 6);
+            Assert.Equal(feedforward ? bias[o] : bias[o] * layer.L.Data[o], b[o], 6);
+        }
+        layer.UnmergeFrom(w, b);
+        TrainingFixtures.AssertClose("weight", weight, w, 1e-6, 1e-6);
+        TrainingFixtures.AssertClose("bias", bias, b, 1e-6, 1e-6);
+    }
+
     [Fact]
     public void Gradient_checkpointing_gives_the_same_loss_and_gradients()
     {
