@@ -5,13 +5,13 @@ using SharpTune.Engine;
 using SharpTune.IO;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
-using SharpTune.Peft.Lora;
+using SharpTune.Peft;
 using SharpTune.Templates;
 
 namespace SharpTune.Export;
 
 /// <summary>
-/// Writes a standalone Hugging Face model folder from a base model and zero or more LoRA adapters merged into it
+/// Writes a standalone Hugging Face model folder from a base model and zero or more adapters merged into it (LoRA, IA3: see <see cref="AdapterMerge"/>)
 /// (LLaMA-Factory's export): weights in each base tensor's dtype, sharded as transformers' save_pretrained shards
 /// them (with model.safetensors.index.json when there is more than one shard), config.json and the tokenizer files
 /// copied, and generation_config.json either copied or, given the chat template, with the template's stop tokens as
@@ -49,10 +49,11 @@ public static class ModelExporter
                 throw new ArgumentException($"export_dir '{exportDir}' is the adapter folder; export to a new folder");
         ModelFolder.Validate(baseDir);
         var config = ModelConfig.Load(ModelFolder.ConfigPath(baseDir));
-        var adapters = adapterDirs.Select(LoraAdapter.Load).ToArray();
+        var adapters = adapterDirs.Select(PeftAdapterFolders.Read).ToArray();
 
         using var checkpoint = SafetensorsCheckpoint.OpenDirectory(baseDir);
-        foreach (var adapter in adapters) LoraMerge.ValidateAgainst(adapter, checkpoint, baseDir, config);
+        var backend = CpuBackend.CreateDefault();
+        var merge = new AdapterMerge(adapters, checkpoint, baseDir, config, backend);
         // An adapter that replaces embed_tokens or lm_head of a tied model (PEFT's modules_to_save) changes one of the
         // two; the export keeps both, untied, so the merged model computes what the adapter did (save_pretrained
         // would drop lm_head and reloading would tie it to the new embedding).
@@ -73,8 +74,7 @@ public static class ModelExporter
         try
         {
             var names = StateDictOrder(config, checkpoint, untie).ToList();
-            var backend = CpuBackend.CreateDefault();
-            var tensors = names.Select((name, i) => Tensor(checkpoint, name, tiedNames[0], adapters, backend,
+            var tensors = names.Select((name, i) => Tensor(checkpoint, name, tiedNames[0], merge,
                 cancellation.ThrowIfCancellationRequested, () => tensorExported?.Invoke(i + 1, names.Count))).ToArray();
             var written = new List<string>(SafetensorsWriter.WriteSharded(temp, tensors, maxShardBytes));
             FaultInjection.Point("export-weights-written");
@@ -134,16 +134,16 @@ public static class ModelExporter
 
     /// <param name="before">Runs before the tensor is produced (the cancellation check), <paramref name="after"/> once it is.</param>
     private static (string Name, DType DType, long[] Shape, ReadOnlyMemory<byte> Data) Tensor(
-        SafetensorsCheckpoint checkpoint, string name, string embeddingName, IReadOnlyList<LoraAdapter> adapters, IComputeBackend backend,
+        SafetensorsCheckpoint checkpoint, string name, string embeddingName, AdapterMerge merge,
         Action before, Action after)
     {
         // An untied lm_head starts from the tied checkpoint's only copy, the embedding.
         string stored = checkpoint.Contains(name) ? name : embeddingName;
         var info = checkpoint.Get(stored);
         int length = checked((int)info.ByteSize);
-        Func<byte[]> produce = LoraMerge.Changes(adapters, name)
+        Func<byte[]> produce = merge.Changes(name)
             ? () => ToArray(SafetensorsWriter.EncodeFloat32(
-                LoraMerge.Merge(adapters, name, checkpoint.ReadFloat32(stored), info.DType, backend), info.DType))
+                merge.Merge(name, checkpoint.ReadFloat32(stored), info.DType, other => (checkpoint.ReadFloat32(other), checkpoint.Get(other).DType)), info.DType))
             : () => checkpoint.Bytes(stored).ToArray();
         return (name, info.DType, info.Shape, new LazyBytes(length, () =>
         {

@@ -1,6 +1,9 @@
 using System.Globalization;
 using SharpTune.Hparams;
 using SharpTune.Peft;
+using SharpTune.Peft.BitFit;
+using SharpTune.Peft.Bottleneck;
+using SharpTune.Peft.Ia3;
 using SharpTune.Peft.Lora;
 using SharpTune.Quantization;
 using SharpTune.Training;
@@ -12,8 +15,9 @@ namespace SharpTune.FineTuning;
 public static class TrainableModels
 {
     /// <summary>
-    /// full: every parameter; freeze: LLaMA-Factory's layer/module selection; lora: new adapters, or with adapter
-    /// folders, every folder but the last merged into the base and the last one's training continued. Frozen weights
+    /// full: every parameter; freeze: LLaMA-Factory's layer/module selection; lora, ia3, bitfit, adapter: new adapters, or with adapter
+    /// folders, every folder but the last (LoRA) merged into the base and the last one's training continued, whatever
+    /// its peft_type. Frozen weights
     /// stay as the checkpoint stores them; merging an earlier adapter turns just the modules it changes into fp32.
     /// With quantization the layers' projections are quantised (QLoRA): LoRA only, with at most one adapter folder,
     /// since quantised weights can neither be trained nor have an adapter folded into them. With bf16Compute the
@@ -35,6 +39,12 @@ public static class TrainableModels
                     return WeightsFineTuning.Full(decoder);
                 case FinetuningType.Freeze:
                     return WeightsFineTuning.Freeze(decoder, args);
+                case FinetuningType.Ia3 when adapterDirectories.Count == 0:
+                    return Ia3FineTuning.CreateNew(decoder, args);
+                case FinetuningType.BitFit when adapterDirectories.Count == 0:
+                    return BitFitFineTuning.CreateNew(decoder, args);
+                case FinetuningType.Adapter when adapterDirectories.Count == 0:
+                    return BottleneckFineTuning.CreateNew(decoder, args, initRandom);
                 default:
                     if (adapterDirectories.Count == 0) return LoraFineTuning.CreateNew(decoder, args, initRandom);
                     for (int i = 0; i < adapterDirectories.Count - 1; i++) LoraFineTuning.MergeInto(decoder, adapterDirectories[i]);

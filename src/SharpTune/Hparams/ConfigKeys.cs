@@ -131,10 +131,13 @@ internal static class ConfigKeys
 
         // method
         Supported("stage", (c, v) => c.Finetuning.Stage = Stage(v)),
-        Supported("finetuning_type", (c, v) => c.Finetuning.FinetuningType = v.Choice(["lora", "full", "freeze"], ["oft"], new Dictionary<string, string> { ["oft"] = "the PEFT family" }) switch
+        Supported("finetuning_type", (c, v) => c.Finetuning.FinetuningType = v.Choice(["lora", "full", "freeze", "ia3", "bitfit", "adapter"], ["oft"], new Dictionary<string, string> { ["oft"] = "the PEFT family" }) switch
         {
             "lora" => FinetuningType.Lora,
             "full" => FinetuningType.Full,
+            "ia3" => FinetuningType.Ia3,
+            "bitfit" => FinetuningType.BitFit,
+            "adapter" => FinetuningType.Adapter,
             _ => FinetuningType.Freeze,
         }),
         Supported("lora_rank", (c, v) => c.Finetuning.LoraRank = v.Int(min: 1, max: FinetuningArguments.MaxLoraRank)),
@@ -143,6 +146,11 @@ internal static class ConfigKeys
         Supported("lora_target", (c, v) => c.Finetuning.LoraTarget = v.Names()),
         Supported("additional_target", (c, v) => c.Finetuning.AdditionalTarget = v.Names()),
         Supported("use_rslora", (c, v) => c.Finetuning.UseRslora = v.Bool()),
+        Supported("ia3_target", (c, v) => c.Finetuning.Ia3Target = v.Names()),
+        Supported("ia3_feedforward", (c, v) => c.Finetuning.Ia3Feedforward = v.Names()),
+        Supported("bitfit_extra_modules", (c, v) => c.Finetuning.BitFitExtraModules = v.Names()),
+        Supported("adapter_reduction_factor", (c, v) => c.Finetuning.AdapterReductionFactor = v.Double(min: 1)),
+        Supported("adapter_non_linearity", (c, v) => c.Finetuning.AdapterNonLinearity = v.Choice(["swish", "relu"], [])),
         Supported("freeze_trainable_layers", (c, v) => c.Finetuning.FreezeTrainableLayers = v.Int() is not 0 and var n ? n : throw v.Error("must not be 0")),
         Supported("freeze_trainable_modules", (c, v) => c.Finetuning.FreezeTrainableModules = v.Names()),
         Supported("freeze_extra_modules", (c, v) => c.Finetuning.FreezeExtraModules = v.Names()),

@@ -1,6 +1,6 @@
 namespace SharpTune.Hparams;
 
-public enum FinetuningType { Lora, Full, Freeze }
+public enum FinetuningType { Lora, Full, Freeze, Ia3, BitFit, Adapter }
 
 /// <summary>LLaMA-Factory's fine-tuning arguments (defaults as in its hparams/finetuning_args.py).</summary>
 public sealed class FinetuningArguments
@@ -26,6 +26,19 @@ public sealed class FinetuningArguments
     /// <summary>additional_target: modules besides the LoRA layers that are trained in full and saved with the adapter.</summary>
     public List<string> AdditionalTarget { get; set; } = [];
     public bool UseRslora { get; set; }
+
+    /// <summary>ia3_target: PEFT's IA3 target_modules, ["all"] or Linear names; the default is PEFT's for Qwen2/LLaMA-style attention.</summary>
+    public List<string> Ia3Target { get; set; } = ["q_proj", "v_proj", "down_proj"];
+    /// <summary>ia3_feedforward: PEFT's feedforward_modules, the targets whose input (not output) is scaled.</summary>
+    public List<string> Ia3Feedforward { get; set; } = ["down_proj"];
+
+    /// <summary>bitfit_extra_modules: modules whose weights BitFit trains beside every bias (norms: input_layernorm, post_attention_layernorm, norm).</summary>
+    public List<string> BitFitExtraModules { get; set; } = [];
+
+    /// <summary>adapter_reduction_factor: the bottleneck adapters' hidden size ÷ bottleneck width (the adapters library's reduction_factor).</summary>
+    public double AdapterReductionFactor { get; set; } = 16;
+    /// <summary>adapter_non_linearity: the bottleneck's activation, the adapters library's non_linearity name (swish or relu).</summary>
+    public string AdapterNonLinearity { get; set; } = "swish";
 
     /// <summary>freeze_trainable_layers: the last N decoder layers are trained (the first N when negative).</summary>
     public int FreezeTrainableLayers { get; set; } = 2;
@@ -95,10 +108,13 @@ public sealed class FinetuningArguments
     public int EffectiveLoraAlpha => LoraAlpha is > 0 ? LoraAlpha.Value : 2 * LoraRank;
 
     /// <summary>
-    /// Adapters to load or continue need LoRA: the key and the problem when <paramref name="adapterCount"/> adapters
-    /// are given to another method, else null. The one statement of the rule: the config parser reports it at the
-    /// key's line, <see cref="FineTuning.TrainableModels.CheckCombination"/> for arguments built in code.
+    /// Adapters to load or continue need an adapter method (lora, ia3, bitfit, adapter): the key and the problem when
+    /// <paramref name="adapterCount"/> adapters are given to another method, else null. The one statement of the rule:
+    /// the config parser reports it at the key's line, <see cref="FineTuning.TrainableModels.CheckCombination"/> for
+    /// arguments built in code.
     /// </summary>
     public (string Key, string Problem)? RefusedAdapters(int adapterCount) =>
-        adapterCount > 0 && FinetuningType != FinetuningType.Lora ? ("adapter_name_or_path", "adapters are only valid with finetuning_type: lora") : null;
+        adapterCount > 0 && FinetuningType is FinetuningType.Full or FinetuningType.Freeze
+            ? ("adapter_name_or_path", "adapters are only valid with an adapter method (finetuning_type: lora, ia3, bitfit or adapter)")
+            : null;
 }

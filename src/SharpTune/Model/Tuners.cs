@@ -58,16 +58,33 @@ public interface ILinearTuner
     void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random);
 
     /// <summary>
-    /// After a training forward: accumulates the parameter gradients from dy and, when dx is given, adds this tuner's
-    /// share of dL/dx to it.
+    /// Whether what <see cref="Forward"/> makes of y depends on y itself (IA3 on the output side rescales it, a
+    /// bottleneck adapter adds up(act(down(y)))) rather than only adding a function of x (LoRA): then what the base and
+    /// the earlier tuners produced reaches the loss through this tuner, so the projection's backward asks
+    /// <see cref="OutputGradient"/> for their dy, running the tuners from last to first before the base's.
+    /// </summary>
+    bool TransformsOutput => false;
+
+    /// <summary>
+    /// For a tuner that <see cref="TransformsOutput"/>: writes dL/d(y as this tuner received it) to dyBefore [rows × out]
+    /// from dy, dL/d(y as it left it), for the y of the last training or recompute pass.
+    /// </summary>
+    void OutputGradient(float[] dy, int rows, float[] dyBefore) => dy.AsSpan(0, rows * OutFeatures).CopyTo(dyBefore);
+
+    /// <summary>
+    /// After a training forward: accumulates the parameter gradients from dy (dL/d of this tuner's output) and, when dx
+    /// is given, adds this tuner's share of dL/dx to it.
     /// </summary>
     void Backward(float[] x, float[] dy, int rows, float[]? dx);
 
-    /// <summary>Merged-weight hook: folds the tuner into the base weight [out × in] (merge_and_unload).</summary>
-    void MergeInto(float[] weight);
+    /// <summary>
+    /// Merged-weight hook: folds the tuner into the base weight [out × in] and, when the Linear has one, its bias [out]
+    /// (merge_and_unload; IA3 on the output side scales the bias too).
+    /// </summary>
+    void MergeInto(float[] weight, float[]? bias);
 
-    /// <summary>Takes a merged tuner out of the base weight again (PEFT's unmerge), up to rounding.</summary>
-    void UnmergeFrom(float[] weight);
+    /// <summary>Takes a merged tuner out of the base weight and bias again (PEFT's unmerge), up to rounding.</summary>
+    void UnmergeFrom(float[] weight, float[]? bias);
 }
 
 /// <summary>
@@ -109,6 +126,9 @@ public interface IModelAdapter
 
     /// <summary>Tensors that replace the base tensor of the same Hugging Face name.</summary>
     IReadOnlyDictionary<string, (long[] Shape, float[] Data)> ReplacedTensors { get; }
+
+    /// <summary>Why the adapter cannot be folded into the weights (export refuses with it), or null when its tuners merge.</summary>
+    string? MergeRefusal => null;
 
     /// <summary>
     /// Checks the adapter against a base model: <paramref name="linearShape"/> gives the [out, in] weight shape of the

@@ -16,6 +16,9 @@ public static class PeftAdapterFolders
 {
     public const string ConfigFileName = "adapter_config.json";
 
+    /// <summary>How the adapters library (adapter-hub) marks the configs it writes: "version": "adapters.X.Y.Z".</summary>
+    public const string AdaptersLibraryVersionPrefix = "adapters.";
+
     private static readonly Dictionary<string, Func<string, IModelAdapter>> s_readers = new(StringComparer.Ordinal);
     private static readonly Dictionary<string, Func<DecoderModel, string, ITrainableModel>> s_resumers = new(StringComparer.Ordinal);
 
@@ -61,7 +64,11 @@ public static class PeftAdapterFolders
             $"{Path.Combine(directory, ConfigFileName)}: peft_type {MessageText.Quote(type)} is not supported; SharpTune reads {string.Join(", ", SupportedTypes)}");
     }
 
-    /// <summary>adapter_config.json's peft_type ("" when absent).</summary>
+    /// <summary>
+    /// adapter_config.json's peft_type ("" when absent). A folder of the adapters library (adapter-hub) has no
+    /// peft_type: its config's architecture names the method, so it reads as ADAPTERS_ + that name (null, the
+    /// library's bottleneck adapter: ADAPTERS_BOTTLENECK), SharpTune's key for that format.
+    /// </summary>
     public static string PeftType(string directory)
     {
         if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"adapter folder '{directory}' does not exist");
@@ -72,7 +79,13 @@ public static class PeftAdapterFolders
         {
             using var doc = JsonDocument.Parse(bytes);
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: not a JSON object");
-            return doc.RootElement.TryGetProperty("peft_type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "";
+            var root = doc.RootElement;
+            if (root.TryGetProperty("peft_type", out var t)) return t.ValueKind == JsonValueKind.String ? t.GetString()! : "";
+            if (root.TryGetProperty("version", out var version) && version.ValueKind == JsonValueKind.String
+                && version.GetString()!.StartsWith(AdaptersLibraryVersionPrefix, StringComparison.Ordinal)
+                && root.TryGetProperty("config", out var config) && config.ValueKind == JsonValueKind.Object)
+                return "ADAPTERS_" + (config.TryGetProperty("architecture", out var a) && a.ValueKind == JsonValueKind.String ? a.GetString()!.ToUpperInvariant() : "BOTTLENECK");
+            return "";
         }
         catch (JsonException e)
         {

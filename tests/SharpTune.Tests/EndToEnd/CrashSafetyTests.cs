@@ -107,7 +107,7 @@ public sealed class CrashSafetyTests(TinyModelFixture tiny) : IClassFixture<Tiny
         var r = TinyModelFixture.RunTraining(config);
         Assert.Contains(r.Notes, n => n.StartsWith($"output_dir holds checkpoints: resuming from {Path.Combine(output, "checkpoint-3")}", StringComparison.Ordinal));
         Assert.Contains("removed the incomplete checkpoint-33 (trainable_parameters.safetensors is missing), left by a crashed run", r.Notes);
-        Assert.Contains("removed the incomplete checkpoint-38 (adapter_model.safetensors or model.safetensors or model.safetensors.index.json is missing), left by a crashed run", r.Notes);
+        Assert.Contains("removed the incomplete checkpoint-38 (adapter_model.safetensors or adapter.safetensors or model.safetensors or model.safetensors.index.json is missing), left by a crashed run", r.Notes);
         Assert.Equal(["checkpoint-4", "checkpoint-5"], Checkpoints(output));
         Assert.DoesNotContain(Directory.GetFileSystemEntries(output), e => AtomicFile.IsTemporary(Path.GetFileName(e)));
     }

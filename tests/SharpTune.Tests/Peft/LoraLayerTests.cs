@@ -26,7 +26,7 @@ public sealed class LoraLayerTests
         layer.Forward(x, rows, unmerged, TunerPass.Evaluate, random: null);
 
         float[] merged = Weight();
-        layer.MergeInto(merged);
+        layer.MergeInto(merged, null);
         var fromMerged = Multiply(x, rows, merged);
 
         for (int i = 0; i < unmerged.Length; i++) Assert.Equal(unmerged[i], fromMerged[i], 1e-5f);
@@ -38,8 +38,8 @@ public sealed class LoraLayerTests
     {
         var layer = Layer();
         float[] weight = Weight();
-        layer.MergeInto(weight);
-        layer.UnmergeFrom(weight);
+        layer.MergeInto(weight, null);
+        layer.UnmergeFrom(weight, null);
         float[] original = Weight();
         for (int i = 0; i < weight.Length; i++) Assert.Equal(original[i], weight[i], 1e-6f);
     }
@@ -47,7 +47,7 @@ public sealed class LoraLayerTests
     [Fact]
     public void Merging_into_a_weight_of_another_shape_is_refused()
     {
-        var error = Assert.Throws<ArgumentException>(() => Layer().MergeInto(new float[Out * In + 1]));
+        var error = Assert.Throws<ArgumentException>(() => Layer().MergeInto(new float[Out * In + 1], null));
         Assert.Contains("model.layers.0.mlp.up_proj", error.Message);
     }
 

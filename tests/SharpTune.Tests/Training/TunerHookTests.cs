@@ -57,8 +57,8 @@ public sealed class TunerHookTests
                 for (int o = 0; o < OutFeatures; o++) Shift.Grad[o] += dy[r * OutFeatures + o];
         }
 
-        public void MergeInto(float[] weight) => throw new NotSupportedException("the shift would need a bias");
-        public void UnmergeFrom(float[] weight) => throw new NotSupportedException("the shift would need a bias");
+        public void MergeInto(float[] weight, float[]? bias) => throw new NotSupportedException("the shift would need a bias");
+        public void UnmergeFrom(float[] weight, float[]? bias) => throw new NotSupportedException("the shift would need a bias");
     }
 
     private static readonly float[] X = Enumerable.Range(0, Rows * In).Select(i => MathF.Sin(0.7f * i + 0.3f)).ToArray();

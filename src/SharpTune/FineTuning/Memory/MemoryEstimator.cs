@@ -3,6 +3,8 @@ using SharpTune.FineTuning;
 using SharpTune.Hparams;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
+using SharpTune.Peft;
+using SharpTune.Peft.Ia3;
 using SharpTune.Peft.Lora;
 using SharpTune.Quantization;
 using SharpTune.Training.Model;
@@ -91,6 +93,7 @@ public static class MemoryEstimator
         var materialized = new HashSet<string>(StringComparer.Ordinal);
         var parameterLengths = new List<int>();
         var adapters = new List<(int In, int Out, int Rank, float Dropout)>();
+        long ia3CacheBytes = 0, adapterCacheBytes = 0;
         switch (method)
         {
             case FinetuningType.Full:
@@ -98,6 +101,33 @@ public static class MemoryEstimator
                 break;
             case FinetuningType.Freeze:
                 trained.UnionWith(FreezeSelection.TrainableNames(used.Select(t => t.Name).ToArray(), config.NumLayers, setup.Finetuning));
+                break;
+            case FinetuningType.BitFit:
+                // Every bias and the extra modules' vectors, as BitFitFineTuning picks them.
+                trained.UnionWith(used.Where(t => !t.IsMatrix && (t.Name.EndsWith(".bias", StringComparison.Ordinal)
+                    || setup.Finetuning.BitFitExtraModules.Any(m => PeftConfigFile.ModuleMatches(t.Name[..t.Name.LastIndexOf('.')], m)))).Select(t => t.Name));
+                break;
+            case FinetuningType.Adapter:
+                // Per layer a bottleneck after o_proj and after down_proj: down [b × hidden] + b, up [hidden × b] + hidden;
+                // each keeps the projection's output and its bottleneck activations for a batch's rows.
+                int width = Math.Max(1, (int)Math.Floor(config.HiddenSize / setup.Finetuning.AdapterReductionFactor));
+                foreach (var t in used.Where(t => t.IsMatrix && t.Module is "o_proj" or "down_proj"))
+                {
+                    parameterLengths.AddRange([width * config.HiddenSize, width, config.HiddenSize * width, config.HiddenSize]);
+                    adapterCacheBytes += sizeof(float) * (long)rows * (config.HiddenSize + 3 * width);
+                }
+                break;
+            case FinetuningType.Ia3:
+                // One vector per targeted Linear: its input's width on a feed-forward module, its output's otherwise;
+                // each layer keeps the side it scales for a batch's rows.
+                var ia3 = setup.Finetuning;
+                var ia3Targets = ia3.Ia3Target is ["all"] ? config.Description.LinearNames : ia3.Ia3Target;
+                foreach (var t in used.Where(t => t.IsMatrix && t.Module is not null && ia3Targets.Contains(t.Module)))
+                {
+                    bool feedforward = ia3.Ia3Feedforward.Contains(t.Module!);
+                    parameterLengths.Add((int)t.Info.Shape[feedforward ? 1 : 0]);
+                    ia3CacheBytes += Ia3Layer.CacheBytes(rows, (int)t.Info.Shape[1], (int)t.Info.Shape[0], feedforward);
+                }
                 break;
             default:
                 var lora = LoraSettings(setup, config);
@@ -143,7 +173,7 @@ public static class MemoryEstimator
         string optimNote = OptimizerNames.IsPaged(setup.Optim)
             ? $"{setup.Optim}: pageable (a file-backed mapping the kernel may write out under pressure)"
             : setup.Optim;
-        long saving = method == FinetuningType.Lora
+        long saving = method is FinetuningType.Lora or FinetuningType.Ia3 or FinetuningType.BitFit or FinetuningType.Adapter
             ? 2 * sizeof(float) * parameters
             : used.Sum(t => materialized.Contains(t.Name) || !t.IsMatrix ? EncodedBytes(t.Elements, storedDType) : t.Bytes) + sizeof(float) * parameters;
 
@@ -155,12 +185,25 @@ public static class MemoryEstimator
         if (quantized) components.Add(new($"weights, quantised ({setup.Quantization})", quantizedBytes, "the layers' projections"));
         components.Add(new("norms and biases (fp32)", vectorBytes));
         if (fp32Matrices > 0) components.Add(new("trained weights (fp32 copies)", fp32Matrices, method == FinetuningType.Lora && trained.Count == 0 ? "merged adapters" : "materialised from the checkpoint"));
-        components.Add(new("trainable parameters", method == FinetuningType.Lora ? sizeof(float) * adapters.Sum(a => (long)a.Rank * (a.In + a.Out)) : 0,
-            $"{parameters:N0} values" + (method == FinetuningType.Lora ? $" (LoRA r{adapters.FirstOrDefault().Rank} on {adapters.Count} projections)" : ", the fp32 copies above")));
+        components.Add(new("trainable parameters", method switch
+            {
+                FinetuningType.Lora => sizeof(float) * adapters.Sum(a => (long)a.Rank * (a.In + a.Out)),
+                FinetuningType.Ia3 or FinetuningType.Adapter => sizeof(float) * parameters,
+                _ => 0,
+            },
+            $"{parameters:N0} values" + method switch
+            {
+                FinetuningType.Lora => $" (LoRA r{adapters.FirstOrDefault().Rank} on {adapters.Count} projections)",
+                FinetuningType.Ia3 => " (IA3 vectors)",
+                FinetuningType.Adapter => " (bottleneck adapters)",
+                _ => ", the fp32 copies above",
+            }));
         components.Add(new("gradients (fp32)", sizeof(float) * parameters));
         components.Add(new("optimizer state", OptimizerNames.StateBytes(setup.Optim, parameterLengths), optimNote));
         components.Add(new($"activations, {setup.BufferBatch} × {setup.CutoffLen} tokens", activations,
             $"gradient checkpointing {(setup.GradientCheckpointing ? "on" : "off")} ({(setup.GradientCheckpointing ? "off" : "on")}: {FormatBytes(otherActivations)})"));
+        if (ia3CacheBytes > 0) components.Add(new("IA3 caches", ia3CacheBytes, "each layer's scaled side for a batch"));
+        if (adapterCacheBytes > 0) components.Add(new("bottleneck adapter caches", adapterCacheBytes, "each adapter's input and bottleneck for a batch"));
         components.Add(new($"loss chunk, {chunk} rows × {config.VocabSize} logits", DecoderModel.LossChunkBytes(config, chunk)));
         components.Add(new("GEMM packing buffer", packed, "the largest product's packed operand"));
         if (adapters.Count > 0)

@@ -26,25 +26,8 @@ public sealed class LoraConfig
     public double Scaling => UseRslora ? Alpha / Math.Sqrt(Rank) : Alpha / Rank;
 
     /// <exception cref="InvalidDataException">The file is not valid UTF-8 or JSON, or a field is of the wrong type, out of range or unsupported: "PATH: 'field' problem".</exception>
-    public static LoraConfig Load(string adapterDirectory)
-    {
-        string path = Path.Combine(adapterDirectory, FileName);
-        if (!File.Exists(path)) throw new FileNotFoundException($"{adapterDirectory}: {FileName} is missing; is this a PEFT adapter folder?", path);
-        var bytes = Utf8Validation.ReadJsonFile(path, message => new InvalidDataException(message));
-        JsonDocument doc;
-        try
+    public static LoraConfig Load(string adapterDirectory) => PeftConfigFile.Read(adapterDirectory, (json, path, reader) =>
         {
-            doc = JsonDocument.Parse(bytes);
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{path}: invalid JSON ({e.Message})", e);
-        }
-        using (doc)
-        {
-            JsonElement json = doc.RootElement;
-            if (json.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: not a JSON object");
-            var reader = new JsonConfigReader(json, path, message => new InvalidDataException(message));
             string peftType = reader.OptionalString("peft_type") ?? "";
             if (peftType != "LORA") throw new InvalidDataException($"{path}: peft_type is {MessageText.Quote(peftType)}; only LORA adapters are supported");
             if (reader.OptionalBool("use_dora") == true) throw new InvalidDataException($"{path}: DoRA adapters (use_dora: true) are not supported");
@@ -59,30 +42,14 @@ public sealed class LoraConfig
                 Alpha = reader.OptionalDouble("lora_alpha") ?? 8,
                 Dropout = reader.OptionalDouble("lora_dropout", min: 0) ?? 0,
                 UseRslora = reader.OptionalBool("use_rslora") ?? false,
-                TargetModules = ReadNames(json, path, "target_modules"),
-                ModulesToSave = ReadNames(json, path, "modules_to_save"),
+                TargetModules = PeftConfigFile.ReadNames(json, path, "target_modules"),
+                ModulesToSave = PeftConfigFile.ReadNames(json, path, "modules_to_save"),
                 BaseModelNameOrPath = reader.OptionalString("base_model_name_or_path") ?? "",
             };
-        }
-    }
+        });
 
     private static bool IsNonEmptyObject(JsonElement json, string field) =>
         json.TryGetProperty(field, out var value) && value.ValueKind == JsonValueKind.Object && value.EnumerateObject().Any();
-
-    private static string[] ReadNames(JsonElement json, string path, string field)
-    {
-        if (!json.TryGetProperty(field, out var node)) return [];
-        return node.ValueKind switch
-        {
-            JsonValueKind.Null => [],
-            JsonValueKind.Array => node.EnumerateArray().Select(n => n.ValueKind == JsonValueKind.String
-                ? n.GetString()!
-                : throw new InvalidDataException($"{path}: '{field}' holds {JsonKinds.Describe(n)}, not a module name")).ToArray(),
-            JsonValueKind.String =>
-                throw new InvalidDataException($"{path}: '{field}' is a regular expression; only a list of module names is supported"),
-            _ => throw new InvalidDataException($"{path}: '{field}' must be a list of module names"),
-        };
-    }
 
     /// <summary>Writes adapter_config.json with PEFT 0.11's fields and key order (sorted, as PEFT writes them).</summary>
     public void Save(string adapterDirectory)
@@ -104,7 +71,7 @@ public sealed class LoraConfig
             ["lora_dropout"] = Dropout,
             ["megatron_config"] = null,
             ["megatron_core"] = "megatron.core",
-            ["modules_to_save"] = ModulesToSave.Count == 0 ? null : new JsonArray(ModulesToSave.Select(m => (JsonNode?)m).ToArray()),
+            ["modules_to_save"] = PeftConfigFile.Names(ModulesToSave),
             ["peft_type"] = "LORA",
             ["r"] = Rank,
             ["rank_pattern"] = new JsonObject(),
@@ -114,8 +81,6 @@ public sealed class LoraConfig
             ["use_dora"] = false,
             ["use_rslora"] = UseRslora,
         };
-        Directory.CreateDirectory(adapterDirectory);
-        AtomicFile.WriteText(Path.Combine(adapterDirectory, FileName),
-            json.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n");
+        PeftConfigFile.Write(adapterDirectory, json);
     }
 }

@@ -97,7 +97,7 @@ public sealed class LoraFineTuning : ITrainableModel
         foreach (var adapter in adapters)
         {
             var linear = decoder.Linears.First(l => l.ModulePath == adapter.ModulePath);
-            adapter.MergeInto(linear.Weight.Materialize());
+            adapter.MergeInto(linear.Weight.Materialize(), linear.Bias?.Materialize());
             linear.Tuners.Remove(adapter);
         }
         UntieForModulesToSave(decoder, extra.Keys.Select(ModulePathOf).ToList());

@@ -117,11 +117,11 @@ public sealed unsafe class LoraLayer : ILinearTuner
         System.Numerics.Tensors.TensorPrimitives.Add(dx.AsSpan(0, n), scratch, dx.AsSpan(0, n));
     }
 
-    /// <summary>W += s · B · A in fp32, folding the layer into its Linear's weight [out × in].</summary>
-    public void MergeInto(float[] weight) => AddScaledProduct(weight, Scaling);
+    /// <summary>W += s · B · A in fp32, folding the layer into its Linear's weight [out × in]; the bias is unchanged.</summary>
+    public void MergeInto(float[] weight, float[]? bias) => AddScaledProduct(weight, Scaling);
 
     /// <summary>W −= s · B · A: the merged layer taken out again (exact up to fp32 rounding).</summary>
-    public void UnmergeFrom(float[] weight) => AddScaledProduct(weight, -Scaling);
+    public void UnmergeFrom(float[] weight, float[]? bias) => AddScaledProduct(weight, -Scaling);
 
     private void AddScaledProduct(float[] weight, float factor)
     {

@@ -122,18 +122,40 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
     /// <summary><see cref="Backward"/> of the base and the output-side hooks, for x the input the base saw.</summary>
     private void BackwardFromTunedInput(float[] x, float[] dy, int rows, float[]? dx, bool accumulate)
     {
+        // Each tuner's dy is dL/d(its output): a rescaling tuner (IA3) changes it for the tuners before it and the base.
+        var tunerDy = OutputSideGradients(dy, rows, out var baseDy);
         using (StepProfile.Measure(StepSection.ProjectionsBackward))
         {
             if (Weight.Frozen is { } frozen)
             {
-                if (dx is not null) frozen.Multiply(dy, rows, dx, accumulate);
-                if (Bias?.Grad is { } biasGrad) backend.ColumnSums(dy, rows, biasGrad);
+                if (dx is not null) frozen.Multiply(baseDy, rows, dx, accumulate);
+                if (Bias?.Grad is { } biasGrad) backend.ColumnSums(baseDy, rows, biasGrad);
             }
             else if (Weight.IsTrainable || Bias?.IsTrainable == true || dx is not null)
-                backend.LinearBackward(x, dy, rows, Weight.Data, InFeatures, OutFeatures, Weight.Grad, Bias?.Grad, dx, accumulate);
+                backend.LinearBackward(x, baseDy, rows, Weight.Data, InFeatures, OutFeatures, Weight.Grad, Bias?.Grad, dx, accumulate);
         }
         if (Tuners.Count == 0) return;
         using (StepProfile.Measure(StepSection.LoraBackward))
-            foreach (var tuner in Tuners) tuner.Backward(x, dy, rows, dx);
+            for (int i = 0; i < Tuners.Count; i++) Tuners[i].Backward(x, tunerDy?[i] ?? dy, rows, dx);
+    }
+
+    /// <summary>
+    /// dL/d(each tuner's output), from the last tuner to the first, and the base product's dy; null (every one dy) when
+    /// no tuner rescales its output, so additive tuners (LoRA) cost no copy.
+    /// </summary>
+    private float[][]? OutputSideGradients(float[] dy, int rows, out float[] baseDy)
+    {
+        baseDy = dy;
+        if (!Tuners.Exists(t => t.TransformsOutput)) return null;
+        var tunerDy = new float[Tuners.Count][];
+        for (int i = Tuners.Count - 1; i >= 0; i--)
+        {
+            tunerDy[i] = baseDy;
+            if (!Tuners[i].TransformsOutput) continue;
+            var before = new float[rows * OutFeatures];
+            Tuners[i].OutputGradient(baseDy, rows, before);
+            baseDy = before;
+        }
+        return tunerDy;
     }
 }

@@ -9,9 +9,13 @@ namespace SharpTune.Training.Trainer;
 /// </summary>
 public static class ResumePolicy
 {
-    /// <summary>LLaMA-Factory's CHECKPOINT_NAMES: the files that make an output_dir a trained model's.</summary>
+    /// <summary>
+    /// LLaMA-Factory's CHECKPOINT_NAMES: the files that make an output_dir a trained model's; and the adapters
+    /// library's adapter.safetensors, what finetuning_type adapter saves.
+    /// </summary>
     private static readonly string[] WeightFiles =
-        ["adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"];
+        ["adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+            "adapter.safetensors"];
 
     /// <summary>
     /// LLaMA-Factory's rule for an output_dir that is not empty: without an explicit resume_from_checkpoint it resumes

@@ -26,10 +26,10 @@ internal static class TrainingCheckpoint
     private const string FormatWithoutMetadata = "adamw";
 
     /// <summary>
-    /// The model's own save in a checkpoint, one of which must be there: a LoRA adapter (PEFT's file name), or full
-    /// weights in one file or sharded.
+    /// The model's own save in a checkpoint, one of which must be there: a PEFT adapter (PEFT's file name), a
+    /// bottleneck adapter (the adapters library's), or full weights in one file or sharded.
     /// </summary>
-    private static readonly string[] ModelFiles = ["adapter_model.safetensors", "model.safetensors", SafetensorsCheckpoint.IndexFileName];
+    private static readonly string[] ModelFiles = ["adapter_model.safetensors", "adapter.safetensors", "model.safetensors", SafetensorsCheckpoint.IndexFileName];
 
     /// <summary>The first file a complete checkpoint has and <paramref name="dir"/> lacks, or null when none is missing.</summary>
     public static string? MissingFile(string dir)
