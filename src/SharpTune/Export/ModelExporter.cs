@@ -5,7 +5,9 @@ using SharpTune.Engine;
 using SharpTune.IO;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
+using SharpTune.Peft;
 using SharpTune.Peft.Lora;
+using SharpTune.Peft.PromptLearning;
 using SharpTune.Templates;
 
 namespace SharpTune.Export;
@@ -49,6 +51,11 @@ public static class ModelExporter
                 throw new ArgumentException($"export_dir '{exportDir}' is the adapter folder; export to a new folder");
         ModelFolder.Validate(baseDir);
         var config = ModelConfig.Load(ModelFolder.ConfigPath(baseDir));
+        foreach (string adapter in adapterDirs)
+            if (PeftAdapterFolders.PeftType(adapter) is var type && PromptLearningConfig.PeftTypes.Contains(type))
+                throw new ArgumentException(
+                    $"{adapter}: a {type} adapter cannot be exported: its virtual tokens or key/value prefix are positions put before every sequence, " +
+                    "not a change to any weight, so there is nothing to merge into the model; serve it unmerged (chat, api, compare and predict with the adapter)");
         var adapters = adapterDirs.Select(LoraAdapter.Load).ToArray();
 
         using var checkpoint = SafetensorsCheckpoint.OpenDirectory(baseDir);

@@ -166,7 +166,7 @@ public sealed class ConfigParsingTests
     [InlineData("do_train: true\ndataset: a", "output_dir: required for training (do_train: true)")]
     [InlineData("do_train: true\noutput_dir: out", "dataset: required for training (do_train: true)")]
     [InlineData("eval_strategy: steps", "do_eval: needs eval_dataset or val_size")]
-    [InlineData("finetuning_type: full\nadapter_name_or_path: a", "adapter_name_or_path: adapters are only valid with finetuning_type: lora")]
+    [InlineData("finetuning_type: full\nadapter_name_or_path: a", "adapter_name_or_path: adapters are only valid with finetuning_type: lora or a prompt-learning method (prompt_tuning, p_tuning, prefix_tuning)")]
     [InlineData("finetuning_type: freeze\nuse_rslora: true", "use_rslora: only valid with finetuning_type: lora")]
     [InlineData("template: qwen3_vl_nothink", "template: 'qwen3_vl_nothink' is not a SharpTune template (known: auto, ")]
     [InlineData("dataset_dir: REMOTE:llamafactory/demo_data", "dataset_dir: 'REMOTE:llamafactory/demo_data' names a Hub dataset folder")]

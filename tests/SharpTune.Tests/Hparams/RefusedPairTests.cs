@@ -12,6 +12,6 @@ public sealed class RefusedPairTests
     public void AdaptersWithoutLoraAreRefusedWithTheConfigsMessage(FinetuningType type)
     {
         var e = Assert.Throws<ArgumentException>(() => TrainableModels.CheckCombination(new FinetuningArguments { FinetuningType = type }, ["adapter"], null));
-        Assert.Equal("adapter_name_or_path: adapters are only valid with finetuning_type: lora", e.Message);
+        Assert.Equal("adapter_name_or_path: adapters are only valid with finetuning_type: lora or a prompt-learning method (prompt_tuning, p_tuning, prefix_tuning)", e.Message);
     }
 }

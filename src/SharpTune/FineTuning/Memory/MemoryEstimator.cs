@@ -4,6 +4,7 @@ using SharpTune.Hparams;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
 using SharpTune.Peft.Lora;
+using SharpTune.Peft.PromptLearning;
 using SharpTune.Quantization;
 using SharpTune.Training.Model;
 using SharpTune.Training.Optim;
@@ -83,7 +84,9 @@ public static class MemoryEstimator
         var used = UsedTensors(config, tensors, source);
         var method = setup.Finetuning.FinetuningType;
         DType storedDType = used.First(t => t.Name == config.Description.EmbeddingTensor).DType;
-        int rows = checked(setup.BufferBatch * setup.CutoffLen);
+        // A prompt-learning method's positions come before every sequence, outside cutoff_len (PEFT's forward adds them).
+        int virtualTokens = setup.Finetuning.IsPromptLearning ? setup.Finetuning.NumVirtualTokens ?? 0 : 0;
+        int rows = checked(setup.BufferBatch * (setup.CutoffLen + virtualTokens));
         int labelRows = Math.Max(1, setup.BufferBatch * (setup.CutoffLen - 1));
 
         // Which matrices become fp32 (trained, or with an adapter merged in) and which values are trained.
@@ -98,6 +101,9 @@ public static class MemoryEstimator
                 break;
             case FinetuningType.Freeze:
                 trained.UnionWith(FreezeSelection.TrainableNames(used.Select(t => t.Name).ToArray(), config.NumLayers, setup.Finetuning));
+                break;
+            case FinetuningType.PromptTuning or FinetuningType.PTuning or FinetuningType.PrefixTuning:
+                parameterLengths.AddRange(PromptLearningFineTuning.ParameterLengths(setup.Finetuning, config));
                 break;
             default:
                 var lora = LoraSettings(setup, config);
@@ -155,8 +161,11 @@ public static class MemoryEstimator
         if (quantized) components.Add(new($"weights, quantised ({setup.Quantization})", quantizedBytes, "the layers' projections"));
         components.Add(new("norms and biases (fp32)", vectorBytes));
         if (fp32Matrices > 0) components.Add(new("trained weights (fp32 copies)", fp32Matrices, method == FinetuningType.Lora && trained.Count == 0 ? "merged adapters" : "materialised from the checkpoint"));
-        components.Add(new("trainable parameters", method == FinetuningType.Lora ? sizeof(float) * adapters.Sum(a => (long)a.Rank * (a.In + a.Out)) : 0,
-            $"{parameters:N0} values" + (method == FinetuningType.Lora ? $" (LoRA r{adapters.FirstOrDefault().Rank} on {adapters.Count} projections)" : ", the fp32 copies above")));
+        if (setup.Finetuning.IsPromptLearning)
+            components.Add(new("trainable parameters", sizeof(float) * parameters, $"{parameters:N0} values ({setup.Finetuning.MethodName}, {virtualTokens} virtual tokens)"));
+        else
+            components.Add(new("trainable parameters", method == FinetuningType.Lora ? sizeof(float) * adapters.Sum(a => (long)a.Rank * (a.In + a.Out)) : 0,
+                $"{parameters:N0} values" + (method == FinetuningType.Lora ? $" (LoRA r{adapters.FirstOrDefault().Rank} on {adapters.Count} projections)" : ", the fp32 copies above")));
         components.Add(new("gradients (fp32)", sizeof(float) * parameters));
         components.Add(new("optimizer state", OptimizerNames.StateBytes(setup.Optim, parameterLengths), optimNote));
         components.Add(new($"activations, {setup.BufferBatch} × {setup.CutoffLen} tokens", activations,
