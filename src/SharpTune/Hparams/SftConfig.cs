@@ -189,8 +189,9 @@ public sealed class SftConfig
             throw Error("adapter_name_or_path", "a quantized model takes a single adapter; merge the earlier adapters into the base first (sharptune export)");
         if (Finetuning.UseRslora && Finetuning.FinetuningType != FinetuningType.Lora)
             throw Error("use_rslora", "only valid with finetuning_type: lora");
-        if (Finetuning.IsPromptLearning && Finetuning.NumVirtualTokens is null)
-            throw Error("num_virtual_tokens", $"required with finetuning_type: {Finetuning.MethodName} (PEFT has no default)");
+        // A new prompt-learning adapter needs its length; serving, exporting or continuing one reads it from the folder.
+        if (Finetuning.IsPromptLearning && Finetuning.NumVirtualTokens is null && Training.DoTrain && Model.AdapterNameOrPath.Count == 0)
+            throw Error("num_virtual_tokens", $"required to train finetuning_type: {Finetuning.MethodName} (PEFT has no default)");
         if (Finetuning.FinetuningType == FinetuningType.PromptTuning && Finetuning.PromptTuningInit == "TEXT" && string.IsNullOrEmpty(Finetuning.PromptTuningInitText))
             throw Error("prompt_tuning_init_text", "required with prompt_tuning_init: TEXT");
 

@@ -1,0 +1,59 @@
+using System.Text.Json;
+using SharpTune.Tests.Cli;
+
+namespace SharpTune.Tests.EndToEnd;
+
+/// <summary>
+/// A config of each prompt-learning type run from YAML on the tiny model: train, resume from a checkpoint (the same
+/// adapter bit for bit), chat and compare with the adapter, and export refused with the reason.
+/// </summary>
+[Collection(CliCollection.Name)]
+public sealed class PromptLearningEndToEndTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture>
+{
+    public static TheoryData<string, string, (string, object?)[]> Configs => new()
+    {
+        { "prompt-text", "PROMPT_TUNING", [("finetuning_type", "prompt_tuning"), ("num_virtual_tokens", 6), ("prompt_tuning_init", "TEXT"), ("prompt_tuning_init_text", "You are TuneBot.")] },
+        { "ptuning-lstm", "P_TUNING", [("finetuning_type", "p_tuning"), ("num_virtual_tokens", 4), ("encoder_reparameterization_type", "LSTM"), ("encoder_hidden_size", 16), ("encoder_dropout", 0.1)] },
+        { "prefix-projection", "PREFIX_TUNING", [("finetuning_type", "prefix_tuning"), ("num_virtual_tokens", 4), ("prefix_projection", true), ("encoder_hidden_size", 16), ("gradient_checkpointing", true)] },
+    };
+
+    [Theory]
+    [MemberData(nameof(Configs))]
+    public void TrainResumeChatCompare_AndExportRefuses(string name, string peftType, (string, object?)[] keys)
+    {
+        (string, object?)[] all = [("lora_rank", null), ("lora_target", null), .. keys];
+        string whole = tiny.PathFor(name);
+        var run = TinyModelFixture.RunTraining(tiny.WriteConfig(name, whole, all));
+        Assert.Contains(run.Notes, n => n.Contains("trainable params: ", StringComparison.Ordinal));
+        using (var config = TinyModelFixture.ReadJson(Path.Combine(whole, "adapter_config.json")))
+            Assert.Equal(peftType, config.RootElement.GetProperty("peft_type").GetString());
+        var losses = TinyModelFixture.TrainerLog(whole).Where(l => l.Loss is not null).Select(l => l.Loss!.Value).ToList();
+        Assert.True(losses[^1] < losses[0], $"loss went from {losses[0]} to {losses[^1]}");
+
+        string continued = tiny.PathFor(name + "-resumed");
+        TinyModelFixture.RunTraining(tiny.WriteConfig(name + "-resumed", continued, all), $"resume_from_checkpoint={Path.Combine(whole, "checkpoint-3")}");
+        Assert.Equal(TinyModelFixture.TensorBytes(Path.Combine(whole, "adapter_model.safetensors")),
+            TinyModelFixture.TensorBytes(Path.Combine(continued, "adapter_model.safetensors")));
+
+        Assert.NotEmpty(TinyModelFixture.GreedyIds(tiny.ModelDir, "Who are you?", whole));
+        string report = tiny.PathFor(name + "-compare");
+        var compare = CliRunner.Run("compare", "--model", tiny.ModelDir, "--adapter", whole, "--dataset", "identity",
+            "--dataset-dir", TinyModelFixture.BundledData, "--max-samples", "2", "--max-new-tokens", "8", "--out", report);
+        Assert.True(compare.ExitCode == 0, compare.Stderr);
+        Assert.True(File.Exists(Path.Combine(report, "compare.md")));
+
+        string exportConfig = Path.Combine(tiny.Root, name + "-export.yaml");
+        File.WriteAllText(exportConfig, $"""
+            model_name_or_path: {JsonSerializer.Serialize(tiny.ModelDir)}
+            adapter_name_or_path: {JsonSerializer.Serialize(whole)}
+            finetuning_type: {keys[0].Item2}
+            template: qwen
+            export_dir: {JsonSerializer.Serialize(tiny.PathFor(name + "-export"))}
+            """);
+        var export = CliRunner.Run("export", exportConfig);
+        Assert.Equal(1, export.ExitCode);
+        Assert.Contains($"a {peftType} adapter cannot be exported", export.Stderr);
+        Assert.Contains("not a change to any weight", export.Stderr);
+        Assert.False(Directory.Exists(tiny.PathFor(name + "-export")));
+    }
+}
