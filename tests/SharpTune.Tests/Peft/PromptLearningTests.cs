@@ -191,6 +191,21 @@ public sealed class PromptLearningTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData("prompt_tuning")]
+    [InlineData("prefix_tuning")]
+    public void OnAQuantizedBase_TrainsTheTunerAndLeavesTheBaseFrozen(string method)
+    {
+        var quantization = new SharpTune.Quantization.QuantizationOptions(4);
+        SharpTune.FineTuning.TrainableModels.CheckCombination(Arguments(method), [], quantization);
+        using var model = PromptLearningFineTuning.CreateNew(DecoderModel.Load(TrainingFixtures.BaseModel, false, quantization), Arguments(method),
+            new SeededRandom(7), TrainingFixtures.BaseModel);
+        var loss = model.ForwardBackward(TrainingFixtures.Batch(), 1f, new SeededRandom(1));
+        Assert.True(double.IsFinite(loss.Mean));
+        Assert.All(model.TrainableParameters, p => Assert.Contains(p.Grad, g => g != 0));
+        Assert.All(model.Decoder.Linears, l => Assert.True(l.Weight.IsQuantized && !l.HasTrainable));
+    }
+
     [Fact]
     public void TwoPromptAdapters_AreRefusedWithTheReason()
     {
