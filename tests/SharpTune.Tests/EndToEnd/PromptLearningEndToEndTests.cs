@@ -1,5 +1,7 @@
 using System.Text.Json;
+using SharpTune.Data;
 using SharpTune.Tests.Cli;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.EndToEnd;
 
@@ -26,7 +28,25 @@ public sealed class PromptLearningEndToEndTests(TinyModelFixture tiny) : IClassF
         var run = TinyModelFixture.RunTraining(tiny.WriteConfig(name, whole, all));
         Assert.Contains(run.Notes, n => n.Contains("trainable params: ", StringComparison.Ordinal));
         using (var config = TinyModelFixture.ReadJson(Path.Combine(whole, "adapter_config.json")))
+        {
             Assert.Equal(peftType, config.RootElement.GetProperty("peft_type").GetString());
+            // The tiny model has 4 heads, 2 kv heads of 16: a prefix is stored per kv head, as PEFT does for grouped-query models.
+            bool prefix = peftType == "PREFIX_TUNING";
+            Assert.Equal(prefix ? 32 : 64, config.RootElement.GetProperty("token_dim").GetInt32());
+            Assert.Equal(prefix ? 2 : 4, config.RootElement.GetProperty("num_attention_heads").GetInt32());
+        }
+        // Served, the saved folder computes what the training forward computes with it.
+        int[][] ids = [[9707, 11, 1246, 525, 498, 30]];
+        int[][] mask = [[1, 1, 1, 1, 1, 1]];
+        using (var trained = DecoderModel.Load(tiny.ModelDir, gradientCheckpointing: false))
+        using (var served = DecoderModel.LoadForGeneration(tiny.ModelDir, adapterDirectories: [whole]))
+        {
+            trained.LoadAdapter(whole);
+            var expected = trained.Logits(new TrainingBatch(1, 6, ids[0], mask[0], Enumerable.Repeat(-100, 6).ToArray()));
+            var logits = served.Evaluate(ids, mask).Logits.Data;
+            for (int i = 0; i < expected.Length; i++)
+                Assert.True(Math.Abs(expected[i] - logits[i]) <= 1e-4 + 1e-4 * Math.Abs(expected[i]), $"logit {i}: training {expected[i]}, served {logits[i]}");
+        }
         var losses = TinyModelFixture.TrainerLog(whole).Where(l => l.Loss is not null).Select(l => l.Loss!.Value).ToList();
         Assert.True(losses[^1] < losses[0], $"loss went from {losses[0]} to {losses[^1]}");
 
