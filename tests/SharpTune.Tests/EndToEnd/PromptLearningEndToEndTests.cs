@@ -14,7 +14,7 @@ public sealed class PromptLearningEndToEndTests(TinyModelFixture tiny) : IClassF
 {
     public static TheoryData<string, string, (string, object?)[]> Configs => new()
     {
-        { "prompt-text", "PROMPT_TUNING", [("finetuning_type", "prompt_tuning"), ("num_virtual_tokens", 6), ("prompt_tuning_init", "TEXT"), ("prompt_tuning_init_text", "You are TuneBot.")] },
+        { "prompt-text", "PROMPT_TUNING", [("finetuning_type", "prompt_tuning"), ("num_virtual_tokens", 6), ("prompt_tuning_init", "TEXT"), ("prompt_tuning_init_text", "You are TuneBot."), ("bf16", true)] },
         { "ptuning-lstm", "P_TUNING", [("finetuning_type", "p_tuning"), ("num_virtual_tokens", 4), ("encoder_reparameterization_type", "LSTM"), ("encoder_hidden_size", 16), ("encoder_dropout", 0.1)] },
         { "prefix-projection", "PREFIX_TUNING", [("finetuning_type", "prefix_tuning"), ("num_virtual_tokens", 4), ("prefix_projection", true), ("encoder_hidden_size", 16), ("gradient_checkpointing", true)] },
     };
@@ -56,6 +56,18 @@ public sealed class PromptLearningEndToEndTests(TinyModelFixture tiny) : IClassF
             TinyModelFixture.TensorBytes(Path.Combine(continued, "adapter_model.safetensors")));
 
         Assert.NotEmpty(TinyModelFixture.GreedyIds(tiny.ModelDir, "Who are you?", whole));
+        // Evaluation and prediction with the adapter (its finetuning_type named, as LLaMA-Factory's configs do).
+        (string, object?)[] evaluation = [.. all, ("do_train", false), ("dataset", null), ("eval_dataset", "identity"), ("adapter_name_or_path", whole),
+            ("max_samples", 2), ("per_device_eval_batch_size", 2)];
+        string evaluated = tiny.PathFor(name + "-eval");
+        TinyModelFixture.RunTraining(tiny.WriteConfig(name + "-eval", evaluated, [.. evaluation, ("do_eval", true)]));
+        using (var results = TinyModelFixture.ReadJson(Path.Combine(evaluated, "eval_results.json")))
+            Assert.True(double.IsFinite(results.RootElement.GetProperty("eval_loss").GetDouble()));
+        string predicted = tiny.PathFor(name + "-predict");
+        TinyModelFixture.RunTraining(tiny.WriteConfig(name + "-predict", predicted,
+            [.. evaluation, ("do_predict", true), ("predict_with_generate", true), ("do_sample", false), ("max_new_tokens", 6)]));
+        Assert.Equal(2, File.ReadAllLines(Path.Combine(predicted, "generated_predictions.jsonl")).Length);
+
         string report = tiny.PathFor(name + "-compare");
         var compare = CliRunner.Run("compare", "--model", tiny.ModelDir, "--adapter", whole, "--dataset", "identity",
             "--dataset-dir", TinyModelFixture.BundledData, "--max-samples", "2", "--max-new-tokens", "8", "--out", report);

@@ -138,20 +138,16 @@ public sealed class PromptLearningFineTuning : ITrainableModel
     }
 
     /// <summary>
-    /// Continues training a saved folder (or computes its gradients for `check grad`): prompt tuning, and prefix tuning
-    /// without projection, whose saved prompt_embeddings are the parameter. A P-tuning folder and a projected prefix
-    /// hold only the encoder's output, so there is no encoder to continue.
+    /// Continues training a saved folder, evaluates it, or computes its gradients for `check grad`: the saved
+    /// prompt_embeddings become the parameter. For prompt tuning and a plain prefix that is the method's own parameter;
+    /// a P-tuning folder and a projected prefix hold only the encoder's output (what PEFT saves), so they continue on
+    /// that output, which computes exactly what the folder serves. Their encoder's weights are in a run's
+    /// checkpoint-N folders, from which resume_from_checkpoint continues the reparameterised training exactly.
     /// </summary>
     public static PromptLearningFineTuning Resume(DecoderModel decoder, string adapterDirectory)
     {
         var adapter = PromptLearningAdapter.Load(adapterDirectory);
-        var config = adapter.Config;
-        if (config.PeftType == PromptLearningConfig.PTuning || config.PrefixProjection)
-            throw new InvalidDataException(
-                $"{adapterDirectory}: a saved {config.PeftType}{(config.PrefixProjection ? " (prefix_projection)" : "")} adapter holds the encoder's output " +
-                "(prompt_embeddings), not the encoder, so its training cannot continue from it; resume from a checkpoint-N folder of its run " +
-                "(resume_from_checkpoint), which keeps the encoder's weights");
-        return new PromptLearningFineTuning(decoder, config with { BaseModelNameOrPath = decoder.BaseModelName }, adapter.CreateTuner(), adapterDirectory);
+        return new PromptLearningFineTuning(decoder, adapter.Config with { BaseModelNameOrPath = decoder.BaseModelName }, adapter.CreateTuner(), adapterDirectory);
     }
 
     public LossResult ForwardBackward(TrainingBatch batch, float gradScale, SeededRandom random) => Decoder.ForwardBackward(batch, gradScale, random);
