@@ -149,7 +149,7 @@ public sealed class MlpPromptEncoderTuner : IPromptLearningTuner
         _second.Backward(_backend, _hidden1, _dHidden2, n, _dHidden1);
         EncoderActivations.ReluBackward(_hidden1, _dHidden1, _dHidden1.Length);
         _first.Backward(_backend, _embedding.Data, _dHidden1, n, _dEmbedding);
-        for (int i = 0; i < _dEmbedding.Length; i++) _embedding.Grad[i] += _dEmbedding[i];
+        System.Numerics.Tensors.TensorPrimitives.Add(_embedding.Grad, _dEmbedding, _embedding.Grad);
         _output.ZeroGrad();
     }
 
@@ -258,7 +258,7 @@ public sealed class PrefixTuner : IPromptLearningTuner
         _up!.Backward(_backend!, _hidden, rowsGrad, n, _dHidden);
         EncoderActivations.TanhBackward(_hidden, _dHidden, _dHidden.Length);
         _down!.Backward(_backend!, _embedding.Data, _dHidden, n, _dEmbedding);
-        for (int i = 0; i < _dEmbedding.Length; i++) _embedding.Grad[i] += _dEmbedding[i];
+        System.Numerics.Tensors.TensorPrimitives.Add(_embedding.Grad, _dEmbedding, _embedding.Grad);
         _rows.ZeroGrad();
     }
 
@@ -478,7 +478,7 @@ public sealed class LstmPromptEncoderTuner : IPromptLearningTuner
             if (l > 0)
                 for (int i = 0; i < dInput.Length; i++) dInput[i] *= _masks[l - 1][i];
         }
-        for (int i = 0; i < _dEmbedding.Length; i++) _embedding.Grad[i] += _dEmbedding[i];
+        System.Numerics.Tensors.TensorPrimitives.Add(_embedding.Grad, _dEmbedding, _embedding.Grad);
         _output.ZeroGrad();
     }
 

@@ -633,12 +633,6 @@ public sealed class DecoderModel : IDisposable
         return new TrainingBatch(batch.Batch, width, ids, mask, labels);
     }
 
-    /// <summary>dst[dstOffset..+count] += src[srcOffset..+count].</summary>
-    private static void AddRow(float[] dst, int dstOffset, float[] src, int srcOffset, int count)
-    {
-        for (int j = 0; j < count; j++) dst[dstOffset + j] += src[srcOffset + j];
-    }
-
     /// <summary>Calls <paramref name="row"/>(batch row, tuner position) for each of the model tuner's rows in a batch of <paramref name="width"/>-long sequences.</summary>
     private static void ForEachTunerRow(int batch, int width, int n, Action<int, int> row)
     {
@@ -846,7 +840,7 @@ public sealed class DecoderModel : IDisposable
             if (tuner.VirtualTokens is { } virtualTokens)
                 ForEachTunerRow(batch.Batch, batch.Length, tuner.Tokens, (row, i) =>
                 {
-                    AddRow(virtualTokens.Grad, i * h, b.DResidual, row * h, h);
+                    System.Numerics.Tensors.TensorPrimitives.Add(virtualTokens.Grad.AsSpan(i * h, h), b.DResidual.AsSpan(row * h, h), virtualTokens.Grad.AsSpan(i * h, h));
                     Array.Clear(b.DResidual, row * h, h);
                 });
             tuner.Backward();
@@ -887,8 +881,8 @@ public sealed class DecoderModel : IDisposable
             int kv = c.KvWidth;
             ForEachTunerRow(batch.Batch, batch.Length, ActiveModelTuner!.Tokens, (row, i) =>
             {
-                AddRow(prefixKeys.Grad, i * kv, b.DKey, row * kv, kv);
-                AddRow(prefixValues.Grad, i * kv, b.DValue, row * kv, kv);
+                System.Numerics.Tensors.TensorPrimitives.Add(prefixKeys.Grad.AsSpan(i * kv, kv), b.DKey.AsSpan(row * kv, kv), prefixKeys.Grad.AsSpan(i * kv, kv));
+                System.Numerics.Tensors.TensorPrimitives.Add(prefixValues.Grad.AsSpan(i * kv, kv), b.DValue.AsSpan(row * kv, kv), prefixValues.Grad.AsSpan(i * kv, kv));
                 Array.Clear(b.DKey, row * kv, kv);
                 Array.Clear(b.DValue, row * kv, kv);
             });
