@@ -9,6 +9,7 @@ using SharpTune.Tests.EndToEnd;
 using SharpTune.Tests.Training;
 using SharpTune.Training;
 using SharpTune.Training.Model;
+using SharpTune.Training.Objectives;
 
 namespace SharpTune.Tests.Peft;
 
@@ -108,6 +109,24 @@ public sealed class PromptLearningTests : IDisposable
             Assert.True(numeric.Any(d => Math.Abs(d - analytic) <= 5e-3 * Math.Abs(analytic)),
                 $"{method} {p.Name}: analytic {analytic:E5}, finite differences {string.Join(", ", numeric.Select(d => d.ToString("E5")))}");
         }
+    }
+
+    [Theory]
+    [InlineData("p_tuning_mlp")]
+    [InlineData("prefix_tuning")]
+    public void DisabledTuners_GiveTheBaseModelsLogProbs_TheReferenceOfPreferenceObjectives(string method)
+    {
+        var batch = TrainingFixtures.Batch();
+        using var baseModel = DecoderModel.Load(TrainingFixtures.BaseModel, gradientCheckpointing: false);
+        var expected = baseModel.LogProbs(batch);
+        using var model = NewModel(method);
+        var tuned = model.Decoder.LogProbs(batch);
+        LabelLogProbs reference;
+        using (model.Decoder.DisableTuners()) reference = model.Decoder.LogProbs(batch);
+        Assert.Equal(expected.PerToken, reference.PerToken);
+        Assert.Equal(expected.SumPerSequence, reference.SumPerSequence);
+        Assert.NotEqual(expected.SumPerSequence, tuned.SumPerSequence);
+        Assert.Equal(expected.Labels.Count, tuned.Labels.Count);
     }
 
     [Theory]
