@@ -5,6 +5,7 @@ using SharpTune.Peft.BitFit;
 using SharpTune.Peft.Bottleneck;
 using SharpTune.Peft.Ia3;
 using SharpTune.Peft.Lora;
+using SharpTune.Peft.PromptLearning;
 using SharpTune.Quantization;
 using SharpTune.Training;
 using SharpTune.Training.Model;
@@ -45,6 +46,10 @@ public static class TrainableModels
                     return BitFitFineTuning.CreateNew(decoder, args);
                 case FinetuningType.Adapter when adapterDirectories.Count == 0:
                     return BottleneckFineTuning.CreateNew(decoder, args, initRandom);
+                case FinetuningType.PromptTuning or FinetuningType.PTuning or FinetuningType.PrefixTuning:
+                    return adapterDirectories.Count == 0
+                        ? PromptLearningFineTuning.CreateNew(decoder, args, initRandom, modelDirectory)
+                        : PeftAdapterFolders.ResumeTraining(decoder, adapterDirectories[0]);
                 default:
                     if (adapterDirectories.Count == 0) return LoraFineTuning.CreateNew(decoder, args, initRandom);
                     for (int i = 0; i < adapterDirectories.Count - 1; i++) LoraFineTuning.MergeInto(decoder, adapterDirectories[i]);
@@ -61,9 +66,9 @@ public static class TrainableModels
     /// <summary>Refuses what <see cref="Create"/> cannot build: adapters without LoRA, quantisation without LoRA, a quantized base under several adapters.</summary>
     public static void CheckCombination(FinetuningArguments args, IReadOnlyList<string> adapterDirectories, QuantizationOptions? quantization)
     {
-        string method = args.FinetuningType.ToString().ToLowerInvariant();
+        string method = args.MethodName;
         if (args.RefusedAdapters(adapterDirectories.Count) is { } adapters) throw new ArgumentException($"{adapters.Key}: {adapters.Problem}");
-        if (quantization is not null && args.FinetuningType != FinetuningType.Lora)
+        if (quantization is not null && args.FinetuningType != FinetuningType.Lora && !args.IsPromptLearning)
             throw new ArgumentException($"quantized weights cannot be trained, so finetuning_type {method} cannot use quantization_bit; use finetuning_type lora (QLoRA)");
         if (quantization is not null && adapterDirectories.Count > 1)
             throw new ArgumentException($"a quantized base takes a single adapter, got {adapterDirectories.Count}: an adapter cannot be merged into quantized weights; merge the earlier adapters into the base first (sharptune export)");

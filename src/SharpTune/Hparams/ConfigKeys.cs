@@ -131,13 +131,16 @@ internal static class ConfigKeys
 
         // method
         Supported("stage", (c, v) => c.Finetuning.Stage = Stage(v)),
-        Supported("finetuning_type", (c, v) => c.Finetuning.FinetuningType = v.Choice(["lora", "full", "freeze", "ia3", "bitfit", "adapter"], ["oft"], new Dictionary<string, string> { ["oft"] = "the PEFT family" }) switch
+        Supported("finetuning_type", (c, v) => c.Finetuning.FinetuningType = v.Choice(["lora", "full", "freeze", "ia3", "bitfit", "adapter", "prompt_tuning", "p_tuning", "prefix_tuning"], ["oft"], new Dictionary<string, string> { ["oft"] = "the PEFT family" }) switch
         {
             "lora" => FinetuningType.Lora,
             "full" => FinetuningType.Full,
             "ia3" => FinetuningType.Ia3,
             "bitfit" => FinetuningType.BitFit,
             "adapter" => FinetuningType.Adapter,
+            "prompt_tuning" => FinetuningType.PromptTuning,
+            "p_tuning" => FinetuningType.PTuning,
+            "prefix_tuning" => FinetuningType.PrefixTuning,
             _ => FinetuningType.Freeze,
         }),
         Supported("lora_rank", (c, v) => c.Finetuning.LoraRank = v.Int(min: 1, max: FinetuningArguments.MaxLoraRank)),
@@ -154,6 +157,15 @@ internal static class ConfigKeys
         Supported("freeze_trainable_layers", (c, v) => c.Finetuning.FreezeTrainableLayers = v.Int() is not 0 and var n ? n : throw v.Error("must not be 0")),
         Supported("freeze_trainable_modules", (c, v) => c.Finetuning.FreezeTrainableModules = v.Names()),
         Supported("freeze_extra_modules", (c, v) => c.Finetuning.FreezeExtraModules = v.Names()),
+        // PEFT's prompt-learning fields (LLaMA-Factory does not train these methods), read by finetuning_type prompt_tuning, p_tuning, prefix_tuning
+        Supported("num_virtual_tokens", (c, v) => c.Finetuning.NumVirtualTokens = v.Int(min: 1)),
+        Supported("prompt_tuning_init", (c, v) => c.Finetuning.PromptTuningInit = v.Choice(["RANDOM", "TEXT", "SAMPLE_VOCAB"], [])),
+        Supported("prompt_tuning_init_text", (c, v) => c.Finetuning.PromptTuningInitText = v.NullableText()),
+        Supported("encoder_reparameterization_type", (c, v) => c.Finetuning.EncoderReparameterizationType = v.Choice(["MLP", "LSTM"], [])),
+        Supported("encoder_hidden_size", (c, v) => c.Finetuning.EncoderHiddenSize = v.NullableInt(min: 1)),
+        Supported("encoder_num_layers", (c, v) => c.Finetuning.EncoderNumLayers = v.Int(min: 1)),
+        Supported("encoder_dropout", (c, v) => c.Finetuning.EncoderDropout = v.Double(min: 0, max: 1, maxExclusive: true)),
+        Supported("prefix_projection", (c, v) => c.Finetuning.PrefixProjection = v.Bool()),
         Supported("plot_loss", (c, v) => c.Finetuning.PlotLoss = v.Bool()),
 
         // alignment stages (RLHFArguments)

@@ -1,6 +1,6 @@
 namespace SharpTune.Hparams;
 
-public enum FinetuningType { Lora, Full, Freeze, Ia3, BitFit, Adapter }
+public enum FinetuningType { Lora, Full, Freeze, Ia3, BitFit, Adapter, PromptTuning, PTuning, PrefixTuning }
 
 /// <summary>LLaMA-Factory's fine-tuning arguments (defaults as in its hparams/finetuning_args.py).</summary>
 public sealed class FinetuningArguments
@@ -46,6 +46,37 @@ public sealed class FinetuningArguments
     public List<string> FreezeTrainableModules { get; set; } = ["all"];
     /// <summary>freeze_extra_modules: modules outside the decoder layers also trained (e.g. embed_tokens, norm).</summary>
     public List<string> FreezeExtraModules { get; set; } = [];
+
+    /// <summary>
+    /// num_virtual_tokens (prompt_tuning, p_tuning, prefix_tuning; PEFT's field, no default): positions put before
+    /// every sequence.
+    /// </summary>
+    public int? NumVirtualTokens { get; set; }
+    /// <summary>prompt_tuning_init: RANDOM (normal, as nn.Embedding), TEXT (the embeddings of prompt_tuning_init_text's tokens, repeated or cut to num_virtual_tokens) or SAMPLE_VOCAB (random vocabulary rows).</summary>
+    public string PromptTuningInit { get; set; } = "RANDOM";
+    public string? PromptTuningInitText { get; set; }
+    /// <summary>encoder_reparameterization_type (p_tuning): MLP or LSTM.</summary>
+    public string EncoderReparameterizationType { get; set; } = "MLP";
+    /// <summary>encoder_hidden_size (p_tuning's encoder, prefix_tuning's projection); null means PEFT's default, token_dim.</summary>
+    public int? EncoderHiddenSize { get; set; }
+    /// <summary>encoder_num_layers (p_tuning with LSTM; PEFT's MLP always has three Linears).</summary>
+    public int EncoderNumLayers { get; set; } = 2;
+    /// <summary>encoder_dropout (p_tuning with LSTM: between its layers).</summary>
+    public double EncoderDropout { get; set; }
+    /// <summary>prefix_projection (prefix_tuning): the prefix comes from an embedding through Linear → tanh → Linear.</summary>
+    public bool PrefixProjection { get; set; }
+
+    /// <summary>finetuning_type as the YAML spells it (lora, full, freeze, prompt_tuning, p_tuning, prefix_tuning).</summary>
+    public string MethodName => FinetuningType switch
+    {
+        FinetuningType.PromptTuning => "prompt_tuning",
+        FinetuningType.PTuning => "p_tuning",
+        FinetuningType.PrefixTuning => "prefix_tuning",
+        var other => other.ToString().ToLowerInvariant(),
+    };
+
+    /// <summary>Whether the method is one of PEFT's prompt-learning methods, which add positions rather than train weights.</summary>
+    public bool IsPromptLearning => FinetuningType is FinetuningType.PromptTuning or FinetuningType.PTuning or FinetuningType.PrefixTuning;
 
     /// <summary>plot_loss: save the training (and evaluation) loss curves after training.</summary>
     public bool PlotLoss { get; set; }
@@ -115,6 +146,8 @@ public sealed class FinetuningArguments
     /// </summary>
     public (string Key, string Problem)? RefusedAdapters(int adapterCount) =>
         adapterCount > 0 && FinetuningType is FinetuningType.Full or FinetuningType.Freeze
-            ? ("adapter_name_or_path", "adapters are only valid with an adapter method (finetuning_type: lora, ia3, bitfit or adapter)")
-            : null;
+            ? ("adapter_name_or_path", "adapters are only valid with an adapter method (finetuning_type: lora, ia3, bitfit, adapter, prompt_tuning, p_tuning or prefix_tuning)")
+            : adapterCount > 1 && IsPromptLearning
+                ? ("adapter_name_or_path", $"finetuning_type {MethodName} continues a single adapter: a prompt or prefix is not a weight merge, so earlier adapters cannot be folded into the base")
+                : null;
 }

@@ -224,12 +224,17 @@ public sealed class SftConfig
             throw Error("dataset_dir", $"'{Data.DatasetDir}' names a Hub dataset folder; SharpTune reads local datasets only");
 
         if (Finetuning.RefusedAdapters(Model.AdapterNameOrPath.Count) is { } adapters) throw Error(adapters.Key, adapters.Problem);
-        if (Model.QuantizationBit is not null && Finetuning.FinetuningType != FinetuningType.Lora)
-            throw Error("quantization_bit", $"quantized weights cannot be trained, so finetuning_type {Finetuning.FinetuningType.ToString().ToLowerInvariant()} cannot use quantization; use finetuning_type: lora (QLoRA)");
+        if (Model.QuantizationBit is not null && Finetuning.FinetuningType != FinetuningType.Lora && !Finetuning.IsPromptLearning)
+            throw Error("quantization_bit", $"quantized weights cannot be trained, so finetuning_type {Finetuning.MethodName} cannot use quantization; use finetuning_type: lora (QLoRA)");
         if (Model.QuantizationBit is not null && Model.AdapterNameOrPath.Count > 1)
             throw Error("adapter_name_or_path", "a quantized model takes a single adapter; merge the earlier adapters into the base first (sharptune export)");
         if (Finetuning.UseRslora && Finetuning.FinetuningType != FinetuningType.Lora)
             throw Error("use_rslora", "only valid with finetuning_type: lora");
+        // A new prompt-learning adapter needs its length; serving, exporting or continuing one reads it from the folder.
+        if (Finetuning.IsPromptLearning && Finetuning.NumVirtualTokens is null && Training.DoTrain && Model.AdapterNameOrPath.Count == 0)
+            throw Error("num_virtual_tokens", $"required to train finetuning_type: {Finetuning.MethodName} (PEFT has no default)");
+        if (Finetuning.FinetuningType == FinetuningType.PromptTuning && Finetuning.PromptTuningInit == "TEXT" && string.IsNullOrEmpty(Finetuning.PromptTuningInitText))
+            throw Error("prompt_tuning_init_text", "required with prompt_tuning_init: TEXT");
 
         if (Training.DoTrain && Data.Dataset.Count == 0) throw Error("dataset", "required for training (do_train: true)");
         if (Training.DoTrain && Training.OutputDir.Length == 0) throw Error("output_dir", "required for training (do_train: true)");

@@ -13,6 +13,12 @@ public sealed class KvCache
     public int Batch { get; }
     public int Capacity { get; }
 
+    /// <summary>
+    /// Leading entries a model tuner filled before the sequences (its virtual tokens or key/value prefix): the
+    /// sequences' own positions are counted from here.
+    /// </summary>
+    public int Prefix { get; init; }
+
     public KvCache(ModelConfig config, int batch, int capacity)
     {
         if (batch <= 0 || capacity <= 0) throw new ArgumentException("KV cache batch and capacity must be positive");

@@ -108,6 +108,26 @@ public interface IModelTuner
     /// layer's keys and values after RoPE, or null when the tuner adds none to that layer.
     /// </summary>
     (Parameter Keys, Parameter Values)? KeyValuePrefix(int layer);
+
+    /// <summary>
+    /// How many positions the tuner puts before every sequence (its virtual tokens, or its prefix's length): the real
+    /// tokens take positions from here on.
+    /// </summary>
+    int Tokens { get; }
+
+    /// <summary>
+    /// Called before every forward: computes <see cref="VirtualTokens"/> and the prefixes from the trainable
+    /// parameters when they are an encoder's output (P-tuning, prefix projection); nothing when they are the
+    /// parameters themselves.
+    /// </summary>
+    void Forward(TunerPass pass, SeededRandom? random) { }
+
+    /// <summary>
+    /// Called after a training backward, once the decoder has added dL/d(virtual tokens) and dL/d(prefixes) to their
+    /// Grad: carries those into the trainable parameters' gradients when the values are an encoder's output (clearing
+    /// the output's Grad for the next pass); nothing when the values are the parameters themselves.
+    /// </summary>
+    void Backward() { }
 }
 
 /// <summary>
@@ -123,6 +143,12 @@ public interface IModelAdapter
 
     /// <summary>A fresh tuner layer per wrapped Linear, in module path order, computing on the model's backend.</summary>
     IReadOnlyList<ILinearTuner> CreateTuners(IComputeBackend backend);
+
+    /// <summary>
+    /// The model-level tuner of a prompt-learning adapter (virtual tokens or key/value prefixes), or null for the
+    /// methods that only wrap Linears.
+    /// </summary>
+    IModelTuner? CreateModelTuner() => null;
 
     /// <summary>Tensors that replace the base tensor of the same Hugging Face name.</summary>
     IReadOnlyDictionary<string, (long[] Shape, float[] Data)> ReplacedTensors { get; }

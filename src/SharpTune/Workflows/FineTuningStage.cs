@@ -63,7 +63,7 @@ public sealed class FineTuningStage : ITrainingStage
             Note(Bf16ComputeMatrix.AvailableKernel is null
                 ? $"note: bf16: {Bf16ComputeMatrix.Unavailable}; computing in fp32"
                 : "bf16: frozen bf16 weights are multiplied on oneDNN's bf16 GEMM (activations rounded to bf16, fp32 accumulation); float32 weights and everything trained stay fp32");
-        Note($"{cfg.Finetuning.FinetuningType.ToString().ToLowerInvariant()}: {TrainableModels.Summary(model)}");
+        Note($"{cfg.Finetuning.MethodName}: {TrainableModels.Summary(model)}");
 
         string outputDir = cfg.Training.OutputDir;
         if (!cfg.Training.DoTrain) return Evaluate(cfg, model, data.Eval, padId, observer);

@@ -12,6 +12,6 @@ public sealed class RefusedPairTests
     public void AdaptersWithoutLoraAreRefusedWithTheConfigsMessage(FinetuningType type)
     {
         var e = Assert.Throws<ArgumentException>(() => TrainableModels.CheckCombination(new FinetuningArguments { FinetuningType = type }, ["adapter"], null));
-        Assert.Equal("adapter_name_or_path: adapters are only valid with an adapter method (finetuning_type: lora, ia3, bitfit or adapter)", e.Message);
+        Assert.Equal("adapter_name_or_path: adapters are only valid with an adapter method (finetuning_type: lora, ia3, bitfit, adapter, prompt_tuning, p_tuning or prefix_tuning)", e.Message);
     }
 }

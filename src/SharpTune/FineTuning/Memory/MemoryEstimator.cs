@@ -6,6 +6,7 @@ using SharpTune.Model;
 using SharpTune.Peft;
 using SharpTune.Peft.Ia3;
 using SharpTune.Peft.Lora;
+using SharpTune.Peft.PromptLearning;
 using SharpTune.Quantization;
 using SharpTune.Training.Model;
 using SharpTune.Training.Optim;
@@ -85,7 +86,9 @@ public static class MemoryEstimator
         var used = UsedTensors(config, tensors, source);
         var method = setup.Finetuning.FinetuningType;
         DType storedDType = used.First(t => t.Name == config.Description.EmbeddingTensor).DType;
-        int rows = checked(setup.BufferBatch * setup.CutoffLen);
+        // A prompt-learning method's positions come before every sequence, outside cutoff_len (PEFT's forward adds them).
+        int virtualTokens = setup.Finetuning.IsPromptLearning ? setup.Finetuning.NumVirtualTokens ?? 0 : 0;
+        int rows = checked(setup.BufferBatch * (setup.CutoffLen + virtualTokens));
         int labelRows = Math.Max(1, setup.BufferBatch * (setup.CutoffLen - 1));
 
         // Which matrices become fp32 (trained, or with an adapter merged in) and which values are trained.
@@ -128,6 +131,9 @@ public static class MemoryEstimator
                     parameterLengths.Add((int)t.Info.Shape[feedforward ? 1 : 0]);
                     ia3CacheBytes += Ia3Layer.CacheBytes(rows, (int)t.Info.Shape[1], (int)t.Info.Shape[0], feedforward);
                 }
+                break;
+            case FinetuningType.PromptTuning or FinetuningType.PTuning or FinetuningType.PrefixTuning:
+                parameterLengths.AddRange(PromptLearningFineTuning.ParameterLengths(setup.Finetuning, config));
                 break;
             default:
                 var lora = LoraSettings(setup, config);
@@ -188,7 +194,7 @@ public static class MemoryEstimator
         components.Add(new("trainable parameters", method switch
             {
                 FinetuningType.Lora => sizeof(float) * adapters.Sum(a => (long)a.Rank * (a.In + a.Out)),
-                FinetuningType.Ia3 or FinetuningType.Adapter => sizeof(float) * parameters,
+                FinetuningType.Ia3 or FinetuningType.Adapter or FinetuningType.PromptTuning or FinetuningType.PTuning or FinetuningType.PrefixTuning => sizeof(float) * parameters,
                 _ => 0,
             },
             $"{parameters:N0} values" + method switch
@@ -196,6 +202,7 @@ public static class MemoryEstimator
                 FinetuningType.Lora => $" (LoRA r{adapters.FirstOrDefault().Rank} on {adapters.Count} projections)",
                 FinetuningType.Ia3 => " (IA3 vectors)",
                 FinetuningType.Adapter => " (bottleneck adapters)",
+                FinetuningType.PromptTuning or FinetuningType.PTuning or FinetuningType.PrefixTuning => $" ({setup.Finetuning.MethodName}, {virtualTokens} virtual tokens)",
                 _ => ", the fp32 copies above",
             }));
         components.Add(new("gradients (fp32)", sizeof(float) * parameters));

@@ -60,6 +60,17 @@ public sealed class DecoderModel : IDisposable
     /// <summary>The adapters applied unmerged so far, in the order they were applied.</summary>
     public IReadOnlyList<IModelAdapter> Adapters => _adapters;
 
+    /// <summary>
+    /// The model-level tuner (prompt tuning, P-tuning, prefix tuning: <see cref="IModelTuner"/>) attached for training
+    /// or by an applied adapter, or null. Training puts its positions before every sequence of a batch (ids and
+    /// labels −100 there, attention mask 1, real tokens from position n on, as PEFT's forward does); generation
+    /// fills the first entries of every KV cache with them (<see cref="CreateCache"/>).
+    /// </summary>
+    public IModelTuner? ModelTuner { get; private set; }
+
+    /// <summary>The model tuner the forwards use: none while the tuners are disabled.</summary>
+    private IModelTuner? ActiveModelTuner => _tunersDisabled ? null : ModelTuner;
+
     private readonly DecoderWeights _stored;
     private readonly RopeTable _rope;
     private Buffers? _buffers;
@@ -231,6 +242,7 @@ public sealed class DecoderModel : IDisposable
             module => projections.TryGetValue(module, out var p) ? [p.Weight.Shape[0], p.Weight.Shape[1]] : null,
             name => tensors.TryGetValue(name, out var t) ? t.Shape : null,
             Directory);
+        if (adapter.CreateModelTuner() is { } modelTuner) AttachModelTuner(modelTuner, adapter.Directory);
         foreach (var (name, (_, data)) in adapter.ReplacedTensors) tensors[name].Replace(data);
         foreach (var tuner in adapter.CreateTuners(Backend)) projections[tuner.ModulePath].Tuners.Add(tuner);
         _adapters.Add(adapter);
@@ -256,6 +268,44 @@ public sealed class DecoderModel : IDisposable
     }
 
     private static string ModulePath(string weightName) => weightName[..weightName.LastIndexOf('.')];
+
+    /// <summary>
+    /// Attaches a model-level tuner (for training, or from an adapter applied for generation) after checking its
+    /// shapes against this model: virtual tokens [n × hidden], or key and value prefixes [n × kv heads · head dim] on
+    /// every layer, not both.
+    /// </summary>
+    /// <param name="source">What the tuner comes from (an adapter folder), named in errors.</param>
+    /// <exception cref="InvalidDataException">A second model tuner, or shapes that do not fit this model.</exception>
+    public void AttachModelTuner(IModelTuner tuner, string source)
+    {
+        if (ModelTuner is not null)
+            throw new InvalidDataException(
+                $"{source}: the model already has a prompt-learning adapter; two cannot be applied together, since each was trained with its own " +
+                "virtual tokens or prefix at positions 0..n-1 before the input (PEFT applies one prompt-learning adapter at a time)");
+        int n = tuner.Tokens;
+        if (n <= 0) throw new InvalidDataException($"{source}: num_virtual_tokens must be positive, got {n}");
+        var prefixes = Enumerable.Range(0, Layers.Length).Select(tuner.KeyValuePrefix).ToArray();
+        void Check(Parameter p, int width, string what)
+        {
+            if (p.Shape.Length != 2 || p.Shape[0] != n || p.Shape[1] != width)
+                throw new InvalidDataException(
+                    $"{source}: {what} is [{string.Join(", ", p.Shape)}], but the base model {Directory} needs [{n}, {width}]; was the adapter trained on another model?");
+        }
+        if (tuner.VirtualTokens is { } virtualTokens)
+        {
+            if (prefixes.Any(p => p is not null)) throw new InvalidDataException($"{source}: a tuner adds virtual tokens or key/value prefixes, not both");
+            Check(virtualTokens, Config.HiddenSize, "the virtual tokens");
+        }
+        else if (prefixes.Any(p => p is null))
+            throw new InvalidDataException($"{source}: the key/value prefix must cover all {Layers.Length} layers of {Directory}");
+        for (int l = 0; l < prefixes.Length; l++)
+            if (prefixes[l] is var (keys, values))
+            {
+                Check(keys, Config.KvWidth, $"layer {l}'s key prefix");
+                Check(values, Config.KvWidth, $"layer {l}'s value prefix");
+            }
+        ModelTuner = tuner;
+    }
 
     /// <summary>Every tensor a modules_to_save entry may replace, by its Hugging Face name, with how to replace it.</summary>
     private Dictionary<string, (long[] Shape, Action<float[]> Replace)> ReplaceableTensors(Dictionary<string, AdapterTarget> projections)
@@ -293,7 +343,42 @@ public sealed class DecoderModel : IDisposable
         return new StoredMatrix(new WeightMatrix((void*)Marshal.UnsafeAddrOfPinnedArrayElement(pinned, 0), DType.F32, rows, cols));
     }
 
-    public KvCache CreateCache(int batch, int capacity) => new(Config, batch, capacity);
+    /// <summary>
+    /// A KV cache for <paramref name="capacity"/> positions of <paramref name="batch"/> sequences. With a model tuner
+    /// its positions come first: a key/value prefix is stored as the first entries of every layer, virtual tokens are
+    /// run through the layers there (positions 0..n-1), and <see cref="Forward(ReadOnlySpan{int}, ReadOnlySpan{int}, ReadOnlySpan{byte}, int, int, KvCache, Tensor)"/>
+    /// then shifts the positions it is given by n.
+    /// </summary>
+    public KvCache CreateCache(int batch, int capacity)
+    {
+        if (ActiveModelTuner is not { } tuner) return new(Config, batch, capacity);
+        int n = tuner.Tokens;
+        var cache = new KvCache(Config, batch, n + capacity) { Prefix = n };
+        tuner.Forward(TunerPass.Evaluate, null);
+        var ones = Enumerable.Repeat((byte)1, batch * n).ToArray();
+        var positions = Enumerable.Range(0, batch * n).Select(r => r % n).ToArray();
+        if (tuner.VirtualTokens is { } virtualTokens)
+        {
+            var w = GenerationBuffersFor(batch * n);
+            for (int r = 0; r < batch * n; r++) Array.Copy(virtualTokens.Data, r % n * Config.HiddenSize, w.Residual.Data, r * Config.HiddenSize, Config.HiddenSize);
+            RunLayers(w, positions, ones, batch, n, cache);
+            return cache;
+        }
+        for (int b = 0; b < batch; b++) Array.Fill(cache.KeyMask, (byte)1, b * cache.Capacity, n);
+        var keys = new Tensor(batch * n, Config.KvWidth);
+        var values = new Tensor(batch * n, Config.KvWidth);
+        for (int l = 0; l < Layers.Length; l++)
+        {
+            var (k, v) = tuner.KeyValuePrefix(l)!.Value;
+            for (int b = 0; b < batch; b++)
+            {
+                k.Data.CopyTo(keys.Data, b * k.Length);
+                v.Data.CopyTo(values.Data, b * v.Length);
+            }
+            cache.Layers[l].Append(keys, values, n);
+        }
+        return cache;
+    }
 
     /// <summary>
     /// Runs newTokens tokens of each of batch sequences through the decoder, appending their keys and values to
@@ -309,19 +394,36 @@ public sealed class DecoderModel : IDisposable
         if (cache.Length + newTokens > cache.Capacity)
             throw new InvalidOperationException($"sequence length {cache.Length + newTokens} exceeds the KV cache capacity {cache.Capacity}");
 
-        for (int b = 0; b < batch; b++)
-            mask.Slice(b * newTokens, newTokens).CopyTo(cache.KeyMask.AsSpan(b * cache.Capacity + cache.Length, newTokens));
-
-        var c = Config;
-        if (_generation is null || _generation.Rows < rows) _generation = new GenerationBuffers(c, rows);
-        var w = _generation;
+        var w = GenerationBuffersFor(rows);
         if (Embedding.Frozen is StoredMatrix stored) Backend.Embedding(stored.Matrix, ids, w.Residual);
         else GatherEmbedding(ids, w.Residual.Data);
+        if (cache.Prefix > 0)
+        {
+            var shifted = new int[rows];
+            for (int r = 0; r < rows; r++) shifted[r] = positions[r] + cache.Prefix;
+            positions = shifted;
+        }
+        RunLayers(w, positions, mask, batch, newTokens, cache);
+        Backend.RmsNorm(w.Residual.Data, rows, FinalNorm.Data, Config.RmsNormEps, hidden.Data);
+    }
+
+    private GenerationBuffers GenerationBuffersFor(int rows)
+    {
+        if (_generation is null || _generation.Rows < rows) _generation = new GenerationBuffers(Config, rows);
+        return _generation;
+    }
+
+    /// <summary>The layers over the residual stream of <paramref name="w"/>, appending to the cache with the key mask given.</summary>
+    private void RunLayers(GenerationBuffers w, ReadOnlySpan<int> positions, ReadOnlySpan<byte> mask, int batch, int newTokens, KvCache cache)
+    {
+        var c = Config;
+        int rows = batch * newTokens;
+        for (int b = 0; b < batch; b++)
+            mask.Slice(b * newTokens, newTokens).CopyTo(cache.KeyMask.AsSpan(b * cache.Capacity + cache.Length, newTokens));
         var shape = new AttentionShape(batch, newTokens, c.NumHeads, c.NumKvHeads, c.HeadDim);
         for (int l = 0; l < Layers.Length; l++)
             LayerForward(Layers[l], l, w.Activations, w.Residual.Data, w.Residual.Data, w.Projected, rows, positions, shape,
                 attentionMask: null, cache, TunerPass.Evaluate, null);
-        Backend.RmsNorm(w.Residual.Data, rows, FinalNorm.Data, c.RmsNormEps, hidden.Data);
     }
 
     /// <summary>logits[rows × vocab] = hidden · lm_headᵀ for the first rows rows, then lm_head's tuner layers.</summary>
@@ -424,6 +526,7 @@ public sealed class DecoderModel : IDisposable
     {
         if (_tunersDisabled)
             throw new InvalidOperationException("the tuners are disabled (a reference forward); enable them before training");
+        batch = WithModelTunerPositions(batch);
         var b = Prepare(batch);
         Forward(batch, b, TunerPass.Train, random);
         return LabelLogProbsAndBackward(batch, b, objective, gradScale, backward: true).Loss;
@@ -432,6 +535,7 @@ public sealed class DecoderModel : IDisposable
     /// <summary>The batch's SFT loss without dropout or gradients.</summary>
     public LossResult Evaluate(TrainingBatch batch)
     {
+        batch = WithModelTunerPositions(batch);
         var b = Prepare(batch);
         Forward(batch, b, TunerPass.Evaluate, null);
         return LabelLogProbsAndBackward(batch, b, new SupervisedCrossEntropy(), 0f, backward: false).Loss;
@@ -439,10 +543,12 @@ public sealed class DecoderModel : IDisposable
 
     /// <summary>
     /// An evaluation forward (no dropout, no gradients) giving what objectives need: every label token's log-prob,
-    /// their sums and counts per sequence, and the final normed hidden states.
+    /// their sums and counts per sequence, and the final normed hidden states. With a model tuner the rows (of the
+    /// labels and the hidden states) are those of the batch with the tuner's n positions before every sequence.
     /// </summary>
     public LabelLogProbs LogProbs(TrainingBatch batch)
     {
+        batch = WithModelTunerPositions(batch);
         var b = Prepare(batch);
         Forward(batch, b, TunerPass.Evaluate, null);
         var (labels, perToken, _) = LabelLogProbsAndBackward(batch, b, new SupervisedCrossEntropy(), 0f, backward: false);
@@ -480,14 +586,58 @@ public sealed class DecoderModel : IDisposable
         }
     }
 
-    /// <summary>The full logits [B·T × vocab] of a batch (evaluation mode) through the training forward, for checks against generation's.</summary>
+    /// <summary>
+    /// The full logits [B·T × vocab] of a batch (evaluation mode) through the training forward, for checks against
+    /// generation's; a model tuner's positions are computed but not returned.
+    /// </summary>
     public float[] Logits(TrainingBatch batch)
     {
-        var b = Prepare(batch);
-        Forward(batch, b, TunerPass.Evaluate, null);
-        var logits = new float[(long)batch.Batch * batch.Length * Config.VocabSize];
-        LmHeadForward(b.FinalNormed, batch.Batch * batch.Length, logits);
+        int t = batch.Length, n = ActiveModelTuner?.Tokens ?? 0;
+        var extended = WithModelTunerPositions(batch);
+        var b = Prepare(extended);
+        Forward(extended, b, TunerPass.Evaluate, null);
+        var logits = new float[(long)batch.Batch * t * Config.VocabSize];
+        if (n == 0)
+        {
+            LmHeadForward(b.FinalNormed, batch.Batch * t, logits);
+            return logits;
+        }
+        var hidden = new float[batch.Batch * t * Config.HiddenSize];
+        for (int s = 0; s < batch.Batch; s++)
+            Array.Copy(b.FinalNormed, (s * (n + t) + n) * Config.HiddenSize, hidden, s * t * Config.HiddenSize, t * Config.HiddenSize);
+        LmHeadForward(hidden, batch.Batch * t, logits);
         return logits;
+    }
+
+    /// <summary>
+    /// The batch as the model tuner's forward sees it, PEFT's layout for prompt learning: n positions before every
+    /// sequence with attention mask 1 and label −100 (their ids are placeholders: the tuner's virtual tokens replace
+    /// their embeddings, or its prefix their keys and values), the real tokens from position n on. The batch itself
+    /// when no model tuner is active.
+    /// </summary>
+    private TrainingBatch WithModelTunerPositions(TrainingBatch batch)
+    {
+        if (ActiveModelTuner is not { } tuner) return batch;
+        int n = tuner.Tokens, t = batch.Length, width = n + t;
+        var ids = new int[batch.Batch * width];
+        var mask = new int[ids.Length];
+        var labels = new int[ids.Length];
+        for (int s = 0; s < batch.Batch; s++)
+        {
+            Array.Fill(mask, 1, s * width, n);
+            Array.Fill(labels, CausalLmLoss.IgnoreIndex, s * width, n);
+            Array.Copy(batch.InputIds, s * t, ids, s * width + n, t);
+            Array.Copy(batch.AttentionMask, s * t, mask, s * width + n, t);
+            Array.Copy(batch.Labels, s * t, labels, s * width + n, t);
+        }
+        return new TrainingBatch(batch.Batch, width, ids, mask, labels);
+    }
+
+    /// <summary>Calls <paramref name="row"/>(batch row, tuner position) for each of the model tuner's rows in a batch of <paramref name="width"/>-long sequences.</summary>
+    private static void ForEachTunerRow(int batch, int width, int n, Action<int, int> row)
+    {
+        for (int s = 0; s < batch; s++)
+            for (int i = 0; i < n; i++) row(s * width + i, i);
     }
 
     private Buffers Prepare(TrainingBatch batch)
@@ -508,10 +658,16 @@ public sealed class DecoderModel : IDisposable
 
     private void Forward(TrainingBatch batch, Buffers b, TunerPass pass, SeededRandom? random)
     {
-        int rows = batch.Batch * batch.Length;
+        int rows = batch.Batch * batch.Length, h = Config.HiddenSize;
         for (int r = 0; r < rows; r++) b.Positions[r] = r % batch.Length;
+        ActiveModelTuner?.Forward(pass, random);
         using (StepProfile.Measure(StepSection.Embedding))
+        {
             GatherEmbedding(batch.InputIds.AsSpan(0, rows), b.LayerInputs[0]);
+            if (ActiveModelTuner is { VirtualTokens: { } virtualTokens } tuner)
+                ForEachTunerRow(batch.Batch, batch.Length, tuner.Tokens,
+                    (row, i) => Array.Copy(virtualTokens.Data, i * h, b.LayerInputs[0], row * h, h));
+        }
         for (int l = 0; l < Layers.Length; l++)
             LayerForward(Layers[l], l, b.ActivationsOf(l), b.LayerInputs[l], b.LayerInputs[l + 1], b.Projected, rows, b.Positions,
                 b.Shape, batch.AttentionMask, cache: null, pass, random);
@@ -567,6 +723,15 @@ public sealed class DecoderModel : IDisposable
         {
             Backend.Rope(a.QueryRotated.Data, rows, c.NumHeads, _rope, positions);
             Backend.Rope(a.KeyRotated.Data, rows, c.NumKvHeads, _rope, positions);
+        }
+        if (cache is null && ActiveModelTuner?.KeyValuePrefix(index) is var (prefixKeys, prefixValues))
+        {
+            int kv = c.KvWidth;
+            ForEachTunerRow(shape.Batch, shape.Time, ActiveModelTuner!.Tokens, (row, i) =>
+            {
+                Array.Copy(prefixKeys.Data, i * kv, a.KeyRotated.Data, row * kv, kv);
+                Array.Copy(prefixValues.Data, i * kv, a.Value.Data, row * kv, kv);
+            });
         }
         using (StepProfile.Measure(StepSection.AttentionForward))
         {
@@ -648,24 +813,38 @@ public sealed class DecoderModel : IDisposable
     private void Backward(TrainingBatch batch, Buffers b)
     {
         int rows = batch.Batch * batch.Length, h = Config.HiddenSize;
-        int lowest = Array.FindIndex(Layers, l => l.AttentionTrainable || l.MlpTrainable);
+        var tuner = ActiveModelTuner;
+        // A prefix is trained through every layer's attention; virtual tokens through the whole stack down to its input.
+        int lowest = tuner is null ? Array.FindIndex(Layers, l => l.AttentionTrainable || l.MlpTrainable) : 0;
         bool embeddingTrainable = Embedding.IsTrainable;
+        bool inputTrainable = embeddingTrainable || tuner?.VirtualTokens is not null;
         bool needBelowNorm = lowest >= 0 || embeddingTrainable;
         // dResidual holds dL/d(final normed); turn it into dL/d(last layer output).
         using (StepProfile.Measure(StepSection.NormsBackward))
             Backend.RmsNormBackward(b.LayerInputs[^1], b.DResidual, rows, FinalNorm.Data, b.FinalRms,
                 needBelowNorm ? b.DResidual : null, FinalNorm.Grad);
         if (!needBelowNorm) return;
-        int stop = embeddingTrainable ? 0 : lowest;
+        int stop = inputTrainable ? 0 : lowest;
         for (int l = Layers.Length - 1; l >= stop; l--)
         {
             var a = b.ActivationsOf(l);
             if (GradientCheckpointing)
                 LayerForward(Layers[l], l, a, b.LayerInputs[l], b.LayerInputs[l + 1], b.Projected, rows, b.Positions,
                     b.Shape, batch.AttentionMask, cache: null, TunerPass.Recompute, null);
-            LayerBackward(Layers[l], batch, b, a, b.LayerInputs[l], needInputGrad: l > lowest || embeddingTrainable);
+            LayerBackward(Layers[l], batch, b, a, b.LayerInputs[l], needInputGrad: l > lowest || inputTrainable);
         }
         using var embeddingScope = StepProfile.Measure(StepSection.Embedding);
+        if (tuner is not null)
+        {
+            // The tuner's rows take their gradient from the stream; their placeholder ids get none.
+            if (tuner.VirtualTokens is { } virtualTokens)
+                ForEachTunerRow(batch.Batch, batch.Length, tuner.Tokens, (row, i) =>
+                {
+                    System.Numerics.Tensors.TensorPrimitives.Add(virtualTokens.Grad.AsSpan(i * h, h), b.DResidual.AsSpan(row * h, h), virtualTokens.Grad.AsSpan(i * h, h));
+                    Array.Clear(b.DResidual, row * h, h);
+                });
+            tuner.Backward();
+        }
         if (Embedding.Grad is { } embeddingGrad) Backend.EmbeddingBackward(b.DResidual, batch.InputIds.AsSpan(0, rows), h, embeddingGrad);
     }
 
@@ -674,7 +853,8 @@ public sealed class DecoderModel : IDisposable
     {
         var c = Config;
         int rows = batch.Batch * batch.Length;
-        bool attentionNeedsGrad = needInputGrad || layer.AttentionTrainable;
+        var prefix = ActiveModelTuner?.KeyValuePrefix(layer.Index);
+        bool attentionNeedsGrad = needInputGrad || layer.AttentionTrainable || prefix is not null;
 
         // MLP half: output = middle + down(silu(gate(n2)) ⊙ up(n2)), n2 = norm(middle).
         layer.DownProj.Backward(a.Activation.Data, b.DResidual, rows, b.DActivation, accumulate: false);
@@ -694,6 +874,19 @@ public sealed class DecoderModel : IDisposable
         using (StepProfile.Measure(StepSection.AttentionBackward))
             Backend.AttentionBackward(b.Shape, a.QueryRotated.Data, a.KeyRotated.Data, a.Value.Data, batch.AttentionMask, a.Attention.Data, a.LogSumExp!,
                 b.DAttention, b.DQuery, b.DKey, b.DValue, b.DKeyPerHead, b.DValuePerHead);
+        if (prefix is var (prefixKeys, prefixValues))
+        {
+            // The prefix replaced these rows' keys and values after RoPE: their gradient is the prefix's, and nothing
+            // flows from them into the rows' own projections.
+            int kv = c.KvWidth;
+            ForEachTunerRow(batch.Batch, batch.Length, ActiveModelTuner!.Tokens, (row, i) =>
+            {
+                System.Numerics.Tensors.TensorPrimitives.Add(prefixKeys.Grad.AsSpan(i * kv, kv), b.DKey.AsSpan(row * kv, kv), prefixKeys.Grad.AsSpan(i * kv, kv));
+                System.Numerics.Tensors.TensorPrimitives.Add(prefixValues.Grad.AsSpan(i * kv, kv), b.DValue.AsSpan(row * kv, kv), prefixValues.Grad.AsSpan(i * kv, kv));
+                Array.Clear(b.DKey, row * kv, kv);
+                Array.Clear(b.DValue, row * kv, kv);
+            });
+        }
         using (StepProfile.Measure(StepSection.ElementwiseBackward))
         {
             Backend.Rope(b.DQuery, rows, c.NumHeads, _rope, b.Positions, inverse: true);
