@@ -23,6 +23,8 @@ public sealed class FinetuningArguments
     /// <summary>additional_target: modules besides the LoRA layers that are trained in full and saved with the adapter.</summary>
     public List<string> AdditionalTarget { get; set; } = [];
     public bool UseRslora { get; set; }
+    /// <summary>use_dora: weight-decomposed LoRA (DoRA), a magnitude vector per wrapped Linear besides A and B.</summary>
+    public bool UseDora { get; set; }
 
     /// <summary>freeze_trainable_layers: the last N decoder layers are trained (the first N when negative).</summary>
     public int FreezeTrainableLayers { get; set; } = 2;

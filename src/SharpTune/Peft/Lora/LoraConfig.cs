@@ -16,6 +16,8 @@ public sealed class LoraConfig
     public double Alpha { get; init; } = 8;
     public double Dropout { get; init; }
     public bool UseRslora { get; init; }
+    /// <summary>DoRA: each wrapped Linear also has a magnitude vector (see <see cref="DoraLayer"/>).</summary>
+    public bool UseDora { get; init; }
     /// <summary>Module names (the last part of a Linear's path, e.g. q_proj) that carry LoRA weights.</summary>
     public IReadOnlyList<string> TargetModules { get; init; } = [];
     /// <summary>Modules trained in full and saved next to the adapter (PEFT's modules_to_save).</summary>
@@ -47,7 +49,6 @@ public sealed class LoraConfig
             var reader = new JsonConfigReader(json, path, message => new InvalidDataException(message));
             string peftType = reader.OptionalString("peft_type") ?? "";
             if (peftType != "LORA") throw new InvalidDataException($"{path}: peft_type is {MessageText.Quote(peftType)}; only LORA adapters are supported");
-            if (reader.OptionalBool("use_dora") == true) throw new InvalidDataException($"{path}: DoRA adapters (use_dora: true) are not supported");
             if (reader.OptionalBool("fan_in_fan_out") == true) throw new InvalidDataException($"{path}: fan_in_fan_out adapters (Conv1D models) are not supported");
             if (IsNonEmptyObject(json, "rank_pattern") || IsNonEmptyObject(json, "alpha_pattern"))
                 throw new InvalidDataException($"{path}: per-module rank_pattern/alpha_pattern is not supported");
@@ -59,6 +60,7 @@ public sealed class LoraConfig
                 Alpha = reader.OptionalDouble("lora_alpha") ?? 8,
                 Dropout = reader.OptionalDouble("lora_dropout", min: 0) ?? 0,
                 UseRslora = reader.OptionalBool("use_rslora") ?? false,
+                UseDora = reader.OptionalBool("use_dora") ?? false,
                 TargetModules = ReadNames(json, path, "target_modules"),
                 ModulesToSave = ReadNames(json, path, "modules_to_save"),
                 BaseModelNameOrPath = reader.OptionalString("base_model_name_or_path") ?? "",
@@ -111,7 +113,7 @@ public sealed class LoraConfig
             ["revision"] = null,
             ["target_modules"] = new JsonArray(TargetModules.Select(m => (JsonNode?)m).ToArray()),
             ["task_type"] = "CAUSAL_LM",
-            ["use_dora"] = false,
+            ["use_dora"] = UseDora,
             ["use_rslora"] = UseRslora,
         };
         Directory.CreateDirectory(adapterDirectory);

@@ -54,6 +54,13 @@ public sealed unsafe class LoraLayer : ILinearTuner
         _backend = backend;
     }
 
+    /// <summary>The tuner of a saved pair: a <see cref="DoraLayer"/> when the pair has a magnitude vector, else the LoRA layer itself.</summary>
+    public static ILinearTuner ForPair(LoraPair pair, float scaling, float dropout, IComputeBackend backend)
+    {
+        var lora = new LoraLayer(pair, scaling, dropout, backend);
+        return pair.Magnitude is null ? lora : new DoraLayer(lora, pair.Magnitude, backend);
+    }
+
     /// <summary>PEFT's initialisation: A ~ kaiming_uniform(a=√5) = U(−1/√in, 1/√in), B = 0.</summary>
     public static LoraLayer CreateNew(string modulePath, int inFeatures, int outFeatures, int rank, float scaling, float dropout, SeededRandom random,
         IComputeBackend backend)

@@ -5,8 +5,8 @@ using SharpTune.Model;
 namespace SharpTune.Peft.Lora;
 
 /// <summary>
-/// Merging LoRA adapters into base weights as PEFT's merge_and_unload does: W' = W + scaling · B·A, the delta computed
-/// in fp32 from the base values and stored back in the base tensor's dtype; modules_to_save tensors replace the base
+/// Merging LoRA adapters into base weights as PEFT's merge_and_unload does: W' = W + scaling · B·A (DoRA: each row of
+/// that then scaled to its magnitude, see <see cref="DoraLayer"/>), computed in fp32 from the base values and stored back in the base tensor's dtype; modules_to_save tensors replace the base
 /// tensor. Several adapters merge in order, each result stored in the base dtype before the next (as merging them
 /// one after another into a bf16 model does).
 /// </summary>
@@ -41,7 +41,7 @@ public static class LoraMerge
             if (adapter.ReplacedTensors.TryGetValue(name, out var replacement))
                 replacement.Data.CopyTo(values, 0);
             else if (module is not null && adapter.Pairs.TryGetValue(module, out var pair))
-                new LoraLayer(pair, adapter.Scaling, (float)adapter.Config.Dropout, backend).MergeInto(values);
+                LoraLayer.ForPair(pair, adapter.Scaling, (float)adapter.Config.Dropout, backend).MergeInto(values);
             else
                 continue;
             RoundTo(values, storedAs);
