@@ -23,6 +23,10 @@ public sealed class FinetuningArguments
     /// <summary>additional_target: modules besides the LoRA layers that are trained in full and saved with the adapter.</summary>
     public List<string> AdditionalTarget { get; set; } = [];
     public bool UseRslora { get; set; }
+    /// <summary>loraplus_lr_ratio: LoRA+'s lr_B / lr_A (Training/Optim/LoraPlus); null: one learning rate for all.</summary>
+    public double? LoraplusLrRatio { get; set; }
+    /// <summary>loraplus_lr_embedding: LoRA+'s learning rate of LoRA embedding B matrices.</summary>
+    public double LoraplusLrEmbedding { get; set; } = 1e-6;
     /// <summary>use_dora: weight-decomposed LoRA (DoRA), a magnitude vector per wrapped Linear besides A and B.</summary>
     public bool UseDora { get; set; }
 

@@ -14,6 +14,7 @@ using SharpTune.Training;
 using SharpTune.FineTuning.Memory;
 using SharpTune.FineTuning;
 using SharpTune.Training.Model;
+using SharpTune.Training.Optim;
 using SharpTune.Training.Trainer;
 
 namespace SharpTune.Workflows;
@@ -64,6 +65,11 @@ public sealed class FineTuningStage : ITrainingStage
                 ? $"note: bf16: {Bf16ComputeMatrix.Unavailable}; computing in fp32"
                 : "bf16: frozen bf16 weights are multiplied on oneDNN's bf16 GEMM (activations rounded to bf16, fp32 accumulation); float32 weights and everything trained stay fp32");
         Note($"{cfg.Finetuning.FinetuningType.ToString().ToLowerInvariant()}: {TrainableModels.Summary(model)}");
+        if (cfg.Finetuning.LoraplusLrRatio is { } loraplusRatio)
+        {
+            LoraPlus.AssignGroups(model.TrainableParameters, loraplusRatio, cfg.Finetuning.LoraplusLrEmbedding, cfg.Training.LearningRate);
+            Note($"LoRA+: lora_B and 1-D parameters at learning_rate × {loraplusRatio}");
+        }
 
         string outputDir = cfg.Training.OutputDir;
         if (!cfg.Training.DoTrain) return Evaluate(cfg, model, data.Eval, padId, observer);

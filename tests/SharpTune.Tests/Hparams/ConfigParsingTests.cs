@@ -249,7 +249,7 @@ public sealed class ConfigParsingTests
 
     [Fact]
     public void UnsupportedFeatureIsReportedBeforeOtherValueErrors() =>
-        Assert.StartsWith("use_dora is not supported", Error(Model + "lora_rank: eight\nuse_dora: true"));
+        Assert.StartsWith("use_galore is not supported", Error(Model + "lora_rank: eight\nuse_galore: true"));
 
     [Fact]
     public void UnsupportedKeysAtTheirInertValueAreAccepted()
