@@ -13,7 +13,9 @@ public static class TrainableModels
 {
     /// <summary>
     /// full: every parameter; freeze: LLaMA-Factory's layer/module selection; lora: new adapters, or with adapter
-    /// folders, every folder but the last merged into the base and the last one's training continued. Frozen weights
+    /// folders, every folder but the last merged into the base and the last one's training continued (with
+    /// create_new_adapter every folder merged and new adapters trained, unless the base is quantized: LLaMA-Factory
+    /// then continues the single adapter, since nothing can be merged into quantized weights). Frozen weights
     /// stay as the checkpoint stores them; merging an earlier adapter turns just the modules it changes into fp32.
     /// With quantization the layers' projections are quantised (QLoRA): LoRA only, with at most one adapter folder,
     /// since quantised weights can neither be trained nor have an adapter folded into them. With bf16Compute the
@@ -36,9 +38,12 @@ public static class TrainableModels
                 case FinetuningType.Freeze:
                     return WeightsFineTuning.Freeze(decoder, args);
                 default:
-                    if (adapterDirectories.Count == 0) return LoraFineTuning.CreateNew(decoder, args, initRandom);
-                    for (int i = 0; i < adapterDirectories.Count - 1; i++) LoraFineTuning.MergeInto(decoder, adapterDirectories[i]);
-                    return PeftAdapterFolders.ResumeTraining(decoder, adapterDirectories[^1]);
+                    bool mergeAll = args.CreateNewAdapter && quantization is null;
+                    int merged = mergeAll ? adapterDirectories.Count : adapterDirectories.Count - 1;
+                    for (int i = 0; i < merged; i++) LoraFineTuning.MergeInto(decoder, adapterDirectories[i]);
+                    return merged == adapterDirectories.Count
+                        ? LoraFineTuning.CreateNew(decoder, args, initRandom)
+                        : PeftAdapterFolders.ResumeTraining(decoder, adapterDirectories[^1]);
             }
         }
         catch

@@ -27,6 +27,11 @@ public sealed class FinetuningArguments
     public double? LoraplusLrRatio { get; set; }
     /// <summary>loraplus_lr_embedding: LoRA+'s learning rate of LoRA embedding B matrices.</summary>
     public double LoraplusLrEmbedding { get; set; } = 1e-6;
+    /// <summary>
+    /// create_new_adapter: with adapter_name_or_path, every adapter is merged into the base and a fresh one trained
+    /// on top, instead of continuing the last (not on a quantized base, where nothing can be merged).
+    /// </summary>
+    public bool CreateNewAdapter { get; set; }
     /// <summary>use_dora: weight-decomposed LoRA (DoRA), a magnitude vector per wrapped Linear besides A and B.</summary>
     public bool UseDora { get; set; }
 
