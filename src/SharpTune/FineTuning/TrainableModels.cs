@@ -38,7 +38,7 @@ public static class TrainableModels
                 case FinetuningType.Freeze:
                     return WeightsFineTuning.Freeze(decoder, args);
                 default:
-                    bool mergeAll = args.CreateNewAdapter && quantization is null;
+                    bool mergeAll = adapterDirectories.Count == 0 || args.CreateNewAdapter && quantization is null;
                     int merged = mergeAll ? adapterDirectories.Count : adapterDirectories.Count - 1;
                     for (int i = 0; i < merged; i++) LoraFineTuning.MergeInto(decoder, adapterDirectories[i]);
                     return merged == adapterDirectories.Count
@@ -60,6 +60,8 @@ public static class TrainableModels
         if (args.RefusedAdapters(adapterDirectories.Count) is { } adapters) throw new ArgumentException($"{adapters.Key}: {adapters.Problem}");
         if (quantization is not null && args.FinetuningType != FinetuningType.Lora)
             throw new ArgumentException($"quantized weights cannot be trained, so finetuning_type {method} cannot use quantization_bit; use finetuning_type lora (QLoRA)");
+        if (quantization is not null && args.EffectiveInitLoraWeights is { } init && adapterDirectories.Count == 0)
+            throw new ArgumentException($"init_lora_weights {init} (pissa_init) cannot train on a quantized base: it takes the adapter from the base weight and leaves the residual as the base, which quantized weights cannot hold (LLaMA-Factory refuses PiSSA on quantized models too)");
         if (quantization is not null && adapterDirectories.Count > 1)
             throw new ArgumentException($"a quantized base takes a single adapter, got {adapterDirectories.Count}: an adapter cannot be merged into quantized weights; merge the earlier adapters into the base first (sharptune export)");
     }

@@ -136,6 +136,12 @@ internal static class ConfigKeys
         Supported("use_rslora", (c, v) => c.Finetuning.UseRslora = v.Bool()),
         Supported("use_dora", (c, v) => c.Finetuning.UseDora = v.Bool()),
         Supported("create_new_adapter", (c, v) => c.Finetuning.CreateNewAdapter = v.Bool()),
+        Supported("pissa_init", (c, v) => c.Finetuning.PissaInit = v.Bool()),
+        Supported("pissa_iter", (c, v) => c.Finetuning.PissaIter = v.Int(min: -1)),
+        Supported("pissa_convert", (c, v) => c.Finetuning.PissaConvert = v.Bool()),
+        Supported("init_lora_weights", (c, v) => c.Finetuning.InitLoraWeights = v.IsTrue ? null
+            : v.Text() is var init && (init is "olora" or "pissa" || System.Text.RegularExpressions.Regex.IsMatch(init, "^pissa_niter_[0-9]+$")) ? init
+            : throw v.Error("expected true, olora, pissa or pissa_niter_N (the initialisations SharpTune computes)")),
         Supported("loraplus_lr_ratio", (c, v) => c.Finetuning.LoraplusLrRatio = v.IsNull ? null : v.Double(min: 0) is > 0 and var ratio ? ratio : throw v.Error("must be positive")),
         Supported("loraplus_lr_embedding", (c, v) => c.Finetuning.LoraplusLrEmbedding = v.Double(min: 0)),
         Supported("freeze_trainable_layers", (c, v) => c.Finetuning.FreezeTrainableLayers = v.Int() is not 0 and var n ? n : throw v.Error("must not be 0")),
@@ -315,7 +321,6 @@ internal static class ConfigKeys
         // the settings of features that are off unless their own key turns them on (that key is refused below)
         .. IgnoredAll(PreferenceReason, PreferenceKeys),
         .. IgnoredAll(OnlyWith("finetuning_type oft", PeftReason("OFT")), ["oft_rank", "oft_block_size", "oft_target", "module_dropout"]),
-        Ignored("pissa_iter", OnlyWith("pissa_init", PeftReason("PiSSA initialisation"))),
         .. IgnoredAll(OnlyWith("use_galore", "GaLore is not available"), ["galore_target", "galore_rank", "galore_update_interval", "galore_scale", "galore_proj_type", "galore_layerwise"]),
         .. IgnoredAll(OnlyWith("use_apollo", "APOLLO is not available"), ["apollo_target", "apollo_rank", "apollo_update_interval", "apollo_scale", "apollo_proj", "apollo_proj_type",
             "apollo_scale_type", "apollo_layerwise", "apollo_scale_front"]),
@@ -336,8 +341,6 @@ internal static class ConfigKeys
         Unsupported("quantization_device_map", "device maps do not apply: SharpTune keeps the quantized model in main memory", v => v.IsNull),
         Unsupported("fp8", "FP8 training is not available", IsFalseOrNull),
         Unsupported("pure_bf16", "SharpTune trains in fp32 master weights", IsFalseOrNull),
-        Unsupported("pissa_init", PeftReason("PiSSA initialisation"), IsFalseOrNull),
-        Unsupported("pissa_convert", PeftReason("PiSSA initialisation"), IsFalseOrNull),
         Unsupported("adapter_folder", "loading every adapter of a folder is not available; list the adapters in adapter_name_or_path", v => v.IsNull),
         Unsupported("use_asft_loss", "the ASFT loss is not available", IsFalseOrNull),
         Unsupported("use_eaft_loss", "the EAFT loss is not available", IsFalseOrNull),

@@ -7,6 +7,7 @@ using SharpTune.Hparams;
 using SharpTune.Inference;
 using SharpTune.IO;
 using SharpTune.Model;
+using SharpTune.Peft.Lora;
 using SharpTune.Reporting;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
@@ -89,6 +90,18 @@ public sealed class FineTuningStage : ITrainingStage
         {
             string source = Path.Combine(modelDir, file);
             if (File.Exists(source)) AtomicFile.Copy(source, Path.Combine(outputDir, file));
+        }
+        if (cfg.Finetuning.PissaConvert)
+        {
+            // LLaMA-Factory's PissaConvertCallback: the trained adapter also as a plain LoRA for the original base.
+            if (model is LoraFineTuning { InitLoraWeights: not null } mutated)
+            {
+                string converted = Path.Combine(outputDir, "pissa_converted");
+                mutated.SaveConverted(converted);
+                Note($"the adapter converted to a plain LoRA on the original base (rank {2 * mutated.Rank}) is saved to {converted}");
+            }
+            else
+                Note("note: pissa_convert has no effect: the adapter was not initialised from the base weight (pissa_init or init_lora_weights: olora)");
         }
         if (cfg.Finetuning.PlotLoss)
         {

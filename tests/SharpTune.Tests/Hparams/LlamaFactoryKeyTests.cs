@@ -77,7 +77,6 @@ public sealed class LlamaFactoryKeyTests
         Assert.StartsWith("stage 'dpo' is not supported yet", Error(Model + "pref_bta: 0.1\nstage: dpo\n"));
 
     [Theory]
-    [InlineData("pissa_init: true", "pissa_init is not supported: PiSSA initialisation is not available yet (planned: the PEFT family) (line 2 of config)")]
     [InlineData("finetuning_type: oft", "finetuning_type 'oft' is not supported yet (supported: lora, full, freeze; planned: the PEFT family) (line 2 of config)")]
     [InlineData("use_asft_loss: true", "use_asft_loss is not supported: the ASFT loss is not available (line 2 of config)")]
     [InlineData("use_eaft_loss: true", "use_eaft_loss is not supported: the EAFT loss is not available (line 2 of config)")]

@@ -38,7 +38,7 @@ public sealed class LoraAdapter : IModelAdapter
         $"r = {Config.Rank}, scaling {Config.Scaling:0.####}, {Pairs.Count} {(Config.UseDora ? "DoRA" : "LoRA")} modules, {ReplacedTensors.Count} replaced tensors";
 
     public IReadOnlyList<ILinearTuner> CreateTuners(IComputeBackend backend) =>
-        Pairs.Values.OrderBy(p => p.ModulePath, StringComparer.Ordinal).Select(p => LoraLayer.ForPair(p, Scaling, (float)Config.Dropout, backend)).ToArray();
+        Pairs.Values.OrderBy(p => p.ModulePath, StringComparer.Ordinal).Select(p => LoraLayer.ForPair(p, Config, backend)).ToArray();
 
     public static LoraAdapter Load(string directory)
     {

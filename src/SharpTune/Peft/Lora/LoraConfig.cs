@@ -18,6 +18,12 @@ public sealed class LoraConfig
     public bool UseRslora { get; init; }
     /// <summary>DoRA: each wrapped Linear also has a magnitude vector (see <see cref="DoraLayer"/>).</summary>
     public bool UseDora { get; init; }
+    /// <summary>
+    /// init_lora_weights when it names an initialisation taken from the base weight ("pissa", "pissa_niter_N",
+    /// "olora": see <see cref="MutatedInitLayer"/>); null for PEFT's default (true) and the other initialisations,
+    /// which a saved adapter's weights make irrelevant.
+    /// </summary>
+    public string? InitLoraWeights { get; init; }
     /// <summary>Module names (the last part of a Linear's path, e.g. q_proj) that carry LoRA weights.</summary>
     public IReadOnlyList<string> TargetModules { get; init; } = [];
     /// <summary>Modules trained in full and saved next to the adapter (PEFT's modules_to_save).</summary>
@@ -61,11 +67,24 @@ public sealed class LoraConfig
                 Dropout = reader.OptionalDouble("lora_dropout", min: 0) ?? 0,
                 UseRslora = reader.OptionalBool("use_rslora") ?? false,
                 UseDora = reader.OptionalBool("use_dora") ?? false,
+                InitLoraWeights = ReadInit(json, path),
                 TargetModules = ReadNames(json, path, "target_modules"),
                 ModulesToSave = ReadNames(json, path, "modules_to_save"),
                 BaseModelNameOrPath = reader.OptionalString("base_model_name_or_path") ?? "",
             };
         }
+    }
+
+    /// <summary>init_lora_weights: true/false or a name; the base-changing names SharpTune computes, the others refused or irrelevant.</summary>
+    private static string? ReadInit(JsonElement json, string path)
+    {
+        if (!json.TryGetProperty("init_lora_weights", out var init) || init.ValueKind is JsonValueKind.True or JsonValueKind.False or JsonValueKind.Null) return null;
+        if (init.ValueKind != JsonValueKind.String) throw new InvalidDataException($"{path}: 'init_lora_weights' holds {JsonKinds.Describe(init)}, not true, false or a name");
+        string name = init.GetString()!;
+        if (LoraInitialization.MutatesBase(name)) return name;
+        if (name.StartsWith("loftq", StringComparison.Ordinal) || name.StartsWith("corda", StringComparison.Ordinal))
+            throw new InvalidDataException($"{path}: init_lora_weights {MessageText.Quote(name)} changes the base weights in a way SharpTune does not compute; convert the adapter to a plain LoRA in PEFT (save_pretrained with path_initial_model_for_weight_conversion)");
+        return null;
     }
 
     private static bool IsNonEmptyObject(JsonElement json, string field) =>
@@ -97,7 +116,7 @@ public sealed class LoraConfig
             ["bias"] = "none",
             ["fan_in_fan_out"] = false,
             ["inference_mode"] = true,
-            ["init_lora_weights"] = true,
+            ["init_lora_weights"] = InitLoraWeights is null ? JsonValue.Create(true) : JsonValue.Create(InitLoraWeights),
             ["layer_replication"] = null,
             ["layers_pattern"] = null,
             ["layers_to_transform"] = null,

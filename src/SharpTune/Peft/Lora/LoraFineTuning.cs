@@ -24,16 +24,24 @@ public sealed class LoraFineTuning : ITrainableModel
     public double Dropout { get; }
     public bool UseRslora { get; }
     public bool UseDora { get; }
+    /// <summary>init_lora_weights when the adapters were taken from the base weight (PiSSA, OLoRA), else null.</summary>
+    public string? InitLoraWeights { get; }
     public IReadOnlyList<string> ModulesToSave { get; }
     public IReadOnlyList<Parameter> TrainableParameters { get; }
     public long TotalParameterCount { get; }
 
     private LoraFineTuning(DecoderModel decoder, IReadOnlyList<ILinearTuner> tuners, IReadOnlyList<string> modulesToSave,
-        int rank, double alpha, double dropout, bool useRslora, bool useDora)
+        int rank, double alpha, double dropout, bool useRslora, bool useDora, string? initLoraWeights)
     {
         Decoder = decoder;
         Tuners = tuners;
-        Adapters = tuners.Select(t => t as LoraLayer ?? ((DoraLayer)t).Lora).ToArray();
+        Adapters = tuners.Select(t => t switch
+        {
+            DoraLayer dora => dora.Lora,
+            MutatedInitLayer mutated => mutated.Lora,
+            _ => (LoraLayer)t,
+        }).ToArray();
+        InitLoraWeights = initLoraWeights;
         Rank = rank;
         Alpha = alpha;
         Dropout = dropout;
@@ -53,7 +61,8 @@ public sealed class LoraFineTuning : ITrainableModel
 
     /// <summary>
     /// New adapters as LLaMA-Factory creates them from lora_rank, lora_alpha, lora_dropout, lora_target, use_rslora,
-    /// use_dora (the magnitude starting at ‖W‖ per row, as PEFT's), additional_target.
+    /// use_dora (the magnitude starting at ‖W‖ per row, as PEFT's), additional_target, and PEFT's init_lora_weights
+    /// (pissa_init/pissa_iter, olora: the adapter taken from the base weight, see <see cref="MutatedInitLayer"/>).
     /// </summary>
     public static LoraFineTuning CreateNew(DecoderModel decoder, FinetuningArguments args, SeededRandom initRandom)
     {
@@ -68,18 +77,36 @@ public sealed class LoraFineTuning : ITrainableModel
         float scaling = (float)(args.UseRslora ? alpha / Math.Sqrt(args.LoraRank) : alpha / args.LoraRank);
         if (args.UseDora && args.LoraDropout > 0)
             throw new ArgumentException("use_dora with lora_dropout > 0 cannot be trained: PEFT's DoRA then multiplies the base weight by the dropped-out input, a second base product SharpTune does not compute; use lora_dropout: 0");
+        string? init = args.EffectiveInitLoraWeights;
+        if (init is not null && args.UseDora)
+            throw new ArgumentException($"use_dora with init_lora_weights {init} (pissa_init) is not supported: the DoRA norm would be taken over the residual base");
+        if (args.PissaConvert && args.AdditionalTarget.Count > 0)
+            throw new ArgumentException("pissa_convert with additional_target is not supported: PEFT's conversion keeps only lora_A and lora_B, so the converted adapter would lose the modules trained in full");
         var tuners = new List<ILinearTuner>();
         foreach (var linear in decoder.Linears)
         {
             if (!targets.Contains(linear.ModuleName)) continue;
-            var lora = LoraLayer.CreateNew(linear.ModulePath, linear.InFeatures, linear.OutFeatures, args.LoraRank, scaling, (float)args.LoraDropout, initRandom,
-                decoder.Backend);
-            ILinearTuner tuner = args.UseDora ? new DoraLayer(lora, new float[linear.OutFeatures], decoder.Backend) : lora;
+            ILinearTuner tuner;
+            if (init is null)
+            {
+                var lora = LoraLayer.CreateNew(linear.ModulePath, linear.InFeatures, linear.OutFeatures, args.LoraRank, scaling, (float)args.LoraDropout, initRandom,
+                    decoder.Backend);
+                tuner = args.UseDora ? new DoraLayer(lora, new float[linear.OutFeatures], decoder.Backend) : lora;
+            }
+            else
+            {
+                var weight = new float[linear.OutFeatures * linear.InFeatures];
+                linear.Base.ReadWeightRows(0, linear.OutFeatures, weight);
+                var initial = LoraInitialization.Initial(init, weight, linear.OutFeatures, linear.InFeatures, args.LoraRank, scaling, linear.ModulePath, decoder.Backend);
+                var lora = new LoraLayer(linear.ModulePath, args.LoraRank, linear.InFeatures, linear.OutFeatures, scaling, (float)args.LoraDropout,
+                    (float[])initial.A.Clone(), (float[])initial.B.Clone(), decoder.Backend);
+                tuner = new MutatedInitLayer(lora, init, decoder.Backend, initial);
+            }
             linear.AddTuner(tuner);
             if (tuner is DoraLayer dora) dora.InitializeMagnitude();
             tuners.Add(tuner);
         }
-        return new LoraFineTuning(decoder, tuners, args.AdditionalTarget, args.LoraRank, alpha, args.LoraDropout, args.UseRslora, args.UseDora);
+        return new LoraFineTuning(decoder, tuners, args.AdditionalTarget, args.LoraRank, alpha, args.LoraDropout, args.UseRslora, args.UseDora, init);
     }
 
     /// <summary>Continues training a saved PEFT adapter (its own config decides rank, alpha, dropout and targets).</summary>
@@ -87,7 +114,8 @@ public sealed class LoraFineTuning : ITrainableModel
     {
         var config = LoraConfig.Load(adapterDirectory);
         var adapters = Attach(decoder, adapterDirectory, config, out var extra);
-        var model = new LoraFineTuning(decoder, adapters, config.ModulesToSave, config.Rank, config.Alpha, config.Dropout, config.UseRslora, config.UseDora);
+        var model = new LoraFineTuning(decoder, adapters, config.ModulesToSave, config.Rank, config.Alpha, config.Dropout, config.UseRslora, config.UseDora,
+            config.InitLoraWeights);
         foreach (var t in model.ModulesToSaveTensors)
         {
             if (!extra.TryGetValue(t.Name, out var saved))
@@ -143,7 +171,7 @@ public sealed class LoraFineTuning : ITrainableModel
             if (!pairs.TryGetValue(linear.ModulePath, out var pair)) continue;
             if (pair.InFeatures != linear.InFeatures || pair.OutFeatures != linear.OutFeatures)
                 throw new InvalidDataException($"{adapterDirectory}: {linear.ModulePath} adapter is {pair.OutFeatures}×{pair.InFeatures}, the model's Linear is {linear.OutFeatures}×{linear.InFeatures}");
-            var adapter = LoraLayer.ForPair(pair, (float)config.Scaling, (float)config.Dropout, decoder.Backend);
+            var adapter = LoraLayer.ForPair(pair, config, decoder.Backend);
             linear.AddTuner(adapter);
             adapters.Add(adapter);
         }
@@ -183,13 +211,40 @@ public sealed class LoraFineTuning : ITrainableModel
             Dropout = Dropout,
             UseRslora = UseRslora,
             UseDora = UseDora,
-            TargetModules = Adapters.Select(a => a.ModulePath[(a.ModulePath.LastIndexOf('.') + 1)..]).Distinct().Order(StringComparer.Ordinal).ToArray(),
+            InitLoraWeights = InitLoraWeights,
+            TargetModules = TargetModules,
             ModulesToSave = ModulesToSave,
             BaseModelNameOrPath = Decoder.BaseModelName,
         };
         LoraAdapterFile.Save(directory,
             Tuners.Zip(Adapters, (t, a) => new LoraPair(a.ModulePath, a.A.Data, a.B.Data, a.Rank, a.InFeatures, a.OutFeatures, (t as DoraLayer)?.Magnitude.Data)),
             ModulesToSaveTensors.Select(t => (t.Name, t.Shape.Select(d => (long)d).ToArray(), t.Data)));
+        config.Save(directory);
+    }
+
+    /// <summary>The module names (a Linear path's last part) that carry adapters, as target_modules lists them.</summary>
+    private string[] TargetModules => Adapters.Select(a => a.ModulePath[(a.ModulePath.LastIndexOf('.') + 1)..]).Distinct().Order(StringComparer.Ordinal).ToArray();
+
+    /// <summary>
+    /// PEFT's save_pretrained with path_initial_model_for_weight_conversion, which LLaMA-Factory's pissa_convert runs at
+    /// the end of training: the trained PiSSA/OLoRA adapter as a plain LoRA on the original base, rank 2r with
+    /// A' = [A; A₀] and B' = [B, −B₀], lora_alpha doubled (× √2 with rsLoRA) so the scaling stays, init_lora_weights true.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The adapters were not taken from the base weight, or modules are trained in full.</exception>
+    public void SaveConverted(string directory)
+    {
+        if (InitLoraWeights is null) throw new InvalidOperationException("only an adapter initialised from the base weight (pissa_init, init_lora_weights olora) is converted");
+        if (ModulesToSave.Count > 0) throw new InvalidOperationException("PEFT's conversion keeps only lora_A and lora_B, so an adapter with modules_to_save is not converted");
+        var config = new LoraConfig
+        {
+            Rank = 2 * Rank,
+            Alpha = UseRslora ? Alpha * Math.Sqrt(2) : 2 * Alpha,
+            Dropout = Dropout,
+            UseRslora = UseRslora,
+            TargetModules = TargetModules,
+            BaseModelNameOrPath = Decoder.BaseModelName,
+        };
+        LoraAdapterFile.Save(directory, Tuners.Select(t => ((MutatedInitLayer)t).Converted()));
         config.Save(directory);
     }
 

@@ -41,7 +41,7 @@ public static class LoraMerge
             if (adapter.ReplacedTensors.TryGetValue(name, out var replacement))
                 replacement.Data.CopyTo(values, 0);
             else if (module is not null && adapter.Pairs.TryGetValue(module, out var pair))
-                LoraLayer.ForPair(pair, adapter.Scaling, (float)adapter.Config.Dropout, backend).MergeInto(values);
+                LoraLayer.ForPair(pair, adapter.Config, backend).MergeInto(values);
             else
                 continue;
             RoundTo(values, storedAs);
