@@ -67,6 +67,13 @@ public sealed unsafe class DoraLayer : ILinearTuner
         _base = linear;
     }
 
+    /// <summary>
+    /// Bytes a DoRA layer keeps beyond its <see cref="LoraLayer"/> for batches of <paramref name="rows"/> rows: the
+    /// s·B·A·x and magnitude-gradient buffers [rows × out], the norm and scale, and the A and B the norm was taken at.
+    /// </summary>
+    public static long CacheBytes(int rows, int rank, int inFeatures, int outFeatures) =>
+        sizeof(float) * (2L * rows * outFeatures + 2L * outFeatures + (long)rank * (inFeatures + outFeatures));
+
     /// <summary>PEFT's initialisation: m = ‖W + s·B·A‖ per row, so that a fresh adapter leaves the output unchanged.</summary>
     public void InitializeMagnitude()
     {

@@ -35,6 +35,10 @@ public sealed class MutatedInitLayer : ILinearTuner
         if (initial is { } pair) _initial = Frozen(pair);
     }
 
+    /// <summary>Bytes the frozen −s·B₀·A₀ term keeps beyond the trained <see cref="LoraLayer"/>: B₀, A₀ and their layer's caches (no dropout).</summary>
+    public static long CacheBytes(int rows, int rank, int inFeatures, int outFeatures) =>
+        sizeof(float) * (long)rank * (inFeatures + outFeatures) + LoraLayer.CacheBytes(rows, rank, inFeatures, outFeatures, 0f);
+
     /// <summary>The initial adapter (A₀, B₀) this layer's residual subtracts.</summary>
     public (float[] A, float[] B) Initial => _initial is { } layer
         ? (layer.A.Data, layer.B.Data)
