@@ -155,6 +155,40 @@ public sealed class DoraTests : IDisposable
         TrainingFixtures.AssertClose("unmerged", copy, weight, 1e-6, 1e-5);
     }
 
+    /// <summary>
+    /// On a 4-bit base (whose products dequantise W tile by tile) the norm is taken over the dequantised W, as PEFT's
+    /// dequantize_module_weight does: the loss is the one of a float32 base holding exactly those dequantised values.
+    /// </summary>
+    [Fact]
+    public void OnAQuantizedBaseTheNormUsesTheDequantizedWeight()
+    {
+        var (_, batch, loss) = Reference(Fixture);
+        using var quantized = PeftAdapterFolders.ResumeTraining(
+            DecoderModel.Load(TrainingFixtures.BaseModel, gradientCheckpointing: false, new SharpTune.Quantization.QuantizationOptions(4)), Fixture);
+        string dequantized = Path.Combine(_dir, "dequantized");
+        Directory.CreateDirectory(dequantized);
+        foreach (string file in new[] { "config.json", "generation_config.json" })
+            File.Copy(Path.Combine(TrainingFixtures.BaseModel, file), Path.Combine(dequantized, file));
+        var decoder = ((LoraFineTuning)quantized).Decoder;
+        var tensors = TrainingFixtures.Read(Path.Combine(TrainingFixtures.BaseModel, "model.safetensors"));
+        foreach (var linear in decoder.Linears)
+        {
+            var weight = new float[linear.OutFeatures * linear.InFeatures];
+            linear.Base.ReadWeightRows(0, linear.OutFeatures, weight);
+            tensors[linear.ModulePath + ".weight"] = weight;
+        }
+        using (var original = SharpTune.IO.Safetensors.SafetensorsFile.Open(Path.Combine(TrainingFixtures.BaseModel, "model.safetensors")))
+            SharpTune.IO.Safetensors.SafetensorsWriter.Write(Path.Combine(dequantized, "model.safetensors"),
+                original.Tensors.Select(t => (t.Name, t.Shape, tensors[t.Name])).ToList());
+        using var widened = PeftAdapterFolders.ResumeTraining(DecoderModel.Load(dequantized, gradientCheckpointing: false), Fixture);
+
+        double quantizedLoss = quantized.Evaluate(batch).Mean;
+        Assert.Equal(widened.Evaluate(batch).Mean, quantizedLoss, 1e-5);
+        Assert.True(Math.Abs(quantizedLoss - loss) < 0.05 * loss, $"4-bit loss {quantizedLoss} far from {loss}");
+        quantized.ForwardBackward(batch, 1f, new SeededRandom(0));
+        Assert.All(quantized.TrainableParameters, p => Assert.True(p.Grad.All(float.IsFinite) && p.Grad.Any(g => g != 0), p.Name));
+    }
+
     [Fact]
     public void DoraStackedOnAnotherAdapterIsRefusedAndChangesNothing()
     {
