@@ -96,6 +96,9 @@ public interface ILinearBase
     /// <summary>Writes rows [firstRow, firstRow + count) of W widened to fp32 (a quantised weight dequantised) into destination.</summary>
     void ReadWeightRows(int firstRow, int count, Span<float> destination);
 
+    /// <summary>y [rows × out] = x [rows × in] · Wᵀ, without the bias: the base product of another input.</summary>
+    void Multiply(float[] x, int rows, float[] y);
+
     /// <summary>dx [rows × in] += dy [rows × out] · W, the input gradient of the base product for another dy.</summary>
     void AddInputGradient(float[] dy, int rows, float[] dx);
 }

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using SharpTune.Data;
 using SharpTune.Engine;
+using SharpTune.Model;
 using SharpTune.Peft;
 using SharpTune.Peft.Lora;
 using SharpTune.Tests.Cli;
@@ -187,6 +188,52 @@ public sealed class DoraTests : IDisposable
         Assert.True(Math.Abs(quantizedLoss - loss) < 0.05 * loss, $"4-bit loss {quantizedLoss} far from {loss}");
         quantized.ForwardBackward(batch, 1f, new SeededRandom(0));
         Assert.All(quantized.TrainableParameters, p => Assert.True(p.Grad.All(float.IsFinite) && p.Grad.Any(g => g != 0), p.Name));
+    }
+
+    /// <summary>
+    /// With lora_dropout the base term takes the dropped-out input, as PEFT's DoRA does in training: the gradients of
+    /// the input and of the magnitude (on which the detached norm does not depend) equal central differences of a
+    /// recomputing pass, which reuses the training pass's mask; the loss is Σ c·y for fixed c.
+    /// </summary>
+    [Fact]
+    public void WithDropoutTheInputAndMagnitudeGradientsMatchFiniteDifferences()
+    {
+        const int inFeatures = 6, outFeatures = 5, rank = 2, rows = 3;
+        var backend = CpuBackend.CreateDefault();
+        float[] Values(int count, int seed) => Enumerable.Range(0, count).Select(i => MathF.Sin(seed * 7.1f + i * 1.3f)).ToArray();
+        var weight = new ModelTensor("w", [outFeatures, inFeatures], Values(outFeatures * inFeatures, 1));
+        var bias = new ModelTensor("b", [outFeatures], Values(outFeatures, 2));
+        var lora = new LoraLayer("m", rank, inFeatures, outFeatures, 1.5f, 0.4f, Values(rank * inFeatures, 3), Values(outFeatures * rank, 4), backend);
+        var dora = new DoraLayer(lora, Values(outFeatures, 5).Select(v => 1 + Math.Abs(v)).ToArray(), backend);
+        dora.AttachTo(new BaseLinear(weight, bias, backend), []);
+        float[] x = Values(rows * inFeatures, 6), c = Values(rows * outFeatures, 7);
+        double Loss(TunerPass pass, SeededRandom? random)
+        {
+            var y = new float[rows * outFeatures];
+            backend.Linear(x, rows, weight.Data, inFeatures, outFeatures, bias.Data, y);
+            dora.Forward(x, rows, y, pass, random);
+            return y.Select((v, i) => (double)v * c[i]).Sum();
+        }
+        Loss(TunerPass.Train, new SeededRandom(3));
+        var dx = new float[rows * inFeatures];
+        dora.Backward(x, c, rows, dx);
+        backend.LinearBackward(x, c, rows, weight.Data, inFeatures, outFeatures, null, null, dx, accumulate: true);
+        Assert.Contains(lora.DropoutMask.Take(rows * inFeatures), v => v == 0);
+
+        void AssertDerivative(string name, float[] values, int index, double analytic)
+        {
+            const float h = 1e-2f;
+            float saved = values[index];
+            values[index] = saved + h;
+            double plus = Loss(TunerPass.Recompute, null);
+            values[index] = saved - h;
+            double minus = Loss(TunerPass.Recompute, null);
+            values[index] = saved;
+            double numeric = (plus - minus) / (2 * h);
+            Assert.True(Math.Abs(numeric - analytic) <= 2e-3 * (1 + Math.Abs(numeric)), $"{name}[{index}]: finite difference {numeric}, gradient {analytic}");
+        }
+        for (int i = 0; i < x.Length; i++) AssertDerivative("x", x, i, dx[i]);
+        for (int o = 0; o < outFeatures; o++) AssertDerivative("m", dora.Magnitude.Data, o, dora.Magnitude.Grad[o]);
     }
 
     [Fact]

@@ -36,6 +36,8 @@ public sealed unsafe class DoraLayer : ILinearTuner
     private float[] _lora = [];
     /// <summary>(base(x) − bias + s·B·A·x) / norm of the last training forward: dL/dm = Σ over rows of dy times it.</summary>
     private float[] _magnitudeInput = [];
+    /// <summary>dL/dx of the base term on the dropped-out input, before the mask (with lora_dropout only).</summary>
+    private float[] _dxDropped = [];
     /// <summary>The row factors m / norm of the last <see cref="MergeInto"/>, which <see cref="UnmergeFrom"/> divides out.</summary>
     private float[]? _mergeFactors;
 
@@ -81,11 +83,12 @@ public sealed unsafe class DoraLayer : ILinearTuner
         _norm.CopyTo(Magnitude.Data, 0);
     }
 
+    /// <summary>
+    /// With lora_dropout in a training pass PEFT's DoRA takes its base term from the dropped-out input,
+    /// base = dropout(x)·Wᵀ, one more product with W; otherwise base = y − bias, the product already made.
+    /// </summary>
     public void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random)
     {
-        if (Lora.Dropout > 0 && pass != TunerPass.Evaluate)
-            throw new InvalidOperationException(
-                $"{ModulePath}: DoRA with lora_dropout > 0 cannot be trained: PEFT's DoRA then multiplies the base weight by the dropped-out input, a second base product SharpTune does not compute; use lora_dropout: 0");
         RefreshNorm();
         int outFeatures = OutFeatures, n = rows * outFeatures;
         if (_lora.Length < n) _lora = new float[n];
@@ -96,13 +99,15 @@ public sealed unsafe class DoraLayer : ILinearTuner
         var m = Magnitude.Data;
         for (int o = 0; o < outFeatures; o++) _scale[o] = m[o] / _norm[o];
         float[]? bias = _base!.Bias;
+        bool dropped = DropsInput(pass);
+        if (dropped) _base.Multiply(Lora.DroppedInput(x), rows, _magnitudeInput);
         for (int r = 0; r < rows; r++)
         {
             int row = r * outFeatures;
             for (int o = 0; o < outFeatures; o++)
             {
                 int i = row + o;
-                float baseResult = bias is null ? y[i] : y[i] - bias[o];
+                float baseResult = dropped ? _magnitudeInput[i] : bias is null ? y[i] : y[i] - bias[o];
                 if (keep) _magnitudeInput[i] = (baseResult + _lora[i]) / _norm[o];
                 y[i] += (_scale[o] - 1f) * baseResult + _scale[o] * _lora[i];
             }
@@ -121,15 +126,30 @@ public sealed unsafe class DoraLayer : ILinearTuner
         TensorPrimitives.Multiply(dy.AsSpan(0, n), _magnitudeInput.AsSpan(0, n), _magnitudeInput.AsSpan(0, n));
         _backend.ColumnSums(_magnitudeInput, rows, Magnitude.Grad);
         if (dx is null) return;
-        // The base already passed dy·W; its term is scaled by g, so (g − 1)·dy goes through W as well.
+        // The base already passed dy·W; its term is scaled by g, so (g − 1)·dy goes through W as well (through the
+        // dropout mask when the term took the dropped-out input).
         for (int r = 0; r < rows; r++)
         {
             var row = scaled.AsSpan(r * outFeatures, outFeatures);
             TensorPrimitives.Multiply(dy.AsSpan(r * outFeatures, outFeatures), _scale, row);
             TensorPrimitives.Subtract(row, dy.AsSpan(r * outFeatures, outFeatures), row);
         }
-        _base!.AddInputGradient(scaled, rows, dx);
+        if (Lora.Dropout == 0)
+        {
+            _base!.AddInputGradient(scaled, rows, dx);
+            return;
+        }
+        int inputs = rows * InFeatures;
+        if (_dxDropped.Length < inputs) _dxDropped = new float[inputs];
+        var through = _dxDropped.AsSpan(0, inputs);
+        through.Clear();
+        _base!.AddInputGradient(scaled, rows, _dxDropped);
+        TensorPrimitives.Multiply(through, Lora.DropoutMask.AsSpan(0, inputs), through);
+        TensorPrimitives.Add(dx.AsSpan(0, inputs), through, dx.AsSpan(0, inputs));
     }
+
+    /// <summary>Whether this pass's base term is taken from the dropped-out input (training with lora_dropout).</summary>
+    private bool DropsInput(TunerPass pass) => Lora.Dropout > 0 && pass != TunerPass.Evaluate;
 
     /// <summary>W' = (m / ‖W + s·B·A‖)·(W + s·B·A), each row scaled by its factor (PEFT's DoRA merge).</summary>
     public void MergeInto(float[] weight)

@@ -75,8 +75,6 @@ public sealed class LoraFineTuning : ITrainableModel
                 throw new ArgumentException($"lora_target: module '{target}' is not a Linear of the decoder layers (choose from {string.Join(", ", allLinears)}, or all)");
         double alpha = args.EffectiveLoraAlpha;
         float scaling = (float)(args.UseRslora ? alpha / Math.Sqrt(args.LoraRank) : alpha / args.LoraRank);
-        if (args.UseDora && args.LoraDropout > 0)
-            throw new ArgumentException("use_dora with lora_dropout > 0 cannot be trained: PEFT's DoRA then multiplies the base weight by the dropped-out input, a second base product SharpTune does not compute; use lora_dropout: 0");
         string? init = args.EffectiveInitLoraWeights;
         if (init is not null && args.UseDora)
             throw new ArgumentException($"use_dora with init_lora_weights {init} (pissa_init) is not supported: the DoRA norm would be taken over the residual base");

@@ -140,6 +140,15 @@ public sealed unsafe class LoraLayer : ILinearTuner
         System.Numerics.Tensors.TensorPrimitives.Add(dx.AsSpan(0, n), scratch, dx.AsSpan(0, n));
     }
 
+    /// <summary>
+    /// The input the last training or recomputing pass multiplied by A: x with its dropout mask applied, or x itself
+    /// without dropout (DoRA's base term uses the same dropped-out input, as PEFT's does).
+    /// </summary>
+    internal float[] DroppedInput(float[] x) => Dropout > 0 ? _dropped : x;
+
+    /// <summary>The last training pass's dropout mask (0 or 1/(1 − p) per input value); only with dropout.</summary>
+    internal float[] DropoutMask => _mask;
+
     /// <summary>W += s · B · A in fp32, folding the layer into its Linear's weight [out × in].</summary>
     public void MergeInto(float[] weight) => AddScaledProduct(weight, Scaling);
 

@@ -19,6 +19,12 @@ public sealed class BaseLinear(ModelTensor weight, ModelTensor? bias, IComputeBa
         else weight.Data.AsSpan(firstRow * InFeatures, count * InFeatures).CopyTo(destination);
     }
 
+    public void Multiply(float[] x, int rows, float[] y)
+    {
+        if (weight.Frozen is { } frozen) frozen.MultiplyTransposed(x, rows, y);
+        else backend.Linear(x, rows, weight.Data, InFeatures, OutFeatures, bias: null, y);
+    }
+
     public void AddInputGradient(float[] dy, int rows, float[] dx)
     {
         if (weight.Frozen is { } frozen) frozen.Multiply(dy, rows, dx, accumulate: true);
