@@ -16,9 +16,11 @@ namespace SharpTune.FineTuning;
 public static class TrainableModels
 {
     /// <summary>
-    /// full: every parameter; freeze: LLaMA-Factory's layer/module selection; lora, ia3, bitfit, adapter: new adapters, or with adapter
-    /// folders, every folder but the last (LoRA) merged into the base and the last one's training continued, whatever
-    /// its peft_type. Frozen weights
+    /// full: every parameter; freeze: LLaMA-Factory's layer/module selection; lora, ia3, bitfit, adapter and the prompt-learning
+    /// methods: new adapters, or with adapter folders, every folder but the last (LoRA) merged into the base and the last
+    /// one's training continued, whatever its peft_type (with create_new_adapter every folder merged and new adapters
+    /// trained, unless the base is quantized: LLaMA-Factory then continues the single adapter, since nothing can be
+    /// merged into quantized weights). Frozen weights
     /// stay as the checkpoint stores them; merging an earlier adapter turns just the modules it changes into fp32.
     /// With quantization the layers' projections are quantised (QLoRA): LoRA only, with at most one adapter folder,
     /// since quantised weights can neither be trained nor have an adapter folded into them. With bf16Compute the
@@ -40,20 +42,22 @@ public static class TrainableModels
                     return WeightsFineTuning.Full(decoder);
                 case FinetuningType.Freeze:
                     return WeightsFineTuning.Freeze(decoder, args);
-                case FinetuningType.Ia3 when adapterDirectories.Count == 0:
-                    return Ia3FineTuning.CreateNew(decoder, args);
-                case FinetuningType.BitFit when adapterDirectories.Count == 0:
-                    return BitFitFineTuning.CreateNew(decoder, args);
-                case FinetuningType.Adapter when adapterDirectories.Count == 0:
-                    return BottleneckFineTuning.CreateNew(decoder, args, initRandom);
                 case FinetuningType.PromptTuning or FinetuningType.PTuning or FinetuningType.PrefixTuning:
                     return adapterDirectories.Count == 0
                         ? PromptLearningFineTuning.CreateNew(decoder, args, initRandom, modelDirectory)
                         : PeftAdapterFolders.ResumeTraining(decoder, adapterDirectories[0]);
                 default:
-                    if (adapterDirectories.Count == 0) return LoraFineTuning.CreateNew(decoder, args, initRandom);
-                    for (int i = 0; i < adapterDirectories.Count - 1; i++) LoraFineTuning.MergeInto(decoder, adapterDirectories[i]);
-                    return PeftAdapterFolders.ResumeTraining(decoder, adapterDirectories[^1]);
+                    bool startNew = adapterDirectories.Count == 0 || args.CreateNewAdapter && quantization is null;
+                    int merged = startNew ? adapterDirectories.Count : adapterDirectories.Count - 1;
+                    for (int i = 0; i < merged; i++) LoraFineTuning.MergeInto(decoder, adapterDirectories[i]);
+                    if (!startNew) return PeftAdapterFolders.ResumeTraining(decoder, adapterDirectories[^1]);
+                    return args.FinetuningType switch
+                    {
+                        FinetuningType.Ia3 => Ia3FineTuning.CreateNew(decoder, args),
+                        FinetuningType.BitFit => BitFitFineTuning.CreateNew(decoder, args),
+                        FinetuningType.Adapter => BottleneckFineTuning.CreateNew(decoder, args, initRandom),
+                        _ => LoraFineTuning.CreateNew(decoder, args, initRandom),
+                    };
             }
         }
         catch
@@ -70,6 +74,8 @@ public static class TrainableModels
         if (args.RefusedAdapters(adapterDirectories.Count) is { } adapters) throw new ArgumentException($"{adapters.Key}: {adapters.Problem}");
         if (quantization is not null && args.FinetuningType != FinetuningType.Lora && !args.IsPromptLearning)
             throw new ArgumentException($"quantized weights cannot be trained, so finetuning_type {method} cannot use quantization_bit; use finetuning_type lora (QLoRA)");
+        if (quantization is not null && args.EffectiveInitLoraWeights is { } init && adapterDirectories.Count == 0)
+            throw new ArgumentException($"init_lora_weights {init} (pissa_init) cannot train on a quantized base: it takes the adapter from the base weight and leaves the residual as the base, which quantized weights cannot hold (LLaMA-Factory refuses PiSSA on quantized models too)");
         if (quantization is not null && adapterDirectories.Count > 1)
             throw new ArgumentException($"a quantized base takes a single adapter, got {adapterDirectories.Count}: an adapter cannot be merged into quantized weights; merge the earlier adapters into the base first (sharptune export)");
     }

@@ -26,6 +26,31 @@ public sealed class FinetuningArguments
     /// <summary>additional_target: modules besides the LoRA layers that are trained in full and saved with the adapter.</summary>
     public List<string> AdditionalTarget { get; set; } = [];
     public bool UseRslora { get; set; }
+    /// <summary>loraplus_lr_ratio: LoRA+'s lr_B / lr_A (Training/Optim/LoraPlus); null: one learning rate for all.</summary>
+    public double? LoraplusLrRatio { get; set; }
+    /// <summary>loraplus_lr_embedding: LoRA+'s learning rate of LoRA embedding B matrices.</summary>
+    public double LoraplusLrEmbedding { get; set; } = 1e-6;
+    /// <summary>
+    /// create_new_adapter: with adapter_name_or_path, every adapter is merged into the base and a fresh one trained
+    /// on top, instead of continuing the last (not on a quantized base, where nothing can be merged).
+    /// </summary>
+    public bool CreateNewAdapter { get; set; }
+    /// <summary>pissa_init: PiSSA, the adapter taken from W's top singular triplets and the base left as the residual.</summary>
+    public bool PissaInit { get; set; }
+    /// <summary>pissa_iter: subspace iterations of the randomized SVD (torch.svd_lowrank's niter); −1 for the exact SVD.</summary>
+    public int PissaIter { get; set; } = 16;
+    /// <summary>pissa_convert: after training also save the adapter as a plain LoRA on the original base (output_dir/pissa_converted).</summary>
+    public bool PissaConvert { get; set; }
+    /// <summary>init_lora_weights (PEFT's name): "olora", "pissa" or "pissa_niter_N" take the adapter from the base weight; null for the default.</summary>
+    public string? InitLoraWeights { get; set; }
+
+    /// <summary>
+    /// PEFT's init_lora_weights the run creates its adapters with: LLaMA-Factory's "pissa" / "pissa_niter_{pissa_iter}"
+    /// for pissa_init, else init_lora_weights as given (null: PEFT's default).
+    /// </summary>
+    public string? EffectiveInitLoraWeights => PissaInit ? (PissaIter == -1 ? "pissa" : $"pissa_niter_{PissaIter}") : InitLoraWeights;
+    /// <summary>use_dora: weight-decomposed LoRA (DoRA), a magnitude vector per wrapped Linear besides A and B.</summary>
+    public bool UseDora { get; set; }
 
     /// <summary>ia3_target: PEFT's IA3 target_modules, ["all"] or Linear names; the default is PEFT's for Qwen2/LLaMA-style attention.</summary>
     public List<string> Ia3Target { get; set; } = ["q_proj", "v_proj", "down_proj"];

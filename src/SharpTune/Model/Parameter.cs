@@ -21,6 +21,12 @@ public sealed class Parameter
     /// <summary>Whether the optimizer applies weight decay (transformers' Trainer exempts biases and norm weights).</summary>
     public bool WeightDecay { get; init; } = true;
 
+    /// <summary>
+    /// The factor on the schedule's learning rate for this parameter: torch's parameter groups with their own lr
+    /// (LoRA+, <c>Training/Optim/LoraPlus</c>). Read once when an optimizer is made, as torch fixes groups then.
+    /// </summary>
+    public double LearningRateScale { get; set; } = 1;
+
     public Parameter(string name, int[] shape, float[] data)
     {
         long length = 1;

@@ -78,6 +78,16 @@ public interface ILinearTuner
     void Backward(float[] x, float[] dy, int rows, float[]? dx);
 
     /// <summary>
+    /// Called once when the tuner is put on a Linear, before its first forward, with that Linear's base weight and bias
+    /// (<paramref name="linear"/>) and the tuners already on it (<paramref name="applied"/>): for tuners whose output
+    /// depends on the base weight (DoRA's weight norm). Throws <see cref="InvalidOperationException"/> with the reason
+    /// when the tuner cannot follow those already applied.
+    /// </summary>
+    void AttachTo(ILinearBase linear, IReadOnlyList<ILinearTuner> applied)
+    {
+    }
+
+    /// <summary>
     /// Merged-weight hook: folds the tuner into the base weight [out × in] and, when the Linear has one, its bias [out]
     /// (merge_and_unload; IA3 on the output side scales the bias too).
     /// </summary>
@@ -85,6 +95,29 @@ public interface ILinearTuner
 
     /// <summary>Takes a merged tuner out of the base weight and bias again (PEFT's unmerge), up to rounding.</summary>
     void UnmergeFrom(float[] weight, float[]? bias);
+}
+
+/// <summary>
+/// The base Linear under a tuner (y = x·Wᵀ + b), as a tuner that depends on its weight reads it: the weight as the
+/// model currently holds it (stored, quantised, or fp32 after an earlier adapter was merged into it), never copied whole
+/// by the Linear.
+/// </summary>
+public interface ILinearBase
+{
+    int InFeatures { get; }
+    int OutFeatures { get; }
+
+    /// <summary>The bias [out], or null when the Linear has none.</summary>
+    float[]? Bias { get; }
+
+    /// <summary>Writes rows [firstRow, firstRow + count) of W widened to fp32 (a quantised weight dequantised) into destination.</summary>
+    void ReadWeightRows(int firstRow, int count, Span<float> destination);
+
+    /// <summary>y [rows × out] = x [rows × in] · Wᵀ, without the bias: the base product of another input.</summary>
+    void Multiply(float[] x, int rows, float[] y);
+
+    /// <summary>dx [rows × in] += dy [rows × out] · W, the input gradient of the base product for another dy.</summary>
+    void AddInputGradient(float[] dy, int rows, float[] dx);
 }
 
 /// <summary>

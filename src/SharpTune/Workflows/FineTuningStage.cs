@@ -7,6 +7,7 @@ using SharpTune.Hparams;
 using SharpTune.Inference;
 using SharpTune.IO;
 using SharpTune.Model;
+using SharpTune.Peft.Lora;
 using SharpTune.Reporting;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
@@ -14,6 +15,7 @@ using SharpTune.Training;
 using SharpTune.FineTuning.Memory;
 using SharpTune.FineTuning;
 using SharpTune.Training.Model;
+using SharpTune.Training.Optim;
 using SharpTune.Training.Trainer;
 
 namespace SharpTune.Workflows;
@@ -64,6 +66,11 @@ public sealed class FineTuningStage : ITrainingStage
                 ? $"note: bf16: {Bf16ComputeMatrix.Unavailable}; computing in fp32"
                 : "bf16: frozen bf16 weights are multiplied on oneDNN's bf16 GEMM (activations rounded to bf16, fp32 accumulation); float32 weights and everything trained stay fp32");
         Note($"{cfg.Finetuning.MethodName}: {TrainableModels.Summary(model)}");
+        if (cfg.Finetuning.LoraplusLrRatio is { } loraplusRatio)
+        {
+            LoraPlus.AssignGroups(model.TrainableParameters, loraplusRatio, cfg.Finetuning.LoraplusLrEmbedding, cfg.Training.LearningRate);
+            Note($"LoRA+: lora_B and 1-D parameters at learning_rate × {loraplusRatio}");
+        }
 
         string outputDir = cfg.Training.OutputDir;
         if (!cfg.Training.DoTrain) return Evaluate(cfg, model, data.Eval, padId, observer);
@@ -83,6 +90,18 @@ public sealed class FineTuningStage : ITrainingStage
         {
             string source = Path.Combine(modelDir, file);
             if (File.Exists(source)) AtomicFile.Copy(source, Path.Combine(outputDir, file));
+        }
+        if (cfg.Finetuning.PissaConvert)
+        {
+            // LLaMA-Factory's PissaConvertCallback: the trained adapter also as a plain LoRA for the original base.
+            if (model is LoraFineTuning { InitLoraWeights: not null } mutated)
+            {
+                string converted = Path.Combine(outputDir, "pissa_converted");
+                mutated.SaveConverted(converted);
+                Note($"the adapter converted to a plain LoRA on the original base (rank {2 * mutated.Rank}) is saved to {converted}");
+            }
+            else
+                Note("note: pissa_convert has no effect: the adapter was not initialised from the base weight (pissa_init or init_lora_weights: olora)");
         }
         if (cfg.Finetuning.PlotLoss)
         {

@@ -242,7 +242,6 @@ public sealed class ConfigParsingTests
     [InlineData("neat_packing: true", "neat_packing is not supported: ")]
     [InlineData("streaming: true", "streaming is not supported: ")]
     [InlineData("use_unsloth: true", "use_unsloth is not supported: ")]
-    [InlineData("pissa_init: true", "pissa_init is not supported: ")]
     [InlineData("freeze_vision_tower: true", "freeze_vision_tower is not supported: SharpTune trains text-only models")]
     [InlineData("video_fps: 2.0", "video_fps is not supported: SharpTune trains text-only models")]
     [InlineData("ray_num_workers: 4", "ray_num_workers is not supported: Ray distributed training is not available")]
@@ -254,7 +253,7 @@ public sealed class ConfigParsingTests
 
     [Fact]
     public void UnsupportedFeatureIsReportedBeforeOtherValueErrors() =>
-        Assert.StartsWith("use_dora is not supported", Error(Model + "lora_rank: eight\nuse_dora: true"));
+        Assert.StartsWith("use_galore is not supported", Error(Model + "lora_rank: eight\nuse_galore: true"));
 
     [Fact]
     public void UnsupportedKeysAtTheirInertValueAreAccepted()

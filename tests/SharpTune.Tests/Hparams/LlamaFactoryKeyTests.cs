@@ -77,8 +77,6 @@ public sealed class LlamaFactoryKeyTests
         Assert.Equal("stage: expected one of sft, pt, rm, ppo, dpo, kto, got 'dop' (line 3 of config)", Error(Model + "pref_bta: 0.1\nstage: dop\n"));
 
     [Theory]
-    [InlineData("use_dora: true", "use_dora is not supported: DoRA is not available yet (planned: the PEFT family) (line 2 of config)")]
-    [InlineData("pissa_init: true", "pissa_init is not supported: PiSSA initialisation is not available yet (planned: the PEFT family) (line 2 of config)")]
     [InlineData("finetuning_type: oft", "finetuning_type 'oft' is not supported yet (supported: lora, full, freeze, ia3, bitfit, adapter, prompt_tuning, p_tuning, prefix_tuning; planned: the PEFT family) (line 2 of config)")]
     [InlineData("use_asft_loss: true", "use_asft_loss is not supported: the ASFT loss is not available (line 2 of config)")]
     [InlineData("use_eaft_loss: true", "use_eaft_loss is not supported: the EAFT loss is not available (line 2 of config)")]

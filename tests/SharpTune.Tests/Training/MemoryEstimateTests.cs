@@ -81,6 +81,26 @@ public sealed class MemoryEstimateTests
     }
 
     [Fact]
+    public void Dora_estimate_adds_the_magnitudes_and_the_output_sized_buffers()
+    {
+        var args = new FinetuningArguments { FinetuningType = FinetuningType.Lora, LoraRank = 4, UseDora = true };
+        var e = MemoryEstimator.ForModelFolder(ModelDir, Setup(args));
+
+        // The LoRA table's 9792 values plus a magnitude per output: 4·48 + 2·96 + 48 = 432 a layer, 1296 in all.
+        const long parameters = 9792 + 1296;
+        // LoRA without dropout: x·Aᵀ and its gradient (2·16·4) per adapter and Bᵀ (4 × out): 7·128 + 4·432 a layer.
+        // DoRA per adapter: s·B·A·x and the magnitude gradient's input (2·16·out), norm and scale (2·out), and the A
+        // and B the norm was taken at (4·(in + out)): 32·432 + 2·432 + 4·(384 + 432) a layer.
+        const long caches = 4 * 3 * (7 * 128 + 4 * 432 + 32 * 432 + 2 * 432 + 4 * (384 + 432));
+
+        Assert.Equal(4 * parameters, Row(e, "trainable parameters"));
+        Assert.Equal(4 * parameters, Row(e, "gradients"));
+        Assert.Equal(8 * parameters, Row(e, "optimizer state"));
+        Assert.Equal(caches, Row(e, "LoRA adapter caches"));
+        Assert.Equal(8 * parameters, Row(e, "checkpoint writing"));
+    }
+
+    [Fact]
     public void Full_estimate_with_8bit_adamw_matches_the_hand_computed_table()
     {
         var e = MemoryEstimator.ForModelFolder(ModelDir, Setup(new FinetuningArguments { FinetuningType = FinetuningType.Full }, optim: "adamw_8bit"));

@@ -97,6 +97,7 @@ public static class MemoryEstimator
         var parameterLengths = new List<int>();
         var adapters = new List<(int In, int Out, int Rank, float Dropout)>();
         long ia3CacheBytes = 0, adapterCacheBytes = 0;
+        bool doraAdapters = false, mutatedInit = false;
         switch (method)
         {
             case FinetuningType.Full:
@@ -140,7 +141,9 @@ public static class MemoryEstimator
                 foreach (var t in used.Where(t => t.Module is not null && lora.Targets.Contains(t.Module)))
                     adapters.Add(((int)t.Info.Shape[1], (int)t.Info.Shape[0], lora.Rank, lora.Dropout));
                 trained.UnionWith(ModulesToSave(used, lora.ModulesToSave));
-                foreach (string merged in setup.AdapterDirectories.Take(setup.AdapterDirectories.Count - 1))
+                doraAdapters = lora.UseDora;
+                mutatedInit = lora.MutatedInit;
+                foreach (string merged in setup.AdapterDirectories.Take(lora.MergedAdapters))
                 {
                     var earlier = LoraConfig.Load(merged);
                     materialized.UnionWith(used.Where(t => t.Module is not null && earlier.TargetModules.Contains(t.Module)).Select(t => t.Name));
@@ -150,7 +153,7 @@ public static class MemoryEstimator
         }
         materialized.UnionWith(trained);
         foreach (var t in used.Where(t => trained.Contains(t.Name))) parameterLengths.Add(checked((int)t.Elements));
-        foreach (var a in adapters) parameterLengths.AddRange([a.Rank * a.In, a.Out * a.Rank]);
+        foreach (var a in adapters) parameterLengths.AddRange(doraAdapters ? [a.Rank * a.In, a.Out * a.Rank, a.Out] : [a.Rank * a.In, a.Out * a.Rank]);
 
         bool quantized = setup.Quantization is not null;
         var matrices = used.Where(t => t.IsMatrix).ToList();
@@ -193,13 +196,13 @@ public static class MemoryEstimator
         if (fp32Matrices > 0) components.Add(new("trained weights (fp32 copies)", fp32Matrices, method == FinetuningType.Lora && trained.Count == 0 ? "merged adapters" : "materialised from the checkpoint"));
         components.Add(new("trainable parameters", method switch
             {
-                FinetuningType.Lora => sizeof(float) * adapters.Sum(a => (long)a.Rank * (a.In + a.Out)),
+                FinetuningType.Lora => sizeof(float) * adapters.Sum(a => (long)a.Rank * (a.In + a.Out) + (doraAdapters ? a.Out : 0)),
                 FinetuningType.Ia3 or FinetuningType.Adapter or FinetuningType.PromptTuning or FinetuningType.PTuning or FinetuningType.PrefixTuning => sizeof(float) * parameters,
                 _ => 0,
             },
             $"{parameters:N0} values" + method switch
             {
-                FinetuningType.Lora => $" (LoRA r{adapters.FirstOrDefault().Rank} on {adapters.Count} projections)",
+                FinetuningType.Lora => $" ({(doraAdapters ? "DoRA" : "LoRA")} r{adapters.FirstOrDefault().Rank} on {adapters.Count} projections)",
                 FinetuningType.Ia3 => " (IA3 vectors)",
                 FinetuningType.Adapter => " (bottleneck adapters)",
                 FinetuningType.PromptTuning or FinetuningType.PTuning or FinetuningType.PrefixTuning => $" ({setup.Finetuning.MethodName}, {virtualTokens} virtual tokens)",
@@ -214,8 +217,10 @@ public static class MemoryEstimator
         components.Add(new($"loss chunk, {chunk} rows × {config.VocabSize} logits", DecoderModel.LossChunkBytes(config, chunk)));
         components.Add(new("GEMM packing buffer", packed, "the largest product's packed operand"));
         if (adapters.Count > 0)
-            components.Add(new("LoRA adapter caches", adapters.Sum(a => LoraLayer.CacheBytes(rows, a.Rank, a.In, a.Out, a.Dropout)),
-                adapters[0].Dropout > 0 ? "with dropout masks" : ""));
+            components.Add(new("LoRA adapter caches", adapters.Sum(a => LoraLayer.CacheBytes(rows, a.Rank, a.In, a.Out, a.Dropout)
+                    + (doraAdapters ? DoraLayer.CacheBytes(rows, a.Rank, a.In, a.Out) : 0)
+                    + (mutatedInit ? MutatedInitLayer.CacheBytes(rows, a.Rank, a.In, a.Out) : 0)),
+                string.Join(", ", new[] { adapters[0].Dropout > 0 ? "with dropout masks" : "", doraAdapters ? "DoRA's output-sized buffers" : "", mutatedInit ? "the initial adapter's term" : "" }.Where(s => s.Length > 0))));
         components.Add(new("checkpoint writing", saving, "copies while a checkpoint is written"));
         return new MemoryEstimate(components);
     }
@@ -255,17 +260,24 @@ public static class MemoryEstimator
         return used;
     }
 
-    /// <summary>The LoRA a run trains: new from the config's keys, or the last adapter folder's (its own config decides).</summary>
-    private static (HashSet<string> Targets, int Rank, float Dropout, IReadOnlyList<string> ModulesToSave) LoraSettings(TrainingMemorySetup setup, ModelConfig config)
+    /// <summary>
+    /// The LoRA a run trains: new from the config's keys, or the last adapter folder's (its own config decides), as
+    /// <see cref="TrainableModels.Create"/> decides; and how many adapter folders it merges first.
+    /// </summary>
+    private static (HashSet<string> Targets, int Rank, float Dropout, IReadOnlyList<string> ModulesToSave, bool UseDora, bool MutatedInit, int MergedAdapters)
+        LoraSettings(TrainingMemorySetup setup, ModelConfig config)
     {
         var args = setup.Finetuning;
-        if (setup.AdapterDirectories.Count > 0)
+        int count = setup.AdapterDirectories.Count;
+        if (count > 0 && !(args.CreateNewAdapter && setup.Quantization is null))
         {
             var saved = LoraConfig.Load(setup.AdapterDirectories[^1]);
-            return (saved.TargetModules.Select(m => m[(m.LastIndexOf('.') + 1)..]).ToHashSet(StringComparer.Ordinal), saved.Rank, (float)saved.Dropout, saved.ModulesToSave);
+            return (saved.TargetModules.Select(m => m[(m.LastIndexOf('.') + 1)..]).ToHashSet(StringComparer.Ordinal), saved.Rank, (float)saved.Dropout, saved.ModulesToSave,
+                saved.UseDora, saved.InitLoraWeights is not null, count - 1);
         }
         var targets = args.LoraTarget.Count == 1 && args.LoraTarget[0] == "all" ? config.Description.LinearNames : args.LoraTarget;
-        return (targets.ToHashSet(StringComparer.Ordinal), args.LoraRank, (float)args.LoraDropout, args.AdditionalTarget);
+        return (targets.ToHashSet(StringComparer.Ordinal), args.LoraRank, (float)args.LoraDropout, args.AdditionalTarget,
+            args.UseDora, args.EffectiveInitLoraWeights is not null, count);
     }
 
     /// <summary>PEFT's modules_to_save rule, as <see cref="LoraFineTuning"/> applies it: tensors whose module path ends with a name.</summary>

@@ -34,16 +34,17 @@ public sealed class LoraAdapter : IModelAdapter
 #pragma warning restore CA2255
     internal static void RegisterReader() => PeftAdapterFolders.Register("LORA", Load, LoraFineTuning.Resume);
 
-    public string Describe() => $"r = {Config.Rank}, scaling {Config.Scaling:0.####}, {Pairs.Count} LoRA modules, {ReplacedTensors.Count} replaced tensors";
+    public string Describe() =>
+        $"r = {Config.Rank}, scaling {Config.Scaling:0.####}, {Pairs.Count} {(Config.UseDora ? "DoRA" : "LoRA")} modules, {ReplacedTensors.Count} replaced tensors";
 
     public IReadOnlyList<ILinearTuner> CreateTuners(IComputeBackend backend) =>
-        Pairs.Values.OrderBy(p => p.ModulePath, StringComparer.Ordinal).Select(p => (ILinearTuner)new LoraLayer(p, Scaling, (float)Config.Dropout, backend)).ToArray();
+        Pairs.Values.OrderBy(p => p.ModulePath, StringComparer.Ordinal).Select(p => LoraLayer.ForPair(p, Config, backend)).ToArray();
 
     public static LoraAdapter Load(string directory)
     {
         if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"adapter folder '{directory}' does not exist");
         var config = LoraConfig.Load(directory);
-        var (pairs, extra) = LoraAdapterFile.Load(directory, config.Rank);
+        var (pairs, extra) = LoraAdapterFile.Load(directory, config.Rank, config.UseDora);
         if (pairs.Count == 0 && extra.Count == 0)
             throw new InvalidDataException($"{directory}: {LoraAdapterFile.FileName} holds no LoRA weights");
         return new LoraAdapter(directory, config, pairs, extra);

@@ -16,6 +16,14 @@ public sealed class LoraConfig
     public double Alpha { get; init; } = 8;
     public double Dropout { get; init; }
     public bool UseRslora { get; init; }
+    /// <summary>DoRA: each wrapped Linear also has a magnitude vector (see <see cref="DoraLayer"/>).</summary>
+    public bool UseDora { get; init; }
+    /// <summary>
+    /// init_lora_weights when it names an initialisation taken from the base weight ("pissa", "pissa_niter_N",
+    /// "olora": see <see cref="MutatedInitLayer"/>); null for PEFT's default (true) and the other initialisations,
+    /// which a saved adapter's weights make irrelevant.
+    /// </summary>
+    public string? InitLoraWeights { get; init; }
     /// <summary>Module names (the last part of a Linear's path, e.g. q_proj) that carry LoRA weights.</summary>
     public IReadOnlyList<string> TargetModules { get; init; } = [];
     /// <summary>Modules trained in full and saved next to the adapter (PEFT's modules_to_save).</summary>
@@ -30,7 +38,6 @@ public sealed class LoraConfig
         {
             string peftType = reader.OptionalString("peft_type") ?? "";
             if (peftType != "LORA") throw new InvalidDataException($"{path}: peft_type is {MessageText.Quote(peftType)}; only LORA adapters are supported");
-            if (reader.OptionalBool("use_dora") == true) throw new InvalidDataException($"{path}: DoRA adapters (use_dora: true) are not supported");
             if (reader.OptionalBool("fan_in_fan_out") == true) throw new InvalidDataException($"{path}: fan_in_fan_out adapters (Conv1D models) are not supported");
             if (IsNonEmptyObject(json, "rank_pattern") || IsNonEmptyObject(json, "alpha_pattern"))
                 throw new InvalidDataException($"{path}: per-module rank_pattern/alpha_pattern is not supported");
@@ -42,11 +49,25 @@ public sealed class LoraConfig
                 Alpha = reader.OptionalDouble("lora_alpha") ?? 8,
                 Dropout = reader.OptionalDouble("lora_dropout", min: 0) ?? 0,
                 UseRslora = reader.OptionalBool("use_rslora") ?? false,
+                UseDora = reader.OptionalBool("use_dora") ?? false,
+                InitLoraWeights = ReadInit(json, path),
                 TargetModules = PeftConfigFile.ReadNames(json, path, "target_modules"),
                 ModulesToSave = PeftConfigFile.ReadNames(json, path, "modules_to_save"),
                 BaseModelNameOrPath = reader.OptionalString("base_model_name_or_path") ?? "",
             };
         });
+
+    /// <summary>init_lora_weights: true/false or a name; the base-changing names SharpTune computes, the others refused or irrelevant.</summary>
+    private static string? ReadInit(JsonElement json, string path)
+    {
+        if (!json.TryGetProperty("init_lora_weights", out var init) || init.ValueKind is JsonValueKind.True or JsonValueKind.False or JsonValueKind.Null) return null;
+        if (init.ValueKind != JsonValueKind.String) throw new InvalidDataException($"{path}: 'init_lora_weights' holds {JsonKinds.Describe(init)}, not true, false or a name");
+        string name = init.GetString()!;
+        if (LoraInitialization.MutatesBase(name)) return name;
+        if (name.StartsWith("loftq", StringComparison.Ordinal) || name.StartsWith("corda", StringComparison.Ordinal))
+            throw new InvalidDataException($"{path}: init_lora_weights {MessageText.Quote(name)} changes the base weights in a way SharpTune does not compute; convert the adapter to a plain LoRA in PEFT (save_pretrained with path_initial_model_for_weight_conversion)");
+        return null;
+    }
 
     private static bool IsNonEmptyObject(JsonElement json, string field) =>
         json.TryGetProperty(field, out var value) && value.ValueKind == JsonValueKind.Object && value.EnumerateObject().Any();
@@ -62,7 +83,7 @@ public sealed class LoraConfig
             ["bias"] = "none",
             ["fan_in_fan_out"] = false,
             ["inference_mode"] = true,
-            ["init_lora_weights"] = true,
+            ["init_lora_weights"] = InitLoraWeights is null ? JsonValue.Create(true) : JsonValue.Create(InitLoraWeights),
             ["layer_replication"] = null,
             ["layers_pattern"] = null,
             ["layers_to_transform"] = null,
@@ -78,7 +99,7 @@ public sealed class LoraConfig
             ["revision"] = null,
             ["target_modules"] = new JsonArray(TargetModules.Select(m => (JsonNode?)m).ToArray()),
             ["task_type"] = "CAUSAL_LM",
-            ["use_dora"] = false,
+            ["use_dora"] = UseDora,
             ["use_rslora"] = UseRslora,
         };
         PeftConfigFile.Write(adapterDirectory, json);

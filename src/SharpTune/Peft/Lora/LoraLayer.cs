@@ -24,6 +24,9 @@ public sealed unsafe class LoraLayer : ILinearTuner
     public Parameter B { get; }
     public IReadOnlyList<Parameter> Parameters { get; }
 
+    /// <summary>A fixed low-rank term (a <see cref="MutatedInitLayer"/>'s −s·B₀·A₀): its backward gives dL/dx only.</summary>
+    public bool Frozen { get; init; }
+
     private readonly IComputeBackend _backend;
     private float[] _xa = [], _dxa = [], _mask = [], _dropped = [], _dxScratch = [];
     /// <summary>
@@ -52,6 +55,22 @@ public sealed unsafe class LoraLayer : ILinearTuner
         B = new Parameter(LoraAdapterFile.KeyB(modulePath), [outFeatures, rank], b);
         Parameters = [A, B];
         _backend = backend;
+    }
+
+    /// <summary>
+    /// The tuner of a saved pair under its adapter's config: a <see cref="DoraLayer"/> when the pair has a magnitude
+    /// vector, a <see cref="MutatedInitLayer"/> when init_lora_weights took the adapter from the base, else the LoRA
+    /// layer itself.
+    /// </summary>
+    /// <exception cref="InvalidDataException">DoRA together with a base-changing initialisation.</exception>
+    public static ILinearTuner ForPair(LoraPair pair, LoraConfig config, IComputeBackend backend)
+    {
+        var lora = new LoraLayer(pair, (float)config.Scaling, (float)config.Dropout, backend);
+        if (LoraInitialization.MutatesBase(config.InitLoraWeights))
+            return pair.Magnitude is null
+                ? new MutatedInitLayer(lora, config.InitLoraWeights!, backend)
+                : throw new InvalidDataException($"{pair.ModulePath}: DoRA with init_lora_weights {config.InitLoraWeights} is not supported: the DoRA norm would be taken over the residual base");
+        return pair.Magnitude is null ? lora : new DoraLayer(lora, pair.Magnitude, backend);
     }
 
     /// <summary>PEFT's initialisation: A ~ kaiming_uniform(a=√5) = U(−1/√in, 1/√in), B = 0.</summary>
@@ -96,11 +115,15 @@ public sealed unsafe class LoraLayer : ILinearTuner
     {
         float[] input = Dropout > 0 ? _dropped : x;
         var kernel = _backend.Gemm;
-        fixed (float* px = input, pdy = dy, pa = A.Data, pda = A.Grad, pdb = B.Grad, pxa = _xa, pdxa = _dxa)
+        fixed (float* px = input, pdy = dy, pa = A.Data, pxa = _xa, pdxa = _dxa)
         {
-            kernel.Sgemm(true, false, OutFeatures, Rank, rows, Scaling, pdy, OutFeatures, pxa, Rank, 1f, pdb, Rank);
             _backend.NarrowProduct(dy, rows, OutFeatures, _bTransposed, Rank, Scaling, _dxa);
-            kernel.Sgemm(true, false, Rank, InFeatures, rows, 1f, pdxa, Rank, px, InFeatures, 1f, pda, InFeatures);
+            if (!Frozen)
+                fixed (float* pda = A.Grad, pdb = B.Grad)
+                {
+                    kernel.Sgemm(true, false, OutFeatures, Rank, rows, Scaling, pdy, OutFeatures, pxa, Rank, 1f, pdb, Rank);
+                    kernel.Sgemm(true, false, Rank, InFeatures, rows, 1f, pdxa, Rank, px, InFeatures, 1f, pda, InFeatures);
+                }
             if (dx is null) return;
             if (Dropout == 0)
             {
@@ -116,6 +139,15 @@ public sealed unsafe class LoraLayer : ILinearTuner
         System.Numerics.Tensors.TensorPrimitives.Multiply(scratch, _mask.AsSpan(0, n), scratch);
         System.Numerics.Tensors.TensorPrimitives.Add(dx.AsSpan(0, n), scratch, dx.AsSpan(0, n));
     }
+
+    /// <summary>
+    /// The input the last training or recomputing pass multiplied by A: x with its dropout mask applied, or x itself
+    /// without dropout (DoRA's base term uses the same dropped-out input, as PEFT's does).
+    /// </summary>
+    internal float[] DroppedInput(float[] x) => Dropout > 0 ? _dropped : x;
+
+    /// <summary>The last training pass's dropout mask (0 or 1/(1 − p) per input value); only with dropout.</summary>
+    internal float[] DropoutMask => _mask;
 
     /// <summary>W += s · B · A in fp32, folding the layer into its Linear's weight [out × in]; the bias is unchanged.</summary>
     public void MergeInto(float[] weight, float[]? bias) => AddScaledProduct(weight, Scaling);

@@ -242,9 +242,16 @@ public sealed class DecoderModel : IDisposable
             module => projections.TryGetValue(module, out var p) ? [p.Weight.Shape[0], p.Weight.Shape[1]] : null,
             name => tensors.TryGetValue(name, out var t) ? t.Shape : null,
             Directory);
+        // Every tuner may refuse the tuners already on its Linear, so all are attached before anything changes.
+        var tuners = adapter.CreateTuners(Backend);
+        foreach (var tuner in tuners)
+        {
+            var target = projections[tuner.ModulePath];
+            tuner.AttachTo(new BaseLinear(target.Weight, target.Bias, Backend), target.Tuners);
+        }
         if (adapter.CreateModelTuner() is { } modelTuner) AttachModelTuner(modelTuner, adapter.Directory);
         foreach (var (name, (_, data)) in adapter.ReplacedTensors) tensors[name].Replace(data);
-        foreach (var tuner in adapter.CreateTuners(Backend)) projections[tuner.ModulePath].Tuners.Add(tuner);
+        foreach (var tuner in tuners) projections[tuner.ModulePath].Tuners.Add(tuner);
         _adapters.Add(adapter);
     }
 

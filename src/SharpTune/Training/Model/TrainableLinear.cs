@@ -24,6 +24,16 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
     /// <summary>The last part of the module path (q_proj, down_proj, ...), what PEFT's target_modules name.</summary>
     public string ModuleName => ModulePath[(ModulePath.LastIndexOf('.') + 1)..];
 
+    /// <summary>The base weight and bias as tuners that depend on them read them (<see cref="ILinearTuner.AttachTo"/>).</summary>
+    public ILinearBase Base => new BaseLinear(Weight, Bias, backend);
+
+    /// <summary>Puts a tuner on this Linear after those already there, letting it see the base and refuse to follow them.</summary>
+    public void AddTuner(ILinearTuner tuner)
+    {
+        tuner.AttachTo(Base, Tuners);
+        Tuners.Add(tuner);
+    }
+
     public bool HasTrainable => Weight.IsTrainable || Bias?.IsTrainable == true || Tuners.Count > 0;
 
     public void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random)

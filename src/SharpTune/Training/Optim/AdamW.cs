@@ -15,6 +15,7 @@ public sealed class AdamW : IOptimizer
     public const string ExpAvgSqPrefix = "exp_avg_sq.";
 
     private readonly NamedState _state;
+    private readonly LearningRateGroups _groups;
 
     public string Name { get; }
     public string StateFormat => "adamw";
@@ -40,6 +41,7 @@ public sealed class AdamW : IOptimizer
         Parameters = parameters;
         Hyperparameters = hyperparameters;
         Paged = paged;
+        _groups = new LearningRateGroups(parameters);
         Name = paged ? OptimizerNames.PagedAdamW32Bit : OptimizerNames.AdamWTorch;
         // Slot 2i is parameter i's first moment, slot 2i + 1 its second.
         _state = new NamedState(parameters.SelectMany(p => new[]
@@ -63,11 +65,12 @@ public sealed class AdamW : IOptimizer
     public void Update(double lr)
     {
         Step++;
-        var step = new AdamWStep(Hyperparameters, lr, Step);
+        var steps = _groups.Steps(Hyperparameters, lr, Step);
         // The engine's pool, as every other parallel loop of a step: a second pool would spin on the same cores.
         GemmThreadPool.Shared.For(Parameters.Count, i =>
         {
             var p = Parameters[i];
+            var step = steps[_groups.GroupOf(i)];
             step.Apply(p.Data, p.Grad, ExpAvg(i), ExpAvgSq(i), step.DecayFor(p));
         });
     }

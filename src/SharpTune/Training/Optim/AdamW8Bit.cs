@@ -56,6 +56,7 @@ public sealed class AdamW8Bit : IOptimizer
     private readonly (bool Quantized, int FirstSlot)[] _layout;
     /// <summary>The parallel work: (parameter, first block, end block); an fp32 parameter is one item.</summary>
     private readonly (int Parameter, int FirstBlock, int EndBlock)[] _tasks;
+    private readonly LearningRateGroups _groups;
 
     public string Name { get; }
     public string StateFormat => "adamw_8bit";
@@ -104,6 +105,7 @@ public sealed class AdamW8Bit : IOptimizer
             for (int first = 0; first < blocks; first += BlocksPerTask) tasks.Add((i, first, Math.Min(blocks, first + BlocksPerTask)));
         }
         _tasks = tasks.ToArray();
+        _groups = new LearningRateGroups(parameters);
         _state = new NamedState(entries, paged);
     }
 
@@ -145,11 +147,12 @@ public sealed class AdamW8Bit : IOptimizer
     public void Update(double lr)
     {
         Step++;
-        var step = new AdamWStep(Hyperparameters, lr, Step);
+        var steps = _groups.Steps(Hyperparameters, lr, Step);
         GemmThreadPool.Shared.For(_tasks.Length, t =>
         {
             var (parameter, firstBlock, endBlock) = _tasks[t];
             var p = Parameters[parameter];
+            var step = steps[_groups.GroupOf(parameter)];
             var (quantized, slot) = _layout[parameter];
             if (quantized) UpdateBlocks(step, p, slot, firstBlock, endBlock);
             else step.Apply(p.Data, p.Grad, _state.Storage.Floats(slot), _state.Storage.Floats(slot + 1), step.DecayFor(p));
