@@ -42,8 +42,6 @@ public sealed class PreferenceStage<TExample> : ITrainingStage
     {
         var cfg = request.Config;
         string stage = cfg.Finetuning.Stage;
-        if (cfg.Training.DoPredict)
-            throw new ArgumentException($"do_predict: stage {stage} does not predict (LLaMA-Factory's run_{stage} has no prediction); predict with stage sft and the trained adapter");
         observer = new RunObservers(new ResultFiles(cfg.Training.OutputDir, observer), observer);
         void Note(string text) => observer.On(new RunNote(text));
         foreach (string note in cfg.Notes) Note($"note: {note}");
@@ -109,7 +107,7 @@ public static class PreferenceStages
         (cfg, tokenizer, template) => PreferenceDatasets.LoadPairwise(cfg.Data, tokenizer, template, "dpo", cfg.Training.Seed),
         (cfg, policy, reference, padId) => new PairwiseTrainingStep(
             new PairwiseStep(policy, reference, PairLoss(cfg.Finetuning), cfg.Finetuning.PrefFtx), new PairwiseBatches(padId)),
-        f => Training.Preference.PairLoss.Create(f.PrefLoss, f.PrefBeta, f.DpoLabelSmoothing, f.SimpoGamma).NeedsReference,
+        f => PairLoss(f).NeedsReference,
         "rewards/accuracies");
 
     /// <summary>kto: tagged answers against their KL batch; LLaMA-Factory plots rewards/chosen beside the losses.</summary>
@@ -121,11 +119,7 @@ public static class PreferenceStages
         _ => true,
         "rewards/chosen");
 
-    /// <summary>pref_loss with its settings; pref_bco_weight is refused (see docs/config.md).</summary>
-    private static PairLoss PairLoss(FinetuningArguments f)
-    {
-        if (f.PrefBcoWeight > 1e-6)
-            throw new NotSupportedException($"pref_bco_weight: {f.PrefBcoWeight} asks for LLaMA-Factory's BCO term, whose running reward baseline is not available; set pref_bco_weight: 0");
-        return Training.Preference.PairLoss.Create(f.PrefLoss, f.PrefBeta, f.DpoLabelSmoothing, f.SimpoGamma);
-    }
+    /// <summary>pref_loss with its settings (the config refuses pref_bco_weight).</summary>
+    private static PairLoss PairLoss(FinetuningArguments f) =>
+        Training.Preference.PairLoss.Create(f.PrefLoss, f.PrefBeta, f.DpoLabelSmoothing, f.SimpoGamma);
 }

@@ -159,14 +159,13 @@ public sealed class PreferenceTrainingTests(TinyModelFixture tiny) : IClassFixtu
     }
 
     [Theory]
-    [InlineData("dataset=identity", "stage dpo trains on preference pairs and needs a dataset registered with ranking: true")]
-    [InlineData("pref_bco_weight=0.5", "pref_bco_weight: 0.5 asks for LLaMA-Factory's BCO term")]
-    public void Refusals_name_what_is_wrong(string overrideValue, string message)
+    [InlineData(new[] { "dataset=identity", "dataset_dir=BUNDLED" }, "stage dpo trains on preference pairs and needs a dataset registered with ranking: true")]
+    [InlineData(new[] { "pref_bco_weight=0.5" }, "LLaMA-Factory's BCO term (its reward baseline a running mean over the steps, TRL's RunningMoments) is not available")]
+    [InlineData(new[] { "do_predict=true", "predict_with_generate=true", "eval_dataset=pairs" }, "predict_with_generate: applies to")]
+    public void Refusals_name_what_is_wrong(string[] overrides, string message)
     {
         string output = tiny.PathFor("dpo-refused-" + Guid.NewGuid().ToString("N"));
-        string config = DpoConfig("dpo-refused", output, ("dataset_dir", TinyModelFixture.BundledData));
-        if (overrideValue.StartsWith("pref_bco", StringComparison.Ordinal)) config = DpoConfig("dpo-refused", output);
-        var r = CliRunner.Run("train", config, overrideValue);
+        var r = CliRunner.Run(["train", DpoConfig("dpo-refused", output), .. overrides.Select(o => o.Replace("BUNDLED", TinyModelFixture.BundledData))]);
         Assert.NotEqual(0, r.ExitCode);
         Assert.Contains(message, r.Stderr);
         Assert.False(File.Exists(Path.Combine(output, "adapter_model.safetensors")));
