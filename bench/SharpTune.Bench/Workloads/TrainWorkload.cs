@@ -20,7 +20,8 @@ namespace SharpTune.Bench;
 /// --stage dpo makes each of the --batch rows a pair (a chosen and a rejected sequence of --seq tokens, the second half
 /// of each carrying loss) trained with pref_loss sigmoid against the reference its method gets (LoRA: the policy with
 /// its tuners disabled; full/freeze: a frozen copy), and reports pairs/s and the step's time against its ideal: one
-/// policy forward and backward over both sequences plus one reference forward, each timed alone.
+/// policy forward and backward over both sequences plus one reference forward, each timed alone (peak RSS is the
+/// program's closing line).
 /// </summary>
 public sealed class TrainWorkload : IWorkload
 {
@@ -175,7 +176,6 @@ public sealed class TrainWorkload : IWorkload
         context.Report("dpo_seconds_per_step", seconds, "s");
         context.Report("dpo_ideal_seconds_per_step", ideal, $"s (policy forward+backward {policySeconds:F3} + reference forward {referenceSeconds:F3} + clip/AdamW {optimizerSeconds:F3})");
         context.Report("dpo_step_over_ideal", seconds / ideal, "×");
-        context.Report("peak_rss", BenchContext.PeakRssMiB(), "MiB");
     }
 
     /// <summary>Seconds per step in each <see cref="StepSection"/>, averaged over --runs further steps.</summary>
