@@ -58,26 +58,45 @@ public sealed class FineTuningStage : ITrainingStage
 
         int padId = TokenizerConfig.PadTokenId(tokenizer, modelDir);
         var started = Stopwatch.StartNew();
-        using var model = TrainableModels.Create(modelDir, cfg.Finetuning, cfg.Training.GradientCheckpointing,
+        using var model = CreateModel(cfg, Note);
+
+        if (!cfg.Training.DoTrain) return Evaluate(cfg, new CrossEntropyStep<SupervisedExample>(model, new SupervisedBatches(padId)), data.Eval, observer);
+
+        var trainer = new SftTrainer(model, cfg.Training, data.Train, data.Eval.Count > 0 ? data.Eval : null, padId, observer);
+        return Train(cfg, model, trainer, data.Train.Count, started, estimatedPeak, cancellation, observer, []);
+    }
+
+    /// <summary>The trainable model of the config's method, with the notes on how its weights are held and what trains.</summary>
+    internal static ITrainableModel CreateModel(SftConfig cfg, Action<string> note)
+    {
+        var model = TrainableModels.Create(cfg.Model.ModelNameOrPath, cfg.Finetuning, cfg.Training.GradientCheckpointing,
             new SeededRandom((ulong)cfg.Training.Seed), cfg.Model.AdapterNameOrPath, cfg.Model.Quantization, cfg.Training.Bf16, cfg.Model.HubId);
-        if (cfg.Model.Quantization is { } quantization) Note($"base projections quantized on load: {quantization}");
+        if (cfg.Model.Quantization is { } quantization) note($"base projections quantized on load: {quantization}");
         if (cfg.Training.Bf16)
-            Note(Bf16ComputeMatrix.AvailableKernel is null
+            note(Bf16ComputeMatrix.AvailableKernel is null
                 ? $"note: bf16: {Bf16ComputeMatrix.Unavailable}; computing in fp32"
                 : "bf16: frozen bf16 weights are multiplied on oneDNN's bf16 GEMM (activations rounded to bf16, fp32 accumulation); float32 weights and everything trained stay fp32");
-        Note($"{cfg.Finetuning.MethodName}: {TrainableModels.Summary(model)}");
+        note($"{cfg.Finetuning.MethodName}: {TrainableModels.Summary(model)}");
         if (cfg.Finetuning.LoraplusLrRatio is { } loraplusRatio)
         {
             LoraPlus.AssignGroups(model.TrainableParameters, loraplusRatio, cfg.Finetuning.LoraplusLrEmbedding, cfg.Training.LearningRate);
-            Note($"LoRA+: lora_B and 1-D parameters at learning_rate × {loraplusRatio}");
+            note($"LoRA+: lora_B and 1-D parameters at learning_rate × {loraplusRatio}");
         }
+        return model;
+    }
 
-        string outputDir = cfg.Training.OutputDir;
-        if (!cfg.Training.DoTrain) return Evaluate(cfg, model, data.Eval, padId, observer);
-
-        var trainer = new SftTrainer(model, cfg.Training, data.Train, data.Eval.Count > 0 ? data.Eval : null, padId, observer);
+    /// <summary>
+    /// do_train with a trainer of any stage: output_dir's resume rule, the training, then what LLaMA-Factory leaves
+    /// beside the trained weights — the tokenizer files, PiSSA's converted adapter (of <paramref name="model"/>), the loss plots (loss, eval_loss and the stage's
+    /// <paramref name="plottedMetrics"/>) — and the final notes.
+    /// </summary>
+    internal static WorkflowResult Train<TExample>(SftConfig cfg, ITrainableModel model, Trainer<TExample> trainer, int trainExamples, Stopwatch started, long? estimatedPeak,
+        CancellationToken cancellation, IRunObserver observer, IReadOnlyList<string> plottedMetrics)
+    {
+        void Note(string text) => observer.On(new RunNote(text));
+        string modelDir = cfg.Model.ModelNameOrPath, outputDir = cfg.Training.OutputDir;
         ResumePolicy.ApplyToOutputDir(cfg.Training, Note);
-        observer.On(new RunStarted(new RunPlan("train", cfg.Finetuning.Stage, data.Train.Count, trainer.Plan)));
+        observer.On(new RunStarted(new RunPlan("train", cfg.Finetuning.Stage, trainExamples, trainer.Plan)));
         var result = trainer.Train(cancellation);
         if (result.Interrupted)
         {
@@ -107,6 +126,9 @@ public sealed class FineTuningStage : ITrainingStage
         {
             observer.On(new LossCurveReported("loss", Points(result.LossCurve.Training)));
             observer.On(new LossCurveReported("eval_loss", Points(result.LossCurve.Evaluation)));
+            foreach (string key in plottedMetrics)
+                observer.On(new LossCurveReported(key, result.LogHistory.Where(e => e.TryGetDouble(key) is not null)
+                    .Select(e => (e.Step, e.TryGetDouble(key)!.Value)).ToList()));
         }
         var metrics = result.Metrics.OrderBy(m => m.Key, StringComparer.Ordinal).Select(m => new KeyValuePair<string, object?>(m.Key, m.Value)).ToList();
         Note($"saved to {outputDir} in {started.Elapsed:hh\\:mm\\:ss}");
@@ -121,7 +143,7 @@ public sealed class FineTuningStage : ITrainingStage
     /// exceeds the available memory stops here with the estimate and the options that would fit, rather than with an
     /// OutOfMemoryException or the kernel's OOM killer hours later. Returns the estimated peak.
     /// </summary>
-    private static long PreflightMemory(SftConfig cfg, bool skip, IRunObserver observer)
+    internal static long PreflightMemory(SftConfig cfg, bool skip, IRunObserver observer)
     {
         var check = MemoryCheck.Run(cfg, SystemMemory.Read());
         if (check.Fits) return check.Estimate.TotalBytes;
@@ -135,13 +157,13 @@ public sealed class FineTuningStage : ITrainingStage
             $"the estimated peak memory {MemoryEstimator.FormatBytes(check.Estimate.TotalBytes)} exceeds the {MemoryEstimator.FormatBytes(check.Available!.Bytes)} available; apply one of the options above, or pass --skip-memory-check to train anyway");
     }
 
-    /// <summary>do_eval without do_train: one pass of <see cref="LossEvaluator"/>, eval_results.json in output_dir.</summary>
-    private static WorkflowResult Evaluate(SftConfig cfg, ITrainableModel model, IReadOnlyList<SupervisedExample> examples, int padId, IRunObserver observer)
+    /// <summary>do_eval without do_train: one pass of <see cref="LossEvaluator{TExample}"/> with the stage's step, eval_results.json in output_dir.</summary>
+    internal static WorkflowResult Evaluate<TExample>(SftConfig cfg, ITrainingStep<TExample> step, IReadOnlyList<TExample> examples, IRunObserver observer)
     {
         string outputDir = cfg.Training.OutputDir;
         observer.On(new RunNote($"evaluating {examples.Count} examples"));
         observer.On(new RunStarted(new RunPlan("eval", cfg.Finetuning.Stage, examples.Count, BatchSize: cfg.Training.PerDeviceEvalBatchSize)));
-        var evaluator = new LossEvaluator(model, examples, cfg.Training.PerDeviceEvalBatchSize, padId)
+        var evaluator = new LossEvaluator<TExample>(step, examples, cfg.Training.PerDeviceEvalBatchSize)
         {
             ExamplesDone = done => observer.On(new EvaluationProgressed(done, examples.Count)),
         };

@@ -150,9 +150,9 @@ public sealed class DoraTests : IDisposable
 
         var weight = Enumerable.Range(0, dora.OutFeatures * dora.InFeatures).Select(i => MathF.Cos(i) * 0.1f).ToArray();
         var copy = (float[])weight.Clone();
-        dora.MergeInto(weight);
+        dora.MergeInto(weight, null);
         Assert.NotEqual(copy, weight);
-        dora.UnmergeFrom(weight);
+        dora.UnmergeFrom(weight, null);
         TrainingFixtures.AssertClose("unmerged", copy, weight, 1e-6, 1e-5);
     }
 

@@ -119,7 +119,7 @@ public sealed class LoraInitializationTests : IDisposable
             var adapter = Product(b0, a0, layer.OutFeatures, layer.InFeatures, 8, layer.Lora.Scaling);
             // The residual W − s·B·A the run trains on, plus s·B·A, is W again.
             var merged = (float[])w.Clone();
-            layer.MergeInto(merged);
+            layer.MergeInto(merged, null);
             TrainingFixtures.AssertClose(layer.ModulePath, w, merged, 1e-5, 0);
             Assert.True(adapter.Max(Math.Abs) > 0.1, "the adapter must carry the principal part of W");
         }

@@ -540,12 +540,15 @@ public sealed class DecoderModel : IDisposable
     }
 
     /// <summary>The batch's SFT loss without dropout or gradients.</summary>
-    public LossResult Evaluate(TrainingBatch batch)
+    public LossResult Evaluate(TrainingBatch batch) => Evaluate(batch, new SupervisedCrossEntropy());
+
+    /// <summary>The objective's loss of a batch without dropout or gradients (an objective that needs the log-probs first observes them).</summary>
+    public LossResult Evaluate(TrainingBatch batch, ITrainingObjective objective)
     {
         batch = WithModelTunerPositions(batch);
         var b = Prepare(batch);
         Forward(batch, b, TunerPass.Evaluate, null);
-        return LabelLogProbsAndBackward(batch, b, new SupervisedCrossEntropy(), 0f, backward: false).Loss;
+        return LabelLogProbsAndBackward(batch, b, objective, 0f, backward: false).Loss;
     }
 
     /// <summary>
@@ -786,6 +789,44 @@ public sealed class DecoderModel : IDisposable
         int chunk = LossChunkRows(count, v);
         if (b.ChunkLogits.Length < (long)chunk * v)
             b.AllocateLossChunk(chunk, h, v);
+        if (objective.NeedsLogProbsFirst)
+        {
+            // With a frozen lm_head one pass does: a label row's dLogits, and so its dHidden, is linear in the token's
+            // upstream gradient, so the pass backpropagates a unit gradient and scales each row once the objective has
+            // seen every log-prob. A trained lm_head's weight gradient needs the true upstream: a second pass below.
+            bool scaleAfterwards = backward && !LmHead.IsTrainable;
+            var meanLogits = new double[count];
+            for (int start = 0; start < count; start += chunk)
+            {
+                int n = Math.Min(chunk, count - start);
+                for (int i = 0; i < n; i++)
+                    Array.Copy(b.FinalNormed, labels.Rows[start + i] * h, b.ChunkHidden, i * h, h);
+                LmHeadForward(b.ChunkHidden, n, b.ChunkLogits);
+                for (int i = 0; i < n; i++) meanLogits[start + i] = (double)System.Numerics.Tensors.TensorPrimitives.Sum(b.ChunkLogits.AsSpan(i * v, v)) / v;
+                Backend.LabelLogProbs(b.ChunkLogits, n, v, labels.Targets, start, logProbs, scaleAfterwards ? UnitGradient : null);
+                if (!scaleAfterwards) continue;
+                LmHeadBackward(b.ChunkHidden, b.ChunkLogits, n, b.ChunkDHidden);
+                for (int i = 0; i < n; i++)
+                    Array.Copy(b.ChunkDHidden, i * h, b.DResidual, labels.Rows[start + i] * h, h);
+            }
+            objective.Observe(logProbs, meanLogits);
+            if (scaleAfterwards)
+            {
+                for (int i = 0; i < count; i++)
+                {
+                    var row = b.DResidual.AsSpan(labels.Rows[i] * h, h);
+                    System.Numerics.Tensors.TensorPrimitives.Multiply(row, objective.Gradient(i, logProbs[i]), row);
+                }
+                lossScope.Dispose();
+                Backward(batch, b);
+                return (labels, logProbs, objective.Loss(logProbs));
+            }
+            if (!backward)
+            {
+                lossScope.Dispose();
+                return (labels, logProbs, objective.Loss(logProbs));
+            }
+        }
         for (int start = 0; start < count; start += chunk)
         {
             int n = Math.Min(chunk, count - start);
@@ -802,6 +843,9 @@ public sealed class DecoderModel : IDisposable
         if (backward) Backward(batch, b);
         return (labels, logProbs, objective.Loss(logProbs));
     }
+
+    /// <summary>An upstream gradient of 1 for every token: d(log p)/d(logits) itself.</summary>
+    private static readonly Func<int, double, float> UnitGradient = (_, _) => 1f;
 
     /// <summary>logits [n × vocab] = hidden [n × h] · lm_headᵀ.</summary>
     private void LmHeadForward(float[] hidden, int n, float[] logits)
