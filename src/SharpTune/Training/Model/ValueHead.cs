@@ -1,3 +1,4 @@
+using SharpTune.Engine;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
 
@@ -85,6 +86,43 @@ public sealed class ValueHead
         double sum = Bias.Data[0];
         for (int i = 0; i < w.Length; i++) sum += (double)w[i] * hiddenRow[i] * (mask is null ? 1 : mask[i]);
         return sum;
+    }
+
+    /// <summary>
+    /// Scores whole sequences (prompt and response ids) with <paramref name="model"/> as it stands (its adapters
+    /// applied): batches of <paramref name="batchSize"/> right-padded, one cached forward each at positions 0..T−1,
+    /// the value head at each sequence's last token. The reward of PPO and of <c>sharptune score</c>.
+    /// </summary>
+    public double[] ScoreSequences(DecoderModel model, IReadOnlyList<int[]> sequences, int batchSize, CancellationToken cancellation = default)
+    {
+        if (model.Config.HiddenSize != HiddenSize)
+            throw new ArgumentException($"the value head reads {HiddenSize} hidden values but the model's hidden_size is {model.Config.HiddenSize}");
+        if (batchSize <= 0) throw new ArgumentException($"the batch size must be positive, got {batchSize}");
+        var scores = new double[sequences.Count];
+        for (int start = 0; start < sequences.Count; start += batchSize)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            int b = Math.Min(batchSize, sequences.Count - start);
+            int t = 0;
+            for (int r = 0; r < b; r++)
+                t = Math.Max(t, sequences[start + r].Length > 0 ? sequences[start + r].Length : throw new ArgumentException($"sequence {start + r} is empty"));
+            var ids = new int[b * t];
+            var positions = new int[b * t];
+            var mask = new byte[b * t];
+            for (int r = 0; r < b; r++)
+                for (int i = 0; i < t; i++)
+                {
+                    positions[r * t + i] = i;
+                    if (i >= sequences[start + r].Length) continue;
+                    ids[r * t + i] = sequences[start + r][i];
+                    mask[r * t + i] = 1;
+                }
+            var hidden = new Tensor(b, t, HiddenSize);
+            model.Forward(ids, positions, mask, b, t, model.CreateCache(b, t), hidden);
+            for (int r = 0; r < b; r++)
+                scores[start + r] = Score(hidden.Data.AsSpan((r * t + sequences[start + r].Length - 1) * HiddenSize, HiddenSize));
+        }
+        return scores;
     }
 
     /// <summary>
