@@ -24,7 +24,7 @@ public static class CheckCommands
     public static Command Create() => new("check", "Conformance checks against reference implementations")
     {
         Forward(), Generate(), Tokenize(), Template(),
-        CheckGradCommand.Create(), CheckMergeCommand.Create(), CheckPreprocessCommand.Create(), CheckRewardModelCommand.Create(),
+        CheckGradCommand.Create(), CheckMergeCommand.Create(), CheckPreprocessCommand.Create(), CheckPrefCommand.Create(),
     };
 
     private static Command Forward()

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Text.Json;
 using SharpTune.Data;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
@@ -35,7 +34,8 @@ public static class CheckGradCommand
         {
             int stepCount = r.GetValue(steps);
             if (stepCount < 0) throw new ArgumentException($"--steps must not be negative, got {stepCount}");
-            var batch = ReadBatch(r.GetValue(input)!);
+            string inputPath = r.GetValue(input)!;
+            var batch = BatchFile.Read(inputPath, BatchFile.ReadRoot(inputPath));
             var decoder = DecoderModel.Load(r.GetValue(model)!, gradientCheckpointing: false);
             string? adapterDirectory = r.GetValue(adapter);
             using ITrainableModel trainable = adapterDirectory is null ? WeightsFineTuning.Full(decoder) : PeftAdapterFolders.ResumeTraining(decoder, adapterDirectory);
@@ -73,23 +73,5 @@ public static class CheckGradCommand
             tensors.Add(("param." + parameters[i].Name, shape, parameters[i].Data));
         }
         SafetensorsWriter.Write(outputPath, tensors);
-    }
-
-    private static TrainingBatch ReadBatch(string path)
-    {
-        using var doc = JsonDocument.Parse(File.ReadAllText(path));
-        int[][] Matrix(string key)
-        {
-            if (!doc.RootElement.TryGetProperty(key, out var e) || e.ValueKind != JsonValueKind.Array)
-                throw new InvalidDataException($"{path}: '{key}' must be a list of lists of integers");
-            return e.EnumerateArray().Select(row => row.EnumerateArray().Select(v => v.GetInt32()).ToArray()).ToArray();
-        }
-        int[][] ids = Matrix("input_ids"), mask = Matrix("attention_mask"), labels = Matrix("labels");
-        if (ids.Length == 0 || ids[0].Length == 0) throw new InvalidDataException($"{path}: input_ids is empty");
-        int t = ids[0].Length;
-        foreach (var (name, m) in new[] { ("input_ids", ids), ("attention_mask", mask), ("labels", labels) })
-            if (m.Length != ids.Length || m.Any(row => row.Length != t))
-                throw new InvalidDataException($"{path}: '{name}' must be {ids.Length} rows of {t} values, like input_ids");
-        return new TrainingBatch(ids.Length, t, ids.SelectMany(r => r).ToArray(), mask.SelectMany(r => r).ToArray(), labels.SelectMany(r => r).ToArray());
     }
 }

@@ -1,5 +1,6 @@
 using SharpTune.Data;
 using SharpTune.Model;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Training;
 
@@ -25,6 +26,12 @@ public interface ITrainableModel : IDisposable
 
     /// <summary>The loss of a batch without dropout or gradients.</summary>
     LossResult Evaluate(TrainingBatch batch);
+
+    /// <summary>
+    /// The decoder being trained, for objectives beyond the cross-entropy (the preference stages run their own
+    /// objectives and reference passes on it); null for a model that is not a <see cref="DecoderModel"/>.
+    /// </summary>
+    DecoderModel? Decoder => null;
 
     /// <summary>Writes the trained weights into a folder: adapter_config.json + adapter_model.safetensors, or model weights.</summary>
     void Save(string directory);

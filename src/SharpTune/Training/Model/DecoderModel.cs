@@ -455,11 +455,14 @@ public sealed class DecoderModel : IDisposable
     }
 
     /// <summary>The batch's SFT loss without dropout or gradients.</summary>
-    public LossResult Evaluate(TrainingBatch batch)
+    public LossResult Evaluate(TrainingBatch batch) => Evaluate(batch, new SupervisedCrossEntropy());
+
+    /// <summary>The objective's loss of a batch without dropout or gradients (an objective that needs the log-probs first observes them).</summary>
+    public LossResult Evaluate(TrainingBatch batch, ITrainingObjective objective)
     {
         var b = Prepare(batch);
         Forward(batch, b, TunerPass.Evaluate, null);
-        return LabelLogProbsAndBackward(batch, b, new SupervisedCrossEntropy(), 0f, backward: false).Loss;
+        return LabelLogProbsAndBackward(batch, b, objective, 0f, backward: false).Loss;
     }
 
     /// <summary>
@@ -648,6 +651,25 @@ public sealed class DecoderModel : IDisposable
         int chunk = LossChunkRows(count, v);
         if (b.ChunkLogits.Length < (long)chunk * v)
             b.AllocateLossChunk(chunk, h, v);
+        if (objective.NeedsLogProbsFirst)
+        {
+            var meanLogits = new double[count];
+            for (int start = 0; start < count; start += chunk)
+            {
+                int n = Math.Min(chunk, count - start);
+                for (int i = 0; i < n; i++)
+                    Array.Copy(b.FinalNormed, labels.Rows[start + i] * h, b.ChunkHidden, i * h, h);
+                LmHeadForward(b.ChunkHidden, n, b.ChunkLogits);
+                for (int i = 0; i < n; i++) meanLogits[start + i] = (double)System.Numerics.Tensors.TensorPrimitives.Sum(b.ChunkLogits.AsSpan(i * v, v)) / v;
+                Backend.LabelLogProbs(b.ChunkLogits, n, v, labels.Targets, start, logProbs, null);
+            }
+            objective.Observe(logProbs, meanLogits);
+            if (!backward)
+            {
+                lossScope.Dispose();
+                return (labels, logProbs, objective.Loss(logProbs));
+            }
+        }
         for (int start = 0; start < count; start += chunk)
         {
             int n = Math.Min(chunk, count - start);

@@ -1,0 +1,46 @@
+using SharpTune.Data;
+using SharpTune.Training.Model;
+
+namespace SharpTune.Training.Preference;
+
+/// <summary>
+/// The reference model ρ of a preference objective: log-prob sums per sequence, always without gradient and without
+/// dropout. Either the policy's own weights with every tuner disabled (a tuner such as LoRA without ref_model: no
+/// second copy) or a model of its own, loaded for evaluation only (ref_model, or the frozen starting weights of full
+/// and freeze tuning).
+/// </summary>
+public abstract class ReferenceModel : IDisposable
+{
+    /// <summary>ρ: the sum of the label tokens' log-probs of each row of the batch.</summary>
+    public abstract double[] LogProbSums(TrainingBatch batch);
+
+    /// <summary>Bytes the reference holds beyond the policy's (its own weights; nothing when it is the policy's).</summary>
+    public abstract long ExtraBytes { get; }
+
+    public virtual void Dispose() { }
+
+    /// <summary>The policy with its tuners disabled for the reference pass.</summary>
+    public static ReferenceModel TunersDisabled(DecoderModel policy) => new DisabledTuners(policy);
+
+    /// <summary>A model of its own, used for evaluation only; disposed with the reference.</summary>
+    public static ReferenceModel Separate(DecoderModel model) => new SeparateModel(model);
+
+    private sealed class DisabledTuners(DecoderModel policy) : ReferenceModel
+    {
+        public override long ExtraBytes => 0;
+
+        public override double[] LogProbSums(TrainingBatch batch)
+        {
+            using (policy.DisableTuners()) return policy.LogProbs(batch).SumPerSequence;
+        }
+    }
+
+    private sealed class SeparateModel(DecoderModel model) : ReferenceModel
+    {
+        public override long ExtraBytes => model.StorageBytes;
+
+        public override double[] LogProbSums(TrainingBatch batch) => model.LogProbs(batch).SumPerSequence;
+
+        public override void Dispose() => model.Dispose();
+    }
+}
