@@ -15,8 +15,7 @@ public static class DatasetConverter
     /// <exception cref="InvalidRecordException">The record cannot be used; the message names the field.</exception>
     public static AlignedExample Convert(DatasetEntry entry, JsonElement record)
     {
-        if (record.ValueKind != JsonValueKind.Object)
-            throw new InvalidRecordException($"a record must be a JSON object, got {JsonKinds.Describe(record)}");
+        RequireObject(record);
         return entry.Formatting == DatasetFormatting.Alpaca ? ConvertAlpaca(entry, record) : ConvertSharegpt(entry, record);
     }
 
@@ -29,8 +28,7 @@ public static class DatasetConverter
     /// <exception cref="InvalidRecordException">The record cannot be used; the message names the field.</exception>
     public static AlignedExample ConvertPlainText(DatasetEntry entry, JsonElement record)
     {
-        if (record.ValueKind != JsonValueKind.Object)
-            throw new InvalidRecordException($"a record must be a JSON object, got {JsonKinds.Describe(record)}");
+        RequireObject(record);
         if (entry.Formatting == DatasetFormatting.Sharegpt)
             return new AlignedExample([Convert(entry, record).Messages[0]], null, null);
         if (Value(record, entry.History) is { ValueKind: JsonValueKind.Array } history && history.GetArrayLength() > 0)
@@ -45,7 +43,91 @@ public static class DatasetConverter
         return new AlignedExample([new ChatMessage(ChatRole.User, text)], null, null);
     }
 
+    /// <summary>
+    /// A preference record (stages rm and dpo), as LLaMA-Factory's converters read a <c>ranking</c> dataset: the
+    /// prompt messages (alpaca: history and prompt/query; sharegpt: a conversation that ends with a user or
+    /// observation message) followed by the chosen answer, and the same followed by the rejected answer (alpaca:
+    /// strings; sharegpt: message objects with an assistant or function-call role).
+    /// </summary>
+    /// <exception cref="InvalidRecordException">The record cannot be used; the message names the field.</exception>
+    public static AlignedPair ConvertPairwise(DatasetEntry entry, JsonElement record)
+    {
+        RequireObject(record);
+        string chosenColumn = entry.Chosen!, rejectedColumn = entry.Rejected!;
+        if (entry.Formatting == DatasetFormatting.Alpaca)
+        {
+            var prompt = AlpacaPrompt(entry, record);
+            string chosenText = AnswerString(record, chosenColumn), rejectedText = AnswerString(record, rejectedColumn);
+            string? system = OptionalString(record, entry.System), tools = ToolsText(record, entry.Tools);
+            return new AlignedPair(
+                new AlignedExample([.. prompt, new ChatMessage(ChatRole.Assistant, chosenText)], system, tools),
+                new AlignedExample([.. prompt, new ChatMessage(ChatRole.Assistant, rejectedText)], system, tools));
+        }
+
+        var (messages, sharegptSystem, raw) = SharegptMessages(entry, record);
+        string column = entry.Messages!;
+        if (messages.Count == 0)
+            throw new InvalidRecordException(raw.Count == 0 ? $"'{column}' has no messages" : $"'{column}' has only a {entry.SystemTag} message");
+        if (messages.Count % 2 == 0)
+            throw new InvalidRecordException(
+                $"'{column}' ends with a {MessageText.Quote(raw[^1].Role)} message; in a preference record it ends with the prompt " +
+                $"({string.Join(" or ", PromptTags(entry))}) and the answers are '{chosenColumn}' and '{rejectedColumn}'");
+        var chosen = AnswerMessage(entry, record, chosenColumn);
+        var rejected = AnswerMessage(entry, record, rejectedColumn);
+        string? sharegptTools = ToolsText(record, entry.Tools);
+        return new AlignedPair(new AlignedExample([.. messages, chosen], sharegptSystem, sharegptTools),
+            new AlignedExample([.. messages, rejected], sharegptSystem, sharegptTools));
+    }
+
+    /// <summary>
+    /// A KTO record (stage kto): the record read as for supervised fine-tuning (<see cref="Convert"/>: it ends with
+    /// its one answer) and its boolean <c>kto_tag</c>, true when that answer is desirable.
+    /// </summary>
+    /// <exception cref="InvalidRecordException">The record cannot be used; the message names the field.</exception>
+    public static AlignedFeedback ConvertFeedback(DatasetEntry entry, JsonElement record)
+    {
+        var example = Convert(entry, record);
+        string column = entry.KtoTag!;
+        bool desirable = Value(record, column) switch
+        {
+            null => throw new InvalidRecordException($"'{column}' is missing (the KTO tag: true when the answer is desirable, false when it is not)"),
+            { ValueKind: JsonValueKind.True } => true,
+            { ValueKind: JsonValueKind.False } => false,
+            var value => throw new InvalidRecordException($"'{column}' (the KTO tag) must be true or false, got {JsonKinds.Describe(value.Value)}"),
+        };
+        return new AlignedFeedback(example, desirable);
+    }
+
+    /// <summary>
+    /// A prompt for stage ppo, which generates its own answers (LLaMA-Factory's unsupervised processor): the record as
+    /// <see cref="Convert"/> reads it, except that an alpaca record without a response column (or value) ends with an
+    /// empty answer, as LLaMA-Factory's converter leaves such a record without a response.
+    /// </summary>
+    /// <exception cref="InvalidRecordException">The record cannot be used; the message names the field.</exception>
+    public static AlignedExample ConvertPrompt(DatasetEntry entry, JsonElement record)
+    {
+        RequireObject(record);
+        if (entry.Formatting == DatasetFormatting.Sharegpt || Value(record, entry.Response) is not null)
+            return Convert(entry, record);
+        var prompt = AlpacaPrompt(entry, record);
+        return new AlignedExample([.. prompt, new ChatMessage(ChatRole.Assistant, "")], OptionalString(record, entry.System), ToolsText(record, entry.Tools));
+    }
+
+    private static void RequireObject(JsonElement record)
+    {
+        if (record.ValueKind != JsonValueKind.Object)
+            throw new InvalidRecordException($"a record must be a JSON object, got {JsonKinds.Describe(record)}");
+    }
+
     private static AlignedExample ConvertAlpaca(DatasetEntry entry, JsonElement record)
+    {
+        var messages = AlpacaPrompt(entry, record);
+        messages.Add(new ChatMessage(ChatRole.Assistant, AnswerString(record, entry.Response!)));
+        return new AlignedExample(messages, OptionalString(record, entry.System), ToolsText(record, entry.Tools));
+    }
+
+    /// <summary>An alpaca record's prompt messages: the history's turns, then the prompt and query columns joined by a newline.</summary>
+    private static List<ChatMessage> AlpacaPrompt(DatasetEntry entry, JsonElement record)
     {
         var messages = new List<ChatMessage>();
         if (Value(record, entry.History) is { } history)
@@ -67,22 +149,48 @@ public static class DatasetConverter
         var query = new[] { OptionalString(record, entry.Prompt), OptionalString(record, entry.Query) }
             .Where(text => !string.IsNullOrEmpty(text));
         messages.Add(new ChatMessage(ChatRole.User, string.Join("\n", query)));
+        return messages;
+    }
 
-        string column = entry.Response!;
-        string response = Value(record, column) switch
+    /// <summary>An alpaca answer column: a string that is not empty.</summary>
+    private static string AnswerString(JsonElement record, string column)
+    {
+        string answer = Value(record, column) switch
         {
             null => throw new InvalidRecordException($"'{column}' is missing"),
             { ValueKind: JsonValueKind.String } value => value.GetString()!,
             var value => throw new InvalidRecordException($"'{column}' must be a string, got {JsonKinds.Describe(value.Value)}"),
         };
-        if (response.Length == 0)
+        if (answer.Length == 0)
             throw new InvalidRecordException($"'{column}' is empty");
-        messages.Add(new ChatMessage(ChatRole.Assistant, response));
-
-        return new AlignedExample(messages, OptionalString(record, entry.System), ToolsText(record, entry.Tools));
+        return answer;
     }
 
     private static AlignedExample ConvertSharegpt(DatasetEntry entry, JsonElement record)
+    {
+        string column = entry.Messages!;
+        var (messages, system, raw) = SharegptMessages(entry, record);
+        if (messages.Count == 0)
+            throw new InvalidRecordException(raw.Count == 0 ? $"'{column}' has no messages" : $"'{column}' has only a {entry.SystemTag} message");
+        if (messages.Count % 2 != 0)
+            throw new InvalidRecordException(
+                $"'{column}' ends with a {MessageText.Quote(raw[^1].Role)} message; the last message must be the answer ({string.Join(" or ", AnswerTags(entry))})");
+        if (raw[^1].Content.Length == 0)
+            throw new InvalidRecordException($"'{column}'[{raw.Count - 1}] (the response) is empty");
+
+        return new AlignedExample(messages, system, ToolsText(record, entry.Tools));
+    }
+
+    private static string[] PromptTags(DatasetEntry entry) => new[] { entry.UserTag, entry.ObservationTag }.OfType<string>().ToArray();
+
+    private static string[] AnswerTags(DatasetEntry entry) => new[] { entry.AssistantTag, entry.FunctionTag }.OfType<string>().ToArray();
+
+    /// <summary>
+    /// A sharegpt record's messages after an optional leading system message (whose text becomes the system, else
+    /// the system column's), checked to alternate prompt and answer roles from a prompt on; the raw list is returned
+    /// too, for messages about its end.
+    /// </summary>
+    private static (List<ChatMessage> Messages, string? System, List<(string Role, string Content)> Raw) SharegptMessages(DatasetEntry entry, JsonElement record)
     {
         string column = entry.Messages!;
         var list = Value(record, column) ?? throw new InvalidRecordException($"'{column}' is missing");
@@ -91,7 +199,7 @@ public static class DatasetConverter
         var raw = new List<(string Role, string Content)>();
         int index = 0;
         foreach (var message in list.EnumerateArray())
-            raw.Add(ReadMessage(entry, column, index++, message));
+            raw.Add(ReadMessage(entry, $"'{column}'[{index++}]", message));
 
         int start = 0;
         string? system;
@@ -105,8 +213,8 @@ public static class DatasetConverter
             system = OptionalString(record, entry.System);
         }
 
-        string[] promptTags = new[] { entry.UserTag, entry.ObservationTag }.OfType<string>().ToArray();
-        string[] answerTags = new[] { entry.AssistantTag, entry.FunctionTag }.OfType<string>().ToArray();
+        string[] promptTags = PromptTags(entry);
+        string[] answerTags = AnswerTags(entry);
         var messages = new List<ChatMessage>();
         for (int i = start; i < raw.Count; i++)
         {
@@ -118,24 +226,31 @@ public static class DatasetConverter
                     $"(after an optional first {entry.SystemTag ?? "system"} message, messages alternate {string.Join("|", promptTags)} and {string.Join("|", answerTags)})");
             messages.Add(role == entry.UserTag ? new ChatMessage(ChatRole.User, content)
                 : role == entry.ObservationTag ? new ChatMessage(ChatRole.Tool, content)
-                : role == entry.AssistantTag ? new ChatMessage(ChatRole.Assistant, content)
-                : new ChatMessage(ChatRole.Assistant, "", FunctionCalls(content, $"'{column}'[{i}]")));
+                : AnswerChatMessage(entry, role, content, $"'{column}'[{i}]"));
         }
-
-        if (messages.Count == 0)
-            throw new InvalidRecordException(start == 0 ? $"'{column}' has no messages" : $"'{column}' has only a {entry.SystemTag} message");
-        if (messages.Count % 2 != 0)
-            throw new InvalidRecordException(
-                $"'{column}' ends with a {MessageText.Quote(raw[^1].Role)} message; the last message must be the answer ({string.Join(" or ", answerTags)})");
-        if (raw[^1].Content.Length == 0)
-            throw new InvalidRecordException($"'{column}'[{raw.Count - 1}] (the response) is empty");
-
-        return new AlignedExample(messages, system, ToolsText(record, entry.Tools));
+        return (messages, system, raw);
     }
 
-    private static (string Role, string Content) ReadMessage(DatasetEntry entry, string column, int index, JsonElement message)
+    /// <summary>An answer message of the sharegpt tags: an assistant message, or the function call a function-call message holds.</summary>
+    private static ChatMessage AnswerChatMessage(DatasetEntry entry, string role, string content, string where) =>
+        role == entry.AssistantTag ? new ChatMessage(ChatRole.Assistant, content) : new ChatMessage(ChatRole.Assistant, "", FunctionCalls(content, where));
+
+    /// <summary>A sharegpt preference record's chosen or rejected column: one answer message object, not empty.</summary>
+    private static ChatMessage AnswerMessage(DatasetEntry entry, JsonElement record, string column)
     {
-        string where = $"'{column}'[{index}]";
+        string where = $"'{column}'";
+        var message = Value(record, column) ?? throw new InvalidRecordException($"{where} is missing");
+        var (role, content) = ReadMessage(entry, where, message);
+        string[] answerTags = AnswerTags(entry);
+        if (!answerTags.Contains(role))
+            throw new InvalidRecordException($"{where} has role {MessageText.Quote(role)}; an answer has role {string.Join(" or ", answerTags)}");
+        if (content.Length == 0)
+            throw new InvalidRecordException($"{where} is empty");
+        return AnswerChatMessage(entry, role, content, where);
+    }
+
+    private static (string Role, string Content) ReadMessage(DatasetEntry entry, string where, JsonElement message)
+    {
         if (message.ValueKind != JsonValueKind.Object)
             throw new InvalidRecordException($"{where} must be an object, got {JsonKinds.Describe(message)}");
         string Field(string key) => Value(message, key) switch

@@ -23,7 +23,7 @@ public sealed class DatasetEntry
 
     /// <summary>datasets' split names (its <c>_split_re</c>): a plain name, no slicing such as <c>train[:10%]</c>.</summary>
     private static readonly System.Text.RegularExpressions.Regex SplitName = new(@"^\w+(\.\w+)*\z");
-    private static readonly string[] UnsupportedColumns = ["images", "videos", "audios", "chosen", "rejected", "kto_tag"];
+    private static readonly string[] MultimodalColumns = ["images", "videos", "audios"];
 
     public required string Name { get; init; }
 
@@ -57,6 +57,23 @@ public sealed class DatasetEntry
     public string? System { get; init; }
     public string? Tools { get; init; }
 
+    /// <summary>
+    /// LLaMA-Factory's <c>ranking</c>: a preference dataset, whose records hold a prompt and two answers, the
+    /// <see cref="Chosen"/> one and the <see cref="Rejected"/> one (stages rm and dpo read it, no other stage does).
+    /// </summary>
+    public bool Ranking { get; init; }
+    /// <summary>The chosen answer's column: a string (alpaca) or a message object (sharegpt); only with <see cref="Ranking"/>.</summary>
+    public string? Chosen { get; init; }
+    /// <summary>The rejected answer's column, as <see cref="Chosen"/>.</summary>
+    public string? Rejected { get; init; }
+    /// <summary>The column of KTO's boolean tag: true when the record's answer is desirable, false when it is not (stage kto).</summary>
+    public string? KtoTag { get; init; }
+
+    /// <summary>What the dataset holds, for messages: "a preference dataset (ranking: true)", "a KTO dataset (kto_tag column 'label')" or "a dataset of single answers".</summary>
+    public string Kind => Ranking ? "a preference dataset (ranking: true)"
+        : KtoTag is not null ? $"a KTO dataset (kto_tag column '{KtoTag}')"
+        : "a dataset of single answers (neither ranking: true nor a kto_tag column)";
+
     // Sharegpt tags: the keys of a message and the role values.
     public string? RoleTag { get; init; } = "from";
     public string? ContentTag { get; init; } = "value";
@@ -68,6 +85,28 @@ public sealed class DatasetEntry
 
     /// <summary>Where the entry was read, for messages: "dataset_info.json path: dataset 'name'".</summary>
     public string Where { get; init; } = "";
+
+    /// <summary>
+    /// Which datasets a stage reads, as LLaMA-Factory's loader and processors decide: rm and dpo read preference
+    /// datasets only (its loader refuses any other for the pairwise processor), every other stage refuses them; kto
+    /// needs the kto_tag column (its feedback processor drops every record without a tag); sft needs single answers
+    /// (its processor drops KTO records, which carry two answer slots).
+    /// </summary>
+    /// <exception cref="InvalidDataException">The stage cannot use this dataset; the message names both.</exception>
+    public void RequireUsableBy(string stage)
+    {
+        bool pairwise = stage is "rm" or "dpo";
+        if (pairwise && !Ranking)
+            throw new InvalidDataException($"{Where}: it is {Kind}; stage {stage} trains on preference pairs and needs a dataset registered with ranking: true and its chosen and rejected columns");
+        if (!pairwise && Ranking)
+            throw new InvalidDataException($"{Where}: it is {Kind}; {StageName(stage)} cannot use it (stages rm and dpo train on it)");
+        if (stage == "kto" && KtoTag is null)
+            throw new InvalidDataException($"{Where}: it is {Kind}; stage kto needs each record's desirability tag, so the entry's columns must name the kto_tag column");
+        if (stage == "sft" && KtoTag is not null)
+            throw new InvalidDataException($"{Where}: it is {Kind}; {StageName(stage)} cannot use it (stage kto trains on it)");
+    }
+
+    private static string StageName(string stage) => stage == "sft" ? "supervised fine-tuning" : $"stage {stage}";
 
     /// <summary>
     /// Supervised stages train on answers; an alpaca entry whose columns name no response column (a plain-text
@@ -87,7 +126,7 @@ public sealed class DatasetEntry
     /// remote source, so an entry with a <c>file_name</c> uses it even when it also names one of those (which
     /// LLaMA-Factory would download instead).
     /// </summary>
-    /// <exception cref="InvalidDataException">Malformed, or an entry SFT cannot use here (OpenMind/script/cloud data, preference, KTO or multimodal data).</exception>
+    /// <exception cref="InvalidDataException">Malformed, or an entry SharpTune cannot read (OpenMind/script/cloud data, multimodal data).</exception>
     public static DatasetEntry Parse(string name, JsonElement info, string source)
     {
         string where = $"{source}: dataset '{name}'";
@@ -121,8 +160,13 @@ public sealed class DatasetEntry
             throw new InvalidDataException($"{where}: the entry has no file_name");
         }
 
-        if (info.TryGetProperty("ranking", out var ranking) && ranking.ValueKind == JsonValueKind.True)
-            throw new InvalidDataException($"{where}: it is a preference dataset (ranking: true); supervised fine-tuning cannot use it");
+        bool isRanking = false;
+        if (info.TryGetProperty("ranking", out var ranking) && ranking.ValueKind != JsonValueKind.Null)
+        {
+            if (ranking.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+                throw new InvalidDataException($"{where}: ranking must be true or false, got {JsonKinds.Describe(ranking)}");
+            isRanking = ranking.ValueKind == JsonValueKind.True;
+        }
         string split = OptionalString(info, "split", where) ?? "train";
         if (hubSource is null && split != "train")
             throw new InvalidDataException($"{where}: split {MessageText.Quote(split)} does not exist in a local file (only 'train')");
@@ -149,11 +193,10 @@ public sealed class DatasetEntry
         if (columns is { } c)
         {
             string columnsWhere = where + ": columns";
-            foreach (string unsupported in UnsupportedColumns)
+            foreach (string unsupported in MultimodalColumns)
             {
                 if (OptionalString(c, unsupported, columnsWhere) is not null)
-                    throw new InvalidDataException(
-                        $"{where}: the '{unsupported}' column is for {(unsupported is "images" or "videos" or "audios" ? "multimodal" : "preference/KTO")} training, which SharpTune's supervised fine-tuning cannot use");
+                    throw new InvalidDataException($"{where}: the '{unsupported}' column is for multimodal training, which SharpTune cannot use");
             }
         }
         var tags = Group(info, "tags", where);
@@ -165,6 +208,7 @@ public sealed class DatasetEntry
             Prompt = Column("prompt", defaults.Prompt), Query = Column("query", defaults.Query), Response = Column("response", defaults.Response),
             History = Column("history", defaults.History), Messages = Column("messages", defaults.Messages),
             System = Column("system", defaults.System), Tools = Column("tools", defaults.Tools),
+            Ranking = isRanking, Chosen = Column("chosen", null), Rejected = Column("rejected", null), KtoTag = Column("kto_tag", null),
             RoleTag = Tag("role_tag", defaults.RoleTag), ContentTag = Tag("content_tag", defaults.ContentTag),
             UserTag = Tag("user_tag", defaults.UserTag), AssistantTag = Tag("assistant_tag", defaults.AssistantTag),
             ObservationTag = Tag("observation_tag", defaults.ObservationTag), FunctionTag = Tag("function_tag", defaults.FunctionTag),
@@ -172,6 +216,10 @@ public sealed class DatasetEntry
             Where = where,
         };
 
+        if (entry.Ranking && (entry.Chosen is null || entry.Rejected is null))
+            throw new InvalidDataException($"{where}: a preference dataset (ranking: true) must name its 'chosen' and 'rejected' columns in columns");
+        if (entry.Ranking && entry.KtoTag is not null)
+            throw new InvalidDataException($"{where}: a preference dataset (ranking: true) has no kto_tag column; KTO data is a dataset of single answers with a kto_tag column");
         if (entry.Formatting == DatasetFormatting.Sharegpt)
         {
             if (entry.Messages is null)

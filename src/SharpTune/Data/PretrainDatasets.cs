@@ -54,6 +54,9 @@ public static class PretrainDatasets
     private static List<string> LoadTexts(DatasetRegistry registry, List<string> names, string split, DataArguments args, int seed, DataReport report) =>
         SupervisedDatasets.LoadAll(registry, names, split, PlainTextRecords, aligned => aligned.Messages[0].Content, args, seed, report);
 
-    private static Func<JsonElement, AlignedExample> PlainTextRecords(DatasetEntry entry) =>
-        record => DatasetConverter.ConvertPlainText(entry, record);
+    private static Func<JsonElement, AlignedExample> PlainTextRecords(DatasetEntry entry)
+    {
+        entry.RequireUsableBy("pt");
+        return record => DatasetConverter.ConvertPlainText(entry, record);
+    }
 }

@@ -5,8 +5,12 @@ using SharpTune.Tokenization;
 
 namespace SharpTune.Data;
 
-/// <summary>The trainer's data: tokenized train and eval examples and the report of how they were made.</summary>
-public sealed record PreparedData(IReadOnlyList<SupervisedExample> Train, IReadOnlyList<SupervisedExample> Eval, DataReport Report);
+/// <summary>A stage's data: tokenized train and eval examples and the report of how they were made.</summary>
+public record PreparedData<T>(IReadOnlyList<T> Train, IReadOnlyList<T> Eval, DataReport Report);
+
+/// <summary>The data of stages sft and pt.</summary>
+public sealed record PreparedData(IReadOnlyList<SupervisedExample> Train, IReadOnlyList<SupervisedExample> Eval, DataReport Report)
+    : PreparedData<SupervisedExample>(Train, Eval, Report);
 
 /// <summary>
 /// Dataset preparation for supervised fine-tuning, in LLaMA-Factory's order: each registered dataset is read
@@ -26,6 +30,22 @@ public static class SupervisedDatasets
     /// </exception>
     public static PreparedData Load(DataArguments args, Tokenizer tokenizer, ChatTemplate template, int seed)
     {
+        var processor = SupervisedProcessor.ForData(tokenizer, template, args);
+        Func<List<SupervisedExample>, List<SupervisedExample>> assemble = args.Packing ? examples => SequencePacker.Pack(examples, args.CutoffLen) : examples => examples;
+        var (train, eval, report) = Prepare(args, SupervisedRecords, processor.Encode, assemble, seed);
+        report.Packed = args.Packing;
+        return new PreparedData(train, eval, report);
+    }
+
+    /// <summary>
+    /// The steps of every stage's data, in LLaMA-Factory's order: the named train and eval datasets are read and each
+    /// record converted (<paramref name="converterFor"/> gives an entry's converter, and may refuse the entry) and
+    /// encoded; each split's examples, concatenated in the order given, become the split's examples by
+    /// <paramref name="assemble"/> (packing, KTO's KL pairs); then <c>val_size</c> splits off an eval set.
+    /// </summary>
+    internal static PreparedData<T> Prepare<TRecord, TEncoded, T>(DataArguments args, Func<DatasetEntry, Func<JsonElement, TRecord>> converterFor,
+        Func<TRecord, TEncoded> encode, Func<List<TEncoded>, List<T>> assemble, int seed) where TRecord : class where TEncoded : class
+    {
         var trainNames = SplitNames(args.Dataset);
         var evalNames = SplitNames(args.EvalDataset);
         if (trainNames.Count == 0 && evalNames.Count == 0)
@@ -35,26 +55,18 @@ public static class SupervisedDatasets
         if (args.MaxSamples is <= 0)
             throw new ArgumentException($"max_samples must be positive, got {args.MaxSamples}");
 
-        var processor = SupervisedProcessor.ForData(tokenizer, template, args);
         var registry = DatasetRegistry.Load(args.DatasetDir, args.ConfineDatasetFilesTo);
         var report = new DataReport();
-        var train = LoadAll(registry, trainNames, "train", SupervisedRecords, processor.Encode, args, seed, report);
-        var eval = LoadAll(registry, evalNames, "eval", SupervisedRecords, processor.Encode, args, seed, report);
+        var train = assemble(LoadAll(registry, trainNames, "train", converterFor, encode, args, seed, report));
+        var eval = assemble(LoadAll(registry, evalNames, "eval", converterFor, encode, args, seed, report));
         if (trainNames.Count > 0 && train.Count == 0)
             throw new InvalidDataException($"dataset {string.Join(", ", trainNames)}: no usable examples (all {report.SkippedRecords} records were malformed)");
-
-        if (args.Packing)
-        {
-            train = SequencePacker.Pack(train, args.CutoffLen);
-            eval = SequencePacker.Pack(eval, args.CutoffLen);
-            report.Packed = true;
-        }
         if (args.ValSize > 1e-6)
             (train, eval) = SplitOff(train, args.ValSize, seed);
 
         report.TrainExamples = train.Count;
         report.EvalExamples = eval.Count;
-        return new PreparedData(train, eval, report);
+        return new PreparedData<T>(train, eval, report);
     }
 
     /// <summary>
@@ -85,7 +97,7 @@ public static class SupervisedDatasets
     /// ones of a seeded permutation and the training examples the rest, in permutation order. The permutation comes
     /// from <see cref="SeededRandom"/>, not numpy, so the same seed picks other examples than LLaMA-Factory would.
     /// </summary>
-    public static (List<SupervisedExample> Train, List<SupervisedExample> Eval) SplitOff(IReadOnlyList<SupervisedExample> examples, double valSize, int seed)
+    public static (List<T> Train, List<T> Eval) SplitOff<T>(IReadOnlyList<T> examples, double valSize, int seed)
     {
         int n = examples.Count;
         int evalCount = valSize < 1 ? (int)Math.Ceiling(valSize * n) : (int)valSize;
@@ -102,6 +114,7 @@ public static class SupervisedDatasets
     /// <summary>The record converter of the supervised stages, for an entry that has answers.</summary>
     private static Func<JsonElement, AlignedExample> SupervisedRecords(DatasetEntry entry)
     {
+        entry.RequireUsableBy("sft");
         entry.RequireAnswers();
         return record => DatasetConverter.Convert(entry, record);
     }
@@ -110,9 +123,9 @@ public static class SupervisedDatasets
     /// The named datasets, concatenated in order: each entry's records converted by the converter
     /// <paramref name="converterFor"/> gives for that entry (which may refuse the entry), then encoded.
     /// </summary>
-    internal static List<T> LoadAll<T>(DatasetRegistry registry, List<string> names, string split,
-        Func<DatasetEntry, Func<JsonElement, AlignedExample>> converterFor, Func<AlignedExample, T> encode,
-        DataArguments args, int seed, DataReport report) where T : class
+    internal static List<T> LoadAll<TRecord, T>(DatasetRegistry registry, List<string> names, string split,
+        Func<DatasetEntry, Func<JsonElement, TRecord>> converterFor, Func<TRecord, T> encode,
+        DataArguments args, int seed, DataReport report) where TRecord : class where T : class
     {
         var all = new List<T>();
         foreach (string name in names)
@@ -124,29 +137,29 @@ public static class SupervisedDatasets
     }
 
     /// <summary>One record on its way to an example: converted, or the reason it cannot be.</summary>
-    private sealed class Item<T>(string location) where T : class
+    private sealed class Item<TRecord, T>(string location) where TRecord : class where T : class
     {
         public string Location { get; } = location;
-        public AlignedExample? Aligned { get; set; }
+        public TRecord? Aligned { get; set; }
         public T? Example { get; set; }
         public string? Problem { get; set; }
     }
 
-    private static List<T> LoadOne<T>(DatasetRegistry registry, DatasetEntry entry, string split,
-        Func<JsonElement, AlignedExample> convert, Func<AlignedExample, T> encode, DataArguments args, int seed, DataReport report) where T : class
+    private static List<T> LoadOne<TRecord, T>(DatasetRegistry registry, DatasetEntry entry, string split,
+        Func<JsonElement, TRecord> convert, Func<TRecord, T> encode, DataArguments args, int seed, DataReport report) where TRecord : class where T : class
     {
         // max_samples keeps the first N records, so without num_samples the rest need not be converted at all.
         int limit = entry.NumSamples is null && args.MaxSamples is int max ? max : int.MaxValue;
         // Strict mode stops reading at the first record that cannot be converted; the records before it are still
         // encoded below, since one of them may fail to encode and is then the first bad record.
         bool strict = !args.SkipInvalidRecords && entry.NumSamples is null;
-        var items = new List<Item<T>>();
+        var items = new List<Item<TRecord, T>>();
         foreach (var (path, display) in DatasetFiles.Resolve(registry, entry))
         {
             foreach (var raw in DatasetFiles.Read(path, display))
             {
                 if (items.Count >= limit) break;
-                var item = new Item<T>(raw.Location) { Problem = raw.Problem };
+                var item = new Item<TRecord, T>(raw.Location) { Problem = raw.Problem };
                 try
                 {
                     if (raw.Problem is null)
@@ -195,7 +208,7 @@ public static class SupervisedDatasets
     /// LLaMA-Factory's <c>num_samples</c>: a random selection without repeats, topped up with random repeats when
     /// more samples are asked for than there are records (seeded here rather than by numpy's global generator).
     /// </summary>
-    private static List<Item<T>> DrawSamples<T>(List<Item<T>> items, int count, int seed) where T : class
+    private static List<TItem> DrawSamples<TItem>(List<TItem> items, int count, int seed)
     {
         var random = new SeededRandom(unchecked((ulong)seed));
         var order = Enumerable.Range(0, items.Count).ToArray();

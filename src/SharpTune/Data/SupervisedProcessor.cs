@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
 using SharpTune.Hparams;
 using SharpTune.Templates;
 using SharpTune.Tokenization;
@@ -114,12 +115,94 @@ public sealed class SupervisedProcessor
     }
 
     /// <summary>
-    /// LLaMA-Factory's <c>UnsupervisedDatasetProcessor</c>, which prepares prediction runs: the prompt is every
-    /// message before the last answer (<c>encode_oneturn</c>), the label is that answer (plus the eos with
-    /// <c>efficient_eos</c>), both cut to <c>cutoff_len</c> together by <see cref="InferSeqLen"/>.
+    /// LLaMA-Factory's <c>UnsupervisedDatasetProcessor</c>, which prepares prediction runs and the prompts of stage ppo:
+    /// the prompt is every message before the last answer (<c>encode_oneturn</c>), the label is that answer (plus the
+    /// eos with <c>efficient_eos</c>), both cut to <c>cutoff_len</c> together by <see cref="InferSeqLen"/>.
     /// </summary>
     /// <exception cref="InvalidRecordException">The template cannot encode the example.</exception>
     public GenerationExample EncodeForGeneration(AlignedExample example)
+    {
+        var (prompt, label) = EncodeOneTurn(example);
+        var (sourceLen, targetLen) = InferSeqLen(prompt.Count, label.Length, cutoffLen);
+        return new GenerationExample(prompt.GetRange(0, sourceLen).ToArray(), label[..targetLen]) { Question = example.Messages[^2].Content };
+    }
+
+    /// <summary>
+    /// LLaMA-Factory's <c>PairwiseDatasetProcessor</c> (stages rm and dpo): the prompt and each answer by
+    /// <c>encode_oneturn</c> (each answer followed by the eos with <c>efficient_eos</c>); <see cref="InferSeqLen"/>
+    /// on the prompt and the longer answer gives one prompt length and one answer length, and both answers are cut to
+    /// it. Prompt labels are -100; <c>train_on_prompt</c> and <c>mask_history</c> do not apply (sft only).
+    /// </summary>
+    /// <exception cref="InvalidRecordException">The template cannot encode the pair.</exception>
+    public PairwiseExample EncodePair(AlignedPair pair)
+    {
+        var (prompt, chosen) = EncodeOneTurn(pair.Chosen);
+        var (_, rejected) = EncodeOneTurn(pair.Rejected);
+        var (sourceLen, targetLen) = InferSeqLen(prompt.Count, Math.Max(chosen.Length, rejected.Length), cutoffLen);
+        var promptIds = CollectionsMarshal.AsSpan(prompt)[..sourceLen];
+        return new PairwiseExample(
+            PromptAndAnswer(promptIds, chosen.AsSpan(0, Math.Min(targetLen, chosen.Length))),
+            PromptAndAnswer(promptIds, rejected.AsSpan(0, Math.Min(targetLen, rejected.Length))));
+    }
+
+    /// <summary>
+    /// The first half of LLaMA-Factory's <c>FeedbackDatasetProcessor</c> (stage kto): the prompt and answer ids by
+    /// <c>encode_oneturn</c>, uncut, since the KL examples pair prompts with other records' answers
+    /// (<see cref="KtoExamples"/>).
+    /// </summary>
+    /// <exception cref="InvalidRecordException">The template cannot encode the example.</exception>
+    public FeedbackIds EncodeFeedback(AlignedFeedback feedback)
+    {
+        var (prompt, answer) = EncodeOneTurn(feedback.Example);
+        return new FeedbackIds(prompt.ToArray(), answer, feedback.Desirable);
+    }
+
+    /// <summary>
+    /// The rest of LLaMA-Factory's <c>FeedbackDatasetProcessor</c>, over the records in dataset order in groups of
+    /// <paramref name="batchSize"/> (its <c>preprocessing_batch_size</c> map batches): record i's KL example is its
+    /// prompt followed by the answer of record i − 1 of the same group, the group's first record taking the group's
+    /// last answer. Each example and each KL example is cut to <c>cutoff_len</c> by <see cref="InferSeqLen"/> on its own.
+    /// </summary>
+    public List<KtoExample> KtoExamples(IReadOnlyList<FeedbackIds> records, int batchSize)
+    {
+        if (batchSize <= 0) throw new ArgumentException($"preprocessing_batch_size must be positive, got {batchSize}");
+        var examples = new List<KtoExample>(records.Count);
+        for (int start = 0; start < records.Count; start += batchSize)
+        {
+            int end = Math.Min(start + batchSize, records.Count);
+            for (int i = start; i < end; i++)
+            {
+                var record = records[i];
+                var previous = records[i == start ? end - 1 : i - 1];
+                examples.Add(new KtoExample(Cut(record.PromptIds, record.AnswerIds), Cut(record.PromptIds, previous.AnswerIds), record.Desirable));
+            }
+        }
+        return examples;
+    }
+
+    private SupervisedExample Cut(int[] prompt, int[] answer)
+    {
+        var (sourceLen, targetLen) = InferSeqLen(prompt.Length, answer.Length, cutoffLen);
+        return PromptAndAnswer(prompt.AsSpan(0, sourceLen), answer.AsSpan(0, targetLen));
+    }
+
+    /// <summary>An example of prompt ids (labels -100) followed by answer ids (labels the ids).</summary>
+    private static SupervisedExample PromptAndAnswer(ReadOnlySpan<int> prompt, ReadOnlySpan<int> answer)
+    {
+        int[] ids = [.. prompt, .. answer];
+        var labels = new int[ids.Length];
+        labels.AsSpan(0, prompt.Length).Fill(SupervisedCollator.IgnoreIndex);
+        answer.CopyTo(labels.AsSpan(prompt.Length));
+        var mask = new int[ids.Length];
+        Array.Fill(mask, 1);
+        return new SupervisedExample(ids, mask, labels);
+    }
+
+    /// <summary>
+    /// LLaMA-Factory's <c>encode_oneturn</c>: the prompt is every message before the last answer, the answer is the
+    /// last one's ids, followed by the eos with <c>efficient_eos</c> (as every processor that uses it appends).
+    /// </summary>
+    private (List<int> Prompt, int[] Answer) EncodeOneTurn(AlignedExample example)
     {
         var pairs = EncodePairs(example);
         var prompt = new List<int>();
@@ -128,9 +211,8 @@ public sealed class SupervisedProcessor
             prompt.AddRange(pairs[turn].Source);
             if (turn < pairs.Count - 1) prompt.AddRange(pairs[turn].Target);
         }
-        int[] label = template.EfficientEos ? [.. pairs[^1].Target, eosTokenId] : pairs[^1].Target;
-        var (sourceLen, targetLen) = InferSeqLen(prompt.Count, label.Length, cutoffLen);
-        return new GenerationExample(prompt.GetRange(0, sourceLen).ToArray(), label[..targetLen]) { Question = example.Messages[^2].Content };
+        int[] answer = template.EfficientEos ? [.. pairs[^1].Target, eosTokenId] : pairs[^1].Target;
+        return (prompt, answer);
     }
 
     /// <summary>Each turn's (prompt, answer) texts tokenized separately; the first prompt starts with the head's ids.</summary>

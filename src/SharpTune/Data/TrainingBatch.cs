@@ -25,6 +25,12 @@ public sealed class TrainingBatch
         Labels = labels;
     }
 
+    /// <summary>
+    /// Stage kto's other inputs (LLaMA-Factory's <c>KTODataCollatorWithPadding</c>): the KL batch and each row's tag;
+    /// null for every other stage.
+    /// </summary>
+    public KtoInputs? Kto { get; init; }
+
     /// <summary>Real (unpadded) tokens in the batch, what tokens/s counts.</summary>
     public int RealTokens
     {
@@ -36,3 +42,9 @@ public sealed class TrainingBatch
         }
     }
 }
+
+/// <summary>
+/// The KL batch of a KTO batch (row r is row r's prompt followed by another record's answer, padded on its own as
+/// LLaMA-Factory pads it) and the tags of the batch's rows (true: the answer is desirable).
+/// </summary>
+public sealed record KtoInputs(TrainingBatch KlBatch, bool[] Desirable);

@@ -55,33 +55,42 @@ internal static class ConfigKeys
     private const string HubDownloadReason = "SharpTune downloads into the Hugging Face cache of HF_HUB_CACHE or HF_HOME with the token of HF_TOKEN or the token file, as huggingface_hub does";
     private const string ModelScopeTokenReason = "with USE_MODELSCOPE_HUB=1 SharpTune downloads into the ModelScope cache of MODELSCOPE_CACHE with the token of MODELSCOPE_API_TOKEN";
     private const string OtherHubReason = "SharpTune downloads from the Hugging Face Hub and ModelScope only (Modelers is not available)";
-    private const string PreferenceReason = "it only applies to preference alignment (stages rm, ppo, dpo, kto), which is not available yet (planned: preference alignment)";
     private const string OneProcessReason = "SharpTune trains in one CPU process, where there is nothing to distribute";
     private const string MegatronReason = "it only applies to the Megatron training backends (USE_MCA, USE_MEGATRON_BRIDGE), which split a model across GPUs; " + OneProcessReason;
     private const string NoTorchReason = "SharpTune has no PyTorch";
-
-    /// <summary>The LLaMA-Factory stages SharpTune does not run yet, and the planned feature that brings each.</summary>
-    private static readonly Dictionary<string, string> PlannedStages = new()
-    {
-        ["rm"] = "preference alignment",
-        ["ppo"] = "preference alignment",
-        ["dpo"] = "preference alignment",
-        ["kto"] = "preference alignment",
-    };
 
     private static string PeftReason(string method) => $"{method} is not available yet (planned: the PEFT family)";
 
     /// <summary>A reason for the settings of a feature that is off unless <paramref name="switchKey"/> turns it on.</summary>
     private static string OnlyWith(string switchKey, string feature) => $"it only applies with {switchKey}: {feature}";
 
-    /// <summary>RLHFArguments: the settings of LLaMA-Factory's rm, ppo, dpo and kto stages.</summary>
-    private static readonly string[] PreferenceKeys =
-    [
-        "pref_beta", "pref_ftx", "pref_bco_weight", "pref_loss", "dpo_label_smoothing", "kto_chosen_weight", "kto_rejected_weight",
-        "simpo_gamma", "ppo_buffer_size", "ppo_epochs", "ppo_score_norm", "ppo_target", "ppo_whiten_rewards", "ref_model",
-        "ref_model_adapters", "ref_model_quantization_bit", "reward_model", "reward_model_adapters", "reward_model_quantization_bit",
-        "reward_model_type", "ld_alpha",
-    ];
+    /// <summary>
+    /// RLHFArguments, the settings of LLaMA-Factory's alignment stages, and the stages whose trainers read each; a
+    /// config of another stage that sets one gets a note that it has no effect there.
+    /// </summary>
+    internal static readonly IReadOnlyDictionary<string, string[]> AlignmentKeyStages = new Dictionary<string, string[]>
+    {
+        ["pref_beta"] = ["dpo", "kto"],
+        ["pref_ftx"] = ["dpo", "kto"],
+        ["pref_bco_weight"] = ["dpo"],
+        ["pref_loss"] = ["dpo"],
+        ["dpo_label_smoothing"] = ["dpo"],
+        ["simpo_gamma"] = ["dpo"],
+        ["kto_chosen_weight"] = ["kto"],
+        ["kto_rejected_weight"] = ["kto"],
+        ["ref_model"] = ["dpo", "kto", "ppo"],
+        ["ref_model_adapters"] = ["dpo", "kto", "ppo"],
+        ["ref_model_quantization_bit"] = ["dpo", "kto", "ppo"],
+        ["reward_model"] = ["ppo"],
+        ["reward_model_adapters"] = ["ppo"],
+        ["reward_model_quantization_bit"] = ["ppo"],
+        ["reward_model_type"] = ["ppo"],
+        ["ppo_buffer_size"] = ["ppo"],
+        ["ppo_epochs"] = ["ppo"],
+        ["ppo_score_norm"] = ["ppo"],
+        ["ppo_target"] = ["ppo"],
+        ["ppo_whiten_rewards"] = ["ppo"],
+    };
 
     /// <summary>MegatronBridgeArguments (read by LLaMA-Factory when USE_MEGATRON_BRIDGE=1).</summary>
     private static readonly string[] MegatronBridgeKeys =
@@ -139,13 +148,37 @@ internal static class ConfigKeys
         Supported("freeze_extra_modules", (c, v) => c.Finetuning.FreezeExtraModules = v.Names()),
         Supported("plot_loss", (c, v) => c.Finetuning.PlotLoss = v.Bool()),
 
+        // alignment stages (RLHFArguments)
+        Supported("pref_beta", (c, v) => c.Finetuning.PrefBeta = Positive(v)),
+        Supported("pref_ftx", (c, v) => c.Finetuning.PrefFtx = v.Double(min: 0)),
+        Supported("pref_bco_weight", (c, v) => c.Finetuning.PrefBcoWeight = v.Double(min: 0)),
+        Supported("pref_loss", (c, v) => c.Finetuning.PrefLoss = v.Choice(FinetuningArguments.PrefLosses, ["kto_pair"])),
+        Supported("dpo_label_smoothing", (c, v) => c.Finetuning.DpoLabelSmoothing = v.Double(min: 0, max: 0.5)),
+        Supported("simpo_gamma", (c, v) => c.Finetuning.SimpoGamma = v.Double()),
+        Supported("kto_chosen_weight", (c, v) => c.Finetuning.KtoChosenWeight = v.Double(min: 0)),
+        Supported("kto_rejected_weight", (c, v) => c.Finetuning.KtoRejectedWeight = v.Double(min: 0)),
+        Supported("ref_model", (c, v) => c.Finetuning.RefModel = v.NullableText()),
+        Supported("ref_model_adapters", (c, v) => c.Finetuning.RefModelAdapters = v.Names()),
+        Supported("ref_model_quantization_bit", (c, v) => c.Finetuning.RefModelQuantizationBit = QuantizationBit(v)),
+        Supported("reward_model", (c, v) => c.Finetuning.RewardModel = v.NullableText()),
+        Supported("reward_model_adapters", (c, v) => c.Finetuning.RewardModelAdapters = v.Names()),
+        Supported("reward_model_quantization_bit", (c, v) => c.Finetuning.RewardModelQuantizationBit = QuantizationBit(v)),
+        Supported("reward_model_type", (c, v) => c.Finetuning.RewardModelType = v.Choice(["lora", "full", "api"], [])),
+        Supported("ppo_buffer_size", (c, v) => c.Finetuning.PpoBufferSize = v.Int(min: 1)),
+        Supported("ppo_epochs", (c, v) => c.Finetuning.PpoEpochs = v.Int(min: 1)),
+        Supported("ppo_score_norm", (c, v) => c.Finetuning.PpoScoreNorm = v.Bool()),
+        Supported("ppo_target", (c, v) => c.Finetuning.PpoTarget = v.Double(min: 0)),
+        Supported("ppo_whiten_rewards", (c, v) => c.Finetuning.PpoWhitenRewards = v.Bool()),
+        Unsupported("ld_alpha", "LD-DPO (the weighting of verbose answer tokens) is not available", v => v.IsNull),
+
         // generation (prediction runs and serving)
         Supported("do_sample", (c, v) => c.Generating.DoSample = v.Bool()),
         Supported("temperature", (c, v) => c.Generating.Temperature = v.Double(min: 0)),
         Supported("top_p", (c, v) => c.Generating.TopP = TopP(v)),
         Supported("top_k", (c, v) => c.Generating.TopK = v.Int(min: 0)),
         Supported("max_new_tokens", (c, v) => c.Generating.MaxNewTokens = v.Int(min: 1)),
-        Supported("repetition_penalty", (c, v) => c.Generating.RepetitionPenalty = RepetitionPenalty(v)),
+        // transformers' RepetitionPenaltyLogitsProcessor takes a strictly positive float.
+        Supported("repetition_penalty", (c, v) => c.Generating.RepetitionPenalty = Positive(v)),
         Supported("skip_special_tokens", (c, v) => c.Generating.SkipSpecialTokens = v.Bool()),
 
         // training
@@ -309,7 +342,6 @@ internal static class ConfigKeys
             "kt_use_lora_experts", "kt_lora_expert_num", "kt_lora_expert_intermediate_size"], v => v.IsNull),
 
         // the settings of features that are off unless their own key turns them on (that key is refused below)
-        .. IgnoredAll(PreferenceReason, PreferenceKeys),
         .. IgnoredAll(OnlyWith("finetuning_type oft", PeftReason("OFT")), ["oft_rank", "oft_block_size", "oft_target", "module_dropout"]),
         Ignored("pissa_iter", OnlyWith("pissa_init", PeftReason("PiSSA initialisation"))),
         Ignored("loraplus_lr_embedding", OnlyWith("loraplus_lr_ratio", PeftReason("LoRA+"))),
@@ -464,23 +496,24 @@ internal static class ConfigKeys
     private static bool IsFalseOrNull(ConfigValue v) => v.IsNull || v.IsFalse;
 
     /// <summary>
-    /// stage: sft and pt run; the other LLaMA-Factory stages name the planned feature. <see cref="SftConfig"/> checks it
-    /// before any other key, since a config for another stage is full of that stage's keys.
+    /// stage: every LLaMA-Factory stage parses; which of them train is the workflow's business
+    /// (<see cref="Workflows.TrainingWorkflow"/>). <see cref="SftConfig"/> checks it before any other key, since the
+    /// stage decides what the other keys mean.
     /// </summary>
-    internal static string Stage(ConfigValue v) => v.Choice(["sft", "pt"], ["rm", "ppo", "dpo", "kto"], PlannedStages);
+    internal static string Stage(ConfigValue v) => v.Choice(["sft", "pt", "rm", "ppo", "dpo", "kto"], []);
+
+    /// <summary>A number greater than 0.</summary>
+    private static double Positive(ConfigValue v)
+    {
+        double value = v.Double(min: 0);
+        return value > 0 ? value : throw v.Error("must be greater than 0, got 0");
+    }
 
     /// <summary>LLaMA-Factory's GeneratingArguments check: top_p in (0, 1].</summary>
     private static double TopP(ConfigValue v)
     {
         double value = v.Double(max: 1);
         return value > 0 ? value : throw v.Error($"must be in (0, 1], got {value.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
-    }
-
-    /// <summary>transformers' RepetitionPenaltyLogitsProcessor takes a strictly positive float.</summary>
-    private static double RepetitionPenalty(ConfigValue v)
-    {
-        double value = v.Double(min: 0);
-        return value > 0 ? value : throw v.Error("must be greater than 0, got 0");
     }
 
     /// <summary>optim: a supported name or one of its aliases, stored as the supported name.</summary>

@@ -65,8 +65,8 @@ public sealed class SftConfig
         var config = new SftConfig();
         var pairs = ReadDocument(yamlText, sourceName).Concat(overrides.Select(ReadOverride)).ToList();
 
-        // The stage first: a config for a stage SharpTune does not run is full of that stage's keys, and the stage is
-        // what blocks it.
+        // The stage first: it decides which of the other keys apply, so a stage that is not LLaMA-Factory's is the
+        // first thing to report.
         if (pairs.FindLast(pair => pair.Key == "stage") is { Value: { } stage }) ConfigKeys.Stage(stage);
 
         foreach (var (key, value) in pairs)
@@ -100,6 +100,7 @@ public sealed class SftConfig
 
         config.ApplyLlamaFactoryDefaults(entries);
         config.CheckValues(entries);
+        config.NoteAlignmentKeysOfOtherStages(entries);
         config.ResolvePaths(workingDirectory);
         return config;
     }
@@ -124,6 +125,7 @@ public sealed class SftConfig
         switch (use)
         {
             case ConfigUse.Train:
+                ValidateAlignmentModels();
                 if (!Training.DoTrain && !Training.DoEval && !Training.DoPredict)
                     throw new ConfigException("none of do_train, do_eval and do_predict is true: nothing to do (set do_train: true)");
                 if ((Data.Dataset.Count > 0 || Data.EvalDataset.Count > 0) && !Directory.Exists(Data.DatasetDir))
@@ -142,6 +144,42 @@ public sealed class SftConfig
                 if (SamePath(Export.ExportDir, model))
                     throw new ConfigException($"export_dir: '{Export.ExportDir}' is the base model folder; choose another folder");
                 break;
+        }
+    }
+
+    /// <summary>
+    /// The reference and reward models the stage uses exist as folders (a Hub id was downloaded by
+    /// <see cref="FetchFromHub"/>); a reward model of type api is a URL and is not looked at.
+    /// </summary>
+    private void ValidateAlignmentModels()
+    {
+        if (UsedByStage("ref_model") && Finetuning.RefModel is { } refModel)
+        {
+            if (!Directory.Exists(refModel)) throw new ConfigException($"ref_model: '{refModel}' is not a local folder {HubHint}");
+            ModelFolder.Validate(refModel);
+        }
+        if (UsedByStage("reward_model") && Finetuning.RewardModelType != "api" && Finetuning.RewardModel is { } rewardModel && !Directory.Exists(rewardModel))
+            throw new ConfigException($"reward_model: '{rewardModel}' is not a local folder {HubHint}");
+        foreach (var (key, adapters) in new[] { ("ref_model_adapters", Finetuning.RefModelAdapters), ("reward_model_adapters", Finetuning.RewardModelAdapters) })
+        {
+            foreach (string adapter in adapters)
+            {
+                if (UsedByStage(key) && !Directory.Exists(adapter))
+                    throw new ConfigException($"{key}: '{adapter}' is not a local folder nor a Hub id (ORG/NAME) to download");
+            }
+        }
+    }
+
+    /// <summary>Whether the config's stage reads the alignment key <paramref name="key"/> (<see cref="ConfigKeys.AlignmentKeyStages"/>).</summary>
+    private bool UsedByStage(string key) => ConfigKeys.AlignmentKeyStages[key].Contains(Finetuning.Stage);
+
+    /// <summary>An alignment key written for a stage that does not read it has no effect, as in LLaMA-Factory; a note says so.</summary>
+    private void NoteAlignmentKeysOfOtherStages(IReadOnlyDictionary<string, ConfigValue> entries)
+    {
+        foreach (var (key, value) in entries)
+        {
+            if (ConfigKeys.AlignmentKeyStages.TryGetValue(key, out var stages) && !value.IsNull && !stages.Contains(Finetuning.Stage))
+                Notes.Add($"{key} is ignored: it only applies to stage {string.Join(", ", stages)}, not stage {Finetuning.Stage}");
         }
     }
 
@@ -178,6 +216,9 @@ public sealed class SftConfig
             foreach (var (key, set) in new[] { ("train_on_prompt", Data.TrainOnPrompt), ("mask_history", Data.MaskHistory), ("predict_with_generate", Training.PredictWithGenerate) })
                 if (set) throw Error(key, $"applies to stage sft only, not stage {Finetuning.Stage}");
         }
+        if (Finetuning.Stage is not ("sft" or "pt") && Data.Packing)
+            throw Error("packing", $"applies to stages sft and pt only, not stage {Finetuning.Stage} (LLaMA-Factory's processors of the alignment stages do not pack)");
+        CheckAlignmentValues(Error);
         if (Data.CutoffLen < 1) throw Error("cutoff_len", "must be at least 2 with packing (packing lowers it by one)");
         if (Data.DatasetDir.StartsWith("REMOTE:", StringComparison.Ordinal))
             throw Error("dataset_dir", $"'{Data.DatasetDir}' names a Hub dataset folder; SharpTune reads local datasets only");
@@ -207,6 +248,21 @@ public sealed class SftConfig
         if (Training.DoPredict && Generating.DoSample && !(Generating.Temperature > 0))
             throw Error("temperature", "must be greater than 0 when sampling (do_sample: true); set do_sample: false for greedy decoding");
         CheckSchedulerKwargs(Error);
+    }
+
+    /// <summary>The checks of LLaMA-Factory's finetuning_args and parser on the alignment stages' keys.</summary>
+    private void CheckAlignmentValues(Func<string, string, ConfigException> error)
+    {
+        string stage = Finetuning.Stage;
+        if (stage == "dpo" && Finetuning.PrefLoss != "sigmoid" && Finetuning.DpoLabelSmoothing > 1e-6)
+            throw error("dpo_label_smoothing", $"is only valid for pref_loss: sigmoid, not {Finetuning.PrefLoss}");
+        if (stage != "ppo") return;
+        if (Finetuning.RewardModel is null)
+            throw error("reward_model", "is necessary for stage ppo: the adapter folder (reward_model_type lora), model folder (full) or API URL (api) that scores the answers");
+        if (Finetuning.RewardModelType == "lora" && Finetuning.FinetuningType != FinetuningType.Lora)
+            throw error("reward_model_type", $"cannot be lora for finetuning_type {Finetuning.FinetuningType.ToString().ToLowerInvariant()} (a LoRA reward model is an adapter on the LoRA-trained model); use reward_model_type: full");
+        if (!Training.DoTrain)
+            throw error("do_train", "stage ppo only trains (LLaMA-Factory's PPO does not evaluate; evaluate the model with stage sft)");
     }
 
     /// <summary>transformers hands lr_scheduler_kwargs to the schedule function, which rejects names it does not take.</summary>
@@ -242,6 +298,15 @@ public sealed class SftConfig
         if (Model.ModelNameOrPath.Length > 0 && HubCache.Resolve(Model.ModelNameOrPath, Model.ModelRevision, workingDirectory) is var (folder, hubId))
             (Model.ModelNameOrPath, Model.HubId) = (folder, hubId);
         Model.AdapterNameOrPath = Model.AdapterNameOrPath.Select(a => ResolveIfFolder(a, workingDirectory)).ToList();
+        // The reference and reward models are loaded as LLaMA-Factory loads them: from model arguments copied from the
+        // model's, so a Hub id resolves at model_revision.
+        if (Finetuning.RefModel is { } refModel && HubCache.Resolve(refModel, Model.ModelRevision, workingDirectory) is var (refFolder, _))
+            Finetuning.RefModel = refFolder;
+        if (Finetuning.RewardModelType != "api" && Finetuning.RewardModel is { } rewardModel
+            && HubCache.Resolve(rewardModel, Model.ModelRevision, workingDirectory) is var (rewardFolder, _))
+            Finetuning.RewardModel = rewardFolder;
+        Finetuning.RefModelAdapters = Finetuning.RefModelAdapters.Select(a => ResolveIfFolder(a, workingDirectory)).ToList();
+        Finetuning.RewardModelAdapters = Finetuning.RewardModelAdapters.Select(a => ResolveIfFolder(a, workingDirectory)).ToList();
         Data.DatasetDir = Path.GetFullPath(Data.DatasetDir, workingDirectory);
         if (Training.OutputDir.Length > 0) Training.OutputDir = Path.GetFullPath(Training.OutputDir, workingDirectory);
         if (Training.ResumeFromCheckpoint is { } checkpoint) Training.ResumeFromCheckpoint = Path.GetFullPath(checkpoint, workingDirectory);
@@ -268,17 +333,27 @@ public sealed class SftConfig
         {
             throw new ConfigException($"model_name_or_path: '{model}' is not a local folder, and as a Hub id: {e.Message}");
         }
-        Model.AdapterNameOrPath = Model.AdapterNameOrPath.Select(adapter =>
+        string Fetch(string key, string name, string revision)
         {
             try
             {
-                return HubDownload.ResolveModel(adapter, "main", workingDirectory, settings, Console.Error)?.Folder ?? adapter;
+                return HubDownload.ResolveModel(name, revision, workingDirectory, settings, Console.Error)?.Folder ?? name;
             }
             catch (HubException e)
             {
-                throw new ConfigException($"adapter_name_or_path: '{adapter}' is not a local folder, and as a Hub id: {e.Message}");
+                throw new ConfigException($"{key}: '{name}' is not a local folder, and as a Hub id: {e.Message}");
             }
-        }).ToList();
+        }
+        Model.AdapterNameOrPath = Model.AdapterNameOrPath.Select(adapter => Fetch("adapter_name_or_path", adapter, "main")).ToList();
+        // Only the models the stage loads are downloaded.
+        if (UsedByStage("ref_model") && Finetuning.RefModel is { } refModel)
+            Finetuning.RefModel = Fetch("ref_model", refModel, Model.ModelRevision);
+        if (UsedByStage("reward_model") && Finetuning.RewardModelType != "api" && Finetuning.RewardModel is { } rewardModel)
+            Finetuning.RewardModel = Fetch("reward_model", rewardModel, Model.ModelRevision);
+        if (UsedByStage("ref_model_adapters"))
+            Finetuning.RefModelAdapters = Finetuning.RefModelAdapters.Select(adapter => Fetch("ref_model_adapters", adapter, "main")).ToList();
+        if (UsedByStage("reward_model_adapters"))
+            Finetuning.RewardModelAdapters = Finetuning.RewardModelAdapters.Select(adapter => Fetch("reward_model_adapters", adapter, "main")).ToList();
     }
 
     private static string ResolveIfFolder(string path, string workingDirectory)

@@ -118,7 +118,9 @@ public sealed class DatasetErrorTests : IDisposable
     [InlineData("""{"x": {"file_name": "x.json", "split": "test"}}""", "x",
         "dataset 'x': split 'test' does not exist in a local file (only 'train')")]
     [InlineData("""{"dpo": {"file_name": "dpo.json", "ranking": true}}""", "dpo",
-        "dataset 'dpo': it is a preference dataset (ranking: true); supervised fine-tuning cannot use it")]
+        "dataset 'dpo': a preference dataset (ranking: true) must name its 'chosen' and 'rejected' columns in columns")]
+    [InlineData("""{"dpo": {"file_name": "dpo.json", "ranking": true, "columns": {"chosen": "chosen", "rejected": "rejected"}}}""", "dpo",
+        "dataset 'dpo': it is a preference dataset (ranking: true); supervised fine-tuning cannot use it (stages rm and dpo train on it)")]
     [InlineData("""{"x": {"file_name": "x.json", "formatting": "openai"}}""", "x",
         "dataset 'x': formatting 'openai' is not supported (alpaca or sharegpt)")]
     [InlineData("""{"x": {"file_name": "x.json", "columns": {"prompt": "instruction"}}}""", "x",

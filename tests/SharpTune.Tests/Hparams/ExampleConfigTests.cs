@@ -18,6 +18,11 @@ public sealed class ExampleConfigTests
         { "train_lora/qwen3_lora_sft_ray.yaml", "ray_num_workers" },
         { "train_lora/qwen3vl_lora_sft.yaml", "image_max_pixels" },
         { "train_lora/mossvl_lora_sft.yaml", "image_max_pixels" },
+        // The alignment stages' configs load (the stages themselves are TrainingWorkflow's, see AlignmentConfigTests).
+        { "train_lora/qwen3_lora_dpo.yaml", null },
+        { "train_lora/qwen3_lora_kto.yaml", null },
+        { "train_lora/qwen3_lora_reward.yaml", null },
+        { "train_lora/llama3_lora_ppo.yaml", null },
         { "train_full/qwen3_full_sft.yaml", null },
         { "train_full/qwen3vl_full_sft.yaml", "image_max_pixels" },
         { "train_full/mossvl_full_sft.yaml", "image_max_pixels" },
@@ -141,6 +146,8 @@ public sealed class ExampleConfigTests
             $"dataset_dir={TestPaths.Fixtures("llamafactory")}",
         };
         if (yaml.Contains("adapter_name_or_path:")) overrides.Add($"adapter_name_or_path={TestPaths.Fixtures("lora")}");
+        // A LoRA reward model is an adapter folder.
+        if (yaml.Contains("reward_model:")) overrides.Add($"reward_model={TestPaths.Fixtures("lora")}");
         return overrides;
     }
 }

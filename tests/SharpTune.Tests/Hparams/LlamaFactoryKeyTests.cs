@@ -66,15 +66,15 @@ public sealed class LlamaFactoryKeyTests
     }
 
     [Theory]
-    [InlineData("stage: dpo\npref_beta: 0.1\npref_loss: sigmoid\n", "stage 'dpo' is not supported yet (supported: sft, pt; planned: preference alignment) (line 2 of config)")]
-    [InlineData("stage: kto\nkto_chosen_weight: 1.0\n", "stage 'kto' is not supported yet (supported: sft, pt; planned: preference alignment) (line 2 of config)")]
-    [InlineData("stage: rm\n", "stage 'rm' is not supported yet (supported: sft, pt; planned: preference alignment) (line 2 of config)")]
-    [InlineData("reward_model: saves/rm\nstage: ppo\n", "stage 'ppo' is not supported yet (supported: sft, pt; planned: preference alignment) (line 3 of config)")]
-    public void TheStageIsCheckedBeforeTheKeys(string yaml, string message) => Assert.Equal(message, Error(Model + yaml));
+    [InlineData("stage: dpo\npref_beta: 0.1\npref_loss: sigmoid\n", "dpo")]
+    [InlineData("stage: kto\nkto_chosen_weight: 1.0\n", "kto")]
+    [InlineData("stage: rm\n", "rm")]
+    [InlineData("reward_model: saves/rm\nstage: ppo\ndo_train: true\ndataset: identity\noutput_dir: out\n", "ppo")]
+    public void EveryLlamaFactoryStageParses(string yaml, string stage) => Assert.Equal(stage, Parse(Model + yaml).Finetuning.Stage);
 
     [Fact]
     public void TheStageIsCheckedBeforeUnknownKeys() =>
-        Assert.StartsWith("stage 'dpo' is not supported yet", Error(Model + "pref_bta: 0.1\nstage: dpo\n"));
+        Assert.Equal("stage: expected one of sft, pt, rm, ppo, dpo, kto, got 'dop' (line 3 of config)", Error(Model + "pref_bta: 0.1\nstage: dop\n"));
 
     [Theory]
     [InlineData("use_dora: true", "use_dora is not supported: DoRA is not available yet (planned: the PEFT family) (line 2 of config)")]
@@ -92,10 +92,10 @@ public sealed class LlamaFactoryKeyTests
         var c = Parse(Model + "pref_beta: 0.1\ngalore_rank: 16\noft_rank: 8\nhf_hub_token: hf_x\n");
         Assert.Equal(
         [
-            "pref_beta is ignored: it only applies to preference alignment (stages rm, ppo, dpo, kto), which is not available yet (planned: preference alignment)",
             "galore_rank is ignored: it only applies with use_galore: GaLore is not available",
             "oft_rank is ignored: it only applies with finetuning_type oft: OFT is not available yet (planned: the PEFT family)",
             "hf_hub_token is ignored: SharpTune downloads into the Hugging Face cache of HF_HUB_CACHE or HF_HOME with the token of HF_TOKEN or the token file, as huggingface_hub does",
+            "pref_beta is ignored: it only applies to stage dpo, kto, not stage sft",
         ], c.Notes);
     }
 

@@ -54,6 +54,7 @@ public static class DatasetInspector
     {
         var registry = DatasetRegistry.Load(datasetDir);
         var entry = registry.Get(name);
+        entry.RequireUsableBy("sft");
         entry.RequireAnswers();
         var files = DatasetFiles.Resolve(registry, entry).Select(f => DatasetRecordFile.Read(f.Path)).ToList();
         var format = new DetectedFormat(entry.Formatting == DatasetFormatting.Alpaca ? "alpaca" : "sharegpt", entry,
