@@ -13,16 +13,25 @@ namespace SharpTune.Cli.Commands;
 
 /// <summary>
 /// `sharptune check pref`: one preference-training step's numbers on one batch, for comparison with LLaMA-Factory/TRL:
-/// the loss, the policy's and reference's log-prob sums, the rewards, and the gradient of every adapter tensor. The
-/// policy is the base model with the adapter; the reference is the same model with the adapter disabled. `--stage`
-/// picks the objective; each stage is one entry of <see cref="Stages"/>.
+/// the loss, the policy's and reference's log-prob sums, the rewards, and the gradient of every trained tensor. The
+/// policy is the base model with the adapter, the reference the same model with the adapter disabled; without an
+/// adapter every weight trains and the reference is a frozen copy of the model. `--stage` picks the objective; each
+/// stage is one entry of <see cref="Stages"/>.
 /// </summary>
 public static class CheckPrefCommand
 {
-    /// <summary>What a stage's check is given: the parsed command line, the policy (adapter trainable) and the input batch.</summary>
-    public sealed record Check(ParseResult Parse, Options Options, ITrainableModel Model, DecoderModel Decoder, string InputPath, JsonElement Batch)
+    /// <summary>
+    /// What a stage's check is given: the parsed command line, the policy (the adapter trainable, or every weight), the
+    /// model folder and the input batch.
+    /// </summary>
+    public sealed record Check(ParseResult Parse, Options Options, ITrainableModel Model, DecoderModel Decoder, string ModelDirectory,
+        string InputPath, JsonElement Batch)
     {
         public T Value<T>(Option<T> option) => Parse.GetValue(option)!;
+
+        /// <summary>The reference: the policy with its adapter disabled, or without an adapter a frozen copy of the model.</summary>
+        public ReferenceModel Reference() =>
+            ReferenceModel.ForPolicy(Decoder, () => DecoderModel.Load(ModelDirectory, gradientCheckpointing: true));
     }
 
     public sealed class Options
@@ -51,7 +60,7 @@ public static class CheckPrefCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Model folder", Required = true };
-        var adapter = new Option<string>("--adapter") { Description = "PEFT adapter folder: the policy trains it; the reference is the model with it disabled", Required = true };
+        var adapter = new Option<string?>("--adapter") { Description = "PEFT adapter folder: the policy trains it and the reference is the model with it disabled (default: every weight trains and the reference is a frozen copy)" };
         var input = new Option<string>("--input") { Description = "JSON batch as LLaMA-Factory's collators give it (dpo: chosen_*/rejected_*; kto: input_ids, attention_mask, labels, kl_*, kto_tags); a file whose 'batch' holds it is read too", Required = true };
         var output = new Option<string>("--out") { Description = "Output safetensors: loss, policy_/reference_chosen_/rejected_logps, rewards_chosen, rewards_rejected (kto: kl; rm: chosen_scores, rejected_scores instead), grad.<name>", Required = true };
         var stage = new Option<string>("--stage") { Description = $"Objective: {string.Join(", ", Stages.Keys)}", DefaultValueFactory = _ => "dpo" };
@@ -68,11 +77,13 @@ public static class CheckPrefCommand
             string inputPath = r.GetValue(input)!;
             var root = BatchFile.ReadRoot(inputPath);
             if (root.TryGetProperty("batch", out var inner) && inner.ValueKind == JsonValueKind.Object) root = inner;
-            var decoder = DecoderModel.Load(r.GetValue(model)!, gradientCheckpointing: false);
-            using var trainable = PeftAdapterFolders.ResumeTraining(decoder, r.GetValue(adapter)!);
+            string modelDirectory = r.GetValue(model)!;
+            string? adapterDirectory = r.GetValue(adapter);
+            var decoder = DecoderModel.Load(modelDirectory, gradientCheckpointing: false);
+            using ITrainableModel trainable = adapterDirectory is null ? WeightsFineTuning.Full(decoder) : PeftAdapterFolders.ResumeTraining(decoder, adapterDirectory);
             Console.Error.WriteLine($"[sharptune] {TrainableModels.Summary(trainable)}");
             foreach (var p in trainable.TrainableParameters) p.ZeroGrad();
-            var tensors = run(new Check(r, options, trainable, decoder, inputPath, root));
+            var tensors = run(new Check(r, options, trainable, decoder, modelDirectory, inputPath, root));
             foreach (var p in trainable.TrainableParameters)
                 tensors.Add(("grad." + p.Name, p.Shape.Select(d => (long)d).ToArray(), p.Grad));
             SafetensorsWriter.Write(r.GetValue(output)!, tensors);
@@ -87,7 +98,7 @@ public static class CheckPrefCommand
         var loss = PairLoss.Create(check.Value(o.PrefLoss), check.Value(o.PrefBeta), check.Value(o.LabelSmoothing), check.Value(o.SimpoGamma));
         var pairs = PairwiseStep.Concatenate(BatchFile.Read(check.InputPath, check.Batch, "chosen_"),
             BatchFile.Read(check.InputPath, check.Batch, "rejected_"), padTokenId: 0);
-        using var reference = ReferenceModel.TunersDisabled(check.Decoder);
+        using var reference = check.Reference();
         var step = new PairwiseStep(check.Decoder, reference, loss, check.Value(o.PrefFtx));
         var result = step.Train(pairs, 1f, new SeededRandom(0));
         // Every loss reports the reference log-probs, also those that do not read them (orpo, simpo).
@@ -116,7 +127,7 @@ public static class CheckPrefCommand
         bool[] desirable = tags.EnumerateArray().Select(t => t.GetBoolean()).ToArray();
         if (desirable.Length != batch.Batch)
             throw new InvalidDataException($"{check.InputPath}: 'kto_tags' has {desirable.Length} values for {batch.Batch} examples");
-        using var reference = ReferenceModel.TunersDisabled(check.Decoder);
+        using var reference = check.Reference();
         var step = new KtoStep(check.Decoder, reference, check.Value(o.PrefBeta), check.Value(o.KtoChosenWeight), check.Value(o.KtoRejectedWeight), check.Value(o.PrefFtx));
         var result = step.Train(batch, klBatch, desirable, 1f, new SeededRandom(0));
         double[] Where(double[] values, bool wanted) => values.Where((_, i) => desirable[i] == wanted).ToArray();

@@ -56,21 +56,40 @@ public sealed class FineTuningStage : ITrainingStage
 
         int padId = TokenizerConfig.PadTokenId(tokenizer, modelDir);
         var started = Stopwatch.StartNew();
-        using var model = TrainableModels.Create(modelDir, cfg.Finetuning, cfg.Training.GradientCheckpointing,
-            new SeededRandom((ulong)cfg.Training.Seed), cfg.Model.AdapterNameOrPath, cfg.Model.Quantization, cfg.Training.Bf16, cfg.Model.HubId);
-        if (cfg.Model.Quantization is { } quantization) Note($"base projections quantized on load: {quantization}");
-        if (cfg.Training.Bf16)
-            Note(Bf16ComputeMatrix.AvailableKernel is null
-                ? $"note: bf16: {Bf16ComputeMatrix.Unavailable}; computing in fp32"
-                : "bf16: frozen bf16 weights are multiplied on oneDNN's bf16 GEMM (activations rounded to bf16, fp32 accumulation); float32 weights and everything trained stay fp32");
-        Note($"{cfg.Finetuning.FinetuningType.ToString().ToLowerInvariant()}: {TrainableModels.Summary(model)}");
+        using var model = CreateModel(cfg, Note);
 
-        string outputDir = cfg.Training.OutputDir;
         if (!cfg.Training.DoTrain) return Evaluate(cfg, model, data.Eval, padId, observer);
 
         var trainer = new SftTrainer(model, cfg.Training, data.Train, data.Eval.Count > 0 ? data.Eval : null, padId, observer);
+        return Train(cfg, trainer, data.Train.Count, started, estimatedPeak, cancellation, observer, []);
+    }
+
+    /// <summary>The trainable model of the config's method, with the notes on how its weights are held and what trains.</summary>
+    internal static ITrainableModel CreateModel(SftConfig cfg, Action<string> note)
+    {
+        var model = TrainableModels.Create(cfg.Model.ModelNameOrPath, cfg.Finetuning, cfg.Training.GradientCheckpointing,
+            new SeededRandom((ulong)cfg.Training.Seed), cfg.Model.AdapterNameOrPath, cfg.Model.Quantization, cfg.Training.Bf16, cfg.Model.HubId);
+        if (cfg.Model.Quantization is { } quantization) note($"base projections quantized on load: {quantization}");
+        if (cfg.Training.Bf16)
+            note(Bf16ComputeMatrix.AvailableKernel is null
+                ? $"note: bf16: {Bf16ComputeMatrix.Unavailable}; computing in fp32"
+                : "bf16: frozen bf16 weights are multiplied on oneDNN's bf16 GEMM (activations rounded to bf16, fp32 accumulation); float32 weights and everything trained stay fp32");
+        note($"{cfg.Finetuning.FinetuningType.ToString().ToLowerInvariant()}: {TrainableModels.Summary(model)}");
+        return model;
+    }
+
+    /// <summary>
+    /// do_train with a trainer of any stage: output_dir's resume rule, the training, then what LLaMA-Factory leaves
+    /// beside the trained weights — the tokenizer files, the loss plots (loss, eval_loss and the stage's
+    /// <paramref name="plottedMetrics"/>) — and the final notes.
+    /// </summary>
+    internal static WorkflowResult Train<TExample>(SftConfig cfg, Trainer<TExample> trainer, int trainExamples, Stopwatch started, long? estimatedPeak,
+        CancellationToken cancellation, IRunObserver observer, IReadOnlyList<string> plottedMetrics)
+    {
+        void Note(string text) => observer.On(new RunNote(text));
+        string modelDir = cfg.Model.ModelNameOrPath, outputDir = cfg.Training.OutputDir;
         ResumePolicy.ApplyToOutputDir(cfg.Training, Note);
-        observer.On(new RunStarted(new RunPlan("train", cfg.Finetuning.Stage, data.Train.Count, trainer.Plan)));
+        observer.On(new RunStarted(new RunPlan("train", cfg.Finetuning.Stage, trainExamples, trainer.Plan)));
         var result = trainer.Train(cancellation);
         if (result.Interrupted)
         {
@@ -88,6 +107,9 @@ public sealed class FineTuningStage : ITrainingStage
         {
             observer.On(new LossCurveReported("loss", Points(result.LossCurve.Training)));
             observer.On(new LossCurveReported("eval_loss", Points(result.LossCurve.Evaluation)));
+            foreach (string key in plottedMetrics)
+                observer.On(new LossCurveReported(key, result.LogHistory.Where(e => e.TryGetDouble(key) is not null)
+                    .Select(e => (e.Step, e.TryGetDouble(key)!.Value)).ToList()));
         }
         var metrics = result.Metrics.OrderBy(m => m.Key, StringComparer.Ordinal).Select(m => new KeyValuePair<string, object?>(m.Key, m.Value)).ToList();
         Note($"saved to {outputDir} in {started.Elapsed:hh\\:mm\\:ss}");
@@ -102,7 +124,7 @@ public sealed class FineTuningStage : ITrainingStage
     /// exceeds the available memory stops here with the estimate and the options that would fit, rather than with an
     /// OutOfMemoryException or the kernel's OOM killer hours later. Returns the estimated peak.
     /// </summary>
-    private static long PreflightMemory(SftConfig cfg, bool skip, IRunObserver observer)
+    internal static long PreflightMemory(SftConfig cfg, bool skip, IRunObserver observer)
     {
         var check = MemoryCheck.Run(cfg, SystemMemory.Read());
         if (check.Fits) return check.Estimate.TotalBytes;

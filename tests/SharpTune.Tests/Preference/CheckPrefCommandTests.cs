@@ -88,6 +88,32 @@ public sealed class CheckPrefCommandTests : IDisposable
         PreferenceFixtures.AssertGradients(PreferenceFixtures.Kto("grads.safetensors"), tensors);
     }
 
+    /// <summary>
+    /// Without an adapter every weight trains and the reference is a frozen copy of the model: at the starting point
+    /// policy and reference agree (the fixture's reference log-probs, the base model's), so Δ = 0, the sigmoid loss is
+    /// log 2 and the rewards are 0, while the gradients are those of −logσ at 0.
+    /// </summary>
+    [Fact]
+    public void Full_tuning_uses_a_frozen_copy_as_the_reference()
+    {
+        var reference = PreferenceFixtures.DpoReference;
+        string output = Path.Combine(_dir, "full.safetensors");
+        var result = CliRunner.Run("check", "pref", "--model", TrainingFixtures.BaseModel, "--input", BatchFile(reference), "--out", output);
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        var tensors = TrainingFixtures.Read(output);
+
+        PreferenceFixtures.AssertRelative("loss", [Math.Log(2)], tensors["loss"]);
+        foreach (string split in new[] { "chosen", "rejected" })
+        {
+            var expected = PreferenceFixtures.Doubles(reference, $"reference_{split}_logps");
+            PreferenceFixtures.AssertRelative($"policy_{split}_logps", expected, tensors[$"policy_{split}_logps"]);
+            PreferenceFixtures.AssertRelative($"reference_{split}_logps", expected, tensors[$"reference_{split}_logps"]);
+            Assert.All(tensors[$"rewards_{split}"], r => Assert.Equal(0f, r));
+        }
+        Assert.Contains("grad.model.embed_tokens.weight", tensors.Keys);
+        Assert.True(tensors["grad.model.layers.0.mlp.down_proj.weight"].Any(g => g != 0));
+    }
+
     [Fact]
     public void The_whole_reference_file_is_read_through_its_batch()
     {

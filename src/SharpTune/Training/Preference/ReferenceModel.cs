@@ -19,6 +19,14 @@ public abstract class ReferenceModel : IDisposable
 
     public virtual void Dispose() { }
 
+    /// <summary>
+    /// The reference without ref_model, as LLaMA-Factory builds it: a policy with tuner layers (LoRA, …) is its own
+    /// reference with the tuners disabled; one without (full and freeze tuning) gets a frozen copy of its starting
+    /// weights from <paramref name="loadStartingWeights"/>.
+    /// </summary>
+    public static ReferenceModel ForPolicy(DecoderModel policy, Func<DecoderModel> loadStartingWeights) =>
+        policy.Linears.Any(l => l.Tuners.Count > 0) ? TunersDisabled(policy) : Separate(loadStartingWeights());
+
     /// <summary>The policy with its tuners disabled for the reference pass.</summary>
     public static ReferenceModel TunersDisabled(DecoderModel policy) => new DisabledTuners(policy);
 

@@ -10,54 +10,62 @@ namespace SharpTune.Training.Trainer;
 /// </summary>
 public class LossEvaluator<TExample>
 {
-    private readonly ITrainableModel _model;
+    private readonly ITrainingStep<TExample> _step;
     private readonly IReadOnlyList<TExample> _examples;
     private readonly int _batchSize;
-    private readonly IBatchCollator<TExample> _collator;
 
     public LossEvaluator(ITrainableModel model, IReadOnlyList<TExample> examples, int batchSize, IBatchCollator<TExample> collator)
+        : this(new CrossEntropyStep<TExample>(model, collator), examples, batchSize)
+    {
+    }
+
+    public LossEvaluator(ITrainingStep<TExample> step, IReadOnlyList<TExample> examples, int batchSize)
     {
         if (examples.Count == 0) throw new ArgumentException("there is no evaluation set (set eval_dataset or val_size)");
         if (batchSize <= 0) throw new ArgumentException($"per_device_eval_batch_size must be positive, got {batchSize}");
-        _model = model;
+        _step = step;
         _examples = examples;
         _batchSize = batchSize;
-        _collator = collator;
     }
 
     /// <summary>Called after each batch with the number of examples evaluated so far (for progress reports).</summary>
     public Action<int>? ExamplesDone { get; init; }
 
-    /// <summary>eval_loss = the mean over examples of their batch's mean loss (each batch's loss repeated batch-size times).</summary>
+    /// <summary>
+    /// eval_loss = the mean over examples of their batch's mean loss (each batch's loss repeated batch-size times);
+    /// the step's stored metrics are logged after the speed metrics as eval_ keys.
+    /// </summary>
     public EvalResult Evaluate()
     {
         var clock = Stopwatch.StartNew();
         double weighted = 0;
         int batches = 0;
+        var stored = new MetricStore();
         for (int start = 0; start < _examples.Count; start += _batchSize)
         {
             var batch = new List<TExample>();
             for (int i = start; i < Math.Min(start + _batchSize, _examples.Count); i++) batch.Add(_examples[i]);
-            var result = _model.Evaluate(_collator.Collate(batch));
-            weighted += result.Mean * batch.Count;
+            var result = _step.Evaluate(batch);
+            weighted += result.Loss * batch.Count;
+            stored.Add(result.Metrics);
             batches++;
             ExamplesDone?.Invoke(start + batch.Count);
         }
         double runtime = clock.Elapsed.TotalSeconds;
         return new EvalResult(weighted / _examples.Count, PythonJson.Round(runtime, 4),
-            PythonJson.Round(_examples.Count / runtime, 3), PythonJson.Round(batches / runtime, 3));
+            PythonJson.Round(_examples.Count / runtime, 3), PythonJson.Round(batches / runtime, 3), _step.Logged(stored, "eval_").ToList());
     }
 
     /// <summary>
-    /// do_eval without training, as LLaMA-Factory runs it: one evaluation pass; eval_loss, the speed metrics and
-    /// perplexity = exp(eval_loss) are reported as the eval split's <see cref="ResultsReported"/> (eval_results.json,
+    /// do_eval without training, as LLaMA-Factory runs it: one evaluation pass; eval_loss, the speed metrics, the
+    /// step's metrics and perplexity = exp(eval_loss) (when the step reports it) are reported as the eval split's <see cref="ResultsReported"/> (eval_results.json,
     /// merged into all_results.json, by the result files).
     /// </summary>
     public (EvalResult Result, IReadOnlyList<KeyValuePair<string, object?>> Metrics) EvaluateAndReport(IRunObserver observer)
     {
         var result = Evaluate();
         var metrics = result.Metrics();
-        metrics.Add(new("perplexity", result.Perplexity));
+        if (_step.ReportsPerplexity) metrics.Add(new("perplexity", result.Perplexity));
         observer.On(new ResultsReported("eval", metrics));
         return (result, metrics);
     }

@@ -31,6 +31,8 @@ internal sealed class ResumeState
     public required ulong[] DataOrderRandom { get; init; }
     /// <summary>Σ micro-batch loss / GA since the last log (transformers' tr_loss).</summary>
     public required double PendingLoss { get; init; }
+    /// <summary>The step's metrics stored since the last log, key by key in the order they came.</summary>
+    public required IReadOnlyList<KeyValuePair<string, double>> StoredMetrics { get; init; }
     public required int LastLoggedStep { get; init; }
     /// <summary>Σ of the logged loss sums (transformers' _total_loss_scalar).</summary>
     public required double TotalLoss { get; init; }
@@ -54,6 +56,7 @@ internal sealed class ResumeState
         new("dropout_rng_state", DropoutRandom.Cast<object?>().ToList()),
         new("data_order_rng_state", DataOrderRandom.Cast<object?>().ToList()),
         new("pending_loss_bits", BitConverter.DoubleToInt64Bits(PendingLoss)),
+        new("stored_metrics", StoredMetrics.Select(kv => (object?)new List<object?> { kv.Key, BitConverter.DoubleToInt64Bits(kv.Value) }).ToList()),
         new("last_logged_step", LastLoggedStep),
         new("total_loss_bits", BitConverter.DoubleToInt64Bits(TotalLoss)),
         new("tokens_seen", TokensSeen),
@@ -97,6 +100,12 @@ internal sealed class ResumeState
             DropoutRandom = Words("dropout_rng_state"),
             DataOrderRandom = Words("data_order_rng_state"),
             PendingLoss = BitConverter.Int64BitsToDouble(Long("pending_loss_bits")),
+            // Checkpoints from before the stage metrics have none stored.
+            StoredMetrics = map.ContainsKey("stored_metrics")
+                ? List("stored_metrics").Select(v => v is List<object?> { Count: 2 } pair && pair[0] is string key && pair[1] is long bits
+                    ? new KeyValuePair<string, double>(key, BitConverter.Int64BitsToDouble(bits))
+                    : throw new InvalidDataException($"{path}: 'stored_metrics' holds something other than [name, bits] pairs")).ToList()
+                : [],
             LastLoggedStep = Int("last_logged_step"),
             TotalLoss = BitConverter.Int64BitsToDouble(Long("total_loss_bits")),
             TokensSeen = Long("tokens_seen"),

@@ -9,8 +9,10 @@ namespace SharpTune.Training.Trainer;
 
 /// <summary>
 /// Training on one CPU process with transformers 4.40 Trainer semantics, as LLaMA-Factory drives it: a seeded
-/// shuffle of the training examples per epoch, batches formed by the stage's <see cref="IBatchCollator{TExample}"/>
-/// (the only thing the trainer knows of a stage's examples), gradient accumulation (each
+/// shuffle of the training examples per epoch, each batch run by the stage's <see cref="ITrainingStep{TExample}"/>
+/// (the only thing the trainer knows of a stage's examples and objective: SFT's collates them through an
+/// <see cref="IBatchCollator{TExample}"/> for the model's cross-entropy), the metrics the step stores per batch logged
+/// as their mean (or the step's own aggregate) beside the loss, gradient accumulation (each
 /// micro-batch's mean loss scaled by 1/GA), clipping, the optimizer named by optim (<see cref="OptimizerNames"/>) at
 /// the scheduled learning rate, logs every logging_steps, evaluation and checkpoints per their strategies, and the
 /// final outputs LLaMA-Factory's SFT workflow leaves: the model and trainer_log.jsonl, which the trainer writes, and
@@ -26,7 +28,7 @@ public class Trainer<TExample>
     private readonly TrainingArguments _args;
     private readonly IReadOnlyList<TExample> _train;
     private readonly IReadOnlyList<TExample> _eval;
-    private readonly IBatchCollator<TExample> _collator;
+    private readonly ITrainingStep<TExample> _step;
     private readonly IRunObserver _observer;
     private readonly int _evalSteps;
     private readonly LossEvaluator<TExample>? _evaluator;
@@ -36,12 +38,19 @@ public class Trainer<TExample>
 
     public Trainer(ITrainableModel model, TrainingArguments args, IReadOnlyList<TExample> trainExamples,
         IReadOnlyList<TExample>? evalExamples, IBatchCollator<TExample> collator, IRunObserver? observer = null)
+        : this(model, args, trainExamples, evalExamples, new CrossEntropyStep<TExample>(model, collator), observer)
+    {
+    }
+
+    /// <param name="step">The stage's step over a batch of examples; it trains <paramref name="model"/>'s parameters.</param>
+    public Trainer(ITrainableModel model, TrainingArguments args, IReadOnlyList<TExample> trainExamples,
+        IReadOnlyList<TExample>? evalExamples, ITrainingStep<TExample> step, IRunObserver? observer = null)
     {
         _model = model;
         _args = args;
         _train = trainExamples;
         _eval = evalExamples ?? [];
-        _collator = collator;
+        _step = step;
         _observer = observer ?? RunObservers.None;
 
         if (string.IsNullOrWhiteSpace(args.OutputDir)) throw new ArgumentException("output_dir is required for training");
@@ -53,7 +62,7 @@ public class Trainer<TExample>
         if (args.EvalStrategy == "steps" && _evalSteps <= 0) throw new ArgumentException($"eval_steps must be positive with eval_strategy steps, got {_evalSteps}");
         if ((args.EvalStrategy != "no" || args.DoEval) && _eval.Count == 0)
             throw new ArgumentException($"eval_strategy is '{args.EvalStrategy}'{(args.DoEval ? " and do_eval is set" : "")} but there is no evaluation set (set eval_dataset or val_size)");
-        _evaluator = _eval.Count > 0 ? new LossEvaluator<TExample>(model, _eval, args.PerDeviceEvalBatchSize, collator) : null;
+        _evaluator = _eval.Count > 0 ? new LossEvaluator<TExample>(step, _eval, args.PerDeviceEvalBatchSize) : null;
 
         Plan = TrainingPlan.Create(args, trainExamples.Count);
         Schedule = LrSchedule.Create(args, Plan.MaxSteps);
@@ -97,6 +106,8 @@ public class Trainer<TExample>
         /// <summary>Whether micro-batches have added to the gradients since the last optimizer step.</summary>
         private bool _gradientsPending;
         private double _pendingLoss;
+        /// <summary>The step's metrics of the micro-batches since the last log.</summary>
+        private readonly MetricStore _storedMetrics = new();
         private int _lastLoggedStep;
         private double _totalLoss;
         private long _tokensSeen;
@@ -223,13 +234,13 @@ public class Trainer<TExample>
             int start = _nextBatch * size;
             var examples = new List<TExample>(size);
             for (int i = start; i < Math.Min(start + size, _order.Length); i++) examples.Add(_t._train[_order[i]]);
-            var batch = _t._collator.Collate(examples);
             int accumulation = _plan.GradientAccumulationSteps;
-            var result = _t._model.ForwardBackward(batch, 1f / accumulation, _dropout);
+            var result = _t._step.ForwardBackward(examples, 1f / accumulation, _dropout);
 
             _microBatches++;
-            _tokensSeen += batch.RealTokens;
-            double scaled = result.Mean / accumulation;
+            _tokensSeen += result.RealTokens;
+            _storedMetrics.Add(result.Metrics);
+            double scaled = result.Loss / accumulation;
             _stepLoss += scaled;
             // transformers' logging_nan_inf_filter: a non-finite loss counts as the average of the logged window so far.
             _pendingLoss += double.IsFinite(scaled) ? scaled : _pendingLoss / (1 + _state.GlobalStep - _lastLoggedStep);
@@ -278,6 +289,8 @@ public class Trainer<TExample>
             _gradientsPending = resume.HasAccumulatedGradients;
             _stepLoss = resume.StepLoss;
             _pendingLoss = resume.PendingLoss;
+            _storedMetrics.Clear();
+            _storedMetrics.Add(resume.StoredMetrics);
             _lastLoggedStep = resume.LastLoggedStep;
             _totalLoss = resume.TotalLoss;
             _tokensSeen = resume.TokensSeen;
@@ -293,6 +306,8 @@ public class Trainer<TExample>
             if (gradNorm is { } norm) values.Add(new("grad_norm", norm));
             // transformers logs after scheduler.step(): the rate of the next optimizer step.
             values.Add(new("learning_rate", _t.Schedule.LearningRate(_state.GlobalStep)));
+            values.AddRange(_t._step.Logged(_storedMetrics, ""));
+            _storedMetrics.Clear();
             _totalLoss += _pendingLoss;
             _pendingLoss = 0;
             _lastLoggedStep = _state.GlobalStep;
@@ -338,6 +353,7 @@ public class Trainer<TExample>
                 DropoutRandom = _dropout.State,
                 DataOrderRandom = _dataOrder.State,
                 PendingLoss = _pendingLoss,
+                StoredMetrics = _storedMetrics.Keys.SelectMany(key => _storedMetrics[key].Select(v => new KeyValuePair<string, double>(key, v))).ToList(),
                 LastLoggedStep = _lastLoggedStep,
                 TotalLoss = _totalLoss,
                 TokensSeen = _tokensSeen,
@@ -396,7 +412,7 @@ public class Trainer<TExample>
                 var evalMetrics = result.Metrics();
                 AddLog(evalMetrics, toTrainerLog: false);
                 evalMetrics.RemoveAll(kv => kv.Key == "step");
-                evalMetrics.Add(new("perplexity", result.Perplexity));
+                if (_t._step.ReportsPerplexity) evalMetrics.Add(new("perplexity", result.Perplexity));
                 _events.On(new ResultsReported("eval", evalMetrics));
                 foreach (var (key, value) in evalMetrics) all[key] = Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture);
                 _events.On(new Evaluated(_state.GlobalStep, _plan.MaxSteps, result, AfterTraining: true));

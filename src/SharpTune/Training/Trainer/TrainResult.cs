@@ -22,8 +22,12 @@ public sealed record LossCurve(IReadOnlyList<LossPoint> Training, IReadOnlyList<
     }
 }
 
-/// <summary>An evaluation pass: transformers' eval_loss and speed metrics, and perplexity = exp(eval_loss).</summary>
-public sealed record EvalResult(double Loss, double Runtime, double SamplesPerSecond, double StepsPerSecond)
+/// <summary>
+/// An evaluation pass: transformers' eval_loss and speed metrics, the stage's own eval_ metrics (rewards for dpo, …),
+/// and perplexity = exp(eval_loss).
+/// </summary>
+public sealed record EvalResult(double Loss, double Runtime, double SamplesPerSecond, double StepsPerSecond,
+    IReadOnlyList<KeyValuePair<string, object?>>? StepMetrics = null)
 {
     public double Perplexity => Math.Exp(Loss);
 
@@ -34,6 +38,7 @@ public sealed record EvalResult(double Loss, double Runtime, double SamplesPerSe
         new("eval_runtime", Runtime),
         new("eval_samples_per_second", SamplesPerSecond),
         new("eval_steps_per_second", StepsPerSecond),
+        .. StepMetrics ?? [],
     ];
 }
 
