@@ -117,12 +117,22 @@ public sealed class RewardModelStageTests(TinyModelFixture tiny) : IClassFixture
         Assert.Equal(2, scored.Stdout.Trim().Split('\n').Length);
         Assert.Contains(Path.Combine(adapter, ValueHead.FileName), scored.Stderr);
 
+        // As LLaMA-Factory exports a reward model: the merged weights, and the value head copied beside them.
         string exportDir = tiny.PathFor("rm-export");
         var cfg = SftConfig.Load(tiny.WriteConfig("rm-export", tiny.PathFor("unused-rm"),
-            ("do_train", null), ("dataset", null), ("adapter_name_or_path", adapter), ("export_dir", exportDir)), [], ConfigUse.Export);
-        ExportWorkflow.Run(cfg, CancellationToken.None, RunObservers.None);
-        Assert.True(File.Exists(Path.Combine(exportDir, "config.json")));
-        Assert.False(TinyModelFixture.TensorBytes(exportDir).Keys.Any(k => k.StartsWith("v_head", StringComparison.Ordinal)));
+            ("do_train", null), ("dataset", null), ("adapter_name_or_path", adapter), ("export_dir", exportDir), ("stage", "rm")), [], ConfigUse.Export);
+        var written = ExportWorkflow.Run(cfg, CancellationToken.None, RunObservers.None);
+        Assert.Contains(ValueHead.FileName, written);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(adapter, ValueHead.FileName)), File.ReadAllBytes(Path.Combine(exportDir, ValueHead.FileName)));
+        using (var merged = SafetensorsCheckpoint.OpenDirectory(exportDir))
+            Assert.DoesNotContain(merged.Names, n => n.StartsWith("v_head", StringComparison.Ordinal));
+        // The exported folder is a full reward model: scoring it alone gives the adapter's scores, up to the merged
+        // weights being stored in the tiny model's bf16 (a relative rounding of 2^-9 per weight).
+        var fromExport = CliRunner.Run("score", "--model", exportDir, "--input", records, "--template", "qwen");
+        Assert.True(fromExport.ExitCode == 0, fromExport.Stderr);
+        var adapterScores = scored.Stdout.Trim().Split('\n').Select(l => JsonDocument.Parse(l).RootElement.GetProperty("score").GetDouble()).ToList();
+        var exportScores = fromExport.Stdout.Trim().Split('\n').Select(l => JsonDocument.Parse(l).RootElement.GetProperty("score").GetDouble()).ToList();
+        for (int i = 0; i < 2; i++) Assert.InRange(exportScores[i], adapterScores[i] - 0.05, adapterScores[i] + 0.05);
 
         string questions = tiny.PathFor("rm-questions.txt");
         File.WriteAllLines(questions, ["Hello"]);
