@@ -204,7 +204,7 @@ public sealed class SupervisedProcessor
     /// </summary>
     private (List<int> Prompt, int[] Answer) EncodeOneTurn(AlignedExample example)
     {
-        var pairs = EncodePairs(example);
+        var pairs = EncodePairs(example, oneTurn: true);
         var prompt = new List<int>();
         for (int turn = 0; turn < pairs.Count; turn++)
         {
@@ -215,13 +215,16 @@ public sealed class SupervisedProcessor
         return (prompt, answer);
     }
 
-    /// <summary>Each turn's (prompt, answer) texts tokenized separately; the first prompt starts with the head's ids.</summary>
-    private List<(int[] Source, int[] Target)> EncodePairs(AlignedExample example)
+    /// <summary>
+    /// Each turn's (prompt, answer) texts tokenized separately; the first prompt starts with the head's ids.
+    /// <paramref name="oneTurn"/> writes them as <c>encode_oneturn</c> does (see <see cref="ChatTemplate.EncodeTurns"/>).
+    /// </summary>
+    private List<(int[] Source, int[] Target)> EncodePairs(AlignedExample example, bool oneTurn = false)
     {
         TurnTexts texts;
         try
         {
-            texts = template.EncodeTurns(example.Messages, example.System, example.Tools);
+            texts = template.EncodeTurns(example.Messages, example.System, example.Tools, oneTurn: oneTurn);
         }
         catch (ArgumentException e)
         {

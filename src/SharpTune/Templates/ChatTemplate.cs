@@ -240,7 +240,13 @@ public sealed partial class ChatTemplate
     /// system block) kept apart from the first prompt, because LLaMA-Factory tokenizes each slot on its own: the first
     /// prompt's ids are the head's encoding followed by the first user block's encoding.
     /// </summary>
-    public TurnTexts EncodeTurns(IReadOnlyList<ChatMessage> messages, string? system, string? toolsJson, bool enableThinking = true)
+    /// <param name="oneTurn">
+    /// LLaMA-Factory's <c>encode_oneturn</c> (the prompt is everything before the last answer, as the pairwise,
+    /// feedback and unsupervised processors encode it): for <see cref="Thinking"/> templates the earlier answers lose
+    /// their thoughts and get no empty one (its ReasoningTemplate without preserve_thinking); only the last answer is
+    /// written as <c>encode_multiturn</c> writes every answer.
+    /// </param>
+    public TurnTexts EncodeTurns(IReadOnlyList<ChatMessage> messages, string? system, string? toolsJson, bool enableThinking = true, bool oneTurn = false)
     {
         var start = 0;
         if (messages.Count > 0 && messages[0].Role == ChatRole.System)
@@ -260,7 +266,8 @@ public sealed partial class ChatTemplate
                 throw new ArgumentException(
                     $"Message {i} must be an assistant answer: turns alternate user (or tool results) and assistant, and the conversation ends with an assistant message.",
                     nameof(messages));
-            var (answer, emptyThoughtForPrompt) = AnswerText(messages[i++], enableThinking);
+            var answerMessage = messages[i++];
+            var (answer, emptyThoughtForPrompt) = AnswerText(answerMessage, enableThinking, earlierAnswerOfOneTurn: oneTurn && i < messages.Count);
             pairs.Add((prompt + emptyThoughtForPrompt, answer));
         }
         if (pairs.Count == 0)
@@ -299,12 +306,13 @@ public sealed partial class ChatTemplate
         return sb.Append(Observation.Close).Append(GenerationPrompt).ToString();
     }
 
-    private (string Answer, string EmptyThoughtForPrompt) AnswerText(ChatMessage message, bool enableThinking)
+    /// <param name="earlierAnswerOfOneTurn">An answer before the last one in <c>encode_oneturn</c>: its thought is removed and no empty one added.</param>
+    private (string Answer, string EmptyThoughtForPrompt) AnswerText(ChatMessage message, bool enableThinking, bool earlierAnswerOfOneTurn = false)
     {
         var content = message.Content;
         if (Thinking && message.ReasoningContent is not null)
             content = ThoughtWords.Open + message.ReasoningContent + ThoughtWords.Close + content;
-        if (Thinking && !enableThinking)
+        if (Thinking && (!enableThinking || earlierAnswerOfOneTurn))
             content = ThoughtPattern().Replace(content, "").TrimStart('\n');
 
         string answer;
@@ -325,7 +333,7 @@ public sealed partial class ChatTemplate
 
         var hasThought = content.Contains(ThoughtWords.Open.Trim(), StringComparison.Ordinal)
             || content.Contains(ThoughtWords.Close.Trim(), StringComparison.Ordinal);
-        if (!Thinking || hasThought)
+        if (!Thinking || hasThought || earlierAnswerOfOneTurn)
             return (answer, "");
         var emptyThought = ThoughtWords.Open + ThoughtWords.Close;
         return enableThinking ? (emptyThought + answer, "") : (answer, emptyThought);

@@ -157,6 +157,29 @@ public sealed class PreferenceDataTests
         Assert.Equal(eos, PreferenceDatasets.LoadPairwise(Args("pairs", 1024, dir.Path), Tokenizer, template, "dpo", seed: 1).Train.Single().Rejected.Labels[^1]);
     }
 
+    [Fact]
+    public void AThinkingTemplateEncodesThePairAsLlamaFactorysReasoningTemplateEncodesOneTurn()
+    {
+        // ReasoningTemplate.encode_oneturn (qwen3): earlier answers lose their thoughts and get no empty one; the last
+        // answer without a thought gets the empty thought's ids (tokenized on their own) in front, trained with it.
+        using var dir = new DataDir();
+        dir.Info("""{"pairs": {"file_name": "pairs.json", "ranking": true, "formatting": "sharegpt", "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"}}}""")
+            .Write("pairs.json", """
+                [{"conversations": [{"from": "human", "value": "Q1"}, {"from": "gpt", "value": "<think>\nplan it\n</think>\n\nA1"}, {"from": "human", "value": "Q2"}, {"from": "gpt", "value": "A2"}, {"from": "human", "value": "Q3"}],
+                  "chosen": {"from": "gpt", "value": "A good answer."}, "rejected": {"from": "gpt", "value": "<think>\nhmm\n</think>\n\nBad."}}]
+                """);
+
+        var pair = PreferenceDatasets.LoadPairwise(Args("pairs", 1024, dir.Path), Tokenizer, ChatTemplates.ForModel("qwen3", Qwen.TokenizerDir), "dpo", seed: 1).Train.Single();
+
+        int[] User(string text) => Tokenizer.Encode($"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n");
+        int[] Assistant(string text) => Tokenizer.Encode($"{text}<|im_end|>\n");
+        int[] prompt = [.. User("Q1"), .. Assistant("A1"), .. User("Q2"), .. Assistant("A2"), .. User("Q3")];
+        int[] chosen = [.. Tokenizer.Encode("<think>\n\n</think>\n\n"), .. Assistant("A good answer.")];
+        int[] rejected = Assistant("<think>\nhmm\n</think>\n\nBad.");
+        AssertExample(PromptAndAnswer(prompt, chosen, prompt.Length, chosen.Length), pair.Chosen);
+        AssertExample(PromptAndAnswer(prompt, rejected, prompt.Length, rejected.Length), pair.Rejected);
+    }
+
     [Theory]
     [InlineData(100_000, 1000)]
     [InlineData(200, 16)]
@@ -189,6 +212,25 @@ public sealed class PreferenceDataTests
             Assert.Equal(records[i].GetProperty("label").GetBoolean(), data.Train[i].Desirable);
         }
         Assert.Equal(150, data.Train.Count(e => e.Desirable));
+    }
+
+    [Fact]
+    public void AlpacaKtoRecordsPairEachPromptWithTheAnswerBeforeIt()
+    {
+        // As LLaMA-Factory registers ultrafeedback_kto: alpaca columns and a kto_tag.
+        using var dir = new DataDir();
+        dir.Info("""{"kto": {"file_name": "kto.json", "columns": {"prompt": "prompt", "response": "completion", "kto_tag": "label"}}}""")
+            .Write("kto.json", """[{"prompt": "Name a fruit.", "completion": "An apple.", "label": true}, {"prompt": "Name a colour.", "completion": "A fruit.", "label": false}]""");
+
+        var data = PreferenceDatasets.LoadFeedback(Args("kto", 1024, dir.Path), Tokenizer, QwenTemplate, seed: 1).Train;
+
+        var (fruit, apple) = QwenOneTurn(null, ["Name a fruit."], "An apple.");
+        var (colour, wrong) = QwenOneTurn(null, ["Name a colour."], "A fruit.");
+        AssertExample(PromptAndAnswer(fruit, apple, fruit.Length, apple.Length), data[0].Example);
+        AssertExample(PromptAndAnswer(fruit, wrong, fruit.Length, wrong.Length), data[0].Kl);
+        AssertExample(PromptAndAnswer(colour, wrong, colour.Length, wrong.Length), data[1].Example);
+        AssertExample(PromptAndAnswer(colour, apple, colour.Length, apple.Length), data[1].Kl);
+        Assert.Equal([true, false], data.Select(e => e.Desirable));
     }
 
     [Fact]

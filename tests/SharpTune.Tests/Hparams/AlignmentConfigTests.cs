@@ -1,4 +1,7 @@
+using SharpTune.Data;
 using SharpTune.Hparams;
+using SharpTune.Templates;
+using SharpTune.Tests.Data;
 using SharpTune.Tests.Workflows;
 using SharpTune.Workflows;
 
@@ -152,6 +155,44 @@ public sealed class AlignmentConfigTests
         {
             Directory.Delete(Path.GetDirectoryName(config)!, recursive: true);
         }
+    }
+
+    /// <summary>
+    /// SharpTune's own examples of the alignment stages (examples/train_lora), loaded as `sharptune train` loads them
+    /// with the model, data and reward-model folders pointed at fixtures, and their datasets read for their stage
+    /// (the repository's data/dataset_info.json registers the demo sets as LLaMA-Factory does; the fixtures hold them).
+    /// </summary>
+    [Theory]
+    [InlineData("qwen2.5_lora_dpo.yaml", "dpo", "sigmoid")]
+    [InlineData("qwen2.5_lora_orpo.yaml", "dpo", "orpo")]
+    [InlineData("qwen2.5_lora_simpo.yaml", "dpo", "simpo")]
+    [InlineData("qwen2.5_lora_kto.yaml", "kto", "sigmoid")]
+    [InlineData("qwen2.5_lora_reward.yaml", "rm", "sigmoid")]
+    [InlineData("qwen2.5_lora_ppo.yaml", "ppo", "sigmoid")]
+    public void TheAlignmentExamplesLoadAndReadTheirDatasets(string example, string stage, string prefLoss)
+    {
+        string path = Path.Combine(TestPaths.RepoRoot, "examples", "train_lora", example);
+        string bundled = Path.Combine(TestPaths.RepoRoot, "data");
+        List<string> overrides = [$"model_name_or_path={TestPaths.Fixtures("qwen2-small-vocab")}", $"dataset_dir={bundled}", "max_samples=8"];
+        if (stage == "ppo") overrides.Add($"reward_model={TestPaths.Fixtures("lora")}");
+        var cfg = SftConfig.Load(path, overrides, ConfigUse.Train);
+        Assert.Equal((stage, prefLoss), (cfg.Finetuning.Stage, cfg.Finetuning.PrefLoss));
+        Assert.Empty(cfg.Notes);
+        // The repository's registry gives each dataset the kind its stage reads.
+        var registry = DatasetRegistry.Load(bundled);
+        foreach (string name in cfg.Data.Dataset) registry.Get(name).RequireUsableBy(stage);
+
+        // The demo sets are not bundled (data/README.md); the fixtures hold the same files under the same registry entries.
+        cfg.Data.DatasetDir = TestPaths.Fixtures("llamafactory");
+        var qwen = SftPreprocessFixture.Get("qwen.json");
+        var template = ChatTemplates.ForModel(cfg.Data.Template, qwen.TokenizerDir);
+        int examples = stage switch
+        {
+            "rm" or "dpo" => PreferenceDatasets.LoadPairwise(cfg.Data, qwen.Tokenizer, template, stage, cfg.Training.Seed).Train.Count,
+            "kto" => PreferenceDatasets.LoadFeedback(cfg.Data, qwen.Tokenizer, template, cfg.Training.Seed).Train.Count,
+            _ => PreferenceDatasets.LoadPrompts(cfg.Data, qwen.Tokenizer, template, cfg.Training.Seed).Train.Count,
+        };
+        Assert.Equal(8, examples);
     }
 
     [Theory]

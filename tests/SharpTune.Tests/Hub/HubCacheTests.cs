@@ -1,3 +1,4 @@
+using SharpTune.Hparams;
 using SharpTune.Hub;
 using SharpTune.Tests.Cli;
 using SharpTune.Tests.EndToEnd;
@@ -68,6 +69,22 @@ public sealed class HubCacheTests(TinyModelFixture tiny) : IClassFixture<TinyMod
             Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", "1");
             var missing = CliRunner.Run("generate", "--model", "test-org/absent", "--prompt", "Hi");
             Assert.Contains($"'test-org/absent' at revision 'main' is not in the Hugging Face cache ({root.Path}), and HF_HUB_OFFLINE is set", missing.Stderr);
+        });
+    }
+
+    [Fact]
+    public void ReferenceAndRewardModelsResolveThroughTheCacheAsModelNameOrPathDoes()
+    {
+        string snapshot = Cache();
+        HubTestSupport.WithVariables(new Dictionary<string, string?> { ["HF_HUB_CACHE"] = root.Path, ["HF_HUB_OFFLINE"] = "1" }, () =>
+        {
+            string config = tiny.WriteConfig("ppo-hub-ids", tiny.PathFor("ppo-hub-ids"),
+                ("stage", "ppo"), ("ref_model", "test-org/tiny"), ("reward_model_type", "full"), ("reward_model", "test-org/tiny"));
+            var finetuning = SftConfig.Load(config, [], ConfigUse.Train).Finetuning;
+            Assert.Equal((snapshot, snapshot), (finetuning.RefModel, finetuning.RewardModel));
+
+            var e = Assert.Throws<ConfigException>(() => SftConfig.Load(config, ["ref_model=test-org/absent"], ConfigUse.Train));
+            Assert.StartsWith($"ref_model: 'test-org/absent' is not a local folder, and as a Hub id: 'test-org/absent' at revision 'main' is not in the Hugging Face cache ({root.Path}), and HF_HUB_OFFLINE is set", e.Message);
         });
     }
 }
