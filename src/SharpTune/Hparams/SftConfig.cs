@@ -259,6 +259,8 @@ public sealed class SftConfig
         string stage = Finetuning.Stage;
         if (stage == "dpo" && Finetuning.PrefLoss != "sigmoid" && Finetuning.DpoLabelSmoothing > 1e-6)
             throw error("dpo_label_smoothing", $"is only valid for pref_loss: sigmoid, not {Finetuning.PrefLoss}");
+        if (stage == "dpo" && Finetuning.PrefBcoWeight > 1e-6)
+            throw error("pref_bco_weight", "LLaMA-Factory's BCO term (its reward baseline a running mean over the steps, TRL's RunningMoments) is not available; set pref_bco_weight: 0");
         if (stage != "ppo") return;
         if (Finetuning.RewardModel is null)
             throw error("reward_model", "is necessary for stage ppo: the adapter folder (reward_model_type lora), model folder (full) or API URL (api) that scores the answers");

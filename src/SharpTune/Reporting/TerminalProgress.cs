@@ -76,7 +76,7 @@ public sealed class TerminalProgress : IRunObserver
                 break;
             case StepLogged logged:
                 _last = logged.Progress;
-                Message(FormatLogLine(logged.Progress));
+                Message(FormatLogLine(logged.Progress, logged.Entry));
                 break;
             case TrainerNote note:
                 Message(note.Text);
@@ -156,12 +156,19 @@ public sealed class TerminalProgress : IRunObserver
         _writer.Flush();
     }
 
-    internal static string FormatLogLine(ProgressSnapshot s)
+    /// <summary>
+    /// A logged step: loss and grad_norm, then every metric the stage logged beside them (rewards/accuracies, …), then
+    /// the learning rate, epoch, speed and times.
+    /// </summary>
+    internal static string FormatLogLine(ProgressSnapshot s, LogEntry? entry = null)
     {
         var sb = new StringBuilder();
         sb.Append(CultureInfo.InvariantCulture, $"[step {s.Step}/{s.MaxSteps} {Percent(s)}]");
         if (s.Loss is { } loss) sb.Append(CultureInfo.InvariantCulture, $" loss {loss:0.0000}");
         if (s.GradNorm is { } norm) sb.Append(CultureInfo.InvariantCulture, $" | grad_norm {norm:0.0000}");
+        foreach (var (key, _) in entry?.Values ?? [])
+            if (key is not ("loss" or "grad_norm" or "learning_rate" or "epoch" or "step") && entry!.TryGetDouble(key) is { } value)
+                sb.Append(CultureInfo.InvariantCulture, $" | {key} {value:0.0000}");
         sb.Append(CultureInfo.InvariantCulture, $" | lr {s.LearningRate:0.000e+00} | epoch {s.Epoch:0.00} | {s.TokensPerSecond:0} tok/s");
         sb.Append(CultureInfo.InvariantCulture, $" | elapsed {Clock(s.Elapsed)} | eta {Clock(s.Remaining)}");
         return sb.ToString();

@@ -58,7 +58,7 @@ public sealed class FineTuningStage : ITrainingStage
         var started = Stopwatch.StartNew();
         using var model = CreateModel(cfg, Note);
 
-        if (!cfg.Training.DoTrain) return Evaluate(cfg, new LossEvaluator(model, data.Eval, cfg.Training.PerDeviceEvalBatchSize, padId), data.Eval.Count, observer);
+        if (!cfg.Training.DoTrain) return Evaluate(cfg, new CrossEntropyStep<SupervisedExample>(model, new SupervisedBatches(padId)), data.Eval, observer);
 
         var trainer = new SftTrainer(model, cfg.Training, data.Train, data.Eval.Count > 0 ? data.Eval : null, padId, observer);
         return Train(cfg, trainer, data.Train.Count, started, estimatedPeak, cancellation, observer, []);
@@ -138,13 +138,16 @@ public sealed class FineTuningStage : ITrainingStage
             $"the estimated peak memory {MemoryEstimator.FormatBytes(check.Estimate.TotalBytes)} exceeds the {MemoryEstimator.FormatBytes(check.Available!.Bytes)} available; apply one of the options above, or pass --skip-memory-check to train anyway");
     }
 
-    /// <summary>do_eval without do_train: one pass of the stage's evaluation loop, eval_results.json in output_dir.</summary>
-    internal static WorkflowResult Evaluate<TExample>(SftConfig cfg, LossEvaluator<TExample> evaluator, int examples, IRunObserver observer)
+    /// <summary>do_eval without do_train: one pass of <see cref="LossEvaluator{TExample}"/> with the stage's step, eval_results.json in output_dir.</summary>
+    internal static WorkflowResult Evaluate<TExample>(SftConfig cfg, ITrainingStep<TExample> step, IReadOnlyList<TExample> examples, IRunObserver observer)
     {
         string outputDir = cfg.Training.OutputDir;
-        observer.On(new RunNote($"evaluating {examples} examples"));
-        observer.On(new RunStarted(new RunPlan("eval", cfg.Finetuning.Stage, examples, BatchSize: cfg.Training.PerDeviceEvalBatchSize)));
-        evaluator.ExamplesDone = done => observer.On(new EvaluationProgressed(done, examples));
+        observer.On(new RunNote($"evaluating {examples.Count} examples"));
+        observer.On(new RunStarted(new RunPlan("eval", cfg.Finetuning.Stage, examples.Count, BatchSize: cfg.Training.PerDeviceEvalBatchSize)));
+        var evaluator = new LossEvaluator<TExample>(step, examples, cfg.Training.PerDeviceEvalBatchSize)
+        {
+            ExamplesDone = done => observer.On(new EvaluationProgressed(done, examples.Count)),
+        };
         var (result, metrics) = evaluator.EvaluateAndReport(observer);
         observer.On(new Evaluated(null, 0, result, AfterTraining: false));
         observer.On(new RunNote($"saved eval_results.json to {outputDir}"));

@@ -60,7 +60,7 @@ public sealed class RewardModelStage : ITrainingStage
         {
             var step = new RewardModelStep(model, padId);
             if (cfg.Training.DoPredict) return Predict(cfg, model, data.Eval, padId, observer);
-            if (!cfg.Training.DoTrain) return FineTuningStage.Evaluate(cfg, new LossEvaluator<PairwiseExample>(step, data.Eval, cfg.Training.PerDeviceEvalBatchSize), data.Eval.Count, observer);
+            if (!cfg.Training.DoTrain) return FineTuningStage.Evaluate(cfg, step, data.Eval, observer);
             var trainer = new Trainer<PairwiseExample>(model, cfg.Training, data.Train, data.Eval.Count > 0 ? data.Eval : null, step, observer);
             return FineTuningStage.Train(cfg, trainer, data.Train.Count, started, estimatedPeak, cancellation, observer, ["eval_accuracy"]);
         }

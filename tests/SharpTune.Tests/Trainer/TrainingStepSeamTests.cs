@@ -50,8 +50,9 @@ public sealed class TrainingStepSeamTests
         Seed = 7,
     };
 
-    private static TrainResult Train(TinyLanguageModel model, TrainingArguments args, CancellationToken cancellation = default) =>
-        new Trainer<SupervisedExample>(model, args, TrainSet, EvalSet, new MetricStep(model), new ResultFiles(args.OutputDir)).Train(cancellation);
+    private static TrainResult Train(TinyLanguageModel model, TrainingArguments args, CancellationToken cancellation = default, IRunObserver? also = null) =>
+        new Trainer<SupervisedExample>(model, args, TrainSet, EvalSet, new MetricStep(model),
+            also is null ? new ResultFiles(args.OutputDir) : new RunObservers(new ResultFiles(args.OutputDir), also)).Train(cancellation);
 
     private static List<string> Deterministic(IEnumerable<LogEntry> history) =>
         history.Select(e => PythonJson.Dumps(e.Values.Where(kv => !kv.Key.EndsWith("_runtime") && !kv.Key.EndsWith("_per_second")).ToList(), sortKeys: true)).ToList();
@@ -61,7 +62,8 @@ public sealed class TrainingStepSeamTests
     {
         using var reference = new TempDir();
         var args = Args(reference.Path);
-        var uninterrupted = Train(new TinyLanguageModel(seed: 1), args);
+        var progress = new StringWriter();
+        var uninterrupted = Train(new TinyLanguageModel(seed: 1), args, also: new TerminalProgress(progress, live: false));
 
         var logs = uninterrupted.LogHistory.Where(e => e.TryGetDouble("loss") is not null).ToList();
         Assert.NotEmpty(logs);
@@ -80,6 +82,8 @@ public sealed class TrainingStepSeamTests
             Assert.Equal(7 / 3.0, entry.TryGetDouble("eval_rows")!.Value, 12);
             Assert.NotNull(entry.TryGetDouble("eval_copy/loss"));
         }
+        // The progress line shows the stage's metrics beside the loss.
+        Assert.Contains(progress.ToString().Split('\n'), l => l.StartsWith("[step 2/", StringComparison.Ordinal) && l.Contains(" | copy/loss ") && l.Contains(" | rows 2.0000 | lr "));
         Assert.False(uninterrupted.Metrics.ContainsKey("perplexity"));
         Assert.True(uninterrupted.Metrics.ContainsKey("eval_copy/loss"));
 

@@ -6,6 +6,7 @@ using SharpTune.Quantization;
 using SharpTune.Tests.IO;
 using SharpTune.Training;
 using SharpTune.FineTuning.Memory;
+using SharpTune.Training.Model;
 using SharpTune.Training.Optim;
 
 namespace SharpTune.Tests.Training;
@@ -284,5 +285,26 @@ public sealed class MemoryEstimateTests
             SystemMemory.FromFiles(meminfo, $"{4L << 30}\n", $"{1L << 30}\n"));
         Assert.Equal("MemAvailable, under the cgroup limit", SystemMemory.FromFiles(meminfo, $"{64L << 30}\n", "0\n")!.Source);
         Assert.Null(SystemMemory.FromFiles(null, null, null));
+    }
+
+    /// <summary>
+    /// Stage dpo holds each pair's two sequences in the step's buffers, and full tuning adds a frozen copy of the
+    /// starting weights as the reference (its mapped weights, its vectors and its gradient-checkpointing buffers);
+    /// LoRA's reference is the policy itself.
+    /// </summary>
+    [Fact]
+    public void Dpo_doubles_the_rows_and_counts_the_reference_copy_of_full_tuning()
+    {
+        var sft = MemoryEstimator.ForModelFolder(ModelDir, Setup(new FinetuningArguments { FinetuningType = FinetuningType.Full }));
+        var full = new FinetuningArguments { FinetuningType = FinetuningType.Full, Stage = "dpo" };
+        var dpo = MemoryEstimator.ForModelFolder(ModelDir, Setup(full) with { SequencesPerExample = 2, Reference = PreferenceReference.StartingWeightsCopy });
+
+        var config = ModelConfig.Load(Path.Combine(ModelDir, "config.json"));
+        Assert.Equal(DecoderModel.ActivationBytes(config, 2 * 2 * 8, true), Row(dpo, "activations, 4 × 8 tokens"));
+        Assert.Equal(CheckpointBytes + VectorBytes + DecoderModel.ActivationBytes(config, 2 * 2 * 8, true), Row(dpo, "reference model"));
+        Assert.DoesNotContain(sft.Components, c => c.Name == "reference model");
+
+        var lora = MemoryEstimator.ForModelFolder(ModelDir, Setup(new FinetuningArguments { Stage = "dpo" }) with { SequencesPerExample = 2, Reference = PreferenceReference.TunersDisabled });
+        Assert.DoesNotContain(lora.Components, c => c.Name == "reference model");
     }
 }

@@ -29,15 +29,42 @@ public sealed record TrainingMemorySetup(
     int BatchSize,
     int GradientAccumulationSteps,
     string Optim,
-    int EvalBatchSize = 0)
+    int EvalBatchSize = 0,
+    int SequencesPerExample = 1,
+    PreferenceReference Reference = PreferenceReference.None,
+    string? ReferenceModelDirectory = null)
 {
     /// <summary>The setup a config trains with; EvalBatchSize is per_device_eval_batch_size when the run evaluates, else 0.</summary>
-    public static TrainingMemorySetup From(SftConfig cfg) => new(cfg.Finetuning, cfg.Model.AdapterNameOrPath, cfg.Model.Quantization,
-        cfg.Training.GradientCheckpointing, cfg.Data.CutoffLen, cfg.Training.PerDeviceTrainBatchSize, cfg.Training.GradientAccumulationSteps,
-        cfg.Training.Optim, cfg.Training.DoEval || cfg.Training.EvalStrategy != "no" ? cfg.Training.PerDeviceEvalBatchSize : 0);
+    public static TrainingMemorySetup From(SftConfig cfg)
+    {
+        var f = cfg.Finetuning;
+        bool referenced = f.UseRefModel || f.Stage == "kto";
+        var reference = !referenced ? PreferenceReference.None
+            : f.RefModel is not null ? PreferenceReference.OwnModel
+            : f.FinetuningType == FinetuningType.Lora ? PreferenceReference.TunersDisabled
+            : PreferenceReference.StartingWeightsCopy;
+        return new(f, cfg.Model.AdapterNameOrPath, cfg.Model.Quantization,
+            cfg.Training.GradientCheckpointing, cfg.Data.CutoffLen, cfg.Training.PerDeviceTrainBatchSize, cfg.Training.GradientAccumulationSteps,
+            cfg.Training.Optim, cfg.Training.DoEval || cfg.Training.EvalStrategy != "no" ? cfg.Training.PerDeviceEvalBatchSize : 0,
+            // Pairwise batches hold each pair's chosen and rejected sequence.
+            f.Stage is "dpo" or "rm" ? 2 : 1, reference, reference == PreferenceReference.OwnModel ? f.RefModel : null);
+    }
 
     /// <summary>Sequences per step buffer: evaluation batches go through the same buffers, which grow to the larger batch.</summary>
-    public int BufferBatch => Math.Max(BatchSize, EvalBatchSize);
+    public int BufferBatch => Math.Max(BatchSize, EvalBatchSize) * SequencesPerExample;
+}
+
+/// <summary>The reference model of a preference stage, as the stage builds it (see <c>Workflows/PreferenceStage</c>).</summary>
+public enum PreferenceReference
+{
+    /// <summary>No reference (not a preference stage, or orpo and simpo).</summary>
+    None,
+    /// <summary>The policy with its tuners disabled: nothing more.</summary>
+    TunersDisabled,
+    /// <summary>Full and freeze tuning: a frozen copy of the starting weights.</summary>
+    StartingWeightsCopy,
+    /// <summary>ref_model, loaded for evaluation only.</summary>
+    OwnModel,
 }
 
 /// <summary>
@@ -167,7 +194,33 @@ public static class MemoryEstimator
             components.Add(new("LoRA adapter caches", adapters.Sum(a => LoraLayer.CacheBytes(rows, a.Rank, a.In, a.Out, a.Dropout)),
                 adapters[0].Dropout > 0 ? "with dropout masks" : ""));
         components.Add(new("checkpoint writing", saving, "copies while a checkpoint is written"));
+        if (ReferenceBytes(config, mapped + vectorBytes, rows, setup) is { } reference) components.Add(reference);
         return new MemoryEstimate(components);
+    }
+
+    /// <summary>
+    /// A preference stage's reference model beyond the policy: its weights (the starting weights mapped again, or
+    /// ref_model's as stored: an upper bound when it is quantised on load) and the buffers of its evaluation forward
+    /// (gradient checkpointing's, since it keeps no activations for a backward).
+    /// </summary>
+    private static MemoryComponent? ReferenceBytes(ModelConfig config, long startingWeights, int rows, TrainingMemorySetup setup)
+    {
+        switch (setup.Reference)
+        {
+            case PreferenceReference.StartingWeightsCopy:
+                return new("reference model", startingWeights + DecoderModel.ActivationBytes(config, rows, true),
+                    "a frozen copy of the starting weights (full and freeze tuning)");
+            case PreferenceReference.OwnModel:
+                string folder = setup.ReferenceModelDirectory!;
+                ModelFolder.Validate(folder);
+                var referenceConfig = ModelConfig.Load(ModelFolder.ConfigPath(folder));
+                long weights;
+                using (var checkpoint = SafetensorsCheckpoint.OpenDirectory(folder))
+                    weights = checkpoint.Names.Select(checkpoint.Get).Sum(t => t.End - t.Begin);
+                return new("reference model", weights + DecoderModel.ActivationBytes(referenceConfig, rows, true), $"ref_model {folder}, for evaluation only");
+            default:
+                return null;
+        }
     }
 
     /// <summary>Bytes <see cref="SafetensorsWriter.EncodeFloat32"/> allocates for fp32 values saved as dtype (bf16/fp16: a ushort[] and its bytes).</summary>

@@ -29,7 +29,7 @@ public class LossEvaluator<TExample>
     }
 
     /// <summary>Called after each batch with the number of examples evaluated so far (for progress reports).</summary>
-    public Action<int>? ExamplesDone { get; set; }
+    public Action<int>? ExamplesDone { get; init; }
 
     /// <summary>
     /// eval_loss = the mean over examples of their batch's mean loss (each batch's loss repeated batch-size times);
