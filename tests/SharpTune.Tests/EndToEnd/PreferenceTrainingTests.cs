@@ -1,6 +1,9 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using SharpTune.Hparams;
 using SharpTune.Tests.Cli;
+using SharpTune.Tests.Workflows;
+using SharpTune.Training;
 using SharpTune.Workflows;
 
 namespace SharpTune.Tests.EndToEnd;
@@ -136,6 +139,29 @@ public sealed class PreferenceTrainingTests(TinyModelFixture tiny) : IClassFixtu
         Assert.True(File.Exists(Path.Combine(output, "training_rewards_chosen.png")));
         Assert.True(File.Exists(Path.Combine(output, "adapter_model.safetensors")));
         Assert.Equal(["checkpoint-2", "checkpoint-4"], Directory.GetDirectories(output).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+    }
+
+    /// <summary>Cancelled in step 2 as Ctrl+C would: the step finishes, checkpoint-2 is saved and the run ends interrupted.</summary>
+    [Fact]
+    public void Dpo_cancelled_mid_run_saves_a_checkpoint_and_stops()
+    {
+        string output = tiny.PathFor("dpo-cancelled");
+        using var cancellation = new CancellationTokenSource();
+        var recorder = new RecordingObserver { Then = e => { if (e is StepCompleted { Progress.Step: 1 }) cancellation.Cancel(); } };
+        var result = TrainingWorkflow.Run(new TrainingRequest(SftConfig.Load(DpoConfig("dpo-cancelled", output), [], ConfigUse.Train)), cancellation.Token, recorder);
+        Assert.True(result.Interrupted);
+        Assert.Equal(["checkpoint-1"], Directory.GetDirectories(output).Select(Path.GetFileName));
+        Assert.False(File.Exists(Path.Combine(output, "adapter_model.safetensors")));
+    }
+
+    /// <summary>On a 4-bit base (QLoRA) with gradient checkpointing, the trained adapter is an ordinary one that generation loads.</summary>
+    [Fact]
+    public void Dpo_on_a_quantized_base_leaves_an_adapter_generation_loads()
+    {
+        string output = tiny.PathFor("dpo-qlora");
+        TinyModelFixture.Train(DpoConfig("dpo-qlora", output, ("quantization_bit", 4), ("gradient_checkpointing", true), ("max_steps", 2)));
+        string reply = TinyModelFixture.Generate(tiny.ModelDir, "Hello", output);
+        Assert.False(string.IsNullOrEmpty(reply));
     }
 
     [Fact]
