@@ -17,12 +17,17 @@ namespace SharpTune.Bench;
 /// --lora-rank (LoRA on all seven projections), --gradient-checkpointing, --quantization-bit 4|8 with
 /// --quantization-type nf4|fp4 (QLoRA: the projections quantised, double quantisation on as LLaMA-Factory defaults),
 /// --optim adamw_torch|adamw_8bit|paged_adamw_32bit|paged_adamw_8bit; --profile true adds the time per part of the step.
+/// --stage dpo makes each of the --batch rows a pair (a chosen and a rejected sequence of --seq tokens, the second half
+/// of each carrying loss) trained with pref_loss sigmoid against the reference its method gets (LoRA: the policy with
+/// its tuners disabled; full/freeze: a frozen copy), and reports pairs/s and the step's time against its ideal: one
+/// policy forward and backward over both sequences plus one reference forward, each timed alone (peak RSS is the
+/// program's closing line).
 /// </summary>
 public sealed class TrainWorkload : IWorkload
 {
     public string Name => "train";
 
-    public string Description => "training tokens/s of a whole optimizer step (--method lora|full|freeze, --batch, --lora-rank, --gradient-checkpointing, --quantization-bit 4|8, --quantization-type nf4|fp4, --optim, --bf16)";
+    public string Description => "training tokens/s of a whole optimizer step (--method lora|full|freeze, --batch, --lora-rank, --gradient-checkpointing, --quantization-bit 4|8, --quantization-type nf4|fp4, --optim, --bf16, --stage sft|dpo)";
 
     public int DefaultSeq => 256;
 
@@ -65,6 +70,14 @@ public sealed class TrainWorkload : IWorkload
         using var model = TrainableModels.Create(folder, args, checkpointing, new SeededRandom(0), [], quantization, bf16);
         if (!context.Json)
             Console.WriteLine($"# {method}{(method == "lora" ? $" r{rank} on all projections" : "")}{(quantization is null ? "" : $", projections {quantization}")}, batch {batch}, gradient checkpointing {(checkpointing ? "on" : "off")}, optim {optim}, {(bf16 ? "bf16" : "fp32")} compute; {TrainableModels.Summary(model)}");
+
+        string stage = context.Option("stage", "sft");
+        if (stage == "dpo")
+        {
+            RunDpo(context, model, folder, batch, checkpointing, optim);
+            return;
+        }
+        if (stage != "sft") throw new ArgumentException($"--stage must be sft or dpo, not '{stage}'");
 
         int tokens = batch * context.Seq;
         var random = new Random(0);
@@ -114,6 +127,55 @@ public sealed class TrainWorkload : IWorkload
             + 2.0 * (c.HiddenSize + c.IntermediateSize) + c.IntermediateSize + c.HiddenSize;
         double lora = 6.0 * rows * rank * inOut * c.NumLayers;
         return projections + lmHead + attention + lora;
+    }
+
+    /// <summary>
+    /// A DPO step on --batch random pairs (rows 0..n−1 chosen, n..2n−1 rejected; the first half of each sequence is
+    /// the prompt, labelled −100): the reference pass, the policy's forward and backward through
+    /// <see cref="PairwiseStep"/>, clipping and AdamW; then the ideal's parts timed alone.
+    /// </summary>
+    private static void RunDpo(BenchContext context, ITrainableModel model, string folder, int pairs, bool checkpointing, string optim)
+    {
+        int t = context.Seq, rows = 2 * pairs, tokens = rows * t;
+        var random = new Random(0);
+        int vocab = SharpTune.Model.ModelPreset.Get(context.Preset).VocabSize;
+        int[] ids = Enumerable.Range(0, tokens).Select(_ => random.Next(vocab)).ToArray();
+        int[] labels = ids.Select((id, i) => i % t < t / 2 ? CausalLmLoss.IgnoreIndex : id).ToArray();
+        var pairBatch = new TrainingBatch(rows, t, ids, Enumerable.Repeat(1, tokens).ToArray(), labels);
+        var policy = model.Decoder!;
+        using var reference = SharpTune.Training.Preference.ReferenceModel.ForPolicy(policy, () => DecoderModel.Load(folder, gradientCheckpointing: true));
+        var step = new SharpTune.Training.Preference.PairwiseStep(policy, reference, SharpTune.Training.Preference.PairLoss.Create("sigmoid", 0.1), 0);
+        using var optimizer = OptimizerNames.Create(optim, model.TrainableParameters, new TrainingArguments { WeightDecay = 0.01 });
+        var dropout = new SeededRandom(1);
+        if (!context.Json)
+            Console.WriteLine($"# dpo: {pairs} pair(s) of 2 × {t} tokens, reference {(reference.ExtraBytes == 0 ? "the policy with its tuners disabled" : $"a frozen copy ({reference.ExtraBytes / (1024.0 * 1024.0):F0} MiB)")}, gradient checkpointing {(checkpointing ? "on" : "off")}");
+
+        void Step()
+        {
+            foreach (var p in model.TrainableParameters) p.ZeroGrad();
+            step.Train(pairBatch, 1f, dropout);
+            GradientClipping.Clip(model.TrainableParameters, 1.0);
+            optimizer.Update(1e-4);
+        }
+        double seconds = context.MedianSeconds(Step);
+        double policySeconds = context.MedianSeconds(() =>
+        {
+            foreach (var p in model.TrainableParameters) p.ZeroGrad();
+            model.ForwardBackward(pairBatch, 1f, dropout);
+        });
+        double referenceSeconds = context.MedianSeconds(() => reference.LogProbSums(pairBatch));
+        double optimizerSeconds = context.MedianSeconds(() =>
+        {
+            GradientClipping.Clip(model.TrainableParameters, 1.0);
+            optimizer.Update(1e-4);
+        });
+        double ideal = policySeconds + referenceSeconds + optimizerSeconds;
+
+        context.Report("dpo_pairs_per_s", pairs / seconds, "pairs/s");
+        context.Report("dpo_tokens_per_s", tokens / seconds, "tokens/s");
+        context.Report("dpo_seconds_per_step", seconds, "s");
+        context.Report("dpo_ideal_seconds_per_step", ideal, $"s (policy forward+backward {policySeconds:F3} + reference forward {referenceSeconds:F3} + clip/AdamW {optimizerSeconds:F3})");
+        context.Report("dpo_step_over_ideal", seconds / ideal, "×");
     }
 
     /// <summary>Seconds per step in each <see cref="StepSection"/>, averaged over --runs further steps.</summary>

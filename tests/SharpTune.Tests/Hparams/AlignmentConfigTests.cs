@@ -39,7 +39,7 @@ public sealed class AlignmentConfigTests
             stage: dpo
             pref_beta: 0.25
             pref_ftx: 0.5
-            pref_bco_weight: 0.3
+            pref_bco_weight: 1e-7
             pref_loss: ipo
             simpo_gamma: 1.5
             kto_chosen_weight: 2.0
@@ -57,7 +57,8 @@ public sealed class AlignmentConfigTests
             ppo_target: 5.5
             ppo_whiten_rewards: true
             """).Finetuning;
-        Assert.Equal((0.25, 0.5, 0.3, "ipo", 1.5), (f.PrefBeta, f.PrefFtx, f.PrefBcoWeight, f.PrefLoss, f.SimpoGamma));
+        // pref_bco_weight at or below LLaMA-Factory's 1e-6 threshold adds no BCO term; above it the config refuses it.
+        Assert.Equal((0.25, 0.5, 1e-7, "ipo", 1.5), (f.PrefBeta, f.PrefFtx, f.PrefBcoWeight, f.PrefLoss, f.SimpoGamma));
         Assert.Equal((2.0, 1.5), (f.KtoChosenWeight, f.KtoRejectedWeight));
         Assert.Equal(("org/ref", 4, "org/rm", 8, "full"), (f.RefModel, f.RefModelQuantizationBit, f.RewardModel, f.RewardModelQuantizationBit, f.RewardModelType));
         Assert.Equal(["a1", "a2"], f.RefModelAdapters);

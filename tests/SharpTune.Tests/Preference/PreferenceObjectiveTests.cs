@@ -138,3 +138,61 @@ public sealed class PreferenceObjectiveTests
         Assert.Equal(0, KtoObjective.KlEstimate([-2.0], [-1.0]));
     }
 }
+
+/// <summary>
+/// The decoder's log-probs-first passes: with a trained lm_head (full tuning) the gradients come from a second pass
+/// over the label chunks. At the starting point the policy is its own reference, Δ = 0, and sigmoid's gradient is
+/// −β/2 per pair on π_c and +β/2 on π_r (over the pair count): a plain per-token objective with those constants,
+/// which the decoder runs in its single pass, must give the same gradients for every weight, lm_head included.
+/// </summary>
+public sealed class LogProbsFirstPassTests
+{
+    private sealed class ConstantPerSequence(float[] perSequence) : ITrainingObjective
+    {
+        private LabelTokens? _labels;
+
+        public void Begin(LabelTokens labels, float gradScale) => _labels = labels;
+
+        public float Gradient(int token, double logProb) => perSequence[_labels!.Sequences[token]];
+
+        public SharpTune.Training.LossResult Loss(ReadOnlySpan<double> logProbs) => new(0, logProbs.Length);
+    }
+
+    [Fact]
+    public void A_trained_lm_head_gets_the_same_gradients_from_the_second_pass()
+    {
+        var r = PreferenceFixtures.DpoReference;
+        TrainingBatch Half(string prefix)
+        {
+            int[][] M(string key) => r.GetProperty("batch").GetProperty(prefix + key).EnumerateArray().Select(row => row.EnumerateArray().Select(v => v.GetInt32()).ToArray()).ToArray();
+            var ids = M("input_ids");
+            return new TrainingBatch(ids.Length, ids[0].Length, ids.SelectMany(x => x).ToArray(), M("attention_mask").SelectMany(x => x).ToArray(), M("labels").SelectMany(x => x).ToArray());
+        }
+        var pairs = PairwiseStep.Concatenate(Half("chosen_"), Half("rejected_"), 0);
+
+        float[][] Gradients(Action<SharpTune.Training.Model.DecoderModel> run)
+        {
+            using var model = SharpTune.FineTuning.WeightsFineTuning.Full(
+                SharpTune.Training.Model.DecoderModel.Load(Training.TrainingFixtures.BaseModel, gradientCheckpointing: false));
+            Assert.True(model.Decoder.LmHead.IsTrainable);
+            foreach (var p in model.TrainableParameters) p.ZeroGrad();
+            run(model.Decoder);
+            return model.TrainableParameters.Select(p => (float[])p.Grad.Clone()).ToArray();
+        }
+
+        var dpo = Gradients(decoder =>
+        {
+            using var reference = ReferenceModel.Separate(SharpTune.Training.Model.DecoderModel.Load(Training.TrainingFixtures.BaseModel, gradientCheckpointing: true));
+            new PairwiseStep(decoder, reference, PairLoss.Create("sigmoid", 0.1), 0).Train(pairs, 1f, new SeededRandom(0));
+        });
+        const float half = 0.1f / 2 / 3;
+        var constant = Gradients(decoder => decoder.ForwardBackward(pairs, new ConstantPerSequence([-half, -half, -half, half, half, half]), 1f, new SeededRandom(0)));
+
+        for (int i = 0; i < dpo.Length; i++)
+        {
+            double scale = constant[i].Max(v => Math.Abs(v));
+            Assert.True(scale > 0);
+            Training.TrainingFixtures.AssertClose($"parameter {i}", constant[i], dpo[i], 1e-6 * scale, 1e-4);
+        }
+    }
+}

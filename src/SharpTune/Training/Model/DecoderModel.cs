@@ -653,6 +653,10 @@ public sealed class DecoderModel : IDisposable
             b.AllocateLossChunk(chunk, h, v);
         if (objective.NeedsLogProbsFirst)
         {
+            // With a frozen lm_head one pass does: a label row's dLogits, and so its dHidden, is linear in the token's
+            // upstream gradient, so the pass backpropagates a unit gradient and scales each row once the objective has
+            // seen every log-prob. A trained lm_head's weight gradient needs the true upstream: a second pass below.
+            bool scaleAfterwards = backward && !LmHead.IsTrainable;
             var meanLogits = new double[count];
             for (int start = 0; start < count; start += chunk)
             {
@@ -661,9 +665,24 @@ public sealed class DecoderModel : IDisposable
                     Array.Copy(b.FinalNormed, labels.Rows[start + i] * h, b.ChunkHidden, i * h, h);
                 LmHeadForward(b.ChunkHidden, n, b.ChunkLogits);
                 for (int i = 0; i < n; i++) meanLogits[start + i] = (double)System.Numerics.Tensors.TensorPrimitives.Sum(b.ChunkLogits.AsSpan(i * v, v)) / v;
-                Backend.LabelLogProbs(b.ChunkLogits, n, v, labels.Targets, start, logProbs, null);
+                Backend.LabelLogProbs(b.ChunkLogits, n, v, labels.Targets, start, logProbs, scaleAfterwards ? UnitGradient : null);
+                if (!scaleAfterwards) continue;
+                LmHeadBackward(b.ChunkHidden, b.ChunkLogits, n, b.ChunkDHidden);
+                for (int i = 0; i < n; i++)
+                    Array.Copy(b.ChunkDHidden, i * h, b.DResidual, labels.Rows[start + i] * h, h);
             }
             objective.Observe(logProbs, meanLogits);
+            if (scaleAfterwards)
+            {
+                for (int i = 0; i < count; i++)
+                {
+                    var row = b.DResidual.AsSpan(labels.Rows[i] * h, h);
+                    System.Numerics.Tensors.TensorPrimitives.Multiply(row, objective.Gradient(i, logProbs[i]), row);
+                }
+                lossScope.Dispose();
+                Backward(batch, b);
+                return (labels, logProbs, objective.Loss(logProbs));
+            }
             if (!backward)
             {
                 lossScope.Dispose();
@@ -688,6 +707,9 @@ public sealed class DecoderModel : IDisposable
         if (backward) Backward(batch, b);
         return (labels, logProbs, objective.Loss(logProbs));
     }
+
+    /// <summary>An upstream gradient of 1 for every token: d(log p)/d(logits) itself.</summary>
+    private static readonly Func<int, double, float> UnitGradient = (_, _) => 1f;
 
     /// <summary>logits [n × vocab] = hidden [n × h] · lm_headᵀ.</summary>
     private void LmHeadForward(float[] hidden, int n, float[] logits)

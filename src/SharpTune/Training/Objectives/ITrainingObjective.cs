@@ -5,8 +5,10 @@ namespace SharpTune.Training.Objectives;
 /// log-probs chunk by chunk (the logits of a chunk of label rows at a time) and asks the objective for the upstream
 /// gradient dLoss/d(log p) of each token, which it turns into the logits' gradient. An objective whose gradient needs
 /// whole sequences first (DPO's log-ratio of sums) says so with <see cref="NeedsLogProbsFirst"/>: the model then
-/// computes every label token's log-prob in a first pass over the chunks, hands them to <see cref="Observe"/>, and
-/// asks for the gradients in a second pass (an extra lm_head product over the label rows, not a second forward).
+/// computes every label token's log-prob in a pass over the chunks, hands them to <see cref="Observe"/>, and then asks
+/// for the gradients: with a frozen lm_head the same pass backpropagated a unit gradient per token and each label
+/// row's gradient is scaled by the answer; a trained lm_head gets a second pass over the chunks (an extra lm_head
+/// product over the label rows, not a second forward).
 /// </summary>
 public interface ITrainingObjective
 {
