@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpTune.Data;
 using SharpTune.Tests.Cli;
+using SharpTune.Model;
 using SharpTune.Training.Model;
 using SharpTune.Training.Objectives;
 
@@ -113,6 +114,61 @@ public sealed class RewardModelTests : IDisposable
         int[] scored = [2, 4, 8, 10];
         for (int row = 0; row < 4 * t; row++)
             Assert.Equal(scored.Contains(row), dHidden.AsSpan(row * h, h).ToArray().Any(v => v != 0));
+    }
+
+    [Fact]
+    public void A_value_head_loss_beside_a_log_probs_first_objective_adds_both_gradients()
+    {
+        // The decoder's single-pass shortcut for log-probs-first objectives scales whole hidden-gradient rows, so with a
+        // hidden-state objective on the same rows (PPO's values sit on the label rows) it must take the second pass:
+        // the gradients of both together are the sum of each alone.
+        using var model = SharpTune.Peft.Lora.LoraFineTuning.Resume(DecoderModel.Load(TrainingFixtures.BaseModel, gradientCheckpointing: false), TrainingFixtures.LoraAdapter);
+        var decoder = model.Decoder;
+        var head = ValueHead.Load(Fixture("value_head.safetensors"), decoder.Config.HiddenSize);
+        var batch = TrainingFixtures.Batch();
+        batch = new TrainingBatch(2, batch.Length, batch.InputIds[..(2 * batch.Length)], batch.AttentionMask[..(2 * batch.Length)], batch.Labels[..(2 * batch.Length)]);
+        var parameters = model.TrainableParameters.Concat(head.Parameters).ToList();
+        float[][] Gradients(bool hidden, bool tokens)
+        {
+            foreach (var p in parameters) p.ZeroGrad();
+            if (hidden) decoder.ForwardBackward(batch, new ValuesAtLabelRows(head), tokens ? new LogProbsFirstCrossEntropy() : null, 1f, new SeededRandom(0));
+            else decoder.ForwardBackward(batch, new LogProbsFirstCrossEntropy(), 1f, new SeededRandom(0));
+            return parameters.Select(p => (float[])p.Grad.Clone()).ToArray();
+        }
+        var both = Gradients(hidden: true, tokens: true);
+        var valueHeadAlone = Gradients(hidden: true, tokens: false);
+        var tokensAlone = Gradients(hidden: false, tokens: true);
+        for (int i = 0; i < parameters.Count; i++)
+        {
+            var sum = valueHeadAlone[i].Zip(tokensAlone[i], (a, b) => a + b).ToArray();
+            double scale = sum.Max(v => Math.Abs(v));
+            TrainingFixtures.AssertClose(parameters[i].Name, sum, both[i], 1e-6 + 1e-5 * scale, 1e-4);
+        }
+    }
+
+    /// <summary>The sum of the value head's scores at every label row: a hidden-state loss on the token objective's rows.</summary>
+    private sealed class ValuesAtLabelRows(ValueHead head) : IHiddenStateObjective
+    {
+        public void Apply(TrainingBatch batch, ReadOnlySpan<float> hidden, float gradScale, Span<float> dHidden)
+        {
+            int h = head.HiddenSize;
+            foreach (int row in LabelTokens.Of(batch).Rows)
+                head.Backward(hidden.Slice(row * h, h), gradScale, dHidden.Slice(row * h, h));
+        }
+    }
+
+    /// <summary>SFT's loss asking for the log-probs first, as the preference objectives do.</summary>
+    private sealed class LogProbsFirstCrossEntropy : ITrainingObjective
+    {
+        private readonly SupervisedCrossEntropy _inner = new();
+
+        public bool NeedsLogProbsFirst => true;
+
+        public void Begin(LabelTokens labels, float gradScale) => _inner.Begin(labels, gradScale);
+
+        public float Gradient(int token, double logProb) => _inner.Gradient(token, logProb);
+
+        public SharpTune.Training.LossResult Loss(ReadOnlySpan<double> logProbs) => _inner.Loss(logProbs);
     }
 
     private static double[] Doubles(JsonNode node) => node.AsArray().Select(v => v!.GetValue<double>()).ToArray();

@@ -655,8 +655,9 @@ public sealed class DecoderModel : IDisposable
         {
             // With a frozen lm_head one pass does: a label row's dLogits, and so its dHidden, is linear in the token's
             // upstream gradient, so the pass backpropagates a unit gradient and scales each row once the objective has
-            // seen every log-prob. A trained lm_head's weight gradient needs the true upstream: a second pass below.
-            bool scaleAfterwards = backward && !LmHead.IsTrainable;
+            // seen every log-prob. A trained lm_head's weight gradient needs the true upstream, and a hidden-state
+            // objective's gradient on these rows must not be scaled with them: a second pass below.
+            bool scaleAfterwards = backward && !LmHead.IsTrainable && hiddenObjective is null;
             var meanLogits = new double[count];
             for (int start = 0; start < count; start += chunk)
             {
