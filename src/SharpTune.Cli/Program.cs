@@ -33,6 +33,7 @@ public static class Program
             CompareCommand.Create(),
             ApiCommand.Create(),
             CheckCommands.Create(),
+            ScoreCommand.Create(),
             DataCommands.Create(),
             EnvCommands.Env(),
             EnvCommands.VersionCommand(),

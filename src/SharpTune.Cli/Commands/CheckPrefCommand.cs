@@ -6,6 +6,7 @@ using SharpTune.IO.Safetensors;
 using SharpTune.Peft;
 using SharpTune.Training;
 using SharpTune.Training.Model;
+using SharpTune.Training.Objectives;
 using SharpTune.Training.Preference;
 
 namespace SharpTune.Cli.Commands;
@@ -42,8 +43,9 @@ public static class CheckPrefCommand
         public Option<double> SimpoGamma { get; } = new("--simpo-gamma") { Description = "simpo_gamma (pref_loss simpo)", DefaultValueFactory = _ => 0.5 };
         public Option<double> KtoChosenWeight { get; } = new("--kto-chosen-weight") { Description = "kto_chosen_weight (stage kto)", DefaultValueFactory = _ => 1.0 };
         public Option<double> KtoRejectedWeight { get; } = new("--kto-rejected-weight") { Description = "kto_rejected_weight (stage kto)", DefaultValueFactory = _ => 1.0 };
+        public Option<string?> ValueHead { get; } = new("--value-head") { Description = "value_head.safetensors (v_head.summary.weight/bias) the scores start from (stage rm)" };
 
-        public IEnumerable<Option> All => [PrefLoss, PrefBeta, LabelSmoothing, PrefFtx, SimpoGamma, KtoChosenWeight, KtoRejectedWeight];
+        public IEnumerable<Option> All => [PrefLoss, PrefBeta, LabelSmoothing, PrefFtx, SimpoGamma, KtoChosenWeight, KtoRejectedWeight, ValueHead];
     }
 
     /// <summary>Each stage's check: the output tensors besides the gradients (which are added for every trainable tensor).</summary>
@@ -52,6 +54,7 @@ public static class CheckPrefCommand
         {
             ["dpo"] = Pairwise,
             ["kto"] = Kto,
+            ["rm"] = RewardModel,
         };
 
     public static Command Create()
@@ -59,7 +62,7 @@ public static class CheckPrefCommand
         var model = new Option<string>("--model") { Description = "Model folder", Required = true };
         var adapter = new Option<string?>("--adapter") { Description = "PEFT adapter folder: the policy trains it and the reference is the model with it disabled (default: every weight trains and the reference is a frozen copy)" };
         var input = new Option<string>("--input") { Description = "JSON batch as LLaMA-Factory's collators give it (dpo: chosen_*/rejected_*; kto: input_ids, attention_mask, labels, kl_*, kto_tags); a file whose 'batch' holds it is read too", Required = true };
-        var output = new Option<string>("--out") { Description = "Output safetensors: loss, policy_/reference_chosen_/rejected_logps, rewards_chosen, rewards_rejected (kto: kl), grad.<name>", Required = true };
+        var output = new Option<string>("--out") { Description = "Output safetensors: loss, policy_/reference_chosen_/rejected_logps, rewards_chosen, rewards_rejected (kto: kl; rm: chosen_scores, rejected_scores instead), grad.<name>", Required = true };
         var stage = new Option<string>("--stage") { Description = $"Objective: {string.Join(", ", Stages.Keys)}", DefaultValueFactory = _ => "dpo" };
         var options = new Options();
         var command = new Command("pref", "Compute one preference-training step's loss, log-probs, rewards and adapter gradients on one batch")
@@ -139,6 +142,29 @@ public static class CheckPrefCommand
             Vector("rewards_rejected", Where(result.Outcome.Rewards, false)),
             Scalar("kl", result.Outcome.Kl),
         ];
+    }
+
+    /// <summary>
+    /// The reward model's pairwise loss (LLaMA-Factory's PairwiseTrainer): the value head's scores at each sequence's
+    /// last real token, without its training dropout; the value head's gradients are added beside the adapter's.
+    /// </summary>
+    private static List<(string, long[], float[])> RewardModel(Check check)
+    {
+        string headFile = check.Value(check.Options.ValueHead) ?? throw new ArgumentException("--stage rm needs --value-head FILE (value_head.safetensors)");
+        var head = ValueHead.Load(headFile, check.Decoder.Config.HiddenSize);
+        var pairs = PairwiseStep.Concatenate(BatchFile.Read(check.InputPath, check.Batch, "chosen_"),
+            BatchFile.Read(check.InputPath, check.Batch, "rejected_"), padTokenId: 0);
+        var loss = new PairwiseRewardLoss(head, dropout: null);
+        check.Decoder.ForwardBackward(pairs, loss, objective: null, 1f, new SeededRandom(0));
+        var scores = loss.Last!;
+        var tensors = new List<(string, long[], float[])>
+        {
+            Scalar("loss", scores.Loss),
+            Vector("chosen_scores", scores.Chosen),
+            Vector("rejected_scores", scores.Rejected),
+        };
+        foreach (var p in head.Parameters) tensors.Add(("grad." + p.Name, p.Shape.Select(d => (long)d).ToArray(), p.Grad));
+        return tensors;
     }
 
     private static (string, long[], float[]) Scalar(string name, double value) => (name, [1], [(float)value]);

@@ -8,6 +8,8 @@ using SharpTune.Model;
 using SharpTune.Peft;
 using SharpTune.Templates;
 
+using SharpTune.Training.Model;
+
 namespace SharpTune.Export;
 
 /// <summary>
@@ -38,8 +40,9 @@ public static class ModelExporter
     /// <param name="template">The chat template the model is used with; null copies generation_config.json unchanged.</param>
     /// <param name="cancellation">Checked before each tensor; a cancelled export leaves <paramref name="exportDir"/> as it was.</param>
     /// <param name="tensorExported">Called with (tensors done, tensors in all) as each tensor is produced for its shard.</param>
+    /// <param name="valueHead">A reward model's value_head.safetensors, copied beside the merged weights (it is not part of them).</param>
     public static IReadOnlyList<string> Export(string baseDir, IReadOnlyList<string> adapterDirs, string exportDir, long maxShardBytes, ChatTemplate? template,
-        CancellationToken cancellation = default, Action<int, int>? tensorExported = null)
+        CancellationToken cancellation = default, Action<int, int>? tensorExported = null, string? valueHead = null)
     {
         if (maxShardBytes <= 0) throw new ArgumentException($"the maximum shard size must be positive, got {maxShardBytes} bytes");
         if (SamePath(baseDir, exportDir))
@@ -100,6 +103,11 @@ public static class ModelExporter
             {
                 Copy(baseDir, temp, "generation_config.json", written);
             }
+            if (valueHead is not null)
+            {
+                AtomicFile.Copy(valueHead, Path.Combine(temp, ValueHead.FileName));
+                written.Add(ValueHead.FileName);
+            }
             AtomicFile.ReplaceDirectory(temp, final);
             return written;
         }
@@ -130,7 +138,7 @@ public static class ModelExporter
     }
 
     /// <summary>The names an export writes besides its shards.</summary>
-    private static readonly HashSet<string> ExportedFiles = new(["config.json", "generation_config.json", .. TokenizerFiles], StringComparer.Ordinal);
+    private static readonly HashSet<string> ExportedFiles = new(["config.json", "generation_config.json", ValueHead.FileName, .. TokenizerFiles], StringComparer.Ordinal);
 
     /// <param name="before">Runs before the tensor is produced (the cancellation check), <paramref name="after"/> once it is.</param>
     private static (string Name, DType DType, long[] Shape, ReadOnlyMemory<byte> Data) Tensor(

@@ -242,13 +242,16 @@ public sealed class SftConfig
             throw Error("do_eval", "needs eval_dataset or val_size (evaluation is on because of do_eval or eval_strategy)");
         if ((Training.DoEval || Training.DoPredict) && Training.OutputDir.Length == 0)
             throw Error("output_dir", $"required for {(Training.DoPredict ? "prediction (do_predict: true)" : "evaluation (do_eval: true)")}: the results are written there");
-        if (Training.DoPredict && !Training.PredictWithGenerate)
+        // Stage rm predicts scores, not text: LLaMA-Factory asks for predict_with_generate in sft only.
+        if (Training.DoPredict && !Training.PredictWithGenerate && Finetuning.Stage != "rm")
             throw Error("do_predict", "needs predict_with_generate: true to save model predictions (as LLaMA-Factory requires)");
         if (Training.PredictWithGenerate && Training.DoTrain)
             throw Error("predict_with_generate", "cannot be used while training (do_train: true); predict with the trained adapter in a separate run");
         if (Training.PredictWithGenerate && Training.DoEval)
             throw Error("predict_with_generate", "generation-based evaluation (do_eval with predict_with_generate) is not available; use do_predict for generated predictions and their BLEU/ROUGE, or do_eval without predict_with_generate for eval_loss");
-        if (Training.DoPredict && Data.EvalDataset.Count == 0)
+        if (Training.DoPredict && Finetuning.Stage == "rm" && Data.EvalDataset.Count == 0 && Data.ValSize == 0)
+            throw Error("do_predict", "needs eval_dataset or val_size: the reward model scores the evaluation pairs");
+        if (Training.DoPredict && Finetuning.Stage != "rm" && Data.EvalDataset.Count == 0)
             throw Error("do_predict", "needs eval_dataset: predictions are generated for its prompts and compared with its answers");
         if (Training.DoPredict && Generating.DoSample && !(Generating.Temperature > 0))
             throw Error("temperature", "must be greater than 0 when sampling (do_sample: true); set do_sample: false for greedy decoding");

@@ -2,6 +2,7 @@ using SharpTune.Export;
 using SharpTune.Hparams;
 using SharpTune.Templates;
 using SharpTune.Training;
+using SharpTune.Training.Model;
 
 namespace SharpTune.Workflows;
 
@@ -23,9 +24,13 @@ public static class ExportWorkflow
             if (cfg.Model.Quantization is { } quantization)
                 observer.On(new RunNote($"note: quantization_bit {quantization.Bits}: the adapters were trained on a {quantization} base; they are merged into the unquantized weights read from {modelDir}, and the export is unquantized"));
             cancellation.ThrowIfCancellationRequested();
+            // As LLaMA-Factory's export_model: a reward model's value head (from the last adapter, else the model folder) goes beside the weights.
+            string headSource = Path.Combine(cfg.Model.AdapterNameOrPath.Count > 0 ? cfg.Model.AdapterNameOrPath[^1] : modelDir, ValueHead.FileName);
+            string? valueHead = cfg.Finetuning.Stage == "rm" && File.Exists(headSource) ? headSource : null;
             var written = ModelExporter.Export(modelDir, cfg.Model.AdapterNameOrPath, cfg.Export.ExportDir,
                 cfg.Export.ExportSize * ModelExporter.BytesPerGigabyte, template,
-                cancellation, (done, total) => observer.On(new ExportProgressed(done, total)));
+                cancellation, (done, total) => observer.On(new ExportProgressed(done, total)), valueHead);
+            if (valueHead is not null) observer.On(new RunNote($"copied the value head {valueHead} to {cfg.Export.ExportDir}"));
             observer.On(new RunNote($"exported {(cfg.Model.AdapterNameOrPath.Count == 0 ? "the model" : $"the base merged with {string.Join(", ", cfg.Model.AdapterNameOrPath)}")} to {cfg.Export.ExportDir}"));
             observer.On(new RunFinished("export", written.Select(f => new KeyValuePair<string, object?>("file", f)).ToList()));
             return written;

@@ -165,4 +165,15 @@ public class SafetensorsReaderTests
         Assert.Equal([3f], c.ReadFloat32("y"));
         Assert.Equal("b.safetensors", Path.GetFileName(c.File("y").Path));
     }
+
+    [Fact]
+    public void ModelSafetensorsIsTheWholeModelAsTransformersLoadsIt()
+    {
+        // A reward model's folder: the weights and, beside them, the value head, which is not part of the model.
+        using var dir = new TempDir();
+        SafetensorsWriter.Write(dir.File("model.safetensors"), [("x", [2L], new float[] { 1, 2 })]);
+        SafetensorsWriter.Write(dir.File("value_head.safetensors"), [("v_head.summary.bias", [1L], new float[] { 3 })]);
+        using var c = SafetensorsCheckpoint.OpenDirectory(dir.Path);
+        Assert.Equal(["x"], c.Names);
+    }
 }

@@ -4,7 +4,9 @@ namespace SharpTune.IO.Safetensors;
 
 /// <summary>
 /// The weights of a Hugging Face model folder: either shards listed by <c>model.safetensors.index.json</c>, or
-/// (without an index) every <c>*.safetensors</c> file at the folder's top level. Lookups are by tensor name across
+/// (without an index) <c>model.safetensors</c> alone when the folder has it, as transformers loads it (beside it may lie
+/// files that are not the model's, such as a reward model's value_head.safetensors), else every <c>*.safetensors</c>
+/// file at the folder's top level. Lookups are by tensor name across
 /// all files. Opening validates everything up front: every file's header (see <see cref="SafetensorsFile"/>), and
 /// for an index, that every named shard exists, that each shard holds exactly the tensors the index maps to it, and
 /// that no tensor is in two files. The index's <c>metadata.total_size</c> is informational and not checked: several
@@ -116,13 +118,19 @@ public sealed unsafe class SafetensorsCheckpoint : IDisposable
         }
     }
 
+    /// <summary>transformers' SAFE_WEIGHTS_NAME.</summary>
+    private const string SingleFileName = "model.safetensors";
+
     private static SafetensorsCheckpoint OpenUnindexed(string dir)
     {
+        string single = Path.Combine(dir, SingleFileName);
         // Only the exact ".safetensors" suffix: temp files from an interrupted write end in ".tmp".
-        string[] paths = System.IO.Directory.EnumerateFiles(dir)
-            .Where(p => p.EndsWith(".safetensors", StringComparison.Ordinal))
-            .Order(StringComparer.Ordinal)
-            .ToArray();
+        string[] paths = System.IO.File.Exists(single)
+            ? [single]
+            : System.IO.Directory.EnumerateFiles(dir)
+                .Where(p => p.EndsWith(".safetensors", StringComparison.Ordinal))
+                .Order(StringComparer.Ordinal)
+                .ToArray();
         if (paths.Length == 0)
             throw new FileNotFoundException($"no *.safetensors weights in {dir}");
 

@@ -539,6 +539,31 @@ public sealed class DecoderModel : IDisposable
         return LabelLogProbsAndBackward(batch, b, objective, gradScale, backward: true).Loss;
     }
 
+    /// <summary>
+    /// Forward and backward of a loss read from the final normed hidden states (a value head: the reward model's
+    /// pairwise loss, PPO's value loss), beside an optional token objective over the label tokens (PPO's policy loss):
+    /// both gradients flow into the final hidden states and down through one backward. gradScale·dLoss/dθ is added to
+    /// every trainable gradient; the hidden objective keeps its own loss and outputs. Returns the token objective's
+    /// loss (no tokens without one).
+    /// </summary>
+    public LossResult ForwardBackward(TrainingBatch batch, IHiddenStateObjective hiddenObjective, ITrainingObjective? objective,
+        float gradScale, SeededRandom random)
+    {
+        if (_tunersDisabled)
+            throw new InvalidOperationException("the tuners are disabled (a reference forward); enable them before training");
+        var b = Prepare(batch);
+        Forward(batch, b, TunerPass.Train, random);
+        return LabelLogProbsAndBackward(batch, b, objective, gradScale, backward: true, hiddenObjective).Loss;
+    }
+
+    /// <summary>The final normed hidden states [batch·length × hidden] of an evaluation forward (no dropout, no gradients), for a value head.</summary>
+    public float[] FinalHidden(TrainingBatch batch)
+    {
+        var b = Prepare(batch);
+        Forward(batch, b, TunerPass.Evaluate, null);
+        return b.FinalNormed.AsSpan(0, batch.Batch * batch.Length * Config.HiddenSize).ToArray();
+    }
+
     /// <summary>The batch's SFT loss without dropout or gradients.</summary>
     public LossResult Evaluate(TrainingBatch batch) => Evaluate(batch, new SupervisedCrossEntropy());
 
@@ -775,17 +800,26 @@ public sealed class DecoderModel : IDisposable
     /// buffer. Then the backward through the final norm and the layers.
     /// </summary>
     private (LabelTokens Labels, double[] LogProbs, LossResult Loss) LabelLogProbsAndBackward(TrainingBatch batch, Buffers b,
-        ITrainingObjective objective, float gradScale, bool backward)
+        ITrainingObjective? objective, float gradScale, bool backward, IHiddenStateObjective? hiddenObjective = null)
     {
         int t = batch.Length, h = Config.HiddenSize, v = Config.VocabSize;
         var labels = LabelTokens.Of(batch);
-        int count = labels.Count;
+        int count = objective is null ? 0 : labels.Count;
         var logProbs = new double[count];
-        if (count == 0) return (labels, logProbs, new LossResult(0, 0));
-        objective.Begin(labels, gradScale);
         int rows = batch.Batch * t;
+        if (backward && hiddenObjective is not null)
+        {
+            Array.Clear(b.DResidual, 0, rows * h);
+            hiddenObjective.Apply(batch, b.FinalNormed.AsSpan(0, rows * h), gradScale, b.DResidual.AsSpan(0, rows * h));
+        }
+        if (count == 0)
+        {
+            if (backward && hiddenObjective is not null) Backward(batch, b);
+            return (labels, logProbs, new LossResult(0, 0));
+        }
+        objective!.Begin(labels, gradScale);
         var lossScope = StepProfile.Measure(StepSection.LmHeadAndLoss);
-        if (backward) Array.Clear(b.DResidual, 0, rows * h);
+        if (backward && hiddenObjective is null) Array.Clear(b.DResidual, 0, rows * h);
         int chunk = LossChunkRows(count, v);
         if (b.ChunkLogits.Length < (long)chunk * v)
             b.AllocateLossChunk(chunk, h, v);
@@ -793,8 +827,9 @@ public sealed class DecoderModel : IDisposable
         {
             // With a frozen lm_head one pass does: a label row's dLogits, and so its dHidden, is linear in the token's
             // upstream gradient, so the pass backpropagates a unit gradient and scales each row once the objective has
-            // seen every log-prob. A trained lm_head's weight gradient needs the true upstream: a second pass below.
-            bool scaleAfterwards = backward && !LmHead.IsTrainable;
+            // seen every log-prob. A trained lm_head's weight gradient needs the true upstream, and a hidden-state
+            // objective's gradient on these rows must not be scaled with them: a second pass below.
+            bool scaleAfterwards = backward && !LmHead.IsTrainable && hiddenObjective is null;
             var meanLogits = new double[count];
             for (int start = 0; start < count; start += chunk)
             {
@@ -836,8 +871,10 @@ public sealed class DecoderModel : IDisposable
             Backend.LabelLogProbs(b.ChunkLogits, n, v, labels.Targets, start, logProbs, backward ? objective.Gradient : null);
             if (!backward) continue;
             LmHeadBackward(b.ChunkHidden, b.ChunkLogits, n, b.ChunkDHidden);
+            // Added, not copied: a hidden-state objective may already have put its gradient on these rows.
             for (int i = 0; i < n; i++)
-                Array.Copy(b.ChunkDHidden, i * h, b.DResidual, labels.Rows[start + i] * h, h);
+                System.Numerics.Tensors.TensorPrimitives.Add(b.DResidual.AsSpan(labels.Rows[start + i] * h, h), b.ChunkDHidden.AsSpan(i * h, h),
+                    b.DResidual.AsSpan(labels.Rows[start + i] * h, h));
         }
         lossScope.Dispose();
         if (backward) Backward(batch, b);
