@@ -7,7 +7,7 @@ namespace SharpTune.Tokenization;
 /// <summary>
 /// A SentencePiece <c>tokenizer.model</c>, encoding and decoding exactly as the sentencepiece library does
 /// (<c>spm_encode --output_format=id</c>, no bos/eos added): the text normalised by <see cref="SentencePieceNormalizer"/>,
-/// segmented by BPE (bpe_model.cc) or Unigram (unigram_model.cc), runs of unknown pieces merged into one, or with byte
+/// segmented by BPE (bpe_model.cc), Unigram (unigram_model.cc), characters or words, runs of unknown pieces merged into one, or with byte
 /// fallback spelled as &lt;0xXX&gt; pieces. Optionally extra special tokens follow the vocabulary, as ChatGLM3's
 /// SPTokenizer appends them: like its default <c>encode_special_tokens=False</c>, text is never split at them (a
 /// template puts their ids in itself, by <see cref="TokenToId"/>); they decode as written.
@@ -26,6 +26,7 @@ internal sealed class SentencePieceTokenizer : ITokenizerModel
     private readonly Dictionary<string, int> _pieceIds = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _pieceIdsBySpan;
     private readonly Dictionary<string, int> _reservedIds = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _reservedIdsBySpan;
     private readonly string[] _userDefinedLongestFirst;
     private readonly int _unknownId;
     private readonly int[] _byteIds = new int[256];
@@ -42,9 +43,6 @@ internal sealed class SentencePieceTokenizer : ITokenizerModel
     /// <param name="extraSpecialTokens">Tokens given the ids after the vocabulary, in order (ChatGLM3's), or none.</param>
     public SentencePieceTokenizer(SentencePieceModelProto proto, IReadOnlyList<string> extraSpecialTokens)
     {
-        if (proto.ModelType is not (SentencePieceModelType.Bpe or SentencePieceModelType.Unigram))
-            throw new NotSupportedException($"trainer_spec.model_type {proto.ModelType.ToString().ToUpperInvariant()} is not " +
-                "supported; only BPE and UNIGRAM are");
         _proto = proto;
         _pieces = proto.Pieces.ToArray();
         _unknownId = -1;
@@ -86,6 +84,7 @@ internal sealed class SentencePieceTokenizer : ITokenizerModel
         for (int b = 0; b < 256; b++)
             _byteIds[b] = _reservedIds.TryGetValue($"<0x{b:X2}>", out int id) ? id : _unknownId;
         _pieceIdsBySpan = _pieceIds.GetAlternateLookup<ReadOnlySpan<char>>();
+        _reservedIdsBySpan = _reservedIds.GetAlternateLookup<ReadOnlySpan<char>>();
         _userDefinedLongestFirst = userDefined.OrderByDescending(s => s.Length).ToArray();
         _normalizer = new SentencePieceNormalizer(proto, userDefined);
         if (proto.ModelType == SentencePieceModelType.Unigram)
@@ -107,10 +106,13 @@ internal sealed class SentencePieceTokenizer : ITokenizerModel
         if (normalized.Length == 0)
             return;
         var segments = new List<(int Start, int Length, int Id)>();
-        if (_unigramTrie is not null)
-            SegmentUnigram(normalized, segments);
-        else
-            SegmentBpe(normalized, segments);
+        switch (_proto.ModelType)
+        {
+            case SentencePieceModelType.Unigram: SegmentUnigram(normalized, segments); break;
+            case SentencePieceModelType.Bpe: SegmentBpe(normalized, segments); break;
+            case SentencePieceModelType.Char: SegmentCharacters(normalized, segments); break;
+            default: SegmentWords(normalized, segments); break;
+        }
 
         bool previousUnknown = false;
         foreach (var (start, length, id) in segments)
@@ -133,7 +135,44 @@ internal sealed class SentencePieceTokenizer : ITokenizerModel
 
     /// <summary>PieceToId: reserved pieces (control, unknown, byte) first, then the others, else the unknown id.</summary>
     private int PieceId(ReadOnlySpan<char> piece) =>
-        _pieceIdsBySpan.TryGetValue(piece, out int id) ? id : _unknownId;
+        _reservedIdsBySpan.TryGetValue(piece, out int id) || _pieceIdsBySpan.TryGetValue(piece, out id) ? id : _unknownId;
+
+    /// <summary>char_model.cc: each character (a user-defined symbol whole) is a piece.</summary>
+    private void SegmentCharacters(string text, List<(int Start, int Length, int Id)> output)
+    {
+        for (int i = 0; i < text.Length;)
+        {
+            int length = UserDefinedPrefixLength(text.AsSpan(i));
+            if (length == 0)
+                length = CharacterLength(text, i);
+            output.Add((i, length, PieceId(text.AsSpan(i, length))));
+            i += length;
+        }
+    }
+
+    /// <summary>
+    /// word_model.cc over model_interface.cc's SplitIntoWords: a word starts at the text's start and at every ▁, or
+    /// with whitespace as a suffix ends after every ▁; each word is one piece or unknown.
+    /// </summary>
+    private void SegmentWords(string text, List<(int Start, int Length, int Id)> output)
+    {
+        int wordStart = 0;
+        for (int i = 0; i < text.Length; i++)
+        {
+            bool isSpace = text[i] == SpaceSymbol[0];
+            if (_proto.TreatWhitespaceAsSuffix ? isSpace && i + 1 < text.Length : isSpace && i > wordStart)
+            {
+                int end = _proto.TreatWhitespaceAsSuffix ? i + 1 : i;
+                output.Add((wordStart, end - wordStart, PieceId(text.AsSpan(wordStart, end - wordStart))));
+                wordStart = end;
+            }
+        }
+        if (text.Length > wordStart)
+            output.Add((wordStart, text.Length - wordStart, PieceId(text.AsSpan(wordStart))));
+    }
+
+    private static int CharacterLength(string text, int i) =>
+        char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]) ? 2 : 1;
 
     /// <summary>
     /// bpe_model.cc: characters (user-defined symbols whole and frozen), then repeatedly the adjacent pair whose
@@ -148,7 +187,7 @@ internal sealed class SentencePieceTokenizer : ITokenizerModel
             int length = UserDefinedPrefixLength(text.AsSpan(i));
             bool freeze = length > 0;
             if (!freeze)
-                length = char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]) ? 2 : 1;
+                length = CharacterLength(text, i);
             int index = symbols.Count;
             symbols.Add(new BpeSymbol(i, length, index - 1, i + length < text.Length ? index + 1 : -1, freeze));
             i += length;
@@ -237,7 +276,7 @@ internal sealed class SentencePieceTokenizer : ITokenizerModel
         {
             float scoreTillHere = bestScore[startsAt];
             bool hasSingleNode = false;
-            int charLength = char.IsHighSurrogate(text[startsAt]) && startsAt + 1 < size && char.IsLowSurrogate(text[startsAt + 1]) ? 2 : 1;
+            int charLength = CharacterLength(text, startsAt);
             int node = 0;
             for (int keyPosition = startsAt; keyPosition < size;)
             {

@@ -77,6 +77,8 @@ public sealed class SentencePieceConformanceTests : IDisposable
     [InlineData("uni_raw.model")]
     [InlineData("bpe_digits.model")]
     [InlineData("uni_suffix.model")]
+    [InlineData("char.model")]
+    [InlineData("word.model")]
     public void FuzzStringsEncodeAndDecodeAsSentencePiece(string model)
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(Fixture("fuzz.json")));
