@@ -6,7 +6,9 @@ using SharpTune.Tokenization;
 namespace SharpTune.Bench;
 
 /// <summary>
-/// Qwen2.5 tokenizer throughput on LLaMA-Factory's alpaca_en_demo and alpaca_zh_demo (tests/fixtures/llamafactory):
+/// Tokenizer throughput on LLaMA-Factory's alpaca_en_demo and alpaca_zh_demo (tests/fixtures/llamafactory), for the
+/// Qwen2.5 tokenizer.json and, prefixed spm_bpe. and spm_unigram., the SentencePiece BPE and Unigram test models
+/// (tests/fixtures/sentencepiece, nmt_nfkc normalization):
 /// each record's instruction + "\n" + input + "\n" + output is one text, encoded and decoded on its own as a data
 /// pipeline would. MB are UTF-8 megabytes (10⁶ bytes) of text. "cold" is the first pass of a freshly loaded
 /// tokenizer (empty word cache; loading excluded), "warm" a later pass over the same data.
@@ -23,7 +25,26 @@ public sealed class TokenizerWorkload : IWorkload
 
     public void Run(BenchContext context)
     {
-        string tokenizerDir = BenchModels.Fixtures("tokenizers", "qwen2.5-instruct");
+        Measure(context, BenchModels.Fixtures("tokenizers", "qwen2.5-instruct"), "");
+        string folder = Path.Combine(Path.GetTempPath(), "sharptune-bench-spm-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            foreach (var (model, prefix) in new[] { ("bpe_bf.model", "spm_bpe."), ("uni.model", "spm_unigram.") })
+            {
+                // A SentencePiece folder holds its model as tokenizer.model and nothing else.
+                Directory.CreateDirectory(folder);
+                File.Copy(BenchModels.Fixtures("sentencepiece", model), Path.Combine(folder, "tokenizer.model"), overwrite: true);
+                Measure(context, folder, prefix);
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    private static void Measure(BenchContext context, string tokenizerDir, string prefix)
+    {
         foreach (string dataset in s_datasets)
         {
             string[] texts = LoadTexts(BenchModels.Fixtures("llamafactory", dataset + ".json"));
@@ -45,11 +66,11 @@ public sealed class TokenizerWorkload : IWorkload
                 foreach (int[] ids in encoded) tokenizer.Decode(ids);
             });
 
-            context.Report($"{dataset}.text", megabytes, "MB");
-            context.Report($"{dataset}.tokens", encoded.Sum(ids => ids.Length), "tokens");
-            context.Report($"{dataset}.encode_cold", megabytes / cold, "MB/s");
-            context.Report($"{dataset}.encode_warm", megabytes / warm, "MB/s");
-            context.Report($"{dataset}.decode", megabytes / decode, "MB/s");
+            context.Report($"{prefix}{dataset}.text", megabytes, "MB");
+            context.Report($"{prefix}{dataset}.tokens", encoded.Sum(ids => ids.Length), "tokens");
+            context.Report($"{prefix}{dataset}.encode_cold", megabytes / cold, "MB/s");
+            context.Report($"{prefix}{dataset}.encode_warm", megabytes / warm, "MB/s");
+            context.Report($"{prefix}{dataset}.decode", megabytes / decode, "MB/s");
         }
     }
 

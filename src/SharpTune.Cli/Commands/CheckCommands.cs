@@ -82,7 +82,7 @@ public static class CheckCommands
 
     private static Command Tokenize()
     {
-        var tokenizer = new Option<string>("--tokenizer") { Description = "Folder with tokenizer.json", Required = true };
+        var tokenizer = new Option<string>("--tokenizer") { Description = "Folder with tokenizer.json or tokenizer.model (SentencePiece or tiktoken)", Required = true };
         var command = new Command("tokenize", "Read JSON strings (one per line) on stdin; write {ids, decoded, decoded_skip_special_tokens} lines") { tokenizer };
         command.SetAction(r => CliAction.Run(() =>
         {

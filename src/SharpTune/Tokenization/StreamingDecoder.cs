@@ -6,8 +6,10 @@ namespace SharpTune.Tokenization;
 /// <summary>
 /// Incremental <see cref="Tokenizer.Decode"/> for generation: each <see cref="Push"/> returns only text that is
 /// final, holding back the bytes of a UTF-8 sequence that a later token may complete. The pieces returned by
-/// Push and Flush concatenate to exactly <c>Decode(allIds, skipSpecialTokens)</c>, because both decode the same
-/// byte stream with the same maximal-subpart U+FFFD replacement.
+/// Push and Flush concatenate to exactly <c>Decode(allIds, skipSpecialTokens)</c> for tokenizer.json and tiktoken
+/// files, because both decode the same byte stream with the same maximal-subpart U+FFFD replacement. A SentencePiece
+/// decode differs in two places token-at-a-time text cannot follow: it drops the dummy-prefix space of the first
+/// piece and writes one U+FFFD per byte of a malformed sequence.
 /// </summary>
 public sealed class StreamingDecoder
 {
