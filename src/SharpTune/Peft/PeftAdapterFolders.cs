@@ -72,24 +72,14 @@ public static class PeftAdapterFolders
     public static string PeftType(string directory)
     {
         if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"adapter folder '{directory}' does not exist");
-        string path = Path.Combine(directory, ConfigFileName);
-        if (!File.Exists(path)) throw new FileNotFoundException($"{directory}: {ConfigFileName} is missing; is this a PEFT adapter folder?", path);
-        var bytes = Utf8Validation.ReadJsonFile(path, message => new InvalidDataException(message));
-        try
+        return PeftConfigFile.Read(directory, (root, _, _) =>
         {
-            using var doc = JsonDocument.Parse(bytes);
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: not a JSON object");
-            var root = doc.RootElement;
             if (root.TryGetProperty("peft_type", out var t)) return t.ValueKind == JsonValueKind.String ? t.GetString()! : "";
             if (root.TryGetProperty("version", out var version) && version.ValueKind == JsonValueKind.String
                 && version.GetString()!.StartsWith(AdaptersLibraryVersionPrefix, StringComparison.Ordinal)
                 && root.TryGetProperty("config", out var config) && config.ValueKind == JsonValueKind.Object)
                 return "ADAPTERS_" + (config.TryGetProperty("architecture", out var a) && a.ValueKind == JsonValueKind.String ? a.GetString()!.ToUpperInvariant() : "BOTTLENECK");
             return "";
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{path}: invalid JSON ({e.Message})", e);
-        }
+        });
     }
 }

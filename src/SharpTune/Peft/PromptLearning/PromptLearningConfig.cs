@@ -44,24 +44,8 @@ public sealed record PromptLearningConfig
     public static readonly string[] PeftTypes = [PromptTuning, PTuning, PrefixTuning];
 
     /// <exception cref="InvalidDataException">The file is unreadable, or a field is missing, of the wrong type or unsupported: "PATH: 'field' problem".</exception>
-    public static PromptLearningConfig Load(string adapterDirectory)
-    {
-        string path = Path.Combine(adapterDirectory, FileName);
-        if (!File.Exists(path)) throw new FileNotFoundException($"{adapterDirectory}: {FileName} is missing; is this a PEFT adapter folder?", path);
-        var bytes = Utf8Validation.ReadJsonFile(path, message => new InvalidDataException(message));
-        JsonDocument doc;
-        try
+    public static PromptLearningConfig Load(string adapterDirectory) => PeftConfigFile.Read(adapterDirectory, (_, path, reader) =>
         {
-            doc = JsonDocument.Parse(bytes);
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{path}: invalid JSON ({e.Message})", e);
-        }
-        using (doc)
-        {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: not a JSON object");
-            var reader = new JsonConfigReader(doc.RootElement, path, message => new InvalidDataException(message));
             string peftType = reader.OptionalString("peft_type") ?? "";
             if (!PeftTypes.Contains(peftType))
                 throw new InvalidDataException($"{path}: peft_type is {MessageText.Quote(peftType)}, not one of {string.Join(", ", PeftTypes)}");
@@ -89,8 +73,7 @@ public sealed record PromptLearningConfig
             if (peftType == PTuning && config.EncoderReparameterizationType is not ("MLP" or "LSTM"))
                 throw new InvalidDataException($"{path}: 'encoder_reparameterization_type' is {MessageText.Quote(config.EncoderReparameterizationType)}, not MLP or LSTM");
             return config;
-        }
-    }
+        });
 
     /// <summary>Writes adapter_config.json atomically with the fields PEFT writes for the method, in its order.</summary>
     public void Save(string adapterDirectory)
