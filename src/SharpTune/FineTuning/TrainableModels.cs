@@ -22,7 +22,7 @@ public static class TrainableModels
     /// trained, unless the base is quantized: LLaMA-Factory then continues the single adapter, since nothing can be
     /// merged into quantized weights). Frozen weights
     /// stay as the checkpoint stores them; merging an earlier adapter turns just the modules it changes into fp32.
-    /// With quantization the layers' projections are quantised (QLoRA): LoRA only, with at most one adapter folder,
+    /// With quantization the layers' projections are quantised (QLoRA): any method that leaves them frozen (not full or freeze), with at most one adapter folder,
     /// since quantised weights can neither be trained nor have an adapter folded into them. With bf16Compute the
     /// frozen bf16 weights are multiplied in bf16 where the machine has a bf16 GEMM (see <see cref="DecoderModel.Load"/>).
     /// </summary>
@@ -67,12 +67,12 @@ public static class TrainableModels
         }
     }
 
-    /// <summary>Refuses what <see cref="Create"/> cannot build: adapters without LoRA, quantisation without LoRA, a quantized base under several adapters.</summary>
+    /// <summary>Refuses what <see cref="Create"/> cannot build: adapters with full or freeze, quantisation with a method that trains the projections, a quantized base under several adapters.</summary>
     public static void CheckCombination(FinetuningArguments args, IReadOnlyList<string> adapterDirectories, QuantizationOptions? quantization)
     {
         string method = args.MethodName;
         if (args.RefusedAdapters(adapterDirectories.Count) is { } adapters) throw new ArgumentException($"{adapters.Key}: {adapters.Problem}");
-        if (quantization is not null && args.FinetuningType != FinetuningType.Lora && !args.IsPromptLearning)
+        if (quantization is not null && !args.LeavesBaseFrozen)
             throw new ArgumentException($"quantized weights cannot be trained, so finetuning_type {method} cannot use quantization_bit; use finetuning_type lora (QLoRA)");
         if (quantization is not null && args.EffectiveInitLoraWeights is { } init && adapterDirectories.Count == 0)
             throw new ArgumentException($"init_lora_weights {init} (pissa_init) cannot train on a quantized base: it takes the adapter from the base weight and leaves the residual as the base, which quantized weights cannot hold (LLaMA-Factory refuses PiSSA on quantized models too)");

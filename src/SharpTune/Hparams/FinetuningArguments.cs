@@ -103,6 +103,12 @@ public sealed class FinetuningArguments
     /// <summary>Whether the method is one of PEFT's prompt-learning methods, which add positions rather than train weights.</summary>
     public bool IsPromptLearning => FinetuningType is FinetuningType.PromptTuning or FinetuningType.PTuning or FinetuningType.PrefixTuning;
 
+    /// <summary>
+    /// Whether the method trains only tensors of its own (or biases and norms, which are never quantised) and leaves the
+    /// projections' weights frozen, so they may be quantised (QLoRA and its kin): every method but full and freeze.
+    /// </summary>
+    public bool LeavesBaseFrozen => FinetuningType is not (FinetuningType.Full or FinetuningType.Freeze);
+
     /// <summary>plot_loss: save the training (and evaluation) loss curves after training.</summary>
     public bool PlotLoss { get; set; }
 

@@ -224,7 +224,7 @@ public sealed class SftConfig
             throw Error("dataset_dir", $"'{Data.DatasetDir}' names a Hub dataset folder; SharpTune reads local datasets only");
 
         if (Finetuning.RefusedAdapters(Model.AdapterNameOrPath.Count) is { } adapters) throw Error(adapters.Key, adapters.Problem);
-        if (Model.QuantizationBit is not null && Finetuning.FinetuningType != FinetuningType.Lora && !Finetuning.IsPromptLearning)
+        if (Model.QuantizationBit is not null && !Finetuning.LeavesBaseFrozen)
             throw Error("quantization_bit", $"quantized weights cannot be trained, so finetuning_type {Finetuning.MethodName} cannot use quantization; use finetuning_type: lora (QLoRA)");
         if (Model.QuantizationBit is not null && Model.AdapterNameOrPath.Count > 1)
             throw Error("adapter_name_or_path", "a quantized model takes a single adapter; merge the earlier adapters into the base first (sharptune export)");
