@@ -94,6 +94,49 @@ public sealed class PreferenceTrainingTests(TinyModelFixture tiny) : IClassFixtu
         Assert.True(File.Exists(Path.Combine(output, "tokenizer.json")));
     }
 
+    /// <summary>
+    /// The demo's DPO step as shipped (examples/train_lora/tiny_identity_lora_dpo.yaml on data/identity_dpo), after a
+    /// short run of the demo's SFT config: the policy continues the SFT adapter and the reference is the base with
+    /// that adapter, so at step 1 the two agree (no margin, no pair ranked right) and the accuracy rises from there.
+    /// Only paths (moved together, as the shipped configs relate them) and sizes are overridden.
+    /// </summary>
+    [Fact]
+    public void The_demo_dpo_config_continues_the_sft_adapter_against_the_sft_model()
+    {
+        string sftConfig = Path.Combine(TestPaths.RepoRoot, "examples", "train_lora", "tiny_identity_lora_sft.yaml");
+        string dpoConfig = Path.Combine(TestPaths.RepoRoot, "examples", "train_lora", "tiny_identity_lora_dpo.yaml");
+        var shippedSft = SftConfig.Parse(File.ReadAllText(sftConfig), workingDirectory: TestPaths.RepoRoot);
+        var shippedDpo = SftConfig.Parse(File.ReadAllText(dpoConfig), workingDirectory: TestPaths.RepoRoot);
+        Assert.Equal(shippedSft.Model.ModelNameOrPath, shippedDpo.Model.ModelNameOrPath);
+        Assert.Equal(shippedSft.Model.ModelNameOrPath, shippedDpo.Finetuning.RefModel);
+        Assert.Equal([shippedSft.Training.OutputDir], shippedDpo.Model.AdapterNameOrPath);
+        Assert.Equal([shippedSft.Training.OutputDir], shippedDpo.Finetuning.RefModelAdapters);
+
+        string sft = tiny.PathFor("demo-sft");
+        string[] sizes = ["lora_rank=4", "cutoff_len=64", "max_samples=16", "per_device_train_batch_size=4", "logging_steps=1"];
+        TinyModelFixture.Train([sftConfig,
+            $"model_name_or_path={tiny.ModelDir}", $"dataset_dir={TinyModelFixture.BundledData}", $"output_dir={sft}", "max_steps=8", .. sizes]);
+
+        string dpo = tiny.PathFor("demo-dpo");
+        var r = TinyModelFixture.Train([dpoConfig,
+            $"model_name_or_path={tiny.ModelDir}", $"adapter_name_or_path={sft}", $"ref_model={tiny.ModelDir}", $"ref_model_adapters={sft}",
+            $"dataset_dir={TinyModelFixture.BundledData}", $"output_dir={dpo}", "max_steps=6", .. sizes]);
+        Assert.Contains($"reference model: {tiny.ModelDir} with {sft}, for evaluation only", r.Stderr);
+
+        var steps = LogHistory(dpo).Where(e => e["loss"] is not null).ToList();
+        Assert.Equal(6, steps.Count);
+        Assert.Equal(0, (double)steps[0]["rewards/accuracies"]!);
+        Assert.Equal(0, (double)steps[0]["rewards/margins"]!, 6);
+        Assert.True((double)steps[^1]["rewards/accuracies"]! > 0.5, $"rewards/accuracies: {string.Join(", ", steps.Select(s => s["rewards/accuracies"]))}");
+        Assert.True((double)steps[^1]["rewards/margins"]! > 0);
+
+        // The same adapter trained further: its tensors by name, changed.
+        var before = TinyModelFixture.TensorBytes(Path.Combine(sft, "adapter_model.safetensors"));
+        var after = TinyModelFixture.TensorBytes(Path.Combine(dpo, "adapter_model.safetensors"));
+        Assert.Equal(before.Keys.Order(StringComparer.Ordinal), after.Keys.Order(StringComparer.Ordinal));
+        Assert.Contains(before.Keys, name => !before[name].AsSpan().SequenceEqual(after[name]));
+    }
+
     /// <summary>Resumed from checkpoint-3 (with LoRA dropout, so the dropout stream's position counts), a run logs and saves what the whole run does.</summary>
     [Fact]
     public void Dpo_resumed_from_a_checkpoint_equals_the_uninterrupted_run()
