@@ -2,10 +2,11 @@ using SharpTune.Data;
 using SharpTune.Inference;
 using SharpTune.Peft.Lora;
 using SharpTune.Tests.Model;
+using SharpTune.Tests.Training;
 using SharpTune.Training.Model;
 using SharpTune.Training.Ppo;
 
-namespace SharpTune.Tests.Training;
+namespace SharpTune.Tests.Inference;
 
 /// <summary>
 /// PPO's responses: the training decoder generates with its tuners on, and each generated row is cut back to a query

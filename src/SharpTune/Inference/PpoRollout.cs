@@ -1,11 +1,8 @@
 using SharpTune.Data;
-using SharpTune.Inference;
 using SharpTune.Training.Model;
+using SharpTune.Training.Ppo;
 
-namespace SharpTune.Training.Ppo;
-
-/// <summary>One query and the policy's response to it, as TRL's PPOTrainer.step takes them.</summary>
-public sealed record PpoSample(int[] Query, int[] Response);
+namespace SharpTune.Inference;
 
 /// <summary>
 /// The responses of one PPO batch, as LLaMA-Factory's CustomPPOTrainer.get_inputs makes them: the policy (the
