@@ -95,11 +95,10 @@ public sealed class ApiRewardModelTests : IAsyncLifetime
     [Fact]
     public void A_server_that_is_not_there_stops_naming_the_url()
     {
-        // A port just released by a listener of our own: nothing answers there.
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
+        // A port bound but not listening: held for the test, so no other server can take it, and connections are refused.
+        using var bound = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        bound.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        int port = ((IPEndPoint)bound.LocalEndPoint!).Port;
         var url = new Uri($"http://127.0.0.1:{port}/reward");
         using var rewards = new ApiRewardModel(url, Qwen, TimeSpan.FromSeconds(30));
         var error = Assert.Throws<InvalidDataException>(() => rewards.Score([Qwen.Encode("q")], [Qwen.Encode("a")], CancellationToken.None));
