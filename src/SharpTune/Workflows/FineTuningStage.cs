@@ -40,17 +40,9 @@ public sealed class FineTuningStage : ITrainingStage
 
     public WorkflowResult Run(TrainingRequest request, CancellationToken cancellation, IRunObserver observer)
     {
-        var cfg = request.Config;
-        // The result files (metrics, trainer_state.json, predictions, loss plots) observe the run beside the caller.
-        observer = new RunObservers(new ResultFiles(cfg.Training.OutputDir, observer), observer);
+        var (cfg, tokenizer, template, estimatedPeak) = Begin(request, ref observer);
         void Note(string text) => observer.On(new RunNote(text));
-        foreach (string note in cfg.Notes) Note($"note: {note}");
-        long? estimatedPeak = cfg.Training.DoTrain ? PreflightMemory(cfg, request.SkipMemoryCheck, observer) : null;
-
         string modelDir = cfg.Model.ModelNameOrPath;
-        ModelFolder.ValidateTokenizer(modelDir);
-        var tokenizer = Tokenizer.FromDirectory(modelDir);
-        var template = ChatTemplates.ForModel(cfg.Data.Template ?? "auto", modelDir, tokenizer);
         if (cfg.Training.DoPredict) return Predict(cfg, tokenizer, template, observer);
         var data = _loadData(cfg, tokenizer, template);
         foreach (string line in data.Report.ToString().Split('\n')) Note(line);
@@ -67,6 +59,23 @@ public sealed class FineTuningStage : ITrainingStage
     }
 
     /// <summary>The trainable model of the config's method, with the notes on how its weights are held and what trains.</summary>
+    /// <summary>
+    /// What every training stage does first: the result files (metrics, trainer_state.json, predictions, loss plots)
+    /// join <paramref name="observer"/>, the config's notes are reported, the memory pre-flight runs before anything is
+    /// loaded (when training), then the tokenizer and the chat template are read.
+    /// </summary>
+    internal static (SftConfig Config, Tokenizer Tokenizer, ChatTemplate Template, long? EstimatedPeak) Begin(TrainingRequest request, ref IRunObserver observer)
+    {
+        var cfg = request.Config;
+        observer = new RunObservers(new ResultFiles(cfg.Training.OutputDir, observer), observer);
+        foreach (string note in cfg.Notes) observer.On(new RunNote($"note: {note}"));
+        long? estimatedPeak = cfg.Training.DoTrain ? PreflightMemory(cfg, request.SkipMemoryCheck, observer) : null;
+        string modelDir = cfg.Model.ModelNameOrPath;
+        ModelFolder.ValidateTokenizer(modelDir);
+        var tokenizer = Tokenizer.FromDirectory(modelDir);
+        return (cfg, tokenizer, ChatTemplates.ForModel(cfg.Data.Template ?? "auto", modelDir, tokenizer), estimatedPeak);
+    }
+
     internal static ITrainableModel CreateModel(SftConfig cfg, Action<string> note)
     {
         var model = TrainableModels.Create(cfg.Model.ModelNameOrPath, cfg.Finetuning, cfg.Training.GradientCheckpointing,

@@ -40,17 +40,10 @@ public sealed class PreferenceStage<TExample> : ITrainingStage
 
     public WorkflowResult Run(TrainingRequest request, CancellationToken cancellation, IRunObserver observer)
     {
-        var cfg = request.Config;
+        var (cfg, tokenizer, template, estimatedPeak) = FineTuningStage.Begin(request, ref observer);
         string stage = cfg.Finetuning.Stage;
-        observer = new RunObservers(new ResultFiles(cfg.Training.OutputDir, observer), observer);
         void Note(string text) => observer.On(new RunNote(text));
-        foreach (string note in cfg.Notes) Note($"note: {note}");
-        long? estimatedPeak = cfg.Training.DoTrain ? FineTuningStage.PreflightMemory(cfg, request.SkipMemoryCheck, observer) : null;
-
         string modelDir = cfg.Model.ModelNameOrPath;
-        ModelFolder.ValidateTokenizer(modelDir);
-        var tokenizer = Tokenizer.FromDirectory(modelDir);
-        var template = ChatTemplates.ForModel(cfg.Data.Template ?? "auto", modelDir, tokenizer);
         var data = _loadData(cfg, tokenizer, template);
         foreach (string line in data.Report.ToString().Split('\n')) Note(line);
         if (cfg.Training.DoTrain && data.Train.Count == 0) throw new InvalidDataException("the training set is empty: no dataset record produced an example");
