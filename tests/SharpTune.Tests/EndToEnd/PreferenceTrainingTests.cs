@@ -107,10 +107,12 @@ public sealed class PreferenceTrainingTests(TinyModelFixture tiny) : IClassFixtu
         string dpoConfig = Path.Combine(TestPaths.RepoRoot, "examples", "train_lora", "tiny_identity_lora_dpo.yaml");
         var shippedSft = SftConfig.Parse(File.ReadAllText(sftConfig), workingDirectory: TestPaths.RepoRoot);
         var shippedDpo = SftConfig.Parse(File.ReadAllText(dpoConfig), workingDirectory: TestPaths.RepoRoot);
-        Assert.Equal(shippedSft.Model.ModelNameOrPath, shippedDpo.Model.ModelNameOrPath);
-        Assert.Equal(shippedSft.Model.ModelNameOrPath, shippedDpo.Finetuning.RefModel);
-        Assert.Equal([shippedSft.Training.OutputDir], shippedDpo.Model.AdapterNameOrPath);
-        Assert.Equal([shippedSft.Training.OutputDir], shippedDpo.Finetuning.RefModelAdapters);
+        // The folders need not exist yet (a fresh clone has no demo/), so paths are compared as the repository root resolves them.
+        static string Full(string? path) => Path.GetFullPath(path!, TestPaths.RepoRoot);
+        Assert.Equal(Full(shippedSft.Model.ModelNameOrPath), Full(shippedDpo.Model.ModelNameOrPath));
+        Assert.Equal(Full(shippedSft.Model.ModelNameOrPath), Full(shippedDpo.Finetuning.RefModel));
+        Assert.Equal([Full(shippedSft.Training.OutputDir)], shippedDpo.Model.AdapterNameOrPath.Select(Full));
+        Assert.Equal([Full(shippedSft.Training.OutputDir)], shippedDpo.Finetuning.RefModelAdapters.Select(Full));
 
         string sft = tiny.PathFor("demo-sft");
         string[] sizes = ["lora_rank=4", "cutoff_len=64", "max_samples=16", "per_device_train_batch_size=4", "logging_steps=1"];
