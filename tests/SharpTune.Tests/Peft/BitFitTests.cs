@@ -70,40 +70,8 @@ public sealed class BitFitTests : IDisposable
     {
         using var model = CreateNew(Norms);
         var batch = TrainingFixtures.Batch();
-        var parameters = model.TrainableParameters;
         model.ForwardBackward(batch, 1f, new SeededRandom(1));
-        double Loss() => model.Evaluate(batch).Mean;
-
-        // Directional derivatives along unit vectors over all trained values: the gradient's own direction (g·d = |g|)
-        // and two fixed pseudo-random ones. The model computes in float32: a loss of about 6.3 carries rounding of
-        // about 1e-6 relative, so each difference quotient with h = 1e-2 has noise of about 2·6e-6 / 2h ≈ 6e-4; the
-        // truncation error h²/6 · L''' is below that for the smooth loss. A wrong gradient (a missing term, a wrong
-        // scale or a sign) is off by a large fraction of |g|, far beyond 2e-3 + 1e-2 of the value.
-        const float h = 1e-2f;
-        var directions = new List<float[][]> { parameters.Select(p => (float[])p.Grad.Clone()).ToArray() };
-        for (int seed = 1; seed <= 2; seed++)
-        {
-            var random = new SeededRandom((ulong)seed);
-            directions.Add(parameters.Select(p => Enumerable.Range(0, p.Length).Select(_ => random.NextFloat() - 0.5f).ToArray()).ToArray());
-        }
-        foreach (var d in directions)
-        {
-            double norm = Math.Sqrt(d.Sum(v => v.Sum(x => (double)x * x)));
-            foreach (var v in d) for (int i = 0; i < v.Length; i++) v[i] = (float)(v[i] / norm);
-            double analytic = parameters.Select((p, k) => p.Grad.Select((g, i) => (double)g * d[k][i]).Sum()).Sum();
-            void Shift(float by)
-            {
-                for (int k = 0; k < parameters.Count; k++)
-                    for (int i = 0; i < parameters[k].Length; i++) parameters[k].Data[i] += by * d[k][i];
-            }
-            Shift(h);
-            double plus = Loss();
-            Shift(-2 * h);
-            double minus = Loss();
-            Shift(h);
-            double numeric = (plus - minus) / (2 * h);
-            Assert.True(Math.Abs(numeric - analytic) <= 2e-3 + 1e-2 * Math.Abs(analytic), $"directional derivative {analytic}, finite differences {numeric}");
-        }
+        TunerChecks.AssertGradientsMatchFiniteDifferences(model, batch);
     }
 
     [Fact]
@@ -118,25 +86,13 @@ public sealed class BitFitTests : IDisposable
         trained.Save(saved);
 
         using (var reloaded = BitFitFineTuning.Resume(DecoderModel.Load(TrainingFixtures.BaseModel, gradientCheckpointing: false), saved))
-        {
-            Assert.Equal(trained.TrainableParameters.Select(p => p.Name), reloaded.TrainableParameters.Select(p => p.Name));
-            foreach (var (a, b) in trained.TrainableParameters.Zip(reloaded.TrainableParameters)) Assert.Equal(a.Data, b.Data);
-            Assert.Equal(trained.Evaluate(batch).Mean, reloaded.Evaluate(batch).Mean);
-        }
+            TunerChecks.AssertReloads(trained, reloaded, batch);
 
-        int length = TrainingFixtures.Base.AttentionMask[0].Count(m => m == 1);
-        int[] ids = TrainingFixtures.Base.InputIds[0][..length];
-        float[] Logits(DecoderModel model) => model.Evaluate([ids], [Enumerable.Repeat(1, length).ToArray()]).Logits.Data;
-        var trainedLogits = trained.Decoder.Logits(new TrainingBatch(1, length, ids, Enumerable.Repeat(1, length).ToArray(), ids));
-        using var unmerged = DecoderModel.LoadForGeneration(TrainingFixtures.BaseModel, adapterDirectories: [saved]);
-        using var plain = DecoderModel.LoadForGeneration(TrainingFixtures.BaseModel);
-        var withAdapter = Logits(unmerged);
-        TrainingFixtures.AssertClose("unmerged logits", trainedLogits, withAdapter, 1e-4, 1e-4);
-        Assert.NotEqual(Logits(plain), withAdapter);
+        var withAdapter = TunerChecks.AssertServedUnmerged(trained.Decoder, saved);
 
         string merged = Path.Combine(_dir, "merged");
         SharpTune.Export.ModelExporter.Export(TrainingFixtures.BaseModel, [saved], merged, long.MaxValue, template: null);
         using var mergedModel = DecoderModel.LoadForGeneration(merged);
-        Assert.Equal(withAdapter, Logits(mergedModel));
+        Assert.Equal(withAdapter, TunerChecks.FirstSequenceLogits(mergedModel));
     }
 }

@@ -44,39 +44,8 @@ public sealed class BottleneckAdapterTests : IDisposable
         using var model = CreateNew(nonLinearity);
         Randomize(model, 5);
         var batch = TrainingFixtures.Batch();
-        var parameters = model.TrainableParameters;
         model.ForwardBackward(batch, 1f, new SeededRandom(1));
-        double Loss() => model.Evaluate(batch).Mean;
-
-        // As BitFitTests argues: unit directions over all trained values (the gradient's own and two pseudo-random
-        // ones), h = 1e-2, float32 loss rounding of about 6e-4 in each quotient; a wrong term is off by a large
-        // fraction of the value. ReLU's kink is crossed by a step of 1e-2 only by pre-activations within 1e-2 of 0,
-        // whose share of the derivative is far below the tolerance.
-        const float h = 1e-2f;
-        var directions = new List<float[][]> { parameters.Select(p => (float[])p.Grad.Clone()).ToArray() };
-        for (int seed = 1; seed <= 2; seed++)
-        {
-            var random = new SeededRandom((ulong)seed);
-            directions.Add(parameters.Select(p => Enumerable.Range(0, p.Length).Select(_ => random.NextFloat() - 0.5f).ToArray()).ToArray());
-        }
-        foreach (var d in directions)
-        {
-            double norm = Math.Sqrt(d.Sum(v => v.Sum(x => (double)x * x)));
-            foreach (var v in d) for (int i = 0; i < v.Length; i++) v[i] = (float)(v[i] / norm);
-            double analytic = parameters.Select((p, k) => p.Grad.Select((g, i) => (double)g * d[k][i]).Sum()).Sum();
-            void Shift(float by)
-            {
-                for (int k = 0; k < parameters.Count; k++)
-                    for (int i = 0; i < parameters[k].Length; i++) parameters[k].Data[i] += by * d[k][i];
-            }
-            Shift(h);
-            double plus = Loss();
-            Shift(-2 * h);
-            double minus = Loss();
-            Shift(h);
-            double numeric = (plus - minus) / (2 * h);
-            Assert.True(Math.Abs(numeric - analytic) <= 2e-3 + 1e-2 * Math.Abs(analytic), $"directional derivative {analytic}, finite differences {numeric}");
-        }
+        TunerChecks.AssertGradientsMatchFiniteDifferences(model, batch);
     }
 
     [Fact]
@@ -129,21 +98,9 @@ public sealed class BottleneckAdapterTests : IDisposable
 
         var batch = TrainingFixtures.Batch();
         using (var reloaded = BottleneckFineTuning.Resume(DecoderModel.Load(TrainingFixtures.BaseModel, gradientCheckpointing: false), saved))
-        {
-            Assert.Equal(trained.TrainableParameters.Select(p => p.Name), reloaded.TrainableParameters.Select(p => p.Name));
-            foreach (var (a, b) in trained.TrainableParameters.Zip(reloaded.TrainableParameters)) Assert.Equal(a.Data, b.Data);
-            Assert.Equal(trained.Evaluate(batch).Mean, reloaded.Evaluate(batch).Mean);
-        }
+            TunerChecks.AssertReloads(trained, reloaded, batch);
 
-        int length = TrainingFixtures.Base.AttentionMask[0].Count(m => m == 1);
-        int[] ids = TrainingFixtures.Base.InputIds[0][..length];
-        float[] Logits(DecoderModel model) => model.Evaluate([ids], [Enumerable.Repeat(1, length).ToArray()]).Logits.Data;
-        var trainedLogits = trained.Decoder.Logits(new TrainingBatch(1, length, ids, Enumerable.Repeat(1, length).ToArray(), ids));
-        using var unmerged = DecoderModel.LoadForGeneration(TrainingFixtures.BaseModel, adapterDirectories: [saved]);
-        using var plain = DecoderModel.LoadForGeneration(TrainingFixtures.BaseModel);
-        var withAdapter = Logits(unmerged);
-        TrainingFixtures.AssertClose("unmerged logits", trainedLogits, withAdapter, 1e-4, 1e-4);
-        Assert.NotEqual(Logits(plain), withAdapter);
+        var withAdapter = TunerChecks.AssertServedUnmerged(trained.Decoder, saved);
 
         var refused = Assert.Throws<NotSupportedException>(() =>
             SharpTune.Export.ModelExporter.Export(TrainingFixtures.BaseModel, [saved], Path.Combine(_dir, "merged"), long.MaxValue, template: null));

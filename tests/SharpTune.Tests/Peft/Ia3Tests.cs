@@ -229,26 +229,13 @@ public sealed class Ia3Tests : IDisposable
         Assert.Equal(Ia3Config.PeftType, PeftAdapterFolders.PeftType(saved));
 
         using (var reloaded = Ia3FineTuning.Resume(DecoderModel.Load(TrainingFixtures.BaseModel, gradientCheckpointing: false), saved))
-        {
-            Assert.Equal(trained.TrainableParameters.Select(p => p.Name), reloaded.TrainableParameters.Select(p => p.Name));
-            foreach (var (a, b) in trained.TrainableParameters.Zip(reloaded.TrainableParameters)) Assert.Equal(a.Data, b.Data);
-            Assert.Equal(trained.Evaluate(batch).Mean, reloaded.Evaluate(batch).Mean);
-        }
+            TunerChecks.AssertReloads(trained, reloaded, batch);
 
-        // The first sequence without its padding: training's forward and generation's give the same logits there.
-        int length = TrainingFixtures.Base.AttentionMask[0].Count(m => m == 1);
-        int[] ids = TrainingFixtures.Base.InputIds[0][..length];
-        float[] Logits(DecoderModel model) => model.Evaluate([ids], [Enumerable.Repeat(1, length).ToArray()]).Logits.Data;
-        var trainedLogits = trained.Decoder.Logits(new TrainingBatch(1, length, ids, Enumerable.Repeat(1, length).ToArray(), ids));
-        using var unmerged = DecoderModel.LoadForGeneration(TrainingFixtures.BaseModel, adapterDirectories: [saved]);
-        using var plain = DecoderModel.LoadForGeneration(TrainingFixtures.BaseModel);
-        var withAdapter = Logits(unmerged);
-        TrainingFixtures.AssertClose("unmerged logits", trainedLogits, withAdapter, 1e-4, 1e-4);
-        Assert.NotEqual(Logits(plain), withAdapter);
+        var withAdapter = TunerChecks.AssertServedUnmerged(trained.Decoder, saved);
 
         string merged = Path.Combine(_dir, "merged");
         SharpTune.Export.ModelExporter.Export(TrainingFixtures.BaseModel, [saved], merged, long.MaxValue, template: null);
         using var mergedModel = DecoderModel.LoadForGeneration(merged);
-        TrainingFixtures.AssertClose("merged logits", withAdapter, Logits(mergedModel), 1e-4, 1e-4);
+        TrainingFixtures.AssertClose("merged logits", withAdapter, TunerChecks.FirstSequenceLogits(mergedModel), 1e-4, 1e-4);
     }
 }
