@@ -103,7 +103,7 @@ public static class ModelInitializer
                     continue;
                 }
                 var linear = (LinearDeclaration)declaration;
-                var (rows, cols) = DecoderArchitecture.Shape(config, linear.Parts.Single());
+                var (rows, cols) = DecoderArchitecture.Shape(config, linear);
                 Normal(arch.LayerTensor(i, linear.WeightName), rows, cols);
                 if (linear.HasBias(config)) Constant(arch.LayerTensor(i, linear.BiasName), rows, 0f);
             }
