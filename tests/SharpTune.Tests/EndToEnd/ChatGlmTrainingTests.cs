@@ -1,4 +1,7 @@
+using System.Net.Http.Json;
 using System.Text.Json;
+using SharpTune.Api;
+using SharpTune.Chat;
 using SharpTune.Engine;
 using SharpTune.Export;
 using SharpTune.IO.Safetensors;
@@ -145,6 +148,28 @@ public sealed class ChatGlmTrainingTests(ChatGlmTinyFixture glm) : IClassFixture
         Assert.True(log[^2].Loss < log[0].Loss, $"the loss should fall over six steps at lr 1e-2: {string.Join(", ", log)}");
         using var adapter = SafetensorsFile.Open(Path.Combine(output, "adapter_model.safetensors"));
         Assert.Contains(adapter.ReadFloat32("base_model.model.transformer.encoder.layers.0.mlp.dense_h_to_4h.lora_B.weight"), v => v != 0);
+    }
+
+    /// <summary>chat's session and the API server (real HTTP on loopback) serve the folder with its tokenizer.model alike.</summary>
+    [Fact]
+    public async Task Chat_and_the_api_give_the_same_greedy_reply()
+    {
+        string expected;
+        using (var session = ChatSession.Open(glm.ModelDir, "empty", null))
+        {
+            var (text, result) = session.Reply("hello world", session.DefaultOptions() with { DoSample = false, MaxNewTokens = 8 });
+            Assert.NotEmpty(result.NewIds);
+            expected = text;
+        }
+        using var served = ServedModel.Load("glm", glm.ModelDir, [], "empty", null, 1024);
+        await using var server = await ApiServer.StartAsync(new ApiServerOptions { Port = 0 }, [served]);
+        using var http = new HttpClient { BaseAddress = server.Address };
+        var response = await http.PostAsJsonAsync("/v1/chat/completions",
+            new { model = "glm", messages = new[] { new { role = "user", content = "hello world" } }, temperature = 0, max_tokens = 8 });
+        string body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, body);
+        using var json = JsonDocument.Parse(body);
+        Assert.Equal(expected, json.RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
     }
 
     [Fact]
