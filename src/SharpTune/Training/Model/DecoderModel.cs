@@ -756,7 +756,7 @@ public sealed class DecoderModel : IDisposable
         // (fused[its index]), whose columns are then split into its parts' outputs.
         void ProjectParts(Tensor x, params (ProjectionSlot Slot, Tensor Output)[] outputs)
         {
-            var done = new bool[layer.Linears.Count];
+            Span<bool> done = stackalloc bool[layer.Linears.Count];
             foreach (var (slot, y) in outputs)
             {
                 var part = layer.Projections[slot];
@@ -1034,7 +1034,7 @@ public sealed class DecoderModel : IDisposable
     private void BackwardParts(TrainableLayer layer, Tensor?[] fused, float[] x, int rows, float[]? dx, bool accumulate,
         params (ProjectionSlot Slot, float[] Gradient)[] gradients)
     {
-        var done = new bool[layer.Linears.Count];
+        Span<bool> done = stackalloc bool[layer.Linears.Count];
         foreach (var (slot, dy) in gradients)
         {
             var part = layer.Projections[slot];
