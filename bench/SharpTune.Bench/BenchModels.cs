@@ -12,7 +12,7 @@ public static class BenchModels
 
     /// <summary>
     /// The model folder of <paramref name="presetName"/>, written once with <see cref="ModelInitializer"/> (seed 0,
-    /// the Qwen2.5-Instruct tokenizer; bf16 weights, or float32 with the same values when <paramref name="dtype"/>
+    /// the Qwen2.5-Instruct tokenizer, or tests/fixtures/tokenizers/chatglm3-uni for a ChatGLM preset; bf16 weights, or float32 with the same values when <paramref name="dtype"/>
     /// is "float32") and reused while its config.json and model.safetensors exist.
     /// </summary>
     public static string Ensure(string presetName, bool quiet, string dtype = "bfloat16")
@@ -28,7 +28,9 @@ public static class BenchModels
         if (File.Exists(Path.Combine(folder, "config.json")) && File.Exists(Path.Combine(folder, "model.safetensors")))
             return folder;
         if (!quiet) Console.WriteLine($"# generating {preset.Name} into {folder} (once)");
-        ModelInitializer.Create(preset, Fixtures("tokenizers", "qwen2.5-instruct"), folder, seed: 0, stored);
+        // A ChatGLM preset takes a SentencePiece tokenizer.model folder, the Qwen presets Qwen's tokenizer.json.
+        string tokenizer = Fixtures("tokenizers", preset.Architecture == Architecture.ChatGlm ? "chatglm3-uni" : "qwen2.5-instruct");
+        ModelInitializer.Create(preset, tokenizer, folder, seed: 0, stored);
         BenchContext.ResetPeakRss();
         return folder;
     }

@@ -87,7 +87,7 @@ public sealed unsafe class CpuBackend : IComputeBackend
         TrainingKernels.RmsNormBackward(x, dy, groups, weight, inverseRms, dx, weightGrad);
 
     public void Rope(float[] x, int rows, int heads, RopeTable rope, ReadOnlySpan<int> positions, bool inverse = false) =>
-        TrainingKernels.Rope(x, rows, heads, rope.HeadDim, rope, positions, inverse);
+        TrainingKernels.Rope(x, rows, heads, rope, positions, inverse);
 
     public void SiluMul(float[] gate, float[] up, int count, float[] dst)
     {
@@ -103,6 +103,12 @@ public sealed unsafe class CpuBackend : IComputeBackend
     public void Add(float[] dst, float[] src, int count) => TrainingKernels.Add(dst, src, count);
 
     public void Sum(float[] a, float[] b, int count, float[] dst) => TrainingKernels.Sum(a, b, count, dst);
+
+    public void CopyColumns(float[] source, int sourceWidth, int sourceOffset, float[] destination, int destinationWidth, int destinationOffset, int rows, int width)
+    {
+        for (int r = 0; r < rows; r++)
+            Array.Copy(source, (long)r * sourceWidth + sourceOffset, destination, (long)r * destinationWidth + destinationOffset, width);
+    }
 
     public void Linear(float[] x, int rows, float[] weight, int inFeatures, int outFeatures, float[]? bias, float[] y) =>
         TrainingKernels.LinearForward(Gemm, x, rows, inFeatures, weight, bias, outFeatures, y);

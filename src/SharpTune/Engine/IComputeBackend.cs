@@ -38,8 +38,9 @@ public interface IComputeBackend
     void RmsNormBackward(float[] x, float[] dy, int groups, float[] weight, float[] inverseRms, float[]? dx, float[]? weightGrad);
 
     /// <summary>
-    /// Rotary position embedding ("rotate_half" layout) applied in place to each head of each of rows rows at their
-    /// positions; inverse rotates back, which is its backward.
+    /// Rotary position embedding applied in place to each head of each of rows rows at their positions, on the
+    /// dimensions and in the pairing the table gives (rotate_half, or ChatGLM's interleaved pairs on part of a head);
+    /// inverse rotates back, which is its backward.
     /// </summary>
     void Rope(float[] x, int rows, int heads, RopeTable rope, ReadOnlySpan<int> positions, bool inverse = false);
 
@@ -54,6 +55,13 @@ public interface IComputeBackend
 
     /// <summary>dst = a + b over count elements.</summary>
     void Sum(float[] a, float[] b, int count, float[] dst);
+
+    /// <summary>
+    /// Copies columns [sourceOffset, sourceOffset + width) of rows rows of a source [rows × sourceWidth] into columns
+    /// [destinationOffset, ...) of a destination [rows × destinationWidth]: a fused Linear's output split into its
+    /// parts, and the parts' gradients gathered into the fused one's.
+    /// </summary>
+    void CopyColumns(float[] source, int sourceWidth, int sourceOffset, float[] destination, int destinationWidth, int destinationOffset, int rows, int width);
 
     /// <summary>y[rows × out] = x[rows × in] · weightᵀ (+ bias) for an fp32 weight [out × in] (a trained one).</summary>
     void Linear(float[] x, int rows, float[] weight, int inFeatures, int outFeatures, float[]? bias, float[] y);

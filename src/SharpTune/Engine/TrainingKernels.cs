@@ -148,20 +148,22 @@ internal static unsafe class TrainingKernels
     }
 
     /// <summary>
-    /// Rotates every head of every row by its position's angles (rotate_half convention) in place; inverse rotates by
-    /// the negative angles, which is the backward of the rotation.
+    /// Rotates the first <see cref="RopeTable.RotaryDim"/> dimensions of every head of every row by its position's
+    /// angles in place, in the table's pairing (<see cref="Rotate"/> or <see cref="RotatePairs"/>); the rest of each head
+    /// passes unchanged. inverse rotates by the negative angles, which is the backward of the rotation.
     /// </summary>
-    public static void Rope(float[] x, int rows, int heads, int headDim, RopeTable rope, ReadOnlySpan<int> positions, bool inverse)
+    public static void Rope(float[] x, int rows, int heads, RopeTable rope, ReadOnlySpan<int> positions, bool inverse)
     {
-        int width = heads * headDim;
+        int headDim = rope.HeadDim, width = heads * headDim;
         fixed (int* p = positions)
         {
             // The positions' address outlives the pool call (it returns when every range is done).
             nint address = (nint)p;
             GemmThreadPool.Shared.ForRanges(rows, 16, (start, end) =>
             {
-                int half = headDim / 2;
-                Span<float> computed = stackalloc float[headDim];
+                int rotary = rope.RotaryDim, half = rotary / 2;
+                bool pairs = rope.Style == RopeStyle.InterleavedPairs;
+                Span<float> computed = stackalloc float[rotary];
                 Span<float> negatedSin = stackalloc float[half];
                 for (int r = start; r < end; r++)
                 {
@@ -179,13 +181,17 @@ internal static unsafe class TrainingKernels
                         sin = negatedSin;
                     }
                     for (int h = 0; h < heads; h++)
-                        Rotate(x.AsSpan(r * width + h * headDim, headDim), cos, sin);
+                    {
+                        var rotated = x.AsSpan(r * width + h * headDim, rotary);
+                        if (pairs) RotatePairs(rotated, cos, sin);
+                        else Rotate(rotated, cos, sin);
+                    }
                 }
             });
         }
     }
 
-    /// <summary>(x₁, x₂) ← (x₁·cos − x₂·sin, x₂·cos + x₁·sin) for the two halves of one head, in place.</summary>
+    /// <summary>(x₁, x₂) ← (x₁·cos − x₂·sin, x₂·cos + x₁·sin) for the two halves of one head's rotated part, in place.</summary>
     private static void Rotate(Span<float> head, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
     {
         int half = cos.Length, i = 0;
@@ -204,6 +210,20 @@ internal static unsafe class TrainingKernels
             float x1 = first[i], x2 = second[i];
             first[i] = x1 * cos[i] - x2 * sin[i];
             second[i] = x2 * cos[i] + x1 * sin[i];
+        }
+    }
+
+    /// <summary>
+    /// (x[2i], x[2i+1]) ← (x[2i]·cos − x[2i+1]·sin, x[2i+1]·cos + x[2i]·sin) for the neighbouring pairs of one head's
+    /// rotated part, in place: ChatGLM's apply_rotary_pos_emb on x.reshape(..., rot_dim / 2, 2).
+    /// </summary>
+    private static void RotatePairs(Span<float> head, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
+    {
+        for (int i = 0; i < cos.Length; i++)
+        {
+            float x1 = head[2 * i], x2 = head[2 * i + 1];
+            head[2 * i] = x1 * cos[i] - x2 * sin[i];
+            head[2 * i + 1] = x2 * cos[i] + x1 * sin[i];
         }
     }
 

@@ -29,7 +29,13 @@ public static class ModelExporter
 
     /// <summary>Tokenizer files copied when present, as tokenizer.save_pretrained would leave them.</summary>
     public static readonly IReadOnlyList<string> TokenizerFiles =
-        ["tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json", "added_tokens.json", "chat_template.jinja"];
+        ["tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json", "added_tokens.json", "chat_template.jinja"];
+
+    /// <summary>
+    /// The base folder's remote code (ChatGLM's configuration_chatglm.py, modeling_chatglm.py, tokenization_chatglm.py),
+    /// which its config.json's auto_map names: copied as they are, so Python loads the export with trust_remote_code.
+    /// </summary>
+    private static bool IsRemoteCode(string fileName) => fileName.EndsWith(".py", StringComparison.Ordinal);
 
     /// <summary>
     /// Merges <paramref name="adapterDirs"/> (in order) into the model in <paramref name="baseDir"/> and writes the
@@ -94,6 +100,8 @@ public static class ModelExporter
                 Copy(baseDir, temp, "config.json", written);
             }
             foreach (string file in TokenizerFiles) Copy(baseDir, temp, file, written);
+            foreach (string file in Directory.EnumerateFiles(baseDir).Select(Path.GetFileName).Where(f => IsRemoteCode(f!)).Order(StringComparer.Ordinal))
+                Copy(baseDir, temp, file!, written);
             if (generationConfig is not null)
             {
                 AtomicFile.WriteText(ModelFolder.GenerationConfigPath(temp), generationConfig);
@@ -131,7 +139,7 @@ public static class ModelExporter
         foreach (string entry in Directory.EnumerateFileSystemEntries(exportDir))
         {
             string name = Path.GetFileName(entry);
-            bool exported = File.Exists(entry) && (ExportedFiles.Contains(name) || SafetensorsWriter.IsWeightsFile(name) || AtomicFile.IsTemporary(name));
+            bool exported = File.Exists(entry) && (ExportedFiles.Contains(name) || IsRemoteCode(name) || SafetensorsWriter.IsWeightsFile(name) || AtomicFile.IsTemporary(name));
             if (!exported)
                 throw new IOException($"export_dir {exportDir} holds {name}, which an export does not write; an export replaces the whole folder, so choose another export_dir or remove it");
         }

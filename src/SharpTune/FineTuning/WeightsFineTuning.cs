@@ -47,13 +47,23 @@ public sealed class WeightsFineTuning : ITrainableModel
 
     public LossResult Evaluate(TrainingBatch batch) => Decoder.Evaluate(batch);
 
-    /// <summary>model.safetensors (sharded above 5 GB) in the base dtype, plus the base's config.json and generation_config.json.</summary>
+    /// <summary>
+    /// model.safetensors (sharded above 5 GB) in the base dtype, plus the base's config.json and generation_config.json.
+    /// A stored buffer the decoder never reads (ChatGLM's inv_freq) is copied from the base as it is, after the
+    /// embedding where its state_dict puts it, so the saved folder holds every tensor the base did.
+    /// </summary>
     public void Save(string directory)
     {
         var dtype = Decoder.StoredDType;
-        SafetensorsWriter.WriteSharded(directory,
-            Decoder.Tensors.Select(t => (t.Name, dtype, t.Shape.Select(d => (long)d).ToArray(), t.Encode(dtype))),
-            MaxShardBytes);
+        var tensors = Decoder.Tensors.Select(t => (t.Name, dtype, t.Shape.Select(d => (long)d).ToArray(), t.Encode(dtype))).ToList();
+        string? buffer = Decoder.Config.Description.InverseFrequencyBuffer;
+        using var checkpoint = buffer is null ? null : SafetensorsCheckpoint.OpenDirectory(Decoder.Directory);
+        if (checkpoint is not null && checkpoint.Contains(buffer!))
+        {
+            var info = checkpoint.Get(buffer!);
+            tensors.Insert(1, (buffer!, info.DType, info.Shape, checkpoint.Bytes(buffer!).ToArray()));
+        }
+        SafetensorsWriter.WriteSharded(directory, tensors, MaxShardBytes);
         CopyFromBase(ModelFolder.ConfigPath(Decoder.Directory), ModelFolder.ConfigPath(directory));
         CopyFromBase(ModelFolder.GenerationConfigPath(Decoder.Directory), ModelFolder.GenerationConfigPath(directory));
     }

@@ -1,3 +1,5 @@
+using SharpTune.Engine;
+
 namespace SharpTune.Model;
 
 /// <summary>The projections of a decoder layer, by what they compute (whatever a checkpoint calls them).</summary>
@@ -25,16 +27,6 @@ public enum NormSlot
 public enum NormType
 {
     Rms,
-}
-
-/// <summary>
-/// Which dimensions RoPE rotates together: the two halves of the rotated part of a head (transformers'
-/// rotate_half, Qwen and Llama), or neighbouring pairs (2i, 2i+1) as ChatGLM and GPT-J rotate them.
-/// </summary>
-public enum RopeStyle
-{
-    RotateHalf,
-    InterleavedPairs,
 }
 
 /// <summary>When a Linear carries a bias vector.</summary>
@@ -102,6 +94,13 @@ public sealed class DecoderArchitecture
     public required RopeStyle Rope { get; init; }
     /// <summary>The share of each head's dimensions RoPE rotates (the first ones); the rest pass through.</summary>
     public required double RotaryFraction { get; init; }
+    /// <summary>
+    /// A rotary inverse-frequency buffer the checkpoint stores (in state_dict order right after the embedding) that
+    /// the model's own forward never reads, or null. ChatGLM's RotaryEmbedding registers inv_freq with base 10000 and
+    /// the checkpoint's dtype, but recomputes the angles from kv_channels and rope_ratio in float32 at every forward;
+    /// loading checks its shape only (<see cref="InverseFrequencyBufferLength"/>), and export copies it unchanged.
+    /// </summary>
+    public string? InverseFrequencyBuffer { get; init; }
     /// <summary>A layer's tensors in transformers' registration (state_dict) order.</summary>
     public required IReadOnlyList<LayerTensorDeclaration> Layer { get; init; }
 
@@ -115,14 +114,8 @@ public sealed class DecoderArchitecture
 
     public string LayerTensor(int layer, string module) => $"{LayerPrefix}{layer}.{module}";
 
-    /// <summary>The Linear computing <paramref name="slot"/>; the decoder computes projections one by one, so a fused one is refused.</summary>
-    public LinearDeclaration Projection(ProjectionSlot slot)
-    {
-        var linear = Linears.Single(l => l.Parts.Contains(slot));
-        if (linear.IsFused)
-            throw new NotSupportedException($"{ModelType}: '{linear.Module}' fuses {string.Join(", ", linear.Parts)}; the decoder does not split fused projections yet");
-        return linear;
-    }
+    /// <summary>The Linear computing <paramref name="slot"/>, alone or as a part of a fused one.</summary>
+    public LinearDeclaration Projection(ProjectionSlot slot) => Linears.Single(l => l.Parts.Contains(slot));
 
     public NormDeclaration Norm(NormSlot slot) => Norms.Single(n => n.Slot == slot);
 
@@ -134,6 +127,7 @@ public sealed class DecoderArchitecture
     public IEnumerable<string> StateDictOrder(int layers)
     {
         yield return EmbeddingTensor;
+        if (InverseFrequencyBuffer is not null) yield return InverseFrequencyBuffer;
         for (int l = 0; l < layers; l++)
             foreach (var declaration in Layer)
             {
@@ -170,6 +164,28 @@ public sealed class DecoderArchitecture
         _ => throw new ArgumentOutOfRangeException(nameof(slot)),
     };
 
+    /// <summary>The [out, in] shape of a Linear's weight: its parts' rows stacked, over their common input.</summary>
+    public static (int Out, int In) Shape(ModelConfig c, LinearDeclaration linear) =>
+        (linear.Parts.Sum(p => Shape(c, p).Out), Shape(c, linear.Parts[0]).In);
+
+    /// <summary>The first row of <paramref name="slot"/>'s part in <paramref name="linear"/>'s output (0 for an ordinary projection).</summary>
+    public static int PartOffset(ModelConfig c, LinearDeclaration linear, ProjectionSlot slot)
+    {
+        int offset = 0;
+        foreach (var part in linear.Parts)
+        {
+            if (part == slot) return offset;
+            offset += Shape(c, part).Out;
+        }
+        throw new ArgumentException($"'{linear.Module}' does not compute {slot}", nameof(slot));
+    }
+
+    /// <summary>The length of <see cref="InverseFrequencyBuffer"/>: one value per rotated pair of a head.</summary>
+    public int InverseFrequencyBufferLength(ModelConfig c) => RotaryDim(c) / 2;
+
+    /// <summary>The dimensions RoPE rotates at the start of each head (<see cref="RotaryFraction"/> of the head size).</summary>
+    public int RotaryDim(ModelConfig c) => (int)(c.HeadDim * RotaryFraction);
+
     /// <summary>The length of a norm's weight: the hidden size, or the head size for per-head q/k norms.</summary>
     public static int Length(ModelConfig c, NormSlot slot) => slot is NormSlot.QueryNorm or NormSlot.KeyNorm ? c.HeadDim : c.HiddenSize;
 
@@ -178,6 +194,7 @@ public sealed class DecoderArchitecture
         Architecture.Qwen2 => Qwen2,
         Architecture.Llama => Llama,
         Architecture.Qwen3 => Qwen3,
+        Architecture.ChatGlm => ChatGlm,
         _ => throw new ArgumentOutOfRangeException(nameof(architecture)),
     };
 
@@ -194,6 +211,36 @@ public sealed class DecoderArchitecture
     /// <summary>Qwen3DecoderLayer: per-head RMSNorm on queries and keys after their projections.</summary>
     public static readonly DecoderArchitecture Qwen3 = Transformers("qwen3",
         qkvBias: BiasRule.AttentionBias, outputBias: BiasRule.None, mlpBias: BiasRule.None, qkNorms: true);
+
+    /// <summary>
+    /// ChatGLMModel, the remote code (modeling_chatglm.py) of ChatGLM3-6B and GLM-4-9B-chat: query_key_value fuses
+    /// [q; k; v] (key/value groups after the queries, a bias when add_qkv_bias), dense_h_to_4h fuses [gate; up], RoPE
+    /// turns interleaved pairs of the first half of each head, the head (output_layer) is never tied to the embedding
+    /// (the remote code has no get_output_embeddings for transformers to tie). add_bias_linear, post-norm residuals and
+    /// LayerNorm are refused when the config is read, so dense and the MLP carry no bias.
+    /// </summary>
+    public static readonly DecoderArchitecture ChatGlm = new()
+    {
+        ModelType = "chatglm",
+        EmbeddingTensor = "transformer.embedding.word_embeddings.weight",
+        LayerPrefix = "transformer.encoder.layers.",
+        FinalNormTensor = "transformer.encoder.final_layernorm.weight",
+        LmHeadTensor = "transformer.output_layer.weight",
+        TieWordEmbeddingsKey = null,
+        NormEpsKey = "layernorm_epsilon",
+        Rope = RopeStyle.InterleavedPairs,
+        RotaryFraction = 0.5,
+        InverseFrequencyBuffer = "transformer.rotary_pos_emb.inv_freq",
+        Layer =
+        [
+            new NormDeclaration("input_layernorm", NormSlot.Input, NormType.Rms),
+            new LinearDeclaration("self_attention.query_key_value", [ProjectionSlot.Query, ProjectionSlot.Key, ProjectionSlot.Value], BiasRule.AttentionBias),
+            new LinearDeclaration("self_attention.dense", [ProjectionSlot.Output], BiasRule.None),
+            new NormDeclaration("post_attention_layernorm", NormSlot.PostAttention, NormType.Rms),
+            new LinearDeclaration("mlp.dense_h_to_4h", [ProjectionSlot.Gate, ProjectionSlot.Up], BiasRule.None),
+            new LinearDeclaration("mlp.dense_4h_to_h", [ProjectionSlot.Down], BiasRule.None),
+        ],
+    };
 
     /// <summary>The layout transformers' Llama-family decoders share.</summary>
     private static DecoderArchitecture Transformers(string modelType, BiasRule qkvBias, BiasRule outputBias, BiasRule mlpBias, bool qkNorms) => new()

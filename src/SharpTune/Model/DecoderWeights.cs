@@ -6,25 +6,16 @@ namespace SharpTune.Model;
 /// <summary>The weights of one decoder layer. Matrices stay in their stored dtype; norms and biases are fp32.</summary>
 public sealed class DecoderLayerWeights
 {
+    /// <summary>The layer's Linears in the architecture's declaration order (<see cref="DecoderArchitecture.Linears"/>).</summary>
+    public required LinearWeights[] Linears { get; init; }
     public required float[] InputNorm { get; init; }
-    public required WeightMatrix QProj { get; init; }
-    public required WeightMatrix KProj { get; init; }
-    public required WeightMatrix VProj { get; init; }
-    public required WeightMatrix OProj { get; init; }
-    public float[]? QBias { get; init; }
-    public float[]? KBias { get; init; }
-    public float[]? VBias { get; init; }
-    public float[]? OBias { get; init; }
     public float[]? QNorm { get; init; }
     public float[]? KNorm { get; init; }
     public required float[] PostAttentionNorm { get; init; }
-    public required WeightMatrix GateProj { get; init; }
-    public required WeightMatrix UpProj { get; init; }
-    public required WeightMatrix DownProj { get; init; }
-    public float[]? GateBias { get; init; }
-    public float[]? UpBias { get; init; }
-    public float[]? DownBias { get; init; }
 }
+
+/// <summary>One Linear's weight (a fused one's parts stacked row-wise, as declared) and bias.</summary>
+public sealed record LinearWeights(LinearDeclaration Declaration, WeightMatrix Weight, float[]? Bias);
 
 /// <summary>
 /// All weights of a decoder, bound to a checkpoint that stays memory-mapped: a bf16 checkpoint costs two bytes
@@ -61,42 +52,28 @@ public sealed unsafe class DecoderWeights : IDisposable
                 ? binder.Matrix(arch.LmHeadTensor, c.VocabSize, c.HiddenSize)
                 : throw new ModelFolderException($"{folder}: tensor '{arch.LmHeadTensor}' is missing and tie_word_embeddings is false");
 
+        // Read by nothing (see DecoderArchitecture.InverseFrequencyBuffer), so only its shape is checked when present.
+        if (arch.InverseFrequencyBuffer is { } buffer && checkpoint.Contains(buffer))
+            binder.Check(buffer, [arch.InverseFrequencyBufferLength(c)]);
         var layers = new DecoderLayerWeights[c.NumLayers];
         for (int i = 0; i < c.NumLayers; i++)
         {
             int layer = i;
-            WeightMatrix Matrix(ProjectionSlot slot)
+            LinearWeights Linear(LinearDeclaration linear)
             {
-                var (rows, cols) = DecoderArchitecture.Shape(c, slot);
-                return binder.Matrix(arch.LayerTensor(layer, arch.Projection(slot).WeightName), rows, cols);
-            }
-            float[]? Bias(ProjectionSlot slot)
-            {
-                var linear = arch.Projection(slot);
-                return linear.HasBias(c) ? binder.Vector(arch.LayerTensor(layer, linear.BiasName), DecoderArchitecture.Shape(c, slot).Out) : null;
+                var (rows, cols) = DecoderArchitecture.Shape(c, linear);
+                return new LinearWeights(linear, binder.Matrix(arch.LayerTensor(layer, linear.WeightName), rows, cols),
+                    linear.HasBias(c) ? binder.Vector(arch.LayerTensor(layer, linear.BiasName), rows) : null);
             }
             float[]? Norm(NormSlot slot) =>
                 arch.HasNorm(slot) ? binder.Vector(arch.LayerTensor(layer, arch.Norm(slot).WeightName), DecoderArchitecture.Length(c, slot)) : null;
             layers[i] = new DecoderLayerWeights
             {
                 InputNorm = Norm(NormSlot.Input)!,
-                QProj = Matrix(ProjectionSlot.Query),
-                KProj = Matrix(ProjectionSlot.Key),
-                VProj = Matrix(ProjectionSlot.Value),
-                OProj = Matrix(ProjectionSlot.Output),
-                QBias = Bias(ProjectionSlot.Query),
-                KBias = Bias(ProjectionSlot.Key),
-                VBias = Bias(ProjectionSlot.Value),
-                OBias = Bias(ProjectionSlot.Output),
+                Linears = arch.Linears.Select(Linear).ToArray(),
                 QNorm = Norm(NormSlot.QueryNorm),
                 KNorm = Norm(NormSlot.KeyNorm),
                 PostAttentionNorm = Norm(NormSlot.PostAttention)!,
-                GateProj = Matrix(ProjectionSlot.Gate),
-                UpProj = Matrix(ProjectionSlot.Up),
-                DownProj = Matrix(ProjectionSlot.Down),
-                GateBias = Bias(ProjectionSlot.Gate),
-                UpBias = Bias(ProjectionSlot.Up),
-                DownBias = Bias(ProjectionSlot.Down),
             };
         }
         var finalNorm = binder.Vector(arch.FinalNormTensor, c.HiddenSize);
@@ -108,7 +85,7 @@ public sealed unsafe class DecoderWeights : IDisposable
     /// <summary>Looks tensors up by name and checks their shapes against the config.</summary>
     private readonly struct Binder(SafetensorsCheckpoint checkpoint, string folder)
     {
-        private TensorInfo Find(string name, long[] expected)
+        public TensorInfo Check(string name, long[] expected)
         {
             if (!checkpoint.Contains(name))
                 throw new ModelFolderException($"{folder}: tensor '{name}' is missing");
@@ -120,7 +97,7 @@ public sealed unsafe class DecoderWeights : IDisposable
 
         public WeightMatrix Matrix(string name, int rows, int cols)
         {
-            var info = Find(name, [rows, cols]);
+            var info = Check(name, [rows, cols]);
             if (info.DType is not (DType.F32 or DType.BF16 or DType.F16))
                 throw new ModelFolderException($"{folder}: tensor '{name}' is {info.DType}; weights must be F32, BF16 or F16");
             return new WeightMatrix(checkpoint.Pointer(name), info.DType, rows, cols);
@@ -128,7 +105,7 @@ public sealed unsafe class DecoderWeights : IDisposable
 
         public float[] Vector(string name, int length)
         {
-            Find(name, [length]);
+            Check(name, [length]);
             return checkpoint.ReadFloat32(name);
         }
     }

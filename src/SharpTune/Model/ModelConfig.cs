@@ -12,6 +12,8 @@ public enum Architecture
     Llama,
     /// <summary>Qwen3: no q/k/v bias, per-head RMSNorm on queries and keys (q_norm, k_norm).</summary>
     Qwen3,
+    /// <summary>ChatGLM3 and GLM-4 (model_type chatglm, remote code): fused q/k/v and gate/up, RoPE on half of each head.</summary>
+    ChatGlm,
 }
 
 /// <summary>The subset of a Hugging Face config.json that defines the decoder, validated on load.</summary>
@@ -70,8 +72,10 @@ public sealed record ModelConfig
             "qwen2" => Architecture.Qwen2,
             "llama" => Architecture.Llama,
             "qwen3" => Architecture.Qwen3,
-            _ => throw new ModelFolderException($"{source}: model_type {MessageText.Quote(modelType)} is not supported (supported: qwen2, llama, qwen3)"),
+            "chatglm" => Architecture.ChatGlm,
+            _ => throw new ModelFolderException($"{source}: model_type {MessageText.Quote(modelType)} is not supported (supported: qwen2, llama, qwen3, chatglm)"),
         };
+        if (architecture == Architecture.ChatGlm) return ParseChatGlm(reader, source);
 
         var description = DecoderArchitecture.For(architecture);
         string hiddenAct = reader.OptionalString("hidden_act") ?? "silu";
@@ -122,6 +126,60 @@ public sealed record ModelConfig
             },
             MlpBias = architecture == Architecture.Llama && (reader.OptionalBool("mlp_bias") ?? false),
             MaxPositionEmbeddings = maxPositions,
+            BosTokenId = reader.OptionalInt("bos_token_id", min: 0),
+            EosTokenIds = reader.OptionalIntOrList("eos_token_id", min: 0),
+            TorchDtype = reader.OptionalString("torch_dtype"),
+        };
+    }
+
+    /// <summary>
+    /// ChatGLMConfig's keys (configuration_chatglm.py, its defaults where a key is absent). What modeling_chatglm.py
+    /// can compute but this decoder does not is refused naming the key: LayerNorm instead of RMSNorm, residuals taken
+    /// after the norm, no final norm, biases on dense and the MLP, and the P-tuning v2 prefix encoder (pre_seq_len).
+    /// </summary>
+    private static ModelConfig ParseChatGlm(JsonConfigReader reader, string source)
+    {
+        void Require(string key, bool supported, bool value)
+        {
+            if ((reader.OptionalBool(key) ?? value) != supported)
+                throw new ModelFolderException($"{source}: '{key}' {(supported ? "false" : "true")} is not supported for model_type chatglm (only {(supported ? "true" : "false")})");
+        }
+        Require("rmsnorm", supported: true, value: true);
+        Require("apply_residual_connection_post_layernorm", supported: false, value: false);
+        Require("post_layer_norm", supported: true, value: true);
+        Require("add_bias_linear", supported: false, value: false);
+        if (reader.OptionalInt("pre_seq_len") is { } prefix)
+            throw new ModelFolderException($"{source}: 'pre_seq_len' {prefix} (ChatGLM's P-tuning v2 prefix encoder) is not supported; use a model without it");
+
+        int hidden = reader.RequiredInt("hidden_size", min: 1);
+        int heads = reader.RequiredInt("num_attention_heads", min: 1);
+        // Without multi_query_attention every head has its own keys and values (modeling_chatglm.py's SelfAttention).
+        int kvHeads = reader.OptionalBool("multi_query_attention") == true ? reader.OptionalInt("multi_query_group_num", min: 1) ?? 1 : heads;
+        if (heads % kvHeads != 0)
+            throw new ModelFolderException($"{source}: num_attention_heads {heads} must be a multiple of multi_query_group_num {kvHeads}");
+        int headDim = reader.OptionalInt("kv_channels", min: 1) ?? hidden / heads;
+        // RoPE turns pairs of the first half of each head.
+        if (headDim <= 0 || headDim % 4 != 0)
+            throw new ModelFolderException($"{source}: 'kv_channels' {headDim} must be a positive multiple of 4 (RoPE turns pairs of the first half of each head)");
+        double ropeRatio = reader.OptionalDouble("rope_ratio", min: 0, minExclusive: true) ?? 1.0;
+        return new ModelConfig
+        {
+            Architecture = Architecture.ChatGlm,
+            ModelType = "chatglm",
+            VocabSize = reader.RequiredInt("padded_vocab_size", min: 1),
+            HiddenSize = hidden,
+            IntermediateSize = reader.RequiredInt("ffn_hidden_size", min: 1),
+            NumLayers = reader.RequiredInt("num_layers", min: 1),
+            NumHeads = heads,
+            NumKvHeads = kvHeads,
+            HeadDim = headDim,
+            RmsNormEps = (float)(reader.OptionalDouble("layernorm_epsilon", min: 0) ?? 1e-5),
+            // RotaryEmbedding.forward_impl: base = 10000 * rope_ratio.
+            RopeTheta = 10000.0 * ropeRatio,
+            TieWordEmbeddings = false,
+            AttentionBias = reader.OptionalBool("add_qkv_bias") ?? false,
+            MlpBias = false,
+            MaxPositionEmbeddings = reader.OptionalInt("seq_length", min: 1) ?? 2048,
             BosTokenId = reader.OptionalInt("bos_token_id", min: 0),
             EosTokenIds = reader.OptionalIntOrList("eos_token_id", min: 0),
             TorchDtype = reader.OptionalString("torch_dtype"),

@@ -28,10 +28,13 @@ public static class ModelFolder
         }
     }
 
-    /// <summary>Checks that dir has the tokenizer files chat and generation need.</summary>
+    /// <summary>
+    /// Checks that dir has the tokenizer files chat and generation need: tokenizer.json, or the tokenizer.model of
+    /// ChatGLM3 (SentencePiece) and GLM-4 (tiktoken ranks).
+    /// </summary>
     public static void ValidateTokenizer(string dir)
     {
-        if (!File.Exists(TokenizerPath(dir)))
-            throw new ModelFolderException($"folder '{dir}' has no tokenizer.json (copy the base model's tokenizer.json and tokenizer_config.json into it)");
+        if (!File.Exists(TokenizerPath(dir)) && !File.Exists(Path.Combine(dir, "tokenizer.model")))
+            throw new ModelFolderException($"folder '{dir}' has no tokenizer.json or tokenizer.model (copy the base model's tokenizer files and tokenizer_config.json into it)");
     }
 }

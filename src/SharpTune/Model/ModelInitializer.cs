@@ -11,11 +11,12 @@ namespace SharpTune.Model;
 /// <summary>
 /// Writes a random-initialised Hugging Face model folder: config.json, generation_config.json, model.safetensors
 /// (bf16 as Qwen ships, or float32) and the tokenizer files. Weights follow transformers' _init_weights: linear and embedding weights
-/// ~ N(0, initializer_range), biases 0, norm weights 1.
+/// ~ N(0, initializer_range), biases 0, norm weights 1. A ChatGLM preset writes ChatGLM3's config keys and tensor
+/// names (with its inv_freq buffer) and takes a tokenizer.model folder.
 /// </summary>
 public static class ModelInitializer
 {
-    private static readonly string[] TokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"];
+    private static readonly string[] TokenizerFiles = ["tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json", "merges.txt"];
 
     public static void Create(ModelPreset preset, string tokenizerDir, string outDir, int seed, DType dtype = DType.BF16)
     {
@@ -24,7 +25,12 @@ public static class ModelInitializer
         var tokenizer = Tokenizer.FromDirectory(tokenizerDir);
         if (tokenizer.VocabSize > preset.VocabSize)
             throw new ArgumentException($"the tokenizer in '{tokenizerDir}' has {tokenizer.VocabSize} tokens, more than preset '{preset.Name}''s vocabulary of {preset.VocabSize}");
-        int endOfText = tokenizer.TokenToId("<|endoftext|>") ?? throw new ArgumentException($"the tokenizer in '{tokenizerDir}' has no <|endoftext|> token (a Qwen tokenizer is expected)");
+        bool chatGlm = preset.Architecture == Architecture.ChatGlm;
+        // Qwen's <|endoftext|> is its bos and pad; ChatGLM3's SentencePiece model ends with </s> and pads with <unk>.
+        var (endText, padText) = chatGlm ? ("</s>", "<unk>") : ("<|endoftext|>", "<|endoftext|>");
+        int endOfText = tokenizer.TokenToId(endText)
+            ?? throw new ArgumentException($"the tokenizer in '{tokenizerDir}' has no {endText} token (a {(chatGlm ? "ChatGLM3" : "Qwen")} tokenizer is expected)");
+        int pad = tokenizer.TokenToId(padText) ?? endOfText;
         int eos = (TokenizerConfig.EosToken(tokenizerDir) is { } eosText ? tokenizer.TokenToId(eosText) : null) ?? endOfText;
 
         Directory.CreateDirectory(outDir);
@@ -33,11 +39,11 @@ public static class ModelInitializer
             string src = Path.Combine(tokenizerDir, file);
             if (File.Exists(src)) AtomicFile.Copy(src, Path.Combine(outDir, file));
         }
-        string configJson = ConfigJson(preset, endOfText, eos, dtype);
+        string configJson = chatGlm ? ChatGlmConfigJson(preset, eos, pad, dtype) : ConfigJson(preset, endOfText, eos, dtype);
         using var configDocument = JsonDocument.Parse(configJson);
         var config = ModelConfig.Parse(configDocument.RootElement, "init-model's config.json");
         AtomicFile.WriteText(Path.Combine(outDir, "config.json"), configJson);
-        AtomicFile.WriteText(Path.Combine(outDir, "generation_config.json"), GenerationConfigJson(endOfText, eos));
+        AtomicFile.WriteText(Path.Combine(outDir, "generation_config.json"), chatGlm ? ChatGlmGenerationConfigJson(eos, pad) : GenerationConfigJson(endOfText, eos));
         SafetensorsWriter.Write(Path.Combine(outDir, "model.safetensors"), Tensors(preset, config, seed, dtype), new Dictionary<string, string> { ["format"] = "pt" });
     }
 
@@ -67,6 +73,53 @@ public static class ModelInitializer
         ["vocab_size"] = p.VocabSize,
     }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
 
+    /// <summary>ChatGLM3-6B's config.json (its remote code's keys and values) with the preset's sizes.</summary>
+    private static string ChatGlmConfigJson(ModelPreset p, int eos, int pad, DType dtype) => new JsonObject
+    {
+        ["model_type"] = "chatglm",
+        ["architectures"] = new JsonArray("ChatGLMModel"),
+        ["auto_map"] = new JsonObject
+        {
+            ["AutoConfig"] = "configuration_chatglm.ChatGLMConfig",
+            ["AutoModel"] = "modeling_chatglm.ChatGLMForConditionalGeneration",
+            ["AutoModelForCausalLM"] = "modeling_chatglm.ChatGLMForConditionalGeneration",
+        },
+        ["add_bias_linear"] = false,
+        ["add_qkv_bias"] = true,
+        ["apply_query_key_layer_scaling"] = true,
+        ["apply_residual_connection_post_layernorm"] = false,
+        ["attention_dropout"] = 0.0,
+        ["attention_softmax_in_fp32"] = true,
+        ["bias_dropout_fusion"] = true,
+        ["ffn_hidden_size"] = p.IntermediateSize,
+        ["fp32_residual_connection"] = false,
+        ["hidden_dropout"] = 0.0,
+        ["hidden_size"] = p.HiddenSize,
+        ["kv_channels"] = p.HiddenSize / p.NumHeads,
+        ["layernorm_epsilon"] = 1e-5,
+        ["multi_query_attention"] = true,
+        ["multi_query_group_num"] = p.NumKvHeads,
+        ["num_attention_heads"] = p.NumHeads,
+        ["num_layers"] = p.NumLayers,
+        ["original_rope"] = true,
+        ["padded_vocab_size"] = p.VocabSize,
+        ["post_layer_norm"] = true,
+        ["rmsnorm"] = true,
+        ["rope_ratio"] = p.RopeTheta / 10000,
+        ["seq_length"] = p.MaxPositionEmbeddings,
+        ["use_cache"] = true,
+        ["torch_dtype"] = dtype == DType.F32 ? "float32" : "bfloat16",
+        ["tie_word_embeddings"] = false,
+        ["eos_token_id"] = eos,
+        ["pad_token_id"] = pad,
+    }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+
+    private static string ChatGlmGenerationConfigJson(int eos, int pad) => new JsonObject
+    {
+        ["eos_token_id"] = new JsonArray(eos),
+        ["pad_token_id"] = pad,
+    }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+
     /// <summary>Qwen2.5-Instruct's published sampling defaults, so a generated folder behaves like a real one.</summary>
     private static string GenerationConfigJson(int endOfText, int eos) => new JsonObject
     {
@@ -94,6 +147,13 @@ public static class ModelInitializer
 
         var arch = config.Description;
         Normal(arch.EmbeddingTensor, p.VocabSize, p.HiddenSize);
+        if (arch.InverseFrequencyBuffer is { } buffer)
+        {
+            // ChatGLM's RotaryEmbedding buffer: 1 / 10000^(2i / n) over n = kv_channels / 2 dimensions, whatever rope_ratio.
+            int n = arch.RotaryDim(config);
+            var inverseFrequencies = Enumerable.Range(0, n / 2).Select(i => 1f / MathF.Pow(10000f, (float)(2 * i) / n)).ToArray();
+            list.Add((buffer, dtype, [inverseFrequencies.Length], Bytes(inverseFrequencies, dtype)));
+        }
         for (int i = 0; i < p.NumLayers; i++)
             foreach (var declaration in arch.Layer)
             {
@@ -103,7 +163,7 @@ public static class ModelInitializer
                     continue;
                 }
                 var linear = (LinearDeclaration)declaration;
-                var (rows, cols) = DecoderArchitecture.Shape(config, linear.Parts.Single());
+                var (rows, cols) = DecoderArchitecture.Shape(config, linear);
                 Normal(arch.LayerTensor(i, linear.WeightName), rows, cols);
                 if (linear.HasBias(config)) Constant(arch.LayerTensor(i, linear.BiasName), rows, 0f);
             }

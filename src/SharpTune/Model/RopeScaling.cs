@@ -40,7 +40,10 @@ public sealed record RopeScaling(string Type, double Factor, double LowFreqFacto
     /// <summary>The rotary table for a config, applying its scaling to the inverse frequencies.</summary>
     public static RopeTable BuildTable(ModelConfig config)
     {
-        int d = config.HeadDim;
+        // d is the rotated part of a head: all of it, or ChatGLM's first half, whose RotaryEmbedding builds its
+        // angles the same way over n_elem = kv_channels / 2 with base 10000 · rope_ratio (our rope_theta).
+        var arch = config.Description;
+        int d = arch.RotaryDim(config);
         var inv = new float[d / 2];
         float theta = (float)config.RopeTheta;
         for (int i = 0; i < inv.Length; i++)
@@ -50,7 +53,7 @@ public sealed record RopeScaling(string Type, double Factor, double LowFreqFacto
             inv[i] = 1f / MathF.Pow(theta, exponent);
         }
         if (config.RopeScaling is { } s) s.Apply(inv);
-        return new RopeTable(d, inv);
+        return new RopeTable(config.HeadDim, inv, arch.Rope);
     }
 
     private void Apply(float[] inv)

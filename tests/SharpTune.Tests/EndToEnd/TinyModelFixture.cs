@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using SharpTune.Chat;
+using SharpTune.Engine;
 using SharpTune.Hparams;
 using SharpTune.Inference;
 using SharpTune.IO.Safetensors;
@@ -17,7 +18,7 @@ namespace SharpTune.Tests.EndToEnd;
 /// The `init-model --preset tiny` model (random Qwen2 weights, the real Qwen2.5 tokenizer), generated once per test
 /// class into a temporary folder, with helpers to write configs and read what `sharptune train` leaves behind.
 /// </summary>
-public sealed class TinyModelFixture : IDisposable
+public class TinyModelFixture : IDisposable
 {
     public string Root { get; } = Directory.CreateTempSubdirectory("sharptune-e2e-").FullName;
     public string ModelDir { get; }
@@ -25,10 +26,15 @@ public sealed class TinyModelFixture : IDisposable
     /// <summary>The repository's bundled data folder (identity.json and its dataset_info.json).</summary>
     public static string BundledData => Path.Combine(TestPaths.RepoRoot, "data");
 
-    public TinyModelFixture()
+    public TinyModelFixture() : this("tiny", TestPaths.Fixtures("tokenizers", "qwen2.5-instruct"), DType.BF16)
     {
-        ModelDir = Path.Combine(Root, "tiny");
-        ModelInitializer.Create(ModelPreset.Get("tiny"), TestPaths.Fixtures("tokenizers", "qwen2.5-instruct"), ModelDir, seed: 1);
+    }
+
+    /// <summary>Another preset's model, in <paramref name="dtype"/>, with the tokenizer of <paramref name="tokenizerDir"/>.</summary>
+    protected TinyModelFixture(string preset, string tokenizerDir, DType dtype)
+    {
+        ModelDir = Path.Combine(Root, preset);
+        ModelInitializer.Create(ModelPreset.Get(preset), tokenizerDir, ModelDir, seed: 1, dtype);
     }
 
     public void Dispose() => Directory.Delete(Root, recursive: true);

@@ -7,46 +7,31 @@ namespace SharpTune.Tests.Model;
 public sealed class DecoderArchitectureTests
 {
     /// <summary>
-    /// ChatGLM3 as docs/architecture.md declares it: fused query_key_value (with bias) and dense_h_to_4h = [gate; up],
-    /// RoPE on the first half of each head in interleaved pairs. The decoder does not compute it yet; the type must
-    /// express it.
+    /// ChatGLM3's declaration: fused query_key_value (with add_qkv_bias's bias) and dense_h_to_4h = [gate; up], whose
+    /// parts sit at the row offsets modeling_chatglm.py splits them at, and the state_dict order of its checkpoint,
+    /// inv_freq after the embedding.
     /// </summary>
-    private static readonly DecoderArchitecture ChatGlm3 = new()
-    {
-        ModelType = "chatglm",
-        EmbeddingTensor = "transformer.embedding.word_embeddings.weight",
-        LayerPrefix = "transformer.encoder.layers.",
-        FinalNormTensor = "transformer.encoder.final_layernorm.weight",
-        LmHeadTensor = "transformer.output_layer.weight",
-        TieWordEmbeddingsKey = null,
-        NormEpsKey = "layernorm_epsilon",
-        Rope = RopeStyle.InterleavedPairs,
-        RotaryFraction = 0.5,
-        Layer =
-        [
-            new NormDeclaration("input_layernorm", NormSlot.Input, NormType.Rms),
-            new LinearDeclaration("self_attention.query_key_value", [ProjectionSlot.Query, ProjectionSlot.Key, ProjectionSlot.Value], BiasRule.Always),
-            new LinearDeclaration("self_attention.dense", [ProjectionSlot.Output], BiasRule.None),
-            new NormDeclaration("post_attention_layernorm", NormSlot.PostAttention, NormType.Rms),
-            new LinearDeclaration("mlp.dense_h_to_4h", [ProjectionSlot.Gate, ProjectionSlot.Up], BiasRule.None),
-            new LinearDeclaration("mlp.dense_4h_to_h", [ProjectionSlot.Down], BiasRule.None),
-        ],
-    };
-
     [Fact]
-    public void ChatGlm3_is_declarable_with_fused_projections_and_the_decoder_refuses_to_split_them()
+    public void ChatGlm_declares_fused_projections_and_its_parts_offsets()
     {
-        Assert.Equal(["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"], ChatGlm3.LinearNames);
-        var qkv = ChatGlm3.LinearOfWeight("transformer.encoder.layers.3.self_attention.query_key_value.weight");
+        var arch = DecoderArchitecture.ChatGlm;
+        var config = ModelConfig.Load(ModelFolder.ConfigPath(TestPaths.Fixtures("chatglm3-small")));
+        Assert.Same(arch, config.Description);
+        Assert.Equal(["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"], arch.LinearNames);
+        var qkv = arch.LinearOfWeight("transformer.encoder.layers.3.self_attention.query_key_value.weight");
         Assert.NotNull(qkv);
         Assert.True(qkv.IsFused);
-        Assert.Equal([ProjectionSlot.Query, ProjectionSlot.Key, ProjectionSlot.Value], qkv.Parts);
-        Assert.Equal(ProjectionSlot.Output, ChatGlm3.Projection(ProjectionSlot.Output).Parts.Single());
-        var refused = Assert.Throws<NotSupportedException>(() => ChatGlm3.Projection(ProjectionSlot.Up));
-        Assert.Contains("mlp.dense_h_to_4h", refused.Message);
+        Assert.Same(qkv, arch.Projection(ProjectionSlot.Key));
+        // 4 heads × 16 query rows, then 2 groups × 16 key rows, then the values.
+        Assert.Equal((128, 64), DecoderArchitecture.Shape(config, qkv));
+        Assert.Equal([0, 64, 96], qkv.Parts.Select(p => DecoderArchitecture.PartOffset(config, qkv, p)));
+        var gateUp = arch.Projection(ProjectionSlot.Up);
+        Assert.Equal((224, 64), DecoderArchitecture.Shape(config, gateUp));
+        Assert.Equal(112, DecoderArchitecture.PartOffset(config, gateUp, ProjectionSlot.Up));
         Assert.Equal(
         [
             "transformer.embedding.word_embeddings.weight",
+            "transformer.rotary_pos_emb.inv_freq",
             "transformer.encoder.layers.0.input_layernorm.weight",
             "transformer.encoder.layers.0.self_attention.query_key_value.weight",
             "transformer.encoder.layers.0.self_attention.query_key_value.bias",
@@ -59,24 +44,26 @@ public sealed class DecoderArchitectureTests
             "transformer.encoder.layers.0.mlp.dense_4h_to_h.bias",
             "transformer.encoder.final_layernorm.weight",
             "transformer.output_layer.weight",
-        ], ChatGlm3.StateDictOrder(1));
+        ], arch.StateDictOrder(1));
     }
 
     /// <summary>
-    /// transformers' own Qwen2 checkpoint (the fixture) holds exactly the tensors the qwen2 description declares for
-    /// its config: every declared weight, a bias where the bias rule says so, nothing undeclared.
+    /// transformers' own Qwen2 checkpoints and ChatGLM3's remote code's (the fixtures) hold exactly the tensors their
+    /// description declares for their config: every declared weight, a bias where the bias rule says so, nothing
+    /// undeclared.
     /// </summary>
     [Theory]
     [InlineData("qwen2-small-vocab")]
     [InlineData("qwen2-tiny")]
-    public void Qwen2_description_names_exactly_the_tensors_of_a_transformers_checkpoint(string fixture)
+    [InlineData("chatglm3-small")]
+    public void Description_names_exactly_the_tensors_of_a_reference_checkpoint(string fixture)
     {
         string folder = TestPaths.Fixtures(fixture);
         var config = ModelConfig.Load(ModelFolder.ConfigPath(folder));
-        Assert.Same(DecoderArchitecture.Qwen2, config.Description);
         using var checkpoint = SafetensorsCheckpoint.OpenDirectory(folder);
         var arch = config.Description;
         var expected = new List<string> { arch.EmbeddingTensor };
+        if (arch.InverseFrequencyBuffer is { } buffer) expected.Add(buffer);
         for (int l = 0; l < config.NumLayers; l++)
         {
             foreach (var norm in arch.Norms) expected.Add(arch.LayerTensor(l, norm.WeightName));

@@ -39,6 +39,31 @@ public sealed class MemoryEstimateTests
         QuantizationOptions? quantization = null) =>
         new(args, [], quantization, checkpointing, CutoffLen: 8, BatchSize: 2, GradientAccumulationSteps: 1, optim);
 
+    /// <summary>
+    /// ChatGLM (the chatglm3-small fixture: F32, hidden 64, 2 layers, 4 heads of 16 in 2 groups, ffn 112, vocabulary
+    /// 320, q/k/v bias) under full fine-tuning: its norms and biases are named under transformer.encoder, its fused
+    /// Linears' scratch is a step buffer, and the unused inv_freq is neither mapped nor trained.
+    /// </summary>
+    [Fact]
+    public void ChatGlm_full_estimate_counts_its_norms_and_fused_scratch()
+    {
+        var e = MemoryEstimator.ForModelFolder(TestPaths.Fixtures("chatglm3-small"), Setup(new FinetuningArguments { FinetuningType = FinetuningType.Full }));
+
+        // Matrices: word_embeddings and output_layer 320·64 = 20480 each; per layer query_key_value 128·64 = 8192,
+        // dense 64·64 = 4096, dense_h_to_4h 224·64 = 14336, dense_4h_to_h 64·112 = 7168 (33792). Vectors: per layer two
+        // norms of 64 and the qkv bias of 128 (256), and the final norm: 576. 109120 values in all.
+        const long values = 2 * 20480 + 2 * 33792 + 576;
+        Assert.Equal(4 * values, Row(e, "weights, memory-mapped"));
+        Assert.Equal(4 * 576, Row(e, "norms and biases"));
+        Assert.Equal(4 * values, Row(e, "gradients"));
+        // Per row under checkpointing: position 1, 3 layer inputs of 64; one layer's activations (norm1 64, rms 1,
+        // q 64, k/v 2·32, logsumexp 4, attention 64, middle 64, norm2 64, rms 1, gate/up/act 3·112 = 726); the step
+        // buffers (final normed 64, rms 1, projected 64, the fused scratch 128 + 224, dResidual, dNormed, dAttention,
+        // dQuery 4·64, dKey and dValue 2·32, per head 2·64, dGate/dUp/dActivation 3·112 = 1265): 2184 over 16 rows.
+        Assert.Equal(4 * 16 * 2184, Row(e, "activations"));
+        Assert.Equal(4 * new[] { Packed(14, 320), Packed(16, 224), Packed(224, 16), Packed(320, 14) }.Max(), Row(e, "GEMM packing"));
+    }
+
     [Fact]
     public void Lora_estimate_matches_the_hand_computed_table()
     {

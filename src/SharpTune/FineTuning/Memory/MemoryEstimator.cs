@@ -195,7 +195,8 @@ public static class MemoryEstimator
         bool lmHeadTrained = trained.Contains(config.TieWordEmbeddings ? config.Description.EmbeddingTensor : config.Description.LmHeadTensor);
         bool layerWeightsTrained = adapters.Count > 0 || matrices.Any(t => t.Module is not null && trained.Contains(t.Name));
         var gemm = (ManagedGemmKernel)GemmKernels.Managed;
-        int widest = Math.Max(Math.Max(config.HiddenSize, config.IntermediateSize), config.QueryWidth);
+        // The widest side of a layer's products: a fused Linear (ChatGLM's dense_h_to_4h) is one product over all its parts.
+        int widest = config.Description.Linears.Select(l => DecoderArchitecture.Shape(config, l)).Max(s => Math.Max(s.Out, s.In));
         long packed = new[]
         {
             gemm.PackedAValues(chunk, config.VocabSize),                             // dx through lm_head
@@ -303,7 +304,8 @@ public static class MemoryEstimator
             if (t.Name == arch.LmHeadTensor && config.TieWordEmbeddings) continue;
             var projection = arch.LinearOfWeight(t.Name);
             bool matrix = projection is not null || t.Name == arch.EmbeddingTensor || t.Name == arch.LmHeadTensor;
-            if (!matrix && !t.Name.StartsWith("model.", StringComparison.Ordinal)) continue;
+            // The vectors the decoder binds are the layers' norms and biases and the final norm (not, say, ChatGLM's unused inv_freq).
+            if (!matrix && !t.Name.StartsWith(arch.LayerPrefix, StringComparison.Ordinal) && t.Name != arch.FinalNormTensor) continue;
             if (t.Shape.Length != (matrix ? 2 : 1))
                 throw new InvalidDataException($"{source}: tensor '{t.Name}' has shape [{string.Join(", ", t.Shape)}]; a {(matrix ? "matrix" : "norm or bias vector")} was expected");
             used.Add(new UsedTensor(t, projection?.Name));

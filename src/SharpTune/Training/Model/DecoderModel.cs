@@ -9,7 +9,7 @@ using SharpTune.Training.Objectives;
 namespace SharpTune.Training.Model;
 
 /// <summary>
-/// The decoder (Qwen2, Llama, Qwen3), one implementation for training and generation: every weight is a
+/// The decoder (Qwen2, Llama, Qwen3, ChatGLM), one implementation for training and generation: every weight is a
 /// <see cref="ModelTensor"/> under its Hugging Face name and each layer runs the same list of backend calls either
 /// way. The checkpoint stays memory-mapped for the model's lifetime: frozen matrices are multiplied straight from
 /// it (bf16/fp16 as stored, or quantised projections for QLoRA) and frozen embedding rows are read from it, so only
@@ -161,23 +161,42 @@ public sealed class DecoderModel : IDisposable
         {
             int layer = i;
             var w = weights.Layers[i];
-            TrainableLinear Projection(ProjectionSlot slot, WeightMatrix matrix, float[]? bias) =>
-                Linear(arch.LayerTensor(layer, arch.Projection(slot).Module), matrix, bias);
             ModelTensor Norm(NormSlot slot, float[] values) => Vector(arch.LayerTensor(layer, arch.Norm(slot).WeightName), values);
+            var linears = w.Linears.Select(l => Linear(arch.LayerTensor(layer, l.Declaration.Module), l.Weight, l.Bias)).ToArray();
+            var projections = new Dictionary<ProjectionSlot, LayerProjection>();
+            for (int k = 0; k < linears.Length; k++)
+                foreach (var slot in w.Linears[k].Declaration.Parts)
+                    projections[slot] = new LayerProjection(linears[k], k, DecoderArchitecture.PartOffset(c, w.Linears[k].Declaration, slot),
+                        DecoderArchitecture.Shape(c, slot).Out);
+            var norms = arch.Norms.ToDictionary(n => n.Slot, n => Norm(n.Slot, n.Slot switch
+            {
+                NormSlot.Input => w.InputNorm,
+                NormSlot.PostAttention => w.PostAttentionNorm,
+                NormSlot.QueryNorm => w.QNorm!,
+                _ => w.KNorm!,
+            }));
+            var tensors = new List<ModelTensor>();
+            foreach (var declaration in arch.Layer)
+            {
+                if (declaration is NormDeclaration norm)
+                {
+                    tensors.Add(norms[norm.Slot]);
+                    continue;
+                }
+                var linear = linears[Array.FindIndex(w.Linears, l => l.Declaration == declaration)];
+                tensors.Add(linear.Weight);
+                if (linear.Bias is not null) tensors.Add(linear.Bias);
+            }
             layers[i] = new TrainableLayer
             {
                 Index = i,
-                InputNorm = Norm(NormSlot.Input, w.InputNorm),
-                QProj = Projection(ProjectionSlot.Query, w.QProj, w.QBias),
-                KProj = Projection(ProjectionSlot.Key, w.KProj, w.KBias),
-                VProj = Projection(ProjectionSlot.Value, w.VProj, w.VBias),
-                OProj = Projection(ProjectionSlot.Output, w.OProj, w.OBias),
-                QNorm = w.QNorm is null ? null : Norm(NormSlot.QueryNorm, w.QNorm),
-                KNorm = w.KNorm is null ? null : Norm(NormSlot.KeyNorm, w.KNorm),
-                PostAttentionNorm = Norm(NormSlot.PostAttention, w.PostAttentionNorm),
-                GateProj = Projection(ProjectionSlot.Gate, w.GateProj, w.GateBias),
-                UpProj = Projection(ProjectionSlot.Up, w.UpProj, w.UpBias),
-                DownProj = Projection(ProjectionSlot.Down, w.DownProj, w.DownBias),
+                InputNorm = norms[NormSlot.Input],
+                QNorm = norms.GetValueOrDefault(NormSlot.QueryNorm),
+                KNorm = norms.GetValueOrDefault(NormSlot.KeyNorm),
+                PostAttentionNorm = norms[NormSlot.PostAttention],
+                Linears = linears,
+                Projections = projections,
+                Tensors = tensors,
             };
         }
         var finalNorm = Vector(arch.FinalNormTensor, weights.FinalNorm);
@@ -263,12 +282,8 @@ public sealed class DecoderModel : IDisposable
     {
         var arch = Config.Description;
         var map = new Dictionary<string, AdapterTarget>(StringComparer.Ordinal);
-        for (int l = 0; l < Layers.Length; l++)
-            foreach (var declaration in arch.Linears)
-            {
-                var linear = Layers[l].Projection(declaration.Parts.Single());
-                map[arch.LayerTensor(l, declaration.Module)] = new AdapterTarget(linear.Weight, linear.Bias, linear.Tuners);
-            }
+        foreach (var linear in Layers.SelectMany(l => l.Linears))
+            map[linear.ModulePath] = new AdapterTarget(linear.Weight, linear.Bias, linear.Tuners);
         // A tied lm_head is the embedding matrix: transformers has no lm_head.weight of its own to wrap or replace.
         if (!Config.TieWordEmbeddings) map[ModulePath(arch.LmHeadTensor)] = new AdapterTarget(LmHead, null, _lmHeadTuners);
         return map;
@@ -429,7 +444,7 @@ public sealed class DecoderModel : IDisposable
             mask.Slice(b * newTokens, newTokens).CopyTo(cache.KeyMask.AsSpan(b * cache.Capacity + cache.Length, newTokens));
         var shape = new AttentionShape(batch, newTokens, c.NumHeads, c.NumKvHeads, c.HeadDim);
         for (int l = 0; l < Layers.Length; l++)
-            LayerForward(Layers[l], l, w.Activations, w.Residual.Data, w.Residual.Data, w.Projected, rows, positions, shape,
+            LayerForward(Layers[l], l, w.Activations, w.Residual.Data, w.Residual.Data, w.Projected, w.Fused, rows, positions, shape,
                 attentionMask: null, cache, TunerPass.Evaluate, null);
     }
 
@@ -704,7 +719,7 @@ public sealed class DecoderModel : IDisposable
                     (row, i) => Array.Copy(virtualTokens.Data, i * h, b.LayerInputs[0], row * h, h));
         }
         for (int l = 0; l < Layers.Length; l++)
-            LayerForward(Layers[l], l, b.ActivationsOf(l), b.LayerInputs[l], b.LayerInputs[l + 1], b.Projected, rows, b.Positions,
+            LayerForward(Layers[l], l, b.ActivationsOf(l), b.LayerInputs[l], b.LayerInputs[l + 1], b.Projected, b.Fused, rows, b.Positions,
                 b.Shape, batch.AttentionMask, cache: null, pass, random);
         using (StepProfile.Measure(StepSection.NormsForward))
             Backend.RmsNorm(b.LayerInputs[^1], rows, FinalNorm.Data, Config.RmsNormEps, b.FinalNormed, b.FinalRms);
@@ -728,7 +743,7 @@ public sealed class DecoderModel : IDisposable
     }
 
     private void LayerForward(TrainableLayer layer, int index, LayerActivations a, float[] input, float[] output, Tensor projected,
-        int rows, ReadOnlySpan<int> positions, AttentionShape shape, int[]? attentionMask, KvCache? cache, TunerPass pass, SeededRandom? random)
+        Tensor?[] fused, int rows, ReadOnlySpan<int> positions, AttentionShape shape, int[]? attentionMask, KvCache? cache, TunerPass pass, SeededRandom? random)
     {
         var c = Config;
         float eps = c.RmsNormEps;
@@ -737,23 +752,37 @@ public sealed class DecoderModel : IDisposable
             if (cache is not null) linear.Generate(x, rows, y);
             else linear.Forward(x.Data, rows, y.Data, pass, random);
         }
+        // x through the Linears computing the slots, each once: a fused Linear is one product into its scratch
+        // (fused[its index]), whose columns are then split into its parts' outputs.
+        void ProjectParts(Tensor x, params (ProjectionSlot Slot, Tensor Output)[] outputs)
+        {
+            Span<bool> done = stackalloc bool[layer.Linears.Count];
+            foreach (var (slot, y) in outputs)
+            {
+                var part = layer.Projections[slot];
+                if (!part.IsFused)
+                {
+                    Project(part.Linear, x, y);
+                    continue;
+                }
+                var whole = fused[part.Index]!;
+                if (!done[part.Index]) Project(part.Linear, x, whole);
+                done[part.Index] = true;
+                Backend.CopyColumns(whole.Data, whole.RowWidth, part.Offset, y.Data, part.Width, 0, rows, part.Width);
+            }
+        }
 
         using (StepProfile.Measure(StepSection.NormsForward))
             Backend.RmsNorm(input, rows, layer.InputNorm.Data, eps, a.Norm1.Data, a.Rms1);
         if (layer.QNorm is not null && layer.KNorm is not null)
         {
-            Project(layer.QProj, a.Norm1, a.Query);
-            Project(layer.KProj, a.Norm1, a.Key);
+            ProjectParts(a.Norm1, (ProjectionSlot.Query, a.Query), (ProjectionSlot.Key, a.Key), (ProjectionSlot.Value, a.Value));
             using var norms = StepProfile.Measure(StepSection.NormsForward);
             Backend.RmsNorm(a.Query.Data, rows * c.NumHeads, layer.QNorm.Data, eps, a.QueryRotated.Data, a.QueryRms);
             Backend.RmsNorm(a.Key.Data, rows * c.NumKvHeads, layer.KNorm.Data, eps, a.KeyRotated.Data, a.KeyRms);
         }
         else
-        {
-            Project(layer.QProj, a.Norm1, a.QueryRotated);
-            Project(layer.KProj, a.Norm1, a.KeyRotated);
-        }
-        Project(layer.VProj, a.Norm1, a.Value);
+            ProjectParts(a.Norm1, (ProjectionSlot.Query, a.QueryRotated), (ProjectionSlot.Key, a.KeyRotated), (ProjectionSlot.Value, a.Value));
         using (StepProfile.Measure(StepSection.ElementwiseForward))
         {
             Backend.Rope(a.QueryRotated.Data, rows, c.NumHeads, _rope, positions);
@@ -778,17 +807,16 @@ public sealed class DecoderModel : IDisposable
                 Backend.Attention(a.QueryRotated, cache.Layers[index], shape.Batch, shape.Time, cache.KeyMask, cache.Capacity, a.Attention);
             }
         }
-        Project(layer.OProj, a.Attention, projected);
+        ProjectParts(a.Attention, (ProjectionSlot.Output, projected));
         using (StepProfile.Measure(StepSection.ElementwiseForward))
             Backend.Sum(input, projected.Data, rows * c.HiddenSize, a.Middle);
 
         using (StepProfile.Measure(StepSection.NormsForward))
             Backend.RmsNorm(a.Middle, rows, layer.PostAttentionNorm.Data, eps, a.Norm2.Data, a.Rms2);
-        Project(layer.GateProj, a.Norm2, a.Gate);
-        Project(layer.UpProj, a.Norm2, a.Up);
+        ProjectParts(a.Norm2, (ProjectionSlot.Gate, a.Gate), (ProjectionSlot.Up, a.Up));
         using (StepProfile.Measure(StepSection.ElementwiseForward))
             Backend.SiluMul(a.Gate.Data, a.Up.Data, rows * c.IntermediateSize, a.Activation.Data);
-        Project(layer.DownProj, a.Activation, projected);
+        ProjectParts(a.Activation, (ProjectionSlot.Down, projected));
         using (StepProfile.Measure(StepSection.ElementwiseForward))
             Backend.Sum(a.Middle, projected.Data, rows * c.HiddenSize, output);
     }
@@ -917,7 +945,7 @@ public sealed class DecoderModel : IDisposable
         {
             var a = b.ActivationsOf(l);
             if (GradientCheckpointing)
-                LayerForward(Layers[l], l, a, b.LayerInputs[l], b.LayerInputs[l + 1], b.Projected, rows, b.Positions,
+                LayerForward(Layers[l], l, a, b.LayerInputs[l], b.LayerInputs[l + 1], b.Projected, b.Fused, rows, b.Positions,
                     b.Shape, batch.AttentionMask, cache: null, TunerPass.Recompute, null);
             LayerBackward(Layers[l], batch, b, a, b.LayerInputs[l], needInputGrad: l > lowest || inputTrainable);
         }
@@ -945,11 +973,10 @@ public sealed class DecoderModel : IDisposable
         bool attentionNeedsGrad = needInputGrad || layer.AttentionTrainable || prefix is not null;
 
         // MLP half: output = middle + down(silu(gate(n2)) ⊙ up(n2)), n2 = norm(middle).
-        layer.DownProj.Backward(a.Activation.Data, b.DResidual, rows, b.DActivation, accumulate: false);
+        BackwardParts(layer, b.Fused, a.Activation.Data, rows, b.DActivation, accumulate: false, (ProjectionSlot.Down, b.DResidual));
         using (StepProfile.Measure(StepSection.ElementwiseBackward))
             Backend.SiluMulBackward(a.Gate.Data, a.Up.Data, b.DActivation, rows * c.IntermediateSize, b.DGate, b.DUp);
-        layer.GateProj.Backward(a.Norm2.Data, b.DGate, rows, b.DNormed, accumulate: false);
-        layer.UpProj.Backward(a.Norm2.Data, b.DUp, rows, b.DNormed, accumulate: true);
+        BackwardParts(layer, b.Fused, a.Norm2.Data, rows, b.DNormed, accumulate: false, (ProjectionSlot.Gate, b.DGate), (ProjectionSlot.Up, b.DUp));
         using (StepProfile.Measure(StepSection.NormsBackward))
             Backend.RmsNormBackward(a.Middle, b.DNormed, rows, layer.PostAttentionNorm.Data, a.Rms2!,
                 attentionNeedsGrad ? b.DNormed : null, layer.PostAttentionNorm.Grad);
@@ -958,7 +985,7 @@ public sealed class DecoderModel : IDisposable
             Backend.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
 
         // Attention half: middle = input + o(attention(rope(q), rope(k), v)), q/k/v from n1 = norm(input).
-        layer.OProj.Backward(a.Attention.Data, b.DResidual, rows, b.DAttention, accumulate: false);
+        BackwardParts(layer, b.Fused, a.Attention.Data, rows, b.DAttention, accumulate: false, (ProjectionSlot.Output, b.DResidual));
         using (StepProfile.Measure(StepSection.AttentionBackward))
             Backend.AttentionBackward(b.Shape, a.QueryRotated.Data, a.KeyRotated.Data, a.Value.Data, batch.AttentionMask, a.Attention.Data, a.LogSumExp!,
                 b.DAttention, b.DQuery, b.DKey, b.DValue, b.DKeyPerHead, b.DValuePerHead);
@@ -988,9 +1015,8 @@ public sealed class DecoderModel : IDisposable
         }
         bool needNormGrad = needInputGrad || layer.InputNorm.IsTrainable;
         float[]? dNormed = needNormGrad ? b.DNormed : null;
-        layer.QProj.Backward(a.Norm1.Data, b.DQuery, rows, dNormed, accumulate: false);
-        layer.KProj.Backward(a.Norm1.Data, b.DKey, rows, dNormed, accumulate: true);
-        layer.VProj.Backward(a.Norm1.Data, b.DValue, rows, dNormed, accumulate: true);
+        BackwardParts(layer, b.Fused, a.Norm1.Data, rows, dNormed, accumulate: false,
+            (ProjectionSlot.Query, b.DQuery), (ProjectionSlot.Key, b.DKey), (ProjectionSlot.Value, b.DValue));
         if (!needNormGrad) return;
         using (StepProfile.Measure(StepSection.NormsBackward))
             Backend.RmsNormBackward(input, b.DNormed, rows, layer.InputNorm.Data, a.Rms1!,
@@ -998,6 +1024,34 @@ public sealed class DecoderModel : IDisposable
         if (!needInputGrad) return;
         using (StepProfile.Measure(StepSection.ElementwiseBackward))
             Backend.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
+    }
+
+    /// <summary>
+    /// The backward of the Linears computing the slots, each once, from each slot's output gradient: a fused Linear's
+    /// parts' gradients are gathered into its scratch (fused[its index]) for one backward. dL/dx goes to dx (the first
+    /// Linear's added when accumulate, the others' always added) unless dx is null.
+    /// </summary>
+    private void BackwardParts(TrainableLayer layer, Tensor?[] fused, float[] x, int rows, float[]? dx, bool accumulate,
+        params (ProjectionSlot Slot, float[] Gradient)[] gradients)
+    {
+        Span<bool> done = stackalloc bool[layer.Linears.Count];
+        foreach (var (slot, dy) in gradients)
+        {
+            var part = layer.Projections[slot];
+            if (done[part.Index]) continue;
+            done[part.Index] = true;
+            float[] linearDy = dy;
+            if (part.IsFused)
+            {
+                var whole = fused[part.Index]!;
+                foreach (var (otherSlot, other) in layer.Projections)
+                    if (other.Index == part.Index)
+                        Backend.CopyColumns(Array.Find(gradients, g => g.Slot == otherSlot).Gradient, other.Width, 0, whole.Data, whole.RowWidth, other.Offset, rows, other.Width);
+                linearDy = whole.Data;
+            }
+            part.Linear.Backward(x, linearDy, rows, dx, accumulate);
+            accumulate = true;
+        }
     }
 
     /// <summary>
@@ -1064,6 +1118,10 @@ public sealed class DecoderModel : IDisposable
         }
     }
 
+    /// <summary>Per Linear of a layer (declaration order), [rows × its output] for a fused one, null for the others.</summary>
+    private static Tensor?[] FusedScratch(ModelConfig c, int rows) =>
+        c.Description.Linears.Select(l => l.IsFused ? new Tensor(rows, DecoderArchitecture.Shape(c, l).Out) : null).ToArray();
+
     /// <summary>The buffers of a generation forward, sized for a number of rows and reused while it suffices.</summary>
     private sealed class GenerationBuffers
     {
@@ -1075,6 +1133,8 @@ public sealed class DecoderModel : IDisposable
         public Tensor Value { get; }
         public Tensor Attention { get; }
         public Tensor Projected { get; }
+        /// <summary>Per Linear of a layer, the scratch of a fused one's whole output (null for the others).</summary>
+        public Tensor?[] Fused { get; }
         public Tensor Gate { get; }
         public Tensor Up { get; }
         public LayerActivations Activations { get; }
@@ -1089,6 +1149,7 @@ public sealed class DecoderModel : IDisposable
             Value = new Tensor(rows, c.KvWidth);
             Attention = new Tensor(rows, c.QueryWidth);
             Projected = new Tensor(rows, c.HiddenSize);
+            Fused = FusedScratch(c, rows);
             Gate = new Tensor(rows, c.IntermediateSize);
             Up = new Tensor(rows, c.IntermediateSize);
             Activations = new LayerActivations(this);
@@ -1110,6 +1171,8 @@ public sealed class DecoderModel : IDisposable
         public float[] FinalNormed { get; }
         public float[] FinalRms { get; }
         public Tensor Projected { get; }
+        /// <summary>Per Linear of a layer, a fused one's whole output in the forward and its gradient in the backward (null for the others).</summary>
+        public Tensor?[] Fused { get; }
         public float[] DResidual { get; }
         public float[] DNormed { get; }
         public float[] DAttention { get; }
@@ -1137,6 +1200,7 @@ public sealed class DecoderModel : IDisposable
             FinalNormed = new float[rows * c.HiddenSize];
             FinalRms = new float[rows];
             Projected = new Tensor(rows, c.HiddenSize);
+            Fused = FusedScratch(c, rows);
             DResidual = new float[rows * c.HiddenSize];
             DNormed = new float[rows * c.HiddenSize];
             DAttention = new float[rows * c.QueryWidth];
@@ -1178,6 +1242,7 @@ public sealed class DecoderModel : IDisposable
                     Tensor tensor => tensor.Data.LongLength,
                     int[] ints => ints.LongLength,
                     float[][] arrays => arrays.Sum(a => a.LongLength),
+                    Tensor[] tensors => tensors.Sum(t => t?.Data.LongLength ?? 0),
                     LayerActivations[] sets => sets.Sum(CountValues),
                     _ => 0L,
                 });

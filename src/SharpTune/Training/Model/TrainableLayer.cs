@@ -2,35 +2,33 @@ using SharpTune.Model;
 
 namespace SharpTune.Training.Model;
 
+/// <summary>
+/// Where a projection is computed: by <see cref="Linear"/>, the <see cref="Index"/>-th Linear of its layer, in output
+/// columns [Offset, Offset + Width): all of them for an ordinary projection, one part of a fused one (ChatGLM's
+/// query_key_value, dense_h_to_4h).
+/// </summary>
+public sealed record LayerProjection(TrainableLinear Linear, int Index, int Offset, int Width)
+{
+    public bool IsFused => Width != Linear.OutFeatures;
+}
+
 /// <summary>The weights of one decoder layer as trainable tensors and linears.</summary>
 public sealed class TrainableLayer
 {
     public required int Index { get; init; }
     public required ModelTensor InputNorm { get; init; }
-    public required TrainableLinear QProj { get; init; }
-    public required TrainableLinear KProj { get; init; }
-    public required TrainableLinear VProj { get; init; }
-    public required TrainableLinear OProj { get; init; }
     public ModelTensor? QNorm { get; init; }
     public ModelTensor? KNorm { get; init; }
     public required ModelTensor PostAttentionNorm { get; init; }
-    public required TrainableLinear GateProj { get; init; }
-    public required TrainableLinear UpProj { get; init; }
-    public required TrainableLinear DownProj { get; init; }
+    /// <summary>The layer's Linears in the architecture's declaration order.</summary>
+    public required IReadOnlyList<TrainableLinear> Linears { get; init; }
+    /// <summary>Every projection slot of the layer and the Linear part computing it.</summary>
+    public required IReadOnlyDictionary<ProjectionSlot, LayerProjection> Projections { get; init; }
+    /// <summary>The layer's tensors in transformers' named_parameters() order (the declaration order).</summary>
+    public required IReadOnlyList<ModelTensor> Tensors { get; init; }
 
-    public IEnumerable<TrainableLinear> Linears => [QProj, KProj, VProj, OProj, GateProj, UpProj, DownProj];
-
-    public TrainableLinear Projection(ProjectionSlot slot) => slot switch
-    {
-        ProjectionSlot.Query => QProj,
-        ProjectionSlot.Key => KProj,
-        ProjectionSlot.Value => VProj,
-        ProjectionSlot.Output => OProj,
-        ProjectionSlot.Gate => GateProj,
-        ProjectionSlot.Up => UpProj,
-        ProjectionSlot.Down => DownProj,
-        _ => throw new ArgumentOutOfRangeException(nameof(slot)),
-    };
+    /// <summary>The Linear computing <paramref name="slot"/> (a fused one computes several).</summary>
+    public TrainableLinear Projection(ProjectionSlot slot) => Projections[slot].Linear;
 
     /// <summary>The norm in a slot; null for a q/k norm the architecture does not have.</summary>
     public ModelTensor? Norm(NormSlot slot) => slot switch
@@ -44,31 +42,11 @@ public sealed class TrainableLayer
 
     /// <summary>Anything trained in the attention half: input norm, q/k/v/o (weights, biases, adapters), q/k norms.</summary>
     public bool AttentionTrainable =>
-        InputNorm.IsTrainable || QProj.HasTrainable || KProj.HasTrainable || VProj.HasTrainable || OProj.HasTrainable
-        || QNorm?.IsTrainable == true || KNorm?.IsTrainable == true;
+        InputNorm.IsTrainable || QNorm?.IsTrainable == true || KNorm?.IsTrainable == true
+        || AnyTrainable(ProjectionSlot.Query, ProjectionSlot.Key, ProjectionSlot.Value, ProjectionSlot.Output);
 
     /// <summary>Anything trained in the MLP half: post-attention norm, gate/up/down.</summary>
-    public bool MlpTrainable => PostAttentionNorm.IsTrainable || GateProj.HasTrainable || UpProj.HasTrainable || DownProj.HasTrainable;
+    public bool MlpTrainable => PostAttentionNorm.IsTrainable || AnyTrainable(ProjectionSlot.Gate, ProjectionSlot.Up, ProjectionSlot.Down);
 
-    /// <summary>The layer's tensors in transformers' named_parameters() order.</summary>
-    public IEnumerable<ModelTensor> Tensors
-    {
-        get
-        {
-            foreach (var linear in new[] { QProj, KProj, VProj, OProj })
-            {
-                yield return linear.Weight;
-                if (linear.Bias is not null) yield return linear.Bias;
-            }
-            if (QNorm is not null) yield return QNorm;
-            if (KNorm is not null) yield return KNorm;
-            foreach (var linear in new[] { GateProj, UpProj, DownProj })
-            {
-                yield return linear.Weight;
-                if (linear.Bias is not null) yield return linear.Bias;
-            }
-            yield return InputNorm;
-            yield return PostAttentionNorm;
-        }
-    }
+    private bool AnyTrainable(params ProjectionSlot[] slots) => slots.Any(s => Projection(s).HasTrainable);
 }
