@@ -99,10 +99,14 @@ public sealed class TrainWorkload : IWorkload
             GradientClipping.Clip(model.TrainableParameters, 1.0);
             optimizer.Update(1e-4);
         }
+        var cpuBefore = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime;
         double seconds = context.MedianSeconds(Step);
+        // CPU time per step (the warm-up included) tells more than wall time on a machine others load too.
+        double cpuSeconds = (System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalSeconds / (Math.Max(1, context.Runs) + 1);
 
         context.Report("train_tokens_per_s", tokens / seconds, "tokens/s");
         context.Report("train_seconds_per_step", seconds, "s");
+        context.Report("train_cpu_seconds_per_step", cpuSeconds, "s (all threads; the mean over the warm-up and timed steps)");
         if (args.FinetuningType == FinetuningType.Lora && tokens == batch * context.Seq && context.Option("prompt-share", "0") == "0")
         {
             var config = SharpTune.Model.ModelConfig.Load(Path.Combine(folder, "config.json"));
