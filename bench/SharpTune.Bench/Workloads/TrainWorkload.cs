@@ -7,13 +7,17 @@ using SharpTune.Quantization;
 using SharpTune.Training;
 using SharpTune.FineTuning;
 using SharpTune.Training.Model;
+using SharpTune.Training.Objectives;
 using SharpTune.Training.Optim;
 
 namespace SharpTune.Bench;
 
 /// <summary>
 /// One whole optimizer step (forward, backward, gradient clipping, AdamW) of a fine-tuning method on a generated
-/// --preset model: --method lora|full|freeze, --batch rows of --seq random tokens that all carry loss,
+/// --preset model: --method lora|full|freeze, --batch rows of --seq random tokens that all carry loss (--prompt-share
+/// F: the first F of each row is a prompt labelled −100; --min-seq N: the rows' lengths run evenly from N up to --seq,
+/// right-padded to --seq, and tokens/s counts real tokens; --padding-free false computes the padding too, as the
+/// decoder did before),
 /// --lora-rank (LoRA on all seven projections), --gradient-checkpointing, --quantization-bit 4|8 with
 /// --quantization-type nf4|fp4 (QLoRA: the projections quantised, double quantisation on as LLaMA-Factory defaults),
 /// --optim adamw_torch|adamw_8bit|paged_adamw_32bit|paged_adamw_8bit; --profile true adds the time per part of the step.
@@ -27,7 +31,7 @@ public sealed class TrainWorkload : IWorkload
 {
     public string Name => "train";
 
-    public string Description => "training tokens/s of a whole optimizer step (--method lora|full|freeze, --batch, --lora-rank, --gradient-checkpointing, --quantization-bit 4|8, --quantization-type nf4|fp4, --optim, --bf16, --stage sft|dpo)";
+    public string Description => "training tokens/s of a whole optimizer step (--method lora|full|freeze, --batch, --lora-rank, --gradient-checkpointing, --quantization-bit 4|8, --quantization-type nf4|fp4, --optim, --bf16, --stage sft|dpo, --prompt-share, --min-seq, --padding-free)";
 
     public int DefaultSeq => 256;
 
@@ -68,6 +72,7 @@ public sealed class TrainWorkload : IWorkload
         if (bf16 && Bf16ComputeMatrix.AvailableKernel is null)
             throw new InvalidOperationException($"--bf16: {Bf16ComputeMatrix.Unavailable}");
         using var model = TrainableModels.Create(folder, args, checkpointing, new SeededRandom(0), [], quantization, bf16);
+        model.Decoder!.PaddingFree = bool.Parse(context.Option("padding-free", "true"));
         if (!context.Json)
             Console.WriteLine($"# {method}{(method == "lora" ? $" r{rank} on all projections" : "")}{(quantization is null ? "" : $", projections {quantization}")}, batch {batch}, gradient checkpointing {(checkpointing ? "on" : "off")}, optim {optim}, {(bf16 ? "bf16" : "fp32")} compute; {TrainableModels.Summary(model)}");
 
@@ -79,11 +84,10 @@ public sealed class TrainWorkload : IWorkload
         }
         if (stage != "sft") throw new ArgumentException($"--stage must be sft or dpo, not '{stage}'");
 
-        int tokens = batch * context.Seq;
-        var random = new Random(0);
-        int vocab = SharpTune.Model.ModelPreset.Get(context.Preset).VocabSize;
-        int[] ids = Enumerable.Range(0, tokens).Select(_ => random.Next(vocab)).ToArray();
-        var trainingBatch = new TrainingBatch(batch, context.Seq, ids, Enumerable.Repeat(1, tokens).ToArray(), (int[])ids.Clone());
+        var trainingBatch = SftBatch(context, batch);
+        int tokens = trainingBatch.RealTokens;
+        if (!context.Json)
+            Console.WriteLine($"# sft: {tokens} real tokens in {batch} × {context.Seq}, {LabelTokens.Of(trainingBatch).Count} carrying loss, padding {(model.Decoder.PaddingFree ? "not computed" : "computed")}");
         using var optimizer = OptimizerNames.Create(optim, model.TrainableParameters, new TrainingArguments { WeightDecay = 0.01 });
         var dropout = new SeededRandom(1);
 
@@ -95,17 +99,50 @@ public sealed class TrainWorkload : IWorkload
             GradientClipping.Clip(model.TrainableParameters, 1.0);
             optimizer.Update(1e-4);
         }
+        var cpuBefore = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime;
         double seconds = context.MedianSeconds(Step);
+        // CPU time per step (the warm-up included) tells more than wall time on a machine others load too.
+        double cpuSeconds = (System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalSeconds / (Math.Max(1, context.Runs) + 1);
 
         context.Report("train_tokens_per_s", tokens / seconds, "tokens/s");
         context.Report("train_seconds_per_step", seconds, "s");
-        if (args.FinetuningType == FinetuningType.Lora)
+        context.Report("train_cpu_seconds_per_step", cpuSeconds, "s (all threads; the mean over the warm-up and timed steps)");
+        if (args.FinetuningType == FinetuningType.Lora && tokens == batch * context.Seq && context.Option("prompt-share", "0") == "0")
         {
             var config = SharpTune.Model.ModelConfig.Load(Path.Combine(folder, "config.json"));
             context.Report("train_gflops", LoraStepFlops(config, batch, context.Seq, rank) / seconds / 1e9, "GFLOP/s");
         }
         context.Report("optimizer_state", optimizer.StateBytes / (1024.0 * 1024.0), "MiB");
         if (bool.Parse(context.Option("profile", "false"))) Profile(context, Step);
+    }
+
+    /// <summary>
+    /// --batch rows of random tokens: row r is --seq long, or with --min-seq N its length runs evenly from N (row 0)
+    /// to --seq (the last row), right-padded; the first --prompt-share of each row's tokens is labelled −100.
+    /// </summary>
+    private static TrainingBatch SftBatch(BenchContext context, int batch)
+    {
+        int t = context.Seq;
+        int shortest = int.Parse(context.Option("min-seq", t.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
+        double promptShare = double.Parse(context.Option("prompt-share", "0"), CultureInfo.InvariantCulture);
+        if (shortest < 2 || shortest > t) throw new ArgumentException($"--min-seq must be from 2 to --seq ({t}), got {shortest}");
+        if (promptShare is < 0 or >= 1) throw new ArgumentException($"--prompt-share must be at least 0 and below 1, got {promptShare}");
+        var random = new Random(0);
+        int vocab = SharpTune.Model.ModelPreset.Get(context.Preset).VocabSize;
+        var ids = new int[batch * t];
+        var mask = new int[ids.Length];
+        var labels = Enumerable.Repeat(CausalLmLoss.IgnoreIndex, ids.Length).ToArray();
+        for (int b = 0; b < batch; b++)
+        {
+            int length = batch == 1 ? t : shortest + (t - shortest) * b / (batch - 1), prompt = (int)(promptShare * length);
+            for (int i = 0; i < length; i++)
+            {
+                ids[b * t + i] = random.Next(vocab);
+                mask[b * t + i] = 1;
+                if (i >= prompt) labels[b * t + i] = ids[b * t + i];
+            }
+        }
+        return new TrainingBatch(batch, t, ids, mask, labels);
     }
 
     /// <summary>

@@ -31,7 +31,7 @@ public static class SupervisedDatasets
     public static PreparedData Load(DataArguments args, Tokenizer tokenizer, ChatTemplate template, int seed)
     {
         var processor = SupervisedProcessor.ForData(tokenizer, template, args);
-        Func<List<SupervisedExample>, List<SupervisedExample>> assemble = args.Packing ? examples => SequencePacker.Pack(examples, args.CutoffLen) : examples => examples;
+        Func<List<SupervisedExample>, List<SupervisedExample>> assemble = args.Packing ? examples => SequencePacker.Pack(examples, args.CutoffLen, args.NeatPacking) : examples => examples;
         var (train, eval, report) = Prepare(args, SupervisedRecords, processor.Encode, assemble, seed);
         report.Packed = args.Packing;
         return new PreparedData(train, eval, report);

@@ -7,4 +7,7 @@ namespace SharpTune.Data;
 public sealed record SupervisedExample(int[] InputIds, int[] AttentionMask, int[] Labels)
 {
     public int Length => InputIds.Length;
+
+    /// <summary>Each token's position, where it is not its index (a packed block restarts it at each example); else null.</summary>
+    public int[]? PositionIds { get; init; }
 }

@@ -2,7 +2,9 @@ namespace SharpTune.Data;
 
 /// <summary>
 /// A padded batch, row-major [Batch × Length]: ids, attention mask (1 real, 0 padding) and labels (-100 = no loss).
-/// Padding is on the right, as LLaMA-Factory's collator pads for training.
+/// Padding is on the right, as LLaMA-Factory's collator pads for training. A row packed with neat_packing numbers its
+/// examples in the attention mask instead (1, 1, 2, 2, 2, 3, …, then 0 for padding, as LLaMA-Factory marks them): a
+/// token attends only within its example.
 /// </summary>
 public sealed class TrainingBatch
 {
@@ -26,6 +28,23 @@ public sealed class TrainingBatch
     }
 
     /// <summary>
+    /// Each token's position [Batch × Length] (packed rows restart it at every example, as LLaMA-Factory's
+    /// position_ids do); null for positions 0..Length-1 in every row, as transformers uses without position_ids.
+    /// </summary>
+    public int[]? PositionIds
+    {
+        get => _positionIds;
+        init
+        {
+            if (value is not null && value.Length != Batch * Length)
+                throw new ArgumentException($"batch {Batch} × {Length}: position_ids must hold {Batch * Length} values, got {value.Length}");
+            _positionIds = value;
+        }
+    }
+
+    private readonly int[]? _positionIds;
+
+    /// <summary>
     /// Stage kto's other inputs (LLaMA-Factory's <c>KTODataCollatorWithPadding</c>): the KL batch and each row's tag;
     /// null for every other stage.
     /// </summary>
@@ -37,7 +56,8 @@ public sealed class TrainingBatch
         get
         {
             int n = 0;
-            foreach (int m in AttentionMask) n += m;
+            foreach (int m in AttentionMask)
+                if (m != 0) n++;
             return n;
         }
     }

@@ -3,7 +3,7 @@ using System.Numerics.Tensors;
 
 namespace SharpTune.Engine;
 
-/// <summary>The shape of a training attention: batch × time rows, query heads sharing KvHeads key/value heads.</summary>
+/// <summary>The shape of an attention: batch × time rows, query heads sharing KvHeads key/value heads.</summary>
 public readonly record struct AttentionShape(int Batch, int Time, int Heads, int KvHeads, int HeadDim)
 {
     public int QueryWidth => Heads * HeadDim;
@@ -13,9 +13,24 @@ public readonly record struct AttentionShape(int Batch, int Time, int Heads, int
 }
 
 /// <summary>
-/// Grouped-query attention over a right-padded batch with transformers' eager semantics: query i of a row sees
+/// Where the sequences of a training attention lie among its rows: sequence s is rows [Starts[s], Starts[s] +
+/// Lengths[s]) and attends causally within itself only, to the keys whose KeyMask (one value per row) is nonzero. A
+/// right-padded batch is its rows of Time tokens each with their attention mask; a padding-free batch is each
+/// example's tokens back to back, so no work is spent on padding and examples packed in one row stay apart.
+/// </summary>
+public sealed record AttentionSequences(int[] Starts, int[] Lengths, int[] KeyMask)
+{
+    public int Count => Starts.Length;
+
+    /// <summary>A right-padded batch [batch × time] with its attention mask.</summary>
+    public static AttentionSequences Padded(int batch, int time, int[] mask) =>
+        new(Enumerable.Range(0, batch).Select(b => b * time).ToArray(), Enumerable.Repeat(time, batch).ToArray(), mask);
+}
+
+/// <summary>
+/// Grouped-query attention over a batch of sequences with transformers' eager semantics: query i of a row sees
 /// keys j ≤ i whose attention_mask is 1; a query that sees no key at all (HF adds float32.min to every score, which
-/// swamps them) attends uniformly to every key of its row. Work is split per (sequence, query head); the forward
+/// swamps them) attends uniformly to every key of its sequence. Work is split per (sequence, query head); the forward
 /// keeps only each query's log-sum-exp, the backward recomputes the probabilities from it. Each task's products run
 /// on the managed kernel, serially on the task's thread (see <see cref="GemmKernels.Managed"/>).
 /// </summary>
@@ -43,32 +58,36 @@ internal static unsafe class AttentionKernels
         return j < 0 ? keyMask.Length : j;
     }
 
-    /// <summary>output [rows × heads·d] = softmax(scale · q kᵀ + mask) v; logSumExp [batch × heads × time].</summary>
-    public static void Forward(AttentionShape s, float[] q, float[] k, float[] v, int[] mask, float[] output, float[] logSumExp)
+    /// <summary>
+    /// output [rows × heads·d] = softmax(scale · q kᵀ + mask) v; logSumExp [rows × heads], sequence by sequence
+    /// ([heads × length] each, from its start · heads). Only the heads of <paramref name="s"/> are read.
+    /// </summary>
+    public static void Forward(AttentionShape s, AttentionSequences sequences, float[] q, float[] k, float[] v, float[] output, float[] logSumExp)
     {
-        int t = s.Time;
         var kernel = GemmKernels.Managed;
-        GemmThreadPool.Shared.For(s.Batch * s.Heads, task =>
+        GemmThreadPool.Shared.For(sequences.Count * s.Heads, task =>
         {
             int b = task / s.Heads, h = task % s.Heads, g = h / s.Group;
-            var keyMask = mask.AsSpan(b * t, t);
+            int start = sequences.Starts[b], t = sequences.Lengths[b];
+            int lse = start * s.Heads + h * t;
+            var keyMask = sequences.KeyMask.AsSpan(start, t);
             int firstKey = FirstKey(keyMask), firstMasked = FirstMasked(keyMask);
             float[] scores = ArrayPool<float>.Shared.Rent(QueryBlock * t);
             try
             {
                 fixed (float* pq = q, pk = k, pv = v, po = output, ps = scores)
                 {
-                    float* kh = pk + (long)b * t * s.KvWidth + g * s.HeadDim;
-                    float* vh = pv + (long)b * t * s.KvWidth + g * s.HeadDim;
+                    float* kh = pk + (long)start * s.KvWidth + g * s.HeadDim;
+                    float* vh = pv + (long)start * s.KvWidth + g * s.HeadDim;
                     for (int i0 = 0; i0 < t; i0 += QueryBlock)
                     {
                         int end = Math.Min(t, i0 + QueryBlock), rows = end - i0, keys = KeysFor(end, firstKey, t, i0);
-                        float* qh = pq + ((long)b * t + i0) * s.QueryWidth + h * s.HeadDim;
+                        float* qh = pq + ((long)start + i0) * s.QueryWidth + h * s.HeadDim;
                         kernel.Sgemm(false, true, rows, keys, s.HeadDim, s.Scale, qh, s.QueryWidth, kh, s.KvWidth, 0f, ps, keys);
                         for (int i = i0; i < end; i++)
-                            logSumExp[task * t + i] = SoftmaxRow(new Span<float>(ps + (long)(i - i0) * keys, keys), i, keyMask, firstMasked);
+                            logSumExp[lse + i] = SoftmaxRow(new Span<float>(ps + (long)(i - i0) * keys, keys), i, keyMask, firstMasked);
                         kernel.Sgemm(false, false, rows, s.HeadDim, keys, 1f, ps, keys, vh, s.KvWidth, 0f,
-                            po + ((long)b * t + i0) * s.QueryWidth + h * s.HeadDim, s.QueryWidth);
+                            po + ((long)start + i0) * s.QueryWidth + h * s.HeadDim, s.QueryWidth);
                     }
                 }
             }
@@ -151,15 +170,17 @@ internal static unsafe class AttentionKernels
     /// Gradients of q, k and v from dOutput. dq is written; dk and dv are written (summed over the query heads of
     /// each key/value head). keyScratch and valueScratch are [rows × heads·d] buffers.
     /// </summary>
-    public static void Backward(AttentionShape s, float[] q, float[] k, float[] v, int[] mask, float[] output, float[] logSumExp,
+    public static void Backward(AttentionShape s, AttentionSequences sequences, float[] q, float[] k, float[] v, float[] output, float[] logSumExp,
         float[] dOutput, float[] dq, float[] dk, float[] dv, float[] keyScratch, float[] valueScratch)
     {
-        int t = s.Time, d = s.HeadDim;
+        int d = s.HeadDim;
         var kernel = GemmKernels.Managed;
-        GemmThreadPool.Shared.For(s.Batch * s.Heads, task =>
+        GemmThreadPool.Shared.For(sequences.Count * s.Heads, task =>
         {
             int b = task / s.Heads, h = task % s.Heads, g = h / s.Group;
-            var keyMask = mask.AsSpan(b * t, t);
+            int start = sequences.Starts[b], t = sequences.Lengths[b];
+            int lse = start * s.Heads + h * t;
+            var keyMask = sequences.KeyMask.AsSpan(start, t);
             int firstKey = FirstKey(keyMask), firstMasked = FirstMasked(keyMask);
             float[] probabilities = ArrayPool<float>.Shared.Rent(QueryBlock * t);
             float[] dScores = ArrayPool<float>.Shared.Rent(QueryBlock * t);
@@ -168,7 +189,7 @@ internal static unsafe class AttentionKernels
                 fixed (float* pq = q, pk = k, pv = v, po = output, pdo = dOutput, pdq = dq, pdk = keyScratch, pdv = valueScratch,
                        pp = probabilities, pds = dScores)
                 {
-                    long headOffset = (long)b * t * s.QueryWidth + h * d, kvOffset = (long)b * t * s.KvWidth + g * d;
+                    long headOffset = (long)start * s.QueryWidth + h * d, kvOffset = (long)start * s.KvWidth + g * d;
                     float* kh = pk + kvOffset, vh = pv + kvOffset;
                     // Blocks add their share into this head's dk and dv, which start at zero.
                     for (int j = 0; j < t; j++)
@@ -183,7 +204,7 @@ internal static unsafe class AttentionKernels
                         float* qh = pq + blockOffset, doh = pdo + blockOffset;
                         kernel.Sgemm(false, true, rows, keys, d, s.Scale, qh, s.QueryWidth, kh, s.KvWidth, 0f, pp, keys);
                         for (int i = i0; i < end; i++)
-                            ProbabilitiesRow(new Span<float>(pp + (long)(i - i0) * keys, keys), i, keyMask, firstMasked, logSumExp[task * t + i]);
+                            ProbabilitiesRow(new Span<float>(pp + (long)(i - i0) * keys, keys), i, keyMask, firstMasked, logSumExp[lse + i]);
                         // dP = dO · vᵀ, then dS = P ⊙ (dP − Σ_d dO⊙O) row by row.
                         kernel.Sgemm(false, true, rows, keys, d, 1f, doh, s.QueryWidth, vh, s.KvWidth, 0f, pds, keys);
                         for (int i = 0; i < rows; i++)
@@ -208,7 +229,7 @@ internal static unsafe class AttentionKernels
                 ArrayPool<float>.Shared.Return(dScores);
             }
         });
-        int rows = s.Batch * t;
+        int rows = sequences.Starts[^1] + sequences.Lengths[^1];
         GemmThreadPool.Shared.ForRanges(rows, 16, (start, end) =>
         {
             for (int r = start; r < end; r++)

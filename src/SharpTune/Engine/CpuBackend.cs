@@ -127,12 +127,12 @@ public sealed unsafe class CpuBackend : IComputeBackend
 
     public void ColumnSums(float[] values, int rows, float[] sums) => TrainingKernels.ColumnSums(values, rows, sums.Length, sums);
 
-    public void AttentionForward(AttentionShape shape, float[] q, float[] k, float[] v, int[] mask, float[] output, float[] logSumExp) =>
-        AttentionKernels.Forward(shape, q, k, v, mask, output, logSumExp);
+    public void AttentionForward(AttentionShape shape, AttentionSequences sequences, float[] q, float[] k, float[] v, float[] output, float[] logSumExp) =>
+        AttentionKernels.Forward(shape, sequences, q, k, v, output, logSumExp);
 
-    public void AttentionBackward(AttentionShape shape, float[] q, float[] k, float[] v, int[] mask, float[] output, float[] logSumExp,
+    public void AttentionBackward(AttentionShape shape, AttentionSequences sequences, float[] q, float[] k, float[] v, float[] output, float[] logSumExp,
         float[] dOutput, float[] dq, float[] dk, float[] dv, float[] keyScratch, float[] valueScratch) =>
-        AttentionKernels.Backward(shape, q, k, v, mask, output, logSumExp, dOutput, dq, dk, dv, keyScratch, valueScratch);
+        AttentionKernels.Backward(shape, sequences, q, k, v, output, logSumExp, dOutput, dq, dk, dv, keyScratch, valueScratch);
 
     public void LabelLogProbs(float[] logits, int rows, int vocab, int[] targets, int offset, double[] logProbs,
         Func<int, double, float>? gradient) =>

@@ -86,13 +86,14 @@ public interface IComputeBackend
     void ColumnSums(float[] values, int rows, float[] sums);
 
     /// <summary>
-    /// Causal grouped-query attention over a right-padded batch (training): output = softmax(scale·q·kᵀ + mask)·v,
-    /// keeping each query's log-sum-exp for <see cref="AttentionBackward"/>. mask is [batch × time], 1 = attend.
+    /// Causal grouped-query attention within each of the sequences (training): output = softmax(scale·q·kᵀ + mask)·v,
+    /// keeping each query's log-sum-exp for <see cref="AttentionBackward"/>. shape gives the heads; the sequences
+    /// where each one's rows are and which keys are masked.
     /// </summary>
-    void AttentionForward(AttentionShape shape, float[] q, float[] k, float[] v, int[] mask, float[] output, float[] logSumExp);
+    void AttentionForward(AttentionShape shape, AttentionSequences sequences, float[] q, float[] k, float[] v, float[] output, float[] logSumExp);
 
     /// <summary>dq, dk, dv of <see cref="AttentionForward"/> from dOutput; the scratches are [rows × heads·headDim].</summary>
-    void AttentionBackward(AttentionShape shape, float[] q, float[] k, float[] v, int[] mask, float[] output, float[] logSumExp,
+    void AttentionBackward(AttentionShape shape, AttentionSequences sequences, float[] q, float[] k, float[] v, float[] output, float[] logSumExp,
         float[] dOutput, float[] dq, float[] dk, float[] dv, float[] keyScratch, float[] valueScratch);
 
     /// <summary>

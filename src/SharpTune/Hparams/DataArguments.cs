@@ -27,6 +27,11 @@ public sealed class DataArguments
     /// property holds the value in effect.
     /// </summary>
     public bool Packing { get; set; }
+    /// <summary>
+    /// neat_packing: packed examples attend only within themselves (block-diagonal attention, positions restarting per
+    /// example); turns packing on, as LLaMA-Factory's parser does.
+    /// </summary>
+    public bool NeatPacking { get; set; }
     /// <summary>preprocessing_batch_size: records processed as one group (stage pt packs each group on its own).</summary>
     public int PreprocessingBatchSize { get; set; } = 1000;
     /// <summary>default_system: replaces the template's default system prompt.</summary>

@@ -190,6 +190,8 @@ public sealed class SftConfig
         // unset packing on for stage pt, at full cutoff_len.
         if (!entries.TryGetValue("packing", out var packing) || packing.IsNull) Data.Packing = Finetuning.Stage == "pt";
         else if (Data.Packing) Data.CutoffLen -= 1;
+        // get_train_args turns packing on for neat_packing after __post_init__, so cutoff_len stays as written then.
+        if (Data.NeatPacking) Data.Packing = true;
         // LLaMA-Factory enables checkpointing unless told not to; transformers' own key can still ask for it.
         Training.GradientCheckpointing |= !Model.DisableGradientCheckpointing;
         if (Training.EvalStrategy != "no") Training.DoEval = true;
@@ -217,7 +219,7 @@ public sealed class SftConfig
                 if (set) throw Error(key, $"applies to stage sft only, not stage {Finetuning.Stage}");
         }
         if (Finetuning.Stage is not ("sft" or "pt") && Data.Packing)
-            throw Error("packing", $"applies to stages sft and pt only, not stage {Finetuning.Stage} (LLaMA-Factory's processors of the alignment stages do not pack)");
+            throw Error(Data.NeatPacking && !entries.ContainsKey("packing") ? "neat_packing" : "packing", $"applies to stages sft and pt only, not stage {Finetuning.Stage} (LLaMA-Factory's processors of the alignment stages do not pack)");
         CheckAlignmentValues(Error);
         if (Data.CutoffLen < 1) throw Error("cutoff_len", "must be at least 2 with packing (packing lowers it by one)");
         if (Data.DatasetDir.StartsWith("REMOTE:", StringComparison.Ordinal))

@@ -233,13 +233,23 @@ public sealed class ConfigParsingTests
         Assert.Equal("model_name_or_path: required", Error(""));
     }
 
+    [Fact]
+    public void NeatPackingTurnsPackingOnAtTheWrittenCutoffLenAsLlamaFactorysParserDoes()
+    {
+        var neat = Parse(Model + "cutoff_len: 512\nneat_packing: true\n");
+        Assert.True(neat.Data.NeatPacking);
+        Assert.True(neat.Data.Packing);
+        Assert.Equal(512, neat.Data.CutoffLen);
+        Assert.Equal(511, Parse(Model + "cutoff_len: 512\npacking: true\nneat_packing: true\n").Data.CutoffLen);
+        Assert.StartsWith("neat_packing: applies to stages sft and pt only, not stage dpo", Error(Model + "stage: dpo\nneat_packing: true\n"));
+    }
+
     [Theory]
     [InlineData("stage: sf", "stage: expected one of sft, pt, rm, ppo, dpo, kto, got 'sf' (line 2 of config)")]
     [InlineData("lr_scheduler_type: polynomial", "lr_scheduler_type 'polynomial' is not supported yet (supported: linear, cosine, constant, constant_with_warmup, cosine_with_min_lr) (line 2 of config)")]
     [InlineData("save_strategy: best", "save_strategy 'best' is not supported yet (supported: steps, epoch, no) (line 2 of config)")]
     [InlineData("quantization_device_map: auto", "quantization_device_map is not supported: device maps do not apply")]
     [InlineData("mix_strategy: interleave_under", "mix_strategy is not supported: only the concat dataset mix is available")]
-    [InlineData("neat_packing: true", "neat_packing is not supported: ")]
     [InlineData("streaming: true", "streaming is not supported: ")]
     [InlineData("use_unsloth: true", "use_unsloth is not supported: ")]
     [InlineData("freeze_vision_tower: true", "freeze_vision_tower is not supported: SharpTune trains text-only models")]

@@ -41,17 +41,69 @@ public class AttentionKernelsTests
         var output = new float[rows * s.QueryWidth];
         var logSumExp = new float[s.Batch * Heads * Time];
         var backend = CpuBackend.CreateDefault();
-        backend.AttentionForward(s, q, k, v, mask, output, logSumExp);
+        var sequences = AttentionSequences.Padded(s.Batch, Time, mask);
+        backend.AttentionForward(s, sequences, q, k, v, output, logSumExp);
         float[] dq = new float[rows * s.QueryWidth], dk = new float[rows * s.KvWidth], dv = new float[rows * s.KvWidth];
         // Scratch starts dirty: the kernel must not rely on it being zero.
         float[] keyScratch = Enumerable.Repeat(9f, rows * s.QueryWidth).ToArray(), valueScratch = (float[])keyScratch.Clone();
-        backend.AttentionBackward(s, q, k, v, mask, output, logSumExp, dOutput, dq, dk, dv, keyScratch, valueScratch);
+        backend.AttentionBackward(s, sequences, q, k, v, output, logSumExp, dOutput, dq, dk, dv, keyScratch, valueScratch);
 
         var (refOut, refDq, refDk, refDv) = Reference(s, q, k, v, mask, dOutput);
         AssertClose(refOut, output, "output");
         AssertClose(refDq, dq, "dq");
         AssertClose(refDk, dk, "dk");
         AssertClose(refDv, dv, "dv");
+    }
+
+    /// <summary>
+    /// Padding-free layout: sequences of uneven lengths back to back, each attending only within itself, give what
+    /// the same sequences give right-padded (the reference at their real rows, padding queries carrying no gradient).
+    /// </summary>
+    [Fact]
+    public void Sequences_back_to_back_match_the_same_sequences_right_padded()
+    {
+        int[] lengths = [Time, 37, 64, 1, 100];
+        var s = new AttentionShape(lengths.Length, Time, Heads, KvHeads, HeadDim);
+        int padded = s.Batch * Time, rows = lengths.Sum();
+        var random = new Random(11);
+        float[] Random(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 4 - 2)).ToArray();
+        float[] q = Random(padded * s.QueryWidth), k = Random(padded * s.KvWidth), v = Random(padded * s.KvWidth);
+        float[] dOutput = Random(padded * s.QueryWidth);
+        var mask = new int[padded];
+        for (int b = 0; b < s.Batch; b++)
+            for (int j = 0; j < Time; j++)
+                if (j < lengths[b]) mask[b * Time + j] = 1;
+                else Array.Clear(dOutput, (b * Time + j) * s.QueryWidth, s.QueryWidth);
+
+        var starts = new int[s.Batch];
+        for (int b = 1; b < s.Batch; b++) starts[b] = starts[b - 1] + lengths[b - 1];
+        float[] Pack(float[] values, int width)
+        {
+            var packed = new float[rows * width];
+            for (int b = 0; b < s.Batch; b++) Array.Copy(values, b * Time * width, packed, starts[b] * width, lengths[b] * width);
+            return packed;
+        }
+        double[] RealRows(double[] values, int width)
+        {
+            var real = new double[rows * width];
+            for (int b = 0; b < s.Batch; b++) Array.Copy(values, b * Time * width, real, starts[b] * width, lengths[b] * width);
+            return real;
+        }
+        var sequences = new AttentionSequences(starts, lengths, Enumerable.Repeat(1, rows).ToArray());
+        float[] pq = Pack(q, s.QueryWidth), pk = Pack(k, s.KvWidth), pv = Pack(v, s.KvWidth), pdo = Pack(dOutput, s.QueryWidth);
+        var output = new float[rows * s.QueryWidth];
+        var logSumExp = new float[rows * Heads];
+        var backend = CpuBackend.CreateDefault();
+        backend.AttentionForward(s, sequences, pq, pk, pv, output, logSumExp);
+        float[] dq = new float[rows * s.QueryWidth], dk = new float[rows * s.KvWidth], dv = new float[rows * s.KvWidth];
+        float[] keyScratch = new float[rows * s.QueryWidth], valueScratch = new float[rows * s.QueryWidth];
+        backend.AttentionBackward(s, sequences, pq, pk, pv, output, logSumExp, pdo, dq, dk, dv, keyScratch, valueScratch);
+
+        var (refOut, refDq, refDk, refDv) = Reference(s, q, k, v, mask, dOutput);
+        AssertClose(RealRows(refOut, s.QueryWidth), output, "output");
+        AssertClose(RealRows(refDq, s.QueryWidth), dq, "dq");
+        AssertClose(RealRows(refDk, s.KvWidth), dk, "dk");
+        AssertClose(RealRows(refDv, s.KvWidth), dv, "dv");
     }
 
     private static void AssertClose(double[] expected, float[] actual, string what)

@@ -14,8 +14,9 @@ namespace SharpTune.Training.Model;
 /// way. The checkpoint stays memory-mapped for the model's lifetime: frozen matrices are multiplied straight from
 /// it (bf16/fp16 as stored, or quantised projections for QLoRA) and frozen embedding rows are read from it, so only
 /// what is trained, the norms and the biases are fp32 arrays. Training (<see cref="Load"/>) keeps each layer's
-/// activations for the backward, which produces gradients only where something is trainable; positions are 0..T-1
-/// in every row, as transformers uses without position_ids. Generation (<see cref="LoadForGeneration"/>) runs the
+/// activations for the backward, which produces gradients only where something is trainable; it computes only the
+/// rows a loss can read, padding-free (<see cref="RowLayout"/>), at the batch's position_ids or 0..T-1 in every row, as
+/// transformers uses without position_ids. Generation (<see cref="LoadForGeneration"/>) runs the
 /// same layers over a KV cache at the positions it is given, on buffers of its own that keep nothing for a
 /// backward, with adapters applied unmerged (<see cref="ApplyAdapter"/>).
 /// </summary>
@@ -56,6 +57,13 @@ public sealed class DecoderModel : IDisposable
 
     /// <summary>Keep only each layer's input in the forward and recompute the layer during the backward.</summary>
     public bool GradientCheckpointing { get; }
+
+    /// <summary>
+    /// Training and objective forwards compute only the rows a loss reads, each row's right padding left out
+    /// (<see cref="RowLayout"/>); false computes every row of the padded batch, the same losses and gradients for more
+    /// work (what the bench's <c>--padding-free false</c> measures against).
+    /// </summary>
+    public bool PaddingFree { get; set; } = true;
 
     /// <summary>The adapters applied unmerged so far, in the order they were applied.</summary>
     public IReadOnlyList<IModelAdapter> Adapters => _adapters;
@@ -445,7 +453,7 @@ public sealed class DecoderModel : IDisposable
         var shape = new AttentionShape(batch, newTokens, c.NumHeads, c.NumKvHeads, c.HeadDim);
         for (int l = 0; l < Layers.Length; l++)
             LayerForward(Layers[l], l, w.Activations, w.Residual.Data, w.Residual.Data, w.Projected, w.Fused, rows, positions, shape,
-                attentionMask: null, cache, TunerPass.Evaluate, null);
+                layout: null, cache, TunerPass.Evaluate, null);
     }
 
     /// <summary>logits[rows × vocab] = hidden · lm_headᵀ for the first rows rows, then lm_head's tuner layers.</summary>
@@ -549,8 +557,8 @@ public sealed class DecoderModel : IDisposable
         if (_tunersDisabled)
             throw new InvalidOperationException("the tuners are disabled (a reference forward); enable them before training");
         batch = WithModelTunerPositions(batch);
-        var b = Prepare(batch);
-        Forward(batch, b, TunerPass.Train, random);
+        var b = Prepare(batch, PaddingFree);
+        Forward(b, TunerPass.Train, random);
         return LabelLogProbsAndBackward(batch, b, objective, gradScale, backward: true).Loss;
     }
 
@@ -566,17 +574,20 @@ public sealed class DecoderModel : IDisposable
     {
         if (_tunersDisabled)
             throw new InvalidOperationException("the tuners are disabled (a reference forward); enable them before training");
-        var b = Prepare(batch);
-        Forward(batch, b, TunerPass.Train, random);
+        var b = Prepare(batch, PaddingFree);
+        Forward(b, TunerPass.Train, random);
         return LabelLogProbsAndBackward(batch, b, objective, gradScale, backward: true, hiddenObjective).Loss;
     }
 
-    /// <summary>The final normed hidden states [batch·length × hidden] of an evaluation forward (no dropout, no gradients), for a value head.</summary>
+    /// <summary>
+    /// The final normed hidden states [batch·length × hidden] of an evaluation forward (no dropout, no gradients), for
+    /// a value head; right padding after a row's last real token is not computed and reads zero.
+    /// </summary>
     public float[] FinalHidden(TrainingBatch batch)
     {
-        var b = Prepare(batch);
-        Forward(batch, b, TunerPass.Evaluate, null);
-        return b.FinalNormed.AsSpan(0, batch.Batch * batch.Length * Config.HiddenSize).ToArray();
+        var b = Prepare(batch, PaddingFree);
+        Forward(b, TunerPass.Evaluate, null);
+        return b.Layout.ToBatchRows(b.FinalNormed, Config.HiddenSize);
     }
 
     /// <summary>The batch's SFT loss without dropout or gradients.</summary>
@@ -586,26 +597,26 @@ public sealed class DecoderModel : IDisposable
     public LossResult Evaluate(TrainingBatch batch, ITrainingObjective objective)
     {
         batch = WithModelTunerPositions(batch);
-        var b = Prepare(batch);
-        Forward(batch, b, TunerPass.Evaluate, null);
+        var b = Prepare(batch, PaddingFree);
+        Forward(b, TunerPass.Evaluate, null);
         return LabelLogProbsAndBackward(batch, b, objective, 0f, backward: false).Loss;
     }
 
     /// <summary>
     /// An evaluation forward (no dropout, no gradients) giving what objectives need: every label token's log-prob,
     /// their sums and counts per sequence, and the final normed hidden states. With a model tuner the rows (of the
-    /// labels and the hidden states) are those of the batch with the tuner's n positions before every sequence.
+    /// labels and the hidden states) are those of the batch with the tuner's n positions before every sequence. Right
+    /// padding after a row's last real token is not computed: its hidden states read zero.
     /// </summary>
     public LabelLogProbs LogProbs(TrainingBatch batch)
     {
         batch = WithModelTunerPositions(batch);
-        var b = Prepare(batch);
-        Forward(batch, b, TunerPass.Evaluate, null);
+        var b = Prepare(batch, PaddingFree);
+        Forward(b, TunerPass.Evaluate, null);
         var (labels, perToken, _) = LabelLogProbsAndBackward(batch, b, new SupervisedCrossEntropy(), 0f, backward: false);
         var sums = new double[batch.Batch];
         for (int i = 0; i < labels.Count; i++) sums[labels.Sequences[i]] += perToken[i];
-        var hidden = b.FinalNormed.AsSpan(0, batch.Batch * batch.Length * Config.HiddenSize).ToArray();
-        return new LabelLogProbs(labels, perToken, sums, hidden);
+        return new LabelLogProbs(labels, perToken, sums, b.Layout.ToBatchRows(b.FinalNormed, Config.HiddenSize));
     }
 
     /// <summary>
@@ -644,8 +655,9 @@ public sealed class DecoderModel : IDisposable
     {
         int t = batch.Length, n = ActiveModelTuner?.Tokens ?? 0;
         var extended = WithModelTunerPositions(batch);
-        var b = Prepare(extended);
-        Forward(extended, b, TunerPass.Evaluate, null);
+        // Every row, padding included: the checks compare all of them with transformers'.
+        var b = Prepare(extended, paddingFree: false);
+        Forward(b, TunerPass.Evaluate, null);
         var logits = new float[(long)batch.Batch * t * Config.VocabSize];
         if (n == 0)
         {
@@ -668,10 +680,13 @@ public sealed class DecoderModel : IDisposable
     private TrainingBatch WithModelTunerPositions(TrainingBatch batch)
     {
         if (ActiveModelTuner is not { } tuner) return batch;
+        if (batch.AttentionMask.AsSpan().IndexOfAnyExcept(0, 1) >= 0)
+            throw new ArgumentException("a prompt-learning tuner puts its positions before a whole row, so rows packed with neat_packing cannot take one");
         int n = tuner.Tokens, t = batch.Length, width = n + t;
         var ids = new int[batch.Batch * width];
         var mask = new int[ids.Length];
         var labels = new int[ids.Length];
+        var positions = new int[ids.Length];
         for (int s = 0; s < batch.Batch; s++)
         {
             Array.Fill(mask, 1, s * width, n);
@@ -679,48 +694,49 @@ public sealed class DecoderModel : IDisposable
             Array.Copy(batch.InputIds, s * t, ids, s * width + n, t);
             Array.Copy(batch.AttentionMask, s * t, mask, s * width + n, t);
             Array.Copy(batch.Labels, s * t, labels, s * width + n, t);
+            for (int i = 0; i < width; i++)
+                positions[s * width + i] = i < n ? i : n + (batch.PositionIds?[s * t + i - n] ?? i - n);
         }
-        return new TrainingBatch(batch.Batch, width, ids, mask, labels);
+        return new TrainingBatch(batch.Batch, width, ids, mask, labels) { PositionIds = positions };
     }
 
-    /// <summary>Calls <paramref name="row"/>(batch row, tuner position) for each of the model tuner's rows in a batch of <paramref name="width"/>-long sequences.</summary>
-    private static void ForEachTunerRow(int batch, int width, int n, Action<int, int> row)
+    /// <summary>Calls <paramref name="row"/>(computed row, tuner position) for each of the model tuner's n rows at the start of every batch row.</summary>
+    private static void ForEachTunerRow(RowLayout layout, int n, Action<int, int> row)
     {
-        for (int s = 0; s < batch; s++)
-            for (int i = 0; i < n; i++) row(s * width + i, i);
+        for (int s = 0; s < layout.Batch; s++)
+            for (int i = 0; i < n; i++) row(layout.Row(s * layout.Length + i), i);
     }
 
-    private Buffers Prepare(TrainingBatch batch)
+    private Buffers Prepare(TrainingBatch batch, bool paddingFree)
     {
         foreach (int id in batch.InputIds)
             if ((uint)id >= (uint)Config.VocabSize) throw new ArgumentException($"input id {id} is outside the vocabulary (0..{Config.VocabSize - 1})");
         foreach (int m in batch.AttentionMask)
-            if (m is not (0 or 1)) throw new ArgumentException($"attention_mask holds {m}; it must be 0 or 1");
+            if (m < 0) throw new ArgumentException($"attention_mask holds {m}; it must be 0, 1, or a packed row's example number");
         foreach (int label in batch.Labels)
             if (label != CausalLmLoss.IgnoreIndex && (uint)label >= (uint)Config.VocabSize)
                 throw new ArgumentException($"label {label} is outside the vocabulary (0..{Config.VocabSize - 1}) and is not -100");
-        int rows = batch.Batch * batch.Length;
-        if (_buffers is null || _buffers.CapacityRows < rows)
-            _buffers = new Buffers(Config, rows, GradientCheckpointing);
-        _buffers.Use(batch.Batch, batch.Length);
+        var layout = RowLayout.Of(batch, paddingFree);
+        if (_buffers is null || _buffers.CapacityRows < layout.Rows)
+            _buffers = new Buffers(Config, layout.Rows, GradientCheckpointing);
+        _buffers.Use(layout);
         return _buffers;
     }
 
-    private void Forward(TrainingBatch batch, Buffers b, TunerPass pass, SeededRandom? random)
+    private void Forward(Buffers b, TunerPass pass, SeededRandom? random)
     {
-        int rows = batch.Batch * batch.Length, h = Config.HiddenSize;
-        for (int r = 0; r < rows; r++) b.Positions[r] = r % batch.Length;
+        var layout = b.Layout;
+        int rows = layout.Rows, h = Config.HiddenSize;
         ActiveModelTuner?.Forward(pass, random);
         using (StepProfile.Measure(StepSection.Embedding))
         {
-            GatherEmbedding(batch.InputIds.AsSpan(0, rows), b.LayerInputs[0]);
+            GatherEmbedding(layout.Ids, b.LayerInputs[0]);
             if (ActiveModelTuner is { VirtualTokens: { } virtualTokens } tuner)
-                ForEachTunerRow(batch.Batch, batch.Length, tuner.Tokens,
-                    (row, i) => Array.Copy(virtualTokens.Data, i * h, b.LayerInputs[0], row * h, h));
+                ForEachTunerRow(layout, tuner.Tokens, (row, i) => Array.Copy(virtualTokens.Data, i * h, b.LayerInputs[0], row * h, h));
         }
         for (int l = 0; l < Layers.Length; l++)
-            LayerForward(Layers[l], l, b.ActivationsOf(l), b.LayerInputs[l], b.LayerInputs[l + 1], b.Projected, b.Fused, rows, b.Positions,
-                b.Shape, batch.AttentionMask, cache: null, pass, random);
+            LayerForward(Layers[l], l, b.ActivationsOf(l), b.LayerInputs[l], b.LayerInputs[l + 1], b.Projected, b.Fused, rows, layout.Positions,
+                b.Shape, layout, cache: null, pass, random);
         using (StepProfile.Measure(StepSection.NormsForward))
             Backend.RmsNorm(b.LayerInputs[^1], rows, FinalNorm.Data, Config.RmsNormEps, b.FinalNormed, b.FinalRms);
     }
@@ -728,7 +744,7 @@ public sealed class DecoderModel : IDisposable
     /// <summary>
     /// One decoder layer, the same list of backend calls for training and generation: norm → q/k/v (+ tuners) →
     /// q/k norm → RoPE → attention → o_proj → residual → norm → gate/up → SwiGLU → down → residual. Training keeps
-    /// what the backward needs in <paramref name="a"/> and attends over the right-padded batch; generation
+    /// what the backward needs in <paramref name="a"/> and attends within the sequences of its <see cref="RowLayout"/>; generation
     /// (<paramref name="cache"/> given) passes activations that share buffers, appends the keys and values to the
     /// cache and attends over it, and multiplies through <see cref="TrainableLinear.Generate"/>.
     /// </summary>
@@ -743,7 +759,7 @@ public sealed class DecoderModel : IDisposable
     }
 
     private void LayerForward(TrainableLayer layer, int index, LayerActivations a, float[] input, float[] output, Tensor projected,
-        Tensor?[] fused, int rows, ReadOnlySpan<int> positions, AttentionShape shape, int[]? attentionMask, KvCache? cache, TunerPass pass, SeededRandom? random)
+        Tensor?[] fused, int rows, ReadOnlySpan<int> positions, AttentionShape shape, RowLayout? layout, KvCache? cache, TunerPass pass, SeededRandom? random)
     {
         var c = Config;
         float eps = c.RmsNormEps;
@@ -791,7 +807,7 @@ public sealed class DecoderModel : IDisposable
         if (cache is null && ActiveModelTuner?.KeyValuePrefix(index) is var (prefixKeys, prefixValues))
         {
             int kv = c.KvWidth;
-            ForEachTunerRow(shape.Batch, shape.Time, ActiveModelTuner!.Tokens, (row, i) =>
+            ForEachTunerRow(layout!, ActiveModelTuner!.Tokens, (row, i) =>
             {
                 Array.Copy(prefixKeys.Data, i * kv, a.KeyRotated.Data, row * kv, kv);
                 Array.Copy(prefixValues.Data, i * kv, a.Value.Data, row * kv, kv);
@@ -800,7 +816,7 @@ public sealed class DecoderModel : IDisposable
         using (StepProfile.Measure(StepSection.AttentionForward))
         {
             if (cache is null)
-                Backend.AttentionForward(shape, a.QueryRotated.Data, a.KeyRotated.Data, a.Value.Data, attentionMask!, a.Attention.Data, a.LogSumExp!);
+                Backend.AttentionForward(shape, layout!.Sequences, a.QueryRotated.Data, a.KeyRotated.Data, a.Value.Data, a.Attention.Data, a.LogSumExp!);
             else
             {
                 cache.Layers[index].Append(a.KeyRotated, a.Value, shape.Time);
@@ -830,19 +846,24 @@ public sealed class DecoderModel : IDisposable
     private (LabelTokens Labels, double[] LogProbs, LossResult Loss) LabelLogProbsAndBackward(TrainingBatch batch, Buffers b,
         ITrainingObjective? objective, float gradScale, bool backward, IHiddenStateObjective? hiddenObjective = null)
     {
-        int t = batch.Length, h = Config.HiddenSize, v = Config.VocabSize;
+        int h = Config.HiddenSize, v = Config.VocabSize;
+        var layout = b.Layout;
         var labels = LabelTokens.Of(batch);
         int count = objective is null ? 0 : labels.Count;
         var logProbs = new double[count];
-        int rows = batch.Batch * t;
+        int rows = layout.Rows;
+        // Each label token's computed row: only these go through lm_head and the loss.
+        var labelRows = Array.ConvertAll(labels.Rows, layout.Row);
         if (backward && hiddenObjective is not null)
         {
-            Array.Clear(b.DResidual, 0, rows * h);
-            hiddenObjective.Apply(batch, b.FinalNormed.AsSpan(0, rows * h), gradScale, b.DResidual.AsSpan(0, rows * h));
+            // The objective reads and writes the batch's rows; the computed rows take its gradient.
+            var dHidden = new float[(long)batch.Batch * batch.Length * h];
+            hiddenObjective.Apply(batch, layout.ToBatchRows(b.FinalNormed, h), gradScale, dHidden);
+            layout.FromBatchRows(dHidden, h, b.DResidual);
         }
         if (count == 0)
         {
-            if (backward && hiddenObjective is not null) Backward(batch, b);
+            if (backward && hiddenObjective is not null) Backward(b);
             return (labels, logProbs, new LossResult(0, 0));
         }
         objective!.Begin(labels, gradScale);
@@ -863,25 +884,25 @@ public sealed class DecoderModel : IDisposable
             {
                 int n = Math.Min(chunk, count - start);
                 for (int i = 0; i < n; i++)
-                    Array.Copy(b.FinalNormed, labels.Rows[start + i] * h, b.ChunkHidden, i * h, h);
+                    Array.Copy(b.FinalNormed, labelRows[start + i] * h, b.ChunkHidden, i * h, h);
                 LmHeadForward(b.ChunkHidden, n, b.ChunkLogits);
                 for (int i = 0; i < n; i++) meanLogits[start + i] = (double)System.Numerics.Tensors.TensorPrimitives.Sum(b.ChunkLogits.AsSpan(i * v, v)) / v;
                 Backend.LabelLogProbs(b.ChunkLogits, n, v, labels.Targets, start, logProbs, scaleAfterwards ? UnitGradient : null);
                 if (!scaleAfterwards) continue;
                 LmHeadBackward(b.ChunkHidden, b.ChunkLogits, n, b.ChunkDHidden);
                 for (int i = 0; i < n; i++)
-                    Array.Copy(b.ChunkDHidden, i * h, b.DResidual, labels.Rows[start + i] * h, h);
+                    Array.Copy(b.ChunkDHidden, i * h, b.DResidual, labelRows[start + i] * h, h);
             }
             objective.Observe(logProbs, meanLogits);
             if (scaleAfterwards)
             {
                 for (int i = 0; i < count; i++)
                 {
-                    var row = b.DResidual.AsSpan(labels.Rows[i] * h, h);
+                    var row = b.DResidual.AsSpan(labelRows[i] * h, h);
                     System.Numerics.Tensors.TensorPrimitives.Multiply(row, objective.Gradient(i, logProbs[i]), row);
                 }
                 lossScope.Dispose();
-                Backward(batch, b);
+                Backward(b);
                 return (labels, logProbs, objective.Loss(logProbs));
             }
             if (!backward)
@@ -894,18 +915,18 @@ public sealed class DecoderModel : IDisposable
         {
             int n = Math.Min(chunk, count - start);
             for (int i = 0; i < n; i++)
-                Array.Copy(b.FinalNormed, labels.Rows[start + i] * h, b.ChunkHidden, i * h, h);
+                Array.Copy(b.FinalNormed, labelRows[start + i] * h, b.ChunkHidden, i * h, h);
             LmHeadForward(b.ChunkHidden, n, b.ChunkLogits);
             Backend.LabelLogProbs(b.ChunkLogits, n, v, labels.Targets, start, logProbs, backward ? objective.Gradient : null);
             if (!backward) continue;
             LmHeadBackward(b.ChunkHidden, b.ChunkLogits, n, b.ChunkDHidden);
             // Added, not copied: a hidden-state objective may already have put its gradient on these rows.
             for (int i = 0; i < n; i++)
-                System.Numerics.Tensors.TensorPrimitives.Add(b.DResidual.AsSpan(labels.Rows[start + i] * h, h), b.ChunkDHidden.AsSpan(i * h, h),
-                    b.DResidual.AsSpan(labels.Rows[start + i] * h, h));
+                System.Numerics.Tensors.TensorPrimitives.Add(b.DResidual.AsSpan(labelRows[start + i] * h, h), b.ChunkDHidden.AsSpan(i * h, h),
+                    b.DResidual.AsSpan(labelRows[start + i] * h, h));
         }
         lossScope.Dispose();
-        if (backward) Backward(batch, b);
+        if (backward) Backward(b);
         return (labels, logProbs, objective.Loss(logProbs));
     }
 
@@ -926,9 +947,10 @@ public sealed class DecoderModel : IDisposable
         else Backend.LinearBackward(hidden, dLogits, n, LmHead.Data, Config.HiddenSize, Config.VocabSize, LmHead.Grad, null, dHidden, accumulate: false);
     }
 
-    private void Backward(TrainingBatch batch, Buffers b)
+    private void Backward(Buffers b)
     {
-        int rows = batch.Batch * batch.Length, h = Config.HiddenSize;
+        var layout = b.Layout;
+        int rows = layout.Rows, h = Config.HiddenSize;
         var tuner = ActiveModelTuner;
         // A prefix is trained through every layer's attention; virtual tokens through the whole stack down to its input.
         int lowest = tuner is null ? Array.FindIndex(Layers, l => l.AttentionTrainable || l.MlpTrainable) : 0;
@@ -945,30 +967,31 @@ public sealed class DecoderModel : IDisposable
         {
             var a = b.ActivationsOf(l);
             if (GradientCheckpointing)
-                LayerForward(Layers[l], l, a, b.LayerInputs[l], b.LayerInputs[l + 1], b.Projected, b.Fused, rows, b.Positions,
-                    b.Shape, batch.AttentionMask, cache: null, TunerPass.Recompute, null);
-            LayerBackward(Layers[l], batch, b, a, b.LayerInputs[l], needInputGrad: l > lowest || inputTrainable);
+                LayerForward(Layers[l], l, a, b.LayerInputs[l], b.LayerInputs[l + 1], b.Projected, b.Fused, rows, layout.Positions,
+                    b.Shape, layout, cache: null, TunerPass.Recompute, null);
+            LayerBackward(Layers[l], b, a, b.LayerInputs[l], needInputGrad: l > lowest || inputTrainable);
         }
         using var embeddingScope = StepProfile.Measure(StepSection.Embedding);
         if (tuner is not null)
         {
             // The tuner's rows take their gradient from the stream; their placeholder ids get none.
             if (tuner.VirtualTokens is { } virtualTokens)
-                ForEachTunerRow(batch.Batch, batch.Length, tuner.Tokens, (row, i) =>
+                ForEachTunerRow(layout, tuner.Tokens, (row, i) =>
                 {
                     System.Numerics.Tensors.TensorPrimitives.Add(virtualTokens.Grad.AsSpan(i * h, h), b.DResidual.AsSpan(row * h, h), virtualTokens.Grad.AsSpan(i * h, h));
                     Array.Clear(b.DResidual, row * h, h);
                 });
             tuner.Backward();
         }
-        if (Embedding.Grad is { } embeddingGrad) Backend.EmbeddingBackward(b.DResidual, batch.InputIds.AsSpan(0, rows), h, embeddingGrad);
+        if (Embedding.Grad is { } embeddingGrad) Backend.EmbeddingBackward(b.DResidual, layout.Ids, h, embeddingGrad);
     }
 
     /// <summary>dResidual: dL/d(layer output) in, dL/d(layer input) out (when needInputGrad).</summary>
-    private void LayerBackward(TrainableLayer layer, TrainingBatch batch, Buffers b, LayerActivations a, float[] input, bool needInputGrad)
+    private void LayerBackward(TrainableLayer layer, Buffers b, LayerActivations a, float[] input, bool needInputGrad)
     {
         var c = Config;
-        int rows = batch.Batch * batch.Length;
+        var layout = b.Layout;
+        int rows = layout.Rows;
         var prefix = ActiveModelTuner?.KeyValuePrefix(layer.Index);
         bool attentionNeedsGrad = needInputGrad || layer.AttentionTrainable || prefix is not null;
 
@@ -987,14 +1010,14 @@ public sealed class DecoderModel : IDisposable
         // Attention half: middle = input + o(attention(rope(q), rope(k), v)), q/k/v from n1 = norm(input).
         BackwardParts(layer, b.Fused, a.Attention.Data, rows, b.DAttention, accumulate: false, (ProjectionSlot.Output, b.DResidual));
         using (StepProfile.Measure(StepSection.AttentionBackward))
-            Backend.AttentionBackward(b.Shape, a.QueryRotated.Data, a.KeyRotated.Data, a.Value.Data, batch.AttentionMask, a.Attention.Data, a.LogSumExp!,
+            Backend.AttentionBackward(b.Shape, layout.Sequences, a.QueryRotated.Data, a.KeyRotated.Data, a.Value.Data, a.Attention.Data, a.LogSumExp!,
                 b.DAttention, b.DQuery, b.DKey, b.DValue, b.DKeyPerHead, b.DValuePerHead);
         if (prefix is var (prefixKeys, prefixValues))
         {
             // The prefix replaced these rows' keys and values after RoPE: their gradient is the prefix's, and nothing
             // flows from them into the rows' own projections.
             int kv = c.KvWidth;
-            ForEachTunerRow(batch.Batch, batch.Length, ActiveModelTuner!.Tokens, (row, i) =>
+            ForEachTunerRow(layout, ActiveModelTuner!.Tokens, (row, i) =>
             {
                 System.Numerics.Tensors.TensorPrimitives.Add(prefixKeys.Grad.AsSpan(i * kv, kv), b.DKey.AsSpan(row * kv, kv), prefixKeys.Grad.AsSpan(i * kv, kv));
                 System.Numerics.Tensors.TensorPrimitives.Add(prefixValues.Grad.AsSpan(i * kv, kv), b.DValue.AsSpan(row * kv, kv), prefixValues.Grad.AsSpan(i * kv, kv));
@@ -1004,8 +1027,8 @@ public sealed class DecoderModel : IDisposable
         }
         using (StepProfile.Measure(StepSection.ElementwiseBackward))
         {
-            Backend.Rope(b.DQuery, rows, c.NumHeads, _rope, b.Positions, inverse: true);
-            Backend.Rope(b.DKey, rows, c.NumKvHeads, _rope, b.Positions, inverse: true);
+            Backend.Rope(b.DQuery, rows, c.NumHeads, _rope, layout.Positions, inverse: true);
+            Backend.Rope(b.DKey, rows, c.NumKvHeads, _rope, layout.Positions, inverse: true);
         }
         if (layer.QNorm is not null && layer.KNorm is not null)
         {
@@ -1159,14 +1182,15 @@ public sealed class DecoderModel : IDisposable
     /// <summary>
     /// Every buffer of a training step, sized up front for a number of rows (batch × length) and reused by every batch
     /// that fits: each layer's input, the per-layer activations (one shared set under gradient checkpointing), and the
-    /// gradient buffers. Kernels address rows from the start of a buffer, so a smaller batch uses a prefix.
+    /// gradient buffers. Kernels address rows from the start of a buffer, so a smaller batch uses a prefix; the rows
+    /// are those of the batch's <see cref="RowLayout"/>.
     /// </summary>
     private sealed class Buffers
     {
         private readonly LayerActivations[] _activations;
         public int CapacityRows { get; }
         public AttentionShape Shape { get; private set; }
-        public int[] Positions { get; }
+        public RowLayout Layout { get; private set; } = null!;
         public float[][] LayerInputs { get; }
         public float[] FinalNormed { get; }
         public float[] FinalRms { get; }
@@ -1194,7 +1218,6 @@ public sealed class DecoderModel : IDisposable
         {
             _config = c;
             CapacityRows = rows;
-            Positions = new int[rows];
             LayerInputs = Enumerable.Range(0, c.NumLayers + 1).Select(_ => new float[rows * c.HiddenSize]).ToArray();
             _activations = Enumerable.Range(0, checkpointing ? 1 : c.NumLayers).Select(_ => new LayerActivations(c, rows)).ToArray();
             FinalNormed = new float[rows * c.HiddenSize];
@@ -1214,7 +1237,11 @@ public sealed class DecoderModel : IDisposable
             DActivation = new float[rows * c.IntermediateSize];
         }
 
-        public void Use(int batch, int time) => Shape = new AttentionShape(batch, time, _config.NumHeads, _config.NumKvHeads, _config.HeadDim);
+        public void Use(RowLayout layout)
+        {
+            Layout = layout;
+            Shape = new AttentionShape(layout.Sequences.Count, layout.LongestSequence, _config.NumHeads, _config.NumKvHeads, _config.HeadDim);
+        }
 
         public LayerActivations ActivationsOf(int layer) => _activations[_activations.Length == 1 ? 0 : layer];
 
