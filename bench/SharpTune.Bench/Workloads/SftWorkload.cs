@@ -51,7 +51,7 @@ public sealed class SftWorkload : IWorkload
             $"output_dir: {JsonSerializer.Serialize(Path.Combine(work, "out"))}", "",
         ]));
         if (!context.Json)
-            Console.WriteLine($"# sharptune train {config}: LoRA r{rank} on all projections, alpaca_zh_demo, batch {batch}, cutoff_len {context.Seq}, {steps} steps, gradient checkpointing {(checkpointing ? "on" : "off")}, {(bf16 ? "bf16" : "fp32")} compute");
+            Console.WriteLine($"# sharptune train {config}: LoRA r{rank} on all projections, alpaca_zh_demo, batch {batch}, cutoff_len {context.Seq}, {steps} step(s), gradient checkpointing {(checkpointing ? "on" : "off")}, {(bf16 ? "bf16" : "fp32")} compute");
 
         long? pyTorchTokens = null;
         if (PyTorchSide.Requested(context))
