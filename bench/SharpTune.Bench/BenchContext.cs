@@ -4,7 +4,35 @@ using System.Text.Json;
 
 namespace SharpTune.Bench;
 
-public sealed record BenchResult(string Workload, string Preset, int Seq, string Metric, double Value, string Unit);
+public sealed record BenchResult(string Workload, string Preset, int Seq, string Metric, double Value, string Unit)
+{
+    /// <summary>
+    /// The results among a process's output lines: each line that is a JSON object as --json writes it (the bench's
+    /// children and bench/pytorch/workloads.py both write them); other lines (comments, warnings) are passed over.
+    /// </summary>
+    public static List<BenchResult> ReadJsonLines(TextReader reader, string source)
+    {
+        var results = new List<BenchResult>();
+        string? line;
+        for (int number = 1; (line = reader.ReadLine()) is not null; number++)
+        {
+            if (!line.StartsWith('{')) continue;
+            try
+            {
+                using var doc = JsonDocument.Parse(line);
+                var root = doc.RootElement;
+                results.Add(new BenchResult(root.GetProperty("workload").GetString()!, root.GetProperty("preset").GetString()!,
+                    root.GetProperty("seq").GetInt32(), root.GetProperty("metric").GetString()!, root.GetProperty("value").GetDouble(),
+                    root.GetProperty("unit").GetString()!));
+            }
+            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+            {
+                throw new InvalidDataException($"{source}: output line {number}: not a bench result ({e.Message}): {line}");
+            }
+        }
+        return results;
+    }
+}
 
 /// <summary>Parsed options plus the result sink shared by every workload.</summary>
 public sealed class BenchContext

@@ -1,10 +1,13 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
 using SharpTune.Engine;
 using SharpTune.Model;
 
 namespace SharpTune.Bench;
 
 /// <summary>Repository paths and the generated benchmark model folders under bench/.models/.</summary>
-public static class BenchModels
+public static partial class BenchModels
 {
     public static string RepoRoot { get; } = FindRepoRoot();
 
@@ -38,6 +41,44 @@ public static class BenchModels
     /// <summary>Parameters of the decoder layers' projection matrices (everything but embedding, lm_head and the norms).</summary>
     public static long LayerMatrixParams(ModelConfig c) =>
         (long)c.NumLayers * ((long)c.HiddenSize * c.QueryWidth * 2 + (long)c.HiddenSize * c.KvWidth * 2 + 3L * c.HiddenSize * c.IntermediateSize);
+
+    /// <summary>The `sharptune` CLI built next to this bench, in the same configuration.</summary>
+    public static string SharpTuneCli()
+    {
+        // This bench runs from bench/SharpTune.Bench/bin/CONFIGURATION/TFM/; the CLI is built to the same place under its project.
+        string benchProject = Path.Combine(RepoRoot, "bench", "SharpTune.Bench");
+        string output = Path.GetRelativePath(benchProject, AppContext.BaseDirectory);
+        string cli = Path.Combine(RepoRoot, "src", "SharpTune.Cli", output, OperatingSystem.IsWindows() ? "SharpTune.Cli.exe" : "SharpTune.Cli");
+        if (!File.Exists(cli)) throw new FileNotFoundException($"the sharptune CLI is not built at {cli}: build the solution (dotnet build SharpTune.sln -c Release) first");
+        return cli;
+    }
+
+    /// <summary>
+    /// Runs `sharptune train CONFIG` (<see cref="SharpTuneCli"/>) to its end: its wall-clock seconds and the peak
+    /// resident memory it logs at its end, in MB.
+    /// </summary>
+    public static (double WallSeconds, double PeakMegabytes) RunSharpTuneTrain(string config)
+    {
+        string cli = SharpTuneCli();
+        var start = new ProcessStartInfo(cli) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.ArgumentList.Add("train");
+        start.ArgumentList.Add(config);
+        Console.Error.WriteLine($"# sharptune train {config}");
+        long started = Stopwatch.GetTimestamp();
+        using var child = Process.Start(start) ?? throw new InvalidOperationException($"could not start {cli}");
+        var stdout = child.StandardOutput.ReadToEndAsync();
+        string stderr = child.StandardError.ReadToEnd();
+        child.WaitForExit();
+        double wall = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        _ = stdout.Result;
+        var peak = PeakLine().Match(stderr);
+        if (child.ExitCode != 0 || !peak.Success)
+            throw new InvalidOperationException($"sharptune train {config} exited with {child.ExitCode} without a peak memory line: {stderr.Trim()}");
+        return (wall, double.Parse(peak.Groups[1].Value, CultureInfo.InvariantCulture) * (peak.Groups[2].Value == "GB" ? 1000 : 1));
+    }
+
+    [GeneratedRegex(@"peak resident memory: ([\d.]+) (MB|GB)")]
+    private static partial Regex PeakLine();
 
     private static string FindRepoRoot()
     {

@@ -10,7 +10,8 @@ namespace SharpTune.Bench;
 /// <summary>
 /// Greedy cached decoding on a generated --preset model: a --seq token prompt (default 32) is prefilled
 /// untimed, then --new-tokens steps (default 64) are timed, each one forward pass of the previous token, the
-/// lm_head row and the argmax.
+/// lm_head row and the argmax; --with-pytorch true first decodes the same way in plain PyTorch, computing in the dtype
+/// the weights are stored in (<see cref="PyTorchSide"/>).
 /// </summary>
 public sealed class DecodeWorkload : IWorkload
 {
@@ -24,7 +25,10 @@ public sealed class DecodeWorkload : IWorkload
     {
         int promptTokens = context.Seq;
         int newTokens = int.Parse(context.Option("new-tokens", "64"), CultureInfo.InvariantCulture);
-        string folder = BenchModels.Ensure(context.Preset, context.Json, context.Option("dtype", "bfloat16"));
+        string dtype = context.Option("dtype", "bfloat16");
+        string folder = BenchModels.Ensure(context.Preset, context.Json, dtype);
+        if (PyTorchSide.Requested(context))
+            PyTorchSide.Run(context, "decode", folder, "--seq", promptTokens.ToString(CultureInfo.InvariantCulture), "--new-tokens", newTokens.ToString(CultureInfo.InvariantCulture), "--dtype", dtype);
         using var model = DecoderModel.LoadForGeneration(folder);
         if (!context.Json) Console.WriteLine($"# {model.Backend.Describe()}");
         var c = model.Config;

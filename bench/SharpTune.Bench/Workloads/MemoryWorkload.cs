@@ -1,7 +1,5 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using SharpTune.Hparams;
 using SharpTune.FineTuning.Memory;
 
@@ -14,7 +12,7 @@ namespace SharpTune.Bench;
 /// cutoff_len; each child's peak resident memory (VmHWM, which train logs at its end) beside the estimate
 /// `sharptune estimate` prints for the same config.
 /// </summary>
-public sealed partial class MemoryWorkload : IWorkload
+public sealed class MemoryWorkload : IWorkload
 {
     public string Name => "memory";
 
@@ -60,7 +58,7 @@ public sealed partial class MemoryWorkload : IWorkload
                 $"output_dir: {JsonSerializer.Serialize(Path.Combine(work, "out-" + name))}", .. keys,
             ]);
             long estimate = MemoryEstimator.ForModelFolder(model, TrainingMemorySetup.From(SftConfig.Load(config, [], ConfigUse.Train))).TotalBytes;
-            double measured = TrainPeakMegabytes(config);
+            double measured = BenchModels.RunSharpTuneTrain(config).PeakMegabytes;
             double difference = estimate / 1e6 - measured;
             context.Report($"memory.{name}.estimate", estimate / 1e6, "MB");
             context.Report($"memory.{name}.measured", measured, "MB");
@@ -76,30 +74,4 @@ public sealed partial class MemoryWorkload : IWorkload
             if (index == 0) Console.WriteLine("|" + string.Join("|", widths.Select(w => new string('-', w + 2))) + "|");
         }
     }
-
-    /// <summary>Runs `sharptune train CONFIG` and reads the peak resident memory it logs at its end, in MB.</summary>
-    private static double TrainPeakMegabytes(string config)
-    {
-        // This bench runs from bench/SharpTune.Bench/bin/CONFIGURATION/TFM/; the CLI is built to the same place under its project.
-        string benchProject = Path.Combine(BenchModels.RepoRoot, "bench", "SharpTune.Bench");
-        string output = Path.GetRelativePath(benchProject, AppContext.BaseDirectory);
-        string cli = Path.Combine(BenchModels.RepoRoot, "src", "SharpTune.Cli", output, OperatingSystem.IsWindows() ? "SharpTune.Cli.exe" : "SharpTune.Cli");
-        if (!File.Exists(cli)) throw new FileNotFoundException($"the sharptune CLI is not built at {cli}: build the solution (dotnet build SharpTune.sln -c Release) first");
-        var start = new ProcessStartInfo(cli) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.ArgumentList.Add("train");
-        start.ArgumentList.Add(config);
-        Console.Error.WriteLine($"# sharptune train {config}");
-        using var child = Process.Start(start) ?? throw new InvalidOperationException($"could not start {cli}");
-        var stdout = child.StandardOutput.ReadToEndAsync();
-        string stderr = child.StandardError.ReadToEnd();
-        child.WaitForExit();
-        _ = stdout.Result;
-        var peak = PeakLine().Match(stderr);
-        if (child.ExitCode != 0 || !peak.Success)
-            throw new InvalidOperationException($"sharptune train {config} exited with {child.ExitCode} without a peak memory line: {stderr.Trim()}");
-        return double.Parse(peak.Groups[1].Value, CultureInfo.InvariantCulture) * (peak.Groups[2].Value == "GB" ? 1000 : 1);
-    }
-
-    [GeneratedRegex(@"peak resident memory: ([\d.]+) (MB|GB)")]
-    private static partial Regex PeakLine();
 }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using SharpTune.Engine;
 using SharpTune.Model;
 using SharpTune.Training.Model;
@@ -6,7 +7,8 @@ namespace SharpTune.Bench;
 
 /// <summary>
 /// One forward pass over a --seq token prompt (default 512) on a generated --preset model, with logits for the
-/// last position only, as generation's prefill computes them.
+/// last position only, as generation's prefill computes them; --with-pytorch true first runs the same pass in plain
+/// PyTorch, computing in the dtype the weights are stored in (<see cref="PyTorchSide"/>).
 /// </summary>
 public sealed class PrefillWorkload : IWorkload
 {
@@ -16,7 +18,10 @@ public sealed class PrefillWorkload : IWorkload
 
     public void Run(BenchContext context)
     {
-        string folder = BenchModels.Ensure(context.Preset, context.Json, context.Option("dtype", "bfloat16"));
+        string dtype = context.Option("dtype", "bfloat16");
+        string folder = BenchModels.Ensure(context.Preset, context.Json, dtype);
+        if (PyTorchSide.Requested(context))
+            PyTorchSide.Run(context, "prefill", folder, "--seq", context.Seq.ToString(CultureInfo.InvariantCulture), "--dtype", dtype);
         using var model = DecoderModel.LoadForGeneration(folder);
         if (!context.Json) Console.WriteLine($"# {model.Backend.Describe()}");
         var c = model.Config;

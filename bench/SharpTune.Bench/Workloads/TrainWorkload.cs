@@ -20,7 +20,8 @@ namespace SharpTune.Bench;
 /// decoder did before),
 /// --lora-rank (LoRA on all seven projections), --gradient-checkpointing, --quantization-bit 4|8 with
 /// --quantization-type nf4|fp4 (QLoRA: the projections quantised, double quantisation on as LLaMA-Factory defaults),
-/// --optim adamw_torch|adamw_8bit|paged_adamw_32bit|paged_adamw_8bit; --profile true adds the time per part of the step.
+/// --optim adamw_torch|adamw_8bit|paged_adamw_32bit|paged_adamw_8bit; --profile true adds the time per part of the step;
+/// --with-pytorch true first runs the same LoRA step in plain PyTorch (<see cref="PyTorchSide"/>; --bf16 as autocast).
 /// --stage dpo makes each of the --batch rows a pair (a chosen and a rejected sequence of --seq tokens, the second half
 /// of each carrying loss) trained with pref_loss sigmoid against the reference its method gets (LoRA: the policy with
 /// its tuners disabled; full/freeze: a frozen copy), and reports pairs/s and the step's time against its ideal: one
@@ -31,7 +32,7 @@ public sealed class TrainWorkload : IWorkload
 {
     public string Name => "train";
 
-    public string Description => "training tokens/s of a whole optimizer step (--method lora|full|freeze, --batch, --lora-rank, --gradient-checkpointing, --quantization-bit 4|8, --quantization-type nf4|fp4, --optim, --bf16, --stage sft|dpo, --prompt-share, --min-seq, --padding-free)";
+    public string Description => "training tokens/s of a whole optimizer step (--method lora|full|freeze, --batch, --lora-rank, --gradient-checkpointing, --quantization-bit 4|8, --quantization-type nf4|fp4, --optim, --bf16, --stage sft|dpo, --prompt-share, --min-seq, --padding-free, --with-pytorch)";
 
     public int DefaultSeq => 256;
 
@@ -71,12 +72,20 @@ public sealed class TrainWorkload : IWorkload
         bool bf16 = bool.Parse(context.Option("bf16", "false"));
         if (bf16 && Bf16ComputeMatrix.AvailableKernel is null)
             throw new InvalidOperationException($"--bf16: {Bf16ComputeMatrix.Unavailable}");
+        string stage = context.Option("stage", "sft");
+        if (PyTorchSide.Requested(context))
+        {
+            if (method != "lora" || quantization is not null || optim != OptimizerNames.AdamWTorch || stage != "sft")
+                throw new ArgumentException("--with-pytorch compares the LoRA sft step with adamw_torch and no quantization only");
+            PyTorchSide.Run(context, "train", folder, ["--seq", context.Seq.ToString(CultureInfo.InvariantCulture), "--batch", batch.ToString(CultureInfo.InvariantCulture),
+                "--lora-rank", rank.ToString(CultureInfo.InvariantCulture), .. bf16 ? ["--bf16"] : Array.Empty<string>(),
+                .. checkpointing ? ["--gradient-checkpointing"] : Array.Empty<string>()]);
+        }
         using var model = TrainableModels.Create(folder, args, checkpointing, new SeededRandom(0), [], quantization, bf16);
         model.Decoder!.PaddingFree = bool.Parse(context.Option("padding-free", "true"));
         if (!context.Json)
             Console.WriteLine($"# {method}{(method == "lora" ? $" r{rank} on all projections" : "")}{(quantization is null ? "" : $", projections {quantization}")}, batch {batch}, gradient checkpointing {(checkpointing ? "on" : "off")}, optim {optim}, {(bf16 ? "bf16" : "fp32")} compute; {TrainableModels.Summary(model)}");
 
-        string stage = context.Option("stage", "sft");
         if (stage == "dpo")
         {
             RunDpo(context, model, folder, batch, checkpointing, optim);
