@@ -131,7 +131,7 @@ internal static class ConfigKeys
 
         // method
         Supported("stage", (c, v) => c.Finetuning.Stage = Stage(v)),
-        Supported("finetuning_type", (c, v) => c.Finetuning.FinetuningType = v.Choice(["lora", "full", "freeze", "ia3", "bitfit", "adapter", "prompt_tuning", "p_tuning", "prefix_tuning"], ["oft"], new Dictionary<string, string> { ["oft"] = "the PEFT family" }) switch
+        Supported("finetuning_type", (c, v) => c.Finetuning.FinetuningType = v.Choice([.. FinetuningArguments.FinetuningTypeNames], ["oft"], new Dictionary<string, string> { ["oft"] = "the PEFT family" }) switch
         {
             "lora" => FinetuningType.Lora,
             "full" => FinetuningType.Full,
