@@ -5,6 +5,10 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Hosting;
 using SharpTune.Api;
+using SharpTune.Board.Chat;
+using SharpTune.Board.Compare;
+using SharpTune.Board.Evaluate;
+using SharpTune.Board.Export;
 using SharpTune.Hub;
 
 namespace SharpTune.Board;
@@ -54,6 +58,10 @@ public sealed class BoardServer : IAsyncDisposable
         var api = _app.MapGroup("/api");
         SessionEndpoints.Map(api, this);
         TopBarEndpoints.Map(api, this);
+        EvaluateEndpoints.Map(api, this);
+        ChatEndpoints.Map(api, this);
+        CompareEndpoints.Map(api, this);
+        ExportEndpoints.Map(api, this);
         _app.MapMethods("/{**path}", [HttpMethods.Get, HttpMethods.Head], ServeAsset);
     }
 

@@ -158,7 +158,10 @@ const Board = (() => {
     document.body.dataset.ready = 'true';
   }
 
-  return { api, t, el, applyLabels, setLanguage, language: () => language, showError, setOptions, selection, onSelectionChange, registerTab, show, start };
+  // The CSRF header's value, for requests made without api() (a streamed reply).
+  const csrf = () => cookie('sharptune_csrf');
+
+  return { api, csrf, t, el, applyLabels, setLanguage, language: () => language, showError, setOptions, selection, onSelectionChange, registerTab, show, start };
 })();
 
 document.addEventListener('DOMContentLoaded', () => Board.start().catch((error) => {
