@@ -27,6 +27,7 @@ public sealed class BoardServer : IAsyncDisposable
     public BoardRoots Roots { get; }
     public BoardAuth Auth { get; }
     public I18n I18n { get; }
+    public Runs.RunQueue Runs { get; }
 
     /// <summary>Cancelled when the board stops: long requests (event streams) end with it.</summary>
     public CancellationToken Stopping => _stopping.Token;
@@ -46,6 +47,7 @@ public sealed class BoardServer : IAsyncDisposable
         Roots = new BoardRoots(options.Root, options.HubCache ?? HubCache.Root());
         Auth = new BoardAuth(options.Token);
         I18n = new I18n(_assets);
+        Runs = new Runs.RunQueue(Roots, options.Command ?? SharpTuneCommand.Current());
 
         _app = _binding.CreateBuilder(options.MaxRequestBodyBytes).Build();
         _app.Lifetime.ApplicationStopping.Register(_stopping.Cancel);
@@ -54,6 +56,7 @@ public sealed class BoardServer : IAsyncDisposable
         var api = _app.MapGroup("/api");
         SessionEndpoints.Map(api, this);
         TopBarEndpoints.Map(api, this);
+        Train.TrainEndpoints.Map(api, this);
         _app.MapMethods("/{**path}", [HttpMethods.Get, HttpMethods.Head], ServeAsset);
     }
 
@@ -82,6 +85,7 @@ public sealed class BoardServer : IAsyncDisposable
         _stopping.Cancel();
         await _app.StopAsync();
         await _app.DisposeAsync();
+        Runs.Dispose();
         _stopping.Dispose();
     }
 
