@@ -31,6 +31,7 @@ public sealed class BoardServer : IAsyncDisposable
     public BoardRoots Roots { get; }
     public BoardAuth Auth { get; }
     public I18n I18n { get; }
+    public Runs.RunQueue Runs { get; }
 
     /// <summary>Cancelled when the board stops: long requests (event streams) end with it.</summary>
     public CancellationToken Stopping => _stopping.Token;
@@ -50,6 +51,7 @@ public sealed class BoardServer : IAsyncDisposable
         Roots = new BoardRoots(options.Root, options.HubCache ?? HubCache.Root());
         Auth = new BoardAuth(options.Token);
         I18n = new I18n(_assets);
+        Runs = new Runs.RunQueue(Roots, options.Command ?? SharpTuneCommand.Current());
 
         _app = _binding.CreateBuilder(options.MaxRequestBodyBytes).Build();
         _app.Lifetime.ApplicationStopping.Register(_stopping.Cancel);
@@ -58,6 +60,7 @@ public sealed class BoardServer : IAsyncDisposable
         var api = _app.MapGroup("/api");
         SessionEndpoints.Map(api, this);
         TopBarEndpoints.Map(api, this);
+        Train.TrainEndpoints.Map(api, this);
         EvaluateEndpoints.Map(api, this);
         ChatEndpoints.Map(api, this);
         CompareEndpoints.Map(api, this);
@@ -90,6 +93,7 @@ public sealed class BoardServer : IAsyncDisposable
         _stopping.Cancel();
         await _app.StopAsync();
         await _app.DisposeAsync();
+        Runs.Dispose();
         _stopping.Dispose();
     }
 

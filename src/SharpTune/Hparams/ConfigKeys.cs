@@ -31,7 +31,7 @@ internal sealed record ConfigKey(
 /// <summary>The registry of every LLaMA-Factory / transformers key SharpTune knows, one row per key.</summary>
 internal static class ConfigKeys
 {
-    private static readonly string[] SupportedSchedulers = ["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr"];
+    internal static readonly string[] SupportedSchedulers = ["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr"];
     private static readonly string[] OtherTransformersSchedulers =
         ["cosine_with_restarts", "polynomial", "inverse_sqrt", "reduce_lr_on_plateau", "cosine_warmup_with_min_lr", "warmup_stable_decay"];
 
