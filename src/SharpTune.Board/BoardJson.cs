@@ -45,6 +45,12 @@ public static class BoardJson
         var other => throw BoardException.BadRequest($"field '{field}' must be a string, got {other.GetValueKind().ToString().ToLowerInvariant()}"),
     };
 
+    /// <summary>A required whole-number field within [min, max].</summary>
+    public static int RequiredInteger(JsonObject body, string field, int min, int max) =>
+        body[field] is JsonValue v && v.TryGetValue(out int n) && n >= min && n <= max
+            ? n
+            : throw BoardException.BadRequest($"field '{field}' must be a whole number from {min} to {max}");
+
     /// <summary>A required query parameter.</summary>
     public static string Query(HttpContext ctx, string name) =>
         ctx.Request.Query[name] is { Count: 1 } value && value[0] is { Length: > 0 } text

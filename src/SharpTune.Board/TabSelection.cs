@@ -11,14 +11,14 @@ public sealed record TabSelection(string ModelDir, string ModelKey, IReadOnlyLis
     /// Reads <c>model</c> (<see cref="TopBarEndpoints.ResolveModel"/>), <c>adapters</c> (saves/), <c>template</c>,
     /// <c>quantization_bit</c> (null, 4 or 8) and <c>quantization_type</c> (nf4, fp4).
     /// </summary>
-    public static TabSelection Read(BoardServer board, JsonObject body)
+    public static TabSelection Read(BoardRoots roots, JsonObject body)
     {
-        var model = TopBarEndpoints.ResolveModel(board.Roots, BoardJson.RequiredString(body, "model"));
+        var model = TopBarEndpoints.ResolveModel(roots, BoardJson.RequiredString(body, "model"));
         var adapters = body["adapters"] switch
         {
             null => [],
             JsonArray list => list.Select((a, i) => a is JsonValue v && v.TryGetValue(out string? path)
-                ? board.Roots.Confine(path, BoardRoot.Saves)
+                ? roots.Confine(path, BoardRoot.Saves)
                 : throw BoardException.BadRequest($"field 'adapters[{i}]' must be a string")).ToList(),
             _ => throw BoardException.BadRequest("field 'adapters' must be an array of folders"),
         };

@@ -21,7 +21,7 @@ public static class ChatEndpoints
         api.MapGet("/chat/status", () => BoardJson.Reply(StatusJson(board, host.Status)));
         api.MapPost("/chat/load", async (HttpContext ctx) =>
         {
-            var selected = TabSelection.Read(board, await BoardJson.ReadObjectAsync(ctx));
+            var selected = TabSelection.Read(board.Roots, await BoardJson.ReadObjectAsync(ctx));
             host.Load(new ChatModelRequest(selected.ModelDir, selected.Adapters, selected.Template, selected.Quantization));
             return BoardJson.Reply(StatusJson(board, host.Status));
         });

@@ -23,14 +23,14 @@ public static class CompareEndpoints
         api.MapPost("/compare", async (HttpContext ctx) =>
         {
             var body = await BoardJson.ReadObjectAsync(ctx);
-            var selected = TabSelection.Read(board, body);
+            var selected = TabSelection.Read(board.Roots, body);
             var questions = Strings(body, "questions");
             var datasets = Strings(body, "datasets");
             if ((questions.Count == 0) == (datasets.Count == 0))
                 throw BoardException.BadRequest("give either 'questions' (typed, one per line) or 'datasets' (names from data/dataset_info.json), not both");
             if (questions.Count > MaxQuestions) throw BoardException.BadRequest($"field 'questions' holds {questions.Count} questions; at most {MaxQuestions}");
-            int? maxSamples = body["max_samples"] is null ? null : Integer(body, "max_samples", 1, 100_000);
-            int maxNewTokens = Integer(body, "max_new_tokens", 1, 4096);
+            int? maxSamples = body["max_samples"] is null ? null : BoardJson.RequiredInteger(body, "max_samples", 1, 100_000);
+            int maxNewTokens = BoardJson.RequiredInteger(body, "max_new_tokens", 1, 4096);
             string stem = Path.Combine(board.Roots[BoardRoot.Saves], selected.ModelKey, "compare",
                 "compare_" + DateTime.Now.ToString("yyyy-MM-dd-HH-mm-ss", CultureInfo.InvariantCulture));
             // Two comparisons in one second get folders of their own.
@@ -64,8 +64,4 @@ public static class CompareEndpoints
         _ => throw BoardException.BadRequest($"field '{field}' must be an array of strings"),
     };
 
-    private static int Integer(JsonObject body, string field, int min, int max) =>
-        body[field] is JsonValue v && v.TryGetValue(out int n) && n >= min && n <= max
-            ? n
-            : throw BoardException.BadRequest($"field '{field}' must be a whole number from {min} to {max}");
 }

@@ -3,12 +3,14 @@ using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using SharpTune.Board.Runs;
 
 namespace SharpTune.Board.Evaluate;
 
 /// <summary>
-/// The evaluate &amp; predict tab's reading side: a finished run's metrics (eval_results.json, predict_results.json)
-/// and its predictions a page at a time, each row scored (<see cref="PredictionsBrowser"/>).
+/// The evaluate &amp; predict tab's API: queue an evaluation or prediction run (<see cref="EvaluateForm"/>, on the Train
+/// tab's run queue), list the runs with results, and show a finished run's metrics (eval_results.json,
+/// predict_results.json) and its predictions a page at a time, each row scored (<see cref="PredictionsBrowser"/>).
 /// </summary>
 public static class EvaluateEndpoints
 {
@@ -17,6 +19,11 @@ public static class EvaluateEndpoints
 
     public static void Map(RouteGroupBuilder api, BoardServer board)
     {
+        api.MapPost("/evaluate/start", async (HttpContext ctx) =>
+        {
+            string dir = board.Runs.Enqueue(EvaluateForm.Plan(board.Roots, await BoardJson.ReadObjectAsync(ctx)));
+            return BoardJson.Reply(RunFolders.Describe(board.Roots, dir));
+        });
         api.MapGet("/evaluate/runs", () => BoardJson.Reply(new JsonObject
         {
             ["runs"] = new JsonArray(RunsWithResults(board.Roots[BoardRoot.Saves]).Select(r => (JsonNode?)board.Roots.Display(r)).ToArray()),

@@ -18,11 +18,9 @@ public static class ExportEndpoints
         api.MapPost("/export", async (HttpContext ctx) =>
         {
             var body = await BoardJson.ReadObjectAsync(ctx);
-            var selected = TabSelection.Read(board, body);
+            var selected = TabSelection.Read(board.Roots, body);
             string exportDir = board.Roots.Confine(BoardJson.RequiredString(body, "export_dir"), BoardRoot.Saves);
-            int size = body["export_size"] is JsonValue v && v.TryGetValue(out int gb) && gb >= 1
-                ? gb
-                : throw BoardException.BadRequest("field 'export_size' must be a whole number of gigabytes, at least 1");
+            int size = BoardJson.RequiredInteger(body, "export_size", 1, 1000);
             var storeAs = BoardJson.OptionalString(body, "dtype") switch
             {
                 null or "auto" => (DType?)null,

@@ -1,7 +1,7 @@
 using System.Text;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpTune.Board.Tasks;
+using SharpTune.Board.Train;
 using SharpTune.Engine;
 using SharpTune.Hparams;
 using SharpTune.Workflows;
@@ -24,16 +24,15 @@ public static class ExportTab
     public static SftConfig Config(ExportRequest r)
     {
         var yaml = new StringBuilder();
-        void Key(string key, object value) => yaml.Append(key).Append(": ").AppendLine(JsonSerializer.Serialize(value));
-        Key("model_name_or_path", r.ModelDir);
+        TrainForm.Line(yaml, "model_name_or_path", r.ModelDir);
         if (r.Adapters.Count > 0)
         {
-            Key("adapter_name_or_path", r.Adapters);
-            Key("finetuning_type", "lora");
+            TrainForm.Line(yaml, "adapter_name_or_path", string.Join(",", r.Adapters));
+            TrainForm.Line(yaml, "finetuning_type", "lora");
         }
-        Key("template", r.Template);
-        Key("export_dir", r.ExportDir);
-        Key("export_size", r.ExportSizeGb);
+        TrainForm.Line(yaml, "template", r.Template);
+        TrainForm.Line(yaml, "export_dir", r.ExportDir);
+        TrainForm.Line(yaml, "export_size", r.ExportSizeGb);
         var cfg = SftConfig.Parse(yaml.ToString());
         cfg.Validate(ConfigUse.Export);
         return cfg;

@@ -212,7 +212,7 @@ public static class TrainForm
         throw BoardException.BadRequest($"field '{field.Key}': expected {expected}, got {BoardException.Quote(text)}");
     }
 
-    private static void Line(StringBuilder yaml, string key, object value) =>
+    internal static void Line(StringBuilder yaml, string key, object value) =>
         yaml.Append(key).Append(": ").AppendLine(value switch
         {
             bool b => b ? "true" : "false",

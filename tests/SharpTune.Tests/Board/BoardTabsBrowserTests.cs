@@ -102,10 +102,17 @@ public sealed class BoardTabsBrowserTests(TrainedBoardSite site)
     public async Task Evaluate_BrowsesThePredictionsWithTheirScores_InChineseToo()
     {
         await using var page = await site.OpenPageAsync("#evaluate");
-        await SetAsync(page, "evaluate-run-dir", TrainedBoardSite.PredictRun);
-        await ClickAsync(page, "evaluate-show");
+        // A prediction run queued from the tab (the run queue runs `sharptune train`), followed until its rows show.
+        await SelectTrainedAdapterAsync(page);
+        await SetAsync(page, "evaluate-datasets", "identity");
+        await SetAsync(page, "evaluate-max-samples", TrainedBoardSite.Records.ToString());
+        await SetAsync(page, "evaluate-cutoff-len", "64");
+        await SetAsync(page, "evaluate-max-new-tokens", "40");
+        await ClickAsync(page, "evaluate-start");
         string rows = "document.querySelectorAll('#evaluate-rows tr').length - 1";
-        await page.WaitForAsync($"{rows} === {TrainedBoardSite.Records}", Patience, "document.getElementById('evaluate-error').textContent");
+        await page.WaitForAsync($"{rows} === {TrainedBoardSite.Records}", Patience,
+            "document.getElementById('evaluate-started').textContent + ' ' + document.getElementById('evaluate-error').textContent");
+        Assert.StartsWith("saves/tiny/lora/eval_", (await page.EvaluateAsync("document.getElementById('evaluate-run-dir').value"))!.GetValue<string>());
         Assert.Contains("predict_bleu-4", (await page.EvaluateAsync("document.getElementById('evaluate-metrics').textContent"))!.GetValue<string>());
         var reference = await page.EvaluateAsync("document.querySelector('#evaluate-rows tr:nth-child(2) td:nth-child(3)').textContent");
         Assert.Equal(TrainedBoardSite.Identity[0].Answer + "\n", reference!.GetValue<string>());

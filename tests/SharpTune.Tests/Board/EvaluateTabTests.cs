@@ -11,6 +11,83 @@ public sealed class EvaluateTabTests(TrainedBoardSite site)
     private static string Predictions(string run, int offset, int limit) =>
         $"/api/evaluate/predictions?run={Uri.EscapeDataString(run)}&offset={offset}&limit={limit}";
 
+    internal static JsonObject Start(bool predict) => new()
+    {
+        ["model"] = "models/tiny",
+        ["finetuning_type"] = "lora",
+        ["adapters"] = new JsonArray((JsonNode)TrainedBoardSite.AdapterRun),
+        ["template"] = "qwen",
+        ["datasets"] = new JsonArray((JsonNode)"identity"),
+        ["max_samples"] = TrainedBoardSite.Records,
+        ["cutoff_len"] = 64,
+        ["per_device_eval_batch_size"] = 2,
+        ["max_new_tokens"] = 40,
+        ["predict"] = predict,
+    };
+
+    /// <summary>Polls the run queue's list until the run has ended; returns its entry.</summary>
+    internal static async Task<JsonObject> RunEndedAsync(BoardClient client, string id)
+    {
+        for (var deadline = DateTime.UtcNow.AddMinutes(3); ; await Task.Delay(200))
+        {
+            var run = (await client.GetJsonAsync("/api/runs"))["runs"]!.AsArray().Single(r => r!["id"]!.GetValue<string>() == id)!.AsObject();
+            if (run["state"]!.GetValue<string>() is not ("queued" or "running") || DateTime.UtcNow > deadline) return run;
+        }
+    }
+
+    [Fact]
+    public async Task EvaluationAndPredictionRuns_GoThroughTheRunQueue_AndTheirResultsShow()
+    {
+        using var client = await site.ClientAsync();
+        var queued = await client.PostJsonAsync("/api/evaluate/start", Start(predict: true));
+        string predictRun = queued["id"]!.GetValue<string>();
+        Assert.StartsWith("saves/tiny/lora/eval_", predictRun);
+        var ended = await RunEndedAsync(client, predictRun);
+        Assert.True(ended["state"]!.GetValue<string>() == "finished", ended.ToJsonString());
+        string yaml = File.ReadAllText(Path.Combine(site.PathOf(predictRun), "training_args.yaml"));
+        Assert.Contains("do_predict: true", yaml);
+        Assert.Contains("do_train: false", yaml);
+        Assert.Contains("eval_dataset: \"identity\"", yaml);
+        var page = await client.GetJsonAsync(Predictions(predictRun, 0, 20));
+        Assert.Equal(TrainedBoardSite.Identity.Select(i => i.Answer + "\n"), page["rows"]!.AsArray().Select(r => r!["reference"]!.GetValue<string>()));
+        Assert.Equal(TrainedBoardSite.Identity.Select(i => i.Answer), page["rows"]!.AsArray().Select(r => r!["prediction"]!.GetValue<string>()));
+
+        var evaluation = await client.PostJsonAsync("/api/evaluate/start", Start(predict: false));
+        string evalRun = evaluation["id"]!.GetValue<string>();
+        Assert.Equal("finished", (await RunEndedAsync(client, evalRun))["state"]!.GetValue<string>());
+        var results = await client.GetJsonAsync($"/api/evaluate/results?run={Uri.EscapeDataString(evalRun)}");
+        Assert.True(results["metrics"]!["eval_results.json"]!["eval_loss"]!.GetValue<double>() > 0);
+        Assert.Null(results["metrics"]!["predict_results.json"]);
+        var runs = (await client.GetJsonAsync("/api/evaluate/runs"))["runs"]!.AsArray().Select(r => r!.GetValue<string>()).ToList();
+        Assert.Contains(evalRun, runs);
+        Assert.Contains(predictRun, runs);
+    }
+
+    [Fact]
+    public async Task ARunRequest_WithABadField_OutsideTheRoots_OrWithoutTheCsrfHeader_IsRefused()
+    {
+        using var client = await site.ClientAsync();
+        var noDatasets = Start(predict: true);
+        noDatasets["datasets"] = new JsonArray();
+        var badBatch = Start(predict: true);
+        badBatch["per_device_eval_batch_size"] = 0;
+        var badMethod = Start(predict: true);
+        badMethod["finetuning_type"] = "magic";
+        foreach (var (body, field) in new[] { (noDatasets, "datasets"), (badBatch, "per_device_eval_batch_size"), (badMethod, "finetuning_type") })
+        {
+            var (status, error) = await BoardClient.ErrorOf(await client.PostAsync("/api/evaluate/start", body));
+            Assert.Equal(HttpStatusCode.BadRequest, status);
+            Assert.Contains(field, error);
+        }
+        var outside = Start(predict: true);
+        outside["adapters"] = new JsonArray((JsonNode)Path.GetTempPath());
+        Assert.Equal(HttpStatusCode.Forbidden, (await BoardClient.ErrorOf(await client.PostAsync("/api/evaluate/start", outside))).Status);
+        var bare = new HttpRequestMessage(HttpMethod.Post, "/api/evaluate/start") { Content = new StringContent(Start(true).ToJsonString(), System.Text.Encoding.UTF8, "application/json") };
+        var (csrf, csrfError) = await BoardClient.ErrorOf(await client.Http.SendAsync(bare));
+        Assert.Equal(HttpStatusCode.Forbidden, csrf);
+        Assert.Contains("X-CSRF-Token", csrfError);
+    }
+
     [Fact]
     public async Task ThePredictionRows_AverageToTheRunsOwnMetrics()
     {

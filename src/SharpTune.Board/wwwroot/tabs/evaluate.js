@@ -1,6 +1,7 @@
 'use strict';
-// The evaluate & predict tab: a finished evaluation or prediction run's metrics (the runs under saves/ with results
-// are offered), and its generated_predictions.jsonl browsed a page at a time, each row scored.
+// The evaluate & predict tab: queues `sharptune train` runs with do_eval or do_predict (the Train tab's run queue),
+// then shows a finished run's metrics (the runs under saves/ with results are offered) and browses its
+// generated_predictions.jsonl a page at a time, each row scored.
 (() => {
   const pageSize = 20;
   let pane;
@@ -55,6 +56,22 @@
     $('evaluate-next').disabled = offset + pageSize >= total;
   }
 
+  // Waits for a queued run to end (the run queue's list), then shows its results or why it failed.
+  async function follow(id) {
+    for (;;) {
+      const runs = await Board.api('GET', '/api/runs');
+      const state = runs.runs.find((r) => r.id === id);
+      if (state && state.state !== 'queued' && state.state !== 'running') {
+        if (state.state !== 'finished') throw new Error(Board.t('evaluate.run_ended', { run: id, state: state.state, error: state.error || '' }));
+        run = id;
+        await listRuns();
+        await showResults();
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+
   async function listRuns() {
     const runs = await Board.api('GET', '/api/evaluate/runs');
     $('evaluate-run-list').replaceChildren(...runs.runs.map((r) => { const o = Board.el('option'); o.value = r; return o; }));
@@ -64,6 +81,21 @@
     shown() { act(listRuns); },
     async init(element) {
       pane = element;
+      $('evaluate-start').addEventListener('click', () => act(async () => {
+        const run = await Board.api('POST', '/api/evaluate/start', {
+          ...Board.selection(),
+          datasets: $('evaluate-datasets').value.split(',').map((d) => d.trim()).filter(Boolean),
+          max_samples: Number($('evaluate-max-samples').value),
+          cutoff_len: Number($('evaluate-cutoff-len').value),
+          per_device_eval_batch_size: Number($('evaluate-batch-size').value),
+          max_new_tokens: Number($('evaluate-max-new-tokens').value),
+          predict: $('evaluate-predict').checked,
+        });
+        $('evaluate-started').textContent = Board.t('evaluate.started', { run: run.id });
+        $('evaluate-started').hidden = false;
+        $('evaluate-run-dir').value = run.id;
+        await follow(run.id);
+      }));
       $('evaluate-show').addEventListener('click', () => act(async () => {
         run = $('evaluate-run-dir').value.trim();
         await showResults();
