@@ -6,7 +6,7 @@ namespace SharpTune.Tests.Board;
 /// <summary>
 /// The chat, export, compare and evaluate tabs in real Chromium against the trained board, clicked as a person
 /// would: each test checks what the page shows and saves a screenshot of its tab to the test output's
-/// board-screenshots/ folder (docs/board/ holds copies).
+/// board-screenshots/ folder (docs/images/board-*.png are copies).
 /// </summary>
 [Collection(TrainedBoardCollection.Name)]
 public sealed class BoardTabsBrowserTests(TrainedBoardSite site)
