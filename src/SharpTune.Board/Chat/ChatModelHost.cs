@@ -84,10 +84,11 @@ public sealed class ChatModelHost : IDisposable
             (loaded, _loaded, _state, _request, _error, _since) = (_loaded, null, ChatModelState.Empty, null, null, DateTime.UtcNow);
         }
         if (loaded is null) return;
+        // Not disposed: a reply that took the model just before may still link its token to this source (it has no
+        // timer, so there is nothing to free).
         loaded.Unloading.Cancel();
         loaded.Queue.Dispose();
         loaded.Model.Dispose();
-        loaded.Unloading.Dispose();
     }
 
     /// <summary>
