@@ -31,7 +31,7 @@ public sealed class ApiServer : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly byte[]? _keyHash;
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-    private readonly HashSet<string>? _hostNames;
+    private readonly ServerBinding _binding;
     private readonly HashSet<string> _corsOrigins;
 
     /// <summary>The first address the server listens on (with the real port when it was started on port 0).</summary>
@@ -41,7 +41,7 @@ public sealed class ApiServer : IAsyncDisposable
     public IReadOnlyList<Uri> Addresses { get; private set; } = [];
 
     /// <summary>True when every bound address is a loopback one (only this machine can connect).</summary>
-    public bool IsLoopbackOnly { get; }
+    public bool IsLoopbackOnly => _binding.IsLoopbackOnly;
 
     private ApiServer(ApiServerOptions options, IReadOnlyList<ServedModel> models)
     {
@@ -52,22 +52,11 @@ public sealed class ApiServer : IAsyncDisposable
             if (!_models.TryAdd(model.Id, model)) throw new ArgumentException($"two served models have the id '{model.Id}'");
         if (_models.Count == 0) throw new ArgumentException("no model to serve");
         _keyHash = options.ApiKey is { Length: > 0 } key ? SHA256.HashData(Encoding.UTF8.GetBytes(key)) : null;
-        var addresses = ResolveHost(options.Host);
-        IsLoopbackOnly = addresses.All(IPAddress.IsLoopback);
-        _hostNames = HostNames(options, addresses, IsLoopbackOnly);
+        _binding = new ServerBinding(options.Host, options.Port, options.AllowedHosts);
         _corsOrigins = new HashSet<string>(options.CorsOrigins.Select(o => o.TrimEnd('/')), StringComparer.OrdinalIgnoreCase);
-        int port = options.Port == 0 && addresses.Count > 1 ? FreePort(addresses[0]) : options.Port;
         _queue = new GenerationQueue(options.MaxQueuedRequests);
 
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k =>
-        {
-            k.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
-            k.AddServerHeader = false;
-            foreach (var address in addresses) k.Listen(address, port);
-        });
-        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(10));
+        var builder = _binding.CreateBuilder(options.MaxRequestBodyBytes);
         _app = builder.Build();
         _app.Lifetime.ApplicationStopping.Register(_stopping.Cancel);
         _app.UseStatusCodePages(WriteStatusCodeError);
@@ -93,70 +82,6 @@ public sealed class ApiServer : IAsyncDisposable
         }
         server.Addresses = server._app.Urls.Select(url => new Uri(url)).ToList();
         return server;
-    }
-
-    /// <summary>
-    /// The addresses <paramref name="host"/> stands for: an IP address (IPv6 with or without brackets) itself, a name
-    /// every address a DNS lookup gives for it. Anything else, an out-of-range address such as 256.1.1.1 included, is
-    /// an <see cref="ArgumentException"/>, since Kestrel would take it as "every address".
-    /// </summary>
-    public static IReadOnlyList<IPAddress> ResolveHost(string host)
-    {
-        string text = host.Length > 1 && host[0] == '[' && host[^1] == ']' ? host[1..^1] : host;
-        if (text.Contains(':'))
-            return IPAddress.TryParse(text, out var v6) && v6.AddressFamily == AddressFamily.InterNetworkV6
-                ? [v6]
-                : throw new ArgumentException($"--host '{host}' is not a valid IPv6 address");
-        // IPAddress.TryParse also takes "1.2.3" and "7" (inet_aton forms); a listening address is written in full.
-        if (text.Length > 0 && text.All(c => char.IsAsciiDigit(c) || c == '.'))
-            return text.Split('.').Length == 4 && IPAddress.TryParse(text, out var v4)
-                ? [v4]
-                : throw new ArgumentException($"--host '{host}' is not a valid IPv4 address (four numbers from 0 to 255)");
-        if (Uri.CheckHostName(text) != UriHostNameType.Dns)
-            throw new ArgumentException($"--host '{host}' is neither an IP address nor a host name");
-        IPAddress[] resolved;
-        try
-        {
-            resolved = Dns.GetHostAddresses(text);
-        }
-        catch (SocketException e)
-        {
-            throw new ArgumentException($"--host '{host}' does not resolve to an address: {e.Message}", e);
-        }
-        return resolved.Length > 0 ? resolved.Distinct().ToList() : throw new ArgumentException($"--host '{host}' resolves to no address");
-    }
-
-    // Kestrel picks a free port per listener, but a name may stand for several addresses (localhost: 127.0.0.1 and
-    // ::1) that should all answer on one port; so for port 0 the system is asked for one free port first.
-    private static int FreePort(IPAddress address)
-    {
-        var probe = new TcpListener(address, 0);
-        probe.Start();
-        int port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
-        return port;
-    }
-
-    /// <summary>
-    /// The names a request's Host header may carry, or null when any is answered (not on loopback, no names
-    /// allowed). On loopback this is what stops DNS rebinding: a page whose own name now points at 127.0.0.1 still
-    /// sends that name as Host.
-    /// </summary>
-    private static HashSet<string>? HostNames(ApiServerOptions options, IReadOnlyList<IPAddress> addresses, bool loopback)
-    {
-        if (!loopback && options.AllowedHosts.Count == 0) return null;
-        var names = new HashSet<string>(options.AllowedHosts.Select(NormalHost), StringComparer.OrdinalIgnoreCase);
-        if (loopback) names.Add("localhost");
-        names.Add(NormalHost(options.Host));
-        foreach (var address in addresses) names.Add(address.ToString());
-        return names;
-    }
-
-    // A Host header's name without brackets or a final dot, and an address in its one written form.
-    private static string NormalHost(string host)
-    {
-        string name = host.Trim('[', ']').TrimEnd('.');
-        return IPAddress.TryParse(name, out var ip) ? ip.ToString() : name;
     }
 
     /// <summary>Completes when the host stops (Ctrl+C / SIGTERM, or <see cref="DisposeAsync"/>).</summary>
@@ -220,7 +145,7 @@ public sealed class ApiServer : IAsyncDisposable
     {
         try
         {
-            if (_hostNames is not null && !_hostNames.Contains(NormalHost(ctx.Request.Host.Host)))
+            if (!_binding.AnswersHost(ctx.Request.Host.Host))
                 throw new ApiException(403,
                     $"this server does not answer for the host name {ApiException.Quote(ctx.Request.Host.Host)}: start it with --allowed-host NAME to allow one",
                     code: "host_not_allowed");
@@ -304,7 +229,7 @@ public sealed class ApiServer : IAsyncDisposable
 
     private static async Task<JsonElement> ReadBodyAsync(HttpContext ctx)
     {
-        if (!IsJson(ctx.Request.ContentType))
+        if (!ServerBinding.IsJson(ctx.Request.ContentType))
             throw new ApiException(415,
                 $"the request body must be sent with Content-Type: application/json, got {(string.IsNullOrEmpty(ctx.Request.ContentType) ? "none" : ApiException.Quote(ctx.Request.ContentType))}",
                 code: "unsupported_media_type");
@@ -318,13 +243,6 @@ public sealed class ApiServer : IAsyncDisposable
             throw ApiException.BadRequest($"the request body is not valid JSON: {e.Message}");
         }
     }
-
-    // JSON only (UTF-8, charset or not): a web page may send text/plain or a form to any address without a CORS
-    // preflight, but application/json only after one, which an origin not allowed never passes.
-    private static bool IsJson(string? contentType) =>
-        MediaTypeHeaderValue.TryParse(contentType, out var media)
-        && string.Equals(media.MediaType, "application/json", StringComparison.OrdinalIgnoreCase)
-        && (media.CharSet is null || string.Equals(media.CharSet.Trim('"'), "utf-8", StringComparison.OrdinalIgnoreCase));
 
     /// <summary>
     /// The model a request names. A server with one model id answers any name with it, as LLaMA-Factory's server

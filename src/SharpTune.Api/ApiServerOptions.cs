@@ -6,7 +6,7 @@ namespace SharpTune.Api;
 /// </summary>
 public sealed record ApiServerOptions
 {
-    /// <summary>An IP address, or a name whose addresses (<see cref="ApiServer.ResolveHost"/>) are all bound.</summary>
+    /// <summary>An IP address, or a name whose addresses (<see cref="ServerBinding.ResolveHost"/>) are all bound.</summary>
     public string Host { get; init; } = "127.0.0.1";
     /// <summary>0 picks a free port, the same on every address (see <see cref="ApiServer.Addresses"/>).</summary>
     public int Port { get; init; } = 8000;

@@ -88,8 +88,9 @@ public sealed class ServedModel : IDisposable
     }
 
     /// <summary>A chat request's prompt ids, rendered exactly as <c>chat</c> renders (<see cref="ChatTemplate.EncodePrompt"/>).</summary>
-    public int[] EncodeChat(IReadOnlyList<ChatMessage> messages, string? toolsJson) =>
-        Template.EncodePrompt(Tokenizer, messages, toolsJson);
+    /// <param name="enableThinking">Qwen3's <c>enable_thinking</c> for thinking templates; null renders as the model's own template does by default.</param>
+    public int[] EncodeChat(IReadOnlyList<ChatMessage> messages, string? toolsJson, bool? enableThinking = null) =>
+        Template.EncodePrompt(Tokenizer, messages, toolsJson, enableThinking);
 
     public void Dispose() => _session.Dispose();
 }

@@ -32,6 +32,7 @@ public static class Program
             EvalCommand.Create(),
             CompareCommand.Create(),
             ApiCommand.Create(),
+            WebuiCommand.Create(),
             CheckCommands.Create(),
             ScoreCommand.Create(),
             DataCommands.Create(),

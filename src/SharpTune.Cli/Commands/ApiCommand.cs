@@ -61,7 +61,7 @@ public static class ApiCommand
             };
             // Before the models load, which may take minutes: a wrong option or host should not wait for that.
             options.Validate();
-            ApiServer.ResolveHost(options.Host);
+            ServerBinding.ResolveHost(options.Host);
             try
             {
                 if (r.GetValue(config) is string configPath)

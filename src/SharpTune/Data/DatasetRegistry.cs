@@ -13,9 +13,6 @@ public sealed class DatasetRegistry
 {
     public const string FileName = "dataset_info.json";
 
-    /// <summary>Links followed within one path before it is refused (Linux's limit).</summary>
-    private const int MaxLinkDepth = 40;
-
     private readonly Dictionary<string, JsonElement> entries;
     private readonly string path;
     private readonly string? realRoot;
@@ -46,8 +43,8 @@ public sealed class DatasetRegistry
     public static DatasetRegistry Load(string datasetDir, string? confineTo = null)
     {
         string path = Path.Combine(datasetDir, FileName);
-        string? realRoot = confineTo is null ? null : RealPath(confineTo);
-        if (realRoot is not null && (!IsWithin(RealPath(datasetDir), realRoot) || !IsWithin(RealPath(path), realRoot)))
+        string? realRoot = confineTo is null ? null : ConfinedPath.RealPath(confineTo);
+        if (realRoot is not null && (!ConfinedPath.IsWithin(ConfinedPath.RealPath(datasetDir), realRoot) || !ConfinedPath.IsWithin(ConfinedPath.RealPath(path), realRoot)))
             throw new InvalidDataException($"dataset_dir '{datasetDir}' is outside '{confineTo}', which this server confines data files to");
         if (!File.Exists(path))
             throw new FileNotFoundException($"dataset_dir '{datasetDir}' has no {FileName}", path);
@@ -86,32 +83,8 @@ public sealed class DatasetRegistry
     internal void CheckConfined(DatasetEntry entry, IEnumerable<string> files)
     {
         if (realRoot is null) return;
-        if (files.Any(file => !IsWithin(RealPath(file), realRoot)))
+        if (files.Any(file => !ConfinedPath.IsWithin(ConfinedPath.RealPath(file), realRoot)))
             throw new InvalidDataException(
                 $"{path}: dataset '{entry.Name}': file_name {MessageText.Quote(entry.Origin)} is outside the dataset folder '{ConfinedTo}', which this server confines data files to");
-    }
-
-    private static bool IsWithin(string realPath, string realRoot) =>
-        realPath == realRoot || realPath.StartsWith(Path.TrimEndingDirectorySeparator(realRoot) + Path.DirectorySeparatorChar, StringComparison.Ordinal);
-
-    /// <summary>
-    /// The absolute path with every symbolic link along it resolved, components that do not exist kept as written
-    /// (what realpath does, which .NET lacks).
-    /// </summary>
-    private static string RealPath(string path, int depth = 0)
-    {
-        string full = Path.GetFullPath(path);
-        string current = Path.GetPathRoot(full)!;
-        foreach (string part in full[current.Length..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries))
-        {
-            current = Path.Combine(current, part);
-            FileSystemInfo info = Directory.Exists(current) ? new DirectoryInfo(current) : new FileInfo(current);
-            if (info.LinkTarget is null) continue;
-            if (depth >= MaxLinkDepth)
-                throw new InvalidDataException($"'{path}': too many levels of symbolic links");
-            // The link's target may itself lie behind links, so it is resolved the same way.
-            current = RealPath(Path.Combine(Path.GetDirectoryName(current)!, info.LinkTarget), depth + 1);
-        }
-        return current;
     }
 }

@@ -47,10 +47,15 @@ public static class ModelExporter
     /// <param name="cancellation">Checked before each tensor; a cancelled export leaves <paramref name="exportDir"/> as it was.</param>
     /// <param name="tensorExported">Called with (tensors done, tensors in all) as each tensor is produced for its shard.</param>
     /// <param name="valueHead">A reward model's value_head.safetensors, copied beside the merged weights (it is not part of them).</param>
+    /// <param name="storeAs">
+    /// F32, F16 or BF16: every floating-point tensor is written in it and config.json's torch_dtype says so (as
+    /// transformers' <c>model.to(dtype)</c> before save_pretrained); null keeps each tensor's own dtype.
+    /// </param>
     public static IReadOnlyList<string> Export(string baseDir, IReadOnlyList<string> adapterDirs, string exportDir, long maxShardBytes, ChatTemplate? template,
-        CancellationToken cancellation = default, Action<int, int>? tensorExported = null, string? valueHead = null)
+        CancellationToken cancellation = default, Action<int, int>? tensorExported = null, string? valueHead = null, DType? storeAs = null)
     {
         if (maxShardBytes <= 0) throw new ArgumentException($"the maximum shard size must be positive, got {maxShardBytes} bytes");
+        if (storeAs is { } target && !IsFloat(target)) throw new ArgumentException($"an export is written in F32, F16 or BF16, not {target}");
         if (SamePath(baseDir, exportDir))
             throw new ArgumentException($"export_dir '{exportDir}' is the base model folder; export to a new folder so the base stays intact");
         foreach (string adapter in adapterDirs)
@@ -83,15 +88,16 @@ public static class ModelExporter
         try
         {
             var names = StateDictOrder(config, checkpoint, untie).ToList();
-            var tensors = names.Select((name, i) => Tensor(checkpoint, name, tiedNames[0], merge,
+            var tensors = names.Select((name, i) => Tensor(checkpoint, name, tiedNames[0], merge, storeAs,
                 cancellation.ThrowIfCancellationRequested, () => tensorExported?.Invoke(i + 1, names.Count))).ToArray();
             var written = new List<string>(SafetensorsWriter.WriteSharded(temp, tensors, maxShardBytes));
             FaultInjection.Point("export-weights-written");
 
-            if (untie)
+            if (untie || storeAs is not null)
             {
                 var json = JsonNode.Parse(File.ReadAllText(ModelFolder.ConfigPath(baseDir)))!;
-                json["tie_word_embeddings"] = false;
+                if (untie) json["tie_word_embeddings"] = false;
+                if (storeAs is { } dtype) json["torch_dtype"] = TorchDtype(dtype);
                 AtomicFile.WriteText(ModelFolder.ConfigPath(temp), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
                 written.Add("config.json");
             }
@@ -126,6 +132,29 @@ public static class ModelExporter
         }
     }
 
+    private static bool IsFloat(DType dtype) => dtype is DType.F32 or DType.F16 or DType.BF16;
+
+    /// <summary>The values as <paramref name="dtype"/> stores them, widened back to fp32 in place.</summary>
+    private static float[] RoundTo(float[] values, DType dtype)
+    {
+        for (int i = 0; i < values.Length; i++)
+            values[i] = dtype switch
+            {
+                DType.BF16 => BFloat16.ToSingle(BFloat16.FromSingle(values[i])),
+                DType.F16 => (float)(Half)values[i],
+                _ => values[i],
+            };
+        return values;
+    }
+
+    /// <summary>config.json's torch_dtype for a dtype, as transformers writes it.</summary>
+    private static string TorchDtype(DType dtype) => dtype switch
+    {
+        DType.F32 => "float32",
+        DType.F16 => "float16",
+        _ => "bfloat16",
+    };
+
     /// <summary>The two tensors of a tied pair: the embedding (the one a tied checkpoint stores) and lm_head.</summary>
     private static string[] TiedNames(ModelConfig c) => [c.Description.EmbeddingTensor, c.Description.LmHeadTensor];
 
@@ -148,20 +177,25 @@ public static class ModelExporter
     /// <summary>The names an export writes besides its shards.</summary>
     private static readonly HashSet<string> ExportedFiles = new(["config.json", "generation_config.json", ValueHead.FileName, .. TokenizerFiles], StringComparer.Ordinal);
 
+    /// <param name="storeAs">The dtype floating-point tensors are written in, or null for their own.</param>
     /// <param name="before">Runs before the tensor is produced (the cancellation check), <paramref name="after"/> once it is.</param>
     private static (string Name, DType DType, long[] Shape, ReadOnlyMemory<byte> Data) Tensor(
-        SafetensorsCheckpoint checkpoint, string name, string embeddingName, AdapterMerge merge,
+        SafetensorsCheckpoint checkpoint, string name, string embeddingName, AdapterMerge merge, DType? storeAs,
         Action before, Action after)
     {
         // An untied lm_head starts from the tied checkpoint's only copy, the embedding.
         string stored = checkpoint.Contains(name) ? name : embeddingName;
         var info = checkpoint.Get(stored);
-        int length = checked((int)info.ByteSize);
+        // The merge rounds to the tensor's own dtype, as PEFT merges in the loaded weights' dtype; the conversion follows.
+        var dtype = storeAs is { } target && IsFloat(info.DType) ? target : info.DType;
+        int length = checked((int)(info.ByteSize / DTypeInfo.SizeOf(info.DType) * DTypeInfo.SizeOf(dtype)));
         Func<byte[]> produce = merge.Changes(name)
-            ? () => ToArray(SafetensorsWriter.EncodeFloat32(
-                merge.Merge(name, checkpoint.ReadFloat32(stored), info.DType, other => (checkpoint.ReadFloat32(other), checkpoint.Get(other).DType)), info.DType))
-            : () => checkpoint.Bytes(stored).ToArray();
-        return (name, info.DType, info.Shape, new LazyBytes(length, () =>
+            ? () => ToArray(SafetensorsWriter.EncodeFloat32(RoundTo(
+                merge.Merge(name, checkpoint.ReadFloat32(stored), info.DType, other => (checkpoint.ReadFloat32(other), checkpoint.Get(other).DType)), info.DType), dtype))
+            : dtype == info.DType
+                ? () => checkpoint.Bytes(stored).ToArray()
+                : () => ToArray(SafetensorsWriter.EncodeFloat32(checkpoint.ReadFloat32(stored), dtype));
+        return (name, dtype, info.Shape, new LazyBytes(length, () =>
         {
             before();
             byte[] bytes = produce();

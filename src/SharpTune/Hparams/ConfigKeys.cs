@@ -31,7 +31,7 @@ internal sealed record ConfigKey(
 /// <summary>The registry of every LLaMA-Factory / transformers key SharpTune knows, one row per key.</summary>
 internal static class ConfigKeys
 {
-    private static readonly string[] SupportedSchedulers = ["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr"];
+    internal static readonly string[] SupportedSchedulers = ["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr"];
     private static readonly string[] OtherTransformersSchedulers =
         ["cosine_with_restarts", "polynomial", "inverse_sqrt", "reduce_lr_on_plateau", "cosine_warmup_with_min_lr", "warmup_stable_decay"];
 
@@ -132,7 +132,7 @@ internal static class ConfigKeys
 
         // method
         Supported("stage", (c, v) => c.Finetuning.Stage = Stage(v)),
-        Supported("finetuning_type", (c, v) => c.Finetuning.FinetuningType = v.Choice(["lora", "full", "freeze", "ia3", "bitfit", "adapter", "prompt_tuning", "p_tuning", "prefix_tuning"], ["oft"], new Dictionary<string, string> { ["oft"] = "the PEFT family" }) switch
+        Supported("finetuning_type", (c, v) => c.Finetuning.FinetuningType = v.Choice([.. FinetuningArguments.FinetuningTypeNames], ["oft"], new Dictionary<string, string> { ["oft"] = "the PEFT family" }) switch
         {
             "lora" => FinetuningType.Lora,
             "full" => FinetuningType.Full,

@@ -5,6 +5,9 @@ public enum FinetuningType { Lora, Full, Freeze, Ia3, BitFit, Adapter, PromptTun
 /// <summary>LLaMA-Factory's fine-tuning arguments (defaults as in its hparams/finetuning_args.py).</summary>
 public sealed class FinetuningArguments
 {
+    /// <summary>Every <c>finetuning_type</c> value training accepts, as written in a config.</summary>
+    public static readonly IReadOnlyList<string> FinetuningTypeNames = ["lora", "full", "freeze", "ia3", "bitfit", "adapter", "prompt_tuning", "p_tuning", "prefix_tuning"];
+
     /// <summary>
     /// stage: "sft" (supervised fine-tuning), "pt" (continued pretraining on plain text), or one of the alignment
     /// stages "rm" (reward model), "dpo" (DPO and its pref_loss variants), "kto" and "ppo".

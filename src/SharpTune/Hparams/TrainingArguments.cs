@@ -3,6 +3,11 @@ namespace SharpTune.Hparams;
 /// <summary>The transformers TrainingArguments SharpTune implements (defaults as in transformers 4.x).</summary>
 public sealed class TrainingArguments
 {
+    /// <summary>The lr_scheduler_type values training runs.</summary>
+    public static IReadOnlyList<string> SupportedSchedulers => ConfigKeys.SupportedSchedulers;
+    /// <summary>The optim values training runs (their transformers aliases aside).</summary>
+    public static IReadOnlyList<string> SupportedOptimizers => ConfigKeys.SupportedOptimizers;
+
     /// <summary>output_dir: absolute; required when do_train is true.</summary>
     public string OutputDir { get; set; } = "";
     /// <summary>

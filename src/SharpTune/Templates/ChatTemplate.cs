@@ -148,8 +148,9 @@ public sealed partial class ChatTemplate
     /// The one way a conversation becomes prompt ids for generation, shared by chat, the API server and compare:
     /// <see cref="Render"/> with a generation prompt (and the tools JSON array, if any), then the tokenizer.
     /// </summary>
-    public int[] EncodePrompt(Tokenizer tokenizer, IReadOnlyList<ChatMessage> messages, string? toolsJson = null) =>
-        tokenizer.Encode(Render(messages, addGenerationPrompt: true, toolsJson));
+    /// <param name="enableThinking">Qwen3's <c>enable_thinking</c> (see <see cref="Render"/>): false asks a thinking template for no reasoning.</param>
+    public int[] EncodePrompt(Tokenizer tokenizer, IReadOnlyList<ChatMessage> messages, string? toolsJson = null, bool? enableThinking = null) =>
+        tokenizer.Encode(Render(messages, addGenerationPrompt: true, toolsJson, enableThinking));
 
     /// <summary>
     /// Renders a whole conversation as the model's chat template does (transformers' <c>apply_chat_template</c> with

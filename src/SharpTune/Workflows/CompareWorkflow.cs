@@ -16,6 +16,7 @@ namespace SharpTune.Workflows;
 /// <summary>What a comparison asks: the base, the adapters, where the questions come from, how to decode, where to write.</summary>
 /// <param name="QuestionsFile">A questions file, or null when the questions are <paramref name="Datasets"/>' records.</param>
 /// <param name="Decoding">Turns the model folder's options (greedy, seed <see cref="CompareWorkflow.DefaultSeed"/>) into the run's.</param>
+/// <param name="ConfineDatasetFilesTo">A root the datasets' files must lie in (<see cref="DataArguments.ConfineDatasetFilesTo"/>), for a server asking on someone's behalf; null for the command line.</param>
 public sealed record CompareRequest(
     string ModelDir,
     IReadOnlyList<string> Adapters,
@@ -28,10 +29,11 @@ public sealed record CompareRequest(
     int BatchSize,
     string OutputDir,
     QuantizationOptions? Quantization,
-    Func<GenerationOptions, GenerationOptions> Decoding);
+    Func<GenerationOptions, GenerationOptions> Decoding,
+    string? ConfineDatasetFilesTo = null);
 
-/// <summary>The answers of every model, and the report files.</summary>
-public sealed record CompareResult(IReadOnlyList<ComparisonColumn> Columns, string MarkdownPath, string HtmlPath);
+/// <summary>The questions asked, the answers of every model (in question order), and the report files.</summary>
+public sealed record CompareResult(IReadOnlyList<ComparisonQuestion> Questions, IReadOnlyList<ComparisonColumn> Columns, string MarkdownPath, string HtmlPath);
 
 /// <summary>
 /// `sharptune compare` as a library call: asks the base model and the base with each adapter the same questions, with
@@ -75,6 +77,7 @@ public static class CompareWorkflow
                 DatasetDir = r.DatasetDir,
                 MaxSamples = r.MaxSamples,
                 DefaultSystem = r.System,
+                ConfineDatasetFilesTo = r.ConfineDatasetFilesTo,
             }, tokenizer, chatTemplate, options.Seed ?? DefaultSeed);
         string source = r.QuestionsFile is not null
             ? $"{r.QuestionsFile} ({asked.Count} questions)"
@@ -108,7 +111,7 @@ public static class CompareWorkflow
         observer.On(new RunNote($"report written to {markdownPath} and {htmlPath}"));
         var results = columns.Select(c => new KeyValuePair<string, object?>(c.Name, c.MeanScores())).ToList();
         observer.On(new RunFinished("compare", results));
-        return new CompareResult(columns, markdownPath, htmlPath);
+        return new CompareResult(asked, columns, markdownPath, htmlPath);
     }
 
     /// <summary>"base", then each adapter's folder name, numbered when two folders share a name.</summary>

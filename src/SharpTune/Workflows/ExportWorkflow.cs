@@ -1,3 +1,4 @@
+using SharpTune.Engine;
 using SharpTune.Export;
 using SharpTune.Hparams;
 using SharpTune.Templates;
@@ -15,7 +16,8 @@ namespace SharpTune.Workflows;
 /// </summary>
 public static class ExportWorkflow
 {
-    public static IReadOnlyList<string> Run(SftConfig cfg, CancellationToken cancellation, IRunObserver observer) =>
+    /// <param name="storeAs">The dtype every floating-point tensor is written in (the board's export tab offers it); null keeps the base's.</param>
+    public static IReadOnlyList<string> Run(SftConfig cfg, CancellationToken cancellation, IRunObserver observer, DType? storeAs = null) =>
         Workflow.Observed("export", observer, () =>
         {
             foreach (string note in cfg.Notes) observer.On(new RunNote($"note: {note}"));
@@ -29,7 +31,7 @@ public static class ExportWorkflow
             string? valueHead = cfg.Finetuning.Stage == "rm" && File.Exists(headSource) ? headSource : null;
             var written = ModelExporter.Export(modelDir, cfg.Model.AdapterNameOrPath, cfg.Export.ExportDir,
                 cfg.Export.ExportSize * ModelExporter.BytesPerGigabyte, template,
-                cancellation, (done, total) => observer.On(new ExportProgressed(done, total)), valueHead);
+                cancellation, (done, total) => observer.On(new ExportProgressed(done, total)), valueHead, storeAs);
             if (valueHead is not null) observer.On(new RunNote($"copied the value head {valueHead} to {cfg.Export.ExportDir}"));
             observer.On(new RunNote($"exported {(cfg.Model.AdapterNameOrPath.Count == 0 ? "the model" : $"the base merged with {string.Join(", ", cfg.Model.AdapterNameOrPath)}")} to {cfg.Export.ExportDir}"));
             observer.On(new RunFinished("export", written.Select(f => new KeyValuePair<string, object?>("file", f)).ToList()));

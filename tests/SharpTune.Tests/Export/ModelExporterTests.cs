@@ -169,6 +169,37 @@ public sealed class ModelExporterTests : IDisposable
     }
 
     [Fact]
+    public void AChosenDtypeConvertsEveryTensorOfTheBf16Export_AndConfigSaysSo()
+    {
+        string tiny = TestPaths.Fixtures("qwen2-tiny");
+        string adapter = LoraTestFolders.WriteAdapter(Out("adapter"), 2, [LoraTestFolders.Pair("model.layers.0.mlp.up_proj", 2, 64, 176, 0.05f)]);
+        string asStored = Out("bf16");
+        ModelExporter.Export(tiny, [adapter], asStored, FiveGigabytes, template: null);
+        using var reference = SafetensorsCheckpoint.OpenDirectory(asStored);
+
+        foreach (var (dtype, torchDtype) in new[] { (DType.F32, "float32"), (DType.F16, "float16") })
+        {
+            string export = Out(torchDtype);
+            ModelExporter.Export(tiny, [adapter], export, FiveGigabytes, template: null, storeAs: dtype);
+            using var converted = SafetensorsCheckpoint.OpenDirectory(export);
+            Assert.Equal(reference.Names, converted.Names);
+            foreach (string name in reference.Names)
+            {
+                Assert.Equal(dtype, converted.Get(name).DType);
+                Assert.Equal(reference.Get(name).Shape, converted.Get(name).Shape);
+                // The bf16 export's values (the merged tensor rounded to bf16 as PEFT merges in bf16), in the new dtype.
+                float[] expected = reference.ReadFloat32(name), actual = converted.ReadFloat32(name);
+                for (int i = 0; i < expected.Length; i++)
+                    Assert.Equal(dtype == DType.F32 ? expected[i] : (float)(Half)expected[i], actual[i]);
+            }
+            Assert.Equal(torchDtype, JsonNode.Parse(File.ReadAllText(Path.Combine(export, "config.json")))!["torch_dtype"]!.GetValue<string>());
+        }
+        Assert.Equal("bfloat16", JsonNode.Parse(File.ReadAllText(Path.Combine(asStored, "config.json")))!["torch_dtype"]!.GetValue<string>());
+        Assert.Throws<ArgumentException>(() => ModelExporter.Export(tiny, [adapter], Out("int8"), FiveGigabytes, template: null, storeAs: DType.I8));
+        Assert.False(Directory.Exists(Out("int8")));
+    }
+
+    [Fact]
     public void ModulesToSaveTensorIsWrittenInPlaceOfTheBase()
     {
         float[] replacement = Enumerable.Range(0, 512 * 48).Select(i => i * 1e-3f).ToArray();

@@ -4,14 +4,14 @@ using SharpTune.Tests.Repository.LayeringSample.Upper;
 
 namespace SharpTune.Tests.Repository;
 
-/// <summary>The layer order of docs/architecture.md holds in the compiled library, the server and the CLI.</summary>
+/// <summary>The layer order of docs/architecture.md holds in the compiled library, the server, the board and the CLI.</summary>
 public sealed class LayeringTests
 {
     private static IReadOnlyList<LayerRule.Layer> DocumentedLayers() =>
         LayerRule.FromArchitectureTable(File.ReadAllText(Path.Combine(TestPaths.RepoRoot, "docs", "architecture.md")));
 
     private static IEnumerable<Type> CheckedTypes() =>
-        new[] { typeof(SharpTune.Engine.DType), typeof(SharpTune.Api.ApiServer), typeof(SharpTune.Cli.Program) }
+        new[] { typeof(SharpTune.Engine.DType), typeof(SharpTune.Api.ApiServer), typeof(SharpTune.Board.BoardServer), typeof(SharpTune.Cli.Program) }
             .SelectMany(t => t.Assembly.GetTypes());
 
     [Fact]
@@ -39,12 +39,13 @@ public sealed class LayeringTests
     }
 
     [Fact]
-    public void TheTableNamesTheLibraryTheServerAndTheCli()
+    public void TheTableNamesTheLibraryTheServerTheBoardAndTheCli()
     {
         var layers = DocumentedLayers();
         Assert.Equal("foundation", layers[0].Name);
         Assert.Equal(["SharpTune.Foundation"], layers[0].Namespaces);
-        Assert.Equal(["SharpTune.Api"], layers[^2].Namespaces);
+        Assert.Equal(["SharpTune.Api"], layers[^3].Namespaces);
+        Assert.Equal(["SharpTune.Board"], layers[^2].Namespaces);
         Assert.Equal(["SharpTune.Cli"], layers[^1].Namespaces);
         foreach (var type in CheckedTypes()) LayerRule.LayerOf(type.Namespace, layers);
     }

@@ -38,6 +38,9 @@ public static class SystemMemory
     /// <summary>This process's peak resident set size (VmHWM in /proc/self/status), or null off Linux.</summary>
     public static long? PeakResidentBytes() => ReadOrNull("/proc/self/status") is { } status ? KibibyteField(status, "VmHWM:") : null;
 
+    /// <summary>Another process's peak resident memory (VmHWM), as <see cref="PeakResidentBytes()"/>; null once it has exited or off Linux.</summary>
+    public static long? PeakResidentBytes(int processId) => ReadOrNull($"/proc/{processId}/status") is { } status ? KibibyteField(status, "VmHWM:") : null;
+
     /// <summary>A "Name:   1234 kB" line's value in bytes.</summary>
     private static long? KibibyteField(string text, string name)
     {
