@@ -26,11 +26,11 @@ public sealed class PackingAndCollatorTests
     public void PackedExamplesRestartTheirPositionsAndNeatPackingNumbersThem()
     {
         var plain = SequencePacker.Pack([Example(3), Example(2)], 10).Single();
-        Assert.Equal([0, 1, 2, 0, 1], plain.PositionIds);
+        Assert.Equal([0, 1, 2, 0, 1], plain.PositionIds!);
         Assert.Equal([1, 1, 1, 1, 1], plain.AttentionMask);
 
         var neat = SequencePacker.Pack([Example(3), Example(2)], 10, neat: true).Single();
-        Assert.Equal([0, 1, 2, 0, 1], neat.PositionIds);
+        Assert.Equal([0, 1, 2, 0, 1], neat.PositionIds!);
         Assert.Equal([1, 1, 1, 2, 2], neat.AttentionMask);
     }
 
@@ -40,7 +40,7 @@ public sealed class PackingAndCollatorTests
         var block = SequencePacker.Pack([Example(2), Example(2)], 10, neat: true).Single();
         var batch = SupervisedCollator.Collate([block, new SupervisedExample([7, 8], [1, 1], [-100, 8])], padTokenId: 99);
 
-        Assert.Equal([0, 1, 0, 1, 0, 1, 0, 0], batch.PositionIds);
+        Assert.Equal([0, 1, 0, 1, 0, 1, 0, 0], batch.PositionIds!);
         Assert.Equal([1, 1, 2, 2, 1, 1, 0, 0], batch.AttentionMask);
         Assert.Equal(6, batch.RealTokens);
         Assert.Null(SupervisedCollator.Collate([Example(2)], padTokenId: 0).PositionIds);
