@@ -70,6 +70,6 @@ public sealed class InitModelCommandTests : IDisposable
     {
         var r = CliRunner.Run("init-model", "--preset", "huge", "--tokenizer", TestPaths.Fixtures("tokenizers", "qwen2.5-instruct"), "--out", Path.Combine(_dir, "x"));
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("unknown preset 'huge' (known: tiny, small, qwen2.5-0.5b-shape, qwen1.5-1.8b-shape)", r.Stderr);
+        Assert.Contains("unknown preset 'huge' (known: tiny, small, qwen2.5-0.5b-shape, qwen1.5-1.8b-shape, chatglm3-tiny, chatglm3-6b-shape)", r.Stderr);
     }
 }
