@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using SharpTune.Data;
+using SharpTune.FineTuning.Memory;
 using SharpTune.Hparams;
 using SharpTune.Model;
 using SharpTune.Tests.Cli;
@@ -212,6 +213,16 @@ public sealed class PpoStageTests(TinyModelFixture tiny) : IClassFixture<TinyMod
             ("reward_model_adapters", rm), ("max_steps", 2)));
         Assert.Contains($"reward model: {tiny.ModelDir} with {rm}, for evaluation only", run.Notes);
         Assert.Equal(2, LogHistory(output).Count);
+    }
+
+    /// <summary>The memory pre-flight counts PPO's reference as the stage builds it: a frozen copy for full tuning, none for LoRA.</summary>
+    [Fact]
+    public void Memory_preflight_counts_the_reference_the_stage_builds()
+    {
+        TrainingMemorySetup Setup(string name, params (string Key, object? Value)[] keys) =>
+            TrainingMemorySetup.From(SftConfig.Load(ShortConfig(name, tiny.PathFor(name), keys), [], ConfigUse.Train));
+        Assert.Equal(PreferenceReference.StartingWeightsCopy, Setup("ppo-memory-full", ("finetuning_type", "full")).Reference);
+        Assert.Equal(PreferenceReference.TunersDisabled, Setup("ppo-memory-lora").Reference);
     }
 
     [Fact]
