@@ -204,15 +204,19 @@ public sealed class PpoStageTests(TinyModelFixture tiny) : IClassFixture<TinyMod
         return output;
     }
 
+    /// <summary>A full reward model (the tiny model with the rm adapter and its head) scoring a fully tuned policy, whose reference is a frozen copy.</summary>
     [Fact]
-    public void Full_reward_model_runs()
+    public void Full_reward_model_scores_a_fully_tuned_policy()
     {
         string rm = RewardAdapter();
         string output = tiny.PathFor("ppo-full");
-        var run = TinyModelFixture.RunTraining(ShortConfig("ppo-full", output, ("reward_model_type", "full"), ("reward_model", tiny.ModelDir),
+        var run = TinyModelFixture.RunTraining(ShortConfig("ppo-full", output, ("finetuning_type", "full"), ("reward_model_type", "full"), ("reward_model", tiny.ModelDir),
             ("reward_model_adapters", rm), ("max_steps", 2)));
         Assert.Contains($"reward model: {tiny.ModelDir} with {rm}, for evaluation only", run.Notes);
+        Assert.Contains(run.Notes, n => n.StartsWith("reference model: a frozen copy of the starting weights", StringComparison.Ordinal));
         Assert.Equal(2, LogHistory(output).Count);
+        Assert.True(File.Exists(Path.Combine(output, "model.safetensors")));
+        Assert.True(File.Exists(Path.Combine(output, ValueHead.FileName)));
     }
 
     /// <summary>The memory pre-flight counts PPO's reference as the stage builds it: a frozen copy for full tuning, none for LoRA.</summary>
