@@ -100,13 +100,18 @@ public sealed class FineTuningStage : ITrainingStage
     /// <paramref name="plottedMetrics"/>) — and the final notes.
     /// </summary>
     internal static WorkflowResult Train<TExample>(SftConfig cfg, ITrainableModel model, Trainer<TExample> trainer, int trainExamples, Stopwatch started, long? estimatedPeak,
-        CancellationToken cancellation, IRunObserver observer, IReadOnlyList<string> plottedMetrics)
+        CancellationToken cancellation, IRunObserver observer, IReadOnlyList<string> plottedMetrics) =>
+        Train(cfg, model, trainer.Plan, trainer.Train, trainExamples, started, estimatedPeak, cancellation, observer, plottedMetrics);
+
+    /// <summary>The same with a training loop of its own (stage ppo's), given as its <paramref name="plan"/> and <paramref name="train"/> call.</summary>
+    internal static WorkflowResult Train(SftConfig cfg, ITrainableModel model, TrainingPlan plan, Func<CancellationToken, TrainResult> train, int trainExamples,
+        Stopwatch started, long? estimatedPeak, CancellationToken cancellation, IRunObserver observer, IReadOnlyList<string> plottedMetrics)
     {
         void Note(string text) => observer.On(new RunNote(text));
         string modelDir = cfg.Model.ModelNameOrPath, outputDir = cfg.Training.OutputDir;
         ResumePolicy.ApplyToOutputDir(cfg.Training, Note);
-        observer.On(new RunStarted(new RunPlan("train", cfg.Finetuning.Stage, trainExamples, trainer.Plan)));
-        var result = trainer.Train(cancellation);
+        observer.On(new RunStarted(new RunPlan("train", cfg.Finetuning.Stage, trainExamples, plan)));
+        var result = train(cancellation);
         if (result.Interrupted)
         {
             observer.On(new RunFinished("train", [], Interrupted: true));

@@ -61,7 +61,7 @@ public sealed class PreferenceStage<TExample> : ITrainingStage
     }
 
     /// <summary>The reference model (see the class summary), with a note of what it is and what it costs.</summary>
-    private static ReferenceModel CreateReference(SftConfig cfg, DecoderModel policy, Action<string> note)
+    internal static ReferenceModel CreateReference(SftConfig cfg, DecoderModel policy, Action<string> note)
     {
         var f = cfg.Finetuning;
         if (f.RefModel is not { } folder)

@@ -23,7 +23,7 @@ public sealed class RewardModelStage : ITrainingStage
     public static RewardModelStage Instance { get; } = new();
 
     /// <summary>Separates the value head's initialisation from the adapter's, which draws from the seed itself.</summary>
-    private const ulong ValueHeadStream = 0x5EED_7A1E_4EAD_0001;
+    internal const ulong ValueHeadStream = 0x5EED_7A1E_4EAD_0001;
 
     public WorkflowResult Run(TrainingRequest request, CancellationToken cancellation, IRunObserver observer)
     {

@@ -41,8 +41,10 @@ public sealed record TrainingMemorySetup(
     public static TrainingMemorySetup From(SftConfig cfg)
     {
         var f = cfg.Finetuning;
-        bool referenced = f.UseRefModel || f.Stage == "kto";
+        bool referenced = f.UseRefModel || f.Stage is "kto" or "ppo";
         var reference = !referenced ? PreferenceReference.None
+            // TRL's PPO step disables an adapter policy's adapter for the reference, ref_model or not (Workflows/PpoStage).
+            : f.Stage == "ppo" && f.FinetuningType is not (FinetuningType.Full or FinetuningType.Freeze) ? PreferenceReference.TunersDisabled
             : f.RefModel is not null ? PreferenceReference.OwnModel
             : f.FinetuningType == FinetuningType.Lora ? PreferenceReference.TunersDisabled
             : PreferenceReference.StartingWeightsCopy;

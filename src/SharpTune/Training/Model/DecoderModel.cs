@@ -282,6 +282,52 @@ public sealed class DecoderModel : IDisposable
         _adapters.Add(adapter);
     }
 
+    /// <summary>
+    /// Runs <paramref name="adapter"/>'s tuner layers in place of the model's own until the returned scope is disposed,
+    /// as LLaMA-Factory's replace_model sets PPO's LoRA reward adapter active and then the policy's again: the model's
+    /// tuners (trained or not) are set aside untouched and come back as they were. Only tuners of Linears swap; an
+    /// adapter that replaces tensors (modules_to_save) or brings a prompt-learning tuner is refused, since either would
+    /// change the model's own weights or inputs.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The adapter does not fit this model, or replaces tensors or adds a model tuner.</exception>
+    public IDisposable UseAdapterInstead(IModelAdapter adapter)
+    {
+        if (_tunersDisabled) throw new InvalidOperationException("the tuners are disabled (a reference forward); enable them before swapping an adapter in");
+        if (adapter.ReplacedTensors.Count > 0 || adapter.CreateModelTuner() is not null)
+            throw new InvalidDataException($"{adapter.Directory}: only an adapter of tuner layers (such as LoRA) can be swapped in for a forward; this one replaces tensors (modules_to_save) or adds virtual tokens");
+        var projections = ProjectionsByModule();
+        var tensors = ReplaceableTensors(projections);
+        adapter.ValidateAgainst(
+            module => projections.TryGetValue(module, out var p) ? [p.Weight.Shape[0], p.Weight.Shape[1]] : null,
+            name => tensors.TryGetValue(name, out var t) ? t.Shape : null,
+            Directory);
+        var own = projections.Values.ToDictionary(p => p.Tuners, p => p.Tuners.ToList());
+        foreach (var p in projections.Values) p.Tuners.Clear();
+        foreach (var tuner in adapter.CreateTuners(Backend))
+        {
+            var target = projections[tuner.ModulePath];
+            tuner.AttachTo(new BaseLinear(target.Weight, target.Bias, Backend), target.Tuners);
+            target.Tuners.Add(tuner);
+        }
+        return new AdapterSwap(own);
+    }
+
+    private sealed class AdapterSwap(Dictionary<List<ILinearTuner>, List<ILinearTuner>> own) : IDisposable
+    {
+        private bool _disposed;
+
+        public void Dispose()
+        {
+            if (_disposed) return;
+            _disposed = true;
+            foreach (var (list, tuners) in own)
+            {
+                list.Clear();
+                list.AddRange(tuners);
+            }
+        }
+    }
+
     /// <summary>A Linear an adapter may wrap: its weight, bias and tuner layers.</summary>
     private sealed record AdapterTarget(ModelTensor Weight, ModelTensor? Bias, List<ILinearTuner> Tuners);
 
@@ -854,13 +900,17 @@ public sealed class DecoderModel : IDisposable
         int rows = layout.Rows;
         // Each label token's computed row: only these go through lm_head and the loss.
         var labelRows = Array.ConvertAll(labels.Rows, layout.Row);
-        if (backward && hiddenObjective is not null)
+        // A token objective that observes its log-probs first may decide the hidden objective's loss too (PPO zeroes
+        // both losses of a mini-batch whose mean ratio passes ratio_threshold), so the hidden objective comes after it.
+        bool hiddenAfterObserve = backward && hiddenObjective is not null && count > 0 && objective!.NeedsLogProbsFirst;
+        // The hidden objective reads and writes the batch's rows; the computed rows take its gradient (every one written).
+        void ApplyHiddenObjective()
         {
-            // The objective reads and writes the batch's rows; the computed rows take its gradient.
             var dHidden = new float[(long)batch.Batch * batch.Length * h];
-            hiddenObjective.Apply(batch, layout.ToBatchRows(b.FinalNormed, h), gradScale, dHidden);
+            hiddenObjective!.Apply(batch, layout.ToBatchRows(b.FinalNormed, h), gradScale, dHidden);
             layout.FromBatchRows(dHidden, h, b.DResidual);
         }
+        if (backward && hiddenObjective is not null && !hiddenAfterObserve) ApplyHiddenObjective();
         if (count == 0)
         {
             if (backward && hiddenObjective is not null) Backward(b);
@@ -894,6 +944,7 @@ public sealed class DecoderModel : IDisposable
                     Array.Copy(b.ChunkDHidden, i * h, b.DResidual, labelRows[start + i] * h, h);
             }
             objective.Observe(logProbs, meanLogits);
+            if (hiddenAfterObserve) ApplyHiddenObjective();
             if (scaleAfterwards)
             {
                 for (int i = 0; i < count; i++)

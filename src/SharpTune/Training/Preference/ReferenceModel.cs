@@ -14,6 +14,9 @@ public abstract class ReferenceModel : IDisposable
     /// <summary>ρ: the sum of the label tokens' log-probs of each row of the batch.</summary>
     public abstract double[] LogProbSums(TrainingBatch batch);
 
+    /// <summary>Every label token's log-prob, in <see cref="Objectives.LabelTokens"/> order (PPO's per-token reference).</summary>
+    public abstract double[] TokenLogProbs(TrainingBatch batch);
+
     /// <summary>Bytes the reference holds beyond the policy's (its own weights; nothing when it is the policy's).</summary>
     public abstract long ExtraBytes { get; }
 
@@ -41,6 +44,11 @@ public abstract class ReferenceModel : IDisposable
         {
             using (policy.DisableTuners()) return policy.LogProbs(batch).SumPerSequence;
         }
+
+        public override double[] TokenLogProbs(TrainingBatch batch)
+        {
+            using (policy.DisableTuners()) return policy.LogProbs(batch).PerToken;
+        }
     }
 
     private sealed class SeparateModel(DecoderModel model) : ReferenceModel
@@ -48,6 +56,8 @@ public abstract class ReferenceModel : IDisposable
         public override long ExtraBytes => model.StorageBytes;
 
         public override double[] LogProbSums(TrainingBatch batch) => model.LogProbs(batch).SumPerSequence;
+
+        public override double[] TokenLogProbs(TrainingBatch batch) => model.LogProbs(batch).PerToken;
 
         public override void Dispose() => model.Dispose();
     }

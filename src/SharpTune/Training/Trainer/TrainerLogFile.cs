@@ -5,7 +5,7 @@ namespace SharpTune.Training.Trainer;
 
 /// <summary>
 /// <c>trainer_log.jsonl</c> as LLaMA-Factory's LogCallback writes it: one <c>json.dumps</c> line per log with
-/// current_steps, total_steps, loss, eval_loss, accuracy (rewards/accuracies of stage dpo), lr, epoch, percentage, elapsed_time, remaining_time (keys whose
+/// current_steps, total_steps, loss, eval_loss, reward (stage ppo), accuracy (rewards/accuracies of stage dpo), lr, epoch, percentage, elapsed_time, remaining_time (keys whose
 /// value is missing are left out), plus throughput and total_tokens as LogCallback adds them when input tokens are
 /// counted. The file is append-only: each line goes to disk in one write and is flushed, so a kill leaves whole lines
 /// (a full disk may cut the last one short). A resumed run keeps the step and evaluation lines up to its checkpoint's
@@ -53,6 +53,7 @@ public sealed class TrainerLogFile : IRunObserver
         };
         AddIfPresent(line, "loss", entry.TryGetDouble("loss"));
         AddIfPresent(line, "eval_loss", entry.TryGetDouble("eval_loss"));
+        AddIfPresent(line, "reward", entry.TryGetDouble("reward"));
         AddIfPresent(line, "accuracy", entry.TryGetDouble("rewards/accuracies"));
         AddIfPresent(line, "lr", entry.TryGetDouble("learning_rate"));
         AddIfPresent(line, "epoch", entry.TryGetDouble("epoch"));
