@@ -24,6 +24,7 @@ public static class Workloads
         new DecodeWorkload(),
         new TokenizerWorkload(),
         new TrainWorkload(),
+        new DdpWorkload(),
         new MemoryWorkload(),
         new ReportWorkload(),
         new DedupWorkload(),

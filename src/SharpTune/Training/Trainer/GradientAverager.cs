@@ -11,7 +11,7 @@ namespace SharpTune.Training.Trainer;
 /// travels while the next is copied; then it waits for all and writes each gradient back divided by the world
 /// size, before clipping and the optimizer step. Every rank starts the buckets in the same order.
 /// </summary>
-internal sealed class GradientAverager
+public sealed class GradientAverager
 {
     /// <summary>DistributedDataParallel's default bucket_cap_mb.</summary>
     public const long BucketBytes = 25L << 20;
