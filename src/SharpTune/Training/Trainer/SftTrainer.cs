@@ -140,7 +140,7 @@ public class Trainer<TExample>
             _outputDir = trainer._args.OutputDir;
             var args = trainer._args;
             _optimizer = OptimizerNames.Create(args.Optim, trainer._model.TrainableParameters, args);
-            if (trainer._world is { } world) _averager = new GradientAverager(world, trainer._model.TrainableParameters);
+            if (trainer._world is { } world) _averager = new GradientAverager(world, trainer._model.TrainableParameters, trainer._model.Decoder);
             _state = new TrainerState
             {
                 MaxSteps = _plan.MaxSteps,
@@ -254,6 +254,7 @@ public class Trainer<TExample>
             for (int i = start; i < Math.Min(start + size, _plan.ExamplesPerProcess); i++)
                 examples.Add(_t._train[_order[(i * world + rank) % _order.Length]]);
             int accumulation = _plan.GradientAccumulationSteps;
+            if (_plan.EndsOptimizerStep(_microBatches + 1, _nextBatch)) _averager?.OverlapNextBackward();
             var result = _t._step.ForwardBackward(examples, 1f / accumulation, _dropout);
             FaultInjection.Point("micro-batch-done");
 
