@@ -201,8 +201,7 @@ public class Trainer<TExample>
                 {
                     double? stepLoss = RunMicroBatch();
                     if (stepLoss is null) continue;
-                    bool cancelled = cancellation.IsCancellationRequested;
-                    if (_averager is not null) (stepLoss, cancelled) = AverageOverRanks(stepLoss.Value, cancelled);
+                    if (_averager is not null) stepLoss = AverageOverRanks(stepLoss.Value);
 
                     double gradNorm = GradientClipping.Clip(_optimizer.Parameters, args.MaxGradNorm);
                     _optimizer.Update(_t.Schedule.LearningRate(_state.GlobalStep));
@@ -214,6 +213,9 @@ public class Trainer<TExample>
 
                     int step = _state.GlobalStep;
                     bool last = step >= _plan.MaxSteps;
+                    bool cancelled = cancellation.IsCancellationRequested;
+                    // Every rank stops at the same step, so that they all take part in its checkpoint.
+                    if (_t._world is { } world) cancelled = world.Mean(cancelled ? 1 : 0) > 0;
                     if (step % args.LoggingSteps == 0) LogTraining(loggedNorm);
                     if (args.EvalStrategy == "steps" && step % _t._evalSteps == 0 && _writes) LogEvaluation();
                     if ((args.SaveStrategy == "steps" && step % args.SaveSteps == 0) || (last && args.SaveStrategy != "no"))
@@ -277,17 +279,16 @@ public class Trainer<TExample>
 
         /// <summary>
         /// The end of a data-parallel optimizer step's micro-batches: the gradients averaged over the ranks, the
-        /// tokens the other ranks saw added, and the step's loss (its mean over the ranks) and whether any rank was
-        /// interrupted agreed on, so that every rank logs, saves and stops at the same step.
+        /// tokens the other ranks saw added; returns the step's loss as its mean over the ranks.
         /// </summary>
-        private (double StepLoss, bool Cancelled) AverageOverRanks(double stepLoss, bool cancelled)
+        private double AverageOverRanks(double stepLoss)
         {
             _averager!.Average();
-            Span<double> sums = [stepLoss, _stepTokens, cancelled ? 1 : 0];
+            Span<double> sums = [stepLoss, _stepTokens];
             _t._world!.SumInPlace(sums);
             _tokensSeen += (long)sums[1] - _stepTokens;
             _stepTokens = 0;
-            return (sums[0] / _t._world.Size, sums[2] > 0);
+            return sums[0] / _t._world.Size;
         }
 
         /// <summary>
