@@ -25,6 +25,7 @@ public static class Workloads
         new TokenizerWorkload(),
         new TrainWorkload(),
         new SftWorkload(),
+        new DdpWorkload(),
         new MemoryWorkload(),
         new ReportWorkload(),
         new DedupWorkload(),

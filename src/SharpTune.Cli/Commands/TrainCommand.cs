@@ -1,4 +1,5 @@
 using System.CommandLine;
+using SharpTune.Distributed;
 using SharpTune.Hparams;
 using SharpTune.Training;
 using SharpTune.Workflows;
@@ -9,7 +10,8 @@ namespace SharpTune.Cli.Commands;
 /// `sharptune train CONFIG.yaml [key=value ...]`: supervised fine-tuning (or, with stage pt, continued pretraining),
 /// evaluation or prediction from a LLaMA-Factory YAML config. The command parses, runs <see cref="TrainingWorkflow"/>
 /// with the console as its observer and Ctrl+C as its cancellation, and turns the result into an exit code (130 when
-/// interrupted, with the command that resumes).
+/// interrupted, with the command that resumes). Launched by <c>mpirun -np N</c> it is one rank of a data-parallel run
+/// (docs/distributed.md): only rank 0 prints the run, and a rank that fails stops every rank with its message.
 /// </summary>
 public static class TrainCommand
 {
@@ -36,10 +38,29 @@ public static class TrainCommand
     /// <summary>Parses the config, runs <see cref="TrainingWorkflow"/> with Ctrl+C as its cancellation, prints the metrics.</summary>
     private static int Train(string configPath, string[] overrides, bool lenient, bool skipMemoryCheck)
     {
+        using var world = ProcessGroup.JoinLaunchedJob();
+        if (world is null) return TrainInThisProcess(configPath, overrides, lenient, skipMemoryCheck);
+        try
+        {
+            return TrainInThisProcess(configPath, overrides, lenient, skipMemoryCheck);
+        }
+        catch (Exception e)
+        {
+            // The other ranks may wait in a collective for this one: MPI_Abort ends them all, with this message.
+            world.Abort(Workflow.MessageOf(e), 1);
+            throw;
+        }
+    }
+
+    private static int TrainInThisProcess(string configPath, string[] overrides, bool lenient, bool skipMemoryCheck)
+    {
         var cfg = SftConfig.Load(configPath, overrides, ConfigUse.Train);
         if (lenient) cfg.Data.SkipInvalidRecords = true;
         using var interrupt = CtrlCInterrupt.ForTraining();
-        var result = TrainingWorkflow.Run(new TrainingRequest(cfg, skipMemoryCheck), interrupt.Token, new RunObservers(new ConsoleRunObserver(), interrupt));
+        bool prints = ProcessGroup.WritesOutputs;
+        var result = TrainingWorkflow.Run(new TrainingRequest(cfg, skipMemoryCheck), interrupt.Token,
+            new RunObservers(prints ? new ConsoleRunObserver() : RunObservers.None, interrupt));
+        if (!prints) return result.Training is { Interrupted: true } ? CtrlCInterrupt.ExitCode : 0;
         if (result.Training is { Interrupted: true } stopped)
         {
             ConsoleRunObserver.Log($"stopped at step {stopped.GlobalStep}/{stopped.MaxSteps}; resume with: {ResumeCommand(configPath, overrides, lenient, skipMemoryCheck, stopped.CheckpointPath!)}");

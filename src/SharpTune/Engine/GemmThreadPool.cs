@@ -5,7 +5,8 @@ namespace SharpTune.Engine;
 
 /// <summary>
 /// Thread count used by the compute engine: <c>SHARPTUNE_NUM_THREADS</c> when set to a positive integer,
-/// otherwise <see cref="Environment.ProcessorCount"/>.
+/// otherwise <see cref="Environment.ProcessorCount"/>, divided among the ranks an Open MPI job runs on this machine
+/// (<c>OMPI_COMM_WORLD_LOCAL_SIZE</c>).
 /// </summary>
 public static class EngineThreads
 {
@@ -19,6 +20,10 @@ public static class EngineThreads
             if (int.TryParse(value, out int n) && n > 0) return n;
             throw new InvalidOperationException($"SHARPTUNE_NUM_THREADS must be a positive integer, not '{value}'");
         }
+        // Ranks of an Open MPI job on one machine share its cores (each sees them all under --bind-to none, its own
+        // core under mpirun's default binding of up to two ranks).
+        if (int.TryParse(Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_LOCAL_SIZE"), out int ranksHere) && ranksHere > 1)
+            return Math.Max(1, Environment.ProcessorCount / ranksHere);
         return Math.Max(1, Environment.ProcessorCount);
     }
 }

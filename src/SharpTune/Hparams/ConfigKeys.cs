@@ -55,7 +55,7 @@ internal static class ConfigKeys
     private const string HubDownloadReason = "SharpTune downloads into the Hugging Face cache of HF_HUB_CACHE or HF_HOME with the token of HF_TOKEN or the token file, as huggingface_hub does";
     private const string ModelScopeTokenReason = "with USE_MODELSCOPE_HUB=1 SharpTune downloads into the ModelScope cache of MODELSCOPE_CACHE with the token of MODELSCOPE_API_TOKEN";
     private const string OtherHubReason = "SharpTune downloads from the Hugging Face Hub and ModelScope only (Modelers is not available)";
-    private const string OneProcessReason = "SharpTune trains in one CPU process, where there is nothing to distribute";
+    private const string OneProcessReason = "SharpTune trains on CPUs, each data-parallel process (mpirun, docs/distributed.md) holding the whole model";
     private const string MegatronReason = "it only applies to the Megatron training backends (USE_MCA, USE_MEGATRON_BRIDGE), which split a model across GPUs; " + OneProcessReason;
     private const string NoTorchReason = "SharpTune has no PyTorch";
 
@@ -265,8 +265,8 @@ internal static class ConfigKeys
         Ignored("report_to", "SharpTune has no experiment-tracker integrations", v => v.IsNull || v.Is("none")),
         Ignored("logging_dir", "SharpTune writes no TensorBoard logs"),
         Ignored("run_name", "run names are only used by experiment trackers"),
-        Ignored("ddp_timeout", "SharpTune does not train distributed", v => v.Is("1800")),
-        Ignored("ddp_find_unused_parameters", "SharpTune does not train distributed"),
+        Ignored("ddp_timeout", "Open MPI's collectives have no timeout to set; a failing rank stops the whole run (docs/distributed.md)", v => v.Is("1800")),
+        Ignored("ddp_find_unused_parameters", "SharpTune averages every trainable parameter's gradient at every step"),
         Ignored("dataloader_num_workers", "SharpTune loads batches in-process", v => v.Is("0")),
         Ignored("dataloader_pin_memory", "SharpTune loads batches in-process"),
         Ignored("dataloader_persistent_workers", "SharpTune loads batches in-process"),
@@ -311,9 +311,9 @@ internal static class ConfigKeys
         Ignored("parallelism_config", "it configures Accelerate's tensor, context and data parallelism across GPUs; " + OneProcessReason, v => v.IsNull),
         Ignored("accelerator_config", "it configures Accelerate's multi-device batch dispatch; " + OneProcessReason, v => v.IsNull),
         Ignored("average_tokens_across_devices", "it averages token counts across GPU processes; " + OneProcessReason, v => !v.IsFalse),
-        Ignored("ddp_backend", "it picks DDP's communication backend; " + OneProcessReason, v => v.IsNull),
+        Ignored("ddp_backend", "SharpTune's data-parallel processes communicate through Open MPI (docs/distributed.md)", v => v.IsNull),
         Ignored("ddp_broadcast_buffers", "it configures DDP across processes; " + OneProcessReason, v => v.IsNull),
-        Ignored("ddp_bucket_cap_mb", "it configures DDP across processes; " + OneProcessReason, v => v.IsNull),
+        Ignored("ddp_bucket_cap_mb", "SharpTune's gradient buckets are 25 MB, DDP's default", v => v.IsNull),
         Ignored("local_rank", "it is a distributed launcher's process index; " + OneProcessReason, v => v.Is("-1")),
         Ignored("master_addr", "it is the address of a distributed run's first process; " + OneProcessReason, v => v.IsNull),
         Ignored("master_port", "it is the port of a distributed run's first process; " + OneProcessReason, v => v.IsNull),

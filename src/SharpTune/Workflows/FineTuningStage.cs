@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using SharpTune.Data;
+using SharpTune.Distributed;
 using SharpTune.Engine;
 using SharpTune.Evaluation.Prediction;
 using SharpTune.Export;
@@ -67,7 +68,8 @@ public sealed class FineTuningStage : ITrainingStage
     internal static (SftConfig Config, Tokenizer Tokenizer, ChatTemplate Template, long? EstimatedPeak) Begin(TrainingRequest request, ref IRunObserver observer)
     {
         var cfg = request.Config;
-        observer = new RunObservers(new ResultFiles(cfg.Training.OutputDir, observer), observer);
+        // In a data-parallel run rank 0 writes the result files for all.
+        if (ProcessGroup.WritesOutputs) observer = new RunObservers(new ResultFiles(cfg.Training.OutputDir, observer), observer);
         foreach (string note in cfg.Notes) observer.On(new RunNote($"note: {note}"));
         long? estimatedPeak = cfg.Training.DoTrain ? PreflightMemory(cfg, request.SkipMemoryCheck, observer) : null;
         string modelDir = cfg.Model.ModelNameOrPath;
@@ -112,9 +114,9 @@ public sealed class FineTuningStage : ITrainingStage
         ResumePolicy.ApplyToOutputDir(cfg.Training, Note);
         observer.On(new RunStarted(new RunPlan("train", cfg.Finetuning.Stage, trainExamples, plan)));
         var result = train(cancellation);
-        if (result.Interrupted)
+        if (result.Interrupted || !ProcessGroup.WritesOutputs)
         {
-            observer.On(new RunFinished("train", [], Interrupted: true));
+            observer.On(new RunFinished("train", [], Interrupted: result.Interrupted));
             return new WorkflowResult("train", [], result);
         }
 

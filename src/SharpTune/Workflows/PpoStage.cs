@@ -12,6 +12,8 @@ using SharpTune.Training.Ppo;
 using SharpTune.Training.Preference;
 using SharpTune.Training.Reward;
 
+using SharpTune.Distributed;
+
 namespace SharpTune.Workflows;
 
 /// <summary>
@@ -31,6 +33,9 @@ public sealed class PpoStage : ITrainingStage
 
     public WorkflowResult Run(TrainingRequest request, CancellationToken cancellation, IRunObserver observer)
     {
+        // PPO's own loop (rollouts, then epochs of mini-batches) does not average gradients over ranks as the trainer does.
+        if (ProcessGroup.Current is { Size: > 1 } world)
+            throw new NotSupportedException($"stage ppo trains in one process, but mpirun started {world.Size}: data-parallel training covers stages sft, pt, rm, dpo and kto; run ppo without mpirun");
         var (cfg, tokenizer, template, estimatedPeak) = FineTuningStage.Begin(request, ref observer);
         void Note(string text) => observer.On(new RunNote(text));
         var f = cfg.Finetuning;

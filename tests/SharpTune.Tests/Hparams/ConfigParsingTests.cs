@@ -282,7 +282,7 @@ public sealed class ConfigParsingTests
         [
             "report_to is ignored: SharpTune has no experiment-tracker integrations",
             "fp16 is ignored: SharpTune trains in fp32 master weights on CPU",
-            "ddp_timeout is ignored: SharpTune does not train distributed",
+            "ddp_timeout is ignored: Open MPI's collectives have no timeout to set; a failing rank stops the whole run (docs/distributed.md)",
             "flash_attn is ignored: SharpTune uses its own attention kernel",
             "run_name is ignored: run names are only used by experiment trackers",
             "export_device is ignored: merging always runs on the CPU",

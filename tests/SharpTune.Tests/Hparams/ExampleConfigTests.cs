@@ -121,7 +121,7 @@ public sealed class ExampleConfigTests
             "trust_remote_code is ignored: SharpTune runs no model code from model folders",
             "preprocessing_num_workers is ignored: SharpTune tokenizes in-process",
             "dataloader_num_workers is ignored: SharpTune loads batches in-process",
-            "ddp_timeout is ignored: SharpTune does not train distributed",
+            "ddp_timeout is ignored: Open MPI's collectives have no timeout to set; a failing rank stops the whole run (docs/distributed.md)",
         ], config.Notes);
     }
 

@@ -103,10 +103,10 @@ public sealed class LlamaFactoryKeyTests
         var c = Parse(Model + "deepspeed: examples/deepspeed/ds_z3_config.json\nfsdp: full_shard auto_wrap\nfsdp_config: {min_num_params: 1}\nddp_backend: nccl\n");
         Assert.Equal(
         [
-            "deepspeed is ignored: DeepSpeed ZeRO would shard the optimizer state, gradients and weights across GPU processes; SharpTune trains in one CPU process, where there is nothing to distribute",
-            "fsdp is ignored: FSDP would shard the parameters, gradients and optimizer state across GPU processes; SharpTune trains in one CPU process, where there is nothing to distribute",
-            "fsdp_config is ignored: it configures FSDP, which would shard the model across GPU processes; SharpTune trains in one CPU process, where there is nothing to distribute",
-            "ddp_backend is ignored: it picks DDP's communication backend; SharpTune trains in one CPU process, where there is nothing to distribute",
+            "deepspeed is ignored: DeepSpeed ZeRO would shard the optimizer state, gradients and weights across GPU processes; SharpTune trains on CPUs, each data-parallel process (mpirun, docs/distributed.md) holding the whole model",
+            "fsdp is ignored: FSDP would shard the parameters, gradients and optimizer state across GPU processes; SharpTune trains on CPUs, each data-parallel process (mpirun, docs/distributed.md) holding the whole model",
+            "fsdp_config is ignored: it configures FSDP, which would shard the model across GPU processes; SharpTune trains on CPUs, each data-parallel process (mpirun, docs/distributed.md) holding the whole model",
+            "ddp_backend is ignored: SharpTune's data-parallel processes communicate through Open MPI (docs/distributed.md)",
         ], c.Notes);
     }
 

@@ -26,6 +26,25 @@ public class TrainingPlanTests
         Assert.Equal(300, plan.NumTrainSamples);
     }
 
+    /// <summary>
+    /// transformers 4.40 under DDP: len(DistributedSampler) = ceil(101 / 2) = 51 examples per process, ceil(51 / 8) = 7
+    /// batches, 7 // 2 = 3 updates per epoch; num_train_samples = max_steps × total_train_batch_size (8 × 2 × 2).
+    /// </summary>
+    [Fact]
+    public void SeveralProcesses_EachRunsItsPaddedShard()
+    {
+        var args = new TrainingArguments { PerDeviceTrainBatchSize = 8, GradientAccumulationSteps = 2, NumTrainEpochs = 3 };
+        var plan = TrainingPlan.Create(args, 101, worldSize: 2);
+        Assert.Equal(51, plan.ExamplesPerProcess);
+        Assert.Equal(7, plan.BatchesPerEpoch);
+        Assert.Equal(3, plan.UpdateStepsPerEpoch);
+        Assert.Equal(9, plan.MaxSteps);
+        Assert.Equal(303, plan.NumTrainSamples);
+
+        args.MaxSteps = 5;
+        Assert.Equal(5 * 8 * 2 * 2, TrainingPlan.Create(args, 101, worldSize: 2).NumTrainSamples);
+    }
+
     [Fact]
     public void FractionalEpochs_CeilTheStepsAndTheEpochLoop()
     {

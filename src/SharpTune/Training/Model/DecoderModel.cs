@@ -65,6 +65,12 @@ public sealed class DecoderModel : IDisposable
     /// </summary>
     public bool PaddingFree { get; set; } = true;
 
+    /// <summary>
+    /// Called after each layer's backward, last layer first: that layer's gradients are complete for this backward
+    /// (data-parallel training sends them to the other ranks while the layers below are still being computed).
+    /// </summary>
+    public Action<TrainableLayer>? LayerBackwardDone { get; set; }
+
     /// <summary>The adapters applied unmerged so far, in the order they were applied.</summary>
     public IReadOnlyList<IModelAdapter> Adapters => _adapters;
 
@@ -1021,6 +1027,7 @@ public sealed class DecoderModel : IDisposable
                 LayerForward(Layers[l], l, a, b.LayerInputs[l], b.LayerInputs[l + 1], b.Projected, b.Fused, rows, layout.Positions,
                     b.Shape, layout, cache: null, TunerPass.Recompute, null);
             LayerBackward(Layers[l], b, a, b.LayerInputs[l], needInputGrad: l > lowest || inputTrainable);
+            LayerBackwardDone?.Invoke(Layers[l]);
         }
         using var embeddingScope = StepProfile.Measure(StepSection.Embedding);
         if (tuner is not null)

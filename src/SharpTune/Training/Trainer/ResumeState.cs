@@ -43,6 +43,13 @@ internal sealed class ResumeState
     public required int TrainExamples { get; init; }
     public required int BatchSize { get; init; }
     public required int GradientAccumulationSteps { get; init; }
+    /// <summary>The processes of the data-parallel run (1 without mpirun; checkpoints from before it have none).</summary>
+    public int WorldSize { get; init; } = 1;
+    /// <summary>
+    /// With several processes, each one's dropout generator by rank (<see cref="DropoutRandom"/> is rank 0's): they
+    /// drew for different batches.
+    /// </summary>
+    public IReadOnlyList<ulong[]> DropoutRandomByRank { get; init; } = [];
 
     public string ToJson() => PythonJson.Dumps(new List<KeyValuePair<string, object?>>
     {
@@ -66,6 +73,8 @@ internal sealed class ResumeState
         new("train_examples", TrainExamples),
         new("per_device_train_batch_size", BatchSize),
         new("gradient_accumulation_steps", GradientAccumulationSteps),
+        new("world_size", WorldSize),
+        new("dropout_rng_state_by_rank", DropoutRandomByRank.Select(words => (object?)words.Cast<object?>().ToList()).ToList()),
         new("order", Order.Cast<object?>().ToList()),
     }, indent: 2) + "\n";
 
@@ -80,12 +89,13 @@ internal sealed class ResumeState
         int Int(string key) => checked((int)Long(key));
         bool Bool(string key) => Field(key) as bool? ?? throw new InvalidDataException($"{path}: '{key}' is not a boolean");
         List<object?> List(string key) => Field(key) as List<object?> ?? throw new InvalidDataException($"{path}: '{key}' is not a list");
-        ulong[] Words(string key) => List(key).Select(v => v switch
+        ulong[] WordsOf(string key, List<object?> values) => values.Select(v => v switch
         {
             long l => unchecked((ulong)l),
             ulong u => u,
             _ => throw new InvalidDataException($"{path}: '{key}' holds a non-integer"),
         }).ToArray();
+        ulong[] Words(string key) => WordsOf(key, List(key));
 
         return new ResumeState
         {
@@ -115,6 +125,12 @@ internal sealed class ResumeState
             TrainExamples = Int("train_examples"),
             BatchSize = Int("per_device_train_batch_size"),
             GradientAccumulationSteps = Int("gradient_accumulation_steps"),
+            // Checkpoints from before data-parallel training were written by one process.
+            WorldSize = map.ContainsKey("world_size") ? Int("world_size") : 1,
+            DropoutRandomByRank = map.ContainsKey("dropout_rng_state_by_rank")
+                ? List("dropout_rng_state_by_rank").Select(v => WordsOf("dropout_rng_state_by_rank",
+                    v as List<object?> ?? throw new InvalidDataException($"{path}: 'dropout_rng_state_by_rank' holds something other than lists"))).ToList()
+                : [],
         };
     }
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using SharpTune.Data;
+using SharpTune.Distributed;
 using SharpTune.Hparams;
 using SharpTune.IO;
 using SharpTune.Training.Optim;
@@ -19,6 +20,10 @@ namespace SharpTune.Training.Trainer;
 /// the final metrics and state as <see cref="ResultsReported"/> and <see cref="FinalStateReported"/> events, which
 /// <c>Reporting/ResultFiles</c> writes (train_results.json, all_results.json, trainer_state.json) when it observes the
 /// run. Checkpoints hold everything needed to resume bit for bit.
+/// Launched by mpirun (<see cref="ProcessGroup.Current"/>), it trains data-parallel as transformers does under DDP:
+/// every process takes its shard of each epoch's shuffled order (DistributedSampler's interleave), gradients are
+/// averaged over the processes (<see cref="GradientAverager"/>) before clipping and the optimizer step, the logged
+/// loss is the mean over the processes, and only rank 0 evaluates and writes files.
 /// </summary>
 public class Trainer<TExample>
 {
@@ -32,6 +37,7 @@ public class Trainer<TExample>
     private readonly IRunObserver _observer;
     private readonly int _evalSteps;
     private readonly LossEvaluator<TExample>? _evaluator;
+    private readonly ProcessGroup? _world = ProcessGroup.Current;
 
     public TrainingPlan Plan { get; }
     public LrSchedule Schedule { get; }
@@ -64,7 +70,7 @@ public class Trainer<TExample>
             throw new ArgumentException($"eval_strategy is '{args.EvalStrategy}'{(args.DoEval ? " and do_eval is set" : "")} but there is no evaluation set (set eval_dataset or val_size)");
         _evaluator = _eval.Count > 0 ? new LossEvaluator<TExample>(step, _eval, args.PerDeviceEvalBatchSize) : null;
 
-        Plan = TrainingPlan.Create(args, trainExamples.Count);
+        Plan = TrainingPlan.Create(args, trainExamples.Count, _world?.Size ?? 1);
         Schedule = LrSchedule.Create(args, Plan.MaxSteps);
     }
 
@@ -94,6 +100,8 @@ public class Trainer<TExample>
         private readonly IOptimizer _optimizer;
         private readonly TrainerState _state;
         private readonly Stopwatch _clock = new();
+        private readonly GradientAverager? _averager;
+        private readonly bool _writes = ProcessGroup.WritesOutputs;
         private SeededRandom _dropout;
         private SeededRandom _dataOrder;
         private int _epoch;
@@ -101,6 +109,8 @@ public class Trainer<TExample>
         private bool _epochEndHandled;
         private int[] _order = [];
         private long _microBatches;
+        /// <summary>This rank's real tokens of the optimizer step in progress (added to the others' at its end).</summary>
+        private long _stepTokens;
         /// <summary>Σ micro-batch mean / GA of the optimizer step in progress (for the live display).</summary>
         private double _stepLoss;
         /// <summary>Whether micro-batches have added to the gradients since the last optimizer step.</summary>
@@ -130,6 +140,7 @@ public class Trainer<TExample>
             _outputDir = trainer._args.OutputDir;
             var args = trainer._args;
             _optimizer = OptimizerNames.Create(args.Optim, trainer._model.TrainableParameters, args);
+            if (trainer._world is { } world) _averager = new GradientAverager(world, trainer._model.TrainableParameters, trainer._model.Decoder);
             _state = new TrainerState
             {
                 MaxSteps = _plan.MaxSteps,
@@ -155,8 +166,11 @@ public class Trainer<TExample>
         {
             _clock.Start();
             Directory.CreateDirectory(_outputDir);
-            foreach (string removed in CheckpointFolders.RemoveAbandoned(_outputDir))
-                _events.On(new TrainerNote($"removed the incomplete {removed}, left by a crashed run"));
+            if (_writes)
+                foreach (string removed in CheckpointFolders.RemoveAbandoned(_outputDir))
+                    _events.On(new TrainerNote($"removed the incomplete {removed}, left by a crashed run"));
+            // The other ranks look for the checkpoint to resume from once rank 0 has tidied output_dir.
+            _t._world?.Barrier();
             foreach (var p in _t._model.TrainableParameters) p.ZeroGrad();
 
             string? resumeFrom = ResumePolicy.CheckpointToResume(_t._args);
@@ -166,14 +180,14 @@ public class Trainer<TExample>
                 RestoreFrom(resumeFrom);
                 resumedMidEpoch = true;
                 // A run killed between a save and its rotation left one checkpoint more than save_total_limit.
-                var deleted = CheckpointFolders.Rotate(_outputDir, _t._args.SaveTotalLimit);
+                var deleted = _writes ? CheckpointFolders.Rotate(_outputDir, _t._args.SaveTotalLimit) : [];
                 if (deleted.Count > 0) _events.On(new TrainerNote($"removed {Names(deleted)}: save_total_limit {_t._args.SaveTotalLimit}"));
             }
             else
             {
                 _superseded = CheckpointFolders.List(_outputDir);
             }
-            _events = new RunObservers(new TrainerLogFile(_outputDir, resumeFrom is null ? null : _state.GlobalStep), _t._observer);
+            if (_writes) _events = new RunObservers(new TrainerLogFile(_outputDir, resumeFrom is null ? null : _state.GlobalStep), _t._observer);
             _stepsAtStart = _state.GlobalStep;
             _tokensAtStart = _tokensSeen;
 
@@ -187,6 +201,7 @@ public class Trainer<TExample>
                 {
                     double? stepLoss = RunMicroBatch();
                     if (stepLoss is null) continue;
+                    if (_averager is not null) stepLoss = AverageOverRanks(stepLoss.Value);
 
                     double gradNorm = GradientClipping.Clip(_optimizer.Parameters, args.MaxGradNorm);
                     _optimizer.Update(_t.Schedule.LearningRate(_state.GlobalStep));
@@ -199,8 +214,10 @@ public class Trainer<TExample>
                     int step = _state.GlobalStep;
                     bool last = step >= _plan.MaxSteps;
                     bool cancelled = cancellation.IsCancellationRequested;
+                    // Every rank stops at the same step, so that they all take part in its checkpoint.
+                    if (_t._world is { } world) cancelled = world.Mean(cancelled ? 1 : 0) > 0;
                     if (step % args.LoggingSteps == 0) LogTraining(loggedNorm);
-                    if (args.EvalStrategy == "steps" && step % _t._evalSteps == 0) LogEvaluation();
+                    if (args.EvalStrategy == "steps" && step % _t._evalSteps == 0 && _writes) LogEvaluation();
                     if ((args.SaveStrategy == "steps" && step % args.SaveSteps == 0) || (last && args.SaveStrategy != "no"))
                         SaveCheckpoint();
                     if (cancelled)
@@ -216,7 +233,7 @@ public class Trainer<TExample>
                 if (!_epochEndHandled)
                 {
                     _epochEndHandled = true;
-                    if (args.EvalStrategy == "epoch") LogEvaluation();
+                    if (args.EvalStrategy == "epoch" && _writes) LogEvaluation();
                     if (args.SaveStrategy == "epoch") SaveCheckpoint();
                 }
                 if (_state.GlobalStep >= _plan.MaxSteps) break;
@@ -233,12 +250,19 @@ public class Trainer<TExample>
             int size = _plan.BatchSize;
             int start = _nextBatch * size;
             var examples = new List<TExample>(size);
-            for (int i = start; i < Math.Min(start + size, _order.Length); i++) examples.Add(_t._train[_order[i]]);
+            // This process's shard: DistributedSampler's positions rank, rank + world, ... of the order, wrapping
+            // around to pad the last ones (one process: the order itself).
+            int world = _plan.WorldSize, rank = _t._world?.Rank ?? 0;
+            for (int i = start; i < Math.Min(start + size, _plan.ExamplesPerProcess); i++)
+                examples.Add(_t._train[_order[(i * world + rank) % _order.Length]]);
             int accumulation = _plan.GradientAccumulationSteps;
+            if (_plan.EndsOptimizerStep(_microBatches + 1, _nextBatch)) _averager?.OverlapNextBackward();
             var result = _t._step.ForwardBackward(examples, 1f / accumulation, _dropout);
+            FaultInjection.Point("micro-batch-done");
 
             _microBatches++;
             _tokensSeen += result.RealTokens;
+            _stepTokens += result.RealTokens;
             _storedMetrics.Add(result.Metrics);
             double scaled = result.Loss / accumulation;
             _stepLoss += scaled;
@@ -252,6 +276,26 @@ public class Trainer<TExample>
             _gradientsPending = false;
             return stepLoss;
         }
+
+        /// <summary>
+        /// The end of a data-parallel optimizer step's micro-batches: the gradients averaged over the ranks, the
+        /// tokens the other ranks saw added; returns the step's loss as its mean over the ranks.
+        /// </summary>
+        private double AverageOverRanks(double stepLoss)
+        {
+            _averager!.Average();
+            Span<double> sums = [stepLoss, _stepTokens];
+            _t._world!.SumInPlace(sums);
+            _tokensSeen += (long)sums[1] - _stepTokens;
+            _stepTokens = 0;
+            return sums[0] / _t._world.Size;
+        }
+
+        /// <summary>
+        /// transformers' <c>_nested_gather(tr_loss).mean()</c>: the loss summed since the last log, as its mean over
+        /// the ranks (each rank's own sum without mpirun).
+        /// </summary>
+        private double PendingLossOverRanks() => _t._world?.Mean(_pendingLoss) ?? _pendingLoss;
 
         private void StartEpoch()
         {
@@ -273,13 +317,17 @@ public class Trainer<TExample>
                 throw new InvalidDataException($"checkpoint {dir}: the saved example order is not a permutation of the {_plan.TrainExamples} training examples");
             if (resume.NextBatch is < 0 || resume.NextBatch > _plan.BatchesPerEpoch)
                 throw new InvalidDataException($"checkpoint {dir}: batch position {resume.NextBatch} is outside the epoch's {_plan.BatchesPerEpoch} batches");
+            if (resume.WorldSize != _plan.WorldSize)
+                throw new ArgumentException($"checkpoint {dir} was trained by {resume.WorldSize} process{(resume.WorldSize == 1 ? "" : "es")} and this run has {_plan.WorldSize}: each process's data shard and dropout generator are saved for that number, so resume with the same number (mpirun -np {resume.WorldSize}{(resume.WorldSize == 1 ? ", or without mpirun" : "")})");
+            if (resume.WorldSize > 1 && resume.DropoutRandomByRank.Count != resume.WorldSize)
+                throw new InvalidDataException($"checkpoint {dir}: {ResumeState.FileName} holds {resume.DropoutRandomByRank.Count} dropout generators for {resume.WorldSize} processes");
             if (resume.SchedulerType != _t.Schedule.Type || resume.SchedulerTotalSteps != _t.Schedule.TotalSteps || resume.SchedulerWarmupSteps != _t.Schedule.WarmupSteps)
                 _events.On(new TrainerNote($"note: the checkpoint was trained with a {resume.SchedulerType} schedule over {resume.SchedulerTotalSteps} steps ({resume.SchedulerWarmupSteps} warmup); continuing with {_t.Schedule.Type} over {_t.Schedule.TotalSteps} ({_t.Schedule.WarmupSteps} warmup)"));
 
             _state.GlobalStep = resume.GlobalStep;
             _state.Epoch = saved.Epoch;
             _state.LogHistory.AddRange(saved.LogHistory);
-            _dropout = SeededRandom.FromState(resume.DropoutRandom);
+            _dropout = SeededRandom.FromState(resume.WorldSize > 1 ? resume.DropoutRandomByRank[_t._world!.Rank] : resume.DropoutRandom);
             _dataOrder = SeededRandom.FromState(resume.DataOrderRandom);
             _epoch = resume.Epoch;
             _nextBatch = resume.NextBatch;
@@ -302,6 +350,7 @@ public class Trainer<TExample>
         private void LogTraining(double? gradNorm)
         {
             int steps = _state.GlobalStep - _lastLoggedStep;
+            _pendingLoss = PendingLossOverRanks();
             var values = new List<KeyValuePair<string, object?>> { new("loss", PythonJson.Round(_pendingLoss / steps, 4)) };
             if (gradNorm is { } norm) values.Add(new("grad_norm", norm));
             // transformers logs after scheduler.step(): the rate of the next optimizer step.
@@ -340,6 +389,7 @@ public class Trainer<TExample>
 
         private void SaveCheckpoint()
         {
+            var dropoutByRank = _t._world is { } world ? ShareRankStateForCheckpoint(world) : [];
             var resume = new ResumeState
             {
                 GlobalStep = _state.GlobalStep,
@@ -363,7 +413,14 @@ public class Trainer<TExample>
                 TrainExamples = _plan.TrainExamples,
                 BatchSize = _plan.BatchSize,
                 GradientAccumulationSteps = _plan.GradientAccumulationSteps,
+                WorldSize = _plan.WorldSize,
+                DropoutRandomByRank = dropoutByRank,
             };
+            if (!_writes)
+            {
+                _lastSavedStep = _state.GlobalStep;
+                return;
+            }
             _lastCheckpoint = CheckpointFolders.Write(_outputDir, _state.GlobalStep,
                 dir => TrainingCheckpoint.Write(dir, _t._model, _optimizer, resume, _state));
             _lastSavedStep = _state.GlobalStep;
@@ -371,6 +428,23 @@ public class Trainer<TExample>
             RemoveSuperseded();
             var deleted = CheckpointFolders.Rotate(_outputDir, _t._args.SaveTotalLimit);
             _events.On(new CheckpointSaved(_lastCheckpoint, _state.GlobalStep, deleted, _t._args.SaveTotalLimit));
+        }
+
+        /// <summary>
+        /// Makes what differs between the ranks one state that rank 0 can save for all: the loss sums since the last
+        /// log and of an unfinished step, and an unfinished step's gradients, become their means over the ranks on
+        /// every rank (at the next log or step the mean of mean + rest is the mean of the whole, as before); returns
+        /// every rank's dropout generator, by rank.
+        /// </summary>
+        private IReadOnlyList<ulong[]> ShareRankStateForCheckpoint(ProcessGroup world)
+        {
+            Span<double> losses = [_pendingLoss, _stepLoss];
+            world.SumInPlace(losses);
+            _pendingLoss = losses[0] / world.Size;
+            _stepLoss = losses[1] / world.Size;
+            // Whether gradients are pending depends only on the step arithmetic, the same on every rank.
+            if (_gradientsPending) _averager!.Average();
+            return world.GatherAll(_dropout.State);
         }
 
         private static string Names(IEnumerable<string> paths) => string.Join(", ", paths.Select(Path.GetFileName));
@@ -388,6 +462,7 @@ public class Trainer<TExample>
         private TrainResult Finish()
         {
             double runtime = _clock.Elapsed.TotalSeconds;
+            _pendingLoss = PendingLossOverRanks();
             double trainLoss = (_totalLoss + _pendingLoss) / Math.Max(_state.GlobalStep, 0.001);
             var metrics = new List<KeyValuePair<string, object?>>
             {
@@ -398,15 +473,18 @@ public class Trainer<TExample>
             };
             AddLog(metrics);
 
-            _t._model.Save(_outputDir);
-            RemoveSuperseded();
+            if (_writes)
+            {
+                _t._model.Save(_outputDir);
+                RemoveSuperseded();
+            }
             var trainMetrics = metrics.Where(kv => kv.Key != "step").ToList();
             _events.On(new ResultsReported("train", trainMetrics));
             _events.On(new FinalStateReported(_state.Snapshot()));
             _events.On(new TrainerNote($"training finished: {_state.GlobalStep} steps, train_loss {trainLoss:0.0000}, {runtime:0.0} s; saved to {_outputDir}"));
 
             var all = trainMetrics.ToDictionary(kv => kv.Key, kv => Convert.ToDouble(kv.Value, System.Globalization.CultureInfo.InvariantCulture));
-            if (_t._args.DoEval && _t._eval.Count > 0)
+            if (_t._args.DoEval && _t._eval.Count > 0 && _writes)
             {
                 var result = _t.Evaluate();
                 var evalMetrics = result.Metrics();
