@@ -42,6 +42,28 @@ public sealed partial class ChatTemplate
     /// </summary>
     public string? EosToken => ReplaceEos ? StopWords[0] : boundEos;
 
+    /// <summary>
+    /// ChatGLM3's and GLM-4's replies open with a metadata line after <c>&lt;|assistant|&gt;</c>: empty for a plain
+    /// answer, the function's name for a tool call (<see cref="ReplyContent"/>).
+    /// </summary>
+    public bool ReplyMetadataLine { get; internal init; }
+
+    /// <summary>
+    /// The reply a person reads, from the text generated after the generation prompt. With
+    /// <see cref="ReplyMetadataLine"/> it is ChatGLM3's <c>process_response</c>: the text is split at its first
+    /// newline into metadata and content; an empty metadata line leaves the content stripped of surrounding white
+    /// space (also when no newline came), a non-empty one (a tool call) leaves the text as generated. Other
+    /// templates: the text as generated. Chat and compare show this; chat keeps it as the history's answer, which the
+    /// template renders back after a newline, as ChatGLM3's build_chat_input does.
+    /// </summary>
+    public string ReplyContent(string generated)
+    {
+        if (!ReplyMetadataLine) return generated;
+        int newline = generated.IndexOf('\n');
+        if (newline < 0) return PythonText.Strip(generated);
+        return PythonText.Strip(generated[..newline]).Length == 0 ? PythonText.Strip(generated[(newline + 1)..]) : generated;
+    }
+
     /// <summary>The thinking flavour (Qwen3): reasoning in <c>&lt;think&gt;</c> blocks, <c>enable_thinking</c> honoured.</summary>
     public bool Thinking { get; internal init; }
 

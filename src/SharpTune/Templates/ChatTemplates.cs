@@ -219,6 +219,7 @@ public static partial class ChatTemplates
         Tools = new Glm4ToolFormat(),
         StopWords = ["<|user|>", "<|observation|>"],
         EfficientEos = true,
+        ReplyMetadataLine = true,
     };
 
     /// <summary>Qwen's formats: ChatML with tool results wrapped in &lt;tool_response&gt; inside a user turn.</summary>
