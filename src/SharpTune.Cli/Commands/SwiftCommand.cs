@@ -1,5 +1,7 @@
 using System.CommandLine;
+using SharpTune.Api;
 using SharpTune.Chat;
+using SharpTune.Inference;
 using SharpTune.Swift;
 using SharpTune.Training;
 using SharpTune.Workflows;
@@ -7,19 +9,21 @@ using SharpTune.Workflows;
 namespace SharpTune.Cli.Commands;
 
 /// <summary>
-/// `sharptune swift sft|infer|export --name value ...`: ms-swift's command line as a front end. The arguments are read
+/// `sharptune swift sft|infer|export|deploy --name value ...`: ms-swift's command line as a front end. The arguments are read
 /// by the library's <see cref="SwiftArguments"/> and mapped by <see cref="SwiftRun"/> onto the same workflows the
-/// LLaMA-Factory commands run (training, chat, export); see docs/swift.md.
+/// LLaMA-Factory commands run (training, chat, export, the API server); see docs/swift.md.
 /// </summary>
 public static class SwiftCommand
 {
     public static Command Create()
     {
-        var command = new Command("swift", "ms-swift's command line (swift sft|infer|export with ms-swift 3.x or 2.x argument names; see docs/swift.md)");
+        var command = new Command("swift", "ms-swift's command line (swift sft|infer|export|deploy with ms-swift 3.x or 2.x argument names; see docs/swift.md)");
         command.Subcommands.Add(Sub("sft", "Fine-tune as `swift sft` does, into output_dir/vN-YYYYMMDD-HHMMSS/ with args.json, logging.jsonl and checkpoint-N/",
             Swift.SwiftCommand.Sft, Sft));
         command.Subcommands.Add(Sub("infer", "Chat as `swift infer` does: one question per stdin line, the answer on stdout; --adapters CKPT reads the run's args.json",
             Swift.SwiftCommand.Infer, Infer));
+        command.Subcommands.Add(Sub("deploy", "Serve the OpenAI API as `swift deploy` does: the base and each --adapters NAME=CKPT as model ids; --adapters reads the run's args.json",
+            Swift.SwiftCommand.Deploy, Deploy));
         command.Subcommands.Add(Sub("export", "Merge a checkpoint's LoRA adapter as `swift export --adapters CKPT --merge_lora true` does, into CKPT-merged",
             Swift.SwiftCommand.Export, Export));
         return command;
@@ -81,6 +85,31 @@ public static class SwiftCommand
             Console.WriteLine();
         }
         return 0;
+    }
+
+    private static int Deploy(SwiftArguments arguments)
+    {
+        var deployment = SwiftRun.PrepareDeploy(arguments);
+        foreach (string note in deployment.Notes) ConsoleRunObserver.Log($"note: {note}");
+        var options = new ApiServerOptions { Host = deployment.Host, Port = deployment.Port, ApiKey = deployment.ApiKey };
+        // Before the models load, as `sharptune api` checks them.
+        options.Validate();
+        ApiServer.ResolveHost(options.Host);
+        var inference = deployment.Inference;
+        GenerationOptions Defaults(GenerationOptions o) => SwiftRun.Generation(arguments, o);
+        var models = new List<ServedModel>();
+        try
+        {
+            models.Add(ServedModel.Load(deployment.BaseName, inference.Model, [], inference.Template, inference.Quantization, null, inference.System, defaults: Defaults));
+            foreach (var (name, dir) in deployment.Adapters)
+                models.Add(ServedModel.Load(name, inference.Model, [dir], inference.Template, inference.Quantization, null, inference.System, defaults: Defaults));
+            ApiCommand.Serve(options, models);
+            return 0;
+        }
+        finally
+        {
+            foreach (var served in models) served.Dispose();
+        }
     }
 
     private static int Export(SwiftArguments arguments)

@@ -2,8 +2,8 @@ using System.Globalization;
 
 namespace SharpTune.Swift;
 
-/// <summary>The ms-swift commands SharpTune runs (`sharptune swift sft|infer|export`).</summary>
-public enum SwiftCommand { Sft, Infer, Export }
+/// <summary>The ms-swift commands SharpTune runs (`sharptune swift sft|infer|export|deploy`).</summary>
+public enum SwiftCommand { Sft, Infer, Export, Deploy }
 
 /// <summary>
 /// ms-swift's command-line arguments (`--name value`, `--name=value`; list arguments take every value up to the next
@@ -17,10 +17,11 @@ public sealed class SwiftArguments
 {
     private sealed record Spec(SwiftCommand[] Commands, bool IsList = false, string? OldNameOf = null, string? Note = null);
 
-    private static readonly SwiftCommand[] All = [SwiftCommand.Sft, SwiftCommand.Infer, SwiftCommand.Export];
+    private static readonly SwiftCommand[] All = [SwiftCommand.Sft, SwiftCommand.Infer, SwiftCommand.Export, SwiftCommand.Deploy];
     private static readonly SwiftCommand[] Sft = [SwiftCommand.Sft];
-    private static readonly SwiftCommand[] Infer = [SwiftCommand.Infer];
-    private static readonly SwiftCommand[] UsesAdapters = [SwiftCommand.Infer, SwiftCommand.Export];
+    private static readonly SwiftCommand[] Generates = [SwiftCommand.Infer, SwiftCommand.Deploy];
+    private static readonly SwiftCommand[] Deploy = [SwiftCommand.Deploy];
+    private static readonly SwiftCommand[] UsesAdapters = [SwiftCommand.Infer, SwiftCommand.Export, SwiftCommand.Deploy];
 
     private static readonly Dictionary<string, Spec> Specs = new(StringComparer.Ordinal)
     {
@@ -78,11 +79,16 @@ public sealed class SwiftArguments
         ["adapters"] = new(UsesAdapters, IsList: true),
         ["ckpt_dir"] = new(UsesAdapters, OldNameOf: "adapters"),
         ["merge_lora"] = new(UsesAdapters),
-        ["max_new_tokens"] = new(Infer),
-        ["temperature"] = new(Infer),
-        ["top_k"] = new(Infer),
-        ["top_p"] = new(Infer),
-        ["repetition_penalty"] = new(Infer),
+        ["max_new_tokens"] = new(Generates),
+        ["temperature"] = new(Generates),
+        ["top_k"] = new(Generates),
+        ["top_p"] = new(Generates),
+        ["repetition_penalty"] = new(Generates),
+        // serving
+        ["host"] = new(Deploy),
+        ["port"] = new(Deploy),
+        ["api_key"] = new(Deploy),
+        ["served_model_name"] = new(Deploy),
     };
 
     /// <summary>ms-swift arguments SharpTune knows and does not implement, each with why.</summary>

@@ -178,7 +178,7 @@ public static class SwiftRun
     public static Inference PrepareInference(SwiftArguments a)
     {
         var notes = new List<string>(a.Notes);
-        var adapters = a.List("adapters");
+        var adapters = Adapters(a).Select(adapter => adapter.Dir).ToList();
         RunArgs? run = adapters.Count > 0 ? ReadArgs(adapters[0]) : null;
         var (model, _, template) = ModelAndTemplate(a, notes, run);
         int? bits = QuantBits(a) ?? run?.QuantBits;
@@ -186,6 +186,39 @@ public static class SwiftRun
             notes.Add("--merge_lora true: the adapters are applied unmerged, which gives the same replies as merged weights");
         return new Inference(model, adapters, template, a.Text("system") ?? run?.System,
             bits is null ? null : new QuantizationOptions(bits.Value), notes);
+    }
+
+    /// <summary>
+    /// ms-swift's <c>--adapters</c> values: <c>NAME=DIR</c> (as <c>swift deploy</c> names a served adapter) or
+    /// <c>DIR</c>, named by its folder.
+    /// </summary>
+    public static IReadOnlyList<(string Name, string Dir)> Adapters(SwiftArguments a) =>
+        a.List("adapters").Select(spec =>
+        {
+            int eq = spec.IndexOf('=');
+            if (eq == 0 || eq == spec.Length - 1) throw new ArgumentException($"--adapters {spec}: expected NAME=DIR or DIR");
+            return eq > 0 ? (spec[..eq], spec[(eq + 1)..]) : (Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(spec))), spec);
+        }).ToList();
+
+    /// <summary>What <c>swift deploy</c> serves: the inference setup, and the server's address, key and base model id.</summary>
+    public sealed record Deployment(Inference Inference, IReadOnlyList<(string Name, string Dir)> Adapters, string Host, int Port,
+        string? ApiKey, string BaseName, IReadOnlyList<string> Notes);
+
+    /// <summary>
+    /// <c>swift deploy</c>'s arguments: the model as <c>swift infer</c> opens it, served as the base model (id
+    /// <c>--served_model_name</c>, else the model folder's name) and one model id per adapter (its NAME, else its folder's
+    /// name), on <c>--host</c> (127.0.0.1; ms-swift's default 0.0.0.0 is taken only when given) and <c>--port</c> (8000).
+    /// </summary>
+    public static Deployment PrepareDeploy(SwiftArguments a)
+    {
+        var inference = PrepareInference(a);
+        var notes = new List<string>(inference.Notes);
+        string host = a.Text("host") ?? "127.0.0.1";
+        if (!a.Has("host")) notes.Add("--host not given: serving on 127.0.0.1 (ms-swift's default is 0.0.0.0; give --host 0.0.0.0 with --api_key to serve other machines)");
+        int port = a.Int("port", min: 0) ?? 8000;
+        if (port > 65535) throw new ArgumentException($"--port must be at most 65535, got {port}");
+        string baseName = a.Text("served_model_name") ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(inference.Model));
+        return new Deployment(inference, Adapters(a), host, port, a.Text("api_key"), baseName, notes);
     }
 
     /// <summary><c>swift infer</c>'s generation arguments over the model's defaults: temperature 0 is greedy, as in ms-swift.</summary>

@@ -14,7 +14,7 @@ namespace SharpTune.Tests.EndToEnd;
 [Collection(CliCollection.Name)]
 public sealed partial class SwiftCommandTests(TinyModelFixture tiny) : IClassFixture<TinyModelFixture>
 {
-    private const string System = "You are a careful medical assistant.";
+    private const string SystemPrompt = "You are a careful medical assistant.";
 
     [Fact]
     public void TheTextbooksSwiftSftInferAndExportRunEndToEnd()
@@ -24,7 +24,7 @@ public sealed partial class SwiftCommandTests(TinyModelFixture tiny) : IClassFix
             "--model_type", "qwen2_5-0_5b-instruct", "--model_id_or_path", tiny.ModelDir,
             "--sft_type", "qlora", "--dataset", TestPaths.Fixtures("swift", "medical_qa.jsonl"),
             "--train_dataset_sample", "10", "--eval_dataset_sample", "2",
-            "--lora_target_modules", "ALL", "--lora_rank", "4", "--max_length", "64", "--system", System,
+            "--lora_target_modules", "ALL", "--lora_rank", "4", "--max_length", "64", "--system", SystemPrompt,
             "--num_train_epochs", "1", "--batch_size", "4", "--gradient_accumulation_steps", "1", "--learning_rate", "1e-2",
             "--save_steps", "1", "--logging_steps", "1", "--output_dir", output);
         Assert.True(sft.ExitCode == 0, sft.Stderr);
@@ -40,7 +40,7 @@ public sealed partial class SwiftCommandTests(TinyModelFixture tiny) : IClassFix
             Assert.Equal(tiny.ModelDir, root.GetProperty("model").GetString());
             Assert.Equal("qwen2_5-0_5b-instruct", root.GetProperty("model_type").GetString());
             Assert.Equal("qwen", root.GetProperty("template").GetString());
-            Assert.Equal(System, root.GetProperty("system").GetString());
+            Assert.Equal(SystemPrompt, root.GetProperty("system").GetString());
             Assert.Equal("lora", root.GetProperty("train_type").GetString());
             Assert.Equal(4, root.GetProperty("quant_bits").GetInt32());
             Assert.Equal(32, root.GetProperty("lora_alpha").GetInt32());   // ms-swift's default
@@ -58,7 +58,7 @@ public sealed partial class SwiftCommandTests(TinyModelFixture tiny) : IClassFix
         const string question = "What is a fever?";
         var infer = CliRunner.RunWithInput(question + "\n", "swift", "infer", "--adapters", checkpoint, "--max_new_tokens", "8", "--temperature", "0");
         Assert.True(infer.ExitCode == 0, infer.Stderr);
-        using (var session = ChatSession.Open(tiny.ModelDir, "qwen", System, [checkpoint], new QuantizationOptions(4)))
+        using (var session = ChatSession.Open(tiny.ModelDir, "qwen", SystemPrompt, [checkpoint], new QuantizationOptions(4)))
         {
             var options = session.DefaultOptions() with { DoSample = false, MaxNewTokens = 8 };
             string expected = session.Reply(question, options).Text;
@@ -92,6 +92,48 @@ public sealed partial class SwiftCommandTests(TinyModelFixture tiny) : IClassFix
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("no-such-model", bad.Stderr);
         Assert.Empty(Directory.Exists(output) ? Directory.GetFileSystemEntries(output) : []);
+    }
+
+    [PosixFact]
+    public void SwiftDeployServesTheCheckpointAsAModelIdOfTheOpenAiApi()
+    {
+        string output = tiny.PathFor("swift-deploy");
+        var sft = CliRunner.Run("swift", "sft", "--model", tiny.ModelDir, "--template", "qwen2_5", "--dataset", TestPaths.Fixtures("swift", "medical_qa.jsonl") + "#4",
+            "--system", SystemPrompt, "--lora_rank", "4", "--max_length", "64", "--max_steps", "1", "--per_device_train_batch_size", "4",
+            "--learning_rate", "1e-2", "--output_dir", output);
+        Assert.True(sft.ExitCode == 0, sft.Stderr);
+        string checkpoint = Path.Combine(Assert.Single(Directory.GetDirectories(output)), "checkpoint-1");
+
+        const string question = "What is a fever?";
+        string? reply = null;
+        Exception? failure = null;
+        var (exitCode, stderr) = CliProcess.RunAndInterrupt(
+            ["swift", "deploy", "--adapters", "medic=" + checkpoint, "--port", "0", "--max_new_tokens", "8", "--temperature", "0"],
+            "[sharptune] serving the OpenAI API at ", TimeSpan.FromMinutes(2),
+            new Dictionary<string, string?> { ["API_HOST"] = null, ["API_PORT"] = null, ["API_KEY"] = null },
+            line =>
+            {
+                try
+                {
+                    string url = line["[sharptune] serving the OpenAI API at ".Length..line.IndexOf(';')].Split(", ")[0];
+                    using var client = new HttpClient();
+                    string body = JsonSerializer.Serialize(new { model = "medic", messages = new[] { new { role = "user", content = question } } });
+                    using var response = client.PostAsync(url + "/chat/completions", new StringContent(body, System.Text.Encoding.UTF8, "application/json")).GetAwaiter().GetResult();
+                    using var json = JsonDocument.Parse(response.Content.ReadAsStringAsync().GetAwaiter().GetResult());
+                    reply = json.RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString();
+                }
+                catch (Exception e)
+                {
+                    failure = e;
+                }
+            });
+
+        Assert.True(exitCode == 0, stderr);
+        Assert.Null(failure);
+        Assert.Contains("model id 'medic': template qwen", stderr);
+        // The served adapter answers as swift infer does: the run's system, template and adapter, greedy, 8 tokens.
+        using var session = ChatSession.Open(tiny.ModelDir, "qwen", SystemPrompt, [checkpoint]);
+        Assert.Equal(session.Reply(question, session.DefaultOptions() with { DoSample = false, MaxNewTokens = 8 }).Text, reply);
     }
 
     [GeneratedRegex(@"^v0-\d{8}-\d{6}$")]
