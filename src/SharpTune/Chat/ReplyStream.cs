@@ -8,8 +8,9 @@ namespace SharpTune.Chat;
 /// template whose model writes a metadata line (GLM), the text is held back until that line ends; an empty one is
 /// dropped with the white space that opens the content, and white space is held back until more text follows it, so
 /// the shown pieces add up to the stripped content. A non-empty metadata line (a tool call) is shown as generated.
+/// Without a template (a plain completion) the text is shown as generated.
 /// </summary>
-public sealed class ReplyStream(ChatTemplate template)
+public sealed class ReplyStream(ChatTemplate? template)
 {
     private readonly StringBuilder generated = new();
     private bool lineEnded;
@@ -18,13 +19,13 @@ public sealed class ReplyStream(ChatTemplate template)
     private string heldSpace = "";
 
     /// <summary>The reply as a person reads it: <see cref="ChatTemplate.ReplyContent"/> of all the text pushed.</summary>
-    public string Reply => template.ReplyContent(generated.ToString());
+    public string Reply => template?.ReplyContent(generated.ToString()) ?? generated.ToString();
 
     /// <summary>Takes the next decoded piece; returns the text to show now (maybe empty).</summary>
     public string Push(string piece)
     {
         generated.Append(piece);
-        if (!template.ReplyMetadataLine) return piece;
+        if (template is not { ReplyMetadataLine: true }) return piece;
         if (lineEnded) return plain ? Content(piece) : piece;
 
         string text = generated.ToString();
@@ -36,7 +37,7 @@ public sealed class ReplyStream(ChatTemplate template)
     }
 
     /// <summary>The text still to show once generation ends: a reply without any newline, shown stripped.</summary>
-    public string Finish() => template.ReplyMetadataLine && !lineEnded ? Reply : "";
+    public string Finish() => template is { ReplyMetadataLine: true } && !lineEnded ? Reply : "";
 
     private string Content(string piece)
     {

@@ -34,6 +34,15 @@ public sealed class ReplyStreamTests
     }
 
     [Fact]
+    public void WithoutATemplateAPlainCompletionIsShownAsGenerated()
+    {
+        var stream = new ReplyStream(null);
+        Assert.Equal("\nkept ", stream.Push("\nkept "));
+        Assert.Equal("", stream.Finish());
+        Assert.Equal("\nkept ", stream.Reply);
+    }
+
+    [Fact]
     public void NothingIsShownBeforeTheMetadataLineEnds()
     {
         var stream = new ReplyStream(ChatTemplates.Get("chatglm3"));
