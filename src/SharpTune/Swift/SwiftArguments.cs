@@ -109,24 +109,18 @@ public sealed class SwiftArguments
 
     private readonly Dictionary<string, IReadOnlyList<string>> values = new(StringComparer.Ordinal);
 
-    public SwiftCommand Command { get; }
-
     /// <summary>What was taken other than as written (an old name, an invalid textbook argument), in the order given.</summary>
     public List<string> Notes { get; } = [];
-
-    private SwiftArguments(SwiftCommand command) => Command = command;
 
     /// <summary>Every argument name <paramref name="command"/> accepts, 3.x names and old ones (the docs' table is checked against it).</summary>
     public static IEnumerable<string> AcceptedNames(SwiftCommand command) =>
         Specs.Where(s => s.Value.Commands.Contains(command)).Select(s => s.Key);
 
-    /// <summary>The 3.x name an accepted old name stands for, or null for a 3.x name.</summary>
-    public static string? NewNameOf(string name) => Specs.TryGetValue(name, out var spec) ? spec.OldNameOf : null;
-
     /// <exception cref="ArgumentException">An unknown or refused argument, one of another command, a missing value, or one given twice; the message names it.</exception>
     public static SwiftArguments Parse(SwiftCommand command, IReadOnlyList<string> argv)
     {
-        var parsed = new SwiftArguments(command);
+        var parsed = new SwiftArguments();
+        bool oldQuantizationBit = false;
         string commandName = command.ToString().ToLowerInvariant();
         for (int i = 0; i < argv.Count;)
         {
@@ -160,9 +154,11 @@ public sealed class SwiftArguments
                 throw new ArgumentException($"swift {commandName}: --{name} is given twice{(spec.OldNameOf is null ? "" : $" (it is the old name of --{key})")}");
             if (spec.Note is not null) parsed.Notes.Add(spec.Note);
             else if (spec.OldNameOf is not null) parsed.Notes.Add($"--{name} is ms-swift 2.x's name of --{key}");
-            parsed.values[key] = name == "quantization_bit" ? [list[0]] : list;
-            if (name == "quantization_bit" && list[0] != "0") parsed.values.TryAdd("quant_method", ["bnb"]);
+            parsed.values[key] = list;
+            oldQuantizationBit |= name == "quantization_bit" && list[0] != "0";
         }
+        // 2.x's --quantization_bit was bitsandbytes' alone.
+        if (oldQuantizationBit) parsed.values.TryAdd("quant_method", ["bnb"]);
         return parsed;
     }
 
