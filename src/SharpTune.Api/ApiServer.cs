@@ -258,10 +258,10 @@ public sealed class ApiServer : IAsyncDisposable
     /// for any other reason (a failed write to a closed connection included): <paramref name="serve"/> runs with it.
     /// </summary>
     private async Task ServeJobAsync(HttpContext ctx, string id, ServedModel model, int[] prompt, SamplingRequest sampling, Inference.GenerationOptions options,
-        Func<GenerationJob, Task> serve, Inference.ITokenConstraint? constraint = null)
+        Func<GenerationJob, Task> serve, Inference.ITokenConstraint? constraint = null, Templates.ChatTemplate? replyOf = null)
     {
         var cancellation = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, _stopping.Token);
-        var job = new GenerationJob(id, model, prompt, options, sampling.Stop, _options.RequestTimeout, cancellation.Token, constraint);
+        var job = new GenerationJob(id, model, prompt, options, sampling.Stop, _options.RequestTimeout, cancellation.Token, constraint, replyOf);
         if (!_queue.TryEnqueue(job))
         {
             cancellation.Dispose();
@@ -359,7 +359,7 @@ public sealed class ApiServer : IAsyncDisposable
                 else await SendContentAsync(final.Text[sent..]);
             }
             await stream.FinishAsync(final, "chat.completion.chunk", finish => ChatChoice(new JsonObject(), finish));
-        }, constraint);
+        }, constraint, replyOf: model.Template);
     }
 
     /// <summary>Each call as OpenAI streams it: a delta with its index, id, type and name (arguments ""), then one with its arguments.</summary>

@@ -1,6 +1,8 @@
 using System.Text;
 using System.Threading.Channels;
+using SharpTune.Chat;
 using SharpTune.Inference;
+using SharpTune.Templates;
 using SharpTune.Tokenization;
 
 namespace SharpTune.Api;
@@ -17,9 +19,11 @@ public sealed record GenerationOutcome(string Text, string FinishReason, int Pro
 /// <see cref="Outcome"/>. Cancelling <paramref name="cancellation"/> (client gone, server stopping) ends it at the next token;
 /// so does <paramref name="timeLimit"/>, counted from when it starts to run, but as a completion cut short.
 /// <paramref name="constraint"/>, when given, rules which tokens may come (a JSON reply, a forced call).
+/// <paramref name="replyOf"/>, for a chat completion, is the template whose <see cref="ChatTemplate.ReplyContent"/> the
+/// text is (GLM's metadata line dropped, as chat shows it); null for a plain completion, whose text is as generated.
 /// </summary>
 public sealed class GenerationJob(string id, ServedModel model, int[] prompt, GenerationOptions options, IReadOnlyList<string> stopStrings,
-    TimeSpan timeLimit, CancellationToken cancellation, ITokenConstraint? constraint = null)
+    TimeSpan timeLimit, CancellationToken cancellation, ITokenConstraint? constraint = null, ChatTemplate? replyOf = null)
 {
     /// <summary>The response id the client sees (chatcmpl-…, cmpl-…).</summary>
     public string Id => id;
@@ -50,6 +54,8 @@ public sealed class GenerationJob(string id, ServedModel model, int[] prompt, Ge
             }
             Interlocked.Exchange(ref _startedUnixMs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
             var decoder = new StreamingDecoder(model.Tokenizer, model.SkipSpecialTokens);
+            // A chat reply as chat shows it (GLM's metadata line dropped), then the request's stop strings.
+            var reply = new ReplyStream(replyOf);
             var filter = new StopStringFilter(stopStrings);
             var text = new StringBuilder();
             void Emit(string piece)
@@ -63,7 +69,7 @@ public sealed class GenerationJob(string id, ServedModel model, int[] prompt, Ge
             stop.CancelAfter(timeLimit);
             var result = model.Generator.Generate(prompt, options, id =>
             {
-                Emit(filter.Push(decoder.Push(id)));
+                Emit(filter.Push(reply.Push(decoder.Push(id))));
                 if (filter.Stopped) stop.Cancel();
             }, stop.Token, constraint);
             if (result.FinishReason == FinishReason.Cancelled && !filter.Stopped && cancellation.IsCancellationRequested)
@@ -74,7 +80,8 @@ public sealed class GenerationJob(string id, ServedModel model, int[] prompt, Ge
             // Cancelled by neither the client nor the server: the time limit. OpenAI clients know "length" as a reply
             // cut short and keep its text, where an error would lose it.
             bool timedOut = result.FinishReason == FinishReason.Cancelled && !filter.Stopped;
-            Emit(filter.Push(decoder.Flush()));
+            Emit(filter.Push(reply.Push(decoder.Flush())));
+            Emit(filter.Push(reply.Finish()));
             Emit(filter.Flush());
             string finish = filter.Stopped || result.FinishReason == FinishReason.Stop ? "stop" : "length";
             _outcome.TrySetResult(new GenerationOutcome(text.ToString(), finish, prompt.Length, result.NewIds.Length, timedOut));

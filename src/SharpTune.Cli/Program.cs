@@ -31,6 +31,7 @@ public static class Program
             ExportCommand.Create(),
             EvalCommand.Create(),
             CompareCommand.Create(),
+            SwiftCommand.Create(),
             ApiCommand.Create(),
             WebuiCommand.Create(),
             CheckCommands.Create(),

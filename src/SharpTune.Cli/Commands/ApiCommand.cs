@@ -97,7 +97,8 @@ public static class ApiCommand
         return command;
     }
 
-    private static void Serve(ApiServerOptions options, IReadOnlyList<ServedModel> models)
+    /// <summary>Starts the server on the loaded models, reports where it listens, and serves until Ctrl+C (also `swift deploy`).</summary>
+    internal static void Serve(ApiServerOptions options, IReadOnlyList<ServedModel> models)
     {
         var server = ApiServer.StartAsync(options, models).GetAwaiter().GetResult();
         try

@@ -133,7 +133,7 @@ public static class CheckCommands
                 results.Add(new JsonObject
                 {
                     ["rendered"] = rendered,
-                    ["ids"] = new JsonArray(t.Encode(rendered).Select(i => (JsonNode)i).ToArray()),
+                    ["ids"] = new JsonArray(template.Encode(t, rendered).Select(i => (JsonNode)i).ToArray()),
                 });
             }
             Console.Out.WriteLine(results.ToJsonString(Json));

@@ -84,23 +84,26 @@ public sealed class ChatSession : IDisposable
         return Template.EncodePrompt(Tokenizer, messages);
     }
 
-    /// <summary>Adds the user message, generates the reply (streaming text through onText) and records both.</summary>
+    /// <summary>
+    /// Adds the user message, generates the reply (streaming text through onText) and records both. The reply is the
+    /// template's <see cref="ChatTemplate.ReplyContent"/> of the generated text (ChatGLM3's model.chat: the metadata line
+    /// dropped, the content stripped); generation stops at the model's eos ids and the template's stop tokens.
+    /// </summary>
     public (string Text, GenerationResult Result) Reply(string userMessage, GenerationOptions options, Action<string>? onText = null, CancellationToken cancellation = default)
     {
         var conversation = new List<ChatMessage>(_history) { new(ChatRole.User, userMessage) };
         int[] prompt = PromptIds(conversation);
         var decoder = new StreamingDecoder(Tokenizer, skipSpecialTokens: true);
-        var text = new System.Text.StringBuilder();
-        var result = new Generator(Model).Generate(prompt, options, id =>
+        var stream = new ReplyStream(Template);
+        void Show(string shown)
         {
-            string piece = decoder.Push(id);
-            text.Append(piece);
-            if (piece.Length > 0) onText?.Invoke(piece);
-        }, cancellation);
-        string tail = decoder.Flush();
-        text.Append(tail);
-        if (tail.Length > 0) onText?.Invoke(tail);
-        string reply = text.ToString();
+            if (shown.Length > 0) onText?.Invoke(shown);
+        }
+        var result = new Generator(Model).Generate(prompt, options, id => Show(stream.Push(decoder.Push(id))), cancellation);
+        Show(stream.Push(decoder.Flush()));
+        Show(stream.Finish());
+        // What the template's model writes before the content (GLM's metadata line) is not part of the answer kept.
+        string reply = stream.Reply;
         _history.Add(new ChatMessage(ChatRole.User, userMessage));
         _history.Add(new ChatMessage(ChatRole.Assistant, reply));
         return (reply, result);

@@ -234,10 +234,10 @@ public sealed class SupervisedProcessor
         var pairs = new List<(int[] Source, int[] Target)>(texts.Pairs.Count);
         foreach (var (prompt, answer) in texts.Pairs)
         {
-            int[] source = tokenizer.Encode(prompt);
+            int[] source = template.Encode(tokenizer, prompt);
             if (pairs.Count == 0 && texts.Head.Length > 0)
                 source = [.. HeadIds(texts.Head), .. source];
-            pairs.Add((source, tokenizer.Encode(answer)));
+            pairs.Add((source, template.Encode(tokenizer, answer)));
         }
         return pairs;
     }
@@ -245,7 +245,7 @@ public sealed class SupervisedProcessor
     private int[] HeadIds(string head)
     {
         if (headIds.TryGetValue(head, out var ids)) return ids;
-        ids = tokenizer.Encode(head);
+        ids = template.Encode(tokenizer, head);
         if (headIds.Count < MaxCachedHeads) headIds.TryAdd(head, ids);
         return ids;
     }

@@ -35,6 +35,17 @@ public static class PythonText
         return text[..end];
     }
 
+    /// <summary><c>str.lstrip()</c>.</summary>
+    public static string LStrip(string text)
+    {
+        int start = 0;
+        while (start < text.Length && IsSpace(text[start])) start++;
+        return text[start..];
+    }
+
+    /// <summary><c>str.strip()</c>.</summary>
+    public static string Strip(string text) => LStrip(RStrip(text));
+
     /// <summary><c>list(text)</c>: the code points, a surrogate pair counting as one (an unpaired surrogate as itself).</summary>
     public static int[] CodePoints(string text)
     {

@@ -51,6 +51,19 @@ public sealed class SftConfig
     }
 
     /// <summary>
+    /// A config from <c>key=value</c> pairs alone (another front end's arguments mapped onto LLaMA-Factory's keys:
+    /// <c>sharptune swift</c>), fetched from the Hub and checked for <paramref name="use"/> as <see cref="Load"/> does.
+    /// </summary>
+    /// <exception cref="ConfigException">Any unusable key or value; the message names it.</exception>
+    public static SftConfig FromPairs(IReadOnlyList<string> pairs, ConfigUse use, string sourceName)
+    {
+        var config = Parse("", pairs, Environment.CurrentDirectory, sourceName);
+        config.FetchFromHub(Environment.CurrentDirectory);
+        config.Validate(use);
+        return config;
+    }
+
+    /// <summary>
     /// Parses YAML text and overrides as <see cref="Load"/> does, with relative paths resolved against
     /// <paramref name="workingDirectory"/> (default: the current directory), without looking at the model folder.
     /// </summary>

@@ -42,6 +42,28 @@ public sealed partial class ChatTemplate
     /// </summary>
     public string? EosToken => ReplaceEos ? StopWords[0] : boundEos;
 
+    /// <summary>
+    /// ChatGLM3's and GLM-4's replies open with a metadata line after <c>&lt;|assistant|&gt;</c>: empty for a plain
+    /// answer, the function's name for a tool call (<see cref="ReplyContent"/>).
+    /// </summary>
+    public bool ReplyMetadataLine { get; internal init; }
+
+    /// <summary>
+    /// The reply a person reads, from the text generated after the generation prompt. With
+    /// <see cref="ReplyMetadataLine"/> it is ChatGLM3's <c>process_response</c>: the text is split at its first
+    /// newline into metadata and content; an empty metadata line leaves the content stripped of surrounding white
+    /// space (also when no newline came), a non-empty one (a tool call) leaves the text as generated. Other
+    /// templates: the text as generated. Chat and compare show this; chat keeps it as the history's answer, which the
+    /// template renders back after a newline, as ChatGLM3's build_chat_input does.
+    /// </summary>
+    public string ReplyContent(string generated)
+    {
+        if (!ReplyMetadataLine) return generated;
+        int newline = generated.IndexOf('\n');
+        if (newline < 0) return PythonText.Strip(generated);
+        return PythonText.Strip(generated[..newline]).Length == 0 ? PythonText.Strip(generated[(newline + 1)..]) : generated;
+    }
+
     /// <summary>The thinking flavour (Qwen3): reasoning in <c>&lt;think&gt;</c> blocks, <c>enable_thinking</c> honoured.</summary>
     public bool Thinking { get; internal init; }
 
@@ -50,6 +72,21 @@ public sealed partial class ChatTemplate
 
     /// <summary>Text before the first message (e.g. a BOS token string).</summary>
     public string Prefix { get; internal init; } = "";
+
+    /// <summary>
+    /// LLaMA-Factory's <c>{"token": ...}</c> slot elements (ChatGLM3): the special tokens that make up
+    /// <see cref="Prefix"/>, in order, and the role tokens written in the slots. <see cref="Encode"/> looks each up as
+    /// one id, because the tokenizer does not recognise them in text (ChatGLM3's SentencePiece tokenizer encodes
+    /// "&lt;|user|&gt;" as plain pieces); it also encodes the newline that opens a slot apart from the content after
+    /// it, as LLaMA-Factory encodes the elements of such a slot one by one. Empty for templates whose slots are text.
+    /// </summary>
+    internal IReadOnlyList<string> PrefixTokens { get; init; } = [];
+
+    /// <inheritdoc cref="PrefixTokens"/>
+    internal IReadOnlyList<string> RoleTokens { get; init; } = [];
+
+    /// <summary>Whether <paramref name="text"/> is one of the tokens this template writes by id (<see cref="PrefixTokens"/>, <see cref="RoleTokens"/>).</summary>
+    public bool WritesById(string text) => PrefixTokens.Contains(text) || RoleTokens.Contains(text);
 
     public string SystemSlot { get; internal init; } = ContentPlaceholder;
     public string UserSlot { get; internal init; } = ContentPlaceholder;
@@ -84,12 +121,14 @@ public sealed partial class ChatTemplate
     private Regex? thoughtPattern;
 
     /// <summary>
-    /// The special-token texts the template writes, each with what it is: the stop words, the eos its slots write, and
-    /// the <c>&lt;|...|&gt;</c> role tokens of its prefix, slots and generation prompt.
+    /// The special-token texts the template writes, each with what it is: the stop words, the tokens of its prefix
+    /// when it writes them by id, the eos its slots write, and the <c>&lt;|...|&gt;</c> role tokens of its prefix,
+    /// slots and generation prompt.
     /// </summary>
     public IEnumerable<(string Text, string Role)> Markers()
     {
         foreach (string word in StopWords) yield return (word, "stop word");
+        foreach (string token in PrefixTokens) yield return (token, "prefix token");
         if (EosToken is { } eos && (AssistantSlot.Contains(EosPlaceholder) || FunctionSlot.Contains(EosPlaceholder))) yield return (eos, "eos token");
         string written = string.Concat(Prefix, SystemSlot, UserSlot, AssistantSlot, FunctionSlot, GenerationPrompt,
             Observation.Open, Observation.ItemSlot, Observation.Close);
@@ -146,11 +185,68 @@ public sealed partial class ChatTemplate
 
     /// <summary>
     /// The one way a conversation becomes prompt ids for generation, shared by chat, the API server and compare:
-    /// <see cref="Render"/> with a generation prompt (and the tools JSON array, if any), then the tokenizer.
+    /// <see cref="Render"/> with a generation prompt (and the tools JSON array, if any), then <see cref="Encode"/>.
     /// </summary>
     /// <param name="enableThinking">Qwen3's <c>enable_thinking</c> (see <see cref="Render"/>): false asks a thinking template for no reasoning.</param>
     public int[] EncodePrompt(Tokenizer tokenizer, IReadOnlyList<ChatMessage> messages, string? toolsJson = null, bool? enableThinking = null) =>
-        tokenizer.Encode(Render(messages, addGenerationPrompt: true, toolsJson, enableThinking));
+        Encode(tokenizer, Render(messages, addGenerationPrompt: true, toolsJson, enableThinking));
+
+    /// <summary>
+    /// The one way text this template wrote becomes token ids (training's prompts, answers and head, chat, the API
+    /// server, compare, <c>check template</c>): the tokenizer's encoding of the text, except for a template with
+    /// token elements (<see cref="PrefixTokens"/>, <see cref="RoleTokens"/>), whose text is cut as LLaMA-Factory's
+    /// slot lists are: a leading <see cref="Prefix"/> becomes its tokens' ids, each role token one id, and each run
+    /// of text between them is encoded on its own, with a newline that opens the run (the slot's newline after a
+    /// role token, or the one an answer starts with) encoded apart from the content after it.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A token element that is not a token of <paramref name="tokenizer"/>.</exception>
+    public int[] Encode(Tokenizer tokenizer, string text)
+    {
+        if (PrefixTokens.Count == 0 && RoleTokens.Count == 0)
+            return tokenizer.Encode(text);
+
+        var ids = new List<int>();
+        int pos = 0;
+        if (Prefix.Length > 0 && text.StartsWith(Prefix, StringComparison.Ordinal))
+        {
+            foreach (string token in PrefixTokens) ids.Add(TokenId(tokenizer, token));
+            pos = Prefix.Length;
+        }
+        while (pos < text.Length)
+        {
+            var (at, role) = NextRoleToken(text, pos);
+            EncodeRun(tokenizer, text[pos..at], ids);
+            if (role is null) break;
+            ids.Add(TokenId(tokenizer, role));
+            pos = at + role.Length;
+        }
+        return ids.ToArray();
+    }
+
+    private (int At, string? Token) NextRoleToken(string text, int from)
+    {
+        (int At, string? Token) next = (text.Length, null);
+        foreach (string token in RoleTokens)
+        {
+            int at = text.IndexOf(token, from, StringComparison.Ordinal);
+            if (at >= 0 && at < next.At) next = (at, token);
+        }
+        return next;
+    }
+
+    private static void EncodeRun(Tokenizer tokenizer, string run, List<int> ids)
+    {
+        if (run.StartsWith('\n'))
+        {
+            ids.AddRange(tokenizer.Encode("\n"));
+            run = run[1..];
+        }
+        if (run.Length > 0) ids.AddRange(tokenizer.Encode(run));
+    }
+
+    private int TokenId(Tokenizer tokenizer, string token) =>
+        tokenizer.TokenToId(token) ?? throw new InvalidDataException(
+            $"the {Name} template's token '{token}' is not a token of this model's tokenizer; use the model's own template");
 
     /// <summary>
     /// Renders a whole conversation as the model's chat template does (transformers' <c>apply_chat_template</c> with

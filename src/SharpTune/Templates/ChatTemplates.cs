@@ -14,7 +14,7 @@ namespace SharpTune.Templates;
 /// <item><c>qwen</c>: "You are Qwen, created by Alibaba Cloud. You are a helpful assistant." (Qwen2.5 Jinja and LLaMA-Factory agree).</item>
 /// <item><c>qwen1.5</c>: "You are a helpful assistant" without a period, as Qwen1.5-Chat's Jinja writes it.</item>
 /// <item><c>qwen2</c>: "You are a helpful assistant." with a period, as Qwen2-Instruct's Jinja writes it.</item>
-/// <item><c>chatml</c>, <c>qwen3</c>, <c>qwen3_nothink</c>, <c>llama3</c>, <c>empty</c>: none (LLaMA-Factory's <c>chatml</c> has no default system).</item>
+/// <item><c>chatml</c>, <c>qwen3</c>, <c>qwen3_nothink</c>, <c>llama3</c>, <c>chatglm3</c>, <c>glm4</c>, <c>empty</c>: none (LLaMA-Factory's <c>chatml</c> has no default system).</item>
 /// </list>
 /// </remarks>
 public static partial class ChatTemplates
@@ -65,6 +65,12 @@ public static partial class ChatTemplates
             DefaultSystem = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n",
         },
         new ChatTemplate { Name = "empty", Tools = new DefaultToolFormat() },
+        // ChatGLM3-6B: LLaMA-Factory's chatglm3, whose slots are element lists: the prefix and role tokens are looked up
+        // by id (its SentencePiece tokenizer does not recognise them in text) and the newline after a role token is
+        // encoded apart from the content. The answer opens with that newline (ChatGLM3's empty metadata line).
+        Glm("chatglm3", "[gMASK]sop", prefixTokens: ["[gMASK]", "sop"], roleTokens: ["<|system|>", "<|user|>", "<|assistant|>", "<|observation|>"]),
+        // GLM-4-9B: the same format, but its tiktoken tokenizer recognises the special tokens in text.
+        Glm("glm4", "[gMASK]<sop>", prefixTokens: [], roleTokens: []),
     }.ToDictionary(t => t.Name, StringComparer.Ordinal);
 
     public static IReadOnlyCollection<string> Names { get; } = Registry.Keys.Order(StringComparer.Ordinal).ToArray();
@@ -108,14 +114,16 @@ public static partial class ChatTemplates
     /// Every marker the template writes — its stop words, the eos its slots write, and the <c>&lt;|...|&gt;</c> role
     /// tokens of its prefix, slots and generation prompt — must be one token of <paramref name="tokenizer"/>. Otherwise
     /// (<c>llama3</c> on a Qwen tokenizer) the marker would be split into plain text: trained as words in the labels,
-    /// never matched as a stop token.
+    /// never matched as a stop token. A marker the template writes by id (chatglm3's, <see cref="ChatTemplate.WritesById"/>)
+    /// must be a token of the vocabulary, since the tokenizer does not recognise it in text.
     /// </summary>
     /// <exception cref="InvalidDataException">The first marker that is not a single token, named with the template and folder.</exception>
     public static void RequireSingleTokens(ChatTemplate template, Tokenization.Tokenizer tokenizer, string modelDir)
     {
         foreach (var (text, role) in template.Markers())
         {
-            if (tokenizer.Encode(text).Length != 1)
+            bool single = template.WritesById(text) ? tokenizer.TokenToId(text) is not null : tokenizer.Encode(text).Length == 1;
+            if (!single)
                 throw new InvalidDataException(
                     $"{modelDir}: the {template.Name} template's {role} '{text}' is not a single token of this model's tokenizer (it would become plain text); use the model's own template (template: auto)");
         }
@@ -189,6 +197,30 @@ public static partial class ChatTemplates
             _ => null,
         };
     }
+
+    /// <summary>
+    /// The GLM formats (LLaMA-Factory's chatglm3 and glm4): no default system, the answer slot begins with the newline
+    /// after <c>&lt;|assistant|&gt;</c>, tool results in an <c>&lt;|observation|&gt;</c> turn, GLM-4's tool format, stop
+    /// words <c>&lt;|user|&gt;</c> and <c>&lt;|observation|&gt;</c>, and efficient_eos: no eos after each answer, one
+    /// eos at the end of a training sequence (the data layer's SupervisedProcessor).
+    /// </summary>
+    private static ChatTemplate Glm(string name, string prefix, string[] prefixTokens, string[] roleTokens) => new()
+    {
+        Name = name,
+        Prefix = prefix,
+        PrefixTokens = prefixTokens,
+        RoleTokens = roleTokens,
+        SystemSlot = "<|system|>\n{{content}}",
+        UserSlot = "<|user|>\n{{content}}",
+        GenerationPrompt = "<|assistant|>",
+        AssistantSlot = "\n{{content}}",
+        FunctionSlot = "{{content}}",
+        Observation = ("", "<|observation|>\n{{content}}", ""),
+        Tools = new Glm4ToolFormat(),
+        StopWords = ["<|user|>", "<|observation|>"],
+        EfficientEos = true,
+        ReplyMetadataLine = true,
+    };
 
     /// <summary>Qwen's formats: ChatML with tool results wrapped in &lt;tool_response&gt; inside a user turn.</summary>
     private static ChatTemplate Qwen(string name, string? defaultSystem, QwenToolFormat tools, bool thinking) =>

@@ -20,7 +20,8 @@ internal abstract class ToolFormat
         "default" => new DefaultToolFormat(),
         "qwen" => new QwenToolFormat(separatorOnlyAfterSystem: false, rawStringArguments: false),
         "llama3" => new Llama3ToolFormat(),
-        _ => throw new ArgumentException($"Unknown tool_format '{name}'. Known tool formats: default, llama3, qwen."),
+        "glm4" => new Glm4ToolFormat(),
+        _ => throw new ArgumentException($"Unknown tool_format '{name}'. Known tool formats: default, glm4, llama3, qwen."),
     };
 
     /// <summary>The system-slot content: <paramref name="system"/> (null = no system text at all) plus the tool prompt.</summary>
@@ -193,5 +194,39 @@ internal sealed class Llama3ToolFormat : ToolFormat
             .Select(call => "{\"name\": " + PyJson.DumpsString(call.Name) + ", \"parameters\": " + PyJson.Dumps(ParseArguments(call)) + "}")
             .ToList();
         return objects.Count == 1 ? objects[0] : "[" + string.Join(", ", objects) + "]";
+    }
+}
+
+/// <summary>
+/// LLaMA-Factory's GLM-4 tool format (<c>GLM4ToolUtils</c>), used by the chatglm3 and glm4 templates: each tool as a
+/// <c>## name</c> section of its JSON indented by 4 in a Chinese system prompt, and a call as the function name on its
+/// own line followed by the arguments' JSON. GLM-4 calls one function per turn.
+/// </summary>
+internal sealed class Glm4ToolFormat : ToolFormat
+{
+    private const string Prompt =
+        "你是一个名为 ChatGLM 的人工智能助手。你是基于智谱 AI 公司训练的语言模型 GLM-4 模型开发的，"
+        + "你的任务是针对用户的问题和要求提供适当的答复和支持。\n\n# 可用工具";
+
+    public override string SystemWithTools(string? system, IReadOnlyList<JsonElement> tools, Dialect dialect)
+    {
+        var sb = new StringBuilder(system ?? "").Append(Prompt);
+        foreach (var wrapped in tools)
+        {
+            var tool = IsFunctionTool(wrapped) && wrapped.TryGetProperty("function", out var f) ? f : wrapped;
+            string name = tool.ValueKind == JsonValueKind.Object && tool.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String
+                ? n.GetString()!
+                : throw new ArgumentException("A tool for the GLM-4 tool format needs a \"name\".");
+            sb.Append("\n\n## ").Append(name).Append("\n\n").Append(PyJson.Dumps(tool, indent: 4))
+                .Append("\n在调用上述函数时，请使用 Json 格式表示调用的参数。");
+        }
+        return sb.ToString();
+    }
+
+    public override string FormatCalls(IReadOnlyList<ToolCall> calls, Dialect dialect)
+    {
+        if (calls.Count > 1)
+            throw new ArgumentException("GLM-4 does not support parallel functions: an assistant turn may call one function.");
+        return calls[0].Name + "\n" + PyJson.Dumps(ParseArguments(calls[0]));
     }
 }

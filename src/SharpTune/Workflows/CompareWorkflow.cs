@@ -95,7 +95,7 @@ public static class CompareWorkflow
             using var loaded = DecoderModel.LoadForGeneration(modelDir, adapterDirectories: adapterDir is null ? [] : [adapterDir], quantization: r.Quantization);
             if (c == 0) observer.On(new RunNote($"backend: {loaded.Backend.Describe()}"));
             observer.On(new RunNote($"answering with {names[c]}{(adapterDir is null ? "" : $" ({adapterDir})")}"));
-            columns.Add(ComparisonRun.Answer(names[c], adapterDir, loaded, tokenizer, asked, options, r.BatchSize, padTokenId, observer, cancellation));
+            columns.Add(ComparisonRun.Answer(names[c], adapterDir, loaded, tokenizer, chatTemplate, asked, options, r.BatchSize, padTokenId, observer, cancellation));
         }
 
         var setup = new List<KeyValuePair<string, string>>

@@ -117,6 +117,23 @@ public sealed class CheckCommandTests : IDisposable
     }
 
     [Fact]
+    public void TemplateWritesChatglm3sTokensByIdAndItsNewlinesApartFromTheContent()
+    {
+        string dir = Templates.GlmTemplateTests.ChatGlm3TokenizerFolder(Path.Combine(_dir, "chatglm3"));
+        var tokenizer = SharpTune.Tokenization.Tokenizer.FromDirectory(dir);
+
+        var r = CliRunner.RunWithInput("""[{"messages": [{"role": "user", "content": "hi"}], "add_generation_prompt": true}]""",
+            "check", "template", "--tokenizer", dir, "--template", "chatglm3");
+
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var result = JsonNode.Parse(r.Stdout)!.AsArray().Single()!;
+        Assert.Equal("[gMASK]sop<|user|>\nhi<|assistant|>", result["rendered"]!.GetValue<string>());
+        int Id(string token) => tokenizer.TokenToId(token)!.Value;
+        int[] expected = [Id("[gMASK]"), Id("sop"), Id("<|user|>"), .. tokenizer.Encode("\n"), .. tokenizer.Encode("hi"), Id("<|assistant|>")];
+        Assert.Equal(expected, result["ids"]!.AsArray().Select(v => v!.GetValue<int>()));
+    }
+
+    [Fact]
     public void ErrorsAreOneLineWithANonZeroExitCode()
     {
         var r = CliRunner.Run("check", "forward", "--model", Path.Combine(_dir, "missing"), "--input", WriteBatch([[1, 2]], [[1, 1]]), "--out", Path.Combine(_dir, "o.safetensors"));

@@ -52,8 +52,9 @@ public static class CliProcess
     /// Runs until a stderr line starts with <paramref name="afterLineStarting"/>, then sends SIGINT (Ctrl+C) and waits
     /// for the exit (<paramref name="timeout"/> at most); returns the exit code and stderr.
     /// </summary>
+    /// <param name="beforeInterrupt">Called with the awaited line before SIGINT is sent (e.g. to make requests to a server that now serves).</param>
     public static (int ExitCode, string Stderr) RunAndInterrupt(IEnumerable<string> args, string afterLineStarting, TimeSpan timeout,
-        IReadOnlyDictionary<string, string?>? environment = null)
+        IReadOnlyDictionary<string, string?>? environment = null, Action<string>? beforeInterrupt = null)
     {
         using var process = Process.Start(StartInfo(args, environment))!;
         var stderr = new StringBuilder();
@@ -62,7 +63,16 @@ public static class CliProcess
             if (e.Data is null) return;
             lock (stderr) stderr.AppendLine(e.Data);
             if (e.Data.StartsWith(afterLineStarting, StringComparison.Ordinal))
-                Process.Start("kill", ["-INT", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!.WaitForExit();
+            {
+                try
+                {
+                    beforeInterrupt?.Invoke(e.Data);
+                }
+                finally
+                {
+                    Process.Start("kill", ["-INT", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!.WaitForExit();
+                }
+            }
         };
         process.BeginErrorReadLine();
         process.BeginOutputReadLine();

@@ -129,8 +129,8 @@ public sealed class ComparisonTests(ComparisonFixture fx) : IClassFixture<Compar
         using var baseModel = DecoderModel.LoadForGeneration(fx.ModelDir);
         using var adapted = DecoderModel.LoadForGeneration(fx.ModelDir, adapterDirectories: [fx.AdapterDir]);
 
-        var baseColumn = ComparisonRun.Answer("base", null, baseModel, fx.Tokenizer, questions, options, batchSize: 2, padTokenId: 0);
-        var adapterColumn = ComparisonRun.Answer("lora-a", fx.AdapterDir, adapted, fx.Tokenizer, questions, options, batchSize: 1, padTokenId: 0);
+        var baseColumn = ComparisonRun.Answer("base", null, baseModel, fx.Tokenizer, fx.Template, questions, options, batchSize: 2, padTokenId: 0);
+        var adapterColumn = ComparisonRun.Answer("lora-a", fx.AdapterDir, adapted, fx.Tokenizer, fx.Template, questions, options, batchSize: 1, padTokenId: 0);
 
         for (int i = 0; i < questions.Count; i++)
         {

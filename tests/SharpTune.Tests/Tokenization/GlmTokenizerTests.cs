@@ -64,7 +64,7 @@ public sealed class GlmTokenizerTests : IDisposable
     /// " wor" 261. tiktoken merges the lowest-ranked adjacent pair first, so "hello" → hell + o and " world" →
     /// " wor" + l + d; GLM-4's special tokens take the ids from 262 on.
     /// </summary>
-    private static byte[] SmallRankFile()
+    internal static byte[] SmallRankFile()
     {
         var lines = new StringBuilder();
         for (int b = 0; b < 256; b++)

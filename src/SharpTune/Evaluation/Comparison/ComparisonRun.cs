@@ -2,6 +2,7 @@ using System.Diagnostics;
 using SharpTune.Evaluation.Metrics;
 using SharpTune.Inference;
 using SharpTune.Model;
+using SharpTune.Templates;
 using SharpTune.Tokenization;
 using SharpTune.Training;
 using SharpTune.Training.Model;
@@ -34,11 +35,12 @@ public sealed record ComparisonColumn(string Name, string? AdapterDirectory, IRe
 /// <summary>
 /// Answers every question with one model, in batches (left-padded, <see cref="BatchGenerator"/>). The same options
 /// serve every model of a comparison, and question i is always generated with seed Seed + i, so the columns differ
-/// by the weights alone.
+/// by the weights alone. An answer is the template's <see cref="ChatTemplate.ReplyContent"/> of the generated text,
+/// as chat shows it.
 /// </summary>
 public static class ComparisonRun
 {
-    public static ComparisonColumn Answer(string name, string? adapterDirectory, DecoderModel model, Tokenizer tokenizer,
+    public static ComparisonColumn Answer(string name, string? adapterDirectory, DecoderModel model, Tokenizer tokenizer, ChatTemplate template,
         IReadOnlyList<ComparisonQuestion> questions, GenerationOptions options, int batchSize, int padTokenId, IRunObserver? observer = null,
         CancellationToken cancellation = default)
     {
@@ -59,7 +61,7 @@ public static class ComparisonRun
             for (int i = 0; i < batch.Count; i++)
             {
                 var result = results[i];
-                string text = tokenizer.Decode(result.NewIds, skipSpecialTokens: true);
+                string text = template.ReplyContent(tokenizer.Decode(result.NewIds, skipSpecialTokens: true));
                 var scores = batch[i].Reference is string reference ? GenerationMetrics.Score(text, reference) : (GenerationScores?)null;
                 answers.Add(new ComparisonAnswer(text, result.NewIds.Length, result.FinishReason, scores));
                 generated += result.NewIds.Length;

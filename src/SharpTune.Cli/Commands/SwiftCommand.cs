@@ -1,0 +1,123 @@
+using System.CommandLine;
+using SharpTune.Api;
+using SharpTune.Chat;
+using SharpTune.Inference;
+using SharpTune.Swift;
+using SharpTune.Training;
+using SharpTune.Workflows;
+
+namespace SharpTune.Cli.Commands;
+
+/// <summary>
+/// `sharptune swift sft|infer|export|deploy --name value ...`: ms-swift's command line as a front end. The arguments are read
+/// by the library's <see cref="SwiftArguments"/> and mapped by <see cref="SwiftRun"/> onto the same workflows the
+/// LLaMA-Factory commands run (training, chat, export, the API server); see docs/swift.md.
+/// </summary>
+public static class SwiftCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("swift", "ms-swift's command line (swift sft|infer|export|deploy with ms-swift 3.x or 2.x argument names; see docs/swift.md)");
+        command.Subcommands.Add(Sub("sft", "Fine-tune as `swift sft` does, into output_dir/vN-YYYYMMDD-HHMMSS/ with args.json, logging.jsonl and checkpoint-N/",
+            Swift.SwiftCommand.Sft, Sft));
+        command.Subcommands.Add(Sub("infer", "Chat as `swift infer` does: one question per stdin line, the answer on stdout; --adapters CKPT reads the run's args.json",
+            Swift.SwiftCommand.Infer, Infer));
+        command.Subcommands.Add(Sub("deploy", "Serve the OpenAI API as `swift deploy` does: the base and each --adapters NAME=CKPT as model ids; --adapters reads the run's args.json",
+            Swift.SwiftCommand.Deploy, Deploy));
+        command.Subcommands.Add(Sub("export", "Merge a checkpoint's LoRA adapter as `swift export --adapters CKPT --merge_lora true` does, into CKPT-merged",
+            Swift.SwiftCommand.Export, Export));
+        return command;
+    }
+
+    private static Command Sub(string name, string description, Swift.SwiftCommand swiftCommand, Func<SwiftArguments, int> run)
+    {
+        var command = new Command(name, description) { TreatUnmatchedTokensAsErrors = false };
+        // ms-swift's arguments are not System.CommandLine options: every token after the subcommand goes, in order, to SwiftArguments.
+        command.SetAction(r => CliAction.Run(() =>
+        {
+            var tokens = r.Tokens.Select(t => t.Value).ToList();
+            int start = tokens.IndexOf(name) + 1;
+            var arguments = SwiftArguments.Parse(swiftCommand, tokens[start..]);
+            return run(arguments);
+        }));
+        return command;
+    }
+
+    private static int Sft(SwiftArguments arguments)
+    {
+        var prepared = SwiftRun.PrepareSft(arguments, Environment.CurrentDirectory, DateTime.Now);
+        foreach (string note in prepared.Notes) ConsoleRunObserver.Log($"note: {note}");
+        ConsoleRunObserver.Log($"output_dir: {prepared.RunDir}");
+        using var interrupt = CtrlCInterrupt.ForTraining();
+        var observer = new RunObservers(new ConsoleRunObserver(), new SwiftRun.LayoutObserver(prepared.RunDir), interrupt);
+        var result = TrainingWorkflow.Run(new TrainingRequest(prepared.Config), interrupt.Token, observer);
+        if (result.Training is { Interrupted: true } stopped)
+        {
+            ConsoleRunObserver.Log($"stopped at step {stopped.GlobalStep}/{stopped.MaxSteps}; the last checkpoint is {stopped.CheckpointPath}");
+            return CtrlCInterrupt.ExitCode;
+        }
+        ConsoleRunObserver.PrintMetrics(result.Metrics);
+        return 0;
+    }
+
+    private static int Infer(SwiftArguments arguments)
+    {
+        var inference = SwiftRun.PrepareInference(arguments);
+        foreach (string note in inference.Notes) ConsoleRunObserver.Log($"note: {note}");
+        using var session = ChatSession.Open(inference.Model, inference.Template, inference.System, inference.Adapters, inference.Quantization);
+        CliAction.ReportBackend(session.Model.Backend);
+        var options = SwiftRun.Generation(arguments, session.DefaultOptions());
+        ConsoleRunObserver.Log($"template: {session.Template.Name}. One question per line; clear resets the conversation, exit or quit ends.");
+        while (true)
+        {
+            Console.Error.Write("<<< ");
+            string? line = Console.ReadLine();
+            if (line is null) break;
+            string typed = line.Trim();
+            if (typed.Equals("exit", StringComparison.OrdinalIgnoreCase) || typed.Equals("quit", StringComparison.OrdinalIgnoreCase)) break;
+            if (typed.Equals("clear", StringComparison.OrdinalIgnoreCase))
+            {
+                session.Clear();
+                continue;
+            }
+            if (typed.Length == 0) continue;
+            session.Reply(line, options, piece => Console.Write(piece));
+            Console.WriteLine();
+        }
+        return 0;
+    }
+
+    private static int Deploy(SwiftArguments arguments)
+    {
+        var deployment = SwiftRun.PrepareDeploy(arguments);
+        foreach (string note in deployment.Notes) ConsoleRunObserver.Log($"note: {note}");
+        var options = new ApiServerOptions { Host = deployment.Host, Port = deployment.Port, ApiKey = deployment.ApiKey };
+        // Before the models load, as `sharptune api` checks them.
+        options.Validate();
+        ServerBinding.ResolveHost(options.Host);
+        var inference = deployment.Inference;
+        GenerationOptions Defaults(GenerationOptions o) => SwiftRun.Generation(arguments, o);
+        var models = new List<ServedModel>();
+        try
+        {
+            models.Add(ServedModel.Load(deployment.BaseName, inference.Model, [], inference.Template, inference.Quantization, null, inference.System, defaults: Defaults));
+            foreach (var (name, dir) in deployment.Adapters)
+                models.Add(ServedModel.Load(name, inference.Model, [dir], inference.Template, inference.Quantization, null, inference.System, defaults: Defaults));
+            ApiCommand.Serve(options, models);
+            return 0;
+        }
+        finally
+        {
+            foreach (var served in models) served.Dispose();
+        }
+    }
+
+    private static int Export(SwiftArguments arguments)
+    {
+        var (config, notes) = SwiftRun.PrepareExport(arguments, Environment.CurrentDirectory);
+        foreach (string note in notes) ConsoleRunObserver.Log($"note: {note}");
+        using var interrupt = CtrlCInterrupt.Armed("stopping before the next tensor");
+        foreach (string file in ExportWorkflow.Run(config, interrupt.Token, new RunObservers(new ConsoleRunObserver(), interrupt))) Console.WriteLine(file);
+        return 0;
+    }
+}
