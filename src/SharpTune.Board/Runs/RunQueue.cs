@@ -76,7 +76,8 @@ public sealed partial class RunQueue : IDisposable
             Interrupt(process.Id);
             _ = Task.Delay(AbortGrace, _stopping.Token).ContinueWith(_ =>
             {
-                if (!process.HasExited) process.Kill(entireProcessTree: true);
+                lock (_lock)
+                    if (_running?.Process == process) process.Kill(entireProcessTree: true);
             }, TaskContinuationOptions.OnlyOnRanToCompletion);
         }
     }

@@ -144,6 +144,18 @@ public sealed class BoardTrainTests(BoardSite site) : IClassFixture<BoardSite>
     }
 
     [Fact]
+    public async Task TheTemplateCheck_WarnsAsTrainingWould()
+    {
+        using var client = await site.ClientAsync();
+        var foreign = await client.GetJsonAsync("/api/template-check?model=models/tiny&template=llama3");
+        Assert.Null(foreign["template"]);
+        Assert.Contains("is not a single token of this model's tokenizer", foreign["warning"]!.GetValue<string>());
+        var otherFamily = await client.GetJsonAsync("/api/template-check?model=models/tiny&template=qwen3");
+        Assert.Contains("chat_template is the qwen template's, not qwen3's", otherFamily["warning"]!.GetValue<string>());
+        Assert.Null((await client.GetJsonAsync("/api/template-check?model=models/tiny&template=qwen"))["warning"]);
+    }
+
+    [Fact]
     public void EveryField_HasAnEnglishAndAChineseLabel()
     {
         var i18n = new I18n(new StaticAssets());
