@@ -106,8 +106,8 @@ public static class ModelExporter
                 Copy(baseDir, temp, "config.json", written);
             }
             foreach (string file in TokenizerFiles) Copy(baseDir, temp, file, written);
-            foreach (string file in Directory.EnumerateFiles(baseDir).Select(Path.GetFileName).Where(f => IsRemoteCode(f!)).Order(StringComparer.Ordinal))
-                Copy(baseDir, temp, file!, written);
+            foreach (string file in Directory.EnumerateFiles(baseDir).Select(p => Path.GetFileName(p)).Where(IsRemoteCode).Order(StringComparer.Ordinal))
+                Copy(baseDir, temp, file, written);
             if (generationConfig is not null)
             {
                 AtomicFile.WriteText(ModelFolder.GenerationConfigPath(temp), generationConfig);

@@ -16,8 +16,8 @@ public sealed partial class BoardPageTests(BoardSite site) : IClassFixture<Board
         Assert.Equal("Train", (await page.EvaluateAsync("document.querySelector('#tabs button.active').textContent"))!.GetValue<string>());
         Assert.Equal("models/tiny", (await page.EvaluateAsync("document.querySelector('#model-list option').value"))!.GetValue<string>());
         await page.EvaluateAsync("document.querySelector('#tabs button[data-tab=chat]').click()");
-        Assert.Equal(false, (await page.EvaluateAsync("document.getElementById('tab-chat').hidden"))!.GetValue<bool>());
-        Assert.Equal(true, (await page.EvaluateAsync("document.getElementById('tab-train').hidden"))!.GetValue<bool>());
+        Assert.False((await page.EvaluateAsync("document.getElementById('tab-chat').hidden"))!.GetValue<bool>());
+        Assert.True((await page.EvaluateAsync("document.getElementById('tab-train').hidden"))!.GetValue<bool>());
 
         await page.EvaluateAsync("(async () => { const s = document.getElementById('language'); s.value = 'zh'; s.dispatchEvent(new Event('change')); })()");
         await page.WaitForAsync("document.querySelector('#tabs button[data-tab=train]').textContent === '训练'", TimeSpan.FromSeconds(10));
