@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using SharpTune.IO.Safetensors;
+using static SharpTune.Tests.Model.NaiveDecoder;
 
 namespace SharpTune.Tests.Model;
 
@@ -72,24 +73,6 @@ public static class NaiveChatGlm
         double[] output = W("transformer.output_layer.weight");
         int vocab = Int("padded_vocab_size");
         return h.Select(row => Linear(RmsNorm(row, W("transformer.encoder.final_layernorm.weight"), eps), output, null, vocab)).ToArray();
-    }
-
-    private static double[] RmsNorm(double[] x, double[] weight, double eps)
-    {
-        double ms = x.Sum(v => v * v) / x.Length;
-        return x.Select((v, i) => weight[i] * v / Math.Sqrt(ms + eps)).ToArray();
-    }
-
-    private static double[] Linear(double[] x, double[] w, double[]? bias, int outputs)
-    {
-        var y = new double[outputs];
-        for (int o = 0; o < outputs; o++)
-        {
-            double s = bias?[o] ?? 0;
-            for (int i = 0; i < x.Length; i++) s += w[o * x.Length + i] * x[i];
-            y[o] = s;
-        }
-        return y;
     }
 
     /// <summary>apply_rotary_pos_emb: pairs (x[2i], x[2i+1]) of the first rot dimensions turned by position·θ_i, θ_i = base^(−2i/rot).</summary>

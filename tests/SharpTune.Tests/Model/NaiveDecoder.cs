@@ -74,13 +74,13 @@ public static class NaiveDecoder
         return h.Select(row => Linear(RmsNorm(row, W("model.norm.weight"), c.RmsNormEps), output, null, c.VocabSize)).ToArray();
     }
 
-    private static double[] RmsNorm(double[] x, double[] weight, double eps)
+    internal static double[] RmsNorm(double[] x, double[] weight, double eps)
     {
         double ms = x.Sum(v => v * v) / x.Length;
         return x.Select((v, i) => weight[i] * v / Math.Sqrt(ms + eps)).ToArray();
     }
 
-    private static double[] Linear(double[] x, double[] w, double[]? bias, int outputs)
+    internal static double[] Linear(double[] x, double[] w, double[]? bias, int outputs)
     {
         var y = new double[outputs];
         for (int o = 0; o < outputs; o++)

@@ -269,12 +269,7 @@ public sealed class DecoderModel : IDisposable
     /// <exception cref="InvalidDataException">A module the model does not have, or shapes that do not match.</exception>
     public void ApplyAdapter(IModelAdapter adapter)
     {
-        var projections = ProjectionsByModule();
-        var tensors = ReplaceableTensors(projections);
-        adapter.ValidateAgainst(
-            module => projections.TryGetValue(module, out var p) ? [p.Weight.Shape[0], p.Weight.Shape[1]] : null,
-            name => tensors.TryGetValue(name, out var t) ? t.Shape : null,
-            Directory);
+        var (projections, tensors) = ValidateAdapter(adapter);
         // Every tuner may refuse the tuners already on its Linear, so all are attached before anything changes.
         var tuners = adapter.CreateTuners(Backend);
         foreach (var tuner in tuners)
@@ -286,6 +281,18 @@ public sealed class DecoderModel : IDisposable
         foreach (var (name, (_, data)) in adapter.ReplacedTensors) tensors[name].Replace(data);
         foreach (var tuner in tuners) projections[tuner.ModulePath].Tuners.Add(tuner);
         _adapters.Add(adapter);
+    }
+
+    /// <summary>The model's Linears and replaceable tensors by name, once <paramref name="adapter"/> is checked against them.</summary>
+    private (Dictionary<string, AdapterTarget> Projections, Dictionary<string, (long[] Shape, Action<float[]> Replace)> Tensors) ValidateAdapter(IModelAdapter adapter)
+    {
+        var projections = ProjectionsByModule();
+        var tensors = ReplaceableTensors(projections);
+        adapter.ValidateAgainst(
+            module => projections.TryGetValue(module, out var p) ? [p.Weight.Shape[0], p.Weight.Shape[1]] : null,
+            name => tensors.TryGetValue(name, out var t) ? t.Shape : null,
+            Directory);
+        return (projections, tensors);
     }
 
     /// <summary>
@@ -301,12 +308,7 @@ public sealed class DecoderModel : IDisposable
         if (_tunersDisabled) throw new InvalidOperationException("the tuners are disabled (a reference forward); enable them before swapping an adapter in");
         if (adapter.ReplacedTensors.Count > 0 || adapter.CreateModelTuner() is not null)
             throw new InvalidDataException($"{adapter.Directory}: only an adapter of tuner layers (such as LoRA) can be swapped in for a forward; this one replaces tensors (modules_to_save) or adds virtual tokens");
-        var projections = ProjectionsByModule();
-        var tensors = ReplaceableTensors(projections);
-        adapter.ValidateAgainst(
-            module => projections.TryGetValue(module, out var p) ? [p.Weight.Shape[0], p.Weight.Shape[1]] : null,
-            name => tensors.TryGetValue(name, out var t) ? t.Shape : null,
-            Directory);
+        var (projections, _) = ValidateAdapter(adapter);
         var own = projections.Values.ToDictionary(p => p.Tuners, p => p.Tuners.ToList());
         foreach (var p in projections.Values) p.Tuners.Clear();
         foreach (var tuner in adapter.CreateTuners(Backend))
