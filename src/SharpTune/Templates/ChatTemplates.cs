@@ -83,12 +83,6 @@ public static partial class ChatTemplates
             : throw new ArgumentException($"Unknown chat template '{name}'. Known templates: {string.Join(", ", Names)}.", nameof(name));
 
     /// <summary>
-    /// <c>template: auto</c>: recognises the model family from the <c>chat_template</c> in the folder's
-    /// <c>tokenizer_config.json</c> (Qwen1.5, Qwen2, Qwen2.5, Qwen3) and returns the matching registered template.
-    /// </summary>
-    /// <exception cref="FileNotFoundException">No tokenizer_config.json in the folder.</exception>
-    /// <exception cref="InvalidDataException">No chat_template in it, or one that is not recognised.</exception>
-    /// <summary>
     /// The template a model folder is used with: the named one, or the detected one for null/"auto"; bound to the
     /// folder's eos token (tokenizer_config.json) so templates whose slots write it (alpaca) render.
     /// </summary>
@@ -129,27 +123,44 @@ public static partial class ChatTemplates
         }
     }
 
+    /// <summary>
+    /// <c>template: auto</c>: recognises the model family from the <c>chat_template</c> in the folder's
+    /// <c>tokenizer_config.json</c> (Qwen1.5, Qwen2, Qwen2.5, Qwen3), else from its <c>tokenizer_class</c> (ChatGLM3's
+    /// <c>ChatGLMTokenizer</c>, GLM-4's <c>ChatGLM4Tokenizer</c>: their remote-code tokenizers build the chat prompt
+    /// themselves, which the <c>chatglm3</c>/<c>glm4</c> templates restate), and returns the matching registered template.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">No tokenizer_config.json in the folder.</exception>
+    /// <exception cref="InvalidDataException">Neither a recognised chat_template nor a GLM tokenizer class in it.</exception>
     public static ChatTemplate FromModelDirectory(string dir)
     {
         var path = Path.Combine(dir, "tokenizer_config.json");
         if (!File.Exists(path))
             throw new FileNotFoundException($"Cannot pick a chat template automatically: '{path}' does not exist.", path);
 
-        string? chatTemplate;
+        string? chatTemplate, tokenizerClass;
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(path));
             chatTemplate = ReadChatTemplate(doc.RootElement);
+            tokenizerClass = doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("tokenizer_class", out var c)
+                && c.ValueKind == JsonValueKind.String ? c.GetString() : null;
         }
         catch (JsonException e)
         {
             throw new InvalidDataException($"Cannot pick a chat template automatically: '{path}' is not valid JSON ({e.Message}).", e);
         }
 
+        string? detected = (chatTemplate is null ? null : Detect(chatTemplate)) ?? tokenizerClass switch
+        {
+            "ChatGLMTokenizer" => "chatglm3",
+            "ChatGLM4Tokenizer" => "glm4",
+            _ => null,
+        };
+        if (detected is not null) return Get(detected);
         if (chatTemplate is null)
-            throw new InvalidDataException($"Cannot pick a chat template automatically: '{path}' has no chat_template. Set the template name explicitly ({string.Join(", ", Names)}).");
-        return Get(Detect(chatTemplate) ?? throw new InvalidDataException(
-            $"Cannot pick a chat template automatically: the chat_template in '{path}' is not one SharpTune recognises (Qwen1.5, Qwen2, Qwen2.5, Qwen3). Set the template name explicitly ({string.Join(", ", Names)})."));
+            throw new InvalidDataException($"Cannot pick a chat template automatically: '{path}' has no chat_template and no ChatGLM tokenizer_class. Set the template name explicitly ({string.Join(", ", Names)}).");
+        throw new InvalidDataException(
+            $"Cannot pick a chat template automatically: the chat_template in '{path}' is not one SharpTune recognises (Qwen1.5, Qwen2, Qwen2.5, Qwen3; ChatGLM3 and GLM-4 by their tokenizer_class). Set the template name explicitly ({string.Join(", ", Names)}).");
     }
 
     private static string? ReadChatTemplate(JsonElement config)

@@ -51,6 +51,22 @@ public class RegistryTests
         Assert.Equal(expected, ChatTemplates.FromModelDirectory(TestPaths.Fixtures("tokenizers", folder)).Name);
 
     [Fact]
+    public void AutoPicksChatglm3ByChatGlm3sTokenizerClass() =>
+        Assert.Equal("chatglm3", ChatTemplates.FromModelDirectory(TestPaths.Fixtures("tokenizers", "chatglm3-uni")).Name);
+
+    [Theory]
+    [InlineData("ChatGLMTokenizer", "chatglm3")]
+    [InlineData("ChatGLM4Tokenizer", "glm4")]
+    public void AutoPicksTheGlmTemplateByTheTokenizerClassWhenNoChatTemplateIsRecognised(string tokenizerClass, string expected)
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(Path.Combine(dir.Path, "tokenizer_config.json"),
+            $$"""{"tokenizer_class": "{{tokenizerClass}}", "chat_template": "{{"{% for message in messages %}[gMASK]<sop>{{ message['content'] }}{% endfor %}"}}"}""");
+
+        Assert.Equal(expected, ChatTemplates.FromModelDirectory(dir.Path).Name);
+    }
+
+    [Fact]
     public void AutoWithoutTokenizerConfigNamesTheFile()
     {
         using var dir = new TempDir();
