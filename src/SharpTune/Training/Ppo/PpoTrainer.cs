@@ -171,7 +171,7 @@ public sealed class PpoTrainer
         private int _stepsAtStart;
         private int _lastSavedStep = -1;
         private string? _lastCheckpoint;
-        private IReadOnlyList<(int Step, string Path)> _superseded = [];
+        private readonly RunCheckpoints _checkpoints;
         private IRunObserver _events;
 
         public Run(PpoTrainer trainer)
@@ -180,6 +180,7 @@ public sealed class PpoTrainer
             _plan = trainer.Plan;
             var args = trainer._args;
             _outputDir = args.OutputDir;
+            _checkpoints = new RunCheckpoints(_outputDir, args.SaveTotalLimit);
             _optimizer = OptimizerNames.Create(args.Optim, trainer._policy.TrainableParameters, args);
             _state = new TrainerState
             {
@@ -210,14 +211,8 @@ public sealed class PpoTrainer
                 _events.On(new TrainerNote($"removed the incomplete {removed}, left by a crashed run"));
             foreach (var p in _optimizer.Parameters) p.ZeroGrad();
             string? resumeFrom = ResumePolicy.CheckpointToResume(_t._args);
-            if (resumeFrom is not null)
-            {
-                RestoreFrom(resumeFrom);
-                var deleted = CheckpointFolders.Rotate(_outputDir, _t._args.SaveTotalLimit);
-                if (deleted.Count > 0) _events.On(new TrainerNote($"removed {Names(deleted)}: save_total_limit {_t._args.SaveTotalLimit}"));
-            }
-            else
-                _superseded = CheckpointFolders.List(_outputDir);
+            if (resumeFrom is not null) RestoreFrom(resumeFrom);
+            _checkpoints.Start(resuming: resumeFrom is not null, rotate: true, _events);
             _events = new RunObservers(new TrainerLogFile(_outputDir, resumeFrom is null ? null : _state.GlobalStep), _t._observer);
             _stepsAtStart = _state.GlobalStep;
 
@@ -399,19 +394,12 @@ public sealed class PpoTrainer
                 BatchSize = _t.StepBatchSize,
                 GradientAccumulationSteps = _plan.GradientAccumulationSteps,
             };
-            _lastCheckpoint = CheckpointFolders.Write(_outputDir, _state.GlobalStep, dir =>
+            _lastCheckpoint = _checkpoints.Save(_state.GlobalStep, dir =>
             {
                 TrainingCheckpoint.Write(dir, _t._policy, _optimizer, resume, _state);
                 AtomicFile.WriteText(Path.Combine(dir, StateFileName), StateJson());
-            });
+            }, _events);
             _lastSavedStep = _state.GlobalStep;
-            FaultInjection.Point("checkpoint-saved");
-            var stale = _superseded.Where(c => c.Path != _lastCheckpoint && Directory.Exists(c.Path)).ToList();
-            _superseded = [];
-            foreach (var (_, path) in stale) AtomicFile.DeleteDirectory(path);
-            if (stale.Count > 0) _events.On(new TrainerNote($"removed the earlier run's {Names(stale.Select(c => c.Path))} now that this run has saved its own"));
-            var deleted = CheckpointFolders.Rotate(_outputDir, _t._args.SaveTotalLimit);
-            _events.On(new CheckpointSaved(_lastCheckpoint, _state.GlobalStep, deleted, _t._args.SaveTotalLimit));
         }
 
         /// <summary>The PPO state beside <see cref="ResumeState"/>; doubles by their bit patterns, so they come back exactly.</summary>
@@ -478,8 +466,7 @@ public sealed class PpoTrainer
         private TrainResult Finish()
         {
             _t._policy.Save(_outputDir);
-            var stale = _superseded.Where(c => Directory.Exists(c.Path)).ToList();
-            foreach (var (_, path) in stale) AtomicFile.DeleteDirectory(path);
+            _checkpoints.RemoveSuperseded(_lastCheckpoint, _events);
             _events.On(new FinalStateReported(_state.Snapshot()));
             _events.On(new TrainerNote($"training finished: {_state.GlobalStep} steps, {_clock.Elapsed.TotalSeconds:0.0} s; saved to {_outputDir}"));
             return Ended(new TrainResult(false, _state.GlobalStep, _plan.MaxSteps, _state.Epoch, _lastCheckpoint, new Dictionary<string, double>(), _state.LogHistory.ToList()));
@@ -491,7 +478,6 @@ public sealed class PpoTrainer
             return result;
         }
 
-        private static string Names(IEnumerable<string> paths) => string.Join(", ", paths.Select(Path.GetFileName));
 
         private ProgressSnapshot Snapshot(double? loss, double? gradNorm, double learningRate)
         {

@@ -125,11 +125,7 @@ public class Trainer<TExample>
         private int _stepsAtStart;
         private int _lastSavedStep = -1;
         private string? _lastCheckpoint;
-        /// <summary>
-        /// The checkpoints an earlier run left in output_dir when this one trains afresh (overwrite_output_dir):
-        /// removed once this run has saved its own, so that a crash before then still leaves something to resume.
-        /// </summary>
-        private IReadOnlyList<(int Step, string Path)> _superseded = [];
+        private readonly RunCheckpoints _checkpoints;
         /// <summary>The caller's observer until trainer_log.jsonl is opened (after the resume), then both.</summary>
         private IRunObserver _events;
 
@@ -138,6 +134,7 @@ public class Trainer<TExample>
             _t = trainer;
             _plan = trainer.Plan;
             _outputDir = trainer._args.OutputDir;
+            _checkpoints = new RunCheckpoints(_outputDir, trainer._args.SaveTotalLimit);
             var args = trainer._args;
             _optimizer = OptimizerNames.Create(args.Optim, trainer._model.TrainableParameters, args);
             if (trainer._world is { } world) _averager = new GradientAverager(world, trainer._model.TrainableParameters, trainer._model.Decoder);
@@ -179,14 +176,8 @@ public class Trainer<TExample>
             {
                 RestoreFrom(resumeFrom);
                 resumedMidEpoch = true;
-                // A run killed between a save and its rotation left one checkpoint more than save_total_limit.
-                var deleted = _writes ? CheckpointFolders.Rotate(_outputDir, _t._args.SaveTotalLimit) : [];
-                if (deleted.Count > 0) _events.On(new TrainerNote($"removed {Names(deleted)}: save_total_limit {_t._args.SaveTotalLimit}"));
             }
-            else
-            {
-                _superseded = CheckpointFolders.List(_outputDir);
-            }
+            _checkpoints.Start(resuming: resumeFrom is not null, rotate: _writes, _events);
             if (_writes) _events = new RunObservers(new TrainerLogFile(_outputDir, resumeFrom is null ? null : _state.GlobalStep), _t._observer);
             _stepsAtStart = _state.GlobalStep;
             _tokensAtStart = _tokensSeen;
@@ -421,13 +412,9 @@ public class Trainer<TExample>
                 _lastSavedStep = _state.GlobalStep;
                 return;
             }
-            _lastCheckpoint = CheckpointFolders.Write(_outputDir, _state.GlobalStep,
-                dir => TrainingCheckpoint.Write(dir, _t._model, _optimizer, resume, _state));
+            _lastCheckpoint = _checkpoints.Save(_state.GlobalStep,
+                dir => TrainingCheckpoint.Write(dir, _t._model, _optimizer, resume, _state), _events);
             _lastSavedStep = _state.GlobalStep;
-            FaultInjection.Point("checkpoint-saved");
-            RemoveSuperseded();
-            var deleted = CheckpointFolders.Rotate(_outputDir, _t._args.SaveTotalLimit);
-            _events.On(new CheckpointSaved(_lastCheckpoint, _state.GlobalStep, deleted, _t._args.SaveTotalLimit));
         }
 
         /// <summary>
@@ -447,17 +434,6 @@ public class Trainer<TExample>
             return world.GatherAll(_dropout.State);
         }
 
-        private static string Names(IEnumerable<string> paths) => string.Join(", ", paths.Select(Path.GetFileName));
-
-        /// <summary>Removes the earlier run's checkpoints (see <see cref="_superseded"/>) once this run has saved its own.</summary>
-        private void RemoveSuperseded()
-        {
-            var stale = _superseded.Where(c => c.Path != _lastCheckpoint && Directory.Exists(c.Path)).ToList();
-            _superseded = [];
-            foreach (var (_, path) in stale) AtomicFile.DeleteDirectory(path);
-            if (stale.Count > 0)
-                _events.On(new TrainerNote($"removed the earlier run's {Names(stale.Select(c => c.Path))} now that this run has saved its own"));
-        }
 
         private TrainResult Finish()
         {
@@ -476,7 +452,7 @@ public class Trainer<TExample>
             if (_writes)
             {
                 _t._model.Save(_outputDir);
-                RemoveSuperseded();
+                _checkpoints.RemoveSuperseded(_lastCheckpoint, _events);
             }
             var trainMetrics = metrics.Where(kv => kv.Key != "step").ToList();
             _events.On(new ResultsReported("train", trainMetrics));
