@@ -36,7 +36,7 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
 
     public bool HasTrainable => Weight.IsTrainable || Bias?.IsTrainable == true || Tuners.Count > 0;
 
-    public void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random)
+    public void Forward(Tensor x, int rows, Tensor y, TunerPass pass, SeededRandom? random)
     {
         bool tuned = Tuners.Count > 0 && TunersEnabled;
         if (tuned) x = TunedInput(x, rows, pass);
@@ -44,7 +44,7 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
         {
             if (Weight.Frozen is { } frozen)
             {
-                frozen.MultiplyTransposed(x, rows, y);
+                backend.Linear(x, rows, frozen, bias: null, y);
                 if (Bias is not null) backend.AddBias(y, rows, Bias.Data);
             }
             else
@@ -70,13 +70,9 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
         Tensor x, int rows, Tensor y)
     {
         foreach (var tuner in tuners)
-            if (tuner.TransformsInput)
-            {
-                var tuned = tuner.TransformInput(x.Data, rows, TunerPass.Evaluate);
-                x = new Tensor(tuned, tuned.Length / x.RowWidth, x.RowWidth);
-            }
+            if (tuner.TransformsInput) x = tuner.TransformInput(x, rows, TunerPass.Evaluate);
         Product(backend, weight, bias, x, rows, y);
-        foreach (var tuner in tuners) tuner.Forward(x.Data, rows, y.Data, TunerPass.Evaluate, null);
+        foreach (var tuner in tuners) tuner.Forward(x, rows, y, TunerPass.Evaluate, null);
     }
 
     /// <summary>y = x·weightᵀ (+ bias) as generation computes it, for a layer's Linear and for lm_head.</summary>
@@ -86,12 +82,12 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
         {
             case StoredMatrix stored: backend.Linear(x, rows, stored.Matrix, bias?.Data, y); break;
             case { } frozen: backend.Linear(x, rows, frozen, bias?.Data, y); break;
-            default: backend.Linear(x.Data, rows, weight.Data, x.RowWidth, y.RowWidth, bias?.Data, y.Data); break;
+            default: backend.Linear(x, rows, weight.Data, x.RowWidth, y.RowWidth, bias?.Data, y); break;
         }
     }
 
     /// <summary>Parameter gradients from dy; dL/dx written to dx (added when accumulate) unless dx is null.</summary>
-    public void Backward(float[] x, float[] dy, int rows, float[]? dx, bool accumulate)
+    public void Backward(Tensor x, Tensor dy, int rows, Tensor? dx, bool accumulate)
     {
         if (!Tuners.Exists(t => t.TransformsInput))
         {
@@ -100,29 +96,28 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
         }
         // The input-side hooks' inputs again, as gradient checkpointing recomputes them (dropout masks reused).
         var hooks = Tuners.Where(t => t.TransformsInput).ToList();
-        var hookInputs = new float[hooks.Count][];
+        var hookInputs = new Tensor[hooks.Count];
         for (int i = 0; i < hooks.Count; i++)
         {
             hookInputs[i] = x;
             x = hooks[i].TransformInput(x, rows, TunerPass.Recompute);
         }
         // The hooks need dL/d(their output) for their own gradients, so it is computed even when dx is not wanted.
-        int n = rows * InFeatures;
-        var dInput = new float[n];
+        var dInput = backend.Allocate(rows, InFeatures);
         BackwardFromTunedInput(x, dy, rows, dInput, accumulate: false);
         for (int i = hooks.Count - 1; i >= 0; i--)
         {
-            var dHookInput = new float[n];
+            var dHookInput = backend.Allocate(rows, InFeatures);
             hooks[i].TransformInputBackward(hookInputs[i], dInput, rows, dHookInput);
             dInput = dHookInput;
         }
         if (dx is null) return;
-        if (accumulate) backend.Add(dx, dInput, n);
-        else dInput.CopyTo(dx, 0);
+        if (accumulate) backend.Add(dx, dInput, rows * InFeatures);
+        else backend.CopyRows(dInput, 0, dx, 0, rows);
     }
 
     /// <summary>x through the input-side hooks of the tuners that have one, in order (x itself when none has).</summary>
-    private float[] TunedInput(float[] x, int rows, TunerPass pass)
+    private Tensor TunedInput(Tensor x, int rows, TunerPass pass)
     {
         foreach (var tuner in Tuners)
             if (tuner.TransformsInput) x = tuner.TransformInput(x, rows, pass);
@@ -130,7 +125,7 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
     }
 
     /// <summary><see cref="Backward"/> of the base and the output-side hooks, for x the input the base saw.</summary>
-    private void BackwardFromTunedInput(float[] x, float[] dy, int rows, float[]? dx, bool accumulate)
+    private void BackwardFromTunedInput(Tensor x, Tensor dy, int rows, Tensor? dx, bool accumulate)
     {
         // Each tuner's dy is dL/d(its output): a rescaling tuner (IA3) changes it for the tuners before it and the base.
         var tunerDy = OutputSideGradients(dy, rows, out var baseDy);
@@ -138,7 +133,7 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
         {
             if (Weight.Frozen is { } frozen)
             {
-                if (dx is not null) frozen.Multiply(baseDy, rows, dx, accumulate);
+                if (dx is not null) backend.LinearInputGradient(baseDy, rows, frozen, dx, accumulate);
                 if (Bias?.Grad is { } biasGrad) backend.ColumnSums(baseDy, rows, biasGrad);
             }
             else if (Weight.IsTrainable || Bias?.IsTrainable == true || dx is not null)
@@ -153,16 +148,16 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
     /// dL/d(each tuner's output), from the last tuner to the first, and the base product's dy; null (every one dy) when
     /// no tuner rescales its output, so additive tuners (LoRA) cost no copy.
     /// </summary>
-    private float[][]? OutputSideGradients(float[] dy, int rows, out float[] baseDy)
+    private Tensor[]? OutputSideGradients(Tensor dy, int rows, out Tensor baseDy)
     {
         baseDy = dy;
         if (!Tuners.Exists(t => t.TransformsOutput)) return null;
-        var tunerDy = new float[Tuners.Count][];
+        var tunerDy = new Tensor[Tuners.Count];
         for (int i = Tuners.Count - 1; i >= 0; i--)
         {
             tunerDy[i] = baseDy;
             if (!Tuners[i].TransformsOutput) continue;
-            var before = new float[rows * OutFeatures];
+            var before = backend.Allocate(rows, OutFeatures);
             Tuners[i].OutputGradient(baseDy, rows, before);
             baseDy = before;
         }
