@@ -18,10 +18,17 @@ public sealed class ReportWorkload : IWorkload
     /// <param name="Metric">The child's tokens/s; with --with-pytorch it reports PyTorch's as pytorch.METRIC.</param>
     /// <param name="GflopsMetric">The child's achieved GFLOP/s, or null where it reports none.</param>
     /// <param name="RssMetric">The child's figure for the workload's peak RSS in MiB.</param>
-    public sealed record Row(string Label, string Workload, string[] Args, string Metric, string? GflopsMetric, string RssMetric = "peak_rss")
+    /// <param name="PyTorchAbsent">
+    /// Why plain PyTorch has no counterpart of this row (its PyTorch cells then say so), or null where it has one.
+    /// </param>
+    public sealed record Row(string Label, string Workload, string[] Args, string Metric, string? GflopsMetric, string RssMetric = "peak_rss",
+        string? PyTorchAbsent = null)
     {
         public bool Bf16 => Args.Contains("--bf16");
     }
+
+    /// <summary>QLoRA's rows have no PyTorch side: its 4-bit layers are bitsandbytes', which Debian does not package.</summary>
+    private const string NoBitsandbytes = "no bitsandbytes";
 
     private static Row[] Rows(string sftSteps) =>
     [
@@ -30,6 +37,12 @@ public sealed class ReportWorkload : IWorkload
         new("LoRA step, 0.5B, seq 512", "train", ["--seq", "512"], "train_tokens_per_s", "train_gflops"),
         new("LoRA step, 0.5B, seq 512, checkpointing", "train", ["--seq", "512", "--gradient-checkpointing"], "train_tokens_per_s", "train_gflops"),
         new("LoRA step, 1.8B, seq 512, checkpointing", "train", ["--preset", "qwen1.5-1.8b-shape", "--seq", "512", "--gradient-checkpointing"], "train_tokens_per_s", "train_gflops"),
+        new("QLoRA-NF4 step, 1.8B, seq 512, checkpointing", "train",
+            ["--preset", "qwen1.5-1.8b-shape", "--seq", "512", "--gradient-checkpointing", "--quantization-bit", "4"], "train_tokens_per_s", "train_gflops",
+            PyTorchAbsent: NoBitsandbytes),
+        new("QLoRA-NF4 step, 1.8B, seq 512, checkpointing, bf16", "train",
+            ["--preset", "qwen1.5-1.8b-shape", "--seq", "512", "--gradient-checkpointing", "--quantization-bit", "4", "--bf16", "true"],
+            "train_tokens_per_s", "train_gflops", PyTorchAbsent: NoBitsandbytes),
         new("prefill, 0.5B, 512 tokens", "prefill", ["--seq", "512"], "prefill_tokens_per_s", "prefill_gflops"),
         new("decode, 0.5B bf16 weights", "decode", [], "decode_tokens_per_s", null),
         new("decode, 0.5B float32 weights", "decode", ["--dtype", "float32"], "decode_tokens_per_s", null),
@@ -69,9 +82,9 @@ public sealed class ReportWorkload : IWorkload
                 table.Add([row.Label, $"— ({Bf16ComputeMatrix.Unavailable})", .. Enumerable.Repeat("—", Header(withPyTorch).Length - 2)]);
                 continue;
             }
-            var results = RunChild(row.Workload, [.. row.Args, "--runs", runs, .. pyTorchArgs]);
+            var results = RunChild(row.Workload, [.. row.Args, "--runs", runs, .. row.PyTorchAbsent is null ? pyTorchArgs : []]);
             context.Report(Slug(row.Label), Value(results, row.Metric), "tokens/s");
-            if (withPyTorch) context.Report(Slug(row.Label) + ".pytorch", Value(results, "pytorch." + row.Metric), "tokens/s");
+            if (withPyTorch && row.PyTorchAbsent is null) context.Report(Slug(row.Label) + ".pytorch", Value(results, "pytorch." + row.Metric), "tokens/s");
             table.Add(TableRow(row, results, peak.Value, bf16Peak?.Value, withPyTorch));
         }
         if (context.Json) return;
@@ -117,6 +130,7 @@ public sealed class ReportWorkload : IWorkload
         string Fraction(double achieved) => double.IsNaN(achieved) || double.IsNaN(reference) ? "—" : $"{100 * achieved / reference:F0}%";
         string[] cells = [row.Label, $"{tokens:F1}{extra}", double.IsNaN(gflops) ? "—" : $"{gflops:F0}", Fraction(gflops), $"{rss / 1024:F2} GiB"];
         if (!withPyTorch) return cells;
+        if (row.PyTorchAbsent is { } absent) return [.. cells, $"— ({absent})", "—", "—"];
         double torchTokens = Value(results, "pytorch." + row.Metric), torchRss = Value(results, "pytorch.peak_rss");
         return
         [

@@ -137,4 +137,17 @@ public sealed class PyTorchComparisonTests
         var e = Assert.Throws<InvalidDataException>(() => ReportWorkload.TableRow(row, ours, 34.925, 59.266, withPyTorch: true));
         Assert.Contains("pytorch.train_tokens_per_s", e.Message);
     }
+
+    [Fact]
+    public void ARowWithoutAPyTorchCounterpartSaysWhyInItsPyTorchCellsAndNeedsNoPyTorchFigure()
+    {
+        var ours = Read(RecordedTrain).Where(r => !r.Metric.StartsWith("pytorch.", StringComparison.Ordinal)).ToList();
+        var row = new ReportWorkload.Row("QLoRA-NF4 step, small, seq 64", "train", ["--seq", "64", "--quantization-bit", "4"], "train_tokens_per_s",
+            "train_gflops", PyTorchAbsent: "no bitsandbytes");
+        string[] cells = ReportWorkload.TableRow(row, ours, peak: 34.925, bf16Peak: 59.266, withPyTorch: true);
+        Assert.Equal(ReportWorkload.Header(withPyTorch: true).Length, cells.Length);
+        Assert.Equal(41.5, Number(cells[1]), 1);
+        Assert.Equal("— (no bitsandbytes)", cells[5]);
+        Assert.Equal(["—", "—"], cells[6..]);
+    }
 }
