@@ -30,6 +30,8 @@ public sealed unsafe class LoraLayer : ILinearTuner
     private readonly IComputeBackend _backend;
     // Backend tensors, empty until EnsureCapacity sizes them for a pass.
     private Tensor _xa, _dxa, _mask, _dropped, _dxScratch;
+    /// <summary>Mask values a training pass draws on the host before each copy to the backend.</summary>
+    private const int MaskChunk = 4096;
     /// <summary>
     /// Bᵀ [r × out], refreshed by every training forward, so the backward's dy·B is a product of stored rows; an
     /// evaluation pass has no backward and leaves it alone.
@@ -95,11 +97,16 @@ public sealed unsafe class LoraLayer : ILinearTuner
             if (pass == TunerPass.Train)
             {
                 if (random is null) throw new ArgumentNullException(nameof(random), "a training pass with LoRA dropout needs a random generator");
-                // The mask is drawn on the host from the run's seeded generator and copied to the backend.
+                // The mask is drawn on the host from the run's seeded generator and copied to the backend a chunk at
+                // a time, so no host copy of the whole mask is kept.
                 float keep = 1f / (1f - Dropout);
-                var mask = new float[n];
-                for (int i = 0; i < n; i++) mask[i] = random.NextFloat() < Dropout ? 0f : keep;
-                _backend.CopyFromHost(mask, _mask, 0);
+                Span<float> chunk = stackalloc float[MaskChunk];
+                for (int start = 0; start < n; start += MaskChunk)
+                {
+                    int length = Math.Min(MaskChunk, n - start);
+                    for (int i = 0; i < length; i++) chunk[i] = random.NextFloat() < Dropout ? 0f : keep;
+                    _backend.CopyFromHost(chunk[..length], _mask, start);
+                }
             }
             _backend.Multiply(x, _mask, n, _dropped);
             input = _dropped;
