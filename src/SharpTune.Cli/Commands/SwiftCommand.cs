@@ -74,13 +74,16 @@ public static class SwiftCommand
         CliAction.ReportBackend(session.Model.Backend);
         // ms-swift's swift eval generates greedily unless --temperature is above 0.
         var options = SwiftRun.Generation(arguments, session.DefaultOptions() with { DoSample = false });
-        using var interrupt = CtrlCInterrupt.Armed("stopping after the current question");
-        var scores = SwiftEval.Run(plan, session, options, interrupt.Token);
-        var rows = scores.Select(s => new[] { plan.ModelName, s.Dataset, s.Metric, s.Subset, s.Num.ToString(CultureInfo.InvariantCulture),
-            s.Score.ToString("F4", CultureInfo.InvariantCulture) }).ToList();
-        PrintTable(["Model", "Dataset", "Metric", "Subset", "Num", "Score"], rows);
-        ConsoleRunObserver.Log($"report: {Path.Combine(plan.OutputDir, "reports", plan.ModelName)}");
-        return 0;
+        using var interrupt = CtrlCInterrupt.Armed("stopping the current reply");
+        return interrupt.Run(() =>
+        {
+            var scores = SwiftEval.Run(plan, session, options, interrupt.Token);
+            var rows = scores.Select(s => new[] { plan.ModelName, s.Dataset, s.Metric, s.Subset, s.Num.ToString(CultureInfo.InvariantCulture),
+                s.Score.ToString("F4", CultureInfo.InvariantCulture) }).ToList();
+            PrintTable(["Model", "Dataset", "Metric", "Subset", "Num", "Score"], rows);
+            ConsoleRunObserver.Log($"report: {Path.Combine(plan.OutputDir, "reports", plan.ModelName)}");
+            return 0;
+        }, "no report written");
     }
 
     /// <summary>evalscope's summary table: a grid of +---+ rules and | cells.</summary>

@@ -119,13 +119,16 @@ public static class SwiftEval
     /// Answers every question of every set with <paramref name="session"/> (each in a new conversation), scores them
     /// and writes evalscope's layout into the plan's folder: <c>predictions/MODEL/DATASET_SUBSET.jsonl</c> (each
     /// question, reply, extracted answer and scores) and <c>reports/MODEL/DATASET.json</c> (every metric per subset).
-    /// Nothing is written until every set is scored; a failure leaves no folder.
+    /// Nothing is written until every set is scored; a failure or <paramref name="cancellation"/> leaves no folder.
     /// </summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellation"/> was cancelled.</exception>
     /// <exception cref="InvalidDataException">A record without its question or answer; the message names file, record and field.</exception>
     public static IReadOnlyList<SwiftEvalScore> Run(SwiftEvalPlan plan, ChatSession session, GenerationOptions options, CancellationToken cancellation = default)
     {
         var scores = new List<SwiftEvalScore>();
         var files = new List<(string Path, string Text)>();
+        // A record's own system prompt replaces the session's (--system, args.json's or the template's) for its question.
+        string? defaultSystem = session.System;
         foreach (var group in plan.Sets.GroupBy(s => s.Dataset))
         {
             var metrics = new Dictionary<string, List<(string Subset, int Num, double Score)>>();
@@ -138,8 +141,10 @@ public static class SwiftEval
                 foreach (var (question, index) in questions.Select((q, i) => (q, i)))
                 {
                     session.Clear();
-                    session.System = question.System;
+                    session.System = question.System ?? defaultSystem;
                     string reply = session.Reply(question.Prompt, options, cancellation: cancellation).Text;
+                    // A reply cut short by the cancellation is not scored: the run stops with nothing written.
+                    cancellation.ThrowIfCancellationRequested();
                     var sample = new JsonObject { ["index"] = index, ["input"] = question.Prompt, ["target"] = question.Target, ["prediction"] = reply };
                     var values = new Dictionary<string, double>();
                     if (set.Dataset == McqDataset)
@@ -178,6 +183,7 @@ public static class SwiftEval
             files.Add((Path.Combine(plan.OutputDir, "reports", plan.ModelName, $"{group.Key}.json"), Report(plan.ModelName, group.Key, metrics)));
         }
 
+        session.System = defaultSystem;
         try
         {
             foreach (var (path, text) in files)

@@ -113,14 +113,14 @@ public sealed class SwiftRlhfEvalCommandTests(TinyModelFixture tiny) : IClassFix
             ["general_mcq"] = new { local_path = TestPaths.Fixtures("swift", "eval_mcq"), subset_list = new[] { "medical" } },
         });
         var r = CliRunner.Run("swift", "eval", "--model", tiny.ModelDir, "--template", "qwen2_5", "--eval_dataset", "general_qa", "general_mcq",
-            "--dataset_args", datasetArgs, "--eval_limit", "4", "--max_new_tokens", "8", "--eval_output_dir", output, "--eval_backend", "Native");
+            "--dataset_args", datasetArgs, "--eval_limit", "4", "--max_new_tokens", "32", "--eval_output_dir", output, "--eval_backend", "Native");
         Assert.True(r.ExitCode == 0, r.Stderr);
         Assert.Contains("| Model", r.Stdout);
         string work = Assert.Single(Directory.GetDirectories(output));
         string model = Path.GetFileName(tiny.ModelDir);
 
         using var session = ChatSession.Open(tiny.ModelDir, "qwen", null);
-        var options = session.DefaultOptions() with { DoSample = false, MaxNewTokens = 8 };
+        var options = session.DefaultOptions() with { DoSample = false, MaxNewTokens = 32 };
         string Reply(string? system, string prompt)
         {
             session.Clear();
@@ -162,7 +162,10 @@ public sealed class SwiftRlhfEvalCommandTests(TinyModelFixture tiny) : IClassFix
         {
             string reply = Reply(null, mcqPredictions[i].GetProperty("input").GetString()!);
             Assert.Equal(reply, mcqPredictions[i].GetProperty("prediction").GetString());
-            if (SwiftEval.ExtractChoice(reply, 4) == targets[i]) correct++;
+            string? choice = SwiftEval.ExtractChoice(reply, 4);
+            var extracted = mcqPredictions[i].GetProperty("extracted_prediction");
+            Assert.Equal(choice, extracted.ValueKind == JsonValueKind.Null ? null : extracted.GetString());
+            if (choice == targets[i]) correct++;
         }
         using (var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(work, "reports", model, "general_mcq.json"))))
             Assert.Equal(correct / 4.0, report.RootElement.GetProperty("score").GetDouble(), 12);
