@@ -66,6 +66,8 @@ public sealed class SwiftRlhfEvalTests
         Assert.Contains("line 1: 'messages' must end with the assistant's answer",
             Refused(SwiftRlhfData.Pairs, """{"messages": [{"role": "user", "content": "q"}], "rejected_response": "b"}""").Message);
         Assert.Contains("data.jsonl", Refused(SwiftRlhfData.Pairs, """{"query": "q", "response": "a"}""").Message);
+        Assert.Contains("line 1: 'rejected_messages'[0]: the user turns must be the chosen conversation's",
+            Refused(SwiftRlhfData.Pairs, """{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "rejected_messages": [{"role": "user", "content": "other"}, {"role": "assistant", "content": "b"}]}""").Message);
     }
 
     [Fact]
