@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using SharpTune.Api;
 using SharpTune.Chat;
 using SharpTune.Inference;
@@ -9,17 +10,22 @@ using SharpTune.Workflows;
 namespace SharpTune.Cli.Commands;
 
 /// <summary>
-/// `sharptune swift sft|infer|export|deploy --name value ...`: ms-swift's command line as a front end. The arguments are read
+/// `sharptune swift sft|infer|export|deploy|rlhf|eval --name value ...`: ms-swift's command line as a front end. The arguments are read
 /// by the library's <see cref="SwiftArguments"/> and mapped by <see cref="SwiftRun"/> onto the same workflows the
-/// LLaMA-Factory commands run (training, chat, export, the API server); see docs/swift.md.
+/// LLaMA-Factory commands run (training, preference training, chat, export, the API server) and evalscope's local
+/// general_qa/general_mcq evaluation; see docs/swift.md.
 /// </summary>
 public static class SwiftCommand
 {
     public static Command Create()
     {
-        var command = new Command("swift", "ms-swift's command line (swift sft|infer|export|deploy with ms-swift 3.x or 2.x argument names; see docs/swift.md)");
+        var command = new Command("swift", "ms-swift's command line (swift sft|infer|export|deploy|rlhf|eval with ms-swift 3.x or 2.x argument names; see docs/swift.md)");
         command.Subcommands.Add(Sub("sft", "Fine-tune as `swift sft` does, into output_dir/vN-YYYYMMDD-HHMMSS/ with args.json, logging.jsonl and checkpoint-N/",
-            Swift.SwiftCommand.Sft, Sft));
+            Swift.SwiftCommand.Sft, a => Train(SwiftRun.PrepareSft(a, Environment.CurrentDirectory, DateTime.Now))));
+        command.Subcommands.Add(Sub("rlhf", "Preference-train as `swift rlhf --rlhf_type dpo|orpo|simpo|kto|rm|ppo` does, on ms-swift's RLHF data, in swift sft's run layout",
+            Swift.SwiftCommand.Rlhf, a => Train(SwiftRun.PrepareRlhf(a, Environment.CurrentDirectory, DateTime.Now))));
+        command.Subcommands.Add(Sub("eval", "Evaluate as `swift eval` does with evalscope's local general_qa (BLEU/ROUGE) and general_mcq (accuracy) sets, into eval_output/",
+            Swift.SwiftCommand.Eval, Eval));
         command.Subcommands.Add(Sub("infer", "Chat as `swift infer` does: one question per stdin line, the answer on stdout; --adapters CKPT reads the run's args.json",
             Swift.SwiftCommand.Infer, Infer));
         command.Subcommands.Add(Sub("deploy", "Serve the OpenAI API as `swift deploy` does: the base and each --adapters NAME=CKPT as model ids; --adapters reads the run's args.json",
@@ -43,9 +49,8 @@ public static class SwiftCommand
         return command;
     }
 
-    private static int Sft(SwiftArguments arguments)
+    private static int Train(SwiftRun.Sft prepared)
     {
-        var prepared = SwiftRun.PrepareSft(arguments, Environment.CurrentDirectory, DateTime.Now);
         foreach (string note in prepared.Notes) ConsoleRunObserver.Log($"note: {note}");
         ConsoleRunObserver.Log($"output_dir: {prepared.RunDir}");
         using var interrupt = CtrlCInterrupt.ForTraining();
@@ -58,6 +63,40 @@ public static class SwiftCommand
         }
         ConsoleRunObserver.PrintMetrics(result.Metrics);
         return 0;
+    }
+
+    private static int Eval(SwiftArguments arguments)
+    {
+        var plan = SwiftEval.Prepare(arguments, Environment.CurrentDirectory, DateTime.Now);
+        foreach (string note in plan.Notes) ConsoleRunObserver.Log($"note: {note}");
+        var inference = plan.Inference;
+        using var session = ChatSession.Open(inference.Model, inference.Template, inference.System, inference.Adapters, inference.Quantization);
+        CliAction.ReportBackend(session.Model.Backend);
+        // ms-swift's swift eval generates greedily unless --temperature is above 0.
+        var options = SwiftRun.Generation(arguments, session.DefaultOptions() with { DoSample = false });
+        using var interrupt = CtrlCInterrupt.Armed("stopping the current reply");
+        return interrupt.Run(() =>
+        {
+            var scores = SwiftEval.Run(plan, session, options, interrupt.Token);
+            var rows = scores.Select(s => new[] { plan.ModelName, s.Dataset, s.Metric, s.Subset, s.Num.ToString(CultureInfo.InvariantCulture),
+                s.Score.ToString("F4", CultureInfo.InvariantCulture) }).ToList();
+            PrintTable(["Model", "Dataset", "Metric", "Subset", "Num", "Score"], rows);
+            ConsoleRunObserver.Log($"report: {Path.Combine(plan.OutputDir, "reports", plan.ModelName)}");
+            return 0;
+        }, "no report written");
+    }
+
+    /// <summary>evalscope's summary table: a grid of +---+ rules and | cells.</summary>
+    private static void PrintTable(string[] header, List<string[]> rows)
+    {
+        int[] widths = header.Select((h, i) => rows.Select(r => r[i].Length).Append(h.Length).Max()).ToArray();
+        string rule = "+" + string.Join("+", widths.Select(w => new string('-', w + 2))) + "+";
+        string Line(string[] cells) => "| " + string.Join(" | ", cells.Select((c, i) => c.PadRight(widths[i]))) + " |";
+        Console.WriteLine(rule);
+        Console.WriteLine(Line(header));
+        Console.WriteLine(rule);
+        foreach (var row in rows) Console.WriteLine(Line(row));
+        Console.WriteLine(rule);
     }
 
     private static int Infer(SwiftArguments arguments)

@@ -2,8 +2,8 @@ using System.Globalization;
 
 namespace SharpTune.Swift;
 
-/// <summary>The ms-swift commands SharpTune runs (`sharptune swift sft|infer|export|deploy`).</summary>
-public enum SwiftCommand { Sft, Infer, Export, Deploy }
+/// <summary>The ms-swift commands SharpTune runs (`sharptune swift sft|infer|export|deploy|rlhf|eval`).</summary>
+public enum SwiftCommand { Sft, Infer, Export, Deploy, Rlhf, Eval }
 
 /// <summary>
 /// ms-swift's command-line arguments (`--name value`, `--name=value`; list arguments take every value up to the next
@@ -17,11 +17,14 @@ public sealed class SwiftArguments
 {
     private sealed record Spec(SwiftCommand[] Commands, bool IsList = false, string? OldNameOf = null, string? Note = null);
 
-    private static readonly SwiftCommand[] All = [SwiftCommand.Sft, SwiftCommand.Infer, SwiftCommand.Export, SwiftCommand.Deploy];
-    private static readonly SwiftCommand[] Sft = [SwiftCommand.Sft];
-    private static readonly SwiftCommand[] Generates = [SwiftCommand.Infer, SwiftCommand.Deploy];
+    private static readonly SwiftCommand[] All = [SwiftCommand.Sft, SwiftCommand.Infer, SwiftCommand.Export, SwiftCommand.Deploy, SwiftCommand.Rlhf, SwiftCommand.Eval];
+    // swift rlhf takes every argument of swift sft (ms-swift's RLHFArguments extend its TrainArguments).
+    private static readonly SwiftCommand[] Sft = [SwiftCommand.Sft, SwiftCommand.Rlhf];
+    private static readonly SwiftCommand[] Rlhf = [SwiftCommand.Rlhf];
+    private static readonly SwiftCommand[] Generates = [SwiftCommand.Infer, SwiftCommand.Deploy, SwiftCommand.Eval];
     private static readonly SwiftCommand[] Deploy = [SwiftCommand.Deploy];
-    private static readonly SwiftCommand[] UsesAdapters = [SwiftCommand.Infer, SwiftCommand.Export, SwiftCommand.Deploy];
+    private static readonly SwiftCommand[] Eval = [SwiftCommand.Eval];
+    private static readonly SwiftCommand[] UsesAdapters = [SwiftCommand.Infer, SwiftCommand.Export, SwiftCommand.Deploy, SwiftCommand.Eval];
 
     private static readonly Dictionary<string, Spec> Specs = new(StringComparer.Ordinal)
     {
@@ -73,14 +76,36 @@ public sealed class SwiftArguments
         ["save_total_limit"] = new(Sft),
         ["gradient_checkpointing"] = new(Sft),
         ["seed"] = new(Sft),
-        ["output_dir"] = new([SwiftCommand.Sft, SwiftCommand.Export]),
+        ["output_dir"] = new([SwiftCommand.Sft, SwiftCommand.Rlhf, SwiftCommand.Export]),
         ["add_version"] = new(Sft),
+        // preference training (ms-swift's RLHFArguments)
+        ["rlhf_type"] = new(Rlhf),
+        ["beta"] = new(Rlhf),
+        ["loss_type"] = new(Rlhf),
+        ["label_smoothing"] = new(Rlhf),
+        ["rpo_alpha"] = new(Rlhf),
+        ["cpo_alpha"] = new(Rlhf),
+        ["simpo_gamma"] = new(Rlhf),
+        ["desirable_weight"] = new(Rlhf),
+        ["undesirable_weight"] = new(Rlhf),
+        ["ref_model"] = new(Rlhf),
+        ["reward_model"] = new(Rlhf),
+        ["reward_adapters"] = new(Rlhf, IsList: true),
+        ["num_ppo_epochs"] = new(Rlhf),
+        ["whiten_rewards"] = new(Rlhf),
+        ["max_completion_length"] = new(Rlhf),
+        // evaluation (ms-swift's EvalArguments, run as evalscope's Native backend)
+        ["eval_dataset"] = new(Eval, IsList: true),
+        ["dataset_args"] = new(Eval),
+        ["eval_limit"] = new(Eval),
+        ["eval_backend"] = new(Eval),
+        ["eval_output_dir"] = new(Eval),
         // inference and export
         ["adapters"] = new(UsesAdapters, IsList: true),
         ["ckpt_dir"] = new(UsesAdapters, OldNameOf: "adapters"),
         ["merge_lora"] = new(UsesAdapters),
         ["max_new_tokens"] = new(Generates),
-        ["temperature"] = new(Generates),
+        ["temperature"] = new([.. Generates, SwiftCommand.Rlhf]),
         ["top_k"] = new(Generates),
         ["top_p"] = new(Generates),
         ["repetition_penalty"] = new(Generates),
@@ -105,6 +130,23 @@ public sealed class SwiftArguments
         ["packing"] = "use `sharptune train` with packing: true",
         ["val_dataset_shuffle"] = "the validation split is LLaMA-Factory's val_size split",
         ["resume_from_checkpoint"] = "resume with `sharptune train` on the run's checkpoint",
+        ["ref_model_type"] = "give the reference model's folder or hub id with --ref_model",
+        ["ref_model_revision"] = "give the reference model's folder or hub id with --ref_model",
+        ["reward_model_type"] = "give the reward model's folder with --reward_model (and its adapter with --reward_adapters)",
+        ["reward_model_revision"] = "give the reward model's folder with --reward_model (and its adapter with --reward_adapters)",
+        ["kl_coef"] = "SharpTune's PPO is TRL 0.9's, whose KL coefficient adapts from 0.2 (LLaMA-Factory's ppo_target)",
+        ["cliprange"] = "SharpTune's PPO clips the policy ratio at TRL's 0.2",
+        ["cliprange_value"] = "SharpTune's PPO clips the value at TRL's 0.2",
+        ["vf_coef"] = "SharpTune's PPO weighs the value loss by TRL's 0.1",
+        ["gamma"] = "SharpTune's PPO uses TRL's γ 1",
+        ["lam"] = "SharpTune's PPO uses TRL's λ 0.95",
+        ["num_mini_batches"] = "SharpTune's PPO takes per_device_train_batch_size × gradient_accumulation_steps prompts per step",
+        ["missing_eos_penalty"] = "SharpTune's PPO scores every response as the reward model gives it",
+        ["eval_url"] = "swift eval runs the model in this process; evaluating a served model is not available",
+        ["eval_num_proc"] = "swift eval generates in this process, one question at a time",
+        ["eval_generation_config"] = "give --max_new_tokens and --temperature",
+        ["extra_eval_args"] = "evalscope's extra arguments are not available",
+        ["local_dataset"] = "named benchmarks are not downloaded; give local general_qa or general_mcq sets with --dataset_args",
     };
 
     private readonly Dictionary<string, IReadOnlyList<string>> values = new(StringComparer.Ordinal);

@@ -50,9 +50,23 @@ public static class SwiftRun
     /// files there.
     /// </summary>
     /// <exception cref="ArgumentException">An argument value SharpTune cannot take; the message names the argument.</exception>
-    public static Sft PrepareSft(SwiftArguments a, string workingDirectory, DateTime now)
+    public static Sft PrepareSft(SwiftArguments a, string workingDirectory, DateTime now) => PrepareTraining(a, workingDirectory, now, null);
+
+    /// <summary>
+    /// Maps <c>swift rlhf</c>'s arguments (swift sft's and the <see cref="SwiftRlhf"/> ones) onto a LLaMA-Factory
+    /// dpo, kto, rm or ppo config, in the same run layout as swift sft; each <c>--dataset</c> file, in ms-swift's RLHF
+    /// format, is converted (<see cref="SwiftPreferenceData"/>) into the run folder and registered there.
+    /// </summary>
+    /// <exception cref="ArgumentException">An argument value SharpTune cannot take; the message names the argument.</exception>
+    /// <exception cref="InvalidDataException">A dataset record ms-swift would not read; the message names file, record and field.</exception>
+    public static Sft PrepareRlhf(SwiftArguments a, string workingDirectory, DateTime now) =>
+        PrepareTraining(a, workingDirectory, now, SwiftRlhf.For(a, workingDirectory));
+
+    private static Sft PrepareTraining(SwiftArguments a, string workingDirectory, DateTime now, SwiftRlhfPlan? rlhf)
     {
+        string command = rlhf is null ? "swift sft" : "swift rlhf";
         var notes = new List<string>(a.Notes);
+        if (rlhf is not null) notes.AddRange(rlhf.Notes);
         var (model, modelType, template) = ModelAndTemplate(a, notes);
 
         string trainType = a.Choice("train_type", "lora", "full", "qlora") ?? "lora";
@@ -69,13 +83,14 @@ public static class SwiftRun
             throw new ArgumentException("--quant_bits: a quantized base is trained with --train_type lora, not full");
 
         var datasets = a.List("dataset");
-        if (datasets.Count == 0) throw new ArgumentException("swift sft needs --dataset FILE (a JSON or JSON Lines file; FILE#N samples N records)");
+        if (datasets.Count == 0) throw new ArgumentException($"{command} needs --dataset FILE (a JSON or JSON Lines file; FILE#N samples N records)");
         int? sample = a.Int("train_dataset_sample", min: -1) is { } n and >= 0 ? n : null;
         string outputRoot = Path.GetFullPath(a.Text("output_dir") ?? "output", workingDirectory);
         string runDir = a.Bool("add_version") == false ? outputRoot : VersionFolder(outputRoot, now);
 
         var info = new JsonObject();
         var names = new List<string>();
+        var converted = new List<(string FileName, JsonArray Records)>();
         foreach (string spec in datasets)
         {
             var (file, count) = DatasetSpec(spec, workingDirectory);
@@ -85,11 +100,21 @@ public static class SwiftRun
                     throw new ArgumentException($"--dataset {spec}: #{count} differs from the {sample} records of another --dataset #N or --train_dataset_sample; SharpTune takes one number of records per dataset");
                 sample = count;
             }
-            var detected = DatasetInspector.Detect(DatasetRecordFile.Read(file));
-            var layout = detected.Name switch { "alpaca" => DatasetLayout.Alpaca, "sharegpt" => DatasetLayout.Sharegpt, _ => DatasetLayout.OpenAi };
             string name = $"{names.Count}_{Path.GetFileNameWithoutExtension(file)}";
-            info[name] = FormatConverter.Entry(layout, file, detected.Entry.System is not null, detected.Entry.History is not null,
-                detected.Entry.Tools is not null, query: layout == DatasetLayout.Alpaca);
+            if (rlhf is null)
+            {
+                var detected = DatasetInspector.Detect(DatasetRecordFile.Read(file));
+                var layout = detected.Name switch { "alpaca" => DatasetLayout.Alpaca, "sharegpt" => DatasetLayout.Sharegpt, _ => DatasetLayout.OpenAi };
+                info[name] = FormatConverter.Entry(layout, file, detected.Entry.System is not null, detected.Entry.History is not null,
+                    detected.Entry.Tools is not null, query: layout == DatasetLayout.Alpaca);
+            }
+            else
+            {
+                // ms-swift's RLHF records, converted to LLaMA-Factory's alpaca layout in the run folder.
+                var (records, entry) = SwiftPreferenceData.Convert(file, rlhf.Data, name + ".json");
+                info[name] = entry;
+                converted.Add((name + ".json", records));
+            }
             names.Add(name);
         }
         if (sample is not null)
@@ -97,10 +122,11 @@ public static class SwiftRun
 
         var pairs = new List<(string Key, object Value)>
         {
-            ("stage", "sft"), ("do_train", true), ("model_name_or_path", model), ("template", template),
+            ("stage", rlhf?.Stage ?? "sft"), ("do_train", true), ("model_name_or_path", model), ("template", template),
             ("finetuning_type", trainType), ("dataset", string.Join(",", names)), ("dataset_dir", runDir),
             ("output_dir", runDir), ("overwrite_output_dir", true),
         };
+        if (rlhf is not null) pairs.AddRange(rlhf.Pairs);
         if (a.Text("system") is { } system) pairs.Add(("default_system", system));
         if (sample is not null) pairs.Add(("max_samples", sample.Value));
         if (quantBits is not null) pairs.Add(("quantization_bit", quantBits.Value));
@@ -155,9 +181,11 @@ public static class SwiftRun
         Directory.CreateDirectory(runDir);
         try
         {
+            foreach (var (fileName, records) in converted)
+                AtomicFile.WriteText(Path.Combine(runDir, fileName), records.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n");
             DatasetInfoFile.Write(Path.Combine(runDir, DatasetRegistry.FileName), info.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-            var config = SftConfig.FromPairs(pairs.Select(p => $"{p.Key}={Yaml(p.Value)}").ToList(), ConfigUse.Train, "swift sft arguments");
-            AtomicFile.WriteText(Path.Combine(runDir, ArgsFile), ArgsJson(a, model, modelType, template, trainType, quantBits, runDir, pairs));
+            var config = SftConfig.FromPairs(pairs.Select(p => $"{p.Key}={Yaml(p.Value)}").ToList(), ConfigUse.Train, $"{command} arguments");
+            AtomicFile.WriteText(Path.Combine(runDir, ArgsFile), ArgsJson(a, model, modelType, template, trainType, quantBits, runDir, pairs, rlhf?.Args ?? []));
             return new Sft(config, runDir, notes);
         }
         catch when (created)
@@ -430,7 +458,7 @@ public static class SwiftRun
 
     /// <summary>ms-swift's args.json: the run's arguments under ms-swift 3.x names, defaults resolved.</summary>
     private static string ArgsJson(SwiftArguments a, string model, string? modelType, string template, string trainType, int? quantBits,
-        string runDir, List<(string Key, object Value)> pairs)
+        string runDir, List<(string Key, object Value)> pairs, IReadOnlyList<KeyValuePair<string, object?>> rlhfArgs)
     {
         object? Pair(string key) => pairs.FirstOrDefault(p => p.Key == key).Value;
         var args = new List<KeyValuePair<string, object?>>
@@ -441,6 +469,10 @@ public static class SwiftRun
             new("system", a.Text("system")),
             new("torch_dtype", a.Text("torch_dtype")),
             new("train_type", trainType),
+        };
+        args.AddRange(rlhfArgs);
+        args.AddRange(new List<KeyValuePair<string, object?>>
+        {
             new("dataset", a.List("dataset").ToList<object?>()),
             new("max_length", Pair("cutoff_len")),
             new("quant_method", quantBits is null ? null : "bnb"),
@@ -458,7 +490,7 @@ public static class SwiftRun
             new("logging_steps", Pair("logging_steps")),
             new("seed", Pair("seed")),
             new("output_dir", runDir),
-        };
+        });
         return PythonJson.Dumps(args, indent: 2) + "\n";
     }
 }
