@@ -39,6 +39,8 @@ public sealed unsafe class Int8Matrix : TiledFrozenMatrix
 
     private readonly sbyte[] _codes;
     private readonly float[] _rowAbsmax;
+    /// <summary>This matrix's first row in the codes and absmax, which the parts of a <see cref="Stack"/> share.</summary>
+    private readonly int _firstRow;
 
     [ThreadStatic] private static ScratchBuffer? t_slice;
     [ThreadStatic] private static ScratchBuffer? t_partial;
@@ -48,22 +50,45 @@ public sealed unsafe class Int8Matrix : TiledFrozenMatrix
     [ThreadStatic] private static ScratchBuffer? t_outlierColumns;
     [ThreadStatic] private static ScratchBuffer? t_outlierInputs;
 
-    private Int8Matrix(int rows, int cols, sbyte[] codes, float[] rowAbsmax) : base(rows, cols)
+    private Int8Matrix(int rows, int cols, sbyte[] codes, float[] rowAbsmax, int firstRow = 0) : base(rows, cols)
     {
         _codes = codes;
         _rowAbsmax = rowAbsmax;
+        _firstRow = firstRow;
+    }
+
+    /// <summary>
+    /// The parts' rows one after another as one matrix, and each part again as a row view of it: the codes and
+    /// absmax are per row, so the stack holds exactly the parts' values and its product each part's, in one call.
+    /// </summary>
+    public static (Int8Matrix Stacked, Int8Matrix[] Views) Stack(IReadOnlyList<Int8Matrix> parts)
+    {
+        int cols = parts[0].Cols, rows = parts.Sum(p => p.Rows);
+        if (parts.Any(p => p.Cols != cols)) throw new ArgumentException("stacked matrices need the same width");
+        var codes = new sbyte[(long)rows * cols];
+        var absmax = new float[rows];
+        var views = new Int8Matrix[parts.Count];
+        int first = 0;
+        for (int i = 0; i < parts.Count; i++)
+        {
+            parts[i].Codes.CopyTo(codes.AsSpan(first * cols));
+            parts[i].RowAbsmax.CopyTo(absmax.AsSpan(first));
+            views[i] = new Int8Matrix(parts[i].Rows, cols, codes, absmax, first);
+            first += parts[i].Rows;
+        }
+        return (new Int8Matrix(rows, cols, codes, absmax), views);
     }
 
     /// <summary>The int8 weight codes CB, row-major.</summary>
-    public ReadOnlySpan<sbyte> Codes => _codes;
+    public ReadOnlySpan<sbyte> Codes => _codes.AsSpan(_firstRow * Cols, Rows * Cols);
 
     /// <summary>SCB: each output row's absmax.</summary>
-    public ReadOnlySpan<float> RowAbsmax => _rowAbsmax;
+    public ReadOnlySpan<float> RowAbsmax => _rowAbsmax.AsSpan(_firstRow, Rows);
 
     /// <summary>The <see cref="StorageBytes"/> of a rows×cols weight quantised by <see cref="Quantize"/>: a code per value, an fp32 absmax per row.</summary>
     public static long StorageBytesFor(int rows, int cols) => (long)rows * cols + 4L * rows;
 
-    public override long StorageBytes => _codes.LongLength + 4L * _rowAbsmax.LongLength;
+    public override long StorageBytes => StorageBytesFor(Rows, Cols);
 
     public static Int8Matrix Quantize(WeightMatrix weight)
     {
@@ -105,6 +130,7 @@ public sealed unsafe class Int8Matrix : TiledFrozenMatrix
     protected override void DequantizeRows(int firstRow, int count, Span<float> destination)
     {
         int cols = Cols;
+        firstRow += _firstRow;
         fixed (sbyte* codes = _codes)
         fixed (float* target = destination)
             for (int r = 0; r < count; r++)
@@ -183,7 +209,7 @@ public sealed unsafe class Int8Matrix : TiledFrozenMatrix
                 {
                     float* yRow = py + (long)i * Rows + first;
                     for (int r = 0; r < count; r++)
-                        yRow[r] = accumulator[i * count + r] * (activationAbsmax[i] * _rowAbsmax[first + r]) * MatmulDequantScale;
+                        yRow[r] = accumulator[i * count + r] * (activationAbsmax[i] * _rowAbsmax[_firstRow + first + r]) * MatmulDequantScale;
                 }
                 if (outlierCount > 0)
                 {
@@ -245,6 +271,7 @@ public sealed unsafe class Int8Matrix : TiledFrozenMatrix
     private void WidenCodes(int first, int count, int k0, int width, float* destination, bool parallel)
     {
         int cols = Cols;
+        first += _firstRow;
         sbyte[] codes = _codes;
         int tasks = parallel ? Math.Min(count, 4 * GemmThreadPool.Shared.Threads) : 1;
         int per = (count + tasks - 1) / tasks;
@@ -261,6 +288,7 @@ public sealed unsafe class Int8Matrix : TiledFrozenMatrix
     private void DequantizeColumns(int first, int count, int* columns, int columnCount, float* destination)
     {
         int cols = Cols;
+        first += _firstRow;
         for (int r = 0; r < count; r++)
         {
             float scale = _rowAbsmax[first + r];

@@ -114,6 +114,41 @@ public abstract unsafe class TiledFrozenMatrix : IFrozenMatrix
         });
     }
 
+    /// <summary>
+    /// The parts' rows one after another as one matrix, multiplied tile by tile like any other: its tiles are
+    /// dequantised from the parts, which keep their own storage, so a product over several Linears that read one
+    /// input is one GEMM without a second copy of their weights. For parts whose product is this class's
+    /// dequantise-then-GEMM (not <see cref="Int8Matrix"/>, whose forward is LLM.int8's own).
+    /// </summary>
+    public static TiledFrozenMatrix Stack(IReadOnlyList<TiledFrozenMatrix> parts) => new StackedMatrix(parts);
+
+    private sealed class StackedMatrix : TiledFrozenMatrix
+    {
+        private readonly IReadOnlyList<TiledFrozenMatrix> _parts;
+
+        public StackedMatrix(IReadOnlyList<TiledFrozenMatrix> parts) : base(parts.Sum(p => p.Rows), parts[0].Cols)
+        {
+            if (parts.Any(p => p.Cols != Cols || p is Int8Matrix))
+                throw new ArgumentException("stacked matrices need the same width and a dequantise-then-GEMM product");
+            _parts = parts;
+        }
+
+        /// <summary>The parts' storage: the stack itself holds none.</summary>
+        public override long StorageBytes => _parts.Sum(p => p.StorageBytes);
+
+        protected override void DequantizeRows(int firstRow, int count, Span<float> destination)
+        {
+            int partFirst = 0;
+            foreach (var part in _parts)
+            {
+                int from = Math.Max(firstRow, partFirst), to = Math.Min(firstRow + count, partFirst + part.Rows);
+                if (from < to)
+                    part.DequantizeRows(from - partFirst, to - from, destination.Slice((from - firstRow) * Cols, (to - from) * Cols));
+                partFirst += part.Rows;
+            }
+        }
+    }
+
     protected static void CheckOperand(float[] array, int m, int width, string name)
     {
         ArgumentNullException.ThrowIfNull(array, name);
