@@ -120,8 +120,9 @@ public sealed class DecoderModel : IDisposable
     /// (embedding, lm_head, norms and biases never are).
     /// </summary>
     /// <param name="bf16Compute">
-    /// bf16: true. Frozen bf16 weights are multiplied in bf16 (<see cref="Bf16ComputeMatrix"/>) when this machine has
-    /// a bf16 GEMM (<see cref="Bf16ComputeMatrix.AvailableKernel"/>); otherwise, and for other dtypes, in fp32.
+    /// bf16: true. Frozen bf16 weights are multiplied in bf16 (<see cref="Bf16ComputeMatrix"/>), and quantised
+    /// projections dequantise into bf16 for that GEMM (<see cref="TiledFrozenMatrix.Bf16Kernel"/>), when this machine has
+    /// a bf16 GEMM (<see cref="Bf16ComputeMatrix.AvailableKernel"/>); otherwise, and for other unquantised dtypes, in fp32.
     /// </param>
     /// <param name="backend">Where the model computes; the default CPU backend when null.</param>
     public static DecoderModel Load(string directory, bool gradientCheckpointing, QuantizationOptions? quantization = null,
@@ -165,7 +166,7 @@ public sealed class DecoderModel : IDisposable
         ModelTensor Stored(string name, WeightMatrix matrix) =>
             quantization is null
                 ? new ModelTensor(name, Frozen(matrix), quantized: false)
-                : new ModelTensor(name, MappedQuantization.Quantize(matrix, quantization), quantized: true);
+                : new ModelTensor(name, MappedQuantization.Quantize(matrix, quantization, bf16Kernel), quantized: true);
 
         var arch = c.Description;
         var embedding = new ModelTensor(arch.EmbeddingTensor, Frozen(weights.Embedding), quantized: false);
