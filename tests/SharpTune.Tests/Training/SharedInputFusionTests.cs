@@ -113,22 +113,29 @@ public sealed class SharedInputFusionTests : IDisposable
     }
 
     [Bf16GemmTheory]
-    [InlineData("qwen2")]
-    [InlineData("qwen3")]
-    [InlineData("llama")]
-    public void Bf16_compute_rounds_the_shared_input_once_with_the_same_numbers(string architecture)
+    [InlineData("qwen2", "none")]
+    [InlineData("qwen3", "none")]
+    [InlineData("llama", "none")]
+    [InlineData("qwen2", "nf4")]
+    [InlineData("qwen3", "int8")]
+    public void Bf16_compute_rounds_the_shared_input_once_with_the_same_numbers(string architecture, string quantization)
     {
         string folder = Model(architecture, DType.BF16);
-        using var model = Lora(folder, quantization: null, bf16: true, checkpointing: false);
+        using var model = Lora(folder, Quantization(quantization), bf16: true, checkpointing: false);
         AssertEveryGroupFuses(model.Decoder!);
-        Assert.All(model.Decoder!.Layers.SelectMany(l => l.SharedInputs), g => Assert.IsType<Bf16ComputeMatrix>(g.Stacked));
+        // The stacked products run in bf16 too: a bf16 weight's on Bf16ComputeMatrix, a quantised stack on its bf16 kernel.
+        Assert.All(model.Decoder!.Layers.SelectMany(l => l.SharedInputs), g =>
+        {
+            if (quantization == "none") Assert.IsType<Bf16ComputeMatrix>(g.Stacked);
+            else Assert.NotNull(Assert.IsAssignableFrom<TiledFrozenMatrix>(g.Stacked).Bf16Kernel);
+        });
         var batch = BatchFor(model.Decoder!);
         Outcome unfused = Step(model, fuse: false, batch), fused = Step(model, fuse: true, batch);
         Assert.True(Math.Abs(unfused.Loss - fused.Loss) <= 1e-6 * Math.Abs(unfused.Loss), $"loss: unfused {unfused.Loss}, fused {fused.Loss}");
         // The backward rounds every dy to bf16, so dL/dx summed in another fp32 order (one product over q/k/v instead
         // of three added up) moves some of the roundings below it by an ulp: the gradients are compared with how far
         // bf16 compute itself moves them from fp32 compute, and must differ by less than a tenth of that.
-        using var fp32 = Lora(folder, quantization: null, bf16: false, checkpointing: false);
+        using var fp32 = Lora(folder, Quantization(quantization), bf16: false, checkpointing: false);
         Outcome reference = Step(fp32, fuse: false, batch);
         static double Distance(Outcome a, Outcome b)
         {

@@ -127,8 +127,9 @@ public sealed class DecoderModel : IDisposable
     /// (embedding, lm_head, norms and biases never are).
     /// </summary>
     /// <param name="bf16Compute">
-    /// bf16: true. Frozen bf16 weights are multiplied in bf16 (<see cref="Bf16ComputeMatrix"/>) when this machine has
-    /// a bf16 GEMM (<see cref="Bf16ComputeMatrix.AvailableKernel"/>); otherwise, and for other dtypes, in fp32.
+    /// bf16: true. Frozen bf16 weights are multiplied in bf16 (<see cref="Bf16ComputeMatrix"/>), and quantised
+    /// projections dequantise into bf16 for that GEMM (<see cref="TiledFrozenMatrix.Bf16Kernel"/>), when this machine has
+    /// a bf16 GEMM (<see cref="Bf16ComputeMatrix.AvailableKernel"/>); otherwise, and for other unquantised dtypes, in fp32.
     /// </param>
     /// <param name="backend">Where the model computes; the default CPU backend when null.</param>
     public static DecoderModel Load(string directory, bool gradientCheckpointing, QuantizationOptions? quantization = null,
@@ -170,7 +171,7 @@ public sealed class DecoderModel : IDisposable
             new(path, matrix.Cols, matrix.Rows, backend, new ModelTensor(path + ".weight", frozen ?? Projection(matrix), quantization is not null),
                 bias is null ? null : Vector(path + ".bias", bias));
         // A layer projection: the stored matrix, or its quantised form.
-        IFrozenMatrix Projection(WeightMatrix matrix) => quantization is null ? Frozen(matrix) : MappedQuantization.Quantize(matrix, quantization);
+        IFrozenMatrix Projection(WeightMatrix matrix) => quantization is null ? Frozen(matrix) : MappedQuantization.Quantize(matrix, quantization, bf16Kernel);
         // Linears reading one input: their matrices stacked, each part a row view of the stack (quantised parts are
         // quantised one by one, as bitsandbytes quantises each module; int8's rows are then stacked, 4-bit's stay
         // the parts' and the stack reads their tiles, since double quantisation's absmax statistics are per module).
