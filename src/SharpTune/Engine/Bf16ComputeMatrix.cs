@@ -46,7 +46,7 @@ public sealed unsafe class Bf16ComputeMatrix : IFrozenMatrix
     {
         StoredMatrix.CheckLengths(x, (long)m * Cols, y, (long)m * Rows, m);
         if (m == 0) return;
-        ushort* rounded = Round(x, (long)m * Cols);
+        ushort* rounded = RoundToBf16(x, (long)m * Cols);
         fixed (float* py = y)
             _kernel.GemmBf16(false, true, m, Rows, Cols, 1f, rounded, Cols, (ushort*)Matrix.Data, Cols, 0f, py, Rows);
     }
@@ -55,7 +55,7 @@ public sealed unsafe class Bf16ComputeMatrix : IFrozenMatrix
     {
         StoredMatrix.CheckLengths(dy, (long)m * Rows, dx, (long)m * Cols, m);
         if (m == 0) return;
-        ushort* rounded = Round(dy, (long)m * Rows);
+        ushort* rounded = RoundToBf16(dy, (long)m * Rows);
         fixed (float* pdx = dx)
             _kernel.GemmBf16(false, false, m, Cols, Rows, 1f, rounded, Rows, (ushort*)Matrix.Data, Cols, accumulate ? 1f : 0f, pdx, Cols);
     }
@@ -64,9 +64,10 @@ public sealed unsafe class Bf16ComputeMatrix : IFrozenMatrix
 
     /// <summary>
     /// The first <paramref name="count"/> values rounded to bf16 in this thread's scratch buffer, in chunks over the
-    /// pool: a step rounds ~150 M activations, which on one core would be a tenth of the bf16 products' time.
+    /// pool: a step rounds ~150 M activations, which on one core would be a tenth of the bf16 products' time. Also
+    /// the rounding of the quantised matrices' bf16 products; valid until the thread's next call.
     /// </summary>
-    private static ushort* Round(float[] values, long count)
+    internal static ushort* RoundToBf16(float[] values, long count)
     {
         ushort* rounded = (ushort*)(t_rounded ??= new ScratchBuffer()).Get((count + 1) / 2);
         var job = t_round ??= new RoundJob();

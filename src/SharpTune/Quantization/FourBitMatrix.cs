@@ -31,8 +31,8 @@ public sealed unsafe class FourBitMatrix : TiledFrozenMatrix
     [ThreadStatic] private static float[]? t_quantizeBuffer;
 
     private FourBitMatrix(int rows, int cols, FourBitType type, bool doubleQuantization, byte[] packed, float[] absmax,
-        byte[] quantizedAbsmax, float[] absmaxScales, float absmaxOffset)
-        : base(rows, cols)
+        byte[] quantizedAbsmax, float[] absmaxScales, float absmaxOffset, OneDnnGemmKernel? bf16Kernel)
+        : base(rows, cols, bf16Kernel)
     {
         Type = type;
         DoubleQuantization = doubleQuantization;
@@ -86,8 +86,12 @@ public sealed unsafe class FourBitMatrix : TiledFrozenMatrix
         ? DynamicMap.SignedShared[_quantizedAbsmax[block]] * _absmaxScales[block / AbsmaxBlockSize] + AbsmaxOffset
         : _absmax[block];
 
-    /// <summary>Quantises a bf16/f16/f32 weight block range by block range; never widens the whole matrix.</summary>
-    public static FourBitMatrix Quantize(WeightMatrix weight, FourBitType type, bool doubleQuantization)
+    /// <summary>
+    /// Quantises a bf16/f16/f32 weight block range by block range; never widens the whole matrix. With
+    /// <paramref name="bf16Kernel"/> the products run in bf16 (<see cref="TiledFrozenMatrix.Bf16Kernel"/>): each value
+    /// code · absmax in fp32 rounded to bf16, as bitsandbytes' dequantize_4bit to a bf16 compute dtype.
+    /// </summary>
+    public static FourBitMatrix Quantize(WeightMatrix weight, FourBitType type, bool doubleQuantization, OneDnnGemmKernel? bf16Kernel = null)
     {
         if (weight.Rows <= 0 || weight.Cols <= 0)
             throw new ArgumentException($"cannot quantise a {weight.Rows}×{weight.Cols} weight");
@@ -108,7 +112,7 @@ public sealed unsafe class FourBitMatrix : TiledFrozenMatrix
         });
 
         if (!doubleQuantization)
-            return new FourBitMatrix(weight.Rows, weight.Cols, type, false, packed, absmax, [], [], 0f);
+            return new FourBitMatrix(weight.Rows, weight.Cols, type, false, packed, absmax, [], [], 0f, bf16Kernel);
 
         // quantize_4bit(compress_statistics=True): offset = absmax.mean(); quantize_blockwise(absmax − offset, blocksize=256).
         double sum = 0;
@@ -120,7 +124,7 @@ public sealed unsafe class FourBitMatrix : TiledFrozenMatrix
         var quantizedAbsmax = new byte[blocks];
         var scales = new float[BlockwiseQuantizer.BlockCount(blocks, AbsmaxBlockSize)];
         BlockwiseQuantizer.Quantize(absmax, AbsmaxBlockSize, DynamicMap.SignedShared, quantizedAbsmax, scales);
-        return new FourBitMatrix(weight.Rows, weight.Cols, type, true, packed, [], quantizedAbsmax, scales, offset);
+        return new FourBitMatrix(weight.Rows, weight.Cols, type, true, packed, [], quantizedAbsmax, scales, offset, bf16Kernel);
     }
 
     /// <summary>Quantises whole blocks starting at flat element <paramref name="first"/> (a multiple of the block size).</summary>

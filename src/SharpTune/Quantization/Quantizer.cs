@@ -5,14 +5,17 @@ namespace SharpTune.Quantization;
 /// <summary>Quantises a frozen weight as LLaMA-Factory's bitsandbytes quantisation would (see <see cref="QuantizationOptions"/>).</summary>
 public static class Quantizer
 {
-    /// <summary>4-bit: <see cref="FourBitMatrix"/> (NF4/FP4, blocks of 64, optional double quantisation); 8-bit: <see cref="Int8Matrix"/>.</summary>
-    public static IFrozenMatrix Quantize(WeightMatrix weight, QuantizationOptions options)
+    /// <summary>
+    /// 4-bit: <see cref="FourBitMatrix"/> (NF4/FP4, blocks of 64, optional double quantisation); 8-bit: <see cref="Int8Matrix"/>.
+    /// With <paramref name="bf16Kernel"/> (<c>bf16: true</c>, LLaMA-Factory's compute_dtype bfloat16) the products run in bf16.
+    /// </summary>
+    public static IFrozenMatrix Quantize(WeightMatrix weight, QuantizationOptions options, OneDnnGemmKernel? bf16Kernel = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         return options.Bits switch
         {
-            4 => FourBitMatrix.Quantize(weight, options.Type, options.DoubleQuantization),
-            8 => Int8Matrix.Quantize(weight),
+            4 => FourBitMatrix.Quantize(weight, options.Type, options.DoubleQuantization, bf16Kernel),
+            8 => Int8Matrix.Quantize(weight, bf16Kernel),
             _ => throw UnsupportedBits(options),
         };
     }

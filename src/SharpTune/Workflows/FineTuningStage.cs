@@ -86,7 +86,7 @@ public sealed class FineTuningStage : ITrainingStage
         if (cfg.Training.Bf16)
             note(Bf16ComputeMatrix.AvailableKernel is null
                 ? $"note: bf16: {Bf16ComputeMatrix.Unavailable}; computing in fp32"
-                : "bf16: frozen bf16 weights are multiplied on oneDNN's bf16 GEMM (activations rounded to bf16, fp32 accumulation); float32 weights and everything trained stay fp32");
+                : "bf16: frozen bf16 weights are multiplied on oneDNN's bf16 GEMM, quantized projections dequantized to bf16 for it (activations rounded to bf16, fp32 accumulation); unquantized float32 weights and everything trained stay fp32");
         note($"{cfg.Finetuning.MethodName}: {TrainableModels.Summary(model)}");
         if (cfg.Finetuning.LoraplusLrRatio is { } loraplusRatio)
         {

@@ -43,10 +43,14 @@ public sealed class ArchitectureVariantTests : IDisposable
                 Assert.True(Math.Abs(naive[t][i] - reference[t * 512 + i]) <= 1e-4, $"logits[{t},{i}]");
     }
 
-    /// <summary>Writes a small random model folder of the given architecture with seeded weights.</summary>
-    private string WriteModel(string name, JsonObject config, Func<string, bool> include, int hiddenSize, int headDim, int heads, int kvHeads)
+    private string WriteModel(string name, JsonObject config, Func<string, bool> include, int hiddenSize, int headDim, int heads, int kvHeads) =>
+        WriteModel(_dir, name, config, include, hiddenSize, headDim, heads, kvHeads);
+
+    /// <summary>Writes a small random model folder of the given architecture with seeded weights, stored as <paramref name="dtype"/>.</summary>
+    internal static string WriteModel(string dir, string name, JsonObject config, Func<string, bool> include, int hiddenSize, int headDim, int heads, int kvHeads,
+        DType dtype = DType.F32)
     {
-        string folder = Path.Combine(_dir, name);
+        string folder = Path.Combine(dir, name);
         Directory.CreateDirectory(folder);
         File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJsonString());
         var random = new Random(11);
@@ -82,11 +86,11 @@ public sealed class ArchitectureVariantTests : IDisposable
         }
         Add("model.norm.weight", [hiddenSize], NearOne);
         Add("lm_head.weight", [vocab, hiddenSize], Normal);
-        SafetensorsWriter.Write(Path.Combine(folder, "model.safetensors"), tensors, DType.F32);
+        SafetensorsWriter.Write(Path.Combine(folder, "model.safetensors"), tensors, dtype);
         return folder;
     }
 
-    private static JsonObject Config(string modelType, int hidden, int heads, int kvHeads, int? headDim = null) => new()
+    internal static JsonObject Config(string modelType, int hidden, int heads, int kvHeads, int? headDim = null) => new()
     {
         ["model_type"] = modelType,
         ["vocab_size"] = 96,

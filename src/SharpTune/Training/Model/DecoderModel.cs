@@ -66,6 +66,13 @@ public sealed class DecoderModel : IDisposable
     public bool PaddingFree { get; set; } = true;
 
     /// <summary>
+    /// The Linears of a layer that read one input and are stored apart (q/k/v, gate/up: <see cref="SharedInputLinears"/>)
+    /// multiply it as one stacked matrix while their weights are frozen; false multiplies each on its own, the same
+    /// losses and gradients up to the order of fp32 sums (what the tests compare against).
+    /// </summary>
+    public bool FuseSharedInputs { get; set; } = true;
+
+    /// <summary>
     /// Called after each layer's backward, last layer first: that layer's gradients are complete for this backward
     /// (data-parallel training sends them to the other ranks while the layers below are still being computed).
     /// </summary>
@@ -120,8 +127,9 @@ public sealed class DecoderModel : IDisposable
     /// (embedding, lm_head, norms and biases never are).
     /// </summary>
     /// <param name="bf16Compute">
-    /// bf16: true. Frozen bf16 weights are multiplied in bf16 (<see cref="Bf16ComputeMatrix"/>) when this machine has
-    /// a bf16 GEMM (<see cref="Bf16ComputeMatrix.AvailableKernel"/>); otherwise, and for other dtypes, in fp32.
+    /// bf16: true. Frozen bf16 weights are multiplied in bf16 (<see cref="Bf16ComputeMatrix"/>), and quantised
+    /// projections dequantise into bf16 for that GEMM (<see cref="TiledFrozenMatrix.Bf16Kernel"/>), when this machine has
+    /// a bf16 GEMM (<see cref="Bf16ComputeMatrix.AvailableKernel"/>); otherwise, and for other unquantised dtypes, in fp32.
     /// </param>
     /// <param name="backend">Where the model computes; the default CPU backend when null.</param>
     public static DecoderModel Load(string directory, bool gradientCheckpointing, QuantizationOptions? quantization = null,
@@ -159,13 +167,29 @@ public sealed class DecoderModel : IDisposable
         IFrozenMatrix Frozen(WeightMatrix matrix) =>
             bf16Kernel is not null && matrix.DType == DType.BF16 ? new Bf16ComputeMatrix(matrix, bf16Kernel) : new StoredMatrix(matrix);
         ModelTensor Vector(string name, float[] values) => new(name, [values.Length], values);
-        TrainableLinear Linear(string path, WeightMatrix matrix, float[]? bias) =>
-            new(path, matrix.Cols, matrix.Rows, backend, Stored(path + ".weight", matrix), bias is null ? null : Vector(path + ".bias", bias));
+        TrainableLinear Linear(string path, WeightMatrix matrix, float[]? bias, IFrozenMatrix? frozen) =>
+            new(path, matrix.Cols, matrix.Rows, backend, new ModelTensor(path + ".weight", frozen ?? Projection(matrix), quantization is not null),
+                bias is null ? null : Vector(path + ".bias", bias));
         // A layer projection: the stored matrix, or its quantised form.
-        ModelTensor Stored(string name, WeightMatrix matrix) =>
-            quantization is null
-                ? new ModelTensor(name, Frozen(matrix), quantized: false)
-                : new ModelTensor(name, MappedQuantization.Quantize(matrix, quantization), quantized: true);
+        IFrozenMatrix Projection(WeightMatrix matrix) => quantization is null ? Frozen(matrix) : MappedQuantization.Quantize(matrix, quantization, bf16Kernel);
+        // Linears reading one input: their matrices stacked, each part a row view of the stack (quantised parts are
+        // quantised one by one, as bitsandbytes quantises each module; int8's rows are then stacked, 4-bit's stay
+        // the parts' and the stack reads their tiles, since double quantisation's absmax statistics are per module).
+        (IFrozenMatrix? Stacked, IFrozenMatrix[] Views, object? Storage) Stack(WeightMatrix[] parts)
+        {
+            if (quantization is not null)
+            {
+                var quantized = parts.Select(Projection).ToArray();
+                if (quantized.All(q => q is Int8Matrix))
+                {
+                    var (stack, rowViews) = Int8Matrix.Stack(quantized.Cast<Int8Matrix>().ToArray());
+                    return (stack, rowViews, null);
+                }
+                return (TiledFrozenMatrix.Stack(quantized.Cast<TiledFrozenMatrix>().ToArray()), quantized, null);
+            }
+            if (SharedInputLinears.StackStored(parts) is not var (whole, views, storage)) return (null, parts.Select(Frozen).ToArray(), null);
+            return (Frozen(whole), views.Select(Frozen).ToArray(), storage);
+        }
 
         var arch = c.Description;
         var embedding = new ModelTensor(arch.EmbeddingTensor, Frozen(weights.Embedding), quantized: false);
@@ -176,7 +200,16 @@ public sealed class DecoderModel : IDisposable
             int layer = i;
             var w = weights.Layers[i];
             ModelTensor Norm(NormSlot slot, float[] values) => Vector(arch.LayerTensor(layer, arch.Norm(slot).WeightName), values);
-            var linears = w.Linears.Select(l => Linear(arch.LayerTensor(layer, l.Declaration.Module), l.Weight, l.Bias)).ToArray();
+            var frozenParts = new IFrozenMatrix?[w.Linears.Length];
+            var stacks = new List<(int Index, ProjectionSlot[] Slots, int[] Members, IFrozenMatrix Stacked, IFrozenMatrix[] Views, object? Storage)>();
+            foreach (var (index, slots, declarations) in SharedInputLinears.Declared(arch))
+            {
+                int[] members = declarations.Select(d => Array.FindIndex(w.Linears, l => l.Declaration == d)).ToArray();
+                var (stacked, views, storage) = Stack(members.Select(k => w.Linears[k].Weight).ToArray());
+                for (int m = 0; m < members.Length; m++) frozenParts[members[m]] = views[m];
+                if (stacked is not null) stacks.Add((index, slots, members, stacked, views, storage));
+            }
+            var linears = w.Linears.Select((l, k) => Linear(arch.LayerTensor(layer, l.Declaration.Module), l.Weight, l.Bias, frozenParts[k])).ToArray();
             var projections = new Dictionary<ProjectionSlot, LayerProjection>();
             for (int k = 0; k < linears.Length; k++)
                 foreach (var slot in w.Linears[k].Declaration.Parts)
@@ -210,6 +243,7 @@ public sealed class DecoderModel : IDisposable
                 PostAttentionNorm = norms[NormSlot.PostAttention],
                 Linears = linears,
                 Projections = projections,
+                SharedInputs = stacks.Select(g => new SharedInputLinears(g.Index, g.Slots, g.Members.Select(k => linears[k]).ToArray(), g.Stacked, g.Views, g.Storage)).ToArray(),
                 Tensors = tensors,
             };
         }
@@ -248,13 +282,17 @@ public sealed class DecoderModel : IDisposable
     /// </summary>
     private HugePageArena? MoveIntoHugePages()
     {
-        // Right after loading every matrix is a view into the mapped checkpoint, so its pages can be released.
-        var matrices = Linears.Select(l => l.Weight).Append(LmHead).ToList();
+        // Right after loading every matrix is a view into the mapped checkpoint, so its pages can be released, but for
+        // the stacked matrices of Linears reading one input, which move whole from their own memory.
+        var groups = Layers.SelectMany(l => l.SharedInputs).ToList();
+        var stacked = groups.SelectMany(g => g.Parts).Select(p => p.Weight).ToHashSet();
+        var matrices = Linears.Select(l => l.Weight).Where(t => !stacked.Contains(t)).Append(LmHead).ToList();
         static WeightMatrix Stored(ModelTensor t) => ((StoredMatrix)t.Frozen!).Matrix;
-        long bytes = matrices.Sum(t => HugePageArena.SizeOf(Stored(t)));
+        long bytes = matrices.Sum(t => HugePageArena.SizeOf(Stored(t))) + groups.Sum(g => HugePageArena.SizeOf(((StoredMatrix)g.Stacked).Matrix));
         if (!HugePageArena.Affords(bytes)) return null;
         var arena = new HugePageArena(bytes);
         foreach (var t in matrices) t.Replace(new StoredMatrix(arena.CopyIn(Stored(t), releaseMappedSource: true)));
+        foreach (var g in groups) g.MoveStorage(m => arena.CopyIn(m, releaseMappedSource: false));
         return arena;
     }
 
@@ -507,7 +545,7 @@ public sealed class DecoderModel : IDisposable
             mask.Slice(b * newTokens, newTokens).CopyTo(cache.KeyMask.AsSpan(b * cache.Capacity + cache.Length, newTokens));
         var shape = new AttentionShape(batch, newTokens, c.NumHeads, c.NumKvHeads, c.HeadDim);
         for (int l = 0; l < Layers.Length; l++)
-            LayerForward(Layers[l], l, w.Activations, w.Residual, w.Residual, w.Projected, w.Fused, rows, positions, shape,
+            LayerForward(Layers[l], l, w.Activations, w.Residual, w.Residual, w.Projected, w.Fused, w.SharedInput, rows, positions, shape,
                 layout: null, cache, TunerPass.Evaluate, null);
     }
 
@@ -802,7 +840,7 @@ public sealed class DecoderModel : IDisposable
                 ForEachTunerRow(layout, tuner.Tokens, (row, i) => Backend.CopyFromHost(virtualTokens.Data.AsSpan(i * h, h), b.LayerInputs[0], (long)row * h));
         }
         for (int l = 0; l < Layers.Length; l++)
-            LayerForward(Layers[l], l, b.ActivationsOf(l), b.LayerInputs[l], b.LayerInputs[l + 1], b.Projected, b.Fused, rows, layout.Positions,
+            LayerForward(Layers[l], l, b.ActivationsOf(l), b.LayerInputs[l], b.LayerInputs[l + 1], b.Projected, b.Fused, b.SharedInput, rows, layout.Positions,
                 b.Shape, layout, cache: null, pass, random);
         using (StepProfile.Measure(StepSection.NormsForward))
             Backend.RmsNorm(b.LayerInputs[^1], rows, FinalNorm.Data, Config.RmsNormEps, b.FinalNormed, b.FinalRms);
@@ -823,7 +861,7 @@ public sealed class DecoderModel : IDisposable
     }
 
     private void LayerForward(TrainableLayer layer, int index, LayerActivations a, Tensor input, Tensor output, Tensor projected,
-        Tensor?[] fused, int rows, ReadOnlySpan<int> positions, AttentionShape shape, RowLayout? layout, KvCache? cache, TunerPass pass, SeededRandom? random)
+        Tensor?[] fused, Tensor?[] sharedScratch, int rows, ReadOnlySpan<int> positions, AttentionShape shape, RowLayout? layout, KvCache? cache, TunerPass pass, SeededRandom? random)
     {
         var c = Config;
         float eps = c.RmsNormEps;
@@ -836,6 +874,14 @@ public sealed class DecoderModel : IDisposable
         // (fused[its index]), whose columns are then split into its parts' outputs.
         void ProjectParts(Tensor x, params (ProjectionSlot Slot, Tensor Output)[] outputs)
         {
+            if (FuseSharedInputs && layer.SharedInput(outputs[0].Slot) is { Fusable: true } group)
+            {
+                var ys = group.Slots.Select(s => Array.Find(outputs, o => o.Slot == s).Output).ToArray();
+                var scratch = sharedScratch[group.Index]!;
+                if (cache is not null) group.Generate(Backend, x, rows, ys, scratch);
+                else group.Forward(Backend, x, rows, ys, scratch, pass, random);
+                return;
+            }
             Span<bool> done = stackalloc bool[layer.Linears.Count];
             foreach (var (slot, y) in outputs)
             {
@@ -1031,7 +1077,7 @@ public sealed class DecoderModel : IDisposable
         {
             var a = b.ActivationsOf(l);
             if (GradientCheckpointing)
-                LayerForward(Layers[l], l, a, b.LayerInputs[l], b.LayerInputs[l + 1], b.Projected, b.Fused, rows, layout.Positions,
+                LayerForward(Layers[l], l, a, b.LayerInputs[l], b.LayerInputs[l + 1], b.Projected, b.Fused, b.SharedInput, rows, layout.Positions,
                     b.Shape, layout, cache: null, TunerPass.Recompute, null);
             LayerBackward(Layers[l], b, a, b.LayerInputs[l], needInputGrad: l > lowest || inputTrainable);
             LayerBackwardDone?.Invoke(Layers[l]);
@@ -1061,10 +1107,10 @@ public sealed class DecoderModel : IDisposable
         bool attentionNeedsGrad = needInputGrad || layer.AttentionTrainable || prefix is not null;
 
         // MLP half: output = middle + down(silu(gate(n2)) ⊙ up(n2)), n2 = norm(middle).
-        BackwardParts(layer, b.Fused, a.Activation, rows, b.DActivation, accumulate: false, (ProjectionSlot.Down, b.DResidual));
+        BackwardParts(layer, b.Fused, b.SharedInput, a.Activation, rows, b.DActivation, accumulate: false, (ProjectionSlot.Down, b.DResidual));
         using (StepProfile.Measure(StepSection.ElementwiseBackward))
             Backend.SiluMulBackward(a.Gate, a.Up, b.DActivation, rows * c.IntermediateSize, b.DGate, b.DUp);
-        BackwardParts(layer, b.Fused, a.Norm2, rows, b.DNormed, accumulate: false, (ProjectionSlot.Gate, b.DGate), (ProjectionSlot.Up, b.DUp));
+        BackwardParts(layer, b.Fused, b.SharedInput, a.Norm2, rows, b.DNormed, accumulate: false, (ProjectionSlot.Gate, b.DGate), (ProjectionSlot.Up, b.DUp));
         using (StepProfile.Measure(StepSection.NormsBackward))
             Backend.RmsNormBackward(a.Middle, b.DNormed, rows, layer.PostAttentionNorm.Data, a.Rms2!,
                 attentionNeedsGrad ? b.DNormed : null, layer.PostAttentionNorm.Grad);
@@ -1073,7 +1119,7 @@ public sealed class DecoderModel : IDisposable
             Backend.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
 
         // Attention half: middle = input + o(attention(rope(q), rope(k), v)), q/k/v from n1 = norm(input).
-        BackwardParts(layer, b.Fused, a.Attention, rows, b.DAttention, accumulate: false, (ProjectionSlot.Output, b.DResidual));
+        BackwardParts(layer, b.Fused, b.SharedInput, a.Attention, rows, b.DAttention, accumulate: false, (ProjectionSlot.Output, b.DResidual));
         using (StepProfile.Measure(StepSection.AttentionBackward))
             Backend.AttentionBackward(b.Shape, layout.Sequences, a.QueryRotated, a.KeyRotated, a.Value, a.Attention, a.LogSumExp!,
                 b.DAttention, b.DQuery, b.DKey, b.DValue, b.DKeyPerHead, b.DValuePerHead);
@@ -1103,7 +1149,7 @@ public sealed class DecoderModel : IDisposable
         }
         bool needNormGrad = needInputGrad || layer.InputNorm.IsTrainable;
         Tensor? dNormed = needNormGrad ? b.DNormed : null;
-        BackwardParts(layer, b.Fused, a.Norm1, rows, dNormed, accumulate: false,
+        BackwardParts(layer, b.Fused, b.SharedInput, a.Norm1, rows, dNormed, accumulate: false,
             (ProjectionSlot.Query, b.DQuery), (ProjectionSlot.Key, b.DKey), (ProjectionSlot.Value, b.DValue));
         if (!needNormGrad) return;
         using (StepProfile.Measure(StepSection.NormsBackward))
@@ -1119,9 +1165,15 @@ public sealed class DecoderModel : IDisposable
     /// parts' gradients are gathered into its scratch (fused[its index]) for one backward. dL/dx goes to dx (the first
     /// Linear's added when accumulate, the others' always added) unless dx is null.
     /// </summary>
-    private void BackwardParts(TrainableLayer layer, Tensor?[] fused, Tensor x, int rows, Tensor? dx, bool accumulate,
+    private void BackwardParts(TrainableLayer layer, Tensor?[] fused, Tensor?[] sharedScratch, Tensor x, int rows, Tensor? dx, bool accumulate,
         params (ProjectionSlot Slot, Tensor Gradient)[] gradients)
     {
+        if (FuseSharedInputs && layer.SharedInput(gradients[0].Slot) is { Fusable: true } group)
+        {
+            var dys = group.Slots.Select(s => Array.Find(gradients, g => g.Slot == s).Gradient).ToArray();
+            group.Backward(Backend, x, dys, rows, sharedScratch[group.Index]!, dx, accumulate);
+            return;
+        }
         Span<bool> done = stackalloc bool[layer.Linears.Count];
         foreach (var (slot, dy) in gradients)
         {
@@ -1223,6 +1275,8 @@ public sealed class DecoderModel : IDisposable
         public Tensor Projected { get; }
         /// <summary>Per Linear of a layer, the scratch of a fused one's whole output (null for the others).</summary>
         public Tensor?[] Fused { get; }
+        /// <summary>Per group of Linears reading one input, the scratch of their stacked product (<see cref="SharedInputLinears.Scratch"/>).</summary>
+        public Tensor?[] SharedInput { get; }
         public Tensor Gate { get; }
         public Tensor Up { get; }
         public LayerActivations Activations { get; }
@@ -1238,6 +1292,7 @@ public sealed class DecoderModel : IDisposable
             Attention = backend.Allocate(rows, c.QueryWidth);
             Projected = backend.Allocate(rows, c.HiddenSize);
             Fused = FusedScratch(c, rows, backend);
+            SharedInput = SharedInputLinears.Scratch(c, rows, backend);
             Gate = backend.Allocate(rows, c.IntermediateSize);
             Up = backend.Allocate(rows, c.IntermediateSize);
             Activations = new LayerActivations(this);
@@ -1262,6 +1317,8 @@ public sealed class DecoderModel : IDisposable
         public Tensor Projected { get; }
         /// <summary>Per Linear of a layer, a fused one's whole output in the forward and its gradient in the backward (null for the others).</summary>
         public Tensor?[] Fused { get; }
+        /// <summary>Per group of Linears reading one input, their stacked product in the forward and its gradient in the backward.</summary>
+        public Tensor?[] SharedInput { get; }
         public Tensor DResidual { get; }
         public Tensor DNormed { get; }
         public Tensor DAttention { get; }
@@ -1291,6 +1348,7 @@ public sealed class DecoderModel : IDisposable
             FinalRms = backend.Allocate(rows);
             Projected = backend.Allocate(rows, c.HiddenSize);
             Fused = FusedScratch(c, rows, backend);
+            SharedInput = SharedInputLinears.Scratch(c, rows, backend);
             DResidual = backend.Allocate(rows, c.HiddenSize);
             DNormed = backend.Allocate(rows, c.HiddenSize);
             DAttention = backend.Allocate(rows, c.QueryWidth);

@@ -24,11 +24,21 @@ public sealed class TrainableLayer
     public required IReadOnlyList<TrainableLinear> Linears { get; init; }
     /// <summary>Every projection slot of the layer and the Linear part computing it.</summary>
     public required IReadOnlyDictionary<ProjectionSlot, LayerProjection> Projections { get; init; }
+    /// <summary>The layer's Linears that read one input and multiply it as one stacked matrix (q/k/v, gate/up), if stored apart.</summary>
+    public IReadOnlyList<SharedInputLinears> SharedInputs { get; init; } = [];
     /// <summary>The layer's tensors in transformers' named_parameters() order (the declaration order).</summary>
     public required IReadOnlyList<ModelTensor> Tensors { get; init; }
 
     /// <summary>The Linear computing <paramref name="slot"/> (a fused one computes several).</summary>
     public TrainableLinear Projection(ProjectionSlot slot) => Projections[slot].Linear;
+
+    /// <summary>The group of <see cref="SharedInputs"/> computing <paramref name="slot"/>, or null.</summary>
+    public SharedInputLinears? SharedInput(ProjectionSlot slot)
+    {
+        foreach (var group in SharedInputs)
+            if (group.Slots.Contains(slot)) return group;
+        return null;
+    }
 
     /// <summary>The norm in a slot; null for a q/k norm the architecture does not have.</summary>
     public ModelTensor? Norm(NormSlot slot) => slot switch

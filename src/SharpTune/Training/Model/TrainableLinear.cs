@@ -38,19 +38,32 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
 
     public void Forward(Tensor x, int rows, Tensor y, TunerPass pass, SeededRandom? random)
     {
-        bool tuned = Tuners.Count > 0 && TunersEnabled;
-        if (tuned) x = TunedInput(x, rows, pass);
-        using (StepProfile.Measure(StepSection.ProjectionsForward))
+        if (Tuners.Count > 0 && TunersEnabled) x = TunedInput(x, rows, pass);
+        if (Weight.Frozen is { } frozen)
         {
-            if (Weight.Frozen is { } frozen)
-            {
-                backend.Linear(x, rows, frozen, bias: null, y);
-                if (Bias is not null) backend.AddBias(y, rows, Bias.Data);
-            }
-            else
-                backend.Linear(x, rows, Weight.Data, InFeatures, OutFeatures, Bias?.Data, y);
+            using (StepProfile.Measure(StepSection.ProjectionsForward)) backend.Linear(x, rows, frozen, bias: null, y);
+            ForwardFromFrozenProduct(x, rows, y, pass, random);
+            return;
         }
-        if (!tuned) return;
+        using (StepProfile.Measure(StepSection.ProjectionsForward))
+            backend.Linear(x, rows, Weight.Data, InFeatures, OutFeatures, Bias?.Data, y);
+        ForwardTuners(x, rows, y, pass, random);
+    }
+
+    /// <summary>
+    /// The rest of <see cref="Forward"/> once y holds x·Wᵀ of the frozen weight (x as the tuners' input hooks left it;
+    /// <see cref="SharedInputLinears"/> computes that product for several Linears at once): the bias, then the tuners.
+    /// </summary>
+    internal void ForwardFromFrozenProduct(Tensor x, int rows, Tensor y, TunerPass pass, SeededRandom? random)
+    {
+        if (Bias is not null)
+            using (StepProfile.Measure(StepSection.ProjectionsForward)) backend.AddBias(y, rows, Bias.Data);
+        ForwardTuners(x, rows, y, pass, random);
+    }
+
+    private void ForwardTuners(Tensor x, int rows, Tensor y, TunerPass pass, SeededRandom? random)
+    {
+        if (Tuners.Count == 0 || !TunersEnabled) return;
         using (StepProfile.Measure(StepSection.LoraForward))
             foreach (var tuner in Tuners) tuner.Forward(x, rows, y, pass, random);
     }
@@ -73,6 +86,17 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
             if (tuner.TransformsInput) x = tuner.TransformInput(x, rows, TunerPass.Evaluate);
         Product(backend, weight, bias, x, rows, y);
         foreach (var tuner in tuners) tuner.Forward(x, rows, y, TunerPass.Evaluate, null);
+    }
+
+    /// <summary>
+    /// The rest of <see cref="Generate(Tensor, int, Tensor)"/> once y holds x·Wᵀ of the frozen weight, for a Linear
+    /// whose tuners leave its input as it is (<see cref="SharedInputLinears"/>): the bias, then the tuners' evaluation pass.
+    /// </summary>
+    internal void GenerateFromFrozenProduct(Tensor x, int rows, Tensor y)
+    {
+        if (Bias is not null) backend.AddBias(y, rows, Bias.Data);
+        if (TunersEnabled)
+            foreach (var tuner in Tuners) tuner.Forward(x, rows, y, TunerPass.Evaluate, null);
     }
 
     /// <summary>y = x·weightᵀ (+ bias) as generation computes it, for a layer's Linear and for lm_head.</summary>
@@ -129,16 +153,32 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
     {
         // Each tuner's dy is dL/d(its output): a rescaling tuner (IA3) changes it for the tuners before it and the base.
         var tunerDy = OutputSideGradients(dy, rows, out var baseDy);
-        using (StepProfile.Measure(StepSection.ProjectionsBackward))
+        if (Weight.Frozen is { } frozen)
         {
-            if (Weight.Frozen is { } frozen)
-            {
-                if (dx is not null) backend.LinearInputGradient(baseDy, rows, frozen, dx, accumulate);
-                if (Bias?.Grad is { } biasGrad) backend.ColumnSums(baseDy, rows, biasGrad);
-            }
-            else if (Weight.IsTrainable || Bias?.IsTrainable == true || dx is not null)
-                backend.LinearBackward(x, baseDy, rows, Weight.Data, InFeatures, OutFeatures, Weight.Grad, Bias?.Grad, dx, accumulate);
+            if (dx is not null)
+                using (StepProfile.Measure(StepSection.ProjectionsBackward)) backend.LinearInputGradient(baseDy, rows, frozen, dx, accumulate);
+            BackwardFromFrozenProduct(x, dy, tunerDy, baseDy, rows, dx);
+            return;
         }
+        if (Weight.IsTrainable || Bias?.IsTrainable == true || dx is not null)
+            using (StepProfile.Measure(StepSection.ProjectionsBackward))
+                backend.LinearBackward(x, baseDy, rows, Weight.Data, InFeatures, OutFeatures, Weight.Grad, Bias?.Grad, dx, accumulate);
+        BackwardTuners(x, dy, tunerDy, rows, dx);
+    }
+
+    /// <summary>
+    /// The rest of the backward once dL/dx through the frozen weight is in dx (<see cref="SharedInputLinears"/>
+    /// computes it for several Linears at once): the bias gradient from the base product's dy, then the tuners'.
+    /// </summary>
+    internal void BackwardFromFrozenProduct(Tensor x, Tensor dy, Tensor[]? tunerDy, Tensor baseDy, int rows, Tensor? dx)
+    {
+        if (Bias?.Grad is { } biasGrad)
+            using (StepProfile.Measure(StepSection.ProjectionsBackward)) backend.ColumnSums(baseDy, rows, biasGrad);
+        BackwardTuners(x, dy, tunerDy, rows, dx);
+    }
+
+    private void BackwardTuners(Tensor x, Tensor dy, Tensor[]? tunerDy, int rows, Tensor? dx)
+    {
         if (Tuners.Count == 0) return;
         using (StepProfile.Measure(StepSection.LoraBackward))
             for (int i = 0; i < Tuners.Count; i++) Tuners[i].Backward(x, tunerDy?[i] ?? dy, rows, dx);
@@ -148,7 +188,7 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
     /// dL/d(each tuner's output), from the last tuner to the first, and the base product's dy; null (every one dy) when
     /// no tuner rescales its output, so additive tuners (LoRA) cost no copy.
     /// </summary>
-    private Tensor[]? OutputSideGradients(Tensor dy, int rows, out Tensor baseDy)
+    internal Tensor[]? OutputSideGradients(Tensor dy, int rows, out Tensor baseDy)
     {
         baseDy = dy;
         if (!Tuners.Exists(t => t.TransformsOutput)) return null;
