@@ -38,9 +38,12 @@ public sealed class DecodeWorkload : IWorkload
         int[] positions = Enumerable.Range(0, promptTokens).ToArray();
         byte[] mask = Enumerable.Repeat((byte)1, promptTokens).ToArray();
         var cache = model.CreateCache(1, promptTokens + newTokens);
-        var hidden = new Tensor(promptTokens, c.HiddenSize);
-        var last = new Tensor(1, c.HiddenSize);
-        var logits = new Tensor(1, c.VocabSize);
+        var backend = model.Backend;
+        var hidden = backend.Allocate(promptTokens, c.HiddenSize);
+        var last = backend.Allocate(1, c.HiddenSize);
+        var logits = backend.Allocate(1, c.VocabSize);
+        // Generation reads each step's logits back to the host to choose the next token.
+        var hostLogits = new float[c.VocabSize];
         int[] stepId = new int[1], stepPosition = new int[1];
         byte[] stepMask = [1];
 
@@ -48,9 +51,10 @@ public sealed class DecodeWorkload : IWorkload
         {
             cache.Clear();
             model.Forward(prompt, positions, mask, 1, promptTokens, cache, hidden);
-            hidden.Row(promptTokens - 1).CopyTo(last.Row(0));
+            backend.CopyRows(hidden, promptTokens - 1, last, 0, 1);
             model.Logits(last, 1, logits);
-            stepId[0] = LogitsProcessing.ArgMax(logits.Span);
+            backend.CopyToHost(logits, 0, hostLogits);
+            stepId[0] = LogitsProcessing.ArgMax(hostLogits);
 
             long start = Stopwatch.GetTimestamp();
             for (int i = 0; i < newTokens; i++)
@@ -58,7 +62,8 @@ public sealed class DecodeWorkload : IWorkload
                 stepPosition[0] = promptTokens + i;
                 model.Forward(stepId, stepPosition, stepMask, 1, 1, cache, last);
                 model.Logits(last, 1, logits);
-                stepId[0] = LogitsProcessing.ArgMax(logits.Span);
+                backend.CopyToHost(logits, 0, hostLogits);
+                stepId[0] = LogitsProcessing.ArgMax(hostLogits);
             }
             return Stopwatch.GetElapsedTime(start).TotalSeconds;
         });

@@ -32,15 +32,16 @@ public sealed class PrefillWorkload : IWorkload
         int[] positions = Enumerable.Range(0, tokens).ToArray();
         byte[] mask = Enumerable.Repeat((byte)1, tokens).ToArray();
         var cache = model.CreateCache(1, tokens);
-        var hidden = new Tensor(tokens, c.HiddenSize);
-        var last = new Tensor(1, c.HiddenSize);
-        var logits = new Tensor(1, c.VocabSize);
+        var backend = model.Backend;
+        var hidden = backend.Allocate(tokens, c.HiddenSize);
+        var last = backend.Allocate(1, c.HiddenSize);
+        var logits = backend.Allocate(1, c.VocabSize);
 
         double seconds = context.MedianSeconds(() =>
         {
             cache.Clear();
             model.Forward(ids, positions, mask, 1, tokens, cache, hidden);
-            hidden.Row(tokens - 1).CopyTo(last.Row(0));
+            backend.CopyRows(hidden, tokens - 1, last, 0, 1);
             model.Logits(last, 1, logits);
         });
 

@@ -39,10 +39,11 @@ public static class CheckCommands
             using var m = DecoderModel.LoadForGeneration(r.GetValue(model)!);
             CliAction.ReportBackend(m.Backend);
             var (hidden, logits) = m.Evaluate(ids, mask);
+            long batch = ids.Length, time = ids[0].Length;
             SafetensorsWriter.Write(r.GetValue(output)!,
             [
-                ("last_hidden_state", DType.F32, hidden.Shape.Select(d => (long)d).ToArray(), FloatBytes(hidden.Data)),
-                ("logits", DType.F32, logits.Shape.Select(d => (long)d).ToArray(), FloatBytes(logits.Data)),
+                ("last_hidden_state", DType.F32, [batch, time, m.Config.HiddenSize], FloatBytes(hidden)),
+                ("logits", DType.F32, [batch, time, m.Config.VocabSize], FloatBytes(logits)),
             ]);
             return 0;
         }));

@@ -25,36 +25,110 @@ public sealed unsafe class CpuBackend : IComputeBackend
 
     public string Describe() => $"cpu, {GemmKernels.Describe(Gemm)}";
 
+    public Tensor Allocate(params int[] shape) => new HostTensor(shape);
+
+    /// <summary>
+    /// The CPU backend's tensor: a host array that only this class reaches, so model and tuner code can touch
+    /// activations only through the backend's operations and transfer calls, as they would a device's.
+    /// </summary>
+    private sealed class HostTensor : Tensor
+    {
+        public readonly float[] Data;
+
+        public HostTensor(int[] shape) : base(shape) => Data = new float[Length];
+
+        public Span<float> Row(int r) => Data.AsSpan(r * RowWidth, RowWidth);
+    }
+
+    /// <summary>A tensor of this backend, as its host array's owner.</summary>
+    private static HostTensor Host(Tensor t) =>
+        t as HostTensor ?? throw new ArgumentException($"a tensor of another backend ({t.GetType().Name}) was passed to the CPU backend");
+
+    /// <summary>The host array behind a tensor of this backend.</summary>
+    private static float[] H(Tensor t) => Host(t).Data;
+
+    private static float[]? HOrNull(Tensor? t) => t is null ? null : H(t);
+
+    public void CopyToHost(Tensor source, long sourceOffset, Span<float> destination) =>
+        H(source).AsSpan(checked((int)sourceOffset), destination.Length).CopyTo(destination);
+
+    public void CopyFromHost(ReadOnlySpan<float> source, Tensor destination, long destinationOffset) =>
+        source.CopyTo(H(destination).AsSpan(checked((int)destinationOffset), source.Length));
+
+    public void CopyRows(Tensor source, int sourceRow, Tensor destination, int destinationRow, int count)
+    {
+        int width = RowsWidth(source, destination);
+        Array.Copy(H(source), (long)sourceRow * width, H(destination), (long)destinationRow * width, (long)count * width);
+    }
+
+    public void AddRows(Tensor source, int sourceRow, Tensor destination, int destinationRow, int count)
+    {
+        int width = RowsWidth(source, destination);
+        var dst = H(destination).AsSpan(destinationRow * width, count * width);
+        TensorPrimitives.Add(dst, H(source).AsSpan(sourceRow * width, count * width), dst);
+    }
+
+    public void AddRowsToParameter(Tensor source, int sourceRow, float[] parameterGrad, int parameterRow, int count)
+    {
+        int width = source.RowWidth;
+        var dst = parameterGrad.AsSpan(parameterRow * width, count * width);
+        TensorPrimitives.Add(dst, H(source).AsSpan(sourceRow * width, count * width), dst);
+    }
+
+    private static int RowsWidth(Tensor source, Tensor destination) =>
+        source.RowWidth == destination.RowWidth ? source.RowWidth
+            : throw new ArgumentException($"row copy: source rows are {source.RowWidth} wide, destination rows {destination.RowWidth}");
+
+    public void ScaleRows(Tensor x, int row, int count, float factor)
+    {
+        var span = H(x).AsSpan(row * x.RowWidth, count * x.RowWidth);
+        TensorPrimitives.Multiply(span, factor, span);
+    }
+
+    public void ClearRows(Tensor x, int row, int count) => Array.Clear(H(x), row * x.RowWidth, count * x.RowWidth);
+
+    public void RowSums(Tensor x, Span<float> sums)
+    {
+        var data = H(x);
+        int width = x.RowWidth;
+        for (int r = 0; r < sums.Length; r++) sums[r] = TensorPrimitives.Sum(data.AsSpan(r * width, width));
+    }
+
     public void Linear(Tensor x, int rows, WeightMatrix w, float[]? bias, Tensor y)
     {
         if (x.RowWidth != w.Cols) throw new ArgumentException($"linear: input width {x.RowWidth} but weight has {w.Cols} columns");
         if (y.RowWidth != w.Rows) throw new ArgumentException($"linear: output width {y.RowWidth} but weight has {w.Rows} rows");
         if (rows <= GemvMaxRows)
-            Gemv(x, rows, w, y);
+            Gemv(H(x), x.RowWidth, rows, w, H(y), y.RowWidth);
         else
-            fixed (float* px = x.Data, py = y.Data)
+            fixed (float* px = H(x), py = H(y))
                 Gemm.GemmWeight(rows, px, x.RowWidth, w, 0f, py, y.RowWidth);
-        if (bias is not null)
-            for (int r = 0; r < rows; r++)
-                TensorPrimitives.Add(y.Row(r), bias, y.Row(r));
+        if (bias is not null) AddBiasRows(H(y), y.RowWidth, rows, bias);
     }
 
     public void Linear(Tensor x, int rows, IFrozenMatrix w, float[]? bias, Tensor y)
     {
         if (x.RowWidth != w.Cols) throw new ArgumentException($"linear: input width {x.RowWidth} but weight has {w.Cols} columns");
         if (y.RowWidth != w.Rows) throw new ArgumentException($"linear: output width {y.RowWidth} but weight has {w.Rows} rows");
-        w.MultiplyTransposed(x.Data, rows, y.Data);
-        if (bias is not null)
-            for (int r = 0; r < rows; r++)
-                TensorPrimitives.Add(y.Row(r), bias, y.Row(r));
+        w.MultiplyTransposed(H(x), rows, H(y));
+        if (bias is not null) AddBiasRows(H(y), y.RowWidth, rows, bias);
     }
 
-    private static void Gemv(Tensor x, int rows, WeightMatrix w, Tensor y)
+    private static void AddBiasRows(float[] y, int width, int rows, float[] bias)
+    {
+        for (int r = 0; r < rows; r++)
+            TensorPrimitives.Add(y.AsSpan(r * width, width), bias, y.AsSpan(r * width, width));
+    }
+
+    public void LinearInputGradient(Tensor dy, int rows, IFrozenMatrix w, Tensor dx, bool accumulate) =>
+        w.Multiply(H(dy), rows, H(dx), accumulate);
+
+    private static void Gemv(float[] x, int xStride, int rows, WeightMatrix w, float[] y, int yStride)
     {
         var job = t_gemv ??= new GemvJob();
-        fixed (float* px = x.Data, py = y.Data)
+        fixed (float* px = x, py = y)
         {
-            job.Set(px, x.RowWidth, rows, w, py, y.RowWidth);
+            job.Set(px, xStride, rows, w, py, yStride);
             GemmThreadPool.Shared.For(job.Tasks, job.Body);
         }
     }
@@ -62,86 +136,212 @@ public sealed unsafe class CpuBackend : IComputeBackend
     public void Embedding(WeightMatrix table, ReadOnlySpan<int> ids, Tensor dst)
     {
         if (dst.RowWidth != table.Cols) throw new ArgumentException($"embedding: output width {dst.RowWidth} but table has {table.Cols} columns");
+        var host = Host(dst);
         for (int i = 0; i < ids.Length; i++)
         {
             int id = ids[i];
             if ((uint)id >= (uint)table.Rows)
                 throw new ArgumentOutOfRangeException(nameof(ids), $"token id {id} is outside the vocabulary (0..{table.Rows - 1})");
-            table.ReadRow(id, dst.Row(i));
+            table.ReadRow(id, host.Row(i));
         }
     }
 
-    public void EmbeddingBackward(float[] dOutput, ReadOnlySpan<int> ids, int width, float[] tableGrad)
+    public void Embedding(IFrozenMatrix table, ReadOnlySpan<int> ids, Tensor dst)
     {
+        var host = Host(dst);
+        for (int r = 0; r < ids.Length; r++) table.ReadRows(ids[r], 1, host.Row(r));
+    }
+
+    public void Embedding(float[] table, ReadOnlySpan<int> ids, Tensor dst)
+    {
+        int h = dst.RowWidth;
+        var data = H(dst);
+        for (int r = 0; r < ids.Length; r++) Array.Copy(table, (long)ids[r] * h, data, (long)r * h, h);
+    }
+
+    public void EmbeddingBackward(Tensor dOutput, ReadOnlySpan<int> ids, int width, float[] tableGrad)
+    {
+        var source = H(dOutput);
         for (int i = 0; i < ids.Length; i++)
         {
             var dst = tableGrad.AsSpan(ids[i] * width, width);
-            TensorPrimitives.Add(dst, dOutput.AsSpan(i * width, width), dst);
+            TensorPrimitives.Add(dst, source.AsSpan(i * width, width), dst);
         }
     }
 
-    public void RmsNorm(float[] x, int groups, float[] weight, float eps, float[] y, float[]? inverseRms = null) =>
-        TrainingKernels.RmsNormForward(x, groups, weight, eps, y, inverseRms);
+    public void RmsNorm(Tensor x, int groups, float[] weight, float eps, Tensor y, Tensor? inverseRms = null) =>
+        TrainingKernels.RmsNormForward(H(x), groups, weight, eps, H(y), HOrNull(inverseRms));
 
-    public void RmsNormBackward(float[] x, float[] dy, int groups, float[] weight, float[] inverseRms, float[]? dx, float[]? weightGrad) =>
-        TrainingKernels.RmsNormBackward(x, dy, groups, weight, inverseRms, dx, weightGrad);
+    public void RmsNormBackward(Tensor x, Tensor dy, int groups, float[] weight, Tensor inverseRms, Tensor? dx, float[]? weightGrad) =>
+        TrainingKernels.RmsNormBackward(H(x), H(dy), groups, weight, H(inverseRms), HOrNull(dx), weightGrad);
 
-    public void Rope(float[] x, int rows, int heads, RopeTable rope, ReadOnlySpan<int> positions, bool inverse = false) =>
-        TrainingKernels.Rope(x, rows, heads, rope, positions, inverse);
+    public void Rope(Tensor x, int rows, int heads, RopeTable rope, ReadOnlySpan<int> positions, bool inverse = false) =>
+        TrainingKernels.Rope(H(x), rows, heads, rope, positions, inverse);
 
-    public void SiluMul(float[] gate, float[] up, int count, float[] dst)
+    public void SiluMul(Tensor gate, Tensor up, int count, Tensor dst)
     {
         var job = t_siluMul ??= new SiluMulJob();
-        job.Set(gate, up, dst, count);
+        job.Set(H(gate), H(up), H(dst), count);
         GemmThreadPool.Shared.For(job.Tasks, job.Body);
         job.Release();
     }
 
-    public void SiluMulBackward(float[] gate, float[] up, float[] dActivation, int count, float[] dGate, float[] dUp) =>
-        TrainingKernels.SwiGluBackward(gate, up, dActivation, count, dGate, dUp);
+    public void SiluMulBackward(Tensor gate, Tensor up, Tensor dActivation, int count, Tensor dGate, Tensor dUp) =>
+        TrainingKernels.SwiGluBackward(H(gate), H(up), H(dActivation), count, H(dGate), H(dUp));
 
-    public void Add(float[] dst, float[] src, int count) => TrainingKernels.Add(dst, src, count);
+    public void Add(Tensor dst, Tensor src, int count) => TrainingKernels.Add(H(dst), H(src), count);
 
-    public void Sum(float[] a, float[] b, int count, float[] dst) => TrainingKernels.Sum(a, b, count, dst);
+    public void Sum(Tensor a, Tensor b, int count, Tensor dst) => TrainingKernels.Sum(H(a), H(b), count, H(dst));
 
-    public void CopyColumns(float[] source, int sourceWidth, int sourceOffset, float[] destination, int destinationWidth, int destinationOffset, int rows, int width)
+    public void Multiply(Tensor a, Tensor b, int count, Tensor dst) =>
+        TensorPrimitives.Multiply(H(a).AsSpan(0, count), H(b).AsSpan(0, count), H(dst).AsSpan(0, count));
+
+    public void Subtract(Tensor a, Tensor b, int count, Tensor dst) =>
+        TensorPrimitives.Subtract(H(a).AsSpan(0, count), H(b).AsSpan(0, count), H(dst).AsSpan(0, count));
+
+    public void CopyColumns(Tensor source, int sourceOffset, Tensor destination, int destinationOffset, int rows, int width)
     {
+        float[] src = H(source), dst = H(destination);
+        int sourceWidth = source.RowWidth, destinationWidth = destination.RowWidth;
         for (int r = 0; r < rows; r++)
-            Array.Copy(source, (long)r * sourceWidth + sourceOffset, destination, (long)r * destinationWidth + destinationOffset, width);
+            Array.Copy(src, (long)r * sourceWidth + sourceOffset, dst, (long)r * destinationWidth + destinationOffset, width);
     }
 
-    public void Linear(float[] x, int rows, float[] weight, int inFeatures, int outFeatures, float[]? bias, float[] y) =>
-        TrainingKernels.LinearForward(Gemm, x, rows, inFeatures, weight, bias, outFeatures, y);
+    public void Linear(Tensor x, int rows, float[] weight, int inFeatures, int outFeatures, float[]? bias, Tensor y) =>
+        TrainingKernels.LinearForward(Gemm, H(x), rows, inFeatures, weight, bias, outFeatures, H(y));
 
-    public void LinearBackward(float[] x, float[] dy, int rows, float[] weight, int inFeatures, int outFeatures,
-        float[]? weightGrad, float[]? biasGrad, float[]? dx, bool accumulate) =>
-        TrainingKernels.LinearBackward(Gemm, x, dy, rows, inFeatures, outFeatures, weight, weightGrad, biasGrad, dx, accumulate);
+    public void LinearBackward(Tensor x, Tensor dy, int rows, float[] weight, int inFeatures, int outFeatures,
+        float[]? weightGrad, float[]? biasGrad, Tensor? dx, bool accumulate) =>
+        TrainingKernels.LinearBackward(Gemm, H(x), H(dy), rows, inFeatures, outFeatures, weight, weightGrad, biasGrad, HOrNull(dx), accumulate);
 
-    public void NarrowProduct(float[] x, int rows, int k, float[] y, int n, float alpha, float[] c)
+    public void NarrowProduct(Tensor x, int rows, int k, float[] y, int n, float alpha, Tensor c)
     {
-        fixed (float* px = x, py = y, pc = c)
+        fixed (float* px = H(x), py = y, pc = H(c))
             SkinnyGemm.MultiplyTransposed(rows, n, k, alpha, px, k, py, k, 0f, pc, n);
     }
 
-    public void AddBias(float[] y, int rows, float[] bias) => TrainingKernels.AddBias(y, rows, bias, bias.Length);
+    public void MultiplyTransposed(Tensor a, int rows, int k, float[] b, int n, float alpha, float beta, Tensor c)
+    {
+        fixed (float* pa = H(a), pb = b, pc = H(c))
+            Gemm.Sgemm(false, true, rows, n, k, alpha, pa, k, pb, k, beta, pc, n);
+    }
 
-    public void ColumnSums(float[] values, int rows, float[] sums) => TrainingKernels.ColumnSums(values, rows, sums.Length, sums);
+    public void Multiply(Tensor a, int rows, int k, float[] b, int n, float alpha, float beta, Tensor c)
+    {
+        fixed (float* pa = H(a), pb = b, pc = H(c))
+            Gemm.Sgemm(false, false, rows, n, k, alpha, pa, k, pb, n, beta, pc, n);
+    }
 
-    public void AttentionForward(AttentionShape shape, AttentionSequences sequences, float[] q, float[] k, float[] v, float[] output, float[] logSumExp) =>
-        AttentionKernels.Forward(shape, sequences, q, k, v, output, logSumExp);
+    public void AddOuterProducts(Tensor a, Tensor b, int rows, int m, int n, float alpha, float[] grad)
+    {
+        fixed (float* pa = H(a), pb = H(b), pg = grad)
+            Gemm.Sgemm(true, false, m, n, rows, alpha, pa, m, pb, n, 1f, pg, n);
+    }
 
-    public void AttentionBackward(AttentionShape shape, AttentionSequences sequences, float[] q, float[] k, float[] v, float[] output, float[] logSumExp,
-        float[] dOutput, float[] dq, float[] dk, float[] dv, float[] keyScratch, float[] valueScratch) =>
-        AttentionKernels.Backward(shape, sequences, q, k, v, output, logSumExp, dOutput, dq, dk, dv, keyScratch, valueScratch);
+    public void AddBias(Tensor y, int rows, float[] bias) => TrainingKernels.AddBias(H(y), rows, bias, bias.Length);
 
-    public void LabelLogProbs(float[] logits, int rows, int vocab, int[] targets, int offset, double[] logProbs,
+    public void ColumnSums(Tensor values, int rows, float[] sums) => TrainingKernels.ColumnSums(H(values), rows, sums.Length, sums);
+
+    public void ScaleColumns(Tensor x, int rows, float[] factors, Tensor dst)
+    {
+        float[] src = H(x), result = H(dst);
+        int width = factors.Length;
+        for (int r = 0; r < rows; r++)
+            TensorPrimitives.Multiply(src.AsSpan(r * width, width), factors, result.AsSpan(r * width, width));
+    }
+
+    public void AddColumnProducts(Tensor a, Tensor b, int rows, float[] grad)
+    {
+        float[] x = H(a), y = H(b);
+        int width = grad.Length;
+        for (int r = 0; r < rows; r++)
+        {
+            var xr = x.AsSpan(r * width, width);
+            var yr = y.AsSpan(r * width, width);
+            for (int i = 0; i < width; i++) grad[i] += xr[i] * yr[i];
+        }
+    }
+
+    public void Activate(ActivationFunction function, Tensor z, int count, Tensor a)
+    {
+        float[] input = H(z), output = H(a);
+        for (int i = 0; i < count; i++) output[i] = function == ActivationFunction.Relu ? MathF.Max(input[i], 0f) : input[i] / (1f + MathF.Exp(-input[i]));
+    }
+
+    public void MultiplyByDerivative(ActivationFunction function, Tensor z, int count, Tensor d)
+    {
+        float[] input = H(z), gradient = H(d);
+        for (int i = 0; i < count; i++) gradient[i] *= Derivative(function, input[i]);
+    }
+
+    private static float Derivative(ActivationFunction function, float z)
+    {
+        if (function == ActivationFunction.Relu) return z > 0f ? 1f : 0f;
+        float sigmoid = 1f / (1f + MathF.Exp(-z));
+        return sigmoid * (1f + z * (1f - sigmoid));
+    }
+
+    public void DoraCombine(Tensor y, Tensor lora, Tensor? baseProduct, float[]? bias, int rows, float[] scale, float[] norm, Tensor? magnitudeInput)
+    {
+        float[] output = H(y), low = H(lora);
+        float[]? product = HOrNull(baseProduct), kept = HOrNull(magnitudeInput);
+        int outFeatures = scale.Length;
+        for (int r = 0; r < rows; r++)
+        {
+            int row = r * outFeatures;
+            for (int o = 0; o < outFeatures; o++)
+            {
+                int i = row + o;
+                float baseResult = product is not null ? product[i] : bias is null ? output[i] : output[i] - bias[o];
+                if (kept is not null) kept[i] = (baseResult + low[i]) / norm[o];
+                output[i] += (scale[o] - 1f) * baseResult + scale[o] * low[i];
+            }
+        }
+    }
+
+    public void AttentionForward(AttentionShape shape, AttentionSequences sequences, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp) =>
+        AttentionKernels.Forward(shape, sequences, H(q), H(k), H(v), H(output), H(logSumExp));
+
+    public void AttentionBackward(AttentionShape shape, AttentionSequences sequences, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp,
+        Tensor dOutput, Tensor dq, Tensor dk, Tensor dv, Tensor keyScratch, Tensor valueScratch) =>
+        AttentionKernels.Backward(shape, sequences, H(q), H(k), H(v), H(output), H(logSumExp), H(dOutput), H(dq), H(dk), H(dv), H(keyScratch), H(valueScratch));
+
+    public void LabelLogProbs(Tensor logits, int rows, int vocab, int[] targets, int offset, double[] logProbs,
         Func<int, double, float>? gradient) =>
-        TrainingKernels.LabelLogProbs(logits, rows, vocab, targets, offset, logProbs, gradient);
+        TrainingKernels.LabelLogProbs(H(logits), rows, vocab, targets, offset, logProbs, gradient);
+
+    public KvCacheLayer AllocateCache(int batch, int kvHeads, int headDim, int capacity)
+    {
+        long size = (long)batch * kvHeads * capacity * headDim;
+        if (size > Array.MaxLength) throw new ArgumentException($"KV cache of {size} floats per layer is too large; lower the maximum length");
+        int[] shape = [batch * kvHeads * capacity, headDim];
+        return new KvCacheLayer(batch, kvHeads, headDim, capacity, Allocate(shape), Allocate(shape));
+    }
+
+    public void AppendToCache(KvCacheLayer cache, Tensor k, Tensor v, int newTokens)
+    {
+        if (cache.Length + newTokens > cache.Capacity)
+            throw new InvalidOperationException($"KV cache full: {cache.Length} + {newTokens} positions exceed its capacity of {cache.Capacity}");
+        float[] keys = H(cache.Keys), values = H(cache.Values), newKeys = H(k), newValues = H(v);
+        int headDim = cache.HeadDim, width = cache.KvHeads * headDim;
+        for (int b = 0; b < cache.Batch; b++)
+            for (int t = 0; t < newTokens; t++)
+            {
+                int row = (b * newTokens + t) * width;
+                for (int h = 0; h < cache.KvHeads; h++)
+                {
+                    int dst = cache.Offset(b, h, cache.Length + t);
+                    Array.Copy(newKeys, row + h * headDim, keys, dst, headDim);
+                    Array.Copy(newValues, row + h * headDim, values, dst, headDim);
+                }
+            }
+        cache.Length += newTokens;
+    }
 
     public void Attention(Tensor q, KvCacheLayer cache, int batch, int newTokens, byte[] mask, int maskStride, Tensor output)
     {
         var job = t_attention ??= new AttentionJob();
-        fixed (float* pq = q.Data, po = output.Data, pk = cache.Keys, pv = cache.Values)
+        fixed (float* pq = H(q), po = H(output), pk = H(cache.Keys), pv = H(cache.Values))
         fixed (byte* pm = mask)
         {
             job.Set(pq, q.RowWidth, po, output.RowWidth, cache, pk, pv, batch, newTokens, pm, maskStride);

@@ -1,17 +1,17 @@
 namespace SharpTune.Engine;
 
 /// <summary>
-/// A dense float32 activation tensor in row-major order. Its storage is a host array sized once,
-/// so buffers can be allocated up front and reused across forward passes.
+/// A dense float32 activation tensor in row-major order, as a handle: the backend that allocated it
+/// (<see cref="IComputeBackend.Allocate"/>) owns its storage, and every operation on it, reads and writes from the
+/// host included (<see cref="IComputeBackend.CopyToHost"/>, <see cref="IComputeBackend.CopyFromHost"/>), is a call on
+/// that backend. Buffers are sized once and reused across passes; kernels address rows from the start, so a smaller
+/// batch uses a prefix.
 /// </summary>
-public sealed class Tensor
+public abstract class Tensor
 {
-    public int[] Shape { get; }
-    public float[] Data { get; }
-
-    public Tensor(params int[] shape)
+    /// <summary>Only backends make tensors (the CPU backend's wraps a host array no other code can reach).</summary>
+    private protected Tensor(int[] shape)
     {
-        Shape = (int[])shape.Clone();
         long length = 1;
         foreach (int d in shape)
         {
@@ -19,25 +19,15 @@ public sealed class Tensor
             length *= d;
         }
         if (length > Array.MaxLength) throw new ArgumentException($"tensor of shape [{string.Join(", ", shape)}] is too large");
-        Data = new float[length];
-    }
-
-    public Tensor(float[] data, params int[] shape)
-    {
-        long length = 1;
-        foreach (int d in shape) length *= d;
-        if (length != data.Length)
-            throw new ArgumentException($"data length {data.Length} does not match shape [{string.Join(", ", shape)}]");
         Shape = (int[])shape.Clone();
-        Data = data;
+        Length = (int)length;
     }
 
-    public int Length => Data.Length;
+    public int[] Shape { get; }
+
+    /// <summary>Values the tensor holds.</summary>
+    public int Length { get; }
 
     /// <summary>Size of the last dimension: the row width when the tensor is seen as a matrix of rows.</summary>
     public int RowWidth => Shape[^1];
-
-    public Span<float> Span => Data;
-
-    public Span<float> Row(int r) => Data.AsSpan(r * RowWidth, RowWidth);
 }

@@ -53,11 +53,14 @@ public sealed class BatchGenerator(DecoderModel model)
                 mask[at] = real ? (byte)1 : (byte)0;
             }
         }
-        var hidden = new Tensor(batch * width, hiddenSize);
-        var last = new Tensor(batch, hiddenSize);
-        var logits = new Tensor(batch, vocab);
+        var backend = Model.Backend;
+        var hidden = backend.Allocate(batch * width, hiddenSize);
+        var last = backend.Allocate(batch, hiddenSize);
+        var logits = backend.Allocate(batch, vocab);
+        // The logits of one sequence, read back to the host where sampling runs.
+        var row = new float[vocab];
         Model.Forward(ids, positions, mask, batch, width, cache, hidden);
-        for (int b = 0; b < batch; b++) hidden.Row(b * width + width - 1).CopyTo(last.Row(b));
+        for (int b = 0; b < batch; b++) backend.CopyRows(hidden, b * width + width - 1, last, b, 1);
 
         var stepIds = new int[batch];
         var stepPositions = new int[batch];
@@ -77,7 +80,8 @@ public sealed class BatchGenerator(DecoderModel model)
                 var s = sequences[b];
                 if (s.Result is not null) continue;
                 var constraint = constraints?[b];
-                int next = Choose(logits.Row(b), s.Tokens, options, s.Random, constraint);
+                backend.CopyToHost(logits, (long)b * vocab, row);
+                int next = Choose(row, s.Tokens, options, s.Random, constraint);
                 if (options.StopTokenIds.Contains(next))
                 {
                     s.Finish(FinishReason.Stop, next);

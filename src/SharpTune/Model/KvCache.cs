@@ -19,13 +19,14 @@ public sealed class KvCache
     /// </summary>
     public int Prefix { get; init; }
 
-    public KvCache(ModelConfig config, int batch, int capacity)
+    /// <param name="backend">The backend that allocates and fills the layers' keys and values.</param>
+    public KvCache(ModelConfig config, int batch, int capacity, IComputeBackend backend)
     {
         if (batch <= 0 || capacity <= 0) throw new ArgumentException("KV cache batch and capacity must be positive");
         Batch = batch;
         Capacity = capacity;
         Layers = new KvCacheLayer[config.NumLayers];
-        for (int i = 0; i < Layers.Length; i++) Layers[i] = new KvCacheLayer(batch, config.NumKvHeads, config.HeadDim, capacity);
+        for (int i = 0; i < Layers.Length; i++) Layers[i] = backend.AllocateCache(batch, config.NumKvHeads, config.HeadDim, capacity);
         KeyMask = new byte[batch * capacity];
     }
 

@@ -41,21 +41,23 @@ public interface ILinearTuner
 
     /// <summary>
     /// Input-side hook, called in order before the base product: the input that the base and every later tuner see for
-    /// x [rows × in] (IA3: x ⊙ l), in a buffer of whole rows that the tuner keeps until its next call.
+    /// x [rows × in] (IA3: x ⊙ l), in a backend tensor of whole rows that the tuner keeps until its next call.
     /// </summary>
-    float[] TransformInput(float[] x, int rows, TunerPass pass) => x;
+    Tensor TransformInput(Tensor x, int rows, TunerPass pass) => x;
 
     /// <summary>
     /// Backward of <see cref="TransformInput"/> for the x it was given: accumulates the parameter gradients from dInput
-    /// (dL/d of the transformed input) and writes dL/dx [rows × in] to dx.
+    /// (dL/d of the transformed input) and writes dL/dx [rows × in] to dx. Called only for a tuner that
+    /// <see cref="TransformsInput"/>.
     /// </summary>
-    void TransformInputBackward(float[] x, float[] dInput, int rows, float[] dx) => dInput.AsSpan(0, rows * InFeatures).CopyTo(dx);
+    void TransformInputBackward(Tensor x, Tensor dInput, int rows, Tensor dx) =>
+        throw new NotSupportedException($"{ModulePath}: the tuner has no input side to differentiate");
 
     /// <summary>
     /// Output-side hook: y [rows × out] holds the base product (and earlier tuners' work) for x [rows × in]; the tuner
     /// adds to it (LoRA's s·B·A·x) or rescales it in place.
     /// </summary>
-    void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random);
+    void Forward(Tensor x, int rows, Tensor y, TunerPass pass, SeededRandom? random);
 
     /// <summary>
     /// Whether what <see cref="Forward"/> makes of y depends on y itself (IA3 on the output side rescales it, a
@@ -69,13 +71,14 @@ public interface ILinearTuner
     /// For a tuner that <see cref="TransformsOutput"/>: writes dL/d(y as this tuner received it) to dyBefore [rows × out]
     /// from dy, dL/d(y as it left it), for the y of the last training or recompute pass.
     /// </summary>
-    void OutputGradient(float[] dy, int rows, float[] dyBefore) => dy.AsSpan(0, rows * OutFeatures).CopyTo(dyBefore);
+    void OutputGradient(Tensor dy, int rows, Tensor dyBefore) =>
+        throw new NotSupportedException($"{ModulePath}: the tuner does not transform its output");
 
     /// <summary>
     /// After a training forward: accumulates the parameter gradients from dy (dL/d of this tuner's output) and, when dx
     /// is given, adds this tuner's share of dL/dx to it.
     /// </summary>
-    void Backward(float[] x, float[] dy, int rows, float[]? dx);
+    void Backward(Tensor x, Tensor dy, int rows, Tensor? dx);
 
     /// <summary>
     /// Called once when the tuner is put on a Linear, before its first forward, with that Linear's base weight and bias
@@ -114,10 +117,10 @@ public interface ILinearBase
     void ReadWeightRows(int firstRow, int count, Span<float> destination);
 
     /// <summary>y [rows × out] = x [rows × in] · Wᵀ, without the bias: the base product of another input.</summary>
-    void Multiply(float[] x, int rows, float[] y);
+    void Multiply(Tensor x, int rows, Tensor y);
 
     /// <summary>dx [rows × in] += dy [rows × out] · W, the input gradient of the base product for another dy.</summary>
-    void AddInputGradient(float[] dy, int rows, float[] dx);
+    void AddInputGradient(Tensor dy, int rows, Tensor dx);
 }
 
 /// <summary>

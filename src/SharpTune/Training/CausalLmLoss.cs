@@ -1,5 +1,3 @@
-using SharpTune.Engine;
-
 namespace SharpTune.Training;
 
 /// <summary>
@@ -10,11 +8,11 @@ public static class CausalLmLoss
 {
     public const int IgnoreIndex = -100;
 
-    /// <param name="logits">[B, T, V]</param>
+    /// <param name="logits">[B·T × V] on the host</param>
     /// <param name="labels">[B][T], -100 where a token carries no loss</param>
-    public static (double Loss, int Tokens) Compute(Tensor logits, int[][] labels)
+    public static (double Loss, int Tokens) Compute(float[] logits, int[][] labels)
     {
-        int batch = logits.Shape[0], time = logits.Shape[1], vocab = logits.Shape[2];
+        int batch = labels.Length, time = labels[0].Length, vocab = logits.Length / (batch * time);
         double total = 0;
         int count = 0;
         for (int b = 0; b < batch; b++)
@@ -23,7 +21,7 @@ public static class CausalLmLoss
                 int target = labels[b][t + 1];
                 if (target == IgnoreIndex) continue;
                 if ((uint)target >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(labels), $"label {target} at [{b}, {t + 1}] is outside the vocabulary (0..{vocab - 1})");
-                ReadOnlySpan<float> row = logits.Data.AsSpan((b * time + t) * vocab, vocab);
+                ReadOnlySpan<float> row = logits.AsSpan((b * time + t) * vocab, vocab);
                 total += LogSumExp(row) - row[target];
                 count++;
             }

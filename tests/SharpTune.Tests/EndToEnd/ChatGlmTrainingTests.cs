@@ -9,6 +9,7 @@ using SharpTune.Model;
 using SharpTune.Tests.Cli;
 using SharpTune.Tests.Model;
 using SharpTune.Training.Model;
+using SharpTune.Tests.Engine;
 
 namespace SharpTune.Tests.EndToEnd;
 
@@ -59,21 +60,23 @@ public sealed class ChatGlmTrainingTests(ChatGlmTinyFixture glm) : IClassFixture
         int[] ids = [5, 900, 31, 2047, 77, 1200, 8, 64, 300];
         int vocab = model.Config.VocabSize, prompt = 4;
         var cache = model.CreateCache(1, ids.Length);
-        var hidden = new Tensor(1, prompt, model.Config.HiddenSize);
-        var logits = new Tensor(1, prompt, vocab);
+        var hidden = model.Backend.Allocate(prompt, model.Config.HiddenSize);
+        var prefill = model.Backend.Allocate(prompt, vocab);
         model.Forward(ids.AsSpan(0, prompt), Enumerable.Range(0, prompt).ToArray(), Enumerable.Repeat((byte)1, prompt).ToArray(), 1, prompt, cache, hidden);
-        model.Logits(hidden, prompt, logits);
+        model.Logits(hidden, prompt, prefill);
+        var logits = model.Backend.ToHost(prefill);
         var (_, full) = model.Evaluate([ids], [ids.Select(_ => 1).ToArray()]);
         for (int i = 0; i < prompt * vocab; i++)
-            Assert.True(Math.Abs(full.Data[i] - logits.Data[i]) <= 1e-4, $"prefill logit {i}: {full.Data[i]} vs {logits.Data[i]}");
-        var step = new Tensor(1, 1, model.Config.HiddenSize);
-        var stepLogits = new Tensor(1, 1, vocab);
+            Assert.True(Math.Abs(full[i] - logits[i]) <= 1e-4, $"prefill logit {i}: {full[i]} vs {logits[i]}");
+        var step = model.Backend.Allocate(1, model.Config.HiddenSize);
+        var stepOutput = model.Backend.Allocate(1, vocab);
         for (int t = prompt; t < ids.Length; t++)
         {
             model.Forward(ids.AsSpan(t, 1), [t], [1], 1, 1, cache, step);
-            model.Logits(step, 1, stepLogits);
+            model.Logits(step, 1, stepOutput);
+            var stepLogits = model.Backend.ToHost(stepOutput);
             for (int v = 0; v < vocab; v++)
-                Assert.True(Math.Abs(full.Data[t * vocab + v] - stepLogits.Data[v]) <= 1e-4, $"position {t}, logit {v}: {full.Data[t * vocab + v]} vs {stepLogits.Data[v]}");
+                Assert.True(Math.Abs(full[t * vocab + v] - stepLogits[v]) <= 1e-4, $"position {t}, logit {v}: {full[t * vocab + v]} vs {stepLogits[v]}");
         }
     }
 
@@ -132,7 +135,7 @@ public sealed class ChatGlmTrainingTests(ChatGlmTinyFixture glm) : IClassFixture
             for (int v = 0; v < vocab; v++)
             {
                 int i = row * vocab + v;
-                Assert.True(Math.Abs(expected.Data[i] - actual.Data[i]) <= 1e-4, $"row {row}, logit {v}: {expected.Data[i]} vs {actual.Data[i]}");
+                Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-4, $"row {row}, logit {v}: {expected[i]} vs {actual[i]}");
             }
         }
     }

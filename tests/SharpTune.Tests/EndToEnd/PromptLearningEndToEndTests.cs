@@ -43,7 +43,7 @@ public sealed class PromptLearningEndToEndTests(TinyModelFixture tiny) : IClassF
         {
             trained.LoadAdapter(whole);
             var expected = trained.Logits(new TrainingBatch(1, 6, ids[0], mask[0], Enumerable.Repeat(-100, 6).ToArray()));
-            var logits = served.Evaluate(ids, mask).Logits.Data;
+            var logits = served.Evaluate(ids, mask).Logits;
             for (int i = 0; i < expected.Length; i++)
                 Assert.True(Math.Abs(expected[i] - logits[i]) <= 1e-4 + 1e-4 * Math.Abs(expected[i]), $"logit {i}: training {expected[i]}, served {logits[i]}");
         }

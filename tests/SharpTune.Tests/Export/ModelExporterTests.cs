@@ -66,14 +66,14 @@ public sealed class ModelExporterTests : IDisposable
         var (_, actual) = merged.Evaluate(fx.InputIds, fx.AttentionMask);
 
         for (int i = 0; i < expected.Length; i++)
-            Assert.True(Math.Abs(expected.Data[i] - actual.Data[i]) <= 1e-4, $"logit {i}: {expected.Data[i]} vs {actual.Data[i]}");
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-4, $"logit {i}: {expected[i]} vs {actual[i]}");
         var top5 = fx.Reference.GetProperty("merged").GetProperty("top5_ids");
         int time = fx.InputIds[0].Length, vocab = merged.Config.VocabSize;
         for (int b = 0; b < 2; b++)
             for (int t = 0; t < time; t++)
             {
                 if (fx.AttentionMask[b][t] == 0) continue;
-                var ids = actual.Data.AsSpan((b * time + t) * vocab, vocab).ToArray().Select((v, id) => (v, id)).OrderByDescending(p => p.v).Take(5).Select(p => p.id);
+                var ids = actual.AsSpan((b * time + t) * vocab, vocab).ToArray().Select((v, id) => (v, id)).OrderByDescending(p => p.v).Take(5).Select(p => p.id);
                 Assert.Equal(ReferenceFixture.IntArray(top5[b][t]), ids);
             }
     }
@@ -92,9 +92,9 @@ public sealed class ModelExporterTests : IDisposable
         var (_, actual) = merged.Evaluate(fx.InputIds, fx.AttentionMask);
         var (_, first) = firstOnly.Evaluate(fx.InputIds, fx.AttentionMask);
 
-        Assert.True(expected.Data.Zip(first.Data).Max(p => Math.Abs(p.First - p.Second)) > 1e-2, "the second adapter must matter");
+        Assert.True(expected.Zip(first).Max(p => Math.Abs(p.First - p.Second)) > 1e-2, "the second adapter must matter");
         for (int i = 0; i < expected.Length; i++)
-            Assert.True(Math.Abs(expected.Data[i] - actual.Data[i]) <= 1e-4, $"logit {i}: {expected.Data[i]} vs {actual.Data[i]}");
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-4, $"logit {i}: {expected[i]} vs {actual[i]}");
     }
 
     [Fact]
@@ -124,7 +124,7 @@ public sealed class ModelExporterTests : IDisposable
 
         using var fromShards = DecoderModel.LoadForGeneration(sharded);
         using var fromSingle = DecoderModel.LoadForGeneration(single);
-        Assert.Equal(fromSingle.Evaluate(fx.InputIds, fx.AttentionMask).Logits.Data, fromShards.Evaluate(fx.InputIds, fx.AttentionMask).Logits.Data);
+        Assert.Equal(fromSingle.Evaluate(fx.InputIds, fx.AttentionMask).Logits, fromShards.Evaluate(fx.InputIds, fx.AttentionMask).Logits);
     }
 
     [Fact]

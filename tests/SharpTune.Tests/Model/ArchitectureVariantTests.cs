@@ -3,6 +3,7 @@ using SharpTune.Engine;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
 using SharpTune.Training.Model;
+using SharpTune.Tests.Engine;
 
 namespace SharpTune.Tests.Model;
 
@@ -25,7 +26,7 @@ public sealed class ArchitectureVariantTests : IDisposable
         for (int t = 0; t < ids.Length; t++)
             for (int i = 0; i < vocab; i++)
             {
-                double e = expected[t][i], a = logits.Data[t * vocab + i];
+                double e = expected[t][i], a = logits[t * vocab + i];
                 Assert.True(Math.Abs(e - a) <= tolerance * (1 + Math.Abs(e)), $"logits[{t},{i}]: naive {e}, decoder {a}");
             }
     }
@@ -170,17 +171,18 @@ public sealed class ArchitectureVariantTests : IDisposable
 
         int prompt = 20, vocab = model.Config.VocabSize;
         var cache = model.CreateCache(1, ids.Length);
-        var hidden = new Tensor(prompt, model.Config.HiddenSize);
+        var hidden = model.Backend.Allocate(prompt, model.Config.HiddenSize);
         model.Forward(ids[..prompt], Enumerable.Range(0, prompt).ToArray(), Enumerable.Repeat((byte)1, prompt).ToArray(), 1, prompt, cache, hidden);
-        var step = new Tensor(1, model.Config.HiddenSize);
-        var logits = new Tensor(1, vocab);
+        var step = model.Backend.Allocate(1, model.Config.HiddenSize);
+        var stepOutput = model.Backend.Allocate(1, vocab);
         for (int t = prompt; t < ids.Length; t++)
         {
             model.Forward(ids[t..(t + 1)], [t], [1], 1, 1, cache, step);
-            model.Logits(step, 1, logits);
+            model.Logits(step, 1, stepOutput);
+            var logits = model.Backend.ToHost(stepOutput);
             for (int i = 0; i < vocab; i++)
             {
-                float e = full.Data[t * vocab + i], a = logits.Data[i];
+                float e = full[t * vocab + i], a = logits[i];
                 Assert.True(Math.Abs(e - a) <= 1e-4 * (1 + Math.Abs(e)), $"position {t}, logit {i}: full {e}, cached {a}");
             }
         }
@@ -204,7 +206,7 @@ public sealed class ArchitectureVariantTests : IDisposable
         for (int t = 0; t < shorter.Length; t++)
             for (int i = 0; i < vocab; i++)
             {
-                float e = alone.Data[t * vocab + i], a = batched.Data[(longer.Length + t) * vocab + i];
+                float e = alone[t * vocab + i], a = batched[(longer.Length + t) * vocab + i];
                 Assert.True(Math.Abs(e - a) <= 1e-5 * (1 + Math.Abs(e)), $"position {t}, logit {i}: alone {e}, batched {a}");
             }
     }

@@ -96,7 +96,7 @@ public sealed class ChatGlmVariantTests : IDisposable
         for (int t = 0; t < Ids.Length; t++)
             for (int i = 0; i < 96; i++)
             {
-                double e = expected[t][i], a = logits.Data[t * 96 + i];
+                double e = expected[t][i], a = logits[t * 96 + i];
                 Assert.True(Math.Abs(e - a) <= 1e-4 * (1 + Math.Abs(e)), $"logits[{t},{i}]: naive {e}, decoder {a}");
             }
     }

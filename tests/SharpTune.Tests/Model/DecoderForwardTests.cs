@@ -31,7 +31,7 @@ public class DecoderForwardTests
     }
 
     /// <summary>The shifted cross-entropy over the logits equals transformers' loss on the fixture's labels.</summary>
-    private static void AssertLossMatchesReference(ReferenceFixture fx, Tensor logits)
+    private static void AssertLossMatchesReference(ReferenceFixture fx, float[] logits)
     {
         var forward = fx.Reference.GetProperty("forward");
         var (loss, tokens) = CausalLmLoss.Compute(logits, fx.Labels);
@@ -47,8 +47,8 @@ public class DecoderForwardTests
         using var model = DecoderModel.LoadForGeneration(fx.Directory, new CpuBackend(GemmKernels.Create(kernel)));
         var (hidden, logits) = model.Evaluate(fx.InputIds, fx.AttentionMask);
 
-        AssertRealPositionsClose(fx.ForwardTensor("last_hidden_state"), hidden.Data, fx.AttentionMask, model.Config.HiddenSize, "last_hidden_state");
-        AssertRealPositionsClose(fx.ForwardTensor("logits"), logits.Data, fx.AttentionMask, model.Config.VocabSize, "logits");
+        AssertRealPositionsClose(fx.ForwardTensor("last_hidden_state"), hidden, fx.AttentionMask, model.Config.HiddenSize, "last_hidden_state");
+        AssertRealPositionsClose(fx.ForwardTensor("logits"), logits, fx.AttentionMask, model.Config.VocabSize, "logits");
         AssertLossMatchesReference(fx, logits);
     }
 
@@ -58,7 +58,7 @@ public class DecoderForwardTests
         var fx = new ReferenceFixture("qwen2-tiny");
         using var model = DecoderModel.LoadForGeneration(fx.Directory);
         var (hidden, logits) = model.Evaluate(fx.InputIds, fx.AttentionMask);
-        AssertRealPositionsClose(fx.ForwardTensor("last_hidden_state"), hidden.Data, fx.AttentionMask, model.Config.HiddenSize, "last_hidden_state");
+        AssertRealPositionsClose(fx.ForwardTensor("last_hidden_state"), hidden, fx.AttentionMask, model.Config.HiddenSize, "last_hidden_state");
 
         var forward = fx.Reference.GetProperty("forward");
         int[] fixedIds = ReferenceFixture.IntArray(forward.GetProperty("fixed_vocab_ids"));
@@ -70,7 +70,7 @@ public class DecoderForwardTests
             for (int t = 0; t < time; t++)
             {
                 if (fx.AttentionMask[b][t] == 0) continue;
-                var row = new ArraySegment<float>(logits.Data, (b * time + t) * vocab, vocab);
+                var row = new ArraySegment<float>(logits, (b * time + t) * vocab, vocab);
                 for (int j = 0; j < fixedIds.Length; j++)
                     AssertClose(atFixed[(b * time + t) * fixedIds.Length + j], row[fixedIds[j]], 1e-4, 1e-4, $"logits[{b},{t},{fixedIds[j]}]");
                 AssertClose(logsumexp[b * time + t], (float)CausalLmLoss.LogSumExp(row.AsSpan()), 1e-4, 1e-4, $"logsumexp[{b},{t}]");
@@ -90,7 +90,7 @@ public class DecoderForwardTests
         using var sharded = DecoderModel.LoadForGeneration(TestPaths.Fixtures("qwen2-small-vocab-sharded"));
         var a = single.Evaluate(fx.InputIds, fx.AttentionMask);
         var b = sharded.Evaluate(fx.InputIds, fx.AttentionMask);
-        Assert.Equal(a.Logits.Data, b.Logits.Data);
+        Assert.Equal(a.Logits, b.Logits);
     }
 
     [Fact]
@@ -101,19 +101,21 @@ public class DecoderForwardTests
         int[] sequence = fx.InputIds[1].Where((_, i) => fx.AttentionMask[1][i] == 1).ToArray();
         int pad = 3, hiddenSize = model.Config.HiddenSize;
 
-        var alone = new Tensor(sequence.Length, hiddenSize);
+        var aloneOutput = model.Backend.Allocate(sequence.Length, hiddenSize);
         model.Forward(sequence, Enumerable.Range(0, sequence.Length).ToArray(), Enumerable.Repeat((byte)1, sequence.Length).ToArray(),
-            1, sequence.Length, model.CreateCache(1, sequence.Length), alone);
+            1, sequence.Length, model.CreateCache(1, sequence.Length), aloneOutput);
+        var alone = model.Backend.ToHost(aloneOutput);
 
         int[] padded = Enumerable.Repeat(0, pad).Concat(sequence).ToArray();
         // transformers' generate derives positions from the mask (cumsum − 1), so real tokens keep 0, 1, 2, ...
         int[] positions = Enumerable.Repeat(1, pad).Concat(Enumerable.Range(0, sequence.Length)).ToArray();
         byte[] mask = Enumerable.Repeat((byte)0, pad).Concat(Enumerable.Repeat((byte)1, sequence.Length)).ToArray();
-        var withPadding = new Tensor(padded.Length, hiddenSize);
-        model.Forward(padded, positions, mask, 1, padded.Length, model.CreateCache(1, padded.Length), withPadding);
+        var paddedOutput = model.Backend.Allocate(padded.Length, hiddenSize);
+        model.Forward(padded, positions, mask, 1, padded.Length, model.CreateCache(1, padded.Length), paddedOutput);
+        var withPadding = model.Backend.ToHost(paddedOutput);
 
         for (int t = 0; t < sequence.Length; t++)
             for (int i = 0; i < hiddenSize; i++)
-                AssertClose(alone.Row(t)[i], withPadding.Row(pad + t)[i], 1e-5, 1e-5, $"hidden[{t},{i}]");
+                AssertClose(alone[t * hiddenSize + i], withPadding[(pad + t) * hiddenSize + i], 1e-5, 1e-5, $"hidden[{t},{i}]");
     }
 }

@@ -20,7 +20,7 @@ public sealed class AdapterValidationTests : IDisposable
         var error = Assert.Throws<InvalidDataException>(() => model.LoadAdapter(adapter));
         Assert.Empty(model.Adapters);
         var (_, after) = model.Evaluate(fx.InputIds, fx.AttentionMask);
-        Assert.Equal(before.Data, after.Data);
+        Assert.Equal(before, after);
         return error;
     }
 

@@ -8,6 +8,7 @@ using SharpTune.Tests.Cli;
 using SharpTune.Tests.Training;
 using SharpTune.Training;
 using SharpTune.Training.Model;
+using SharpTune.Tests.Engine;
 
 namespace SharpTune.Tests.Peft;
 
@@ -97,7 +98,7 @@ public sealed class DoraTests : IDisposable
         var (_, mergedLogits) = plain.Evaluate(fx.InputIds, fx.AttentionMask);
 
         Assert.Contains("DoRA modules", adapted.Adapters.Single().Describe());
-        TrainingFixtures.AssertClose("logits", mergedLogits.Data, unmergedLogits.Data, 1e-4, 1e-4);
+        TrainingFixtures.AssertClose("logits", mergedLogits, unmergedLogits, 1e-4, 1e-4);
     }
 
     [Fact]
@@ -209,16 +210,18 @@ public sealed class DoraTests : IDisposable
         float[] x = Values(rows * inFeatures, 6), c = Values(rows * outFeatures, 7);
         double Loss(TunerPass pass, SeededRandom? random)
         {
-            var y = new float[rows * outFeatures];
-            backend.Linear(x, rows, weight.Data, inFeatures, outFeatures, bias.Data, y);
-            dora.Forward(x, rows, y, pass, random);
-            return y.Select((v, i) => (double)v * c[i]).Sum();
+            var input = backend.FromHost(x, rows, inFeatures);
+            var y = backend.Allocate(rows, outFeatures);
+            backend.Linear(input, rows, weight.Data, inFeatures, outFeatures, bias.Data, y);
+            dora.Forward(input, rows, y, pass, random);
+            return backend.ToHost(y).Select((v, i) => (double)v * c[i]).Sum();
         }
         Loss(TunerPass.Train, new SeededRandom(3));
-        var dx = new float[rows * inFeatures];
-        dora.Backward(x, c, rows, dx);
-        backend.LinearBackward(x, c, rows, weight.Data, inFeatures, outFeatures, null, null, dx, accumulate: true);
-        Assert.Contains(lora.DropoutMask.Take(rows * inFeatures), v => v == 0);
+        var (input, dy, dInput) = (backend.FromHost(x, rows, inFeatures), backend.FromHost(c, rows, outFeatures), backend.Allocate(rows, inFeatures));
+        dora.Backward(input, dy, rows, dInput);
+        backend.LinearBackward(input, dy, rows, weight.Data, inFeatures, outFeatures, null, null, dInput, accumulate: true);
+        var dx = backend.ToHost(dInput);
+        Assert.Contains(backend.ToHost(lora.DropoutMask).Take(rows * inFeatures), v => v == 0);
 
         void AssertDerivative(string name, float[] values, int index, double analytic)
         {
@@ -247,7 +250,7 @@ public sealed class DoraTests : IDisposable
 
         Assert.Contains("a DoRA adapter cannot be stacked unmerged on another adapter", e.Message);
         Assert.Single(model.Adapters);
-        Assert.Equal(before.Data, model.Evaluate(fx.InputIds, fx.AttentionMask).Logits.Data);
+        Assert.Equal(before, model.Evaluate(fx.InputIds, fx.AttentionMask).Logits);
     }
 
     [Fact]

@@ -10,6 +10,7 @@ using SharpTune.Tests.Cli;
 using SharpTune.Tests.Training;
 using SharpTune.Training;
 using SharpTune.Training.Model;
+using SharpTune.Tests.Engine;
 
 namespace SharpTune.Tests.Peft;
 
@@ -115,15 +116,15 @@ public sealed class Ia3Tests : IDisposable
         var b = Values(outF, 0.7f);
         var linear = new TrainableLinear("m.q_proj", inF, outF, backend, new ModelTensor("m.q_proj.weight", [outF, inF], w), new ModelTensor("m.q_proj.bias", [outF], b));
         var lora = new LoraLayer("m.q_proj", rank, inF, outF, scaling, 0f, Values(rank * inF, 0.3f), Values(outF * rank, 1.1f), backend);
-        var ia3 = new Ia3Layer("m.q_proj", inF, outF, isFeedforward: false, Values(outF, 2.0f).Select(v => 1 + 0.5f * v).ToArray());
+        var ia3 = new Ia3Layer("m.q_proj", inF, outF, isFeedforward: false, Values(outF, 2.0f).Select(v => 1 + 0.5f * v).ToArray(), backend);
         linear.Tuners.Add(lora);
         linear.Tuners.Add(ia3);
         var x = Values(rows * inF, 0.9f);
         var dy = Values(rows * outF, 1.7f);
-        var y = new float[rows * outF];
-        linear.Forward(x, rows, y, TunerPass.Train, null);
-        var dx = new float[rows * inF];
-        linear.Backward(x, dy, rows, dx, accumulate: false);
+        var (input, output, dInput) = (backend.FromHost(x, rows, inF), backend.Allocate(rows, outF), backend.Allocate(rows, inF));
+        linear.Forward(input, rows, output, TunerPass.Train, null);
+        linear.Backward(input, backend.FromHost(dy, rows, outF), rows, dInput, accumulate: false);
+        var (y, dx) = (backend.ToHost(output), backend.ToHost(dInput));
 
         // y = (W x + b + s·B·A·x) ⊙ l, in double.
         var l = ia3.L.Data;
@@ -185,7 +186,7 @@ public sealed class Ia3Tests : IDisposable
     public void Unmerge_takes_the_merged_layer_out_of_weight_and_bias_again(bool feedforward)
     {
         const int outF = 3, inF = 4;
-        var layer = new Ia3Layer("m.v_proj", inF, outF, feedforward, feedforward ? [0.5f, 2f, -1.5f, 0.75f] : [1.25f, -0.5f, 3f]);
+        var layer = new Ia3Layer("m.v_proj", inF, outF, feedforward, feedforward ? [0.5f, 2f, -1.5f, 0.75f] : [1.25f, -0.5f, 3f], CpuBackend.CreateDefault());
         var weight = Enumerable.Range(0, outF * inF).Select(i => 0.1f * i - 0.4f).ToArray();
         var bias = new[] { 0.3f, -0.2f, 0.7f };
         var (w, b) = ((float[])weight.Clone(), (float[])bias.Clone());

@@ -5,6 +5,7 @@ using SharpTune.Peft.Lora;
 using SharpTune.Tests.Model;
 using SharpTune.Training;
 using SharpTune.Training.Model;
+using SharpTune.Tests.Engine;
 
 namespace SharpTune.Tests.Peft;
 
@@ -22,24 +23,24 @@ public sealed class LoraInferenceTests : IDisposable
     }
 
     /// <summary>Hidden states, every logit, the logits at the fixed ids, top-5 ids and the loss at real positions.</summary>
-    private static void AssertMatchesForwardWithAdapter(ReferenceFixture fx, Tensor hidden, Tensor logits)
+    private static void AssertMatchesForwardWithAdapter(ReferenceFixture fx, float[] hidden, float[] logits)
     {
         var reference = fx.Reference.GetProperty("forward_with_adapter");
         float[] expectedHidden = fx.ForwardTensor("last_hidden_state"), expectedLogits = fx.ForwardTensor("logits");
         int[] fixedIds = ReferenceFixture.IntArray(reference.GetProperty("fixed_vocab_ids"));
         float[] atFixed = fx.ForwardTensor("logits_at_fixed_ids");
         var top5 = reference.GetProperty("top5_ids");
-        int time = fx.InputIds[0].Length, width = hidden.RowWidth, vocab = logits.RowWidth;
+        int time = fx.InputIds[0].Length, width = expectedHidden.Length / (fx.InputIds.Length * time), vocab = logits.Length / (fx.InputIds.Length * time);
         for (int b = 0; b < fx.InputIds.Length; b++)
             for (int t = 0; t < time; t++)
             {
                 if (fx.AttentionMask[b][t] == 0) continue;
                 int row = b * time + t;
-                for (int i = 0; i < width; i++) AssertClose(expectedHidden[row * width + i], hidden.Data[row * width + i], $"hidden[{b},{t},{i}]");
-                for (int v = 0; v < vocab; v++) AssertClose(expectedLogits[row * vocab + v], logits.Data[row * vocab + v], $"logits[{b},{t},{v}]");
+                for (int i = 0; i < width; i++) AssertClose(expectedHidden[row * width + i], hidden[row * width + i], $"hidden[{b},{t},{i}]");
+                for (int v = 0; v < vocab; v++) AssertClose(expectedLogits[row * vocab + v], logits[row * vocab + v], $"logits[{b},{t},{v}]");
                 for (int j = 0; j < fixedIds.Length; j++)
-                    AssertClose(atFixed[row * fixedIds.Length + j], logits.Data[row * vocab + fixedIds[j]], $"logits[{b},{t},{fixedIds[j]}]");
-                var topIds = logits.Data.AsSpan(row * vocab, vocab).ToArray()
+                    AssertClose(atFixed[row * fixedIds.Length + j], logits[row * vocab + fixedIds[j]], $"logits[{b},{t},{fixedIds[j]}]");
+                var topIds = logits.AsSpan(row * vocab, vocab).ToArray()
                     .Select((value, id) => (value, id)).OrderByDescending(p => p.value).Take(5).Select(p => p.id);
                 Assert.Equal(ReferenceFixture.IntArray(top5[b][t]), topIds);
             }
@@ -71,7 +72,7 @@ public sealed class LoraInferenceTests : IDisposable
         model.LoadAdapter(fx.Directory);
         var (hidden, logits) = model.Evaluate(fx.InputIds, fx.AttentionMask);
 
-        Assert.True(before.Data.Zip(logits.Data).Max(p => Math.Abs(p.First - p.Second)) > 1e-2, "the adapter must change the logits");
+        Assert.True(before.Zip(logits).Max(p => Math.Abs(p.First - p.Second)) > 1e-2, "the adapter must change the logits");
         AssertMatchesForwardWithAdapter(fx, hidden, logits);
     }
 
@@ -84,12 +85,14 @@ public sealed class LoraInferenceTests : IDisposable
         var (full, _) = model.Evaluate([ids], [ids.Select(_ => 1).ToArray()]);
 
         var cache = model.CreateCache(1, ids.Length);
-        var step = new Tensor(1, model.Config.HiddenSize);
+        int hiddenSize = model.Config.HiddenSize;
+        var stepOutput = model.Backend.Allocate(1, hiddenSize);
         for (int t = 0; t < ids.Length; t++)
         {
-            model.Forward([ids[t]], [t], [1], 1, 1, cache, step);
-            for (int i = 0; i < step.RowWidth; i++)
-                Assert.True(Math.Abs(full.Data[t * step.RowWidth + i] - step.Data[i]) <= 1e-5, $"hidden[{t},{i}]");
+            model.Forward([ids[t]], [t], [1], 1, 1, cache, stepOutput);
+            var step = model.Backend.ToHost(stepOutput);
+            for (int i = 0; i < hiddenSize; i++)
+                Assert.True(Math.Abs(full[t * hiddenSize + i] - step[i]) <= 1e-5, $"hidden[{t},{i}]");
         }
     }
 
@@ -108,7 +111,7 @@ public sealed class LoraInferenceTests : IDisposable
         var (_, logits) = model.Evaluate(fx.InputIds, fx.AttentionMask);
 
         for (int i = 0; i < logits.Length; i++)
-            Assert.True(Math.Abs(-3 * baseLogits.Data[i] - logits.Data[i]) <= 1e-4 * (1 + Math.Abs(logits.Data[i])), $"logit {i}");
+            Assert.True(Math.Abs(-3 * baseLogits[i] - logits[i]) <= 1e-4 * (1 + Math.Abs(logits[i])), $"logit {i}");
     }
 
     [Theory]
@@ -120,9 +123,10 @@ public sealed class LoraInferenceTests : IDisposable
         const float scaling = 1.5f;
         var pair = new LoraPair("m", Enumerable.Range(0, rank * inFeatures).Select(i => MathF.Cos(i)).ToArray(),
             Enumerable.Range(0, outFeatures * rank).Select(i => MathF.Sin(i + 1)).ToArray(), rank, inFeatures, outFeatures);
-        var x = new Tensor(Enumerable.Range(0, rows * inFeatures).Select(i => 0.1f * i - 1).ToArray(), rows, inFeatures);
-        var y = new Tensor(Enumerable.Range(0, rows * outFeatures).Select(i => (float)i).ToArray(), rows, outFeatures);
-        var expected = (float[])y.Data.Clone();
+        var x = Enumerable.Range(0, rows * inFeatures).Select(i => 0.1f * i - 1).ToArray();
+        var expected = Enumerable.Range(0, rows * outFeatures).Select(i => (float)i).ToArray();
+        var backend = CpuBackend.CreateDefault();
+        var y = backend.FromHost(expected, rows, outFeatures);
         for (int r = 0; r < rows; r++)
             for (int o = 0; o < outFeatures; o++)
             {
@@ -130,14 +134,15 @@ public sealed class LoraInferenceTests : IDisposable
                 for (int k = 0; k < rank; k++)
                 {
                     double ax = 0;
-                    for (int i = 0; i < inFeatures; i++) ax += pair.A[k * inFeatures + i] * x.Data[r * inFeatures + i];
+                    for (int i = 0; i < inFeatures; i++) ax += pair.A[k * inFeatures + i] * x[r * inFeatures + i];
                     sum += pair.B[o * rank + k] * ax;
                 }
                 expected[r * outFeatures + o] += (float)(scaling * sum);
             }
 
-        new LoraLayer(pair, scaling, dropout: 0.5f, CpuBackend.CreateDefault()).Forward(x.Data, rows, y.Data, TunerPass.Evaluate, random: null);
+        new LoraLayer(pair, scaling, dropout: 0.5f, backend).Forward(backend.FromHost(x, rows, inFeatures), rows, y, TunerPass.Evaluate, random: null);
 
-        for (int i = 0; i < expected.Length; i++) Assert.Equal(expected[i], y.Data[i], 1e-4f);
+        var actual = backend.ToHost(y);
+        for (int i = 0; i < expected.Length; i++) Assert.Equal(expected[i], actual[i], 1e-4f);
     }
 }

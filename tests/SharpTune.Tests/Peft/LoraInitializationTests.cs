@@ -213,8 +213,8 @@ public sealed class LoraInitializationTests : IDisposable
         }
         using var servedPissa = DecoderModel.LoadForGeneration(TrainingFixtures.BaseModel, adapterDirectories: [saved]);
         using var servedConverted = DecoderModel.LoadForGeneration(TrainingFixtures.BaseModel, adapterDirectories: [converted]);
-        TrainingFixtures.AssertClose("logits", servedConverted.Evaluate(fx.InputIds, fx.AttentionMask).Logits.Data,
-            servedPissa.Evaluate(fx.InputIds, fx.AttentionMask).Logits.Data, 1e-4, 1e-4);
+        TrainingFixtures.AssertClose("logits", servedConverted.Evaluate(fx.InputIds, fx.AttentionMask).Logits,
+            servedPissa.Evaluate(fx.InputIds, fx.AttentionMask).Logits, 1e-4, 1e-4);
     }
 
     [Fact]

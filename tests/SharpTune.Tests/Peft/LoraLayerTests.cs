@@ -1,6 +1,7 @@
 using SharpTune.Engine;
 using SharpTune.Model;
 using SharpTune.Peft.Lora;
+using SharpTune.Tests.Engine;
 
 namespace SharpTune.Tests.Peft;
 
@@ -22,8 +23,10 @@ public sealed class LoraLayerTests
         const int rows = 4;
         var x = Enumerable.Range(0, rows * In).Select(i => MathF.Sin(0.3f * i)).ToArray();
         float[] weight = Weight();
-        var unmerged = Multiply(x, rows, weight);
-        layer.Forward(x, rows, unmerged, TunerPass.Evaluate, random: null);
+        var backend = CpuBackend.CreateDefault();
+        var output = backend.FromHost(Multiply(x, rows, weight), rows, Out);
+        layer.Forward(backend.FromHost(x, rows, In), rows, output, TunerPass.Evaluate, random: null);
+        var unmerged = backend.ToHost(output);
 
         float[] merged = Weight();
         layer.MergeInto(merged, null);

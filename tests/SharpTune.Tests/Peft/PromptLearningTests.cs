@@ -167,7 +167,7 @@ public sealed class PromptLearningTests : IDisposable
         int vocab = served.Config.VocabSize;
         for (int row = 0; row < mask.Length; row++)
             if (mask[row] == 1)
-                TrainingFixtures.AssertClose($"{method} row {row}", expected.AsSpan(row * vocab, vocab).ToArray(), logits.Data.AsSpan(row * vocab, vocab).ToArray(), 1e-4, 1e-4);
+                TrainingFixtures.AssertClose($"{method} row {row}", expected.AsSpan(row * vocab, vocab).ToArray(), logits.AsSpan(row * vocab, vocab).ToArray(), 1e-4, 1e-4);
     }
 
     [Fact]
@@ -181,9 +181,9 @@ public sealed class PromptLearningTests : IDisposable
         var (_, logits) = served.Evaluate(f.InputIds, f.AttentionMask);
         // Without the prefix the logits differ, so the comparison sees it.
         using var plain = DecoderModel.LoadForGeneration(TrainingFixtures.BaseModel);
-        Assert.NotEqual(plain.Evaluate(f.InputIds, f.AttentionMask).Logits.Data[0], logits.Data[0]);
+        Assert.NotEqual(plain.Evaluate(f.InputIds, f.AttentionMask).Logits[0], logits[0]);
         int vocab = served.Config.VocabSize;
-        TrainingFixtures.AssertClose("row 0", expected.AsSpan(0, vocab).ToArray(), logits.Data.AsSpan(0, vocab).ToArray(), 1e-4, 1e-4);
+        TrainingFixtures.AssertClose("row 0", expected.AsSpan(0, vocab).ToArray(), logits.AsSpan(0, vocab).ToArray(), 1e-4, 1e-4);
     }
 
     [Theory]
@@ -202,7 +202,7 @@ public sealed class PromptLearningTests : IDisposable
             foreach (int chosen in results[b].NewIds)
             {
                 var (_, logits) = model.Evaluate([sequence.ToArray()], [Enumerable.Repeat(1, sequence.Count).ToArray()]);
-                var last = logits.Data.AsSpan((sequence.Count - 1) * model.Config.VocabSize, model.Config.VocabSize);
+                var last = logits.AsSpan((sequence.Count - 1) * model.Config.VocabSize, model.Config.VocabSize);
                 Assert.Equal(LogitsProcessing.ArgMax(last), chosen);
                 sequence.Add(chosen);
             }
@@ -243,8 +243,8 @@ public sealed class PromptLearningTests : IDisposable
         trained.LoadAdapter(TrainingFixtures.LoraAdapter);
         trained.LoadAdapter(Fixture("prompt_tuning"));
         var expected = trained.Logits(TrainingFixtures.Batch());
-        var logits = both.Evaluate(f.InputIds, f.AttentionMask).Logits.Data;
-        Assert.NotEqual(lora.Evaluate(f.InputIds, f.AttentionMask).Logits.Data[0], logits[0]);
+        var logits = both.Evaluate(f.InputIds, f.AttentionMask).Logits;
+        Assert.NotEqual(lora.Evaluate(f.InputIds, f.AttentionMask).Logits[0], logits[0]);
         int vocab = both.Config.VocabSize;
         TrainingFixtures.AssertClose("row 0", expected.AsSpan(0, vocab).ToArray(), logits.AsSpan(0, vocab).ToArray(), 1e-4, 1e-4);
     }

@@ -63,7 +63,7 @@ internal static class TunerChecks
     public static float[] FirstSequenceLogits(DecoderModel model)
     {
         var (ids, mask) = FirstSequence();
-        return model.Evaluate([ids], [mask]).Logits.Data;
+        return model.Evaluate([ids], [mask]).Logits;
     }
 
     /// <summary>

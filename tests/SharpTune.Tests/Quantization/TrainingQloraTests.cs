@@ -157,12 +157,12 @@ public sealed class TrainingQloraTests(ITestOutputHelper output)
         using var training = Resume(Nf4);
         using var inference = DecoderModel.LoadForGeneration(TrainingFixtures.BaseModel, adapterDirectories: [TrainingFixtures.LoraAdapter], quantization: Nf4);
         var f = TrainingFixtures.Base;
-        var logits = inference.Evaluate(f.InputIds, f.AttentionMask).Logits.Data;
+        var logits = inference.Evaluate(f.InputIds, f.AttentionMask).Logits;
         var expected = training.Decoder.Logits(TrainingFixtures.Batch());
         TrainingFixtures.AssertClose("logits", expected, logits, 1e-4, 1e-4);
 
         using var unquantized = DecoderModel.LoadForGeneration(TrainingFixtures.BaseModel, adapterDirectories: [TrainingFixtures.LoraAdapter]);
-        var plain = unquantized.Evaluate(f.InputIds, f.AttentionMask).Logits.Data;
+        var plain = unquantized.Evaluate(f.InputIds, f.AttentionMask).Logits;
         Assert.True(RelativeMaxDifference(logits, plain) > 1e-4, "quantisation must change the logits");
     }
 

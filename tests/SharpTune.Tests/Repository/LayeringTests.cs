@@ -38,6 +38,41 @@ public sealed class LayeringTests
         Assert.True(uses.Count == 0, "tuner code calls static kernels instead of its backend:\n" + string.Join("\n", uses));
     }
 
+    /// <summary>
+    /// The backend owns its buffers (issue 14 item 1): a <see cref="SharpTune.Engine.Tensor"/> is a handle with no
+    /// member that reaches its storage, and each implementation is a private type of the backend that allocates it, so
+    /// model, tuner and inference code can touch activations only through backend calls and transfers.
+    /// </summary>
+    [Fact]
+    public void OnlyItsBackendReachesATensorsStorage()
+    {
+        var tensor = typeof(SharpTune.Engine.Tensor);
+        var storage = tensor.GetMembers(BindingFlags.Instance | BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic)
+            .Where(m => m.DeclaringType == tensor && MemberType(m) is { } type && ExposesStorage(type))
+            .Select(m => $"{m.MemberType} {m.Name}").ToList();
+        Assert.True(storage.Count == 0, "Tensor exposes storage: " + string.Join(", ", storage));
+
+        var implementations = tensor.Assembly.GetTypes().Where(t => t.IsSubclassOf(tensor)).ToList();
+        Assert.NotEmpty(implementations);
+        foreach (var implementation in implementations)
+            Assert.True(implementation.IsNestedPrivate && typeof(SharpTune.Engine.IComputeBackend).IsAssignableFrom(implementation.DeclaringType),
+                $"{implementation.FullName} must be a private type of the backend that allocates it");
+    }
+
+    private static Type? MemberType(MemberInfo member) => member switch
+    {
+        FieldInfo f => f.FieldType,
+        PropertyInfo p => p.PropertyType,
+        MethodInfo m => m.ReturnType,
+        _ => null,
+    };
+
+    /// <summary>A float array, span or memory, a pointer or a reference: what would hand out the values (the int[] shape does not).</summary>
+    private static bool ExposesStorage(Type type) =>
+        type.IsPointer || type.IsByRef || type == typeof(nint) || type == typeof(float[]) ||
+        type.IsGenericType && type.GetGenericArguments().Contains(typeof(float)) && type.GetGenericTypeDefinition() is var g &&
+        (g == typeof(Span<>) || g == typeof(ReadOnlySpan<>) || g == typeof(Memory<>) || g == typeof(ReadOnlyMemory<>));
+
     [Fact]
     public void TheTableNamesTheLibraryTheServerTheBoardAndTheCli()
     {

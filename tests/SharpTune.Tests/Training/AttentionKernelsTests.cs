@@ -40,13 +40,12 @@ public class AttentionKernelsTests
 
         var output = new float[rows * s.QueryWidth];
         var logSumExp = new float[s.Batch * Heads * Time];
-        var backend = CpuBackend.CreateDefault();
         var sequences = AttentionSequences.Padded(s.Batch, Time, mask);
-        backend.AttentionForward(s, sequences, q, k, v, output, logSumExp);
+        AttentionKernels.Forward(s, sequences, q, k, v, output, logSumExp);
         float[] dq = new float[rows * s.QueryWidth], dk = new float[rows * s.KvWidth], dv = new float[rows * s.KvWidth];
         // Scratch starts dirty: the kernel must not rely on it being zero.
         float[] keyScratch = Enumerable.Repeat(9f, rows * s.QueryWidth).ToArray(), valueScratch = (float[])keyScratch.Clone();
-        backend.AttentionBackward(s, sequences, q, k, v, output, logSumExp, dOutput, dq, dk, dv, keyScratch, valueScratch);
+        AttentionKernels.Backward(s, sequences, q, k, v, output, logSumExp, dOutput, dq, dk, dv, keyScratch, valueScratch);
 
         var (refOut, refDq, refDk, refDv) = Reference(s, q, k, v, mask, dOutput);
         AssertClose(refOut, output, "output");
@@ -93,11 +92,10 @@ public class AttentionKernelsTests
         float[] pq = Pack(q, s.QueryWidth), pk = Pack(k, s.KvWidth), pv = Pack(v, s.KvWidth), pdo = Pack(dOutput, s.QueryWidth);
         var output = new float[rows * s.QueryWidth];
         var logSumExp = new float[rows * Heads];
-        var backend = CpuBackend.CreateDefault();
-        backend.AttentionForward(s, sequences, pq, pk, pv, output, logSumExp);
+        AttentionKernels.Forward(s, sequences, pq, pk, pv, output, logSumExp);
         float[] dq = new float[rows * s.QueryWidth], dk = new float[rows * s.KvWidth], dv = new float[rows * s.KvWidth];
         float[] keyScratch = new float[rows * s.QueryWidth], valueScratch = new float[rows * s.QueryWidth];
-        backend.AttentionBackward(s, sequences, pq, pk, pv, output, logSumExp, pdo, dq, dk, dv, keyScratch, valueScratch);
+        AttentionKernels.Backward(s, sequences, pq, pk, pv, output, logSumExp, pdo, dq, dk, dv, keyScratch, valueScratch);
 
         var (refOut, refDq, refDk, refDv) = Reference(s, q, k, v, mask, dOutput);
         AssertClose(RealRows(refOut, s.QueryWidth), output, "output");

@@ -5,6 +5,7 @@ using SharpTune.Model;
 using SharpTune.Peft.Lora;
 using SharpTune.Training;
 using SharpTune.Training.Model;
+using SharpTune.Tests.Engine;
 
 namespace SharpTune.Tests.Training;
 
@@ -69,19 +70,21 @@ public sealed class PackedTrainingTests
         var logits = model.Logits(batch);
 
         int t = block.Length, v = model.Config.VocabSize;
-        var hidden = new Tensor(1, t, model.Config.HiddenSize);
+        var backend = model.Backend;
+        var hidden = backend.Allocate(t, model.Config.HiddenSize);
         model.Forward(block.InputIds, block.PositionIds, Enumerable.Repeat((byte)1, t).ToArray(), 1, t, model.CreateCache(1, t), hidden);
-        var expected = new Tensor(1, t, v);
-        model.Logits(hidden, t, expected);
-        double scale = expected.Data.Max(Math.Abs);
-        TrainingFixtures.AssertClose("logits", expected.Data, logits, 1e-5 * scale, 1e-5);
+        var expectedOutput = backend.Allocate(t, v);
+        model.Logits(hidden, t, expectedOutput);
+        var expected = backend.ToHost(expectedOutput);
+        double scale = expected.Max(Math.Abs);
+        TrainingFixtures.AssertClose("logits", expected, logits, 1e-5 * scale, 1e-5);
 
         // The same block at positions 0..t-1 is another computation: the restarted positions are what was used.
-        var running = new Tensor(1, t, model.Config.HiddenSize);
+        var running = backend.Allocate(t, model.Config.HiddenSize);
         model.Forward(block.InputIds, Enumerable.Range(0, t).ToArray(), Enumerable.Repeat((byte)1, t).ToArray(), 1, t, model.CreateCache(1, t), running);
-        var runningLogits = new Tensor(1, t, v);
+        var runningLogits = backend.Allocate(t, v);
         model.Logits(running, t, runningLogits);
-        Assert.True(runningLogits.Data.Zip(logits).Max(p => Math.Abs(p.First - p.Second)) > 1e-3 * scale);
+        Assert.True(backend.ToHost(runningLogits).Zip(logits).Max(p => Math.Abs(p.First - p.Second)) > 1e-3 * scale);
     }
 
     [Fact]

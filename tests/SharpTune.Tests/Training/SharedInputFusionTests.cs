@@ -6,6 +6,7 @@ using SharpTune.IO.Safetensors;
 using SharpTune.Model;
 using SharpTune.Peft.Lora;
 using SharpTune.Quantization;
+using SharpTune.Tests.Engine;
 using SharpTune.Tests.Model;
 using SharpTune.Training;
 using SharpTune.Training.Model;
@@ -172,16 +173,16 @@ public sealed class SharedInputFusionTests : IDisposable
         {
             model.FuseSharedInputs = fuse;
             // A prefill of both rows (the GEMM), then one decode step each (the GEMV of up to 4 rows).
-            var prefill = model.Evaluate(ids, mask).Logits.Data;
+            var prefill = model.Evaluate(ids, mask).Logits;
             var cache = model.CreateCache(2, 10);
-            var hidden = new Tensor(2, 9, model.Config.HiddenSize);
+            var hidden = model.Backend.Allocate(2 * 9, model.Config.HiddenSize);
             model.Forward(ids.SelectMany(r => r).ToArray(), Enumerable.Range(0, 18).Select(i => i % 9).ToArray(),
                 mask.SelectMany(r => r.Select(m => (byte)m)).ToArray(), 2, 9, cache, hidden);
-            var step = new Tensor(2, model.Config.HiddenSize);
+            var step = model.Backend.Allocate(2, model.Config.HiddenSize);
             model.Forward([7, 9], [9, 9], [1, 1], 2, 1, cache, step);
-            var decoded = new Tensor(2, vocab);
+            var decoded = model.Backend.Allocate(2, vocab);
             model.Logits(step, 2, decoded);
-            return prefill.Concat(decoded.Data).ToArray();
+            return prefill.Concat(model.Backend.ToHost(decoded)).ToArray();
         }
         float[] unfused = Logits(fuse: false), fused = Logits(fuse: true);
         double scale = unfused.Max(v => Math.Abs(v));

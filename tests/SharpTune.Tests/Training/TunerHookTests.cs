@@ -1,6 +1,7 @@
 using SharpTune.Engine;
 using SharpTune.IO.Safetensors;
 using SharpTune.Model;
+using SharpTune.Tests.Engine;
 using SharpTune.Training.Model;
 
 namespace SharpTune.Tests.Training;
@@ -14,10 +15,10 @@ public sealed class TunerHookTests
 {
     private const int Rows = 3, In = 5, Out = 4;
 
-    /// <summary>IA3's input side (x ⊙ l) and an additive output shift s, each a trainable vector.</summary>
-    private sealed class ScaleInputShiftOutputTuner(string modulePath, int inFeatures, int outFeatures) : ILinearTuner
+    /// <summary>IA3's input side (x ⊙ l) and an additive output shift s, each a trainable vector, computed on the backend.</summary>
+    private sealed class ScaleInputShiftOutputTuner(string modulePath, int inFeatures, int outFeatures, IComputeBackend backend) : ILinearTuner
     {
-        private float[] _scaled = [];
+        private Tensor? _scaled;
 
         public Parameter Scale { get; } = new("scale", [inFeatures], Enumerable.Range(0, inFeatures).Select(i => 0.5f + MathF.Sin(0.3f * i) * 0.4f).ToArray());
         public Parameter Shift { get; } = new("shift", [outFeatures], Enumerable.Range(0, outFeatures).Select(o => 0.1f * MathF.Cos(o) - 0.05f).ToArray());
@@ -27,35 +28,22 @@ public sealed class TunerHookTests
         public IReadOnlyList<Parameter> Parameters => [Scale, Shift];
         public bool TransformsInput => true;
 
-        public float[] TransformInput(float[] x, int rows, TunerPass pass)
+        public Tensor TransformInput(Tensor x, int rows, TunerPass pass)
         {
-            _scaled = new float[rows * InFeatures];
-            for (int r = 0; r < rows; r++)
-                for (int i = 0; i < InFeatures; i++) _scaled[r * InFeatures + i] = x[r * InFeatures + i] * Scale.Data[i];
+            _scaled = backend.Allocate(rows, InFeatures);
+            backend.ScaleColumns(x, rows, Scale.Data, _scaled);
             return _scaled;
         }
 
-        public void TransformInputBackward(float[] x, float[] dInput, int rows, float[] dx)
+        public void TransformInputBackward(Tensor x, Tensor dInput, int rows, Tensor dx)
         {
-            for (int r = 0; r < rows; r++)
-                for (int i = 0; i < InFeatures; i++)
-                {
-                    Scale.Grad[i] += x[r * InFeatures + i] * dInput[r * InFeatures + i];
-                    dx[r * InFeatures + i] = dInput[r * InFeatures + i] * Scale.Data[i];
-                }
+            backend.AddColumnProducts(x, dInput, rows, Scale.Grad);
+            backend.ScaleColumns(dInput, rows, Scale.Data, dx);
         }
 
-        public void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random)
-        {
-            for (int r = 0; r < rows; r++)
-                for (int o = 0; o < OutFeatures; o++) y[r * OutFeatures + o] += Shift.Data[o];
-        }
+        public void Forward(Tensor x, int rows, Tensor y, TunerPass pass, SeededRandom? random) => backend.AddBias(y, rows, Shift.Data);
 
-        public void Backward(float[] x, float[] dy, int rows, float[]? dx)
-        {
-            for (int r = 0; r < rows; r++)
-                for (int o = 0; o < OutFeatures; o++) Shift.Grad[o] += dy[r * OutFeatures + o];
-        }
+        public void Backward(Tensor x, Tensor dy, int rows, Tensor? dx) => backend.ColumnSums(dy, rows, Shift.Grad);
 
         public void MergeInto(float[] weight, float[]? bias) => throw new NotSupportedException("the shift would need a bias");
         public void UnmergeFrom(float[] weight, float[]? bias) => throw new NotSupportedException("the shift would need a bias");
@@ -64,12 +52,14 @@ public sealed class TunerHookTests
     private static readonly float[] X = Enumerable.Range(0, Rows * In).Select(i => MathF.Sin(0.7f * i + 0.3f)).ToArray();
     private static readonly float[] Dy = Enumerable.Range(0, Rows * Out).Select(i => MathF.Cos(0.4f * i)).ToArray();
 
+    private static readonly IComputeBackend Backend = CpuBackend.CreateDefault();
+
     private static (TrainableLinear Linear, ScaleInputShiftOutputTuner Tuner) Projection()
     {
         var weight = new ModelTensor("model.layers.0.mlp.down_proj.weight", [Out, In], Enumerable.Range(0, Out * In).Select(i => 0.05f * i - 0.4f).ToArray());
         weight.MakeTrainable();
-        var linear = new TrainableLinear("model.layers.0.mlp.down_proj", In, Out, CpuBackend.CreateDefault(), weight, bias: null);
-        var tuner = new ScaleInputShiftOutputTuner("model.layers.0.mlp.down_proj", In, Out);
+        var linear = new TrainableLinear("model.layers.0.mlp.down_proj", In, Out, Backend, weight, bias: null);
+        var tuner = new ScaleInputShiftOutputTuner("model.layers.0.mlp.down_proj", In, Out, Backend);
         linear.Tuners.Add(tuner);
         return (linear, tuner);
     }
@@ -78,8 +68,9 @@ public sealed class TunerHookTests
     public void Forward_is_the_base_product_of_the_scaled_input_plus_the_output_hook()
     {
         var (linear, tuner) = Projection();
-        var y = new float[Rows * Out];
-        linear.Forward(X, Rows, y, TunerPass.Train, random: null);
+        var output = Backend.Allocate(Rows, Out);
+        linear.Forward(Backend.FromHost(X, Rows, In), Rows, output, TunerPass.Train, random: null);
+        var y = Backend.ToHost(output);
 
         var w = linear.Weight.Data;
         for (int r = 0; r < Rows; r++)
@@ -95,9 +86,11 @@ public sealed class TunerHookTests
     public void Backward_gives_the_analytic_gradients_through_the_input_hook()
     {
         var (linear, tuner) = Projection();
-        linear.Forward(X, Rows, new float[Rows * Out], TunerPass.Train, random: null);
-        var dx = Enumerable.Repeat(1f, Rows * In).ToArray();
-        linear.Backward(X, Dy, Rows, dx, accumulate: true);
+        var x = Backend.FromHost(X, Rows, In);
+        linear.Forward(x, Rows, Backend.Allocate(Rows, Out), TunerPass.Train, random: null);
+        var dInput = Backend.FromHost(Enumerable.Repeat(1f, Rows * In).ToArray(), Rows, In);
+        linear.Backward(x, Backend.FromHost(Dy, Rows, Out), Rows, dInput, accumulate: true);
+        var dx = Backend.ToHost(dInput);
 
         var w = linear.Weight.Data;
         var l = tuner.Scale.Data;
@@ -132,8 +125,9 @@ public sealed class TunerHookTests
     {
         var (linear, _) = Projection();
         linear.TunersEnabled = false;
-        var y = new float[Rows * Out];
-        linear.Forward(X, Rows, y, TunerPass.Evaluate, random: null);
+        var output = Backend.Allocate(Rows, Out);
+        linear.Forward(Backend.FromHost(X, Rows, In), Rows, output, TunerPass.Evaluate, random: null);
+        var y = Backend.ToHost(output);
 
         var w = linear.Weight.Data;
         for (int r = 0; r < Rows; r++)
@@ -158,7 +152,7 @@ public sealed class TunerHookTests
         int[][] ids = [[3, 17, 250, 42, 9]], mask = [[1, 1, 1, 1, 1]];
         using var tuned = DecoderModel.LoadForGeneration(TestPaths.Fixtures("qwen2-small-vocab"));
         var config = tuned.Config;
-        var tuner = new ScaleInputShiftOutputTuner(module, config.HiddenSize, config.QueryWidth);
+        var tuner = new ScaleInputShiftOutputTuner(module, config.HiddenSize, config.QueryWidth, tuned.Backend);
         tuned.ApplyAdapter(new TestAdapter(() => tuner, []));
 
         // W·(x ⊙ l) + b + s = (W·diag(l))·x + (b + s)
@@ -178,9 +172,9 @@ public sealed class TunerHookTests
         }));
         using var plain = DecoderModel.LoadForGeneration(TestPaths.Fixtures("qwen2-small-vocab"));
 
-        var expected = folded.Evaluate(ids, mask).Logits.Data;
-        var actual = tuned.Evaluate(ids, mask).Logits.Data;
-        var untouched = plain.Evaluate(ids, mask).Logits.Data;
+        var expected = folded.Evaluate(ids, mask).Logits;
+        var actual = tuned.Evaluate(ids, mask).Logits;
+        var untouched = plain.Evaluate(ids, mask).Logits;
         Assert.True(expected.Zip(untouched).Max(p => Math.Abs(p.First - p.Second)) > 1e-3, "the tuner must change the logits");
         for (int i = 0; i < expected.Length; i++) Assert.Equal(expected[i], actual[i], 1e-4f);
     }

@@ -83,16 +83,18 @@ public static class BenchmarkRun
                 ids[r * t + i] = batch[r][i];
                 mask[r * t + i] = 1;
             }
-        var hidden = new Tensor(b, t, h);
+        var backend = model.Backend;
+        var hidden = backend.Allocate(b * t, h);
         model.Forward(ids, positions, mask, b, t, model.CreateCache(b, t), hidden);
-        var last = new Tensor(b, h);
-        for (int r = 0; r < b; r++)
-            hidden.Data.AsSpan((r * t + batch[r].Length - 1) * h, h).CopyTo(last.Row(r));
-        var logits = new Tensor(b, model.Config.VocabSize);
+        var last = backend.Allocate(b, h);
+        for (int r = 0; r < b; r++) backend.CopyRows(hidden, r * t + batch[r].Length - 1, last, r, 1);
+        int vocab = model.Config.VocabSize;
+        var logits = backend.Allocate(b, vocab);
         model.Logits(last, b, logits);
+        var row = new float[vocab];
         for (int r = 0; r < b; r++)
         {
-            var row = logits.Row(r);
+            backend.CopyToHost(logits, (long)r * vocab, row);
             int best = 0;
             for (int c = 1; c < choiceIds.Length; c++)
                 if (row[choiceIds[c]] > row[choiceIds[best]]) best = c;

@@ -11,7 +11,7 @@ namespace SharpTune.Peft.Bottleneck;
 /// [hidden × bottleneck]). That is exactly an output-side tuner of that Linear, so it is one. It is not a weight
 /// change, so it cannot be merged. Not thread-safe: its buffers belong to this instance.
 /// </summary>
-public sealed unsafe class BottleneckLayer : ILinearTuner
+public sealed class BottleneckLayer : ILinearTuner
 {
     public string ModulePath { get; }
     public int InFeatures { get; }
@@ -27,7 +27,7 @@ public sealed unsafe class BottleneckLayer : ILinearTuner
 
     private readonly IComputeBackend _backend;
     /// <summary>A training pass keeps h (the projection's output) and the bottleneck's pre-activation z for the backward.</summary>
-    private float[] _h = [], _z = [], _a = [], _dz = [];
+    private Tensor _h, _z, _a, _dz;
 
     /// <param name="keyPrefix">The adapters library's key of this adapter block, e.g. model.layers.0.attention_adapters.adapters.NAME.</param>
     public BottleneckLayer(string modulePath, int inFeatures, int outFeatures, string keyPrefix, BottleneckActivation activation, float scaling,
@@ -48,6 +48,7 @@ public sealed unsafe class BottleneckLayer : ILinearTuner
         UpBias = new Parameter(BottleneckAdapterFile.UpBiasKey(keyPrefix), [outFeatures], upBias);
         Parameters = [DownWeight, DownBias, UpWeight, UpBias];
         _backend = backend;
+        _h = _z = _a = _dz = backend.Allocate(0, 0);
     }
 
     /// <summary>The library's init_weights "bert": both weights normal(0, 0.02), both biases zero.</summary>
@@ -62,57 +63,53 @@ public sealed unsafe class BottleneckLayer : ILinearTuner
 
     public bool TransformsOutput => true;
 
-    public void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random)
+    public void Forward(Tensor x, int rows, Tensor y, TunerPass pass, SeededRandom? random)
     {
-        int n = rows * OutFeatures, m = rows * Bottleneck;
-        if (_z.Length < m) { _z = new float[m]; _a = new float[m]; }
+        int m = rows * Bottleneck;
+        if (_z.Length < m)
+        {
+            _z = _backend.Allocate(rows, Bottleneck);
+            _a = _backend.Allocate(rows, Bottleneck);
+        }
         if (pass != TunerPass.Evaluate)
         {
-            if (_h.Length < n) _h = new float[n];
-            y.AsSpan(0, n).CopyTo(_h);
+            if (_h.Length < rows * OutFeatures) _h = _backend.Allocate(rows, OutFeatures);
+            _backend.CopyRows(y, 0, _h, 0, rows);
         }
-        fixed (float* py = y, pd = DownWeight.Data, pu = UpWeight.Data, pz = _z, pa = _a)
-        {
-            _backend.Gemm.Sgemm(false, true, rows, Bottleneck, OutFeatures, 1f, py, OutFeatures, pd, OutFeatures, 0f, pz, Bottleneck);
-            _backend.AddBias(_z, rows, DownBias.Data);
-            for (int i = 0; i < m; i++) pa[i] = Activate(pz[i]);
-            // y += s·(a·Uᵀ + u): y already holds h, the adapter's residual.
-            _backend.Gemm.Sgemm(false, true, rows, OutFeatures, Bottleneck, Scaling, pa, Bottleneck, pu, Bottleneck, 1f, py, OutFeatures);
-        }
+        _backend.MultiplyTransposed(y, rows, OutFeatures, DownWeight.Data, Bottleneck, 1f, 0f, _z);
+        _backend.AddBias(_z, rows, DownBias.Data);
+        _backend.Activate(Function, _z, m, _a);
+        // y += s·(a·Uᵀ + u): y already holds h, the adapter's residual.
+        _backend.MultiplyTransposed(_a, rows, Bottleneck, UpWeight.Data, OutFeatures, Scaling, 1f, y);
         if (Scaling == 1f) _backend.AddBias(y, rows, UpBias.Data);
         else _backend.AddBias(y, rows, UpBias.Data.Select(b => Scaling * b).ToArray());
     }
 
     /// <summary>dL/dz [rows × bottleneck] for dy, from the kept pre-activations: (s·dy·U) ⊙ act'(z).</summary>
-    private float[] BottleneckGradient(float[] dy, int rows)
+    private Tensor BottleneckGradient(Tensor dy, int rows)
     {
         int m = rows * Bottleneck;
-        if (_dz.Length < m) _dz = new float[m];
-        fixed (float* pdy = dy, pu = UpWeight.Data, pdz = _dz)
-            _backend.Gemm.Sgemm(false, false, rows, Bottleneck, OutFeatures, Scaling, pdy, OutFeatures, pu, Bottleneck, 0f, pdz, Bottleneck);
-        for (int i = 0; i < m; i++) _dz[i] *= Derivative(_z[i]);
+        if (_dz.Length < m) _dz = _backend.Allocate(rows, Bottleneck);
+        _backend.Multiply(dy, rows, OutFeatures, UpWeight.Data, Bottleneck, Scaling, 0f, _dz);
+        _backend.MultiplyByDerivative(Function, _z, m, _dz);
         return _dz;
     }
 
     /// <summary>dL/dh = dy (the residual) + dz·D.</summary>
-    public void OutputGradient(float[] dy, int rows, float[] dyBefore)
+    public void OutputGradient(Tensor dy, int rows, Tensor dyBefore)
     {
         var dz = BottleneckGradient(dy, rows);
-        dy.AsSpan(0, rows * OutFeatures).CopyTo(dyBefore);
-        fixed (float* pdz = dz, pd = DownWeight.Data, pb = dyBefore)
-            _backend.Gemm.Sgemm(false, false, rows, OutFeatures, Bottleneck, 1f, pdz, Bottleneck, pd, OutFeatures, 1f, pb, OutFeatures);
+        _backend.CopyRows(dy, 0, dyBefore, 0, rows);
+        _backend.Multiply(dz, rows, Bottleneck, DownWeight.Data, OutFeatures, 1f, 1f, dyBefore);
     }
 
     /// <summary>The four parameters' gradients from dy; x's share comes through the projection (<see cref="OutputGradient"/>).</summary>
-    public void Backward(float[] x, float[] dy, int rows, float[]? dx)
+    public void Backward(Tensor x, Tensor dy, int rows, Tensor? dx)
     {
         // _z and _a hold this dy's forward (gradient checkpointing's recompute refills them before the backward).
         var dz = BottleneckGradient(dy, rows);
-        fixed (float* pdy = dy, pa = _a, pdu = UpWeight.Grad, pdz = dz, ph = _h, pdd = DownWeight.Grad)
-        {
-            _backend.Gemm.Sgemm(true, false, OutFeatures, Bottleneck, rows, Scaling, pdy, OutFeatures, pa, Bottleneck, 1f, pdu, Bottleneck);
-            _backend.Gemm.Sgemm(true, false, Bottleneck, OutFeatures, rows, 1f, pdz, Bottleneck, ph, OutFeatures, 1f, pdd, OutFeatures);
-        }
+        _backend.AddOuterProducts(dy, _a, rows, OutFeatures, Bottleneck, Scaling, UpWeight.Grad);
+        _backend.AddOuterProducts(dz, _h, rows, Bottleneck, OutFeatures, 1f, DownWeight.Grad);
         var upBias = new float[OutFeatures];
         _backend.ColumnSums(dy, rows, upBias);
         for (int o = 0; o < OutFeatures; o++) UpBias.Grad[o] += Scaling * upBias[o];
@@ -123,14 +120,7 @@ public sealed unsafe class BottleneckLayer : ILinearTuner
 
     public void UnmergeFrom(float[] weight, float[]? bias) => throw new NotSupportedException(BottleneckAdapter.MergeRefusalText);
 
-    private float Activate(float z) => Activation == BottleneckActivation.Relu ? MathF.Max(z, 0f) : z / (1f + MathF.Exp(-z));
-
-    private float Derivative(float z)
-    {
-        if (Activation == BottleneckActivation.Relu) return z > 0f ? 1f : 0f;
-        float sigmoid = 1f / (1f + MathF.Exp(-z));
-        return sigmoid * (1f + z * (1f - sigmoid));
-    }
+    private ActivationFunction Function => Activation == BottleneckActivation.Relu ? ActivationFunction.Relu : ActivationFunction.Swish;
 }
 
 /// <summary>The adapters library's non_linearity values SharpTune implements (transformers' activations of those names).</summary>

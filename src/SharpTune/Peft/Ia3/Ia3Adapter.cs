@@ -60,7 +60,7 @@ public sealed class Ia3Adapter : IModelAdapter
         {
             var (outFeatures, inFeatures) = shapes[kv.Key];
             // A copy, so training the layer leaves the loaded adapter as read.
-            return (ILinearTuner)new Ia3Layer(kv.Key, inFeatures, outFeatures, Config.IsFeedforward(kv.Key), (float[])kv.Value.Data.Clone());
+            return (ILinearTuner)new Ia3Layer(kv.Key, inFeatures, outFeatures, Config.IsFeedforward(kv.Key), (float[])kv.Value.Data.Clone(), backend);
         }).ToArray();
     }
 

@@ -40,7 +40,7 @@ public sealed class Ia3FineTuning : ITrainableModel
         foreach (var linear in decoder.Linears)
         {
             if (!targets.Contains(linear.ModuleName)) continue;
-            var layer = Ia3Layer.CreateNew(linear.ModulePath, linear.InFeatures, linear.OutFeatures, args.Ia3Feedforward.Contains(linear.ModuleName));
+            var layer = Ia3Layer.CreateNew(linear.ModulePath, linear.InFeatures, linear.OutFeatures, args.Ia3Feedforward.Contains(linear.ModuleName), decoder.Backend);
             linear.Tuners.Add(layer);
             layers.Add(layer);
         }

@@ -1,3 +1,4 @@
+using SharpTune.Engine;
 using SharpTune.Model;
 using SharpTune.Training;
 
@@ -21,10 +22,11 @@ public sealed class Ia3Layer : ILinearTuner
     public Parameter L { get; }
     public IReadOnlyList<Parameter> Parameters { get; }
 
+    private readonly IComputeBackend _backend;
     /// <summary>Input side: x ⊙ l, the input the base saw. Output side: y before scaling, kept by a training pass.</summary>
-    private float[] _scaledInput = [], _unscaledOutput = [];
+    private Tensor _scaledInput, _unscaledOutput;
 
-    public Ia3Layer(string modulePath, int inFeatures, int outFeatures, bool isFeedforward, float[] l)
+    public Ia3Layer(string modulePath, int inFeatures, int outFeatures, bool isFeedforward, float[] l, IComputeBackend backend)
     {
         int length = isFeedforward ? inFeatures : outFeatures;
         if (l.Length != length)
@@ -35,73 +37,53 @@ public sealed class Ia3Layer : ILinearTuner
         IsFeedforward = isFeedforward;
         L = new Parameter(Ia3AdapterFile.Key(modulePath), isFeedforward ? [1, inFeatures] : [outFeatures, 1], l);
         Parameters = [L];
+        _backend = backend;
+        _scaledInput = _unscaledOutput = backend.Allocate(0, 0);
     }
 
     /// <summary>PEFT's init_ia3_weights: every entry 1, so the new layer leaves the Linear as it was.</summary>
-    public static Ia3Layer CreateNew(string modulePath, int inFeatures, int outFeatures, bool isFeedforward) =>
-        new(modulePath, inFeatures, outFeatures, isFeedforward, Enumerable.Repeat(1f, isFeedforward ? inFeatures : outFeatures).ToArray());
+    public static Ia3Layer CreateNew(string modulePath, int inFeatures, int outFeatures, bool isFeedforward, IComputeBackend backend) =>
+        new(modulePath, inFeatures, outFeatures, isFeedforward, Enumerable.Repeat(1f, isFeedforward ? inFeatures : outFeatures).ToArray(), backend);
 
     public bool TransformsInput => IsFeedforward;
 
     public bool TransformsOutput => !IsFeedforward;
 
-    public float[] TransformInput(float[] x, int rows, TunerPass pass)
+    public Tensor TransformInput(Tensor x, int rows, TunerPass pass)
     {
         int n = rows * InFeatures;
-        if (_scaledInput.Length != n) _scaledInput = new float[n];
-        for (int r = 0; r < rows; r++)
-            System.Numerics.Tensors.TensorPrimitives.Multiply(x.AsSpan(r * InFeatures, InFeatures), L.Data, _scaledInput.AsSpan(r * InFeatures, InFeatures));
+        if (_scaledInput.Length != n) _scaledInput = _backend.Allocate(rows, InFeatures);
+        _backend.ScaleColumns(x, rows, L.Data, _scaledInput);
         return _scaledInput;
     }
 
-    public void TransformInputBackward(float[] x, float[] dInput, int rows, float[] dx)
+    public void TransformInputBackward(Tensor x, Tensor dInput, int rows, Tensor dx)
     {
-        var grad = L.Grad;
-        for (int r = 0; r < rows; r++)
-        {
-            var xr = x.AsSpan(r * InFeatures, InFeatures);
-            var dr = dInput.AsSpan(r * InFeatures, InFeatures);
-            for (int i = 0; i < InFeatures; i++) grad[i] += xr[i] * dr[i];
-            System.Numerics.Tensors.TensorPrimitives.Multiply(dr, L.Data, dx.AsSpan(r * InFeatures, InFeatures));
-        }
+        _backend.AddColumnProducts(x, dInput, rows, L.Grad);
+        _backend.ScaleColumns(dInput, rows, L.Data, dx);
     }
 
-    public void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random)
+    public void Forward(Tensor x, int rows, Tensor y, TunerPass pass, SeededRandom? random)
     {
         if (IsFeedforward) return;
         int n = rows * OutFeatures;
         if (pass != TunerPass.Evaluate)
         {
-            if (_unscaledOutput.Length < n) _unscaledOutput = new float[n];
-            y.AsSpan(0, n).CopyTo(_unscaledOutput);
+            if (_unscaledOutput.Length < n) _unscaledOutput = _backend.Allocate(rows, OutFeatures);
+            _backend.CopyRows(y, 0, _unscaledOutput, 0, rows);
         }
-        for (int r = 0; r < rows; r++)
-        {
-            var yr = y.AsSpan(r * OutFeatures, OutFeatures);
-            System.Numerics.Tensors.TensorPrimitives.Multiply(yr, L.Data, yr);
-        }
+        _backend.ScaleColumns(y, rows, L.Data, y);
     }
 
-    public void OutputGradient(float[] dy, int rows, float[] dyBefore)
-    {
-        for (int r = 0; r < rows; r++)
-            System.Numerics.Tensors.TensorPrimitives.Multiply(dy.AsSpan(r * OutFeatures, OutFeatures), L.Data, dyBefore.AsSpan(r * OutFeatures, OutFeatures));
-    }
+    public void OutputGradient(Tensor dy, int rows, Tensor dyBefore) => _backend.ScaleColumns(dy, rows, L.Data, dyBefore);
 
     /// <summary>Output side: dl = Σ over rows of (y before scaling) ⊙ dy; the input side's gradient comes from <see cref="TransformInputBackward"/>.</summary>
-    public void Backward(float[] x, float[] dy, int rows, float[]? dx)
+    public void Backward(Tensor x, Tensor dy, int rows, Tensor? dx)
     {
         if (IsFeedforward) return;
-        var grad = L.Grad;
-        for (int r = 0; r < rows; r++)
-        {
-            var yr = _unscaledOutput.AsSpan(r * OutFeatures, OutFeatures);
-            var dr = dy.AsSpan(r * OutFeatures, OutFeatures);
-            for (int o = 0; o < OutFeatures; o++) grad[o] += yr[o] * dr[o];
-        }
+        _backend.AddColumnProducts(_unscaledOutput, dy, rows, L.Grad);
     }
 
-    /// <summary>PEFT's IA3 merge: rows of W and the bias times l (output side), or columns of W times l (input side).</summary>
     public void MergeInto(float[] weight, float[]? bias) => Scale(weight, bias, L.Data);
 
     /// <summary>PEFT's unmerge: divides by l + 1e-8 (its guard against a zero entry), so it is exact only up to that and rounding.</summary>

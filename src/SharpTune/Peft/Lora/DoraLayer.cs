@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Numerics.Tensors;
+using Tensor = SharpTune.Engine.Tensor;
 using SharpTune.Engine;
 using SharpTune.Model;
 
@@ -33,11 +34,11 @@ public sealed unsafe class DoraLayer : ILinearTuner
     private float[] _normA = [], _normB = [];
     private readonly float[] _scale;
     /// <summary>s·B·A·x of the last forward; the backward reuses it as scratch.</summary>
-    private float[] _lora = [];
+    private Tensor _lora;
     /// <summary>(base(x) − bias + s·B·A·x) / norm of the last training forward: dL/dm = Σ over rows of dy times it.</summary>
-    private float[] _magnitudeInput = [];
+    private Tensor _magnitudeInput;
     /// <summary>dL/dx of the base term on the dropped-out input, before the mask (with lora_dropout only).</summary>
-    private float[] _dxDropped = [];
+    private Tensor _dxDropped;
     /// <summary>The row factors m / norm of the last <see cref="MergeInto"/>, which <see cref="UnmergeFrom"/> divides out.</summary>
     private float[]? _mergeFactors;
 
@@ -51,6 +52,7 @@ public sealed unsafe class DoraLayer : ILinearTuner
         _backend = backend;
         _norm = new float[lora.OutFeatures];
         _scale = new float[lora.OutFeatures];
+        _lora = _magnitudeInput = _dxDropped = backend.Allocate(0, 0);
     }
 
     /// <summary>
@@ -87,68 +89,50 @@ public sealed unsafe class DoraLayer : ILinearTuner
     /// With lora_dropout in a training pass PEFT's DoRA takes its base term from the dropped-out input,
     /// base = dropout(x)·Wᵀ, one more product with W; otherwise base = y − bias, the product already made.
     /// </summary>
-    public void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random)
+    public void Forward(Tensor x, int rows, Tensor y, TunerPass pass, SeededRandom? random)
     {
         RefreshNorm();
         int outFeatures = OutFeatures, n = rows * outFeatures;
-        if (_lora.Length < n) _lora = new float[n];
+        if (_lora.Length < n) _lora = _backend.Allocate(rows, outFeatures);
         bool keep = pass != TunerPass.Evaluate;
-        if (keep && _magnitudeInput.Length < n) _magnitudeInput = new float[n];
-        Array.Clear(_lora, 0, n);
+        if (keep && _magnitudeInput.Length < n) _magnitudeInput = _backend.Allocate(rows, outFeatures);
+        _backend.ClearRows(_lora, 0, rows);
         Lora.Forward(x, rows, _lora, pass, random);
         var m = Magnitude.Data;
         for (int o = 0; o < outFeatures; o++) _scale[o] = m[o] / _norm[o];
-        float[]? bias = _base!.Bias;
         bool dropped = DropsInput(pass);
-        if (dropped) _base.Multiply(Lora.DroppedInput(x), rows, _magnitudeInput);
-        for (int r = 0; r < rows; r++)
-        {
-            int row = r * outFeatures;
-            for (int o = 0; o < outFeatures; o++)
-            {
-                int i = row + o;
-                float baseResult = dropped ? _magnitudeInput[i] : bias is null ? y[i] : y[i] - bias[o];
-                if (keep) _magnitudeInput[i] = (baseResult + _lora[i]) / _norm[o];
-                y[i] += (_scale[o] - 1f) * baseResult + _scale[o] * _lora[i];
-            }
-        }
+        if (dropped) _base!.Multiply(Lora.DroppedInput(x), rows, _magnitudeInput);
+        _backend.DoraCombine(y, _lora, dropped ? _magnitudeInput : null, _base!.Bias, rows, _scale, _norm, keep ? _magnitudeInput : null);
     }
 
-    public void Backward(float[] x, float[] dy, int rows, float[]? dx)
+    public void Backward(Tensor x, Tensor dy, int rows, Tensor? dx)
     {
-        int outFeatures = OutFeatures, n = rows * outFeatures;
+        int n = rows * OutFeatures;
         var scaled = _lora;
         // The LoRA product sees dy·g.
-        for (int r = 0; r < rows; r++)
-            TensorPrimitives.Multiply(dy.AsSpan(r * outFeatures, outFeatures), _scale, scaled.AsSpan(r * outFeatures, outFeatures));
+        _backend.ScaleColumns(dy, rows, _scale, scaled);
         Lora.Backward(x, scaled, rows, dx);
         // dL/dm = Σ_rows dy ⊙ (base + s·B·A·x) / norm (the norm detached).
-        TensorPrimitives.Multiply(dy.AsSpan(0, n), _magnitudeInput.AsSpan(0, n), _magnitudeInput.AsSpan(0, n));
+        _backend.Multiply(dy, _magnitudeInput, n, _magnitudeInput);
         _backend.ColumnSums(_magnitudeInput, rows, Magnitude.Grad);
         if (dx is null) return;
         // The base already passed dy·W; its term is scaled by g, so (g − 1)·dy goes through W as well (through the
         // dropout mask when the term took the dropped-out input).
-        for (int r = 0; r < rows; r++)
-        {
-            var row = scaled.AsSpan(r * outFeatures, outFeatures);
-            TensorPrimitives.Multiply(dy.AsSpan(r * outFeatures, outFeatures), _scale, row);
-            TensorPrimitives.Subtract(row, dy.AsSpan(r * outFeatures, outFeatures), row);
-        }
+        _backend.ScaleColumns(dy, rows, _scale, scaled);
+        _backend.Subtract(scaled, dy, n, scaled);
         if (Lora.Dropout == 0)
         {
             _base!.AddInputGradient(scaled, rows, dx);
             return;
         }
         int inputs = rows * InFeatures;
-        if (_dxDropped.Length < inputs) _dxDropped = new float[inputs];
-        var through = _dxDropped.AsSpan(0, inputs);
-        through.Clear();
+        if (_dxDropped.Length < inputs) _dxDropped = _backend.Allocate(rows, InFeatures);
+        _backend.ClearRows(_dxDropped, 0, rows);
         _base!.AddInputGradient(scaled, rows, _dxDropped);
-        TensorPrimitives.Multiply(through, Lora.DropoutMask.AsSpan(0, inputs), through);
-        TensorPrimitives.Add(dx.AsSpan(0, inputs), through, dx.AsSpan(0, inputs));
+        _backend.Multiply(_dxDropped, Lora.DropoutMask, inputs, _dxDropped);
+        _backend.Add(dx, _dxDropped, inputs);
     }
 
-    /// <summary>Whether this pass's base term is taken from the dropped-out input (training with lora_dropout).</summary>
     private bool DropsInput(TunerPass pass) => Lora.Dropout > 0 && pass != TunerPass.Evaluate;
 
     /// <summary>W' = (m / ‖W + s·B·A‖)·(W + s·B·A), each row scaled by its factor (PEFT's DoRA merge).</summary>

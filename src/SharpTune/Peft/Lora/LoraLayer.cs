@@ -28,7 +28,10 @@ public sealed unsafe class LoraLayer : ILinearTuner
     public bool Frozen { get; init; }
 
     private readonly IComputeBackend _backend;
-    private float[] _xa = [], _dxa = [], _mask = [], _dropped = [], _dxScratch = [];
+    // Backend tensors, empty until EnsureCapacity sizes them for a pass.
+    private Tensor _xa, _dxa, _mask, _dropped, _dxScratch;
+    /// <summary>Mask values a training pass draws on the host before each copy to the backend.</summary>
+    private const int MaskChunk = 4096;
     /// <summary>
     /// Bᵀ [r × out], refreshed by every training forward, so the backward's dy·B is a product of stored rows; an
     /// evaluation pass has no backward and leaves it alone.
@@ -55,6 +58,7 @@ public sealed unsafe class LoraLayer : ILinearTuner
         B = new Parameter(LoraAdapterFile.KeyB(modulePath), [outFeatures, rank], b);
         Parameters = [A, B];
         _backend = backend;
+        _xa = _dxa = _mask = _dropped = _dxScratch = backend.Allocate(0, 0);
     }
 
     /// <summary>
@@ -83,20 +87,28 @@ public sealed unsafe class LoraLayer : ILinearTuner
         return new LoraLayer(modulePath, rank, inFeatures, outFeatures, scaling, dropout, a, new float[outFeatures * rank], backend);
     }
 
-    public void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random)
+    public void Forward(Tensor x, int rows, Tensor y, TunerPass pass, SeededRandom? random)
     {
         EnsureCapacity(rows, pass);
-        float[] input = x;
+        Tensor input = x;
         if (Dropout > 0 && pass != TunerPass.Evaluate)
         {
             int n = rows * InFeatures;
             if (pass == TunerPass.Train)
             {
                 if (random is null) throw new ArgumentNullException(nameof(random), "a training pass with LoRA dropout needs a random generator");
+                // The mask is drawn on the host from the run's seeded generator and copied to the backend a chunk at
+                // a time, so no host copy of the whole mask is kept.
                 float keep = 1f / (1f - Dropout);
-                for (int i = 0; i < n; i++) _mask[i] = random.NextFloat() < Dropout ? 0f : keep;
+                Span<float> chunk = stackalloc float[MaskChunk];
+                for (int start = 0; start < n; start += MaskChunk)
+                {
+                    int length = Math.Min(MaskChunk, n - start);
+                    for (int i = 0; i < length; i++) chunk[i] = random.NextFloat() < Dropout ? 0f : keep;
+                    _backend.CopyFromHost(chunk[..length], _mask, start);
+                }
             }
-            System.Numerics.Tensors.TensorPrimitives.Multiply(x.AsSpan(0, n), _mask.AsSpan(0, n), _dropped.AsSpan(0, n));
+            _backend.Multiply(x, _mask, n, _dropped);
             input = _dropped;
         }
         if (pass != TunerPass.Evaluate)
@@ -107,47 +119,38 @@ public sealed unsafe class LoraLayer : ILinearTuner
                 for (int j = 0; j < Rank; j++) _bTransposed[j * OutFeatures + o] = b[o * Rank + j];
         }
         _backend.NarrowProduct(input, rows, InFeatures, A.Data, Rank, 1f, _xa);
-        fixed (float* pb = B.Data, pxa = _xa, py = y)
-            _backend.Gemm.Sgemm(false, true, rows, OutFeatures, Rank, Scaling, pxa, Rank, pb, Rank, 1f, py, OutFeatures);
+        _backend.MultiplyTransposed(_xa, rows, Rank, B.Data, OutFeatures, Scaling, 1f, y);
     }
 
-    public void Backward(float[] x, float[] dy, int rows, float[]? dx)
+    public void Backward(Tensor x, Tensor dy, int rows, Tensor? dx)
     {
-        float[] input = Dropout > 0 ? _dropped : x;
-        var kernel = _backend.Gemm;
-        fixed (float* px = input, pdy = dy, pa = A.Data, pxa = _xa, pdxa = _dxa)
+        Tensor input = Dropout > 0 ? _dropped : x;
+        _backend.NarrowProduct(dy, rows, OutFeatures, _bTransposed, Rank, Scaling, _dxa);
+        if (!Frozen)
         {
-            _backend.NarrowProduct(dy, rows, OutFeatures, _bTransposed, Rank, Scaling, _dxa);
-            if (!Frozen)
-                fixed (float* pda = A.Grad, pdb = B.Grad)
-                {
-                    kernel.Sgemm(true, false, OutFeatures, Rank, rows, Scaling, pdy, OutFeatures, pxa, Rank, 1f, pdb, Rank);
-                    kernel.Sgemm(true, false, Rank, InFeatures, rows, 1f, pdxa, Rank, px, InFeatures, 1f, pda, InFeatures);
-                }
-            if (dx is null) return;
-            if (Dropout == 0)
-            {
-                fixed (float* pdx = dx)
-                    kernel.Sgemm(false, false, rows, InFeatures, Rank, 1f, pdxa, Rank, pa, InFeatures, 1f, pdx, InFeatures);
-                return;
-            }
-            fixed (float* ps = _dxScratch)
-                kernel.Sgemm(false, false, rows, InFeatures, Rank, 1f, pdxa, Rank, pa, InFeatures, 0f, ps, InFeatures);
+            _backend.AddOuterProducts(dy, _xa, rows, OutFeatures, Rank, Scaling, B.Grad);
+            _backend.AddOuterProducts(_dxa, input, rows, Rank, InFeatures, 1f, A.Grad);
+        }
+        if (dx is null) return;
+        if (Dropout == 0)
+        {
+            _backend.Multiply(_dxa, rows, Rank, A.Data, InFeatures, 1f, 1f, dx);
+            return;
         }
         int n = rows * InFeatures;
-        var scratch = _dxScratch.AsSpan(0, n);
-        System.Numerics.Tensors.TensorPrimitives.Multiply(scratch, _mask.AsSpan(0, n), scratch);
-        System.Numerics.Tensors.TensorPrimitives.Add(dx.AsSpan(0, n), scratch, dx.AsSpan(0, n));
+        _backend.Multiply(_dxa, rows, Rank, A.Data, InFeatures, 1f, 0f, _dxScratch);
+        _backend.Multiply(_dxScratch, _mask, n, _dxScratch);
+        _backend.Add(dx, _dxScratch, n);
     }
 
     /// <summary>
     /// The input the last training or recomputing pass multiplied by A: x with its dropout mask applied, or x itself
     /// without dropout (DoRA's base term uses the same dropped-out input, as PEFT's does).
     /// </summary>
-    internal float[] DroppedInput(float[] x) => Dropout > 0 ? _dropped : x;
+    internal Tensor DroppedInput(Tensor x) => Dropout > 0 ? _dropped : x;
 
     /// <summary>The last training pass's dropout mask (0 or 1/(1 − p) per input value); only with dropout.</summary>
-    internal float[] DropoutMask => _mask;
+    internal Tensor DropoutMask => _mask;
 
     /// <summary>W += s · B · A in fp32, folding the layer into its Linear's weight [out × in]; the bias is unchanged.</summary>
     public void MergeInto(float[] weight, float[]? bias) => AddScaledProduct(weight, Scaling);
@@ -185,14 +188,15 @@ public sealed unsafe class LoraLayer : ILinearTuner
     private void EnsureCapacity(int rows, TunerPass pass)
     {
         var (lowRank, input) = CacheLengths(rows, Rank, InFeatures, Dropout);
-        if (_xa.Length < lowRank) _xa = new float[lowRank];
+        if (_xa.Length < lowRank) _xa = _backend.Allocate(rows, Rank);
         if (pass == TunerPass.Evaluate || _dxa.Length >= lowRank) return;
-        _dxa = new float[lowRank];
+        _dxa = _backend.Allocate(rows, Rank);
         if (input > 0)
         {
-            _mask = new float[input];
-            _dropped = new float[input];
-            _dxScratch = new float[input];
+            _mask = _backend.Allocate(rows, InFeatures);
+            _dropped = _backend.Allocate(rows, InFeatures);
+            _dxScratch = _backend.Allocate(rows, InFeatures);
         }
     }
+
 }

@@ -56,13 +56,13 @@ public sealed class MutatedInitLayer : ILinearTuner
         _initial = Frozen(LoraInitialization.Initial(Init, weight, OutFeatures, InFeatures, Lora.Rank, Lora.Scaling, ModulePath, _backend));
     }
 
-    public void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random)
+    public void Forward(Tensor x, int rows, Tensor y, TunerPass pass, SeededRandom? random)
     {
         Attached.Forward(x, rows, y, pass, random);
         Lora.Forward(x, rows, y, pass, random);
     }
 
-    public void Backward(float[] x, float[] dy, int rows, float[]? dx)
+    public void Backward(Tensor x, Tensor dy, int rows, Tensor? dx)
     {
         Attached.Backward(x, dy, rows, dx);
         Lora.Backward(x, dy, rows, dx);

@@ -55,11 +55,41 @@ internal sealed class EncoderLinear
 
     public IEnumerable<Parameter> Parameters => [Weight, Bias];
 
-    public void Forward(IComputeBackend backend, float[] x, int rows, float[] y) => backend.Linear(x, rows, Weight.Data, In, Out, Bias.Data, y);
+    public void Forward(IComputeBackend backend, float[] x, int rows, float[] y) => Product(backend, x, rows, Weight.Data, In, Out, Bias.Data, y);
 
     /// <summary>Accumulates the weight and bias gradients from dy and writes dL/dx into dx.</summary>
     public void Backward(IComputeBackend backend, float[] x, float[] dy, int rows, float[] dx) =>
-        backend.LinearBackward(x, dy, rows, Weight.Data, In, Out, Weight.Grad, Bias.Grad, dx, accumulate: false);
+        ProductBackward(backend, x, dy, rows, Weight.Data, In, Out, Weight.Grad, Bias.Grad, dx, accumulate: false);
+
+    // A prompt encoder turns parameters into parameters (the virtual tokens or prefixes, host arrays the decoder copies
+    // in) once per step, so its few rows live on the host like the optimizer's state; its products run on the backend,
+    // each input copied in and each result copied back.
+
+    /// <summary>y [rows × out] = x [rows × in] · weightᵀ (+ bias) on the backend, for host x and y.</summary>
+    public static void Product(IComputeBackend backend, float[] x, int rows, float[] weight, int inFeatures, int outFeatures, float[]? bias, float[] y)
+    {
+        var input = ToBackend(backend, x, rows, inFeatures);
+        var output = backend.Allocate(rows, outFeatures);
+        backend.Linear(input, rows, weight, inFeatures, outFeatures, bias, output);
+        backend.CopyToHost(output, 0, y.AsSpan(0, rows * outFeatures));
+    }
+
+    /// <summary>The backward of <see cref="Product"/> for host x, dy and dx (dx added to when accumulate).</summary>
+    public static void ProductBackward(IComputeBackend backend, float[] x, float[] dy, int rows, float[] weight, int inFeatures, int outFeatures,
+        float[] weightGrad, float[] biasGrad, float[] dx, bool accumulate)
+    {
+        var dInput = accumulate ? ToBackend(backend, dx, rows, inFeatures) : backend.Allocate(rows, inFeatures);
+        backend.LinearBackward(ToBackend(backend, x, rows, inFeatures), ToBackend(backend, dy, rows, outFeatures), rows, weight, inFeatures, outFeatures,
+            weightGrad, biasGrad, dInput, accumulate);
+        backend.CopyToHost(dInput, 0, dx.AsSpan(0, rows * inFeatures));
+    }
+
+    private static Tensor ToBackend(IComputeBackend backend, float[] values, int rows, int width)
+    {
+        var tensor = backend.Allocate(rows, width);
+        backend.CopyFromHost(values.AsSpan(0, rows * width), tensor, 0);
+        return tensor;
+    }
 }
 
 /// <summary>Elementwise activations of the prompt encoders and their backward through the saved outputs.</summary>
@@ -370,7 +400,7 @@ public sealed class LstmPromptEncoderTuner : IPromptLearningTuner
             {
                 int inputWidth = d.InputWeight.Shape[1];
                 // Every position's input product at once (with bias_ih), then the recurrence adds W_hh·h + bias_hh.
-                _backend.Linear(input, n, d.InputWeight.Data, inputWidth, 4 * h, d.InputBias.Data, d.Gates);
+                EncoderLinear.Product(_backend, input, n, d.InputWeight.Data, inputWidth, 4 * h, d.InputBias.Data, d.Gates);
                 int offset = d.Reverse ? h : 0;
                 for (int step = 0; step < n; step++)
                 {
@@ -471,7 +501,7 @@ public sealed class LstmPromptEncoderTuner : IPromptLearningTuner
                         }
                     }
                 }
-                _backend.LinearBackward(input, d.DGates, n, d.InputWeight.Data, d.InputWeight.Shape[1], 4 * h, d.InputWeight.Grad, d.InputBias.Grad,
+                EncoderLinear.ProductBackward(_backend, input, d.DGates, n, d.InputWeight.Data, d.InputWeight.Shape[1], 4 * h, d.InputWeight.Grad, d.InputBias.Grad,
                     dInput, accumulate: di == 1);
             }
             // The layer below's output was scaled by its dropout mask before it became this layer's input.

@@ -19,15 +19,15 @@ public sealed class BaseLinear(ModelTensor weight, ModelTensor? bias, IComputeBa
         else weight.Data.AsSpan(firstRow * InFeatures, count * InFeatures).CopyTo(destination);
     }
 
-    public void Multiply(float[] x, int rows, float[] y)
+    public void Multiply(Tensor x, int rows, Tensor y)
     {
-        if (weight.Frozen is { } frozen) frozen.MultiplyTransposed(x, rows, y);
+        if (weight.Frozen is { } frozen) backend.Linear(x, rows, frozen, bias: null, y);
         else backend.Linear(x, rows, weight.Data, InFeatures, OutFeatures, bias: null, y);
     }
 
-    public void AddInputGradient(float[] dy, int rows, float[] dx)
+    public void AddInputGradient(Tensor dy, int rows, Tensor dx)
     {
-        if (weight.Frozen is { } frozen) frozen.Multiply(dy, rows, dx, accumulate: true);
+        if (weight.Frozen is { } frozen) backend.LinearInputGradient(dy, rows, frozen, dx, accumulate: true);
         else backend.LinearBackward(dy, dy, rows, weight.Data, InFeatures, OutFeatures, weightGrad: null, biasGrad: null, dx, accumulate: true);
     }
 }

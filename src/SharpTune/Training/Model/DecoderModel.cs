@@ -473,31 +473,32 @@ public sealed class DecoderModel : IDisposable
     /// </summary>
     public KvCache CreateCache(int batch, int capacity)
     {
-        if (ActiveModelTuner is not { } tuner) return new(Config, batch, capacity);
+        if (ActiveModelTuner is not { } tuner) return new(Config, batch, capacity, Backend);
         int n = tuner.Tokens;
-        var cache = new KvCache(Config, batch, n + capacity) { Prefix = n };
+        var cache = new KvCache(Config, batch, n + capacity, Backend) { Prefix = n };
         tuner.Forward(TunerPass.Evaluate, null);
         var ones = Enumerable.Repeat((byte)1, batch * n).ToArray();
         var positions = Enumerable.Range(0, batch * n).Select(r => r % n).ToArray();
         if (tuner.VirtualTokens is { } virtualTokens)
         {
             var w = GenerationBuffersFor(batch * n);
-            for (int r = 0; r < batch * n; r++) Array.Copy(virtualTokens.Data, r % n * Config.HiddenSize, w.Residual.Data, r * Config.HiddenSize, Config.HiddenSize);
+            int h = Config.HiddenSize;
+            for (int r = 0; r < batch * n; r++) Backend.CopyFromHost(virtualTokens.Data.AsSpan(r % n * h, h), w.Residual, (long)r * h);
             RunLayers(w, positions, ones, batch, n, cache);
             return cache;
         }
         for (int b = 0; b < batch; b++) Array.Fill(cache.KeyMask, (byte)1, b * cache.Capacity, n);
-        var keys = new Tensor(batch * n, Config.KvWidth);
-        var values = new Tensor(batch * n, Config.KvWidth);
+        var keys = Backend.Allocate(batch * n, Config.KvWidth);
+        var values = Backend.Allocate(batch * n, Config.KvWidth);
         for (int l = 0; l < Layers.Length; l++)
         {
             var (k, v) = tuner.KeyValuePrefix(l)!.Value;
             for (int b = 0; b < batch; b++)
             {
-                k.Data.CopyTo(keys.Data, b * k.Length);
-                v.Data.CopyTo(values.Data, b * v.Length);
+                Backend.CopyFromHost(k.Data, keys, (long)b * k.Length);
+                Backend.CopyFromHost(v.Data, values, (long)b * v.Length);
             }
-            cache.Layers[l].Append(keys, values, n);
+            Backend.AppendToCache(cache.Layers[l], keys, values, n);
         }
         return cache;
     }
@@ -518,7 +519,7 @@ public sealed class DecoderModel : IDisposable
 
         var w = GenerationBuffersFor(rows);
         if (Embedding.Frozen is StoredMatrix stored) Backend.Embedding(stored.Matrix, ids, w.Residual);
-        else GatherEmbedding(ids, w.Residual.Data);
+        else GatherEmbedding(ids, w.Residual);
         if (cache.Prefix > 0)
         {
             var shifted = new int[rows];
@@ -526,12 +527,12 @@ public sealed class DecoderModel : IDisposable
             positions = shifted;
         }
         RunLayers(w, positions, mask, batch, newTokens, cache);
-        Backend.RmsNorm(w.Residual.Data, rows, FinalNorm.Data, Config.RmsNormEps, hidden.Data);
+        Backend.RmsNorm(w.Residual, rows, FinalNorm.Data, Config.RmsNormEps, hidden);
     }
 
     private GenerationBuffers GenerationBuffersFor(int rows)
     {
-        if (_generation is null || _generation.Rows < rows) _generation = new GenerationBuffers(Config, rows);
+        if (_generation is null || _generation.Rows < rows) _generation = new GenerationBuffers(Config, rows, Backend);
         return _generation;
     }
 
@@ -544,7 +545,7 @@ public sealed class DecoderModel : IDisposable
             mask.Slice(b * newTokens, newTokens).CopyTo(cache.KeyMask.AsSpan(b * cache.Capacity + cache.Length, newTokens));
         var shape = new AttentionShape(batch, newTokens, c.NumHeads, c.NumKvHeads, c.HeadDim);
         for (int l = 0; l < Layers.Length; l++)
-            LayerForward(Layers[l], l, w.Activations, w.Residual.Data, w.Residual.Data, w.Projected, w.Fused, w.SharedInput, rows, positions, shape,
+            LayerForward(Layers[l], l, w.Activations, w.Residual, w.Residual, w.Projected, w.Fused, w.SharedInput, rows, positions, shape,
                 layout: null, cache, TunerPass.Evaluate, null);
     }
 
@@ -556,9 +557,10 @@ public sealed class DecoderModel : IDisposable
 
     /// <summary>
     /// A full forward pass over a padded batch ([B][T] ids and attention mask), positions 0..T-1 in every row as
-    /// transformers uses when no position_ids are given. Returns last hidden states [B,T,H] and logits [B,T,V].
+    /// transformers uses when no position_ids are given. Returns last hidden states [B·T × H] and logits [B·T × V],
+    /// copied back to the host.
     /// </summary>
-    public (Tensor Hidden, Tensor Logits) Evaluate(int[][] inputIds, int[][] attentionMask)
+    public (float[] Hidden, float[] Logits) Evaluate(int[][] inputIds, int[][] attentionMask)
     {
         int batch = inputIds.Length;
         if (batch == 0) throw new ArgumentException("input_ids is empty");
@@ -579,11 +581,19 @@ public sealed class DecoderModel : IDisposable
                 mask[b * t + i] = (byte)m;
             }
         var cache = CreateCache(batch, t);
-        var hidden = new Tensor(batch, t, Config.HiddenSize);
+        var hidden = Backend.Allocate(batch * t, Config.HiddenSize);
         Forward(ids, positions, mask, batch, t, cache, hidden);
-        var logits = new Tensor(batch, t, Config.VocabSize);
+        var logits = Backend.Allocate(batch * t, Config.VocabSize);
         Logits(hidden, batch * t, logits);
-        return (hidden, logits);
+        return (ToHost(hidden, hidden.Length), ToHost(logits, logits.Length));
+    }
+
+    /// <summary>The first count values of a backend tensor, read back to the host.</summary>
+    private float[] ToHost(Tensor tensor, int count)
+    {
+        var values = new float[count];
+        Backend.CopyToHost(tensor, 0, values);
+        return values;
     }
 
     /// <summary>
@@ -606,7 +616,7 @@ public sealed class DecoderModel : IDisposable
     /// builds the buffers of one row, with the constructor a step uses, and scales the floats it allocated.
     /// </summary>
     public static long ActivationBytes(ModelConfig config, int rows, bool gradientCheckpointing) =>
-        sizeof(float) * rows * new Buffers(config, 1, gradientCheckpointing).AllocatedValues;
+        sizeof(float) * rows * new Buffers(config, 1, gradientCheckpointing, CpuBackend.CreateDefault()).AllocatedValues;
 
     /// <summary>Label rows per loss chunk, for a batch whose labels sit on <paramref name="labelRows"/> rows.</summary>
     public static int LossChunkRows(int labelRows, int vocab) => Math.Clamp(Math.Max(MinLossChunkRows, LossChunkFloats / vocab), 1, labelRows);
@@ -679,7 +689,7 @@ public sealed class DecoderModel : IDisposable
     {
         var b = Prepare(batch, PaddingFree);
         Forward(b, TunerPass.Evaluate, null);
-        return b.Layout.ToBatchRows(b.FinalNormed, Config.HiddenSize);
+        return b.Layout.ToBatchRows(ComputedFinalHidden(b), Config.HiddenSize);
     }
 
     /// <summary>The batch's SFT loss without dropout or gradients.</summary>
@@ -708,7 +718,7 @@ public sealed class DecoderModel : IDisposable
         var (labels, perToken, _) = LabelLogProbsAndBackward(batch, b, new SupervisedCrossEntropy(), 0f, backward: false);
         var sums = new double[batch.Batch];
         for (int i = 0; i < labels.Count; i++) sums[labels.Sequences[i]] += perToken[i];
-        return new LabelLogProbs(labels, perToken, sums, b.Layout.ToBatchRows(b.FinalNormed, Config.HiddenSize));
+        return new LabelLogProbs(labels, perToken, sums, b.Layout.ToBatchRows(ComputedFinalHidden(b), Config.HiddenSize));
     }
 
     /// <summary>
@@ -750,17 +760,17 @@ public sealed class DecoderModel : IDisposable
         // Every row, padding included: the checks compare all of them with transformers'.
         var b = Prepare(extended, paddingFree: false);
         Forward(b, TunerPass.Evaluate, null);
-        var logits = new float[(long)batch.Batch * t * Config.VocabSize];
+        var logits = Backend.Allocate(batch.Batch * t, Config.VocabSize);
         if (n == 0)
         {
             LmHeadForward(b.FinalNormed, batch.Batch * t, logits);
-            return logits;
+            return ToHost(logits, logits.Length);
         }
-        var hidden = new float[batch.Batch * t * Config.HiddenSize];
+        var hidden = Backend.Allocate(batch.Batch * t, Config.HiddenSize);
         for (int s = 0; s < batch.Batch; s++)
-            Array.Copy(b.FinalNormed, (s * (n + t) + n) * Config.HiddenSize, hidden, s * t * Config.HiddenSize, t * Config.HiddenSize);
+            Backend.CopyRows(b.FinalNormed, s * (n + t) + n, hidden, s * t, t);
         LmHeadForward(hidden, batch.Batch * t, logits);
-        return logits;
+        return ToHost(logits, logits.Length);
     }
 
     /// <summary>
@@ -799,6 +809,9 @@ public sealed class DecoderModel : IDisposable
             for (int i = 0; i < n; i++) row(layout.Row(s * layout.Length + i), i);
     }
 
+    /// <summary>The final normed hidden states of the computed rows [rows × hidden], read back for a host objective.</summary>
+    private float[] ComputedFinalHidden(Buffers b) => ToHost(b.FinalNormed, b.Layout.Rows * Config.HiddenSize);
+
     private Buffers Prepare(TrainingBatch batch, bool paddingFree)
     {
         foreach (int id in batch.InputIds)
@@ -810,7 +823,7 @@ public sealed class DecoderModel : IDisposable
                 throw new ArgumentException($"label {label} is outside the vocabulary (0..{Config.VocabSize - 1}) and is not -100");
         var layout = RowLayout.Of(batch, paddingFree);
         if (_buffers is null || _buffers.CapacityRows < layout.Rows)
-            _buffers = new Buffers(Config, layout.Rows, GradientCheckpointing);
+            _buffers = new Buffers(Config, layout.Rows, GradientCheckpointing, Backend);
         _buffers.Use(layout);
         return _buffers;
     }
@@ -824,7 +837,7 @@ public sealed class DecoderModel : IDisposable
         {
             GatherEmbedding(layout.Ids, b.LayerInputs[0]);
             if (ActiveModelTuner is { VirtualTokens: { } virtualTokens } tuner)
-                ForEachTunerRow(layout, tuner.Tokens, (row, i) => Array.Copy(virtualTokens.Data, i * h, b.LayerInputs[0], row * h, h));
+                ForEachTunerRow(layout, tuner.Tokens, (row, i) => Backend.CopyFromHost(virtualTokens.Data.AsSpan(i * h, h), b.LayerInputs[0], (long)row * h));
         }
         for (int l = 0; l < Layers.Length; l++)
             LayerForward(Layers[l], l, b.ActivationsOf(l), b.LayerInputs[l], b.LayerInputs[l + 1], b.Projected, b.Fused, b.SharedInput, rows, layout.Positions,
@@ -841,16 +854,13 @@ public sealed class DecoderModel : IDisposable
     /// cache and attends over it, and multiplies through <see cref="TrainableLinear.Generate"/>.
     /// </summary>
     /// <summary>dst row r = the embedding row of ids[r], read from the compact matrix or the fp32 one.</summary>
-    private void GatherEmbedding(ReadOnlySpan<int> ids, float[] dst)
+    private void GatherEmbedding(ReadOnlySpan<int> ids, Tensor dst)
     {
-        int h = Config.HiddenSize;
-        if (Embedding.Frozen is { } frozen)
-            for (int r = 0; r < ids.Length; r++) frozen.ReadRows(ids[r], 1, dst.AsSpan(r * h, h));
-        else
-            for (int r = 0; r < ids.Length; r++) Array.Copy(Embedding.Data, (long)ids[r] * h, dst, (long)r * h, h);
+        if (Embedding.Frozen is { } frozen) Backend.Embedding(frozen, ids, dst);
+        else Backend.Embedding(Embedding.Data, ids, dst);
     }
 
-    private void LayerForward(TrainableLayer layer, int index, LayerActivations a, float[] input, float[] output, Tensor projected,
+    private void LayerForward(TrainableLayer layer, int index, LayerActivations a, Tensor input, Tensor output, Tensor projected,
         Tensor?[] fused, Tensor?[] sharedScratch, int rows, ReadOnlySpan<int> positions, AttentionShape shape, RowLayout? layout, KvCache? cache, TunerPass pass, SeededRandom? random)
     {
         var c = Config;
@@ -858,7 +868,7 @@ public sealed class DecoderModel : IDisposable
         void Project(TrainableLinear linear, Tensor x, Tensor y)
         {
             if (cache is not null) linear.Generate(x, rows, y);
-            else linear.Forward(x.Data, rows, y.Data, pass, random);
+            else linear.Forward(x, rows, y, pass, random);
         }
         // x through the Linears computing the slots, each once: a fused Linear is one product into its scratch
         // (fused[its index]), whose columns are then split into its parts' outputs.
@@ -869,7 +879,7 @@ public sealed class DecoderModel : IDisposable
                 var ys = group.Slots.Select(s => Array.Find(outputs, o => o.Slot == s).Output).ToArray();
                 var scratch = sharedScratch[group.Index]!;
                 if (cache is not null) group.Generate(Backend, x, rows, ys, scratch);
-                else group.Forward(Backend, x.Data, rows, ys.Select(y => y.Data).ToArray(), scratch, pass, random);
+                else group.Forward(Backend, x, rows, ys, scratch, pass, random);
                 return;
             }
             Span<bool> done = stackalloc bool[layer.Linears.Count];
@@ -884,57 +894,57 @@ public sealed class DecoderModel : IDisposable
                 var whole = fused[part.Index]!;
                 if (!done[part.Index]) Project(part.Linear, x, whole);
                 done[part.Index] = true;
-                Backend.CopyColumns(whole.Data, whole.RowWidth, part.Offset, y.Data, part.Width, 0, rows, part.Width);
+                Backend.CopyColumns(whole, part.Offset, y, 0, rows, part.Width);
             }
         }
 
         using (StepProfile.Measure(StepSection.NormsForward))
-            Backend.RmsNorm(input, rows, layer.InputNorm.Data, eps, a.Norm1.Data, a.Rms1);
+            Backend.RmsNorm(input, rows, layer.InputNorm.Data, eps, a.Norm1, a.Rms1);
         if (layer.QNorm is not null && layer.KNorm is not null)
         {
             ProjectParts(a.Norm1, (ProjectionSlot.Query, a.Query), (ProjectionSlot.Key, a.Key), (ProjectionSlot.Value, a.Value));
             using var norms = StepProfile.Measure(StepSection.NormsForward);
-            Backend.RmsNorm(a.Query.Data, rows * c.NumHeads, layer.QNorm.Data, eps, a.QueryRotated.Data, a.QueryRms);
-            Backend.RmsNorm(a.Key.Data, rows * c.NumKvHeads, layer.KNorm.Data, eps, a.KeyRotated.Data, a.KeyRms);
+            Backend.RmsNorm(a.Query, rows * c.NumHeads, layer.QNorm.Data, eps, a.QueryRotated, a.QueryRms);
+            Backend.RmsNorm(a.Key, rows * c.NumKvHeads, layer.KNorm.Data, eps, a.KeyRotated, a.KeyRms);
         }
         else
             ProjectParts(a.Norm1, (ProjectionSlot.Query, a.QueryRotated), (ProjectionSlot.Key, a.KeyRotated), (ProjectionSlot.Value, a.Value));
         using (StepProfile.Measure(StepSection.ElementwiseForward))
         {
-            Backend.Rope(a.QueryRotated.Data, rows, c.NumHeads, _rope, positions);
-            Backend.Rope(a.KeyRotated.Data, rows, c.NumKvHeads, _rope, positions);
+            Backend.Rope(a.QueryRotated, rows, c.NumHeads, _rope, positions);
+            Backend.Rope(a.KeyRotated, rows, c.NumKvHeads, _rope, positions);
         }
         if (cache is null && ActiveModelTuner?.KeyValuePrefix(index) is var (prefixKeys, prefixValues))
         {
             int kv = c.KvWidth;
             ForEachTunerRow(layout!, ActiveModelTuner!.Tokens, (row, i) =>
             {
-                Array.Copy(prefixKeys.Data, i * kv, a.KeyRotated.Data, row * kv, kv);
-                Array.Copy(prefixValues.Data, i * kv, a.Value.Data, row * kv, kv);
+                Backend.CopyFromHost(prefixKeys.Data.AsSpan(i * kv, kv), a.KeyRotated, (long)row * kv);
+                Backend.CopyFromHost(prefixValues.Data.AsSpan(i * kv, kv), a.Value, (long)row * kv);
             });
         }
         using (StepProfile.Measure(StepSection.AttentionForward))
         {
             if (cache is null)
-                Backend.AttentionForward(shape, layout!.Sequences, a.QueryRotated.Data, a.KeyRotated.Data, a.Value.Data, a.Attention.Data, a.LogSumExp!);
+                Backend.AttentionForward(shape, layout!.Sequences, a.QueryRotated, a.KeyRotated, a.Value, a.Attention, a.LogSumExp!);
             else
             {
-                cache.Layers[index].Append(a.KeyRotated, a.Value, shape.Time);
+                Backend.AppendToCache(cache.Layers[index], a.KeyRotated, a.Value, shape.Time);
                 Backend.Attention(a.QueryRotated, cache.Layers[index], shape.Batch, shape.Time, cache.KeyMask, cache.Capacity, a.Attention);
             }
         }
         ProjectParts(a.Attention, (ProjectionSlot.Output, projected));
         using (StepProfile.Measure(StepSection.ElementwiseForward))
-            Backend.Sum(input, projected.Data, rows * c.HiddenSize, a.Middle);
+            Backend.Sum(input, projected, rows * c.HiddenSize, a.Middle);
 
         using (StepProfile.Measure(StepSection.NormsForward))
-            Backend.RmsNorm(a.Middle, rows, layer.PostAttentionNorm.Data, eps, a.Norm2.Data, a.Rms2);
+            Backend.RmsNorm(a.Middle, rows, layer.PostAttentionNorm.Data, eps, a.Norm2, a.Rms2);
         ProjectParts(a.Norm2, (ProjectionSlot.Gate, a.Gate), (ProjectionSlot.Up, a.Up));
         using (StepProfile.Measure(StepSection.ElementwiseForward))
-            Backend.SiluMul(a.Gate.Data, a.Up.Data, rows * c.IntermediateSize, a.Activation.Data);
+            Backend.SiluMul(a.Gate, a.Up, rows * c.IntermediateSize, a.Activation);
         ProjectParts(a.Activation, (ProjectionSlot.Down, projected));
         using (StepProfile.Measure(StepSection.ElementwiseForward))
-            Backend.Sum(a.Middle, projected.Data, rows * c.HiddenSize, output);
+            Backend.Sum(a.Middle, projected, rows * c.HiddenSize, output);
     }
 
     /// <summary>
@@ -961,8 +971,10 @@ public sealed class DecoderModel : IDisposable
         void ApplyHiddenObjective()
         {
             var dHidden = new float[(long)batch.Batch * batch.Length * h];
-            hiddenObjective!.Apply(batch, layout.ToBatchRows(b.FinalNormed, h), gradScale, dHidden);
-            layout.FromBatchRows(dHidden, h, b.DResidual);
+            hiddenObjective!.Apply(batch, layout.ToBatchRows(ComputedFinalHidden(b), h), gradScale, dHidden);
+            var dComputed = new float[rows * h];
+            layout.FromBatchRows(dHidden, h, dComputed);
+            Backend.CopyFromHost(dComputed, b.DResidual, 0);
         }
         if (backward && hiddenObjective is not null && !hiddenAfterObserve) ApplyHiddenObjective();
         if (count == 0)
@@ -972,7 +984,7 @@ public sealed class DecoderModel : IDisposable
         }
         objective!.Begin(labels, gradScale);
         var lossScope = StepProfile.Measure(StepSection.LmHeadAndLoss);
-        if (backward && hiddenObjective is null) Array.Clear(b.DResidual, 0, rows * h);
+        if (backward && hiddenObjective is null) Backend.ClearRows(b.DResidual, 0, rows);
         int chunk = LossChunkRows(count, v);
         if (b.ChunkLogits.Length < (long)chunk * v)
             b.AllocateLossChunk(chunk, h, v);
@@ -984,28 +996,24 @@ public sealed class DecoderModel : IDisposable
             // objective's gradient on these rows must not be scaled with them: a second pass below.
             bool scaleAfterwards = backward && !LmHead.IsTrainable && hiddenObjective is null;
             var meanLogits = new double[count];
+            var rowSums = new float[chunk];
             for (int start = 0; start < count; start += chunk)
             {
                 int n = Math.Min(chunk, count - start);
-                for (int i = 0; i < n; i++)
-                    Array.Copy(b.FinalNormed, labelRows[start + i] * h, b.ChunkHidden, i * h, h);
+                for (int i = 0; i < n; i++) Backend.CopyRows(b.FinalNormed, labelRows[start + i], b.ChunkHidden, i, 1);
                 LmHeadForward(b.ChunkHidden, n, b.ChunkLogits);
-                for (int i = 0; i < n; i++) meanLogits[start + i] = (double)System.Numerics.Tensors.TensorPrimitives.Sum(b.ChunkLogits.AsSpan(i * v, v)) / v;
+                Backend.RowSums(b.ChunkLogits, rowSums.AsSpan(0, n));
+                for (int i = 0; i < n; i++) meanLogits[start + i] = (double)rowSums[i] / v;
                 Backend.LabelLogProbs(b.ChunkLogits, n, v, labels.Targets, start, logProbs, scaleAfterwards ? UnitGradient : null);
                 if (!scaleAfterwards) continue;
                 LmHeadBackward(b.ChunkHidden, b.ChunkLogits, n, b.ChunkDHidden);
-                for (int i = 0; i < n; i++)
-                    Array.Copy(b.ChunkDHidden, i * h, b.DResidual, labelRows[start + i] * h, h);
+                for (int i = 0; i < n; i++) Backend.CopyRows(b.ChunkDHidden, i, b.DResidual, labelRows[start + i], 1);
             }
             objective.Observe(logProbs, meanLogits);
             if (hiddenAfterObserve) ApplyHiddenObjective();
             if (scaleAfterwards)
             {
-                for (int i = 0; i < count; i++)
-                {
-                    var row = b.DResidual.AsSpan(labelRows[i] * h, h);
-                    System.Numerics.Tensors.TensorPrimitives.Multiply(row, objective.Gradient(i, logProbs[i]), row);
-                }
+                for (int i = 0; i < count; i++) Backend.ScaleRows(b.DResidual, labelRows[i], 1, objective.Gradient(i, logProbs[i]));
                 lossScope.Dispose();
                 Backward(b);
                 return (labels, logProbs, objective.Loss(logProbs));
@@ -1019,16 +1027,13 @@ public sealed class DecoderModel : IDisposable
         for (int start = 0; start < count; start += chunk)
         {
             int n = Math.Min(chunk, count - start);
-            for (int i = 0; i < n; i++)
-                Array.Copy(b.FinalNormed, labelRows[start + i] * h, b.ChunkHidden, i * h, h);
+            for (int i = 0; i < n; i++) Backend.CopyRows(b.FinalNormed, labelRows[start + i], b.ChunkHidden, i, 1);
             LmHeadForward(b.ChunkHidden, n, b.ChunkLogits);
             Backend.LabelLogProbs(b.ChunkLogits, n, v, labels.Targets, start, logProbs, backward ? objective.Gradient : null);
             if (!backward) continue;
             LmHeadBackward(b.ChunkHidden, b.ChunkLogits, n, b.ChunkDHidden);
             // Added, not copied: a hidden-state objective may already have put its gradient on these rows.
-            for (int i = 0; i < n; i++)
-                System.Numerics.Tensors.TensorPrimitives.Add(b.DResidual.AsSpan(labelRows[start + i] * h, h), b.ChunkDHidden.AsSpan(i * h, h),
-                    b.DResidual.AsSpan(labelRows[start + i] * h, h));
+            for (int i = 0; i < n; i++) Backend.AddRows(b.ChunkDHidden, i, b.DResidual, labelRows[start + i], 1);
         }
         lossScope.Dispose();
         if (backward) Backward(b);
@@ -1039,16 +1044,16 @@ public sealed class DecoderModel : IDisposable
     private static readonly Func<int, double, float> UnitGradient = (_, _) => 1f;
 
     /// <summary>logits [n × vocab] = hidden [n × h] · lm_headᵀ.</summary>
-    private void LmHeadForward(float[] hidden, int n, float[] logits)
+    private void LmHeadForward(Tensor hidden, int n, Tensor logits)
     {
-        if (LmHead.Frozen is { } frozen) frozen.MultiplyTransposed(hidden, n, logits);
+        if (LmHead.Frozen is { } frozen) Backend.Linear(hidden, n, frozen, null, logits);
         else Backend.Linear(hidden, n, LmHead.Data, Config.HiddenSize, Config.VocabSize, null, logits);
     }
 
     /// <summary>dHidden [n × h] = dLogits · lm_head, and lm_head's gradient += dLogitsᵀ · hidden when it is trained.</summary>
-    private void LmHeadBackward(float[] hidden, float[] dLogits, int n, float[] dHidden)
+    private void LmHeadBackward(Tensor hidden, Tensor dLogits, int n, Tensor dHidden)
     {
-        if (LmHead.Frozen is { } frozen) frozen.Multiply(dLogits, n, dHidden, accumulate: false);
+        if (LmHead.Frozen is { } frozen) Backend.LinearInputGradient(dLogits, n, frozen, dHidden, accumulate: false);
         else Backend.LinearBackward(hidden, dLogits, n, LmHead.Data, Config.HiddenSize, Config.VocabSize, LmHead.Grad, null, dHidden, accumulate: false);
     }
 
@@ -1084,8 +1089,8 @@ public sealed class DecoderModel : IDisposable
             if (tuner.VirtualTokens is { } virtualTokens)
                 ForEachTunerRow(layout, tuner.Tokens, (row, i) =>
                 {
-                    System.Numerics.Tensors.TensorPrimitives.Add(virtualTokens.Grad.AsSpan(i * h, h), b.DResidual.AsSpan(row * h, h), virtualTokens.Grad.AsSpan(i * h, h));
-                    Array.Clear(b.DResidual, row * h, h);
+                    Backend.AddRowsToParameter(b.DResidual, row, virtualTokens.Grad, i, 1);
+                    Backend.ClearRows(b.DResidual, row, 1);
                 });
             tuner.Backward();
         }
@@ -1093,7 +1098,7 @@ public sealed class DecoderModel : IDisposable
     }
 
     /// <summary>dResidual: dL/d(layer output) in, dL/d(layer input) out (when needInputGrad).</summary>
-    private void LayerBackward(TrainableLayer layer, Buffers b, LayerActivations a, float[] input, bool needInputGrad)
+    private void LayerBackward(TrainableLayer layer, Buffers b, LayerActivations a, Tensor input, bool needInputGrad)
     {
         var c = Config;
         var layout = b.Layout;
@@ -1102,10 +1107,10 @@ public sealed class DecoderModel : IDisposable
         bool attentionNeedsGrad = needInputGrad || layer.AttentionTrainable || prefix is not null;
 
         // MLP half: output = middle + down(silu(gate(n2)) ⊙ up(n2)), n2 = norm(middle).
-        BackwardParts(layer, b.Fused, b.SharedInput, a.Activation.Data, rows, b.DActivation, accumulate: false, (ProjectionSlot.Down, b.DResidual));
+        BackwardParts(layer, b.Fused, b.SharedInput, a.Activation, rows, b.DActivation, accumulate: false, (ProjectionSlot.Down, b.DResidual));
         using (StepProfile.Measure(StepSection.ElementwiseBackward))
-            Backend.SiluMulBackward(a.Gate.Data, a.Up.Data, b.DActivation, rows * c.IntermediateSize, b.DGate, b.DUp);
-        BackwardParts(layer, b.Fused, b.SharedInput, a.Norm2.Data, rows, b.DNormed, accumulate: false, (ProjectionSlot.Gate, b.DGate), (ProjectionSlot.Up, b.DUp));
+            Backend.SiluMulBackward(a.Gate, a.Up, b.DActivation, rows * c.IntermediateSize, b.DGate, b.DUp);
+        BackwardParts(layer, b.Fused, b.SharedInput, a.Norm2, rows, b.DNormed, accumulate: false, (ProjectionSlot.Gate, b.DGate), (ProjectionSlot.Up, b.DUp));
         using (StepProfile.Measure(StepSection.NormsBackward))
             Backend.RmsNormBackward(a.Middle, b.DNormed, rows, layer.PostAttentionNorm.Data, a.Rms2!,
                 attentionNeedsGrad ? b.DNormed : null, layer.PostAttentionNorm.Grad);
@@ -1114,9 +1119,9 @@ public sealed class DecoderModel : IDisposable
             Backend.Add(b.DResidual, b.DNormed, rows * c.HiddenSize);
 
         // Attention half: middle = input + o(attention(rope(q), rope(k), v)), q/k/v from n1 = norm(input).
-        BackwardParts(layer, b.Fused, b.SharedInput, a.Attention.Data, rows, b.DAttention, accumulate: false, (ProjectionSlot.Output, b.DResidual));
+        BackwardParts(layer, b.Fused, b.SharedInput, a.Attention, rows, b.DAttention, accumulate: false, (ProjectionSlot.Output, b.DResidual));
         using (StepProfile.Measure(StepSection.AttentionBackward))
-            Backend.AttentionBackward(b.Shape, layout.Sequences, a.QueryRotated.Data, a.KeyRotated.Data, a.Value.Data, a.Attention.Data, a.LogSumExp!,
+            Backend.AttentionBackward(b.Shape, layout.Sequences, a.QueryRotated, a.KeyRotated, a.Value, a.Attention, a.LogSumExp!,
                 b.DAttention, b.DQuery, b.DKey, b.DValue, b.DKeyPerHead, b.DValuePerHead);
         if (prefix is var (prefixKeys, prefixValues))
         {
@@ -1125,10 +1130,10 @@ public sealed class DecoderModel : IDisposable
             int kv = c.KvWidth;
             ForEachTunerRow(layout, ActiveModelTuner!.Tokens, (row, i) =>
             {
-                System.Numerics.Tensors.TensorPrimitives.Add(prefixKeys.Grad.AsSpan(i * kv, kv), b.DKey.AsSpan(row * kv, kv), prefixKeys.Grad.AsSpan(i * kv, kv));
-                System.Numerics.Tensors.TensorPrimitives.Add(prefixValues.Grad.AsSpan(i * kv, kv), b.DValue.AsSpan(row * kv, kv), prefixValues.Grad.AsSpan(i * kv, kv));
-                Array.Clear(b.DKey, row * kv, kv);
-                Array.Clear(b.DValue, row * kv, kv);
+                Backend.AddRowsToParameter(b.DKey, row, prefixKeys.Grad, i, 1);
+                Backend.AddRowsToParameter(b.DValue, row, prefixValues.Grad, i, 1);
+                Backend.ClearRows(b.DKey, row, 1);
+                Backend.ClearRows(b.DValue, row, 1);
             });
         }
         using (StepProfile.Measure(StepSection.ElementwiseBackward))
@@ -1139,12 +1144,12 @@ public sealed class DecoderModel : IDisposable
         if (layer.QNorm is not null && layer.KNorm is not null)
         {
             using var norms = StepProfile.Measure(StepSection.NormsBackward);
-            Backend.RmsNormBackward(a.Query.Data, b.DQuery, rows * c.NumHeads, layer.QNorm.Data, a.QueryRms!, b.DQuery, layer.QNorm.Grad);
-            Backend.RmsNormBackward(a.Key.Data, b.DKey, rows * c.NumKvHeads, layer.KNorm.Data, a.KeyRms!, b.DKey, layer.KNorm.Grad);
+            Backend.RmsNormBackward(a.Query, b.DQuery, rows * c.NumHeads, layer.QNorm.Data, a.QueryRms!, b.DQuery, layer.QNorm.Grad);
+            Backend.RmsNormBackward(a.Key, b.DKey, rows * c.NumKvHeads, layer.KNorm.Data, a.KeyRms!, b.DKey, layer.KNorm.Grad);
         }
         bool needNormGrad = needInputGrad || layer.InputNorm.IsTrainable;
-        float[]? dNormed = needNormGrad ? b.DNormed : null;
-        BackwardParts(layer, b.Fused, b.SharedInput, a.Norm1.Data, rows, dNormed, accumulate: false,
+        Tensor? dNormed = needNormGrad ? b.DNormed : null;
+        BackwardParts(layer, b.Fused, b.SharedInput, a.Norm1, rows, dNormed, accumulate: false,
             (ProjectionSlot.Query, b.DQuery), (ProjectionSlot.Key, b.DKey), (ProjectionSlot.Value, b.DValue));
         if (!needNormGrad) return;
         using (StepProfile.Measure(StepSection.NormsBackward))
@@ -1160,8 +1165,8 @@ public sealed class DecoderModel : IDisposable
     /// parts' gradients are gathered into its scratch (fused[its index]) for one backward. dL/dx goes to dx (the first
     /// Linear's added when accumulate, the others' always added) unless dx is null.
     /// </summary>
-    private void BackwardParts(TrainableLayer layer, Tensor?[] fused, Tensor?[] sharedScratch, float[] x, int rows, float[]? dx, bool accumulate,
-        params (ProjectionSlot Slot, float[] Gradient)[] gradients)
+    private void BackwardParts(TrainableLayer layer, Tensor?[] fused, Tensor?[] sharedScratch, Tensor x, int rows, Tensor? dx, bool accumulate,
+        params (ProjectionSlot Slot, Tensor Gradient)[] gradients)
     {
         if (FuseSharedInputs && layer.SharedInput(gradients[0].Slot) is { Fusable: true } group)
         {
@@ -1175,14 +1180,14 @@ public sealed class DecoderModel : IDisposable
             var part = layer.Projections[slot];
             if (done[part.Index]) continue;
             done[part.Index] = true;
-            float[] linearDy = dy;
+            Tensor linearDy = dy;
             if (part.IsFused)
             {
                 var whole = fused[part.Index]!;
                 foreach (var (otherSlot, other) in layer.Projections)
                     if (other.Index == part.Index)
-                        Backend.CopyColumns(Array.Find(gradients, g => g.Slot == otherSlot).Gradient, other.Width, 0, whole.Data, whole.RowWidth, other.Offset, rows, other.Width);
-                linearDy = whole.Data;
+                        Backend.CopyColumns(Array.Find(gradients, g => g.Slot == otherSlot).Gradient, 0, whole, other.Offset, rows, other.Width);
+                linearDy = whole;
             }
             part.Linear.Backward(x, linearDy, rows, dx, accumulate);
             accumulate = true;
@@ -1190,50 +1195,50 @@ public sealed class DecoderModel : IDisposable
     }
 
     /// <summary>
-    /// The activations of one layer's forward: in training, what its backward needs, each in a buffer of its own; in
-    /// generation, views that share the few buffers a forward needs, with nothing kept for a backward.
+    /// The activations of one layer's forward, backend tensors: in training, what its backward needs, each in a buffer
+    /// of its own; in generation, views that share the few buffers a forward needs, with nothing kept for a backward.
     /// </summary>
     private sealed class LayerActivations
     {
         public readonly Tensor Norm1;
-        public readonly float[]? Rms1;
+        public readonly Tensor? Rms1;
         /// <summary>q/k projections before Qwen3's q/k norm (unused without it).</summary>
         public readonly Tensor Query;
         public readonly Tensor Key;
-        public readonly float[]? QueryRms;
-        public readonly float[]? KeyRms;
+        public readonly Tensor? QueryRms;
+        public readonly Tensor? KeyRms;
         public readonly Tensor QueryRotated;
         public readonly Tensor KeyRotated;
         public readonly Tensor Value;
-        public readonly float[]? LogSumExp;
+        public readonly Tensor? LogSumExp;
         public readonly Tensor Attention;
-        public readonly float[] Middle;
+        public readonly Tensor Middle;
         public readonly Tensor Norm2;
-        public readonly float[]? Rms2;
+        public readonly Tensor? Rms2;
         public readonly Tensor Gate;
         public readonly Tensor Up;
         public readonly Tensor Activation;
 
         /// <summary>Training: every activation in its own buffer of <paramref name="rows"/> rows.</summary>
-        public LayerActivations(ModelConfig c, int rows)
+        public LayerActivations(ModelConfig c, int rows, IComputeBackend backend)
         {
-            Norm1 = new Tensor(rows, c.HiddenSize);
-            Rms1 = new float[rows];
-            Query = new Tensor(c.HasQkNorm ? rows : 0, c.QueryWidth);
-            Key = new Tensor(c.HasQkNorm ? rows : 0, c.KvWidth);
-            QueryRms = c.HasQkNorm ? new float[rows * c.NumHeads] : [];
-            KeyRms = c.HasQkNorm ? new float[rows * c.NumKvHeads] : [];
-            QueryRotated = new Tensor(rows, c.QueryWidth);
-            KeyRotated = new Tensor(rows, c.KvWidth);
-            Value = new Tensor(rows, c.KvWidth);
-            LogSumExp = new float[rows * c.NumHeads];
-            Attention = new Tensor(rows, c.QueryWidth);
-            Middle = new float[rows * c.HiddenSize];
-            Norm2 = new Tensor(rows, c.HiddenSize);
-            Rms2 = new float[rows];
-            Gate = new Tensor(rows, c.IntermediateSize);
-            Up = new Tensor(rows, c.IntermediateSize);
-            Activation = new Tensor(rows, c.IntermediateSize);
+            Norm1 = backend.Allocate(rows, c.HiddenSize);
+            Rms1 = backend.Allocate(rows);
+            Query = backend.Allocate(c.HasQkNorm ? rows : 0, c.QueryWidth);
+            Key = backend.Allocate(c.HasQkNorm ? rows : 0, c.KvWidth);
+            QueryRms = backend.Allocate(c.HasQkNorm ? rows : 0, c.NumHeads);
+            KeyRms = backend.Allocate(c.HasQkNorm ? rows : 0, c.NumKvHeads);
+            QueryRotated = backend.Allocate(rows, c.QueryWidth);
+            KeyRotated = backend.Allocate(rows, c.KvWidth);
+            Value = backend.Allocate(rows, c.KvWidth);
+            LogSumExp = backend.Allocate(rows, c.NumHeads);
+            Attention = backend.Allocate(rows, c.QueryWidth);
+            Middle = backend.Allocate(rows, c.HiddenSize);
+            Norm2 = backend.Allocate(rows, c.HiddenSize);
+            Rms2 = backend.Allocate(rows);
+            Gate = backend.Allocate(rows, c.IntermediateSize);
+            Up = backend.Allocate(rows, c.IntermediateSize);
+            Activation = backend.Allocate(rows, c.IntermediateSize);
         }
 
         /// <summary>
@@ -1247,15 +1252,15 @@ public sealed class DecoderModel : IDisposable
             Key = KeyRotated = w.Key;
             Value = w.Value;
             Attention = w.Attention;
-            Middle = w.Residual.Data;
+            Middle = w.Residual;
             Gate = Activation = w.Gate;
             Up = w.Up;
         }
     }
 
     /// <summary>Per Linear of a layer (declaration order), [rows × its output] for a fused one, null for the others.</summary>
-    private static Tensor?[] FusedScratch(ModelConfig c, int rows) =>
-        c.Description.Linears.Select(l => l.IsFused ? new Tensor(rows, DecoderArchitecture.Shape(c, l).Out) : null).ToArray();
+    private static Tensor?[] FusedScratch(ModelConfig c, int rows, IComputeBackend backend) =>
+        c.Description.Linears.Select(l => l.IsFused ? backend.Allocate(rows, DecoderArchitecture.Shape(c, l).Out) : null).ToArray();
 
     /// <summary>The buffers of a generation forward, sized for a number of rows and reused while it suffices.</summary>
     private sealed class GenerationBuffers
@@ -1276,29 +1281,29 @@ public sealed class DecoderModel : IDisposable
         public Tensor Up { get; }
         public LayerActivations Activations { get; }
 
-        public GenerationBuffers(ModelConfig c, int rows)
+        public GenerationBuffers(ModelConfig c, int rows, IComputeBackend backend)
         {
             Rows = rows;
-            Residual = new Tensor(rows, c.HiddenSize);
-            Normed = new Tensor(rows, c.HiddenSize);
-            Query = new Tensor(rows, c.QueryWidth);
-            Key = new Tensor(rows, c.KvWidth);
-            Value = new Tensor(rows, c.KvWidth);
-            Attention = new Tensor(rows, c.QueryWidth);
-            Projected = new Tensor(rows, c.HiddenSize);
-            Fused = FusedScratch(c, rows);
-            SharedInput = SharedInputLinears.Scratch(c, rows);
-            Gate = new Tensor(rows, c.IntermediateSize);
-            Up = new Tensor(rows, c.IntermediateSize);
+            Residual = backend.Allocate(rows, c.HiddenSize);
+            Normed = backend.Allocate(rows, c.HiddenSize);
+            Query = backend.Allocate(rows, c.QueryWidth);
+            Key = backend.Allocate(rows, c.KvWidth);
+            Value = backend.Allocate(rows, c.KvWidth);
+            Attention = backend.Allocate(rows, c.QueryWidth);
+            Projected = backend.Allocate(rows, c.HiddenSize);
+            Fused = FusedScratch(c, rows, backend);
+            SharedInput = SharedInputLinears.Scratch(c, rows, backend);
+            Gate = backend.Allocate(rows, c.IntermediateSize);
+            Up = backend.Allocate(rows, c.IntermediateSize);
             Activations = new LayerActivations(this);
         }
     }
 
     /// <summary>
-    /// Every buffer of a training step, sized up front for a number of rows (batch × length) and reused by every batch
-    /// that fits: each layer's input, the per-layer activations (one shared set under gradient checkpointing), and the
-    /// gradient buffers. Kernels address rows from the start of a buffer, so a smaller batch uses a prefix; the rows
-    /// are those of the batch's <see cref="RowLayout"/>.
+    /// Every buffer of a training step, allocated by the backend up front for a number of rows (batch × length) and
+    /// reused by every batch that fits: each layer's input, the per-layer activations (one shared set under gradient
+    /// checkpointing), the gradient buffers and the loss chunk's. Kernels address rows from the start of a buffer, so a
+    /// smaller batch uses a prefix; the rows are those of the batch's <see cref="RowLayout"/>.
     /// </summary>
     private sealed class Buffers
     {
@@ -1306,53 +1311,56 @@ public sealed class DecoderModel : IDisposable
         public int CapacityRows { get; }
         public AttentionShape Shape { get; private set; }
         public RowLayout Layout { get; private set; } = null!;
-        public float[][] LayerInputs { get; }
-        public float[] FinalNormed { get; }
-        public float[] FinalRms { get; }
+        public Tensor[] LayerInputs { get; }
+        public Tensor FinalNormed { get; }
+        public Tensor FinalRms { get; }
         public Tensor Projected { get; }
         /// <summary>Per Linear of a layer, a fused one's whole output in the forward and its gradient in the backward (null for the others).</summary>
         public Tensor?[] Fused { get; }
         /// <summary>Per group of Linears reading one input, their stacked product in the forward and its gradient in the backward.</summary>
         public Tensor?[] SharedInput { get; }
-        public float[] DResidual { get; }
-        public float[] DNormed { get; }
-        public float[] DAttention { get; }
-        public float[] DQuery { get; }
-        public float[] DKey { get; }
-        public float[] DValue { get; }
-        public float[] DKeyPerHead { get; }
-        public float[] DValuePerHead { get; }
-        public float[] DGate { get; }
-        public float[] DUp { get; }
-        public float[] DActivation { get; }
-        public float[] ChunkHidden { get; private set; } = [];
-        public float[] ChunkLogits { get; private set; } = [];
-        public float[] ChunkDHidden { get; private set; } = [];
+        public Tensor DResidual { get; }
+        public Tensor DNormed { get; }
+        public Tensor DAttention { get; }
+        public Tensor DQuery { get; }
+        public Tensor DKey { get; }
+        public Tensor DValue { get; }
+        public Tensor DKeyPerHead { get; }
+        public Tensor DValuePerHead { get; }
+        public Tensor DGate { get; }
+        public Tensor DUp { get; }
+        public Tensor DActivation { get; }
+        public Tensor ChunkHidden { get; private set; }
+        public Tensor ChunkLogits { get; private set; }
+        public Tensor ChunkDHidden { get; private set; }
 
         private readonly ModelConfig _config;
+        private readonly IComputeBackend _backend;
 
-        public Buffers(ModelConfig c, int rows, bool checkpointing)
+        public Buffers(ModelConfig c, int rows, bool checkpointing, IComputeBackend backend)
         {
             _config = c;
+            _backend = backend;
             CapacityRows = rows;
-            LayerInputs = Enumerable.Range(0, c.NumLayers + 1).Select(_ => new float[rows * c.HiddenSize]).ToArray();
-            _activations = Enumerable.Range(0, checkpointing ? 1 : c.NumLayers).Select(_ => new LayerActivations(c, rows)).ToArray();
-            FinalNormed = new float[rows * c.HiddenSize];
-            FinalRms = new float[rows];
-            Projected = new Tensor(rows, c.HiddenSize);
-            Fused = FusedScratch(c, rows);
-            SharedInput = SharedInputLinears.Scratch(c, rows);
-            DResidual = new float[rows * c.HiddenSize];
-            DNormed = new float[rows * c.HiddenSize];
-            DAttention = new float[rows * c.QueryWidth];
-            DQuery = new float[rows * c.QueryWidth];
-            DKey = new float[rows * c.KvWidth];
-            DValue = new float[rows * c.KvWidth];
-            DKeyPerHead = new float[rows * c.QueryWidth];
-            DValuePerHead = new float[rows * c.QueryWidth];
-            DGate = new float[rows * c.IntermediateSize];
-            DUp = new float[rows * c.IntermediateSize];
-            DActivation = new float[rows * c.IntermediateSize];
+            LayerInputs = Enumerable.Range(0, c.NumLayers + 1).Select(_ => backend.Allocate(rows, c.HiddenSize)).ToArray();
+            _activations = Enumerable.Range(0, checkpointing ? 1 : c.NumLayers).Select(_ => new LayerActivations(c, rows, backend)).ToArray();
+            FinalNormed = backend.Allocate(rows, c.HiddenSize);
+            FinalRms = backend.Allocate(rows);
+            Projected = backend.Allocate(rows, c.HiddenSize);
+            Fused = FusedScratch(c, rows, backend);
+            SharedInput = SharedInputLinears.Scratch(c, rows, backend);
+            DResidual = backend.Allocate(rows, c.HiddenSize);
+            DNormed = backend.Allocate(rows, c.HiddenSize);
+            DAttention = backend.Allocate(rows, c.QueryWidth);
+            DQuery = backend.Allocate(rows, c.QueryWidth);
+            DKey = backend.Allocate(rows, c.KvWidth);
+            DValue = backend.Allocate(rows, c.KvWidth);
+            DKeyPerHead = backend.Allocate(rows, c.QueryWidth);
+            DValuePerHead = backend.Allocate(rows, c.QueryWidth);
+            DGate = backend.Allocate(rows, c.IntermediateSize);
+            DUp = backend.Allocate(rows, c.IntermediateSize);
+            DActivation = backend.Allocate(rows, c.IntermediateSize);
+            ChunkHidden = ChunkLogits = ChunkDHidden = backend.Allocate(0, c.HiddenSize);
         }
 
         public void Use(RowLayout layout)
@@ -1365,17 +1373,17 @@ public sealed class DecoderModel : IDisposable
 
         public void AllocateLossChunk(int rows, int hidden, int vocab)
         {
-            ChunkHidden = new float[rows * hidden];
-            ChunkLogits = new float[(long)rows * vocab];
-            ChunkDHidden = new float[rows * hidden];
+            ChunkHidden = _backend.Allocate(rows, hidden);
+            ChunkLogits = _backend.Allocate(rows, vocab);
+            ChunkDHidden = _backend.Allocate(rows, hidden);
         }
 
         /// <summary>Values <see cref="AllocateLossChunk"/> allocates.</summary>
         public static long LossChunkValues(int rows, int hidden, int vocab) => 2L * rows * hidden + (long)rows * vocab;
 
         /// <summary>
-        /// Values (4 bytes each: floats, and the int positions) held by every buffer of this object, found by walking
-        /// its fields, so that a buffer added later is counted without anyone remembering to.
+        /// Values (4 bytes each) held by every tensor of this object, found by walking its fields, so that a buffer
+        /// added later is counted without anyone remembering to.
         /// </summary>
         public long AllocatedValues => CountValues(this);
 
@@ -1383,11 +1391,8 @@ public sealed class DecoderModel : IDisposable
             owner.GetType().GetFields(System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Public)
                 .Sum(f => f.GetValue(owner) switch
                 {
-                    float[] floats => floats.LongLength,
-                    Tensor tensor => tensor.Data.LongLength,
-                    int[] ints => ints.LongLength,
-                    float[][] arrays => arrays.Sum(a => a.LongLength),
-                    Tensor[] tensors => tensors.Sum(t => t?.Data.LongLength ?? 0),
+                    Tensor tensor => tensor.Length,
+                    Tensor[] tensors => tensors.Sum(t => (long)(t?.Length ?? 0)),
                     LayerActivations[] sets => sets.Sum(CountValues),
                     _ => 0L,
                 });

@@ -50,11 +50,11 @@ public sealed class SharedInputLinears
     }
 
     /// <summary>Per group of <see cref="SlotGroups"/>, [rows × the parts' summed outputs] for one that <paramref name="c"/> declares, else null.</summary>
-    public static Tensor?[] Scratch(ModelConfig c, int rows)
+    public static Tensor?[] Scratch(ModelConfig c, int rows, IComputeBackend backend)
     {
         var scratch = new Tensor?[SlotGroups.Count];
         foreach (var (index, _, linears) in Declared(c.Description))
-            scratch[index] = new Tensor(rows, linears.Sum(l => DecoderArchitecture.Shape(c, l).Out));
+            scratch[index] = backend.Allocate(rows, linears.Sum(l => DecoderArchitecture.Shape(c, l).Out));
         return scratch;
     }
 
@@ -89,12 +89,12 @@ public sealed class SharedInputLinears
     }
 
     /// <summary>The training forward of every part: y_i = x·W_iᵀ (+ b_i) by one product, then each part's tuners.</summary>
-    public void Forward(IComputeBackend backend, float[] x, int rows, float[][] outputs, Tensor scratch, TunerPass pass, SeededRandom? random)
+    public void Forward(IComputeBackend backend, Tensor x, int rows, Tensor[] outputs, Tensor scratch, TunerPass pass, SeededRandom? random)
     {
         using (StepProfile.Measure(StepSection.ProjectionsForward))
         {
-            Stacked.MultiplyTransposed(x, rows, scratch.Data);
-            Split(backend, scratch.Data, rows, outputs);
+            backend.Linear(x, rows, Stacked, bias: null, scratch);
+            Split(backend, scratch, rows, outputs);
         }
         for (int i = 0; i < Parts.Count; i++) Parts[i].ForwardFromFrozenProduct(x, rows, outputs[i], pass, random);
     }
@@ -103,7 +103,7 @@ public sealed class SharedInputLinears
     public void Generate(IComputeBackend backend, Tensor x, int rows, Tensor[] outputs, Tensor scratch)
     {
         TrainableLinear.Product(backend, _stacked, null, x, rows, scratch);
-        Split(backend, scratch.Data, rows, outputs.Select(o => o.Data).ToArray());
+        Split(backend, scratch, rows, outputs);
         for (int i = 0; i < Parts.Count; i++) Parts[i].GenerateFromFrozenProduct(x, rows, outputs[i]);
     }
 
@@ -112,17 +112,17 @@ public sealed class SharedInputLinears
     /// <paramref name="scratch"/>, one product for dL/dx (into dx, added when accumulate, unless dx is null), then
     /// each part's bias gradient and tuners, which add their share of dL/dx.
     /// </summary>
-    public void Backward(IComputeBackend backend, float[] x, float[][] gradients, int rows, Tensor scratch, float[]? dx, bool accumulate)
+    public void Backward(IComputeBackend backend, Tensor x, Tensor[] gradients, int rows, Tensor scratch, Tensor? dx, bool accumulate)
     {
-        var tunerGradients = new float[][]?[Parts.Count];
-        var baseGradients = new float[Parts.Count][];
+        var tunerGradients = new Tensor[]?[Parts.Count];
+        var baseGradients = new Tensor[Parts.Count];
         for (int i = 0; i < Parts.Count; i++) tunerGradients[i] = Parts[i].OutputSideGradients(gradients[i], rows, out baseGradients[i]);
         if (dx is not null)
             using (StepProfile.Measure(StepSection.ProjectionsBackward))
             {
                 for (int i = 0; i < Parts.Count; i++)
-                    backend.CopyColumns(baseGradients[i], Parts[i].OutFeatures, 0, scratch.Data, Width, Offsets[i], rows, Parts[i].OutFeatures);
-                Stacked.Multiply(scratch.Data, rows, dx, accumulate);
+                    backend.CopyColumns(baseGradients[i], 0, scratch, Offsets[i], rows, Parts[i].OutFeatures);
+                backend.LinearInputGradient(scratch, rows, Stacked, dx, accumulate);
             }
         for (int i = 0; i < Parts.Count; i++) Parts[i].BackwardFromFrozenProduct(x, gradients[i], tunerGradients[i], baseGradients[i], rows, dx);
     }
@@ -183,9 +183,9 @@ public sealed class SharedInputLinears
     }
 
     /// <summary>The stacked product's columns into each part's output.</summary>
-    private void Split(IComputeBackend backend, float[] whole, int rows, float[][] outputs)
+    private void Split(IComputeBackend backend, Tensor whole, int rows, Tensor[] outputs)
     {
         for (int i = 0; i < Parts.Count; i++)
-            backend.CopyColumns(whole, Width, Offsets[i], outputs[i], Parts[i].OutFeatures, 0, rows, Parts[i].OutFeatures);
+            backend.CopyColumns(whole, Offsets[i], outputs[i], 0, rows, Parts[i].OutFeatures);
     }
 }

@@ -36,12 +36,12 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
 
     public bool HasTrainable => Weight.IsTrainable || Bias?.IsTrainable == true || Tuners.Count > 0;
 
-    public void Forward(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random)
+    public void Forward(Tensor x, int rows, Tensor y, TunerPass pass, SeededRandom? random)
     {
         if (Tuners.Count > 0 && TunersEnabled) x = TunedInput(x, rows, pass);
         if (Weight.Frozen is { } frozen)
         {
-            using (StepProfile.Measure(StepSection.ProjectionsForward)) frozen.MultiplyTransposed(x, rows, y);
+            using (StepProfile.Measure(StepSection.ProjectionsForward)) backend.Linear(x, rows, frozen, bias: null, y);
             ForwardFromFrozenProduct(x, rows, y, pass, random);
             return;
         }
@@ -54,14 +54,14 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
     /// The rest of <see cref="Forward"/> once y holds x·Wᵀ of the frozen weight (x as the tuners' input hooks left it;
     /// <see cref="SharedInputLinears"/> computes that product for several Linears at once): the bias, then the tuners.
     /// </summary>
-    internal void ForwardFromFrozenProduct(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random)
+    internal void ForwardFromFrozenProduct(Tensor x, int rows, Tensor y, TunerPass pass, SeededRandom? random)
     {
         if (Bias is not null)
             using (StepProfile.Measure(StepSection.ProjectionsForward)) backend.AddBias(y, rows, Bias.Data);
         ForwardTuners(x, rows, y, pass, random);
     }
 
-    private void ForwardTuners(float[] x, int rows, float[] y, TunerPass pass, SeededRandom? random)
+    private void ForwardTuners(Tensor x, int rows, Tensor y, TunerPass pass, SeededRandom? random)
     {
         if (Tuners.Count == 0 || !TunersEnabled) return;
         using (StepProfile.Measure(StepSection.LoraForward))
@@ -83,13 +83,9 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
         Tensor x, int rows, Tensor y)
     {
         foreach (var tuner in tuners)
-            if (tuner.TransformsInput)
-            {
-                var tuned = tuner.TransformInput(x.Data, rows, TunerPass.Evaluate);
-                x = new Tensor(tuned, tuned.Length / x.RowWidth, x.RowWidth);
-            }
+            if (tuner.TransformsInput) x = tuner.TransformInput(x, rows, TunerPass.Evaluate);
         Product(backend, weight, bias, x, rows, y);
-        foreach (var tuner in tuners) tuner.Forward(x.Data, rows, y.Data, TunerPass.Evaluate, null);
+        foreach (var tuner in tuners) tuner.Forward(x, rows, y, TunerPass.Evaluate, null);
     }
 
     /// <summary>
@@ -98,9 +94,9 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
     /// </summary>
     internal void GenerateFromFrozenProduct(Tensor x, int rows, Tensor y)
     {
-        if (Bias is not null) backend.AddBias(y.Data, rows, Bias.Data);
+        if (Bias is not null) backend.AddBias(y, rows, Bias.Data);
         if (TunersEnabled)
-            foreach (var tuner in Tuners) tuner.Forward(x.Data, rows, y.Data, TunerPass.Evaluate, null);
+            foreach (var tuner in Tuners) tuner.Forward(x, rows, y, TunerPass.Evaluate, null);
     }
 
     /// <summary>y = x·weightᵀ (+ bias) as generation computes it, for a layer's Linear and for lm_head.</summary>
@@ -110,12 +106,12 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
         {
             case StoredMatrix stored: backend.Linear(x, rows, stored.Matrix, bias?.Data, y); break;
             case { } frozen: backend.Linear(x, rows, frozen, bias?.Data, y); break;
-            default: backend.Linear(x.Data, rows, weight.Data, x.RowWidth, y.RowWidth, bias?.Data, y.Data); break;
+            default: backend.Linear(x, rows, weight.Data, x.RowWidth, y.RowWidth, bias?.Data, y); break;
         }
     }
 
     /// <summary>Parameter gradients from dy; dL/dx written to dx (added when accumulate) unless dx is null.</summary>
-    public void Backward(float[] x, float[] dy, int rows, float[]? dx, bool accumulate)
+    public void Backward(Tensor x, Tensor dy, int rows, Tensor? dx, bool accumulate)
     {
         if (!Tuners.Exists(t => t.TransformsInput))
         {
@@ -124,29 +120,28 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
         }
         // The input-side hooks' inputs again, as gradient checkpointing recomputes them (dropout masks reused).
         var hooks = Tuners.Where(t => t.TransformsInput).ToList();
-        var hookInputs = new float[hooks.Count][];
+        var hookInputs = new Tensor[hooks.Count];
         for (int i = 0; i < hooks.Count; i++)
         {
             hookInputs[i] = x;
             x = hooks[i].TransformInput(x, rows, TunerPass.Recompute);
         }
         // The hooks need dL/d(their output) for their own gradients, so it is computed even when dx is not wanted.
-        int n = rows * InFeatures;
-        var dInput = new float[n];
+        var dInput = backend.Allocate(rows, InFeatures);
         BackwardFromTunedInput(x, dy, rows, dInput, accumulate: false);
         for (int i = hooks.Count - 1; i >= 0; i--)
         {
-            var dHookInput = new float[n];
+            var dHookInput = backend.Allocate(rows, InFeatures);
             hooks[i].TransformInputBackward(hookInputs[i], dInput, rows, dHookInput);
             dInput = dHookInput;
         }
         if (dx is null) return;
-        if (accumulate) backend.Add(dx, dInput, n);
-        else dInput.CopyTo(dx, 0);
+        if (accumulate) backend.Add(dx, dInput, rows * InFeatures);
+        else backend.CopyRows(dInput, 0, dx, 0, rows);
     }
 
     /// <summary>x through the input-side hooks of the tuners that have one, in order (x itself when none has).</summary>
-    private float[] TunedInput(float[] x, int rows, TunerPass pass)
+    private Tensor TunedInput(Tensor x, int rows, TunerPass pass)
     {
         foreach (var tuner in Tuners)
             if (tuner.TransformsInput) x = tuner.TransformInput(x, rows, pass);
@@ -154,14 +149,14 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
     }
 
     /// <summary><see cref="Backward"/> of the base and the output-side hooks, for x the input the base saw.</summary>
-    private void BackwardFromTunedInput(float[] x, float[] dy, int rows, float[]? dx, bool accumulate)
+    private void BackwardFromTunedInput(Tensor x, Tensor dy, int rows, Tensor? dx, bool accumulate)
     {
         // Each tuner's dy is dL/d(its output): a rescaling tuner (IA3) changes it for the tuners before it and the base.
         var tunerDy = OutputSideGradients(dy, rows, out var baseDy);
         if (Weight.Frozen is { } frozen)
         {
             if (dx is not null)
-                using (StepProfile.Measure(StepSection.ProjectionsBackward)) frozen.Multiply(baseDy, rows, dx, accumulate);
+                using (StepProfile.Measure(StepSection.ProjectionsBackward)) backend.LinearInputGradient(baseDy, rows, frozen, dx, accumulate);
             BackwardFromFrozenProduct(x, dy, tunerDy, baseDy, rows, dx);
             return;
         }
@@ -175,14 +170,14 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
     /// The rest of the backward once dL/dx through the frozen weight is in dx (<see cref="SharedInputLinears"/>
     /// computes it for several Linears at once): the bias gradient from the base product's dy, then the tuners'.
     /// </summary>
-    internal void BackwardFromFrozenProduct(float[] x, float[] dy, float[][]? tunerDy, float[] baseDy, int rows, float[]? dx)
+    internal void BackwardFromFrozenProduct(Tensor x, Tensor dy, Tensor[]? tunerDy, Tensor baseDy, int rows, Tensor? dx)
     {
         if (Bias?.Grad is { } biasGrad)
             using (StepProfile.Measure(StepSection.ProjectionsBackward)) backend.ColumnSums(baseDy, rows, biasGrad);
         BackwardTuners(x, dy, tunerDy, rows, dx);
     }
 
-    private void BackwardTuners(float[] x, float[] dy, float[][]? tunerDy, int rows, float[]? dx)
+    private void BackwardTuners(Tensor x, Tensor dy, Tensor[]? tunerDy, int rows, Tensor? dx)
     {
         if (Tuners.Count == 0) return;
         using (StepProfile.Measure(StepSection.LoraBackward))
@@ -193,16 +188,16 @@ public sealed class TrainableLinear(string modulePath, int inFeatures, int outFe
     /// dL/d(each tuner's output), from the last tuner to the first, and the base product's dy; null (every one dy) when
     /// no tuner rescales its output, so additive tuners (LoRA) cost no copy.
     /// </summary>
-    internal float[][]? OutputSideGradients(float[] dy, int rows, out float[] baseDy)
+    internal Tensor[]? OutputSideGradients(Tensor dy, int rows, out Tensor baseDy)
     {
         baseDy = dy;
         if (!Tuners.Exists(t => t.TransformsOutput)) return null;
-        var tunerDy = new float[Tuners.Count][];
+        var tunerDy = new Tensor[Tuners.Count];
         for (int i = Tuners.Count - 1; i >= 0; i--)
         {
             tunerDy[i] = baseDy;
             if (!Tuners[i].TransformsOutput) continue;
-            var before = new float[rows * OutFeatures];
+            var before = backend.Allocate(rows, OutFeatures);
             Tuners[i].OutputGradient(baseDy, rows, before);
             baseDy = before;
         }

@@ -117,10 +117,14 @@ public sealed class ValueHead
                     ids[r * t + i] = sequences[start + r][i];
                     mask[r * t + i] = 1;
                 }
-            var hidden = new Tensor(b, t, HiddenSize);
+            var hidden = model.Backend.Allocate(b * t, HiddenSize);
             model.Forward(ids, positions, mask, b, t, model.CreateCache(b, t), hidden);
+            var last = new float[HiddenSize];
             for (int r = 0; r < b; r++)
-                scores[start + r] = Score(hidden.Data.AsSpan((r * t + sequences[start + r].Length - 1) * HiddenSize, HiddenSize));
+            {
+                model.Backend.CopyToHost(hidden, (long)(r * t + sequences[start + r].Length - 1) * HiddenSize, last);
+                scores[start + r] = Score(last);
+            }
         }
         return scores;
     }
