@@ -41,7 +41,7 @@ public sealed class RunEventStream(BoardServer board, string dir)
         long? lastPeak = null;
         while (!token.IsCancellationRequested)
         {
-            if (RunRecord.Read(dir) is { State: RunState.Running } running && !board.Runs.IsRunningHere(dir)) RunQueue.CloseOrphan(dir, running);
+            board.Runs.CloseIfOrphaned(dir);
             var summary = RunFolders.Describe(board.Roots, dir);
             string state = summary.ToJsonString(BoardJson.Options);
             bool over = summary["state"]?.GetValue<string>() is "finished" or "failed" or "aborted";

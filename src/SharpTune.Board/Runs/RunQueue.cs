@@ -161,10 +161,16 @@ public sealed partial class RunQueue : IDisposable
         return File.Exists(log) ? File.ReadLines(log).LastOrDefault(l => l.StartsWith("error: ", StringComparison.Ordinal)) : null;
     }
 
-    /// <summary>Whether this board's worker runs the run in <paramref name="dir"/> now.</summary>
-    public bool IsRunningHere(string dir)
+    /// <summary>
+    /// Closes the run in <paramref name="dir"/> from its files (<see cref="CloseOrphan"/>) when its record says running
+    /// but this board's worker does not run it. The record is read under the queue's lock: a run of this board that
+    /// ends meanwhile is then seen in the final state its worker wrote, instead of being closed again from a read taken
+    /// before it ended (which turned an aborted run into a failed one).
+    /// </summary>
+    public void CloseIfOrphaned(string dir)
     {
-        lock (_lock) return _running?.Dir == dir;
+        lock (_lock)
+            if (RunRecord.Read(dir) is { State: RunState.Running } running && _running?.Dir != dir) CloseOrphan(dir, running);
     }
 
     /// <summary>
